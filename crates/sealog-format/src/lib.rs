@@ -1,0 +1,31 @@
+//! The formats of sealog: pure bytes, no I/O.
+//!
+//! This crate defines everything sealog writes, so that a verifier (in Rust
+//! or, from `docs/format.md`, in any language) needs nothing else:
+//!
+//! - [`event`]: the audit event model and its JSON shape;
+//! - [`validate`]: the content rules and the secret guard;
+//! - [`record`]: the record body, the bytes that are hashed;
+//! - [`frame`]: length + CRC framing of records inside a segment;
+//! - [`segment`]: segment header and footer, the store manifest;
+//! - [`chain`]: the BLAKE3 hash chain;
+//! - [`merkle`]: the RFC 9162 Merkle tree.
+//!
+//! All integers are little-endian and fixed-width; every structure carries a
+//! magic number and a format version. Decoding never panics on bad input: it
+//! returns an error that says what was wrong and where.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+pub mod chain;
+pub mod event;
+pub mod frame;
+pub mod merkle;
+pub mod record;
+pub mod segment;
+pub mod validate;
+
+pub use event::{Actor, Event, Metadata, Outcome, Principal, Record, Resource, Source, Timestamp};
+pub use merkle::Hash;
+pub use validate::{EventLimits, SecretGuard, SecretPolicy, ValidationError, Validator};

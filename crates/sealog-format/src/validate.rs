@@ -1,0 +1,752 @@
+//! The content rules an event must satisfy before the store accepts it.
+//!
+//! Every rule failure is a [`ValidationError`] that names the offending field
+//! by its JSON path (`actor.id`, `source.ip`, `metadata.password`), so a
+//! client can fix the event without guessing. Limits are configurable through
+//! [`EventLimits`]; the defaults are documented on each field.
+//!
+//! The secret guard ([`SecretGuard`]) keeps credentials out of the log: a
+//! metadata key that looks like a secret is rejected by default, or its value
+//! replaced with `"[REDACTED]"` when configured to redact.
+
+use std::fmt;
+
+use crate::event::{Event, Metadata};
+
+/// The replacement value for a redacted secret.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Why an event was refused, and which field caused it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ValidationError {
+    field: String,
+    kind: ValidationErrorKind,
+}
+
+/// What was wrong with a field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValidationErrorKind {
+    /// The JSON did not have the event's shape (missing field, wrong type).
+    Json(String),
+    /// A required field, or an optional one that was given, is empty.
+    Empty,
+    /// The field is longer than its limit.
+    TooLong {
+        /// Length of the value in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The value contains a control character (byte value shown).
+    ControlCharacter {
+        /// Byte offset of the character in the value.
+        offset: usize,
+    },
+    /// The value does not follow the field's syntax.
+    Syntax(&'static str),
+    /// The metadata object nests deeper than allowed.
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// A metadata key looks like it holds a secret.
+    SecretKey {
+        /// The guard pattern it matched.
+        pattern: String,
+    },
+}
+
+impl ValidationError {
+    /// A field-level error.
+    pub fn new(field: impl Into<String>, kind: ValidationErrorKind) -> ValidationError {
+        ValidationError {
+            field: field.into(),
+            kind,
+        }
+    }
+
+    /// A JSON structure error at `path` (empty for the whole document).
+    pub fn json(path: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError::new(path, ValidationErrorKind::Json(message.into()))
+    }
+
+    /// The JSON path of the offending field (empty when the whole document
+    /// is at fault).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> &ValidationErrorKind {
+        &self.kind
+    }
+
+    /// The reason, without the field name.
+    pub fn reason(&self) -> String {
+        match &self.kind {
+            ValidationErrorKind::Json(message) => message.clone(),
+            ValidationErrorKind::Empty => {
+                "must not be empty (omit an optional field instead)".into()
+            }
+            ValidationErrorKind::TooLong { len, max } => {
+                format!("is {len} bytes long; the limit is {max} bytes")
+            }
+            ValidationErrorKind::ControlCharacter { offset } => {
+                format!("contains a control character at byte {offset}")
+            }
+            ValidationErrorKind::Syntax(rule) => format!("must be {rule}"),
+            ValidationErrorKind::TooDeep { max } => {
+                format!("nests deeper than {max} levels")
+            }
+            ValidationErrorKind::SecretKey { pattern } => format!(
+                "looks like a secret (matches `{pattern}`); audit events must not carry \
+                 credentials: remove it, or configure the secret guard to redact"
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.field.is_empty() {
+            format!("invalid event: {}", self.reason())
+        } else {
+            format!("invalid event: `{}` {}", self.field, self.reason())
+        }
+    }
+}
+
+/// Size limits for each field. All lengths are in bytes of UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// `actor.type`, `actor.on_behalf_of.type`, `resource.type` (default 64).
+    pub max_type_len: usize,
+    /// `actor.id`, `actor.on_behalf_of.id`, `resource.id` (default 256).
+    pub max_id_len: usize,
+    /// `action` (default 128).
+    pub max_action_len: usize,
+    /// `tenant`, `request_id`, `actor.session_id` (default 128).
+    pub max_token_len: usize,
+    /// `source.user_agent` (default 512).
+    pub max_user_agent_len: usize,
+    /// `reason` (default 2048).
+    pub max_reason_len: usize,
+    /// `metadata`, measured as compact JSON (default 16 KiB).
+    pub max_metadata_len: usize,
+    /// Nesting depth of `metadata` (default 16).
+    pub max_metadata_depth: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_type_len: 64,
+            max_id_len: 256,
+            max_action_len: 128,
+            max_token_len: 128,
+            max_user_agent_len: 512,
+            max_reason_len: 2048,
+            max_metadata_len: 16 * 1024,
+            max_metadata_depth: 16,
+        }
+    }
+}
+
+/// What the secret guard does with a metadata key that looks like a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SecretPolicy {
+    /// Refuse the event, naming the key (the default).
+    #[default]
+    Reject,
+    /// Replace the value with `"[REDACTED]"` and accept the event.
+    Redact,
+    /// Accept the event unchanged.
+    Allow,
+}
+
+/// Detects metadata keys that look like they hold secrets.
+///
+/// A key matches a pattern when the key, lowercased and with every character
+/// that is not a letter or digit removed, *contains* the pattern normalised
+/// the same way: `password` matches `old_password`, `Password` and
+/// `user-password`; `api_key` matches `apiKey` and `X-API-KEY`. Keys are
+/// checked at every depth of the metadata object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretGuard {
+    policy: SecretPolicy,
+    patterns: Vec<(String, String)>,
+}
+
+impl SecretGuard {
+    /// The patterns guarded by default.
+    pub const DEFAULT_PATTERNS: &'static [&'static str] = &[
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "authorization",
+        "cookie",
+        "card_number",
+        "cvv",
+        "ssn",
+    ];
+
+    /// A guard with the given policy and patterns.
+    pub fn new<I, S>(policy: SecretPolicy, patterns: I) -> SecretGuard
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let patterns = patterns
+            .into_iter()
+            .map(|p| (p.as_ref().to_owned(), normalize_key(p.as_ref())))
+            .filter(|(_, normalized)| !normalized.is_empty())
+            .collect();
+        SecretGuard { policy, patterns }
+    }
+
+    /// The default patterns with the given policy.
+    pub fn with_policy(policy: SecretPolicy) -> SecretGuard {
+        SecretGuard::new(policy, Self::DEFAULT_PATTERNS)
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> SecretPolicy {
+        self.policy
+    }
+
+    /// The patterns, as configured.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|(raw, _)| raw.as_str())
+    }
+
+    /// The pattern `key` matches, if any.
+    pub fn matches(&self, key: &str) -> Option<&str> {
+        let normalized = normalize_key(key);
+        self.patterns
+            .iter()
+            .find(|(_, p)| normalized.contains(p.as_str()))
+            .map(|(raw, _)| raw.as_str())
+    }
+}
+
+impl Default for SecretGuard {
+    fn default() -> Self {
+        SecretGuard::with_policy(SecretPolicy::Reject)
+    }
+}
+
+fn normalize_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The rules an event is checked against: limits and the secret guard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validator {
+    /// Field size limits.
+    pub limits: EventLimits,
+    /// The secret guard.
+    pub secrets: SecretGuard,
+}
+
+impl Validator {
+    /// Checks `event` against every rule, applying redaction if the secret
+    /// guard is configured to redact. Returns the first problem found, in
+    /// field order.
+    pub fn validate(&self, event: &mut Event) -> Result<(), ValidationError> {
+        let l = &self.limits;
+        check_type("actor.type", &event.actor.kind, l.max_type_len)?;
+        check_id("actor.id", &event.actor.id, l.max_id_len)?;
+        if let Some(p) = &event.actor.on_behalf_of {
+            check_type("actor.on_behalf_of.type", &p.kind, l.max_type_len)?;
+            check_id("actor.on_behalf_of.id", &p.id, l.max_id_len)?;
+        }
+        if let Some(s) = &event.actor.session_id {
+            check_id("actor.session_id", s, l.max_token_len)?;
+        }
+        check_action("action", &event.action, l.max_action_len)?;
+        check_type("resource.type", &event.resource.kind, l.max_type_len)?;
+        if let Some(id) = &event.resource.id {
+            check_id("resource.id", id, l.max_id_len)?;
+        }
+        if let Some(t) = &event.tenant {
+            check_id("tenant", t, l.max_token_len)?;
+        }
+        if let Some(ua) = event.source.as_ref().and_then(|s| s.user_agent.as_ref()) {
+            check_text("source.user_agent", ua, l.max_user_agent_len, false)?;
+        }
+        if let Some(r) = &event.request_id {
+            check_id("request_id", r, l.max_token_len)?;
+        }
+        if let Some(r) = &event.reason {
+            check_text("reason", r, l.max_reason_len, true)?;
+        }
+        if let Some(m) = &mut event.metadata {
+            self.check_metadata(m)?;
+        }
+        Ok(())
+    }
+
+    fn check_metadata(&self, metadata: &mut Metadata) -> Result<(), ValidationError> {
+        let mut path = String::from("metadata");
+        guard_object(
+            &self.secrets,
+            metadata,
+            &mut path,
+            1,
+            self.limits.max_metadata_depth,
+        )?;
+        let len = serialized_len(metadata);
+        if len > self.limits.max_metadata_len {
+            return Err(ValidationError::new(
+                "metadata",
+                ValidationErrorKind::TooLong {
+                    len,
+                    max: self.limits.max_metadata_len,
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks `event` with the default limits and secret guard.
+pub fn validate(event: &mut Event) -> Result<(), ValidationError> {
+    Validator::default().validate(event)
+}
+
+fn serialized_len(metadata: &Metadata) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Serializing a Map of Values cannot fail (keys are strings, no I/O).
+    match serde_json::to_writer(&mut counter, metadata) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+fn guard_object(
+    guard: &SecretGuard,
+    object: &mut Metadata,
+    path: &mut String,
+    depth: usize,
+    max_depth: usize,
+) -> Result<(), ValidationError> {
+    if depth > max_depth {
+        return Err(ValidationError::new(
+            path.clone(),
+            ValidationErrorKind::TooDeep { max: max_depth },
+        ));
+    }
+    for (key, value) in object.iter_mut() {
+        let base = path.len();
+        path.push('.');
+        path.push_str(key);
+        if let Some(pattern) = guard.matches(key) {
+            match guard.policy {
+                SecretPolicy::Reject => {
+                    return Err(ValidationError::new(
+                        path.clone(),
+                        ValidationErrorKind::SecretKey {
+                            pattern: pattern.to_owned(),
+                        },
+                    ));
+                }
+                SecretPolicy::Redact => {
+                    *value = serde_json::Value::String(REDACTED.to_owned());
+                }
+                SecretPolicy::Allow => {}
+            }
+        }
+        guard_value(guard, value, path, depth, max_depth)?;
+        path.truncate(base);
+    }
+    Ok(())
+}
+
+fn guard_value(
+    guard: &SecretGuard,
+    value: &mut serde_json::Value,
+    path: &mut String,
+    depth: usize,
+    max_depth: usize,
+) -> Result<(), ValidationError> {
+    match value {
+        serde_json::Value::Object(inner) => guard_object(guard, inner, path, depth + 1, max_depth),
+        serde_json::Value::Array(items) => {
+            if depth + 1 > max_depth {
+                return Err(ValidationError::new(
+                    path.clone(),
+                    ValidationErrorKind::TooDeep { max: max_depth },
+                ));
+            }
+            for (i, item) in items.iter_mut().enumerate() {
+                let base = path.len();
+                path.push_str(&format!("[{i}]"));
+                guard_value(guard, item, path, depth + 1, max_depth)?;
+                path.truncate(base);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(ValidationError::new(field, ValidationErrorKind::Empty));
+    }
+    if value.len() > max {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::TooLong {
+                len: value.len(),
+                max,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Identifiers: any printable text, no control characters.
+fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    check_len(field, value, max)?;
+    if let Some(offset) = value.bytes().position(|b| b < 0x20 || b == 0x7f) {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::ControlCharacter { offset },
+        ));
+    }
+    Ok(())
+}
+
+/// Free text: tabs allowed, and newlines where `multiline`.
+fn check_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<(), ValidationError> {
+    check_len(field, value, max)?;
+    let bad = |b: u8| (b < 0x20 && b != b'\t' && !(multiline && b == b'\n')) || b == 0x7f;
+    if let Some(offset) = value.bytes().position(bad) {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::ControlCharacter { offset },
+        ));
+    }
+    Ok(())
+}
+
+/// Types: a lowercase word, `[a-z][a-z0-9_.-]*`.
+fn check_type(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    check_len(field, value, max)?;
+    let mut bytes = value.bytes();
+    let ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        });
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::Syntax(
+                "a lowercase word: a letter a-z, then letters, digits, `_`, `.` or `-` \
+                 (e.g. `user`, `api_key`, `s3.bucket`)",
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Actions: lowercase dotted names, each part `[a-z0-9_-]+`, starting with a
+/// letter.
+fn check_action(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    check_len(field, value, max)?;
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+    };
+    let starts_with_letter = value.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    if !starts_with_letter || !value.split('.').all(part_ok) {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::Syntax(
+                "a lowercase dotted machine name such as `customer.delete` or \
+                 `auth.login_failed` (parts of a-z, 0-9, `_`, `-`, starting with a letter)",
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for SecretPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SecretPolicy::Reject => "reject",
+            SecretPolicy::Redact => "redact",
+            SecretPolicy::Allow => "allow",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Actor, Outcome, Principal, Resource};
+    use serde_json::json;
+
+    fn event() -> Event {
+        Event::new(
+            Actor::new("user", "alice"),
+            "customer.delete",
+            Resource::new("customer", "4471"),
+            Outcome::Success,
+        )
+    }
+
+    fn field_of(mut e: Event) -> String {
+        validate(&mut e).unwrap_err().field().to_owned()
+    }
+
+    fn metadata(value: serde_json::Value) -> Metadata {
+        match value {
+            serde_json::Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn a_complete_event_is_valid() {
+        let mut e = event()
+            .with_tenant("acme")
+            .with_source_ip("203.0.113.9".parse().unwrap())
+            .with_user_agent("curl/8.5\tx")
+            .with_request_id("req-1")
+            .with_reason("ticket SEC-12\nsecond line")
+            .with_session_id("s-1")
+            .on_behalf_of(Principal::new("user", "support-7"))
+            .with_metadata(metadata(
+                json!({"before": {"plan": "free"}, "after": {"plan": "pro"}}),
+            ));
+        validate(&mut e).unwrap();
+    }
+
+    #[test]
+    fn empty_required_fields_are_named() {
+        let mut e = event();
+        e.actor.id.clear();
+        assert_eq!(field_of(e), "actor.id");
+        let mut e = event();
+        e.actor.kind.clear();
+        assert_eq!(field_of(e), "actor.type");
+        let mut e = event();
+        e.action.clear();
+        assert_eq!(field_of(e), "action");
+        let mut e = event();
+        e.resource.kind.clear();
+        assert_eq!(field_of(e), "resource.type");
+    }
+
+    #[test]
+    fn empty_optional_fields_are_named() {
+        assert_eq!(field_of(event().with_tenant("")), "tenant");
+        assert_eq!(field_of(event().with_request_id("")), "request_id");
+        assert_eq!(field_of(event().with_reason("")), "reason");
+        assert_eq!(field_of(event().with_user_agent("")), "source.user_agent");
+        assert_eq!(field_of(event().with_session_id("")), "actor.session_id");
+        let mut e = event();
+        e.resource.id = Some(String::new());
+        assert_eq!(field_of(e), "resource.id");
+        assert_eq!(
+            field_of(event().on_behalf_of(Principal::new("user", ""))),
+            "actor.on_behalf_of.id"
+        );
+        assert_eq!(
+            field_of(event().on_behalf_of(Principal::new("", "x"))),
+            "actor.on_behalf_of.type"
+        );
+    }
+
+    #[test]
+    fn length_limits_are_enforced_per_field() {
+        let long = |n| "x".repeat(n);
+        let mut e = event();
+        e.actor.id = long(257);
+        let err = validate(&mut e).unwrap_err();
+        assert_eq!(err.field(), "actor.id");
+        assert!(
+            err.to_string().contains("257 bytes") && err.to_string().contains("256"),
+            "{err}"
+        );
+        let mut e = event();
+        e.actor.kind = "u".repeat(65);
+        assert_eq!(field_of(e), "actor.type");
+        let mut e = event();
+        e.action = "a".repeat(129);
+        assert_eq!(field_of(e), "action");
+        assert_eq!(field_of(event().with_tenant(long(129))), "tenant");
+        assert_eq!(field_of(event().with_request_id(long(129))), "request_id");
+        assert_eq!(
+            field_of(event().with_user_agent(long(513))),
+            "source.user_agent"
+        );
+        assert_eq!(field_of(event().with_reason(long(2049))), "reason");
+        let mut e = event();
+        e.resource.id = Some(long(257));
+        assert_eq!(field_of(e), "resource.id");
+    }
+
+    #[test]
+    fn syntax_rules_name_the_field() {
+        let mut e = event();
+        e.actor.kind = "User".into();
+        assert_eq!(field_of(e), "actor.type");
+        let mut e = event();
+        e.resource.kind = "9lives".into();
+        assert_eq!(field_of(e), "resource.type");
+        for bad in [
+            "Customer.Delete",
+            "customer..delete",
+            ".delete",
+            "customer.",
+            "customer delete",
+            "1x",
+            "*.export",
+        ] {
+            let mut e = event();
+            e.action = bad.into();
+            let err = validate(&mut e).unwrap_err();
+            assert_eq!(err.field(), "action", "{bad}");
+            assert!(err.to_string().contains("dotted"), "{err}");
+        }
+        for good in [
+            "customer.delete",
+            "auth.login_failed",
+            "login",
+            "v2.export-csv",
+            "a.b.c",
+        ] {
+            let mut e = event();
+            e.action = good.into();
+            validate(&mut e).unwrap();
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_their_offset() {
+        let mut e = event();
+        e.actor.id = "al\u{0}ice".into();
+        let err = validate(&mut e).unwrap_err();
+        assert_eq!(err.field(), "actor.id");
+        assert_eq!(
+            err.kind(),
+            &ValidationErrorKind::ControlCharacter { offset: 2 }
+        );
+        assert_eq!(field_of(event().with_tenant("a\nb")), "tenant");
+        assert_eq!(
+            field_of(event().with_user_agent("a\nb")),
+            "source.user_agent"
+        );
+        assert_eq!(field_of(event().with_reason("a\u{1b}[31m")), "reason");
+    }
+
+    #[test]
+    fn oversized_metadata_is_refused() {
+        let big = "x".repeat(16 * 1024);
+        let err = validate(&mut event().with_metadata(metadata(json!({"blob": big})))).unwrap_err();
+        assert_eq!(err.field(), "metadata");
+        assert!(matches!(
+            err.kind(),
+            ValidationErrorKind::TooLong { max: 16384, .. }
+        ));
+    }
+
+    #[test]
+    fn deep_metadata_is_refused() {
+        let mut v = json!(1);
+        for _ in 0..20 {
+            v = json!({ "a": v });
+        }
+        let err = validate(&mut event().with_metadata(metadata(v))).unwrap_err();
+        assert!(err.field().starts_with("metadata"), "{err}");
+        assert!(matches!(
+            err.kind(),
+            ValidationErrorKind::TooDeep { max: 16 }
+        ));
+    }
+
+    #[test]
+    fn secret_looking_keys_are_rejected_by_name() {
+        for key in [
+            "password",
+            "old_password",
+            "Password",
+            "apiKey",
+            "X-API-KEY",
+            "session_token",
+            "Authorization",
+            "card_number",
+            "cvv",
+            "ssn",
+            "client_secret",
+            "set-cookie",
+            "passwd",
+        ] {
+            let m = metadata(json!({ key: "hunter2" }));
+            let err = validate(&mut event().with_metadata(m)).unwrap_err();
+            assert_eq!(err.field(), format!("metadata.{key}"));
+            assert!(
+                matches!(err.kind(), ValidationErrorKind::SecretKey { .. }),
+                "{key}"
+            );
+        }
+        let m = metadata(json!({"user": {"profile": [{"plain": 1}, {"token": "abc"}]}}));
+        let err = validate(&mut event().with_metadata(m)).unwrap_err();
+        assert_eq!(err.field(), "metadata.user.profile[1].token");
+        let m = metadata(json!({"plan": "pro", "session": "s", "lesson": 1}));
+        validate(&mut event().with_metadata(m)).unwrap();
+    }
+
+    #[test]
+    fn the_guard_can_redact_instead() {
+        let v = Validator {
+            secrets: SecretGuard::with_policy(SecretPolicy::Redact),
+            ..Validator::default()
+        };
+        let mut e = event().with_metadata(metadata(
+            json!({"password": "hunter2", "nested": {"api_key": 7}, "plan": "pro"}),
+        ));
+        v.validate(&mut e).unwrap();
+        let m = e.metadata.unwrap();
+        assert_eq!(m["password"], REDACTED);
+        assert_eq!(m["nested"]["api_key"], REDACTED);
+        assert_eq!(m["plan"], "pro");
+    }
+
+    #[test]
+    fn the_guard_patterns_are_configurable() {
+        let v = Validator {
+            secrets: SecretGuard::new(SecretPolicy::Reject, ["pin"]),
+            ..Validator::default()
+        };
+        let mut e = event().with_metadata(metadata(json!({"password": "x"})));
+        v.validate(&mut e).unwrap();
+        let mut e = event().with_metadata(metadata(json!({"card_pin": "1234"})));
+        assert_eq!(v.validate(&mut e).unwrap_err().field(), "metadata.card_pin");
+    }
+}
