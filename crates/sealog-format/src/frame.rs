@@ -9,11 +9,19 @@
 //! 12      len   record body
 //! ```
 //!
+//! A sealed segment ends its frames with an *end marker*: a frame header
+//! with length 0, flags `END` (0x80) and the CRC of its first 8 bytes. It
+//! tells the end of a sealed segment apart from zeroed or unwritten bytes.
+//!
 //! The CRC detects torn and damaged writes; it is not a security measure
 //! (tamper evidence comes from the hash chain and the Merkle tree). The COMMIT
 //! flag makes batches atomic: recovery keeps frames only up to the last
 //! complete frame that has it.
 
+use sha2::{Digest, Sha256};
+
+use crate::Hash;
+use crate::merkle::LEAF_PREFIX;
 use crate::record::MAX_RECORD_LEN;
 
 /// Bytes of the frame header.
@@ -22,8 +30,27 @@ pub const FRAME_HEADER_LEN: usize = 12;
 pub const FRAME_CRC_OFFSET: usize = 8;
 /// The frame ends an atomic batch.
 pub const FRAME_COMMIT: u8 = 1;
-/// Every frame flag this version defines.
+/// Every frame flag a record frame may carry.
 pub const KNOWN_FRAME_FLAGS: u8 = FRAME_COMMIT;
+/// The flag of the end marker (a frame header of length 0).
+pub const FRAME_END: u8 = 0x80;
+/// Length of the end marker.
+pub const END_MARKER_LEN: usize = FRAME_HEADER_LEN;
+
+/// The end marker that closes the frames of a sealed segment.
+pub fn end_marker() -> [u8; END_MARKER_LEN] {
+    let prefix = header_prefix(0, FRAME_END);
+    let mut marker = [0u8; END_MARKER_LEN];
+    let (head, crc) = marker.split_at_mut(FRAME_CRC_OFFSET);
+    head.copy_from_slice(&prefix);
+    crc.copy_from_slice(&crc32fast::hash(&prefix).to_le_bytes());
+    marker
+}
+
+/// True if `bytes` starts with the end marker.
+pub fn is_end_marker(bytes: &[u8]) -> bool {
+    bytes.get(..END_MARKER_LEN) == Some(&end_marker()[..])
+}
 
 /// The first 8 bytes of a frame header, which the CRC covers.
 pub fn header_prefix(body_len: u32, flags: u8) -> [u8; FRAME_CRC_OFFSET] {
@@ -62,6 +89,37 @@ fn checked_len(len: usize) -> Result<u32, FrameError> {
         return Err(FrameError::BadLength { len: len as u64 });
     }
     u32::try_from(len).map_err(|_| FrameError::BadLength { len: len as u64 })
+}
+
+/// Computes a frame's CRC and its record's Merkle leaf hash in one pass,
+/// fed in pieces: the writer hashes the body it has encoded, then finishes
+/// with the 16-byte trailer once the store has assigned seq and time.
+#[derive(Clone, Debug)]
+pub struct FrameHasher {
+    crc: crc32fast::Hasher,
+    leaf: Sha256,
+}
+
+impl FrameHasher {
+    /// Starts a frame whose header prefix (length and flags) is `prefix`.
+    pub fn new(prefix: &[u8; FRAME_CRC_OFFSET]) -> FrameHasher {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(prefix);
+        let mut leaf = Sha256::new();
+        leaf.update([LEAF_PREFIX]);
+        FrameHasher { crc, leaf }
+    }
+
+    /// Feeds the next bytes of the record body.
+    pub fn update(&mut self, body_part: &[u8]) {
+        self.crc.update(body_part);
+        self.leaf.update(body_part);
+    }
+
+    /// The frame CRC and the record's leaf hash (`SHA-256(0x00 ‖ body)`).
+    pub fn finish(self) -> (u32, Hash) {
+        (self.crc.finalize(), self.leaf.finalize().into())
+    }
 }
 
 /// A frame that could not be read.
@@ -123,14 +181,22 @@ impl Frame<'_> {
 pub enum FrameRead<'a> {
     /// A complete, checksummed frame.
     Frame(Frame<'a>),
-    /// A zero length field (or fewer than 4 bytes left): the end of frames.
+    /// A zero length field (an end marker, or zeros), or the end of the
+    /// bytes: no more frames.
     End,
 }
 
 /// Reads the frame at the start of `bytes`.
 pub fn read_frame(bytes: &[u8]) -> Result<FrameRead<'_>, FrameError> {
     let Some(len_bytes) = bytes.get(..4) else {
-        return Ok(FrameRead::End);
+        // Fewer than 4 bytes left: the end, unless a length was being written.
+        if bytes.iter().all(|&b| b == 0) {
+            return Ok(FrameRead::End);
+        }
+        return Err(FrameError::Incomplete {
+            needed: 4,
+            available: bytes.len(),
+        });
     };
     let mut len4 = [0u8; 4];
     len4.copy_from_slice(len_bytes);
@@ -195,6 +261,12 @@ mod tests {
         assert!(b.is_commit());
         assert_eq!(read_frame(&buf[a.len + b.len..]).unwrap(), FrameRead::End);
         assert_eq!(read_frame(&[0, 0, 0, 0, 9, 9]).unwrap(), FrameRead::End);
+        assert_eq!(read_frame(&end_marker()).unwrap(), FrameRead::End);
+        assert_eq!(read_frame(&[0, 0]).unwrap(), FrameRead::End);
+        assert!(matches!(
+            read_frame(&[7, 0]),
+            Err(FrameError::Incomplete { .. })
+        ));
     }
 
     #[test]
@@ -232,6 +304,27 @@ mod tests {
             read_frame(&header),
             Err(FrameError::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn the_end_marker_is_a_checksummed_empty_frame_header() {
+        let m = end_marker();
+        assert_eq!(&m[..8], &[0, 0, 0, 0, 0x80, 0, 0, 0]);
+        assert_eq!(&m[8..], &crc32fast::hash(&m[..8]).to_le_bytes());
+        assert!(is_end_marker(&m));
+        assert!(!is_end_marker(&[0u8; 12]));
+    }
+
+    #[test]
+    fn the_frame_hasher_matches_the_one_shot_functions() {
+        let body = b"some record body bytes";
+        let prefix = header_prefix(body.len() as u32, FRAME_COMMIT);
+        let mut h = FrameHasher::new(&prefix);
+        h.update(&body[..5]);
+        h.update(&body[5..]);
+        let (crc, leaf) = h.finish();
+        assert_eq!(crc, frame_crc(&prefix, body));
+        assert_eq!(leaf, crate::merkle::leaf_hash(body));
     }
 
     proptest! {

@@ -9,7 +9,10 @@
 //! - [`frame`]: length + CRC framing of records inside a segment;
 //! - [`segment`]: segment header and footer, the store manifest;
 //! - [`chain`]: the BLAKE3 hash chain;
-//! - [`merkle`]: the RFC 9162 Merkle tree.
+//! - [`merkle`]: the RFC 9162 Merkle tree, inclusion and consistency proofs;
+//! - [`note`]: C2SP signed notes with Ed25519 keys;
+//! - [`checkpoint`]: C2SP tlog checkpoints (signed tree heads);
+//! - [`receipt`]: C2SP `tlog-proof@v1` receipts, verifiable offline.
 //!
 //! All integers are little-endian and fixed-width; every structure carries a
 //! magic number and a format version. Decoding never panics on bad input: it
@@ -19,9 +22,12 @@
 #![deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 pub mod chain;
+pub mod checkpoint;
 pub mod event;
 pub mod frame;
 pub mod merkle;
+pub mod note;
+pub mod receipt;
 pub mod record;
 pub mod segment;
 pub mod validate;

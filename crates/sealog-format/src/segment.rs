@@ -6,8 +6,8 @@
 //! ```text
 //! 0                  SegmentHeader (128 bytes)
 //! 128                frames ...
-//! frames_end         end-of-frames marker: 4 zero bytes
-//! frames_end + 4     SegmentFooter (176 bytes); the file ends here
+//! frames_end         end marker (12 bytes, see `frame::end_marker`)
+//! frames_end + 12    SegmentFooter (176 bytes); the file ends here
 //! ```
 //!
 //! An active (unsealed) segment has no footer; the bytes after its last frame
@@ -32,8 +32,8 @@ pub const MIN_SEGMENT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 128;
 /// Length of a segment footer.
 pub const FOOTER_LEN: usize = 176;
-/// Length of the end-of-frames marker that precedes the footer.
-pub const END_MARKER_LEN: usize = 4;
+/// Length of the end marker that precedes the footer.
+pub const END_MARKER_LEN: usize = crate::frame::END_MARKER_LEN;
 /// Length of the store manifest.
 pub const MANIFEST_LEN: usize = 64;
 
@@ -522,7 +522,7 @@ mod tests {
         let mut file_tail = vec![0xAA; 40];
         file_tail.extend_from_slice(&f.encode());
         assert_eq!(SegmentFooter::decode(&file_tail).unwrap(), f);
-        assert_eq!(f.file_len(), 4000 + 4 + 176);
+        assert_eq!(f.file_len(), 4000 + 12 + 176);
         let m = Manifest {
             store_id: [5; 16],
             created_at: Timestamp::from_nanos(77),

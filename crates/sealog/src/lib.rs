@@ -1,1 +1,62 @@
-//! x
+//! sealog: a durable, append-only, tamper-evident storage engine for audit
+//! logs.
+//!
+//! Open a [`Store`], append [`Event`]s, read them back, and verify that
+//! nothing was altered:
+//!
+//! ```no_run
+//! use sealog::{Durability, Store, StoreOptions};
+//! use sealog::format::{Actor, Event, Outcome, Resource};
+//!
+//! let store = Store::open("./audit", StoreOptions::default())?;
+//! let receipts = store.append_batch(vec![
+//!     Event::new(Actor::new("user", "alice"), "customer.delete",
+//!                Resource::new("customer", "4471"), Outcome::Success),
+//!     Event::new(Actor::new("user", "bob"), "auth.login_failed",
+//!                Resource::kind("session"), Outcome::Failure),
+//! ])?;
+//! assert_eq!(receipts[1].seq, receipts[0].seq + 1);
+//! store.verify()?;
+//! # Ok::<(), sealog::Error>(())
+//! ```
+//!
+//! ## Guarantees
+//!
+//! - An append returns only once its events are on stable storage (under
+//!   the default [`Durability::Group`]); concurrent appends share one sync.
+//! - A batch is atomic: after a crash, all of it is present or none.
+//! - Records are never updated or deleted. Each record's leaf hash
+//!   (RFC 9162) and the BLAKE3 hash chain commit to everything before it;
+//!   each sealed segment's footer carries its Merkle root.
+//! - After a failed write or sync the store refuses writes until reopened.
+//! - Reopening after a crash scans only the unsealed segments and removes
+//!   only bytes that were never acknowledged, saying so in a
+//!   `store.recovered` event.
+//!
+//! The byte-level format is specified in `docs/format.md` and implemented
+//! by the [`sealog_format`] crate, re-exported as [`format`].
+
+mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+mod fs;
+mod layout;
+mod mmap;
+mod options;
+mod recovery;
+mod segment;
+mod store;
+mod tree;
+mod verify;
+mod writer;
+
+pub use sealog_format as format;
+pub use sealog_format::{Event, Outcome, Record, Timestamp};
+
+pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
+pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};
+pub use mmap::Mapped;
+pub use options::{Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Preallocation, StoreOptions};
+pub use recovery::{RecoveryReport, Truncation};
+pub use store::{Head, Receipt, Scan, Store};
+pub use verify::{VerifyReport, verify_dir};

@@ -1,0 +1,296 @@
+//! The engine's error type.
+//!
+//! Corruption (bytes on disk that are not what sealog wrote) is kept apart
+//! from I/O failures and always says where: which file, which byte offset,
+//! which record. A failed write or sync latches the store into refusing
+//! writes ([`Error::WritesRefused`]) until it is reopened, because retrying
+//! a failed `fsync` can silently lose data.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use sealog_format::Hash;
+use sealog_format::frame::FrameError;
+use sealog_format::record::RecordError;
+use sealog_format::segment::StructureError;
+use sealog_format::validate::ValidationError;
+
+/// The result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{op} `{}` failed: {source}", path.display())]
+    Io {
+        /// What the engine was doing ("write", "fdatasync", "open", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes on disk are not what sealog wrote.
+    #[error(transparent)]
+    Corruption(#[from] Box<Corruption>),
+    /// An event broke a validation rule.
+    #[error(transparent)]
+    InvalidEvent(ValidationError),
+    /// Events of a batch broke validation rules; nothing of the batch was
+    /// written.
+    #[error("{}", describe_batch(.0))]
+    InvalidBatch(Vec<BatchError>),
+    /// A batch is larger than a segment can hold.
+    #[error("a batch of {bytes} encoded bytes exceeds the limit of {max} bytes; split it")]
+    BatchTooLarge {
+        /// Encoded size of the batch.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An earlier write or sync failed; the store refuses writes until it is
+    /// reopened. Events acknowledged before the failure are safe.
+    #[error(
+        "the store refuses writes since an earlier failure ({cause}); events acknowledged \
+         before it are safe; fix the cause and reopen the store"
+    )]
+    WritesRefused {
+        /// The original failure.
+        cause: String,
+        /// Its kind (e.g. `StorageFull` for a full disk).
+        kind: io::ErrorKind,
+    },
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// Another process has the store open.
+    #[error(
+        "the store at `{}` is in use by another process (lock held on its LOCK file)",
+        path.display()
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The store has been closed.
+    #[error("the store is closed")]
+    Closed,
+    /// An option is out of range.
+    #[error("invalid option: {0}")]
+    Config(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The I/O error kind behind this error, if it is (or was latched by) an
+    /// I/O failure: lets a caller tell a full disk (`StorageFull`) from other
+    /// trouble.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            Error::WritesRefused { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The corruption report, if this is one.
+    pub fn corruption(&self) -> Option<&Corruption> {
+        match self {
+            Error::Corruption(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// One invalid event of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchError {
+    /// Position of the event in the batch, from 0.
+    pub index: usize,
+    /// What was wrong with it.
+    pub error: ValidationError,
+}
+
+fn describe_batch(errors: &[BatchError]) -> String {
+    let mut out = format!(
+        "{} invalid event(s) in the batch; nothing was written:",
+        errors.len()
+    );
+    for e in errors.iter().take(10) {
+        out.push_str(&format!(" [event {}] {};", e.index, e.error));
+    }
+    if errors.len() > 10 {
+        out.push_str(&format!(" and {} more", errors.len() - 10));
+    }
+    out
+}
+
+/// Where a problem was found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The file, relative to the store directory (`segments/….seg`).
+    pub file: String,
+    /// Byte offset within the file.
+    pub offset: Option<u64>,
+    /// The record concerned.
+    pub seq: Option<u64>,
+}
+
+impl Location {
+    pub(crate) fn file(file: impl Into<String>) -> Location {
+        Location {
+            file: file.into(),
+            ..Location::default()
+        }
+    }
+
+    pub(crate) fn at(mut self, offset: u64) -> Location {
+        self.offset = Some(offset);
+        self
+    }
+
+    pub(crate) fn seq(mut self, seq: u64) -> Location {
+        self.seq = Some(seq);
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(offset) = self.offset {
+            write!(f, " at byte {offset}")?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes on disk that are not what sealog wrote, and where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("corruption in {location}: {kind}")]
+pub struct Corruption {
+    /// Where.
+    pub location: Location,
+    /// What.
+    pub kind: CorruptionKind,
+}
+
+impl Corruption {
+    pub(crate) fn new(location: Location, kind: CorruptionKind) -> Corruption {
+        Corruption { location, kind }
+    }
+}
+
+impl From<Corruption> for Error {
+    fn from(c: Corruption) -> Error {
+        Error::Corruption(Box::new(c))
+    }
+}
+
+/// What kind of corruption was found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// A frame is damaged (checksum, length, flags).
+    #[error(transparent)]
+    Frame(FrameError),
+    /// A frame's checksum holds but its record is malformed.
+    #[error("malformed record: {0}")]
+    Record(RecordError),
+    /// A header, footer or manifest is damaged.
+    #[error(transparent)]
+    Structure(StructureError),
+    /// A record's seq is not the next one.
+    #[error("expected seq {expected}, found {found}")]
+    SeqMismatch {
+        /// The seq that should be here.
+        expected: u64,
+        /// The seq found.
+        found: u64,
+    },
+    /// Recorded times went backwards.
+    #[error("recorded_at went backwards: {found} after {previous}")]
+    RecordedAtDecreased {
+        /// The previous record's recorded time (ns).
+        previous: i64,
+        /// This record's (ns).
+        found: i64,
+    },
+    /// A hash stored in a footer or header differs from the recomputed one.
+    #[error("{what} mismatch: stored {}, computed {}", hex(.stored), hex(.computed))]
+    HashMismatch {
+        /// Which hash ("Merkle root in footer", "chain head in footer",
+        /// "chain value in header").
+        what: &'static str,
+        /// The stored value.
+        stored: Hash,
+        /// The recomputed value.
+        computed: Hash,
+    },
+    /// A footer or header field disagrees with what the records say.
+    #[error("{field} is {stored} but the records give {computed}")]
+    FieldMismatch {
+        /// Which field.
+        field: &'static str,
+        /// Stored value.
+        stored: String,
+        /// Value computed from the records.
+        computed: String,
+    },
+    /// The file belongs to another store.
+    #[error("belongs to another store (store id {found}, expected {expected})")]
+    ForeignFile {
+        /// The store id found.
+        found: String,
+        /// This store's id.
+        expected: String,
+    },
+    /// A segment is missing from the sequence.
+    #[error("segment {expected_segment_no} (first seq {expected_first_seq}) is missing")]
+    MissingSegment {
+        /// The segment number that should come next.
+        expected_segment_no: u64,
+        /// Its first seq.
+        expected_first_seq: u64,
+    },
+    /// A segment without a footer is followed by sealed segments.
+    #[error("has no valid footer but later segments are sealed (truncated or damaged)")]
+    UnsealedInMiddle,
+    /// A frame length of zero followed by data: records were zeroed.
+    #[error("zero frame length followed by {nonzero} non-zero bytes in the same sector")]
+    ZeroedFrame {
+        /// Non-zero bytes after the zero length.
+        nonzero: u64,
+    },
+    /// Bytes after the footer position, or a file name that does not match.
+    #[error("{0}")]
+    Layout(String),
+    /// The store manifest is missing while segments exist.
+    #[error("the store manifest is missing but segments exist")]
+    MissingManifest,
+    /// A derived hash file disagrees with the records.
+    #[error("stored leaf hash {index} differs from the recomputed one")]
+    LeafMismatch {
+        /// The leaf index (= seq).
+        index: u64,
+    },
+}
+
+/// Lowercase hex of a hash, for messages.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,226 @@
+//! The filesystem, behind a small trait.
+//!
+//! Every byte the engine reads or writes goes through [`Vfs`] and
+//! [`VfsFile`], so tests can substitute a filesystem that fails a chosen
+//! write or sync, runs out of space, or tears a write in half
+//! ([`crate::fault::FaultFs`], behind the `fault-injection` feature), and
+//! check that the engine keeps its promises when the disk does not.
+//!
+//! [`StdFs`] is the real thing: positioned reads and writes on `std::fs`,
+//! `fdatasync` for [`VfsFile::sync_data`], `fallocate` for preallocation and
+//! `flock` for the store lock.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::mmap::Mapped;
+
+/// How to open a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist yet.
+    CreateNew,
+}
+
+/// A filesystem as the engine uses it.
+pub trait Vfs: Send + Sync + fmt::Debug {
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
+    /// Renames a file, replacing the destination.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes a directory's entries (new files, renames) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// True if the path exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Takes an exclusive advisory lock on the file at `path` (creating it),
+    /// held until the returned guard is dropped. Fails with
+    /// `io::ErrorKind::WouldBlock` if another process holds it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Holds a lock taken with [`Vfs::lock`] until dropped.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// An open file as the engine uses it: positioned I/O only, no cursor.
+pub trait VfsFile: Send + Sync + fmt::Debug {
+    /// Fills `buf` from `offset`; an early end of file is an error.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes written data durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes written data and all metadata durable (`fsync`).
+    fn sync_all(&self) -> io::Result<()>;
+    /// The file's length in bytes.
+    fn size(&self) -> io::Result<u64>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Allocates blocks for `[0, len)` without writing them.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Maps the whole file read-only. Only for files that are never written
+    /// again (sealed segments).
+    fn map(&self) -> io::Result<Mapped>;
+}
+
+/// The real filesystem.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdFile {
+    file: File,
+}
+
+#[derive(Debug)]
+struct StdLock {
+    _file: File,
+}
+
+impl LockGuard for StdLock {}
+
+impl Vfs for StdFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let mut options = OpenOptions::new();
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+        };
+        Ok(Arc::new(StdFile {
+            file: options.open(path)?,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                let err = io::Error::from(e);
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::new(io::ErrorKind::WouldBlock, "held by another process")
+                } else {
+                    err
+                }
+            },
+        )?;
+        Ok(Box::new(StdLock { _file: file }))
+    }
+}
+
+impl VfsFile for StdFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len)
+            .map_err(io::Error::from)
+    }
+
+    fn map(&self) -> io::Result<Mapped> {
+        Mapped::map(&self.file)
+    }
+}
+
+/// Writes a small file atomically: a temporary file is written and synced,
+/// renamed over `path`, and the directory synced.
+pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = tmp_path(path);
+    if fs.exists(&tmp)? {
+        fs.remove_file(&tmp)?;
+    }
+    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_all()?;
+    drop(file);
+    fs.rename(&tmp, path)?;
+    fs.sync_dir(dir)
+}
+
+/// Reads a whole (small) file.
+pub fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs.open(path, OpenMode::Read)?;
+    let len = usize::try_from(file.size()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}

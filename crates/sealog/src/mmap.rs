@@ -1,0 +1,58 @@
+//! Read-only memory maps of sealed segment files — the engine's only
+//! `unsafe` code.
+//!
+//! Only sealed segments are mapped: sealog never writes to a file after its
+//! footer is durable, so the mapped bytes do not change under the reader.
+//! Another process truncating or rewriting a mapped file is outside that
+//! contract (it would be tampering); the reader then sees different bytes,
+//! which every reader checks (frame CRCs, bounds on each offset), or the
+//! process receives `SIGBUS` if the file shrank. Verification re-reads and
+//! recomputes everything and never trusts what a map returned earlier.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::ops::Deref;
+
+/// The bytes of a whole file, mapped or (for an empty file or a test
+/// filesystem) owned.
+#[derive(Debug)]
+pub struct Mapped(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Mapped {
+    /// Maps `file` read-only.
+    pub fn map(file: &File) -> io::Result<Mapped> {
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapped(Inner::Owned(Vec::new())));
+        }
+        // SAFETY: the map is read-only and only ever made of sealed segment
+        // files, which sealog never modifies after sealing (module docs). A
+        // concurrent external modification cannot cause reads outside the
+        // mapping: every access goes through the `&[u8]` of the mapping's
+        // length, and each reader bounds-checks offsets read from the bytes.
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        Ok(Mapped(Inner::Map(map)))
+    }
+
+    /// Owned bytes presented like a map (used by test filesystems).
+    pub fn from_vec(bytes: Vec<u8>) -> Mapped {
+        Mapped(Inner::Owned(bytes))
+    }
+}
+
+impl Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Inner::Map(m) => m,
+            Inner::Owned(v) => v,
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! Segments in memory: walking frames, telling a torn tail from corruption,
+//! and the two states a segment file is in.
+//!
+//! An [`OpenSegment`] has no footer yet: it is being written, or it is full
+//! and waiting for the sealer. What readers may see of it (the records that
+//! are committed) lives in memory: frame offsets, event times, leaf hashes,
+//! the incremental Merkle state and the chain head. Its bytes are read with
+//! positioned reads, never mapped.
+//!
+//! A [`SealedSegment`] has a valid footer and is never written again; it is
+//! read through a memory map.
+//!
+//! ## Torn tail or corruption?
+//!
+//! Recovery must drop bytes that were never acknowledged and must refuse to
+//! drop anything that was. The write path guarantees that at most the bytes
+//! written since the last successful sync can be incomplete, and that those
+//! are the last bytes of the last segment with data. An interrupted write
+//! leaves a recognisable signature: segment files are zero-filled ahead of
+//! use, so a sector the write never reached reads as zeros. The first frame
+//! that fails to read is therefore classified as:
+//!
+//! - **torn** if it runs past the end of the file, or if a 512-byte sector
+//!   it touches is zero from the frame's start (or the sector's start) to
+//!   the sector's end — the write did not reach that sector;
+//! - **corruption** otherwise: a complete frame whose checksum fails, a
+//!   zeroed length followed by data in the same sector, or a frame whose
+//!   checksum holds but whose record is malformed or out of sequence.
+//!
+//! Only the last frames after the last COMMIT flag can be dropped; a torn
+//! tail never takes an acknowledged record with it because acknowledged
+//! records end at a COMMIT frame that was synced before any later write.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+use sealog_format::frame::{self, FRAME_HEADER_LEN, FrameError, FrameRead};
+use sealog_format::merkle::{Frontier, leaf_hash};
+use sealog_format::record::{self, RecordView};
+use sealog_format::segment::{HEADER_LEN, SegmentFooter, SegmentHeader};
+use sealog_format::{Hash, Timestamp};
+
+use crate::error::{Corruption, CorruptionKind, Location, Result};
+use crate::fs::VfsFile;
+use crate::mmap::Mapped;
+
+/// Sector size assumed for torn-write detection (the smallest in use).
+pub(crate) const SECTOR: usize = 512;
+
+/// A record found by [`FrameWalker`].
+pub(crate) struct WalkedRecord<'a> {
+    /// Offset of the frame in the file.
+    pub offset: u64,
+    /// Bytes of the whole frame.
+    pub frame_len: usize,
+    /// The frame ends an atomic batch.
+    pub commit: bool,
+    /// The decoded record.
+    pub view: RecordView<'a>,
+    /// Its Merkle leaf hash.
+    pub leaf: Hash,
+}
+
+/// Where and why a walk stopped.
+pub(crate) enum Stop {
+    /// A zero length field (or the end of the bytes): the end of frames.
+    End { at: u64 },
+    /// A frame that cannot be read (checksum, length, truncation).
+    BadFrame { at: u64, error: FrameError },
+    /// A frame whose checksum holds but whose content is wrong.
+    BadRecord { at: u64, kind: CorruptionKind },
+}
+
+impl Stop {
+    pub(crate) fn at(&self) -> u64 {
+        match self {
+            Stop::End { at } | Stop::BadFrame { at, .. } | Stop::BadRecord { at, .. } => *at,
+        }
+    }
+}
+
+/// Walks the frames of a segment image, checking each frame's checksum, the
+/// record's structure, seq continuity and the order of recorded times.
+pub(crate) struct FrameWalker<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    next_seq: u64,
+    last_recorded_at: Option<i64>,
+    stop: Option<Stop>,
+}
+
+impl<'a> FrameWalker<'a> {
+    /// Starts after the header; the first record must carry `first_seq`.
+    pub(crate) fn new(bytes: &'a [u8], first_seq: u64, last_recorded_at: Option<i64>) -> Self {
+        FrameWalker {
+            bytes,
+            pos: HEADER_LEN,
+            next_seq: first_seq,
+            last_recorded_at,
+            stop: None,
+        }
+    }
+
+    /// The next record, or `None` once stopped (see [`FrameWalker::stop`]).
+    pub(crate) fn next_record(&mut self) -> Option<WalkedRecord<'a>> {
+        if self.stop.is_some() {
+            return None;
+        }
+        let at = self.pos as u64;
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let frame = match frame::read_frame(rest) {
+            Ok(FrameRead::End) => {
+                self.stop = Some(Stop::End { at });
+                return None;
+            }
+            Err(error) => {
+                self.stop = Some(Stop::BadFrame { at, error });
+                return None;
+            }
+            Ok(FrameRead::Frame(f)) => f,
+        };
+        let view = match record::decode(frame.body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.stop = Some(Stop::BadRecord {
+                    at,
+                    kind: CorruptionKind::Record(e),
+                });
+                return None;
+            }
+        };
+        if view.seq != self.next_seq {
+            self.stop = Some(Stop::BadRecord {
+                at,
+                kind: CorruptionKind::SeqMismatch {
+                    expected: self.next_seq,
+                    found: view.seq,
+                },
+            });
+            return None;
+        }
+        let recorded = view.recorded_at.as_nanos();
+        if let Some(previous) = self.last_recorded_at
+            && recorded < previous
+        {
+            self.stop = Some(Stop::BadRecord {
+                at,
+                kind: CorruptionKind::RecordedAtDecreased {
+                    previous,
+                    found: recorded,
+                },
+            });
+            return None;
+        }
+        self.last_recorded_at = Some(recorded);
+        self.next_seq += 1;
+        self.pos += frame.len;
+        Some(WalkedRecord {
+            offset: at,
+            frame_len: frame.len,
+            commit: frame.is_commit(),
+            leaf: leaf_hash(frame.body),
+            view,
+        })
+    }
+
+    /// Why the walk stopped (after `next_record` returned `None`).
+    pub(crate) fn into_stop(self) -> Stop {
+        self.stop.unwrap_or(Stop::End {
+            at: self.pos as u64,
+        })
+    }
+}
+
+/// What the bytes after the last readable frame are.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Nothing but zeros, or the remains of an interrupted seal (an end
+    /// marker followed by part of a footer).
+    Clean,
+    /// The signature of an interrupted write.
+    Torn,
+    /// Damage that an interrupted write cannot explain.
+    Corrupt(CorruptionKind),
+}
+
+/// Classifies the bytes of `image` from the point where a walk stopped.
+pub(crate) fn classify_tail(image: &[u8], stop: &Stop) -> Tail {
+    let at = stop.at() as usize;
+    match stop {
+        Stop::BadRecord { kind, .. } => Tail::Corrupt(kind.clone()),
+        Stop::End { .. } => {
+            let rest = image.get(at..).unwrap_or_default();
+            if rest.iter().all(|&b| b == 0) {
+                return Tail::Clean;
+            }
+            if sealog_format::frame::is_end_marker(rest) {
+                // The end marker of a seal that did not finish (the footer
+                // after it may be partial): the frames before it are whole.
+                return Tail::Clean;
+            }
+            if sector_rest_is_zero(image, at) {
+                Tail::Torn
+            } else {
+                let sector_end = (at / SECTOR + 1) * SECTOR;
+                let nonzero = image
+                    .get(at..sector_end.min(image.len()))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|&&b| b != 0)
+                    .count();
+                Tail::Corrupt(CorruptionKind::ZeroedFrame {
+                    nonzero: nonzero as u64,
+                })
+            }
+        }
+        Stop::BadFrame { error, .. } => {
+            if matches!(error, FrameError::Incomplete { .. }) {
+                return Tail::Torn;
+            }
+            let declared = match error {
+                FrameError::BadLength { .. } => FRAME_HEADER_LEN,
+                _ => frame_extent(image, at),
+            };
+            let end = at.saturating_add(declared).min(image.len());
+            let mut sector_start = at / SECTOR * SECTOR;
+            while sector_start < end.max(at + 1) {
+                if sector_rest_is_zero(image, sector_start.max(at)) {
+                    return Tail::Torn;
+                }
+                sector_start += SECTOR;
+            }
+            Tail::Corrupt(CorruptionKind::Frame(error.clone()))
+        }
+    }
+}
+
+/// The length a frame at `at` declares (header and body), from its length field.
+fn frame_extent(image: &[u8], at: usize) -> usize {
+    let mut len = [0u8; 4];
+    if let Some(b) = image.get(at..at + 4) {
+        len.copy_from_slice(b);
+    }
+    FRAME_HEADER_LEN + u32::from_le_bytes(len) as usize
+}
+
+/// True if every byte from `from` to the end of its sector (or of the image)
+/// is zero.
+fn sector_rest_is_zero(image: &[u8], from: usize) -> bool {
+    let sector_end = (from / SECTOR + 1) * SECTOR;
+    image
+        .get(from..sector_end.min(image.len()))
+        .is_some_and(|s| s.iter().all(|&b| b == 0))
+}
+
+/// What is known about the committed records of an unsealed segment.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenData {
+    /// Frame offset of each committed record.
+    pub offsets: Vec<u32>,
+    /// Event time of each committed record.
+    pub event_times: Vec<i64>,
+    /// Leaf hash of each committed record.
+    pub leaves: Vec<Hash>,
+    /// Incremental Merkle state over the committed records.
+    pub frontier: Frontier,
+    /// End of the last committed frame.
+    pub frames_end: u64,
+    /// Chain value after the last committed record (`chain_in` if none).
+    pub chain_head: Hash,
+    /// Recorded time of the last committed record.
+    pub last_recorded_at: Option<Timestamp>,
+    /// Recorded time of the first committed record.
+    pub first_recorded_at: Option<Timestamp>,
+}
+
+impl OpenData {
+    pub(crate) fn new(chain_in: Hash) -> OpenData {
+        OpenData {
+            offsets: Vec::new(),
+            event_times: Vec::new(),
+            leaves: Vec::new(),
+            frontier: Frontier::new(),
+            frames_end: HEADER_LEN as u64,
+            chain_head: chain_in,
+            last_recorded_at: None,
+            first_recorded_at: None,
+        }
+    }
+
+    /// Adds a committed record.
+    pub(crate) fn push(
+        &mut self,
+        offset: u32,
+        frame_len: u32,
+        event_time: i64,
+        recorded_at: Timestamp,
+        leaf: Hash,
+        chain: Hash,
+    ) {
+        self.offsets.push(offset);
+        self.event_times.push(event_time);
+        self.leaves.push(leaf);
+        // A segment holds far fewer than 2^64 records; the tree cannot be full.
+        let _ = self.frontier.push(leaf);
+        self.frames_end = u64::from(offset) + u64::from(frame_len);
+        self.chain_head = chain;
+        self.first_recorded_at.get_or_insert(recorded_at);
+        self.last_recorded_at = Some(recorded_at);
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.offsets.len() as u64
+    }
+
+    /// The footer that seals these records.
+    pub(crate) fn footer(&self, header: &SegmentHeader, sealed_at: Timestamp) -> SegmentFooter {
+        let min_event = self.event_times.iter().copied().min().unwrap_or(0);
+        let max_event = self.event_times.iter().copied().max().unwrap_or(0);
+        SegmentFooter {
+            first_seq: header.first_seq,
+            record_count: self.len(),
+            segment_no: header.segment_no,
+            frames_end: self.frames_end,
+            min_event_time: Timestamp::from_nanos(min_event),
+            max_event_time: Timestamp::from_nanos(max_event),
+            min_recorded_at: self.first_recorded_at.unwrap_or_default(),
+            max_recorded_at: self.last_recorded_at.unwrap_or_default(),
+            merkle_root: self.frontier.root(),
+            chain_head: self.chain_head,
+            store_id: header.store_id,
+            sealed_at,
+        }
+    }
+}
+
+/// A segment without a footer.
+#[derive(Debug)]
+pub(crate) struct OpenSegment {
+    pub header: SegmentHeader,
+    /// File name relative to the store directory.
+    pub name: String,
+    pub path: PathBuf,
+    pub file: Arc<dyn VfsFile>,
+    pub data: RwLock<OpenData>,
+}
+
+impl OpenSegment {
+    /// The bytes of the frame of committed record `ordinal`, checked.
+    pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<Vec<u8>>> {
+        let (offset, end) = {
+            let data = self.data.read();
+            let Some(&offset) = usize::try_from(ordinal)
+                .ok()
+                .and_then(|i| data.offsets.get(i))
+            else {
+                return Ok(None);
+            };
+            let next = usize::try_from(ordinal + 1)
+                .ok()
+                .and_then(|i| data.offsets.get(i))
+                .map_or(data.frames_end, |&o| u64::from(o));
+            (u64::from(offset), next)
+        };
+        let len = usize::try_from(end - offset).unwrap_or(0);
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| crate::error::Error::io("read", &self.path, e))?;
+        let location = || {
+            Location::file(&self.name)
+                .at(offset)
+                .seq(self.header.first_seq + ordinal)
+        };
+        match frame::read_frame(&buf) {
+            Ok(FrameRead::Frame(f)) => Ok(Some(f.body.to_vec())),
+            Ok(FrameRead::End) => {
+                Err(Corruption::new(location(), CorruptionKind::ZeroedFrame { nonzero: 0 }).into())
+            }
+            Err(e) => Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
+        }
+    }
+}
+
+/// A sealed segment, read through a memory map.
+#[derive(Debug)]
+pub(crate) struct SealedSegment {
+    pub header: SegmentHeader,
+    pub footer: SegmentFooter,
+    pub name: String,
+    pub map: Mapped,
+    offsets: OnceLock<std::result::Result<Vec<u32>, Box<Corruption>>>,
+}
+
+impl SealedSegment {
+    pub(crate) fn new(
+        header: SegmentHeader,
+        footer: SegmentFooter,
+        name: String,
+        map: Mapped,
+        offsets: Option<Vec<u32>>,
+    ) -> SealedSegment {
+        let cell = OnceLock::new();
+        if let Some(offsets) = offsets {
+            let _ = cell.set(Ok(offsets));
+        }
+        SealedSegment {
+            header,
+            footer,
+            name,
+            map,
+            offsets: cell,
+        }
+    }
+
+    /// The frame offsets of every record, found by walking the frames once.
+    pub(crate) fn offsets(&self) -> std::result::Result<&[u32], Box<Corruption>> {
+        self.offsets
+            .get_or_init(|| self.walk_offsets())
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(Clone::clone)
+    }
+
+    fn walk_offsets(&self) -> std::result::Result<Vec<u32>, Box<Corruption>> {
+        let count = usize::try_from(self.footer.record_count).unwrap_or(usize::MAX);
+        let mut offsets = Vec::with_capacity(count.min(1 << 24));
+        let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
+        let mut pos = HEADER_LEN;
+        while offsets.len() < count {
+            let location = Location::file(&self.name)
+                .at(pos as u64)
+                .seq(self.header.first_seq + offsets.len() as u64);
+            match frame::read_frame(frames.get(pos..).unwrap_or_default()) {
+                Ok(FrameRead::Frame(f)) => {
+                    offsets.push(u32::try_from(pos).unwrap_or(u32::MAX));
+                    pos += f.len;
+                }
+                Ok(FrameRead::End) => {
+                    return Err(Box::new(Corruption::new(
+                        location,
+                        CorruptionKind::FieldMismatch {
+                            field: "record count in footer",
+                            stored: count.to_string(),
+                            computed: offsets.len().to_string(),
+                        },
+                    )));
+                }
+                Err(e) => {
+                    return Err(Box::new(Corruption::new(
+                        location,
+                        CorruptionKind::Frame(e),
+                    )));
+                }
+            }
+        }
+        Ok(offsets)
+    }
+
+    fn frames_end_usize(&self) -> usize {
+        usize::try_from(self.footer.frames_end).unwrap_or(usize::MAX)
+    }
+
+    /// The record bytes of record `ordinal`, checked.
+    pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+        let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
+        let Some(&offset) = usize::try_from(ordinal).ok().and_then(|i| offsets.get(i)) else {
+            return Ok(None);
+        };
+        let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
+        let location = || {
+            Location::file(&self.name)
+                .at(u64::from(offset))
+                .seq(self.header.first_seq + ordinal)
+        };
+        match frame::read_frame(frames.get(offset as usize..).unwrap_or_default()) {
+            Ok(FrameRead::Frame(f)) => Ok(Some(f.body)),
+            Ok(FrameRead::End) => {
+                Err(Corruption::new(location(), CorruptionKind::ZeroedFrame { nonzero: 0 }).into())
+            }
+            Err(e) => Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_with_frames(n: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut image = vec![0u8; HEADER_LEN];
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let event = sealog_format::Event::new(
+                sealog_format::Actor::new("user", format!("u{i}")),
+                "doc.read",
+                sealog_format::Resource::new("doc", "1"),
+                sealog_format::Outcome::Success,
+            );
+            let body = record::encode(&event, i as u64, Timestamp::from_nanos(i as i64)).unwrap();
+            frame::encode_frame(&body, frame::FRAME_COMMIT, &mut image).unwrap();
+            ends.push(image.len());
+        }
+        image.resize(image.len() + 4096, 0);
+        (image, ends)
+    }
+
+    fn walk(image: &[u8]) -> (usize, Stop) {
+        let mut w = FrameWalker::new(image, 0, None);
+        let mut n = 0;
+        while w.next_record().is_some() {
+            n += 1;
+        }
+        (n, w.into_stop())
+    }
+
+    #[test]
+    fn a_clean_segment_ends_cleanly() {
+        let (image, ends) = image_with_frames(5);
+        let (n, stop) = walk(&image);
+        assert_eq!(n, 5);
+        assert_eq!(stop.at() as usize, ends[4]);
+        assert_eq!(classify_tail(&image, &stop), Tail::Clean);
+    }
+
+    #[test]
+    fn a_truncated_file_is_a_torn_tail() {
+        let (image, ends) = image_with_frames(5);
+        for cut in ends[3] + 1..ends[4] {
+            let (n, stop) = walk(&image[..cut]);
+            assert_eq!(n, 4);
+            assert_eq!(classify_tail(&image[..cut], &stop), Tail::Torn, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn an_unwritten_sector_is_a_torn_tail() {
+        let (mut image, ends) = image_with_frames(60);
+        // Zero from the start of frame 15 to the end of its sector: the write
+        // of that sector never reached the disk.
+        let start = ends[14];
+        let sector_end = (start / SECTOR + 1) * SECTOR;
+        image[start..sector_end].fill(0);
+        let (n, stop) = walk(&image);
+        assert_eq!(n, 15);
+        assert!(
+            image[sector_end..].iter().any(|&b| b != 0),
+            "later frames remain"
+        );
+        assert_eq!(classify_tail(&image, &stop), Tail::Torn);
+    }
+
+    #[test]
+    fn a_bit_flip_in_a_complete_frame_is_corruption() {
+        let (mut image, ends) = image_with_frames(5);
+        image[ends[1] + 20] ^= 0x04;
+        let (n, stop) = walk(&image);
+        assert_eq!(n, 2);
+        assert!(matches!(
+            classify_tail(&image, &stop),
+            Tail::Corrupt(CorruptionKind::Frame(_))
+        ));
+    }
+
+    #[test]
+    fn a_zeroed_length_before_data_is_corruption() {
+        let (mut image, ends) = image_with_frames(5);
+        image[ends[1]..ends[1] + 4].fill(0);
+        let (n, stop) = walk(&image);
+        assert_eq!(n, 2);
+        assert!(matches!(
+            classify_tail(&image, &stop),
+            Tail::Corrupt(CorruptionKind::ZeroedFrame { .. })
+        ));
+    }
+
+    #[test]
+    fn the_remains_of_an_interrupted_seal_are_clean() {
+        let (mut image, ends) = image_with_frames(3);
+        let at = ends[2];
+        image[at..at + 12].copy_from_slice(&sealog_format::frame::end_marker());
+        image[at + 12..at + 100].fill(0xAB);
+        let (_, stop) = walk(&image);
+        assert_eq!(classify_tail(&image, &stop), Tail::Clean);
+    }
+
+    #[test]
+    fn an_out_of_sequence_record_is_corruption() {
+        let (image, _) = image_with_frames(3);
+        let mut w = FrameWalker::new(&image, 1, None);
+        assert!(w.next_record().is_none());
+        assert!(matches!(
+            classify_tail(&image, &w.into_stop()),
+            Tail::Corrupt(CorruptionKind::SeqMismatch {
+                expected: 1,
+                found: 0
+            })
+        ));
+    }
+}

@@ -1,0 +1,754 @@
+//! [`Store`]: the public face of the engine.
+//!
+//! ## How an append becomes durable
+//!
+//! 1. The caller's thread validates and encodes each event, and feeds the
+//!    record bytes to its frame checksum and leaf hash — everything except
+//!    the last 16 bytes of each record (seq and recorded time), which are
+//!    not yet known. No lock is held.
+//! 2. Under the log lock (the *sequencer*) the batch gets its seqs and
+//!    recorded time, the hashes are finished with those 16 bytes, the chain
+//!    is extended, and the frames are queued for the committer. A batch that
+//!    does not fit in the active segment starts a new one here.
+//! 3. The committer thread ([`crate::writer`]) takes everything queued,
+//!    writes it with one positioned write per segment and, if any append in
+//!    the group asked for [`Durability::Group`], one `fdatasync`. It then
+//!    publishes the records to readers and wakes the waiting appenders.
+//! 4. The caller returns its receipts once its last seq is durable (or
+//!    written, for [`Durability::Buffered`]).
+//!
+//! If a write or sync fails, the failure is latched: waiting and later
+//! appends fail with [`Error::WritesRefused`] until the store is reopened,
+//! whose recovery decides from the disk what survived.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use sealog_format::frame::{self, FRAME_COMMIT, FRAME_HEADER_LEN, FrameHasher};
+use sealog_format::record::{self, RECORD_TRAILER_LEN, RecordError};
+use sealog_format::segment::{HEADER_LEN, Manifest, SegmentHeader};
+use sealog_format::validate::{ValidationError, ValidationErrorKind};
+use sealog_format::{Event, Hash, Record, Timestamp};
+
+use crate::error::{BatchError, Error, Result};
+use crate::fs::{LockGuard, Vfs};
+use crate::options::{Durability, StoreOptions};
+use crate::recovery::RecoveryReport;
+use crate::segment::{OpenSegment, SealedSegment};
+use crate::tree::LeafFile;
+use crate::writer::Workers;
+
+/// What the store returns for each appended event: its place in the log and
+/// the hashes that commit to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    /// The event's sequence number.
+    pub seq: u64,
+    /// When the store recorded it.
+    pub recorded_at: Timestamp,
+    /// `SHA-256(0x00 ‖ record bytes)`: the event's Merkle leaf.
+    pub leaf_hash: Hash,
+    /// The chain value after the event.
+    pub chain_hash: Hash,
+}
+
+/// The state of the log at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Number of records visible to readers (the next seq).
+    pub size: u64,
+    /// The chain value after the last visible record (the genesis value for
+    /// an empty store).
+    pub chain_head: Hash,
+}
+
+/// A durable, append-only, tamper-evident audit log.
+///
+/// `Store` is a cheap handle: clone it to share the store between threads.
+/// The store closes (finishing and syncing queued appends) when the last
+/// handle is dropped, or explicitly with [`Store::close`].
+///
+/// ```no_run
+/// use sealog::{Store, StoreOptions};
+/// use sealog_format::{Actor, Event, Outcome, Resource};
+///
+/// let store = Store::open("./audit", StoreOptions::default())?;
+/// let receipt = store.append(Event::new(
+///     Actor::new("user", "alice"),
+///     "customer.delete",
+///     Resource::new("customer", "4471"),
+///     Outcome::Success,
+/// ))?;
+/// let record = store.get(receipt.seq)?.expect("just appended");
+/// assert_eq!(record.event.actor.id, "alice");
+/// # Ok::<(), sealog::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+    workers: Arc<Workers>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("read_only", &self.inner.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by handles and the background threads.
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub fs: Arc<dyn Vfs>,
+    pub options: StoreOptions,
+    pub max_batch: u64,
+    pub manifest: Manifest,
+    pub read_only: bool,
+    /// The sequencer: assigns seqs, extends the chain, queues frames.
+    pub log: Mutex<LogState>,
+    /// Signals the committer that work is queued (or that it should stop).
+    pub work_ready: Condvar,
+    /// What the committer has written and synced.
+    pub progress: Mutex<Progress>,
+    /// Signals appenders that progress was made (or failed).
+    pub progress_changed: Condvar,
+    /// What readers see.
+    pub view: RwLock<Arc<View>>,
+    pub leaves: Option<LeafFile>,
+    /// A zero-filled file ready to become the next segment.
+    pub spare: Mutex<Option<PathBuf>>,
+    pub recovery: RecoveryReport,
+    pub _lock: Option<Box<dyn LockGuard>>,
+}
+
+/// The sequencer's state.
+pub(crate) struct LogState {
+    pub next_seq: u64,
+    pub last_recorded_at: Timestamp,
+    pub chain: Hash,
+    pub active: ActiveSegment,
+    pub pending: Pending,
+    pub failed: Option<Failure>,
+    pub closing: bool,
+}
+
+/// Where the sequencer places the next frames.
+pub(crate) struct ActiveSegment {
+    pub segment_no: u64,
+    pub write_pos: u64,
+    pub records: u64,
+    pub started: Instant,
+}
+
+/// A latched write failure.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub cause: String,
+    pub kind: std::io::ErrorKind,
+}
+
+impl Failure {
+    pub(crate) fn to_error(&self) -> Error {
+        Error::WritesRefused {
+            cause: self.cause.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
+/// Frames queued for the committer.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub chunks: Vec<Chunk>,
+    /// Some append in the queue wants a sync.
+    pub sync: bool,
+    /// One past the last queued seq.
+    pub end_seq: u64,
+}
+
+impl Pending {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// Contiguous bytes for one segment, or the start of a new segment.
+pub(crate) struct Chunk {
+    pub segment_no: u64,
+    /// Set when this chunk starts a new segment.
+    pub new_segment: Option<SegmentHeader>,
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub records: Vec<PendingRecord>,
+}
+
+/// What readers need to know about a queued record once it commits.
+pub(crate) struct PendingRecord {
+    pub offset: u32,
+    pub frame_len: u32,
+    pub event_time: i64,
+    pub recorded_at: Timestamp,
+    pub leaf: Hash,
+    pub chain: Hash,
+}
+
+/// Committer progress, in seqs (exclusive ends).
+pub(crate) struct Progress {
+    pub written: u64,
+    pub durable: u64,
+    pub failed: Option<Failure>,
+}
+
+/// The segments readers see: sealed ones, then the open ones (at most a
+/// few: the active segment and any waiting to be sealed).
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub sealed: Vec<Arc<SealedSegment>>,
+    pub open: Vec<Arc<OpenSegment>>,
+}
+
+/// A record's segment and ordinal, found in a view.
+pub(crate) enum Located<'a> {
+    Sealed(&'a SealedSegment, u64),
+    Open(&'a OpenSegment, u64),
+}
+
+impl View {
+    /// Number of visible records.
+    pub(crate) fn len(&self) -> u64 {
+        if let Some(last) = self.open.last() {
+            return last.header.first_seq + last.data.read().len();
+        }
+        self.sealed.last().map_or(0, |s| s.footer.end_seq())
+    }
+
+    /// Finds the segment holding `seq`.
+    pub(crate) fn locate(&self, seq: u64) -> Option<Located<'_>> {
+        for open in self.open.iter().rev() {
+            if seq >= open.header.first_seq {
+                let ordinal = seq - open.header.first_seq;
+                return (ordinal < open.data.read().len()).then_some(Located::Open(open, ordinal));
+            }
+        }
+        let idx = self.sealed.partition_point(|s| s.header.first_seq <= seq);
+        let segment = self.sealed.get(idx.checked_sub(1)?)?;
+        let ordinal = seq - segment.header.first_seq;
+        (ordinal < segment.footer.record_count).then_some(Located::Sealed(segment, ordinal))
+    }
+
+    /// The exact bytes of record `seq`, if visible.
+    pub(crate) fn record_bytes(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        match self.locate(seq) {
+            None => Ok(None),
+            Some(Located::Sealed(s, ordinal)) => Ok(s.read_record(ordinal)?.map(<[u8]>::to_vec)),
+            Some(Located::Open(s, ordinal)) => s.read_record(ordinal),
+        }
+    }
+}
+
+/// A batch encoded outside the lock, waiting for its seqs.
+struct Prepared {
+    bytes: Vec<u8>,
+    records: Vec<PreparedRecord>,
+}
+
+struct PreparedRecord {
+    frame_at: usize,
+    body_len: usize,
+    hasher: FrameHasher,
+    time: Option<i64>,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if it does not exist, and
+    /// recovers from an unclean shutdown (see [`Store::recovery_report`]).
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let (inner, workers) = crate::recovery::open(dir.as_ref(), options, false)?;
+        let store = Store { inner, workers };
+        store.record_recovery()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store without writing anything: no recovery, no
+    /// lock. For forensics on a damaged store, or to read a copy. Records up
+    /// to the first damaged one are readable; [`Store::verify`] reports the
+    /// damage.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Self::open_read_only_with(dir, StoreOptions::default())
+    }
+
+    /// [`Store::open_read_only`] with options (a test filesystem, say).
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let (inner, workers) = crate::recovery::open(dir.as_ref(), options, true)?;
+        Ok(Store { inner, workers })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The store's random identifier (it seeds the hash chain).
+    pub fn store_id(&self) -> [u8; 16] {
+        self.inner.manifest.store_id
+    }
+
+    /// What recovery found and did when the store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Appends one event with the store's default durability.
+    pub fn append(&self, event: Event) -> Result<Receipt> {
+        let mut receipts = self
+            .append_batch_with(vec![event], self.inner.options.durability)
+            .map_err(|e| match e {
+                Error::InvalidBatch(mut errors) if errors.len() == 1 => {
+                    Error::InvalidEvent(errors.remove(0).error)
+                }
+                other => other,
+            })?;
+        receipts.pop().ok_or(Error::Closed)
+    }
+
+    /// Appends a batch atomically with the store's default durability:
+    /// after a crash either every event of the batch is present or none is.
+    /// If any event is invalid, nothing is written and the error lists every
+    /// invalid event.
+    pub fn append_batch(&self, events: Vec<Event>) -> Result<Vec<Receipt>> {
+        self.append_batch_with(events, self.inner.options.durability)
+    }
+
+    /// Appends a batch atomically with the given durability.
+    pub fn append_batch_with(
+        &self,
+        events: Vec<Event>,
+        durability: Durability,
+    ) -> Result<Vec<Receipt>> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = self.prepare(events)?;
+        let (receipts, target) = self.sequence(prepared, durability)?;
+        self.wait_for(target, durability)?;
+        Ok(receipts)
+    }
+
+    fn prepare(&self, events: Vec<Event>) -> Result<Prepared> {
+        let validator = &self.inner.options.validator;
+        let count = events.len();
+        let mut errors = Vec::new();
+        let mut bytes = Vec::with_capacity(count * 320);
+        let mut records = Vec::with_capacity(count);
+        for (index, mut event) in events.into_iter().enumerate() {
+            if let Err(error) = validator.validate(&mut event) {
+                errors.push(BatchError { index, error });
+                continue;
+            }
+            if !errors.is_empty() {
+                continue;
+            }
+            let frame_at = bytes.len();
+            bytes.resize(frame_at + FRAME_HEADER_LEN, 0);
+            let body_start = bytes.len();
+            if let Err(e) = record::encode_prefix(&event, &mut bytes) {
+                errors.push(BatchError {
+                    index,
+                    error: encoding_error(e),
+                });
+                bytes.truncate(frame_at);
+                continue;
+            }
+            let body_len = bytes.len() - body_start + RECORD_TRAILER_LEN;
+            let flags = if index + 1 == count { FRAME_COMMIT } else { 0 };
+            let prefix = frame::header_prefix(body_len as u32, flags);
+            if let Some(slot) = bytes.get_mut(frame_at..frame_at + prefix.len()) {
+                slot.copy_from_slice(&prefix);
+            }
+            let mut hasher = FrameHasher::new(&prefix);
+            hasher.update(bytes.get(body_start..).unwrap_or_default());
+            bytes.resize(bytes.len() + RECORD_TRAILER_LEN, 0);
+            records.push(PreparedRecord {
+                frame_at,
+                body_len,
+                hasher,
+                time: event.time.map(Timestamp::as_nanos),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Error::InvalidBatch(errors));
+        }
+        if bytes.len() as u64 > self.inner.max_batch {
+            return Err(Error::BatchTooLarge {
+                bytes: bytes.len() as u64,
+                max: self.inner.max_batch,
+            });
+        }
+        Ok(Prepared { bytes, records })
+    }
+
+    fn sequence(&self, prepared: Prepared, durability: Durability) -> Result<(Vec<Receipt>, u64)> {
+        let Prepared { mut bytes, records } = prepared;
+        let len = bytes.len() as u64;
+        let mut log = self.inner.log.lock();
+        if let Some(failure) = &log.failed {
+            return Err(failure.to_error());
+        }
+        if log.closing {
+            return Err(Error::Closed);
+        }
+        let capacity =
+            self.inner.options.segment_size - crate::options::SEGMENT_OVERHEAD + HEADER_LEN as u64;
+        if log.active.records > 0 && log.active.write_pos + len > capacity {
+            roll(&self.inner, &mut log);
+        }
+        let now = Timestamp::now();
+        let recorded_at = now.max(log.last_recorded_at);
+        log.last_recorded_at = recorded_at;
+        let base = log.active.write_pos;
+        let first_seq = log.next_seq;
+        let mut receipts = Vec::with_capacity(records.len());
+        let mut pending = Vec::with_capacity(records.len());
+        for (i, r) in records.into_iter().enumerate() {
+            let seq = first_seq + i as u64;
+            let trailer = record::encode_trailer(seq, recorded_at);
+            let trailer_at = r.frame_at + FRAME_HEADER_LEN + r.body_len - RECORD_TRAILER_LEN;
+            if let Some(slot) = bytes.get_mut(trailer_at..trailer_at + RECORD_TRAILER_LEN) {
+                slot.copy_from_slice(&trailer);
+            }
+            let mut hasher = r.hasher;
+            hasher.update(&trailer);
+            let (crc, leaf) = hasher.finish();
+            let crc_at = r.frame_at + frame::FRAME_CRC_OFFSET;
+            if let Some(slot) = bytes.get_mut(crc_at..crc_at + 4) {
+                slot.copy_from_slice(&crc.to_le_bytes());
+            }
+            log.chain = sealog_format::chain::link(&log.chain, &leaf);
+            pending.push(PendingRecord {
+                offset: (base + r.frame_at as u64) as u32,
+                frame_len: (FRAME_HEADER_LEN + r.body_len) as u32,
+                event_time: r.time.unwrap_or(recorded_at.as_nanos()),
+                recorded_at,
+                leaf,
+                chain: log.chain,
+            });
+            receipts.push(Receipt {
+                seq,
+                recorded_at,
+                leaf_hash: leaf,
+                chain_hash: log.chain,
+            });
+        }
+        let count = receipts.len() as u64;
+        log.next_seq += count;
+        log.active.write_pos += len;
+        log.active.records += count;
+        let segment_no = log.active.segment_no;
+        let end_seq = log.next_seq;
+        let queue = &mut log.pending;
+        match queue.chunks.last_mut() {
+            Some(last)
+                if last.segment_no == segment_no
+                    && last.offset + last.bytes.len() as u64 == base =>
+            {
+                last.bytes.extend_from_slice(&bytes);
+                last.records.extend(pending);
+            }
+            _ => queue.chunks.push(Chunk {
+                segment_no,
+                new_segment: None,
+                offset: base,
+                bytes,
+                records: pending,
+            }),
+        }
+        queue.sync |= durability == Durability::Group;
+        queue.end_seq = end_seq;
+        drop(log);
+        self.inner.work_ready.notify_one();
+        Ok((receipts, end_seq))
+    }
+
+    fn wait_for(&self, target: u64, durability: Durability) -> Result<()> {
+        let mut progress = self.inner.progress.lock();
+        loop {
+            let reached = match durability {
+                Durability::Group => progress.durable,
+                Durability::Buffered => progress.written,
+            };
+            if reached >= target {
+                return Ok(());
+            }
+            if let Some(failure) = &progress.failed {
+                return Err(failure.to_error());
+            }
+            self.inner.progress_changed.wait(&mut progress);
+        }
+    }
+
+    /// Makes every append so far durable, whatever its durability.
+    pub fn sync(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Ok(());
+        }
+        let target = {
+            let mut log = self.inner.log.lock();
+            if let Some(failure) = &log.failed {
+                return Err(failure.to_error());
+            }
+            let target = log.next_seq;
+            let durable = self.inner.progress.lock().durable;
+            if durable >= target {
+                return Ok(());
+            }
+            // An empty chunk that asks for a sync of what is already written.
+            log.pending.sync = true;
+            log.pending.end_seq = target;
+            let segment_no = log.active.segment_no;
+            let offset = log.active.write_pos;
+            log.pending.chunks.push(Chunk {
+                segment_no,
+                new_segment: None,
+                offset,
+                bytes: Vec::new(),
+                records: Vec::new(),
+            });
+            target
+        };
+        self.inner.work_ready.notify_one();
+        self.wait_for(target, Durability::Group)
+    }
+
+    /// Seals the active segment now (if it holds any record) and starts a
+    /// new one. Appends continue meanwhile; the seal itself completes in the
+    /// background.
+    pub fn roll(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut log = self.inner.log.lock();
+        if let Some(failure) = &log.failed {
+            return Err(failure.to_error());
+        }
+        if log.active.records > 0 {
+            roll(&self.inner, &mut log);
+            drop(log);
+            self.inner.work_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until every segment that has been rolled is sealed.
+    pub fn wait_sealed(&self) -> Result<()> {
+        self.sync()?;
+        self.workers.wait_idle(&self.inner)
+    }
+
+    /// Number of visible records; also the next seq.
+    pub fn len(&self) -> u64 {
+        self.view().len()
+    }
+
+    /// True if the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The size and chain head of the visible log.
+    pub fn head(&self) -> Head {
+        let view = self.view();
+        if let Some(last) = view.open.last() {
+            let data = last.data.read();
+            return Head {
+                size: last.header.first_seq + data.len(),
+                chain_head: data.chain_head,
+            };
+        }
+        match view.sealed.last() {
+            Some(s) => Head {
+                size: s.footer.end_seq(),
+                chain_head: s.footer.chain_head,
+            },
+            None => Head {
+                size: 0,
+                chain_head: self.inner.manifest.genesis(),
+            },
+        }
+    }
+
+    /// The record with sequence number `seq`, if it exists.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>> {
+        let view = self.view();
+        let Some(bytes) = view.record_bytes(seq)? else {
+            return Ok(None);
+        };
+        decode_checked(&view, seq, &bytes).map(Some)
+    }
+
+    /// The exact stored bytes of record `seq` (what its leaf hash covers).
+    pub fn get_raw(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        self.view().record_bytes(seq)
+    }
+
+    /// Iterates over records in seq order, oldest first.
+    pub fn scan(&self, range: impl RangeBounds<u64>) -> Scan {
+        let view = self.view();
+        let len = view.len();
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => len,
+        }
+        .min(len);
+        Scan {
+            view,
+            next: start,
+            end,
+        }
+    }
+
+    /// Checks the whole log: every frame checksum, every record, the chain,
+    /// every segment's Merkle root and footer, seq continuity across
+    /// segments and the stored leaf hashes. Sealed segments are checked in
+    /// parallel. Returns a summary, or the first problem in log order.
+    pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
+        let view = self.view();
+        let limit = crate::verify::Limit {
+            seq: view.len(),
+            open_ends: view
+                .open
+                .iter()
+                .map(|s| (s.header.first_seq, s.data.read().frames_end))
+                .collect(),
+        };
+        crate::verify::verify_dir_with(&self.inner.dir, &self.inner.options, Some(limit))
+    }
+
+    /// Closes the store: finishes and syncs queued appends, waits for
+    /// pending seals, and stops the background threads. Errors that
+    /// happened in the background are returned.
+    pub fn close(self) -> Result<()> {
+        let result = self.workers.shutdown(&self.inner);
+        let failed = self.inner.progress.lock().failed.clone();
+        result?;
+        match failed {
+            Some(f) => Err(f.to_error()),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn view(&self) -> Arc<View> {
+        self.inner.view.read().clone()
+    }
+
+    /// Appends the `store.recovered` event if recovery dropped bytes.
+    fn record_recovery(&self) -> Result<()> {
+        let events = self.inner.recovery.events();
+        if !events.is_empty() {
+            self.append_batch_with(events, Durability::Group)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a new segment at the next seq (called with the log lock held).
+pub(crate) fn roll(inner: &Inner, log: &mut LogState) {
+    let segment_no = log.active.segment_no + 1;
+    let header = SegmentHeader {
+        store_id: inner.manifest.store_id,
+        segment_no,
+        first_seq: log.next_seq,
+        chain_in: log.chain,
+        created_at: Timestamp::now(),
+    };
+    log.active = ActiveSegment {
+        segment_no,
+        write_pos: HEADER_LEN as u64,
+        records: 0,
+        started: Instant::now(),
+    };
+    log.pending.chunks.push(Chunk {
+        segment_no,
+        new_segment: Some(header),
+        offset: HEADER_LEN as u64,
+        bytes: Vec::new(),
+        records: Vec::new(),
+    });
+    log.pending.end_seq = log.next_seq;
+}
+
+fn decode_checked(view: &View, seq: u64, bytes: &[u8]) -> Result<Record> {
+    let location = || match view.locate(seq) {
+        Some(Located::Sealed(s, _)) => crate::error::Location::file(&s.name).seq(seq),
+        Some(Located::Open(s, _)) => crate::error::Location::file(&s.name).seq(seq),
+        None => crate::error::Location::default().seq(seq),
+    };
+    let record = record::decode_record(bytes).map_err(|e| {
+        crate::error::Corruption::new(location(), crate::error::CorruptionKind::Record(e))
+    })?;
+    if record.seq != seq {
+        return Err(crate::error::Corruption::new(
+            location(),
+            crate::error::CorruptionKind::SeqMismatch {
+                expected: seq,
+                found: record.seq,
+            },
+        )
+        .into());
+    }
+    Ok(record)
+}
+
+fn encoding_error(e: RecordError) -> ValidationError {
+    match e {
+        RecordError::TooLong { field, len, max } => {
+            ValidationError::new(field, ValidationErrorKind::TooLong { len, max })
+        }
+        other => ValidationError::json("", other.to_string()),
+    }
+}
+
+/// An iterator over records, oldest first, from a snapshot of the store.
+pub struct Scan {
+    view: Arc<View>,
+    next: u64,
+    end: u64,
+}
+
+impl Iterator for Scan {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let seq = self.next;
+        self.next += 1;
+        match self.view.record_bytes(seq) {
+            Ok(Some(bytes)) => Some(decode_checked(&self.view, seq, &bytes)),
+            Ok(None) => None,
+            Err(e) => {
+                self.next = self.end;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::try_from(self.end.saturating_sub(self.next)).unwrap_or(usize::MAX);
+        (0, Some(n))
+    }
+}

@@ -1,0 +1,572 @@
+//! The background threads that write: the committer and the sealer.
+//!
+//! **The committer** owns the active segment file. It takes everything the
+//! sequencer has queued, writes it with one positioned write per segment,
+//! syncs once if any queued append wants durability, publishes the records
+//! to readers and wakes the appenders. Many appenders thus share one
+//! `fdatasync` (group commit). When the queue starts a new segment, the
+//! committer first syncs the old one — so a torn write can only ever be at
+//! the end of the last segment with data — then creates the new file
+//! (header written and synced, renamed into place, directory synced) and
+//! hands the old segment to the sealer.
+//!
+//! **The sealer** seals full segments off the commit path: it appends their
+//! leaf hashes to `tree/leaves` and syncs them, then writes the end marker
+//! and footer, cuts the file to its final length and syncs it, and swaps the
+//! segment into readers' view as a memory-mapped sealed segment. Between
+//! seals it zero-fills the spare file that becomes the next segment.
+//!
+//! A failed write, sync, create or seal latches the store into refusing
+//! writes: every waiting and later append fails until reopen.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, RwLock};
+use sealog_format::Timestamp;
+use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, SegmentHeader};
+
+use crate::error::{Error, Result};
+use crate::fs::{OpenMode, Vfs, VfsFile};
+use crate::layout;
+use crate::options::{Preallocation, StoreOptions};
+use crate::segment::{OpenData, OpenSegment, SealedSegment};
+use crate::store::{Failure, Inner, Pending, View};
+use crate::tree::LeafFile;
+
+/// Work for the sealer.
+pub(crate) enum Job {
+    Seal(Arc<OpenSegment>),
+    PrepareSpare,
+}
+
+/// Handles of the background threads; shuts them down when dropped.
+pub(crate) struct Workers {
+    committer: Mutex<Option<JoinHandle<()>>>,
+    sealer: Mutex<Option<JoinHandle<()>>>,
+    sealer_tx: Mutex<Option<Sender<Job>>>,
+    outstanding: Arc<Outstanding>,
+    inner: Arc<Inner>,
+}
+
+/// Seal jobs sent but not finished.
+#[derive(Default)]
+pub(crate) struct Outstanding {
+    count: Mutex<u64>,
+    done: Condvar,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        *self.count.lock() += 1;
+    }
+
+    fn finish(&self) {
+        let mut count = self.count.lock();
+        *count = count.saturating_sub(1);
+        self.done.notify_all();
+    }
+}
+
+impl Workers {
+    /// Starts the committer (writing to `active`) and the sealer.
+    pub(crate) fn start(
+        inner: Arc<Inner>,
+        active: Option<Arc<OpenSegment>>,
+    ) -> Result<Arc<Workers>> {
+        let outstanding = Arc::new(Outstanding::default());
+        let Some(active) = active else {
+            // Read-only: no threads.
+            return Ok(Arc::new(Workers {
+                committer: Mutex::new(None),
+                sealer: Mutex::new(None),
+                sealer_tx: Mutex::new(None),
+                outstanding,
+                inner,
+            }));
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sealer = {
+            let thread_inner = inner.clone();
+            let outstanding = outstanding.clone();
+            std::thread::Builder::new()
+                .name("sealog-sealer".into())
+                .spawn(move || run_sealer(&thread_inner, &rx, &outstanding))
+                .map_err(|e| Error::io("spawn thread", &inner.dir, e))?
+        };
+        let committer = {
+            let dir = inner.dir.clone();
+            let mut committer = Committer {
+                inner: inner.clone(),
+                current: active,
+                dirty: false,
+                sealer: tx.clone(),
+                outstanding: outstanding.clone(),
+            };
+            std::thread::Builder::new()
+                .name("sealog-committer".into())
+                .spawn(move || committer.run())
+                .map_err(|e| Error::io("spawn thread", &dir, e))?
+        };
+        if inner.options.preallocation == Preallocation::ZeroFill {
+            let _ = tx.send(Job::PrepareSpare);
+        }
+        Ok(Arc::new(Workers {
+            committer: Mutex::new(Some(committer)),
+            sealer: Mutex::new(Some(sealer)),
+            sealer_tx: Mutex::new(Some(tx)),
+            outstanding,
+            inner,
+        }))
+    }
+
+    /// Waits until no seal is outstanding.
+    pub(crate) fn wait_idle(&self, inner: &Inner) -> Result<()> {
+        let mut count = self.outstanding.count.lock();
+        while *count > 0 {
+            self.outstanding.done.wait(&mut count);
+        }
+        drop(count);
+        match &inner.progress.lock().failed {
+            Some(f) => Err(f.to_error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the committer (after it drained the queue and synced) and then
+    /// the sealer (after it finished outstanding seals).
+    pub(crate) fn shutdown(&self, inner: &Inner) -> Result<()> {
+        {
+            let mut log = inner.log.lock();
+            log.closing = true;
+        }
+        inner.work_ready.notify_all();
+        if let Some(handle) = self.committer.lock().take()
+            && handle.join().is_err()
+        {
+            fail(
+                inner,
+                "committer thread panicked".into(),
+                io::ErrorKind::Other,
+            );
+        }
+        drop(self.sealer_tx.lock().take());
+        if let Some(handle) = self.sealer.lock().take()
+            && handle.join().is_err()
+        {
+            fail(inner, "sealer thread panicked".into(), io::ErrorKind::Other);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let _ = self.shutdown(&inner);
+    }
+}
+
+/// Latches a failure: the sequencer refuses new appends and every waiter
+/// wakes with the error.
+pub(crate) fn fail(inner: &Inner, cause: String, kind: io::ErrorKind) {
+    tracing::error!(store = %inner.dir.display(), %cause, "write failure; refusing writes until reopened");
+    let failure = Failure { cause, kind };
+    {
+        let mut log = inner.log.lock();
+        if log.failed.is_none() {
+            log.failed = Some(failure.clone());
+        }
+    }
+    {
+        let mut progress = inner.progress.lock();
+        if progress.failed.is_none() {
+            progress.failed = Some(failure);
+        }
+    }
+    inner.progress_changed.notify_all();
+    inner.work_ready.notify_all();
+}
+
+fn io_failure(op: &str, path: &Path, e: &io::Error) -> Failure {
+    Failure {
+        cause: format!("{op} `{}`: {e}", path.display()),
+        kind: e.kind(),
+    }
+}
+
+/// Marks a panicking committer or sealer as a failure, so appenders waiting
+/// on it are woken instead of hanging.
+struct PanicGuard<'a> {
+    inner: &'a Inner,
+    what: &'static str,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fail(
+                self.inner,
+                format!("the {} thread panicked", self.what),
+                io::ErrorKind::Other,
+            );
+        }
+    }
+}
+
+struct Committer {
+    inner: Arc<Inner>,
+    current: Arc<OpenSegment>,
+    /// Bytes written to `current` since its last sync.
+    dirty: bool,
+    sealer: Sender<Job>,
+    outstanding: Arc<Outstanding>,
+}
+
+impl Committer {
+    fn run(&mut self) {
+        let inner = self.inner.clone();
+        let _guard = PanicGuard {
+            inner: &inner,
+            what: "committer",
+        };
+        while let Some(work) = self.next_work() {
+            if let Err(failure) = self.process(work) {
+                fail(&self.inner, failure.cause, failure.kind);
+                return;
+            }
+        }
+        // Closing: make buffered appends durable too.
+        if self.dirty && self.inner.log.lock().failed.is_none() {
+            match self.current.file.sync_data() {
+                Ok(()) => {
+                    self.dirty = false;
+                    let mut progress = self.inner.progress.lock();
+                    progress.durable = progress.written;
+                    drop(progress);
+                    self.inner.progress_changed.notify_all();
+                }
+                Err(e) => {
+                    let f = io_failure("fdatasync", &self.current.path, &e);
+                    fail(&self.inner, f.cause, f.kind);
+                }
+            }
+        }
+    }
+
+    fn next_work(&mut self) -> Option<Pending> {
+        let mut log = self.inner.log.lock();
+        loop {
+            if log.failed.is_some() {
+                return None;
+            }
+            if !log.pending.is_empty() {
+                return Some(std::mem::take(&mut log.pending));
+            }
+            if log.closing {
+                return None;
+            }
+            match self.inner.options.segment_max_age {
+                Some(max_age) if log.active.records > 0 => {
+                    let age = log.active.started.elapsed();
+                    if age >= max_age {
+                        crate::store::roll(&self.inner, &mut log);
+                        continue;
+                    }
+                    self.inner.work_ready.wait_for(&mut log, max_age - age);
+                }
+                Some(max_age) => {
+                    self.inner
+                        .work_ready
+                        .wait_for(&mut log, max_age.min(Duration::from_secs(1)));
+                }
+                None => self.inner.work_ready.wait(&mut log),
+            }
+        }
+    }
+
+    fn process(&mut self, work: Pending) -> std::result::Result<(), Failure> {
+        let mut rolled = Vec::new();
+        let mut targets = Vec::with_capacity(work.chunks.len());
+        for chunk in &work.chunks {
+            if let Some(header) = &chunk.new_segment {
+                if self.dirty {
+                    self.current
+                        .file
+                        .sync_data()
+                        .map_err(|e| io_failure("fdatasync", &self.current.path, &e))?;
+                    self.dirty = false;
+                }
+                let segment = create_segment(&self.inner, header, &self.sealer)?;
+                {
+                    let mut view = self.inner.view.write();
+                    let mut next = View {
+                        sealed: view.sealed.clone(),
+                        open: view.open.clone(),
+                    };
+                    next.open.push(segment.clone());
+                    *view = Arc::new(next);
+                }
+                rolled.push(std::mem::replace(&mut self.current, segment));
+            }
+            if !chunk.bytes.is_empty() {
+                self.current
+                    .file
+                    .write_all_at(&chunk.bytes, chunk.offset)
+                    .map_err(|e| io_failure("write", &self.current.path, &e))?;
+                self.dirty = true;
+            }
+            targets.push(self.current.clone());
+        }
+        if work.sync && self.dirty {
+            self.current
+                .file
+                .sync_data()
+                .map_err(|e| io_failure("fdatasync", &self.current.path, &e))?;
+            self.dirty = false;
+        }
+        for (chunk, segment) in work.chunks.iter().zip(&targets) {
+            if chunk.records.is_empty() {
+                continue;
+            }
+            let mut data = segment.data.write();
+            for r in &chunk.records {
+                data.push(
+                    r.offset,
+                    r.frame_len,
+                    r.event_time,
+                    r.recorded_at,
+                    r.leaf,
+                    r.chain,
+                );
+            }
+        }
+        for segment in rolled {
+            self.outstanding.add();
+            if self.sealer.send(Job::Seal(segment)).is_err() {
+                self.outstanding.finish();
+            }
+        }
+        {
+            let mut progress = self.inner.progress.lock();
+            progress.written = progress.written.max(work.end_seq);
+            if !self.dirty {
+                progress.durable = progress.written;
+            }
+        }
+        self.inner.progress_changed.notify_all();
+        Ok(())
+    }
+}
+
+/// Creates the file of a new segment: header written and synced, renamed
+/// into place, directory synced. Uses the zero-filled spare if one is ready.
+fn create_segment(
+    inner: &Inner,
+    header: &SegmentHeader,
+    sealer: &Sender<Job>,
+) -> std::result::Result<Arc<OpenSegment>, Failure> {
+    let spare = match inner.options.preallocation {
+        Preallocation::ZeroFill => inner.spare.lock().take(),
+        _ => None,
+    };
+    let zero_fill = false;
+    let segment = new_segment_file(
+        &*inner.fs,
+        &inner.dir,
+        &inner.options,
+        header,
+        spare,
+        zero_fill,
+    )
+    .map_err(|(op, path, e)| io_failure(op, &path, &e))?;
+    if inner.options.preallocation == Preallocation::ZeroFill {
+        let _ = sealer.send(Job::PrepareSpare);
+    }
+    Ok(segment)
+}
+
+/// An I/O failure with what was being done and to which file.
+pub(crate) type IoFailure = (&'static str, PathBuf, io::Error);
+
+/// Creates a segment file from `spare` (a zero-filled file) or from scratch,
+/// preallocating it as configured (`zero_fill` writes zeros now instead of
+/// reserving blocks), writes and syncs the header, renames it into place and
+/// syncs the directory.
+pub(crate) fn new_segment_file(
+    fs: &dyn Vfs,
+    dir: &Path,
+    options: &StoreOptions,
+    header: &SegmentHeader,
+    spare: Option<PathBuf>,
+    zero_fill: bool,
+) -> std::result::Result<Arc<OpenSegment>, IoFailure> {
+    let name = layout::segment_name(header.first_seq);
+    let path = dir.join(&name);
+    let segments = dir.join(layout::SEGMENTS);
+    let (from, file) = match spare {
+        Some(spare) => {
+            let file = fs
+                .open(&spare, OpenMode::ReadWrite)
+                .map_err(|e| ("open", spare.clone(), e))?;
+            (spare, file)
+        }
+        None => {
+            let tmp = segments.join(format!("{:020}.seg.tmp", header.first_seq));
+            if fs.exists(&tmp).unwrap_or(false) {
+                fs.remove_file(&tmp)
+                    .map_err(|e| ("remove", tmp.clone(), e))?;
+            }
+            let file = fs
+                .open(&tmp, OpenMode::CreateNew)
+                .map_err(|e| ("create", tmp.clone(), e))?;
+            match options.preallocation {
+                Preallocation::ZeroFill if zero_fill => {
+                    write_zeros(&*file, options.segment_size, || false)
+                        .map_err(|e| ("write", tmp.clone(), e))?;
+                }
+                Preallocation::ZeroFill | Preallocation::Allocate => file
+                    .allocate(options.segment_size)
+                    .map_err(|e| ("fallocate", tmp.clone(), e))?,
+                Preallocation::None => {}
+            }
+            (tmp, file)
+        }
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| ("write", from.clone(), e))?;
+    file.sync_all().map_err(|e| ("fsync", from.clone(), e))?;
+    fs.rename(&from, &path)
+        .map_err(|e| ("rename", from.clone(), e))?;
+    fs.sync_dir(&segments)
+        .map_err(|e| ("fsync directory", segments.clone(), e))?;
+    Ok(Arc::new(OpenSegment {
+        header: *header,
+        name,
+        path,
+        file,
+        data: RwLock::new(OpenData::new(header.chain_in)),
+    }))
+}
+
+/// Writes `size` zero bytes from offset 0 in 1 MiB pieces; stops early (and
+/// returns `Ok(false)`) when `stop` says so.
+fn write_zeros(file: &dyn VfsFile, size: u64, stop: impl Fn() -> bool) -> io::Result<bool> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < size {
+        if stop() {
+            return Ok(false);
+        }
+        let n = (size - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(zeros.get(..n).unwrap_or_default(), at)?;
+        at += n as u64;
+    }
+    Ok(true)
+}
+
+fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
+    let _guard = PanicGuard {
+        inner,
+        what: "sealer",
+    };
+    for job in jobs {
+        match job {
+            Job::Seal(segment) => {
+                if inner.progress.lock().failed.is_none() {
+                    match seal_with(inner.leaves.as_ref(), &segment) {
+                        Ok(sealed) => swap_sealed(inner, &segment, sealed),
+                        Err(e) => fail(
+                            inner,
+                            format!("sealing {}: {e}", segment.name),
+                            e.io_kind().unwrap_or(io::ErrorKind::Other),
+                        ),
+                    }
+                }
+                outstanding.finish();
+            }
+            Job::PrepareSpare => {
+                if let Err(e) = prepare_spare(inner) {
+                    tracing::warn!(error = %e, "could not prepare the next segment file; the next roll allocates one");
+                }
+            }
+        }
+    }
+}
+
+/// Seals `segment`: leaves synced first, then end marker and footer, the
+/// file cut to length and synced. Returns the sealed segment.
+pub(crate) fn seal_with(leaves: Option<&LeafFile>, segment: &OpenSegment) -> Result<SealedSegment> {
+    let data = segment.data.read();
+    let footer = data.footer(&segment.header, Timestamp::now());
+    if let Some(leaves) = leaves {
+        leaves.write(segment.header.first_seq, &data.leaves)?;
+    }
+    let mut tail = Vec::with_capacity(END_MARKER_LEN + FOOTER_LEN);
+    tail.extend_from_slice(&sealog_format::frame::end_marker());
+    tail.extend_from_slice(&footer.encode());
+    let file = &segment.file;
+    let path = &segment.path;
+    file.write_all_at(&tail, footer.frames_end)
+        .map_err(|e| Error::io("write", path, e))?;
+    file.set_len(footer.file_len())
+        .map_err(|e| Error::io("truncate", path, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    let map = file.map().map_err(|e| Error::io("map", path, e))?;
+    Ok(SealedSegment::new(
+        segment.header,
+        footer,
+        segment.name.clone(),
+        map,
+        Some(data.offsets.clone()),
+    ))
+}
+
+/// Replaces the open segment with its sealed form in readers' view.
+pub(crate) fn swap_sealed(inner: &Inner, open: &Arc<OpenSegment>, sealed: SealedSegment) {
+    let mut view = inner.view.write();
+    let mut next = View {
+        sealed: view.sealed.clone(),
+        open: view
+            .open
+            .iter()
+            .filter(|s| !Arc::ptr_eq(s, open))
+            .cloned()
+            .collect(),
+    };
+    next.sealed.push(Arc::new(sealed));
+    *view = Arc::new(next);
+}
+
+/// Zero-fills `segments/spare` so the next roll need not allocate.
+fn prepare_spare(inner: &Inner) -> io::Result<()> {
+    if inner.spare.lock().is_some() || inner.log.lock().closing {
+        return Ok(());
+    }
+    let fs = &*inner.fs;
+    let segments = inner.dir.join(layout::SEGMENTS);
+    let tmp = segments.join(format!("{}.tmp", layout::SPARE));
+    let path = segments.join(layout::SPARE);
+    if fs.exists(&tmp)? {
+        fs.remove_file(&tmp)?;
+    }
+    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    let complete = write_zeros(&*file, inner.options.segment_size, || {
+        inner.log.lock().closing
+    })?;
+    if !complete {
+        drop(file);
+        let _ = fs.remove_file(&tmp);
+        return Ok(());
+    }
+    file.sync_all()?;
+    drop(file);
+    fs.rename(&tmp, &path)?;
+    fs.sync_dir(&segments)?;
+    *inner.spare.lock() = Some(path);
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Helpers shared by sealog's integration tests: event generators and
+//! small-segment store options.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+
+use sealog::format::{Actor, Event, Metadata, Outcome, Principal, Resource, Timestamp};
+use sealog::{Preallocation, Store, StoreOptions, Vfs};
+
+/// Options for tests: small segments so tests cross segment boundaries,
+/// no zero-filling (fast to create).
+pub fn small_options(segment_size: u64) -> StoreOptions {
+    StoreOptions {
+        segment_size,
+        preallocation: Preallocation::Allocate,
+        ..StoreOptions::default()
+    }
+}
+
+/// [`small_options`] on a given filesystem.
+pub fn options_on(fs: Arc<dyn Vfs>, segment_size: u64) -> StoreOptions {
+    StoreOptions {
+        fs,
+        ..small_options(segment_size)
+    }
+}
+
+/// Opens (creating) a store in `dir` with [`small_options`].
+pub fn open(dir: &Path, segment_size: u64) -> Store {
+    Store::open(dir, small_options(segment_size)).expect("open store")
+}
+
+/// A deterministic, varied event: `i` picks actor, action, resource,
+/// outcome, tenant, source and metadata.
+pub fn event(i: u64) -> Event {
+    const ACTIONS: [&str; 6] = [
+        "customer.read",
+        "customer.delete",
+        "auth.login",
+        "auth.login_failed",
+        "invoice.export",
+        "report.export_csv",
+    ];
+    let outcome = match i % 7 {
+        0 => Outcome::Denied,
+        1 | 2 => Outcome::Failure,
+        _ => Outcome::Success,
+    };
+    let mut e = Event::new(
+        Actor::new(
+            if i.is_multiple_of(5) {
+                "service"
+            } else {
+                "user"
+            },
+            format!("actor-{}", i % 13),
+        ),
+        ACTIONS[(i % ACTIONS.len() as u64) as usize],
+        Resource::new("customer", format!("{}", i % 101)),
+        outcome,
+    );
+    if i.is_multiple_of(2) {
+        e = e.with_tenant(format!("tenant-{}", i % 3));
+    }
+    if i.is_multiple_of(3) {
+        e = e
+            .with_source_ip(IpAddr::V4(Ipv4Addr::new(
+                10,
+                0,
+                (i % 7) as u8,
+                (i % 250) as u8,
+            )))
+            .with_user_agent("sealog-tests/1");
+    }
+    if i.is_multiple_of(4) {
+        e = e.with_request_id(format!("req-{i}"));
+    }
+    if i.is_multiple_of(11) {
+        e = e
+            .on_behalf_of(Principal::new("user", "support-1"))
+            .with_session_id(format!("s-{}", i % 17))
+            .with_reason("ticket SEC-42");
+    }
+    if i.is_multiple_of(6) {
+        let mut m = Metadata::new();
+        m.insert("i".into(), i.into());
+        m.insert("note".into(), format!("event number {i}").into());
+        e = e.with_metadata(m);
+    }
+    if i.is_multiple_of(9) {
+        e = e.with_time(Timestamp::from_nanos(
+            1_700_000_000_000_000_000 + i as i64 * 1_000_000,
+        ));
+    }
+    e
+}
+
+/// Events `from..to` from [`event`].
+pub fn events(from: u64, to: u64) -> Vec<Event> {
+    (from..to).map(event).collect()
+}
+
+/// Reads every record and checks they equal `expected`, in order.
+pub fn assert_contents(store: &Store, expected: &[Event]) {
+    assert_eq!(store.len(), expected.len() as u64, "record count");
+    for (i, (record, want)) in store.scan(..).zip(expected).enumerate() {
+        let record = record.unwrap_or_else(|e| panic!("record {i}: {e}"));
+        assert_eq!(record.seq, i as u64);
+        assert_eq!(&record.event, want, "record {i}");
+    }
+}
+
+/// The segment files of the store in `dir`, in log order.
+pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .expect("list segments")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,157 @@
+//! Basic behaviour of the store: append, read back, reopen, roll, seal.
+
+use sealog::{Durability, Error, Store};
+use sealog_tests::{assert_contents, event, events, open, small_options};
+
+#[test]
+fn appended_events_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let r = store.append(event(i)).unwrap();
+        assert_eq!(r.seq, i);
+        expected.push(event(i));
+    }
+    let receipts = store.append_batch(events(50, 300)).unwrap();
+    assert_eq!(receipts.first().unwrap().seq, 50);
+    assert_eq!(receipts.last().unwrap().seq, 299);
+    expected.extend(events(50, 300));
+    assert_contents(&store, &expected);
+    let report = store.verify().unwrap();
+    assert_eq!(report.records, 300);
+}
+
+#[test]
+fn a_reopened_store_continues_the_log_and_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16 << 10);
+    for i in 0..4 {
+        store.append_batch(events(i * 50, i * 50 + 50)).unwrap();
+    }
+    let head = store.head();
+    store.close().unwrap();
+    let store = open(dir.path(), 16 << 10);
+    assert!(
+        store.recovery_report().is_clean(),
+        "{:?}",
+        store.recovery_report()
+    );
+    assert_eq!(store.head(), head);
+    for i in 4..8 {
+        store.append_batch(events(i * 50, i * 50 + 50)).unwrap();
+    }
+    assert_contents(&store, &events(0, 400));
+    store.verify().unwrap();
+}
+
+#[test]
+fn segments_roll_and_seal_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 8 << 10);
+    for i in 0..40 {
+        store.append_batch(events(i * 10, i * 10 + 10)).unwrap();
+    }
+    store.wait_sealed().unwrap();
+    let files = sealog_tests::segment_files(dir.path());
+    assert!(files.len() > 5, "{} segments", files.len());
+    assert_contents(&store, &events(0, 400));
+    let report = store.verify().unwrap();
+    assert_eq!(report.sealed_segments + 1, report.segments);
+    drop(store);
+    let report = sealog::verify_dir(dir.path()).unwrap();
+    assert_eq!(report.records, 400);
+}
+
+#[test]
+fn buffered_appends_become_durable_on_sync_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    store
+        .append_batch_with(events(0, 100), Durability::Buffered)
+        .unwrap();
+    store.sync().unwrap();
+    store
+        .append_batch_with(events(100, 150), Durability::Buffered)
+        .unwrap();
+    store.close().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    assert_contents(&store, &events(0, 150));
+}
+
+#[test]
+fn concurrent_appenders_get_dense_distinct_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 32 << 10);
+    let mut seqs: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| store.append(event(t * 1000 + i)).unwrap().seq)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..400).collect::<Vec<_>>());
+    store.verify().unwrap();
+}
+
+#[test]
+fn an_invalid_event_in_a_batch_writes_nothing_and_names_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    let mut batch = events(0, 5);
+    batch[1].actor.id.clear();
+    batch[3].action = "Not Valid".into();
+    let err = store.append_batch(batch).unwrap_err();
+    let Error::InvalidBatch(errors) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(errors.len(), 2);
+    assert_eq!((errors[0].index, errors[0].error.field()), (1, "actor.id"));
+    assert_eq!((errors[1].index, errors[1].error.field()), (3, "action"));
+    assert!(err.to_string().contains("[event 1]"), "{err}");
+    assert_eq!(store.len(), 0);
+    let mut one = event(0);
+    one.outcome = sealog::Outcome::Denied;
+    one.actor.kind = "User".into();
+    let err = store.append(one).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidEvent(e) if e.field() == "actor.type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_process_cannot_open_the_store_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    let err = Store::open(dir.path(), small_options(64 << 10)).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    let read_only = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.len(), 0);
+}
+
+#[test]
+fn receipts_carry_the_leaf_and_chain_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    let receipts = store.append_batch(events(0, 3)).unwrap();
+    let genesis = sealog::format::chain::genesis(&store.store_id());
+    let mut chain = genesis;
+    for r in &receipts {
+        let bytes = store.get_raw(r.seq).unwrap().unwrap();
+        assert_eq!(r.leaf_hash, sealog::format::merkle::leaf_hash(&bytes));
+        chain = sealog::format::chain::link(&chain, &r.leaf_hash);
+        assert_eq!(r.chain_hash, chain);
+    }
+    assert_eq!(store.head().chain_head, chain);
+}
