@@ -282,11 +282,27 @@ pub enum CorruptionKind {
     /// The store manifest is missing while segments exist.
     #[error("the store manifest is missing but segments exist")]
     MissingManifest,
-    /// A derived hash file disagrees with the records.
+    /// A derived hash file disagrees with records that match their footer:
+    /// the derived file is damaged, not the records.
     #[error("stored leaf hash {index} differs from the recomputed one")]
     LeafMismatch {
         /// The leaf index (= seq).
         index: u64,
+    },
+    /// A record's bytes changed after its segment was sealed: its hash no
+    /// longer matches the leaf hash stored at seal time, and the segment's
+    /// footer no longer matches its records.
+    #[error(
+        "the record was altered after sealing: its leaf hash is {}, the leaf stored at seal \
+         time is {}",
+        hex(.computed),
+        hex(.stored)
+    )]
+    RecordChanged {
+        /// The leaf hash stored when the segment was sealed.
+        stored: Hash,
+        /// The leaf hash of the record as it is now.
+        computed: Hash,
     },
 }
 

@@ -20,7 +20,8 @@
 //! use, so a sector the write never reached reads as zeros. The first frame
 //! that fails to read is therefore classified as:
 //!
-//! - **torn** if it runs past the end of the file, or if a 512-byte sector
+//! - **torn** if it runs past the end of the file, if the data ends inside
+//!   it (only zeros follow a point before its end), or if a 512-byte sector
 //!   it touches is zero from the frame's start (or the sector's start) to
 //!   the sector's end — the write did not reach that sector;
 //! - **corruption** otherwise: a complete frame whose checksum fails, a
@@ -223,6 +224,12 @@ pub(crate) fn classify_tail(image: &[u8], stop: &Stop) -> Tail {
                 FrameError::BadLength { .. } => FRAME_HEADER_LEN,
                 _ => frame_extent(image, at),
             };
+            // The data ends inside this frame: nothing but zeros follows a
+            // point before the frame's end, so no later record can be lost.
+            let data_end = image.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            if data_end < at.saturating_add(declared) {
+                return Tail::Torn;
+            }
             let end = at.saturating_add(declared).min(image.len());
             let mut sector_start = at / SECTOR * SECTOR;
             while sector_start < end.max(at + 1) {
@@ -498,7 +505,12 @@ mod tests {
                 sealog_format::Resource::new("doc", "1"),
                 sealog_format::Outcome::Success,
             );
-            let body = record::encode(&event, i as u64, Timestamp::from_nanos(i as i64)).unwrap();
+            let body = record::encode(
+                &event,
+                i as u64,
+                Timestamp::from_nanos(1_700_000_000_000_000_000 + i as i64),
+            )
+            .unwrap();
             frame::encode_frame(&body, frame::FRAME_COMMIT, &mut image).unwrap();
             ends.push(image.len());
         }
@@ -561,6 +573,22 @@ mod tests {
             classify_tail(&image, &stop),
             Tail::Corrupt(CorruptionKind::Frame(_))
         ));
+    }
+
+    #[test]
+    fn data_that_ends_inside_the_last_frame_is_a_torn_tail() {
+        let (mut image, ends) = image_with_frames(5);
+        for cut in ends[3] + 13..ends[4] - 16 {
+            let mut torn = image.clone();
+            torn[cut..].fill(0);
+            let (n, stop) = walk(&torn);
+            assert_eq!(n, 4);
+            assert_eq!(classify_tail(&torn, &stop), Tail::Torn, "cut {cut}");
+        }
+        // A complete last frame with a flipped bit is not.
+        image[ends[3] + 20] ^= 1;
+        let (_, stop) = walk(&image);
+        assert!(matches!(classify_tail(&image, &stop), Tail::Corrupt(_)));
     }
 
     #[test]

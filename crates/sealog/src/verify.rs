@@ -54,7 +54,6 @@ struct Summary {
     chain_head: Hash,
     first_recorded: Option<i64>,
     last_recorded: Option<i64>,
-    leaves: Vec<Hash>,
     bytes: u64,
     tail_bytes: u64,
 }
@@ -95,8 +94,8 @@ pub(crate) fn verify_dir_with(
         return Err(Corruption::new(Location::file(name), CorruptionKind::UnsealedInMiddle).into());
     }
 
-    let summaries = verify_all(fs, &found, limit.clone());
     let leaves = LeafFile::open(fs, &dir.join(layout::TREE).join(layout::LEAVES), true)?;
+    let summaries = verify_all(fs, &found, limit.clone(), leaves.as_ref());
 
     let mut expected_seq = 0u64;
     let mut chain = manifest.genesis();
@@ -132,7 +131,6 @@ pub(crate) fn verify_dir_with(
             .into());
         }
         if f.footer.is_some() {
-            check_leaves(leaves.as_ref(), f, &summary.leaves)?;
             report.sealed_segments += 1;
         }
         report.segments += 1;
@@ -149,7 +147,12 @@ pub(crate) fn verify_dir_with(
 }
 
 /// Verifies every segment's contents, sealed ones in parallel.
-fn verify_all(fs: &dyn Vfs, found: &[Found], limit: Option<Limit>) -> Vec<Result<Summary>> {
+fn verify_all(
+    fs: &dyn Vfs,
+    found: &[Found],
+    limit: Option<Limit>,
+    leaves: Option<&LeafFile>,
+) -> Vec<Result<Summary>> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -165,7 +168,7 @@ fn verify_all(fs: &dyn Vfs, found: &[Found], limit: Option<Limit>) -> Vec<Result
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = found.get(i) else { break };
-                    let result = verify_segment(fs, f, limit.as_ref());
+                    let result = verify_segment(fs, f, limit.as_ref(), leaves);
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
@@ -184,7 +187,12 @@ fn verify_all(fs: &dyn Vfs, found: &[Found], limit: Option<Limit>) -> Vec<Result
         .collect()
 }
 
-fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summary> {
+fn verify_segment(
+    fs: &dyn Vfs,
+    f: &Found,
+    limit: Option<&Limit>,
+    stored_leaves: Option<&LeafFile>,
+) -> Result<Summary> {
     let image = match &f.footer {
         // Sealed segments are never written again: map them.
         Some(_) => f.file.map().map_err(|e| Error::io("map", &f.path, e))?,
@@ -202,6 +210,7 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
+    let mut offsets = Vec::new();
     let mut count = 0u64;
     let mut committed = (0u64, chain, 0u64);
     let mut min_event = i64::MAX;
@@ -215,6 +224,7 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
         chain = sealog_format::chain::link(&chain, &r.leaf);
         let _ = frontier.push(r.leaf);
         leaves.push(r.leaf);
+        offsets.push(r.offset);
         let t = r.view.event_time().as_nanos();
         min_event = min_event.min(t);
         max_event = max_event.max(t);
@@ -262,7 +272,6 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
         } else {
             committed
         };
-        leaves.truncate(count as usize);
         return Ok(Summary {
             count,
             chain_head,
@@ -272,7 +281,6 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
             } else {
                 last_commit_recorded
             },
-            leaves,
             bytes: image.len() as u64,
             tail_bytes,
         });
@@ -333,6 +341,29 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
         )
         .into());
     }
+    let root = frontier.root();
+    let matches_footer = footer.chain_head == chain && footer.merkle_root == root;
+    // The leaf hashes stored at seal time pinpoint an altered record; if the
+    // records still match the footer, a differing stored leaf means the leaf
+    // file is what was damaged.
+    if let Some(index) = first_leaf_difference(stored_leaves, f, &leaves)? {
+        let ordinal = (index - f.header.first_seq) as usize;
+        if matches_footer {
+            return Err(leaf_file_corruption(index));
+        }
+        let stored = stored_leaves
+            .and_then(|l| l.read(index, 1).ok())
+            .and_then(|v| v.first().copied())
+            .unwrap_or_default();
+        return Err(Corruption::new(
+            location(offsets.get(ordinal).copied().unwrap_or(0), index),
+            CorruptionKind::RecordChanged {
+                stored,
+                computed: leaves.get(ordinal).copied().unwrap_or_default(),
+            },
+        )
+        .into());
+    }
     check_hash(
         footer_loc(),
         "chain head in footer",
@@ -343,7 +374,7 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
         footer_loc(),
         "Merkle root in footer",
         &footer.merkle_root,
-        &frontier.root(),
+        &root,
     )?;
     check_times(
         footer,
@@ -358,7 +389,6 @@ fn verify_segment(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Summ
         chain_head: chain,
         first_recorded,
         last_recorded,
-        leaves,
         bytes: image.len() as u64,
         tail_bytes: 0,
     })
@@ -449,39 +479,34 @@ fn read_unsealed(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Vec<u
     }
 }
 
-/// Compares the stored leaf hashes of a sealed segment with the recomputed.
-fn check_leaves(leaves: Option<&LeafFile>, f: &Found, computed: &[Hash]) -> Result<()> {
-    let first = f.header.first_seq;
-    let location = |index: u64| {
+fn leaf_file_corruption(index: u64) -> Error {
+    Corruption::new(
         Location::file(format!("{}/{}", layout::TREE, layout::LEAVES))
             .at(index * crate::tree::LEAF_LEN)
-            .seq(index)
+            .seq(index),
+        CorruptionKind::LeafMismatch { index },
+    )
+    .into()
+}
+
+/// The first seq of a sealed segment whose stored leaf hash differs from the
+/// recomputed one (or is missing).
+fn first_leaf_difference(
+    stored: Option<&LeafFile>,
+    f: &Found,
+    computed: &[Hash],
+) -> Result<Option<u64>> {
+    let first = f.header.first_seq;
+    let Some(stored) = stored else {
+        return Ok(Some(first));
     };
-    let Some(leaves) = leaves else {
-        return Err(Corruption::new(
-            location(first),
-            CorruptionKind::LeafMismatch { index: first },
-        )
-        .into());
-    };
-    let available = leaves
+    let available = stored
         .len()
         .saturating_sub(first)
         .min(computed.len() as u64) as usize;
-    let stored = leaves.read(first, available)?;
-    for (i, (s, c)) in stored.iter().zip(computed).enumerate() {
-        if s != c {
-            let index = first + i as u64;
-            return Err(
-                Corruption::new(location(index), CorruptionKind::LeafMismatch { index }).into(),
-            );
-        }
+    let leaves = stored.read(first, available)?;
+    if let Some(i) = leaves.iter().zip(computed).position(|(s, c)| s != c) {
+        return Ok(Some(first + i as u64));
     }
-    if available < computed.len() {
-        let index = first + available as u64;
-        return Err(
-            Corruption::new(location(index), CorruptionKind::LeafMismatch { index }).into(),
-        );
-    }
-    Ok(())
+    Ok((available < computed.len()).then_some(first + available as u64))
 }

@@ -1,0 +1,266 @@
+//! Tampering with sealed segments is detected by verification, which names
+//! where: flipped bytes, deleted, swapped and rewritten records, truncated
+//! and deleted segments.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use sealog::format::frame::{self, FrameRead};
+use sealog::format::segment::HEADER_LEN;
+use sealog::{CorruptionKind, Error, verify_dir};
+use sealog_tests::{events, open, segment_files};
+
+/// A closed store with several sealed segments and an active one.
+fn sealed_store() -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 4 << 10);
+    for i in 0..60 {
+        store.append_batch(events(i * 4, i * 4 + 4)).unwrap();
+    }
+    store.wait_sealed().unwrap();
+    store.close().unwrap();
+    verify_dir(dir.path()).expect("the untouched store verifies");
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 5, "{} segments", files.len());
+    (dir, files)
+}
+
+fn corruption(dir: &Path) -> sealog::Corruption {
+    match verify_dir(dir) {
+        Ok(report) => panic!("tampering went undetected: {report:?}"),
+        Err(Error::Corruption(c)) => *c,
+        Err(other) => panic!("expected a corruption report, got: {other}"),
+    }
+}
+
+fn name(path: &Path) -> String {
+    format!("segments/{}", path.file_name().unwrap().to_str().unwrap())
+}
+
+/// (offset, length) of every frame in a sealed segment file.
+fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = HEADER_LEN;
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        out.push((pos, f.len));
+        pos += f.len;
+    }
+    out
+}
+
+#[test]
+fn flipping_any_byte_of_a_sealed_segment_is_detected_and_located() {
+    let (dir, files) = sealed_store();
+    let target = &files[2];
+    let original = fs::read(target).unwrap();
+    for offset in 0..original.len() {
+        let mut bytes = original.clone();
+        bytes[offset] ^= 0x20;
+        fs::write(target, &bytes).unwrap();
+        let c = corruption(dir.path());
+        assert_eq!(c.location.file, name(target), "flip at {offset}: {c}");
+    }
+    fs::write(target, &original).unwrap();
+    verify_dir(dir.path()).unwrap();
+}
+
+#[test]
+fn a_flipped_record_byte_names_the_record() {
+    let (dir, files) = sealed_store();
+    let target = &files[1];
+    let mut bytes = fs::read(target).unwrap();
+    let (offset, len) = frames(&bytes)[3];
+    bytes[offset + len - 20] ^= 1;
+    fs::write(target, &bytes).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.offset, Some(offset as u64), "{c}");
+    assert!(c.location.seq.is_some(), "{c}");
+    assert!(matches!(c.kind, CorruptionKind::Frame(_)), "{c}");
+    assert!(c.to_string().contains("checksum mismatch"), "{c}");
+}
+
+#[test]
+fn deleting_a_record_is_detected() {
+    let (dir, files) = sealed_store();
+    let target = &files[1];
+    let bytes = fs::read(target).unwrap();
+    let (offset, len) = frames(&bytes)[2];
+    let mut tampered = bytes[..offset].to_vec();
+    tampered.extend_from_slice(&bytes[offset + len..]);
+    fs::write(target, &tampered).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(target), "{c}");
+    assert!(
+        matches!(
+            c.kind,
+            CorruptionKind::SeqMismatch { .. } | CorruptionKind::FieldMismatch { .. }
+        ),
+        "{c}"
+    );
+}
+
+#[test]
+fn swapping_two_records_is_detected() {
+    let (dir, files) = sealed_store();
+    let target = &files[1];
+    let bytes = fs::read(target).unwrap();
+    let f = frames(&bytes);
+    let (a, alen) = f[1];
+    let (b, blen) = f[2];
+    let mut tampered = bytes[..a].to_vec();
+    tampered.extend_from_slice(&bytes[b..b + blen]);
+    tampered.extend_from_slice(&bytes[a..a + alen]);
+    tampered.extend_from_slice(&bytes[b + blen..]);
+    fs::write(target, &tampered).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(target), "{c}");
+    assert_eq!(c.location.offset, Some(a as u64), "{c}");
+    assert!(matches!(c.kind, CorruptionKind::SeqMismatch { .. }), "{c}");
+}
+
+#[test]
+fn truncating_a_sealed_segment_is_detected() {
+    let (dir, files) = sealed_store();
+    let target = &files[2];
+    let bytes = fs::read(target).unwrap();
+    fs::write(target, &bytes[..bytes.len() / 2]).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(target), "{c}");
+    assert!(matches!(c.kind, CorruptionKind::UnsealedInMiddle), "{c}");
+    // Opening for writing refuses too, naming the segment.
+    let err = sealog::Store::open(dir.path(), sealog_tests::small_options(4 << 10)).unwrap_err();
+    assert!(err.to_string().contains(&name(target)), "{err}");
+}
+
+#[test]
+fn deleting_a_whole_sealed_segment_is_detected() {
+    let (dir, files) = sealed_store();
+    fs::remove_file(&files[2]).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(&files[3]), "{c}");
+    assert!(
+        matches!(
+            c.kind,
+            CorruptionKind::MissingSegment {
+                expected_segment_no: 2,
+                ..
+            }
+        ),
+        "{c}"
+    );
+}
+
+#[test]
+fn deleting_the_first_segment_is_detected() {
+    let (dir, files) = sealed_store();
+    fs::remove_file(&files[0]).unwrap();
+    let c = corruption(dir.path());
+    assert!(
+        matches!(
+            c.kind,
+            CorruptionKind::MissingSegment {
+                expected_segment_no: 0,
+                expected_first_seq: 0
+            }
+        ),
+        "{c}"
+    );
+}
+
+#[test]
+fn rewriting_a_record_with_a_recomputed_checksum_names_the_record() {
+    let (dir, files) = sealed_store();
+    let target = &files[1];
+    let mut bytes = fs::read(target).unwrap();
+    let (offset, len) = frames(&bytes)[3];
+    let body = &bytes[offset + 12..offset + len];
+    let mut record = sealog::format::record::decode_record(body).unwrap();
+    // Same length, different actor: the frame layout stays valid.
+    let id = record.event.actor.id.clone();
+    record.event.actor.id = id.chars().rev().collect::<String>().replace('-', "_");
+    assert_eq!(record.event.actor.id.len(), id.len());
+    let new_body = sealog::format::record::encode_record(&record).unwrap();
+    let flags = bytes[offset + 4];
+    let mut new_frame = Vec::new();
+    frame::encode_frame(&new_body, flags, &mut new_frame).unwrap();
+    assert_eq!(new_frame.len(), len);
+    bytes[offset..offset + len].copy_from_slice(&new_frame);
+    fs::write(target, &bytes).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(target), "{c}");
+    assert_eq!(c.location.offset, Some(offset as u64), "{c}");
+    assert_eq!(c.location.seq, Some(record.seq), "{c}");
+    assert!(
+        matches!(c.kind, CorruptionKind::RecordChanged { .. }),
+        "{c}"
+    );
+}
+
+#[test]
+fn rewriting_a_record_and_its_stored_leaf_still_fails_against_the_footer() {
+    let (dir, files) = sealed_store();
+    let target = &files[1];
+    let mut bytes = fs::read(target).unwrap();
+    let (offset, len) = frames(&bytes)[0];
+    let body = bytes[offset + 12..offset + len].to_vec();
+    let mut record = sealog::format::record::decode_record(&body).unwrap();
+    record.event.outcome = match record.event.outcome {
+        sealog::Outcome::Success => sealog::Outcome::Denied,
+        _ => sealog::Outcome::Success,
+    };
+    let new_body = sealog::format::record::encode_record(&record).unwrap();
+    let mut new_frame = Vec::new();
+    frame::encode_frame(&new_body, bytes[offset + 4], &mut new_frame).unwrap();
+    bytes[offset..offset + len].copy_from_slice(&new_frame);
+    fs::write(target, &bytes).unwrap();
+    // The attacker also fixes the stored leaf hash.
+    let leaves = dir.path().join("tree/leaves");
+    let mut stored = fs::read(&leaves).unwrap();
+    let at = record.seq as usize * 32;
+    stored[at..at + 32].copy_from_slice(&sealog::format::merkle::leaf_hash(&new_body));
+    fs::write(&leaves, &stored).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(target), "{c}");
+    assert!(
+        matches!(
+            c.kind,
+            CorruptionKind::HashMismatch {
+                what: "chain head in footer",
+                ..
+            }
+        ),
+        "{c}"
+    );
+}
+
+#[test]
+fn a_damaged_leaf_file_is_reported_as_such() {
+    let (dir, _) = sealed_store();
+    let leaves = dir.path().join("tree/leaves");
+    let mut stored = fs::read(&leaves).unwrap();
+    stored[5 * 32] ^= 1;
+    fs::write(&leaves, &stored).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, "tree/leaves", "{c}");
+    assert!(
+        matches!(c.kind, CorruptionKind::LeafMismatch { index: 5 }),
+        "{c}"
+    );
+}
+
+#[test]
+fn a_tampered_store_can_still_be_opened_read_only_for_forensics() {
+    let (dir, files) = sealed_store();
+    let bytes = fs::read(&files[2]).unwrap();
+    fs::write(&files[2], &bytes[..bytes.len() / 2]).unwrap();
+    let store = sealog::Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.recovery_report().problems.len(), 1);
+    // Records before the damage are readable.
+    let readable = store.len();
+    assert!(readable > 0);
+    for record in store.scan(..) {
+        record.unwrap();
+    }
+    let err = store.verify().unwrap_err();
+    assert!(err.to_string().contains(&name(&files[2])), "{err}");
+}

@@ -1,0 +1,169 @@
+//! A torn tail — the bytes of an interrupted write — is removed on reopen,
+//! leaving exactly the complete batches; the chain then continues.
+
+use std::fs;
+use std::path::Path;
+
+use sealog::format::frame::{self, FrameRead};
+use sealog::format::segment::HEADER_LEN;
+use sealog::{Store, verify_dir};
+use sealog_tests::{event, segment_files, small_options};
+
+const SEGMENT: u64 = 64 << 10;
+
+/// A store whose active segment holds `n` single-event batches, closed.
+fn store_with_singles(dir: &Path, n: u64) -> Vec<(usize, usize)> {
+    let store = Store::open(dir, small_options(SEGMENT)).unwrap();
+    for i in 0..n {
+        store.append(event(i)).unwrap();
+    }
+    store.close().unwrap();
+    let files = segment_files(dir);
+    assert_eq!(files.len(), 1);
+    let bytes = fs::read(&files[0]).unwrap();
+    let mut frames = Vec::new();
+    let mut pos = HEADER_LEN;
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        frames.push((pos, f.len));
+        pos += f.len;
+    }
+    assert_eq!(frames.len() as u64, n);
+    frames
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(&entry, &dest).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.file_name().unwrap() != "LOCK" {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Checks the reopened store: `complete` original events, then (if bytes
+/// were dropped) one `store.recovered` event; verification passes; appends
+/// continue the chain.
+fn check_reopened(dir: &Path, complete: u64, cut: usize) {
+    let store = Store::open(dir, small_options(SEGMENT)).unwrap();
+    let dropped = !store.recovery_report().truncations.is_empty();
+    let expected_len = complete + u64::from(dropped);
+    assert_eq!(store.len(), expected_len, "cut at {cut}");
+    for seq in 0..complete {
+        let record = store.get(seq).unwrap().unwrap();
+        assert_eq!(record.event, event(seq), "cut at {cut}, seq {seq}");
+    }
+    if dropped {
+        let note = store.get(complete).unwrap().unwrap();
+        assert_eq!(note.event.action, "store.recovered");
+        assert_eq!(note.event.actor.id, "sealog");
+        let t = &store.recovery_report().truncations[0];
+        let saved = dir.join(t.saved_to.as_ref().unwrap());
+        assert!(
+            saved.exists(),
+            "dropped bytes are kept in {}",
+            saved.display()
+        );
+    }
+    store
+        .verify()
+        .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+    let r = store.append(event(1000)).unwrap();
+    assert_eq!(r.seq, expected_len);
+    store
+        .verify()
+        .unwrap_or_else(|e| panic!("cut at {cut}, after append: {e}"));
+    store.close().unwrap();
+    verify_dir(dir).unwrap();
+}
+
+#[test]
+fn truncating_the_active_segment_at_every_byte_of_its_last_frames() {
+    let original = tempfile::tempdir().unwrap();
+    let frames = store_with_singles(original.path(), 12);
+    let segment = segment_files(original.path())[0].clone();
+    let rel = segment.strip_prefix(original.path()).unwrap().to_owned();
+    let first = frames[frames.len() - 3].0;
+    let (last, last_len) = frames[frames.len() - 1];
+    for cut in first..=last + last_len {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path().join(&rel))
+            .unwrap();
+        file.set_len(cut as u64).unwrap();
+        drop(file);
+        let complete = frames.iter().filter(|(o, l)| o + l <= cut).count() as u64;
+        check_reopened(copy.path(), complete, cut);
+    }
+}
+
+#[test]
+fn sectors_never_written_in_the_last_frames_are_a_torn_tail() {
+    let original = tempfile::tempdir().unwrap();
+    let frames = store_with_singles(original.path(), 40);
+    let segment = segment_files(original.path())[0].clone();
+    let rel = segment.strip_prefix(original.path()).unwrap().to_owned();
+    let first = frames[frames.len() - 6].0;
+    let end = frames.last().map(|(o, l)| o + l).unwrap();
+    // Zero from each sector boundary (or frame start) inside the last frames
+    // to the end: the state a write leaves when later sectors never reached
+    // the disk.
+    let mut cuts: Vec<usize> = (first / 512 + 1..=end / 512).map(|s| s * 512).collect();
+    cuts.extend(frames.iter().rev().take(6).map(|(o, _)| *o));
+    for cut in cuts {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let path = copy.path().join(&rel);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[cut..end].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let complete = frames.iter().filter(|(o, l)| o + l <= cut).count() as u64;
+        check_reopened(copy.path(), complete, cut);
+    }
+}
+
+#[test]
+fn a_partial_batch_is_removed_entirely() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(SEGMENT)).unwrap();
+    store.append_batch(sealog_tests::events(0, 5)).unwrap();
+    store.append_batch(sealog_tests::events(5, 15)).unwrap();
+    store.close().unwrap();
+    let segment = segment_files(dir.path())[0].clone();
+    let bytes = fs::read(&segment).unwrap();
+    let mut pos = HEADER_LEN;
+    let mut ends = Vec::new();
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        pos += f.len;
+        ends.push(pos);
+    }
+    // Cut inside the last frame of the second batch: its first 9 frames are
+    // complete but the batch is not.
+    let file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.set_len(ends[14] as u64 - 3).unwrap();
+    drop(file);
+    let store = Store::open(dir.path(), small_options(SEGMENT)).unwrap();
+    let t = &store.recovery_report().truncations[0];
+    assert_eq!(t.dropped_frames, 9);
+    assert_eq!(t.offset, ends[4] as u64);
+    assert_eq!(store.len(), 6, "5 events and the store.recovered event");
+    assert_eq!(
+        store.get(5).unwrap().unwrap().event.action,
+        "store.recovered"
+    );
+    store.verify().unwrap();
+}
