@@ -1,6 +1,8 @@
 //! Helpers shared by sealog's integration tests: event generators and
 //! small-segment store options.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;

@@ -6,6 +6,8 @@
 //! `SEALOG_CRASH_CYCLES` sets the number of cycles (default 20; the soak
 //! run uses 100 or more).
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

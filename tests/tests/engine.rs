@@ -1,5 +1,7 @@
 //! Basic behaviour of the store: append, read back, reopen, roll, seal.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use sealog::{Durability, Error, Store};
 use sealog_tests::{assert_contents, event, events, open, small_options};
 

@@ -2,6 +2,8 @@
 //! it, latches the store into refusing writes until reopen, and loses
 //! nothing that was acknowledged.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::io::ErrorKind;
 use std::sync::Arc;
 

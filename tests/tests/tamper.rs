@@ -2,6 +2,8 @@
 //! where: flipped bytes, deleted, swapped and rewritten records, truncated
 //! and deleted segments.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

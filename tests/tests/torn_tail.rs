@@ -1,6 +1,8 @@
 //! A torn tail — the bytes of an interrupted write — is removed on reopen,
 //! leaving exactly the complete batches; the chain then continues.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::fs;
 use std::path::Path;
 

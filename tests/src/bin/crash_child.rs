@@ -5,6 +5,8 @@
 //!
 //! Usage: crash-child DIR SEGMENT_SIZE MAX_BATCH THREADS SEED
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::io::Write;
 
 fn main() {
