@@ -239,12 +239,14 @@ impl RecordView<'_> {
     }
 }
 
-/// Appends the record body of `event`, without the trailer, to `out`.
+/// Appends the record body of `event`, without the trailer, to `out`, and
+/// returns the length of the metadata's JSON text (0 without metadata).
 ///
 /// The caller completes the record with [`encode_trailer`]. The event should
 /// have passed validation; this function only enforces what the encoding
 /// itself cannot represent.
-pub fn encode_prefix(event: &Event, out: &mut Vec<u8>) -> Result<(), RecordError> {
+pub fn encode_prefix(event: &Event, out: &mut Vec<u8>) -> Result<usize, RecordError> {
+    let mut metadata_len = 0;
     let start = out.len();
     let mut flags = 0u16;
     let source = event.source.as_ref();
@@ -333,6 +335,7 @@ pub fn encode_prefix(event: &Event, out: &mut Vec<u8>) -> Result<(), RecordError
             reason: e.to_string(),
         })?;
         let len = out.len() - len_at - 4;
+        metadata_len = len;
         let len32 = u32::try_from(len).map_err(|_| RecordError::TooLong {
             field: "metadata",
             len,
@@ -351,7 +354,7 @@ pub fn encode_prefix(event: &Event, out: &mut Vec<u8>) -> Result<(), RecordError
             max: MAX_RECORD_LEN,
         });
     }
-    Ok(())
+    Ok(metadata_len)
 }
 
 /// The final 16 bytes of a record: `seq` and `recorded_at`.

@@ -223,11 +223,40 @@ impl SecretGuard {
 
     /// The pattern `key` matches, if any.
     pub fn matches(&self, key: &str) -> Option<&str> {
-        let normalized = normalize_key(key);
-        self.patterns
-            .iter()
-            .find(|(_, p)| normalized.contains(p.as_str()))
-            .map(|(raw, _)| raw.as_str())
+        if self.patterns.is_empty() {
+            return None;
+        }
+        // Keys are almost always short ASCII: normalise on the stack.
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        let mut fits = true;
+        for b in key.bytes() {
+            if !b.is_ascii() {
+                fits = false;
+                break;
+            }
+            if b.is_ascii_alphanumeric() {
+                match buf.get_mut(len) {
+                    Some(slot) => *slot = b.to_ascii_lowercase(),
+                    None => {
+                        fits = false;
+                        break;
+                    }
+                }
+                len += 1;
+            }
+        }
+        let find = |normalized: &[u8]| {
+            self.patterns
+                .iter()
+                .find(|(_, p)| contains(normalized, p.as_bytes()))
+                .map(|(raw, _)| raw.as_str())
+        };
+        if fits {
+            find(buf.get(..len).unwrap_or_default())
+        } else {
+            find(normalize_key(key).as_bytes())
+        }
     }
 }
 
@@ -235,6 +264,21 @@ impl Default for SecretGuard {
     fn default() -> Self {
         SecretGuard::with_policy(SecretPolicy::Reject)
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == first)
+        .any(|(i, _)| {
+            haystack
+                .get(i + 1..i + 1 + rest.len())
+                .is_some_and(|w| w == rest)
+        })
 }
 
 fn normalize_key(key: &str) -> String {
@@ -258,6 +302,28 @@ impl Validator {
     /// guard is configured to redact. Returns the first problem found, in
     /// field order.
     pub fn validate(&self, event: &mut Event) -> Result<(), ValidationError> {
+        self.validate_fields(event)?;
+        if let Some(m) = &event.metadata {
+            self.check_metadata_len(serialized_len(m))?;
+        }
+        Ok(())
+    }
+
+    /// Everything [`Validator::validate`] checks except the serialized size
+    /// of `metadata`, for a caller that serializes the metadata anyway and
+    /// checks the size with [`Validator::check_metadata_len`] (as the store
+    /// does, to serialize it once). Applies redaction if configured.
+    pub fn validate_fields(&self, event: &mut Event) -> Result<(), ValidationError> {
+        if self.check_fields(event)? {
+            self.redact(event);
+        }
+        Ok(())
+    }
+
+    /// [`Validator::validate_fields`] without modifying the event: returns
+    /// `true` if the secret guard would redact something (the caller then
+    /// redacts a copy with [`Validator::redact`]).
+    pub fn check_fields(&self, event: &Event) -> Result<bool, ValidationError> {
         let l = &self.limits;
         check_type("actor.type", &event.actor.kind, l.max_type_len)?;
         check_id("actor.id", &event.actor.id, l.max_id_len)?;
@@ -285,22 +351,28 @@ impl Validator {
         if let Some(r) = &event.reason {
             check_text("reason", r, l.max_reason_len, true)?;
         }
-        if let Some(m) = &mut event.metadata {
-            self.check_metadata(m)?;
+        match &event.metadata {
+            Some(m) => guard_object(
+                &self.secrets,
+                m,
+                &Path::Root,
+                1,
+                self.limits.max_metadata_depth,
+            ),
+            None => Ok(false),
         }
-        Ok(())
     }
 
-    fn check_metadata(&self, metadata: &mut Metadata) -> Result<(), ValidationError> {
-        let mut path = String::from("metadata");
-        guard_object(
-            &self.secrets,
-            metadata,
-            &mut path,
-            1,
-            self.limits.max_metadata_depth,
-        )?;
-        let len = serialized_len(metadata);
+    /// Replaces the value of every secret-looking metadata key with
+    /// `"[REDACTED]"` (whatever the policy).
+    pub fn redact(&self, event: &mut Event) {
+        if let Some(m) = &mut event.metadata {
+            redact_object(&self.secrets, m);
+        }
+    }
+
+    /// Checks the length of the compact JSON serialization of `metadata`.
+    pub fn check_metadata_len(&self, len: usize) -> Result<(), ValidationError> {
         if len > self.limits.max_metadata_len {
             return Err(ValidationError::new(
                 "metadata",
@@ -338,70 +410,102 @@ fn serialized_len(metadata: &Metadata) -> usize {
     }
 }
 
+/// A JSON path inside `metadata`, built on the stack as the guard descends
+/// and turned into a string only for an error.
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root => "metadata".to_owned(),
+            Path::Key(parent, key) => format!("{}.{key}", parent.render()),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
+/// Walks `object` for secret-looking keys and excess depth; returns whether
+/// a key must be redacted (under [`SecretPolicy::Redact`]).
 fn guard_object(
     guard: &SecretGuard,
-    object: &mut Metadata,
-    path: &mut String,
+    object: &Metadata,
+    path: &Path<'_>,
     depth: usize,
     max_depth: usize,
-) -> Result<(), ValidationError> {
+) -> Result<bool, ValidationError> {
     if depth > max_depth {
         return Err(ValidationError::new(
-            path.clone(),
+            path.render(),
             ValidationErrorKind::TooDeep { max: max_depth },
         ));
     }
-    for (key, value) in object.iter_mut() {
-        let base = path.len();
-        path.push('.');
-        path.push_str(key);
+    let mut redact = false;
+    for (key, value) in object {
+        let here = Path::Key(path, key);
         if let Some(pattern) = guard.matches(key) {
             match guard.policy {
                 SecretPolicy::Reject => {
                     return Err(ValidationError::new(
-                        path.clone(),
+                        here.render(),
                         ValidationErrorKind::SecretKey {
                             pattern: pattern.to_owned(),
                         },
                     ));
                 }
-                SecretPolicy::Redact => {
-                    *value = serde_json::Value::String(REDACTED.to_owned());
-                }
+                SecretPolicy::Redact => redact = true,
                 SecretPolicy::Allow => {}
             }
         }
-        guard_value(guard, value, path, depth, max_depth)?;
-        path.truncate(base);
+        redact |= guard_value(guard, value, &here, depth, max_depth)?;
     }
-    Ok(())
+    Ok(redact)
 }
 
 fn guard_value(
     guard: &SecretGuard,
-    value: &mut serde_json::Value,
-    path: &mut String,
+    value: &serde_json::Value,
+    path: &Path<'_>,
     depth: usize,
     max_depth: usize,
-) -> Result<(), ValidationError> {
+) -> Result<bool, ValidationError> {
     match value {
         serde_json::Value::Object(inner) => guard_object(guard, inner, path, depth + 1, max_depth),
         serde_json::Value::Array(items) => {
             if depth + 1 > max_depth {
                 return Err(ValidationError::new(
-                    path.clone(),
+                    path.render(),
                     ValidationErrorKind::TooDeep { max: max_depth },
                 ));
             }
-            for (i, item) in items.iter_mut().enumerate() {
-                let base = path.len();
-                path.push_str(&format!("[{i}]"));
-                guard_value(guard, item, path, depth + 1, max_depth)?;
-                path.truncate(base);
+            let mut redact = false;
+            for (i, item) in items.iter().enumerate() {
+                redact |= guard_value(guard, item, &Path::Index(path, i), depth + 1, max_depth)?;
             }
-            Ok(())
+            Ok(redact)
         }
-        _ => Ok(()),
+        _ => Ok(false),
+    }
+}
+
+fn redact_object(guard: &SecretGuard, object: &mut Metadata) {
+    for (key, value) in object.iter_mut() {
+        if guard.matches(key).is_some() {
+            *value = serde_json::Value::String(REDACTED.to_owned());
+        } else {
+            redact_value(guard, value);
+        }
+    }
+}
+
+fn redact_value(guard: &SecretGuard, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(inner) => redact_object(guard, inner),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_value(guard, v)),
+        _ => {}
     }
 }
 
@@ -424,7 +528,11 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError
 /// Identifiers: any printable text, no control characters.
 fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     check_len(field, value, max)?;
-    if let Some(offset) = value.bytes().position(|b| b < 0x20 || b == 0x7f) {
+    // A branch-free scan the compiler vectorises; locate only on failure.
+    let bad = |b: &u8| *b < 0x20 || *b == 0x7f;
+    if value.as_bytes().iter().fold(false, |acc, b| acc | bad(b))
+        && let Some(offset) = value.bytes().position(|b| bad(&b))
+    {
         return Err(ValidationError::new(
             field,
             ValidationErrorKind::ControlCharacter { offset },
@@ -442,7 +550,12 @@ fn check_text(
 ) -> Result<(), ValidationError> {
     check_len(field, value, max)?;
     let bad = |b: u8| (b < 0x20 && b != b'\t' && !(multiline && b == b'\n')) || b == 0x7f;
-    if let Some(offset) = value.bytes().position(bad) {
+    if value
+        .as_bytes()
+        .iter()
+        .fold(false, |acc, &b| acc | (b < 0x20 || b == 0x7f))
+        && let Some(offset) = value.bytes().position(bad)
+    {
         return Err(ValidationError::new(
             field,
             ValidationErrorKind::ControlCharacter { offset },

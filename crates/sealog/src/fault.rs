@@ -283,6 +283,19 @@ impl VfsFile for FaultFile {
         }
     }
 
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        match self.fs.check(Op::Write, &self.path) {
+            None => self.file.write_all_vectored_at(bufs, offset),
+            Some(Fault::ShortWrite) => {
+                let joined: Vec<u8> = bufs.concat();
+                let half = joined.get(..joined.len() / 2).unwrap_or_default();
+                self.file.write_all_at(half, offset)?;
+                Err(Fault::ShortWrite.error())
+            }
+            Some(fault) => Err(fault.error()),
+        }
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         if let Some(fault) = self.fs.check(Op::SyncData, &self.path) {
             return Err(fault.error());

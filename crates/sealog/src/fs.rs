@@ -61,6 +61,16 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes the buffers one after the other from `offset` (one system
+    /// call where the platform allows).
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let mut at = offset;
+        for buf in bufs {
+            self.write_all_at(buf, at)?;
+            at += buf.len() as u64;
+        }
+        Ok(())
+    }
     /// Makes written data durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
     /// Makes written data and all metadata durable (`fsync`).
@@ -165,6 +175,38 @@ impl VfsFile for StdFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(buf, offset)
+    }
+
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        // pwritev may write less than asked: continue from where it stopped.
+        let mut skip = 0usize;
+        let mut at = offset;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        while skip < total {
+            let mut slices = Vec::with_capacity(bufs.len());
+            let mut seen = 0usize;
+            for buf in bufs {
+                let end = seen + buf.len();
+                if end > skip {
+                    let from = skip.saturating_sub(seen);
+                    slices.push(io::IoSlice::new(buf.get(from..).unwrap_or_default()));
+                }
+                seen = end;
+                if slices.len() >= 1024 {
+                    break; // IOV_MAX
+                }
+            }
+            let n = rustix::io::pwritev(&self.file, &slices, at).map_err(io::Error::from)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote nothing",
+                ));
+            }
+            skip += n;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {

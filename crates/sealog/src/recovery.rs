@@ -29,8 +29,9 @@ use crate::error::{Corruption, CorruptionKind, Error, Location, Result, hex};
 use crate::fs::{self, OpenMode, Vfs, VfsFile};
 use crate::layout;
 use crate::options::{Preallocation, StoreOptions};
+use crate::progress::Progress;
 use crate::segment::{FrameWalker, OpenData, OpenSegment, SealedSegment, Tail, classify_tail};
-use crate::store::{ActiveSegment, Inner, LogState, Pending, Progress, View};
+use crate::store::{ActiveSegment, Inner, LogState, Pending, View};
 use crate::tree::LeafFile;
 use crate::writer::Workers;
 
@@ -432,14 +433,10 @@ pub(crate) fn open(
             pending: Pending::default(),
             failed: None,
             closing: false,
+            generation: 0,
         }),
         work_ready: Condvar::new(),
-        progress: Mutex::new(Progress {
-            written: next_seq,
-            durable: next_seq,
-            failed: None,
-        }),
-        progress_changed: Condvar::new(),
+        progress: Progress::new(next_seq),
         view: RwLock::new(Arc::new(View {
             sealed: sealed_segments,
             open: open_segments,
@@ -447,6 +444,7 @@ pub(crate) fn open(
         leaves,
         spare: Mutex::new(spare_ready.then_some(spare)),
         recovery: report,
+        counters: crate::stats::Counters::default(),
         _lock: lock,
         options,
     });

@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 use sealog_format::frame::{self, FRAME_HEADER_LEN, FrameError, FrameRead};
-use sealog_format::merkle::{Frontier, leaf_hash};
+use sealog_format::merkle::leaf_hash;
 use sealog_format::record::{self, RecordView};
 use sealog_format::segment::{HEADER_LEN, SegmentFooter, SegmentHeader};
 use sealog_format::{Hash, Timestamp};
@@ -270,8 +270,6 @@ pub(crate) struct OpenData {
     pub event_times: Vec<i64>,
     /// Leaf hash of each committed record.
     pub leaves: Vec<Hash>,
-    /// Incremental Merkle state over the committed records.
-    pub frontier: Frontier,
     /// End of the last committed frame.
     pub frames_end: u64,
     /// Chain value after the last committed record (`chain_in` if none).
@@ -288,7 +286,6 @@ impl OpenData {
             offsets: Vec::new(),
             event_times: Vec::new(),
             leaves: Vec::new(),
-            frontier: Frontier::new(),
             frames_end: HEADER_LEN as u64,
             chain_head: chain_in,
             last_recorded_at: None,
@@ -309,8 +306,6 @@ impl OpenData {
         self.offsets.push(offset);
         self.event_times.push(event_time);
         self.leaves.push(leaf);
-        // A segment holds far fewer than 2^64 records; the tree cannot be full.
-        let _ = self.frontier.push(leaf);
         self.frames_end = u64::from(offset) + u64::from(frame_len);
         self.chain_head = chain;
         self.first_recorded_at.get_or_insert(recorded_at);
@@ -334,7 +329,8 @@ impl OpenData {
             max_event_time: Timestamp::from_nanos(max_event),
             min_recorded_at: self.first_recorded_at.unwrap_or_default(),
             max_recorded_at: self.last_recorded_at.unwrap_or_default(),
-            merkle_root: self.frontier.root(),
+            // Computed here, by the sealer, off the commit path.
+            merkle_root: sealog_format::merkle::root(&self.leaves),
             chain_head: self.chain_head,
             store_id: header.store_id,
             sealed_at,

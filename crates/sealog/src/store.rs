@@ -21,6 +21,7 @@
 //! appends fail with [`Error::WritesRefused`] until the store is reopened,
 //! whose recovery decides from the disk what survived.
 
+use std::borrow::{Borrow, Cow};
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use sealog_format::{Event, Hash, Record, Timestamp};
 use crate::error::{BatchError, Error, Result};
 use crate::fs::{LockGuard, Vfs};
 use crate::options::{Durability, StoreOptions};
+use crate::progress::Progress;
 use crate::recovery::RecoveryReport;
 use crate::segment::{OpenSegment, SealedSegment};
 use crate::tree::LeafFile;
@@ -113,16 +115,15 @@ pub(crate) struct Inner {
     pub log: Mutex<LogState>,
     /// Signals the committer that work is queued (or that it should stop).
     pub work_ready: Condvar,
-    /// What the committer has written and synced.
-    pub progress: Mutex<Progress>,
-    /// Signals appenders that progress was made (or failed).
-    pub progress_changed: Condvar,
+    /// What the committer has written and synced; the appenders waiting.
+    pub progress: Progress,
     /// What readers see.
     pub view: RwLock<Arc<View>>,
     pub leaves: Option<LeafFile>,
     /// A zero-filled file ready to become the next segment.
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
+    pub counters: crate::stats::Counters,
     pub _lock: Option<Box<dyn LockGuard>>,
 }
 
@@ -135,6 +136,8 @@ pub(crate) struct LogState {
     pub pending: Pending,
     pub failed: Option<Failure>,
     pub closing: bool,
+    /// The commit generation new appends join (see [`crate::progress`]).
+    pub generation: u64,
 }
 
 /// Where the sequencer places the next frames.
@@ -164,6 +167,8 @@ impl Failure {
 /// Frames queued for the committer.
 #[derive(Default)]
 pub(crate) struct Pending {
+    /// The commit generation these frames form.
+    pub generation: u64,
     pub chunks: Vec<Chunk>,
     /// Some append in the queue wants a sync.
     pub sync: bool,
@@ -177,13 +182,16 @@ impl Pending {
     }
 }
 
-/// Contiguous bytes for one segment, or the start of a new segment.
+/// Contiguous bytes for one segment (one buffer per batch, written with one
+/// vectored write), or the start of a new segment.
 pub(crate) struct Chunk {
     pub segment_no: u64,
     /// Set when this chunk starts a new segment.
     pub new_segment: Option<SegmentHeader>,
     pub offset: u64,
-    pub bytes: Vec<u8>,
+    /// Total bytes of `buffers`.
+    pub len: u64,
+    pub buffers: Vec<Vec<u8>>,
     pub records: Vec<PendingRecord>,
 }
 
@@ -195,13 +203,6 @@ pub(crate) struct PendingRecord {
     pub recorded_at: Timestamp,
     pub leaf: Hash,
     pub chain: Hash,
-}
-
-/// Committer progress, in seqs (exclusive ends).
-pub(crate) struct Progress {
-    pub written: u64,
-    pub durable: u64,
-    pub failed: Option<Failure>,
 }
 
 /// The segments readers see: sealed ones, then the open ones (at most a
@@ -254,10 +255,19 @@ impl View {
 /// A batch encoded outside the lock, waiting for its seqs.
 struct Prepared {
     bytes: Vec<u8>,
-    records: Vec<PreparedRecord>,
+    records: Vec<HashedRecord>,
 }
 
+/// A record encoded into the batch buffer.
 struct PreparedRecord {
+    frame_at: usize,
+    body_start: usize,
+    body_len: usize,
+    time: Option<i64>,
+}
+
+/// A record whose hashes are computed up to its trailer.
+struct HashedRecord {
     frame_at: usize,
     body_len: usize,
     hasher: FrameHasher,
@@ -304,9 +314,9 @@ impl Store {
     }
 
     /// Appends one event with the store's default durability.
-    pub fn append(&self, event: Event) -> Result<Receipt> {
+    pub fn append(&self, event: impl Borrow<Event>) -> Result<Receipt> {
         let mut receipts = self
-            .append_batch_with(vec![event], self.inner.options.durability)
+            .append_batch_with([event], self.inner.options.durability)
             .map_err(|e| match e {
                 Error::InvalidBatch(mut errors) if errors.len() == 1 => {
                     Error::InvalidEvent(errors.remove(0).error)
@@ -320,72 +330,114 @@ impl Store {
     /// after a crash either every event of the batch is present or none is.
     /// If any event is invalid, nothing is written and the error lists every
     /// invalid event.
-    pub fn append_batch(&self, events: Vec<Event>) -> Result<Vec<Receipt>> {
+    ///
+    /// Events can be passed by value or by reference (`Vec<Event>`,
+    /// `&[Event]`, an iterator of either).
+    pub fn append_batch<E: Borrow<Event>>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> Result<Vec<Receipt>> {
         self.append_batch_with(events, self.inner.options.durability)
     }
 
     /// Appends a batch atomically with the given durability.
-    pub fn append_batch_with(
+    pub fn append_batch_with<E: Borrow<Event>>(
         &self,
-        events: Vec<Event>,
+        events: impl IntoIterator<Item = E>,
         durability: Durability,
     ) -> Result<Vec<Receipt>> {
         if self.inner.read_only {
             return Err(Error::ReadOnly);
         }
-        if events.is_empty() {
+        let prepared = self.prepare(events)?;
+        if prepared.records.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = self.prepare(events)?;
-        let (receipts, target) = self.sequence(prepared, durability)?;
-        self.wait_for(target, durability)?;
+        let (receipts, target, generation) = self.sequence(prepared, durability)?;
+        self.inner.progress.wait(target, durability, generation)?;
+        let counters = &self.inner.counters;
+        crate::stats::Counters::add(&counters.appends, 1);
+        crate::stats::Counters::add(&counters.appended_events, receipts.len() as u64);
         Ok(receipts)
     }
 
-    fn prepare(&self, events: Vec<Event>) -> Result<Prepared> {
+    fn prepare<E: Borrow<Event>>(&self, events: impl IntoIterator<Item = E>) -> Result<Prepared> {
         let validator = &self.inner.options.validator;
-        let count = events.len();
+        let events = events.into_iter();
+        let hint = events.size_hint().0;
         let mut errors = Vec::new();
-        let mut bytes = Vec::with_capacity(count * 320);
-        let mut records = Vec::with_capacity(count);
-        for (index, mut event) in events.into_iter().enumerate() {
-            if let Err(error) = validator.validate(&mut event) {
-                errors.push(BatchError { index, error });
-                continue;
-            }
+        let mut bytes = Vec::with_capacity(hint * 320);
+        let mut records: Vec<PreparedRecord> = Vec::with_capacity(hint);
+        for (index, item) in events.enumerate() {
+            let borrowed = item.borrow();
+            let event = match validator.check_fields(borrowed) {
+                Ok(false) => Cow::Borrowed(borrowed),
+                Ok(true) => {
+                    let mut redacted = borrowed.clone();
+                    validator.redact(&mut redacted);
+                    Cow::Owned(redacted)
+                }
+                Err(error) => {
+                    errors.push(BatchError { index, error });
+                    continue;
+                }
+            };
             if !errors.is_empty() {
                 continue;
             }
             let frame_at = bytes.len();
             bytes.resize(frame_at + FRAME_HEADER_LEN, 0);
             let body_start = bytes.len();
-            if let Err(e) = record::encode_prefix(&event, &mut bytes) {
-                errors.push(BatchError {
-                    index,
-                    error: encoding_error(e),
-                });
-                bytes.truncate(frame_at);
-                continue;
+            match record::encode_prefix(&event, &mut bytes) {
+                // The metadata was serialized once, here: check its size now.
+                Ok(metadata_len) => {
+                    if let Err(error) = validator.check_metadata_len(metadata_len) {
+                        errors.push(BatchError { index, error });
+                        bytes.truncate(frame_at);
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    errors.push(BatchError {
+                        index,
+                        error: encoding_error(e),
+                    });
+                    bytes.truncate(frame_at);
+                    continue;
+                }
             }
             let body_len = bytes.len() - body_start + RECORD_TRAILER_LEN;
-            let flags = if index + 1 == count { FRAME_COMMIT } else { 0 };
-            let prefix = frame::header_prefix(body_len as u32, flags);
-            if let Some(slot) = bytes.get_mut(frame_at..frame_at + prefix.len()) {
-                slot.copy_from_slice(&prefix);
-            }
-            let mut hasher = FrameHasher::new(&prefix);
-            hasher.update(bytes.get(body_start..).unwrap_or_default());
             bytes.resize(bytes.len() + RECORD_TRAILER_LEN, 0);
             records.push(PreparedRecord {
                 frame_at,
+                body_start,
                 body_len,
-                hasher,
                 time: event.time.map(Timestamp::as_nanos),
             });
         }
         if !errors.is_empty() {
             return Err(Error::InvalidBatch(errors));
         }
+        let count = records.len();
+        let mut hashed = Vec::with_capacity(count);
+        for (i, r) in records.into_iter().enumerate() {
+            // The last frame of the batch carries COMMIT: the batch is atomic.
+            let flags = if i + 1 == count { FRAME_COMMIT } else { 0 };
+            let prefix = frame::header_prefix(r.body_len as u32, flags);
+            if let Some(slot) = bytes.get_mut(r.frame_at..r.frame_at + prefix.len()) {
+                slot.copy_from_slice(&prefix);
+            }
+            let mut hasher = FrameHasher::new(&prefix);
+            let prefix_end = r.body_start + r.body_len - RECORD_TRAILER_LEN;
+            hasher.update(bytes.get(r.body_start..prefix_end).unwrap_or_default());
+            hashed.push(HashedRecord {
+                frame_at: r.frame_at,
+                body_len: r.body_len,
+                hasher,
+                time: r.time,
+            });
+        }
+        let records = hashed;
         if bytes.len() as u64 > self.inner.max_batch {
             return Err(Error::BatchTooLarge {
                 bytes: bytes.len() as u64,
@@ -395,7 +447,11 @@ impl Store {
         Ok(Prepared { bytes, records })
     }
 
-    fn sequence(&self, prepared: Prepared, durability: Durability) -> Result<(Vec<Receipt>, u64)> {
+    fn sequence(
+        &self,
+        prepared: Prepared,
+        durability: Durability,
+    ) -> Result<(Vec<Receipt>, u64, u64)> {
         let Prepared { mut bytes, records } = prepared;
         let len = bytes.len() as u64;
         let mut log = self.inner.log.lock();
@@ -455,43 +511,26 @@ impl Store {
         let end_seq = log.next_seq;
         let queue = &mut log.pending;
         match queue.chunks.last_mut() {
-            Some(last)
-                if last.segment_no == segment_no
-                    && last.offset + last.bytes.len() as u64 == base =>
-            {
-                last.bytes.extend_from_slice(&bytes);
+            Some(last) if last.segment_no == segment_no && last.offset + last.len == base => {
+                last.len += len;
+                last.buffers.push(bytes);
                 last.records.extend(pending);
             }
             _ => queue.chunks.push(Chunk {
                 segment_no,
                 new_segment: None,
                 offset: base,
-                bytes,
+                len,
+                buffers: vec![bytes],
                 records: pending,
             }),
         }
         queue.sync |= durability == Durability::Group;
         queue.end_seq = end_seq;
+        let generation = log.generation;
         drop(log);
         self.inner.work_ready.notify_one();
-        Ok((receipts, end_seq))
-    }
-
-    fn wait_for(&self, target: u64, durability: Durability) -> Result<()> {
-        let mut progress = self.inner.progress.lock();
-        loop {
-            let reached = match durability {
-                Durability::Group => progress.durable,
-                Durability::Buffered => progress.written,
-            };
-            if reached >= target {
-                return Ok(());
-            }
-            if let Some(failure) = &progress.failed {
-                return Err(failure.to_error());
-            }
-            self.inner.progress_changed.wait(&mut progress);
-        }
+        Ok((receipts, end_seq, generation))
     }
 
     /// Makes every append so far durable, whatever its durability.
@@ -499,14 +538,13 @@ impl Store {
         if self.inner.read_only {
             return Ok(());
         }
-        let target = {
+        let (target, generation) = {
             let mut log = self.inner.log.lock();
             if let Some(failure) = &log.failed {
                 return Err(failure.to_error());
             }
             let target = log.next_seq;
-            let durable = self.inner.progress.lock().durable;
-            if durable >= target {
+            if self.inner.progress.durable() >= target {
                 return Ok(());
             }
             // An empty chunk that asks for a sync of what is already written.
@@ -518,13 +556,16 @@ impl Store {
                 segment_no,
                 new_segment: None,
                 offset,
-                bytes: Vec::new(),
+                len: 0,
+                buffers: Vec::new(),
                 records: Vec::new(),
             });
-            target
+            (target, log.generation)
         };
         self.inner.work_ready.notify_one();
-        self.wait_for(target, Durability::Group)
+        self.inner
+            .progress
+            .wait(target, Durability::Group, generation)
     }
 
     /// Seals the active segment now (if it holds any record) and starts a
@@ -550,6 +591,17 @@ impl Store {
     pub fn wait_sealed(&self) -> Result<()> {
         self.sync()?;
         self.workers.wait_idle(&self.inner)
+    }
+
+    /// What the store has done since it was opened: appends, commit groups,
+    /// syncs and their latency, segments.
+    pub fn stats(&self) -> crate::stats::Stats {
+        let view = self.view();
+        let mut stats = self.inner.counters.snapshot();
+        stats.records = view.len();
+        stats.sealed_segments = view.sealed.len() as u64;
+        stats.segments = stats.sealed_segments + view.open.len() as u64;
+        stats
     }
 
     /// Number of visible records; also the next seq.
@@ -642,7 +694,7 @@ impl Store {
     /// happened in the background are returned.
     pub fn close(self) -> Result<()> {
         let result = self.workers.shutdown(&self.inner);
-        let failed = self.inner.progress.lock().failed.clone();
+        let failed = self.inner.progress.failure();
         result?;
         match failed {
             Some(f) => Err(f.to_error()),
@@ -684,7 +736,8 @@ pub(crate) fn roll(inner: &Inner, log: &mut LogState) {
         segment_no,
         new_segment: Some(header),
         offset: HEADER_LEN as u64,
-        bytes: Vec::new(),
+        len: 0,
+        buffers: Vec::new(),
         records: Vec::new(),
     });
     log.pending.end_seq = log.next_seq;

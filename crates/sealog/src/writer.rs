@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -35,6 +35,7 @@ use crate::fs::{OpenMode, Vfs, VfsFile};
 use crate::layout;
 use crate::options::{Preallocation, StoreOptions};
 use crate::segment::{OpenData, OpenSegment, SealedSegment};
+use crate::stats::Counters;
 use crate::store::{Failure, Inner, Pending, View};
 use crate::tree::LeafFile;
 
@@ -131,7 +132,7 @@ impl Workers {
             self.outstanding.done.wait(&mut count);
         }
         drop(count);
-        match &inner.progress.lock().failed {
+        match inner.progress.failure() {
             Some(f) => Err(f.to_error()),
             None => Ok(()),
         }
@@ -182,13 +183,7 @@ pub(crate) fn fail(inner: &Inner, cause: String, kind: io::ErrorKind) {
             log.failed = Some(failure.clone());
         }
     }
-    {
-        let mut progress = inner.progress.lock();
-        if progress.failed.is_none() {
-            progress.failed = Some(failure);
-        }
-    }
-    inner.progress_changed.notify_all();
+    inner.progress.fail(failure);
     inner.work_ready.notify_all();
 }
 
@@ -234,7 +229,13 @@ impl Committer {
             inner: &inner,
             what: "committer",
         };
-        while let Some(work) = self.next_work() {
+        loop {
+            let idle = Instant::now();
+            let Some(work) = self.next_work() else { break };
+            Counters::add(
+                &self.inner.counters.committer_idle_us,
+                idle.elapsed().as_micros() as u64,
+            );
             if let Err(failure) = self.process(work) {
                 fail(&self.inner, failure.cause, failure.kind);
                 return;
@@ -245,10 +246,9 @@ impl Committer {
             match self.current.file.sync_data() {
                 Ok(()) => {
                     self.dirty = false;
-                    let mut progress = self.inner.progress.lock();
-                    progress.durable = progress.written;
-                    drop(progress);
-                    self.inner.progress_changed.notify_all();
+                    let written = self.inner.progress.written();
+                    let generation = self.inner.log.lock().generation;
+                    self.inner.progress.advance(written, true, generation);
                 }
                 Err(e) => {
                     let f = io_failure("fdatasync", &self.current.path, &e);
@@ -265,7 +265,10 @@ impl Committer {
                 return None;
             }
             if !log.pending.is_empty() {
-                return Some(std::mem::take(&mut log.pending));
+                let mut work = std::mem::take(&mut log.pending);
+                work.generation = log.generation;
+                log.generation += 1;
+                return Some(work);
             }
             if log.closing {
                 return None;
@@ -290,7 +293,10 @@ impl Committer {
     }
 
     fn process(&mut self, work: Pending) -> std::result::Result<(), Failure> {
+        let counters = &self.inner.counters;
         let mut rolled = Vec::new();
+        let mut bytes = 0u64;
+        let mut events = 0u64;
         let mut targets = Vec::with_capacity(work.chunks.len());
         for chunk in &work.chunks {
             if let Some(header) = &chunk.new_segment {
@@ -302,6 +308,7 @@ impl Committer {
                     self.dirty = false;
                 }
                 let segment = create_segment(&self.inner, header, &self.sealer)?;
+                Counters::add(&counters.segment_rolls, 1);
                 {
                     let mut view = self.inner.view.write();
                     let mut next = View {
@@ -313,22 +320,35 @@ impl Committer {
                 }
                 rolled.push(std::mem::replace(&mut self.current, segment));
             }
-            if !chunk.bytes.is_empty() {
+            if chunk.len > 0 {
+                let started = Instant::now();
+                let buffers: Vec<&[u8]> = chunk.buffers.iter().map(Vec::as_slice).collect();
                 self.current
                     .file
-                    .write_all_at(&chunk.bytes, chunk.offset)
+                    .write_all_vectored_at(&buffers, chunk.offset)
                     .map_err(|e| io_failure("write", &self.current.path, &e))?;
                 self.dirty = true;
+                Counters::add(
+                    &counters.committer_write_us,
+                    started.elapsed().as_micros() as u64,
+                );
+                bytes += chunk.len;
+                events += chunk.records.len() as u64;
             }
             targets.push(self.current.clone());
         }
         if work.sync && self.dirty {
+            let started = Instant::now();
             self.current
                 .file
                 .sync_data()
                 .map_err(|e| io_failure("fdatasync", &self.current.path, &e))?;
+            counters.record_sync(started.elapsed());
             self.dirty = false;
         }
+        Counters::add(&counters.written_bytes, bytes);
+        Counters::add(&counters.commit_groups, 1);
+        counters.group_events.record(events);
         for (chunk, segment) in work.chunks.iter().zip(&targets) {
             if chunk.records.is_empty() {
                 continue;
@@ -351,14 +371,9 @@ impl Committer {
                 self.outstanding.finish();
             }
         }
-        {
-            let mut progress = self.inner.progress.lock();
-            progress.written = progress.written.max(work.end_seq);
-            if !self.dirty {
-                progress.durable = progress.written;
-            }
-        }
-        self.inner.progress_changed.notify_all();
+        self.inner
+            .progress
+            .advance(work.end_seq, !self.dirty, work.generation);
         Ok(())
     }
 }
@@ -371,7 +386,13 @@ fn create_segment(
     sealer: &Sender<Job>,
 ) -> std::result::Result<Arc<OpenSegment>, Failure> {
     let spare = match inner.options.preallocation {
-        Preallocation::ZeroFill => inner.spare.lock().take(),
+        Preallocation::ZeroFill => {
+            let spare = inner.spare.lock().take();
+            if spare.is_none() {
+                Counters::add(&inner.counters.spare_misses, 1);
+            }
+            spare
+        }
         _ => None,
     };
     let zero_fill = false;
@@ -477,7 +498,7 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
     for job in jobs {
         match job {
             Job::Seal(segment) => {
-                if inner.progress.lock().failed.is_none() {
+                if inner.progress.failure().is_none() {
                     match seal_with(inner.leaves.as_ref(), &segment) {
                         Ok(sealed) => swap_sealed(inner, &segment, sealed),
                         Err(e) => fail(

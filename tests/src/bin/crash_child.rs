@@ -42,7 +42,7 @@ fn main() {
                     let n = 1 + (rng >> 33) % max_batch;
                     let id = format!("{seed}-{t}-{batch_no}");
                     batch_no += 1;
-                    let events = (0..n)
+                    let events: Vec<sealog::Event> = (0..n)
                         .map(|k| {
                             sealog_tests::event(rng.wrapping_add(k) % 10_000)
                                 .with_request_id(format!("b{id}.{k}/{n}"))
