@@ -27,7 +27,11 @@ fn encode(c: &mut Criterion) {
             std::hint::black_box(&out);
         });
     });
-    g.bench_function("validate", |b| {
+    g.bench_function("check_fields_as_the_store_does", |b| {
+        let validator = sealog_format::Validator::default();
+        b.iter(|| std::hint::black_box(validator.check_fields(&event).unwrap()));
+    });
+    g.bench_function("validate_owned_including_drop", |b| {
         let validator = sealog_format::Validator::default();
         b.iter_batched(
             || event.clone(),
