@@ -85,7 +85,7 @@ fn concurrent_singles(c: &mut Criterion) {
         let dir = sealog_benches::bench_dir("singles");
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let w = Workload::new(3);
-        let per_thread = (4096 / threads).max(8) as u64;
+        let per_thread = (16_384 / threads).max(64) as u64;
         g.throughput(Throughput::Elements(per_thread * threads as u64));
         g.bench_with_input(
             BenchmarkId::new("durable_threads", threads),
@@ -116,5 +116,33 @@ fn concurrent_singles(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, batch_append, concurrent_singles);
+/// Reopening a store whose active (unsealed) segment is nearly full: the
+/// worst case, since only unsealed segments are scanned on open.
+fn reopen(c: &mut Criterion) {
+    let dir = sealog_benches::bench_dir("reopen");
+    let w = Workload::new(4);
+    {
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        // ~300-byte events: 64 MiB holds ~210k; fill the first segment to ~95%.
+        for i in 0..200 {
+            store
+                .append_batch(w.events(i * 1000, i * 1000 + 1000))
+                .unwrap();
+        }
+        assert_eq!(store.stats().segments, 1);
+        store.close().unwrap();
+    }
+    let mut g = c.benchmark_group("reopen");
+    g.sample_size(10);
+    g.bench_function("active_segment_200k_events_61MiB", |b| {
+        b.iter(|| {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            std::hint::black_box(store.len());
+            store.close().unwrap();
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, batch_append, concurrent_singles, reopen);
 criterion_main!(benches);
