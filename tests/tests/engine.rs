@@ -157,3 +157,43 @@ fn receipts_carry_the_leaf_and_chain_hashes() {
     }
     assert_eq!(store.head().chain_head, chain);
 }
+
+#[test]
+fn oversized_metadata_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    let mut metadata = sealog::format::Metadata::new();
+    metadata.insert("blob".into(), "x".repeat(17 * 1024).into());
+    let err = store.append(event(1).with_metadata(metadata)).unwrap_err();
+    let Error::InvalidEvent(e) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.field(), "metadata");
+    assert!(err.to_string().contains("16384"), "{err}");
+    assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn the_active_segment_is_sealed_when_it_gets_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sealog::StoreOptions {
+        segment_max_age: Some(std::time::Duration::from_millis(50)),
+        ..small_options(1 << 20)
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    store.append_batch(events(0, 10)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.stats().sealed_segments == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the segment was never sealed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // An empty active segment is not sealed, however old.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(store.stats().sealed_segments, 1);
+    store.append_batch(events(10, 20)).unwrap();
+    assert_contents(&store, &events(0, 20));
+    store.verify().unwrap();
+}

@@ -476,7 +476,11 @@ fn json_error<E: fmt::Display>(
 ) -> crate::validate::ValidationError {
     let path = err.path().to_string();
     let path = if path == "." { String::new() } else { path };
-    crate::validate::ValidationError::json(&path, err.inner().to_string())
+    let mut message = err.inner().to_string();
+    if message.starts_with("invalid unicode code point") {
+        message = format!("is not valid UTF-8 ({message})");
+    }
+    crate::validate::ValidationError::json(&path, message)
 }
 
 /// An event as stored: the submitted event plus what the store assigned.
@@ -568,6 +572,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.field(), "source.ip");
         assert!(err.to_string().contains("300.1.1.1"), "{err}");
+
+        let err = Event::from_json(br#"{"time":"yesterday","actor":{"type":"user","id":"x"},"action":"a","resource":{"type":"r"},"outcome":"success"}"#)
+            .unwrap_err();
+        assert_eq!(err.field(), "time");
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+
+        let mut bad_utf8 = br#"{"actor":{"type":"user","id":"ab"},"action":"a","resource":{"type":"r"},"outcome":"success"}"#.to_vec();
+        let at = bad_utf8.windows(2).position(|w| w == b"ab").unwrap();
+        bad_utf8[at] = 0xff;
+        let err = Event::from_json(&bad_utf8).unwrap_err();
+        assert_eq!(err.field(), "actor.id");
+        assert!(err.to_string().contains("UTF-8"), "{err}");
 
         let err = Event::from_json(br#"{"actr":{"type":"user","id":"x"}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `actr`"), "{err}");
