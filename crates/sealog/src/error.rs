@@ -82,6 +82,14 @@ pub enum Error {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     Config(String),
+    /// A query is malformed or inconsistent.
+    #[error("invalid query: `{field}`: {reason}")]
+    InvalidQuery {
+        /// The offending query field (`limit`, `cursor`, `source_ip`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -363,13 +363,13 @@ pub(crate) fn open(
         }
         let data = scan.open_data();
         let found = scan.found;
-        let segment = Arc::new(OpenSegment {
-            header: found.header,
-            name: found.name,
-            path: found.path,
-            file: found.file,
-            data: RwLock::new(data),
-        });
+        let segment = Arc::new(OpenSegment::new(
+            found.header,
+            found.name,
+            found.path,
+            found.file,
+            data,
+        ));
         if !is_last && !read_only && segment.data.read().len() > 0 {
             let sealed = crate::writer::seal_with(leaves.as_ref(), &segment)?;
             report.sealed.push(segment.name.clone());

@@ -35,7 +35,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sealog_format::frame::{self, FRAME_HEADER_LEN, FrameError, FrameRead};
 use sealog_format::merkle::leaf_hash;
 use sealog_format::record::{self, RecordView};
@@ -44,6 +44,7 @@ use sealog_format::{Hash, Timestamp};
 
 use crate::error::{Corruption, CorruptionKind, Location, Result};
 use crate::fs::VfsFile;
+use crate::index::{IndexView, MemIndex, MemView};
 use crate::mmap::Mapped;
 
 /// Sector size assumed for torn-write detection (the smallest in use).
@@ -278,6 +279,8 @@ pub(crate) struct OpenData {
     pub last_recorded_at: Option<Timestamp>,
     /// Recorded time of the first committed record.
     pub first_recorded_at: Option<Timestamp>,
+    /// Earliest and latest event time of the committed records.
+    pub event_time_range: Option<(i64, i64)>,
 }
 
 impl OpenData {
@@ -290,6 +293,7 @@ impl OpenData {
             chain_head: chain_in,
             last_recorded_at: None,
             first_recorded_at: None,
+            event_time_range: None,
         }
     }
 
@@ -310,6 +314,10 @@ impl OpenData {
         self.chain_head = chain;
         self.first_recorded_at.get_or_insert(recorded_at);
         self.last_recorded_at = Some(recorded_at);
+        self.event_time_range = Some(match self.event_time_range {
+            Some((lo, hi)) => (lo.min(event_time), hi.max(event_time)),
+            None => (event_time, event_time),
+        });
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -318,8 +326,7 @@ impl OpenData {
 
     /// The footer that seals these records.
     pub(crate) fn footer(&self, header: &SegmentHeader, sealed_at: Timestamp) -> SegmentFooter {
-        let min_event = self.event_times.iter().copied().min().unwrap_or(0);
-        let max_event = self.event_times.iter().copied().max().unwrap_or(0);
+        let (min_event, max_event) = self.event_time_range.unwrap_or((0, 0));
         SegmentFooter {
             first_seq: header.first_seq,
             record_count: self.len(),
@@ -347,9 +354,91 @@ pub(crate) struct OpenSegment {
     pub path: PathBuf,
     pub file: Arc<dyn VfsFile>,
     pub data: RwLock<OpenData>,
+    /// The index of the committed records, brought up to date on demand.
+    pub index: Mutex<MemIndex>,
 }
 
 impl OpenSegment {
+    pub(crate) fn new(
+        header: SegmentHeader,
+        name: String,
+        path: PathBuf,
+        file: Arc<dyn VfsFile>,
+        data: OpenData,
+    ) -> OpenSegment {
+        OpenSegment {
+            header,
+            name,
+            path,
+            file,
+            data: RwLock::new(data),
+            index: Mutex::new(MemIndex::default()),
+        }
+    }
+
+    /// Indexes the records committed since the last call. The frames are
+    /// read without holding the data lock, which the committer needs to
+    /// publish new records: committed frames never change.
+    pub(crate) fn catch_up(&self, index: &mut MemIndex) -> Result<()> {
+        let (from, to, start, end) = {
+            let data = self.data.read();
+            let from = index.indexed;
+            let to = data.len();
+            if from >= to {
+                return Ok(());
+            }
+            let start = usize::try_from(from)
+                .ok()
+                .and_then(|i| data.offsets.get(i))
+                .map_or(data.frames_end, |&o| u64::from(o));
+            (from, to, start, data.frames_end)
+        };
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut buf, start)
+            .map_err(|e| crate::error::Error::io("read", &self.path, e))?;
+        let mut pos = 0usize;
+        for ordinal in from..to {
+            let location = || {
+                Location::file(&self.name)
+                    .at(start + pos as u64)
+                    .seq(self.header.first_seq + ordinal)
+            };
+            let frame = match frame::read_frame(buf.get(pos..).unwrap_or_default()) {
+                Ok(FrameRead::Frame(f)) => f,
+                Ok(FrameRead::End) => {
+                    return Err(Corruption::new(
+                        location(),
+                        CorruptionKind::ZeroedFrame { nonzero: 0 },
+                    )
+                    .into());
+                }
+                Err(e) => return Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
+            };
+            let view = record::decode(frame.body)
+                .map_err(|e| Corruption::new(location(), CorruptionKind::Record(e)))?;
+            index.push(&view);
+            pos += frame.len;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with an up-to-date view of the index, the number of
+    /// committed records it covers, and their event-time range.
+    pub(crate) fn with_index<T>(
+        &self,
+        f: impl FnOnce(&dyn IndexView, u64, Option<(i64, i64)>) -> Result<T>,
+    ) -> Result<T> {
+        let mut index = self.index.lock();
+        self.catch_up(&mut index)?;
+        let data = self.data.read();
+        let len = index.indexed.min(data.len());
+        let view = MemView {
+            index: &index,
+            event_times: &data.event_times,
+        };
+        f(&view, len, data.event_time_range)
+    }
     /// The bytes of the frame of committed record `ordinal`, checked.
     pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<Vec<u8>>> {
         let (offset, end) = {
@@ -386,6 +475,27 @@ impl OpenSegment {
     }
 }
 
+/// The index of a sealed segment.
+#[derive(Debug)]
+pub(crate) struct SealedIndex {
+    mem: MemIndex,
+    event_times: Vec<i64>,
+}
+
+impl SealedIndex {
+    pub(crate) fn view(&self) -> MemView<'_> {
+        MemView {
+            index: &self.mem,
+            event_times: &self.event_times,
+        }
+    }
+
+    /// Whether exact-match lookups return exactly the matching records.
+    pub(crate) fn precise(&self) -> bool {
+        true
+    }
+}
+
 /// A sealed segment, read through a memory map.
 #[derive(Debug)]
 pub(crate) struct SealedSegment {
@@ -394,6 +504,7 @@ pub(crate) struct SealedSegment {
     pub name: String,
     pub map: Mapped,
     offsets: OnceLock<std::result::Result<Vec<u32>, Box<Corruption>>>,
+    index: OnceLock<std::result::Result<SealedIndex, Box<Corruption>>>,
 }
 
 impl SealedSegment {
@@ -414,7 +525,49 @@ impl SealedSegment {
             name,
             map,
             offsets: cell,
+            index: OnceLock::new(),
         }
+    }
+
+    /// Hands over the index built while the segment was open.
+    pub(crate) fn set_index(&self, mem: MemIndex, event_times: Vec<i64>) {
+        let _ = self.index.set(Ok(SealedIndex { mem, event_times }));
+    }
+
+    /// The segment's index, built from its records on first use.
+    pub(crate) fn index(&self) -> Result<&SealedIndex> {
+        self.index
+            .get_or_init(|| self.build_index())
+            .as_ref()
+            .map_err(|c| crate::error::Error::Corruption(c.clone()))
+    }
+
+    fn build_index(&self) -> std::result::Result<SealedIndex, Box<Corruption>> {
+        let offsets = self.offsets()?;
+        let mut mem = MemIndex::default();
+        let mut event_times = Vec::with_capacity(offsets.len());
+        for (ordinal, _) in offsets.iter().enumerate() {
+            let seq = self.header.first_seq + ordinal as u64;
+            let bytes = self
+                .read_record(ordinal as u64)
+                .map_err(|e| match e {
+                    crate::error::Error::Corruption(c) => c,
+                    other => Box::new(Corruption::new(
+                        Location::file(&self.name).seq(seq),
+                        CorruptionKind::Layout(other.to_string()),
+                    )),
+                })?
+                .unwrap_or_default();
+            let view = record::decode(bytes).map_err(|e| {
+                Box::new(Corruption::new(
+                    Location::file(&self.name).seq(seq),
+                    CorruptionKind::Record(e),
+                ))
+            })?;
+            event_times.push(view.event_time().as_nanos());
+            mem.push(&view);
+        }
+        Ok(SealedIndex { mem, event_times })
     }
 
     /// The frame offsets of every record, found by walking the frames once.

@@ -645,6 +645,36 @@ impl Store {
         decode_checked(&view, seq, &bytes).map(Some)
     }
 
+    /// One page of the records matching `query`, in its order, with the
+    /// cursor of the next page.
+    ///
+    /// ```no_run
+    /// # let store = sealog::Store::open("./audit", sealog::StoreOptions::default())?;
+    /// use sealog::query::{ActorFilter, Query};
+    /// let mut query = Query { actor: Some(ActorFilter::parse("user:alice")), ..Query::default() };
+    /// loop {
+    ///     let page = store.query(&query)?;
+    ///     for record in &page.records { println!("{} {}", record.seq, record.event.action); }
+    ///     match page.next_cursor { Some(c) => query.cursor = Some(c), None => break }
+    /// }
+    /// # Ok::<(), sealog::Error>(())
+    /// ```
+    pub fn query(&self, query: &crate::query::Query) -> Result<crate::query::Page> {
+        crate::search::page(&self.view(), query)
+    }
+
+    /// Every record matching `query`, in its order, read lazily (the
+    /// `limit` is ignored; a `cursor` is honoured).
+    pub fn matches(&self, query: &crate::query::Query) -> Result<crate::search::Matches> {
+        crate::search::Matches::new(&self.view(), query)
+    }
+
+    /// How many records match `query` (order, limit and cursor ignored),
+    /// from the indexes, without reading the records.
+    pub fn count(&self, query: &crate::query::Query) -> Result<u64> {
+        crate::search::count(&self.view(), query)
+    }
+
     /// The exact stored bytes of record `seq` (what its leaf hash covers).
     pub fn get_raw(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         self.view().record_bytes(seq)

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use sealog_format::Timestamp;
 use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, SegmentHeader};
 
@@ -465,13 +465,13 @@ pub(crate) fn new_segment_file(
         .map_err(|e| ("rename", from.clone(), e))?;
     fs.sync_dir(&segments)
         .map_err(|e| ("fsync directory", segments.clone(), e))?;
-    Ok(Arc::new(OpenSegment {
-        header: *header,
+    Ok(Arc::new(OpenSegment::new(
+        *header,
         name,
         path,
         file,
-        data: RwLock::new(OpenData::new(header.chain_in)),
-    }))
+        OpenData::new(header.chain_in),
+    )))
 }
 
 /// Writes `size` zero bytes from offset 0 in 1 MiB pieces; stops early (and
@@ -538,13 +538,20 @@ pub(crate) fn seal_with(leaves: Option<&LeafFile>, segment: &OpenSegment) -> Res
         .map_err(|e| Error::io("truncate", path, e))?;
     file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     let map = file.map().map_err(|e| Error::io("map", path, e))?;
-    Ok(SealedSegment::new(
+    let sealed = SealedSegment::new(
         segment.header,
         footer,
         segment.name.clone(),
         map,
         Some(data.offsets.clone()),
-    ))
+    );
+    // Hand over the index built while the segment was open.
+    let mut index = segment.index.lock();
+    drop(data);
+    segment.catch_up(&mut index)?;
+    let event_times = segment.data.read().event_times.clone();
+    sealed.set_index(std::mem::take(&mut *index), event_times);
+    Ok(sealed)
 }
 
 /// Replaces the open segment with its sealed form in readers' view.

@@ -1,0 +1,247 @@
+//! Secondary indexes: what is indexed, and the in-memory index of a segment.
+//!
+//! Every record contributes keys to three kinds of index, all mapping to the
+//! record's *ordinal* (its position in its segment):
+//!
+//! - **term dictionaries** (term → roaring bitmap of ordinals) for fields
+//!   with few distinct values: actor (`id ‖ 0x00 ‖ type`, so an id alone is
+//!   a prefix), action, resource type, outcome and tenant;
+//! - **exact-match** keys for nearly-unique values: request id and resource
+//!   id;
+//! - **addresses** for the source IP, queried exactly or by CIDR range
+//!   (IPv4-mapped IPv6 addresses count as IPv4).
+//!
+//! An open segment keeps a [`MemIndex`] in memory, brought up to date with
+//! the committed records when a query or the sealer needs it (so indexing
+//! never slows the commit path). Sealed segments keep theirs in a sidecar
+//! file. Indexes are derived data: they can always be rebuilt from the
+//! records, and verification never consults them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use roaring::RoaringBitmap;
+use sealog_format::record::RecordView;
+
+use crate::error::Result;
+use crate::query::{IpRange, canonical};
+
+/// Fields indexed with a term dictionary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DictField {
+    Actor = 0,
+    Action = 1,
+    ResourceType = 2,
+    Outcome = 3,
+    Tenant = 4,
+}
+
+/// Fields indexed for exact matches only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ExactField {
+    RequestId = 0,
+    ResourceId = 1,
+}
+
+/// The actor's dictionary term: `id ‖ 0x00 ‖ type` (ids cannot contain NUL).
+pub(crate) fn actor_term(id: &str, kind: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(id.as_bytes());
+    out.push(0);
+    out.extend_from_slice(kind.as_bytes());
+}
+
+/// Calls `dict`, `exact` and `ip` with every key `record` contributes.
+pub(crate) fn for_each_key(
+    record: &RecordView<'_>,
+    scratch: &mut Vec<u8>,
+    mut dict: impl FnMut(DictField, &[u8]),
+    mut exact: impl FnMut(ExactField, &[u8]),
+    mut ip: impl FnMut(IpAddr),
+) {
+    actor_term(record.actor_id, record.actor_type, scratch);
+    dict(DictField::Actor, scratch);
+    dict(DictField::Action, record.action.as_bytes());
+    dict(DictField::ResourceType, record.resource_type.as_bytes());
+    dict(DictField::Outcome, record.outcome.as_str().as_bytes());
+    if let Some(t) = record.tenant {
+        dict(DictField::Tenant, t.as_bytes());
+    }
+    if let Some(r) = record.request_id {
+        exact(ExactField::RequestId, r.as_bytes());
+    }
+    if let Some(r) = record.resource_id {
+        exact(ExactField::ResourceId, r.as_bytes());
+    }
+    if let Some(a) = record.source_ip {
+        ip(canonical(a));
+    }
+}
+
+/// How to pick terms from a dictionary.
+pub(crate) enum TermSelect<'a> {
+    /// One term.
+    Exact(&'a [u8]),
+    /// Every term starting with these bytes.
+    Prefix(&'a [u8]),
+    /// Every term starting with `prefix` for which `matches` holds.
+    Matching {
+        prefix: &'a [u8],
+        matches: &'a dyn Fn(&[u8]) -> bool,
+    },
+}
+
+/// What the query planner needs from a segment's index.
+pub(crate) trait IndexView {
+    /// Records covered by the index.
+    fn len(&self) -> u64;
+    /// Union of the bitmaps of the selected terms.
+    fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap>;
+    /// Ordinals that may have this exact value (a superset; the planner
+    /// checks each record).
+    fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap>;
+    /// Ordinals whose source address is in the range.
+    fn ip(&self, range: IpRange) -> Result<RoaringBitmap>;
+    /// The event time of a record.
+    fn event_time(&self, ordinal: u32) -> Option<i64>;
+    /// Ordinals with `from <= event time < to` (among `within`, if given).
+    fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        let mut check = |o: u32| {
+            if self.event_time(o).is_some_and(|t| (from..to).contains(&t)) {
+                out.insert(o);
+            }
+        };
+        match within {
+            Some(set) => set.iter().for_each(&mut check),
+            None => (0..u32::try_from(self.len()).unwrap_or(u32::MAX)).for_each(check),
+        }
+        out
+    }
+}
+
+/// A segment's index held in memory.
+#[derive(Debug, Default)]
+pub(crate) struct MemIndex {
+    /// Records `[0, indexed)` are indexed.
+    pub indexed: u64,
+    dicts: [HashMap<Box<[u8]>, RoaringBitmap>; 5],
+    exact: [HashMap<Box<[u8]>, RoaringBitmap>; 2],
+    v4: BTreeMap<u32, RoaringBitmap>,
+    v6: BTreeMap<u128, RoaringBitmap>,
+    scratch: Vec<u8>,
+}
+
+fn add(map: &mut HashMap<Box<[u8]>, RoaringBitmap>, key: &[u8], ordinal: u32) {
+    match map.get_mut(key) {
+        Some(bitmap) => {
+            bitmap.insert(ordinal);
+        }
+        None => {
+            let mut bitmap = RoaringBitmap::new();
+            bitmap.insert(ordinal);
+            map.insert(key.into(), bitmap);
+        }
+    }
+}
+
+impl MemIndex {
+    /// Adds the next record (ordinal `self.indexed`).
+    pub(crate) fn push(&mut self, record: &RecordView<'_>) {
+        let ordinal = u32::try_from(self.indexed).unwrap_or(u32::MAX);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let MemIndex {
+            dicts,
+            exact,
+            v4,
+            v6,
+            ..
+        } = self;
+        for_each_key(
+            record,
+            &mut scratch,
+            |field, term| {
+                if let Some(map) = dicts.get_mut(field as usize) {
+                    add(map, term, ordinal);
+                }
+            },
+            |field, value| {
+                if let Some(map) = exact.get_mut(field as usize) {
+                    add(map, value, ordinal);
+                }
+            },
+            |ip| match ip {
+                IpAddr::V4(a) => {
+                    v4.entry(u32::from(a)).or_default().insert(ordinal);
+                }
+                IpAddr::V6(a) => {
+                    v6.entry(u128::from(a)).or_default().insert(ordinal);
+                }
+            },
+        );
+        self.scratch = scratch;
+        self.indexed += 1;
+    }
+
+    fn dict_select(&self, field: DictField, select: &TermSelect<'_>) -> RoaringBitmap {
+        let Some(map) = self.dicts.get(field as usize) else {
+            return RoaringBitmap::new();
+        };
+        match select {
+            TermSelect::Exact(term) => map.get(*term).cloned().unwrap_or_default(),
+            TermSelect::Prefix(prefix) => map
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
+            TermSelect::Matching { prefix, matches } => map
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix) && matches(k))
+                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
+        }
+    }
+}
+
+/// A [`MemIndex`] together with the event times of its records.
+pub(crate) struct MemView<'a> {
+    pub index: &'a MemIndex,
+    pub event_times: &'a [i64],
+}
+
+impl IndexView for MemView<'_> {
+    fn len(&self) -> u64 {
+        self.index.indexed.min(self.event_times.len() as u64)
+    }
+
+    fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
+        Ok(self.index.dict_select(field, select))
+    }
+
+    fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
+        Ok(self
+            .index
+            .exact
+            .get(field as usize)
+            .and_then(|m| m.get(value))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
+        Ok(match range {
+            IpRange::V4(lo, hi) => self
+                .index
+                .v4
+                .range(lo..=hi)
+                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
+            IpRange::V6(lo, hi) => self
+                .index
+                .v6
+                .range(lo..=hi)
+                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
+        })
+    }
+
+    fn event_time(&self, ordinal: u32) -> Option<i64> {
+        self.event_times.get(ordinal as usize).copied()
+    }
+}

@@ -1,0 +1,449 @@
+//! Running queries: the planner and the executor.
+//!
+//! Segments are visited in result order (newest first by default). For each
+//! segment the planner
+//!
+//! 1. skips it if its event-time range misses the query's, or the cursor
+//!    has already passed it;
+//! 2. turns every indexed predicate into a bitmap of candidate ordinals
+//!    (dictionary lookups, glob and prefix scans over terms, exact-value
+//!    lookups, address ranges), skips the segment as soon as one is empty,
+//!    and intersects them smallest first;
+//! 3. applies the time range through the segment's event-time column
+//!    (unless the whole segment lies inside it) and the cursor bound.
+//!
+//! The executor then reads the candidates in order and checks each decoded
+//! record against the full query, so an index can narrow the search but
+//! never put a wrong record in the results. Counting does not read records
+//! unless an index may return false positives.
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use sealog_format::Record;
+use sealog_format::record;
+
+use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
+use crate::index::{DictField, ExactField, IndexView, TermSelect, actor_term};
+use crate::query::{Cursor, Order, Page, Query};
+use crate::segment::{OpenSegment, SealedSegment};
+use crate::store::View;
+
+/// A segment as the executor sees it.
+#[derive(Clone)]
+pub(crate) enum SegmentRef {
+    Sealed(Arc<SealedSegment>),
+    Open(Arc<OpenSegment>),
+}
+
+impl SegmentRef {
+    fn first_seq(&self) -> u64 {
+        match self {
+            SegmentRef::Sealed(s) => s.header.first_seq,
+            SegmentRef::Open(s) => s.header.first_seq,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            SegmentRef::Sealed(s) => &s.name,
+            SegmentRef::Open(s) => &s.name,
+        }
+    }
+
+    /// The record bytes of `ordinal`.
+    fn record(&self, ordinal: u32) -> Result<Option<Vec<u8>>> {
+        match self {
+            SegmentRef::Sealed(s) => Ok(s.read_record(u64::from(ordinal))?.map(<[u8]>::to_vec)),
+            SegmentRef::Open(s) => s.read_record(u64::from(ordinal)),
+        }
+    }
+}
+
+/// Per-query state derived once from the query.
+struct Plan<'q> {
+    query: &'q Query,
+    actor: Option<(Vec<u8>, bool)>,
+    from: i64,
+    to: i64,
+    /// Results continue strictly after this seq (in result order).
+    after: Option<u64>,
+}
+
+impl<'q> Plan<'q> {
+    fn new(query: &'q Query) -> Result<Plan<'q>> {
+        query.validate()?;
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::decode(c, query))
+            .transpose()?
+            .map(|c| c.after_seq);
+        let actor = query.actor.as_ref().map(|a| {
+            let mut term = Vec::new();
+            match &a.kind {
+                Some(kind) => {
+                    actor_term(&a.id, kind, &mut term);
+                    (term, true)
+                }
+                None => {
+                    actor_term(&a.id, "", &mut term);
+                    (term, false)
+                }
+            }
+        });
+        Ok(Plan {
+            query,
+            actor,
+            from: query.from.map_or(i64::MIN, |t| t.as_nanos()),
+            to: query.to.map_or(i64::MAX, |t| t.as_nanos()),
+            after,
+        })
+    }
+
+    fn has_time(&self) -> bool {
+        self.query.from.is_some() || self.query.to.is_some()
+    }
+
+    /// The ordinals of a segment that may match, in no particular order, or
+    /// `None` if none can. `len` is the number of records to consider;
+    /// `time_range` the segment's event-time range.
+    fn candidates(
+        &self,
+        view: &dyn IndexView,
+        first_seq: u64,
+        len: u64,
+        time_range: Option<(i64, i64)>,
+    ) -> Result<Option<RoaringBitmap>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        // Cursor and time pruning.
+        let (mut lo, mut hi) = (0u64, len);
+        if let Some(after) = self.after {
+            match self.query.order {
+                Order::NewestFirst => hi = hi.min(after.saturating_sub(first_seq)),
+                Order::OldestFirst => lo = lo.max((after + 1).saturating_sub(first_seq)),
+            }
+            if after < first_seq && self.query.order == Order::NewestFirst {
+                return Ok(None);
+            }
+        }
+        if lo >= hi {
+            return Ok(None);
+        }
+        let mut time_needed = self.has_time();
+        if let Some((min, max)) = time_range {
+            if max < self.from || min >= self.to {
+                return Ok(None);
+            }
+            if min >= self.from && max < self.to {
+                time_needed = false;
+            }
+        }
+
+        // Indexed predicates, smallest first.
+        let q = self.query;
+        let mut sets: Vec<RoaringBitmap> = Vec::new();
+        let mut add = |set: RoaringBitmap| -> bool {
+            let empty = set.is_empty();
+            sets.push(set);
+            !empty
+        };
+        if let Some((term, exact)) = &self.actor {
+            let select = if *exact {
+                TermSelect::Exact(term)
+            } else {
+                TermSelect::Prefix(term)
+            };
+            if !add(view.dict(DictField::Actor, &select)?) {
+                return Ok(None);
+            }
+        }
+        if !q.actions.is_empty() {
+            let mut union = RoaringBitmap::new();
+            for pattern in &q.actions {
+                let set = if pattern.is_exact() {
+                    view.dict(
+                        DictField::Action,
+                        &TermSelect::Exact(pattern.as_str().as_bytes()),
+                    )?
+                } else {
+                    let matches =
+                        |term: &[u8]| std::str::from_utf8(term).is_ok_and(|t| pattern.matches(t));
+                    view.dict(
+                        DictField::Action,
+                        &TermSelect::Matching {
+                            prefix: pattern.literal_prefix().as_bytes(),
+                            matches: &matches,
+                        },
+                    )?
+                };
+                union |= set;
+            }
+            if !add(union) {
+                return Ok(None);
+            }
+        }
+        let exact_dict =
+            |field: DictField, value: &str| view.dict(field, &TermSelect::Exact(value.as_bytes()));
+        if let Some(r) = &q.resource {
+            if let Some(kind) = &r.kind
+                && !add(exact_dict(DictField::ResourceType, kind)?)
+            {
+                return Ok(None);
+            }
+            if let Some(id) = &r.id
+                && !add(view.exact(ExactField::ResourceId, id.as_bytes())?)
+            {
+                return Ok(None);
+            }
+        }
+        if let Some(kind) = &q.resource_type
+            && !add(exact_dict(DictField::ResourceType, kind)?)
+        {
+            return Ok(None);
+        }
+        if let Some(outcome) = q.outcome
+            && !add(exact_dict(DictField::Outcome, outcome.as_str())?)
+        {
+            return Ok(None);
+        }
+        if let Some(tenant) = &q.tenant
+            && !add(exact_dict(DictField::Tenant, tenant)?)
+        {
+            return Ok(None);
+        }
+        if let Some(ip) = &q.source_ip
+            && !add(view.ip(ip.range())?)
+        {
+            return Ok(None);
+        }
+        if let Some(id) = &q.request_id
+            && !add(view.exact(ExactField::RequestId, id.as_bytes())?)
+        {
+            return Ok(None);
+        }
+        sets.sort_unstable_by_key(RoaringBitmap::len);
+        let mut candidates = match sets.split_first() {
+            Some((first, rest)) => {
+                let mut acc = first.clone();
+                for set in rest {
+                    acc &= set;
+                    if acc.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                acc
+            }
+            None => {
+                let mut all = RoaringBitmap::new();
+                all.insert_range(
+                    u32::try_from(lo).unwrap_or(u32::MAX)..u32::try_from(hi).unwrap_or(u32::MAX),
+                );
+                all
+            }
+        };
+        if lo > 0 {
+            candidates.remove_range(0..u32::try_from(lo).unwrap_or(u32::MAX));
+        }
+        candidates.remove_range(u32::try_from(hi).unwrap_or(u32::MAX)..);
+        if time_needed && !candidates.is_empty() {
+            candidates = view.time_filter(self.from, self.to, Some(&candidates));
+        }
+        Ok((!candidates.is_empty()).then_some(candidates))
+    }
+}
+
+/// The segments of a view in the query's order.
+fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
+    let mut all: Vec<SegmentRef> = view
+        .sealed
+        .iter()
+        .cloned()
+        .map(SegmentRef::Sealed)
+        .chain(view.open.iter().cloned().map(SegmentRef::Open))
+        .collect();
+    if order == Order::NewestFirst {
+        all.reverse();
+    }
+    all
+}
+
+/// Candidates of one segment, with whether they need checking against the
+/// record to be exact.
+struct SegmentCandidates {
+    set: RoaringBitmap,
+    precise: bool,
+}
+
+fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<SegmentCandidates>> {
+    let first_seq = segment.first_seq();
+    match segment {
+        SegmentRef::Sealed(s) => {
+            let index = s.index()?;
+            let view = index.view();
+            let time_range = Some((
+                s.footer.min_event_time.as_nanos(),
+                s.footer.max_event_time.as_nanos(),
+            ));
+            let set = plan.candidates(&view, first_seq, s.footer.record_count, time_range)?;
+            Ok(set.map(|set| SegmentCandidates {
+                set,
+                precise: index.precise(),
+            }))
+        }
+        SegmentRef::Open(s) => s.with_index(|view, len, time_range| {
+            let set = plan.candidates(view, first_seq, len, time_range)?;
+            Ok(set.map(|set| SegmentCandidates { set, precise: true }))
+        }),
+    }
+}
+
+/// A lazy iterator over every record matching a query, in its order.
+pub struct Matches {
+    plan_query: Query,
+    after: Option<u64>,
+    segments: std::vec::IntoIter<SegmentRef>,
+    current: Option<(SegmentRef, roaring::bitmap::IntoIter)>,
+    failed: bool,
+}
+
+impl Matches {
+    pub(crate) fn new(view: &View, query: &Query) -> Result<Matches> {
+        let plan = Plan::new(query)?;
+        let after = plan.after;
+        Ok(Matches {
+            plan_query: query.clone(),
+            after,
+            segments: segments_in_order(view, query.order).into_iter(),
+            current: None,
+            failed: false,
+        })
+    }
+
+    fn next_result(&mut self) -> Result<Option<Record>> {
+        loop {
+            if let Some((segment, ordinals)) = &mut self.current {
+                let next = match self.plan_query.order {
+                    Order::NewestFirst => ordinals.next_back(),
+                    Order::OldestFirst => ordinals.next(),
+                };
+                if let Some(ordinal) = next {
+                    let seq = segment.first_seq() + u64::from(ordinal);
+                    let Some(bytes) = segment.record(ordinal)? else {
+                        continue;
+                    };
+                    let view = record::decode(&bytes).map_err(|e| {
+                        Error::from(Corruption::new(
+                            Location::file(segment.name()).seq(seq),
+                            CorruptionKind::Record(e),
+                        ))
+                    })?;
+                    if view.seq != seq {
+                        return Err(Corruption::new(
+                            Location::file(segment.name()).seq(seq),
+                            CorruptionKind::SeqMismatch {
+                                expected: seq,
+                                found: view.seq,
+                            },
+                        )
+                        .into());
+                    }
+                    if !self.plan_query.matches(&view) {
+                        continue;
+                    }
+                    return view.to_record().map(Some).map_err(|e| {
+                        Corruption::new(
+                            Location::file(segment.name()).seq(seq),
+                            CorruptionKind::Record(e),
+                        )
+                        .into()
+                    });
+                }
+                self.current = None;
+            }
+            let Some(segment) = self.segments.next() else {
+                return Ok(None);
+            };
+            let mut plan = Plan::new(&self.plan_query)?;
+            plan.after = self.after;
+            if let Some(c) = segment_candidates(&plan, &segment)? {
+                self.current = Some((segment, c.set.into_iter()));
+            }
+        }
+    }
+}
+
+impl Iterator for Matches {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_result() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One page of a query.
+pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
+    let mut matches = Matches::new(view, query)?;
+    let mut records = Vec::with_capacity(query.limit.min(1024));
+    for record in matches.by_ref() {
+        records.push(record?);
+        if records.len() > query.limit {
+            break;
+        }
+    }
+    let next_cursor = if records.len() > query.limit {
+        records.truncate(query.limit);
+        records
+            .last()
+            .map(|r| Cursor { after_seq: r.seq }.encode(query))
+    } else {
+        None
+    };
+    Ok(Page {
+        records,
+        next_cursor,
+    })
+}
+
+/// How many records match (ignoring order, limit and cursor).
+pub(crate) fn count(view: &View, query: &Query) -> Result<u64> {
+    let unbounded = Query {
+        cursor: None,
+        ..query.clone()
+    };
+    let plan = Plan::new(&unbounded)?;
+    let mut total = 0u64;
+    for segment in segments_in_order(view, Order::OldestFirst) {
+        let Some(c) = segment_candidates(&plan, &segment)? else {
+            continue;
+        };
+        let needs_check = !c.precise
+            && (query.request_id.is_some()
+                || query.resource.as_ref().is_some_and(|r| r.id.is_some()));
+        if !needs_check {
+            total += c.set.len();
+            continue;
+        }
+        for ordinal in &c.set {
+            let Some(bytes) = segment.record(ordinal)? else {
+                continue;
+            };
+            if record::decode(&bytes).is_ok_and(|v| query.matches(&v)) {
+                total += 1;
+            }
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,553 @@
+//! Queries against a naive full scan: random event sets spread over many
+//! sealed segments and the active one, random queries built from every
+//! predicate; the results, their order, pagination through cursors and
+//! counts must equal the scan's. Then the incident questions, by example.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+use sealog::format::{Actor, Event, Outcome, Record, Resource, Timestamp};
+use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter};
+use sealog::{Durability, Store};
+use sealog_tests::small_options;
+
+const ACTORS: [(&str, &str); 6] = [
+    ("user", "alice"),
+    ("user", "bob"),
+    ("user", "carol"),
+    ("service", "billing"),
+    ("service", "alice"),
+    ("api_key", "k-17"),
+];
+const ACTIONS: [&str; 8] = [
+    "auth.login",
+    "auth.login_failed",
+    "customer.read",
+    "customer.delete",
+    "customer.export",
+    "invoice.export",
+    "report.export_csv",
+    "order.update",
+];
+const RESOURCES: [(&str, Option<&str>); 6] = [
+    ("order", Some("456")),
+    ("order", Some("457")),
+    ("customer", Some("456")),
+    ("customer", Some("9")),
+    ("invoice", Some("88")),
+    ("session", None),
+];
+const IPS: [&str; 6] = [
+    "10.0.0.1",
+    "10.0.1.7",
+    "192.168.5.5",
+    "2001:db8::1",
+    "2001:db8:1::9",
+    "::ffff:10.0.0.9",
+];
+const T0: i64 = 1_790_000_000_000_000_000;
+const HOUR: i64 = 3_600_000_000_000;
+
+fn event_strategy() -> impl Strategy<Value = Event> {
+    (
+        0..ACTORS.len(),
+        0..ACTIONS.len(),
+        0..RESOURCES.len(),
+        0..3u8,
+        0..3usize,
+        0..7usize,
+        0..5usize,
+        0..48i64,
+    )
+        .prop_map(|(a, act, r, o, tenant, ip, req, hour)| {
+            let (kind, id) = ACTORS[a];
+            let (rkind, rid) = RESOURCES[r];
+            let resource = match rid {
+                Some(rid) => Resource::new(rkind, rid),
+                None => Resource::kind(rkind),
+            };
+            let outcome = [Outcome::Success, Outcome::Failure, Outcome::Denied][o as usize];
+            let mut e = Event::new(Actor::new(kind, id), ACTIONS[act], resource, outcome)
+                .with_time(Timestamp::from_nanos(T0 + hour * HOUR + (a as i64) * 1000));
+            if tenant < 2 {
+                e = e.with_tenant(format!("t{tenant}"));
+            }
+            if ip < IPS.len() {
+                e = e.with_source_ip(IPS[ip].parse().unwrap());
+            }
+            if req < 4 {
+                e = e.with_request_id(format!("req-{req}"));
+            }
+            e
+        })
+}
+
+fn query_strategy() -> impl Strategy<Value = Query> {
+    let actor = prop_oneof![
+        Just(None),
+        (0..ACTORS.len(), any::<bool>()).prop_map(|(i, typed)| {
+            let (kind, id) = ACTORS[i];
+            Some(ActorFilter {
+                kind: typed.then(|| kind.to_owned()),
+                id: id.to_owned(),
+            })
+        })
+    ];
+    let actions = prop_oneof![
+        Just(vec![]),
+        (0..ACTIONS.len()).prop_map(|i| vec![ActionPattern::new(ACTIONS[i]).unwrap()]),
+        Just(vec![ActionPattern::new("customer.*").unwrap()]),
+        Just(vec![ActionPattern::new("*.export").unwrap()]),
+        Just(vec![ActionPattern::new("*export*").unwrap()]),
+        Just(vec![
+            ActionPattern::new("auth.login").unwrap(),
+            ActionPattern::new("order.*").unwrap()
+        ]),
+    ];
+    let resource = prop_oneof![
+        Just(None),
+        Just(Some(ResourceFilter::parse("order:456"))),
+        Just(Some(ResourceFilter::parse("456"))),
+        Just(Some(ResourceFilter::parse("customer:"))),
+        Just(Some(ResourceFilter::parse("invoice:88"))),
+    ];
+    let ip = prop_oneof![
+        Just(None),
+        Just(Some(IpFilter::parse("10.0.0.0/8").unwrap())),
+        Just(Some(IpFilter::parse("10.0.0.1").unwrap())),
+        Just(Some(IpFilter::parse("2001:db8::/32").unwrap())),
+        Just(Some(IpFilter::parse("192.168.0.0/16").unwrap())),
+    ];
+    let time = prop_oneof![
+        Just((None, None)),
+        (0..48i64, 1..48i64).prop_map(|(a, len)| (
+            Some(Timestamp::from_nanos(T0 + a * HOUR)),
+            Some(Timestamp::from_nanos(T0 + (a + len) * HOUR))
+        )),
+        (0..48i64).prop_map(|a| (Some(Timestamp::from_nanos(T0 + a * HOUR)), None)),
+    ];
+    (
+        actor,
+        actions,
+        resource,
+        prop_oneof![
+            Just(None),
+            Just(Some("order".to_owned())),
+            Just(Some("session".to_owned()))
+        ],
+        prop_oneof![
+            Just(None),
+            Just(Some(Outcome::Failure)),
+            Just(Some(Outcome::Denied))
+        ],
+        prop_oneof![Just(None), Just(Some("t0".to_owned()))],
+        ip,
+        prop_oneof![Just(None), Just(Some("req-1".to_owned()))],
+        time,
+        any::<bool>(),
+        1usize..25,
+    )
+        .prop_map(
+            |(
+                actor,
+                actions,
+                resource,
+                resource_type,
+                outcome,
+                tenant,
+                source_ip,
+                request_id,
+                (from, to),
+                oldest,
+                limit,
+            )| Query {
+                actor,
+                actions,
+                resource,
+                resource_type,
+                outcome,
+                tenant,
+                source_ip,
+                request_id,
+                from,
+                to,
+                order: if oldest {
+                    Order::OldestFirst
+                } else {
+                    Order::NewestFirst
+                },
+                limit,
+                cursor: None,
+            },
+        )
+}
+
+/// The oracle: written independently of the engine's matching.
+fn oracle_matches(q: &Query, r: &Record) -> bool {
+    let e = &r.event;
+    let glob = |pattern: &str, text: &str| -> bool {
+        fn rec(p: &[u8], t: &[u8]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some((b'*', rest)) => (0..=t.len()).any(|i| rec(rest, &t[i..])),
+                Some((c, rest)) => t.first() == Some(c) && rec(rest, &t[1..]),
+            }
+        }
+        rec(pattern.as_bytes(), text.as_bytes())
+    };
+    let in_net = |ip: IpAddr, f: &IpFilter| -> bool {
+        let v4 = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => Some(u32::from(a)),
+            IpAddr::V6(a) => a.to_ipv4_mapped().map(u32::from),
+        };
+        match *f {
+            IpFilter::Exact(want) => match (v4(ip), v4(want)) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => ip == want,
+                _ => false,
+            },
+            IpFilter::Cidr { network, prefix } => match (v4(ip), network) {
+                (Some(a), IpAddr::V4(n)) => prefix == 0 || (a ^ u32::from(n)) >> (32 - prefix) == 0,
+                (None, IpAddr::V6(n)) => match ip {
+                    IpAddr::V6(a) => {
+                        prefix == 0 || (u128::from(a) ^ u128::from(n)) >> (128 - prefix) == 0
+                    }
+                    IpAddr::V4(_) => false,
+                },
+                _ => false,
+            },
+        }
+    };
+    q.actor
+        .as_ref()
+        .is_none_or(|a| a.id == e.actor.id && a.kind.as_ref().is_none_or(|k| *k == e.actor.kind))
+        && (q.actions.is_empty() || q.actions.iter().any(|p| glob(p.as_str(), &e.action)))
+        && q.resource.as_ref().is_none_or(|f| {
+            f.kind.as_ref().is_none_or(|k| *k == e.resource.kind)
+                && f.id
+                    .as_ref()
+                    .is_none_or(|id| e.resource.id.as_ref() == Some(id))
+        })
+        && q.resource_type
+            .as_ref()
+            .is_none_or(|t| *t == e.resource.kind)
+        && q.outcome.is_none_or(|o| o == e.outcome)
+        && q.tenant
+            .as_ref()
+            .is_none_or(|t| e.tenant.as_ref() == Some(t))
+        && q.source_ip.as_ref().is_none_or(|f| {
+            e.source
+                .as_ref()
+                .and_then(|s| s.ip)
+                .is_some_and(|ip| in_net(ip, f))
+        })
+        && q.request_id
+            .as_ref()
+            .is_none_or(|id| e.request_id.as_ref() == Some(id))
+        && q.from.is_none_or(|from| r.event_time() >= from)
+        && q.to.is_none_or(|to| r.event_time() < to)
+}
+
+fn all_pages(store: &Store, q: &Query) -> Vec<u64> {
+    let mut q = q.clone();
+    let mut seqs = Vec::new();
+    loop {
+        let page = store.query(&q).unwrap();
+        assert!(page.records.len() <= q.limit);
+        seqs.extend(page.records.iter().map(|r| r.seq));
+        match page.next_cursor {
+            Some(c) => {
+                assert_eq!(
+                    page.records.len(),
+                    q.limit,
+                    "a cursor is only given after a full page"
+                );
+                q.cursor = Some(c);
+            }
+            None => break,
+        }
+    }
+    seqs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn queries_equal_a_full_scan(
+        batches in proptest::collection::vec(proptest::collection::vec(event_strategy(), 1..12), 10..40),
+        queries in proptest::collection::vec(query_strategy(), 12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), small_options(4 << 10)).unwrap();
+        for (i, batch) in batches.iter().enumerate() {
+            store.append_batch_with(batch, Durability::Buffered).unwrap();
+            if i % 4 == 3 {
+                store.roll().unwrap();
+            }
+        }
+        store.wait_sealed().unwrap();
+        let all: Vec<Record> = store.scan(..).map(|r| r.unwrap()).collect();
+        prop_assert!(store.stats().sealed_segments >= 2, "the data spans several segments");
+        for q in &queries {
+            let mut expected: Vec<u64> = all.iter().filter(|r| oracle_matches(q, r)).map(|r| r.seq).collect();
+            if q.order == Order::NewestFirst {
+                expected.reverse();
+            }
+            prop_assert_eq!(&all_pages(&store, q), &expected, "query {:?}", q);
+            prop_assert_eq!(store.count(q).unwrap(), expected.len() as u64, "count of {:?}", q);
+            let streamed: Vec<u64> = store.matches(q).unwrap().map(|r| r.unwrap().seq).collect();
+            prop_assert_eq!(&streamed, &expected);
+        }
+    }
+}
+
+/// A fixture for the incident questions: a few hundred events over two days.
+fn incident_store(dir: &std::path::Path) -> (Store, Vec<Record>) {
+    let store = Store::open(dir, small_options(8 << 10)).unwrap();
+    let mut events = Vec::new();
+    for i in 0..400i64 {
+        let (kind, id) = ACTORS[(i % 6) as usize];
+        let action = ACTIONS[((i * 7) % 8) as usize];
+        let (rkind, rid) = RESOURCES[((i * 5) % 6) as usize];
+        let resource = match rid {
+            Some(rid) => Resource::new(rkind, rid),
+            None => Resource::kind(rkind),
+        };
+        let outcome = if i % 3 == 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        events.push(
+            Event::new(Actor::new(kind, id), action, resource, outcome)
+                .with_time(Timestamp::from_nanos(T0 + i * HOUR / 32))
+                .with_source_ip(IPS[(i % 6) as usize].parse().unwrap()),
+        );
+    }
+    for chunk in events.chunks(10) {
+        store.append_batch(chunk).unwrap();
+    }
+    store.wait_sealed().unwrap();
+    let all = store.scan(..).map(|r| r.unwrap()).collect();
+    (store, all)
+}
+
+#[test]
+fn an_actors_newest_50_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = incident_store(dir.path());
+    let q = Query {
+        actor: Some(ActorFilter::parse("user:alice")),
+        limit: 50,
+        ..Query::default()
+    };
+    let page = store.query(&q).unwrap();
+    let expected: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|r| r.event.actor.kind == "user" && r.event.actor.id == "alice")
+        .take(50)
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(expected.len(), 50);
+    assert_eq!(
+        page.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(page.next_cursor.is_some());
+    // Without the type, service:alice's events count too.
+    let untyped = Query {
+        actor: Some(ActorFilter::parse("alice")),
+        ..Query::default()
+    };
+    let n = store.count(&untyped).unwrap();
+    assert_eq!(
+        n,
+        all.iter().filter(|r| r.event.actor.id == "alice").count() as u64
+    );
+    assert!(n > store.count(&Query { limit: 50, ..q }).unwrap());
+}
+
+#[test]
+fn all_events_on_order_456_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = incident_store(dir.path());
+    let q = Query {
+        resource: Some(ResourceFilter::parse("order:456")),
+        order: Order::OldestFirst,
+        limit: 10_000,
+        ..Query::default()
+    };
+    let got: Vec<u64> = store
+        .query(&q)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|r| {
+            r.event.resource.kind == "order" && r.event.resource.id.as_deref() == Some("456")
+        })
+        .map(|r| r.seq)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn failed_logins_in_the_last_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = incident_store(dir.path());
+    let last = all.iter().map(|r| r.event_time().as_nanos()).max().unwrap();
+    let from = Timestamp::from_nanos(last - HOUR);
+    let q = Query {
+        actions: vec![ActionPattern::new("auth.login").unwrap()],
+        outcome: Some(Outcome::Failure),
+        from: Some(from),
+        ..Query::default()
+    };
+    let got: Vec<u64> = store
+        .query(&q)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let expected: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|r| {
+            r.event.action == "auth.login"
+                && r.event.outcome == Outcome::Failure
+                && r.event_time() >= from
+        })
+        .map(|r| r.seq)
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "the fixture has failed logins in its last hour"
+    );
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn exports_between_two_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = incident_store(dir.path());
+    let from = Timestamp::from_nanos(T0 + 2 * HOUR);
+    let to = Timestamp::from_nanos(T0 + 9 * HOUR);
+    let q = Query {
+        actions: vec![ActionPattern::new("*.export*").unwrap()],
+        from: Some(from),
+        to: Some(to),
+        limit: 10_000,
+        ..Query::default()
+    };
+    let got: Vec<u64> = store
+        .query(&q)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let expected: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|r| {
+            r.event.action.contains(".export") && r.event_time() >= from && r.event_time() < to
+        })
+        .map(|r| r.seq)
+        .collect();
+    assert!(expected.len() > 10);
+    assert_eq!(got, expected);
+    assert_eq!(store.count(&q).unwrap(), expected.len() as u64);
+}
+
+#[test]
+fn pagination_stays_correct_while_events_are_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = incident_store(dir.path());
+    let mut q = Query {
+        actor: Some(ActorFilter::parse("user:bob")),
+        limit: 7,
+        ..Query::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.query(&q).unwrap();
+        seen.extend(page.records.iter().map(|r| r.seq));
+        // New events by the same actor arrive between pages.
+        store
+            .append(Event::new(
+                Actor::new("user", "bob"),
+                "auth.login",
+                Resource::kind("session"),
+                Outcome::Success,
+            ))
+            .unwrap();
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = all
+        .iter()
+        .rev()
+        .filter(|r| r.event.actor.id == "bob" && r.event.actor.kind == "user")
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "every original match exactly once, newest first"
+    );
+}
+
+#[test]
+fn bad_queries_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = incident_store(dir.path());
+    let err = store
+        .query(&Query {
+            cursor: Some("nonsense".into()),
+            ..Query::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            sealog::Error::InvalidQuery {
+                field: "cursor",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let page = store
+        .query(&Query {
+            limit: 1,
+            ..Query::default()
+        })
+        .unwrap();
+    let other = Query {
+        tenant: Some("t0".into()),
+        cursor: page.next_cursor,
+        ..Query::default()
+    };
+    let err = store.query(&other).unwrap_err();
+    assert!(err.to_string().contains("different query"), "{err}");
+    let err = store
+        .query(&Query {
+            limit: 20_000,
+            ..Query::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, sealog::Error::InvalidQuery { field: "limit", .. }),
+        "{err}"
+    );
+}
