@@ -197,3 +197,25 @@ fn the_active_segment_is_sealed_when_it_gets_old() {
     assert_contents(&store, &events(0, 20));
     store.verify().unwrap();
 }
+
+#[test]
+fn followers_are_woken_when_records_become_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 64 << 10);
+    store.append_batch(events(0, 3)).unwrap();
+    // Nothing new: the wait times out and reports what is visible.
+    let t = std::time::Instant::now();
+    assert_eq!(
+        store.wait_for_records(3, std::time::Duration::from_millis(50)),
+        3
+    );
+    assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+    let follower = {
+        let store = store.clone();
+        std::thread::spawn(move || store.wait_for_records(3, std::time::Duration::from_secs(30)))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    store.append(event(3)).unwrap();
+    assert_eq!(follower.join().unwrap(), 4);
+    assert_eq!(store.get(3).unwrap().unwrap().event, event(3));
+}

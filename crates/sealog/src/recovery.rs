@@ -445,6 +445,8 @@ pub(crate) fn open(
         spare: Mutex::new(spare_ready.then_some(spare)),
         recovery: report,
         counters: crate::stats::Counters::default(),
+        visible: Mutex::new(next_seq),
+        visible_grew: Condvar::new(),
         _lock: lock,
         options,
     });

@@ -124,6 +124,10 @@ pub(crate) struct Inner {
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
     pub counters: crate::stats::Counters,
+    /// Number of records visible to readers, for followers of the log.
+    pub visible: Mutex<u64>,
+    /// Signalled when `visible` grows.
+    pub visible_grew: Condvar,
     pub _lock: Option<Box<dyn LockGuard>>,
 }
 
@@ -602,6 +606,25 @@ impl Store {
         stats.sealed_segments = view.sealed.len() as u64;
         stats.segments = stats.sealed_segments + view.open.len() as u64;
         stats
+    }
+
+    /// Blocks until more than `after` records are visible, or `timeout`
+    /// passes; returns the number visible. The basis of following the log
+    /// (`tail -f`): read up to the returned count, then wait again.
+    pub fn wait_for_records(&self, after: u64, timeout: std::time::Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut visible = self.inner.visible.lock();
+        while *visible <= after {
+            if self
+                .inner
+                .visible_grew
+                .wait_until(&mut visible, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        *visible
     }
 
     /// Number of visible records; also the next seq.

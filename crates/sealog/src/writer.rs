@@ -374,6 +374,12 @@ impl Committer {
         self.inner
             .progress
             .advance(work.end_seq, !self.dirty, work.generation);
+        if !work.chunks.iter().all(|c| c.records.is_empty()) {
+            let mut visible = self.inner.visible.lock();
+            *visible = (*visible).max(work.end_seq);
+            drop(visible);
+            self.inner.visible_grew.notify_all();
+        }
         Ok(())
     }
 }

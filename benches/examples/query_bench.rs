@@ -1,0 +1,252 @@
+//! Query benchmark over a large generated store.
+//!
+//! ```sh
+//! # build a store of 100M ~300-byte events (10k skewed actors, 200 actions,
+//! # 1M resources, 90 days): ~35 GB, a few minutes
+//! cargo run --release -p sealog-benches --example query_bench -- generate /path/to/store 100000000
+//! # time the incident questions (p50/p99 over many parameter draws) and
+//! # report bytes per event
+//! cargo run --release -p sealog-benches --example query_bench -- run /path/to/store
+//! ```
+
+#![allow(clippy::unwrap_used, reason = "a benchmark driver fails loudly")]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sealog::format::{Outcome, Timestamp};
+use sealog::query::{ActionPattern, ActorFilter, Query};
+use sealog::workload::{Workload, WorkloadShape};
+use sealog::{Durability, Store, StoreOptions};
+
+const SEED: u64 = 2026;
+const DAY: i64 = 24 * 3600 * 1_000_000_000;
+
+fn shape(total: u64) -> WorkloadShape {
+    WorkloadShape {
+        total,
+        ..WorkloadShape::default()
+    }
+}
+
+fn generate(dir: &Path, total: u64) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let start_at = store.len();
+    let w = Workload::with_shape(SEED, shape(total));
+    let started = Instant::now();
+    let batch = 5_000u64;
+    let threads = 2u64;
+    let next = std::sync::atomic::AtomicU64::new(start_at);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let events = w.events(i, (i + batch).min(total));
+                    store
+                        .append_batch_with(events, Durability::Buffered)
+                        .unwrap();
+                    if i % 5_000_000 == 0 {
+                        let secs = started.elapsed().as_secs_f64();
+                        eprintln!("{i} events, {:.0}/s", (i - start_at) as f64 / secs);
+                    }
+                }
+            });
+        }
+    });
+    store.wait_sealed().unwrap();
+    eprintln!(
+        "generated {} events in {:.0} s; sealing indexes...",
+        store.len(),
+        started.elapsed().as_secs_f64()
+    );
+    store.close().unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn time<F: FnMut(u64) -> u64>(name: &str, runs: u64, mut f: F) {
+    let mut times = Vec::with_capacity(runs as usize);
+    let mut total = 0;
+    for i in 0..runs {
+        let t = Instant::now();
+        total += f(i);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "{name:<58} p50 {:>9.3} ms   p99 {:>9.3} ms   ({runs} runs, {:.1} results/run)",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        total as f64 / runs as f64
+    );
+}
+
+fn dir_bytes(dir: &Path, filter: &dyn Fn(&str) -> bool) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            total += dir_bytes(&path, filter);
+        } else if filter(&path.to_string_lossy()) {
+            total += entry.metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+fn run(dir: &Path) {
+    let opened = Instant::now();
+    let store = Store::open_read_only(dir).unwrap();
+    println!(
+        "opened {} events in {:.1} ms",
+        store.len(),
+        opened.elapsed().as_secs_f64() * 1e3
+    );
+    let n = store.len();
+    let w = Workload::with_shape(SEED, shape(n));
+    let start = w.shape().time_start.as_nanos();
+    let span = w.shape().time_span;
+    // Actors drawn like events are: a random event's actor.
+    let actor_of = |i: u64| w.event(i.wrapping_mul(0x9E37_79B9) % n).actor;
+    let mut rng = 0x1234_5678_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+
+    // Warm: open each segment's index once.
+    let warm = Instant::now();
+    let _ = store
+        .count(&Query {
+            outcome: Some(Outcome::Denied),
+            ..Query::default()
+        })
+        .unwrap();
+    println!(
+        "first query (opens every segment index): {:.1} ms",
+        warm.elapsed().as_secs_f64() * 1e3
+    );
+
+    time(
+        "newest 100 events of one actor (actors drawn by activity)",
+        200,
+        |i| {
+            let a = actor_of(i * 7919 + 1);
+            let q = Query {
+                actor: Some(ActorFilter {
+                    kind: Some(a.kind),
+                    id: a.id,
+                }),
+                limit: 100,
+                ..Query::default()
+            };
+            store.query(&q).unwrap().records.len() as u64
+        },
+    );
+    for rank in [0u64, 100, 1000, 9999] {
+        let id = Workload::actor_id(rank);
+        let kind = if rank % 50 == 49 { "service" } else { "user" };
+        time(
+            &format!("newest 100 events of actor rank {rank}"),
+            50,
+            |_| {
+                let q = Query {
+                    actor: Some(ActorFilter {
+                        kind: Some(kind.into()),
+                        id: id.clone(),
+                    }),
+                    limit: 100,
+                    ..Query::default()
+                };
+                store.query(&q).unwrap().records.len() as u64
+            },
+        );
+    }
+    let actions: Vec<String> = w.actions().map(str::to_owned).collect();
+    time(
+        "action + outcome + tenant, 1-day range (newest 100)",
+        200,
+        |_| {
+            let day = start + (next() % (span / DAY) as u64) as i64 * DAY;
+            let q = Query {
+                actions: vec![
+                    ActionPattern::new(actions[(next() % actions.len() as u64) as usize].clone())
+                        .unwrap(),
+                ],
+                outcome: Some(Outcome::Success),
+                tenant: Some(format!("tenant-{:03}", next() % 100)),
+                from: Some(Timestamp::from_nanos(day)),
+                to: Some(Timestamp::from_nanos(day + DAY)),
+                limit: 100,
+                ..Query::default()
+            };
+            store.query(&q).unwrap().records.len() as u64
+        },
+    );
+    time("count outcome=denied in a 7-day range", 100, |_| {
+        let day = start + (next() % (span / DAY - 7) as u64) as i64 * DAY;
+        let q = Query {
+            outcome: Some(Outcome::Denied),
+            from: Some(Timestamp::from_nanos(day)),
+            to: Some(Timestamp::from_nanos(day + 7 * DAY)),
+            ..Query::default()
+        };
+        store.count(&q).unwrap()
+    });
+    time(
+        "actions matching *.export in a 1-day range (newest 100)",
+        100,
+        |_| {
+            let day = start + (next() % (span / DAY) as u64) as i64 * DAY;
+            let q = Query {
+                actions: vec![ActionPattern::new("*.export").unwrap()],
+                from: Some(Timestamp::from_nanos(day)),
+                to: Some(Timestamp::from_nanos(day + DAY)),
+                limit: 100,
+                ..Query::default()
+            };
+            store.query(&q).unwrap().records.len() as u64
+        },
+    );
+
+    let segments = dir_bytes(dir, &|p| p.ends_with(".seg"));
+    let indexes = dir_bytes(dir, &|p| p.ends_with(".idx"));
+    let leaves = dir_bytes(&dir.join("tree"), &|_| true);
+    let total = dir_bytes(dir, &|_| true);
+    let per = |b: u64| b as f64 / n as f64;
+    println!(
+        "bytes per event: segments {:.1}, indexes {:.1}, leaf hashes {:.1}, total {:.1} ({} events, {:.2} GB)",
+        per(segments),
+        per(indexes),
+        per(leaves),
+        per(total),
+        n,
+        total as f64 / 1e9
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("generate"), Some(dir)) => {
+            let total = args
+                .get(3)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(100_000_000);
+            generate(Path::new(dir), total);
+        }
+        (Some("run"), Some(dir)) => run(Path::new(dir)),
+        _ => {
+            eprintln!("usage: query_bench generate DIR [EVENTS] | query_bench run DIR");
+            std::process::exit(2);
+        }
+    }
+}
