@@ -49,7 +49,7 @@ fn generate(dir: &Path, total: u64) {
                     store
                         .append_batch_with(events, Durability::Buffered)
                         .unwrap();
-                    if i % 5_000_000 == 0 {
+                    if i.is_multiple_of(5_000_000) {
                         let secs = started.elapsed().as_secs_f64();
                         eprintln!("{i} events, {:.0}/s", (i - start_at) as f64 / secs);
                     }
