@@ -82,6 +82,10 @@ pub enum Error {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     Config(String),
+    /// A Merkle proof was asked for sizes or indices it cannot cover, or a
+    /// tree node could not be found.
+    #[error("proof: {0}")]
+    Proof(#[from] sealog_format::merkle::ProofError),
     /// A query is malformed or inconsistent.
     #[error("invalid query: `{field}`: {reason}")]
     InvalidQuery {
@@ -296,6 +300,44 @@ pub enum CorruptionKind {
     LeafMismatch {
         /// The leaf index (= seq).
         index: u64,
+    },
+    /// A stored subtree hash (`tree/level-k`) differs from the recomputed
+    /// one.
+    #[error("stored subtree hash {index} of level {level} differs from the recomputed one")]
+    LevelMismatch {
+        /// The level (height 8 × level).
+        level: u64,
+        /// The entry.
+        index: u64,
+    },
+    /// A checkpoint is malformed, or its signature does not verify.
+    #[error("checkpoint rejected: {0}")]
+    Checkpoint(String),
+    /// The log does not match a signed checkpoint.
+    #[error(
+        "the log does not match the signed checkpoint of {size} records: a record at seq {} \
+         or later (before {}) was altered, removed or reordered after the checkpoint was \
+         signed",
+        first_divergent.0,
+        first_divergent.1
+    )]
+    CheckpointMismatch {
+        /// The checkpoint's size.
+        size: u64,
+        /// The divergence lies in `[first_divergent.0, first_divergent.1)`:
+        /// the log matches the checkpoint just before.
+        first_divergent: (u64, u64),
+    },
+    /// The log is shorter than a signed checkpoint.
+    #[error(
+        "the log holds {have} records but a signed checkpoint covers {signed}: records \
+         {have}..{signed} are missing (the log was truncated)"
+    )]
+    Truncated {
+        /// Records present.
+        have: u64,
+        /// Records the checkpoint covers.
+        signed: u64,
     },
     /// A record's bytes changed after its segment was sealed: its hash no
     /// longer matches the leaf hash stored at seal time, and the segment's

@@ -7,6 +7,8 @@
 //!                               lexical order is log order
 //! segments/spare                a zero-filled file waiting to become the next segment
 //! tree/leaves                   the Merkle leaf hash of every record in sealed segments
+//! tree/level-1 … level-7        hashes of complete subtrees of height 8, 16, … 56
+//! checkpoints.log               every signed checkpoint issued, oldest first
 //! lost+found/                   bytes recovery removed from a torn tail, kept for forensics
 //! ```
 
@@ -17,6 +19,7 @@ pub(crate) const SPARE: &str = "spare";
 pub(crate) const TREE: &str = "tree";
 pub(crate) const LEAVES: &str = "leaves";
 pub(crate) const LOST_FOUND: &str = "lost+found";
+pub(crate) const CHECKPOINTS: &str = "checkpoints.log";
 pub(crate) const SEGMENT_EXT: &str = ".seg";
 
 /// `segments/<20 digits>.seg`, relative to the store directory.

@@ -36,6 +36,7 @@
 //! The byte-level format is specified in `docs/format.md` and implemented
 //! by the [`sealog_format`] crate, re-exported as [`format`].
 
+pub mod checkpoint;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -59,6 +60,7 @@ mod writer;
 pub use sealog_format as format;
 pub use sealog_format::{Event, Outcome, Record, Timestamp};
 
+pub use checkpoint::{CheckpointOptions, SignedCheckpoint};
 pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
 pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};
 pub use mmap::Mapped;
@@ -67,4 +69,4 @@ pub use recovery::{RecoveryReport, Truncation};
 pub use search::Matches;
 pub use stats::Stats;
 pub use store::{Head, Receipt, Scan, Store};
-pub use verify::{VerifyReport, verify_dir};
+pub use verify::{VerifyOptions, VerifyReport, verify_dir, verify_dir_with};

@@ -61,6 +61,9 @@ pub struct StoreOptions {
     pub preallocation: Preallocation,
     /// The rules events must satisfy: field limits and the secret guard.
     pub validator: Validator,
+    /// Signed checkpoints: the key and when to sign (default: none; the
+    /// store then issues no checkpoints, proofs and receipts).
+    pub checkpoints: Option<crate::checkpoint::CheckpointOptions>,
     /// The filesystem (the real one unless a test substitutes its own).
     pub fs: Arc<dyn Vfs>,
 }
@@ -74,6 +77,7 @@ impl Default for StoreOptions {
             max_batch_bytes: 16 << 20,
             preallocation: Preallocation::ZeroFill,
             validator: Validator::default(),
+            checkpoints: None,
             fs: Arc::new(StdFs),
         }
     }

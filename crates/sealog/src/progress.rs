@@ -34,6 +34,8 @@ pub(crate) struct Progress {
     failure: Mutex<Option<Failure>>,
     /// `words[g % 2]` is bumped when generation `g` is committed.
     words: [AtomicU32; 2],
+    /// Generations the committer has finished (all of `0..done`).
+    done: AtomicU64,
 }
 
 impl Progress {
@@ -45,6 +47,25 @@ impl Progress {
             has_failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             words: [AtomicU32::new(0), AtomicU32::new(0)],
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// Sleeps until the committer has finished `generation` (whatever it
+    /// held: records, a roll, a sync request), or the store fails.
+    pub(crate) fn wait_generation(&self, generation: u64) -> Result<()> {
+        let word = self.word(generation);
+        loop {
+            let seen = word.load(Ordering::Acquire);
+            if self.done.load(Ordering::Acquire) > generation {
+                return Ok(());
+            }
+            if self.has_failed.load(Ordering::Acquire)
+                && let Some(failure) = self.failure()
+            {
+                return Err(failure.to_error());
+            }
+            let _ = futex::wait(word, futex::Flags::PRIVATE, seen, None);
         }
     }
 
@@ -98,6 +119,7 @@ impl Progress {
             let written = self.written();
             self.durable.fetch_max(written, Ordering::AcqRel);
         }
+        self.done.fetch_max(generation + 1, Ordering::AcqRel);
         self.wake(self.word(generation));
     }
 

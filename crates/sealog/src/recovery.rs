@@ -32,7 +32,7 @@ use crate::options::{Preallocation, StoreOptions};
 use crate::progress::Progress;
 use crate::segment::{FrameWalker, OpenData, OpenSegment, SealedSegment, Tail, classify_tail};
 use crate::store::{ActiveSegment, Inner, LogState, Pending, View};
-use crate::tree::LeafFile;
+use crate::tree::{LevelFile, Tree};
 use crate::writer::Workers;
 
 /// What recovery found and did when the store was opened.
@@ -270,12 +270,13 @@ pub(crate) fn open(
         }
     }
 
-    // Reconcile the leaf file with the sealed records.
-    let leaves = LeafFile::open(&*fs, &tree_dir.join(layout::LEAVES), read_only)?;
-    if let Some(leaves) = &leaves
+    // Reconcile the tree's level files with the sealed records.
+    let tree = Tree::open(&*fs, &tree_dir, read_only)?;
+    if let Some(tree) = &tree
         && !read_only
     {
-        report.rebuilt_leaves = reconcile_leaves(leaves, &sealed, expected_seq)?;
+        report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &sealed, expected_seq)?;
+        tree.reconcile(expected_seq)?;
     }
 
     // Scan the unsealed segments in order.
@@ -371,7 +372,7 @@ pub(crate) fn open(
             data,
         ));
         if !is_last && !read_only && segment.data.read().len() > 0 {
-            let sealed = crate::writer::seal_with(leaves.as_ref(), &segment)?;
+            let sealed = crate::writer::seal_with(tree.as_ref(), &segment)?;
             report.sealed.push(segment.name.clone());
             sealed_segments.push(Arc::new(sealed));
         } else {
@@ -441,7 +442,13 @@ pub(crate) fn open(
             sealed: sealed_segments,
             open: open_segments,
         })),
-        leaves,
+        tree,
+        checkpoints: crate::checkpoint::CheckpointLog::open(
+            &*fs,
+            &dir.join(layout::CHECKPOINTS),
+            read_only,
+        )?,
+        checkpoint_lock: Mutex::new(()),
         spare: Mutex::new(spare_ready.then_some(spare)),
         recovery: report,
         counters: crate::stats::Counters::default(),
@@ -870,7 +877,7 @@ fn save_lost_bytes(
 /// Makes `tree/leaves` cover exactly the sealed records. Returns how many
 /// leaves had to be recomputed.
 fn reconcile_leaves(
-    leaves: &LeafFile,
+    leaves: &LevelFile,
     sealed: &[(Found, SegmentFooter)],
     sealed_total: u64,
 ) -> Result<u64> {
@@ -915,6 +922,7 @@ fn reconcile_leaves(
         let skip = have.saturating_sub(footer.first_seq) as usize;
         let write = batch.get(skip..).unwrap_or_default();
         leaves.write(footer.first_seq + skip as u64, write)?;
+        leaves.sync()?;
         rebuilt += write.len() as u64;
     }
     Ok(rebuilt)

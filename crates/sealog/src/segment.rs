@@ -271,6 +271,8 @@ pub(crate) struct OpenData {
     pub event_times: Vec<i64>,
     /// Leaf hash of each committed record.
     pub leaves: Vec<Hash>,
+    /// Chain value after each committed record.
+    pub chains: Vec<Hash>,
     /// End of the last committed frame.
     pub frames_end: u64,
     /// Chain value after the last committed record (`chain_in` if none).
@@ -289,6 +291,7 @@ impl OpenData {
             offsets: Vec::new(),
             event_times: Vec::new(),
             leaves: Vec::new(),
+            chains: Vec::new(),
             frames_end: HEADER_LEN as u64,
             chain_head: chain_in,
             last_recorded_at: None,
@@ -310,6 +313,7 @@ impl OpenData {
         self.offsets.push(offset);
         self.event_times.push(event_time);
         self.leaves.push(leaf);
+        self.chains.push(chain);
         self.frames_end = u64::from(offset) + u64::from(frame_len);
         self.chain_head = chain;
         self.first_recorded_at.get_or_insert(recorded_at);

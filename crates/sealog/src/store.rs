@@ -40,7 +40,7 @@ use crate::options::{Durability, StoreOptions};
 use crate::progress::Progress;
 use crate::recovery::RecoveryReport;
 use crate::segment::{OpenSegment, SealedSegment};
-use crate::tree::LeafFile;
+use crate::tree::Tree;
 use crate::writer::Workers;
 
 /// What the store returns for each appended event: its place in the log and
@@ -119,7 +119,11 @@ pub(crate) struct Inner {
     pub progress: Progress,
     /// What readers see.
     pub view: RwLock<Arc<View>>,
-    pub leaves: Option<LeafFile>,
+    pub tree: Option<Tree>,
+    /// Every checkpoint issued.
+    pub checkpoints: crate::checkpoint::CheckpointLog,
+    /// Serializes checkpoint signing.
+    pub checkpoint_lock: Mutex<()>,
     /// A zero-filled file ready to become the next segment.
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
@@ -537,21 +541,23 @@ impl Store {
         Ok((receipts, end_seq, generation))
     }
 
-    /// Makes every append so far durable, whatever its durability.
+    /// Makes every append so far durable, whatever its durability, and
+    /// waits until the committer has handled everything queued before the
+    /// call (a pending roll included).
     pub fn sync(&self) -> Result<()> {
         if self.inner.read_only {
             return Ok(());
         }
-        let (target, generation) = {
+        let generation = {
             let mut log = self.inner.log.lock();
             if let Some(failure) = &log.failed {
                 return Err(failure.to_error());
             }
-            let target = log.next_seq;
-            if self.inner.progress.durable() >= target {
+            if log.pending.is_empty() && self.inner.progress.durable() >= log.next_seq {
                 return Ok(());
             }
-            // An empty chunk that asks for a sync of what is already written.
+            // An empty chunk that asks for a sync of what is written.
+            let target = log.next_seq;
             log.pending.sync = true;
             log.pending.end_seq = target;
             let segment_no = log.active.segment_no;
@@ -564,31 +570,32 @@ impl Store {
                 buffers: Vec::new(),
                 records: Vec::new(),
             });
-            (target, log.generation)
+            log.generation
         };
         self.inner.work_ready.notify_one();
-        self.inner
-            .progress
-            .wait(target, Durability::Group, generation)
+        self.inner.progress.wait_generation(generation)
     }
 
     /// Seals the active segment now (if it holds any record) and starts a
-    /// new one. Appends continue meanwhile; the seal itself completes in the
-    /// background.
+    /// new one. Returns once the new segment is in place; the seal itself
+    /// completes in the background (see [`Store::wait_sealed`]).
     pub fn roll(&self) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly);
         }
-        let mut log = self.inner.log.lock();
-        if let Some(failure) = &log.failed {
-            return Err(failure.to_error());
-        }
-        if log.active.records > 0 {
+        let generation = {
+            let mut log = self.inner.log.lock();
+            if let Some(failure) = &log.failed {
+                return Err(failure.to_error());
+            }
+            if log.active.records == 0 {
+                return Ok(());
+            }
             roll(&self.inner, &mut log);
-            drop(log);
-            self.inner.work_ready.notify_one();
-        }
-        Ok(())
+            log.generation
+        };
+        self.inner.work_ready.notify_one();
+        self.inner.progress.wait_generation(generation)
     }
 
     /// Waits until every segment that has been rolled is sealed.
@@ -698,6 +705,92 @@ impl Store {
         crate::search::count(&self.view(), query)
     }
 
+    /// The number of records proofs and checkpoints can cover now: the
+    /// durable prefix of the log.
+    pub fn tree_size(&self) -> u64 {
+        self.inner.tree_size()
+    }
+
+    /// The RFC 9162 root of the first `size` records.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        self.inner.root(size)
+    }
+
+    /// The RFC 9162 inclusion proof of record `seq` in the tree of
+    /// `tree_size` records.
+    pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>> {
+        self.inner.check_size(tree_size)?;
+        self.inner.with_tree(tree_size, |src| {
+            sealog_format::merkle::inclusion_proof(src, seq, tree_size)
+        })
+    }
+
+    /// The RFC 9162 consistency proof between the trees of `old_size` and
+    /// `new_size` records.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
+        self.inner.check_size(new_size)?;
+        self.inner.with_tree(new_size, |src| {
+            sealog_format::merkle::consistency_proof(src, old_size, new_size)
+        })
+    }
+
+    /// Signs a checkpoint of the durable log now, appends it to the
+    /// history and returns it. If the newest checkpoint already covers the
+    /// same size, that one is returned.
+    pub fn checkpoint(&self) -> Result<crate::checkpoint::SignedCheckpoint> {
+        self.inner.checkpoint()
+    }
+
+    /// The newest checkpoint issued, if any.
+    pub fn latest_checkpoint(&self) -> Result<Option<crate::checkpoint::SignedCheckpoint>> {
+        self.inner.latest_checkpoint()
+    }
+
+    /// Every checkpoint issued, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<crate::checkpoint::SignedCheckpoint>> {
+        self.inner
+            .checkpoints
+            .entries()
+            .iter()
+            .map(|t| parse_signed(t))
+            .collect()
+    }
+
+    /// An offline-verifiable receipt for record `seq` in the C2SP
+    /// `tlog-proof@v1` format: the record's exact bytes, its inclusion
+    /// proof, and the newest checkpoint that covers it (one is signed now
+    /// if none does). Verify it with only the public key:
+    /// `sealog_format::receipt::Receipt::verify_extra_as_entry`.
+    pub fn receipt(&self, seq: u64) -> Result<String> {
+        let Some(bytes) = self.get_raw(seq)? else {
+            return Err(Error::InvalidQuery {
+                field: "seq",
+                reason: format!(
+                    "record {seq} does not exist (the log has {} records)",
+                    self.len()
+                ),
+            });
+        };
+        let checkpoint = match self.latest_checkpoint()? {
+            Some(c) if c.size > seq => c,
+            _ => self.checkpoint()?,
+        };
+        if checkpoint.size <= seq {
+            return Err(Error::InvalidQuery {
+                field: "seq",
+                reason: format!("record {seq} is not durable yet"),
+            });
+        }
+        let proof = self.inclusion_proof(seq, checkpoint.size)?;
+        Ok(sealog_format::receipt::Receipt {
+            extra: Some(bytes),
+            index: seq,
+            proof,
+            checkpoint: checkpoint.text,
+        }
+        .to_text())
+    }
+
     /// The exact stored bytes of record `seq` (what its leaf hash covers).
     pub fn get_raw(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         self.view().record_bytes(seq)
@@ -739,7 +832,21 @@ impl Store {
                 .map(|s| (s.header.first_seq, s.data.read().frames_end))
                 .collect(),
         };
-        crate::verify::verify_dir_with(&self.inner.dir, &self.inner.options, Some(limit))
+        let options = crate::verify::VerifyOptions {
+            public_key: self
+                .inner
+                .options
+                .checkpoints
+                .as_ref()
+                .map(|c| c.key.verifier()),
+            checkpoints: Vec::new(),
+        };
+        crate::verify::run(
+            &self.inner.dir,
+            &*self.inner.options.fs,
+            Some(limit),
+            &options,
+        )
     }
 
     /// Closes the store: finishes and syncs queued appends, waits for
@@ -756,7 +863,7 @@ impl Store {
     }
 
     pub(crate) fn view(&self) -> Arc<View> {
-        self.inner.view.read().clone()
+        self.inner.view_snapshot()
     }
 
     /// Appends the `store.recovered` event if recovery dropped bytes.
@@ -767,6 +874,142 @@ impl Store {
         }
         Ok(())
     }
+}
+
+impl Inner {
+    pub(crate) fn view_snapshot(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+
+    /// The number of records proofs and checkpoints can cover now: the
+    /// durable prefix of the log.
+    pub fn tree_size(&self) -> u64 {
+        self.progress.durable().min(self.view_snapshot().len())
+    }
+
+    /// Runs `f` with a node source over the first `size` records.
+    pub(crate) fn with_tree<T>(
+        &self,
+        size: u64,
+        f: impl FnOnce(&crate::tree::TreeSource<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let Some(tree) = &self.tree else {
+            return Err(Error::Config(
+                "this store has no Merkle tree files (open it for writing once to build them)"
+                    .into(),
+            ));
+        };
+        let view = self.view_snapshot();
+        if size > view.len() {
+            return Err(Error::Proof(
+                sealog_format::merkle::ProofError::InvalidSizes {
+                    old_size: size,
+                    new_size: view.len(),
+                },
+            ));
+        }
+        let mut tail = tree.tail.lock();
+        for open in &view.open {
+            let data = open.data.read();
+            tree.extend_tail(&mut tail, open.header.first_seq, &data.leaves);
+        }
+        let source = tree.source(&tail, size);
+        f(&source)
+    }
+
+    /// The RFC 9162 root of the first `size` records.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        if size == 0 {
+            return Ok(sealog_format::merkle::empty_root());
+        }
+        self.with_tree(size, |src| sealog_format::merkle::range_hash(src, 0, size))
+    }
+
+    pub(crate) fn check_size(&self, size: u64) -> Result<()> {
+        let durable = self.tree_size();
+        if size > durable {
+            return Err(Error::InvalidQuery {
+                field: "tree_size",
+                reason: format!("{size} is larger than the durable log ({durable} records)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The chain value after the first `size` records (for a size that ends
+    /// in an open segment or at a segment boundary).
+    pub(crate) fn chain_at(&self, size: u64) -> Result<Hash> {
+        if size == 0 {
+            return Ok(self.manifest.genesis());
+        }
+        let view = self.view_snapshot();
+        let last = size - 1;
+        for open in &view.open {
+            let data = open.data.read();
+            if let Some(i) = last.checked_sub(open.header.first_seq)
+                && let Some(c) = usize::try_from(i).ok().and_then(|i| data.chains.get(i))
+            {
+                return Ok(*c);
+            }
+        }
+        for s in view.sealed.iter().rev() {
+            if s.footer.end_seq() == size {
+                return Ok(s.footer.chain_head);
+            }
+        }
+        Err(Error::Config(format!(
+            "the chain value after {size} records is not at hand (it is kept for open segments              and segment ends)"
+        )))
+    }
+
+    /// Signs a checkpoint of the durable log now, appends it to the
+    /// history and returns it. If the newest checkpoint already covers the
+    /// same size, that one is returned.
+    pub fn checkpoint(&self) -> Result<crate::checkpoint::SignedCheckpoint> {
+        let Some(options) = &self.options.checkpoints else {
+            return Err(Error::Config(
+                "no signing key is configured (StoreOptions::checkpoints)".into(),
+            ));
+        };
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _signing = self.checkpoint_lock.lock();
+        let size = self.tree_size();
+        if let Some(latest) = self.latest_checkpoint()?
+            && latest.size == size
+        {
+            return Ok(latest);
+        }
+        let root = self.root(size)?;
+        let chain_head = self.chain_at(size)?;
+        let signed = crate::checkpoint::sign(&options.key, size, root, chain_head)?;
+        self.checkpoints.append(&signed.text)?;
+        Ok(signed)
+    }
+
+    /// The newest checkpoint issued, if any.
+    pub(crate) fn latest_checkpoint(&self) -> Result<Option<crate::checkpoint::SignedCheckpoint>> {
+        self.checkpoints
+            .latest()
+            .map(|text| parse_signed(&text))
+            .transpose()
+    }
+}
+
+/// Reads size, root and chain value from a signed checkpoint's text (the
+/// store's own: the signature was checked when it was made).
+fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckpoint> {
+    let note = sealog_format::note::Note::parse(text)
+        .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
+    let body = sealog_format::checkpoint::Checkpoint::parse(note.text())
+        .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
+    Ok(crate::checkpoint::SignedCheckpoint {
+        size: body.size,
+        root: body.root,
+        chain_head: crate::checkpoint::chain_head_of(&body).unwrap_or_default(),
+        text: text.to_owned(),
+    })
 }
 
 /// Starts a new segment at the next seq (called with the log lock held).

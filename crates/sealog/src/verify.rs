@@ -5,8 +5,17 @@
 //! record; each sealed segment's Merkle root, chain head, record count,
 //! frame end and time ranges are recomputed and compared with its footer;
 //! segments must follow each other without gaps in numbering, seqs or chain
-//! links; the stored leaf hashes (`tree/leaves`) must equal the recomputed
-//! ones. Sealed segments are verified in parallel, one worker per core.
+//! links; the stored leaf hashes (`tree/leaves`) and subtree hashes
+//! (`tree/level-k`) must equal the recomputed ones. Sealed segments are
+//! verified in parallel, one worker per core, and flow in log order into a
+//! streaming Merkle tree over the whole log.
+//!
+//! Every checkpoint in `checkpoints.log` — and any checkpoint the caller
+//! kept elsewhere — is checked against the log: the root of the first
+//! `size` records and the chain value after them must be what it says.
+//! With the store's public key, each checkpoint's signature is checked too,
+//! which is what makes the result trustworthy against someone who could
+//! rewrite the whole directory: they cannot sign.
 //!
 //! The first problem in log order is returned as a [`Corruption`] naming the
 //! file, byte offset and seq.
@@ -17,16 +26,16 @@ use std::time::{Duration, Instant};
 
 use sealog_format::Hash;
 use sealog_format::merkle::Frontier;
+use sealog_format::note::VerifierKey;
 use sealog_format::segment::SegmentFooter;
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::fs::Vfs;
 use crate::layout;
 use crate::mmap::Mapped;
-use crate::options::StoreOptions;
 use crate::recovery::{Found, check_link, list_segment_names, read_found, read_manifest};
 use crate::segment::{FrameWalker, Stop, Tail, classify_tail};
-use crate::tree::LeafFile;
+use crate::tree::LevelFile;
 
 /// What a successful verification covered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,14 +53,37 @@ pub struct VerifyReport {
     /// Bytes at the end of the active segment that recovery would remove
     /// (an interrupted write that was never acknowledged).
     pub unacknowledged_tail_bytes: u64,
+    /// The RFC 9162 root of all `records` records.
+    pub root: Hash,
+    /// Checkpoints found consistent with the log.
+    pub checkpoints: u64,
+    /// Whether their signatures were checked with a public key.
+    pub checkpoints_authenticated: bool,
+    /// The size of the newest checkpoint checked.
+    pub newest_checkpoint: Option<u64>,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// What to check beyond the log itself.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// The store's public key (signed-note verifier key): check every
+    /// checkpoint's signature.
+    pub public_key: Option<VerifierKey>,
+    /// Signed checkpoints obtained elsewhere (published, kept by a witness,
+    /// taken from receipts), checked like the stored ones.
+    pub checkpoints: Vec<String>,
 }
 
 /// What verifying one segment established.
 struct Summary {
     count: u64,
     chain_head: Hash,
+    /// Leaf hashes of the records, in order.
+    leaves: Vec<Hash>,
+    /// Chain values after the records that end a checkpointed size.
+    chains_at: Vec<(u64, Hash)>,
     first_recorded: Option<i64>,
     last_recorded: Option<i64>,
     bytes: u64,
@@ -59,9 +91,21 @@ struct Summary {
 }
 
 /// Verifies the store in `dir` without opening it for writing (it may be a
-/// copy, or in use by another process).
+/// copy, or in use by another process). Checkpoints are checked against the
+/// log but not authenticated; see [`verify_dir_with`].
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<VerifyReport> {
-    verify_dir_with(dir.as_ref(), &StoreOptions::default(), None)
+    run(
+        dir.as_ref(),
+        &crate::fs::StdFs,
+        None,
+        &VerifyOptions::default(),
+    )
+}
+
+/// Verifies the store in `dir`, authenticating checkpoints with the public
+/// key and checking checkpoints kept elsewhere too.
+pub fn verify_dir_with(dir: impl AsRef<Path>, options: &VerifyOptions) -> Result<VerifyReport> {
+    run(dir.as_ref(), &crate::fs::StdFs, None, options)
 }
 
 /// A snapshot of a live store: records below `seq` are checked, and the
@@ -73,14 +117,159 @@ pub(crate) struct Limit {
     pub open_ends: Vec<(u64, u64)>,
 }
 
-/// Verifies `dir`; with a limit, as the snapshot of a live store.
-pub(crate) fn verify_dir_with(
+/// A checkpoint to check, from the store's history or from the caller.
+struct CheckpointCheck {
+    /// Where it came from, for messages.
+    source: String,
+    size: u64,
+    root: Hash,
+    chain_head: Option<Hash>,
+}
+
+fn load_checkpoints(
+    fs: &dyn Vfs,
     dir: &Path,
-    options: &StoreOptions,
+    options: &VerifyOptions,
+    limit: Option<&Limit>,
+) -> Result<Vec<CheckpointCheck>> {
+    let log = crate::checkpoint::CheckpointLog::open(fs, &dir.join(layout::CHECKPOINTS), true)?;
+    let stored = log
+        .entries()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{}#{i}", layout::CHECKPOINTS), t));
+    let given = options
+        .checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("given checkpoint #{i}"), t.clone()));
+    let mut checks = Vec::new();
+    let mut previous: Option<u64> = None;
+    for (source, text) in stored.chain(given) {
+        let bad = |reason: String| -> Error {
+            Corruption::new(
+                Location::file(source.clone()),
+                CorruptionKind::Checkpoint(reason),
+            )
+            .into()
+        };
+        let body = match &options.public_key {
+            Some(key) => {
+                sealog_format::checkpoint::open(&text, key).map_err(|e| bad(e.to_string()))?
+            }
+            None => {
+                let note =
+                    sealog_format::note::Note::parse(&text).map_err(|e| bad(e.to_string()))?;
+                sealog_format::checkpoint::Checkpoint::parse(note.text())
+                    .map_err(|e| bad(e.to_string()))?
+            }
+        };
+        if source.starts_with(layout::CHECKPOINTS) {
+            if previous.is_some_and(|p| body.size < p) {
+                return Err(bad(format!(
+                    "covers {} records, fewer than the checkpoint before it ({}): the history was \
+                     reordered or rewritten",
+                    body.size,
+                    previous.unwrap_or_default()
+                )));
+            }
+            previous = Some(body.size);
+        }
+        if limit.is_some_and(|l| body.size > l.seq) {
+            continue; // signed after the snapshot of a live store
+        }
+        checks.push(CheckpointCheck {
+            source,
+            size: body.size,
+            root: body.root,
+            chain_head: crate::checkpoint::chain_head_of(&body),
+        });
+    }
+    checks.sort_by_key(|c| c.size);
+    Ok(checks)
+}
+
+/// The Merkle tree over the whole log, built leaf by leaf in log order; it
+/// checks the stored level files and the checkpoints as it grows.
+struct StreamTree {
+    size: u64,
+    /// Roots of the perfect subtrees of the decomposition of `size`,
+    /// largest first, with their heights.
+    stack: Vec<(u32, Hash)>,
+    levels: Vec<Option<LevelFile>>,
+    /// Leaves stored in the level files (sealed records).
+    sealed: u64,
+}
+
+impl StreamTree {
+    fn push(&mut self, leaf: Hash) -> Result<()> {
+        let mut node = (0u32, leaf);
+        while let Some(&(h, left)) = self.stack.last() {
+            if h != node.0 {
+                break;
+            }
+            self.stack.pop();
+            node = (h + 1, sealog_format::merkle::node_hash(&left, &node.1));
+            let height = node.0;
+            if height.is_multiple_of(8) {
+                self.check_level(height, node.1)?;
+            }
+        }
+        self.stack.push(node);
+        self.size += 1;
+        Ok(())
+    }
+
+    /// Compares a completed node of height `8k` with level file `k`.
+    fn check_level(&self, height: u32, hash: Hash) -> Result<()> {
+        let k = (height / 8) as usize;
+        let end = self.size + 1;
+        if end > self.sealed {
+            return Ok(()); // not stored yet: above unsealed records
+        }
+        let index = (end >> height) - 1;
+        let name = format!("{}/{}", layout::TREE, crate::tree::level_file_name(k));
+        let wrong = || -> Error {
+            Corruption::new(
+                Location::file(name.clone()).at(index * crate::tree::LEAF_LEN),
+                CorruptionKind::LevelMismatch {
+                    level: k as u64,
+                    index,
+                },
+            )
+            .into()
+        };
+        match self.levels.get(k).and_then(Option::as_ref) {
+            Some(level) if index < level.len() => {
+                let stored = level.read(index, 1)?;
+                if stored.first() != Some(&hash) {
+                    return Err(wrong());
+                }
+                Ok(())
+            }
+            _ => Err(wrong()),
+        }
+    }
+
+    fn root(&self) -> Hash {
+        let mut iter = self.stack.iter().rev();
+        let Some(&(_, last)) = iter.next() else {
+            return sealog_format::merkle::empty_root();
+        };
+        iter.fold(last, |acc, (_, left)| {
+            sealog_format::merkle::node_hash(left, &acc)
+        })
+    }
+}
+
+/// Verifies `dir`; with a limit, as the snapshot of a live store.
+pub(crate) fn run(
+    dir: &Path,
+    fs: &dyn Vfs,
     limit: Option<Limit>,
+    options: &VerifyOptions,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let fs: &dyn Vfs = &*options.fs;
     let manifest = read_manifest(fs, dir)?;
     let names = list_segment_names(fs, &dir.join(layout::SEGMENTS))?;
     let mut found = Vec::with_capacity(names.len());
@@ -93,10 +282,31 @@ pub(crate) fn verify_dir_with(
         let name = found.get(pos).map(|f| f.name.clone()).unwrap_or_default();
         return Err(Corruption::new(Location::file(name), CorruptionKind::UnsealedInMiddle).into());
     }
+    let checkpoints = load_checkpoints(fs, dir, options, limit.as_ref())?;
+    let checkpoint_sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
+    let tree_dir = dir.join(layout::TREE);
+    let mut levels = Vec::with_capacity(crate::tree::LEVELS);
+    for k in 0..crate::tree::LEVELS {
+        levels.push(LevelFile::open(
+            fs,
+            &tree_dir.join(crate::tree::level_file_name(k)),
+            true,
+        )?);
+    }
+    let sealed: u64 = found
+        .iter()
+        .filter_map(|f| f.footer.map(|footer| footer.end_seq()))
+        .max()
+        .unwrap_or(0);
 
-    let leaves = LeafFile::open(fs, &dir.join(layout::TREE).join(layout::LEAVES), true)?;
-    let summaries = verify_all(fs, &found, limit.clone(), leaves.as_ref());
-
+    let mut stream = StreamTree {
+        size: 0,
+        stack: Vec::new(),
+        levels,
+        sealed,
+    };
+    let mut next_check = checkpoints.iter().peekable();
+    let mut last_matching = 0u64;
     let mut expected_seq = 0u64;
     let mut chain = manifest.genesis();
     let mut last_recorded: Option<i64> = None;
@@ -107,16 +317,26 @@ pub(crate) fn verify_dir_with(
         bytes: 0,
         chain_head: chain,
         unacknowledged_tail_bytes: 0,
+        root: sealog_format::merkle::empty_root(),
+        checkpoints: 0,
+        checkpoints_authenticated: options.public_key.is_some(),
+        newest_checkpoint: None,
         elapsed: Duration::ZERO,
     };
-    for (expected_no, (f, summary)) in (0u64..).zip(found.iter().zip(summaries)) {
+    // The workers compare each segment's leaves with level 0 on their own
+    // handle; the stream checks the levels above.
+    let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
+    let mut consume = |index: usize, summary: Result<Summary>| -> Result<bool> {
+        let Some(f) = found.get(index) else {
+            return Ok(false);
+        };
         if let Some(limit) = &limit {
             // Segments started after the snapshot of a live store.
             if f.header.first_seq >= limit.seq && expected_seq >= limit.seq {
-                break;
+                return Ok(false);
             }
         }
-        check_link(f, expected_no, expected_seq, &chain)?;
+        check_link(f, index as u64, expected_seq, &chain)?;
         let summary = summary?;
         if let (Some(previous), Some(first)) = (last_recorded, summary.first_recorded)
             && first < previous
@@ -130,6 +350,27 @@ pub(crate) fn verify_dir_with(
             )
             .into());
         }
+        // Checkpoints at the very start of this segment (size = its first seq).
+        for leaf in &summary.leaves {
+            while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+                check_checkpoint(check, &stream, None, last_matching)?;
+                last_matching = check.size;
+                report.checkpoints += 1;
+                report.newest_checkpoint = Some(check.size);
+            }
+            stream.push(*leaf)?;
+            while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+                let chain_at = summary
+                    .chains_at
+                    .iter()
+                    .find(|(size, _)| *size == check.size)
+                    .map(|(_, h)| *h);
+                check_checkpoint(check, &stream, chain_at, last_matching)?;
+                last_matching = check.size;
+                report.checkpoints += 1;
+                report.newest_checkpoint = Some(check.size);
+            }
+        }
         if f.footer.is_some() {
             report.sealed_segments += 1;
         }
@@ -140,59 +381,156 @@ pub(crate) fn verify_dir_with(
         expected_seq = f.header.first_seq + summary.count;
         chain = summary.chain_head;
         last_recorded = summary.last_recorded.or(last_recorded);
+        Ok(true)
+    };
+    pipeline(
+        fs,
+        &found,
+        limit.as_ref(),
+        leaves_file.as_ref(),
+        &checkpoint_sizes,
+        &mut consume,
+    )?;
+    // Checkpoints of size 0, or beyond what the log holds.
+    for check in next_check {
+        if check.size == 0 {
+            check_checkpoint(check, &stream, Some(manifest.genesis()), 0)?;
+            report.checkpoints += 1;
+            continue;
+        }
+        return Err(Corruption::new(
+            Location::file(check.source.clone()),
+            CorruptionKind::Truncated {
+                have: stream.size,
+                signed: check.size,
+            },
+        )
+        .into());
     }
     report.chain_head = chain;
+    report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// Verifies every segment's contents, sealed ones in parallel.
-fn verify_all(
+fn check_checkpoint(
+    check: &CheckpointCheck,
+    stream: &StreamTree,
+    chain_at: Option<Hash>,
+    last_matching: u64,
+) -> Result<()> {
+    let root_ok = stream.root() == check.root;
+    let chain_ok = match (check.chain_head, chain_at) {
+        (Some(signed), Some(now)) => signed == now,
+        _ => true,
+    };
+    if root_ok && chain_ok {
+        return Ok(());
+    }
+    Err(Corruption::new(
+        Location::file(check.source.clone()).seq(last_matching),
+        CorruptionKind::CheckpointMismatch {
+            size: check.size,
+            first_divergent: (last_matching, check.size),
+        },
+    )
+    .into())
+}
+
+/// Verifies segments on worker threads and hands the results to `consume`
+/// in log order, keeping at most a few segments' results in memory.
+fn pipeline(
     fs: &dyn Vfs,
     found: &[Found],
-    limit: Option<Limit>,
-    leaves: Option<&LeafFile>,
-) -> Vec<Result<Summary>> {
+    limit: Option<&Limit>,
+    leaves: Option<&LevelFile>,
+    checkpoint_sizes: &[u64],
+    consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
+) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(found.len().max(1));
+    let window = workers * 2;
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<Summary>>> = (0..found.len()).map(|_| None).collect();
     let slots: Vec<parking_lot::Mutex<Option<Result<Summary>>>> = (0..found.len())
         .map(|_| parking_lot::Mutex::new(None))
         .collect();
+    let gate = parking_lot::Mutex::new((0usize, false)); // (consumed, abort)
+    let moved = parking_lot::Condvar::new();
+    let mut outcome = Ok(());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = found.get(i) else { break };
-                    let result = verify_segment(fs, f, limit.as_ref(), leaves);
+                    {
+                        let mut g = gate.lock();
+                        while !g.1 && i >= g.0 + window {
+                            moved.wait(&mut g);
+                        }
+                        if g.1 {
+                            break;
+                        }
+                    }
+                    let result = verify_segment(fs, f, limit, leaves, checkpoint_sizes);
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
+                    let _g = gate.lock();
+                    moved.notify_all();
                 }
             });
         }
+        for (i, slot) in slots.iter().enumerate() {
+            let result = {
+                let mut g = gate.lock();
+                loop {
+                    if let Some(r) = slot.lock().take() {
+                        break r;
+                    }
+                    moved.wait(&mut g);
+                }
+            };
+            let go_on = consume(i, result);
+            let mut g = gate.lock();
+            g.0 = i + 1;
+            match go_on {
+                Ok(true) => {}
+                Ok(false) => {
+                    g.1 = true;
+                    moved.notify_all();
+                    break;
+                }
+                Err(e) => {
+                    g.1 = true;
+                    outcome = Err(e);
+                    moved.notify_all();
+                    break;
+                }
+            }
+            moved.notify_all();
+        }
+        gate.lock().1 = true;
+        moved.notify_all();
     });
-    for (slot, result) in slots.into_iter().zip(results.iter_mut()) {
-        *result = slot.into_inner();
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| Err(Error::Config("a verification worker did not report".into())))
-        })
-        .collect()
+    outcome
 }
 
 fn verify_segment(
     fs: &dyn Vfs,
     f: &Found,
     limit: Option<&Limit>,
-    stored_leaves: Option<&LeafFile>,
+    stored_leaves: Option<&LevelFile>,
+    checkpoint_sizes: &[u64],
 ) -> Result<Summary> {
+    let mut wanted = checkpoint_sizes
+        .iter()
+        .copied()
+        .filter(|&s| s > f.header.first_seq)
+        .peekable();
+    let mut chains_at = Vec::new();
     let image = match &f.footer {
         // Sealed segments are never written again: map them.
         Some(_) => f.file.map().map_err(|e| Error::io("map", &f.path, e))?,
@@ -232,6 +570,9 @@ fn verify_segment(
         first_recorded.get_or_insert(recorded);
         last_recorded = Some(recorded);
         count += 1;
+        while let Some(size) = wanted.next_if(|&s| s == f.header.first_seq + count) {
+            chains_at.push((size, chain));
+        }
         end = r.offset + r.frame_len as u64;
         if r.commit {
             committed = (count, chain, end);
@@ -272,9 +613,13 @@ fn verify_segment(
         } else {
             committed
         };
+        leaves.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        chains_at.retain(|(size, _)| *size <= f.header.first_seq + count);
         return Ok(Summary {
             count,
             chain_head,
+            leaves,
+            chains_at,
             first_recorded: if count > 0 { first_recorded } else { None },
             last_recorded: if reached_limit {
                 last_recorded
@@ -387,6 +732,8 @@ fn verify_segment(
     Ok(Summary {
         count,
         chain_head: chain,
+        leaves,
+        chains_at,
         first_recorded,
         last_recorded,
         bytes: image.len() as u64,
@@ -492,7 +839,7 @@ fn leaf_file_corruption(index: u64) -> Error {
 /// The first seq of a sealed segment whose stored leaf hash differs from the
 /// recomputed one (or is missing).
 fn first_leaf_difference(
-    stored: Option<&LeafFile>,
+    stored: Option<&LevelFile>,
     f: &Found,
     computed: &[Hash],
 ) -> Result<Option<u64>> {

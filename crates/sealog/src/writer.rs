@@ -37,7 +37,7 @@ use crate::options::{Preallocation, StoreOptions};
 use crate::segment::{OpenData, OpenSegment, SealedSegment};
 use crate::stats::Counters;
 use crate::store::{Failure, Inner, Pending, View};
-use crate::tree::LeafFile;
+use crate::tree::Tree;
 
 /// Work for the sealer.
 pub(crate) enum Job {
@@ -501,12 +501,33 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
         inner,
         what: "sealer",
     };
-    for job in jobs {
+    let checkpoints = inner.options.checkpoints.as_ref();
+    let every = checkpoints.and_then(|c| c.every);
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let job = match every {
+            Some(every) => match jobs.recv_timeout(every.saturating_sub(last_checkpoint.elapsed()))
+            {
+                Ok(job) => Some(job),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+        };
         match job {
-            Job::Seal(segment) => {
+            Some(Job::Seal(segment)) => {
                 if inner.progress.failure().is_none() {
-                    match seal_with(inner.leaves.as_ref(), &segment) {
-                        Ok(sealed) => swap_sealed(inner, &segment, sealed),
+                    match seal_with(inner.tree.as_ref(), &segment) {
+                        Ok(sealed) => {
+                            swap_sealed(inner, &segment, sealed);
+                            if checkpoints.is_some_and(|c| c.on_seal) {
+                                periodic_checkpoint(inner);
+                                last_checkpoint = Instant::now();
+                            }
+                        }
                         Err(e) => fail(
                             inner,
                             format!("sealing {}: {e}", segment.name),
@@ -516,22 +537,47 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
                 }
                 outstanding.finish();
             }
-            Job::PrepareSpare => {
+            Some(Job::PrepareSpare) => {
                 if let Err(e) = prepare_spare(inner) {
                     tracing::warn!(error = %e, "could not prepare the next segment file; the next roll allocates one");
                 }
+            }
+            None => {
+                periodic_checkpoint(inner);
+                last_checkpoint = Instant::now();
             }
         }
     }
 }
 
+/// Signs a checkpoint if the durable log grew since the last one. A failure
+/// is logged, not latched: the log itself is unharmed, and the next attempt
+/// (or `Store::checkpoint`) reports it again.
+fn periodic_checkpoint(inner: &Inner) {
+    if inner.progress.failure().is_some() {
+        return;
+    }
+    let size = inner.tree_size();
+    let latest = inner
+        .latest_checkpoint()
+        .ok()
+        .flatten()
+        .map_or(0, |c| c.size);
+    if size == 0 || size == latest {
+        return;
+    }
+    if let Err(e) = inner.checkpoint() {
+        tracing::error!(error = %e, "could not sign a checkpoint");
+    }
+}
+
 /// Seals `segment`: leaves synced first, then end marker and footer, the
 /// file cut to length and synced. Returns the sealed segment.
-pub(crate) fn seal_with(leaves: Option<&LeafFile>, segment: &OpenSegment) -> Result<SealedSegment> {
+pub(crate) fn seal_with(tree: Option<&Tree>, segment: &OpenSegment) -> Result<SealedSegment> {
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
-    if let Some(leaves) = leaves {
-        leaves.write(segment.header.first_seq, &data.leaves)?;
+    if let Some(tree) = tree {
+        tree.append_sealed(segment.header.first_seq, &data.leaves)?;
     }
     let mut tail = Vec::with_capacity(END_MARKER_LEN + FOOTER_LEN);
     tail.extend_from_slice(&sealog_format::frame::end_marker());
