@@ -8,6 +8,8 @@
 //! - [`record`]: the record body, the bytes that are hashed;
 //! - [`frame`]: length + CRC framing of records inside a segment;
 //! - [`segment`]: segment header and footer, the store manifest;
+//! - [`index`]: the per-segment index sidecar (term dictionaries, exact-match
+//!   keys, addresses, columns);
 //! - [`chain`]: the BLAKE3 hash chain;
 //! - [`merkle`]: the RFC 9162 Merkle tree, inclusion and consistency proofs;
 //! - [`note`]: C2SP signed notes with Ed25519 keys;
@@ -25,6 +27,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod frame;
+pub mod index;
 pub mod merkle;
 pub mod note;
 pub mod receipt;

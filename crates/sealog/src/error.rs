@@ -86,6 +86,14 @@ pub enum Error {
     /// tree node could not be found.
     #[error("proof: {0}")]
     Proof(#[from] sealog_format::merkle::ProofError),
+    /// A segment's index sidecar is damaged; it is rebuilt from the records.
+    #[error("the index file `{file}` is damaged ({reason}); it will be rebuilt from the records")]
+    IndexDamaged {
+        /// The sidecar.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A query is malformed or inconsistent.
     #[error("invalid query: `{field}`: {reason}")]
     InvalidQuery {

@@ -36,11 +36,25 @@ pub(crate) enum DictField {
     Tenant = 4,
 }
 
+impl DictField {
+    pub(crate) const ALL: [DictField; 5] = [
+        DictField::Actor,
+        DictField::Action,
+        DictField::ResourceType,
+        DictField::Outcome,
+        DictField::Tenant,
+    ];
+}
+
 /// Fields indexed for exact matches only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ExactField {
     RequestId = 0,
     ResourceId = 1,
+}
+
+impl ExactField {
+    pub(crate) const ALL: [ExactField; 2] = [ExactField::RequestId, ExactField::ResourceId];
 }
 
 /// The actor's dictionary term: `id ‖ 0x00 ‖ type` (ids cannot contain NUL).
@@ -181,6 +195,35 @@ impl MemIndex {
         );
         self.scratch = scratch;
         self.indexed += 1;
+    }
+
+    /// The terms and bitmaps of a dictionary, in no particular order.
+    pub(crate) fn dict_entries(
+        &self,
+        field: DictField,
+    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
+        self.dicts
+            .get(field as usize)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
+    }
+
+    /// The values and bitmaps of an exact-match field.
+    pub(crate) fn exact_entries(
+        &self,
+        field: ExactField,
+    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
+        self.exact
+            .get(field as usize)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
+    }
+
+    /// The addresses and bitmaps of the source IP index.
+    pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, &RoaringBitmap)> {
+        let v4 = self.v4.iter().map(|(k, v)| (IpAddr::V4((*k).into()), v));
+        let v6 = self.v6.iter().map(|(k, v)| (IpAddr::V6((*k).into()), v));
+        v4.chain(v6)
     }
 
     fn dict_select(&self, field: DictField, select: &TermSelect<'_>) -> RoaringBitmap {

@@ -50,6 +50,7 @@ pub mod query;
 mod recovery;
 mod search;
 mod segment;
+mod sidecar;
 pub mod stats;
 mod store;
 mod tree;

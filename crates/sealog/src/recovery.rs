@@ -348,12 +348,23 @@ pub(crate) fn open(
     }
 
     // Every unsealed segment but the last is complete: seal it now.
+    let index_env = Arc::new(crate::sidecar::IndexEnv {
+        fs: fs.clone(),
+        dir: dir.clone(),
+        writable: !read_only,
+        rebuilds: std::sync::atomic::AtomicU64::new(0),
+    });
     let mut open_segments: Vec<Arc<OpenSegment>> = Vec::new();
     let mut sealed_segments: Vec<Arc<SealedSegment>> = Vec::new();
     for (f, footer) in sealed {
         let map = f.file.map().map_err(|e| Error::io("map", &f.path, e))?;
         sealed_segments.push(Arc::new(SealedSegment::new(
-            f.header, footer, f.name, map, None,
+            f.header,
+            footer,
+            f.name,
+            map,
+            None,
+            index_env.clone(),
         )));
     }
     let scan_count = scans.len();
@@ -372,7 +383,7 @@ pub(crate) fn open(
             data,
         ));
         if !is_last && !read_only && segment.data.read().len() > 0 {
-            let sealed = crate::writer::seal_with(tree.as_ref(), &segment)?;
+            let sealed = crate::writer::seal_with(tree.as_ref(), &index_env, &segment)?;
             report.sealed.push(segment.name.clone());
             sealed_segments.push(Arc::new(sealed));
         } else {
@@ -449,6 +460,7 @@ pub(crate) fn open(
             read_only,
         )?,
         checkpoint_lock: Mutex::new(()),
+        index_env,
         spare: Mutex::new(spare_ready.then_some(spare)),
         recovery: report,
         counters: crate::stats::Counters::default(),
@@ -523,7 +535,7 @@ fn list_segments(
         if (leftover || stale_spare) && !read_only {
             fs.remove_file(&path)
                 .map_err(|e| Error::io("remove", &path, e))?;
-        } else if name != layout::SPARE && !leftover {
+        } else if name != layout::SPARE && !leftover && !name.ends_with(".idx") {
             tracing::warn!(file = %path.display(), "ignoring an unknown file among the segments");
         }
     }

@@ -281,16 +281,23 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
     let first_seq = segment.first_seq();
     match segment {
         SegmentRef::Sealed(s) => {
-            let index = s.index()?;
-            let view = index.view();
             let time_range = Some((
                 s.footer.min_event_time.as_nanos(),
                 s.footer.max_event_time.as_nanos(),
             ));
-            let set = plan.candidates(&view, first_seq, s.footer.record_count, time_range)?;
+            let index = s.index()?;
+            let set = match plan.candidates(&*index, first_seq, s.footer.record_count, time_range) {
+                // A section failed its check: rebuild the index and retry.
+                Err(Error::IndexDamaged { reason, .. }) => {
+                    let index = s.rebuild_index(&reason)?;
+                    plan.candidates(&*index, first_seq, s.footer.record_count, time_range)?
+                }
+                other => other?,
+            };
+            // Exact-match keys are hashed: candidates may include collisions.
             Ok(set.map(|set| SegmentCandidates {
                 set,
-                precise: index.precise(),
+                precise: false,
             }))
         }
         SegmentRef::Open(s) => s.with_index(|view, len, time_range| {

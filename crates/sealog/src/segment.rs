@@ -46,6 +46,7 @@ use crate::error::{Corruption, CorruptionKind, Location, Result};
 use crate::fs::VfsFile;
 use crate::index::{IndexView, MemIndex, MemView};
 use crate::mmap::Mapped;
+use crate::sidecar::{IndexEnv, Sidecar};
 
 /// Sector size assumed for torn-write detection (the smallest in use).
 pub(crate) const SECTOR: usize = 512;
@@ -479,27 +480,6 @@ impl OpenSegment {
     }
 }
 
-/// The index of a sealed segment.
-#[derive(Debug)]
-pub(crate) struct SealedIndex {
-    mem: MemIndex,
-    event_times: Vec<i64>,
-}
-
-impl SealedIndex {
-    pub(crate) fn view(&self) -> MemView<'_> {
-        MemView {
-            index: &self.mem,
-            event_times: &self.event_times,
-        }
-    }
-
-    /// Whether exact-match lookups return exactly the matching records.
-    pub(crate) fn precise(&self) -> bool {
-        true
-    }
-}
-
 /// A sealed segment, read through a memory map.
 #[derive(Debug)]
 pub(crate) struct SealedSegment {
@@ -508,7 +488,8 @@ pub(crate) struct SealedSegment {
     pub name: String,
     pub map: Mapped,
     offsets: OnceLock<std::result::Result<Vec<u32>, Box<Corruption>>>,
-    index: OnceLock<std::result::Result<SealedIndex, Box<Corruption>>>,
+    env: Arc<IndexEnv>,
+    index: RwLock<Option<Arc<Sidecar>>>,
 }
 
 impl SealedSegment {
@@ -518,6 +499,7 @@ impl SealedSegment {
         name: String,
         map: Mapped,
         offsets: Option<Vec<u32>>,
+        env: Arc<IndexEnv>,
     ) -> SealedSegment {
         let cell = OnceLock::new();
         if let Some(offsets) = offsets {
@@ -529,49 +511,59 @@ impl SealedSegment {
             name,
             map,
             offsets: cell,
-            index: OnceLock::new(),
+            env,
+            index: RwLock::new(None),
         }
     }
 
-    /// Hands over the index built while the segment was open.
-    pub(crate) fn set_index(&self, mem: MemIndex, event_times: Vec<i64>) {
-        let _ = self.index.set(Ok(SealedIndex { mem, event_times }));
+    /// Installs the sidecar written when the segment was sealed.
+    pub(crate) fn set_index(&self, sidecar: Sidecar) {
+        *self.index.write() = Some(Arc::new(sidecar));
     }
 
-    /// The segment's index, built from its records on first use.
-    pub(crate) fn index(&self) -> Result<&SealedIndex> {
-        self.index
-            .get_or_init(|| self.build_index())
-            .as_ref()
-            .map_err(|c| crate::error::Error::Corruption(c.clone()))
-    }
-
-    fn build_index(&self) -> std::result::Result<SealedIndex, Box<Corruption>> {
-        let offsets = self.offsets()?;
-        let mut mem = MemIndex::default();
-        let mut event_times = Vec::with_capacity(offsets.len());
-        for (ordinal, _) in offsets.iter().enumerate() {
-            let seq = self.header.first_seq + ordinal as u64;
-            let bytes = self
-                .read_record(ordinal as u64)
-                .map_err(|e| match e {
-                    crate::error::Error::Corruption(c) => c,
-                    other => Box::new(Corruption::new(
-                        Location::file(&self.name).seq(seq),
-                        CorruptionKind::Layout(other.to_string()),
-                    )),
-                })?
-                .unwrap_or_default();
-            let view = record::decode(bytes).map_err(|e| {
-                Box::new(Corruption::new(
-                    Location::file(&self.name).seq(seq),
-                    CorruptionKind::Record(e),
-                ))
-            })?;
-            event_times.push(view.event_time().as_nanos());
-            mem.push(&view);
+    /// The segment's index: its sidecar, mapped on first use, or rebuilt
+    /// from the records if it is missing, damaged or not this segment's.
+    pub(crate) fn index(&self) -> Result<Arc<Sidecar>> {
+        if let Some(index) = self.index.read().clone() {
+            return Ok(index);
         }
-        Ok(SealedIndex { mem, event_times })
+        let mut slot = self.index.write();
+        if let Some(index) = slot.clone() {
+            return Ok(index);
+        }
+        let identity = crate::sidecar::identity(&self.header, &self.footer);
+        let sidecar = match crate::sidecar::load(&self.env, self.header.first_seq, &identity) {
+            Ok(sidecar) => sidecar,
+            Err(reason) => self.rebuild(&reason)?,
+        };
+        let sidecar = Arc::new(sidecar);
+        *slot = Some(sidecar.clone());
+        Ok(sidecar)
+    }
+
+    /// Replaces a sidecar found damaged during a query.
+    pub(crate) fn rebuild_index(&self, reason: &str) -> Result<Arc<Sidecar>> {
+        let mut slot = self.index.write();
+        let sidecar = Arc::new(self.rebuild(reason)?);
+        *slot = Some(sidecar.clone());
+        Ok(sidecar)
+    }
+
+    fn rebuild(&self, reason: &str) -> Result<Sidecar> {
+        tracing::warn!(
+            segment = %self.name,
+            %reason,
+            "rebuilding the segment's index from its records"
+        );
+        self.env
+            .rebuilds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.footer.record_count;
+        let records = (0..count).map(|ordinal| {
+            self.read_record_walked(ordinal)
+                .map(|bytes| bytes.map(<[u8]>::to_vec).unwrap_or_default())
+        });
+        crate::sidecar::rebuild(&self.env, &self.header, &self.footer, records, &self.name)
     }
 
     /// The frame offsets of every record, found by walking the frames once.
@@ -622,12 +614,31 @@ impl SealedSegment {
         usize::try_from(self.footer.frames_end).unwrap_or(usize::MAX)
     }
 
-    /// The record bytes of record `ordinal`, checked.
+    /// The record bytes of record `ordinal`, checked. The frame is found
+    /// through the index's offset column when the index is loaded.
     pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+        if ordinal >= self.footer.record_count {
+            return Ok(None);
+        }
+        let loaded = self.index.read().clone();
+        if let Some(index) = loaded
+            && let Ok(Some(offset)) = index.offset(u32::try_from(ordinal).unwrap_or(u32::MAX))
+        {
+            return self.read_frame_at(ordinal, offset);
+        }
+        self.read_record_walked(ordinal)
+    }
+
+    /// The record bytes of record `ordinal`, found by walking the frames.
+    fn read_record_walked(&self, ordinal: u64) -> Result<Option<&[u8]>> {
         let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
         let Some(&offset) = usize::try_from(ordinal).ok().and_then(|i| offsets.get(i)) else {
             return Ok(None);
         };
+        self.read_frame_at(ordinal, offset)
+    }
+
+    fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {
         let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
         let location = || {
             Location::file(&self.name)

@@ -151,6 +151,8 @@ pub struct Stats {
     pub segment_rolls: u64,
     /// Rolls that found no zero-filled spare ready and allocated instead.
     pub spare_misses: u64,
+    /// Index sidecars rebuilt from the records (missing or damaged).
+    pub index_rebuilds: u64,
     /// Microseconds the committer waited for work.
     pub committer_idle_us: u64,
     /// Microseconds the committer spent writing (not syncing).

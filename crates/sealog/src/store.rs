@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     pub checkpoints: crate::checkpoint::CheckpointLog,
     /// Serializes checkpoint signing.
     pub checkpoint_lock: Mutex<()>,
+    /// Where sealed segments' index sidecars live.
+    pub index_env: Arc<crate::sidecar::IndexEnv>,
     /// A zero-filled file ready to become the next segment.
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
@@ -610,6 +612,11 @@ impl Store {
         let view = self.view();
         let mut stats = self.inner.counters.snapshot();
         stats.records = view.len();
+        stats.index_rebuilds = self
+            .inner
+            .index_env
+            .rebuilds
+            .load(std::sync::atomic::Ordering::Relaxed);
         stats.sealed_segments = view.sealed.len() as u64;
         stats.segments = stats.sealed_segments + view.open.len() as u64;
         stats

@@ -35,6 +35,7 @@ use crate::fs::{OpenMode, Vfs, VfsFile};
 use crate::layout;
 use crate::options::{Preallocation, StoreOptions};
 use crate::segment::{OpenData, OpenSegment, SealedSegment};
+use crate::sidecar::IndexEnv;
 use crate::stats::Counters;
 use crate::store::{Failure, Inner, Pending, View};
 use crate::tree::Tree;
@@ -520,7 +521,7 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
         match job {
             Some(Job::Seal(segment)) => {
                 if inner.progress.failure().is_none() {
-                    match seal_with(inner.tree.as_ref(), &segment) {
+                    match seal_with(inner.tree.as_ref(), &inner.index_env, &segment) {
                         Ok(sealed) => {
                             swap_sealed(inner, &segment, sealed);
                             if checkpoints.is_some_and(|c| c.on_seal) {
@@ -571,9 +572,17 @@ fn periodic_checkpoint(inner: &Inner) {
     }
 }
 
-/// Seals `segment`: leaves synced first, then end marker and footer, the
-/// file cut to length and synced. Returns the sealed segment.
-pub(crate) fn seal_with(tree: Option<&Tree>, segment: &OpenSegment) -> Result<SealedSegment> {
+/// Seals `segment`: leaves and tree levels synced first, then end marker
+/// and footer, the file cut to length and synced; then its index sidecar is
+/// written from the in-memory index. Returns the sealed segment.
+pub(crate) fn seal_with(
+    tree: Option<&Tree>,
+    env: &Arc<IndexEnv>,
+    segment: &OpenSegment,
+) -> Result<SealedSegment> {
+    // Index first (same lock order as queries: index, then data).
+    let mut index = segment.index.lock();
+    segment.catch_up(&mut index)?;
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
     if let Some(tree) = tree {
@@ -596,13 +605,38 @@ pub(crate) fn seal_with(tree: Option<&Tree>, segment: &OpenSegment) -> Result<Se
         segment.name.clone(),
         map,
         Some(data.offsets.clone()),
+        env.clone(),
     );
-    // Hand over the index built while the segment was open.
-    let mut index = segment.index.lock();
-    drop(data);
-    segment.catch_up(&mut index)?;
-    let event_times = segment.data.read().event_times.clone();
-    sealed.set_index(std::mem::take(&mut *index), event_times);
+    // The sidecar is derived data: if it cannot be written now, the first
+    // query that needs it rebuilds it.
+    if env.writable {
+        let identity = crate::sidecar::identity(&segment.header, &footer);
+        let written = crate::sidecar::encode(identity, &data.offsets, &data.event_times, &index)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let path = crate::sidecar::write(env, segment.header.first_seq, &bytes)
+                    .map_err(|e| e.to_string())?;
+                let map = env
+                    .fs
+                    .open(&path, OpenMode::Read)
+                    .and_then(|f| f.map())
+                    .map_err(|e| e.to_string())?;
+                crate::sidecar::Sidecar::open(
+                    crate::sidecar::sidecar_name(segment.header.first_seq),
+                    map,
+                    &identity,
+                )
+                .map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(sidecar) => sealed.set_index(sidecar),
+            Err(e) => {
+                tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed")
+            }
+        }
+    }
+    // The open segment's in-memory index is no longer needed.
+    *index = crate::index::MemIndex::default();
     Ok(sealed)
 }
 

@@ -1,0 +1,328 @@
+//! Index sidecars: the index of a sealed segment, in `segments/<seq>.idx`.
+//!
+//! The sealer writes a segment's sidecar right after its footer, from the
+//! in-memory index the segment built while open. A query maps the file and
+//! checks each section (checksum and structure) once, the first time it
+//! needs it, so the first query over hundreds of segments touches only what
+//! it uses. A sidecar that is missing, damaged, or describes another segment
+//! (it records the store id, segment number, first seq, record count and the
+//! footer's CRC) is rebuilt from the records and the rebuild is logged;
+//! nothing is ever lost with an index, and verification never reads one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use roaring::RoaringBitmap;
+use sealog_format::index::{
+    IndexBuilder, IndexError, IndexField, IndexReader, SectionKind, SegmentIdentity,
+};
+use sealog_format::segment::{SegmentFooter, SegmentHeader};
+
+use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
+use crate::fs::{OpenMode, Vfs};
+use crate::index::{DictField, ExactField, IndexView, MemIndex, TermSelect};
+use crate::mmap::Mapped;
+use crate::query::IpRange;
+
+/// Where sidecars live and whether they may be (re)written.
+#[derive(Debug)]
+pub(crate) struct IndexEnv {
+    pub fs: Arc<dyn Vfs>,
+    pub dir: PathBuf,
+    pub writable: bool,
+    pub rebuilds: std::sync::atomic::AtomicU64,
+}
+
+/// The sidecar file name of the segment starting at `first_seq`.
+pub(crate) fn sidecar_name(first_seq: u64) -> String {
+    format!("{}/{first_seq:020}.idx", crate::layout::SEGMENTS)
+}
+
+pub(crate) fn identity(header: &SegmentHeader, footer: &SegmentFooter) -> SegmentIdentity {
+    SegmentIdentity {
+        store_id: header.store_id,
+        segment_no: header.segment_no,
+        first_seq: header.first_seq,
+        record_count: footer.record_count,
+        segment_footer_crc: footer.crc(),
+    }
+}
+
+fn dict_field(f: DictField) -> IndexField {
+    match f {
+        DictField::Actor => IndexField::Actor,
+        DictField::Action => IndexField::Action,
+        DictField::ResourceType => IndexField::ResourceType,
+        DictField::Outcome => IndexField::Outcome,
+        DictField::Tenant => IndexField::Tenant,
+    }
+}
+
+fn exact_field(f: ExactField) -> IndexField {
+    match f {
+        ExactField::RequestId => IndexField::RequestId,
+        ExactField::ResourceId => IndexField::ResourceId,
+    }
+}
+
+/// Encodes a sidecar from a segment's in-memory index and columns.
+pub(crate) fn encode(
+    identity: SegmentIdentity,
+    offsets: &[u32],
+    event_times: &[i64],
+    mem: &MemIndex,
+) -> std::result::Result<Vec<u8>, IndexError> {
+    let mut builder = IndexBuilder::new(identity);
+    builder.set_columns(offsets.to_vec(), event_times.to_vec())?;
+    for f in DictField::ALL {
+        let field = dict_field(f);
+        builder.add_field(field);
+        for (term, bitmap) in mem.dict_entries(f) {
+            builder.insert_bitmap(field, term, bitmap)?;
+        }
+    }
+    for f in ExactField::ALL {
+        let field = exact_field(f);
+        builder.add_hashed_field(field);
+        for (value, bitmap) in mem.exact_entries(f) {
+            for ordinal in bitmap {
+                builder.add_hashed(field, value, ordinal)?;
+            }
+        }
+    }
+    builder.add_ip_field(IndexField::SourceIp);
+    for (ip, bitmap) in mem.ip_entries() {
+        for ordinal in bitmap {
+            builder.add_ip(IndexField::SourceIp, ip, ordinal)?;
+        }
+    }
+    builder.encode()
+}
+
+/// Writes sidecar bytes atomically (temporary file, sync, rename, directory
+/// sync).
+pub(crate) fn write(env: &IndexEnv, first_seq: u64, bytes: &[u8]) -> Result<PathBuf> {
+    let path = env.dir.join(sidecar_name(first_seq));
+    crate::fs::write_atomic(&*env.fs, &path, bytes).map_err(|e| Error::io("write", &path, e))?;
+    Ok(path)
+}
+
+/// A mapped sidecar whose sections are checked on first use.
+#[derive(Debug)]
+pub(crate) struct Sidecar {
+    name: String,
+    map: Mapped,
+    checked: Vec<OnceLock<std::result::Result<(), IndexError>>>,
+}
+
+impl Sidecar {
+    /// Opens a sidecar and checks it describes `identity` (cheap: header and
+    /// section table only).
+    pub(crate) fn open(
+        name: String,
+        map: Mapped,
+        identity: &SegmentIdentity,
+    ) -> std::result::Result<Sidecar, IndexError> {
+        let reader = IndexReader::open(&map)?;
+        reader.check_identity(identity)?;
+        let sections = reader.section_count();
+        Ok(Sidecar {
+            name,
+            checked: (0..sections).map(|_| OnceLock::new()).collect(),
+            map,
+        })
+    }
+
+    fn reader(&self) -> Result<IndexReader<'_>> {
+        IndexReader::open(&self.map).map_err(|e| self.damaged(e))
+    }
+
+    fn damaged(&self, e: IndexError) -> Error {
+        Error::IndexDamaged {
+            file: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Checks a section once.
+    fn ensure(&self, reader: &IndexReader<'_>, section: Option<usize>) -> Result<()> {
+        let Some(i) = section else {
+            return Ok(());
+        };
+        let Some(cell) = self.checked.get(i) else {
+            return Ok(());
+        };
+        match cell.get_or_init(|| reader.check_section(i)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::IndexDamaged {
+                file: self.name.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn ensure_columns(&self, reader: &IndexReader<'_>) -> Result<()> {
+        for i in reader.column_sections() {
+            self.ensure(reader, Some(i))?;
+        }
+        Ok(())
+    }
+
+    /// The frame offset of record `ordinal`.
+    pub(crate) fn offset(&self, ordinal: u32) -> Result<Option<u32>> {
+        let reader = self.reader()?;
+        self.ensure_columns(&reader)?;
+        Ok(reader.offset(ordinal))
+    }
+}
+
+impl IndexView for Sidecar {
+    fn len(&self) -> u64 {
+        self.reader().map_or(0, |r| r.record_count())
+    }
+
+    fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
+        let reader = self.reader()?;
+        let field = dict_field(field);
+        self.ensure(
+            &reader,
+            reader.section_for(SectionKind::TermDict, field as u16),
+        )?;
+        let Some(dict) = reader.field(field) else {
+            return Ok(RoaringBitmap::new());
+        };
+        let damaged = |e| self.damaged(e);
+        match select {
+            TermSelect::Exact(term) => match dict.find(term) {
+                Some(i) => dict.bitmap(i).map_err(damaged),
+                None => Ok(RoaringBitmap::new()),
+            },
+            TermSelect::Prefix(prefix) => dict.union(dict.prefix(prefix)).map_err(damaged),
+            TermSelect::Matching { prefix, matches } => {
+                let mut out = RoaringBitmap::new();
+                for entry in dict.iter_range(dict.prefix(prefix)) {
+                    if matches(entry.term) {
+                        out |= dict.bitmap(entry.index).map_err(damaged)?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
+        let reader = self.reader()?;
+        let field = exact_field(field);
+        self.ensure(
+            &reader,
+            reader.section_for(SectionKind::Hashed, field as u16),
+        )?;
+        Ok(reader
+            .hashed(field)
+            .map(|h| h.candidates(value))
+            .unwrap_or_default())
+    }
+
+    fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
+        let reader = self.reader()?;
+        self.ensure(
+            &reader,
+            reader.section_for(SectionKind::Ip, IndexField::SourceIp as u16),
+        )?;
+        let Some(ip) = reader.ip(IndexField::SourceIp) else {
+            return Ok(RoaringBitmap::new());
+        };
+        Ok(match range {
+            IpRange::V4(lo, hi) => ip.range_v4(lo, hi),
+            IpRange::V6(lo, hi) => ip.range_v6(lo, hi),
+        })
+    }
+
+    fn event_time(&self, ordinal: u32) -> Option<i64> {
+        let reader = self.reader().ok()?;
+        self.ensure_columns(&reader).ok()?;
+        reader.event_time(ordinal)
+    }
+
+    fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+        let Ok(reader) = self.reader() else {
+            return RoaringBitmap::new();
+        };
+        if self.ensure_columns(&reader).is_err() {
+            return RoaringBitmap::new();
+        }
+        match within {
+            Some(set) => reader.time_filter_in(from, to, set),
+            None => reader.time_filter(from, to),
+        }
+    }
+}
+
+/// Maps an existing sidecar if it is sound and describes the segment.
+pub(crate) fn load(
+    env: &IndexEnv,
+    first_seq: u64,
+    identity: &SegmentIdentity,
+) -> std::result::Result<Sidecar, String> {
+    let name = sidecar_name(first_seq);
+    let path = env.dir.join(&name);
+    if !env.fs.exists(&path).map_err(|e| e.to_string())? {
+        return Err("the index file is missing".into());
+    }
+    let file = env
+        .fs
+        .open(&path, OpenMode::Read)
+        .map_err(|e| e.to_string())?;
+    let map = file.map().map_err(|e| e.to_string())?;
+    Sidecar::open(name, map, identity).map_err(|e| e.to_string())
+}
+
+/// Builds a sidecar from the segment's records, writes it if the store is
+/// writable, and maps it.
+pub(crate) fn rebuild(
+    env: &IndexEnv,
+    header: &SegmentHeader,
+    footer: &SegmentFooter,
+    records: impl Iterator<Item = Result<Vec<u8>>>,
+    segment_name: &str,
+) -> Result<Sidecar> {
+    let mut mem = MemIndex::default();
+    let mut offsets = Vec::new();
+    let mut event_times = Vec::new();
+    let mut pos = sealog_format::segment::HEADER_LEN as u64;
+    for (ordinal, body) in records.enumerate() {
+        let body = body?;
+        let seq = header.first_seq + ordinal as u64;
+        let view = sealog_format::record::decode(&body).map_err(|e| {
+            Corruption::new(
+                Location::file(segment_name).seq(seq),
+                CorruptionKind::Record(e),
+            )
+        })?;
+        offsets.push(u32::try_from(pos).unwrap_or(u32::MAX));
+        pos += (sealog_format::frame::FRAME_HEADER_LEN + body.len()) as u64;
+        event_times.push(view.event_time().as_nanos());
+        mem.push(&view);
+    }
+    let identity = identity(header, footer);
+    let bytes =
+        encode(identity, &offsets, &event_times, &mem).map_err(|e| Error::IndexDamaged {
+            file: sidecar_name(header.first_seq),
+            reason: format!("rebuilding: {e}"),
+        })?;
+    let name = sidecar_name(header.first_seq);
+    let map = if env.writable {
+        let path: PathBuf = write(env, header.first_seq, &bytes)?;
+        let file = env
+            .fs
+            .open(Path::new(&path), OpenMode::Read)
+            .map_err(|e| Error::io("open", &path, e))?;
+        file.map().map_err(|e| Error::io("map", &path, e))?
+    } else {
+        Mapped::from_vec(bytes)
+    };
+    Sidecar::open(name.clone(), map, &identity).map_err(|e| Error::IndexDamaged {
+        file: name,
+        reason: e.to_string(),
+    })
+}
