@@ -175,3 +175,52 @@ fn the_record_example_is_the_minimal_fixture() {
         b"sealog/chain/genesis/v1"
     );
 }
+
+#[test]
+fn the_index_sidecar_example_is_what_the_encoder_writes() {
+    use sealog_format::index::{IndexBuilder, IndexField, SegmentIdentity};
+    let spec = spec();
+    let start = spec.find("A segment (`store_id` `00 01 … 0f`").unwrap();
+    let block = &spec[start..];
+    let block = &block[block.find("```").unwrap() + 3..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut documented = Vec::new();
+    for line in block.lines().filter(|l| l.contains(':')) {
+        let hex = line.split_once(": ").unwrap().1.split("  ").next().unwrap();
+        documented.extend(
+            hex.split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).unwrap()),
+        );
+    }
+    assert_eq!(documented.len(), 412);
+    let mut b = IndexBuilder::new(SegmentIdentity {
+        store_id: std::array::from_fn(|i| i as u8),
+        segment_no: 7,
+        first_seq: 1000,
+        record_count: 3,
+        segment_footer_crc: 0xdead_beef,
+    });
+    b.set_columns(
+        vec![0, 180, 400],
+        vec![
+            1_700_000_000_000_000_000,
+            1_699_999_999_000_000_000,
+            1_700_000_001_000_000_000,
+        ],
+    )
+    .unwrap();
+    for (term, ordinal) in [(&b"alice"[..], 0), (b"bob", 1), (b"alice", 2)] {
+        b.add_term(IndexField::Actor, term, ordinal).unwrap();
+    }
+    for (ordinal, id) in [b"r-1", b"r-2", b"r-3"].into_iter().enumerate() {
+        b.add_hashed(IndexField::RequestId, id, ordinal as u32)
+            .unwrap();
+    }
+    b.add_ip(IndexField::SourceIp, "10.0.0.1".parse().unwrap(), 0)
+        .unwrap();
+    b.add_ip(IndexField::SourceIp, "::ffff:10.0.0.2".parse().unwrap(), 1)
+        .unwrap();
+    b.add_ip(IndexField::SourceIp, "2001:db8::1".parse().unwrap(), 2)
+        .unwrap();
+    assert_eq!(b.encode().unwrap(), documented);
+}

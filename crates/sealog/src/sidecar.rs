@@ -189,7 +189,7 @@ impl IndexView for Sidecar {
             reader.section_for(SectionKind::TermDict, field as u16),
         )?;
         let Some(dict) = reader.field(field) else {
-            return Ok(RoaringBitmap::new());
+            return Ok(everything(&reader)); // not indexed: no narrowing
         };
         let damaged = |e| self.damaged(e);
         match select {
@@ -219,8 +219,7 @@ impl IndexView for Sidecar {
         )?;
         Ok(reader
             .hashed(field)
-            .map(|h| h.candidates(value))
-            .unwrap_or_default())
+            .map_or_else(|| everything(&reader), |h| h.candidates(value)))
     }
 
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
@@ -230,7 +229,7 @@ impl IndexView for Sidecar {
             reader.section_for(SectionKind::Ip, IndexField::SourceIp as u16),
         )?;
         let Some(ip) = reader.ip(IndexField::SourceIp) else {
-            return Ok(RoaringBitmap::new());
+            return Ok(everything(&reader));
         };
         Ok(match range {
             IpRange::V4(lo, hi) => ip.range_v4(lo, hi),
@@ -256,6 +255,14 @@ impl IndexView for Sidecar {
             None => reader.time_filter(from, to),
         }
     }
+}
+
+/// Every ordinal: the candidates for a field the sidecar does not index
+/// (the executor then checks each record).
+fn everything(reader: &IndexReader<'_>) -> RoaringBitmap {
+    let mut all = RoaringBitmap::new();
+    all.insert_range(0..u32::try_from(reader.record_count()).unwrap_or(u32::MAX));
+    all
 }
 
 /// Maps an existing sidecar if it is sound and describes the segment.
