@@ -5,9 +5,14 @@
 //! # 1M resources, 90 days): ~35 GB, a few minutes
 //! cargo run --release -p sealog-benches --example query_bench -- generate /path/to/store 100000000
 //! # time the incident questions (p50/p99 over many parameter draws) and
-//! # report bytes per event
+//! # report bytes per event; time proofs
 //! cargo run --release -p sealog-benches --example query_bench -- run /path/to/store
+//! # full verification against the signed checkpoints, with throughput
+//! cargo run --release -p sealog-benches --example query_bench -- verify /path/to/store
 //! ```
+//!
+//! The store is signed with a fixed benchmark key (a checkpoint per sealed
+//! segment) so that proofs and verification can be measured.
 
 #![allow(clippy::unwrap_used, reason = "a benchmark driver fails loudly")]
 
@@ -22,6 +27,20 @@ use sealog::{Durability, Store, StoreOptions};
 const SEED: u64 = 2026;
 const DAY: i64 = 24 * 3600 * 1_000_000_000;
 
+fn key() -> sealog::format::note::SigningKey {
+    sealog::format::note::SigningKey::from_seed("bench.sealog", &[42u8; 32]).unwrap()
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        checkpoints: Some(sealog::CheckpointOptions {
+            every: None,
+            ..sealog::CheckpointOptions::new(key())
+        }),
+        ..StoreOptions::default()
+    }
+}
+
 fn shape(total: u64) -> WorkloadShape {
     WorkloadShape {
         total,
@@ -30,7 +49,7 @@ fn shape(total: u64) -> WorkloadShape {
 }
 
 fn generate(dir: &Path, total: u64) {
-    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let store = Store::open(dir, options()).unwrap();
     let start_at = store.len();
     let w = Workload::with_shape(SEED, shape(total));
     let started = Instant::now();
@@ -49,7 +68,7 @@ fn generate(dir: &Path, total: u64) {
                     store
                         .append_batch_with(events, Durability::Buffered)
                         .unwrap();
-                    if i.is_multiple_of(5_000_000) {
+                    if i > start_at && i.is_multiple_of(5_000_000) {
                         let secs = started.elapsed().as_secs_f64();
                         eprintln!("{i} events, {:.0}/s", (i - start_at) as f64 / secs);
                     }
@@ -58,8 +77,9 @@ fn generate(dir: &Path, total: u64) {
         }
     });
     store.wait_sealed().unwrap();
+    store.checkpoint().unwrap();
     eprintln!(
-        "generated {} events in {:.0} s; sealing indexes...",
+        "generated {} events in {:.0} s",
         store.len(),
         started.elapsed().as_secs_f64()
     );
@@ -217,6 +237,18 @@ fn run(dir: &Path) {
         },
     );
 
+    let size = store.tree_size();
+    time("inclusion proof of a random record at the current size", 200, |_| {
+        store.inclusion_proof(next() % size, size).unwrap().len() as u64
+    });
+    time("consistency proof between two random sizes", 200, |_| {
+        let old = 1 + next() % (size - 1);
+        store.consistency_proof(old, size).unwrap().len() as u64
+    });
+    time("receipt (record + inclusion proof + checkpoint)", 200, |_| {
+        store.receipt(next() % size).unwrap().len() as u64
+    });
+
     let segments = dir_bytes(dir, &|p| p.ends_with(".seg"));
     let indexes = dir_bytes(dir, &|p| p.ends_with(".idx"));
     let leaves = dir_bytes(&dir.join("tree"), &|_| true);
@@ -233,6 +265,25 @@ fn run(dir: &Path) {
     );
 }
 
+fn verify(dir: &Path) {
+    let options = sealog::VerifyOptions {
+        public_key: Some(key().verifier()),
+        checkpoints: Vec::new(),
+    };
+    let report = sealog::verify_dir_with(dir, &options).unwrap();
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "verified {} records in {} segments ({:.2} GB) and {} signed checkpoints in {:.1} s: {:.2} GB/s, {:.0} records/s",
+        report.records,
+        report.segments,
+        report.bytes as f64 / 1e9,
+        report.checkpoints,
+        secs,
+        report.bytes as f64 / 1e9 / secs,
+        report.records as f64 / secs
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match (args.get(1).map(String::as_str), args.get(2)) {
@@ -244,8 +295,9 @@ fn main() {
             generate(Path::new(dir), total);
         }
         (Some("run"), Some(dir)) => run(Path::new(dir)),
+        (Some("verify"), Some(dir)) => verify(Path::new(dir)),
         _ => {
-            eprintln!("usage: query_bench generate DIR [EVENTS] | query_bench run DIR");
+            eprintln!("usage: query_bench generate DIR [EVENTS] | run DIR | verify DIR");
             std::process::exit(2);
         }
     }

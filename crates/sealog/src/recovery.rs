@@ -272,11 +272,15 @@ pub(crate) fn open(
 
     // Reconcile the tree's level files with the sealed records.
     let tree = Tree::open(&*fs, &tree_dir, read_only)?;
-    if let Some(tree) = &tree
-        && !read_only
-    {
-        report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &sealed, expected_seq)?;
-        tree.reconcile(expected_seq)?;
+    if let Some(tree) = &tree {
+        if read_only {
+            if !tree.assume_persisted(expected_seq) {
+                tracing::warn!("the tree files do not cover the sealed records; proofs are unavailable read-only");
+            }
+        } else {
+            report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &sealed, expected_seq)?;
+            tree.reconcile(expected_seq)?;
+        }
     }
 
     // Scan the unsealed segments in order.

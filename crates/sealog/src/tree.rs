@@ -267,6 +267,21 @@ impl Tree {
         *self.persisted.lock()
     }
 
+    /// For a read-only store: uses the level files as they are if they
+    /// cover the first `sealed` leaves (else nothing is taken as stored, and
+    /// proofs over sealed records are unavailable).
+    pub(crate) fn assume_persisted(&self, sealed: u64) -> bool {
+        let covered = (0..LEVELS).all(|k| {
+            self.levels
+                .get(k)
+                .is_some_and(|l| l.len() >= entries_at(k, sealed))
+        });
+        let persisted = if covered { sealed } else { 0 };
+        *self.persisted.lock() = persisted;
+        *self.tail.lock() = TailCache::new(persisted);
+        covered
+    }
+
     /// Makes the level files cover exactly the first `sealed` leaves, whose
     /// level 0 is already correct; derived levels beyond are cut, missing
     /// ones recomputed. Returns the number of level entries recomputed.
