@@ -238,16 +238,20 @@ fn run(dir: &Path) {
     );
 
     let size = store.tree_size();
-    time("inclusion proof of a random record at the current size", 200, |_| {
-        store.inclusion_proof(next() % size, size).unwrap().len() as u64
-    });
+    time(
+        "inclusion proof of a random record at the current size",
+        200,
+        |_| store.inclusion_proof(next() % size, size).unwrap().len() as u64,
+    );
     time("consistency proof between two random sizes", 200, |_| {
         let old = 1 + next() % (size - 1);
         store.consistency_proof(old, size).unwrap().len() as u64
     });
-    time("receipt (record + inclusion proof + checkpoint)", 200, |_| {
-        store.receipt(next() % size).unwrap().len() as u64
-    });
+    time(
+        "receipt (record + inclusion proof + checkpoint)",
+        200,
+        |_| store.receipt(next() % size).unwrap().len() as u64,
+    );
 
     let segments = dir_bytes(dir, &|p| p.ends_with(".seg"));
     let indexes = dir_bytes(dir, &|p| p.ends_with(".idx"));

@@ -219,3 +219,49 @@ fn followers_are_woken_when_records_become_visible() {
     assert_eq!(follower.join().unwrap(), 4);
     assert_eq!(store.get(3).unwrap().unwrap().event, event(3));
 }
+
+#[test]
+fn rolls_close_together_never_take_a_spare_that_is_being_prepared() {
+    // Zero-filled spares and tiny segments: the sealer prepares a spare
+    // while the committer may be renaming the previous one into place.
+    for _ in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sealog::StoreOptions {
+            segment_size: 64 << 10,
+            preallocation: sealog::Preallocation::ZeroFill,
+            ..sealog::StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let store = store.clone();
+                s.spawn(move || {
+                    for i in 0..30 {
+                        let first = t * 10_000 + i * 100;
+                        store.append_batch(events(first, first + 100)).unwrap();
+                    }
+                });
+            }
+        });
+        store.wait_sealed().unwrap();
+        assert!(
+            store.stats().segment_rolls >= 8,
+            "{} rolls",
+            store.stats().segment_rolls
+        );
+        store.verify().unwrap();
+        drop(store);
+        // At most one spare is kept across a reopen.
+        let spares = std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("spare")
+            })
+            .count();
+        assert!(spares <= 1, "{spares} spare files");
+    }
+}

@@ -7,7 +7,8 @@
 //!   with few distinct values: actor (`id ‖ 0x00 ‖ type`, so an id alone is
 //!   a prefix), action, resource type, outcome and tenant;
 //! - **exact-match** keys for nearly-unique values: request id and resource
-//!   id;
+//!   id, by their 64-bit FNV-1a key (a lookup gives candidates, which the
+//!   executor confirms against the records);
 //! - **addresses** for the source IP, queried exactly or by CIDR range
 //!   (IPv4-mapped IPv6 addresses count as IPv4).
 //!
@@ -134,19 +135,53 @@ pub(crate) trait IndexView {
     }
 }
 
+/// The records having one value, in ordinal order. Most values of the
+/// nearly-unique fields belong to one record: no allocation for those.
+#[derive(Clone, Debug)]
+pub(crate) enum Ordinals {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Ordinals {
+    fn push(&mut self, ordinal: u32) {
+        match self {
+            Ordinals::One(first) => *self = Ordinals::Many(vec![*first, ordinal]),
+            Ordinals::Many(v) => v.push(ordinal),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let (one, many) = match self {
+            Ordinals::One(o) => (Some(*o), &[][..]),
+            Ordinals::Many(v) => (None, v.as_slice()),
+        };
+        one.into_iter().chain(many.iter().copied())
+    }
+
+    fn bitmap(&self) -> RoaringBitmap {
+        self.iter().collect()
+    }
+}
+
+type Dict = HashMap<Box<[u8]>, RoaringBitmap, foldhash::fast::FixedState>;
+
+/// Exact-match values by their 64-bit key (FNV-1a, as in the sidecar).
+type Exact = HashMap<u64, Ordinals, foldhash::fast::FixedState>;
+
 /// A segment's index held in memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemIndex {
     /// Records `[0, indexed)` are indexed.
     pub indexed: u64,
-    dicts: [HashMap<Box<[u8]>, RoaringBitmap>; 5],
-    exact: [HashMap<Box<[u8]>, RoaringBitmap>; 2],
-    v4: BTreeMap<u32, RoaringBitmap>,
-    v6: BTreeMap<u128, RoaringBitmap>,
+    dicts: [Dict; 5],
+    exact: [Exact; 2],
+    v4: BTreeMap<u32, Ordinals>,
+    v6: BTreeMap<u128, Ordinals>,
     scratch: Vec<u8>,
 }
 
-fn add(map: &mut HashMap<Box<[u8]>, RoaringBitmap>, key: &[u8], ordinal: u32) {
+fn add(map: &mut Dict, key: &[u8], ordinal: u32) {
     match map.get_mut(key) {
         Some(bitmap) => {
             bitmap.insert(ordinal);
@@ -157,6 +192,12 @@ fn add(map: &mut HashMap<Box<[u8]>, RoaringBitmap>, key: &[u8], ordinal: u32) {
             map.insert(key.into(), bitmap);
         }
     }
+}
+
+fn add_ordinal<K: Ord>(map: &mut BTreeMap<K, Ordinals>, key: K, ordinal: u32) {
+    map.entry(key)
+        .and_modify(|o| o.push(ordinal))
+        .or_insert(Ordinals::One(ordinal));
 }
 
 impl MemIndex {
@@ -181,16 +222,14 @@ impl MemIndex {
             },
             |field, value| {
                 if let Some(map) = exact.get_mut(field as usize) {
-                    add(map, value, ordinal);
+                    map.entry(sealog_format::index::term_key(value))
+                        .and_modify(|o| o.push(ordinal))
+                        .or_insert(Ordinals::One(ordinal));
                 }
             },
             |ip| match ip {
-                IpAddr::V4(a) => {
-                    v4.entry(u32::from(a)).or_default().insert(ordinal);
-                }
-                IpAddr::V6(a) => {
-                    v6.entry(u128::from(a)).or_default().insert(ordinal);
-                }
+                IpAddr::V4(a) => add_ordinal(v4, u32::from(a), ordinal),
+                IpAddr::V6(a) => add_ordinal(v6, u128::from(a), ordinal),
             },
         );
         self.scratch = scratch;
@@ -208,19 +247,19 @@ impl MemIndex {
             .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
     }
 
-    /// The values and bitmaps of an exact-match field.
+    /// The keys and records of an exact-match field.
     pub(crate) fn exact_entries(
         &self,
         field: ExactField,
-    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
+    ) -> impl Iterator<Item = (u64, &Ordinals)> {
         self.exact
             .get(field as usize)
             .into_iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
+            .flat_map(|m| m.iter().map(|(k, v)| (*k, v)))
     }
 
-    /// The addresses and bitmaps of the source IP index.
-    pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, &RoaringBitmap)> {
+    /// The addresses and records of the source IP index.
+    pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, &Ordinals)> {
         let v4 = self.v4.iter().map(|(k, v)| (IpAddr::V4((*k).into()), v));
         let v6 = self.v6.iter().map(|(k, v)| (IpAddr::V6((*k).into()), v));
         v4.chain(v6)
@@ -260,28 +299,31 @@ impl IndexView for MemView<'_> {
     }
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
+        let key = sealog_format::index::term_key(value);
         Ok(self
             .index
             .exact
             .get(field as usize)
-            .and_then(|m| m.get(value))
-            .cloned()
+            .and_then(|m| m.get(&key))
+            .map(Ordinals::bitmap)
             .unwrap_or_default())
     }
 
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
-        Ok(match range {
-            IpRange::V4(lo, hi) => self
-                .index
-                .v4
-                .range(lo..=hi)
-                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
-            IpRange::V6(lo, hi) => self
-                .index
-                .v6
-                .range(lo..=hi)
-                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
-        })
+        let mut out = RoaringBitmap::new();
+        match range {
+            IpRange::V4(lo, hi) => {
+                for (_, o) in self.index.v4.range(lo..=hi) {
+                    out.extend(o.iter());
+                }
+            }
+            IpRange::V6(lo, hi) => {
+                for (_, o) in self.index.v6.range(lo..=hi) {
+                    out.extend(o.iter());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn event_time(&self, ordinal: u32) -> Option<i64> {

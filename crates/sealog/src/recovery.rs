@@ -275,7 +275,9 @@ pub(crate) fn open(
     if let Some(tree) = &tree {
         if read_only {
             if !tree.assume_persisted(expected_seq) {
-                tracing::warn!("the tree files do not cover the sealed records; proofs are unavailable read-only");
+                tracing::warn!(
+                    "the tree files do not cover the sealed records; proofs are unavailable read-only"
+                );
             }
         } else {
             report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &sealed, expected_seq)?;
@@ -421,10 +423,11 @@ pub(crate) fn open(
         None => (expected_seq, chain, expected_no, HEADER_LEN as u64, 0),
     };
     let last_recorded_at = last_recorded.map(Timestamp::from_nanos).unwrap_or_default();
-    let spare = segments_dir.join(layout::SPARE);
-    let spare_ready = !read_only
-        && options.preallocation == Preallocation::ZeroFill
-        && fs.exists(&spare).unwrap_or(false);
+    let spare = if !read_only && options.preallocation == Preallocation::ZeroFill {
+        find_spare(&*fs, &segments_dir)?
+    } else {
+        None
+    };
     let active = if read_only {
         None
     } else {
@@ -465,7 +468,7 @@ pub(crate) fn open(
         )?,
         checkpoint_lock: Mutex::new(()),
         index_env,
-        spare: Mutex::new(spare_ready.then_some(spare)),
+        spare: Mutex::new(spare),
         recovery: report,
         counters: crate::stats::Counters::default(),
         visible: Mutex::new(next_seq),
@@ -525,25 +528,54 @@ fn list_segments(
     let names = fs
         .read_dir(segments_dir)
         .map_err(|e| Error::io("list", segments_dir, e))?;
+    let mut kept_spare = false;
     for name in names {
         if layout::parse_segment_file(&name).is_some() {
             continue;
         }
         let path = segments_dir.join(&name);
         let leftover = name.ends_with(".tmp");
-        let stale_spare = name == layout::SPARE
-            && fs
-                .open(&path, OpenMode::Read)
-                .and_then(|f| f.size())
-                .map_or(true, |len| len != options.segment_size);
+        let is_spare = !leftover && is_spare_name(&name);
+        // Keep one complete spare; a spare of the wrong size (the segment
+        // size changed) or a second one is removed.
+        let stale_spare = is_spare
+            && (kept_spare
+                || fs
+                    .open(&path, OpenMode::Read)
+                    .and_then(|f| f.size())
+                    .map_or(true, |len| len != options.segment_size));
+        if is_spare && !stale_spare {
+            kept_spare = true;
+        }
         if (leftover || stale_spare) && !read_only {
             fs.remove_file(&path)
                 .map_err(|e| Error::io("remove", &path, e))?;
-        } else if name != layout::SPARE && !leftover && !name.ends_with(".idx") {
+        } else if !is_spare && !leftover && !name.ends_with(".idx") {
             tracing::warn!(file = %path.display(), "ignoring an unknown file among the segments");
         }
     }
     list_segment_names(fs, segments_dir)
+}
+
+fn is_spare_name(name: &str) -> bool {
+    name == layout::SPARE || name.starts_with(&format!("{}-", layout::SPARE))
+}
+
+/// The spare segment file left by a previous run, if any.
+fn find_spare(fs: &dyn Vfs, segments_dir: &Path) -> Result<Option<PathBuf>> {
+    if !fs
+        .exists(segments_dir)
+        .map_err(|e| Error::io("stat", segments_dir, e))?
+    {
+        return Ok(None);
+    }
+    let names = fs
+        .read_dir(segments_dir)
+        .map_err(|e| Error::io("list", segments_dir, e))?;
+    Ok(names
+        .into_iter()
+        .find(|n| is_spare_name(n))
+        .map(|n| segments_dir.join(n)))
 }
 
 /// Reads the manifest of an existing store.

@@ -302,7 +302,11 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
         }
         SegmentRef::Open(s) => s.with_index(|view, len, time_range| {
             let set = plan.candidates(view, first_seq, len, time_range)?;
-            Ok(set.map(|set| SegmentCandidates { set, precise: true }))
+            // Exact-match keys are hashed here too.
+            Ok(set.map(|set| SegmentCandidates {
+                set,
+                precise: false,
+            }))
         }),
     }
 }

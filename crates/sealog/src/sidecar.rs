@@ -84,15 +84,15 @@ pub(crate) fn encode(
     for f in ExactField::ALL {
         let field = exact_field(f);
         builder.add_hashed_field(field);
-        for (value, bitmap) in mem.exact_entries(f) {
-            for ordinal in bitmap {
-                builder.add_hashed(field, value, ordinal)?;
+        for (key, ordinals) in mem.exact_entries(f) {
+            for ordinal in ordinals.iter() {
+                builder.add_hashed_key(field, key, ordinal)?;
             }
         }
     }
     builder.add_ip_field(IndexField::SourceIp);
-    for (ip, bitmap) in mem.ip_entries() {
-        for ordinal in bitmap {
+    for (ip, ordinals) in mem.ip_entries() {
+        for ordinal in ordinals.iter() {
             builder.add_ip(IndexField::SourceIp, ip, ordinal)?;
         }
     }

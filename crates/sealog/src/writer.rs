@@ -14,7 +14,8 @@
 //! leaf hashes to `tree/leaves` and syncs them, then writes the end marker
 //! and footer, cuts the file to its final length and syncs it, and swaps the
 //! segment into readers' view as a memory-mapped sealed segment. Between
-//! seals it zero-fills the spare file that becomes the next segment.
+//! seals it zero-fills the spare file that becomes the next segment
+//! (each spare under a name of its own).
 //!
 //! A failed write, sync, create or seal latches the store into refusing
 //! writes: every waiting and later append fails until reopen.
@@ -656,15 +657,26 @@ pub(crate) fn swap_sealed(inner: &Inner, open: &Arc<OpenSegment>, sealed: Sealed
     *view = Arc::new(next);
 }
 
-/// Zero-fills `segments/spare` so the next roll need not allocate.
+/// Zero-fills a spare segment file so the next roll need not allocate.
+///
+/// Every spare gets a name of its own (`segments/spare-<n>`): a roll may be
+/// renaming the previous spare into place while this one is prepared, and
+/// the two must never be confused.
 fn prepare_spare(inner: &Inner) -> io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if inner.spare.lock().is_some() || inner.log.lock().closing {
         return Ok(());
     }
     let fs = &*inner.fs;
     let segments = inner.dir.join(layout::SEGMENTS);
-    let tmp = segments.join(format!("{}.tmp", layout::SPARE));
-    let path = segments.join(layout::SPARE);
+    let unique = format!(
+        "{}-{}-{}",
+        layout::SPARE,
+        Timestamp::now().as_nanos(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let tmp = segments.join(format!("{unique}.tmp"));
+    let path = segments.join(&unique);
     if fs.exists(&tmp)? {
         fs.remove_file(&tmp)?;
     }
