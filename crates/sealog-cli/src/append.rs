@@ -7,7 +7,7 @@ use clap::Args;
 use sealog::format::{Actor, Event, Metadata, Principal, Resource, ValidationError, Validator};
 use sealog::{Outcome, Receipt};
 
-use crate::common::{Global, Out, OutcomeArg, hex, parse_time};
+use crate::common::{Global, Out, OutcomeArg, field_and_reason, hex, parse_time};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -212,11 +212,12 @@ fn invalid(input: &str, e: &ValidationError) -> CliError {
     } else {
         input.to_owned()
     };
+    let (field, reason) = field_and_reason(e);
     CliError::InvalidEvent {
         input,
         line: None,
-        field: e.field().to_owned(),
-        reason: e.reason(),
+        field,
+        reason,
         hint: "fix the field and run the command again; nothing was written".into(),
     }
 }

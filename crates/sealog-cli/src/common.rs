@@ -31,7 +31,9 @@ pub struct Global {
     pub data_dir: PathBuf,
 
     /// Segment size in bytes for stores opened for writing (4096 to
-    /// 1073741824; default 64 MiB). Meant for tests.
+    /// 1073741824; default 64 MiB), with segment space reserved by
+    /// `fallocate` instead of zero-filled, so that small stores are quick
+    /// to create. Meant for tests.
     #[arg(long, global = true, hide = true, value_name = "BYTES")]
     pub segment_size: Option<u64>,
 }
@@ -42,6 +44,7 @@ impl Global {
         let mut options = StoreOptions::default();
         if let Some(size) = self.segment_size {
             options.segment_size = size;
+            options.preallocation = sealog::Preallocation::Allocate;
         }
         options
     }
@@ -211,6 +214,19 @@ impl Filters {
     }
 }
 
+/// The field and reason of an event that failed to parse or validate; a
+/// document that is not JSON at all is reported as a whole.
+pub fn field_and_reason(e: &sealog::format::ValidationError) -> (String, String) {
+    use sealog::format::validate::ValidationErrorKind;
+    match (e.field(), e.kind()) {
+        ("" | "?", ValidationErrorKind::Json(_)) => (
+            String::new(),
+            format!("is not a JSON event: {}", e.reason()),
+        ),
+        (field, _) => (field.to_owned(), e.reason()),
+    }
+}
+
 /// An engine query error as a usage error naming the flag.
 pub fn query_error(e: sealog::Error) -> CliError {
     match e {
@@ -316,14 +332,14 @@ impl Out {
     /// Writes a value as one line of JSON.
     pub fn json_line<T: serde::Serialize>(&mut self, value: &T) -> Result<(), CliError> {
         serde_json::to_writer(&mut self.inner, value)
-            .map_err(|e| CliError::stdout(io::Error::other(e)))?;
+            .map_err(|e| CliError::stdout(io::Error::from(e)))?;
         self.inner.write_all(b"\n").map_err(CliError::stdout)
     }
 
     /// Writes a value as indented JSON.
     pub fn json_pretty<T: serde::Serialize>(&mut self, value: &T) -> Result<(), CliError> {
         serde_json::to_writer_pretty(&mut self.inner, value)
-            .map_err(|e| CliError::stdout(io::Error::other(e)))?;
+            .map_err(|e| CliError::stdout(io::Error::from(e)))?;
         self.inner.write_all(b"\n").map_err(CliError::stdout)
     }
 

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sealog::Store;
 use sealog::format::{Event, ValidationError, Validator};
 
-use crate::common::{Global, Out, rate, stderr_is_terminal, thousands};
+use crate::common::{Global, Out, field_and_reason, rate, stderr_is_terminal, thousands};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -75,10 +75,8 @@ struct BadLine {
 
 impl From<ValidationError> for BadLine {
     fn from(e: ValidationError) -> Self {
-        BadLine {
-            field: e.field().to_owned(),
-            reason: e.reason(),
-        }
+        let (field, reason) = field_and_reason(&e);
+        BadLine { field, reason }
     }
 }
 
