@@ -12,14 +12,19 @@ use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
 Examples:
-  sealog append --actor user:alice --action customer.delete --resource customer:4471 --outcome success
-  sealog append --actor service:billing --action invoice.export --resource invoice --outcome denied \\
-      --tenant acme --source-ip 203.0.113.9 --reason 'quota exceeded' --metadata '{\"rows\": 1200}'
-  sealog append --json '{\"actor\":{\"type\":\"user\",\"id\":\"alice\"},\"action\":\"customer.delete\",\"resource\":{\"type\":\"customer\",\"id\":\"4471\"},\"outcome\":\"success\"}'
-  echo '{...}' | sealog append --json -
+  sealog append --actor user:alice --action customer.delete \\
+      --resource customer:4471 --outcome success
+  sealog append --actor service:billing --action invoice.export \\
+      --resource invoice --outcome denied --tenant acme --source-ip 203.0.113.9 \\
+      --reason 'quota exceeded' --metadata '{\"rows\": 1200}'
+  sealog append --json '{\"actor\":{\"type\":\"user\",\"id\":\"alice\"},
+      \"action\":\"customer.delete\",\"resource\":{\"type\":\"customer\",\"id\":\"4471\"},
+      \"outcome\":\"success\"}'
+  echo \"$EVENT_JSON\" | sealog append --json -
 
 Prints the receipt as one line of JSON:
-  {\"seq\":0,\"recorded_at\":\"2026-11-23T17:25:00.123456789Z\",\"leaf_hash\":\"…\",\"chain_hash\":\"…\"}";
+  {\"seq\":0,\"recorded_at\":\"2026-11-23T17:25:00.123456789Z\",
+   \"leaf_hash\":\"<64 hex digits>\",\"chain_hash\":\"<64 hex digits>\"}";
 
 /// Append one event and print its receipt.
 ///
@@ -138,7 +143,8 @@ pub struct AppendArgs {
     /// records, without seq and recorded_at); `-` reads it from standard
     /// input.
     ///
-    /// Example: --json '{"actor":{"type":"user","id":"alice"},"action":"customer.delete","resource":{"type":"customer","id":"4471"},"outcome":"success"}'
+    /// Example: --json '{"actor":{"type":"user","id":"alice"},"action":"auth.login",
+    /// "resource":{"type":"session"},"outcome":"denied"}'
     #[arg(long, value_name = "JSON")]
     json: Option<String>,
 }

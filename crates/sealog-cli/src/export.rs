@@ -38,9 +38,6 @@ pub enum ExportFormat {
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    filters: Filters,
-
     /// Output format.
     ///
     /// Example: --format csv
@@ -52,6 +49,9 @@ pub struct ExportArgs {
     /// Example: --newest-first
     #[arg(long)]
     newest_first: bool,
+
+    #[command(flatten)]
+    filters: Filters,
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {

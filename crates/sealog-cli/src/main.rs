@@ -41,7 +41,8 @@ no store at --data-dir).";
 
 const AFTER_HELP: &str = "\
 Examples:
-  sealog append --actor user:alice --action customer.delete --resource customer:4471 --outcome success
+  sealog append --actor user:alice --action customer.delete \\
+      --resource customer:4471 --outcome success
   sealog import events.ndjson
   sealog query --actor user:alice --since 1h
   sealog tail -f --action 'auth.*'

@@ -29,9 +29,6 @@ Examples:
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct QueryArgs {
-    #[command(flatten)]
-    filters: Filters,
-
     /// Records per page (1 to 10000).
     ///
     /// Example: --limit 20
@@ -65,6 +62,9 @@ pub struct QueryArgs {
     /// Example: --format json
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<ListFormat>,
+
+    #[command(flatten)]
+    filters: Filters,
 }
 
 #[derive(serde::Serialize)]

@@ -56,9 +56,6 @@ pub enum TailFormat {
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct TailArgs {
-    #[command(flatten)]
-    filters: Filters,
-
     /// Keep following: print new matching records as they are appended.
     ///
     /// Example: sealog tail -f
@@ -85,6 +82,9 @@ pub struct TailArgs {
     /// Example: --format ndjson
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<TailFormat>,
+
+    #[command(flatten)]
+    filters: Filters,
 }
 
 /// Prints records in the chosen format.
