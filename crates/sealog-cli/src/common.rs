@@ -1,0 +1,427 @@
+//! What several commands share: the global options, opening the store,
+//! query filters, parsing of flag values, and number formatting.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter};
+use sealog::{Outcome, Store, StoreOptions, Timestamp};
+
+use crate::error::{CliError, flag_of_query_field};
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The store directory.
+    ///
+    /// Created by `append`, `import` and `bench` when it does not exist;
+    /// the other commands need an existing store. Also read from the
+    /// SEALOG_DATA_DIR environment variable.
+    ///
+    /// Example: --data-dir /var/lib/sealog
+    #[arg(
+        long,
+        global = true,
+        env = "SEALOG_DATA_DIR",
+        default_value = "./sealog-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Segment size in bytes for stores opened for writing (4096 to
+    /// 1073741824; default 64 MiB), with segment space reserved by
+    /// `fallocate` instead of zero-filled, so that small stores are quick
+    /// to create. Meant for tests.
+    #[arg(long, global = true, hide = true, value_name = "BYTES")]
+    pub segment_size: Option<u64>,
+}
+
+impl Global {
+    /// Store options from the global flags.
+    pub fn store_options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        if let Some(size) = self.segment_size {
+            options.segment_size = size;
+            options.preallocation = sealog::Preallocation::Allocate;
+        }
+        options
+    }
+
+    /// Opens (or creates) the store for writing.
+    pub fn open_for_writing(&self) -> Result<Store, CliError> {
+        Store::open(&self.data_dir, self.store_options())
+            .map_err(|e| CliError::store("opening the store for writing", &self.data_dir, e))
+    }
+
+    /// Opens an existing store read-only (it may be in use by a server).
+    pub fn open_read_only(&self) -> Result<Store, CliError> {
+        open_read_only(&self.data_dir)
+    }
+}
+
+/// Opens an existing store read-only, reporting a missing store as a usage
+/// error.
+pub fn open_read_only(dir: &Path) -> Result<Store, CliError> {
+    check_store_exists(dir)?;
+    Store::open_read_only(dir).map_err(|e| CliError::store("opening the store", dir, e))
+}
+
+/// A directory is a store when it holds a manifest (`STORE`) or a
+/// `segments` directory.
+pub fn check_store_exists(dir: &Path) -> Result<(), CliError> {
+    if dir.join("STORE").exists() || dir.join("segments").is_dir() {
+        Ok(())
+    } else {
+        Err(CliError::NoStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// The outcome of an action, as a flag value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    /// The action happened.
+    Success,
+    /// The action was attempted and failed.
+    Failure,
+    /// The action was refused by an authorization decision.
+    Denied,
+}
+
+impl From<OutcomeArg> for Outcome {
+    fn from(o: OutcomeArg) -> Outcome {
+        match o {
+            OutcomeArg::Success => Outcome::Success,
+            OutcomeArg::Failure => Outcome::Failure,
+            OutcomeArg::Denied => Outcome::Denied,
+        }
+    }
+}
+
+/// The filters of `query`, `tail` and `export`.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Filters (all given filters must match)")]
+pub struct Filters {
+    /// The actor: `TYPE:ID` or just `ID` (any type).
+    ///
+    /// Example: --actor user:alice   or   --actor alice
+    #[arg(long, value_name = "[TYPE:]ID")]
+    pub actor: Option<String>,
+
+    /// The action, exact or a glob where `*` matches anything (dots
+    /// included). Repeat the flag to match any of several.
+    ///
+    /// Example: --action 'customer.*' --action auth.login_failed
+    #[arg(long = "action", value_name = "PATTERN")]
+    pub actions: Vec<String>,
+
+    /// The resource: `TYPE:ID`, `TYPE:` (any id of that type) or `ID`.
+    ///
+    /// Example: --resource customer:4471   or   --resource customer:
+    #[arg(long, value_name = "TYPE:ID")]
+    pub resource: Option<String>,
+
+    /// The resource type.
+    ///
+    /// Example: --resource-type invoice
+    #[arg(long, value_name = "TYPE")]
+    pub resource_type: Option<String>,
+
+    /// The outcome.
+    ///
+    /// Example: --outcome denied
+    #[arg(long, value_enum)]
+    pub outcome: Option<OutcomeArg>,
+
+    /// The tenant.
+    ///
+    /// Example: --tenant acme
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// The source IP address, exact or a CIDR network (IPv4 or IPv6;
+    /// IPv4-mapped IPv6 addresses count as IPv4).
+    ///
+    /// Example: --source-ip 203.0.113.9   or   --source-ip 10.0.0.0/8
+    #[arg(long, value_name = "IP|CIDR")]
+    pub source_ip: Option<String>,
+
+    /// The request id.
+    ///
+    /// Example: --request-id req-7f3a
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+
+    /// Only events that happened within this long before now: a number and
+    /// a unit, s (seconds), m (minutes), h (hours), d (days) or w (weeks).
+    ///
+    /// Example: --since 1h   or   --since 7d
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    pub since: Option<String>,
+
+    /// Only events that happened at or after this time (RFC 3339).
+    ///
+    /// Example: --from 2026-11-23T00:00:00Z
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+
+    /// Only events that happened before this time (RFC 3339, exclusive).
+    ///
+    /// Example: --to 2026-11-24T00:00:00+01:00
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+impl Filters {
+    /// The query these filters describe (newest first, default limit).
+    pub fn to_query(&self) -> Result<Query, CliError> {
+        let mut q = Query::default();
+        if let Some(actor) = &self.actor {
+            q.actor = Some(ActorFilter::parse(actor));
+        }
+        for pattern in &self.actions {
+            q.actions
+                .push(ActionPattern::new(pattern.as_str()).map_err(query_error)?);
+        }
+        if let Some(resource) = &self.resource {
+            q.resource = Some(ResourceFilter::parse(resource));
+        }
+        q.resource_type.clone_from(&self.resource_type);
+        q.outcome = self.outcome.map(Outcome::from);
+        q.tenant.clone_from(&self.tenant);
+        if let Some(ip) = &self.source_ip {
+            q.source_ip = Some(IpFilter::parse(ip).map_err(query_error)?);
+        }
+        q.request_id.clone_from(&self.request_id);
+        if let Some(since) = &self.since {
+            let d = parse_duration(since)?;
+            let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            q.from = Some(Timestamp::from_nanos(
+                Timestamp::now().as_nanos().saturating_sub(nanos),
+            ));
+        }
+        if let Some(from) = &self.from {
+            q.from = Some(parse_time("--from", from)?);
+        }
+        if let Some(to) = &self.to {
+            q.to = Some(parse_time("--to", to)?);
+        }
+        q.validate().map_err(query_error)?;
+        Ok(q)
+    }
+}
+
+/// The field and reason of an event that failed to parse or validate; a
+/// document that is not JSON at all is reported as a whole.
+pub fn field_and_reason(e: &sealog::format::ValidationError) -> (String, String) {
+    use sealog::format::validate::ValidationErrorKind;
+    match (e.field(), e.kind()) {
+        ("" | "?", ValidationErrorKind::Json(_)) => (
+            String::new(),
+            format!("is not a JSON event: {}", e.reason()),
+        ),
+        (field, _) => (field.to_owned(), e.reason()),
+    }
+}
+
+/// An engine query error as a usage error naming the flag.
+pub fn query_error(e: sealog::Error) -> CliError {
+    match e {
+        sealog::Error::InvalidQuery { field, reason } => CliError::usage(
+            format!("{}: {reason}", flag_of_query_field(field)),
+            "see `sealog query --help` for the filter syntax",
+        ),
+        other => CliError::usage(other.to_string(), "see `sealog query --help`"),
+    }
+}
+
+/// Sets the order of a query.
+pub fn with_order(mut q: Query, oldest_first: bool) -> Query {
+    q.order = if oldest_first {
+        Order::OldestFirst
+    } else {
+        Order::NewestFirst
+    };
+    q
+}
+
+/// Parses `30s`, `15m`, `1h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
+    let bad = || {
+        CliError::usage(
+            format!("--since `{text}` is not a duration"),
+            "give a whole number and a unit: s, m, h, d or w, e.g. --since 1h or --since 7d",
+        )
+    };
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(
+        n.checked_mul(unit_secs).ok_or_else(bad)?,
+    ))
+}
+
+/// Parses an RFC 3339 flag value.
+pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp, CliError> {
+    Timestamp::parse_rfc3339(text).map_err(|e| {
+        CliError::usage(
+            format!("{flag}: {e}"),
+            "give a time such as 2026-11-23T17:25:00Z or 2026-11-23T18:25:00+01:00",
+        )
+    })
+}
+
+/// Output formats of record listings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document: `{"records": [...], "next_cursor": ...}`.
+    Json,
+    /// One record per line, as JSON (re-importable with `sealog import`).
+    Ndjson,
+}
+
+impl ListFormat {
+    /// The format asked for, or the default: a table on a terminal, NDJSON
+    /// otherwise.
+    pub fn resolve(asked: Option<ListFormat>) -> ListFormat {
+        asked.unwrap_or_else(|| {
+            if io::stdout().is_terminal() {
+                ListFormat::Table
+            } else {
+                ListFormat::Ndjson
+            }
+        })
+    }
+}
+
+/// Buffered standard output whose errors become [`CliError`]s.
+pub struct Out {
+    inner: io::BufWriter<io::StdoutLock<'static>>,
+}
+
+impl Out {
+    /// Standard output.
+    pub fn new() -> Out {
+        Out {
+            inner: io::BufWriter::with_capacity(64 << 10, io::stdout().lock()),
+        }
+    }
+
+    /// Writes a line.
+    pub fn line(&mut self, text: &str) -> Result<(), CliError> {
+        self.inner
+            .write_all(text.as_bytes())
+            .and_then(|()| self.inner.write_all(b"\n"))
+            .map_err(CliError::stdout)
+    }
+
+    /// Writes a value as one line of JSON.
+    pub fn json_line<T: serde::Serialize>(&mut self, value: &T) -> Result<(), CliError> {
+        serde_json::to_writer(&mut self.inner, value)
+            .map_err(|e| CliError::stdout(io::Error::from(e)))?;
+        self.inner.write_all(b"\n").map_err(CliError::stdout)
+    }
+
+    /// Writes a value as indented JSON.
+    pub fn json_pretty<T: serde::Serialize>(&mut self, value: &T) -> Result<(), CliError> {
+        serde_json::to_writer_pretty(&mut self.inner, value)
+            .map_err(|e| CliError::stdout(io::Error::from(e)))?;
+        self.inner.write_all(b"\n").map_err(CliError::stdout)
+    }
+
+    /// Flushes.
+    pub fn flush(&mut self) -> Result<(), CliError> {
+        self.inner.flush().map_err(CliError::stdout)
+    }
+
+    /// The underlying writer.
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.inner
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A byte count with a binary unit: `1.5 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("B"))
+    }
+}
+
+/// A count per second, rounded.
+pub fn rate(count: f64, secs: f64) -> f64 {
+    if secs > 0.0 { count / secs } else { 0.0 }
+}
+
+/// True when standard error is a terminal (progress bars go there).
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("2w").ok(),
+            Some(Duration::from_secs(14 * 86_400))
+        );
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn numbers_format() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

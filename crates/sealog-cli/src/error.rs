@@ -1,0 +1,320 @@
+//! The command line's errors: each says what went wrong, where, and how to
+//! fix it, and maps to an exit code.
+//!
+//! | exit | meaning |
+//! |---|---|
+//! | 0 | success (for `verify`: the store is intact; for `verify-receipt`: the receipt is valid) |
+//! | 1 | the operation failed, or tampering/corruption was found, or a receipt is invalid |
+//! | 2 | usage error: a bad flag, bad JSON or an invalid event given as input, an unreadable input file, no store at `--data-dir` |
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Exit code of a successful command.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failed operation, detected tampering or an invalid receipt.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code of a usage error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag's value is wrong.
+    #[error("{message}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// An event given as input is malformed or breaks a validation rule.
+    #[error("invalid event{}: {}", at(.input, *.line), describe_field(.field, .reason))]
+    InvalidEvent {
+        /// Where the event came from (`--json`, a file name, `stdin`).
+        input: String,
+        /// The 1-based line number in that input, if it has lines.
+        line: Option<u64>,
+        /// The JSON path of the offending field (empty: the whole event).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What happened to the rest of the input, and how to go on.
+        hint: String,
+    },
+    /// An input file cannot be read.
+    #[error("cannot read {what} `{}`: {source}", path.display())]
+    ReadInput {
+        /// What the file is (`import file`, `public key`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// There is no store at the data directory.
+    #[error("no sealog store at `{}`", dir.display())]
+    NoStore {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The store reported an error.
+    #[error("{op} failed: {source}")]
+    Store {
+        /// What the command was doing (`open the store`, `append`, ...).
+        op: &'static str,
+        /// The store directory.
+        dir: PathBuf,
+        /// The engine's error.
+        #[source]
+        source: sealog::Error,
+    },
+    /// Verification found bytes that are not what sealog wrote.
+    #[error("TAMPERING OR CORRUPTION DETECTED: {}", corruption.kind)]
+    Corrupt {
+        /// The store directory.
+        dir: PathBuf,
+        /// Where and what.
+        corruption: Box<sealog::Corruption>,
+    },
+    /// A receipt does not verify.
+    #[error("receipt `{}` is INVALID: {reason}", path.display())]
+    InvalidReceipt {
+        /// The receipt file.
+        path: PathBuf,
+        /// Exactly why.
+        reason: String,
+        /// What to check.
+        hint: String,
+    },
+    /// Writing output or a file failed.
+    #[error("cannot {op} `{}`: {source}", path.display())]
+    Write {
+        /// What the command was doing (`write`, `create`, ...).
+        op: &'static str,
+        /// The file (`stdout` for standard output).
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Something else failed.
+    #[error("{message}")]
+    Failed {
+        /// What failed.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+}
+
+fn at(input: &str, line: Option<u64>) -> String {
+    match line {
+        Some(line) => format!(" at {input} line {line}"),
+        None => format!(" in {input}"),
+    }
+}
+
+fn describe_field(field: &str, reason: &str) -> String {
+    if field.is_empty() {
+        reason.to_owned()
+    } else {
+        format!("`{field}` {reason}")
+    }
+}
+
+impl CliError {
+    /// A usage error.
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> CliError {
+        CliError::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// A failure that is not a usage error.
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> CliError {
+        CliError::Failed {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// An engine error, classified: a damaged store is reported as
+    /// corruption, an invalid query as a usage error.
+    pub fn store(op: &'static str, dir: &Path, source: sealog::Error) -> CliError {
+        match source {
+            sealog::Error::Corruption(corruption) => CliError::Corrupt {
+                dir: dir.to_path_buf(),
+                corruption,
+            },
+            sealog::Error::InvalidQuery { field, reason } => CliError::Usage {
+                message: format!("{}: {reason}", flag_of_query_field(field)),
+                hint: "see `sealog query --help` for the filter syntax".into(),
+            },
+            sealog::Error::InvalidEvent(e) => CliError::InvalidEvent {
+                input: "the event".into(),
+                line: None,
+                field: e.field().to_owned(),
+                reason: e.reason(),
+                hint: "fix the field and try again".into(),
+            },
+            source => CliError::Store {
+                op,
+                dir: dir.to_path_buf(),
+                source,
+            },
+        }
+    }
+
+    /// A write to standard output failed.
+    pub fn stdout(source: io::Error) -> CliError {
+        CliError::Write {
+            op: "write to",
+            path: PathBuf::from("stdout"),
+            source,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage { .. }
+            | CliError::InvalidEvent { .. }
+            | CliError::ReadInput { .. }
+            | CliError::NoStore { .. } => EXIT_USAGE,
+            CliError::Store {
+                source: sealog::Error::Config(_),
+                ..
+            } => EXIT_USAGE,
+            CliError::Store { .. }
+            | CliError::Corrupt { .. }
+            | CliError::InvalidReceipt { .. }
+            | CliError::Write { .. }
+            | CliError::Failed { .. } => EXIT_FAILED,
+        }
+    }
+
+    /// True when the error is a closed pipe on standard output (`sealog
+    /// export | head`): not worth reporting.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// Where the problem is, when that is more than the message says.
+    fn location(&self) -> Option<String> {
+        match self {
+            CliError::Corrupt { dir, corruption } => {
+                let loc = &corruption.location;
+                let mut out = format!("file {}", dir.join(&loc.file).display());
+                match loc.offset {
+                    Some(offset) => out.push_str(&format!(", byte offset {offset}")),
+                    None => out.push_str(", byte offset unknown (the whole file)"),
+                }
+                if let Some(seq) = loc.seq {
+                    out.push_str(&format!(", seq {seq}"));
+                }
+                Some(out)
+            }
+            CliError::Store { dir, source, .. } => match source.corruption() {
+                Some(c) => Some(format!("{}", dir.join(&c.location.file).display())),
+                None => Some(format!("store {}", dir.display())),
+            },
+            _ => None,
+        }
+    }
+
+    /// How to fix the problem.
+    fn hint(&self) -> Option<String> {
+        match self {
+            CliError::Usage { hint, .. }
+            | CliError::InvalidEvent { hint, .. }
+            | CliError::InvalidReceipt { hint, .. }
+            | CliError::Failed { hint, .. } => Some(hint.clone()),
+            CliError::ReadInput { what, .. } => {
+                Some(format!("check the path and permissions of the {what}"))
+            }
+            CliError::NoStore { .. } => Some(
+                "pass the store directory with --data-dir or SEALOG_DATA_DIR; `sealog append` \
+                 and `sealog import` create a store"
+                    .into(),
+            ),
+            CliError::Corrupt { .. } => Some(
+                "the store no longer matches what sealog wrote: keep a copy of the directory \
+                 as evidence, restore the damaged file from a backup or replica, and run \
+                 `sealog verify` again"
+                    .into(),
+            ),
+            CliError::Write { .. } => {
+                Some("check free disk space and permissions of the output".into())
+            }
+            CliError::Store { source, .. } => Some(store_hint(source)),
+        }
+    }
+}
+
+fn store_hint(error: &sealog::Error) -> String {
+    match error {
+        sealog::Error::Locked { .. } => "another process (a sealog server?) has the store open \
+             for writing: send events through it, or stop it first; reading commands (query, \
+             tail, export, stats, verify) work while it runs"
+            .into(),
+        sealog::Error::WritesRefused { .. }
+            if error.io_kind() == Some(io::ErrorKind::StorageFull) =>
+        {
+            "the disk is full: free space, then run the command again (acknowledged events are \
+             safe)"
+                .into()
+        }
+        sealog::Error::WritesRefused { .. } => {
+            "fix the cause above and run the command again (acknowledged events are safe)".into()
+        }
+        sealog::Error::BatchTooLarge { .. } => "use a smaller --batch".into(),
+        sealog::Error::InvalidBatch(_) => "fix the events named above".into(),
+        sealog::Error::Config(_) => "check the flag values".into(),
+        sealog::Error::Io { .. } if error.io_kind() == Some(io::ErrorKind::PermissionDenied) => {
+            "check the permissions of the store directory".into()
+        }
+        sealog::Error::Io { .. } if error.io_kind() == Some(io::ErrorKind::StorageFull) => {
+            "the disk is full: free space and run the command again".into()
+        }
+        _ => "run `sealog verify` to check the store; see the message above".into(),
+    }
+}
+
+/// The flag that sets a query field.
+pub fn flag_of_query_field(field: &str) -> &'static str {
+    match field {
+        "actor" => "--actor",
+        "action" => "--action",
+        "resource" => "--resource",
+        "resource_type" => "--resource-type",
+        "outcome" => "--outcome",
+        "tenant" => "--tenant",
+        "source_ip" => "--source-ip",
+        "request_id" => "--request-id",
+        "from" => "--from/--since",
+        "to" => "--to",
+        "limit" => "--limit",
+        "cursor" => "--cursor",
+        _ => "the query",
+    }
+}
+
+/// The full report printed on standard error.
+pub struct Report<'a>(pub &'a CliError);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.0)?;
+        if let Some(location) = self.0.location() {
+            write!(f, "\n  where: {location}")?;
+        }
+        if let Some(hint) = self.0.hint() {
+            write!(f, "\n  fix:   {hint}")?;
+        }
+        Ok(())
+    }
+}

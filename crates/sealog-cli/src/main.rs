@@ -1,0 +1,145 @@
+//! `sealog`: the command line of the sealog audit log store.
+//!
+//! Append and import events, query, follow and export them, verify a store
+//! and receipts, make signing keys, inspect a store and benchmark writes.
+//! Exit codes: 0 success, 1 failure (or tampering found, or an invalid
+//! receipt), 2 usage error. See `docs/cli.md`.
+
+mod append;
+mod bench;
+mod common;
+mod error;
+mod export;
+mod import;
+mod keys;
+mod query;
+mod render;
+mod stats;
+mod tail;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::common::Global;
+use crate::error::{CliError, EXIT_OK, Report};
+
+const ABOUT: &str = "sealog: an append-only, tamper-evident audit log store";
+
+const LONG_ABOUT: &str = "\
+sealog: an append-only, tamper-evident audit log store.
+
+Every command works on the store in --data-dir (or SEALOG_DATA_DIR, default
+./sealog-data). Reading commands (query, tail, export, stats, verify) open
+the store read-only, so they work while a server has it open for writing.
+
+Exit codes: 0 success; 1 the operation failed, tampering or corruption was
+found (verify), or a receipt is invalid (verify-receipt); 2 usage error
+(bad flags, bad JSON or an invalid event given as input, unreadable input,
+no store at --data-dir).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sealog append --actor user:alice --action customer.delete \\
+      --resource customer:4471 --outcome success
+  sealog import events.ndjson
+  sealog query --actor user:alice --since 1h
+  sealog tail -f --action 'auth.*'
+  sealog verify
+  sealog export --format csv > audit.csv";
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(name = "sealog", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Append(append::AppendArgs),
+    Import(import::ImportArgs),
+    Query(query::QueryArgs),
+    Tail(tail::TailArgs),
+    Verify(verify::VerifyArgs),
+    Keygen(keys::KeygenArgs),
+    VerifyReceipt(keys::VerifyReceiptArgs),
+    Stats(stats::StatsArgs),
+    Export(export::ExportArgs),
+    Bench(bench::BenchArgs),
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Append(args) => append::run(global, args),
+        Command::Import(args) => import::run(global, args),
+        Command::Query(args) => query::run(global, args),
+        Command::Tail(args) => tail::run(global, args),
+        Command::Verify(args) => verify::run(global, args),
+        Command::Keygen(args) => keys::keygen(args),
+        Command::VerifyReceipt(args) => keys::verify_receipt(args),
+        Command::Stats(args) => stats::run(global, args),
+        Command::Export(args) => export::run(global, args),
+        Command::Bench(args) => bench::run(global, args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) if e.is_broken_pipe() => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("{}", Report(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every flag of every subcommand explains itself with an example.
+    #[test]
+    fn every_flag_has_an_example() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || matches!(id, "help" | "version") {
+                    continue;
+                }
+                let long = arg
+                    .get_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    long.contains("Example"),
+                    "`sealog {} --{id}` has no example in its help: {long:?}",
+                    sub.get_name()
+                );
+            }
+            assert!(
+                sub.get_after_long_help()
+                    .or(sub.get_after_help())
+                    .is_some_and(|h| h.to_string().contains("Examples")),
+                "`sealog {}` has no examples section",
+                sub.get_name()
+            );
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `sealog query`: one page of matching records.
+
+use clap::Args;
+use sealog::Record;
+
+use crate::common::{Filters, Global, ListFormat, Out, query_error, with_order};
+use crate::error::CliError;
+use crate::render::Table;
+
+const AFTER_HELP: &str = "\
+Filters combine with AND; repeated --action flags combine with OR. Results
+come newest first (highest seq first) unless --oldest-first. When more
+records match than --limit, the next page's cursor is printed (on standard
+error for the table and NDJSON, in the document for JSON): pass it with
+--cursor and the same filters to continue.
+
+JSON and NDJSON carry each record exactly as stored (the event as ingested
+plus `seq` and `recorded_at`), so the output can be re-imported with
+`sealog import`.
+
+Examples:
+  sealog query --actor user:alice --since 1h
+  sealog query --action 'customer.*' --action 'invoice.export' --outcome denied
+  sealog query --resource customer:4471 --oldest-first --format json
+  sealog query --source-ip 10.0.0.0/8 --from 2026-11-23T00:00:00Z --to 2026-11-24T00:00:00Z
+  sealog query --tenant acme --count";
+
+/// Find events: the query model as flags.
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct QueryArgs {
+    /// Records per page (1 to 10000).
+    ///
+    /// Example: --limit 20
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=sealog::query::MAX_LIMIT as u64))]
+    limit: u64,
+
+    /// Oldest first (ascending seq) instead of newest first.
+    ///
+    /// Example: --oldest-first
+    #[arg(long)]
+    oldest_first: bool,
+
+    /// Continue after the previous page: its `next_cursor`. The filters and
+    /// order must be the same as for that page.
+    ///
+    /// Example: --cursor v1.n.4471.9f3c1a2b7d6e5f40
+    #[arg(long, value_name = "CURSOR")]
+    cursor: Option<String>,
+
+    /// Print only how many records match (ignores --limit and --cursor).
+    ///
+    /// Example: --count
+    #[arg(long)]
+    count: bool,
+
+    /// Output format: table (for people), json (one document) or ndjson
+    /// (one record per line). Default: table on a terminal, ndjson
+    /// otherwise.
+    ///
+    /// Example: --format json
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<ListFormat>,
+
+    #[command(flatten)]
+    filters: Filters,
+}
+
+#[derive(serde::Serialize)]
+struct PageJson<'a> {
+    records: &'a [Record],
+    next_cursor: Option<&'a str>,
+}
+
+pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
+    let mut query = with_order(args.filters.to_query()?, args.oldest_first);
+    query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
+    query.cursor.clone_from(&args.cursor);
+    query.validate().map_err(query_error)?;
+    let store = global.open_read_only()?;
+    let dir = &global.data_dir;
+    let mut out = Out::new();
+    if args.count {
+        let n = store
+            .count(&query)
+            .map_err(|e| CliError::store("count", dir, e))?;
+        out.line(&n.to_string())?;
+        return out.flush();
+    }
+    let page = store
+        .query(&query)
+        .map_err(|e| CliError::store("query", dir, e))?;
+    match ListFormat::resolve(args.format) {
+        ListFormat::Json => out.json_pretty(&PageJson {
+            records: &page.records,
+            next_cursor: page.next_cursor.as_deref(),
+        })?,
+        ListFormat::Ndjson => {
+            for r in &page.records {
+                out.json_line(r)?;
+            }
+        }
+        ListFormat::Table => {
+            if page.records.is_empty() {
+                out.flush()?;
+                eprintln!("no matching records");
+                return Ok(());
+            }
+            let table = Table::fit(&page.records);
+            out.line(&table.header())?;
+            for r in &page.records {
+                out.line(&table.row(r))?;
+            }
+        }
+    }
+    out.flush()?;
+    if args.format != Some(ListFormat::Json)
+        && let Some(cursor) = &page.next_cursor
+    {
+        eprintln!(
+            "{} records shown; more match: add --cursor {cursor} for the next page",
+            page.records.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! `sealog stats`: what a store holds and what it costs on disk.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use clap::Args;
+use sealog::format::frame::FRAME_HEADER_LEN;
+use sealog::format::record;
+use sealog::format::segment::{FOOTER_LEN, HEADER_LEN, SegmentFooter};
+use sealog::{Store, Timestamp};
+
+use crate::common::{Global, Out, bytes, thousands};
+use crate::error::CliError;
+
+const AFTER_HELP: &str = "\
+Reports the segments (sealed and open), the number of events, the bytes on
+disk by kind of file (segments, the leaf file, index files if any, the rest)
+and per event, the range of event times and recorded times, and what the
+engine reports about the store.
+
+Sealed segments are summarised from their footers; only the unsealed
+segments are read record by record, so this is quick on large stores. Open
+segments are preallocated: their file size includes zeros not yet used,
+which is why \"in use\" and \"on disk\" differ.
+
+Examples:
+  sealog stats
+  sealog stats --json | jq .bytes_per_event";
+
+/// Show what a store holds: segments, events, bytes on disk, time range.
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct StatsArgs {
+    /// Print one JSON object instead of text.
+    ///
+    /// Example: --json
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bytes of one kind of file.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct Usage {
+    files: u64,
+    /// Sum of file lengths.
+    bytes: u64,
+    /// Sum of blocks allocated on disk.
+    allocated: u64,
+}
+
+impl Usage {
+    fn add(&mut self, meta: &std::fs::Metadata) {
+        self.files += 1;
+        self.bytes += meta.len();
+        self.allocated += meta.blocks() * 512;
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Range {
+    min: Option<Timestamp>,
+    max: Option<Timestamp>,
+}
+
+impl Range {
+    fn add(&mut self, lo: Timestamp, hi: Timestamp) {
+        self.min = Some(self.min.map_or(lo, |m| m.min(lo)));
+        self.max = Some(self.max.map_or(hi, |m| m.max(hi)));
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "earliest": self.min.map(|t| t.to_rfc3339()),
+            "latest": self.max.map(|t| t.to_rfc3339()),
+        })
+    }
+
+    fn text(&self) -> String {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) => format!("{a} .. {b}"),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// Everything measured.
+#[derive(Default)]
+struct Measured {
+    segments: Usage,
+    sealed: u64,
+    open: u64,
+    /// Bytes of segment files holding data: sealed files, plus the header
+    /// and frames of open ones.
+    segments_in_use: u64,
+    spare: Usage,
+    leaves: Usage,
+    indexes: Usage,
+    lost_found: Usage,
+    other: Usage,
+    event_time: Range,
+    recorded_at: Range,
+    /// First seq of the first unsealed segment.
+    first_open_seq: Option<u64>,
+}
+
+fn walk(dir: &Path, rel: &Path, m: &mut Measured) -> Result<(), CliError> {
+    let read = std::fs::read_dir(dir.join(rel)).map_err(|source| CliError::ReadInput {
+        what: "store directory",
+        path: dir.join(rel),
+        source,
+    })?;
+    for entry in read.flatten() {
+        let path = rel.join(entry.file_name());
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            walk(dir, &path, m)?;
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let top = path
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match (top.as_str(), name.as_str()) {
+            ("segments", n) if n.ends_with(".seg") => {
+                m.segments.add(&meta);
+                match read_footer(&dir.join(&path), meta.len()) {
+                    Some(footer) => {
+                        m.sealed += 1;
+                        m.segments_in_use += meta.len();
+                        m.event_time
+                            .add(footer.min_event_time, footer.max_event_time);
+                        m.recorded_at
+                            .add(footer.min_recorded_at, footer.max_recorded_at);
+                    }
+                    None => {
+                        m.open += 1;
+                        m.segments_in_use += HEADER_LEN as u64;
+                        let first = n.trim_end_matches(".seg").parse::<u64>().ok();
+                        m.first_open_seq = match (m.first_open_seq, first) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                }
+            }
+            ("segments", "spare") => m.spare.add(&meta),
+            ("tree", _) => m.leaves.add(&meta),
+            ("lost+found", _) => m.lost_found.add(&meta),
+            (_, n) if n.ends_with(".idx") || top.starts_with("index") => m.indexes.add(&meta),
+            _ => m.other.add(&meta),
+        }
+    }
+    Ok(())
+}
+
+/// The footer of a sealed segment, if the file has a valid one.
+fn read_footer(path: &Path, len: u64) -> Option<SegmentFooter> {
+    let footer_len = FOOTER_LEN as u64;
+    if len < footer_len {
+        return None;
+    }
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(len - footer_len)).ok()?;
+    let mut buf = [0u8; FOOTER_LEN];
+    file.read_exact(&mut buf).ok()?;
+    let footer = SegmentFooter::decode(&buf).ok()?;
+    (footer.file_len() == len).then_some(footer)
+}
+
+/// Reads the records of the unsealed segments: their frame bytes and times.
+fn scan_open(store: &Store, dir: &Path, m: &mut Measured) -> Result<(), CliError> {
+    let Some(first) = m.first_open_seq else {
+        return Ok(());
+    };
+    for seq in first..store.len() {
+        let Some(raw) = store
+            .get_raw(seq)
+            .map_err(|e| CliError::store("read", dir, e))?
+        else {
+            break;
+        };
+        m.segments_in_use += (FRAME_HEADER_LEN + raw.len()) as u64;
+        if let Ok(view) = record::decode(&raw) {
+            let t = view.event_time();
+            m.event_time.add(t, t);
+            m.recorded_at.add(view.recorded_at, view.recorded_at);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
+    let dir = &global.data_dir;
+    let store = global.open_read_only()?;
+    let engine = store.stats();
+    let mut m = Measured::default();
+    walk(dir, Path::new(""), &mut m)?;
+    scan_open(&store, dir, &mut m)?;
+    let events = engine.records;
+    let total = [
+        m.segments,
+        m.spare,
+        m.leaves,
+        m.indexes,
+        m.lost_found,
+        m.other,
+    ]
+    .iter()
+    .fold(Usage::default(), |a, u| Usage {
+        files: a.files + u.files,
+        bytes: a.bytes + u.bytes,
+        allocated: a.allocated + u.allocated,
+    });
+    let per_event = |b: u64| (events > 0).then(|| b as f64 / events as f64);
+    let mut out = Out::new();
+    if args.json {
+        out.json_pretty(&serde_json::json!({
+            "data_dir": dir,
+            "segments": {"total": m.sealed + m.open, "sealed": m.sealed, "open": m.open},
+            "events": events,
+            "bytes": {
+                "segments": m.segments,
+                "segments_in_use": m.segments_in_use,
+                "spare": m.spare,
+                "leaf_file": m.leaves,
+                "indexes": m.indexes,
+                "lost_found": m.lost_found,
+                "other": m.other,
+                "total": total,
+            },
+            "bytes_per_event": per_event(m.segments_in_use),
+            "bytes_per_event_on_disk": per_event(total.allocated),
+            "event_time": m.event_time.json(),
+            "recorded_at": m.recorded_at.json(),
+            "engine": {
+                "records": engine.records,
+                "segments": engine.segments,
+                "sealed_segments": engine.sealed_segments,
+                "appends": engine.appends,
+                "appended_events": engine.appended_events,
+                "written_bytes": engine.written_bytes,
+                "commit_groups": engine.commit_groups,
+                "segment_rolls": engine.segment_rolls,
+                "syncs": engine.sync_latency_us.count(),
+            },
+        }))?;
+        return out.flush();
+    }
+    let row = |label: &str, u: &Usage| {
+        format!(
+            "  {label:<16}{:>12}  ({} files, {} allocated)",
+            bytes(u.bytes),
+            u.files,
+            bytes(u.allocated)
+        )
+    };
+    out.line(&format!("store            {}", dir.display()))?;
+    out.line(&format!(
+        "segments         {} ({} sealed, {} open)",
+        m.sealed + m.open,
+        m.sealed,
+        m.open
+    ))?;
+    out.line(&format!("events           {}", thousands(events)))?;
+    out.line("bytes on disk")?;
+    out.line(&row("segments", &m.segments))?;
+    out.line(&format!(
+        "  {:<16}{:>12}  (records, headers and footers)",
+        "  in use",
+        bytes(m.segments_in_use)
+    ))?;
+    out.line(&row("spare segment", &m.spare))?;
+    out.line(&row("leaf file", &m.leaves))?;
+    if m.indexes.files > 0 {
+        out.line(&row("index files", &m.indexes))?;
+    } else {
+        out.line(&format!(
+            "  {:<16}{:>12}  (none on disk: indexes are kept in memory)",
+            "index files", "0 B"
+        ))?;
+    }
+    if m.lost_found.files > 0 {
+        out.line(&row("lost+found", &m.lost_found))?;
+    }
+    out.line(&row("other", &m.other))?;
+    out.line(&row("total", &total))?;
+    match (per_event(m.segments_in_use), per_event(total.allocated)) {
+        (Some(used), Some(all)) => out.line(&format!(
+            "bytes per event  {used:.1} in segments, {all:.1} of everything allocated"
+        ))?,
+        _ => out.line("bytes per event  - (no events)")?,
+    }
+    out.line(&format!("event time       {}", m.event_time.text()))?;
+    out.line(&format!("recorded at      {}", m.recorded_at.text()))?;
+    out.line(&format!(
+        "engine           {} records in {} segments ({} sealed)",
+        thousands(engine.records),
+        engine.segments,
+        engine.sealed_segments
+    ))?;
+    out.flush()
+}
