@@ -260,7 +260,7 @@ fn bench(global: &Global, args: &BenchArgs) -> Result<(), CliError> {
         DurabilityArg::Group => Durability::Group,
         DurabilityArg::Buffered => Durability::Buffered,
     };
-    let mut options = global.store_options();
+    let mut options = global.store_options()?;
     options.durability = durability;
     options.preallocation = match args.preallocation {
         PreallocationArg::ZeroFill => Preallocation::ZeroFill,

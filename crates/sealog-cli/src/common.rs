@@ -36,22 +36,36 @@ pub struct Global {
     /// to create. Meant for tests.
     #[arg(long, global = true, hide = true, value_name = "BYTES")]
     pub segment_size: Option<u64>,
+
+    /// The log's private signing key (a file written by `sealog keygen`).
+    ///
+    /// With it, a store opened for writing signs checkpoints (when a
+    /// segment is sealed, every minute the log grew, and on demand), so that
+    /// the log can be verified with the public key. Keep the key off the
+    /// store's disk. Also read from the SEALOG_SIGNING_KEY variable.
+    ///
+    /// Example: --signing-key /etc/sealog/log.key
+    #[arg(long, global = true, env = "SEALOG_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Global {
     /// Store options from the global flags.
-    pub fn store_options(&self) -> StoreOptions {
+    pub fn store_options(&self) -> Result<StoreOptions, CliError> {
         let mut options = StoreOptions::default();
         if let Some(size) = self.segment_size {
             options.segment_size = size;
             options.preallocation = sealog::Preallocation::Allocate;
         }
-        options
+        if let Some(path) = &self.signing_key {
+            options.checkpoints = Some(sealog::CheckpointOptions::new(load_signing_key(path)?));
+        }
+        Ok(options)
     }
 
     /// Opens (or creates) the store for writing.
     pub fn open_for_writing(&self) -> Result<Store, CliError> {
-        Store::open(&self.data_dir, self.store_options())
+        Store::open(&self.data_dir, self.store_options()?)
             .map_err(|e| CliError::store("opening the store for writing", &self.data_dir, e))
     }
 
@@ -59,6 +73,43 @@ impl Global {
     pub fn open_read_only(&self) -> Result<Store, CliError> {
         open_read_only(&self.data_dir)
     }
+}
+
+/// Reads a private key file (`sealog keygen`'s `PREFIX.key`).
+pub fn load_signing_key(path: &Path) -> Result<sealog::format::note::SigningKey, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadInput {
+        what: "signing key",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    sealog::format::note::SigningKey::parse(line).map_err(|e| {
+        CliError::usage(
+            format!("`{}` is not a sealog signing key: {e}", path.display()),
+            "pass the PREFIX.key file written by `sealog keygen` (the PREFIX.pub file is the \
+             public key, for verifying)",
+        )
+    })
+}
+
+/// Reads a public key file (`sealog keygen`'s `PREFIX.pub`).
+pub fn load_public_key(path: &Path) -> Result<sealog::format::note::VerifierKey, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadInput {
+        what: "public key",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    sealog::format::note::VerifierKey::parse(text.trim_end()).map_err(|e| {
+        let hint = if text.starts_with("PRIVATE+KEY+") {
+            "this is the private key: pass the PREFIX.pub file, and keep PREFIX.key secret"
+        } else {
+            "pass the PREFIX.pub file written by `sealog keygen`"
+        };
+        CliError::usage(
+            format!("`{}` is not a sealog public key: {e}", path.display()),
+            hint,
+        )
+    })
 }
 
 /// Opens an existing store read-only, reporting a missing store as a usage

@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod import;
 mod keys;
+mod proof;
 mod query;
 mod render;
 mod stats;
@@ -46,7 +47,10 @@ Examples:
   sealog import events.ndjson
   sealog query --actor user:alice --since 1h
   sealog tail -f --action 'auth.*'
-  sealog verify
+  sealog verify --public-key log.pub
+  sealog keygen --name audit.example.com/prod --out log
+  sealog checkpoint --signing-key log.key > checkpoint.txt
+  sealog proof --seq 4471 > record-4471.tlog-proof
   sealog export --format csv > audit.csv";
 
 /// The command line.
@@ -69,6 +73,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     Keygen(keys::KeygenArgs),
     VerifyReceipt(keys::VerifyReceiptArgs),
+    Checkpoint(proof::CheckpointArgs),
+    Proof(proof::ProofArgs),
     Stats(stats::StatsArgs),
     Export(export::ExportArgs),
     Bench(bench::BenchArgs),
@@ -84,6 +90,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(global, args),
         Command::Keygen(args) => keys::keygen(args),
         Command::VerifyReceipt(args) => keys::verify_receipt(args),
+        Command::Checkpoint(args) => proof::checkpoint(global, args),
+        Command::Proof(args) => proof::proof(global, args),
         Command::Stats(args) => stats::run(global, args),
         Command::Export(args) => export::run(global, args),
         Command::Bench(args) => bench::run(global, args),

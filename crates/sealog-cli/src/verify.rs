@@ -7,15 +7,23 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::common::{
-    Global, Out, bytes, check_store_exists, hex, rate, stderr_is_terminal, thousands,
+    Global, Out, bytes, check_store_exists, hex, load_public_key, rate, stderr_is_terminal,
+    thousands,
 };
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
 Re-reads everything and trusts nothing derived: every frame checksum and
 record, the hash chain from the store's genesis value through every record,
-each sealed segment's Merkle root and footer, the links between segments
-and the stored leaf hashes. The store may be in use by a server, or a copy.
+each sealed segment's Merkle root and footer, the links between segments,
+the stored tree hashes, and every signed checkpoint in the store's history
+(root and chain value at its size). The store may be in use by a server,
+or a copy.
+
+With --public-key, each checkpoint's signature is checked too: then even
+someone who could rewrite every file of the store is caught, because they
+cannot sign. Checkpoints you kept elsewhere (--checkpoint) are checked the
+same way, so a history that was deleted or rewritten cannot hide a change.
 
 Exit status: 0 the store is intact; 1 tampering or corruption was found (the
 file, byte offset, seq and what failed are printed) or verification could
@@ -24,7 +32,8 @@ not run; 2 usage error (no store at --data-dir, bad flags).
 Examples:
   sealog verify
   sealog verify --data-dir /backup/sealog-2026-11-23
-  sealog verify --json && echo intact";
+  sealog verify --json && echo intact
+  sealog verify --public-key /etc/sealog/log.pub --checkpoint published-2026-11-01.txt";
 
 /// Verify the whole store: checksums, records, hash chain, Merkle roots.
 #[derive(Args, Debug)]
@@ -35,6 +44,20 @@ pub struct VerifyArgs {
     /// Example: --json
     #[arg(long)]
     json: bool,
+
+    /// The log's public key (`sealog keygen`'s PREFIX.pub): check every
+    /// checkpoint's signature.
+    ///
+    /// Example: --public-key /etc/sealog/log.pub
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<std::path::PathBuf>,
+
+    /// A signed checkpoint kept elsewhere (a file holding the signed note,
+    /// as printed by `sealog checkpoint`); repeatable.
+    ///
+    /// Example: --checkpoint checkpoint-2026-11-01.txt
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Vec<std::path::PathBuf>,
 }
 
 /// Bytes of segment files: what verification reads.
@@ -55,6 +78,26 @@ fn segment_bytes(dir: &Path) -> (u64, u64) {
 pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
     let dir = &global.data_dir;
     check_store_exists(dir)?;
+    let public_key = args
+        .public_key
+        .as_deref()
+        .map(load_public_key)
+        .transpose()?;
+    let mut checkpoints = Vec::new();
+    for path in &args.checkpoint {
+        checkpoints.push(
+            std::fs::read_to_string(path).map_err(|source| CliError::ReadInput {
+                what: "checkpoint",
+                path: path.clone(),
+                source,
+            })?,
+        );
+    }
+    let authenticated = public_key.is_some();
+    let options = sealog::VerifyOptions {
+        public_key,
+        checkpoints,
+    };
     let bar = stderr_is_terminal().then(|| {
         let (files, total) = segment_bytes(dir);
         let bar = ProgressBar::new_spinner().with_style(
@@ -65,7 +108,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
-    let result = sealog::verify_dir(dir);
+    let result = sealog::verify_dir_with(dir, &options);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -85,6 +128,10 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     "mb_per_sec": mb_per_sec,
                     "chain_head": hex(&report.chain_head),
                     "unacknowledged_tail_bytes": report.unacknowledged_tail_bytes,
+                    "root": hex(&report.root),
+                    "checkpoints": report.checkpoints,
+                    "checkpoints_authenticated": report.checkpoints_authenticated,
+                    "newest_checkpoint": report.newest_checkpoint,
                 }))?;
             } else {
                 out.line(&format!("OK: the store at {} is intact", dir.display()))?;
@@ -102,6 +149,20 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                 ))?;
                 out.line(&format!("  elapsed     {secs:.3} s, {mb_per_sec:.1} MB/s"))?;
                 out.line(&format!("  chain head  {}", hex(&report.chain_head)))?;
+                out.line(&format!("  tree root   {}", hex(&report.root)))?;
+                let signed = if authenticated {
+                    "signatures checked with the public key"
+                } else {
+                    "signatures NOT checked: pass --public-key"
+                };
+                out.line(&format!(
+                    "  checkpoints {} consistent with the log{}; {signed}",
+                    report.checkpoints,
+                    report
+                        .newest_checkpoint
+                        .map(|n| format!(" (newest covers {} records)", thousands(n)))
+                        .unwrap_or_default()
+                ))?;
                 if report.unacknowledged_tail_bytes > 0 {
                     out.line(&format!(
                         "  note        {} bytes at the end of the open segment are an \

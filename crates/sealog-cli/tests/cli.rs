@@ -1228,3 +1228,141 @@ fn every_subcommand_explains_its_flags_with_examples() {
         );
     }
 }
+
+#[test]
+fn checkpoints_receipts_and_signed_verification_end_to_end() {
+    let (tmp, dir) = store_dir();
+    let prefix = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let key = tmp.path().join("log.key");
+    let public = tmp.path().join("log.pub");
+    let lines: String = (0..300).map(|i| event_line(i) + "\n").collect();
+    sealog(&dir)
+        .arg("--signing-key")
+        .arg(&key)
+        .args(["import", "-"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+
+    // Sign a checkpoint of the whole log and keep it "elsewhere".
+    let out = sealog(&dir)
+        .arg("--signing-key")
+        .arg(&key)
+        .arg("checkpoint")
+        .assert()
+        .success();
+    let kept = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(kept.starts_with("audit.example.com/test\n300\n"), "{kept}");
+    assert!(kept.contains("\nsealog-chain "), "{kept}");
+    let kept_path = tmp.path().join("checkpoint.txt");
+    std::fs::write(&kept_path, &kept).unwrap();
+    // Without a key, signing is refused with a hint; --latest prints it.
+    sealog(&dir)
+        .env_remove("SEALOG_SIGNING_KEY")
+        .arg("checkpoint")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--signing-key"));
+    sealog(&dir)
+        .args(["checkpoint", "--latest"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\n300\n"));
+
+    // A receipt, verified offline with only the public key.
+    let out = sealog(&dir)
+        .args(["proof", "--seq", "123"])
+        .assert()
+        .success();
+    let receipt_path = tmp.path().join("r.tlog-proof");
+    std::fs::write(&receipt_path, &out.get_output().stdout).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .arg("verify-receipt")
+        .arg(&receipt_path)
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("req-123"));
+
+    // A consistency proof that verifies with the RFC algorithm.
+    let out = sealog(&dir)
+        .args([
+            "proof",
+            "--consistency",
+            "--from",
+            "100",
+            "--to",
+            "300",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let v = json(&out.get_output().stdout);
+    assert_eq!(
+        (v["old_size"].as_u64(), v["new_size"].as_u64()),
+        (Some(100), Some(300))
+    );
+    let store = Store::open_read_only(&dir).unwrap();
+    let proof: Vec<Hash> = v["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    sealog::format::merkle::verify_consistency(
+        100,
+        300,
+        &store.root(100).unwrap(),
+        &store.root(300).unwrap(),
+        &proof,
+    )
+    .unwrap();
+    drop(store);
+
+    // Signed verification passes with the right key, fails with another.
+    sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&public)
+        .arg("--checkpoint")
+        .arg(&kept_path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "signatures checked with the public key",
+        ));
+    let other = tmp.path().join("other");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&other)
+        .assert()
+        .success();
+    sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(tmp.path().join("other.pub"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("checkpoint rejected"));
+    // Passing the private key where the public key belongs gets a hint.
+    sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&key)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("private key"));
+}
