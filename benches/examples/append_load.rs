@@ -80,10 +80,11 @@ fn main() {
         st.spare_misses
     );
     println!(
-        "committer: idle {:.2} s, writing {:.2} s, syncing {:.2} s",
+        "committer: idle {:.2} s, writing {:.2} s, syncing {:.2} s, waiting for seals {:.2} s",
         st.committer_idle_us as f64 / 1e6,
         st.committer_write_us as f64 / 1e6,
-        st.sync_latency_us.sum as f64 / 1e6
+        st.sync_latency_us.sum as f64 / 1e6,
+        st.seal_wait_us as f64 / 1e6
     );
     println!(
         "sync histogram (us): {:?}",

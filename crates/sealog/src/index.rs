@@ -66,30 +66,45 @@ pub(crate) fn actor_term(id: &str, kind: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(kind.as_bytes());
 }
 
-/// Calls `dict`, `exact` and `ip` with every key `record` contributes.
+/// One key a record contributes to its segment's index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IndexKey<'a> {
+    /// A dictionary term.
+    Dict(DictField, &'a [u8]),
+    /// An exact-match value (stored by its hash).
+    Exact(ExactField, &'a [u8]),
+    /// The source address, canonical (IPv4-mapped IPv6 as IPv4).
+    Ip(IpAddr),
+}
+
+/// Calls `key` with every key `record` contributes, in a fixed order.
 pub(crate) fn for_each_key(
     record: &RecordView<'_>,
     scratch: &mut Vec<u8>,
-    mut dict: impl FnMut(DictField, &[u8]),
-    mut exact: impl FnMut(ExactField, &[u8]),
-    mut ip: impl FnMut(IpAddr),
+    mut key: impl FnMut(IndexKey<'_>),
 ) {
     actor_term(record.actor_id, record.actor_type, scratch);
-    dict(DictField::Actor, scratch);
-    dict(DictField::Action, record.action.as_bytes());
-    dict(DictField::ResourceType, record.resource_type.as_bytes());
-    dict(DictField::Outcome, record.outcome.as_str().as_bytes());
+    key(IndexKey::Dict(DictField::Actor, scratch));
+    key(IndexKey::Dict(DictField::Action, record.action.as_bytes()));
+    key(IndexKey::Dict(
+        DictField::ResourceType,
+        record.resource_type.as_bytes(),
+    ));
+    key(IndexKey::Dict(
+        DictField::Outcome,
+        record.outcome.as_str().as_bytes(),
+    ));
     if let Some(t) = record.tenant {
-        dict(DictField::Tenant, t.as_bytes());
+        key(IndexKey::Dict(DictField::Tenant, t.as_bytes()));
     }
     if let Some(r) = record.request_id {
-        exact(ExactField::RequestId, r.as_bytes());
+        key(IndexKey::Exact(ExactField::RequestId, r.as_bytes()));
     }
     if let Some(r) = record.resource_id {
-        exact(ExactField::ResourceId, r.as_bytes());
+        key(IndexKey::Exact(ExactField::ResourceId, r.as_bytes()));
     }
     if let Some(a) = record.source_ip {
-        ip(canonical(a));
+        key(IndexKey::Ip(canonical(a)));
     }
 }
 
@@ -151,7 +166,7 @@ impl Ordinals {
         }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         let (one, many) = match self {
             Ordinals::One(o) => (Some(*o), &[][..]),
             Ordinals::Many(v) => (None, v.as_slice()),
@@ -212,57 +227,24 @@ impl MemIndex {
             v6,
             ..
         } = self;
-        for_each_key(
-            record,
-            &mut scratch,
-            |field, term| {
+        for_each_key(record, &mut scratch, |key| match key {
+            IndexKey::Dict(field, term) => {
                 if let Some(map) = dicts.get_mut(field as usize) {
                     add(map, term, ordinal);
                 }
-            },
-            |field, value| {
+            }
+            IndexKey::Exact(field, value) => {
                 if let Some(map) = exact.get_mut(field as usize) {
                     map.entry(sealog_format::index::term_key(value))
                         .and_modify(|o| o.push(ordinal))
                         .or_insert(Ordinals::One(ordinal));
                 }
-            },
-            |ip| match ip {
-                IpAddr::V4(a) => add_ordinal(v4, u32::from(a), ordinal),
-                IpAddr::V6(a) => add_ordinal(v6, u128::from(a), ordinal),
-            },
-        );
+            }
+            IndexKey::Ip(IpAddr::V4(a)) => add_ordinal(v4, u32::from(a), ordinal),
+            IndexKey::Ip(IpAddr::V6(a)) => add_ordinal(v6, u128::from(a), ordinal),
+        });
         self.scratch = scratch;
         self.indexed += 1;
-    }
-
-    /// The terms and bitmaps of a dictionary, in no particular order.
-    pub(crate) fn dict_entries(
-        &self,
-        field: DictField,
-    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
-        self.dicts
-            .get(field as usize)
-            .into_iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
-    }
-
-    /// The keys and records of an exact-match field.
-    pub(crate) fn exact_entries(
-        &self,
-        field: ExactField,
-    ) -> impl Iterator<Item = (u64, &Ordinals)> {
-        self.exact
-            .get(field as usize)
-            .into_iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (*k, v)))
-    }
-
-    /// The addresses and records of the source IP index.
-    pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, &Ordinals)> {
-        let v4 = self.v4.iter().map(|(k, v)| (IpAddr::V4((*k).into()), v));
-        let v6 = self.v6.iter().map(|(k, v)| (IpAddr::V6((*k).into()), v));
-        v4.chain(v6)
     }
 
     fn dict_select(&self, field: DictField, select: &TermSelect<'_>) -> RoaringBitmap {

@@ -133,7 +133,11 @@ struct Scanned {
 /// The result of scanning an unsealed segment.
 struct ScanResult {
     found: Found,
-    image: Vec<u8>,
+    /// The bytes after the last complete batch, up to the last non-zero
+    /// byte (the rest of the image is not kept).
+    leftover: Vec<u8>,
+    /// Whether the bytes where the scan stopped are an end marker.
+    ends_in_marker: bool,
     records: Vec<Scanned>,
     /// Records up to and including the last COMMIT frame.
     committed: usize,
@@ -162,14 +166,12 @@ impl ScanResult {
     /// The last non-zero byte after the committed end, if any, and whether
     /// the bytes there are only the remains of an interrupted seal.
     fn leftover(&self) -> Option<(u64, bool)> {
-        let from = usize::try_from(self.committed_end).unwrap_or(usize::MAX);
-        let rest = self.image.get(from..).unwrap_or_default();
-        let last = rest.iter().rposition(|&b| b != 0)?;
-        let at = usize::try_from(self.stop_at).unwrap_or(usize::MAX);
-        let seal_debris = self.tail == Tail::Clean
-            && self.records.len() == self.committed
-            && sealog_format::frame::is_end_marker(self.image.get(at..).unwrap_or_default());
-        Some((last as u64 + 1, seal_debris))
+        if self.leftover.is_empty() {
+            return None;
+        }
+        let seal_debris =
+            self.tail == Tail::Clean && self.records.len() == self.committed && self.ends_in_marker;
+        Some((self.leftover.len() as u64, seal_debris))
     }
 }
 
@@ -813,11 +815,23 @@ fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<ScanResult>
         let tail = classify_tail(&image, &stop);
         (stop, tail)
     };
+    let at = usize::try_from(stop.at()).unwrap_or(usize::MAX);
+    let ends_in_marker = sealog_format::frame::is_end_marker(image.get(at..).unwrap_or_default());
+    let from = usize::try_from(committed_end).unwrap_or(usize::MAX);
+    let rest = image.get(from..).unwrap_or_default();
+    let leftover = rest
+        .iter()
+        .rposition(|&b| b != 0)
+        .and_then(|last| rest.get(..=last))
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    drop(image);
     Ok(ScanResult {
         stop_at: stop.at(),
         stop_seq: found.header.first_seq + records.len() as u64,
         found,
-        image,
+        leftover,
+        ends_in_marker,
         records,
         committed,
         committed_end,
@@ -855,9 +869,7 @@ fn truncate_tail(
     if let Some((len, seal_debris)) = scan.leftover() {
         let from = scan.committed_end;
         if !seal_debris {
-            let start = usize::try_from(from).unwrap_or(usize::MAX);
-            let end = start.saturating_add(usize::try_from(len).unwrap_or(0));
-            let bytes = scan.image.get(start..end).unwrap_or_default();
+            let bytes = scan.leftover.as_slice();
             let saved_to = save_lost_bytes(fs, dir, &scan.found.name, from, bytes)?;
             report.truncations.push(Truncation {
                 segment: scan.found.name.clone(),

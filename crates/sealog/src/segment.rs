@@ -558,12 +558,31 @@ impl SealedSegment {
         self.env
             .rebuilds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let count = self.footer.record_count;
-        let records = (0..count).map(|ordinal| {
-            self.read_record_walked(ordinal)
-                .map(|bytes| bytes.map(<[u8]>::to_vec).unwrap_or_default())
-        });
-        crate::sidecar::rebuild(&self.env, &self.header, &self.footer, records, &self.name)
+        crate::sidecar::rebuild(
+            &self.env,
+            &self.header,
+            &self.footer,
+            self.records_with_offsets()?,
+            &self.name,
+        )
+    }
+
+    /// Every record with its frame offset, read through the map.
+    pub(crate) fn records_with_offsets(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(u32, &[u8])>> + '_> {
+        let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
+        Ok(offsets.iter().enumerate().map(move |(ordinal, &offset)| {
+            self.read_frame_at(ordinal as u64, offset)?
+                .map(|body| (offset, body))
+                .ok_or_else(|| {
+                    Corruption::new(
+                        Location::file(&self.name).at(u64::from(offset)),
+                        CorruptionKind::ZeroedFrame { nonzero: 0 },
+                    )
+                    .into()
+                })
+        }))
     }
 
     /// The frame offsets of every record, found by walking the frames once.

@@ -20,7 +20,7 @@ use sealog_format::segment::{SegmentFooter, SegmentHeader};
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::fs::{OpenMode, Vfs};
-use crate::index::{DictField, ExactField, IndexView, MemIndex, TermSelect};
+use crate::index::{DictField, ExactField, IndexKey, IndexView, TermSelect};
 use crate::mmap::Mapped;
 use crate::query::IpRange;
 
@@ -65,38 +65,54 @@ fn exact_field(f: ExactField) -> IndexField {
     }
 }
 
-/// Encodes a sidecar from a segment's in-memory index and columns.
-pub(crate) fn encode(
+/// Encodes the sidecar of a segment from its records (ordinal order), each
+/// given with its frame offset. Sealing and rebuilding both use this, so a
+/// rebuilt sidecar is byte-identical to the original.
+pub(crate) fn encode_records<'a>(
     identity: SegmentIdentity,
-    offsets: &[u32],
-    event_times: &[i64],
-    mem: &MemIndex,
-) -> std::result::Result<Vec<u8>, IndexError> {
+    records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
+    segment_name: &str,
+) -> Result<Vec<u8>> {
     let mut builder = IndexBuilder::new(identity);
-    builder.set_columns(offsets.to_vec(), event_times.to_vec())?;
     for f in DictField::ALL {
-        let field = dict_field(f);
-        builder.add_field(field);
-        for (term, bitmap) in mem.dict_entries(f) {
-            builder.insert_bitmap(field, term, bitmap)?;
-        }
+        builder.add_field(dict_field(f));
     }
     for f in ExactField::ALL {
-        let field = exact_field(f);
-        builder.add_hashed_field(field);
-        for (key, ordinals) in mem.exact_entries(f) {
-            for ordinal in ordinals.iter() {
-                builder.add_hashed_key(field, key, ordinal)?;
-            }
-        }
+        builder.add_hashed_field(exact_field(f));
     }
     builder.add_ip_field(IndexField::SourceIp);
-    for (ip, ordinals) in mem.ip_entries() {
-        for ordinal in ordinals.iter() {
-            builder.add_ip(IndexField::SourceIp, ip, ordinal)?;
+    let damaged = |e: IndexError| Error::IndexDamaged {
+        file: sidecar_name(identity.first_seq),
+        reason: format!("building: {e}"),
+    };
+    let mut scratch = Vec::new();
+    for (ordinal, item) in (0u32..).zip(records) {
+        let (offset, body) = item?;
+        let view = sealog_format::record::decode(body).map_err(|e| {
+            Corruption::new(
+                Location::file(segment_name).seq(identity.first_seq + u64::from(ordinal)),
+                CorruptionKind::Record(e),
+            )
+        })?;
+        builder.push_record(offset, view.event_time().as_nanos());
+        let mut failure = None;
+        crate::index::for_each_key(&view, &mut scratch, |key| {
+            let added = match key {
+                IndexKey::Dict(field, term) => builder.add_term(dict_field(field), term, ordinal),
+                IndexKey::Exact(field, value) => {
+                    builder.add_hashed(exact_field(field), value, ordinal)
+                }
+                IndexKey::Ip(ip) => builder.add_ip(IndexField::SourceIp, ip, ordinal),
+            };
+            if let Err(e) = added {
+                failure.get_or_insert(e);
+            }
+        });
+        if let Some(e) = failure {
+            return Err(damaged(e));
         }
     }
-    builder.encode()
+    builder.encode().map_err(damaged)
 }
 
 /// Writes sidecar bytes atomically (temporary file, sync, rename, directory
@@ -286,40 +302,28 @@ pub(crate) fn load(
 
 /// Builds a sidecar from the segment's records, writes it if the store is
 /// writable, and maps it.
-pub(crate) fn rebuild(
+pub(crate) fn rebuild<'a>(
     env: &IndexEnv,
     header: &SegmentHeader,
     footer: &SegmentFooter,
-    records: impl Iterator<Item = Result<Vec<u8>>>,
+    records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
     segment_name: &str,
 ) -> Result<Sidecar> {
-    let mut mem = MemIndex::default();
-    let mut offsets = Vec::new();
-    let mut event_times = Vec::new();
-    let mut pos = sealog_format::segment::HEADER_LEN as u64;
-    for (ordinal, body) in records.enumerate() {
-        let body = body?;
-        let seq = header.first_seq + ordinal as u64;
-        let view = sealog_format::record::decode(&body).map_err(|e| {
-            Corruption::new(
-                Location::file(segment_name).seq(seq),
-                CorruptionKind::Record(e),
-            )
-        })?;
-        offsets.push(u32::try_from(pos).unwrap_or(u32::MAX));
-        pos += (sealog_format::frame::FRAME_HEADER_LEN + body.len()) as u64;
-        event_times.push(view.event_time().as_nanos());
-        mem.push(&view);
-    }
     let identity = identity(header, footer);
-    let bytes =
-        encode(identity, &offsets, &event_times, &mem).map_err(|e| Error::IndexDamaged {
-            file: sidecar_name(header.first_seq),
-            reason: format!("rebuilding: {e}"),
-        })?;
-    let name = sidecar_name(header.first_seq);
+    let bytes = encode_records(identity, records, segment_name)?;
+    install(env, header.first_seq, &identity, bytes)
+}
+
+/// Writes sidecar bytes (if the store is writable) and maps them.
+pub(crate) fn install(
+    env: &IndexEnv,
+    first_seq: u64,
+    identity: &SegmentIdentity,
+    bytes: Vec<u8>,
+) -> Result<Sidecar> {
+    let name = sidecar_name(first_seq);
     let map = if env.writable {
-        let path: PathBuf = write(env, header.first_seq, &bytes)?;
+        let path: PathBuf = write(env, first_seq, &bytes)?;
         let file = env
             .fs
             .open(Path::new(&path), OpenMode::Read)
@@ -328,7 +332,7 @@ pub(crate) fn rebuild(
     } else {
         Mapped::from_vec(bytes)
     };
-    Sidecar::open(name.clone(), map, &identity).map_err(|e| Error::IndexDamaged {
+    Sidecar::open(name.clone(), map, identity).map_err(|e| Error::IndexDamaged {
         file: name,
         reason: e.to_string(),
     })

@@ -98,6 +98,7 @@ pub(crate) struct Counters {
     pub spare_misses: AtomicU64,
     pub committer_idle_us: AtomicU64,
     pub committer_write_us: AtomicU64,
+    pub seal_wait_us: AtomicU64,
     pub sync_us: Histogram<12>,
     pub group_events: Histogram<11>,
 }
@@ -113,6 +114,7 @@ impl Default for Counters {
             spare_misses: AtomicU64::new(0),
             committer_idle_us: AtomicU64::new(0),
             committer_write_us: AtomicU64::new(0),
+            seal_wait_us: AtomicU64::new(0),
             sync_us: Histogram::new(&SYNC_BUCKETS_US),
             group_events: Histogram::new(&GROUP_BUCKETS),
         }
@@ -157,6 +159,8 @@ pub struct Stats {
     pub committer_idle_us: u64,
     /// Microseconds the committer spent writing (not syncing).
     pub committer_write_us: u64,
+    /// Microseconds rolls waited for the sealer to catch up.
+    pub seal_wait_us: u64,
     /// Latency of each data sync, in microseconds.
     pub sync_latency_us: HistogramSnapshot,
     /// Events per commit group.
@@ -175,6 +179,7 @@ impl Counters {
             spare_misses: load(&self.spare_misses),
             committer_idle_us: load(&self.committer_idle_us),
             committer_write_us: load(&self.committer_write_us),
+            seal_wait_us: load(&self.seal_wait_us),
             sync_latency_us: self.sync_us.snapshot(),
             group_events: self.group_events.snapshot(),
             ..Stats::default()

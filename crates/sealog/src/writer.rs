@@ -63,9 +63,25 @@ pub(crate) struct Outstanding {
     done: Condvar,
 }
 
+/// Segments that may wait to be sealed before a roll waits for the sealer:
+/// bounds the memory of unsealed segments and the work of recovery (which
+/// scans every unsealed segment) whatever the ingest rate.
+pub(crate) const MAX_UNSEALED_BEHIND: u64 = 2;
+
 impl Outstanding {
     fn add(&self) {
         *self.count.lock() += 1;
+    }
+
+    /// Waits until fewer than `limit - queued` seals are outstanding, or the
+    /// store failed. Returns the time waited.
+    fn wait_below(&self, limit: u64, queued: u64, inner: &Inner) -> Duration {
+        let started = Instant::now();
+        let mut count = self.count.lock();
+        while *count + queued >= limit && inner.progress.failure().is_none() {
+            self.done.wait_for(&mut count, Duration::from_millis(100));
+        }
+        started.elapsed()
     }
 
     fn finish(&self) {
@@ -309,6 +325,13 @@ impl Committer {
                         .map_err(|e| io_failure("fdatasync", &self.current.path, &e))?;
                     self.dirty = false;
                 }
+                // Backpressure: do not run ahead of the sealer.
+                let waited = self.outstanding.wait_below(
+                    MAX_UNSEALED_BEHIND,
+                    rolled.len() as u64,
+                    &self.inner,
+                );
+                Counters::add(&counters.seal_wait_us, waited.as_micros() as u64);
                 let segment = create_segment(&self.inner, header, &self.sealer)?;
                 Counters::add(&counters.segment_rolls, 1);
                 {
@@ -581,9 +604,6 @@ pub(crate) fn seal_with(
     env: &Arc<IndexEnv>,
     segment: &OpenSegment,
 ) -> Result<SealedSegment> {
-    // Index first (same lock order as queries: index, then data).
-    let mut index = segment.index.lock();
-    segment.catch_up(&mut index)?;
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
     if let Some(tree) = tree {
@@ -608,28 +628,17 @@ pub(crate) fn seal_with(
         Some(data.offsets.clone()),
         env.clone(),
     );
-    // The sidecar is derived data: if it cannot be written now, the first
-    // query that needs it rebuilds it.
+    drop(data);
+    // The sidecar is derived data, built from the records through the new
+    // map: if it cannot be written now, the first query that needs it
+    // rebuilds it.
     if env.writable {
         let identity = crate::sidecar::identity(&segment.header, &footer);
-        let written = crate::sidecar::encode(identity, &data.offsets, &data.event_times, &index)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                let path = crate::sidecar::write(env, segment.header.first_seq, &bytes)
-                    .map_err(|e| e.to_string())?;
-                let map = env
-                    .fs
-                    .open(&path, OpenMode::Read)
-                    .and_then(|f| f.map())
-                    .map_err(|e| e.to_string())?;
-                crate::sidecar::Sidecar::open(
-                    crate::sidecar::sidecar_name(segment.header.first_seq),
-                    map,
-                    &identity,
-                )
-                .map_err(|e| e.to_string())
-            });
-        match written {
+        let built = sealed.records_with_offsets().and_then(|records| {
+            let bytes = crate::sidecar::encode_records(identity, records, &segment.name)?;
+            crate::sidecar::install(env, segment.header.first_seq, &identity, bytes)
+        });
+        match built {
             Ok(sidecar) => sealed.set_index(sidecar),
             Err(e) => {
                 tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed")
@@ -637,7 +646,7 @@ pub(crate) fn seal_with(
         }
     }
     // The open segment's in-memory index is no longer needed.
-    *index = crate::index::MemIndex::default();
+    *segment.index.lock() = crate::index::MemIndex::default();
     Ok(sealed)
 }
 
