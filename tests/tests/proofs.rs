@@ -76,6 +76,39 @@ fn a_checkpoint_commits_to_the_root_and_chain_of_the_log() {
 }
 
 #[test]
+fn buffered_appends_are_checkpointed_as_segments_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options(8 << 10)).unwrap();
+    for i in 0..40 {
+        store
+            .append_batch_with(events(i * 10, i * 10 + 10), sealog::Durability::Buffered)
+            .unwrap();
+    }
+    store.wait_sealed().unwrap();
+    let sealed = store.stats().sealed_segments;
+    assert!(sealed >= 3, "{sealed} sealed segments");
+    // A roll syncs the segment it leaves, so seals sign checkpoints of the
+    // log up to there even though no append asked for a sync (a seal that
+    // finds the log already covered signs nothing new).
+    let history = store.checkpoints().unwrap();
+    assert!(history.len() >= 2, "{} checkpoints", history.len());
+    let active_first_seq: u64 = sealog_tests::segment_files(dir.path())
+        .last()
+        .and_then(|p| p.file_stem()?.to_str()?.parse().ok())
+        .unwrap();
+    let newest = history.last().unwrap().size;
+    assert!(
+        newest >= active_first_seq,
+        "the newest checkpoint covers {newest} records; the sealed segments hold {active_first_seq}"
+    );
+    let verifier = key().verifier();
+    for c in &history {
+        let body = sealog::format::checkpoint::open(&c.text, &verifier).unwrap();
+        assert_eq!(body.root, merkle::root(&leaves_of(&store, body.size)));
+    }
+}
+
+#[test]
 fn proofs_verify_with_the_rfc_algorithms_across_segments_and_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options(4 << 10)).unwrap();

@@ -123,6 +123,13 @@ impl Progress {
         self.wake(self.word(generation));
     }
 
+    /// Records that every record before `seq` is synced and visible to
+    /// readers (a roll synced the segment it left), without waking anyone:
+    /// the generation's [`Progress::advance`] does that.
+    pub(crate) fn mark_durable(&self, seq: u64) {
+        self.durable.fetch_max(seq, Ordering::AcqRel);
+    }
+
     fn wake(&self, word: &AtomicU32) {
         word.fetch_add(1, Ordering::AcqRel);
         let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);

@@ -316,15 +316,22 @@ impl Committer {
         let mut bytes = 0u64;
         let mut events = 0u64;
         let mut targets = Vec::with_capacity(work.chunks.len());
+        // Every record before this seq is written and synced: a roll syncs
+        // the segment it leaves, so buffered appends become durable (and
+        // checkpoints can cover them) at every roll, not only on close.
+        let mut synced_through = None;
         for chunk in &work.chunks {
             if let Some(header) = &chunk.new_segment {
                 if self.dirty {
+                    let started = Instant::now();
                     self.current
                         .file
                         .sync_data()
                         .map_err(|e| io_failure("fdatasync", &self.current.path, &e))?;
+                    counters.record_sync(started.elapsed());
                     self.dirty = false;
                 }
+                synced_through = Some(header.first_seq);
                 // Backpressure: do not run ahead of the sealer.
                 let waited = self.outstanding.wait_below(
                     MAX_UNSEALED_BEHIND,
@@ -389,6 +396,9 @@ impl Committer {
                     r.chain,
                 );
             }
+        }
+        if let Some(seq) = synced_through {
+            self.inner.progress.mark_durable(seq);
         }
         for segment in rolled {
             self.outstanding.add();
