@@ -233,6 +233,53 @@ async fn authorize(
     origin: &Origin,
     scope: Scope,
 ) -> Result<Principal, ApiError> {
+    let principal = authenticate(app, headers, origin).await?;
+    require(app, &principal, origin, &[scope]).await?;
+    Ok(principal)
+}
+
+/// Checks that the principal has one of `scopes`.
+async fn require(
+    app: &App,
+    principal: &Principal,
+    origin: &Origin,
+    scopes: &[Scope],
+) -> Result<(), ApiError> {
+    if scopes.iter().any(|s| principal.has(*s)) {
+        return Ok(());
+    }
+    let have: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
+    let need: Vec<String> = scopes.iter().map(|s| format!("`{}`", s.as_str())).collect();
+    let need = need.join(" or ");
+    let e = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!(
+            "the token `{}` has the scopes [{}] but this endpoint needs {need}",
+            principal.name,
+            have.join(", "),
+        ),
+    )
+    .with(
+        "needed",
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    Err(deny(
+        app,
+        principal,
+        origin,
+        &format!("lacks the {need} scope"),
+        e,
+    )
+    .await)
+}
+
+/// Identifies the caller from its bearer token.
+async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    origin: &Origin,
+) -> Result<Principal, ApiError> {
     let Some(tokens) = &app.tokens else {
         return Ok(Principal::local());
     };
@@ -312,35 +359,12 @@ async fn authorize(
             return Err(refuse(app, refusal(anonymous, "the tokens file is unreadable"), e).await);
         }
     };
-    let principal = Principal {
+    Ok(Principal {
         kind: "token",
         name: entry.name.clone(),
         scopes: entry.scopes.clone(),
         tenant: entry.tenant.clone(),
-    };
-    if !principal.has(scope) {
-        let have: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
-        let e = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!(
-                "the token `{}` has the scopes [{}] but this endpoint needs `{}`",
-                principal.name,
-                have.join(", "),
-                scope.as_str()
-            ),
-        )
-        .with("needed", scope.as_str());
-        return Err(deny(
-            app,
-            &principal,
-            origin,
-            &format!("lacks the `{}` scope", scope.as_str()),
-            e,
-        )
-        .await);
-    }
-    Ok(principal)
+    })
 }
 
 /// Records a 403 (or a 404 hiding another tenant's record).
@@ -1167,7 +1191,9 @@ async fn inclusion_inner(
     let params = params::parse(raw.as_deref(), &["seq", "tree_size"], &[])?;
     let seq = params::number(
         "seq",
-        params::get(&params, "seq").ok_or_else(|| ApiError::bad_param("seq", "is required"))?,
+        params::get(&params, "seq").ok_or_else(|| {
+            ApiError::bad_param("seq", "is required: the record's seq, e.g. ?seq=42")
+        })?,
     )?;
     let store = app.store.get()?;
     let tree_size = match params::get(&params, "tree_size") {
@@ -1241,11 +1267,21 @@ async fn consistency_inner(
     let params = params::parse(raw.as_deref(), &["from", "to"], &[])?;
     let from = params::number(
         "from",
-        params::get(&params, "from").ok_or_else(|| ApiError::bad_param("from", "is required"))?,
+        params::get(&params, "from").ok_or_else(|| {
+            ApiError::bad_param(
+                "from",
+                "is required: the smaller tree size, e.g. ?from=100&to=200",
+            )
+        })?,
     )?;
     let to = params::number(
         "to",
-        params::get(&params, "to").ok_or_else(|| ApiError::bad_param("to", "is required"))?,
+        params::get(&params, "to").ok_or_else(|| {
+            ApiError::bad_param(
+                "to",
+                "is required: the larger tree size, e.g. ?from=100&to=200",
+            )
+        })?,
     )?;
     if from > to {
         return Err(ApiError::bad_param(
@@ -1371,14 +1407,8 @@ async fn verify_inner(
 
 /// Stats and metrics cover every tenant: bound tokens may not see them.
 async fn operator(app: &App, headers: &HeaderMap, origin: &Origin) -> Result<Principal, ApiError> {
-    let principal = match authorize(app, headers, origin, Scope::Query).await {
-        Ok(p) => p,
-        Err(e) if e.code == "insufficient_scope" => {
-            // An admin token may read them too.
-            authorize(app, headers, origin, Scope::Admin).await?
-        }
-        Err(e) => return Err(e),
-    };
+    let principal = authenticate(app, headers, origin).await?;
+    require(app, &principal, origin, &[Scope::Query, Scope::Admin]).await?;
     if principal.tenant.is_some() {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,
