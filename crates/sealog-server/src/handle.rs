@@ -139,13 +139,35 @@ impl StoreHandle {
                 let _ = tokio::task::spawn_blocking(move || drop(old)).await;
             }
             let mut backoff = Duration::from_millis(50);
+            let since = std::time::Instant::now();
+            let mut attempts = 0u64;
             loop {
+                attempts += 1;
                 if self.closing.load(Ordering::Relaxed) {
                     return;
                 }
                 let dir = self.dir.clone();
                 let options = self.options.clone();
-                let opened = tokio::task::spawn_blocking(move || Store::open(&dir, options)).await;
+                let (cause, kind) = self
+                    .reason
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| ("unknown".into(), std::io::ErrorKind::Other));
+                // Open, and prove that writes work again by recording the
+                // outage itself; a store that opens on a disk that is still
+                // full fails here and is closed again.
+                let opened = tokio::task::spawn_blocking(move || {
+                    let store = Store::open(&dir, options)?;
+                    let event = reopened_event(&cause, kind, attempts, since.elapsed());
+                    match store.append(event) {
+                        Ok(_) => Ok(store),
+                        Err(e) => {
+                            drop(store);
+                            Err(e)
+                        }
+                    }
+                })
+                .await;
                 match opened {
                     Ok(Ok(store)) => {
                         *self.current.write() = Some(store);
@@ -180,4 +202,38 @@ impl StoreHandle {
         self.wake.notify_one();
         self.current.write().take()
     }
+}
+
+/// The `store.reopened` event: the server lost and regained the ability to
+/// write, and how long it could not.
+fn reopened_event(
+    cause: &str,
+    kind: std::io::ErrorKind,
+    attempts: u64,
+    outage: Duration,
+) -> sealog::Event {
+    use sealog::format::{Actor, Metadata, Resource};
+    let mut metadata = Metadata::new();
+    metadata.insert("cause".into(), crate::audit::clean(cause, 1024).into());
+    metadata.insert("error_kind".into(), format!("{kind:?}").into());
+    metadata.insert("attempts".into(), attempts.into());
+    metadata.insert(
+        "outage_ms".into(),
+        u64::try_from(outage.as_millis()).unwrap_or(u64::MAX).into(),
+    );
+    sealog::Event::new(
+        Actor::new("system", "sealog-server"),
+        "store.reopened",
+        Resource::kind("store"),
+        sealog::Outcome::Success,
+    )
+    .with_reason(crate::audit::clean(
+        &format!(
+            "the store refused writes after a failed write or sync ({cause}); the server \
+             reopened it and writes work again; requests in between were refused (503/507) and \
+             nothing of them was written"
+        ),
+        2048,
+    ))
+    .with_metadata(metadata)
 }
