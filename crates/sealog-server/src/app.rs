@@ -507,11 +507,22 @@ enum IngestFailure {
 
 async fn ingest_events(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
-    let result = ingest_inner(&app, req).await;
+    let mut body_read = false;
+    let result = ingest_inner(&app, req, &mut body_read).await;
     app.metrics.observe(Endpoint::Ingest, started.elapsed());
     match result {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut r = e.into_response();
+            if !body_read {
+                // The body was refused unread: the connection cannot carry
+                // another request, and the client should know before it
+                // sends one.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        }
     }
 }
 
@@ -565,7 +576,11 @@ fn saturated(what: &str) -> ApiError {
     .retry_after(1)
 }
 
-async fn ingest_inner(app: &Arc<App>, req: Request) -> Result<Response, ApiError> {
+async fn ingest_inner(
+    app: &Arc<App>,
+    req: Request,
+    body_read: &mut bool,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let origin = origin(
         &parts.headers,
@@ -651,6 +666,7 @@ async fn ingest_inner(app: &Arc<App>, req: Request) -> Result<Response, ApiError
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
+    *body_read = true;
     let body_len = body.len() as u64;
     let mut slot = None;
     if let Some(key) = &idempotency_key {

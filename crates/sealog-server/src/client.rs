@@ -223,10 +223,22 @@ impl Client {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        let req = self.build(method, path, headers, body.into())?;
+        let body = body.into();
+        let req = self.build(method.clone(), path, headers, body.clone())?;
         let sender = self.connect().await?;
         match sender.send_request(req).await {
             Ok(r) => Ok(r),
+            // The server closed the idle connection before the request
+            // went out: nothing was sent, so a new connection is safe.
+            Err(e) if e.is_canceled() => {
+                self.sender = None;
+                let req = self.build(method, path, headers, body)?;
+                let sender = self.connect().await?;
+                sender.send_request(req).await.map_err(|e| {
+                    self.sender = None;
+                    ClientError(format!("request failed: {e}"))
+                })
+            }
             Err(e) => {
                 self.sender = None;
                 Err(ClientError(format!("request failed: {e}")))
