@@ -37,7 +37,7 @@ use crate::ingest::{self, Framing};
 use crate::metrics::{self, Endpoint, Metrics};
 use crate::params::{self, FILTERS, Params};
 use crate::tokens::{Check, Scope, TokenStore};
-use crate::wire::{IngestResponse, PageRef, ReceiptJson};
+use crate::wire::PageRef;
 
 /// The peer address of a connection, added to each request.
 #[derive(Clone, Copy, Debug)]
@@ -774,11 +774,10 @@ async fn ingest_inner(
 }
 
 fn receipts_response(receipts: &[Receipt]) -> Result<Response, ApiError> {
-    let body = IngestResponse {
-        count: receipts.len(),
-        receipts: receipts.iter().map(ReceiptJson::from).collect(),
-    };
-    Ok(json_response(StatusCode::OK, to_json(&body)?))
+    Ok(json_response(
+        StatusCode::OK,
+        crate::wire::ingest_response_json(receipts),
+    ))
 }
 
 // ---------------------------------------------------------------- reads

@@ -142,7 +142,23 @@ pub fn parse(
     limits: &Limits,
     validator: &Validator,
 ) -> Result<Batch, ApiError> {
-    check_utf8(body, framing)?;
+    // UTF-8 is checked by the JSON parser as it goes; only a refused body
+    // is checked as a whole, to name the offset of a bad byte.
+    let refuse = |e: ApiError| -> ApiError {
+        match check_utf8(body, framing) {
+            Err(utf8) => utf8,
+            Ok(()) => e,
+        }
+    };
+    parse_inner(body, framing, limits, validator).map_err(refuse)
+}
+
+fn parse_inner(
+    body: &[u8],
+    framing: Framing,
+    limits: &Limits,
+    validator: &Validator,
+) -> Result<Batch, ApiError> {
     let max_event = usize::try_from(limits.max_event_bytes).unwrap_or(usize::MAX);
     let max_events = usize::try_from(limits.max_batch_events).unwrap_or(usize::MAX);
     let mut problems = Problems { list: Vec::new() };
