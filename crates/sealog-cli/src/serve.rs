@@ -209,7 +209,7 @@ impl ServeArgs {
 fn config_error(e: impl std::fmt::Display) -> CliError {
     CliError::usage(
         e.to_string(),
-        "see `sealog serve --help` and docs/server.md for the settings",
+        "see `sealog serve --help` and docs/api.md for the settings",
     )
 }
 

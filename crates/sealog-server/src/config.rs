@@ -122,7 +122,7 @@ pub struct Settings {
 /// exactly these keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(missing_docs, reason = "each key is documented in docs/server.md")]
+#[allow(missing_docs, reason = "each key is documented in docs/api.md")]
 pub struct Layer {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
