@@ -741,29 +741,50 @@ async fn ingest_inner(
     let outcome = match parsed {
         Err(e) => Err(e),
         Ok(mut batch) => {
+            // From here on the batch is written whether or not the client
+            // waits: a detached task appends it and remembers its
+            // idempotency key, so a client that lost the connection (or hit
+            // the request timeout) and retries with the same key gets these
+            // receipts instead of a second copy.
             let lines = batch.lines.take();
-            blocking(move || {
-                store
-                    .append_batch(batch.events)
-                    .map_err(|e| IngestFailure::Store(e, lines))
-            })
-            .await?
+            let task_app = app.clone();
+            let task = tokio::spawn(async move {
+                let appended =
+                    tokio::task::spawn_blocking(move || store.append_batch(batch.events)).await;
+                match appended {
+                    Ok(Ok(receipts)) => {
+                        let m = &task_app.metrics;
+                        let n = receipts.len() as u64;
+                        metrics::add(&m.ingest_requests, 1);
+                        metrics::add(&m.ingest_events, n);
+                        metrics::add(&m.ingest_bytes, body_len);
+                        m.batch_events.record(n);
+                        let receipts = Arc::new(receipts);
+                        if let Some(slot) = slot {
+                            slot.complete(receipts.clone());
+                        }
+                        Ok(receipts)
+                    }
+                    Ok(Err(e)) => Err(IngestFailure::Store(e, lines)),
+                    Err(_) => Err(IngestFailure::Api(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "a worker thread failed; the batch may or may not have been written: \
+                         retry with the same Idempotency-Key",
+                    ))),
+                }
+            });
+            task.await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the append task failed; retry with the same Idempotency-Key",
+                )
+            })?
         }
     };
     match outcome {
-        Ok(receipts) => {
-            let n = receipts.len() as u64;
-            metrics::add(&app.metrics.ingest_requests, 1);
-            metrics::add(&app.metrics.ingest_events, n);
-            metrics::add(&app.metrics.ingest_bytes, body_len);
-            app.metrics.batch_events.record(n);
-            let receipts = Arc::new(receipts);
-            let response = receipts_response(&receipts)?;
-            if let Some(slot) = slot {
-                slot.complete(receipts);
-            }
-            Ok(response)
-        }
+        Ok(receipts) => receipts_response(&receipts),
         Err(IngestFailure::Api(e)) => Err(e),
         Err(IngestFailure::Tenant { indices, asked }) => {
             let bound = principal.tenant.clone().unwrap_or_default();

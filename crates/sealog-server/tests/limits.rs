@@ -96,6 +96,45 @@ async fn a_retried_batch_gets_the_original_receipts_and_is_written_once() {
     assert_eq!(n, 5 + 50);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_client_hung_up_is_still_remembered_under_its_key() {
+    let server = TestServer::start(Setup::default()).await;
+    let token = server.secret("root");
+    let body = batch(0, 200);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // Send the whole request, then hang up without reading the answer.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: \
+         application/x-ndjson\r\nIdempotency-Key: lost-answer\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The retry gets the first attempt's receipts if it got as far as
+    // writing (the usual case), or is written now if the hang-up came
+    // first; never both.
+    let mut c = server.admin();
+    let key = [
+        ("content-type", "application/x-ndjson"),
+        ("idempotency-key", "lost-answer"),
+    ];
+    let r = c
+        .request(Method::POST, "/v1/events", &key, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["receipts"][0]["seq"], 0);
+    let dir = server.stop().await;
+    let n = common::all_records(&dir)
+        .iter()
+        .filter(|r| r.event.actor.id == "idem")
+        .count();
+    assert_eq!(n, 200, "written once");
+}
+
 /// Sends the head of an ingest request and a part of its body, and keeps
 /// the connection open (a slow sender).
 async fn slow_sender(url: &str, token: &str, declared: usize) -> TcpStream {
@@ -266,4 +305,35 @@ async fn a_full_disk_answers_507_and_the_server_recovers_when_space_returns() {
     assert!(!reopened.is_empty());
     let meta = reopened[0].event.metadata.as_ref().unwrap();
     assert_eq!(meta["error_kind"], "StorageFull");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            max_connections: Some(2),
+            ..Layer::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let idle1 = TcpStream::connect(&addr).await.unwrap();
+    let idle2 = TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = server.client(None);
+    let waiting = tokio::spawn(async move { third.get("/healthz").await.unwrap().status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is not served while two are open"
+    );
+    drop(idle1);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(idle2);
+    server.stop().await;
 }
