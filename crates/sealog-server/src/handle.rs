@@ -132,6 +132,19 @@ impl StoreHandle {
             if self.ready.load(Ordering::Relaxed) {
                 continue;
             }
+            // A request that still held the store before the last reopen
+            // may report that store's failure: check the current one first.
+            let current = self.current.read().clone();
+            if let Some(store) = current {
+                let healthy = tokio::task::spawn_blocking(move || store.sync().is_ok())
+                    .await
+                    .unwrap_or(false);
+                if healthy {
+                    *self.reason.lock() = None;
+                    self.ready.store(true, Ordering::Relaxed);
+                    continue;
+                }
+            }
             let old = self.current.write().take();
             if let Some(old) = old {
                 // Dropping the last handle closes the store (joins its
