@@ -4,10 +4,11 @@ use std::io::Read;
 use std::net::IpAddr;
 
 use clap::Args;
+use sealog::Outcome;
 use sealog::format::{Actor, Event, Metadata, Principal, Resource, ValidationError, Validator};
-use sealog::{Outcome, Receipt};
+use sealog_server::wire::ReceiptJson;
 
-use crate::common::{Global, Out, OutcomeArg, field_and_reason, hex, parse_time};
+use crate::common::{Global, Out, OutcomeArg, field_and_reason, parse_time};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -147,26 +148,6 @@ pub struct AppendArgs {
     /// "resource":{"type":"session"},"outcome":"denied"}'
     #[arg(long, value_name = "JSON")]
     json: Option<String>,
-}
-
-/// A receipt as printed.
-#[derive(serde::Serialize)]
-pub struct ReceiptJson {
-    seq: u64,
-    recorded_at: String,
-    leaf_hash: String,
-    chain_hash: String,
-}
-
-impl From<&Receipt> for ReceiptJson {
-    fn from(r: &Receipt) -> Self {
-        ReceiptJson {
-            seq: r.seq,
-            recorded_at: r.recorded_at.to_rfc3339(),
-            leaf_hash: hex(&r.leaf_hash),
-            chain_hash: hex(&r.chain_hash),
-        }
-    }
 }
 
 pub fn run(global: &Global, args: AppendArgs) -> Result<(), CliError> {

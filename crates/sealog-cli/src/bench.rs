@@ -30,6 +30,14 @@ the mean number of events made durable by one sync. With
 --durability buffered, appends return before their sync; the final sync on
 close is reported separately.
 
+With --http URL, the same events go to a running `sealog serve` instead:
+NDJSON batches of --batch events POSTed from --clients connections, each
+acknowledged only once durable. The report is the same (MB/s counts request
+bodies; the latency is per request; syncs come from the server's
+/v1/stats, which needs --token with the query scope when the server has
+tokens), followed by query latency (p50/p99) of two typical queries after
+the ingest and, with --query-clients, during it.
+
 --emit prints the generated events instead (NDJSON, or CSV with the columns
 of `sealog export --format csv` without seq and recorded_at), so other
 systems can load exactly the same data (see benches/peers/).
@@ -38,7 +46,8 @@ Examples:
   sealog bench --events 1000000 --batch 1000 --threads 4
   sealog bench --events 200000 --batch 1 --threads 64 --json
   sealog bench --durability buffered --dir /mnt/nvme --keep
-  sealog bench --emit csv --events 200000 > events.csv";
+  sealog bench --emit csv --events 200000 > events.csv
+  sealog bench --http http://127.0.0.1:7807 --clients 64 --batch 1000 --events 2000000";
 
 /// Durability of the benchmark's appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,10 +155,59 @@ pub struct BenchArgs {
     /// Example: --emit csv --events 200000 > events.csv
     #[arg(long, value_enum, value_name = "FORMAT")]
     emit: Option<EmitFormat>,
+
+    /// Benchmark a running server instead of an embedded store: POST the
+    /// events as NDJSON batches of --batch to URL/v1/events from --clients
+    /// concurrent connections (durable acknowledgements), then measure
+    /// query latency.
+    ///
+    /// Example: --http http://127.0.0.1:7807 --clients 16
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+
+    /// With --http: concurrent client connections sending batches.
+    ///
+    /// Example: --clients 64
+    #[arg(long, default_value_t = 16, value_name = "C",
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub clients: u64,
+
+    /// With --http: the bearer token (scopes ingest and query, no tenant
+    /// binding, for the query and the server's sync count from
+    /// /v1/stats). Also read from SEALOG_TOKEN.
+    ///
+    /// Example: --token slg_...
+    #[arg(
+        long,
+        env = "SEALOG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// With --http on https: the CA certificate (PEM) to trust.
+    ///
+    /// Example: --ca ca.pem
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+
+    /// With --http: queries of each kind timed one after another once the
+    /// ingest is done (0: none).
+    ///
+    /// Example: --queries 500
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub queries: u64,
+
+    /// With --http: connections running queries in a loop while the ingest
+    /// runs, for query latency under load (0: none).
+    ///
+    /// Example: --query-clients 2
+    #[arg(long, default_value_t = 0, value_name = "Q")]
+    pub query_clients: u64,
 }
 
 /// Largest pool of distinct pre-generated events; longer runs reuse it.
-const POOL_MAX: u64 = 1_000_000;
+pub const POOL_MAX: u64 = 1_000_000;
 
 fn workload(args: &BenchArgs) -> Workload {
     Workload::with_shape(
@@ -163,9 +221,37 @@ fn workload(args: &BenchArgs) -> Workload {
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<(), CliError> {
-    match args.emit {
-        Some(format) => emit(&args, format),
-        None => bench(global, &args),
+    match (args.emit, &args.http) {
+        (Some(format), _) => emit(&args, format),
+        (None, Some(url)) => crate::bench_http::run(&args, url),
+        (None, None) => bench(global, &args),
+    }
+}
+
+impl BenchArgs {
+    /// The workload of these arguments.
+    pub fn workload(&self) -> Workload {
+        workload(self)
+    }
+
+    /// Number of events.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Events per batch.
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+
+    /// Approximate event size.
+    pub fn event_size(&self) -> u64 {
+        self.event_size
+    }
+
+    /// Whether to print JSON.
+    pub fn json(&self) -> bool {
+        self.json
     }
 }
 
@@ -197,7 +283,7 @@ fn emit(args: &BenchArgs, format: EmitFormat) -> Result<(), CliError> {
 }
 
 /// Generates events `0..n` on every core.
-fn generate(w: &Workload, n: u64) -> Vec<Event> {
+pub fn generate(w: &Workload, n: u64) -> Vec<Event> {
     let workers = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
     let chunk = n.div_ceil(workers).max(1);
     let mut parts: Vec<Vec<Event>> = Vec::new();
@@ -218,7 +304,7 @@ fn generate(w: &Workload, n: u64) -> Vec<Event> {
 }
 
 /// The `p`-th percentile of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

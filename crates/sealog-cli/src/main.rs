@@ -7,6 +7,7 @@
 
 mod append;
 mod bench;
+mod bench_http;
 mod common;
 mod error;
 mod export;
@@ -15,13 +16,15 @@ mod keys;
 mod proof;
 mod query;
 mod render;
+mod serve;
 mod stats;
 mod tail;
+mod token;
 mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::common::Global;
 use crate::error::{CliError, EXIT_OK, Report};
@@ -51,7 +54,9 @@ Examples:
   sealog keygen --name audit.example.com/prod --out log
   sealog checkpoint --signing-key log.key > checkpoint.txt
   sealog proof --seq 4471 > record-4471.tlog-proof
-  sealog export --format csv > audit.csv";
+  sealog export --format csv > audit.csv
+  sealog serve --listen 127.0.0.1:7807 --signing-key log.key
+  sealog token create --name billing-api --scopes ingest --tenant acme";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -78,9 +83,11 @@ enum Command {
     Stats(stats::StatsArgs),
     Export(export::ExportArgs),
     Bench(bench::BenchArgs),
+    Serve(serve::ServeArgs),
+    Token(token::TokenArgs),
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
     let global = &cli.global;
     match cli.command {
         Command::Append(args) => append::run(global, args),
@@ -95,12 +102,29 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Stats(args) => stats::run(global, args),
         Command::Export(args) => export::run(global, args),
         Command::Bench(args) => bench::run(global, args),
+        Command::Serve(args) => serve::run(global, args, data_dir_given),
+        Command::Token(args) => token::run(global, args),
     }
 }
 
+/// Whether --data-dir (or SEALOG_DATA_DIR) was given, rather than taken
+/// from its default: `serve` lets a config file set it otherwise.
+fn data_dir_given(matches: &clap::ArgMatches) -> bool {
+    let explicit = |m: &clap::ArgMatches| {
+        m.value_source("data_dir")
+            .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
+    };
+    explicit(matches) || matches.subcommand().is_some_and(|(_, sub)| explicit(sub))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let given = data_dir_given(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, given) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) if e.is_broken_pipe() => ExitCode::from(EXIT_OK),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! `sealog query`: one page of matching records.
 
 use clap::Args;
-use sealog::Record;
+use sealog_server::wire::PageRef;
 
 use crate::common::{Filters, Global, ListFormat, Out, query_error, with_order};
 use crate::error::CliError;
@@ -67,12 +67,6 @@ pub struct QueryArgs {
     filters: Filters,
 }
 
-#[derive(serde::Serialize)]
-struct PageJson<'a> {
-    records: &'a [Record],
-    next_cursor: Option<&'a str>,
-}
-
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
     let mut query = with_order(args.filters.to_query()?, args.oldest_first);
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
@@ -92,7 +86,7 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
         .query(&query)
         .map_err(|e| CliError::store("query", dir, e))?;
     match ListFormat::resolve(args.format) {
-        ListFormat::Json => out.json_pretty(&PageJson {
+        ListFormat::Json => out.json_pretty(&PageRef {
             records: &page.records,
             next_cursor: page.next_cursor.as_deref(),
         })?,

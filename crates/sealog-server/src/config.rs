@@ -1,0 +1,370 @@
+//! The server's configuration: where to listen, the store, the tokens, TLS,
+//! and every limit, with its default.
+//!
+//! Settings come in [`Layer`]s: the command line and environment (merged
+//! by the CLI), then a TOML file, then the defaults here. The first layer
+//! that sets a value wins ([`Layer::or`]); [`Layer::resolve`] fills in the
+//! defaults and checks the result.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7807";
+/// The default data directory (the same as the rest of the command line).
+pub const DEFAULT_DATA_DIR: &str = "./sealog-data";
+
+/// Limits on requests, connections and in-flight work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (default 16 MiB).
+    pub max_body_bytes: u64,
+    /// Largest single event, as JSON (default 64 KiB).
+    pub max_event_bytes: u64,
+    /// Most events in one batch (default 10,000).
+    pub max_batch_events: u64,
+    /// Time to answer a request, body included (default 30 s). Streams
+    /// (NDJSON export, tail) are exempt once their headers are sent.
+    pub request_timeout: Duration,
+    /// Time for a client to send the request head (default 10 s).
+    pub header_timeout: Duration,
+    /// Time for a client to send the request body (default 20 s): slow
+    /// senders are cut off.
+    pub body_timeout: Duration,
+    /// Time `POST /v1/verify` may take (default 10 min).
+    pub verify_timeout: Duration,
+    /// Open connections at once (default 10,000); more wait in the kernel's
+    /// accept queue.
+    pub max_connections: usize,
+    /// Request body bytes being ingested at once (default 64 MiB).
+    pub ingest_inflight_bytes: u64,
+    /// Batches being ingested at once (default 64).
+    pub ingest_inflight_batches: usize,
+    /// How long a batch waits for the in-flight budget before the server
+    /// answers 503 (default 250 ms).
+    pub ingest_wait: Duration,
+    /// Time in-flight requests get to finish on shutdown (default 30 s).
+    pub shutdown_grace: Duration,
+    /// Idempotency keys remembered (default 100,000).
+    pub idempotency_keys: usize,
+    /// Receipts remembered across all idempotency keys (default 1,000,000,
+    /// about 100 MB).
+    pub idempotency_receipts: usize,
+    /// How long an idempotency key is remembered (default 24 h).
+    pub idempotency_ttl: Duration,
+    /// Concurrent tail (SSE) streams (default 1,000).
+    pub max_tail_streams: usize,
+    /// Concurrent NDJSON exports (default 16).
+    pub max_exports: usize,
+    /// Refused requests recorded one by one per source address and window
+    /// (default 20); the rest are counted in a summary event.
+    pub refusals_per_window: u32,
+    /// The window of [`Limits::refusals_per_window`] (default 10 s).
+    pub refusal_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_event_bytes: 64 << 10,
+            max_batch_events: 10_000,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(20),
+            verify_timeout: Duration::from_secs(600),
+            max_connections: 10_000,
+            ingest_inflight_bytes: 64 << 20,
+            ingest_inflight_batches: 64,
+            ingest_wait: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(30),
+            idempotency_keys: 100_000,
+            idempotency_receipts: 1_000_000,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_tail_streams: 1_000,
+            max_exports: 16,
+            refusals_per_window: 20,
+            refusal_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// TLS certificate chain and private key, PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The store directory.
+    pub data_dir: PathBuf,
+    /// The tokens file; `None`: no authentication (loopback only).
+    pub tokens: Option<PathBuf>,
+    /// TLS, if configured.
+    pub tls: Option<TlsFiles>,
+    /// The log's private key file, if configured.
+    pub signing_key: Option<PathBuf>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// One source of settings: every field optional. The TOML config file has
+/// exactly these keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "each key is documented in docs/api.md")]
+pub struct Layer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub signing_key: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+    pub max_event_bytes: Option<u64>,
+    pub max_batch_events: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub verify_timeout_secs: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub ingest_inflight_bytes: Option<u64>,
+    pub ingest_inflight_batches: Option<u64>,
+    pub ingest_wait_ms: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub idempotency_keys: Option<u64>,
+    pub idempotency_ttl_secs: Option<u64>,
+    pub max_tail_streams: Option<u64>,
+    pub refusals_per_window: Option<u64>,
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+macro_rules! or_fields {
+    ($a:ident, $b:ident, $($f:ident),*) => {
+        Layer { $($f: $a.$f.or($b.$f)),* }
+    };
+}
+
+impl Layer {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the config file `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            ConfigError(format!(
+                "the config file `{}` is invalid: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// This layer, with unset values taken from `other`.
+    pub fn or(self, other: Layer) -> Layer {
+        let a = self;
+        let b = other;
+        or_fields!(
+            a,
+            b,
+            listen,
+            data_dir,
+            tokens,
+            tls_cert,
+            tls_key,
+            signing_key,
+            max_body_bytes,
+            max_event_bytes,
+            max_batch_events,
+            request_timeout_secs,
+            header_timeout_secs,
+            body_timeout_secs,
+            verify_timeout_secs,
+            max_connections,
+            ingest_inflight_bytes,
+            ingest_inflight_batches,
+            ingest_wait_ms,
+            shutdown_grace_secs,
+            idempotency_keys,
+            idempotency_ttl_secs,
+            max_tail_streams,
+            refusals_per_window
+        )
+    }
+
+    /// Fills in the defaults and checks the values.
+    ///
+    /// The tokens file defaults to `<data-dir>/tokens.json` when that file
+    /// exists; without one the server runs unauthenticated, which
+    /// [`crate::Server::bind`] allows only on a loopback address.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen address `{listen_text}` is not IP:PORT (e.g. 127.0.0.1:7807 or \
+                 [::1]:7807 or 0.0.0.0:7807)"
+            ))
+        })?;
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tokens = match self.tokens {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "the tokens file `{}` does not exist: create a token with `sealog token \
+                         create --tokens {} --name NAME --scopes ingest,query`",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+                Some(path)
+            }
+            None => {
+                let default = data_dir.join(crate::tokens::DEFAULT_FILE_NAME);
+                default.exists().then_some(default)
+            }
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "TLS needs both a certificate (--tls-cert) and its private key (--tls-key)"
+                        .into(),
+                ));
+            }
+        };
+        let d = Limits::default();
+        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        let positive = |name: &str, v: Option<u64>| -> Result<Option<u64>, ConfigError> {
+            match v {
+                Some(0) => Err(ConfigError(format!("{name} must be positive"))),
+                other => Ok(other),
+            }
+        };
+        let size = |v: Option<u64>, default: usize| {
+            v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
+        let max_body_bytes = positive("max_body_bytes", self.max_body_bytes)?;
+        if max_body_bytes.is_some_and(|b| b > u64::from(u32::MAX)) {
+            return Err(ConfigError("max_body_bytes must be below 4 GiB".into()));
+        }
+        let limits = Limits {
+            max_body_bytes: max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_event_bytes: positive("max_event_bytes", self.max_event_bytes)?
+                .unwrap_or(d.max_event_bytes),
+            max_batch_events: positive("max_batch_events", self.max_batch_events)?
+                .unwrap_or(d.max_batch_events),
+            request_timeout: secs(
+                positive("request_timeout_secs", self.request_timeout_secs)?,
+                d.request_timeout,
+            ),
+            header_timeout: secs(
+                positive("header_timeout_secs", self.header_timeout_secs)?,
+                d.header_timeout,
+            ),
+            body_timeout: secs(
+                positive("body_timeout_secs", self.body_timeout_secs)?,
+                d.body_timeout,
+            ),
+            verify_timeout: secs(
+                positive("verify_timeout_secs", self.verify_timeout_secs)?,
+                d.verify_timeout,
+            ),
+            max_connections: size(
+                positive("max_connections", self.max_connections)?,
+                d.max_connections,
+            ),
+            ingest_inflight_bytes: positive("ingest_inflight_bytes", self.ingest_inflight_bytes)?
+                .unwrap_or(d.ingest_inflight_bytes),
+            ingest_inflight_batches: size(
+                positive("ingest_inflight_batches", self.ingest_inflight_batches)?,
+                d.ingest_inflight_batches,
+            ),
+            ingest_wait: self
+                .ingest_wait_ms
+                .map_or(d.ingest_wait, Duration::from_millis),
+            shutdown_grace: secs(self.shutdown_grace_secs, d.shutdown_grace),
+            idempotency_keys: size(self.idempotency_keys, d.idempotency_keys),
+            idempotency_receipts: d.idempotency_receipts,
+            idempotency_ttl: secs(self.idempotency_ttl_secs, d.idempotency_ttl),
+            max_tail_streams: size(self.max_tail_streams, d.max_tail_streams),
+            max_exports: d.max_exports,
+            refusals_per_window: self.refusals_per_window.map_or(d.refusals_per_window, |v| {
+                u32::try_from(v).unwrap_or(u32::MAX)
+            }),
+            refusal_window: d.refusal_window,
+        };
+        Ok(Settings {
+            listen,
+            data_dir,
+            tokens,
+            tls,
+            signing_key: self.signing_key,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn earlier_layers_win_and_defaults_fill_the_rest() {
+        let flags = Layer {
+            listen: Some("127.0.0.1:9000".into()),
+            ..Layer::default()
+        };
+        let file: Layer = toml::from_str(
+            "listen = \"0.0.0.0:1\"\nmax_body_bytes = 1024\ndata_dir = \"/nonexistent\"\n",
+        )
+        .unwrap();
+        let s = flags.or(file).resolve().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.limits.max_body_bytes, 1024);
+        assert_eq!(s.limits.max_batch_events, 10_000);
+        assert_eq!(s.data_dir, PathBuf::from("/nonexistent"));
+        assert!(s.tokens.is_none());
+    }
+
+    #[test]
+    fn nothing_at_all_is_a_working_configuration() {
+        let s = Layer::default().resolve().unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_refused() {
+        assert!(toml::from_str::<Layer>("lisen = \"x\"").is_err());
+        let half = Layer {
+            tls_cert: Some("c.pem".into()),
+            ..Layer::default()
+        };
+        assert!(half.resolve().is_err());
+        let zero = Layer {
+            max_body_bytes: Some(0),
+            ..Layer::default()
+        };
+        assert!(zero.resolve().is_err());
+    }
+}

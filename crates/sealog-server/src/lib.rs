@@ -1,0 +1,389 @@
+//! The bundled HTTP server of sealog.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sealog_server::ServerError> {
+//! use sealog_server::{Layer, Server};
+//! let settings = Layer::default().resolve()?; // 127.0.0.1:7807, ./sealog-data
+//! let server = Server::bind(&settings, sealog::StoreOptions::default()).await?;
+//! println!("listening on {}", server.url());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! What it serves is in `docs/api.md`: ingest (`POST /v1/events`, durable
+//! before the answer, all or nothing, idempotent with a key), queries and
+//! NDJSON export, single records and their receipts, a Server-Sent Events
+//! tail, checkpoints, inclusion and consistency proofs, verification,
+//! statistics and Prometheus metrics, health and readiness.
+//!
+//! ## Threads and tasks
+//!
+//! - A multi-threaded tokio runtime accepts connections (at most
+//!   `max_connections`) and runs the handlers; HTTP/1.1 via hyper, TLS via
+//!   rustls (ring).
+//! - Appends, queries, proofs and verification run on tokio's blocking
+//!   pool: the engine blocks on `fdatasync`. Ingest is admitted against a
+//!   budget of body bytes and of batches in flight; a batch that cannot
+//!   get its share within `ingest_wait` is answered 503 with `Retry-After`.
+//! - A follower thread publishes the log's size to tail streams.
+//! - A task reopens the store after a failed write ([`handle`]).
+//! - A task writes summaries of suppressed refusals ([`audit`]).
+//!
+//! Shutdown (the future given to [`Server::run`] completes, e.g. on
+//! SIGTERM): stop accepting, end tail streams, let in-flight requests
+//! finish (at most `shutdown_grace`), record pending refusal summaries,
+//! close the store (which syncs).
+
+pub mod app;
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod handle;
+pub mod idempotency;
+pub mod ingest;
+pub mod metrics;
+pub mod params;
+pub mod tail;
+pub mod tokens;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sealog::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt as _;
+
+pub use config::{ConfigError, Layer, Limits, Settings, TlsFiles};
+pub use error::ApiError;
+
+use crate::app::{App, Peer};
+use crate::handle::StoreHandle;
+use crate::tokens::TokenStore;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened or closed.
+    #[error("the store at `{}`: {source}", dir.display())]
+    Store {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The engine's error.
+        #[source]
+        source: sealog::Error,
+    },
+    /// The tokens file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] tokens::TokenError),
+    /// TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Binding the address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, ready to [`Server::run`].
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    local_addr: SocketAddr,
+    visible_tx: watch::Sender<u64>,
+    stop_tx: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| {
+            ServerError::Tls(format!(
+                "cannot read the certificate `{}`: {e}",
+                files.cert.display()
+            ))
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            ServerError::Tls(format!(
+                "the certificate file `{}` is not PEM: {e}",
+                files.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "the certificate file `{}` holds no certificate",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        ServerError::Tls(format!(
+            "cannot read a private key from `{}`: {e}",
+            files.key.display()
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            ServerError::Tls(format!(
+                "the certificate and key do not make a usable pair: {e}"
+            ))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+impl Server {
+    /// Opens the store, loads tokens and TLS files, and binds the address.
+    ///
+    /// `options` are the store's (a signing key in `checkpoints`, a test
+    /// filesystem in `fs`). Without a tokens file the server runs
+    /// unauthenticated, which is refused on a non-loopback address.
+    pub async fn bind(settings: &Settings, options: StoreOptions) -> Result<Server, ServerError> {
+        if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "refusing to listen on {} without authentication: there is no tokens file (looked \
+                 for {}). Create a token with `sealog token create --name NAME --scopes \
+                 ingest,query`, or listen on a loopback address such as 127.0.0.1:7807",
+                settings.listen,
+                settings.data_dir.join(tokens::DEFAULT_FILE_NAME).display()
+            ))
+            .into());
+        }
+        let tokens = match &settings.tokens {
+            Some(path) => Some(TokenStore::open(path)?),
+            None => None,
+        };
+        let tls = settings.tls.as_ref().map(load_tls).transpose()?;
+        let validator = options.validator.clone();
+        let dir = settings.data_dir.clone();
+        let opened = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || StoreHandle::open(dir, options)).await
+        };
+        let handle = match opened {
+            Ok(Ok(h)) => Arc::new(h),
+            Ok(Err(source)) => return Err(ServerError::Store { dir, source }),
+            Err(_) => {
+                return Err(ServerError::Store {
+                    dir,
+                    source: sealog::Error::Closed,
+                });
+            }
+        };
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let (visible_tx, visible_rx) = watch::channel(0u64);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let app = Arc::new(App::new(
+            handle,
+            tokens,
+            settings.limits.clone(),
+            validator,
+            visible_rx,
+            stop_rx,
+        ));
+        Ok(Server {
+            app,
+            listener,
+            tls,
+            local_addr,
+            visible_tx,
+            stop_tx,
+        })
+    }
+
+    /// The address bound (the port chosen when the settings said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let Server {
+            app,
+            listener,
+            tls,
+            local_addr: _,
+            visible_tx,
+            stop_tx,
+        } = self;
+        let limits = app.limits.clone();
+        let reopen = tokio::spawn(app.store.clone().reopen_loop());
+        let follower = {
+            let handle = app.store.clone();
+            let stopping = stop_tx.subscribe();
+            std::thread::Builder::new()
+                .name("sealog-follower".into())
+                .spawn(move || tail::follow(handle, visible_tx, stopping))
+                .ok()
+        };
+        let flusher = {
+            let app = app.clone();
+            let every = (limits.refusal_window / 2).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    flush_refusals(&app, false).await;
+                }
+            })
+        };
+        let router = app::router(app.clone());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true);
+        let http = Arc::new(http);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait and go on.
+                        eprintln!("sealog serve: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(Peer(peer));
+                router.clone().oneshot(req)
+            });
+            let watcher = graceful.watcher();
+            let http = http.clone();
+            let app = app.clone();
+            let tls = tls.clone();
+            let handshake = limits.header_timeout;
+            tokio::spawn(async move {
+                metrics::add(&app.metrics.connections, 1);
+                match tls {
+                    None => {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(Ok(tls_stream)) =
+                            tokio::time::timeout(handshake, acceptor.accept(stream)).await
+                        {
+                            let conn = http.serve_connection(TokioIo::new(tls_stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                    }
+                }
+                app.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        drop(listener);
+        eprintln!("sealog serve: shutting down: no longer accepting connections");
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
+            Ok(()) => eprintln!("sealog serve: in-flight requests finished"),
+            Err(_) => eprintln!(
+                "sealog serve: the grace period of {} s ended with requests still open; closing \
+                 the store anyway (unacknowledged batches may or may not be written)",
+                limits.shutdown_grace.as_secs()
+            ),
+        }
+        flusher.abort();
+        flush_refusals(&app, true).await;
+        let store = app.store.take_for_close();
+        reopen.abort();
+        if let Some(f) = follower {
+            let _ = tokio::task::spawn_blocking(move || f.join()).await;
+        }
+        let dir = app.store.dir().to_path_buf();
+        if let Some(store) = store {
+            let closed = tokio::task::spawn_blocking(move || store.close()).await;
+            match closed {
+                Ok(Ok(())) => eprintln!("sealog serve: store synced and closed"),
+                Ok(Err(source)) => return Err(ServerError::Store { dir, source }),
+                Err(_) => {
+                    return Err(ServerError::Store {
+                        dir,
+                        source: sealog::Error::Closed,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn flush_refusals(app: &App, all: bool) {
+    let events = app.refusals.drain(all);
+    if events.is_empty() {
+        return;
+    }
+    if let Ok(store) = app.store.get()
+        && let Err(e) = audit::append(store, events).await
+    {
+        app.store.report(&e);
+        eprintln!("sealog serve: could not record the summary of refused requests: {e}");
+    }
+}

@@ -1,0 +1,223 @@
+//! Strict parsing of query strings into the engine's [`Query`].
+//!
+//! Unknown parameters are refused by name (a typo such as `actr=alice`
+//! must not silently widen a query during an incident), as are repeated
+//! parameters other than `action`, values that are not valid UTF-8 after
+//! percent-decoding, and anything the engine's [`Query::validate`] refuses.
+
+use sealog::query::{
+    ActionPattern, ActorFilter, IpFilter, MAX_LIMIT, Order, Query, ResourceFilter,
+};
+use sealog::{Outcome, Timestamp};
+
+use crate::error::ApiError;
+
+/// The filter parameters of `GET /v1/events`, `/v1/tail` and the export.
+pub const FILTERS: &[&str] = &[
+    "actor",
+    "action",
+    "resource",
+    "resource_type",
+    "outcome",
+    "tenant",
+    "source_ip",
+    "request_id",
+    "from",
+    "to",
+];
+
+/// Parameters as given, in order.
+pub type Params = Vec<(String, String)>;
+
+/// Splits a query string, refusing parameters not in `allowed` and
+/// repeats of those not in `repeatable`.
+pub fn parse(raw: Option<&str>, allowed: &[&str], repeatable: &[&str]) -> Result<Params, ApiError> {
+    let raw = raw.unwrap_or("");
+    let mut out: Params = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        if k.contains('\u{fffd}') || v.contains('\u{fffd}') {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "query parameter `{}` is not valid UTF-8 after percent-decoding",
+                    crate::audit::clean(&k, 64)
+                ),
+            ));
+        }
+        if !allowed.contains(&k.as_ref()) {
+            unknown.push(crate::audit::clean(&k, 64));
+            continue;
+        }
+        if !repeatable.contains(&k.as_ref()) && out.iter().any(|(seen, _)| *seen == *k) {
+            return Err(ApiError::bad_param(
+                &k,
+                "is given more than once; only `action` may be repeated (the actions are ORed)",
+            ));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    if !unknown.is_empty() {
+        let mut known: Vec<&str> = allowed.to_vec();
+        known.sort_unstable();
+        return Err(ApiError::bad_request(
+            "unknown_parameter",
+            format!(
+                "unknown query parameter(s): {}; this endpoint takes: {}",
+                unknown
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known.join(", ")
+            ),
+        )
+        .with("unknown", unknown));
+    }
+    Ok(out)
+}
+
+/// The value of a parameter given once.
+pub fn get<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn time(name: &str, text: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(text).map_err(|e| {
+        ApiError::bad_param(
+            name,
+            format!("{e}; give an RFC 3339 time such as 2026-11-23T17:25:00Z"),
+        )
+    })
+}
+
+/// Parses a non-negative integer parameter.
+pub fn number(name: &str, text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a non-negative integer")))
+}
+
+fn store_err(e: sealog::Error) -> ApiError {
+    ApiError::from_store(&e)
+}
+
+/// The query the filters, order, limit and cursor describe.
+pub fn query(params: &Params) -> Result<Query, ApiError> {
+    let mut q = Query::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "actor" => q.actor = Some(ActorFilter::parse(v)),
+            "action" => q
+                .actions
+                .push(ActionPattern::new(v.as_str()).map_err(store_err)?),
+            "resource" => q.resource = Some(ResourceFilter::parse(v)),
+            "resource_type" => q.resource_type = Some(v.clone()),
+            "outcome" => {
+                q.outcome = Some(
+                    v.parse::<Outcome>()
+                        .map_err(|reason| ApiError::bad_param("outcome", reason))?,
+                );
+            }
+            "tenant" => q.tenant = Some(v.clone()),
+            "source_ip" => q.source_ip = Some(IpFilter::parse(v).map_err(store_err)?),
+            "request_id" => q.request_id = Some(v.clone()),
+            "from" => q.from = Some(time("from", v)?),
+            "to" => q.to = Some(time("to", v)?),
+            "order" => {
+                q.order = match v.as_str() {
+                    "newest" => Order::NewestFirst,
+                    "oldest" => Order::OldestFirst,
+                    other => {
+                        return Err(ApiError::bad_param(
+                            "order",
+                            format!(
+                                "`{}` is not `newest` or `oldest`",
+                                crate::audit::clean(other, 64)
+                            ),
+                        ));
+                    }
+                };
+            }
+            "limit" => {
+                let n = number("limit", v)?;
+                if n == 0 || n > MAX_LIMIT as u64 {
+                    return Err(ApiError::bad_param(
+                        "limit",
+                        format!("{n} is outside 1..={MAX_LIMIT}"),
+                    ));
+                }
+                q.limit = usize::try_from(n).unwrap_or(MAX_LIMIT);
+            }
+            "cursor" => q.cursor = Some(v.clone()),
+            _ => {}
+        }
+    }
+    q.validate().map_err(store_err)?;
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    const ALL: &[&str] = &[
+        "actor",
+        "action",
+        "resource",
+        "resource_type",
+        "outcome",
+        "tenant",
+        "source_ip",
+        "request_id",
+        "from",
+        "to",
+        "order",
+        "limit",
+        "cursor",
+    ];
+
+    #[test]
+    fn every_predicate_parses() {
+        let p = parse(
+            Some("actor=user%3Aalice&action=customer.*&action=auth.login&resource=customer:&outcome=denied&source_ip=10.0.0.0/8&from=2026-01-01T00:00:00Z&order=oldest&limit=5"),
+            ALL,
+            &["action"],
+        )
+        .unwrap();
+        let q = query(&p).unwrap();
+        assert_eq!(q.actor.unwrap().id, "alice");
+        assert_eq!(q.actions.len(), 2);
+        assert_eq!(q.order, Order::OldestFirst);
+        assert_eq!(q.limit, 5);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = parse(Some("actr=alice&limit=1"), ALL, &["action"]).unwrap_err();
+        assert_eq!(e.code, "unknown_parameter");
+        assert!(e.message.contains("`actr`"), "{}", e.message);
+        let e = parse(Some("limit=1&limit=2"), ALL, &["action"]).unwrap_err();
+        assert!(e.message.contains("more than once"));
+        for bad in [
+            "limit=0",
+            "limit=abc",
+            "from=yesterday",
+            "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "order=up",
+            "outcome=maybe",
+            "source_ip=300.0.0.1",
+            "action=Bad%20Action",
+            "actor=",
+        ] {
+            let p = parse(Some(bad), ALL, &["action"]).unwrap();
+            let e = query(&p).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+        }
+        let e = parse(Some("actor=%FF"), ALL, &["action"]).unwrap_err();
+        assert!(e.message.contains("UTF-8"));
+    }
+}

@@ -1,0 +1,566 @@
+//! The API over real HTTP against an in-process server: ingest in every
+//! framing, queries with every predicate and pagination, single records,
+//! receipts verified offline, proofs, export, tail, status endpoints.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+#![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::http::Method;
+use http_body_util::BodyExt as _;
+use sealog::format::receipt::Receipt;
+use sealog_server::client::Client;
+use serde_json::{Value, json};
+
+use common::{Setup, TestServer, event};
+
+fn ids(page: &Value) -> Vec<String> {
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap_or("-").to_owned())
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+async fn query(c: &mut Client, q: &str) -> BTreeSet<String> {
+    let r = c.get(&format!("/v1/events?{q}&limit=1000")).await.unwrap();
+    assert_eq!(r.status, 200, "{q}: {}", r.text());
+    ids(&r.json()).into_iter().collect()
+}
+
+/// The fixture: ten events with different values for every predicate.
+fn fixture() -> Vec<Value> {
+    let mut v = Vec::new();
+    let mk = |i: u64,
+              actor: &str,
+              action: &str,
+              rtype: &str,
+              outcome: &str,
+              tenant: Option<&str>,
+              ip: Option<&str>,
+              time: &str| {
+        let mut e = json!({
+            "time": time,
+            "actor": {"type": "user", "id": actor},
+            "action": action,
+            "resource": {"type": rtype, "id": i.to_string()},
+            "outcome": outcome,
+            "request_id": format!("r{i}"),
+        });
+        if let Some(t) = tenant {
+            e["tenant"] = t.into();
+        }
+        if let Some(ip) = ip {
+            e["source"] = json!({"ip": ip, "user_agent": "test"});
+        }
+        e
+    };
+    v.push(mk(
+        0,
+        "alice",
+        "customer.delete",
+        "customer",
+        "success",
+        Some("acme"),
+        Some("10.0.0.1"),
+        "2026-01-01T00:00:00Z",
+    ));
+    v.push(mk(
+        1,
+        "alice",
+        "customer.update",
+        "customer",
+        "failure",
+        Some("acme"),
+        Some("10.0.0.2"),
+        "2026-01-02T00:00:00Z",
+    ));
+    v.push(mk(
+        2,
+        "bob",
+        "invoice.export",
+        "invoice",
+        "denied",
+        Some("globex"),
+        Some("192.168.1.5"),
+        "2026-01-03T00:00:00Z",
+    ));
+    v.push(mk(
+        3,
+        "bob",
+        "auth.login",
+        "session",
+        "success",
+        None,
+        Some("2001:db8::7"),
+        "2026-01-04T00:00:00Z",
+    ));
+    v.push(mk(
+        4,
+        "carol",
+        "report.export",
+        "report",
+        "success",
+        Some("acme"),
+        None,
+        "2026-01-05T00:00:00Z",
+    ));
+    v.push(mk(
+        5,
+        "carol",
+        "customer.delete",
+        "customer",
+        "denied",
+        Some("globex"),
+        Some("10.9.9.9"),
+        "2026-01-06T00:00:00Z",
+    ));
+    v.push(mk(
+        6,
+        "alice",
+        "auth.login",
+        "session",
+        "failure",
+        None,
+        Some("10.0.0.1"),
+        "2026-01-07T00:00:00Z",
+    ));
+    v.push(mk(
+        7,
+        "dave",
+        "invoice.create",
+        "invoice",
+        "success",
+        Some("acme"),
+        None,
+        "2026-01-08T00:00:00Z",
+    ));
+    // An actor of another type with the same id.
+    let mut e = mk(
+        8,
+        "alice",
+        "customer.delete",
+        "customer",
+        "success",
+        None,
+        None,
+        "2026-01-09T00:00:00Z",
+    );
+    e["actor"]["type"] = "service".into();
+    v.push(e);
+    v.push(mk(
+        9,
+        "erin",
+        "customer.read",
+        "customer",
+        "success",
+        Some("acme"),
+        Some("10.0.0.3"),
+        "2026-01-10T00:00:00Z",
+    ));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_in_every_framing_then_query_every_predicate_and_verify_a_receipt() {
+    let server = TestServer::start(Setup::default()).await;
+    let mut c = server.admin();
+    let events = fixture();
+
+    // One object, an array, NDJSON.
+    let r = c
+        .post_json("/v1/events", events[0].to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["count"], 1);
+    let receipt0 = r.json()["receipts"][0].clone();
+    for key in ["seq", "recorded_at", "leaf_hash", "chain_hash"] {
+        assert!(receipt0.get(key).is_some(), "receipt has {key}: {receipt0}");
+    }
+    let r = c
+        .post_json(
+            "/v1/events",
+            Value::Array(events[1..4].to_vec()).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["count"], 3);
+    let seqs: Vec<u64> = r.json()["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    let ndjson: String = events[4..].iter().map(|e| format!("{e}\n")).collect();
+    let r = c.post_ndjson("/v1/events", ndjson).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["count"], 6);
+
+    // Every predicate.
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("actor=user%3Aalice", vec!["r0", "r1", "r6"]),
+        ("actor=alice", vec!["r0", "r1", "r6", "r8"]),
+        ("actor=service:alice", vec!["r8"]),
+        ("action=customer.delete", vec!["r0", "r5", "r8"]),
+        ("action=customer.*", vec!["r0", "r1", "r5", "r8", "r9"]),
+        ("action=*.export", vec!["r2", "r4"]),
+        (
+            "action=invoice.create&action=auth.login",
+            vec!["r3", "r6", "r7"],
+        ),
+        ("resource=customer:1", vec!["r1"]),
+        ("resource=invoice:", vec!["r2", "r7"]),
+        ("resource_type=session", vec!["r3", "r6"]),
+        ("outcome=denied", vec!["r2", "r5"]),
+        ("tenant=globex", vec!["r2", "r5"]),
+        ("source_ip=10.0.0.1", vec!["r0", "r6"]),
+        ("source_ip=10.0.0.0/8", vec!["r0", "r1", "r5", "r6", "r9"]),
+        ("source_ip=2001:db8::/32", vec!["r3"]),
+        ("request_id=r7", vec!["r7"]),
+        (
+            "from=2026-01-03T00:00:00Z&to=2026-01-06T00:00:00Z",
+            vec!["r2", "r3", "r4"],
+        ),
+        ("actor=alice&outcome=success&tenant=acme", vec!["r0"]),
+    ];
+    for (q, want) in &cases {
+        assert_eq!(query(&mut c, q).await, set(want), "query {q}");
+    }
+
+    // Order and cursor pagination, oldest first, two at a time.
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/v1/events?action=customer.*&order=oldest&limit=2".to_owned();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = c.get(&path).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.json();
+        got.extend(ids(&page));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(got, vec!["r0", "r1", "r5", "r8", "r9"]);
+    assert_eq!(pages, 3);
+    let newest = c.get("/v1/events?action=customer.*&limit=2").await.unwrap();
+    assert_eq!(ids(&newest.json()), vec!["r9", "r8"]);
+
+    // One record, and its receipt verified with only the public key.
+    let r = c.get("/v1/events/2").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["request_id"], "r2");
+    assert_eq!(r.json()["seq"], 2);
+    let r = c.get("/v1/events/2?proof=true").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let receipt = Receipt::from_bytes(&r.body).unwrap();
+    let key = sealog::format::note::SigningKey::from_seed("test.example/log", &[7u8; 32]).unwrap();
+    let (checkpoint, bytes) = receipt.verify_extra_as_entry(&key.verifier()).unwrap();
+    assert!(checkpoint.size > 2);
+    let record = sealog::format::record::decode_record(&bytes).unwrap();
+    assert_eq!(record.event.request_id.as_deref(), Some("r2"));
+    let r = c.get("/v1/events/10000").await.unwrap();
+    assert_eq!(r.status, 404);
+
+    // Proofs and the checkpoint.
+    let r = c.get("/v1/checkpoint").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("test.example/log\n"), "{}", r.text());
+    let r = c
+        .get("/v1/proof/inclusion?seq=0&tree_size=10")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let proof = r.json();
+    assert_eq!(proof["tree_size"], 10);
+    let leaf = hex::decode(receipt0["leaf_hash"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        proof["leaf_hash"].as_str().unwrap(),
+        base64_encode(&leaf),
+        "the inclusion proof's leaf is the ingest receipt's"
+    );
+    let r = c.get("/v1/proof/consistency?from=4&to=10").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["old_size"], 4);
+    assert!(!r.json()["proof"].as_array().unwrap().is_empty());
+
+    // NDJSON export streams every match.
+    let r = c
+        .request(
+            Method::GET,
+            "/v1/events?actor=alice&order=oldest",
+            &[("accept", "application/x-ndjson")],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<&str> = lines
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec!["r0", "r1", "r6", "r8"]);
+
+    // Verification, stats, metrics, health.
+    let r = c
+        .request(Method::POST, "/v1/verify", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["intact"], true);
+    let r = c.get("/v1/stats").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.json()["store"]["fsyncs"].as_u64().unwrap() > 0);
+    assert_eq!(r.json()["server"]["ingest_events"], 10);
+    let r = c.get("/metrics").await.unwrap();
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    for series in [
+        "sealog_ingest_events_total 10",
+        "sealog_fsync_duration_seconds_bucket",
+        "sealog_ingest_batch_events_bucket",
+        "sealog_http_request_duration_seconds_bucket{endpoint=\"query\"",
+        "sealog_segments ",
+        "sealog_disk_bytes ",
+        "sealog_auth_failures_total",
+        "sealog_http_unavailable_total",
+        "sealog_http_storage_full_total",
+    ] {
+        assert!(text.contains(series), "metrics lack {series}:\n{text}");
+    }
+    let mut anon = server.client(None);
+    assert_eq!(anon.get("/healthz").await.unwrap().status, 200);
+    assert_eq!(anon.get("/readyz").await.unwrap().status, 200);
+
+    // The server's own audit trail has the reads.
+    let dir = server.stop().await;
+    let records = common::all_records(&dir);
+    let actions: Vec<&str> = records.iter().map(|r| r.event.action.as_str()).collect();
+    let queries = actions.iter().filter(|a| **a == "log.query").count();
+    assert_eq!(queries, cases.len() + pages + 1);
+    for a in [
+        "log.read",
+        "log.proof",
+        "log.checkpoint",
+        "log.export",
+        "log.verify",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let q = records
+        .iter()
+        .find(|r| r.event.action == "log.query")
+        .unwrap();
+    assert_eq!(q.event.actor.kind, "token");
+    assert_eq!(q.event.actor.id, "root");
+    let meta = q.event.metadata.as_ref().unwrap();
+    assert_eq!(meta["params"]["actor"], "user:alice");
+    assert_eq!(meta["returned"], 3);
+    assert_eq!(
+        q.event.source.as_ref().unwrap().ip,
+        Some("127.0.0.1".parse().unwrap())
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads SSE events (id, data) until `n` have arrived.
+async fn read_sse(
+    body: &mut hyper::body::Incoming,
+    buf: &mut String,
+    n: usize,
+) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if let Some(id) = id {
+                out.push((id, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("SSE event within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_streams_new_matching_events_and_resumes_after_last_event_id() {
+    let server = TestServer::start(Setup::default()).await;
+    let mut writer = server.admin();
+    // History before the tail starts is not sent.
+    writer
+        .post_json("/v1/events", event("old", "tail.old", 0).to_string())
+        .await
+        .unwrap();
+    let mut follower = server.admin();
+    let response = follower
+        .send(
+            Method::GET,
+            "/v1/tail?action=tail.*",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = response.into_body();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batch: String = (1..=3)
+        .map(|i| {
+            format!(
+                "{}\n{}\n",
+                event("u", "tail.new", i),
+                event("u", "other.x", i)
+            )
+        })
+        .collect();
+    let r = writer.post_ndjson("/v1/events", batch).await.unwrap();
+    assert_eq!(r.status, 200);
+    let mut buf = String::new();
+    let got = read_sse(&mut body, &mut buf, 3).await;
+    let reqs: Vec<&str> = got
+        .iter()
+        .map(|(_, v)| v["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(reqs, vec!["req-1", "req-2", "req-3"]);
+    assert!(got.iter().all(|(id, v)| v["seq"].as_u64() == Some(*id)));
+    drop(body);
+
+    // Resume after the first event: the other two again, nothing else.
+    let first = got[0].0;
+    let mut again = server.admin();
+    let last = first.to_string();
+    let response = again
+        .send(
+            Method::GET,
+            "/v1/tail?action=tail.*",
+            &[("last-event-id", last.as_str())],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut buf = String::new();
+    let resumed = read_sse(&mut body, &mut buf, 2).await;
+    let ids: Vec<u64> = resumed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![got[1].0, got[2].0]);
+    drop(body);
+    let dir = server.stop().await;
+    let tails = common::all_records(&dir)
+        .iter()
+        .filter(|r| r.event.action == "log.tail")
+        .count();
+    assert_eq!(tails, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_signing_key_receipts_and_checkpoints_say_how_to_configure_one() {
+    let server = TestServer::start(Setup {
+        options: common::small_options(),
+        ..Setup::default()
+    })
+    .await;
+    let mut c = server.admin();
+    c.post_json("/v1/events", event("a", "x.y", 0).to_string())
+        .await
+        .unwrap();
+    for path in ["/v1/events/0?proof=true", "/v1/checkpoint"] {
+        let r = c.get(path).await.unwrap();
+        assert_eq!(r.status, 409, "{path}");
+        assert_eq!(r.error_code(), "no_signing_key");
+        assert!(r.text().contains("--signing-key"));
+    }
+    // Proofs need no key.
+    let r = c.get("/v1/proof/inclusion?seq=0").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_server_is_open_on_loopback_and_refuses_other_addresses() {
+    let server = TestServer::start(Setup {
+        with_tokens: false,
+        ..Setup::default()
+    })
+    .await;
+    let mut c = server.client(None);
+    let r = c
+        .post_json("/v1/events", event("a", "x.y", 0).to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = c.get("/v1/events").await.unwrap();
+    assert_eq!(r.status, 200);
+    let dir = server.stop().await;
+    let q = common::all_records(&dir)
+        .into_iter()
+        .find(|r| r.event.action == "log.query")
+        .unwrap();
+    assert_eq!(q.event.actor.kind, "local");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = sealog_server::Layer {
+        listen: Some("0.0.0.0:0".into()),
+        data_dir: Some(tmp.path().join("d")),
+        ..sealog_server::Layer::default()
+    }
+    .resolve()
+    .unwrap();
+    let err = sealog_server::Server::bind(&settings, common::small_options())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("without authentication"), "{err}");
+    assert!(err.contains("sealog token create"), "{err}");
+}

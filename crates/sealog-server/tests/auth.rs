@@ -1,0 +1,422 @@
+//! The authentication and authorization matrix: every refusal is a 401 or
+//! 403 (404 for another tenant's record) with a clear message, and every
+//! refusal is itself in the log afterwards.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+#![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use sealog_server::Layer;
+use sealog_server::client::Client;
+use sealog_server::tokens::{self, Scope};
+use serde_json::json;
+
+use common::{Setup, TestServer, event};
+
+struct Expect {
+    status: u16,
+    code: &'static str,
+    message: &'static str,
+    /// The audit event: action, actor id, reason fragment.
+    action: &'static str,
+    actor: &'static str,
+    reason: &'static str,
+}
+
+async fn check(c: &mut Client, method: Method, path: &str, body: String, e: &Expect) {
+    let r = c
+        .request(
+            method.clone(),
+            path,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, e.status, "{method} {path}: {}", r.text());
+    assert_eq!(r.error_code(), e.code, "{method} {path}: {}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(e.message),
+        "{method} {path}: `{message}` should say `{}`",
+        e.message
+    );
+    if e.status == 401 {
+        assert!(r.header("www-authenticate").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_clear_and_recorded_in_the_log() {
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            refusals_per_window: Some(1000),
+            ..Layer::default()
+        },
+        tokens: vec![
+            ("writer", vec![Scope::Ingest], None),
+            ("reader", vec![Scope::Query], None),
+            ("auditor", vec![Scope::Admin], None),
+            ("acme-writer", vec![Scope::Ingest], Some("acme")),
+            ("acme-reader", vec![Scope::Query], Some("acme")),
+            ("leaver", vec![Scope::Ingest, Scope::Query], None),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let mut admin = server.admin();
+    let mut acme_writer = server.client(Some(&server.secret("acme-writer")));
+    // Seed: one globex event, one acme event (tenant filled in).
+    let mut globex = event("g", "x.create", 0);
+    globex["tenant"] = "globex".into();
+    let r = admin
+        .post_json("/v1/events", globex.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let globex_seq = r.json()["receipts"][0]["seq"].as_u64().unwrap();
+    let r = acme_writer
+        .post_json("/v1/events", event("a", "x.create", 1).to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let acme_seq = r.json()["receipts"][0]["seq"].as_u64().unwrap();
+
+    // The leaver's token works, then is revoked while the server runs.
+    let mut leaver = server.client(Some(&server.secret("leaver")));
+    assert_eq!(leaver.get("/v1/events").await.unwrap().status, 200);
+    tokens::revoke(&server.tokens, "leaver").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let e401 = |code, message, actor, reason| Expect {
+        status: 401,
+        code,
+        message,
+        action: "auth.failed",
+        actor,
+        reason,
+    };
+    let e403 = |code, message, actor, reason| Expect {
+        status: 403,
+        code,
+        message,
+        action: "auth.denied",
+        actor,
+        reason,
+    };
+    let ev = event("z", "x.y", 9).to_string();
+    let mut malformed = server.client(None);
+    let mut acme_reader = server.client(Some(&server.secret("acme-reader")));
+    let mut cases: Vec<(&str, Method, String, String, Expect)> = Vec::new();
+    cases.push((
+        "none",
+        Method::POST,
+        "/v1/events".into(),
+        ev.clone(),
+        e401(
+            "missing_token",
+            "needs a bearer token",
+            "anonymous",
+            "no Authorization header",
+        ),
+    ));
+    cases.push((
+        "wrong",
+        Method::GET,
+        "/v1/events".into(),
+        String::new(),
+        e401("invalid_token", "not valid", "anonymous", "unknown token"),
+    ));
+    cases.push((
+        "leaver",
+        Method::GET,
+        "/v1/events".into(),
+        String::new(),
+        e401("revoked_token", "was revoked", "leaver", "revoked"),
+    ));
+    cases.push((
+        "reader",
+        Method::POST,
+        "/v1/events".into(),
+        ev.clone(),
+        e403(
+            "insufficient_scope",
+            "needs `ingest`",
+            "reader",
+            "lacks the `ingest` scope",
+        ),
+    ));
+    cases.push((
+        "writer",
+        Method::GET,
+        "/v1/events".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `query`",
+            "writer",
+            "lacks the `query` scope",
+        ),
+    ));
+    cases.push((
+        "writer",
+        Method::GET,
+        "/v1/tail".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `query`",
+            "writer",
+            "lacks the `query` scope",
+        ),
+    ));
+    cases.push((
+        "writer",
+        Method::GET,
+        "/v1/checkpoint".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `query`",
+            "writer",
+            "lacks the `query` scope",
+        ),
+    ));
+    cases.push((
+        "writer",
+        Method::GET,
+        "/v1/proof/inclusion?seq=0".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `query`",
+            "writer",
+            "lacks the `query` scope",
+        ),
+    ));
+    cases.push((
+        "reader",
+        Method::POST,
+        "/v1/verify".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `admin`",
+            "reader",
+            "lacks the `admin` scope",
+        ),
+    ));
+    cases.push((
+        "auditor",
+        Method::POST,
+        "/v1/events".into(),
+        ev.clone(),
+        e403(
+            "insufficient_scope",
+            "needs `ingest`",
+            "auditor",
+            "lacks the `ingest` scope",
+        ),
+    ));
+    cases.push((
+        "writer",
+        Method::GET,
+        "/v1/stats".into(),
+        String::new(),
+        e403(
+            "insufficient_scope",
+            "needs `query` or `admin`",
+            "writer",
+            "lacks the `query` or `admin` scope",
+        ),
+    ));
+    cases.push((
+        "acme-reader",
+        Method::GET,
+        "/v1/events?tenant=globex".into(),
+        String::new(),
+        e403(
+            "tenant_forbidden",
+            "bound to tenant `acme`",
+            "acme-reader",
+            "asked for tenant `globex`",
+        ),
+    ));
+    cases.push((
+        "acme-reader",
+        Method::GET,
+        "/v1/tail?tenant=globex".into(),
+        String::new(),
+        e403(
+            "tenant_forbidden",
+            "bound to tenant `acme`",
+            "acme-reader",
+            "asked for tenant `globex`",
+        ),
+    ));
+    cases.push((
+        "acme-reader",
+        Method::GET,
+        "/v1/stats".into(),
+        String::new(),
+        e403(
+            "tenant_forbidden",
+            "bound to a tenant",
+            "acme-reader",
+            "statistics",
+        ),
+    ));
+    cases.push((
+        "acme-reader",
+        Method::GET,
+        format!("/v1/events/{globex_seq}"),
+        String::new(),
+        Expect {
+            status: 404,
+            code: "not_found",
+            message: "no record",
+            action: "auth.denied",
+            actor: "acme-reader",
+            reason: "of another tenant",
+        },
+    ));
+    cases.push((
+        "acme-reader",
+        Method::GET,
+        format!("/v1/events/{globex_seq}?proof=true"),
+        String::new(),
+        Expect {
+            status: 404,
+            code: "not_found",
+            message: "no record",
+            action: "auth.denied",
+            actor: "acme-reader",
+            reason: "of another tenant",
+        },
+    ));
+    let mut cross = event("a", "x.create", 2);
+    cross["tenant"] = "globex".into();
+    let batch = json!([event("a", "x.create", 3), cross]).to_string();
+    cases.push((
+        "acme-writer",
+        Method::POST,
+        "/v1/events".into(),
+        batch,
+        e403(
+            "tenant_forbidden",
+            "cannot write events of tenant `globex`",
+            "acme-writer",
+            "tried to write events of tenant `globex`",
+        ),
+    ));
+
+    let mut expected = Vec::new();
+    for (who, method, path, body, e) in cases {
+        let mut client = match who {
+            "none" => server.client(None),
+            "wrong" => server.client(Some("slg_not_a_real_token_at_all")),
+            name => server.client(Some(&server.secret(name))),
+        };
+        check(&mut client, method, &path, body, &e).await;
+        expected.push(e);
+    }
+    // A malformed Authorization header.
+    let r = malformed
+        .request(
+            Method::GET,
+            "/v1/events",
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error_code(), "malformed_token");
+    expected.push(e401(
+        "malformed_token",
+        "",
+        "anonymous",
+        "not a bearer token",
+    ));
+
+    // What a tenant-bound reader does see: only its tenant.
+    let r = acme_reader.get("/v1/events").await.unwrap();
+    assert_eq!(r.status, 200);
+    let seqs: Vec<u64> = r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![acme_seq]);
+    let r = acme_reader
+        .get(&format!("/v1/events/{acme_seq}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["tenant"], "acme");
+
+    let dir = server.stop().await;
+    let records = common::all_records(&dir);
+    // Nothing of the refused writes reached the log.
+    let user_events: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.actor.kind == "user")
+        .collect();
+    assert_eq!(user_events.len(), 2, "{user_events:?}");
+    let refusals: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action.starts_with("auth."))
+        .collect();
+    assert_eq!(refusals.len(), expected.len(), "{refusals:#?}");
+    for (r, e) in refusals.iter().zip(&expected) {
+        assert_eq!(r.event.action, e.action);
+        assert_eq!(r.event.actor.id, e.actor, "{r:?}");
+        let reason = r.event.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains(e.reason),
+            "`{reason}` should contain `{}`",
+            e.reason
+        );
+        let meta = r.event.metadata.as_ref().unwrap();
+        assert_eq!(meta["status"], e.status);
+        assert_eq!(
+            r.event.source.as_ref().unwrap().ip,
+            Some("127.0.0.1".parse().unwrap())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_authentications_is_summarized_not_written_one_by_one() {
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            refusals_per_window: Some(5),
+            ..Layer::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut bad = server.client(Some("slg_guess"));
+    for _ in 0..60 {
+        let r = bad.get("/v1/events").await.unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let dir = server.stop().await;
+    let records = common::all_records(&dir);
+    let failed = records
+        .iter()
+        .filter(|r| r.event.action == "auth.failed")
+        .count();
+    assert_eq!(failed, 5);
+    let summaries: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == "auth.refusals_summarized")
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].event.metadata.as_ref().unwrap()["count"], 55);
+}
