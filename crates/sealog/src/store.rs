@@ -830,8 +830,12 @@ impl Store {
     /// segments and the stored leaf hashes. Sealed segments are checked in
     /// parallel. Returns a summary, or the first problem in log order.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
+        // Checkpoints first: every one issued so far covers at most the view
+        // taken next, so one that covers more means records were lost.
+        let checkpoints = self.inner.checkpoints.entries().len();
         let view = self.view();
         let limit = crate::verify::Limit {
+            checkpoints,
             seq: view.len(),
             open_ends: view
                 .open
