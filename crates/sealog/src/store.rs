@@ -985,6 +985,9 @@ impl Inner {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        if let Some(failure) = self.progress.failure() {
+            return Err(failure.to_error());
+        }
         let _signing = self.checkpoint_lock.lock();
         let size = self.tree_size();
         if let Some(latest) = self.latest_checkpoint()?
@@ -995,7 +998,15 @@ impl Inner {
         let root = self.root(size)?;
         let chain_head = self.chain_at(size)?;
         let signed = crate::checkpoint::sign(&options.key, size, root, chain_head)?;
-        self.checkpoints.append(&signed.text)?;
+        if let Err(e) = self.checkpoints.append(&signed.text) {
+            // A failed write or sync of the history is latched like any
+            // other: retrying it could report success for bytes the kernel
+            // dropped, and the checkpoint log is evidence.
+            if let Some(kind) = e.io_kind() {
+                crate::writer::fail(self, format!("writing a checkpoint: {e}"), kind);
+            }
+            return Err(e);
+        }
         Ok(signed)
     }
 

@@ -575,9 +575,9 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
     }
 }
 
-/// Signs a checkpoint if the durable log grew since the last one. A failure
-/// is logged, not latched: the log itself is unharmed, and the next attempt
-/// (or `Store::checkpoint`) reports it again.
+/// Signs a checkpoint if the durable log grew since the last one. A failed
+/// write or sync of the history latches the store (in `Inner::checkpoint`),
+/// like every other failed write.
 fn periodic_checkpoint(inner: &Inner) {
     if inner.progress.failure().is_some() {
         return;
