@@ -546,7 +546,15 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
             Some(Job::Seal(segment)) => {
                 if inner.progress.failure().is_none() {
                     match seal_with(inner.tree.as_ref(), &inner.index_env, &segment) {
-                        Ok(sealed) => {
+                        Ok((sealed, Some(e))) => {
+                            swap_sealed(inner, &segment, sealed);
+                            fail(
+                                inner,
+                                format!("sealing {}: writing its index: {e}", segment.name),
+                                e.io_kind().unwrap_or(io::ErrorKind::Other),
+                            );
+                        }
+                        Ok((sealed, None)) => {
                             swap_sealed(inner, &segment, sealed);
                             if checkpoints.is_some_and(|c| c.on_seal) {
                                 periodic_checkpoint(inner);
@@ -598,12 +606,15 @@ fn periodic_checkpoint(inner: &Inner) {
 
 /// Seals `segment`: leaves and tree levels synced first, then end marker
 /// and footer, the file cut to length and synced; then its index sidecar is
-/// written from the in-memory index. Returns the sealed segment.
+/// written from its records. Returns the sealed segment, and the failure to
+/// write its sidecar if there was one: the segment is sealed all the same
+/// (the index is derived data, rebuilt when needed), but a failed write or
+/// sync must still latch the store.
 pub(crate) fn seal_with(
     tree: Option<&Tree>,
     env: &Arc<IndexEnv>,
     segment: &OpenSegment,
-) -> Result<SealedSegment> {
+) -> Result<(SealedSegment, Option<Error>)> {
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
     if let Some(tree) = tree {
@@ -632,6 +643,7 @@ pub(crate) fn seal_with(
     // The sidecar is derived data, built from the records through the new
     // map: if it cannot be written now, the first query that needs it
     // rebuilds it.
+    let mut index_failure = None;
     if env.writable {
         let identity = crate::sidecar::identity(&segment.header, &footer);
         let built = sealed.records_with_offsets().and_then(|records| {
@@ -641,13 +653,16 @@ pub(crate) fn seal_with(
         match built {
             Ok(sidecar) => sealed.set_index(sidecar),
             Err(e) => {
-                tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed")
+                tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed");
+                if e.io_kind().is_some() {
+                    index_failure = Some(e);
+                }
             }
         }
     }
     // The open segment's in-memory index is no longer needed.
     *segment.index.lock() = crate::index::MemIndex::default();
-    Ok(sealed)
+    Ok((sealed, index_failure))
 }
 
 /// Replaces the open segment with its sealed form in readers' view.
