@@ -108,6 +108,8 @@ pub struct Call {
     pub op: Op,
     /// The file or directory it acted on (for a rename, the destination).
     pub path: std::path::PathBuf,
+    /// For a rename, the file renamed.
+    pub from: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +262,7 @@ impl FaultFs {
             log.push(Call {
                 op,
                 path: path.to_owned(),
+                from: None,
             });
         }
         if state.crash_at.is_some_and(|at| index >= at) {
@@ -333,7 +336,13 @@ impl Vfs for FaultFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        if let Some(fault) = self.check(Op::Rename, to) {
+        let fault = self.check(Op::Rename, to);
+        if let Some(log) = &mut self.state.lock().recording
+            && let Some(last) = log.last_mut()
+        {
+            last.from = Some(from.to_owned());
+        }
+        if let Some(fault) = fault {
             return Err(fault.error());
         }
         self.real.rename(from, to)?;

@@ -619,6 +619,7 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         stats.sealed_segments = view.sealed.len() as u64;
         stats.segments = stats.sealed_segments + view.open.len() as u64;
+        stats.spare_ready = self.inner.spare.lock().is_some();
         stats
     }
 

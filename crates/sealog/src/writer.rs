@@ -571,8 +571,15 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
                 outstanding.finish();
             }
             Some(Job::PrepareSpare) => {
+                // No record depends on the spare yet, but a failed write or
+                // sync on this disk latches the store like any other: the
+                // next roll would meet the same disk.
                 if let Err(e) = prepare_spare(inner) {
-                    tracing::warn!(error = %e, "could not prepare the next segment file; the next roll allocates one");
+                    fail(
+                        inner,
+                        format!("preparing the next segment file: {e}"),
+                        e.io_kind().unwrap_or(io::ErrorKind::Other),
+                    );
                 }
             }
             None => {
@@ -686,7 +693,7 @@ pub(crate) fn swap_sealed(inner: &Inner, open: &Arc<OpenSegment>, sealed: Sealed
 /// Every spare gets a name of its own (`segments/spare-<n>`): a roll may be
 /// renaming the previous spare into place while this one is prepared, and
 /// the two must never be confused.
-fn prepare_spare(inner: &Inner) -> io::Result<()> {
+fn prepare_spare(inner: &Inner) -> Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if inner.spare.lock().is_some() || inner.log.lock().closing {
         return Ok(());
@@ -701,22 +708,28 @@ fn prepare_spare(inner: &Inner) -> io::Result<()> {
     );
     let tmp = segments.join(format!("{unique}.tmp"));
     let path = segments.join(&unique);
-    if fs.exists(&tmp)? {
-        fs.remove_file(&tmp)?;
+    if fs.exists(&tmp).map_err(|e| Error::io("stat", &tmp, e))? {
+        fs.remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
     }
-    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    let file = fs
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create", &tmp, e))?;
     let complete = write_zeros(&*file, inner.options.segment_size, || {
         inner.log.lock().closing
-    })?;
+    })
+    .map_err(|e| Error::io("write", &tmp, e))?;
     if !complete {
         drop(file);
         let _ = fs.remove_file(&tmp);
         return Ok(());
     }
-    file.sync_all()?;
+    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
-    fs.rename(&tmp, &path)?;
-    fs.sync_dir(&segments)?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(&segments)
+        .map_err(|e| Error::io("fsync directory", &segments, e))?;
     *inner.spare.lock() = Some(path);
     Ok(())
 }
