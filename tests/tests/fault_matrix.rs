@@ -39,7 +39,7 @@ use sealog::fault::{Call, Fault, FaultFs, Op};
 use sealog::format::note::SigningKey;
 use sealog::format::{Event, record};
 use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query};
-use sealog::{Error, Preallocation, Store, StoreOptions, Vfs, VerifyOptions};
+use sealog::{Error, Preallocation, Store, StoreOptions, VerifyOptions, Vfs};
 use sealog_tests::{event, events};
 
 const SEGMENT: u64 = sealog::MIN_SEGMENT_SIZE;
@@ -79,6 +79,9 @@ enum Step {
     /// to length and fsynced, sidecar written atomically) and signs a
     /// checkpoint (history written and synced).
     AppendRolling,
+    /// The same after buffered appends: the roll first syncs the old
+    /// segment, which holds written but unsynced records.
+    BufferedThenRolling,
     /// `Store::roll` and the seal that follows (as above, without a batch).
     RollAndSeal,
     /// The same with zero-filled segments (the default): the roll renames
@@ -93,9 +96,10 @@ enum Step {
     IndexRebuild,
 }
 
-const STEPS: [Step; 6] = [
+const STEPS: [Step; 7] = [
     Step::Append,
     Step::AppendRolling,
+    Step::BufferedThenRolling,
     Step::RollAndSeal,
     Step::RollAndSealZeroFill,
     Step::Checkpoint,
@@ -154,9 +158,14 @@ fn setup(step: Step) -> Setup {
         }
     }
     if step != Step::IndexRebuild {
+        let durability = if step == Step::BufferedThenRolling {
+            sealog::Durability::Buffered
+        } else {
+            sealog::Durability::Group
+        };
         for i in 0..4 {
             let batch = events(i * 3, i * 3 + 3);
-            store.append_batch(&batch).unwrap();
+            store.append_batch_with(&batch, durability).unwrap();
             acked.extend(batch);
         }
     }
@@ -175,12 +184,15 @@ fn step_batch(step: Step) -> Vec<Event> {
         Step::Append => events(100, 103),
         // About 3 KB: more than the 4 KiB segment has left after the
         // setup, less than an empty one holds.
-        Step::AppendRolling => {
+        Step::AppendRolling | Step::BufferedThenRolling => {
             let mut batch = Vec::new();
             let mut bytes = 0;
             for i in 200.. {
                 let e = event(i);
-                bytes += record::encode(&e, 0, sealog::Timestamp::now()).unwrap().len() + 12;
+                bytes += record::encode(&e, 0, sealog::Timestamp::now())
+                    .unwrap()
+                    .len()
+                    + 12;
                 if bytes > 3_000 {
                     break;
                 }
@@ -219,7 +231,7 @@ fn run_step(step: Step, store: &Store) -> Outcome {
                 result: r,
             }
         }
-        Step::AppendRolling => {
+        Step::AppendRolling | Step::BufferedThenRolling => {
             let appended = store.append_batch(&batch).map(drop);
             let batch_acked = appended.is_ok();
             let result = appended.and_then(|()| store.wait_sealed());
@@ -257,16 +269,15 @@ fn record(step: Step) -> Vec<Call> {
     let s = setup(step);
     s.fs.start_recording();
     let outcome = run_step(step, &s.store);
-    let calls = s
-        .fs
-        .take_recording()
-        .into_iter()
-        .map(|c| Call {
-            path: c.path.strip_prefix(&s.dir).unwrap().to_owned(),
-            from: c.from.map(|f| f.strip_prefix(&s.dir).unwrap().to_owned()),
-            ..c
-        })
-        .collect();
+    let calls =
+        s.fs.take_recording()
+            .into_iter()
+            .map(|c| Call {
+                path: c.path.strip_prefix(&s.dir).unwrap().to_owned(),
+                from: c.from.map(|f| f.strip_prefix(&s.dir).unwrap().to_owned()),
+                ..c
+            })
+            .collect();
     outcome.result.unwrap();
     s.store.close().unwrap();
     calls
@@ -369,7 +380,10 @@ fn check_reopened(dir: &Path, acked: &[Event], unacked: &[Event], label: &str) {
         .scan(..)
         .map(|r| r.unwrap_or_else(|e| panic!("{label}: scan: {e}")))
         .collect();
-    assert!(records.len() >= acked.len(), "{label}: acknowledged events lost");
+    assert!(
+        records.len() >= acked.len(),
+        "{label}: acknowledged events lost"
+    );
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64, "{label}: seqs are not dense");
     }
@@ -447,9 +461,9 @@ fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
         assert!(s.fs.nth_fired(), "{label}: the call was not reached");
         // 1. A clear error: from the step, or latched for the next append.
         let refused = s.store.append(event(50_000));
-        let refused = refused.err().unwrap_or_else(|| {
-            panic!("{label}: an append after the failure was accepted")
-        });
+        let refused = refused
+            .err()
+            .unwrap_or_else(|| panic!("{label}: an append after the failure was accepted"));
         assert!(
             matches!(refused, Error::WritesRefused { .. }),
             "{label}: {refused}"
@@ -465,7 +479,10 @@ fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
             );
             let names = [Some(&call.path), call.from.as_ref()];
             assert!(
-                names.into_iter().flatten().any(|p| text.contains(&stable_name(p))),
+                names
+                    .into_iter()
+                    .flatten()
+                    .any(|p| text.contains(&stable_name(p))),
                 "{label}: the error does not name the file: {text}"
             );
             if fault != Fault::Io {
@@ -477,10 +494,7 @@ fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
             }
         }
         if step != Step::IndexRebuild {
-            assert!(
-                outcome.result.is_err(),
-                "{label}: the step hid the failure"
-            );
+            assert!(outcome.result.is_err(), "{label}: the step hid the failure");
         }
         // 2. Writes stay refused.
         for _ in 0..2 {
@@ -492,7 +506,11 @@ fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
         assert!(s.store.roll().is_err(), "{label}: a roll was accepted");
     }
     drop(s.store);
-    let unacked = if outcome.batch_acked { Vec::new() } else { batch };
+    let unacked = if outcome.batch_acked {
+        Vec::new()
+    } else {
+        batch
+    };
     check_reopened(&s.dir, &acked, &unacked, &label);
 }
 
@@ -501,7 +519,10 @@ fn run_matrix(step: Step) -> usize {
     assert!(!calls.is_empty(), "{step:?} made no call");
     if matches!(
         step,
-        Step::AppendRolling | Step::RollAndSeal | Step::RollAndSealZeroFill
+        Step::AppendRolling
+            | Step::BufferedThenRolling
+            | Step::RollAndSeal
+            | Step::RollAndSealZeroFill
     ) {
         assert!(
             calls.iter().any(|c| c.op == Op::Rename) && calls.iter().any(|c| c.op == Op::SetLen),
@@ -509,10 +530,7 @@ fn run_matrix(step: Step) -> usize {
         );
     }
     let stable = |calls: &[Call]| -> Vec<(Op, String)> {
-        calls
-            .iter()
-            .map(|c| (c.op, stable_name(&c.path)))
-            .collect()
+        calls.iter().map(|c| (c.op, stable_name(&c.path))).collect()
     };
     assert_eq!(
         stable(&calls),
@@ -540,6 +558,17 @@ fn every_call_of_an_append_fails_cleanly() {
 #[test]
 fn every_call_of_an_append_that_rolls_and_seals_fails_cleanly() {
     run_matrix(Step::AppendRolling);
+}
+
+#[test]
+fn every_call_of_a_roll_after_buffered_appends_fails_cleanly() {
+    let calls = record(Step::BufferedThenRolling);
+    assert_eq!(
+        (calls[0].op, file_name(&calls[0].path)),
+        (Op::SyncData, "00000000000000000000.seg".to_owned()),
+        "the roll syncs the old segment first"
+    );
+    run_matrix(Step::BufferedThenRolling);
 }
 
 #[test]
