@@ -603,3 +603,81 @@ fn print_the_steps() {
         }
     }
 }
+
+/// Creating a store: the manifest (written atomically), the tree level
+/// files and the checkpoint history (each created and its directory
+/// synced), and the first segment (created, preallocated, header written
+/// and synced, renamed, directory synced). A failure or a crash at any
+/// call leaves a directory that opens as an empty store.
+#[test]
+fn every_call_of_creating_a_store_fails_cleanly_and_leaves_an_openable_directory() {
+    let record_create = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let fs = Arc::new(FaultFs::new());
+        fs.start_recording();
+        let store = Store::open(&dir, options(fs.clone())).unwrap();
+        let calls: Vec<(Op, String)> = fs
+            .take_recording()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.op,
+                    c.path.strip_prefix(&dir).unwrap().display().to_string(),
+                )
+            })
+            .collect();
+        store.close().unwrap();
+        calls
+    };
+    let calls = record_create();
+    assert_eq!(calls, record_create(), "the recorded calls vary");
+    assert!(calls.len() > 10, "{calls:?}");
+    let mut runs = 0;
+    for (i, (op, path)) in calls.iter().enumerate() {
+        let disturbances = faults_for(*op)
+            .iter()
+            .map(|&f| Disturbance::Fail(i as u64, f))
+            .chain([Disturbance::Crash(i as u64)]);
+        for disturbance in disturbances {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("store");
+            let fs = Arc::new(FaultFs::new());
+            let label = format!("create {disturbance:?} at {op:?} {path}");
+            match disturbance {
+                Disturbance::Fail(n, _) => fs.fail_nth(n, disturbance_fault(disturbance)),
+                Disturbance::Crash(n) => fs.crash_at(n),
+            }
+            match Store::open(&dir, options(fs.clone())) {
+                Ok(store) => panic!("{label}: the open hid the failure ({store:?})"),
+                Err(err) => {
+                    let text = err.to_string();
+                    let name = path.rsplit('/').next().unwrap_or(path);
+                    assert!(
+                        op_words(*op).iter().any(|w| text.contains(w)),
+                        "{label}: the error does not say what failed: {text}"
+                    );
+                    if let Disturbance::Fail(..) = disturbance {
+                        assert!(
+                            text.contains(name) || text.contains(&format!("{name}.tmp")),
+                            "{label}: the error does not name the file: {text}"
+                        );
+                        if disturbance_fault(disturbance) != Fault::Io {
+                            assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{label}");
+                        }
+                    }
+                }
+            }
+            check_reopened(&dir, &[], &[], &label);
+            runs += 1;
+        }
+    }
+    eprintln!("Create: {} calls, {runs} runs", calls.len());
+}
+
+fn disturbance_fault(d: Disturbance) -> Fault {
+    match d {
+        Disturbance::Fail(_, f) => f,
+        Disturbance::Crash(_) => Fault::Io,
+    }
+}
