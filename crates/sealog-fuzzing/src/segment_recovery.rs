@@ -10,7 +10,8 @@
 //! (recovery, a full scan, verification, a query, one append, close).
 //!
 //! Everything must return `Ok` or a typed error — never panic, hang or
-//! allocate without bound. And: a store that opens for writing and
+//! allocate without bound. And: a directory that `verify_dir` passes opens
+//! both read-only and for writing; a store that opens for writing and
 //! verifies takes one more append, and after a reopen holds it and still
 //! verifies.
 
@@ -155,8 +156,12 @@ pub fn run(data: &[u8]) {
     let Ok(mode) = materialize(data, &dir) else {
         return;
     };
-    let _ = sealog::verify_dir(&dir);
-    if let Ok(store) = Store::open_read_only(&dir) {
+    let verified_on_disk = sealog::verify_dir(&dir).is_ok();
+    let read_only = Store::open_read_only(&dir);
+    if verified_on_disk && let Err(e) = &read_only {
+        panic!("a directory that verifies does not open read-only: {e}");
+    }
+    if let Ok(store) = read_only {
         let _ = store.scan(..).take(10_000).count();
         let _ = store.verify();
         let _ = store.query(&Query::default());
@@ -171,8 +176,10 @@ pub fn run(data: &[u8]) {
         },
         ..StoreOptions::default()
     };
-    let Ok(store) = Store::open(&dir, options.clone()) else {
-        return;
+    let store = match Store::open(&dir, options.clone()) {
+        Ok(store) => store,
+        Err(e) if verified_on_disk => panic!("a directory that verifies does not open: {e}"),
+        Err(_) => return,
     };
     let scanned = store.scan(..).take(10_000).filter(|r| r.is_ok()).count();
     let verified = store.verify().is_ok();
