@@ -494,13 +494,68 @@ pub fn decode_record(body: &[u8]) -> Result<Record, RecordError> {
     decode(body)?.to_record()
 }
 
+/// Checks that `text` is a JSON object that [`RecordView::to_record`] can
+/// read: every number fits an `f64` (`1e400` does not) and every string
+/// escape makes Unicode text (a lone surrogate such as `"\ud800"` does
+/// not). A plain syntax check (serde_json's `RawValue`) accepts both, which
+/// let a record pass decoding and verification and then fail every read.
+/// The values are visited and dropped: nothing is allocated but the
+/// scratch buffer of escaped strings.
 fn check_json_object(text: &str) -> Result<(), String> {
-    let raw: &serde_json::value::RawValue =
-        serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if raw.get().starts_with('{') {
-        Ok(())
-    } else {
-        Err("not an object".into())
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut de, JsonCheck).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
+}
+
+/// A JSON value that is parsed in full and not kept (see
+/// [`check_json_object`]).
+struct JsonCheck;
+
+impl<'de> serde::Deserialize<'de> for JsonCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonCheck)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonCheck {
+    type Value = JsonCheck;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_unit<E>(self) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonCheck, A::Error> {
+        while seq.next_element::<JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonCheck, A::Error> {
+        while map.next_entry::<JsonCheck, JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
     }
 }
 
@@ -613,6 +668,58 @@ mod tests {
         .with_session_id("s-1")
         .on_behalf_of(Principal::new("user", "support-7"))
         .with_metadata(metadata)
+    }
+
+    /// A record whose metadata is `replacement` (same length as the
+    /// metadata text of an event with metadata `{"a": value}`).
+    fn with_metadata_text(value: serde_json::Value, replacement: &str) -> Vec<u8> {
+        let mut m = Metadata::new();
+        m.insert("a".into(), value);
+        let event = Event::new(
+            Actor::new("user", "alice"),
+            "doc.read",
+            Resource::kind("doc"),
+            Outcome::Success,
+        )
+        .with_metadata(m);
+        let mut body = encode(&event, 0, Timestamp::from_nanos(1)).unwrap();
+        let text = serde_json::to_string(event.metadata.as_ref().unwrap()).unwrap();
+        assert_eq!(text.len(), replacement.len(), "{text}");
+        let at = body
+            .windows(text.len())
+            .position(|w| w == text.as_bytes())
+            .unwrap();
+        body[at..at + text.len()].copy_from_slice(replacement.as_bytes());
+        body
+    }
+
+    /// Found while writing the `frame_record` fuzz target's round-trip
+    /// property: the metadata check only checked JSON syntax, so a record
+    /// whose metadata held a number no `f64` holds, or a lone surrogate
+    /// escape, decoded (and verified) but could never be read.
+    #[test]
+    fn metadata_no_reader_can_represent_is_refused_by_decode() {
+        for (value, text) in [
+            (serde_json::json!(123456), r#"{"a":1e4000}"#),
+            (serde_json::json!(-123456), r#"{"a":-1e4000}"#),
+            (serde_json::json!("abcdef"), r#"{"a":"\ud800"}"#),
+        ] {
+            let body = with_metadata_text(value, text);
+            assert!(
+                matches!(decode(&body), Err(RecordError::BadMetadata { .. })),
+                "{text} was accepted"
+            );
+        }
+        // What every reader represents still decodes, in whatever spacing.
+        for (value, text) in [
+            (serde_json::json!(123456), r#"{"a":1.5e30}"#),
+            (serde_json::json!("abcdefg"), r#"{"a":"\u00e9x"}"#),
+            (serde_json::json!("abcdef"), r#"{ "a" : [ ] } "#),
+        ] {
+            let body = with_metadata_text(value, text);
+            let view = decode(&body).unwrap_or_else(|e| panic!("{text}: {e}"));
+            view.to_record().unwrap();
+        }
     }
 
     #[test]

@@ -101,11 +101,45 @@ struct Rule {
     fired: bool,
 }
 
+/// One mutating call, as [`FaultFs::start_recording`] records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The operation.
+    pub op: Op,
+    /// The file or directory it acted on (for a rename, the destination).
+    pub path: std::path::PathBuf,
+    /// For a rename, the file renamed.
+    pub from: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     rules: Vec<Rule>,
     counts: std::collections::HashMap<Op, u64>,
     crashed: bool,
+    /// Mutating calls since the last [`FaultFs::start_recording`],
+    /// [`FaultFs::fail_nth`] or [`FaultFs::crash_at`].
+    calls: u64,
+    recording: Option<Vec<Call>>,
+    nth: Option<(u64, Fault)>,
+    nth_fired: bool,
+    crash_at: Option<u64>,
+    /// Where renamed files went (old path → new path), so that calls on a
+    /// file opened under a temporary name report and match its name now.
+    renamed: std::collections::HashMap<std::path::PathBuf, std::path::PathBuf>,
+}
+
+impl State {
+    fn current_name(&self, path: &Path) -> std::path::PathBuf {
+        let mut path = path.to_owned();
+        for _ in 0..16 {
+            match self.renamed.get(&path) {
+                Some(next) => path = next.clone(),
+                None => break,
+            }
+        }
+        path
+    }
 }
 
 /// A filesystem that injects failures (see the module documentation).
@@ -151,12 +185,60 @@ impl FaultFs {
         let mut state = self.state.lock();
         state.rules.clear();
         state.crashed = false;
+        state.nth = None;
+        state.crash_at = None;
     }
 
     /// From now on every mutating call fails with `EIO`, as if the process
     /// died here: files stay as the calls so far left them.
     pub fn crash(&self) {
         self.state.lock().crashed = true;
+    }
+
+    /// Starts recording every mutating call (write, sync, create, rename,
+    /// remove, truncate, allocate) with its path, and restarts the call
+    /// count that [`FaultFs::fail_nth`] and [`FaultFs::crash_at`] use: a
+    /// test records what an operation does, then replays it failing each
+    /// call in turn.
+    pub fn start_recording(&self) {
+        let mut state = self.state.lock();
+        state.calls = 0;
+        state.recording = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the calls made since
+    /// [`FaultFs::start_recording`], in order.
+    pub fn take_recording(&self) -> Vec<Call> {
+        self.state.lock().recording.take().unwrap_or_default()
+    }
+
+    /// The `n`-th mutating call from now (counting from 0, any operation,
+    /// any path) fails with `fault`; the calls after it succeed.
+    pub fn fail_nth(&self, n: u64, fault: Fault) {
+        let mut state = self.state.lock();
+        state.calls = 0;
+        state.nth = Some((n, fault));
+        state.nth_fired = false;
+    }
+
+    /// Whether the failure armed by [`FaultFs::fail_nth`] happened.
+    pub fn nth_fired(&self) -> bool {
+        self.state.lock().nth_fired
+    }
+
+    /// The process "dies" just before the `n`-th mutating call from now
+    /// (counting from 0): that call and every later one fail with `EIO`,
+    /// as after [`FaultFs::crash`].
+    pub fn crash_at(&self, n: u64) {
+        let mut state = self.state.lock();
+        state.calls = 0;
+        state.crash_at = Some(n);
+    }
+
+    /// How many mutating calls were made since the count was last
+    /// restarted.
+    pub fn calls(&self) -> u64 {
+        self.state.lock().calls
     }
 
     /// How many calls of `op` have been made (failed ones included).
@@ -172,9 +254,29 @@ impl FaultFs {
     /// Decides whether this call fails.
     fn check(&self, op: Op, path: &Path) -> Option<Fault> {
         let mut state = self.state.lock();
+        let path = &state.current_name(path);
         *state.counts.entry(op).or_insert(0) += 1;
+        let index = state.calls;
+        state.calls += 1;
+        if let Some(log) = &mut state.recording {
+            log.push(Call {
+                op,
+                path: path.to_owned(),
+                from: None,
+            });
+        }
+        if state.crash_at.is_some_and(|at| index >= at) {
+            state.crashed = true;
+        }
         if state.crashed {
             return Some(Fault::Io);
+        }
+        if let Some((n, fault)) = state.nth
+            && n == index
+        {
+            state.nth = None;
+            state.nth_fired = true;
+            return Some(fault);
         }
         let path = path.to_string_lossy();
         for rule in &mut state.rules {
@@ -234,10 +336,20 @@ impl Vfs for FaultFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        if let Some(fault) = self.check(Op::Rename, to) {
+        let fault = self.check(Op::Rename, to);
+        if let Some(log) = &mut self.state.lock().recording
+            && let Some(last) = log.last_mut()
+        {
+            last.from = Some(from.to_owned());
+        }
+        if let Some(fault) = fault {
             return Err(fault.error());
         }
-        self.real.rename(from, to)
+        self.real.rename(from, to)?;
+        let mut state = self.state.lock();
+        state.renamed.remove(to);
+        state.renamed.insert(from.to_owned(), to.to_owned());
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

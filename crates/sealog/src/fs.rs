@@ -236,19 +236,29 @@ impl VfsFile for StdFile {
 }
 
 /// Writes a small file atomically: a temporary file is written and synced,
-/// renamed over `path`, and the directory synced.
-pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// renamed over `path`, and the directory synced. A failure names the step
+/// that failed and the file it failed on (the temporary file for the
+/// write and the sync), so "fsync of segments/….idx.tmp failed" is not
+/// reported as a failed write of the final file.
+pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    use crate::Error;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let tmp = tmp_path(path);
-    if fs.exists(&tmp)? {
-        fs.remove_file(&tmp)?;
+    if fs.exists(&tmp).map_err(|e| Error::io("stat", &tmp, e))? {
+        fs.remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
     }
-    let file = fs.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(bytes, 0)?;
-    file.sync_all()?;
+    let file = fs
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
-    fs.rename(&tmp, path)?;
+    fs.rename(&tmp, path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
     fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Reads a whole (small) file.

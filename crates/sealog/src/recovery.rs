@@ -361,6 +361,7 @@ pub(crate) fn open(
         dir: dir.clone(),
         writable: !read_only,
         rebuilds: std::sync::atomic::AtomicU64::new(0),
+        store: std::sync::OnceLock::new(),
     });
     let mut open_segments: Vec<Arc<OpenSegment>> = Vec::new();
     let mut sealed_segments: Vec<Arc<SealedSegment>> = Vec::new();
@@ -391,7 +392,12 @@ pub(crate) fn open(
             data,
         ));
         if !is_last && !read_only && segment.data.read().len() > 0 {
-            let sealed = crate::writer::seal_with(tree.as_ref(), &index_env, &segment)?;
+            let (sealed, index_failure) =
+                crate::writer::seal_with(tree.as_ref(), &index_env, &segment)?;
+            if let Some(e) = index_failure {
+                // Opening writes what it seals; a failed write fails the open.
+                return Err(e);
+            }
             report.sealed.push(segment.name.clone());
             sealed_segments.push(Arc::new(sealed));
         } else {
@@ -478,6 +484,7 @@ pub(crate) fn open(
         _lock: lock,
         options,
     });
+    let _ = inner.index_env.store.set(Arc::downgrade(&inner));
     if !inner.recovery.is_clean() {
         tracing::warn!(store = %dir.display(), report = ?inner.recovery, "recovered from an unclean shutdown");
     }
@@ -618,8 +625,7 @@ fn load_manifest(
                 store_id,
                 created_at: Timestamp::now(),
             };
-            fs::write_atomic(fs, &path, &manifest.encode())
-                .map_err(|e| Error::io("write", &path, e))?;
+            fs::write_atomic(fs, &path, &manifest.encode())?;
             Ok(manifest)
         }
         Err(e) => Err(Error::io("read", &path, e)),
@@ -927,7 +933,7 @@ fn save_lost_bytes(
         };
         let path = dir.join(&name);
         if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
-            fs::write_atomic(fs, &path, bytes).map_err(|e| Error::io("write", &path, e))?;
+            fs::write_atomic(fs, &path, bytes)?;
             return Ok(name);
         }
         n += 1;

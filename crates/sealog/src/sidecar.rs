@@ -31,6 +31,9 @@ pub(crate) struct IndexEnv {
     pub dir: PathBuf,
     pub writable: bool,
     pub rebuilds: std::sync::atomic::AtomicU64,
+    /// The store, to latch when a rebuilt sidecar cannot be written (set
+    /// once the store exists; a weak link, the store owns this).
+    pub store: OnceLock<std::sync::Weak<crate::store::Inner>>,
 }
 
 /// The sidecar file name of the segment starting at `first_seq`.
@@ -119,7 +122,7 @@ pub(crate) fn encode_records<'a>(
 /// sync).
 pub(crate) fn write(env: &IndexEnv, first_seq: u64, bytes: &[u8]) -> Result<PathBuf> {
     let path = env.dir.join(sidecar_name(first_seq));
-    crate::fs::write_atomic(&*env.fs, &path, bytes).map_err(|e| Error::io("write", &path, e))?;
+    crate::fs::write_atomic(&*env.fs, &path, bytes)?;
     Ok(path)
 }
 
@@ -302,6 +305,11 @@ pub(crate) fn load(
 
 /// Builds a sidecar from the segment's records, writes it if the store is
 /// writable, and maps it.
+///
+/// A query is what asks for a rebuild, and its answer must not depend on
+/// whether derived data could be written: if writing the sidecar fails,
+/// the rebuilt index is used from memory and the failure latches the store
+/// (a failed write or sync refuses later writes, whatever the file).
 pub(crate) fn rebuild<'a>(
     env: &IndexEnv,
     header: &SegmentHeader,
@@ -311,7 +319,29 @@ pub(crate) fn rebuild<'a>(
 ) -> Result<Sidecar> {
     let identity = identity(header, footer);
     let bytes = encode_records(identity, records, segment_name)?;
-    install(env, header.first_seq, &identity, bytes)
+    if !env.writable {
+        return install(env, header.first_seq, &identity, bytes);
+    }
+    match write(env, header.first_seq, &bytes) {
+        Ok(_) => install_mapped(env, header.first_seq, &identity),
+        Err(e) => {
+            tracing::error!(segment = %segment_name, error = %e, "could not write a rebuilt index; using it from memory");
+            if let Some(inner) = env.store.get().and_then(std::sync::Weak::upgrade) {
+                crate::writer::fail(
+                    &inner,
+                    format!("rebuilding the index of {segment_name}: {e}"),
+                    e.io_kind().unwrap_or(std::io::ErrorKind::Other),
+                );
+            }
+            let name = sidecar_name(header.first_seq);
+            Sidecar::open(name.clone(), Mapped::from_vec(bytes), &identity).map_err(|e| {
+                Error::IndexDamaged {
+                    file: name,
+                    reason: e.to_string(),
+                }
+            })
+        }
+    }
 }
 
 /// Writes sidecar bytes (if the store is writable) and maps them.
@@ -322,16 +352,27 @@ pub(crate) fn install(
     bytes: Vec<u8>,
 ) -> Result<Sidecar> {
     let name = sidecar_name(first_seq);
-    let map = if env.writable {
-        let path: PathBuf = write(env, first_seq, &bytes)?;
-        let file = env
-            .fs
-            .open(Path::new(&path), OpenMode::Read)
-            .map_err(|e| Error::io("open", &path, e))?;
-        file.map().map_err(|e| Error::io("map", &path, e))?
-    } else {
-        Mapped::from_vec(bytes)
-    };
+    if env.writable {
+        write(env, first_seq, &bytes)?;
+        return install_mapped(env, first_seq, identity);
+    }
+    Sidecar::open(name.clone(), Mapped::from_vec(bytes), identity).map_err(|e| {
+        Error::IndexDamaged {
+            file: name,
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Maps the sidecar just written.
+fn install_mapped(env: &IndexEnv, first_seq: u64, identity: &SegmentIdentity) -> Result<Sidecar> {
+    let name = sidecar_name(first_seq);
+    let path: PathBuf = env.dir.join(&name);
+    let file = env
+        .fs
+        .open(Path::new(&path), OpenMode::Read)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let map = file.map().map_err(|e| Error::io("map", &path, e))?;
     Sidecar::open(name.clone(), map, identity).map_err(|e| Error::IndexDamaged {
         file: name,
         reason: e.to_string(),

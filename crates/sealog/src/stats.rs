@@ -153,6 +153,9 @@ pub struct Stats {
     pub segment_rolls: u64,
     /// Rolls that found no zero-filled spare ready and allocated instead.
     pub spare_misses: u64,
+    /// A zero-filled file is ready to become the next segment
+    /// (`Preallocation::ZeroFill`).
+    pub spare_ready: bool,
     /// Index sidecars rebuilt from the records (missing or damaged).
     pub index_rebuilds: u64,
     /// Microseconds the committer waited for work.

@@ -619,6 +619,7 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         stats.sealed_segments = view.sealed.len() as u64;
         stats.segments = stats.sealed_segments + view.open.len() as u64;
+        stats.spare_ready = self.inner.spare.lock().is_some();
         stats
     }
 
@@ -830,8 +831,12 @@ impl Store {
     /// segments and the stored leaf hashes. Sealed segments are checked in
     /// parallel. Returns a summary, or the first problem in log order.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
+        // Checkpoints first: every one issued so far covers at most the view
+        // taken next, so one that covers more means records were lost.
+        let checkpoints = self.inner.checkpoints.entries().len();
         let view = self.view();
         let limit = crate::verify::Limit {
+            checkpoints,
             seq: view.len(),
             open_ends: view
                 .open
@@ -981,6 +986,9 @@ impl Inner {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        if let Some(failure) = self.progress.failure() {
+            return Err(failure.to_error());
+        }
         let _signing = self.checkpoint_lock.lock();
         let size = self.tree_size();
         if let Some(latest) = self.latest_checkpoint()?
@@ -991,7 +999,15 @@ impl Inner {
         let root = self.root(size)?;
         let chain_head = self.chain_at(size)?;
         let signed = crate::checkpoint::sign(&options.key, size, root, chain_head)?;
-        self.checkpoints.append(&signed.text)?;
+        if let Err(e) = self.checkpoints.append(&signed.text) {
+            // A failed write or sync of the history is latched like any
+            // other: retrying it could report success for bytes the kernel
+            // dropped, and the checkpoint log is evidence.
+            if let Some(kind) = e.io_kind() {
+                crate::writer::fail(self, format!("writing a checkpoint: {e}"), kind);
+            }
+            return Err(e);
+        }
         Ok(signed)
     }
 

@@ -115,6 +115,11 @@ pub(crate) struct Limit {
     pub seq: u64,
     /// (first seq, end of committed frames) of each unsealed segment.
     pub open_ends: Vec<(u64, u64)>,
+    /// How many entries `checkpoints.log` held when the snapshot was taken
+    /// (counted before the view): each covers at most the snapshot, so one
+    /// that covers more proves the log lost records. Only entries appended
+    /// after the snapshot may be skipped.
+    pub checkpoints: usize,
 }
 
 /// A checkpoint to check, from the store's history or from the caller.
@@ -145,7 +150,8 @@ fn load_checkpoints(
         .map(|(i, t)| (format!("given checkpoint #{i}"), t.clone()));
     let mut checks = Vec::new();
     let mut previous: Option<u64> = None;
-    for (source, text) in stored.chain(given) {
+    let known = limit.map_or(usize::MAX, |l| l.checkpoints);
+    for (n, (source, text)) in stored.chain(given).enumerate() {
         let bad = |reason: String| -> Error {
             Corruption::new(
                 Location::file(source.clone()),
@@ -175,7 +181,8 @@ fn load_checkpoints(
             }
             previous = Some(body.size);
         }
-        if limit.is_some_and(|l| body.size > l.seq) {
+        let after_snapshot = n >= known && source.starts_with(layout::CHECKPOINTS);
+        if after_snapshot && limit.is_some_and(|l| body.size > l.seq) {
             continue; // signed after the snapshot of a live store
         }
         checks.push(CheckpointCheck {

@@ -556,7 +556,15 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
             Some(Job::Seal(segment)) => {
                 if inner.progress.failure().is_none() {
                     match seal_with(inner.tree.as_ref(), &inner.index_env, &segment) {
-                        Ok(sealed) => {
+                        Ok((sealed, Some(e))) => {
+                            swap_sealed(inner, &segment, sealed);
+                            fail(
+                                inner,
+                                format!("sealing {}: writing its index: {e}", segment.name),
+                                e.io_kind().unwrap_or(io::ErrorKind::Other),
+                            );
+                        }
+                        Ok((sealed, None)) => {
                             swap_sealed(inner, &segment, sealed);
                             if checkpoints.is_some_and(|c| c.on_seal) {
                                 periodic_checkpoint(inner);
@@ -573,8 +581,15 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
                 outstanding.finish();
             }
             Some(Job::PrepareSpare) => {
+                // No record depends on the spare yet, but a failed write or
+                // sync on this disk latches the store like any other: the
+                // next roll would meet the same disk.
                 if let Err(e) = prepare_spare(inner) {
-                    tracing::warn!(error = %e, "could not prepare the next segment file; the next roll allocates one");
+                    fail(
+                        inner,
+                        format!("preparing the next segment file: {e}"),
+                        e.io_kind().unwrap_or(io::ErrorKind::Other),
+                    );
                 }
             }
             None => {
@@ -585,9 +600,9 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
     }
 }
 
-/// Signs a checkpoint if the durable log grew since the last one. A failure
-/// is logged, not latched: the log itself is unharmed, and the next attempt
-/// (or `Store::checkpoint`) reports it again.
+/// Signs a checkpoint if the durable log grew since the last one. A failed
+/// write or sync of the history latches the store (in `Inner::checkpoint`),
+/// like every other failed write.
 fn periodic_checkpoint(inner: &Inner) {
     if inner.progress.failure().is_some() {
         return;
@@ -608,12 +623,15 @@ fn periodic_checkpoint(inner: &Inner) {
 
 /// Seals `segment`: leaves and tree levels synced first, then end marker
 /// and footer, the file cut to length and synced; then its index sidecar is
-/// written from the in-memory index. Returns the sealed segment.
+/// written from its records. Returns the sealed segment, and the failure to
+/// write its sidecar if there was one: the segment is sealed all the same
+/// (the index is derived data, rebuilt when needed), but a failed write or
+/// sync must still latch the store.
 pub(crate) fn seal_with(
     tree: Option<&Tree>,
     env: &Arc<IndexEnv>,
     segment: &OpenSegment,
-) -> Result<SealedSegment> {
+) -> Result<(SealedSegment, Option<Error>)> {
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
     if let Some(tree) = tree {
@@ -642,6 +660,7 @@ pub(crate) fn seal_with(
     // The sidecar is derived data, built from the records through the new
     // map: if it cannot be written now, the first query that needs it
     // rebuilds it.
+    let mut index_failure = None;
     if env.writable {
         let identity = crate::sidecar::identity(&segment.header, &footer);
         let built = sealed.records_with_offsets().and_then(|records| {
@@ -651,13 +670,16 @@ pub(crate) fn seal_with(
         match built {
             Ok(sidecar) => sealed.set_index(sidecar),
             Err(e) => {
-                tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed")
+                tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed");
+                if e.io_kind().is_some() {
+                    index_failure = Some(e);
+                }
             }
         }
     }
     // The open segment's in-memory index is no longer needed.
     *segment.index.lock() = crate::index::MemIndex::default();
-    Ok(sealed)
+    Ok((sealed, index_failure))
 }
 
 /// Replaces the open segment with its sealed form in readers' view.
@@ -681,7 +703,7 @@ pub(crate) fn swap_sealed(inner: &Inner, open: &Arc<OpenSegment>, sealed: Sealed
 /// Every spare gets a name of its own (`segments/spare-<n>`): a roll may be
 /// renaming the previous spare into place while this one is prepared, and
 /// the two must never be confused.
-fn prepare_spare(inner: &Inner) -> io::Result<()> {
+fn prepare_spare(inner: &Inner) -> Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if inner.spare.lock().is_some() || inner.log.lock().closing {
         return Ok(());
@@ -696,22 +718,28 @@ fn prepare_spare(inner: &Inner) -> io::Result<()> {
     );
     let tmp = segments.join(format!("{unique}.tmp"));
     let path = segments.join(&unique);
-    if fs.exists(&tmp)? {
-        fs.remove_file(&tmp)?;
+    if fs.exists(&tmp).map_err(|e| Error::io("stat", &tmp, e))? {
+        fs.remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
     }
-    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    let file = fs
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io("create", &tmp, e))?;
     let complete = write_zeros(&*file, inner.options.segment_size, || {
         inner.log.lock().closing
-    })?;
+    })
+    .map_err(|e| Error::io("write", &tmp, e))?;
     if !complete {
         drop(file);
         let _ = fs.remove_file(&tmp);
         return Ok(());
     }
-    file.sync_all()?;
+    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
-    fs.rename(&tmp, &path)?;
-    fs.sync_dir(&segments)?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(&segments)
+        .map_err(|e| Error::io("fsync directory", &segments, e))?;
     *inner.spare.lock() = Some(path);
     Ok(())
 }

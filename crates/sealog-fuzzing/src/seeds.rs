@@ -1,0 +1,251 @@
+//! Small valid inputs for every target: the seed corpus.
+//!
+//! Built from the golden fixtures (`crates/sealog-format/tests/fixtures`,
+//! `tests/fixtures/store-v1`) and from a tiny store this module writes with
+//! the engine (4 KiB segments, a signed checkpoint, sidecars), so each
+//! target starts from inputs that pass its parsers and reach deep code.
+//! `cargo run -p sealog-fuzzing --bin fuzz-seeds -- fuzz/corpus` writes them.
+
+use std::path::Path;
+
+use sealog::checkpoint::CheckpointOptions;
+use sealog::{Preallocation, Store, StoreOptions};
+use sealog_format::frame;
+
+use crate::segment_recovery::{Entry, Mode, pack};
+
+const FORMAT_FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../sealog-format/tests/fixtures/v1"
+);
+const STORE_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/store-v1");
+const NDJSON_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/store-v1.ndjson"
+);
+
+/// One seed: the target, a file name, the bytes.
+pub type Seed = (&'static str, String, Vec<u8>);
+
+fn read(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// The files of a store directory as archive entries, in log order.
+fn store_files(dir: &Path) -> std::io::Result<Vec<(Entry, Vec<u8>)>> {
+    let mut files = vec![(Entry::Manifest, read(dir.join("STORE"))?)];
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("segments"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    for name in names {
+        files.push((Entry::Segment, read(dir.join("segments").join(&name))?));
+        let idx = dir.join("segments").join(name.replace(".seg", ".idx"));
+        if idx.exists() {
+            files.push((Entry::Sidecar, read(idx)?));
+        }
+    }
+    for (entry, path) in [
+        (Entry::Leaves, "tree/leaves"),
+        (Entry::Level1, "tree/level-1"),
+        (Entry::Checkpoints, "checkpoints.log"),
+    ] {
+        if let Ok(bytes) = read(dir.join(path)) {
+            files.push((entry, bytes));
+        }
+    }
+    Ok(files)
+}
+
+/// Trailing zeros of a preallocated open segment add nothing for a fuzzer.
+fn trim_zeros(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    bytes.get(..end).unwrap_or_default()
+}
+
+fn packed(mode: Mode, files: &[(Entry, Vec<u8>)]) -> Vec<u8> {
+    let refs: Vec<(Entry, &[u8])> = files
+        .iter()
+        .map(|(e, b)| {
+            (
+                *e,
+                if *e == Entry::Segment {
+                    trim_zeros(b)
+                } else {
+                    b.as_slice()
+                },
+            )
+        })
+        .collect();
+    pack(mode, &refs)
+}
+
+/// Every seed.
+pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
+    let mut seeds: Vec<Seed> = Vec::new();
+    let fixtures = Path::new(FORMAT_FIXTURES);
+    for name in ["frames.bin", "record-full.bin", "record-minimal.bin"] {
+        seeds.push(("frame_record", name.to_owned(), read(fixtures.join(name))?));
+    }
+
+    // A tiny live store: 4 KiB segments, sealed ones with sidecars, a
+    // signed checkpoint.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("store");
+    let key = crate::fuzz_key();
+    let options = StoreOptions {
+        segment_size: sealog::MIN_SEGMENT_SIZE,
+        preallocation: Preallocation::Allocate,
+        checkpoints: Some(CheckpointOptions {
+            on_seal: false,
+            every: None,
+            ..CheckpointOptions::new(key.clone())
+        }),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir, options)?;
+    for i in 0..30u64 {
+        store.append_batch([
+            crate::query_cursor::store_event(i),
+            crate::query_cursor::store_event(i + 100),
+        ])?;
+    }
+    store.wait_sealed()?;
+    let checkpoint = store.checkpoint()?;
+    let receipt = store.receipt(3)?;
+    // One batch after the checkpoint: the torn-tail seed cuts into it.
+    store.append_batch([
+        crate::query_cursor::store_event(7),
+        crate::query_cursor::store_event(8),
+    ])?;
+    let mut frames = Vec::new();
+    for seq in [0u64, 1, 59] {
+        if let Some(body) = store.get_raw(seq)? {
+            seeds.push(("frame_record", format!("store-record-{seq}"), body.clone()));
+            frame::encode_frame(&body, frame::FRAME_COMMIT, &mut frames)?;
+        }
+    }
+    seeds.push(("frame_record", "store-frames".into(), frames));
+    store.close()?;
+
+    let files = store_files(&dir)?;
+    seeds.push((
+        "segment_recovery",
+        "live-store".into(),
+        packed(Mode::default(), &files),
+    ));
+    seeds.push((
+        "segment_recovery",
+        "live-store-grow".into(),
+        packed(Mode { grow: true }, &files),
+    ));
+    // The open segment torn in its last frame: recovery's truncation.
+    let mut torn = files.clone();
+    if let Some((_, last)) = torn.iter_mut().rfind(|(e, _)| *e == Entry::Segment) {
+        let end = trim_zeros(last).len();
+        last.truncate(end.saturating_sub(40));
+    }
+    seeds.push((
+        "segment_recovery",
+        "torn-tail".into(),
+        packed(Mode::default(), &torn),
+    ));
+    // The committed v1 fixture.
+    let fixture = store_files(Path::new(STORE_FIXTURE))?;
+    seeds.push((
+        "segment_recovery",
+        "store-v1".into(),
+        packed(Mode::default(), &fixture),
+    ));
+
+    for (n, (entry, bytes)) in files.iter().enumerate() {
+        if *entry == Entry::Sidecar {
+            seeds.push(("index_sidecar", format!("sidecar-{n}"), bytes.clone()));
+        }
+    }
+
+    seeds.push((
+        "checkpoint_note",
+        "checkpoint".into(),
+        checkpoint.text.clone().into_bytes(),
+    ));
+    seeds.push((
+        "checkpoint_note",
+        "verifier-key".into(),
+        key.verifier().to_text().into_bytes(),
+    ));
+    seeds.push((
+        "checkpoint_note",
+        "signing-key".into(),
+        key.to_text().into_bytes(),
+    ));
+    let note_body = sealog_format::note::Note::parse(&checkpoint.text)?
+        .text()
+        .to_owned();
+    seeds.push((
+        "checkpoint_note",
+        "checkpoint-body".into(),
+        note_body.into_bytes(),
+    ));
+
+    let mut r = vec![0u8];
+    r.extend_from_slice(receipt.as_bytes());
+    seeds.push(("receipt_proof", "receipt".into(), r));
+    for (n, bytes) in [
+        vec![1u8; 64],
+        (0u8..=255).collect::<Vec<u8>>(),
+        [1u8, 1, 0, 3, 2, 7, 0, 9].repeat(40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seeds.push(("receipt_proof", format!("proofs-{n}"), bytes));
+    }
+
+    for (n, bytes) in [
+        vec![0u8; 64],
+        (0u8..64).collect::<Vec<u8>>(),
+        [1u8, 0, 1, 4, 0, 1, 11, 1, 2, 0, 1, 5].repeat(8),
+        [1u8, 4, 1, 14, 0, 0, 1, 0, 20, 1].repeat(8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seeds.push(("query_cursor", format!("query-{n}"), bytes));
+    }
+
+    let ndjson = std::fs::read_to_string(NDJSON_FIXTURE)?;
+    for (n, line) in ndjson.lines().take(12).enumerate() {
+        seeds.push((
+            "event_json",
+            format!("export-{n}"),
+            line.as_bytes().to_vec(),
+        ));
+        if n < 3 {
+            // The event without the store's fields, as `append --json` takes it.
+            let mut value: serde_json::Value = serde_json::from_str(line)?;
+            if let Some(o) = value.as_object_mut() {
+                o.remove("seq");
+                o.remove("recorded_at");
+            }
+            seeds.push((
+                "event_json",
+                format!("event-{n}"),
+                serde_json::to_vec(&value)?,
+            ));
+        }
+    }
+    let batch: Vec<&str> = ndjson.lines().skip(20).take(5).collect();
+    seeds.push((
+        "event_json",
+        "ndjson-batch".into(),
+        batch.join("\n").into_bytes(),
+    ));
+    seeds.push((
+        "event_json",
+        "secret-metadata".into(),
+        br#"{"actor":{"type":"user","id":"a"},"action":"auth.login","resource":{"type":"session"},"outcome":"success","metadata":{"nested":{"api_key":"x","ok":[1,2.5,{"password":"y"}]}}}"#.to_vec(),
+    ));
+    Ok(seeds)
+}
