@@ -676,3 +676,32 @@ fn a_read_only_store_without_indexes_still_answers() {
         "a read-only store writes nothing"
     );
 }
+
+/// Open segments are indexed in the background as records commit, so a
+/// query during a busy ingest does not first have to index everything
+/// appended since the previous query.
+#[test]
+fn open_segments_are_indexed_without_waiting_for_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), sealog_tests::small_options(64 << 20)).unwrap();
+    for i in 0..20 {
+        store
+            .append_batch(sealog_tests::events(i * 250, (i + 1) * 250))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.stats().index_lag > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} committed records still unindexed after 30 s",
+            store.stats().index_lag
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(store.stats().records, 5000);
+    let q = Query {
+        limit: 10,
+        ..Query::default()
+    };
+    assert_eq!(store.query(&q).unwrap().records.len(), 10);
+}

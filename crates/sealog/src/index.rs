@@ -247,6 +247,43 @@ impl MemIndex {
         self.indexed += 1;
     }
 
+    /// The terms and bitmaps of a dictionary, in no particular order.
+    pub(crate) fn dict_entries(
+        &self,
+        field: DictField,
+    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
+        self.dicts
+            .get(field as usize)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
+    }
+
+    /// The keys and records of an exact-match field, in no particular order.
+    pub(crate) fn exact_entries(
+        &self,
+        field: ExactField,
+    ) -> impl Iterator<Item = (u64, impl Iterator<Item = u32> + '_)> {
+        self.exact
+            .get(field as usize)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (*k, v.iter())))
+    }
+
+    /// The source addresses and their records.
+    pub(crate) fn ip_entries(
+        &self,
+    ) -> impl Iterator<Item = (IpAddr, impl Iterator<Item = u32> + '_)> {
+        let v4 = self
+            .v4
+            .iter()
+            .map(|(k, v)| (IpAddr::V4((*k).into()), v.iter()));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|(k, v)| (IpAddr::V6((*k).into()), v.iter()));
+        v4.chain(v6)
+    }
+
     fn dict_select(&self, field: DictField, select: &TermSelect<'_>) -> RoaringBitmap {
         let Some(map) = self.dicts.get(field as usize) else {
             return RoaringBitmap::new();

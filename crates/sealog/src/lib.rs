@@ -42,6 +42,7 @@ mod error;
 pub mod fault;
 mod fs;
 mod index;
+mod indexer;
 mod layout;
 mod mmap;
 mod options;

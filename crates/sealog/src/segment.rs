@@ -33,6 +33,7 @@
 //! records end at a COMMIT frame that was synced before any later write.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
@@ -359,8 +360,11 @@ pub(crate) struct OpenSegment {
     pub path: PathBuf,
     pub file: Arc<dyn VfsFile>,
     pub data: RwLock<OpenData>,
-    /// The index of the committed records, brought up to date on demand.
+    /// The index of the committed records, kept up to date by the indexer
+    /// thread and brought fully up to date by each query.
     pub index: Mutex<MemIndex>,
+    /// How many records `index` covers, readable without its lock.
+    pub indexed: AtomicU64,
 }
 
 impl OpenSegment {
@@ -378,25 +382,30 @@ impl OpenSegment {
             file,
             data: RwLock::new(data),
             index: Mutex::new(MemIndex::default()),
+            indexed: AtomicU64::new(0),
         }
     }
 
-    /// Indexes the records committed since the last call. The frames are
+    /// Indexes up to `max` of the records committed since the last call;
+    /// returns whether committed records remain unindexed. The frames are
     /// read without holding the data lock, which the committer needs to
     /// publish new records: committed frames never change.
-    pub(crate) fn catch_up(&self, index: &mut MemIndex) -> Result<()> {
-        let (from, to, start, end) = {
+    pub(crate) fn catch_up(&self, index: &mut MemIndex, max: u64) -> Result<bool> {
+        let (from, to, start, end, more) = {
             let data = self.data.read();
             let from = index.indexed;
-            let to = data.len();
-            if from >= to {
-                return Ok(());
+            let committed = data.len();
+            if from >= committed {
+                return Ok(false);
             }
-            let start = usize::try_from(from)
-                .ok()
-                .and_then(|i| data.offsets.get(i))
-                .map_or(data.frames_end, |&o| u64::from(o));
-            (from, to, start, data.frames_end)
+            let to = committed.min(from.saturating_add(max));
+            let offset_of = |ordinal: u64| {
+                usize::try_from(ordinal)
+                    .ok()
+                    .and_then(|i| data.offsets.get(i))
+                    .map_or(data.frames_end, |&o| u64::from(o))
+            };
+            (from, to, offset_of(from), offset_of(to), to < committed)
         };
         let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
         self.file
@@ -423,9 +432,10 @@ impl OpenSegment {
             let view = record::decode(frame.body)
                 .map_err(|e| Corruption::new(location(), CorruptionKind::Record(e)))?;
             index.push(&view);
+            self.indexed.store(index.indexed, Ordering::Release);
             pos += frame.len;
         }
-        Ok(())
+        Ok(more)
     }
 
     /// Runs `f` with an up-to-date view of the index, the number of
@@ -435,7 +445,7 @@ impl OpenSegment {
         f: impl FnOnce(&dyn IndexView, u64, Option<(i64, i64)>) -> Result<T>,
     ) -> Result<T> {
         let mut index = self.index.lock();
-        self.catch_up(&mut index)?;
+        self.catch_up(&mut index, u64::MAX)?;
         let data = self.data.read();
         let len = index.indexed.min(data.len());
         let view = MemView {

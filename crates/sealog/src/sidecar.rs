@@ -20,7 +20,7 @@ use sealog_format::segment::{SegmentFooter, SegmentHeader};
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::fs::{OpenMode, Vfs};
-use crate::index::{DictField, ExactField, IndexKey, IndexView, TermSelect};
+use crate::index::{DictField, ExactField, IndexKey, IndexView, MemIndex, TermSelect};
 use crate::mmap::Mapped;
 use crate::query::IpRange;
 
@@ -66,6 +66,52 @@ fn exact_field(f: ExactField) -> IndexField {
         ExactField::RequestId => IndexField::RequestId,
         ExactField::ResourceId => IndexField::ResourceId,
     }
+}
+
+/// Encodes the sidecar of a segment from the in-memory index it kept while
+/// open (covering every record) and its columns. The builder orders terms,
+/// keys and ordinals itself, so the bytes equal [`encode_records`]'s.
+pub(crate) fn encode_mem(
+    identity: SegmentIdentity,
+    offsets: Vec<u32>,
+    event_times: Vec<i64>,
+    mem: &MemIndex,
+) -> Result<Vec<u8>> {
+    let damaged = |e: IndexError| Error::IndexDamaged {
+        file: sidecar_name(identity.first_seq),
+        reason: format!("building: {e}"),
+    };
+    let mut builder = IndexBuilder::new(identity);
+    builder.set_columns(offsets, event_times).map_err(damaged)?;
+    for f in DictField::ALL {
+        let field = dict_field(f);
+        builder.add_field(field);
+        for (term, bitmap) in mem.dict_entries(f) {
+            builder
+                .insert_bitmap(field, term, bitmap)
+                .map_err(damaged)?;
+        }
+    }
+    for f in ExactField::ALL {
+        let field = exact_field(f);
+        builder.add_hashed_field(field);
+        for (key, ordinals) in mem.exact_entries(f) {
+            for ordinal in ordinals {
+                builder
+                    .add_hashed_key(field, key, ordinal)
+                    .map_err(damaged)?;
+            }
+        }
+    }
+    builder.add_ip_field(IndexField::SourceIp);
+    for (ip, ordinals) in mem.ip_entries() {
+        for ordinal in ordinals {
+            builder
+                .add_ip(IndexField::SourceIp, ip, ordinal)
+                .map_err(damaged)?;
+        }
+    }
+    builder.encode().map_err(damaged)
 }
 
 /// Encodes the sidecar of a segment from its records (ordinal order), each

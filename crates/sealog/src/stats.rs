@@ -99,6 +99,7 @@ pub(crate) struct Counters {
     pub committer_idle_us: AtomicU64,
     pub committer_write_us: AtomicU64,
     pub seal_wait_us: AtomicU64,
+    pub index_wait_us: AtomicU64,
     pub sync_us: Histogram<12>,
     pub group_events: Histogram<11>,
 }
@@ -115,6 +116,7 @@ impl Default for Counters {
             committer_idle_us: AtomicU64::new(0),
             committer_write_us: AtomicU64::new(0),
             seal_wait_us: AtomicU64::new(0),
+            index_wait_us: AtomicU64::new(0),
             sync_us: Histogram::new(&SYNC_BUCKETS_US),
             group_events: Histogram::new(&GROUP_BUCKETS),
         }
@@ -158,12 +160,18 @@ pub struct Stats {
     pub spare_ready: bool,
     /// Index sidecars rebuilt from the records (missing or damaged).
     pub index_rebuilds: u64,
+    /// Committed records of open segments not yet in their in-memory
+    /// index (the indexer catches up in the background; a query indexes
+    /// what remains before it searches).
+    pub index_lag: u64,
     /// Microseconds the committer waited for work.
     pub committer_idle_us: u64,
     /// Microseconds the committer spent writing (not syncing).
     pub committer_write_us: u64,
     /// Microseconds rolls waited for the sealer to catch up.
     pub seal_wait_us: u64,
+    /// Microseconds the committer waited for the indexer to catch up.
+    pub index_wait_us: u64,
     /// Latency of each data sync, in microseconds.
     pub sync_latency_us: HistogramSnapshot,
     /// Events per commit group.
@@ -183,6 +191,7 @@ impl Counters {
             committer_idle_us: load(&self.committer_idle_us),
             committer_write_us: load(&self.committer_write_us),
             seal_wait_us: load(&self.seal_wait_us),
+            index_wait_us: load(&self.index_wait_us),
             sync_latency_us: self.sync_us.snapshot(),
             group_events: self.group_events.snapshot(),
             ..Stats::default()

@@ -619,6 +619,14 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         stats.sealed_segments = view.sealed.len() as u64;
         stats.segments = stats.sealed_segments + view.open.len() as u64;
+        stats.index_lag = view
+            .open
+            .iter()
+            .map(|s| {
+                let indexed = s.index.lock().indexed;
+                s.data.read().len().saturating_sub(indexed)
+            })
+            .sum();
         stats.spare_ready = self.inner.spare.lock().is_some();
         stats
     }

@@ -52,6 +52,7 @@ pub(crate) struct Workers {
     committer: Mutex<Option<JoinHandle<()>>>,
     sealer: Mutex<Option<JoinHandle<()>>>,
     sealer_tx: Mutex<Option<Sender<Job>>>,
+    indexer: Mutex<Option<crate::indexer::Indexer>>,
     outstanding: Arc<Outstanding>,
     inner: Arc<Inner>,
 }
@@ -104,6 +105,7 @@ impl Workers {
                 committer: Mutex::new(None),
                 sealer: Mutex::new(None),
                 sealer_tx: Mutex::new(None),
+                indexer: Mutex::new(None),
                 outstanding,
                 inner,
             }));
@@ -117,6 +119,7 @@ impl Workers {
                 .spawn(move || run_sealer(&thread_inner, &rx, &outstanding))
                 .map_err(|e| Error::io("spawn thread", &inner.dir, e))?
         };
+        let index_progress = Arc::new(crate::indexer::IndexProgress::default());
         let committer = {
             let dir = inner.dir.clone();
             let mut committer = Committer {
@@ -125,6 +128,7 @@ impl Workers {
                 dirty: false,
                 sealer: tx.clone(),
                 outstanding: outstanding.clone(),
+                index_progress: index_progress.clone(),
             };
             std::thread::Builder::new()
                 .name("sealog-committer".into())
@@ -134,10 +138,12 @@ impl Workers {
         if inner.options.preallocation == Preallocation::ZeroFill {
             let _ = tx.send(Job::PrepareSpare);
         }
+        let indexer = crate::indexer::Indexer::start(inner.clone(), index_progress)?;
         Ok(Arc::new(Workers {
             committer: Mutex::new(Some(committer)),
             sealer: Mutex::new(Some(sealer)),
             sealer_tx: Mutex::new(Some(tx)),
+            indexer: Mutex::new(Some(indexer)),
             outstanding,
             inner,
         }))
@@ -156,9 +162,12 @@ impl Workers {
         }
     }
 
-    /// Stops the committer (after it drained the queue and synced) and then
-    /// the sealer (after it finished outstanding seals).
+    /// Stops the indexer, the committer (after it drained the queue and
+    /// synced) and then the sealer (after it finished outstanding seals).
     pub(crate) fn shutdown(&self, inner: &Inner) -> Result<()> {
+        if let Some(mut indexer) = self.indexer.lock().take() {
+            indexer.stop(inner);
+        }
         {
             let mut log = inner.log.lock();
             log.closing = true;
@@ -238,6 +247,7 @@ struct Committer {
     dirty: bool,
     sealer: Sender<Job>,
     outstanding: Arc<Outstanding>,
+    index_progress: Arc<crate::indexer::IndexProgress>,
 }
 
 impl Committer {
@@ -312,6 +322,9 @@ impl Committer {
 
     fn process(&mut self, work: Pending) -> std::result::Result<(), Failure> {
         let counters = &self.inner.counters;
+        // Backpressure: do not run far ahead of the indexer.
+        let waited = self.index_progress.wait_for(&self.current);
+        Counters::add(&counters.index_wait_us, waited.as_micros() as u64);
         let mut rolled = Vec::new();
         let mut bytes = 0u64;
         let mut events = 0u64;
@@ -632,6 +645,14 @@ pub(crate) fn seal_with(
     env: &Arc<IndexEnv>,
     segment: &OpenSegment,
 ) -> Result<(SealedSegment, Option<Error>)> {
+    // Bring the in-memory index up to date before taking the data lock
+    // (queries lock index, then data), so the sidecar can be encoded from
+    // it rather than by decoding every record again. The indexer has done
+    // most of this already.
+    let indexed = {
+        let mut index = segment.index.lock();
+        segment.catch_up(&mut index, u64::MAX).is_ok()
+    };
     let data = segment.data.read();
     let footer = data.footer(&segment.header, Timestamp::now());
     if let Some(tree) = tree {
@@ -656,17 +677,26 @@ pub(crate) fn seal_with(
         Some(data.offsets.clone()),
         env.clone(),
     );
-    drop(data);
-    // The sidecar is derived data, built from the records through the new
-    // map: if it cannot be written now, the first query that needs it
-    // rebuilds it.
+    // The sidecar is derived data: from the in-memory index when it covers
+    // every record, else from the records through the new map. If it
+    // cannot be written now, the first query that needs it rebuilds it.
     let mut index_failure = None;
     if env.writable {
         let identity = crate::sidecar::identity(&segment.header, &footer);
-        let built = sealed.records_with_offsets().and_then(|records| {
-            let bytes = crate::sidecar::encode_records(identity, records, &segment.name)?;
-            crate::sidecar::install(env, segment.header.first_seq, &identity, bytes)
-        });
+        let columns = (data.offsets.clone(), data.event_times.clone());
+        drop(data);
+        let from_memory = {
+            let index = segment.index.lock();
+            (indexed && index.indexed == footer.record_count)
+                .then(|| crate::sidecar::encode_mem(identity, columns.0, columns.1, &index))
+        };
+        let built = match from_memory {
+            Some(bytes) => bytes,
+            None => sealed.records_with_offsets().and_then(|records| {
+                crate::sidecar::encode_records(identity, records, &segment.name)
+            }),
+        }
+        .and_then(|bytes| crate::sidecar::install(env, segment.header.first_seq, &identity, bytes));
         match built {
             Ok(sidecar) => sealed.set_index(sidecar),
             Err(e) => {
@@ -677,8 +707,10 @@ pub(crate) fn seal_with(
             }
         }
     }
-    // The open segment's in-memory index is no longer needed.
-    *segment.index.lock() = crate::index::MemIndex::default();
+    // The open segment's in-memory index is freed with the segment, once
+    // no view holds it: a query that took its view before the swap still
+    // uses it, and clearing it here would make that query index the whole
+    // segment again.
     Ok((sealed, index_failure))
 }
 
