@@ -266,3 +266,53 @@ fn a_tampered_store_can_still_be_opened_read_only_for_forensics() {
     let err = store.verify().unwrap_err();
     assert!(err.to_string().contains(&name(&files[2])), "{err}");
 }
+
+/// Found by the `segment_recovery` fuzz target (a directory that
+/// `verify_dir` passes must open): an unsealed segment ending in what looks
+/// like an interrupted write, followed by a segment holding records, was
+/// refused by recovery (the committer syncs a segment before writing the
+/// next, so only the last segment with records can end in one) but passed
+/// verification.
+#[test]
+fn an_interrupted_write_before_a_later_segment_with_records_fails_verify_as_it_fails_open() {
+    let (dir, files) = sealed_store();
+    let active = files.last().unwrap();
+    let previous = &files[files.len() - 2];
+    let store = sealog::Store::open_read_only(dir.path()).unwrap();
+    let first_active: u64 = active
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        store.len() > first_active,
+        "the active segment holds records"
+    );
+    drop(store);
+    // Unseal the last sealed segment: cut its end marker and footer, and
+    // leave the start of a frame that runs past the end of the file.
+    let bytes = fs::read(previous).unwrap();
+    let footer = sealog::format::segment::SegmentFooter::decode(
+        &bytes[bytes.len() - sealog::format::segment::FOOTER_LEN..],
+    )
+    .unwrap();
+    let mut unsealed = bytes[..footer.frames_end as usize].to_vec();
+    unsealed.extend_from_slice(&[0xff, 0, 0, 0, 1, 0, 0, 0, 0xaa, 0xbb]);
+    fs::write(previous, &unsealed).unwrap();
+
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, name(active), "{c}");
+    assert!(
+        c.to_string().contains("interrupted write") && c.to_string().contains(&name(previous)),
+        "{c}"
+    );
+    let err = sealog::Store::open(dir.path(), sealog_tests::small_options(4 << 10))
+        .expect_err("recovery refuses the store");
+    assert_eq!(
+        err.corruption().map(|c| c.location.file.clone()),
+        Some(name(active)),
+        "{err}"
+    );
+}

@@ -88,6 +88,9 @@ struct Summary {
     last_recorded: Option<i64>,
     bytes: u64,
     tail_bytes: u64,
+    /// An unsealed segment that ends in an interrupted write: the byte
+    /// offset where its committed records end.
+    interrupted_at: Option<u64>,
 }
 
 /// Verifies the store in `dir` without opening it for writing (it may be a
@@ -333,6 +336,7 @@ pub(crate) fn run(
     // The workers compare each segment's leaves with level 0 on their own
     // handle; the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
+    let mut interrupted: Option<(String, u64)> = None;
     let mut consume = |index: usize, summary: Result<Summary>| -> Result<bool> {
         let Some(f) = found.get(index) else {
             return Ok(false);
@@ -345,6 +349,24 @@ pub(crate) fn run(
         }
         check_link(f, index as u64, expected_seq, &chain)?;
         let summary = summary?;
+        // The committer syncs a segment before it writes the next, so an
+        // interrupted write can only end the last segment with records
+        // (recovery refuses the same store for the same reason).
+        if let Some((earlier, at)) = &interrupted
+            && summary.count > 0
+        {
+            return Err(Corruption::new(
+                Location::file(&f.name),
+                CorruptionKind::Layout(format!(
+                    "holds records although the earlier segment {earlier} ends in an \
+                     interrupted write at byte {at}"
+                )),
+            )
+            .into());
+        }
+        if let Some(at) = summary.interrupted_at {
+            interrupted = Some((f.name.clone(), at));
+        }
         if let (Some(previous), Some(first)) = (last_recorded, summary.first_recorded)
             && first < previous
         {
@@ -598,8 +620,13 @@ fn verify_segment(
         // committed records count; an interrupted write at the end is not an
         // error, other damage is.
         let mut tail_bytes = 0;
+        let mut interrupted_at = None;
         if let Some(stop) = &stop {
-            match classify_tail(&image, stop) {
+            let tail = classify_tail(&image, stop);
+            if tail == Tail::Torn || count > committed.0 {
+                interrupted_at = Some(committed.2);
+            }
+            match tail {
                 Tail::Corrupt(kind) => {
                     let seq = f.header.first_seq + count;
                     return Err(Corruption::new(location(stop.at(), seq), kind).into());
@@ -635,6 +662,7 @@ fn verify_segment(
             },
             bytes: image.len() as u64,
             tail_bytes,
+            interrupted_at,
         });
     };
 
@@ -745,6 +773,7 @@ fn verify_segment(
         last_recorded,
         bytes: image.len() as u64,
         tail_bytes: 0,
+        interrupted_at: None,
     })
 }
 
