@@ -484,11 +484,85 @@ fn a_live_verify_catches_signed_records_cut_from_the_active_segment() {
     cut[end - 40..].fill(0);
     fs::write(&segment, &cut).unwrap();
 
-    let store = Store::open(dir.path(), options(64 << 10)).unwrap();
+    // Recovery refuses to take the cut for a torn write (see
+    // `recovery_refuses_to_cut_records_a_checkpoint_covers`); a read-only
+    // open, and its live verify, report it.
+    let err = Store::open(dir.path(), options(64 << 10)).unwrap_err();
+    let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        matches!(c.kind, CorruptionKind::Truncated { signed: 10, .. }),
+        "{c}"
+    );
+    let store = Store::open_read_only(dir.path()).unwrap();
     let err = store.verify().unwrap_err();
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert!(
         matches!(c.kind, CorruptionKind::Truncated { signed: 10, .. }),
         "{c}"
+    );
+}
+
+/// Records a signed checkpoint covers were durable when it was signed, so a
+/// log that now ends before the checkpoint lost them to damage or
+/// tampering, not to a torn write: opening for writing refuses (recovery
+/// would cut them and appends would overwrite the evidence), and a
+/// read-only open reports it and changes nothing.
+#[test]
+fn recovery_refuses_to_cut_records_a_checkpoint_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options(1 << 20)).unwrap();
+    for i in 0..10 {
+        store.append(event(i)).unwrap();
+    }
+    assert_eq!(store.checkpoint().unwrap().size, 10);
+    drop(store);
+    // Zero the last two frames of the active segment, as a disk that lost
+    // synced bytes (or an attacker) would leave them.
+    let segment = sealog_tests::segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let mut frames = Vec::new();
+    let mut pos = HEADER_LEN;
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        frames.push((pos, f.len));
+        pos += f.len;
+    }
+    assert_eq!(frames.len(), 10);
+    let (cut, _) = frames[8];
+    bytes[cut..pos].fill(0);
+    fs::write(&segment, &bytes).unwrap();
+
+    let err = Store::open(dir.path(), options(1 << 20)).unwrap_err();
+    match &err {
+        Error::Corruption(c) => {
+            assert!(
+                matches!(
+                    c.kind,
+                    CorruptionKind::Truncated {
+                        have: 8,
+                        signed: 10
+                    }
+                ),
+                "{c}"
+            );
+            assert_eq!(c.location.offset, Some(cut as u64), "{c}");
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+    assert_eq!(
+        fs::read(&segment).unwrap(),
+        bytes,
+        "the failed open changed the segment"
+    );
+    assert!(!dir.path().join("lost+found").exists());
+    let read_only = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.len(), 8);
+    assert!(
+        read_only
+            .recovery_report()
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, CorruptionKind::Truncated { .. })),
+        "{:?}",
+        read_only.recovery_report()
     );
 }

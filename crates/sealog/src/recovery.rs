@@ -355,6 +355,37 @@ pub(crate) fn open(
         scans.push(scan);
     }
 
+    // A signed checkpoint covers only records that were durable when it was
+    // signed. If the log now ends before it, what is missing was never a torn
+    // write: refuse to open for writing (which would cut and then overwrite
+    // the evidence) instead of recovering.
+    let checkpoints =
+        crate::checkpoint::CheckpointLog::open(&*fs, &dir.join(layout::CHECKPOINTS), read_only)?;
+    let signed = checkpoints
+        .latest()
+        .and_then(|text| crate::store::parse_signed(&text).ok())
+        .map_or(0, |c| c.size);
+    if signed > expected_seq {
+        let location = scans
+            .last()
+            .map_or_else(Location::default, |s| {
+                Location::file(&s.found.name).at(s.committed_end)
+            })
+            .seq(expected_seq);
+        let e = corruption(
+            location,
+            CorruptionKind::Truncated {
+                have: expected_seq,
+                signed,
+            },
+        );
+        if read_only {
+            keep_problem(&mut report, e)?;
+        } else {
+            return Err(e);
+        }
+    }
+
     // Every unsealed segment but the last is complete: seal it now.
     let index_env = Arc::new(crate::sidecar::IndexEnv {
         fs: fs.clone(),
@@ -469,11 +500,7 @@ pub(crate) fn open(
             open: open_segments,
         })),
         tree,
-        checkpoints: crate::checkpoint::CheckpointLog::open(
-            &*fs,
-            &dir.join(layout::CHECKPOINTS),
-            read_only,
-        )?,
+        checkpoints,
         checkpoint_lock: Mutex::new(()),
         index_env,
         spare: Mutex::new(spare),

@@ -1030,7 +1030,7 @@ impl Inner {
 
 /// Reads size, root and chain value from a signed checkpoint's text (the
 /// store's own: the signature was checked when it was made).
-fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckpoint> {
+pub(crate) fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckpoint> {
     let note = sealog_format::note::Note::parse(text)
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
     let body = sealog_format::checkpoint::Checkpoint::parse(note.text())
