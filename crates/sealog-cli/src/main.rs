@@ -117,7 +117,31 @@ fn data_dir_given(matches: &clap::ArgMatches) -> bool {
     explicit(matches) || matches.subcommand().is_some_and(|(_, sub)| explicit(sub))
 }
 
+/// Sends the diagnostics of the engine and the server (`tracing` events:
+/// write failures that latch the store, recoveries, index rebuilds) to
+/// standard error. `SEALOG_LOG` sets the level: `error`, `warn` (the
+/// default), `info`, `debug` or `trace`.
+fn init_logging() {
+    let level = match std::env::var("SEALOG_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "error" => tracing::Level::ERROR,
+        "info" => tracing::Level::INFO,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::WARN,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let matches = Cli::command().get_matches();
     let given = data_dir_given(&matches);
     let cli = match Cli::from_arg_matches(&matches) {
