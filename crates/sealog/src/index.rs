@@ -18,7 +18,7 @@
 //! file. Indexes are derived data: they can always be rebuilt from the
 //! records, and verification never consults them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use roaring::RoaringBitmap;
@@ -191,15 +191,23 @@ pub(crate) struct MemIndex {
     pub indexed: u64,
     dicts: [Dict; 5],
     exact: [Exact; 2],
-    v4: BTreeMap<u32, Ordinals>,
-    v6: BTreeMap<u128, Ordinals>,
+    /// Source addresses as (address, ordinal) in ordinal order: appending
+    /// is a push (a search tree of ~200k distinct addresses cost a cache
+    /// miss per level on every record), and a lookup scans the column,
+    /// ~0.1 ms for a full segment.
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u32)>,
     scratch: Vec<u8>,
 }
 
 fn add(map: &mut Dict, key: &[u8], ordinal: u32) {
     match map.get_mut(key) {
         Some(bitmap) => {
-            bitmap.insert(ordinal);
+            // Ordinals arrive in increasing order: appending skips the
+            // search `insert` does (it refuses one that is not larger).
+            if bitmap.try_push(ordinal).is_err() {
+                bitmap.insert(ordinal);
+            }
         }
         None => {
             let mut bitmap = RoaringBitmap::new();
@@ -209,11 +217,6 @@ fn add(map: &mut Dict, key: &[u8], ordinal: u32) {
     }
 }
 
-fn add_ordinal<K: Ord>(map: &mut BTreeMap<K, Ordinals>, key: K, ordinal: u32) {
-    map.entry(key)
-        .and_modify(|o| o.push(ordinal))
-        .or_insert(Ordinals::One(ordinal));
-}
 
 impl MemIndex {
     /// Adds the next record (ordinal `self.indexed`).
@@ -240,8 +243,8 @@ impl MemIndex {
                         .or_insert(Ordinals::One(ordinal));
                 }
             }
-            IndexKey::Ip(IpAddr::V4(a)) => add_ordinal(v4, u32::from(a), ordinal),
-            IndexKey::Ip(IpAddr::V6(a)) => add_ordinal(v6, u128::from(a), ordinal),
+            IndexKey::Ip(IpAddr::V4(a)) => v4.push((u32::from(a), ordinal)),
+            IndexKey::Ip(IpAddr::V6(a)) => v6.push((u128::from(a), ordinal)),
         });
         self.scratch = scratch;
         self.indexed += 1;
@@ -269,18 +272,16 @@ impl MemIndex {
             .flat_map(|m| m.iter().map(|(k, v)| (*k, v.iter())))
     }
 
-    /// The source addresses and their records.
-    pub(crate) fn ip_entries(
-        &self,
-    ) -> impl Iterator<Item = (IpAddr, impl Iterator<Item = u32> + '_)> {
+    /// The source addresses and their records, one pair per record.
+    pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
         let v4 = self
             .v4
             .iter()
-            .map(|(k, v)| (IpAddr::V4((*k).into()), v.iter()));
+            .map(|&(a, o)| (IpAddr::V4(a.into()), o));
         let v6 = self
             .v6
             .iter()
-            .map(|(k, v)| (IpAddr::V6((*k).into()), v.iter()));
+            .map(|&(a, o)| (IpAddr::V6(a.into()), o));
         v4.chain(v6)
     }
 
@@ -331,16 +332,21 @@ impl IndexView for MemView<'_> {
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
         let mut out = RoaringBitmap::new();
         match range {
-            IpRange::V4(lo, hi) => {
-                for (_, o) in self.index.v4.range(lo..=hi) {
-                    out.extend(o.iter());
-                }
-            }
-            IpRange::V6(lo, hi) => {
-                for (_, o) in self.index.v6.range(lo..=hi) {
-                    out.extend(o.iter());
-                }
-            }
+            // Ordinals come in increasing order: appending is cheap.
+            IpRange::V4(lo, hi) => out.extend(
+                self.index
+                    .v4
+                    .iter()
+                    .filter(|(a, _)| (lo..=hi).contains(a))
+                    .map(|&(_, o)| o),
+            ),
+            IpRange::V6(lo, hi) => out.extend(
+                self.index
+                    .v6
+                    .iter()
+                    .filter(|(a, _)| (lo..=hi).contains(a))
+                    .map(|&(_, o)| o),
+            ),
         }
         Ok(out)
     }

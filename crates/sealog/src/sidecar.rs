@@ -104,12 +104,10 @@ pub(crate) fn encode_mem(
         }
     }
     builder.add_ip_field(IndexField::SourceIp);
-    for (ip, ordinals) in mem.ip_entries() {
-        for ordinal in ordinals {
-            builder
-                .add_ip(IndexField::SourceIp, ip, ordinal)
-                .map_err(damaged)?;
-        }
+    for (ip, ordinal) in mem.ip_entries() {
+        builder
+            .add_ip(IndexField::SourceIp, ip, ordinal)
+            .map_err(damaged)?;
     }
     builder.encode().map_err(damaged)
 }
