@@ -230,6 +230,8 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         signing_key: settings.signing_key.clone(),
     };
     let options = effective.store_options()?;
+    // One descriptor per connection: take all the process may have.
+    sealog_server::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sealog-http")
