@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use sealog::Store;
 use sealog_server::client::Client;
+use serde_json::Value;
 
 fn sealog() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealog"));
@@ -61,9 +62,9 @@ struct Served {
 }
 
 impl Served {
-    /// `sealog serve` on `dir` with 64 KiB segments, started by `sh` after
-    /// `ulimit` (e.g. `-n 400`; empty: none).
-    fn start(dir: &Path, ulimit: &str, extra: &[&str]) -> Served {
+    /// `sealog serve` on `dir` with segments of `segment_size` bytes,
+    /// started by `sh` after `ulimit` (e.g. `-n 400`; empty: none).
+    fn start(dir: &Path, segment_size: u64, ulimit: &str, extra: &[&str]) -> Served {
         let bin = env!("CARGO_BIN_EXE_sealog");
         let limit = if ulimit.is_empty() {
             String::new()
@@ -71,8 +72,8 @@ impl Served {
             format!("ulimit {ulimit} && ")
         };
         let script = format!(
-            "{limit}dir=\"$1\" && shift && exec \"$0\" --data-dir \"$dir\" --segment-size 65536 \
-             serve --listen 127.0.0.1:0 \"$@\""
+            "{limit}dir=\"$1\" && shift && exec \"$0\" --data-dir \"$dir\" --segment-size \
+             {segment_size} serve --listen 127.0.0.1:0 \"$@\""
         );
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(script).arg(bin).arg(dir).args(extra);
@@ -201,7 +202,7 @@ fn connections_beyond_the_open_file_limit_wait_and_the_store_keeps_writing() {
     let token = create_token(&dir, "load", "ingest,query");
     // A hard limit of 400 descriptors: the server cannot raise it, so it
     // serves at most 400 - 256 connections.
-    let served = Served::start(&dir, "-n 400", &["--header-timeout-secs", "60"]);
+    let served = Served::start(&dir, 64 << 10, "-n 400", &["--header-timeout-secs", "60"]);
     let addr = served.url.trim_start_matches("http://").to_owned();
     assert_eq!(soft_open_file_limit(served.pid()), 400);
     let rt = runtime();
@@ -284,10 +285,190 @@ fn the_server_raises_its_soft_open_file_limit_to_the_hard_limit() {
     if hard <= 300 {
         return;
     }
-    let served = Served::start(&dir, "-Sn 300", &[]);
+    let served = Served::start(&dir, 64 << 10, "-Sn 300", &[]);
     assert_eq!(soft_open_file_limit(served.pid()), hard);
     let stderr = served.terminate();
     if hard >= 10_000 + 256 {
         assert!(!stderr.contains("serving at most"), "{stderr}");
     }
+}
+
+/// What each malformed body must be answered with (the first of each
+/// label); a streamed body may also be cut by a reset once the answer is
+/// out.
+const BAD_BODY_ANSWERS: &[(&str, &str)] = &[
+    ("declared_oversize", "413 body_too_large"),
+    ("streamed_oversize", "413 body_too_large"),
+    ("malformed_json", "400 malformed_json"),
+    ("invalid_utf8", "400 invalid_utf8"),
+    ("wrong_types", "400 invalid_events"),
+    ("deep_nesting", "400 malformed_json"),
+    ("too_many_events", "413 too_many_events"),
+    ("event_too_large", "413 event_too_large"),
+    ("unsupported_media_type", "415 unsupported_media_type"),
+    ("empty_body", "400 empty_body"),
+    ("huge_header", "431"),
+    ("not_http", "400"),
+];
+
+#[test]
+fn under_abuse_honest_clients_are_served_memory_stays_bounded_and_nothing_acknowledged_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let token = create_token(&dir, "abuse", "ingest,query,admin");
+    let served = Served::start(
+        &dir,
+        4 << 20,
+        "",
+        &[
+            "--header-timeout-secs",
+            "2",
+            "--body-timeout-secs",
+            "2",
+            "--max-connections",
+            "1200",
+        ],
+    );
+    let acked_file = tmp.path().join("acked.txt");
+    let pid = served.pid().to_string();
+    let out = sealog()
+        .args(["bench", "--http", &served.url, "--abuse", "--json"])
+        .args(["--server-pid", &pid])
+        .arg("--record-acked")
+        .arg(&acked_file)
+        .args(["--baseline-secs", "2", "--abuse-secs", "8"])
+        .args(["--over-limit-secs", "3", "--after-secs", "2"])
+        .args(["--hold", "1000", "--over-limit", "1400", "--slow", "4"])
+        .args(["--bad-bodies", "2", "--auth-flood", "20"])
+        .args([
+            "--honest-clients",
+            "2",
+            "--honest-batch",
+            "50",
+            "--honest-rate",
+            "1000",
+        ])
+        .args(["--summary-wait-secs", "0"])
+        .env("SEALOG_TOKEN", &token)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{report:#}");
+    let checks = &report["checks"];
+    assert_eq!(checks["passed"], true, "{report:#}");
+    assert_eq!(checks["acked_missing"], 0);
+    assert_eq!(checks["verify"]["intact"], true);
+
+    // The honest clients were answered in every phase, none slower than a
+    // generous 10 s (the machine is shared: no tighter bound).
+    for phase in ["baseline", "flood", "over_limit", "after"] {
+        let q = &report["honest_query"]["latency"][phase];
+        assert!(q["n"].as_u64().unwrap() > 0, "{phase}: {q}");
+        assert_eq!(q["errors"], 0, "{phase}: {report:#}");
+        assert!(q["max_ms"].as_f64().unwrap() < 10_000.0, "{phase}: {q}");
+        let i = &report["honest_ingest"]["latency"][phase];
+        assert_eq!(i["errors"], 0, "{phase}: {report:#}");
+        assert!(i["max_ms"].as_f64().unwrap() < 10_000.0, "{phase}: {i}");
+    }
+    let ingest = &report["honest_ingest"];
+    assert_eq!(ingest["errors"], serde_json::json!({}), "{ingest}");
+    assert_eq!(ingest["gave_up"], 0);
+    assert!(ingest["acked_events"].as_u64().unwrap() > 1_000, "{ingest}");
+
+    // Memory stayed bounded (RSS in KiB, far below 1 GiB).
+    let memory = &report["memory_kib"];
+    for phase in ["baseline", "flood", "over_limit", "after"] {
+        let rss = memory["rss_peak"][phase].as_u64().unwrap();
+        assert!(rss > 0 && rss < 1 << 20, "{phase}: {memory}");
+    }
+
+    // The connections were held, and above the limit the server served no
+    // more than its limit.
+    let conns = &report["connections"];
+    assert!(
+        conns["client_open_peak"]["flood"].as_u64().unwrap() >= 500,
+        "{conns}"
+    );
+    let served_over = conns["server_open_peak"]["over_limit"].as_u64().unwrap();
+    assert!(served_over <= 1200, "{conns}");
+
+    // Each class of abuse got the answer it should.
+    let abuse = &report["abuse"];
+    let labels = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let slow_head = labels(&abuse["slow_head"]);
+    assert!(
+        slow_head
+            .iter()
+            .any(|l| l == "closed without an answer" || l.starts_with("408")),
+        "slow heads are cut off: {slow_head:?}"
+    );
+    assert!(
+        labels(&abuse["slow_body"]).contains(&"408 body_timeout".to_owned()),
+        "{}",
+        abuse["slow_body"]
+    );
+    for (case, answer) in BAD_BODY_ANSWERS {
+        let got = labels(&abuse["bad_bodies"][case]);
+        assert!(!got.is_empty(), "{case} was not sent");
+        for label in &got {
+            assert!(
+                label == answer || (*case == "streamed_oversize" && label == "reset"),
+                "{case}: answered {label}, expected {answer}"
+            );
+        }
+    }
+    let flood = labels(&abuse["auth_flood"]);
+    assert!(
+        flood.iter().all(|l| l.starts_with("401")),
+        "{}",
+        abuse["auth_flood"]
+    );
+    let attempts = checks["refusals"]["attempts_sent"].as_u64().unwrap();
+    assert!(attempts > 200, "{}", checks["refusals"]);
+    let refused = report["server_stats_after"]["auth_failures"]
+        .as_u64()
+        .unwrap();
+
+    // Afterwards, on the store itself: every acknowledged event, a log
+    // that verifies, and the flood written as a few events and summaries
+    // that count every refusal.
+    served.terminate();
+    let store = Store::open_read_only(&dir).unwrap();
+    store.verify().unwrap();
+    let (mut present, mut failed, mut summarized) = (BTreeSet::new(), 0u64, 0u64);
+    for record in store.scan(..) {
+        let record = record.unwrap();
+        match record.event.action.as_str() {
+            "auth.failed" => failed += 1,
+            "auth.refusals_summarized" => {
+                summarized += record.event.metadata.as_ref().unwrap()["count"]
+                    .as_u64()
+                    .unwrap();
+            }
+            _ => {}
+        }
+        if let Some(id) = record.event.request_id {
+            present.insert(id);
+        }
+    }
+    let acked = std::fs::read_to_string(&acked_file).unwrap();
+    let acked: Vec<&str> = acked.lines().collect();
+    assert_eq!(acked.len() as u64, ingest["acked_events"].as_u64().unwrap());
+    let missing = acked.iter().filter(|id| !present.contains(**id)).count();
+    assert_eq!(missing, 0, "acknowledged events missing from the store");
+    assert!(
+        failed * 10 < attempts,
+        "{failed} auth.failed events for {attempts} failed authentications"
+    );
+    assert_eq!(
+        failed + summarized,
+        refused,
+        "every refusal is recorded or counted in a summary"
+    );
 }
