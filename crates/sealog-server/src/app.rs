@@ -102,7 +102,14 @@ impl App {
                 limits.idempotency_receipts,
                 limits.idempotency_ttl,
             )),
-            refusals: RefusalLimiter::new(limits.refusals_per_window, limits.refusal_window, 4096),
+            refusals: RefusalLimiter::new(
+                limits.refusals_per_window,
+                limits
+                    .refusals_per_window
+                    .saturating_mul(audit::ADDRESSES_IN_FULL),
+                limits.refusal_window,
+                4096,
+            ),
             ingest_bytes: Arc::new(Semaphore::new(budget)),
             ingest_budget: budget,
             ingest_batches: Arc::new(Semaphore::new(limits.ingest_inflight_batches.max(1))),
