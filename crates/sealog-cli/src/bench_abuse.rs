@@ -477,8 +477,18 @@ async fn exchange(shared: &Shared, head: String, body: Body) -> Answer {
     };
     let _open = OpenGuard::new(&shared.open);
     let (mut rd, mut wr) = s.split();
+    // A small body goes out with its head, as clients send it, so that
+    // the server reads both at once.
+    let (head, body) = match body {
+        Body::Bytes(b) if b.len() <= 64 << 10 => {
+            let mut whole = head.into_bytes();
+            whole.extend_from_slice(&b);
+            (whole, Body::None)
+        }
+        other => (head.into_bytes(), other),
+    };
     let send = async {
-        if wr.write_all(head.as_bytes()).await.is_ok() {
+        if wr.write_all(&head).await.is_ok() {
             match body {
                 Body::None => {}
                 Body::Bytes(b) => {
