@@ -38,6 +38,18 @@ bodies; the latency is per request; syncs come from the server's
 tokens), followed by query latency (p50/p99) of two typical queries after
 the ingest and, with --query-clients, during it.
 
+With --http URL --abuse, the server is abused instead, bounded in count and
+time: thousands of held connections (and, for a while, more than its
+max_connections), slow senders, oversized and malformed bodies and a flood
+of failed authentications, while honest clients ingest durably at a steady
+rate and query. It reports connections held (here and, from /v1/stats, on
+the server), the server's memory (--server-pid), honest query and ingest
+latency in each phase, how each kind of abuse was answered, and checks that
+every acknowledged honest event is in the log, that POST /v1/verify passes
+and that the failed authentications were summarized; exit 1 if a check
+fails. The token needs the scopes ingest, query and admin. See
+docs/benchmarks.md, section Load and abuse, for a full run.
+
 --emit prints the generated events instead (NDJSON, or CSV with the columns
 of `sealog export --format csv` without seq and recorded_at), so other
 systems can load exactly the same data (see benches/peers/).
@@ -47,7 +59,8 @@ Examples:
   sealog bench --events 200000 --batch 1 --threads 64 --json
   sealog bench --durability buffered --dir /mnt/nvme --keep
   sealog bench --emit csv --events 200000 > events.csv
-  sealog bench --http http://127.0.0.1:7807 --clients 64 --batch 1000 --events 2000000";
+  sealog bench --http http://127.0.0.1:7807 --clients 64 --batch 1000 --events 2000000
+  sealog bench --http http://127.0.0.1:7807 --abuse --server-pid 4242";
 
 /// Durability of the benchmark's appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -204,6 +217,10 @@ pub struct BenchArgs {
     /// Example: --query-clients 2
     #[arg(long, default_value_t = 0, value_name = "Q")]
     pub query_clients: u64,
+
+    /// Load and abuse against the server (`--abuse` and its flags).
+    #[command(flatten)]
+    pub abuse: crate::bench_abuse::AbuseArgs,
 }
 
 /// Largest pool of distinct pre-generated events; longer runs reuse it.
@@ -223,6 +240,7 @@ fn workload(args: &BenchArgs) -> Workload {
 pub fn run(global: &Global, args: BenchArgs) -> Result<(), CliError> {
     match (args.emit, &args.http) {
         (Some(format), _) => emit(&args, format),
+        (None, Some(url)) if args.abuse.abuse => crate::bench_abuse::run(&args, url),
         (None, Some(url)) => crate::bench_http::run(&args, url),
         (None, None) => bench(global, &args),
     }

@@ -7,6 +7,7 @@
 
 mod append;
 mod bench;
+mod bench_abuse;
 mod bench_http;
 mod common;
 mod error;

@@ -230,6 +230,8 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         signing_key: settings.signing_key.clone(),
     };
     let options = effective.store_options()?;
+    // One descriptor per connection: take all the process may have.
+    sealog_server::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sealog-http")
@@ -241,6 +243,10 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
             )
         })?;
     runtime.block_on(async move {
+        // The handlers exist before the address is printed: a SIGTERM sent
+        // as soon as the server says it listens (a supervisor's quick
+        // restart, say) must shut it down gracefully, not kill it.
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(&settings, options).await.map_err(|e| {
             CliError::failed(
                 e.to_string(),
@@ -272,7 +278,7 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
             }
         );
         server
-            .run(shutdown_signal())
+            .run(shutdown)
             .await
             .map_err(|e| CliError::failed(e.to_string(), "see the messages above"))?;
         eprintln!("sealog serve: stopped");
@@ -280,17 +286,24 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
     })
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+/// Registers the SIGTERM and SIGINT handlers now, and returns the future
+/// that completes on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| {
+            CliError::failed(
+                format!("cannot handle {name}: {e}"),
+                "check the system's limits on signals",
+            )
+        })
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("sealog serve: SIGINT received"),
-        () = term => eprintln!("sealog serve: SIGTERM received"),
-    }
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = handler(SignalKind::interrupt(), "SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => eprintln!("sealog serve: SIGINT received"),
+            _ = term.recv() => eprintln!("sealog serve: SIGTERM received"),
+        }
+    })
 }

@@ -60,6 +60,8 @@ pub struct App {
     /// Which refusals are recorded one by one.
     pub refusals: RefusalLimiter,
     ingest_bytes: Arc<Semaphore>,
+    /// The permits of `ingest_bytes` (its size).
+    ingest_budget: usize,
     ingest_batches: Arc<Semaphore>,
     tails: Arc<Semaphore>,
     exports: Arc<Semaphore>,
@@ -100,8 +102,16 @@ impl App {
                 limits.idempotency_receipts,
                 limits.idempotency_ttl,
             )),
-            refusals: RefusalLimiter::new(limits.refusals_per_window, limits.refusal_window, 4096),
+            refusals: RefusalLimiter::new(
+                limits.refusals_per_window,
+                limits
+                    .refusals_per_window
+                    .saturating_mul(audit::ADDRESSES_IN_FULL),
+                limits.refusal_window,
+                4096,
+            ),
             ingest_bytes: Arc::new(Semaphore::new(budget)),
+            ingest_budget: budget,
             ingest_batches: Arc::new(Semaphore::new(limits.ingest_inflight_batches.max(1))),
             tails: Arc::new(Semaphore::new(limits.max_tail_streams.max(1))),
             exports: Arc::new(Semaphore::new(limits.max_exports.max(1))),
@@ -580,6 +590,56 @@ fn saturated(what: &str) -> ApiError {
     .retry_after(1)
 }
 
+/// Why a body could not be read.
+enum BodyError {
+    /// It is larger than `max_body_bytes`.
+    TooLarge,
+    /// The byte budget stayed used up for `ingest_wait`.
+    Saturated,
+    /// The connection failed.
+    Read(axum::Error),
+}
+
+/// Reads a request body, taking its share of the in-flight byte budget as
+/// its bytes arrive, so the budget counts only bytes in memory. A body
+/// larger than the whole budget (`max_body_bytes` above
+/// `ingest_inflight_bytes`) holds the whole budget and reads on.
+async fn read_body(
+    app: &App,
+    body: Body,
+    max_body: u64,
+    wait: Duration,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let max_body = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let budget = app.ingest_budget;
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut held_bytes = 0usize;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue;
+        };
+        if buf.len().saturating_add(data.len()) > max_body {
+            return Err(BodyError::TooLarge);
+        }
+        let want = data.len().min(budget.saturating_sub(held_bytes));
+        if want > 0 {
+            let n = u32::try_from(want).map_err(|_| BodyError::TooLarge)?;
+            let permit = acquire(&app.ingest_bytes, n, wait)
+                .await
+                .ok_or(BodyError::Saturated)?;
+            held_bytes += want;
+            match held.as_mut() {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(buf), held))
+}
+
 async fn ingest_inner(
     app: &Arc<App>,
     req: Request,
@@ -631,21 +691,15 @@ async fn ingest_inner(
         }
     };
     // Admission: a budget of body bytes and of batches in flight, so memory
-    // stays bounded however many clients send at once.
-    let want = u32::try_from(declared.unwrap_or(max_body).max(1))
-        .unwrap_or(u32::MAX)
-        .min(u32::try_from(app.limits.ingest_inflight_bytes).unwrap_or(u32::MAX));
+    // stays bounded however many clients send at once. The bytes are taken
+    // as they arrive and the batch slot once the body is in: a share taken
+    // up front, by the declared length, would let a few slow senders hold
+    // the whole budget without sending anything (measured: four
+    // connections declaring 16 MiB and sending a byte a second kept every
+    // other client at 503 for as long as they kept reconnecting).
     let wait = app.limits.ingest_wait;
-    let Some(_batch_permit) = acquire(&app.ingest_batches, 1, wait).await else {
-        return Err(saturated("too many batches in flight"));
-    };
-    let Some(_byte_permit) = acquire(&app.ingest_bytes, want, wait).await else {
-        return Err(saturated("too many bytes in flight"));
-    };
-    let limited =
-        http_body_util::Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX));
-    let collected = tokio::time::timeout(app.limits.body_timeout, limited.collect()).await;
-    let body: Bytes = match collected {
+    let read = read_body(app, body, max_body, wait);
+    let (body, _byte_permit) = match tokio::time::timeout(app.limits.body_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -657,20 +711,20 @@ async fn ingest_inner(
                 ),
             ));
         }
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(too_big());
-            }
+        Ok(Err(BodyError::TooLarge)) => return Err(too_big()),
+        Ok(Err(BodyError::Saturated)) => return Err(saturated("too many bytes in flight")),
+        Ok(Err(BodyError::Read(e))) => {
             return Err(ApiError::bad_request(
                 "body_read_failed",
                 format!("reading the body failed: {e}; nothing was written"),
             ));
         }
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Ok(read)) => read,
     };
     *body_read = true;
+    let Some(_batch_permit) = acquire(&app.ingest_batches, 1, wait).await else {
+        return Err(saturated("too many batches in flight"));
+    };
     let body_len = body.len() as u64;
     let mut slot = None;
     if let Some(key) = &idempotency_key {

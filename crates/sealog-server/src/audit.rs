@@ -12,10 +12,13 @@
 //!
 //! A flood of refused requests must not become a flood of writes: per
 //! source address, the first [`crate::Limits::refusals_per_window`]
-//! refusals of each window are recorded one by one, the rest are counted
-//! and recorded as one `auth.refusals_summarized` event per address when
-//! the window ends. The table of addresses is bounded; addresses beyond it
-//! share one counter.
+//! refusals of each window are recorded one by one, and at most
+//! [`ADDRESSES_IN_FULL`] times as many from all addresses together (a
+//! client with many addresses, an IPv6 prefix say, would otherwise write
+//! 20 events per address and window); the rest are counted and recorded
+//! as one `auth.refusals_summarized` event per address when the window
+//! ends. The table of addresses is bounded; addresses beyond it share one
+//! counter.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -180,6 +183,11 @@ impl Refusal {
     }
 }
 
+/// Refusals recorded one by one in a window from all addresses together,
+/// in multiples of the per-address allowance: with the default of 20 per
+/// address, 1,000 per window.
+pub const ADDRESSES_IN_FULL: u32 = 50;
+
 /// A per-address window of refusals.
 #[derive(Debug)]
 struct Window {
@@ -193,19 +201,39 @@ struct Window {
 #[derive(Debug)]
 pub struct RefusalLimiter {
     per_window: u32,
+    total_per_window: u32,
     window: Duration,
     max_addresses: usize,
-    table: Mutex<HashMap<Option<IpAddr>, Window>>,
+    table: Mutex<Table>,
+}
+
+/// The windows of every address, and the one of all of them together.
+#[derive(Debug)]
+struct Table {
+    addresses: HashMap<Option<IpAddr>, Window>,
+    started: Instant,
+    recorded: u32,
 }
 
 impl RefusalLimiter {
-    /// A limiter.
-    pub fn new(per_window: u32, window: Duration, max_addresses: usize) -> RefusalLimiter {
+    /// A limiter: `per_window` refusals recorded one by one per address and
+    /// window, `total_per_window` from all addresses together.
+    pub fn new(
+        per_window: u32,
+        total_per_window: u32,
+        window: Duration,
+        max_addresses: usize,
+    ) -> RefusalLimiter {
         RefusalLimiter {
             per_window,
+            total_per_window,
             window,
             max_addresses,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table {
+                addresses: HashMap::new(),
+                started: Instant::now(),
+                recorded: 0,
+            }),
         }
     }
 
@@ -213,7 +241,16 @@ impl RefusalLimiter {
     /// for the address's summary.
     pub fn admit(&self, refusal: &Refusal) -> bool {
         let now = Instant::now();
-        let mut table = self.table.lock();
+        let mut guard = self.table.lock();
+        let Table {
+            addresses: table,
+            started,
+            recorded,
+        } = &mut *guard;
+        if now.duration_since(*started) >= self.window {
+            *started = now;
+            *recorded = 0;
+        }
         let mut key = refusal.origin.ip;
         if !table.contains_key(&key) && table.len() >= self.max_addresses {
             // Make room from windows that ended with nothing to report;
@@ -234,8 +271,9 @@ impl RefusalLimiter {
             w.started = now;
             w.recorded = 0;
         }
-        if w.recorded < self.per_window {
+        if w.recorded < self.per_window && *recorded < self.total_per_window {
             w.recorded += 1;
+            *recorded += 1;
             true
         } else {
             w.suppressed += 1;
@@ -249,9 +287,9 @@ impl RefusalLimiter {
     pub fn drain(&self, all: bool) -> Vec<Event> {
         let now = Instant::now();
         let mut out = Vec::new();
-        let mut table = self.table.lock();
+        let mut guard = self.table.lock();
         let window = self.window;
-        table.retain(|ip, w| {
+        guard.addresses.retain(|ip, w| {
             let ended = all || now.duration_since(w.started) >= window;
             if !ended {
                 return true;
@@ -286,10 +324,11 @@ impl RefusalLimiter {
                     )
                     .with_reason(format!(
                         "{} more refused requests from this address were not recorded one by \
-                         one (more than {} per {} s)",
+                         one (more than {} per {} s from one address, or {} from all)",
                         w.suppressed,
                         self.per_window,
-                        window.as_secs()
+                        window.as_secs(),
+                        self.total_per_window
                     )),
                 );
             }
@@ -319,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_flood_is_summarized_per_address() {
-        let limiter = RefusalLimiter::new(3, Duration::from_secs(3600), 2);
+        let limiter = RefusalLimiter::new(3, 100, Duration::from_secs(3600), 2);
         let admitted = (0..10)
             .filter(|_| limiter.admit(&refusal("10.0.0.1")))
             .count();
@@ -333,6 +372,29 @@ mod tests {
         assert_eq!(m, Some(7.into()));
         let mut e = events[0].clone();
         assert!(sealog::format::validate::validate(&mut e).is_ok());
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_is_summarized_too() {
+        let limiter = RefusalLimiter::new(3, 10, Duration::from_secs(3600), 100);
+        let mut admitted = 0u64;
+        for i in 0..50 {
+            for _ in 0..5 {
+                if limiter.admit(&refusal(&format!("10.0.0.{i}"))) {
+                    admitted += 1;
+                }
+            }
+        }
+        assert_eq!(admitted, 10, "at most 10 from all addresses together");
+        let events = limiter.drain(true);
+        // Every address still has its own summary, and every refusal is
+        // either recorded or counted.
+        assert_eq!(events.len(), 50);
+        let counted: u64 = events
+            .iter()
+            .map(|e| e.metadata.as_ref().unwrap()["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(admitted + counted, 250);
     }
 
     #[test]

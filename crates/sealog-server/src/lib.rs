@@ -19,7 +19,8 @@
 //! ## Threads and tasks
 //!
 //! - A multi-threaded tokio runtime accepts connections (at most
-//!   `max_connections`) and runs the handlers; HTTP/1.1 via hyper, TLS via
+//!   `max_connections`, and at most the open-file limit less
+//!   [`RESERVED_FDS`]) and runs the handlers; HTTP/1.1 via hyper, TLS via
 //!   rustls (ring).
 //! - Appends, queries, proofs and verification run on tokio's blocking
 //!   pool: the engine blocks on `fdatasync`. Ingest is admitted against a
@@ -102,9 +103,51 @@ pub enum ServerError {
     },
 }
 
+/// File descriptors kept free for the store and the server's own files
+/// when the open-file limit caps the number of connections. The store
+/// keeps about 10 files open plus one per level of its Merkle tree (sealed
+/// segments are memory-mapped, without a descriptor); sealing, exports,
+/// verification and the tokens file open a few more for a while.
+pub const RESERVED_FDS: u64 = 256;
+
+/// The connections a process whose open-file limit is `soft` (`None`:
+/// unlimited) can serve while keeping [`RESERVED_FDS`] descriptors for the
+/// store: each connection holds one. At least 1.
+pub fn connection_limit(max_connections: usize, soft: Option<u64>) -> usize {
+    let allowed = soft.map_or(usize::MAX, |soft| {
+        usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+    });
+    max_connections.min(allowed).max(1)
+}
+
+/// The process's soft limit on open files (`None`: unlimited).
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raises the process's soft limit on open files to its hard limit, as a
+/// server that holds one descriptor per connection should (many systems
+/// start processes with a soft limit of 1,024). Returns the soft limit
+/// before and after.
+pub fn raise_open_file_limit() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum && limit.maximum.is_some() {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+    (limit.current, getrlimit(Resource::Nofile).current)
+}
+
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     app: Arc<App>,
+    connection_limit: usize,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     local_addr: SocketAddr,
@@ -221,8 +264,26 @@ impl Server {
             visible_rx,
             stop_rx,
         ));
+        // Connections beyond the open-file limit would take the
+        // descriptors the store needs for its next segment, and a store
+        // that cannot create a file refuses writes until it is reopened
+        // (measured: 2,000 idle connections against a limit of 1,024 did
+        // that within seconds, and the reopen failed for the same reason).
+        let soft = open_file_limit();
+        let max = settings.limits.max_connections;
+        let connection_limit = connection_limit(max, soft);
+        if connection_limit < max {
+            eprintln!(
+                "sealog serve: serving at most {connection_limit} connections at once, not \
+                 max_connections = {max}: the open-file limit is {} and {RESERVED_FDS} \
+                 descriptors are kept for the store (raise the limit: `ulimit -n`, or \
+                 LimitNOFILE= in a systemd unit)",
+                soft.unwrap_or(0)
+            );
+        }
         Ok(Server {
             app,
+            connection_limit,
             listener,
             tls,
             local_addr,
@@ -242,6 +303,13 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// How many connections are served at once: `max_connections`, or
+    /// fewer if the open-file limit is too low for it (see
+    /// [`connection_limit`]).
+    pub fn connection_limit(&self) -> usize {
+        self.connection_limit
+    }
+
     /// The shared state (for tests and embedding).
     pub fn app(&self) -> Arc<App> {
         self.app.clone()
@@ -251,6 +319,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Server {
             app,
+            connection_limit,
             listener,
             tls,
             local_addr: _,
@@ -280,7 +349,7 @@ impl Server {
         };
         let router = app::router(app.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let connections = Arc::new(Semaphore::new(connection_limit));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
@@ -385,5 +454,19 @@ async fn flush_refusals(app: &App, all: bool) {
     {
         app.store.report(&e);
         eprintln!("sealog serve: could not record the summary of refused requests: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_caps_connections_and_keeps_descriptors_for_the_store() {
+        assert_eq!(connection_limit(10_000, None), 10_000);
+        assert_eq!(connection_limit(10_000, Some(20_000)), 10_000);
+        assert_eq!(connection_limit(10_000, Some(1_024)), 1_024 - 256);
+        assert_eq!(connection_limit(10_000, Some(100)), 1);
+        assert_eq!(connection_limit(500, Some(1_024)), 500);
     }
 }

@@ -135,14 +135,19 @@ async fn a_batch_whose_client_hung_up_is_still_remembered_under_its_key() {
     assert_eq!(n, 200, "written once");
 }
 
-/// Sends the head of an ingest request and a part of its body, and keeps
-/// the connection open (a slow sender).
-async fn slow_sender(url: &str, token: &str, declared: usize) -> TcpStream {
+/// Sends the head of an ingest request that declares `declared` bytes and
+/// the first `sent` bytes of its body (a JSON prefix, then spaces), and
+/// keeps the connection open (a slow sender).
+async fn slow_sender(url: &str, token: &str, declared: usize, sent: usize) -> TcpStream {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut body = String::from("{\"actor\":");
+    while body.len() < sent {
+        body.push(' ');
+    }
     let head = format!(
         "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: \
-         application/json\r\nContent-Length: {declared}\r\n\r\n{{\"actor\":"
+         application/json\r\nContent-Length: {declared}\r\n\r\n{body}"
     );
     s.write_all(head.as_bytes()).await.unwrap();
     s
@@ -158,7 +163,7 @@ async fn read_response(s: &mut TcpStream, within: Duration) -> String {
 async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cut_off() {
     let server = TestServer::start(Setup {
         layer: Layer {
-            ingest_inflight_batches: Some(1),
+            ingest_inflight_bytes: Some(1000),
             ingest_wait_ms: Some(100),
             body_timeout_secs: Some(1),
             ..Layer::default()
@@ -167,8 +172,9 @@ async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cu
     })
     .await;
     let token = server.secret("root");
-    // The slow sender holds the only batch slot.
-    let mut slow = slow_sender(&server.url, &token, 10_000).await;
+    // The slow sender has sent 900 bytes of its body: they are in the
+    // server's memory and hold 900 of the 1,000 bytes of the budget.
+    let mut slow = slow_sender(&server.url, &token, 10_000, 900).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = server.admin();
     let r = c
@@ -184,7 +190,7 @@ async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cu
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    // ...and its slot is free again.
+    // ...and its share of the budget is free again.
     let r = c
         .post_json("/v1/events", event("a", "x.y", 2).to_string())
         .await
@@ -197,6 +203,43 @@ async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cu
         r.text()
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_senders_hold_neither_the_byte_budget_they_declare_nor_a_batch_slot() {
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            ingest_inflight_bytes: Some(1 << 20),
+            ingest_inflight_batches: Some(2),
+            ingest_wait_ms: Some(100),
+            ..Layer::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let token = server.secret("root");
+    // Two declare the whole byte budget, two more than there are batch
+    // slots; all four send a few bytes and then nothing.
+    let mut slow = Vec::new();
+    for declared in [1 << 20, 1 << 20, 100, 100] {
+        slow.push(slow_sender(&server.url, &token, declared, 20).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = server.admin();
+    for i in 0..5 {
+        let r = c
+            .post_json("/v1/events", event("honest", "x.y", i).to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "batch {i}: {}", r.text());
+    }
+    drop(slow);
+    let dir = server.stop().await;
+    let n = common::all_records(&dir)
+        .iter()
+        .filter(|r| r.event.actor.id == "honest")
+        .count();
+    assert_eq!(n, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
