@@ -40,6 +40,7 @@ fn check_refusal_and_recovery(
     cause: &str,
 ) {
     assert!(err.to_string().contains(cause), "{err}");
+    assert!(err.is_write_refusal(), "{err}");
     let later = store.append(event(99_999)).unwrap_err();
     assert!(matches!(later, Error::WritesRefused { .. }), "{later}");
     assert!(later.to_string().contains(cause), "{later}");
@@ -70,7 +71,8 @@ fn a_failed_fdatasync_fails_the_append_and_latches() {
         7 * 3,
         "the seven appends synced before the failure"
     );
-    assert!(matches!(err, Error::WritesRefused { .. }), "{err}");
+    // The failing append's own batch: not acknowledged, fate known at reopen.
+    assert!(matches!(err, Error::Unacknowledged { .. }), "{err}");
     check_refusal_and_recovery(dir.path(), store, &acked, &err, "fdatasync");
 }
 

@@ -261,7 +261,7 @@ fn store_hint(error: &sealog::Error) -> String {
              for writing: send events through it, or stop it first; reading commands (query, \
              tail, export, stats, verify) work while it runs"
             .into(),
-        sealog::Error::WritesRefused { .. }
+        sealog::Error::WritesRefused { .. } | sealog::Error::Unacknowledged { .. }
             if error.io_kind() == Some(io::ErrorKind::StorageFull) =>
         {
             "the disk is full: free space, then run the command again (acknowledged events are \
@@ -270,6 +270,12 @@ fn store_hint(error: &sealog::Error) -> String {
         }
         sealog::Error::WritesRefused { .. } => {
             "fix the cause above and run the command again (acknowledged events are safe)".into()
+        }
+        sealog::Error::Unacknowledged { .. } => {
+            "fix the cause above; the failed batch may be in the log after the next open (all of \
+             it or none): check with `sealog query` before sending it again (acknowledged events \
+             are safe)"
+                .into()
         }
         sealog::Error::BatchTooLarge { .. } => "use a smaller --batch".into(),
         sealog::Error::InvalidBatch(_) => "fix the events named above".into(),

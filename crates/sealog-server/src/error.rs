@@ -127,6 +127,27 @@ impl ApiError {
                 )
                 .retry_after(5)
             }
+            E::Unacknowledged { .. } if e.io_kind() == Some(io::ErrorKind::StorageFull) => {
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    format!(
+                        "the disk filled up while this batch was being written: it was NOT \
+                         acknowledged, and whether it is in the log is known only once the \
+                         store is reopened (all of it or none). Events acknowledged before are \
+                         safe. The server reopens the store by itself once space is freed; \
+                         then look for the batch (e.g. by request_id) before sending it again \
+                         ({e})"
+                    ),
+                )
+                .retry_after(5)
+            }
+            E::Unacknowledged { .. } => ApiError::unavailable(format!(
+                "writing this batch failed: it was NOT acknowledged, and whether it is in the \
+                 log is known only once the store is reopened (all of it or none); the server \
+                 is reopening the store: then look for the batch (e.g. by request_id) before \
+                 sending it again ({e})"
+            )),
             E::Io { .. } if e.io_kind() == Some(io::ErrorKind::StorageFull) => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage_full",

@@ -110,7 +110,9 @@ impl StoreHandle {
 
     /// Reports an engine error; a write refusal starts a reopen.
     pub fn report(&self, error: &sealog::Error) {
-        if let sealog::Error::WritesRefused { cause, kind } = error {
+        if let sealog::Error::WritesRefused { cause, kind }
+        | sealog::Error::Unacknowledged { cause, kind } = error
+        {
             *self.reason.lock() = Some((cause.clone(), *kind));
             if self.ready.swap(false, Ordering::Relaxed) {
                 eprintln!(

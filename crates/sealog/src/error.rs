@@ -64,6 +64,23 @@ pub enum Error {
         /// Its kind (e.g. `StorageFull` for a full disk).
         kind: io::ErrorKind,
     },
+    /// Writing or syncing this append's own batch failed (or the store
+    /// latched while the batch waited to be committed). The batch was **not
+    /// acknowledged**, and whether any of it is in the log is only known
+    /// after the store is reopened: recovery keeps it if it reached the disk
+    /// whole, and removes it otherwise (batches stay atomic). The store now
+    /// refuses writes, as for [`Error::WritesRefused`].
+    #[error(
+        "this batch was not acknowledged: {cause}. It may or may not be in the log once the \
+         store is reopened (all of it or none); events acknowledged before are safe; fix the \
+         cause and reopen the store"
+    )]
+    Unacknowledged {
+        /// The failure.
+        cause: String,
+        /// Its kind (e.g. `StorageFull` for a full disk).
+        kind: io::ErrorKind,
+    },
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
@@ -119,9 +136,18 @@ impl Error {
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Error::Io { source, .. } => Some(source.kind()),
-            Error::WritesRefused { kind, .. } => Some(*kind),
+            Error::WritesRefused { kind, .. } | Error::Unacknowledged { kind, .. } => Some(*kind),
             _ => None,
         }
+    }
+
+    /// Whether the store refuses writes until it is reopened (after a failed
+    /// write or sync): [`Error::WritesRefused`] or [`Error::Unacknowledged`].
+    pub fn is_write_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::WritesRefused { .. } | Error::Unacknowledged { .. }
+        )
     }
 
     /// The corruption report, if this is one.

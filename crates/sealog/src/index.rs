@@ -217,7 +217,6 @@ fn add(map: &mut Dict, key: &[u8], ordinal: u32) {
     }
 }
 
-
 impl MemIndex {
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
@@ -274,14 +273,8 @@ impl MemIndex {
 
     /// The source addresses and their records, one pair per record.
     pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
-        let v4 = self
-            .v4
-            .iter()
-            .map(|&(a, o)| (IpAddr::V4(a.into()), o));
-        let v6 = self
-            .v6
-            .iter()
-            .map(|&(a, o)| (IpAddr::V6(a.into()), o));
+        let v4 = self.v4.iter().map(|&(a, o)| (IpAddr::V4(a.into()), o));
+        let v6 = self.v6.iter().map(|&(a, o)| (IpAddr::V6(a.into()), o));
         v4.chain(v6)
     }
 

@@ -364,7 +364,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let (receipts, target, generation) = self.sequence(prepared, durability)?;
-        self.inner.progress.wait(target, durability, generation)?;
+        // The batch is queued: a failure from here on may have written some
+        // or all of it, so it is reported as unacknowledged, not refused.
+        self.inner
+            .progress
+            .wait(target, durability, generation)
+            .map_err(|e| match e {
+                Error::WritesRefused { cause, kind } => Error::Unacknowledged { cause, kind },
+                other => other,
+            })?;
         let counters = &self.inner.counters;
         crate::stats::Counters::add(&counters.appends, 1);
         crate::stats::Counters::add(&counters.appended_events, receipts.len() as u64);
