@@ -1154,6 +1154,42 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Adds every posting of a dictionary field at once: `terms[id]` is the
+    /// term of id `id`, and each `(id, ordinal)` pair says that record
+    /// `ordinal` has that term. The result is the same as calling
+    /// [`add_term`](Self::add_term) for each pair, without looking each
+    /// term up again (an open segment's in-memory index keeps exactly this).
+    pub fn add_term_postings(
+        &mut self,
+        field: IndexField,
+        terms: &[&[u8]],
+        pairs: &[(u32, u32)],
+    ) -> Result<(), IndexError> {
+        for term in terms {
+            check_term(field, term)?;
+        }
+        for &(_, ordinal) in pairs {
+            self.check_ordinal(field, ordinal)?;
+        }
+        let postings = self.fields.entry(field).or_default();
+        let mut ids = Vec::with_capacity(terms.len());
+        for term in terms {
+            ids.push(postings.id(term)?);
+        }
+        postings.pairs.reserve(pairs.len());
+        for &(id, ordinal) in pairs {
+            let Some(&mapped) = usize::try_from(id).ok().and_then(|i| ids.get(i)) else {
+                return Err(IndexError::TooLarge {
+                    what: "term id",
+                    value: u64::from(id),
+                    limit: terms.len() as u64,
+                });
+            };
+            postings.pairs.push((mapped, ordinal));
+        }
+        Ok(())
+    }
+
     /// Records, in the hashed index of `field`, that the record `ordinal`
     /// has `term`: stores the pair ([`term_key`]`(term)`, `ordinal`).
     ///
@@ -3376,6 +3412,37 @@ mod tests {
             record_count,
             segment_footer_crc: 0xdead_beef,
         }
+    }
+
+    #[test]
+    fn postings_added_at_once_encode_like_terms_added_one_by_one() {
+        let terms: [&[u8]; 3] = [b"bob", b"alice", b"carol"];
+        let pairs = [(1, 0), (0, 1), (1, 2), (2, 3), (1, 4)];
+        let mut one_by_one = IndexBuilder::new(identity(5));
+        let mut at_once = IndexBuilder::new(identity(5));
+        for b in [&mut one_by_one, &mut at_once] {
+            for o in 0..5 {
+                b.push_record(128 + o * 10, i64::from(o));
+            }
+            b.add_field(IndexField::Actor);
+        }
+        for &(id, ordinal) in &pairs {
+            one_by_one
+                .add_term(IndexField::Actor, terms[id as usize], ordinal)
+                .unwrap();
+        }
+        at_once
+            .add_term_postings(IndexField::Actor, &terms, &pairs)
+            .unwrap();
+        assert_eq!(at_once.encode().unwrap(), one_by_one.encode().unwrap());
+        assert!(matches!(
+            at_once.add_term_postings(IndexField::Actor, &terms, &[(3, 0)]),
+            Err(IndexError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            at_once.add_term_postings(IndexField::Actor, &terms, &[(0, 5)]),
+            Err(IndexError::OrdinalOutOfRange { .. })
+        ));
     }
 
     /// FNV-1a 64, written independently of `term_key`.
