@@ -12,10 +12,9 @@
 //! - **addresses** for the source IP, queried exactly or by CIDR range
 //!   (IPv4-mapped IPv6 addresses count as IPv4).
 //!
-//! An open segment keeps a [`MemIndex`] in memory, brought up to date with
-//! the committed records when a query or the sealer needs it (so indexing
-//! never slows the commit path). Sealed segments keep theirs in a sidecar
-//! file. Indexes are derived data: they can always be rebuilt from the
+//! An open segment keeps a [`MemIndex`] in memory, kept up to date with the
+//! committed records by the background indexer (`crate::indexer`). Sealed
+//! segments keep theirs in a sidecar file. Indexes are derived data: they can always be rebuilt from the
 //! records, and verification never consults them.
 
 use std::collections::HashMap;
@@ -150,71 +149,99 @@ pub(crate) trait IndexView {
     }
 }
 
-/// The records having one value, in ordinal order. Most values of the
-/// nearly-unique fields belong to one record: no allocation for those.
-#[derive(Clone, Debug)]
-pub(crate) enum Ordinals {
-    One(u32),
-    Many(Vec<u32>),
+/// One dictionary field of an open segment, kept as a column: each distinct
+/// term gets a small id when first seen, and every record that has the field
+/// appends one `(id, ordinal)` pair. Appending is a hash lookup and a push
+/// (a roaring bitmap per term cost a scattered container update per record
+/// and field); a lookup finds the matching ids and scans the column, which
+/// holds at most one segment's records; sealing hands the column to the
+/// sidecar builder as it is.
+#[derive(Debug, Default)]
+struct DictColumn {
+    ids: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    pairs: Vec<(u32, u32)>,
 }
 
-impl Ordinals {
-    fn push(&mut self, ordinal: u32) {
-        match self {
-            Ordinals::One(first) => *self = Ordinals::Many(vec![*first, ordinal]),
-            Ordinals::Many(v) => v.push(ordinal),
+impl DictColumn {
+    fn push(&mut self, term: &[u8], ordinal: u32) {
+        let id = match self.ids.get(term) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+                self.ids.insert(term.into(), id);
+                id
+            }
+        };
+        self.pairs.push((id, ordinal));
+    }
+
+    /// The terms by id.
+    fn terms(&self) -> Vec<&[u8]> {
+        let mut terms = vec![&[][..]; self.ids.len()];
+        for (term, &id) in &self.ids {
+            if let Some(slot) = terms.get_mut(id as usize) {
+                *slot = &**term;
+            }
+        }
+        terms
+    }
+
+    fn select(&self, select: &TermSelect<'_>) -> RoaringBitmap {
+        let ordinals_of = |wanted: &dyn Fn(u32) -> bool| {
+            // Pairs are in ordinal order, so the bitmap is built by appending.
+            RoaringBitmap::from_sorted_iter(
+                self.pairs
+                    .iter()
+                    .filter(|&&(id, _)| wanted(id))
+                    .map(|&(_, o)| o),
+            )
+            .unwrap_or_default()
+        };
+        let chosen = |keep: &dyn Fn(&[u8]) -> bool| {
+            let mut wanted = vec![false; self.ids.len()];
+            let mut any = false;
+            for (term, &id) in &self.ids {
+                if keep(term)
+                    && let Some(slot) = wanted.get_mut(id as usize)
+                {
+                    *slot = true;
+                    any = true;
+                }
+            }
+            if !any {
+                return RoaringBitmap::new();
+            }
+            ordinals_of(&|id| wanted.get(id as usize).copied().unwrap_or(false))
+        };
+        match select {
+            TermSelect::Exact(term) => match self.ids.get(*term) {
+                Some(&want) => ordinals_of(&|id| id == want),
+                None => RoaringBitmap::new(),
+            },
+            TermSelect::Prefix(prefix) => chosen(&|t| t.starts_with(prefix)),
+            TermSelect::Matching { prefix, matches } => {
+                chosen(&|t| t.starts_with(prefix) && matches(t))
+            }
         }
     }
-
-    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        let (one, many) = match self {
-            Ordinals::One(o) => (Some(*o), &[][..]),
-            Ordinals::Many(v) => (None, v.as_slice()),
-        };
-        one.into_iter().chain(many.iter().copied())
-    }
-
-    fn bitmap(&self) -> RoaringBitmap {
-        self.iter().collect()
-    }
 }
 
-type Dict = HashMap<Box<[u8]>, RoaringBitmap, foldhash::fast::FixedState>;
-
-/// Exact-match values by their 64-bit key (FNV-1a, as in the sidecar).
-type Exact = HashMap<u64, Ordinals, foldhash::fast::FixedState>;
-
-/// A segment's index held in memory.
+/// A segment's index held in memory, as columns in ordinal order.
 #[derive(Debug, Default)]
 pub(crate) struct MemIndex {
     /// Records `[0, indexed)` are indexed.
     pub indexed: u64,
-    dicts: [Dict; 5],
-    exact: [Exact; 2],
-    /// Source addresses as (address, ordinal) in ordinal order: appending
-    /// is a push (a search tree of ~200k distinct addresses cost a cache
-    /// miss per level on every record), and a lookup scans the column,
-    /// ~0.1 ms for a full segment.
+    dicts: [DictColumn; 5],
+    /// Exact-match values as (64-bit key (FNV-1a, as in the sidecar),
+    /// ordinal); a lookup scans the column.
+    exact: [Vec<(u64, u32)>; 2],
+    /// Source addresses as (address, ordinal): appending is a push (a
+    /// search tree of ~200k distinct addresses cost a cache miss per level
+    /// on every record), and a lookup scans the column, ~0.1 ms for a full
+    /// segment.
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u32)>,
     scratch: Vec<u8>,
-}
-
-fn add(map: &mut Dict, key: &[u8], ordinal: u32) {
-    match map.get_mut(key) {
-        Some(bitmap) => {
-            // Ordinals arrive in increasing order: appending skips the
-            // search `insert` does (it refuses one that is not larger).
-            if bitmap.try_push(ordinal).is_err() {
-                bitmap.insert(ordinal);
-            }
-        }
-        None => {
-            let mut bitmap = RoaringBitmap::new();
-            bitmap.insert(ordinal);
-            map.insert(key.into(), bitmap);
-        }
-    }
 }
 
 impl MemIndex {
@@ -231,15 +258,13 @@ impl MemIndex {
         } = self;
         for_each_key(record, &mut scratch, |key| match key {
             IndexKey::Dict(field, term) => {
-                if let Some(map) = dicts.get_mut(field as usize) {
-                    add(map, term, ordinal);
+                if let Some(column) = dicts.get_mut(field as usize) {
+                    column.push(term, ordinal);
                 }
             }
             IndexKey::Exact(field, value) => {
-                if let Some(map) = exact.get_mut(field as usize) {
-                    map.entry(sealog_format::index::term_key(value))
-                        .and_modify(|o| o.push(ordinal))
-                        .or_insert(Ordinals::One(ordinal));
+                if let Some(column) = exact.get_mut(field as usize) {
+                    column.push((sealog_format::index::term_key(value), ordinal));
                 }
             }
             IndexKey::Ip(IpAddr::V4(a)) => v4.push((u32::from(a), ordinal)),
@@ -249,26 +274,18 @@ impl MemIndex {
         self.indexed += 1;
     }
 
-    /// The terms and bitmaps of a dictionary, in no particular order.
-    pub(crate) fn dict_entries(
-        &self,
-        field: DictField,
-    ) -> impl Iterator<Item = (&[u8], &RoaringBitmap)> {
-        self.dicts
-            .get(field as usize)
-            .into_iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (&**k, v)))
+    /// A dictionary field's terms by id, and its `(term id, ordinal)` pairs
+    /// in ordinal order.
+    pub(crate) fn dict_postings(&self, field: DictField) -> (Vec<&[u8]>, &[(u32, u32)]) {
+        match self.dicts.get(field as usize) {
+            Some(column) => (column.terms(), &column.pairs),
+            None => (Vec::new(), &[]),
+        }
     }
 
-    /// The keys and records of an exact-match field, in no particular order.
-    pub(crate) fn exact_entries(
-        &self,
-        field: ExactField,
-    ) -> impl Iterator<Item = (u64, impl Iterator<Item = u32> + '_)> {
-        self.exact
-            .get(field as usize)
-            .into_iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (*k, v.iter())))
+    /// The `(key, ordinal)` pairs of an exact-match field, in ordinal order.
+    pub(crate) fn exact_postings(&self, field: ExactField) -> &[(u64, u32)] {
+        self.exact.get(field as usize).map_or(&[], Vec::as_slice)
     }
 
     /// The source addresses and their records, one pair per record.
@@ -276,23 +293,6 @@ impl MemIndex {
         let v4 = self.v4.iter().map(|&(a, o)| (IpAddr::V4(a.into()), o));
         let v6 = self.v6.iter().map(|&(a, o)| (IpAddr::V6(a.into()), o));
         v4.chain(v6)
-    }
-
-    fn dict_select(&self, field: DictField, select: &TermSelect<'_>) -> RoaringBitmap {
-        let Some(map) = self.dicts.get(field as usize) else {
-            return RoaringBitmap::new();
-        };
-        match select {
-            TermSelect::Exact(term) => map.get(*term).cloned().unwrap_or_default(),
-            TermSelect::Prefix(prefix) => map
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
-            TermSelect::Matching { prefix, matches } => map
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix) && matches(k))
-                .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b),
-        }
     }
 }
 
@@ -308,18 +308,24 @@ impl IndexView for MemView<'_> {
     }
 
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
-        Ok(self.index.dict_select(field, select))
+        Ok(self
+            .index
+            .dicts
+            .get(field as usize)
+            .map(|c| c.select(select))
+            .unwrap_or_default())
     }
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
         let key = sealog_format::index::term_key(value);
-        Ok(self
-            .index
-            .exact
-            .get(field as usize)
-            .and_then(|m| m.get(&key))
-            .map(Ordinals::bitmap)
-            .unwrap_or_default())
+        Ok(RoaringBitmap::from_sorted_iter(
+            self.index
+                .exact_postings(field)
+                .iter()
+                .filter(|&&(k, _)| k == key)
+                .map(|&(_, o)| o),
+        )
+        .unwrap_or_default())
     }
 
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {

@@ -86,21 +86,18 @@ pub(crate) fn encode_mem(
     for f in DictField::ALL {
         let field = dict_field(f);
         builder.add_field(field);
-        for (term, bitmap) in mem.dict_entries(f) {
-            builder
-                .insert_bitmap(field, term, bitmap)
-                .map_err(damaged)?;
-        }
+        let (terms, pairs) = mem.dict_postings(f);
+        builder
+            .add_term_postings(field, &terms, pairs)
+            .map_err(damaged)?;
     }
     for f in ExactField::ALL {
         let field = exact_field(f);
         builder.add_hashed_field(field);
-        for (key, ordinals) in mem.exact_entries(f) {
-            for ordinal in ordinals {
-                builder
-                    .add_hashed_key(field, key, ordinal)
-                    .map_err(damaged)?;
-            }
+        for &(key, ordinal) in mem.exact_postings(f) {
+            builder
+                .add_hashed_key(field, key, ordinal)
+                .map_err(damaged)?;
         }
     }
     builder.add_ip_field(IndexField::SourceIp);
