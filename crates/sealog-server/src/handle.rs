@@ -245,8 +245,9 @@ fn reopened_event(
     .with_reason(crate::audit::clean(
         &format!(
             "the store refused writes after a failed write or sync ({cause}); the server \
-             reopened it and writes work again; requests in between were refused (503/507) and \
-             nothing of them was written"
+             reopened it and writes work again; requests in between were refused (503/507) \
+             and were not acknowledged: the batch whose write or sync failed is in the log \
+             whole or not at all, and nothing of the later refused ones was written"
         ),
         2048,
     ))
