@@ -26,6 +26,8 @@ pub mod query_cursor;
 pub mod receipt_proof;
 pub mod seeds;
 pub mod segment_recovery;
+pub mod server_ingest;
+pub mod server_query_string;
 
 /// The largest input any target looks at (64 KiB).
 pub const MAX_INPUT: usize = 64 << 10;
@@ -68,6 +70,14 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "event_json",
         run: event_json::run,
+    },
+    Target {
+        name: "server_query_string",
+        run: server_query_string::run,
+    },
+    Target {
+        name: "server_ingest",
+        run: server_ingest::run,
     },
 ];
 

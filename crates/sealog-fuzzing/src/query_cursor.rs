@@ -13,8 +13,8 @@
 //! [`Query::validate`]; its page is exactly the first `limit` records of a
 //! full scan filtered by [`Query::matches`], in the query's order, after
 //! the cursor; `next_cursor` is present exactly when more match; and
-//! [`Store::count`] agrees with the scan. (The HTTP server's query-string
-//! parser gets a target of its own with the server crate.)
+//! [`Store::count`] agrees with the scan. (The HTTP server's query strings
+//! have a target of their own, `server_query_string`, on the same store.)
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
@@ -110,7 +110,9 @@ pub fn store_event(i: u64) -> Event {
     e
 }
 
-fn store() -> Option<&'static Store> {
+/// The store of 150 events the queries run on, built once per process
+/// (shared with `server_query_string`).
+pub(crate) fn store() -> Option<&'static Store> {
     static STORE: OnceLock<Option<(tempfile::TempDir, Store)>> = OnceLock::new();
     STORE
         .get_or_init(|| {

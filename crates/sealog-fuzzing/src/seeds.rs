@@ -247,5 +247,89 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
         "secret-metadata".into(),
         br#"{"actor":{"type":"user","id":"a"},"action":"auth.login","resource":{"type":"session"},"outcome":"success","metadata":{"nested":{"api_key":"x","ok":[1,2.5,{"password":"y"}]}}}"#.to_vec(),
     ));
+    for (n, query) in [
+        "actor=user%3Aalice&action=customer.*&action=auth.login&resource=customer:&outcome=denied&source_ip=10.0.0.0/8&from=2023-11-01T00:00:00Z&order=oldest&limit=5",
+        "tenant=t1&request_id=req-3&resource_type=invoice&to=2030-01-01T00:00:00Z&limit=3",
+        "order=newest&limit=2",
+        "limit=2&cursor=v1.n.5.0",
+        "actr=alice&limit=1&limit=2",
+        "actor=%FF&source_ip=2001:db8::/32",
+        "seq=3&tree_size=10",
+        "from=2&to=7",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seeds.push((
+            "server_query_string",
+            format!("query-{n}"),
+            query.as_bytes().to_vec(),
+        ));
+    }
+    // A real cursor, as a client sends it back.
+    if let Some(store) = crate::query_cursor::store() {
+        let q = sealog::query::Query {
+            limit: 2,
+            ..sealog::query::Query::default()
+        };
+        if let Some(cursor) = store.query(&q)?.next_cursor {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("limit", "2")
+                .append_pair("cursor", &cursor)
+                .finish();
+            seeds.push(("server_query_string", "cursor".into(), query.into_bytes()));
+        }
+    }
+
+    // Ingest: framing byte, most events (16), largest event (64 KiB), body.
+    let events: Vec<String> = ndjson
+        .lines()
+        .skip(30)
+        .take(4)
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line)?;
+            if let Some(o) = value.as_object_mut() {
+                o.remove("seq");
+                o.remove("recorded_at");
+            }
+            serde_json::to_string(&value)
+        })
+        .collect::<Result<_, _>>()?;
+    let ingest = |framing: u8, max_events: u8, max_event: u16, body: String| {
+        let mut bytes = vec![framing, max_events];
+        bytes.extend(max_event.to_le_bytes());
+        bytes.extend(body.into_bytes());
+        bytes
+    };
+    let one = events.first().cloned().unwrap_or_default();
+    for (name, bytes) in [
+        ("object", ingest(0, 15, u16::MAX, one.clone())),
+        (
+            "array",
+            ingest(0, 15, u16::MAX, format!("[{}]", events.join(","))),
+        ),
+        (
+            "ndjson",
+            ingest(1, 15, u16::MAX, format!("{}\r\n\n", events.join("\n"))),
+        ),
+        (
+            "ndjson-bad-lines",
+            ingest(
+                1,
+                15,
+                u16::MAX,
+                format!(
+                    "{one}\n{{oops\n{}\n",
+                    one.replace("\"action\":\"", "\"action\":\"X ")
+                ),
+            ),
+        ),
+        (
+            "array-over-limits",
+            ingest(0, 1, 200, format!("[{one},{one}]")),
+        ),
+    ] {
+        seeds.push(("server_ingest", name.into(), bytes));
+    }
     Ok(seeds)
 }

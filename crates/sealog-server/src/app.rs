@@ -35,7 +35,7 @@ use crate::handle::StoreHandle;
 use crate::idempotency::{Begin, Idempotency};
 use crate::ingest::{self, Framing};
 use crate::metrics::{self, Endpoint, Metrics};
-use crate::params::{self, FILTERS, Params};
+use crate::params::{self, FILTERS, Params, QUERY_PARAMS};
 use crate::tokens::{Check, Scope, TokenStore};
 use crate::wire::PageRef;
 
@@ -879,22 +879,6 @@ fn receipts_response(receipts: &[Receipt]) -> Result<Response, ApiError> {
 
 // ---------------------------------------------------------------- reads
 
-const QUERY_PARAMS: &[&str] = &[
-    "actor",
-    "action",
-    "resource",
-    "resource_type",
-    "outcome",
-    "tenant",
-    "source_ip",
-    "request_id",
-    "from",
-    "to",
-    "order",
-    "limit",
-    "cursor",
-];
-
 fn wants_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -1300,24 +1284,8 @@ async fn inclusion_inner(
         "GET /v1/proof/inclusion",
     );
     let principal = authorize(app, &parts.headers, &origin, Scope::Query).await?;
-    let params = params::parse(raw.as_deref(), &["seq", "tree_size"], &[])?;
-    let seq = params::number(
-        "seq",
-        params::get(&params, "seq").ok_or_else(|| {
-            ApiError::bad_param("seq", "is required: the record's seq, e.g. ?seq=42")
-        })?,
-    )?;
     let store = app.store.get()?;
-    let tree_size = match params::get(&params, "tree_size") {
-        Some(t) => params::number("tree_size", t)?,
-        None => store.tree_size(),
-    };
-    if seq >= tree_size {
-        return Err(ApiError::bad_param(
-            "seq",
-            format!("record {seq} is not in a tree of {tree_size} records"),
-        ));
-    }
+    let (seq, tree_size) = params::inclusion(raw.as_deref(), store.tree_size())?;
     let record = visible_record(app, &store, &principal, &origin, seq).await?;
     let s = store.clone();
     let proof = blocking(move || s.inclusion_proof(seq, tree_size))
@@ -1376,32 +1344,8 @@ async fn consistency_inner(
         "GET /v1/proof/consistency",
     );
     let principal = authorize(app, &parts.headers, &origin, Scope::Query).await?;
-    let params = params::parse(raw.as_deref(), &["from", "to"], &[])?;
-    let from = params::number(
-        "from",
-        params::get(&params, "from").ok_or_else(|| {
-            ApiError::bad_param(
-                "from",
-                "is required: the smaller tree size, e.g. ?from=100&to=200",
-            )
-        })?,
-    )?;
-    let to = params::number(
-        "to",
-        params::get(&params, "to").ok_or_else(|| {
-            ApiError::bad_param(
-                "to",
-                "is required: the larger tree size, e.g. ?from=100&to=200",
-            )
-        })?,
-    )?;
-    if from > to {
-        return Err(ApiError::bad_param(
-            "from",
-            format!("{from} is larger than to = {to}"),
-        ));
-    }
     let store = app.store.get()?;
+    let (from, to) = params::consistency(raw.as_deref(), store.tree_size())?;
     let s = store.clone();
     let proof = blocking(move || s.consistency_proof(from, to))
         .await?

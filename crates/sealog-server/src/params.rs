@@ -26,6 +26,24 @@ pub const FILTERS: &[&str] = &[
     "to",
 ];
 
+/// The parameters of `GET /v1/events`: the filters, then the order and
+/// the page.
+pub const QUERY_PARAMS: &[&str] = &[
+    "actor",
+    "action",
+    "resource",
+    "resource_type",
+    "outcome",
+    "tenant",
+    "source_ip",
+    "request_id",
+    "from",
+    "to",
+    "order",
+    "limit",
+    "cursor",
+];
+
 /// Parameters as given, in order.
 pub type Params = Vec<(String, String)>;
 
@@ -100,6 +118,61 @@ pub fn number(name: &str, text: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_param(name, format!("`{text}` is not a non-negative integer")))
 }
 
+fn required<'a>(params: &'a Params, name: &str, example: &str) -> Result<&'a str, ApiError> {
+    get(params, name).ok_or_else(|| ApiError::bad_param(name, format!("is required: {example}")))
+}
+
+/// The record and tree size of `GET /v1/proof/inclusion?seq=S[&tree_size=N]`,
+/// checked against the `durable` size of the log (the default tree size),
+/// so that the store is asked only for a proof it can give and every
+/// refusal names the parameter to change.
+pub fn inclusion(raw: Option<&str>, durable: u64) -> Result<(u64, u64), ApiError> {
+    let params = parse(raw, &["seq", "tree_size"], &[])?;
+    let seq = number(
+        "seq",
+        required(&params, "seq", "the record's seq, e.g. ?seq=42")?,
+    )?;
+    let tree_size = match get(&params, "tree_size") {
+        Some(t) => number("tree_size", t)?,
+        None => durable,
+    };
+    if tree_size > durable {
+        return Err(ApiError::bad_param(
+            "tree_size",
+            format!("{tree_size} is larger than the durable log ({durable} records)"),
+        ));
+    }
+    if seq >= tree_size {
+        return Err(ApiError::bad_param(
+            "seq",
+            format!("record {seq} is not in a tree of {tree_size} records"),
+        ));
+    }
+    Ok((seq, tree_size))
+}
+
+/// The two tree sizes of `GET /v1/proof/consistency?from=M&to=N`, checked
+/// against the `durable` size of the log like [`inclusion`].
+pub fn consistency(raw: Option<&str>, durable: u64) -> Result<(u64, u64), ApiError> {
+    let params = parse(raw, &["from", "to"], &[])?;
+    let example = "the smaller and the larger tree size, e.g. ?from=100&to=200";
+    let from = number("from", required(&params, "from", example)?)?;
+    let to = number("to", required(&params, "to", example)?)?;
+    if from > to {
+        return Err(ApiError::bad_param(
+            "from",
+            format!("{from} is larger than to = {to}"),
+        ));
+    }
+    if to > durable {
+        return Err(ApiError::bad_param(
+            "to",
+            format!("{to} is larger than the durable log ({durable} records)"),
+        ));
+    }
+    Ok((from, to))
+}
+
 fn store_err(e: sealog::Error) -> ApiError {
     ApiError::from_store(&e)
 }
@@ -164,21 +237,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    const ALL: &[&str] = &[
-        "actor",
-        "action",
-        "resource",
-        "resource_type",
-        "outcome",
-        "tenant",
-        "source_ip",
-        "request_id",
-        "from",
-        "to",
-        "order",
-        "limit",
-        "cursor",
-    ];
+    const ALL: &[&str] = QUERY_PARAMS;
 
     #[test]
     fn every_predicate_parses() {
@@ -219,5 +278,34 @@ mod tests {
         }
         let e = parse(Some("actor=%FF"), ALL, &["action"]).unwrap_err();
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_proof_beyond_the_durable_log_names_the_parameter_that_asks_for_it() {
+        let e = consistency(Some("from=1&to=99999"), 10).unwrap_err();
+        assert_eq!(e.details["parameter"], "to", "{}", e.message);
+        let e = inclusion(Some("seq=1&tree_size=99999"), 10).unwrap_err();
+        assert_eq!(e.details["parameter"], "tree_size", "{}", e.message);
+        let e = inclusion(Some("seq=10"), 10).unwrap_err();
+        assert_eq!(e.details["parameter"], "seq", "{}", e.message);
+        assert_eq!(inclusion(Some("seq=3"), 10).unwrap(), (3, 10));
+        assert_eq!(consistency(Some("from=0&to=10"), 10).unwrap(), (0, 10));
+    }
+
+    #[test]
+    fn proof_sizes_are_required_and_ordered() {
+        for (raw, parameter) in [(None, "seq"), (Some("tree_size=5"), "seq")] {
+            let e = inclusion(raw, 10).unwrap_err();
+            assert_eq!(e.details["parameter"], parameter);
+        }
+        for (raw, parameter) in [
+            (Some("to=5"), "from"),
+            (Some("from=5"), "to"),
+            (Some("from=6&to=5"), "from"),
+            (Some("from=x&to=5"), "from"),
+        ] {
+            let e = consistency(raw, 10).unwrap_err();
+            assert_eq!(e.details["parameter"], parameter, "{raw:?}");
+        }
     }
 }

@@ -393,7 +393,7 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
             "/v1/proof/consistency?from=1&to=99999",
             400,
             "invalid_parameter",
-            vec!["tree_size"],
+            vec!["`to`", "durable"],
         ),
         get(
             "bad last event id",
