@@ -48,6 +48,8 @@ enum Expect<'a> {
     Pieces(Vec<Piece<'a>>),
     /// Refused outright with this code.
     Refused(&'static str),
+    /// Refused as `too_many_events`, saying it holds this many.
+    TooMany(usize),
 }
 
 fn model<'a>(body: &'a [u8], framing: Framing, limits: &Limits) -> Expect<'a> {
@@ -92,7 +94,7 @@ fn model<'a>(body: &'a [u8], framing: Framing, limits: &Limits) -> Expect<'a> {
         return Expect::Refused("empty_batch");
     }
     if pieces.len() > max_events {
-        return Expect::Refused("too_many_events");
+        return Expect::TooMany(pieces.len());
     }
     Expect::Pieces(pieces)
 }
@@ -271,9 +273,19 @@ pub fn run(data: &[u8]) {
     }
     match (model(body, framing, &limits), result) {
         (Expect::Refused(code), Err(e)) => check_refusal(&e, code, &limits),
+        (Expect::TooMany(n), Err(e)) => {
+            check_refusal(&e, "too_many_events", &limits);
+            assert_eq!(e.details["batch_events"], n as u64, "{e}");
+        }
         (Expect::Refused(code), Ok(b)) => {
             panic!(
                 "accepted {} event(s) the model refuses as {code}",
+                b.events.len()
+            )
+        }
+        (Expect::TooMany(n), Ok(b)) => {
+            panic!(
+                "accepted {} event(s) of a body of {n}, over the limit",
                 b.events.len()
             )
         }

@@ -114,6 +114,7 @@ fn too_many(n: usize, max: u64) -> ApiError {
         ),
     )
     .with("max_batch_events", max)
+    .with("batch_events", n as u64)
 }
 
 /// Parses one event fast, and again with path tracking for a good error.
@@ -179,7 +180,14 @@ fn parse_inner(
                 }
                 let line_no = n as u64 + 1;
                 if index >= max_events {
-                    return Err(too_many(index + 1, limits.max_batch_events));
+                    // Count the rest without parsing it, so that the error
+                    // says how many events the body holds.
+                    let rest = body
+                        .split(|&b| b == b'\n')
+                        .skip(n)
+                        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                        .count();
+                    return Err(too_many(index + rest, limits.max_batch_events));
                 }
                 if line.len() > max_event {
                     problems.push(index, Some(line_no), "", too_large(line.len()));
@@ -426,5 +434,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, "event_too_large");
+        // NDJSON stops parsing at the limit but still counts every event.
+        let body = format!("{GOOD}\n\n{GOOD}\n{GOOD}\n  \n{GOOD}\n");
+        let e = parse(
+            body.as_bytes(),
+            Framing::Ndjson,
+            &limits,
+            &Validator::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "too_many_events");
+        assert_eq!(e.details["batch_events"], 4, "{e}");
+        assert!(e.to_string().contains("has 4 events"), "{e}");
     }
 }
