@@ -727,11 +727,13 @@ async fn ingest_inner(
     };
     let body_len = body.len() as u64;
     let mut slot = None;
+    let mut journal_as = None;
     if let Some(key) = &idempotency_key {
         let mut h = Sha256::new();
         h.update([framing as u8]);
         h.update(&body);
         let fingerprint: [u8; 32] = h.finalize().into();
+        journal_as = Some((principal.name.clone(), key.clone(), fingerprint));
         match app
             .idempotency
             .begin(&principal.name, key, fingerprint)
@@ -802,9 +804,18 @@ async fn ingest_inner(
             // receipts instead of a second copy.
             let lines = batch.lines.take();
             let task_app = app.clone();
+            let journal = task_app.idempotency.clone();
             let task = tokio::spawn(async move {
-                let appended =
-                    tokio::task::spawn_blocking(move || store.append_batch(batch.events)).await;
+                let appended = tokio::task::spawn_blocking(move || {
+                    let receipts = store.append_batch(batch.events)?;
+                    // Durable now: remember the key across a restart before
+                    // acknowledging.
+                    if let Some((principal, key, fingerprint)) = &journal_as {
+                        journal.journal_batch(principal, key, fingerprint, &receipts);
+                    }
+                    Ok::<_, sealog::Error>(receipts)
+                })
+                .await;
                 match appended {
                     Ok(Ok(receipts)) => {
                         let m = &task_app.metrics;

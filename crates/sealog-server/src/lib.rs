@@ -92,6 +92,19 @@ pub enum ServerError {
     /// TLS files are unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The idempotency journal cannot be read or rewritten.
+    #[error(
+        "the idempotency journal `{}`: {source} (move the file aside to start without the \
+         remembered keys)",
+        path.display()
+    )]
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Binding the address failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -102,6 +115,9 @@ pub enum ServerError {
         source: std::io::Error,
     },
 }
+
+/// The idempotency journal's file name in the data directory.
+pub const IDEMPOTENCY_JOURNAL: &str = "idempotency.log";
 
 /// File descriptors kept free for the store and the server's own files
 /// when the open-file limit caps the number of connections. The store
@@ -264,6 +280,45 @@ impl Server {
             visible_rx,
             stop_rx,
         ));
+        let journal = dir.join(IDEMPOTENCY_JOURNAL);
+        let loaded = {
+            let app = app.clone();
+            let path = journal.clone();
+            tokio::task::spawn_blocking(move || match app.store.get() {
+                Ok(store) => app.idempotency.open_journal(&path, &store),
+                Err(_) => Err(std::io::Error::other("the store is not open")),
+            })
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the loading thread failed")))
+        };
+        match loaded {
+            Ok(loaded) => {
+                if loaded.keys > 0 || loaded.expired > 0 {
+                    eprintln!(
+                        "sealog serve: idempotency keys remembered from {}: {} ({} expired)",
+                        journal.display(),
+                        loaded.keys,
+                        loaded.expired
+                    );
+                }
+                if let Some(first) = &loaded.first_damage {
+                    eprintln!(
+                        "sealog serve: the idempotency journal {} had {} unusable entr{}, \
+                         forgotten (a retry of those batches with their key may write them \
+                         again); the first found: {first}",
+                        journal.display(),
+                        loaded.damaged,
+                        if loaded.damaged == 1 { "y" } else { "ies" }
+                    );
+                }
+            }
+            Err(source) => {
+                return Err(ServerError::Journal {
+                    path: journal,
+                    source,
+                });
+            }
+        }
         // Connections beyond the open-file limit would take the
         // descriptors the store needs for its next segment, and a store
         // that cannot create a file refuses writes until it is reopened
@@ -347,6 +402,32 @@ impl Server {
                 }
             })
         };
+        let journal_syncer = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut failing = false;
+                loop {
+                    tick.tick().await;
+                    let app = app.clone();
+                    let synced =
+                        tokio::task::spawn_blocking(move || app.idempotency.sync_journal())
+                            .await
+                            .unwrap_or(Ok(()));
+                    match synced {
+                        Err(e) if !failing => {
+                            failing = true;
+                            eprintln!(
+                                "sealog serve: syncing the idempotency journal failed ({e}): \
+                                 a power loss may forget the newest keys"
+                            );
+                        }
+                        Err(_) => {}
+                        Ok(()) => failing = false,
+                    }
+                }
+            })
+        };
         let router = app::router(app.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let connections = Arc::new(Semaphore::new(connection_limit));
@@ -420,6 +501,14 @@ impl Server {
             ),
         }
         flusher.abort();
+        journal_syncer.abort();
+        {
+            let app = app.clone();
+            let synced = tokio::task::spawn_blocking(move || app.idempotency.sync_journal()).await;
+            if let Ok(Err(e)) = synced {
+                eprintln!("sealog serve: syncing the idempotency journal failed ({e})");
+            }
+        }
         flush_refusals(&app, true).await;
         let store = app.store.take_for_close();
         reopen.abort();

@@ -383,3 +383,95 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     drop(idle2);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_survive_a_restart_and_a_damaged_journal_forgets_only_its_damage() {
+    let server = TestServer::start(Setup::default()).await;
+    let root = server.secret("root");
+    let mut c = server.admin();
+    let ndjson = |key: &'static str| {
+        [
+            ("content-type", "application/x-ndjson"),
+            ("idempotency-key", key),
+        ]
+    };
+    let a = c
+        .request(Method::POST, "/v1/events", &ndjson("key-a"), batch(0, 5))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    let b = c
+        .request(Method::POST, "/v1/events", &ndjson("key-b"), batch(10, 3))
+        .await
+        .unwrap();
+    assert_eq!(b.status, 200, "{}", b.text());
+    let dir = server.stop().await;
+
+    // Damage the journal: a copy of key-b's line under another key whose
+    // chain does not match the log, a line that is not JSON, an overlong
+    // line, and a last line cut short.
+    let journal = dir.join(sealog_server::IDEMPOTENCY_JOURNAL);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let line_b = text.lines().find(|l| l.contains("\"key-b\"")).unwrap();
+    let mut forged: serde_json::Value = serde_json::from_str(line_b).unwrap();
+    forged["key"] = "key-c".into();
+    forged["last_chain"] = "00".repeat(32).into();
+    let mut damaged = text.clone();
+    damaged.push_str(&format!("{forged}\nnot json\n{}\n", "x".repeat(5000)));
+    damaged.push_str(&line_b[..line_b.len() / 2]);
+    std::fs::write(&journal, damaged).unwrap();
+
+    let server = TestServer::start_in(&dir, Setup::default()).await;
+    let mut c = server.client(Some(&root));
+    let again = c
+        .request(Method::POST, "/v1/events", &ndjson("key-a"), batch(0, 5))
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json(), a.json(), "key-a: the original receipts");
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    let again = c
+        .request(Method::POST, "/v1/events", &ndjson("key-b"), batch(10, 3))
+        .await
+        .unwrap();
+    assert_eq!(again.json(), b.json(), "key-b: the original receipts");
+    let other = c
+        .request(Method::POST, "/v1/events", &ndjson("key-a"), batch(100, 5))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 422, "{}", other.text());
+    // The forged key was not trusted: its batch is written as new.
+    let forged = c
+        .request(Method::POST, "/v1/events", &ndjson("key-c"), batch(10, 3))
+        .await
+        .unwrap();
+    assert_eq!(forged.status, 200, "{}", forged.text());
+    assert!(forged.header("idempotent-replayed").is_none());
+    assert_ne!(forged.json(), b.json());
+    // Loading rewrote the journal with the usable keys; key-c was added.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let keys: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys.len(), 3, "{text}");
+    for k in ["key-a", "key-b", "key-c"] {
+        assert!(keys.iter().any(|x| x == k), "{k} in {text}");
+    }
+    let dir = server.stop().await;
+    let n = common::all_records(&dir)
+        .iter()
+        .filter(|r| r.event.actor.id == "idem")
+        .count();
+    assert_eq!(
+        n,
+        5 + 3 + 3,
+        "key-a and key-b written once, key-c's batch once more"
+    );
+}
