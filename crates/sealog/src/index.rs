@@ -150,29 +150,34 @@ pub(crate) trait IndexView {
 }
 
 /// One dictionary field of an open segment, kept as a column: each distinct
-/// term gets a small id when first seen, and every record that has the field
-/// appends one `(id, ordinal)` pair. Appending is a hash lookup and a push
-/// (a roaring bitmap per term cost a scattered container update per record
-/// and field); a lookup finds the matching ids and scans the column, which
-/// holds at most one segment's records; sealing hands the column to the
-/// sidecar builder as it is.
+/// term gets a small id when first seen, and the column holds each record's
+/// term id by ordinal ([`NO_TERM`] for a record without the field).
+/// Appending is a hash lookup and a push (a roaring bitmap per term cost a
+/// scattered container update per record and field); a lookup compares the
+/// column with the wanted ids 64 records at a time into a bit set, which
+/// becomes the roaring bitmap in one piece; sealing hands the column to the
+/// sidecar builder.
 #[derive(Debug, Default)]
 struct DictColumn {
     ids: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
-    pairs: Vec<(u32, u32)>,
+    column: Vec<u32>,
 }
 
+/// The column entry of a record without the field.
+const NO_TERM: u32 = u32::MAX;
+
 impl DictColumn {
-    fn push(&mut self, term: &[u8], ordinal: u32) {
+    fn push(&mut self, term: &[u8]) {
         let id = match self.ids.get(term) {
             Some(&id) => id,
             None => {
-                let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+                // Ids stay below NO_TERM: a segment holds fewer records.
+                let id = u32::try_from(self.ids.len()).unwrap_or(NO_TERM - 1);
                 self.ids.insert(term.into(), id);
                 id
             }
         };
-        self.pairs.push((id, ordinal));
+        self.column.push(id);
     }
 
     /// The terms by id.
@@ -186,17 +191,34 @@ impl DictColumn {
         terms
     }
 
+    /// The `(term id, ordinal)` pairs, in ordinal order.
+    fn pairs(&self) -> Vec<(u32, u32)> {
+        (0u32..)
+            .zip(&self.column)
+            .filter(|&(_, &id)| id != NO_TERM)
+            .map(|(ordinal, &id)| (id, ordinal))
+            .collect()
+    }
+
+    /// The ordinals whose term id satisfies `wanted`.
+    fn ordinals(&self, wanted: impl Fn(u32) -> bool) -> RoaringBitmap {
+        let mut bits = Vec::with_capacity(self.column.len().div_ceil(64) * 8);
+        let mut any = 0u64;
+        for chunk in self.column.chunks(64) {
+            let mut word = 0u64;
+            for (i, &id) in chunk.iter().enumerate() {
+                word |= u64::from(wanted(id)) << i;
+            }
+            any |= word;
+            bits.extend_from_slice(&word.to_le_bytes());
+        }
+        if any == 0 {
+            return RoaringBitmap::new();
+        }
+        RoaringBitmap::from_lsb0_bytes(0, &bits)
+    }
+
     fn select(&self, select: &TermSelect<'_>) -> RoaringBitmap {
-        let ordinals_of = |wanted: &dyn Fn(u32) -> bool| {
-            // Pairs are in ordinal order, so the bitmap is built by appending.
-            RoaringBitmap::from_sorted_iter(
-                self.pairs
-                    .iter()
-                    .filter(|&&(id, _)| wanted(id))
-                    .map(|&(_, o)| o),
-            )
-            .unwrap_or_default()
-        };
         let chosen = |keep: &dyn Fn(&[u8]) -> bool| {
             let mut wanted = vec![false; self.ids.len()];
             let mut any = false;
@@ -211,11 +233,11 @@ impl DictColumn {
             if !any {
                 return RoaringBitmap::new();
             }
-            ordinals_of(&|id| wanted.get(id as usize).copied().unwrap_or(false))
+            self.ordinals(|id| wanted.get(id as usize).copied().unwrap_or(false))
         };
         match select {
             TermSelect::Exact(term) => match self.ids.get(*term) {
-                Some(&want) => ordinals_of(&|id| id == want),
+                Some(&want) => self.ordinals(|id| id == want),
                 None => RoaringBitmap::new(),
             },
             TermSelect::Prefix(prefix) => chosen(&|t| t.starts_with(prefix)),
@@ -259,7 +281,7 @@ impl MemIndex {
         for_each_key(record, &mut scratch, |key| match key {
             IndexKey::Dict(field, term) => {
                 if let Some(column) = dicts.get_mut(field as usize) {
-                    column.push(term, ordinal);
+                    column.push(term);
                 }
             }
             IndexKey::Exact(field, value) => {
@@ -270,16 +292,23 @@ impl MemIndex {
             IndexKey::Ip(IpAddr::V4(a)) => v4.push((u32::from(a), ordinal)),
             IndexKey::Ip(IpAddr::V6(a)) => v6.push((u128::from(a), ordinal)),
         });
+        // A record without an (optional) dictionary field still takes its
+        // place in that column.
+        for column in &mut self.dicts {
+            if column.column.len() <= ordinal as usize {
+                column.column.push(NO_TERM);
+            }
+        }
         self.scratch = scratch;
         self.indexed += 1;
     }
 
     /// A dictionary field's terms by id, and its `(term id, ordinal)` pairs
     /// in ordinal order.
-    pub(crate) fn dict_postings(&self, field: DictField) -> (Vec<&[u8]>, &[(u32, u32)]) {
+    pub(crate) fn dict_postings(&self, field: DictField) -> (Vec<&[u8]>, Vec<(u32, u32)>) {
         match self.dicts.get(field as usize) {
-            Some(column) => (column.terms(), &column.pairs),
-            None => (Vec::new(), &[]),
+            Some(column) => (column.terms(), column.pairs()),
+            None => (Vec::new(), Vec::new()),
         }
     }
 

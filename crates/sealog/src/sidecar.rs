@@ -88,7 +88,7 @@ pub(crate) fn encode_mem(
         builder.add_field(field);
         let (terms, pairs) = mem.dict_postings(f);
         builder
-            .add_term_postings(field, &terms, pairs)
+            .add_term_postings(field, &terms, &pairs)
             .map_err(damaged)?;
     }
     for f in ExactField::ALL {
