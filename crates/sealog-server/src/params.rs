@@ -240,6 +240,15 @@ mod tests {
     const ALL: &[&str] = QUERY_PARAMS;
 
     #[test]
+    fn the_listing_takes_every_filter_then_its_order_and_page() {
+        assert_eq!(QUERY_PARAMS.get(..FILTERS.len()), Some(FILTERS));
+        assert_eq!(
+            QUERY_PARAMS.get(FILTERS.len()..),
+            Some(&["order", "limit", "cursor"][..])
+        );
+    }
+
+    #[test]
     fn every_predicate_parses() {
         let p = parse(
             Some("actor=user%3Aalice&action=customer.*&action=auth.login&resource=customer:&outcome=denied&source_ip=10.0.0.0/8&from=2026-01-01T00:00:00Z&order=oldest&limit=5"),
