@@ -319,9 +319,8 @@ impl Idempotency {
                     },
                 );
                 table.order.push_back((key, at));
-                if let Ok(json) = serde_json::to_vec(&line) {
-                    text.extend_from_slice(&json);
-                    text.push(b'\n');
+                if let Some(bytes) = line.encode() {
+                    text.extend_from_slice(&bytes);
                     kept += 1;
                 }
             }
@@ -362,10 +361,9 @@ impl Idempotency {
         let Some(line) = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now())) else {
             return;
         };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
+        let Some(bytes) = line.encode() else {
             return;
         };
-        bytes.push(b'\n');
         match journal.file.append(&bytes) {
             Ok(()) => {
                 if journal.file.failing {
@@ -390,7 +388,8 @@ impl Idempotency {
             }
         }
         journal.unsettled.insert(key, bytes);
-        let live = journal.unsettled.len() + self.len_done();
+        // The table holds every key in flight or completed.
+        let live = self.len();
         if journal.file.lines > live.saturating_mul(2) + 4096 {
             let mut text = Vec::new();
             let mut count = 0usize;
@@ -408,11 +407,10 @@ impl Idempotency {
                         ..
                     } = entry
                         && !journal.unsettled.contains_key(key)
-                        && let Some(line) = Line::new(key, fingerprint, receipts, *at_ms)
-                        && let Ok(json) = serde_json::to_vec(&line)
+                        && let Some(bytes) = Line::new(key, fingerprint, receipts, *at_ms)
+                            .and_then(|line| line.encode())
                     {
-                        text.extend_from_slice(&json);
-                        text.push(b'\n');
+                        text.extend_from_slice(&bytes);
                         count += 1;
                     }
                 }
@@ -441,10 +439,6 @@ impl Idempotency {
         }
         journal.file.dirty = false;
         Ok(())
-    }
-
-    fn len_done(&self) -> usize {
-        self.table.lock().order.len()
     }
 
     /// Keys remembered.
@@ -512,6 +506,13 @@ impl Line {
             last_chain: hex::encode(last.chain_hash),
             at_ms,
         })
+    }
+
+    /// The line as the journal holds it, with its end of line.
+    fn encode(&self) -> Option<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(self).ok()?;
+        bytes.push(b'\n');
+        Some(bytes)
     }
 
     /// The receipts again, from the records in `store`; an error says why

@@ -14,8 +14,9 @@
 //!
 //! An open segment keeps a [`MemIndex`] in memory, kept up to date with the
 //! committed records by the background indexer (`crate::indexer`). Sealed
-//! segments keep theirs in a sidecar file. Indexes are derived data: they can always be rebuilt from the
-//! records, and verification never consults them.
+//! segments keep theirs in a sidecar file. Indexes are derived data: they
+//! can always be rebuilt from the records, and verification never consults
+//! them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
