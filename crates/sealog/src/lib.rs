@@ -34,7 +34,7 @@
 //!   `store.recovered` event.
 //!
 //! The byte-level format is specified in `docs/format.md` and implemented
-//! by the [`sealog_format`] crate, re-exported as [`format`].
+//! by the [`sealog_format`] crate, re-exported as [`mod@format`].
 
 pub mod checkpoint;
 mod error;
