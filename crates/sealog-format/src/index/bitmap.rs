@@ -10,7 +10,6 @@
 use roaring::RoaringBitmap;
 
 use super::bytes::{Cursor, to_u64};
-use super::dictionary::RawTerm;
 use super::error::IndexError;
 use super::field::IndexField;
 use super::layout::ORDINAL_LEN;
@@ -25,10 +24,10 @@ const ROARING_OFFSETS_THRESHOLD: usize = 4;
 
 /// Checks the structure of a term's serialized bitmap against its entry,
 /// without decoding its values: one well-formed roaring bitmap, as many
-/// values as the entry says, no container past the segment.
+/// values as the entry says (`cardinality`), no container past the segment.
 pub(super) fn check_bitmap_shape(
     bytes: &[u8],
-    e: &RawTerm,
+    cardinality: u64,
     field: IndexField,
     index: usize,
     record_count: u64,
@@ -39,7 +38,6 @@ pub(super) fn check_bitmap_shape(
         reason,
     };
     let shape = check_roaring(bytes).map_err(|reason| bad(reason.to_owned()))?;
-    let cardinality = u64::from(e.cardinality);
     if shape.cardinality != cardinality {
         return Err(bad(format!(
             "its containers hold {} ordinals, the term entry says {cardinality}",
@@ -239,9 +237,73 @@ fn check_roaring(bytes: &[u8]) -> Result<RoaringShape, &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::index::testing::*;
     use crate::index::*;
     use std::collections::BTreeSet;
+
+    fn serialize(bitmap: &RoaringBitmap) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bitmap.serialize_into(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn check_roaring_finds_the_cardinality_and_largest_value_of_every_container_kind() {
+        let mut array: RoaringBitmap = [1, 70_000, 70_005].into_iter().collect();
+        let mut bitset: RoaringBitmap = (0..10_000).map(|v| v * 3).collect();
+        let mut runs: RoaringBitmap = (65_536 * 3..65_536 * 3 + 9_000).collect();
+        runs.insert(5);
+        for (bitmap, max) in [
+            (&mut array, 70_005),
+            (&mut bitset, 29_997),
+            (&mut runs, 65_536 * 3 + 8_999),
+        ] {
+            bitmap.optimize();
+            let shape = check_roaring(&serialize(bitmap)).unwrap();
+            assert_eq!(shape.cardinality, bitmap.len());
+            assert_eq!(shape.max, max);
+        }
+        // Many containers, with and without runs: offsets are checked.
+        let mut many: RoaringBitmap = (0..6u32).map(|k| k << 16).collect();
+        many.insert_range(7 << 16..(7 << 16) + 100);
+        for optimize in [false, true] {
+            if optimize {
+                many.optimize();
+            }
+            let shape = check_roaring(&serialize(&many)).unwrap();
+            assert_eq!((shape.cardinality, shape.max), (106, (7 << 16) + 99));
+        }
+        assert_eq!(
+            check_roaring(&serialize(&RoaringBitmap::new())).err(),
+            Some("it has no containers")
+        );
+    }
+
+    #[test]
+    fn ordinal_sets_drop_ordinals_past_the_segment_whatever_their_number() {
+        let bytes =
+            |values: &[u32]| -> Vec<[u8; 4]> { values.iter().map(|v| v.to_le_bytes()).collect() };
+        let as_set = |b: RoaringBitmap| b.iter().collect::<BTreeSet<_>>();
+        // One ordinal, a few in a large segment (sorted), many in a small
+        // one (bitset), in two parts and out of order.
+        assert_eq!(
+            as_set(ordinal_set(&[bytes(&[7]).as_slice()], 8)),
+            BTreeSet::from([7])
+        );
+        assert!(ordinal_set(&[bytes(&[8]).as_slice()], 8).is_empty());
+        let sparse = bytes(&[900_000, 3, 3, 5_000_000]);
+        assert_eq!(
+            as_set(ordinal_set(&[sparse.as_slice()], 1_000_000)),
+            BTreeSet::from([3, 900_000])
+        );
+        let (a, b) = (bytes(&[9, 2, 40]), bytes(&[2, 0, 63, 64]));
+        assert_eq!(
+            as_set(ordinal_set(&[a.as_slice(), b.as_slice()], 64)),
+            BTreeSet::from([0, 2, 9, 40, 63])
+        );
+        assert!(ordinal_set(&[], 64).is_empty());
+    }
 
     #[test]
     fn large_segment_with_all_container_kinds() {

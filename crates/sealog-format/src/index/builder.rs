@@ -4,8 +4,9 @@
 //! The builder checks what it is given as it is given (term lengths,
 //! ordinals below the record count) and lays the file out: header, section
 //! table, then each section at the next multiple of [`SECTION_ALIGN`], in
-//! (kind, field) order. Dictionaries are encoded by [`super::postings`],
-//! hashed indexes by [`super::hashed`], IP indexes by [`super::ip`].
+//! (kind, field) order. Each section kind encodes itself: the columns in
+//! [`super::columns`], dictionaries in [`super::postings`], hashed indexes
+//! in [`super::hashed`], IP indexes in [`super::ip`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,17 +14,17 @@ use std::net::IpAddr;
 use roaring::RoaringBitmap;
 
 use super::bytes::{crc32, patch, to_u64};
-use super::columns::check_offsets_increasing;
+use super::columns::{check_offsets_increasing, encode_event_times, encode_offsets};
 use super::error::IndexError;
 use super::field::IndexField;
 use super::hashed::{encode_hashed, term_key};
 use super::header::{RawHeader, RawSection, SegmentIdentity};
-use super::ip::{IpPostings, canonical_ip, encode_ip};
+use super::ip::IpPostings;
 use super::layout::{
-    FORMAT_VERSION, HEADER_LEN, KIND_EVENT_TIMES, KIND_HASHED, KIND_IP, KIND_OFFSETS,
-    KIND_TERM_DICT, MAX_RECORDS, SECTION_ALIGN, SECTION_ENTRY_LEN,
+    HEADER_LEN, KIND_EVENT_TIMES, KIND_HASHED, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS,
+    SECTION_ALIGN, SECTION_ENTRY_LEN,
 };
-use super::postings::{Postings, check_term, encode_dictionary};
+use super::postings::{Postings, check_term};
 
 /// Collects a segment's columns and terms, then encodes its sidecar.
 ///
@@ -142,10 +143,7 @@ impl IndexBuilder {
     ) -> Result<(), IndexError> {
         check_term(field, term)?;
         self.check_ordinal(field, ordinal)?;
-        let postings = self.fields.entry(field).or_default();
-        let id = postings.id(term)?;
-        postings.pairs.push((id, ordinal));
-        Ok(())
+        self.fields.entry(field).or_default().add(term, ordinal)
     }
 
     /// Records, in the term dictionary of `field`, that every record in
@@ -169,15 +167,10 @@ impl IndexBuilder {
                 record_count: self.identity.record_count,
             });
         }
-        let postings = self.fields.entry(field).or_default();
-        if ordinals.is_empty() {
-            return Ok(());
-        }
-        let id = postings.id(term)?;
-        postings
-            .pairs
-            .extend(ordinals.iter().map(|ordinal| (id, ordinal)));
-        Ok(())
+        self.fields
+            .entry(field)
+            .or_default()
+            .add_bitmap(term, ordinals)
     }
 
     /// Adds every posting of a dictionary field at once: `terms[id]` is the
@@ -197,23 +190,10 @@ impl IndexBuilder {
         for &(_, ordinal) in pairs {
             self.check_ordinal(field, ordinal)?;
         }
-        let postings = self.fields.entry(field).or_default();
-        let mut ids = Vec::with_capacity(terms.len());
-        for term in terms {
-            ids.push(postings.id(term)?);
-        }
-        postings.pairs.reserve(pairs.len());
-        for &(id, ordinal) in pairs {
-            let Some(&mapped) = usize::try_from(id).ok().and_then(|i| ids.get(i)) else {
-                return Err(IndexError::TooLarge {
-                    what: "term id",
-                    value: u64::from(id),
-                    limit: terms.len() as u64,
-                });
-            };
-            postings.pairs.push((mapped, ordinal));
-        }
-        Ok(())
+        self.fields
+            .entry(field)
+            .or_default()
+            .add_pairs(terms, pairs)
     }
 
     /// Records, in the hashed index of `field`, that the record `ordinal`
@@ -254,11 +234,7 @@ impl IndexBuilder {
         ordinal: u32,
     ) -> Result<(), IndexError> {
         self.check_ordinal(field, ordinal)?;
-        let postings = self.ips.entry(field).or_default();
-        match canonical_ip(addr) {
-            IpAddr::V4(v4) => postings.v4.push((v4.to_bits(), ordinal)),
-            IpAddr::V6(v6) => postings.v6.push((v6.to_bits(), ordinal)),
-        }
+        self.ips.entry(field).or_default().add(addr, ordinal);
         Ok(())
     }
 
@@ -293,24 +269,18 @@ impl IndexBuilder {
 
         // Offsets column.
         let start = begin_section(&mut out);
-        out.reserve(self.offsets.len() * 4);
-        for offset in &self.offsets {
-            out.extend_from_slice(&offset.to_le_bytes());
-        }
+        encode_offsets(&mut out, &self.offsets);
         table.push(end_section(&out, KIND_OFFSETS, 0, start));
 
         // Event-time column.
         let start = begin_section(&mut out);
-        out.reserve(self.event_times.len() * 8);
-        for time in &self.event_times {
-            out.extend_from_slice(&time.to_le_bytes());
-        }
+        encode_event_times(&mut out, &self.event_times);
         table.push(end_section(&out, KIND_EVENT_TIMES, 0, start));
 
         // Term dictionaries, in field id order (the BTreeMap's order).
         for (&field, postings) in &self.fields {
             let start = begin_section(&mut out);
-            encode_dictionary(&mut out, field, postings)?;
+            postings.encode(&mut out, field)?;
             table.push(end_section(&out, KIND_TERM_DICT, field.id(), start));
         }
 
@@ -322,7 +292,7 @@ impl IndexBuilder {
         }
         for (&field, postings) in &self.ips {
             let start = begin_section(&mut out);
-            encode_ip(&mut out, postings)?;
+            postings.encode(&mut out)?;
             table.push(end_section(&out, KIND_IP, field.id(), start));
         }
 
@@ -332,17 +302,12 @@ impl IndexBuilder {
         }
         patch(&mut out, table_start, &table_bytes);
 
-        let header = RawHeader {
-            version: FORMAT_VERSION,
-            header_len: HEADER_LEN as u16,
-            flags: 0,
-            identity: self.identity,
-            section_count: u32::try_from(section_count).unwrap_or(u32::MAX),
-            table_crc: crc32(&table_bytes),
-        }
-        .encode();
-        patch(&mut out, 0, &header);
-        patch(&mut out, HEADER_LEN - 4, &crc32(&header).to_le_bytes());
+        let header = RawHeader::new(
+            self.identity,
+            u32::try_from(section_count).unwrap_or(u32::MAX),
+            crc32(&table_bytes),
+        );
+        patch(&mut out, 0, &header.encode());
         Ok(out)
     }
 }

@@ -243,7 +243,7 @@ impl<'a> TermDict<'a> {
                     "cardinality is larger than the segment's record count",
                 ));
             }
-            check_bitmap_shape(bitmap, &e, field, index, record_count)?;
+            check_bitmap_shape(bitmap, u64::from(e.cardinality), field, index, record_count)?;
             bitmap_end += u64::from(e.bitmap_len);
         }
         if term_end != u64::from(term_heap_len) {
@@ -418,7 +418,7 @@ impl<'a> TermDict<'a> {
         let cardinality = u64::from(e.cardinality);
         // Walk the structure first, so that roaring only ever allocates
         // for containers whose bytes are really there.
-        check_bitmap_shape(bytes, &e, field, index, self.record_count)?;
+        check_bitmap_shape(bytes, cardinality, field, index, self.record_count)?;
         let bitmap = RoaringBitmap::deserialize_from(bytes).map_err(|e| bad(e.to_string()))?;
         if bitmap.len() != cardinality {
             return Err(bad(format!(

@@ -1,5 +1,6 @@
 //! The fields of an audit record that a sidecar can index, named by the
-//! ids stored in the file.
+//! ids stored in the file, and [`PerField`], which keeps one value per
+//! field this version knows.
 //!
 //! A field id is the same in every section kind: the `field` of a section
 //! table entry. Ids this version does not know are skipped, so that later
@@ -91,7 +92,7 @@ impl IndexField {
     }
 
     /// Position of the field in per-field arrays (`id - 1`).
-    pub(super) fn slot(self) -> usize {
+    fn slot(self) -> usize {
         usize::from(self.id()).saturating_sub(1)
     }
 }
@@ -103,7 +104,35 @@ impl fmt::Display for IndexField {
 }
 
 /// Number of fields this version knows (ids `1..=KNOWN_FIELDS`).
-pub(super) const KNOWN_FIELDS: usize = 9;
+pub(super) const KNOWN_FIELDS: usize = IndexField::ALL.len();
+
+/// One optional value per field this version knows, such as the bytes of
+/// each field's section of one index kind.
+///
+/// Fields with ids this version does not know have no place: their
+/// sections are skipped.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PerField<T>([Option<T>; KNOWN_FIELDS]);
+
+impl<T: Copy> PerField<T> {
+    /// No value for any field.
+    pub(super) const fn new() -> Self {
+        PerField([None; KNOWN_FIELDS])
+    }
+
+    /// Sets the value of `field`, replacing any earlier one; does nothing
+    /// for an unknown field (`None`).
+    pub(super) fn set(&mut self, field: Option<IndexField>, value: T) {
+        if let Some(slot) = field.and_then(|field| self.0.get_mut(field.slot())) {
+            *slot = Some(value);
+        }
+    }
+
+    /// The value of `field`, if one was set.
+    pub(super) fn get(&self, field: IndexField) -> Option<T> {
+        self.0.get(field.slot()).copied().flatten()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -122,5 +151,26 @@ mod tests {
         assert_eq!(IndexField::ResourceId.name(), "resource_id");
         assert_eq!(IndexField::ResourceType.name(), "resource_type");
         assert_eq!(IndexField::SourceIp.to_string(), "source_ip");
+    }
+
+    #[test]
+    fn per_field_keeps_one_value_per_known_field_and_skips_unknown_ones() {
+        let mut map = PerField::new();
+        for &field in IndexField::ALL {
+            assert_eq!(map.get(field), None);
+        }
+        for &field in IndexField::ALL {
+            map.set(Some(field), field.id() * 10);
+        }
+        map.set(IndexField::from_u16(40), 7);
+        map.set(Some(IndexField::Tenant), 1);
+        for &field in IndexField::ALL {
+            let want = if field == IndexField::Tenant {
+                1
+            } else {
+                field.id() * 10
+            };
+            assert_eq!(map.get(field), Some(want), "{field}");
+        }
     }
 }

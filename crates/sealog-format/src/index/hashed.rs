@@ -278,6 +278,34 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     #[test]
+    fn key_searches_agree_with_a_binary_search() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in [0usize, 1, 2, 63, 64, 65, 200, 3_000] {
+            let mut keys: Vec<u64> = (0..n).map(|_| random()).collect();
+            // Runs of equal keys, and both ends of the range.
+            keys.extend([0, 0, u64::MAX, u64::MAX].iter().take(n.min(4)));
+            keys.extend(keys.clone().iter().take(n / 3));
+            keys.sort_unstable();
+            let stored: Vec<[u8; 8]> = keys.iter().map(|k| k.to_le_bytes()).collect();
+            let mut probes: Vec<u64> = keys.iter().step_by(7).copied().collect();
+            probes.extend([0, 1, u64::MAX - 1, u64::MAX, random(), random()]);
+            probes.extend(keys.iter().step_by(11).map(|k| k.wrapping_add(1)));
+            for key in probes {
+                let start = keys.partition_point(|&k| k < key);
+                let equal = keys[start..].partition_point(|&k| k <= key);
+                assert_eq!(lower_bound_key(&stored, key), start, "n {n}, key {key:#x}");
+                assert_eq!(leading_at_most(&stored[start..], key), equal);
+            }
+        }
+    }
+
+    #[test]
     fn term_keys_are_fnv1a_64() {
         // Published FNV-1a 64 test vectors.
         assert_eq!(term_key(b""), 0xcbf2_9ce4_8422_2325);

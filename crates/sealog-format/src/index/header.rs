@@ -3,10 +3,15 @@
 //!
 //! The header says which segment the sidecar belongs to and where the
 //! section table is; the table gives each section's kind, field, CRC,
-//! offset and length.
+//! offset and length. [`RawHeader::read`] checks a header in the order
+//! `docs/format.md` lists the rules, so that a file with several faults
+//! always reports the same one.
 
-use super::bytes::{Cursor, Writer};
-use super::layout::{HEADER_LEN, MAGIC, SECTION_ENTRY_LEN, SectionKind};
+use super::bytes::{Cursor, Writer, crc32, patch, to_u64};
+use super::error::{IndexError, Region};
+use super::layout::{
+    FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORDS, SECTION_ENTRY_LEN, SectionKind,
+};
 
 /// The segment a sidecar belongs to.
 ///
@@ -27,7 +32,48 @@ pub struct SegmentIdentity {
     pub segment_footer_crc: u32,
 }
 
+impl SegmentIdentity {
+    /// Checks that `self`, the identity a sidecar records, is `expected`,
+    /// the segment's; the error names the first field that differs.
+    pub(super) fn check_is(&self, expected: &SegmentIdentity) -> Result<(), IndexError> {
+        let found = self;
+        let mismatch = |what: &'static str, expected: String, found: String| {
+            Err(IndexError::IdentityMismatch {
+                what,
+                expected,
+                found,
+            })
+        };
+        let hex = |id: &[u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        if found.store_id != expected.store_id {
+            return mismatch("store id", hex(&expected.store_id), hex(&found.store_id));
+        }
+        if found.segment_no != expected.segment_no {
+            let (e, f) = (expected.segment_no, found.segment_no);
+            return mismatch("segment number", e.to_string(), f.to_string());
+        }
+        if found.first_seq != expected.first_seq {
+            let (e, f) = (expected.first_seq, found.first_seq);
+            return mismatch("first sequence number", e.to_string(), f.to_string());
+        }
+        if found.record_count != expected.record_count {
+            let (e, f) = (expected.record_count, found.record_count);
+            return mismatch("record count", e.to_string(), f.to_string());
+        }
+        if found.segment_footer_crc != expected.segment_footer_crc {
+            let (e, f) = (expected.segment_footer_crc, found.segment_footer_crc);
+            return mismatch(
+                "segment footer CRC",
+                format!("{e:#010x}"),
+                format!("{f:#010x}"),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The fixed header, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RawHeader {
     pub(super) version: u16,
     pub(super) header_len: u16,
@@ -38,9 +84,23 @@ pub(super) struct RawHeader {
 }
 
 impl RawHeader {
-    /// Writes the first 68 bytes of a header (everything but the CRC).
-    pub(super) fn encode(&self) -> [u8; HEADER_LEN - 4] {
-        let mut out = [0u8; HEADER_LEN - 4];
+    /// The header of a sidecar written by this version, for the segment
+    /// `identity`, with a section table of `section_count` entries whose
+    /// CRC is `table_crc`.
+    pub(super) fn new(identity: SegmentIdentity, section_count: u32, table_crc: u32) -> Self {
+        RawHeader {
+            version: FORMAT_VERSION,
+            header_len: HEADER_LEN as u16,
+            flags: 0,
+            identity,
+            section_count,
+            table_crc,
+        }
+    }
+
+    /// The header's bytes, its CRC last.
+    pub(super) fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
         let mut w = Writer::new(&mut out);
         w.put(&MAGIC);
         w.put(&self.version.to_le_bytes());
@@ -53,11 +113,13 @@ impl RawHeader {
         w.put(&self.identity.segment_footer_crc.to_le_bytes());
         w.put(&self.section_count.to_le_bytes());
         w.put(&self.table_crc.to_le_bytes());
+        let crc = crc32(out.get(..HEADER_LEN - 4).unwrap_or_default());
+        patch(&mut out, HEADER_LEN - 4, &crc.to_le_bytes());
         out
     }
 
     /// Reads the fields after the magic from the first 72 bytes of a file.
-    pub(super) fn decode(h: &[u8; HEADER_LEN]) -> Option<RawHeader> {
+    fn decode(h: &[u8; HEADER_LEN]) -> Option<RawHeader> {
         let mut r = Cursor::new(h);
         r.array::<8>()?;
         Some(RawHeader {
@@ -74,6 +136,88 @@ impl RawHeader {
             section_count: r.u32()?,
             table_crc: r.u32()?,
         })
+    }
+
+    /// Reads and checks the header at the start of `bytes`: magic, version,
+    /// header length, header CRC, flags and the record-count limit, in that
+    /// order. The header is `header_len` bytes long; the section table
+    /// follows it.
+    pub(super) fn read(bytes: &[u8]) -> Result<RawHeader, IndexError> {
+        let file_len = to_u64(bytes.len());
+        if let Some(magic) = bytes.first_chunk::<8>()
+            && *magic != MAGIC
+        {
+            return Err(IndexError::BadMagic { found: *magic });
+        }
+        let Some(fixed) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Err(IndexError::Truncated {
+                what: "header",
+                offset: 0,
+                needed: to_u64(HEADER_LEN),
+                available: file_len,
+            });
+        };
+        let Some(header) = RawHeader::decode(fixed) else {
+            return Err(IndexError::Truncated {
+                what: "header",
+                offset: 0,
+                needed: to_u64(HEADER_LEN),
+                available: file_len,
+            });
+        };
+        if header.version != FORMAT_VERSION {
+            return Err(IndexError::UnsupportedVersion {
+                found: header.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header_len = header.header_len;
+        if usize::from(header_len) < HEADER_LEN
+            || header_len > MAX_HEADER_LEN
+            || !header_len.is_multiple_of(8)
+        {
+            return Err(IndexError::BadHeaderLength { found: header_len });
+        }
+        let header_len = usize::from(header_len);
+        let Some(full_header) = bytes.get(..header_len) else {
+            return Err(IndexError::Truncated {
+                what: "header",
+                offset: 0,
+                needed: to_u64(header_len),
+                available: file_len,
+            });
+        };
+        let (covered, stored) = full_header.split_at(header_len - 4);
+        let stored = u32::from_le_bytes([
+            stored.first().copied().unwrap_or(0),
+            stored.get(1).copied().unwrap_or(0),
+            stored.get(2).copied().unwrap_or(0),
+            stored.get(3).copied().unwrap_or(0),
+        ]);
+        let actual = crc32(covered);
+        if stored != actual {
+            return Err(IndexError::ChecksumMismatch {
+                region: Region::Header,
+                offset: 0,
+                len: to_u64(covered.len()),
+                expected: stored,
+                actual,
+            });
+        }
+        if header.flags != 0 {
+            return Err(IndexError::UnsupportedFlags {
+                flags: header.flags,
+            });
+        }
+        let record_count = header.identity.record_count;
+        if record_count > MAX_RECORDS {
+            return Err(IndexError::TooLarge {
+                what: "record count",
+                value: record_count,
+                limit: MAX_RECORDS,
+            });
+        }
+        Ok(header)
     }
 }
 
@@ -108,6 +252,16 @@ impl RawSection {
             len: u64::from_le_bytes([e[16], e[17], e[18], e[19], e[20], e[21], e[22], e[23]]),
         }
     }
+
+    /// The region an error about this entry, at position `index` of the
+    /// table, names.
+    pub(super) fn region(&self, index: usize) -> Region {
+        Region::Section {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            kind: self.kind,
+            field: self.field,
+        }
+    }
 }
 
 /// A section of a sidecar, as listed by
@@ -135,5 +289,92 @@ impl SectionInfo {
             len: s.len,
             crc: s.crc,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::testing::*;
+    use crate::index::*;
+
+    #[test]
+    fn section_entries_read_back_every_field_they_encode() {
+        let entry = RawSection {
+            kind: 0xfff0,
+            field: 9,
+            crc: 0xdead_beef,
+            offset: 1 << 33,
+            len: u64::MAX,
+        };
+        let bytes = entry.encode();
+        assert_eq!(RawSection::decode(&bytes), entry);
+        let info = SectionInfo::from_raw(entry);
+        assert_eq!(info.kind, SectionKind::Unknown(0xfff0));
+        assert_eq!(
+            (info.field, info.crc, info.offset, info.len),
+            (9, 0xdead_beef, 1 << 33, u64::MAX)
+        );
+        assert_eq!(
+            entry.region(3).to_string(),
+            "section #3 (section of unknown kind 65520, field resource_id)"
+        );
+    }
+
+    #[test]
+    fn an_identity_mismatch_names_the_first_field_that_differs() {
+        let ours = identity(5);
+        ours.check_is(&ours).unwrap();
+        let differ = |change: fn(&mut SegmentIdentity)| {
+            let mut theirs = ours;
+            change(&mut theirs);
+            match ours.check_is(&theirs) {
+                Err(IndexError::IdentityMismatch { what, .. }) => what,
+                other => panic!("expected a mismatch, got {other:?}"),
+            }
+        };
+        assert_eq!(differ(|i| i.store_id[15] ^= 1), "store id");
+        assert_eq!(differ(|i| i.segment_no += 1), "segment number");
+        assert_eq!(differ(|i| i.first_seq += 1), "first sequence number");
+        assert_eq!(differ(|i| i.record_count += 1), "record count");
+        assert_eq!(differ(|i| i.segment_footer_crc ^= 1), "segment footer CRC");
+        assert_eq!(
+            differ(|i| {
+                i.segment_no += 1;
+                i.segment_footer_crc ^= 1;
+            }),
+            "segment number"
+        );
+    }
+
+    #[test]
+    fn identity_is_checked() {
+        let m = small_model();
+        let bytes = m.encode();
+        let r = IndexReader::parse(&bytes).unwrap();
+        let mut other = m.identity;
+        other.segment_footer_crc ^= 1;
+        let err = r.check_identity(&other).unwrap_err();
+        assert!(matches!(
+            err,
+            IndexError::IdentityMismatch {
+                what: "segment footer CRC",
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "index sidecar belongs to another segment: its segment footer CRC is 0xdeadbeef, \
+             the segment's is 0xdeadbeee; rebuild the sidecar"
+        );
+        other = m.identity;
+        other.store_id[0] ^= 1;
+        assert!(matches!(
+            r.check_identity(&other),
+            Err(IndexError::IdentityMismatch {
+                what: "store id",
+                ..
+            })
+        ));
     }
 }

@@ -25,7 +25,7 @@ const MAPPED_V4_LAST: u128 = 0xffff_ffff_ffff;
 
 /// `addr` as an IP index stores it: an IPv4-mapped IPv6 address becomes
 /// IPv4, everything else is unchanged.
-pub(super) fn canonical_ip(addr: IpAddr) -> IpAddr {
+fn canonical_ip(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -39,37 +39,49 @@ pub(super) fn canonical_ip(addr: IpAddr) -> IpAddr {
 /// already turned into IPv4.
 #[derive(Debug, Clone, Default)]
 pub(super) struct IpPostings {
-    pub(super) v4: Vec<(u32, u32)>,
-    pub(super) v6: Vec<(u128, u32)>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u32)>,
 }
 
-/// Appends an IP index section holding `postings` (sorted, deduplicated).
-pub(super) fn encode_ip(out: &mut Vec<u8>, postings: &IpPostings) -> Result<(), IndexError> {
-    let mut v4 = postings.v4.clone();
-    v4.sort_unstable();
-    v4.dedup();
-    let mut v6 = postings.v6.clone();
-    v6.sort_unstable();
-    v6.dedup();
-    let count4 = fit_u32("IPv4 entry count", v4.len())?;
-    let count6 = fit_u32("IPv6 entry count", v6.len())?;
-    out.reserve(IP_HEADER_LEN + v4.len() * IP_V4_ENTRY_LEN + v6.len() * IP_V6_ENTRY_LEN);
-    out.extend_from_slice(&count4.to_le_bytes());
-    out.extend_from_slice(&count6.to_le_bytes());
-    for (addr, _) in &v4 {
-        out.extend_from_slice(&addr.to_le_bytes());
+impl IpPostings {
+    /// Records that the record `ordinal` has the address `addr`.
+    pub(super) fn add(&mut self, addr: IpAddr, ordinal: u32) {
+        match canonical_ip(addr) {
+            IpAddr::V4(v4) => self.v4.push((v4.to_bits(), ordinal)),
+            IpAddr::V6(v6) => self.v6.push((v6.to_bits(), ordinal)),
+        }
     }
-    for (_, ordinal) in &v4 {
-        out.extend_from_slice(&ordinal.to_le_bytes());
+
+    /// Appends an IP index section holding these addresses (sorted,
+    /// deduplicated) to `out`.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) -> Result<(), IndexError> {
+        let postings = self;
+        let mut v4 = postings.v4.clone();
+        v4.sort_unstable();
+        v4.dedup();
+        let mut v6 = postings.v6.clone();
+        v6.sort_unstable();
+        v6.dedup();
+        let count4 = fit_u32("IPv4 entry count", v4.len())?;
+        let count6 = fit_u32("IPv6 entry count", v6.len())?;
+        out.reserve(IP_HEADER_LEN + v4.len() * IP_V4_ENTRY_LEN + v6.len() * IP_V6_ENTRY_LEN);
+        out.extend_from_slice(&count4.to_le_bytes());
+        out.extend_from_slice(&count6.to_le_bytes());
+        for (addr, _) in &v4 {
+            out.extend_from_slice(&addr.to_le_bytes());
+        }
+        for (_, ordinal) in &v4 {
+            out.extend_from_slice(&ordinal.to_le_bytes());
+        }
+        for (addr, _) in &v6 {
+            // Network byte order: bytewise order is numeric order.
+            out.extend_from_slice(&addr.to_be_bytes());
+        }
+        for (_, ordinal) in &v6 {
+            out.extend_from_slice(&ordinal.to_le_bytes());
+        }
+        Ok(())
     }
-    for (addr, _) in &v6 {
-        // Network byte order: bytewise order is numeric order.
-        out.extend_from_slice(&addr.to_be_bytes());
-    }
-    for (_, ordinal) in &v6 {
-        out.extend_from_slice(&ordinal.to_le_bytes());
-    }
-    Ok(())
 }
 
 /// The IP index of one field, read in place: (address, ordinal) pairs
@@ -386,10 +398,59 @@ fn cidr_bounds(addr: IpAddr, prefix_len: u8) -> Result<IpBounds, IndexError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::index::testing::*;
     use crate::index::*;
     use proptest::prelude::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn cidr_bounds_are_the_first_and_last_address_of_the_block() {
+        let v4 = |addr: &str, prefix| match cidr_bounds(addr.parse().unwrap(), prefix) {
+            Ok(IpBounds::V4(lo, hi)) => (Ipv4Addr::from(lo), Ipv4Addr::from(hi)),
+            _ => panic!("{addr}/{prefix} is not an IPv4 block"),
+        };
+        let a = Ipv4Addr::new;
+        assert_eq!(v4("10.1.2.3", 0), (a(0, 0, 0, 0), a(255, 255, 255, 255)));
+        assert_eq!(v4("10.1.2.3", 8), (a(10, 0, 0, 0), a(10, 255, 255, 255)));
+        assert_eq!(v4("10.1.2.3", 31), (a(10, 1, 2, 2), a(10, 1, 2, 3)));
+        assert_eq!(v4("10.1.2.3", 32), (a(10, 1, 2, 3), a(10, 1, 2, 3)));
+        let v6 = |addr: &str, prefix| match cidr_bounds(addr.parse().unwrap(), prefix) {
+            Ok(IpBounds::V6(lo, hi)) => (lo, hi),
+            _ => panic!("{addr}/{prefix} is not an IPv6 block"),
+        };
+        assert_eq!(v6("2001:db8::1", 0), (0, u128::MAX));
+        assert_eq!(
+            v6("2001:db8::1", 128),
+            (0x2001_0db8 << 96 | 1, 0x2001_0db8 << 96 | 1)
+        );
+        assert_eq!(
+            v6("2001:db8::1", 32),
+            (0x2001_0db8 << 96, 0x2001_0db8 << 96 | (u128::MAX >> 32))
+        );
+        assert!(matches!(
+            cidr_bounds("10.0.0.0".parse().unwrap(), 33),
+            Err(IndexError::BadPrefixLength { max: 32, .. })
+        ));
+        assert!(matches!(
+            cidr_bounds("::".parse().unwrap(), 129),
+            Err(IndexError::BadPrefixLength { max: 128, .. })
+        ));
+    }
+
+    #[test]
+    fn ip_postings_store_mapped_addresses_as_ipv4() {
+        let mut postings = IpPostings::default();
+        postings.add("10.0.0.1".parse().unwrap(), 0);
+        postings.add("::ffff:10.0.0.2".parse().unwrap(), 1);
+        postings.add("::10.0.0.3".parse().unwrap(), 2);
+        assert_eq!(postings.v4, [(0x0a00_0001, 0), (0x0a00_0002, 1)]);
+        assert_eq!(postings.v6, [(0x0a00_0003, 2)]);
+        assert_eq!(
+            canonical_ip("::ffff:1.2.3.4".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4))
+        );
+    }
 
     #[test]
     fn ip_index_rules() {

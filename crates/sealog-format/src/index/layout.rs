@@ -68,9 +68,9 @@ pub(super) const IP_V4_LEN: usize = 4;
 pub(super) const IP_V6_LEN: usize = 16;
 
 /// Width in bytes of one value of the offsets column.
-pub(super) const OFFSET_WIDTH: u64 = 4;
+pub(super) const OFFSET_WIDTH: usize = 4;
 /// Width in bytes of one value of the event-time column.
-pub(super) const EVENT_TIME_WIDTH: u64 = 8;
+pub(super) const EVENT_TIME_WIDTH: usize = 8;
 /// Longest header a reader accepts.
 pub(super) const MAX_HEADER_LEN: u16 = 4096;
 

@@ -11,17 +11,14 @@
 use roaring::RoaringBitmap;
 
 use super::bytes::{align_up, crc32, sub, to_u64};
-use super::columns::check_offsets_increasing;
+use super::columns::{self, Columns};
 use super::dictionary::TermDict;
 use super::error::{IndexError, Region};
-use super::field::{IndexField, KNOWN_FIELDS};
+use super::field::{IndexField, PerField};
 use super::hashed::HashedIndex;
 use super::header::{RawHeader, RawSection, SectionInfo, SegmentIdentity};
 use super::ip::IpIndex;
-use super::layout::{
-    EVENT_TIME_WIDTH, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORDS, OFFSET_WIDTH,
-    SECTION_ENTRY_LEN, SectionKind,
-};
+use super::layout::{SECTION_ENTRY_LEN, SectionKind};
 
 /// A sidecar, read in place.
 ///
@@ -47,13 +44,12 @@ pub struct IndexReader<'a> {
     identity: SegmentIdentity,
     table: &'a [[u8; SECTION_ENTRY_LEN]],
     /// Table positions of the offsets and event-time columns.
-    columns: [usize; 2],
-    offsets: &'a [[u8; 4]],
-    event_times: &'a [[u8; 8]],
-    /// Section bytes per known field (slot `id - 1`), for each index kind.
-    dicts: [Option<&'a [u8]>; KNOWN_FIELDS],
-    hashed: [Option<&'a [u8]>; KNOWN_FIELDS],
-    ips: [Option<&'a [u8]>; KNOWN_FIELDS],
+    column_sections: [usize; 2],
+    columns: Columns<'a>,
+    /// Section bytes per known field, for each index kind.
+    dicts: PerField<&'a [u8]>,
+    hashed: PerField<&'a [u8]>,
+    ips: PerField<&'a [u8]>,
 }
 
 impl<'a> IndexReader<'a> {
@@ -83,80 +79,10 @@ impl<'a> IndexReader<'a> {
     /// Costs O(number of sections) and does not allocate.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
         let file_len = to_u64(bytes.len());
-        if let Some(magic) = bytes.first_chunk::<8>()
-            && *magic != MAGIC
-        {
-            return Err(IndexError::BadMagic { found: *magic });
-        }
-        let Some(fixed) = bytes.first_chunk::<HEADER_LEN>() else {
-            return Err(IndexError::Truncated {
-                what: "header",
-                offset: 0,
-                needed: to_u64(HEADER_LEN),
-                available: file_len,
-            });
-        };
-        let Some(header) = RawHeader::decode(fixed) else {
-            return Err(IndexError::Truncated {
-                what: "header",
-                offset: 0,
-                needed: to_u64(HEADER_LEN),
-                available: file_len,
-            });
-        };
-        if header.version != FORMAT_VERSION {
-            return Err(IndexError::UnsupportedVersion {
-                found: header.version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let header_len = header.header_len;
-        if usize::from(header_len) < HEADER_LEN
-            || header_len > MAX_HEADER_LEN
-            || header_len % 8 != 0
-        {
-            return Err(IndexError::BadHeaderLength { found: header_len });
-        }
-        let header_len = usize::from(header_len);
-        let Some(full_header) = bytes.get(..header_len) else {
-            return Err(IndexError::Truncated {
-                what: "header",
-                offset: 0,
-                needed: to_u64(header_len),
-                available: file_len,
-            });
-        };
-        let (covered, stored) = full_header.split_at(header_len - 4);
-        let stored = u32::from_le_bytes([
-            stored.first().copied().unwrap_or(0),
-            stored.get(1).copied().unwrap_or(0),
-            stored.get(2).copied().unwrap_or(0),
-            stored.get(3).copied().unwrap_or(0),
-        ]);
-        let actual = crc32(covered);
-        if stored != actual {
-            return Err(IndexError::ChecksumMismatch {
-                region: Region::Header,
-                offset: 0,
-                len: to_u64(covered.len()),
-                expected: stored,
-                actual,
-            });
-        }
-        if header.flags != 0 {
-            return Err(IndexError::UnsupportedFlags {
-                flags: header.flags,
-            });
-        }
+        let header = RawHeader::read(bytes)?;
+        let header_len = usize::from(header.header_len);
         let identity = header.identity;
         let record_count = identity.record_count;
-        if record_count > MAX_RECORDS {
-            return Err(IndexError::TooLarge {
-                what: "record count",
-                value: record_count,
-                limit: MAX_RECORDS,
-            });
-        }
 
         // Section table.
         let table_start = to_u64(header_len);
@@ -184,18 +110,14 @@ impl<'a> IndexReader<'a> {
         // Sections, in table order.
         let mut offsets: Option<(usize, &'a [u8])> = None;
         let mut event_times: Option<(usize, &'a [u8])> = None;
-        let mut dicts = [None; KNOWN_FIELDS];
-        let mut hashed = [None; KNOWN_FIELDS];
-        let mut ips = [None; KNOWN_FIELDS];
+        let mut dicts = PerField::new();
+        let mut hashed = PerField::new();
+        let mut ips = PerField::new();
         let mut prev_end = table_start + table_len;
         let mut prev_key: Option<(u16, u16)> = None;
         for (index, entry) in table.iter().enumerate() {
             let s = RawSection::decode(entry);
-            let region = Region::Section {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                kind: s.kind,
-                field: s.field,
-            };
+            let region = s.region(index);
             if prev_key.is_some_and(|prev| (s.kind, s.field) <= prev) {
                 return Err(IndexError::SectionOrder { region });
             }
@@ -232,12 +154,7 @@ impl<'a> IndexReader<'a> {
                     if s.field != 0 {
                         return Err(IndexError::BadSectionField { region });
                     }
-                    let width = if kind == SectionKind::Offsets {
-                        OFFSET_WIDTH
-                    } else {
-                        EVENT_TIME_WIDTH
-                    };
-                    let expected = record_count * width;
+                    let expected = columns::column_len(kind, record_count);
                     if s.len != expected {
                         return Err(IndexError::BadColumnLength {
                             column: kind,
@@ -251,9 +168,9 @@ impl<'a> IndexReader<'a> {
                         event_times = Some((index, data));
                     }
                 }
-                SectionKind::TermDict => set_slot(&mut dicts, field, data),
-                SectionKind::Hashed => set_slot(&mut hashed, field, data),
-                SectionKind::Ip => set_slot(&mut ips, field, data),
+                SectionKind::TermDict => dicts.set(field, data),
+                SectionKind::Hashed => hashed.set(field, data),
+                SectionKind::Ip => ips.set(field, data),
                 SectionKind::Unknown(_) => {}
             }
             prev_end = s.offset + s.len;
@@ -274,16 +191,13 @@ impl<'a> IndexReader<'a> {
                 kind: SectionKind::EventTimes,
             });
         };
-        let (offsets, _) = offsets.as_chunks::<4>();
-        let (event_times, _) = event_times.as_chunks::<8>();
 
         Ok(IndexReader {
             bytes,
             identity,
             table,
-            columns: [offsets_index, event_times_index],
-            offsets,
-            event_times,
+            column_sections: [offsets_index, event_times_index],
+            columns: Columns::view(offsets, event_times),
             dicts,
             hashed,
             ips,
@@ -319,11 +233,7 @@ impl<'a> IndexReader<'a> {
             });
         };
         let s = RawSection::decode(entry);
-        let region = Region::Section {
-            index: u32::try_from(index).unwrap_or(u32::MAX),
-            kind: s.kind,
-            field: s.field,
-        };
+        let region = s.region(index);
         // `open` checked the bounds; a reader is only made by `open`.
         let Some(data) = sub(self.bytes, s.offset, s.len) else {
             return Err(IndexError::SectionOutOfBounds {
@@ -346,10 +256,7 @@ impl<'a> IndexReader<'a> {
         let record_count = self.identity.record_count;
         let field = IndexField::from_u16(s.field);
         match (SectionKind::from_u16(s.kind), field) {
-            (SectionKind::Offsets, _) => {
-                let (offsets, _) = data.as_chunks::<4>();
-                check_offsets_increasing(offsets.iter().map(|b| u32::from_le_bytes(*b)))
-            }
+            (SectionKind::Offsets, _) => columns::check_offsets(data),
             (SectionKind::TermDict, Some(field)) => TermDict::check(data, field, record_count),
             (SectionKind::Hashed, Some(field)) => HashedIndex::check(data, field, record_count),
             (SectionKind::Ip, Some(field)) => IpIndex::check(data, field, record_count),
@@ -375,7 +282,7 @@ impl<'a> IndexReader<'a> {
     /// Positions in the section table of the offsets column and of the
     /// event-time column, in that order (every sidecar has both).
     pub fn column_sections(&self) -> [usize; 2] {
-        self.columns
+        self.column_sections
     }
 
     /// Number of sections in the table.
@@ -397,39 +304,7 @@ impl<'a> IndexReader<'a> {
 
     /// Checks that this sidecar belongs to the segment `expected`.
     pub fn check_identity(&self, expected: &SegmentIdentity) -> Result<(), IndexError> {
-        let found = &self.identity;
-        let mismatch = |what: &'static str, expected: String, found: String| {
-            Err(IndexError::IdentityMismatch {
-                what,
-                expected,
-                found,
-            })
-        };
-        let hex = |id: &[u8; 16]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        if found.store_id != expected.store_id {
-            return mismatch("store id", hex(&expected.store_id), hex(&found.store_id));
-        }
-        if found.segment_no != expected.segment_no {
-            let (e, f) = (expected.segment_no, found.segment_no);
-            return mismatch("segment number", e.to_string(), f.to_string());
-        }
-        if found.first_seq != expected.first_seq {
-            let (e, f) = (expected.first_seq, found.first_seq);
-            return mismatch("first sequence number", e.to_string(), f.to_string());
-        }
-        if found.record_count != expected.record_count {
-            let (e, f) = (expected.record_count, found.record_count);
-            return mismatch("record count", e.to_string(), f.to_string());
-        }
-        if found.segment_footer_crc != expected.segment_footer_crc {
-            let (e, f) = (expected.segment_footer_crc, found.segment_footer_crc);
-            return mismatch(
-                "segment footer CRC",
-                format!("{e:#010x}"),
-                format!("{f:#010x}"),
-            );
-        }
-        Ok(())
+        self.identity.check_is(expected)
     }
 
     /// Number of records in the segment (ordinals are `0..record_count`).
@@ -440,94 +315,38 @@ impl<'a> IndexReader<'a> {
     /// Byte offset of record `ordinal`'s frame in the segment file.
     #[inline]
     pub fn offset(&self, ordinal: u32) -> Option<u32> {
-        let bytes = self.offsets.get(usize::try_from(ordinal).ok()?)?;
-        Some(u32::from_le_bytes(*bytes))
+        self.columns.offset(ordinal)
     }
 
     /// The ordinal of the record whose frame starts at `frame_offset`.
     pub fn ordinal_at(&self, frame_offset: u32) -> Option<u32> {
-        let index = self
-            .offsets
-            .binary_search_by_key(&frame_offset, |b| u32::from_le_bytes(*b))
-            .ok()?;
-        u32::try_from(index).ok()
+        self.columns.ordinal_at(frame_offset)
     }
 
     /// Event time (UTC nanoseconds) of record `ordinal`.
     #[inline]
     pub fn event_time(&self, ordinal: u32) -> Option<i64> {
-        let bytes = self.event_times.get(usize::try_from(ordinal).ok()?)?;
-        Some(i64::from_le_bytes(*bytes))
+        self.columns.event_time(ordinal)
     }
 
     /// Ordinals of the records whose event time `t` is in `from <= t < to`.
     ///
     /// One branch-free pass over the event-time column.
     pub fn time_filter(&self, from: i64, to: i64) -> RoaringBitmap {
-        let mut result = RoaringBitmap::new();
-        if from >= to {
-            return result;
-        }
-        // `from <= t < to` is `t - from < to - from` in wrapping unsigned
-        // arithmetic, which is a single comparison per value.
-        let base = from as u64;
-        let width = (to as u64).wrapping_sub(base);
-        let hit =
-            |t: &[u8; 8]| u8::from((i64::from_le_bytes(*t) as u64).wrapping_sub(base) < width);
-        // At most 2^31 ordinals per `from_lsb0_bytes` call keeps it in u32.
-        const BLOCK: usize = 1 << 31;
-        for (block_no, block) in self.event_times.chunks(BLOCK).enumerate() {
-            let mut bits = vec![0u8; block.len().div_ceil(8)];
-            let (octets, tail) = block.as_chunks::<8>();
-            for (byte, octet) in bits.iter_mut().zip(octets) {
-                let mut acc = 0u8;
-                for (j, t) in octet.iter().enumerate() {
-                    acc |= hit(t) << j;
-                }
-                *byte = acc;
-            }
-            if let Some(last) = bits.last_mut()
-                && !tail.is_empty()
-            {
-                let mut acc = 0u8;
-                for (j, t) in tail.iter().enumerate() {
-                    acc |= hit(t) << j;
-                }
-                *last = acc;
-            }
-            let first = u32::try_from(block_no * BLOCK).unwrap_or(u32::MAX);
-            let part = RoaringBitmap::from_lsb0_bytes(first, &bits);
-            if block_no == 0 {
-                result = part;
-            } else {
-                result |= part;
-            }
-        }
-        result
+        self.columns.time_filter(from, to)
     }
 
     /// The ordinals of `candidates` whose event time `t` is in
     /// `from <= t < to`; cheaper than [`time_filter`](Self::time_filter)
     /// when the candidates are few. Ordinals past the segment are dropped.
     pub fn time_filter_in(&self, from: i64, to: i64, candidates: &RoaringBitmap) -> RoaringBitmap {
-        let mut result = RoaringBitmap::new();
-        for ordinal in candidates {
-            match self.event_time(ordinal) {
-                Some(t) if from <= t && t < to => {
-                    // Candidates iterate in increasing order, so this appends.
-                    let _ = result.try_push(ordinal);
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        result
+        self.columns.time_filter_in(from, to, candidates)
     }
 
     /// The term dictionary of `field`, or `None` if the sidecar has none
     /// (then queries on the field use another index or scan the segment).
     pub fn field(&self, field: IndexField) -> Option<TermDict<'a>> {
-        let data = self.dicts.get(field.slot()).copied().flatten()?;
+        let data = self.dicts.get(field)?;
         Some(TermDict::view(data, field, self.identity.record_count))
     }
 
@@ -541,7 +360,7 @@ impl<'a> IndexReader<'a> {
 
     /// The hashed index of `field`, or `None` if the sidecar has none.
     pub fn hashed(&self, field: IndexField) -> Option<HashedIndex<'a>> {
-        let data = self.hashed.get(field.slot()).copied().flatten()?;
+        let data = self.hashed.get(field)?;
         Some(HashedIndex::view(data, field, self.identity.record_count))
     }
 
@@ -555,7 +374,7 @@ impl<'a> IndexReader<'a> {
 
     /// The IP index of `field`, or `None` if the sidecar has none.
     pub fn ip(&self, field: IndexField) -> Option<IpIndex<'a>> {
-        let data = self.ips.get(field.slot()).copied().flatten()?;
+        let data = self.ips.get(field)?;
         Some(IpIndex::view(data, field, self.identity.record_count))
     }
 
@@ -570,18 +389,6 @@ impl<'a> IndexReader<'a> {
         self.table
             .iter()
             .map(|entry| SectionInfo::from_raw(RawSection::decode(entry)))
-    }
-}
-
-/// Records the bytes of a per-field section in `slots`, unless the field is
-/// unknown (such sections are skipped).
-fn set_slot<'a>(
-    slots: &mut [Option<&'a [u8]>; KNOWN_FIELDS],
-    field: Option<IndexField>,
-    data: &'a [u8],
-) {
-    if let Some(slot) = field.and_then(|field| slots.get_mut(field.slot())) {
-        *slot = Some(data);
     }
 }
 
@@ -775,37 +582,6 @@ mod tests {
         reseal(&mut bytes);
         let r = IndexReader::parse(&bytes).unwrap();
         assert_eq!(r.offset(1), Some(10));
-    }
-
-    #[test]
-    fn identity_is_checked() {
-        let m = small_model();
-        let bytes = m.encode();
-        let r = IndexReader::parse(&bytes).unwrap();
-        let mut other = m.identity;
-        other.segment_footer_crc ^= 1;
-        let err = r.check_identity(&other).unwrap_err();
-        assert!(matches!(
-            err,
-            IndexError::IdentityMismatch {
-                what: "segment footer CRC",
-                ..
-            }
-        ));
-        assert_eq!(
-            err.to_string(),
-            "index sidecar belongs to another segment: its segment footer CRC is 0xdeadbeef, \
-             the segment's is 0xdeadbeee; rebuild the sidecar"
-        );
-        other = m.identity;
-        other.store_id[0] ^= 1;
-        assert!(matches!(
-            r.check_identity(&other),
-            Err(IndexError::IdentityMismatch {
-                what: "store id",
-                ..
-            })
-        ));
     }
 
     #[test]
