@@ -13,10 +13,14 @@ use std::ops::{Bound, Range};
 use roaring::RoaringBitmap;
 
 use super::bitmap::check_bitmap_shape;
-use super::bytes::{Cursor, Writer, sub, to_u64};
+use super::bytes::{Cursor, patch, sub, to_u64, u32_at};
 use super::error::IndexError;
 use super::field::IndexField;
-use super::layout::{DICT_HEADER_LEN, MAX_TERM_LEN, TERM_ENTRY_LEN};
+use super::layout::{
+    DICT_BITMAP_HEAP_LEN_AT, DICT_HEADER_LEN, DICT_RESERVED_AT, DICT_TERM_HEAP_LEN_AT,
+    MAX_TERM_LEN, TERM_BITMAP_LEN_AT, TERM_BITMAP_OFFSET_AT, TERM_CARDINALITY_AT, TERM_ENTRY_LEN,
+    TERM_LEN_AT,
+};
 
 /// One term entry of a dictionary, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,23 +35,30 @@ pub(super) struct RawTerm {
 impl RawTerm {
     pub(super) fn encode(&self) -> [u8; TERM_ENTRY_LEN] {
         let mut out = [0u8; TERM_ENTRY_LEN];
-        let mut w = Writer::new(&mut out);
-        w.put(&self.term_offset.to_le_bytes());
-        w.put(&self.term_len.to_le_bytes());
-        w.put(&self.cardinality.to_le_bytes());
-        w.put(&self.bitmap_offset.to_le_bytes());
-        w.put(&self.bitmap_len.to_le_bytes());
+        patch(&mut out, 0, &self.term_offset.to_le_bytes());
+        patch(&mut out, TERM_LEN_AT, &self.term_len.to_le_bytes());
+        patch(
+            &mut out,
+            TERM_CARDINALITY_AT,
+            &self.cardinality.to_le_bytes(),
+        );
+        patch(
+            &mut out,
+            TERM_BITMAP_OFFSET_AT,
+            &self.bitmap_offset.to_le_bytes(),
+        );
+        patch(&mut out, TERM_BITMAP_LEN_AT, &self.bitmap_len.to_le_bytes());
         out
     }
 
     #[inline]
     pub(super) fn decode(e: &[u8; TERM_ENTRY_LEN]) -> RawTerm {
         RawTerm {
-            term_offset: u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-            term_len: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            cardinality: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
-            bitmap_offset: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
-            bitmap_len: u32::from_le_bytes([e[16], e[17], e[18], e[19]]),
+            term_offset: u32_at(e, 0),
+            term_len: u32_at(e, TERM_LEN_AT),
+            cardinality: u32_at(e, TERM_CARDINALITY_AT),
+            bitmap_offset: u32_at(e, TERM_BITMAP_OFFSET_AT),
+            bitmap_len: u32_at(e, TERM_BITMAP_LEN_AT),
         }
     }
 }
@@ -99,10 +110,10 @@ impl<'a> TermDict<'a> {
                 data.len()
             ));
         };
-        let count = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let term_heap_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let bitmap_heap_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-        let reserved = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+        let count = u32_at(header, 0);
+        let term_heap_len = u32_at(header, DICT_TERM_HEAP_LEN_AT);
+        let bitmap_heap_len = u32_at(header, DICT_BITMAP_HEAP_LEN_AT);
+        let reserved = u32_at(header, DICT_RESERVED_AT);
         let entries_len = u64::from(count) * to_u64(TERM_ENTRY_LEN);
         let expected = to_u64(DICT_HEADER_LEN)
             + entries_len

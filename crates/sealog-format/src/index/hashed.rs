@@ -11,10 +11,12 @@ use std::ops::Range;
 use roaring::RoaringBitmap;
 
 use super::bitmap::ordinal_set;
-use super::bytes::{fit_u32, to_u64, to_u128};
+use super::bytes::{fit_u32, to_u64, to_u128, u32_at};
 use super::error::IndexError;
 use super::field::IndexField;
-use super::layout::{HASHED_ENTRY_LEN, HASHED_HEADER_LEN, HASHED_KEY_LEN, ORDINAL_LEN};
+use super::layout::{
+    HASHED_ENTRY_LEN, HASHED_HEADER_LEN, HASHED_KEY_LEN, HASHED_RESERVED_AT, ORDINAL_LEN,
+};
 
 /// FNV-1a 64-bit offset basis (the hash of the empty string).
 pub const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -90,8 +92,8 @@ impl<'a> HashedIndex<'a> {
                 data.len()
             ));
         };
-        let count = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let reserved = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let count = u32_at(header, 0);
+        let reserved = u32_at(header, HASHED_RESERVED_AT);
         let expected = to_u64(HASHED_HEADER_LEN) + u64::from(count) * to_u64(HASHED_ENTRY_LEN);
         if expected != to_u64(data.len()) {
             return Err(format!(

@@ -7,10 +7,13 @@
 //! `docs/format.md` lists the rules, so that a file with several faults
 //! always reports the same one.
 
-use super::bytes::{Cursor, Writer, crc32, patch, to_u64};
+use super::bytes::{array_at, crc32, patch, to_u64, u16_at, u32_at, u64_at};
 use super::error::{IndexError, Region};
 use super::layout::{
-    FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_HEADER_LEN, MAX_RECORDS, SECTION_ENTRY_LEN, SectionKind,
+    ENTRY_CRC_AT, ENTRY_FIELD_AT, ENTRY_LEN_AT, ENTRY_OFFSET_AT, FIRST_SEQ_AT, FLAGS_AT,
+    FOOTER_CRC_AT, FORMAT_VERSION, HEADER_CRC_AT, HEADER_CRC_LEN, HEADER_LEN, HEADER_LEN_AT, MAGIC,
+    MAX_HEADER_LEN, MAX_RECORDS, RECORD_COUNT_AT, SECTION_COUNT_AT, SECTION_ENTRY_LEN,
+    SEGMENT_NO_AT, STORE_ID_AT, STORE_ID_LEN, SectionKind, TABLE_CRC_AT, VERSION_AT,
 };
 
 /// The segment a sidecar belongs to.
@@ -101,41 +104,47 @@ impl RawHeader {
     /// The header's bytes, its CRC last.
     pub(super) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
-        let mut w = Writer::new(&mut out);
-        w.put(&MAGIC);
-        w.put(&self.version.to_le_bytes());
-        w.put(&self.header_len.to_le_bytes());
-        w.put(&self.flags.to_le_bytes());
-        w.put(&self.identity.store_id);
-        w.put(&self.identity.segment_no.to_le_bytes());
-        w.put(&self.identity.first_seq.to_le_bytes());
-        w.put(&self.identity.record_count.to_le_bytes());
-        w.put(&self.identity.segment_footer_crc.to_le_bytes());
-        w.put(&self.section_count.to_le_bytes());
-        w.put(&self.table_crc.to_le_bytes());
-        let crc = crc32(out.get(..HEADER_LEN - 4).unwrap_or_default());
-        patch(&mut out, HEADER_LEN - 4, &crc.to_le_bytes());
+        let id = &self.identity;
+        patch(&mut out, 0, &MAGIC);
+        patch(&mut out, VERSION_AT, &self.version.to_le_bytes());
+        patch(&mut out, HEADER_LEN_AT, &self.header_len.to_le_bytes());
+        patch(&mut out, FLAGS_AT, &self.flags.to_le_bytes());
+        patch(&mut out, STORE_ID_AT, &id.store_id);
+        patch(&mut out, SEGMENT_NO_AT, &id.segment_no.to_le_bytes());
+        patch(&mut out, FIRST_SEQ_AT, &id.first_seq.to_le_bytes());
+        patch(&mut out, RECORD_COUNT_AT, &id.record_count.to_le_bytes());
+        patch(
+            &mut out,
+            FOOTER_CRC_AT,
+            &id.segment_footer_crc.to_le_bytes(),
+        );
+        patch(
+            &mut out,
+            SECTION_COUNT_AT,
+            &self.section_count.to_le_bytes(),
+        );
+        patch(&mut out, TABLE_CRC_AT, &self.table_crc.to_le_bytes());
+        let crc = crc32(out.get(..HEADER_CRC_AT).unwrap_or_default());
+        patch(&mut out, HEADER_CRC_AT, &crc.to_le_bytes());
         out
     }
 
-    /// Reads the fields after the magic from the first 72 bytes of a file.
-    fn decode(h: &[u8; HEADER_LEN]) -> Option<RawHeader> {
-        let mut r = Cursor::new(h);
-        r.array::<8>()?;
-        Some(RawHeader {
-            version: r.u16()?,
-            header_len: r.u16()?,
-            flags: r.u32()?,
+    /// Reads the fields after the magic from the first bytes of a file.
+    fn decode(h: &[u8; HEADER_LEN]) -> RawHeader {
+        RawHeader {
+            version: u16_at(h, VERSION_AT),
+            header_len: u16_at(h, HEADER_LEN_AT),
+            flags: u32_at(h, FLAGS_AT),
             identity: SegmentIdentity {
-                store_id: r.array()?,
-                segment_no: r.u64()?,
-                first_seq: r.u64()?,
-                record_count: r.u64()?,
-                segment_footer_crc: r.u32()?,
+                store_id: array_at::<STORE_ID_LEN>(h, STORE_ID_AT),
+                segment_no: u64_at(h, SEGMENT_NO_AT),
+                first_seq: u64_at(h, FIRST_SEQ_AT),
+                record_count: u64_at(h, RECORD_COUNT_AT),
+                segment_footer_crc: u32_at(h, FOOTER_CRC_AT),
             },
-            section_count: r.u32()?,
-            table_crc: r.u32()?,
-        })
+            section_count: u32_at(h, SECTION_COUNT_AT),
+            table_crc: u32_at(h, TABLE_CRC_AT),
+        }
     }
 
     /// Reads and checks the header at the start of `bytes`: magic, version,
@@ -157,14 +166,7 @@ impl RawHeader {
                 available: file_len,
             });
         };
-        let Some(header) = RawHeader::decode(fixed) else {
-            return Err(IndexError::Truncated {
-                what: "header",
-                offset: 0,
-                needed: to_u64(HEADER_LEN),
-                available: file_len,
-            });
-        };
+        let header = RawHeader::decode(fixed);
         if header.version != FORMAT_VERSION {
             return Err(IndexError::UnsupportedVersion {
                 found: header.version,
@@ -187,13 +189,8 @@ impl RawHeader {
                 available: file_len,
             });
         };
-        let (covered, stored) = full_header.split_at(header_len - 4);
-        let stored = u32::from_le_bytes([
-            stored.first().copied().unwrap_or(0),
-            stored.get(1).copied().unwrap_or(0),
-            stored.get(2).copied().unwrap_or(0),
-            stored.get(3).copied().unwrap_or(0),
-        ]);
+        let (covered, stored) = full_header.split_at(header_len - HEADER_CRC_LEN);
+        let stored = u32_at(stored, 0);
         let actual = crc32(covered);
         if stored != actual {
             return Err(IndexError::ChecksumMismatch {
@@ -234,22 +231,22 @@ pub(super) struct RawSection {
 impl RawSection {
     pub(super) fn encode(&self) -> [u8; SECTION_ENTRY_LEN] {
         let mut out = [0u8; SECTION_ENTRY_LEN];
-        let mut w = Writer::new(&mut out);
-        w.put(&self.kind.to_le_bytes());
-        w.put(&self.field.to_le_bytes());
-        w.put(&self.crc.to_le_bytes());
-        w.put(&self.offset.to_le_bytes());
-        w.put(&self.len.to_le_bytes());
+        patch(&mut out, 0, &self.kind.to_le_bytes());
+        patch(&mut out, ENTRY_FIELD_AT, &self.field.to_le_bytes());
+        patch(&mut out, ENTRY_CRC_AT, &self.crc.to_le_bytes());
+        patch(&mut out, ENTRY_OFFSET_AT, &self.offset.to_le_bytes());
+        patch(&mut out, ENTRY_LEN_AT, &self.len.to_le_bytes());
         out
     }
 
+    #[inline]
     pub(super) fn decode(e: &[u8; SECTION_ENTRY_LEN]) -> RawSection {
         RawSection {
-            kind: u16::from_le_bytes([e[0], e[1]]),
-            field: u16::from_le_bytes([e[2], e[3]]),
-            crc: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            offset: u64::from_le_bytes([e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15]]),
-            len: u64::from_le_bytes([e[16], e[17], e[18], e[19], e[20], e[21], e[22], e[23]]),
+            kind: u16_at(e, 0),
+            field: u16_at(e, ENTRY_FIELD_AT),
+            crc: u32_at(e, ENTRY_CRC_AT),
+            offset: u64_at(e, ENTRY_OFFSET_AT),
+            len: u64_at(e, ENTRY_LEN_AT),
         }
     }
 
@@ -297,6 +294,36 @@ mod tests {
     use super::*;
     use crate::index::testing::*;
     use crate::index::*;
+
+    #[test]
+    fn header_reads_back_every_field_it_encodes() {
+        let identity = SegmentIdentity {
+            store_id: *b"0123456789abcdef",
+            segment_no: u64::MAX - 1,
+            first_seq: 1 << 40,
+            record_count: MAX_RECORDS,
+            segment_footer_crc: 0x0102_0304,
+        };
+        let header = RawHeader::new(identity, 7, 0xfeed_f00d);
+        let bytes = header.encode();
+        assert_eq!(&bytes[..8], b"SEALOGIX");
+        assert_eq!(
+            u32_at(&bytes, HEADER_CRC_AT),
+            crc32(&bytes[..HEADER_CRC_AT])
+        );
+        assert_eq!(RawHeader::read(&bytes).unwrap(), header);
+        let mut flipped = bytes;
+        flipped[STORE_ID_AT] ^= 1;
+        assert!(matches!(
+            RawHeader::read(&flipped),
+            Err(IndexError::ChecksumMismatch {
+                region: Region::Header,
+                offset: 0,
+                len: 68,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn section_entries_read_back_every_field_they_encode() {

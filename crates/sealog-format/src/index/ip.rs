@@ -11,11 +11,12 @@ use std::ops::Range;
 use roaring::RoaringBitmap;
 
 use super::bitmap::ordinal_set;
-use super::bytes::{Cursor, fit_u32, to_u64};
+use super::bytes::{Cursor, fit_u32, to_u64, u32_at};
 use super::error::IndexError;
 use super::field::IndexField;
 use super::layout::{
-    IP_HEADER_LEN, IP_V4_ENTRY_LEN, IP_V4_LEN, IP_V6_ENTRY_LEN, IP_V6_LEN, ORDINAL_LEN,
+    IP_COUNT6_AT, IP_HEADER_LEN, IP_V4_ENTRY_LEN, IP_V4_LEN, IP_V6_ENTRY_LEN, IP_V6_LEN,
+    ORDINAL_LEN,
 };
 
 /// IPv6 addresses `::ffff:0:0/96` (IPv4-mapped) are stored as IPv4: the
@@ -123,8 +124,8 @@ impl<'a> IpIndex<'a> {
                 data.len()
             ));
         };
-        let count4 = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let count6 = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let count4 = u32_at(header, 0);
+        let count6 = u32_at(header, IP_COUNT6_AT);
         let expected = to_u64(IP_HEADER_LEN)
             + u64::from(count4) * to_u64(IP_V4_ENTRY_LEN)
             + u64::from(count6) * to_u64(IP_V6_ENTRY_LEN);

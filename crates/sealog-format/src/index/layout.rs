@@ -1,10 +1,20 @@
-//! The byte layout of a sidecar: its magic and version, the fixed sizes of
-//! the header, the section table and each section kind, and the section
-//! kinds themselves.
+//! The byte layout of a sidecar: its magic and version, the fixed header,
+//! the section table, the section kinds, and the fixed-width parts of each
+//! section.
 //!
-//! `docs/format.md` ("Index sidecars") is the specification.
+//! `docs/format.md` ("Index sidecars") is the specification. Each offset
+//! here is the previous field's offset plus that field's width, in the
+//! order of the specification's tables, and each length is the last
+//! field's offset plus its width: a field cannot move without every offset
+//! after it moving too, and the lengths of version 1 are checked when the
+//! crate compiles. Variable-size parts (the columns, the heaps, the sorted
+//! arrays) are described where they are encoded and read.
 
 use std::fmt;
+use std::mem::size_of;
+
+/// Width of every CRC-32 in the file.
+const CRC_LEN: usize = size_of::<u32>();
 
 /// The eight bytes every sidecar starts with.
 pub const MAGIC: [u8; 8] = *b"SEALOGIX";
@@ -12,29 +22,45 @@ pub const MAGIC: [u8; 8] = *b"SEALOGIX";
 /// The format version this module writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 
+// The fixed header, field by field (offsets from the start of the file).
+pub(super) const VERSION_AT: usize = MAGIC.len();
+pub(super) const HEADER_LEN_AT: usize = VERSION_AT + size_of::<u16>();
+pub(super) const FLAGS_AT: usize = HEADER_LEN_AT + size_of::<u16>();
+pub(super) const STORE_ID_AT: usize = FLAGS_AT + size_of::<u32>();
+/// Width of the store id.
+pub(super) const STORE_ID_LEN: usize = 16;
+pub(super) const SEGMENT_NO_AT: usize = STORE_ID_AT + STORE_ID_LEN;
+pub(super) const FIRST_SEQ_AT: usize = SEGMENT_NO_AT + size_of::<u64>();
+pub(super) const RECORD_COUNT_AT: usize = FIRST_SEQ_AT + size_of::<u64>();
+pub(super) const FOOTER_CRC_AT: usize = RECORD_COUNT_AT + size_of::<u64>();
+pub(super) const SECTION_COUNT_AT: usize = FOOTER_CRC_AT + CRC_LEN;
+pub(super) const TABLE_CRC_AT: usize = SECTION_COUNT_AT + size_of::<u32>();
+/// Where the header CRC of a version-1 header is; in a longer header it is
+/// still the last [`HEADER_CRC_LEN`] bytes, at `header_len - HEADER_CRC_LEN`.
+pub(super) const HEADER_CRC_AT: usize = TABLE_CRC_AT + CRC_LEN;
+/// Width of the header CRC, the last field of every header.
+pub(super) const HEADER_CRC_LEN: usize = CRC_LEN;
+
 /// Length in bytes of the fixed header written by this version.
 ///
 /// Readers accept longer headers (a later minor revision may append fields,
 /// which this version ignores); the header CRC is always its last 4 bytes.
-pub const HEADER_LEN: usize = 72;
+pub const HEADER_LEN: usize = HEADER_CRC_AT + HEADER_CRC_LEN;
+
+/// Longest header a reader accepts.
+pub(super) const MAX_HEADER_LEN: u16 = 4096;
+
+// One section-table entry, field by field.
+pub(super) const ENTRY_FIELD_AT: usize = size_of::<u16>();
+pub(super) const ENTRY_CRC_AT: usize = ENTRY_FIELD_AT + size_of::<u16>();
+pub(super) const ENTRY_OFFSET_AT: usize = ENTRY_CRC_AT + CRC_LEN;
+pub(super) const ENTRY_LEN_AT: usize = ENTRY_OFFSET_AT + size_of::<u64>();
 
 /// Length in bytes of one section-table entry.
-pub const SECTION_ENTRY_LEN: usize = 24;
+pub const SECTION_ENTRY_LEN: usize = ENTRY_LEN_AT + size_of::<u64>();
 
 /// Sections start at offsets that are multiples of this.
 pub const SECTION_ALIGN: u64 = 8;
-
-/// Length in bytes of a term dictionary's own header.
-pub const DICT_HEADER_LEN: usize = 16;
-
-/// Length in bytes of one term entry in a term dictionary.
-pub const TERM_ENTRY_LEN: usize = 20;
-
-/// The longest term, in bytes.
-pub const MAX_TERM_LEN: usize = 1024;
-
-/// The most records a segment's sidecar can describe (ordinals are `u32`).
-pub const MAX_RECORDS: u64 = u32::MAX as u64;
 
 /// Section kind of the offsets column (`record_count × u32`).
 pub const KIND_OFFSETS: u16 = 1;
@@ -47,32 +73,75 @@ pub const KIND_HASHED: u16 = 4;
 /// Section kind of an IP index (one per field).
 pub const KIND_IP: u16 = 5;
 
+/// The most records a segment's sidecar can describe (ordinals are `u32`).
+pub const MAX_RECORDS: u64 = u32::MAX as u64;
+
+/// Width of a stored ordinal.
+pub(super) const ORDINAL_LEN: usize = size_of::<u32>();
+
+/// Width in bytes of one value of the offsets column.
+pub(super) const OFFSET_WIDTH: usize = size_of::<u32>();
+/// Width in bytes of one value of the event-time column.
+pub(super) const EVENT_TIME_WIDTH: usize = size_of::<i64>();
+
+// A term dictionary's own header, field by field (offsets from the start
+// of the section).
+pub(super) const DICT_TERM_HEAP_LEN_AT: usize = size_of::<u32>();
+pub(super) const DICT_BITMAP_HEAP_LEN_AT: usize = DICT_TERM_HEAP_LEN_AT + size_of::<u32>();
+pub(super) const DICT_RESERVED_AT: usize = DICT_BITMAP_HEAP_LEN_AT + size_of::<u32>();
+
+/// Length in bytes of a term dictionary's own header.
+pub const DICT_HEADER_LEN: usize = DICT_RESERVED_AT + size_of::<u32>();
+
+// One term entry of a dictionary, field by field.
+pub(super) const TERM_LEN_AT: usize = size_of::<u32>();
+pub(super) const TERM_CARDINALITY_AT: usize = TERM_LEN_AT + size_of::<u32>();
+pub(super) const TERM_BITMAP_OFFSET_AT: usize = TERM_CARDINALITY_AT + size_of::<u32>();
+pub(super) const TERM_BITMAP_LEN_AT: usize = TERM_BITMAP_OFFSET_AT + size_of::<u32>();
+
+/// Length in bytes of one term entry in a term dictionary.
+pub const TERM_ENTRY_LEN: usize = TERM_BITMAP_LEN_AT + size_of::<u32>();
+
+/// The longest term, in bytes.
+pub const MAX_TERM_LEN: usize = 1024;
+
+// A hashed index's own header: an entry count, then a reserved word.
+pub(super) const HASHED_RESERVED_AT: usize = size_of::<u32>();
+
 /// Length in bytes of a hashed index's own header.
-pub const HASHED_HEADER_LEN: usize = 8;
+pub const HASHED_HEADER_LEN: usize = HASHED_RESERVED_AT + size_of::<u32>();
+/// Width of a hashed index key.
+pub(super) const HASHED_KEY_LEN: usize = size_of::<u64>();
 /// Bytes per entry of a hashed index: a `u64` key and a `u32` ordinal.
 pub const HASHED_ENTRY_LEN: usize = HASHED_KEY_LEN + ORDINAL_LEN;
+
+// An IP index's own header: the IPv4 entry count, then the IPv6 one.
+pub(super) const IP_COUNT6_AT: usize = size_of::<u32>();
+
 /// Length in bytes of an IP index's own header.
-pub const IP_HEADER_LEN: usize = 8;
+pub const IP_HEADER_LEN: usize = IP_COUNT6_AT + size_of::<u32>();
+/// Width of a stored IPv4 address.
+pub(super) const IP_V4_LEN: usize = size_of::<u32>();
+/// Width of a stored IPv6 address.
+pub(super) const IP_V6_LEN: usize = size_of::<u128>();
 /// Bytes per IPv4 entry of an IP index: a `u32` address and a `u32` ordinal.
 pub const IP_V4_ENTRY_LEN: usize = IP_V4_LEN + ORDINAL_LEN;
 /// Bytes per IPv6 entry of an IP index: 16 address bytes and a `u32` ordinal.
 pub const IP_V6_ENTRY_LEN: usize = IP_V6_LEN + ORDINAL_LEN;
 
-/// Width of a stored ordinal.
-pub(super) const ORDINAL_LEN: usize = 4;
-/// Width of a hashed index key.
-pub(super) const HASHED_KEY_LEN: usize = 8;
-/// Width of a stored IPv4 address.
-pub(super) const IP_V4_LEN: usize = 4;
-/// Width of a stored IPv6 address.
-pub(super) const IP_V6_LEN: usize = 16;
-
-/// Width in bytes of one value of the offsets column.
-pub(super) const OFFSET_WIDTH: usize = 4;
-/// Width in bytes of one value of the event-time column.
-pub(super) const EVENT_TIME_WIDTH: usize = 8;
-/// Longest header a reader accepts.
-pub(super) const MAX_HEADER_LEN: u16 = 4096;
+// The sizes of version 1, as `docs/format.md` gives them. Deriving them
+// from the fields keeps the code consistent with itself; these keep it
+// consistent with the specification.
+const _: () = assert!(HEADER_LEN == 72 && HEADER_CRC_AT == 68);
+const _: () = assert!(SECTION_ENTRY_LEN == 24);
+const _: () = assert!(DICT_HEADER_LEN == 16 && TERM_ENTRY_LEN == 20);
+const _: () = assert!(HASHED_HEADER_LEN == 8 && HASHED_ENTRY_LEN == 12);
+const _: () = assert!(IP_HEADER_LEN == 8 && IP_V4_ENTRY_LEN == 8 && IP_V6_ENTRY_LEN == 20);
+// Sections start at multiples of `SECTION_ALIGN`, which every column
+// value's width divides, so a mapped column can be viewed in place; and a
+// header's length is a multiple of 8 (readers refuse any other).
+const _: () = assert!((SECTION_ALIGN as usize).is_multiple_of(EVENT_TIME_WIDTH));
+const _: () = assert!(HEADER_LEN.is_multiple_of(8));
 
 /// What kind of data a section holds, as named in error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,9 +202,81 @@ impl fmt::Display for SectionKind {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::index::testing::*;
     use crate::index::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn offsets_match_the_documented_tables() {
+        // docs/format.md, "Header": offset of each field in table order.
+        let header = [
+            0,
+            VERSION_AT,
+            HEADER_LEN_AT,
+            FLAGS_AT,
+            STORE_ID_AT,
+            SEGMENT_NO_AT,
+            FIRST_SEQ_AT,
+            RECORD_COUNT_AT,
+            FOOTER_CRC_AT,
+            SECTION_COUNT_AT,
+            TABLE_CRC_AT,
+            HEADER_CRC_AT,
+        ];
+        assert_eq!(header, [0, 8, 10, 12, 16, 32, 40, 48, 56, 60, 64, 68]);
+        // "Section table".
+        let entry = [
+            0,
+            ENTRY_FIELD_AT,
+            ENTRY_CRC_AT,
+            ENTRY_OFFSET_AT,
+            ENTRY_LEN_AT,
+        ];
+        assert_eq!(entry, [0, 2, 4, 8, 16]);
+        // "Term dictionary": its header and one term entry.
+        let dict = [
+            0,
+            DICT_TERM_HEAP_LEN_AT,
+            DICT_BITMAP_HEAP_LEN_AT,
+            DICT_RESERVED_AT,
+        ];
+        assert_eq!(dict, [0, 4, 8, 12]);
+        let term = [
+            0,
+            TERM_LEN_AT,
+            TERM_CARDINALITY_AT,
+            TERM_BITMAP_OFFSET_AT,
+            TERM_BITMAP_LEN_AT,
+        ];
+        assert_eq!(term, [0, 4, 8, 12, 16]);
+        // "Hashed index" and "IP index" headers.
+        assert_eq!([0, HASHED_RESERVED_AT], [0, 4]);
+        assert_eq!([0, IP_COUNT6_AT], [0, 4]);
+        assert_eq!((OFFSET_WIDTH, EVENT_TIME_WIDTH), (4, 8));
+    }
+
+    #[test]
+    fn section_kinds_round_trip_through_their_stored_value() {
+        for kind in 0..=u16::from(u8::MAX) {
+            assert_eq!(SectionKind::from_u16(kind).to_u16(), kind);
+        }
+        let known = [
+            (KIND_OFFSETS, SectionKind::Offsets),
+            (KIND_EVENT_TIMES, SectionKind::EventTimes),
+            (KIND_TERM_DICT, SectionKind::TermDict),
+            (KIND_HASHED, SectionKind::Hashed),
+            (KIND_IP, SectionKind::Ip),
+        ];
+        for (stored, kind) in known {
+            assert_eq!(SectionKind::from_u16(stored), kind);
+        }
+        assert_eq!(SectionKind::from_u16(6), SectionKind::Unknown(6));
+        assert_eq!(
+            SectionKind::Unknown(9).to_string(),
+            "section of unknown kind 9"
+        );
+    }
 
     #[test]
     fn layout_matches_the_documentation() {

@@ -11,11 +11,14 @@ use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
 
-use super::bytes::{Writer, fit_u32, patch};
+use super::bytes::{fit_u32, patch};
 use super::dictionary::RawTerm;
 use super::error::IndexError;
 use super::field::IndexField;
-use super::layout::{DICT_HEADER_LEN, MAX_TERM_LEN, TERM_ENTRY_LEN};
+use super::layout::{
+    DICT_BITMAP_HEAP_LEN_AT, DICT_HEADER_LEN, DICT_RESERVED_AT, DICT_TERM_HEAP_LEN_AT,
+    MAX_TERM_LEN, TERM_ENTRY_LEN,
+};
 
 /// Checks that `term` fits in a dictionary.
 pub(super) fn check_term(field: IndexField, term: &[u8]) -> Result<(), IndexError> {
@@ -205,11 +208,18 @@ impl Postings {
         let bitmap_heap_len = fit_u32("bitmap heap size", out.len() - bitmaps_start)?;
 
         let mut header = [0u8; DICT_HEADER_LEN];
-        let mut w = Writer::new(&mut header);
-        w.put(&count.to_le_bytes());
-        w.put(&term_heap_len_u32.to_le_bytes());
-        w.put(&bitmap_heap_len.to_le_bytes());
-        w.put(&0u32.to_le_bytes());
+        patch(&mut header, 0, &count.to_le_bytes());
+        patch(
+            &mut header,
+            DICT_TERM_HEAP_LEN_AT,
+            &term_heap_len_u32.to_le_bytes(),
+        );
+        patch(
+            &mut header,
+            DICT_BITMAP_HEAP_LEN_AT,
+            &bitmap_heap_len.to_le_bytes(),
+        );
+        patch(&mut header, DICT_RESERVED_AT, &0u32.to_le_bytes());
         patch(out, start, &header);
         for (i, entry) in entries.iter().enumerate() {
             patch(out, entries_start + i * TERM_ENTRY_LEN, &entry.encode());
