@@ -1,0 +1,629 @@
+//! [`IndexReader`]: a sidecar read in place, straight from its bytes.
+//!
+//! [`IndexReader::open`] checks the header, the section table and the
+//! placement of every section, in time proportional to the number of
+//! sections, and notes where each known section is.
+//! [`IndexReader::check_section`] checks one section's CRC and structure,
+//! by handing it to the module that owns its kind;
+//! [`IndexReader::parse`] does both for the whole file. Lookups hand out
+//! views ([`TermDict`], [`HashedIndex`], [`IpIndex`]) over the sections.
+
+use roaring::RoaringBitmap;
+
+use super::bytes::{align_up, crc32, sub, to_u64};
+use super::columns::{self, Columns};
+use super::dictionary::TermDict;
+use super::error::{IndexError, Region};
+use super::field::{IndexField, PerField};
+use super::hashed::HashedIndex;
+use super::header::{RawHeader, RawSection, SectionInfo, SegmentIdentity};
+use super::ip::IpIndex;
+use super::layout::{SECTION_ENTRY_LEN, SectionKind};
+
+/// A sidecar, read in place.
+///
+/// A reader is a cheap view (a few hundred bytes, no heap) over the file's
+/// bytes, meant to be created per query. There are two ways to get one:
+///
+/// * [`parse`](Self::parse) checks the whole file: everything
+///   [`open`](Self::open) checks, then every section with
+///   [`check_section`](Self::check_section);
+/// * [`open`](Self::open) checks the header, the section table and the
+///   placement of the sections, in time proportional to the number of
+///   sections, without reading the sections themselves. The caller then
+///   checks, once, each section it uses (see
+///   [`section_for`](Self::section_for) and
+///   [`column_sections`](Self::column_sections)) and remembers that it did.
+///
+/// Lookups on a section that was not checked are memory-safe and never
+/// panic, but may return wrong answers or errors if the section is damaged.
+/// Term bitmaps are decoded, and fully checked, by [`TermDict::bitmap`].
+#[derive(Debug, Clone, Copy)]
+pub struct IndexReader<'a> {
+    bytes: &'a [u8],
+    identity: SegmentIdentity,
+    table: &'a [[u8; SECTION_ENTRY_LEN]],
+    /// Table positions of the offsets and event-time columns.
+    column_sections: [usize; 2],
+    columns: Columns<'a>,
+    /// Section bytes per known field, for each index kind.
+    dicts: PerField<&'a [u8]>,
+    hashed: PerField<&'a [u8]>,
+    ips: PerField<&'a [u8]>,
+}
+
+impl<'a> IndexReader<'a> {
+    /// Checks a whole sidecar and returns a reader over it.
+    ///
+    /// Equivalent to [`open`](Self::open) followed by
+    /// [`check_section`](Self::check_section) of every section. Its cost is
+    /// proportional to the file's size; verification and rebuilds use it.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        let reader = Self::open(bytes)?;
+        for index in 0..reader.table.len() {
+            reader.check_section(index)?;
+        }
+        Ok(reader)
+    }
+
+    /// Checks a sidecar's header, section table and section placement, and
+    /// returns a reader over it, without reading the sections.
+    ///
+    /// Checked: magic, version, header length, header CRC, flags, the
+    /// record-count limit, the table's bounds and CRC, the table's order,
+    /// each section's position, bounds and padding, the end of the file,
+    /// and the presence, field id and length of both columns. Not checked:
+    /// the sections' CRCs and contents, which
+    /// [`check_section`](Self::check_section) checks one section at a time.
+    ///
+    /// Costs O(number of sections) and does not allocate.
+    pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
+        let file_len = to_u64(bytes.len());
+        let header = RawHeader::read(bytes)?;
+        let header_len = usize::from(header.header_len);
+        let identity = header.identity;
+        let record_count = identity.record_count;
+
+        // Section table.
+        let table_start = to_u64(header_len);
+        let table_len = u64::from(header.section_count) * to_u64(SECTION_ENTRY_LEN);
+        let Some(table_bytes) = sub(bytes, table_start, table_len) else {
+            return Err(IndexError::Truncated {
+                what: "section table",
+                offset: table_start,
+                needed: table_len,
+                available: file_len.saturating_sub(table_start),
+            });
+        };
+        let actual = crc32(table_bytes);
+        if actual != header.table_crc {
+            return Err(IndexError::ChecksumMismatch {
+                region: Region::SectionTable,
+                offset: table_start,
+                len: table_len,
+                expected: header.table_crc,
+                actual,
+            });
+        }
+        let (table, _) = table_bytes.as_chunks::<SECTION_ENTRY_LEN>();
+
+        // Sections, in table order.
+        let mut offsets: Option<(usize, &'a [u8])> = None;
+        let mut event_times: Option<(usize, &'a [u8])> = None;
+        let mut dicts = PerField::new();
+        let mut hashed = PerField::new();
+        let mut ips = PerField::new();
+        let mut prev_end = table_start + table_len;
+        let mut prev_key: Option<(u16, u16)> = None;
+        for (index, entry) in table.iter().enumerate() {
+            let s = RawSection::decode(entry);
+            let region = s.region(index);
+            if prev_key.is_some_and(|prev| (s.kind, s.field) <= prev) {
+                return Err(IndexError::SectionOrder { region });
+            }
+            prev_key = Some((s.kind, s.field));
+
+            let expected = align_up(prev_end).unwrap_or(u64::MAX);
+            if s.offset != expected {
+                return Err(IndexError::SectionMisplaced {
+                    region,
+                    offset: s.offset,
+                    expected,
+                });
+            }
+            let out_of_bounds = IndexError::SectionOutOfBounds {
+                region,
+                offset: s.offset,
+                len: s.len,
+                file_len,
+            };
+            let Some(padding) = sub(bytes, prev_end, s.offset - prev_end) else {
+                return Err(out_of_bounds);
+            };
+            if let Some(pos) = padding.iter().position(|&b| b != 0) {
+                return Err(IndexError::NonZeroPadding {
+                    offset: prev_end + to_u64(pos),
+                });
+            }
+            let Some(data) = sub(bytes, s.offset, s.len) else {
+                return Err(out_of_bounds);
+            };
+            let field = IndexField::from_u16(s.field);
+            match SectionKind::from_u16(s.kind) {
+                kind @ (SectionKind::Offsets | SectionKind::EventTimes) => {
+                    if s.field != 0 {
+                        return Err(IndexError::BadSectionField { region });
+                    }
+                    let expected = columns::column_len(kind, record_count);
+                    if s.len != expected {
+                        return Err(IndexError::BadColumnLength {
+                            column: kind,
+                            expected,
+                            found: s.len,
+                        });
+                    }
+                    if kind == SectionKind::Offsets {
+                        offsets = Some((index, data));
+                    } else {
+                        event_times = Some((index, data));
+                    }
+                }
+                SectionKind::TermDict => dicts.set(field, data),
+                SectionKind::Hashed => hashed.set(field, data),
+                SectionKind::Ip => ips.set(field, data),
+                SectionKind::Unknown(_) => {}
+            }
+            prev_end = s.offset + s.len;
+        }
+        if prev_end != file_len {
+            return Err(IndexError::TrailingBytes {
+                offset: prev_end,
+                len: file_len.saturating_sub(prev_end),
+            });
+        }
+        let Some((offsets_index, offsets)) = offsets else {
+            return Err(IndexError::MissingSection {
+                kind: SectionKind::Offsets,
+            });
+        };
+        let Some((event_times_index, event_times)) = event_times else {
+            return Err(IndexError::MissingSection {
+                kind: SectionKind::EventTimes,
+            });
+        };
+
+        Ok(IndexReader {
+            bytes,
+            identity,
+            table,
+            column_sections: [offsets_index, event_times_index],
+            columns: Columns::view(offsets, event_times),
+            dicts,
+            hashed,
+            ips,
+        })
+    }
+
+    /// Checks section `index` of the table completely: its CRC, then its
+    /// structure.
+    ///
+    /// * offsets column: frame offsets strictly increase;
+    /// * event-time column: nothing more;
+    /// * term dictionary of a known field: header and length, every entry
+    ///   (bounds, tiling, term length, cardinality, inline singletons with
+    ///   an ordinal below the record count, no one-record bitmap), terms
+    ///   unique and sorted, and every bitmap's structure, declared number
+    ///   of values, and largest value (the order of its values is checked
+    ///   when [`TermDict::bitmap`] decodes it);
+    /// * hashed index of a known field: header and length, entries
+    ///   strictly increasing by (key, ordinal), ordinals below the record
+    ///   count;
+    /// * IP index of a known field: header and length, both arrays strictly
+    ///   increasing by (address, ordinal), no IPv4-mapped address among the
+    ///   IPv6 ones, ordinals below the record count;
+    /// * any other section (unknown kind or field): its CRC only.
+    ///
+    /// Costs O(section length). A reader from [`parse`](Self::parse) has
+    /// passed this for every section.
+    pub fn check_section(&self, index: usize) -> Result<(), IndexError> {
+        let Some(entry) = self.table.get(index) else {
+            return Err(IndexError::SectionIndexOutOfRange {
+                index,
+                count: self.table.len(),
+            });
+        };
+        let s = RawSection::decode(entry);
+        let region = s.region(index);
+        // `open` checked the bounds; a reader is only made by `open`.
+        let Some(data) = sub(self.bytes, s.offset, s.len) else {
+            return Err(IndexError::SectionOutOfBounds {
+                region,
+                offset: s.offset,
+                len: s.len,
+                file_len: to_u64(self.bytes.len()),
+            });
+        };
+        let actual = crc32(data);
+        if actual != s.crc {
+            return Err(IndexError::ChecksumMismatch {
+                region,
+                offset: s.offset,
+                len: s.len,
+                expected: s.crc,
+                actual,
+            });
+        }
+        let record_count = self.identity.record_count;
+        let field = IndexField::from_u16(s.field);
+        match (SectionKind::from_u16(s.kind), field) {
+            (SectionKind::Offsets, _) => columns::check_offsets(data),
+            (SectionKind::TermDict, Some(field)) => TermDict::check(data, field, record_count),
+            (SectionKind::Hashed, Some(field)) => HashedIndex::check(data, field, record_count),
+            (SectionKind::Ip, Some(field)) => IpIndex::check(data, field, record_count),
+            _ => Ok(()),
+        }
+    }
+
+    /// Position in the section table of the section of `kind` for the field
+    /// id `field` (`0` for a column), if the file has one.
+    ///
+    /// For example `section_for(SectionKind::Hashed,
+    /// IndexField::RequestId.id())`. A binary search over the table.
+    pub fn section_for(&self, kind: SectionKind, field: u16) -> Option<usize> {
+        let key = (kind.to_u16(), field);
+        self.table
+            .binary_search_by_key(&key, |entry| {
+                let s = RawSection::decode(entry);
+                (s.kind, s.field)
+            })
+            .ok()
+    }
+
+    /// Positions in the section table of the offsets column and of the
+    /// event-time column, in that order (every sidecar has both).
+    pub fn column_sections(&self) -> [usize; 2] {
+        self.column_sections
+    }
+
+    /// Number of sections in the table.
+    pub fn section_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The section at position `index` of the table.
+    pub fn section(&self, index: usize) -> Option<SectionInfo> {
+        self.table
+            .get(index)
+            .map(|entry| SectionInfo::from_raw(RawSection::decode(entry)))
+    }
+
+    /// The segment this sidecar belongs to.
+    pub fn identity(&self) -> &SegmentIdentity {
+        &self.identity
+    }
+
+    /// Checks that this sidecar belongs to the segment `expected`.
+    pub fn check_identity(&self, expected: &SegmentIdentity) -> Result<(), IndexError> {
+        self.identity.check_is(expected)
+    }
+
+    /// Number of records in the segment (ordinals are `0..record_count`).
+    pub fn record_count(&self) -> u64 {
+        self.identity.record_count
+    }
+
+    /// Byte offset of record `ordinal`'s frame in the segment file.
+    #[inline]
+    pub fn offset(&self, ordinal: u32) -> Option<u32> {
+        self.columns.offset(ordinal)
+    }
+
+    /// The ordinal of the record whose frame starts at `frame_offset`.
+    pub fn ordinal_at(&self, frame_offset: u32) -> Option<u32> {
+        self.columns.ordinal_at(frame_offset)
+    }
+
+    /// Event time (UTC nanoseconds) of record `ordinal`.
+    #[inline]
+    pub fn event_time(&self, ordinal: u32) -> Option<i64> {
+        self.columns.event_time(ordinal)
+    }
+
+    /// Ordinals of the records whose event time `t` is in `from <= t < to`.
+    ///
+    /// One branch-free pass over the event-time column.
+    pub fn time_filter(&self, from: i64, to: i64) -> RoaringBitmap {
+        self.columns.time_filter(from, to)
+    }
+
+    /// The ordinals of `candidates` whose event time `t` is in
+    /// `from <= t < to`; cheaper than [`time_filter`](Self::time_filter)
+    /// when the candidates are few. Ordinals past the segment are dropped.
+    pub fn time_filter_in(&self, from: i64, to: i64, candidates: &RoaringBitmap) -> RoaringBitmap {
+        self.columns.time_filter_in(from, to, candidates)
+    }
+
+    /// The term dictionary of `field`, or `None` if the sidecar has none
+    /// (then queries on the field use another index or scan the segment).
+    pub fn field(&self, field: IndexField) -> Option<TermDict<'a>> {
+        let data = self.dicts.get(field)?;
+        Some(TermDict::view(data, field, self.identity.record_count))
+    }
+
+    /// The term dictionaries of every field this version knows, in field
+    /// id order (dictionaries of unknown field ids are skipped).
+    pub fn fields(&self) -> impl Iterator<Item = TermDict<'a>> + '_ {
+        IndexField::ALL
+            .iter()
+            .filter_map(|&field| self.field(field))
+    }
+
+    /// The hashed index of `field`, or `None` if the sidecar has none.
+    pub fn hashed(&self, field: IndexField) -> Option<HashedIndex<'a>> {
+        let data = self.hashed.get(field)?;
+        Some(HashedIndex::view(data, field, self.identity.record_count))
+    }
+
+    /// The hashed indexes of every field this version knows, in field id
+    /// order.
+    pub fn hashed_fields(&self) -> impl Iterator<Item = HashedIndex<'a>> + '_ {
+        IndexField::ALL
+            .iter()
+            .filter_map(|&field| self.hashed(field))
+    }
+
+    /// The IP index of `field`, or `None` if the sidecar has none.
+    pub fn ip(&self, field: IndexField) -> Option<IpIndex<'a>> {
+        let data = self.ips.get(field)?;
+        Some(IpIndex::view(data, field, self.identity.record_count))
+    }
+
+    /// The IP indexes of every field this version knows, in field id order.
+    pub fn ip_fields(&self) -> impl Iterator<Item = IpIndex<'a>> + '_ {
+        IndexField::ALL.iter().filter_map(|&field| self.ip(field))
+    }
+
+    /// Every section of the file, in table order, including the ones this
+    /// version skips.
+    pub fn sections(&self) -> impl ExactSizeIterator<Item = SectionInfo> + 'a {
+        self.table
+            .iter()
+            .map(|entry| SectionInfo::from_raw(RawSection::decode(entry)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::testing::*;
+    use crate::index::*;
+
+    #[test]
+    fn unknown_fields_and_section_kinds_are_skipped() {
+        let mut sections = columns(3).to_vec();
+        sections.push((KIND_TERM_DICT, 3, raw_dict(&[(b"r", 1, Stored::Inline(2))])));
+        sections.push((KIND_TERM_DICT, 40, b"a future dictionary layout".to_vec()));
+        sections.push((KIND_HASHED, 9, raw_hashed(&[(fnv(b"id"), 1)])));
+        sections.push((KIND_HASHED, 41, b"a future hashed index".to_vec()));
+        sections.push((KIND_IP, 42, b"a future IP index".to_vec()));
+        sections.push((9, 0, b"a future section".to_vec()));
+        sections.push((9, 7, Vec::new()));
+        let bytes = assemble(identity(3), &sections);
+        let r = IndexReader::parse(&bytes).unwrap();
+        assert_eq!(
+            r.fields().map(|d| d.field()).collect::<Vec<_>>(),
+            [IndexField::Resource]
+        );
+        assert_eq!(
+            r.hashed_fields().map(|h| h.field()).collect::<Vec<_>>(),
+            [IndexField::ResourceId]
+        );
+        assert_eq!(r.ip_fields().count(), 0);
+        assert_eq!(r.sections().len(), 9);
+        assert_eq!(r.sections().nth(7).unwrap().kind, SectionKind::Unknown(9));
+        assert_eq!(r.section_for(SectionKind::Unknown(9), 7), Some(8));
+        assert_eq!(r.section_for(SectionKind::Hashed, 41), Some(5));
+        let ids = r.hashed(IndexField::ResourceId).unwrap();
+        assert_eq!(ids.candidates(b"id").iter().collect::<Vec<_>>(), [1]);
+        // Skipped sections still have their CRC checked.
+        let mut damaged = bytes.clone();
+        let future = r.section(5).unwrap();
+        damaged[future.offset as usize] ^= 1;
+        let opened = IndexReader::open(&damaged).unwrap();
+        assert!(matches!(
+            opened.check_section(5),
+            Err(IndexError::ChecksumMismatch { .. })
+        ));
+        let d = r.field(IndexField::Resource).unwrap();
+        assert_eq!(
+            d.bitmap(d.find(b"r").unwrap())
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            [2]
+        );
+    }
+
+    #[test]
+    fn section_table_rules() {
+        let [offsets, times] = columns(2);
+        let dict = (KIND_TERM_DICT, 1, raw_dict(&[]));
+        let id = identity(2);
+        // Out of order, duplicated.
+        let swapped = assemble(id, &[times.clone(), offsets.clone()]);
+        assert!(matches!(
+            IndexReader::parse(&swapped),
+            Err(IndexError::SectionOrder { .. })
+        ));
+        let twice = assemble(
+            id,
+            &[offsets.clone(), times.clone(), dict.clone(), dict.clone()],
+        );
+        assert!(matches!(
+            IndexReader::parse(&twice),
+            Err(IndexError::SectionOrder { .. })
+        ));
+        // Missing columns.
+        let missing = assemble(id, std::slice::from_ref(&offsets));
+        assert!(matches!(
+            IndexReader::parse(&missing),
+            Err(IndexError::MissingSection {
+                kind: SectionKind::EventTimes
+            })
+        ));
+        // Column of the wrong length, column with a field id.
+        let short = assemble(identity(3), &[offsets.clone(), times.clone()]);
+        assert!(matches!(
+            IndexReader::parse(&short),
+            Err(IndexError::BadColumnLength {
+                column: SectionKind::Offsets,
+                expected: 12,
+                found: 8
+            })
+        ));
+        let with_field = assemble(id, &[(KIND_OFFSETS, 1, offsets.2.clone()), times.clone()]);
+        assert!(matches!(
+            IndexReader::parse(&with_field),
+            Err(IndexError::BadSectionField { .. })
+        ));
+        // Offsets must increase.
+        let flat = (
+            KIND_OFFSETS,
+            0,
+            [5u32, 5].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        );
+        assert!(matches!(
+            IndexReader::parse(&assemble(id, &[flat, times.clone()])),
+            Err(IndexError::OffsetsNotIncreasing {
+                ordinal: 1,
+                previous: 5,
+                offset: 5
+            })
+        ));
+        // A gap between sections.
+        let mut gapped = assemble(id, &[offsets.clone(), times.clone()]);
+        let at = 72 + 24 + 8;
+        let moved = u64::from_le_bytes(gapped[at..at + 8].try_into().unwrap()) + 8;
+        gapped[at..at + 8].copy_from_slice(&moved.to_le_bytes());
+        gapped.splice(moved as usize - 8..moved as usize - 8, [0u8; 8]);
+        reseal(&mut gapped);
+        assert!(matches!(
+            IndexReader::parse(&gapped),
+            Err(IndexError::SectionMisplaced {
+                expected: 128,
+                offset: 136,
+                ..
+            })
+        ));
+        // Non-zero padding (3 records: 12-byte offsets column, 4 padding bytes).
+        let [offsets3, times3] = columns(3);
+        let mut padded = assemble(identity(3), &[offsets3, times3]);
+        padded[72 + 48 + 12 + 1] = 1;
+        reseal(&mut padded);
+        assert!(matches!(
+            IndexReader::parse(&padded),
+            Err(IndexError::NonZeroPadding { offset: 133 })
+        ));
+        // Unknown flags, newer version, bad header length, too many records.
+        let good = assemble(id, &[offsets.clone(), times.clone()]);
+        let mut flagged = good.clone();
+        flagged[12] = 1;
+        reseal(&mut flagged);
+        assert!(matches!(
+            IndexReader::parse(&flagged),
+            Err(IndexError::UnsupportedFlags { flags: 1 })
+        ));
+        let mut newer = good.clone();
+        newer[8] = 2;
+        assert!(matches!(
+            IndexReader::parse(&newer),
+            Err(IndexError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        ));
+        let mut odd = good.clone();
+        odd[10] = 73;
+        assert!(matches!(
+            IndexReader::parse(&odd),
+            Err(IndexError::BadHeaderLength { found: 73 })
+        ));
+        let mut huge = assemble(identity(1 << 33), &[]);
+        reseal(&mut huge);
+        assert!(matches!(
+            IndexReader::parse(&huge),
+            Err(IndexError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            IndexReader::parse(b"SEALOGIY and more"),
+            Err(IndexError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            IndexReader::parse(b"SEALOGIX"),
+            Err(IndexError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn longer_headers_are_accepted() {
+        let [offsets, times] = columns(2);
+        let base = assemble(identity(2), &[offsets, times]);
+        // Insert 8 bytes of header extension before the CRC and shift
+        // the sections by 8.
+        let mut bytes = base[..68].to_vec();
+        bytes[10..12].copy_from_slice(&80u16.to_le_bytes());
+        bytes.extend_from_slice(b"future!!");
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&base[72..]);
+        for i in 0..2 {
+            let at = 80 + 24 * i + 8;
+            let offset = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) + 8;
+            bytes[at..at + 8].copy_from_slice(&offset.to_le_bytes());
+        }
+        reseal(&mut bytes);
+        let r = IndexReader::parse(&bytes).unwrap();
+        assert_eq!(r.offset(1), Some(10));
+    }
+
+    #[test]
+    fn open_reads_no_section() {
+        let m = small_model();
+        let bytes = m.encode();
+        let parsed = IndexReader::parse(&bytes).unwrap();
+        // Break the structure of every section behind valid CRCs: `open`
+        // does not notice, `check_section` does, one section at a time.
+        let mut broken = bytes.clone();
+        for s in parsed.sections() {
+            let at = s.offset as usize;
+            match s.kind {
+                // Frame offsets no longer increase.
+                SectionKind::Offsets => broken[at + 4..at + 8].copy_from_slice(&[0; 4]),
+                // The first count no longer matches the length.
+                _ if s.len > 0 => broken[at] ^= 0x40,
+                _ => {}
+            }
+        }
+        reseal(&mut broken);
+        assert!(IndexReader::parse(&broken).is_err());
+        let r = IndexReader::open(&broken).unwrap();
+        exercise_unchecked(&r);
+        for (i, s) in parsed.sections().enumerate() {
+            let result = r.check_section(i);
+            if s.kind == SectionKind::EventTimes || s.len == 0 {
+                result.unwrap();
+            } else {
+                assert!(result.is_err(), "section {i} ({:?}) passed", s.kind);
+            }
+        }
+        // Damaged sections read as empty or wrong, never out of bounds.
+        assert!(r.field(IndexField::Actor).unwrap().is_empty());
+        assert!(r.hashed(IndexField::RequestId).unwrap().is_empty());
+        assert!(r.ip(IndexField::SourceIp).unwrap().is_empty());
+        assert_eq!(r.column_sections(), [0, 1]);
+    }
+
+    #[test]
+    fn reader_is_a_small_view() {
+        // Re-created per query: it must stay cheap to make and to copy.
+        assert!(std::mem::size_of::<IndexReader<'_>>() <= 640);
+    }
+}
