@@ -163,7 +163,11 @@ impl Workers {
     }
 
     /// Stops the indexer, the committer (after it drained the queue and
-    /// synced) and then the sealer (after it finished outstanding seals).
+    /// synced) and then the sealer (after it finished outstanding seals);
+    /// then, with a signing key, signs a checkpoint of the durable log if it
+    /// grew since the last one, so that every record a writer leaves behind
+    /// is covered by a checkpoint (and can be given a receipt) without the
+    /// key. Only the first call does anything.
     pub(crate) fn shutdown(&self, inner: &Inner) -> Result<()> {
         if let Some(mut indexer) = self.indexer.lock().take() {
             indexer.stop(inner);
@@ -173,7 +177,9 @@ impl Workers {
             log.closing = true;
         }
         inner.work_ready.notify_all();
-        if let Some(handle) = self.committer.lock().take()
+        let committer = self.committer.lock().take();
+        let writer = committer.is_some();
+        if let Some(handle) = committer
             && handle.join().is_err()
         {
             fail(
@@ -187,6 +193,9 @@ impl Workers {
             && handle.join().is_err()
         {
             fail(inner, "sealer thread panicked".into(), io::ErrorKind::Other);
+        }
+        if writer {
+            checkpoint_on_close(inner)?;
         }
         Ok(())
     }
@@ -656,6 +665,22 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
             }
         }
     }
+}
+
+/// The checkpoint signed when a writer closes (with a signing key, if the
+/// durable log grew since the last checkpoint and no write failed). A
+/// failure is returned to `Store::close`: the records are durable all the
+/// same, but they are not covered by a checkpoint.
+fn checkpoint_on_close(inner: &Inner) -> Result<()> {
+    if inner.options.checkpoints.is_none() || inner.progress.failure().is_some() {
+        return Ok(());
+    }
+    let size = inner.tree_size();
+    let latest = inner.latest_checkpoint()?.map_or(0, |c| c.size);
+    if size == 0 || size == latest {
+        return Ok(());
+    }
+    inner.checkpoint().map(drop)
 }
 
 /// Signs a checkpoint if the durable log grew since the last one. A failed
