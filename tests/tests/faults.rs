@@ -211,7 +211,10 @@ fn a_disk_too_full_for_the_first_segment_names_file_and_size_and_leaves_no_tmp_f
     let fs = Arc::new(FaultFs::new());
     fs.fail(Op::Allocate, Some(".seg.tmp"), 0, Fault::NoSpace);
     let err = Store::open(dir.path(), options_on(fs.clone(), SEGMENT)).unwrap_err();
-    assert!(matches!(err, Error::SegmentSpace { size: SEGMENT, .. }), "{err}");
+    assert!(
+        matches!(err, Error::SegmentSpace { size: SEGMENT, .. }),
+        "{err}"
+    );
     assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{err}");
     assert_names_file_size_and_fix(
         &err.to_string(),
