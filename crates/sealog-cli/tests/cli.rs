@@ -1342,7 +1342,7 @@ fn checkpoints_receipts_and_signed_verification_end_to_end() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "signatures checked with the public key",
+            "checked with the public key, all valid",
         ));
     let other = tmp.path().join("other");
     Command::new(env!("CARGO_BIN_EXE_sealog"))
@@ -1365,4 +1365,188 @@ fn checkpoints_receipts_and_signed_verification_end_to_end() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("private key"));
+}
+
+// ---------------------------------------------------------------- receipts, verify and stats figures
+
+#[test]
+fn proof_without_a_covering_checkpoint_says_how_to_sign_one_and_signs_with_the_key() {
+    let (tmp, dir) = store_dir();
+    import_events(&dir, 3);
+    sealog(&dir)
+        .args(["proof", "--seq", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no signed checkpoint covers record 1 yet (the store has none)",
+        ))
+        .stderr(predicate::str::contains(
+            "--signing-key PREFIX.key proof --seq 1",
+        ));
+    let prefix = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let out = sealog(&dir)
+        .arg("--signing-key")
+        .arg(tmp.path().join("log.key"))
+        .args(["proof", "--seq", "1"])
+        .assert()
+        .success();
+    let path = tmp.path().join("1.tlog-proof");
+    std::fs::write(&path, &out.get_output().stdout).unwrap();
+    sealog(&dir)
+        .arg("verify-receipt")
+        .arg(&path)
+        .arg("--public-key")
+        .arg(tmp.path().join("log.pub"))
+        .assert()
+        .success();
+    // The checkpoint it signed is in the history: no key needed any more.
+    sealog(&dir)
+        .args(["proof", "--seq", "2"])
+        .assert()
+        .success();
+    sealog(&dir)
+        .args(["proof", "--seq", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "record 3 does not exist (the log has 3 records)",
+        ));
+}
+
+#[test]
+fn verify_counts_the_signatures_it_checked_and_says_when_there_were_none() {
+    let (tmp, dir) = store_dir();
+    import_events(&dir, 5);
+    let prefix = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let public = tmp.path().join("log.pub");
+    let out = sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("signatures  NONE checked"), "{text}");
+    assert!(text.contains("sealog checkpoint --signing-key"), "{text}");
+    assert!(!text.contains("signatures checked"), "{text}");
+    let out = sealog(&dir)
+        .args(["verify", "--json", "--public-key"])
+        .arg(&public)
+        .assert()
+        .success();
+    assert_eq!(json(&out.get_output().stdout)["signatures_checked"], 0);
+    // A writer with the key signs one as it closes; then one is checked,
+    // and the records after it are said to be uncovered.
+    sealog(&dir)
+        .arg("--signing-key")
+        .arg(tmp.path().join("log.key"))
+        .args(["import", "-"])
+        .write_stdin(event_line(5) + "\n")
+        .assert()
+        .success();
+    import_events(&dir, 2);
+    let out = sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("signatures  1 checked with the public key, all valid; the last 2 records are not covered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_rates_are_over_the_records_not_the_preallocated_segment() {
+    let (_tmp, dir) = store_dir();
+    import_events(&dir, 10);
+    let out = sealog(&dir).args(["verify", "--json"]).assert().success();
+    let v = json(&out.get_output().stdout);
+    let stats = sealog(&dir).args(["stats", "--json"]).assert().success();
+    let s = json(&stats.get_output().stdout);
+    let records = v["record_bytes"].as_u64().unwrap();
+    assert_eq!(Some(records), s["bytes"]["records"].as_u64(), "{v} {s}");
+    // The open segment is read whole (64 KiB), but only its records count.
+    assert!(v["bytes"].as_u64().unwrap() >= 65536, "{v}");
+    assert!(records > 10 * 60 && records < 10 * 400, "{v}");
+    let secs = v["elapsed_secs"].as_f64().unwrap();
+    let rate = v["mb_per_sec"].as_f64().unwrap();
+    if secs > 0.0 {
+        assert!(
+            (rate - records as f64 / 1e6 / secs).abs() < 1e-6 * rate.max(1.0),
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn stats_counts_the_spare_and_gives_bytes_per_event_over_what_holds_data() {
+    let (_tmp, dir) = store_dir();
+    // A writer that stays open long enough to zero-fill its spare.
+    let options = StoreOptions {
+        segment_size: 64 << 10,
+        preallocation: Preallocation::ZeroFill,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir, options).unwrap();
+    for i in 0..4 {
+        store
+            .append(Event::new(
+                Actor::new("user", format!("u{i}")),
+                "auth.login",
+                Resource::kind("session"),
+                Outcome::Success,
+            ))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !store.stats().spare_ready {
+        assert!(std::time::Instant::now() < deadline, "no spare was made");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.close().unwrap();
+    let out = sealog(&dir).args(["stats", "--json"]).assert().success();
+    let s = json(&out.get_output().stdout);
+    assert_eq!(s["bytes"]["spare"]["files"], 1, "{s}");
+    assert_eq!(s["bytes"]["spare"]["bytes"], 64 << 10, "{s}");
+    assert!(s["bytes"]["other"]["bytes"].as_u64().unwrap() < 4096, "{s}");
+    let records = s["bytes"]["records"].as_u64().unwrap();
+    let per_event = s["bytes_per_event"].as_f64().unwrap();
+    assert_eq!(per_event, records as f64 / 4.0, "{s}");
+    assert!((40.0..200.0).contains(&per_event), "{s}");
+    // Everything stored, reservations not counted: a few hundred bytes per
+    // event on a 4-event store, not the 64 KiB segment and spare.
+    let stored = s["bytes_per_event_stored"].as_f64().unwrap();
+    assert!(stored > per_event && stored < 2048.0, "{s}");
+    assert_eq!(
+        s["bytes"]["preallocated"].as_u64().unwrap(),
+        (64 << 10) - s["bytes"]["segments_in_use"].as_u64().unwrap(),
+        "{s}"
+    );
+    let text = sealog(&dir).arg("stats").assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("spare segment       64.0 KiB  (1 files"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bytes per event"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("{per_event:.1} of records")),
+        "{line}"
+    );
 }
