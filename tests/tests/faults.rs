@@ -187,3 +187,96 @@ fn waiting_appenders_are_woken_by_a_failure_not_left_hanging() {
     assert!(reopened.len() as usize >= ok);
     reopened.verify().unwrap();
 }
+
+/// The files in `segments/` whose name ends in `.tmp`.
+fn leftover_tmp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// The message of a segment that could not get its space: the file, the
+/// size asked for, and the two ways out.
+fn assert_names_file_size_and_fix(message: &str, file: &str, size: &str) {
+    for part in [file, size, "removed", "Free space", "smaller segment size"] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+}
+
+#[test]
+fn a_disk_too_full_for_the_first_segment_names_file_and_size_and_leaves_no_tmp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::new());
+    fs.fail(Op::Allocate, Some(".seg.tmp"), 0, Fault::NoSpace);
+    let err = Store::open(dir.path(), options_on(fs.clone(), SEGMENT)).unwrap_err();
+    assert!(
+        matches!(err, Error::SegmentSpace { size: SEGMENT, .. }),
+        "{err}"
+    );
+    assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{err}");
+    assert_names_file_size_and_fix(
+        &err.to_string(),
+        "00000000000000000000.seg.tmp",
+        "16384 bytes (16 KiB)",
+    );
+    assert_eq!(leftover_tmp_files(dir.path()), Vec::<String>::new());
+    // With space again, the directory opens as an empty store.
+    let store = open_on(&fs, dir.path());
+    store.append(event(0)).unwrap();
+    store.verify().unwrap();
+}
+
+#[test]
+fn a_disk_full_while_zero_filling_a_segment_removes_the_part_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::new());
+    // Zero-filled segments (the default): the second 1 MiB piece of zeros
+    // finds the disk full, after the first one was written.
+    fs.fail(Op::Write, Some(".seg.tmp"), 1, Fault::ShortWrite);
+    let options = sealog::StoreOptions {
+        preallocation: sealog::Preallocation::ZeroFill,
+        ..options_on(fs.clone(), 4 << 20)
+    };
+    let err = Store::open(dir.path(), options).unwrap_err();
+    assert!(matches!(err, Error::SegmentSpace { .. }), "{err}");
+    assert_names_file_size_and_fix(
+        &err.to_string(),
+        "00000000000000000000.seg.tmp",
+        "4194304 bytes (4 MiB)",
+    );
+    assert_eq!(leftover_tmp_files(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_disk_full_while_preparing_the_spare_latches_names_it_and_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::new());
+    fs.fail_always(Op::Write, Some("spare-"), 0, Fault::NoSpace);
+    let options = sealog::StoreOptions {
+        preallocation: sealog::Preallocation::ZeroFill,
+        ..options_on(fs.clone(), SEGMENT)
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    // The spare is prepared in the background as the store opens; closing
+    // waits for it and returns its failure.
+    let err = store.close().unwrap_err();
+    assert!(matches!(err, Error::WritesRefused { .. }), "{err}");
+    assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{err}");
+    assert_names_file_size_and_fix(&err.to_string(), "spare-", "16384 bytes (16 KiB)");
+    assert_eq!(leftover_tmp_files(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_disk_full_when_rolling_to_a_new_segment_leaves_no_tmp_file_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::new());
+    let store = open_on(&fs, dir.path());
+    fs.fail(Op::Allocate, Some(".seg.tmp"), 0, Fault::NoSpace);
+    let (acked, err) = append_until_failure(&store, 0);
+    assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{err}");
+    assert_names_file_size_and_fix(&err.to_string(), ".seg.tmp", "16384 bytes (16 KiB)");
+    assert_eq!(leftover_tmp_files(dir.path()), Vec::<String>::new());
+    check_refusal_and_recovery(dir.path(), store, &acked, &err, "cannot reserve");
+}

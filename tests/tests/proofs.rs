@@ -566,3 +566,49 @@ fn recovery_refuses_to_cut_records_a_checkpoint_covers() {
         read_only.recovery_report()
     );
 }
+
+#[test]
+fn a_writer_with_a_key_signs_a_checkpoint_of_what_it_wrote_when_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    // No seal and no timer: only the close can sign.
+    let quiet = || StoreOptions {
+        checkpoints: Some(CheckpointOptions {
+            on_seal: false,
+            every: None,
+            ..CheckpointOptions::new(key())
+        }),
+        ..small_options(64 << 10)
+    };
+    let store = Store::open(dir.path(), quiet()).unwrap();
+    store.append_batch(events(0, 3)).unwrap();
+    assert!(store.latest_checkpoint().unwrap().is_none());
+    store.close().unwrap();
+    let read = Store::open_read_only(dir.path()).unwrap();
+    let latest = read.latest_checkpoint().unwrap().unwrap();
+    assert_eq!(latest.size, 3);
+    assert_eq!(latest.root, read.root(3).unwrap());
+    // The receipt of every record now comes from the history, no key needed.
+    let receipt = Receipt::parse(&read.receipt(2).unwrap()).unwrap();
+    receipt.verify_extra_as_entry(&key().verifier()).unwrap();
+    drop(read);
+
+    // A writer that adds nothing signs nothing more; one dropped without
+    // `close` signs what it added.
+    Store::open(dir.path(), quiet()).unwrap().close().unwrap();
+    let store = Store::open(dir.path(), quiet()).unwrap();
+    assert_eq!(store.checkpoints().unwrap().len(), 1);
+    store.append(event(3)).unwrap();
+    drop(store);
+    let read = Store::open_read_only(dir.path()).unwrap();
+    let sizes: Vec<u64> = read.checkpoints().unwrap().iter().map(|c| c.size).collect();
+    assert_eq!(sizes, [3, 4]);
+    drop(read);
+    sealog::verify_dir_with(dir.path(), &with_key()).unwrap();
+
+    // Without a key, closing signs nothing.
+    let plain = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    plain.append(event(4)).unwrap();
+    plain.close().unwrap();
+    let read = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(read.checkpoints().unwrap().len(), 2);
+}

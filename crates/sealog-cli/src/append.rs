@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use clap::Args;
 use sealog::Outcome;
-use sealog::format::{Actor, Event, Metadata, Principal, Resource, ValidationError, Validator};
+use sealog::format::{Actor, Event, Metadata, Principal, Resource, ValidationError};
 use sealog_server::wire::ReceiptJson;
 
-use crate::common::{Global, Out, OutcomeArg, field_and_reason, parse_time};
+use crate::common::{Global, Out, OutcomeArg, SecretsArg, field_and_reason, parse_time};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -114,7 +114,8 @@ pub struct AppendArgs {
     reason: Option<String>,
 
     /// Small structured details: a JSON object. Keys that look like secrets
-    /// (password, token, api_key, ...) are refused.
+    /// (password, token, api_key, ...) are refused, or redacted with
+    /// --secrets redact.
     ///
     /// Example: --metadata '{"plan": "pro", "rows": 1200}'
     #[arg(long, value_name = "JSON", conflicts_with = "json")]
@@ -148,6 +149,9 @@ pub struct AppendArgs {
     /// "resource":{"type":"session"},"outcome":"denied"}'
     #[arg(long, value_name = "JSON")]
     json: Option<String>,
+
+    #[command(flatten)]
+    secrets: SecretsArg,
 }
 
 pub fn run(global: &Global, args: AppendArgs) -> Result<(), CliError> {
@@ -157,10 +161,11 @@ pub fn run(global: &Global, args: AppendArgs) -> Result<(), CliError> {
     };
     // Check before opening the store, so that a bad event is a usage error
     // naming the flag, whatever state the store is in.
-    Validator::default()
+    let validator = args.secrets.validator();
+    validator
         .validate(&mut event)
         .map_err(|e| invalid(input, &e))?;
-    let store = global.open_for_writing()?;
+    let store = global.open_for_writing(validator)?;
     let receipt = store
         .append(&event)
         .map_err(|e| CliError::store("append", &global.data_dir, e))?;
@@ -200,12 +205,21 @@ fn invalid(input: &str, e: &ValidationError) -> CliError {
         input.to_owned()
     };
     let (field, reason) = field_and_reason(e);
+    let hint = if matches!(
+        e.kind(),
+        sealog::format::validate::ValidationErrorKind::SecretKey { .. }
+    ) {
+        "remove the secret from the event and run the command again, or pass --secrets redact \
+         to store the event with the value replaced by \"[REDACTED]\"; nothing was written"
+    } else {
+        "fix the field and run the command again; nothing was written"
+    };
     CliError::InvalidEvent {
         input,
         line: None,
         field,
         reason,
-        hint: "fix the field and run the command again; nothing was written".into(),
+        hint: hint.into(),
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use sealog::format::Validator;
+use sealog::format::validate::{SecretGuard, SecretPolicy};
 use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter};
 use sealog::{Outcome, Store, StoreOptions, Timestamp};
 
@@ -16,9 +18,10 @@ use crate::error::{CliError, flag_of_query_field};
 pub struct Global {
     /// The store directory.
     ///
-    /// Created by `append`, `import` and `bench` when it does not exist;
-    /// the other commands need an existing store. Also read from the
-    /// SEALOG_DATA_DIR environment variable.
+    /// Created by `sealog init` (or `serve --create`), and by `append`,
+    /// `import` and `bench` when it does not exist; the other commands need
+    /// an existing store. Also read from the SEALOG_DATA_DIR environment
+    /// variable.
     ///
     /// Example: --data-dir /var/lib/sealog
     #[arg(
@@ -30,18 +33,27 @@ pub struct Global {
     )]
     pub data_dir: PathBuf,
 
-    /// Segment size in bytes for stores opened for writing (4096 to
-    /// 1073741824; default 64 MiB), with segment space reserved by
-    /// `fallocate` instead of zero-filled, so that small stores are quick
-    /// to create. Meant for tests.
-    #[arg(long, global = true, hide = true, value_name = "BYTES")]
+    /// The size of each segment file, for the commands that write (init,
+    /// append, import, serve, bench): a number of bytes, or with a unit
+    /// KiB, MiB or GiB; from 4KiB to 1GiB; default 64MiB.
+    ///
+    /// Each segment's space is reserved when it is created, and a writer
+    /// prepares the next one ahead, so a store being written needs room for
+    /// two segments. On a small volume, choose a smaller size. It is an
+    /// option of each writer, not stored: give the same value to every
+    /// command that writes (or set SEALOG_SEGMENT_SIZE).
+    ///
+    /// Example: --segment-size 16MiB
+    #[arg(long, global = true, env = "SEALOG_SEGMENT_SIZE", value_name = "SIZE",
+          value_parser = parse_segment_size)]
     pub segment_size: Option<u64>,
 
     /// The log's private signing key (a file written by `sealog keygen`).
     ///
     /// With it, a store opened for writing signs checkpoints (when a
-    /// segment is sealed, every minute the log grew, and on demand), so that
-    /// the log can be verified with the public key. Keep the key off the
+    /// segment is sealed, every minute the log grew, when it closes if the
+    /// log grew, and on demand), so that the log can be verified with the
+    /// public key and receipts need no key. Keep the key off the
     /// store's disk. Also read from the SEALOG_SIGNING_KEY variable.
     ///
     /// Example: --signing-key /etc/sealog/log.key
@@ -55,7 +67,6 @@ impl Global {
         let mut options = StoreOptions::default();
         if let Some(size) = self.segment_size {
             options.segment_size = size;
-            options.preallocation = sealog::Preallocation::Allocate;
         }
         if let Some(path) = &self.signing_key {
             options.checkpoints = Some(sealog::CheckpointOptions::new(load_signing_key(path)?));
@@ -63,9 +74,14 @@ impl Global {
         Ok(options)
     }
 
-    /// Opens (or creates) the store for writing.
-    pub fn open_for_writing(&self) -> Result<Store, CliError> {
-        Store::open(&self.data_dir, self.store_options()?)
+    /// Opens (or creates) the store for writing, checking events with
+    /// `validator`.
+    pub fn open_for_writing(&self, validator: Validator) -> Result<Store, CliError> {
+        let options = StoreOptions {
+            validator,
+            ..self.store_options()?
+        };
+        Store::open(&self.data_dir, options)
             .map_err(|e| CliError::store("opening the store for writing", &self.data_dir, e))
     }
 
@@ -73,6 +89,70 @@ impl Global {
     pub fn open_read_only(&self) -> Result<Store, CliError> {
         open_read_only(&self.data_dir)
     }
+}
+
+/// Parses a `--segment-size` value: bytes, or a number with a binary unit
+/// (`16MiB`, `512KiB`, `1GiB`), within the engine's bounds.
+pub fn parse_segment_size(text: &str) -> Result<u64, String> {
+    let size = sealog_server::config::parse_size(text)?;
+    if !(sealog::MIN_SEGMENT_SIZE..=sealog::MAX_SEGMENT_SIZE).contains(&size) {
+        return Err(format!(
+            "{size} bytes is outside the segment sizes allowed, 4KiB ({}) to 1GiB ({})",
+            sealog::MIN_SEGMENT_SIZE,
+            sealog::MAX_SEGMENT_SIZE
+        ));
+    }
+    Ok(size)
+}
+
+/// What to do with an event whose metadata has a key that looks like a
+/// secret (`password`, `token`, `api_key`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SecretsMode {
+    /// Refuse the event, naming the key (the default).
+    Refuse,
+    /// Store the event with the value replaced by "[REDACTED]".
+    Redact,
+}
+
+impl SecretsMode {
+    /// The secret guard's policy for this mode.
+    pub fn policy(self) -> SecretPolicy {
+        match self {
+            SecretsMode::Refuse => SecretPolicy::Reject,
+            SecretsMode::Redact => SecretPolicy::Redact,
+        }
+    }
+}
+
+/// The `--secrets` flag of the commands that take events.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecretsArg {
+    /// What to do with an event whose metadata has a key that looks like a
+    /// secret (password, passwd, secret, token, api_key, authorization,
+    /// cookie, card_number, cvv, ssn, at any depth): refuse it (the
+    /// default), or store it with the value replaced by "[REDACTED]". Also
+    /// read from SEALOG_SECRETS.
+    ///
+    /// Example: --secrets redact
+    #[arg(long, env = "SEALOG_SECRETS", value_enum, value_name = "MODE")]
+    pub secrets: Option<SecretsMode>,
+}
+
+impl SecretsArg {
+    /// The validator events are checked with.
+    pub fn validator(&self) -> Validator {
+        validator_for(self.secrets)
+    }
+}
+
+/// The validator of a secret-guard mode (the default guard: refuse).
+pub fn validator_for(mode: Option<SecretsMode>) -> Validator {
+    let mut validator = Validator::default();
+    if let Some(mode) = mode {
+        validator.secrets = SecretGuard::with_policy(mode.policy());
+    }
+    validator
 }
 
 /// Reads a private key file (`sealog keygen`'s `PREFIX.key`).

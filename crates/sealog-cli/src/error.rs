@@ -71,6 +71,24 @@ pub enum CliError {
         #[source]
         source: sealog::Error,
     },
+    /// Writing to the store failed part-way through an input (a full disk,
+    /// an I/O error): the hint says what of the input is in the log.
+    #[error("{op} failed at {input} line {line}: {source}")]
+    Interrupted {
+        /// What the command was doing.
+        op: &'static str,
+        /// The input (a file name, `stdin`).
+        input: String,
+        /// The first line of the batch that failed.
+        line: u64,
+        /// The store directory.
+        dir: PathBuf,
+        /// The engine's error.
+        #[source]
+        source: Box<sealog::Error>,
+        /// What is in the log, and how to go on.
+        hint: String,
+    },
     /// Verification found bytes that are not what sealog wrote.
     #[error("TAMPERING OR CORRUPTION DETECTED: {}", corruption.kind)]
     Corrupt {
@@ -190,6 +208,7 @@ impl CliError {
                 ..
             } => EXIT_USAGE,
             CliError::Store { .. }
+            | CliError::Interrupted { .. }
             | CliError::Corrupt { .. }
             | CliError::InvalidReceipt { .. }
             | CliError::Write { .. }
@@ -218,6 +237,9 @@ impl CliError {
                 }
                 Some(out)
             }
+            CliError::Interrupted {
+                dir, input, line, ..
+            } => Some(format!("store {}; {input} line {line}", dir.display())),
             CliError::Store { dir, source, .. } => match source.corruption() {
                 Some(c) => Some(format!("{}", dir.join(&c.location.file).display())),
                 None => Some(format!("store {}", dir.display())),
@@ -232,15 +254,17 @@ impl CliError {
             CliError::Usage { hint, .. }
             | CliError::InvalidEvent { hint, .. }
             | CliError::InvalidReceipt { hint, .. }
+            | CliError::Interrupted { hint, .. }
             | CliError::Failed { hint, .. } => Some(hint.clone()),
             CliError::ReadInput { what, .. } => {
                 Some(format!("check the path and permissions of the {what}"))
             }
-            CliError::NoStore { .. } => Some(
-                "pass the store directory with --data-dir or SEALOG_DATA_DIR; `sealog append` \
-                 and `sealog import` create a store"
-                    .into(),
-            ),
+            CliError::NoStore { dir } => Some(format!(
+                "if the store is elsewhere, pass its directory with --data-dir or \
+                 SEALOG_DATA_DIR; to start a new one here, run `sealog init --data-dir {}` (or \
+                 `sealog serve --create`); `sealog append` and `sealog import` also create one",
+                dir.display()
+            )),
             CliError::Corrupt { .. } => Some(
                 "the store no longer matches what sealog wrote: keep a copy of the directory \
                  as evidence, restore the damaged file from a backup or replica, and run \
@@ -261,11 +285,17 @@ fn store_hint(error: &sealog::Error) -> String {
              for writing: send events through it, or stop it first; reading commands (query, \
              tail, export, stats, verify) work while it runs"
             .into(),
+        sealog::Error::SegmentSpace { size, .. } => format!(
+            "free space on the store's disk, or use smaller segments: --segment-size {} (a \
+             writer needs room for two segments; give the same --segment-size, or set \
+             SEALOG_SEGMENT_SIZE, to every command that writes)",
+            smaller_segment(*size)
+        ),
         sealog::Error::WritesRefused { .. } | sealog::Error::Unacknowledged { .. }
             if error.io_kind() == Some(io::ErrorKind::StorageFull) =>
         {
-            "the disk is full: free space, then run the command again (acknowledged events are \
-             safe)"
+            "the disk is full: free space (or use a smaller --segment-size), then run the \
+             command again (acknowledged events are safe)"
                 .into()
         }
         sealog::Error::WritesRefused { .. } => {
@@ -287,6 +317,19 @@ fn store_hint(error: &sealog::Error) -> String {
             "the disk is full: free space and run the command again".into()
         }
         _ => "run `sealog verify` to check the store; see the message above".into(),
+    }
+}
+
+/// A segment size a quarter of `size` (at least the smallest allowed), as a
+/// `--segment-size` value.
+fn smaller_segment(size: u64) -> String {
+    let quarter = (size / 4).max(sealog::MIN_SEGMENT_SIZE);
+    if quarter >= 1 << 20 && quarter.is_multiple_of(1 << 20) {
+        format!("{}MiB", quarter >> 20)
+    } else if quarter.is_multiple_of(1 << 10) {
+        format!("{}KiB", quarter >> 10)
+    } else {
+        quarter.to_string()
     }
 }
 

@@ -13,6 +13,7 @@ mod common;
 mod error;
 mod export;
 mod import;
+mod init;
 mod keys;
 mod proof;
 mod query;
@@ -36,8 +37,10 @@ const LONG_ABOUT: &str = "\
 sealog: an append-only, tamper-evident audit log store.
 
 Every command works on the store in --data-dir (or SEALOG_DATA_DIR, default
-./sealog-data). Reading commands (query, tail, export, stats, verify) open
-the store read-only, so they work while a server has it open for writing.
+./sealog-data). `sealog init` creates one (so do append, import and
+`serve --create`); the other commands need an existing store. Reading
+commands (query, tail, export, stats, verify) open the store read-only, so
+they work while a server has it open for writing.
 
 Exit codes: 0 success; 1 the operation failed, tampering or corruption was
 found (verify), or a receipt is invalid (verify-receipt); 2 usage error
@@ -46,6 +49,7 @@ no store at --data-dir).";
 
 const AFTER_HELP: &str = "\
 Examples:
+  sealog init --data-dir /var/lib/sealog
   sealog append --actor user:alice --action customer.delete \\
       --resource customer:4471 --outcome success
   sealog import events.ndjson
@@ -72,6 +76,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Init(init::InitArgs),
     Append(append::AppendArgs),
     Import(import::ImportArgs),
     Query(query::QueryArgs),
@@ -91,6 +96,7 @@ enum Command {
 fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
     let global = &cli.global;
     match cli.command {
+        Command::Init(args) => init::run(global, args),
         Command::Append(args) => append::run(global, args),
         Command::Import(args) => import::run(global, args),
         Command::Query(args) => query::run(global, args),

@@ -95,7 +95,10 @@ C2SP tlog-proof@v1 format: the record's exact bytes, its RFC 9162 inclusion
 proof, and a signed checkpoint covering it (by default the newest one; with
 --tree-size, the checkpoint of exactly that size). Check it anywhere with
 `sealog verify-receipt FILE --public-key PREFIX.pub`. If no checkpoint
-covers the record yet, one is signed (needs --signing-key).
+covers the record yet, one is signed (needs --signing-key, and the store
+not open in a server). A writer given --signing-key (append, import,
+serve) signs a checkpoint when it closes, so receipts of what it wrote
+need no key.
 
 With --consistency, prints the RFC 9162 consistency proof between the
 trees of --from and --to records: the proof that the larger log extends the
@@ -154,6 +157,37 @@ pub struct ProofArgs {
     json: bool,
 }
 
+/// No checkpoint covers the record, and there is no key to sign one.
+fn not_covered(seq: u64, newest: Option<u64>) -> CliError {
+    let why = match newest {
+        Some(size) => format!("the newest covers the first {size} records"),
+        None => "the store has none".to_owned(),
+    };
+    CliError::usage(
+        format!("no signed checkpoint covers record {seq} yet ({why})"),
+        format!(
+            "sign one with the log's private key: sealog --signing-key PREFIX.key proof --seq \
+             {seq} (a writer given --signing-key also signs one when it closes, a server every \
+             minute the log grew)"
+        ),
+    )
+}
+
+/// No checkpoint covers the record, and another process (a server) holds
+/// the store, so none can be signed here.
+fn busy(seq: u64) -> CliError {
+    CliError::failed(
+        format!(
+            "no signed checkpoint covers record {seq} yet, and the store is open in another \
+             process (a server?), so this command cannot sign one"
+        ),
+        format!(
+            "ask the server for the receipt (GET /v1/events/{seq}?proof=true), or run this again \
+             in a minute: a server with a signing key signs a checkpoint every minute the log grew"
+        ),
+    )
+}
+
 fn b64(hash: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(hash)
 }
@@ -183,9 +217,19 @@ pub fn proof(global: &Global, args: ProofArgs) -> Result<(), CliError> {
     }
     let seq = args.seq.unwrap_or(0);
     let store = open_read_only(dir)?;
+    if seq >= store.len() {
+        return Err(CliError::usage(
+            format!(
+                "record {seq} does not exist (the log has {} records)",
+                store.len()
+            ),
+            "check the seq: `sealog query --oldest-first` lists the records with theirs",
+        ));
+    }
     let history = store
         .checkpoints()
         .map_err(|e| CliError::store("reading the checkpoint history", dir, e))?;
+    let newest = history.last().map(|c| c.size);
     let checkpoint = match args.tree_size {
         Some(size) => history
             .into_iter()
@@ -200,11 +244,23 @@ pub fn proof(global: &Global, args: ProofArgs) -> Result<(), CliError> {
             Some(c) => c,
             None => {
                 // Sign one now (needs the key and the store to ourselves).
+                if global.signing_key.is_none() {
+                    return Err(not_covered(seq, newest));
+                }
                 drop(store);
-                let writable = global.open_for_writing()?;
+                let writable = match Store::open(dir, global.store_options()?) {
+                    Ok(store) => store,
+                    Err(sealog::Error::Locked { .. }) => return Err(busy(seq)),
+                    Err(e) => {
+                        return Err(CliError::store("opening the store for writing", dir, e));
+                    }
+                };
                 let text = writable
                     .receipt(seq)
                     .map_err(|e| CliError::store("making the receipt", dir, e))?;
+                writable
+                    .close()
+                    .map_err(|e| CliError::store("closing the store", dir, e))?;
                 out.line(text.trim_end())?;
                 return out.flush();
             }

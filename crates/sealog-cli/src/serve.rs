@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sealog_server::{Layer, Server};
 
-use crate::common::Global;
+use crate::common::{Global, SecretsArg, SecretsMode, check_store_exists};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -26,17 +26,21 @@ Authentication: bearer tokens from the tokens file (--tokens, default
 Without a tokens file the server accepts unauthenticated requests, and so
 refuses to listen on anything but a loopback address.
 
+The store must exist (`sealog init` makes one); --create makes a new one if
+there is none.
+
 Settings: flags win over SEALOG_* environment variables, which win over the
 --config TOML file (same names as the flags, with underscores: listen,
-data_dir, tokens, tls_cert, tls_key, signing_key, max_body_bytes, ...),
-which wins over the defaults. With nothing at all, the server runs on
-./sealog-data at 127.0.0.1:7807.
+data_dir, tokens, tls_cert, tls_key, signing_key, segment_size, secrets,
+max_body_bytes, ...), which wins over the defaults. With nothing at all,
+the server runs on ./sealog-data at 127.0.0.1:7807.
 
 SIGTERM or SIGINT (Ctrl-C): stop accepting, let in-flight requests finish
 (at most --shutdown-grace-secs), sync and close the store, exit 0.
 
 Examples:
   sealog serve
+  sealog serve --create --data-dir /var/lib/sealog --secrets redact
   sealog serve --listen 0.0.0.0:7807 --data-dir /var/lib/sealog \\
       --signing-key /etc/sealog/log.key --tls-cert cert.pem --tls-key key.pem
   sealog serve --config /etc/sealog/server.toml
@@ -51,6 +55,17 @@ pub struct ServeArgs {
     /// Example: --config /etc/sealog/server.toml
     #[arg(long, env = "SEALOG_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Create a new, empty store if there is none in the data directory
+    /// (without it, a missing store is an error, so that a mistyped path or
+    /// an unmounted volume does not silently start an empty log).
+    ///
+    /// Example: sealog serve --create --data-dir /var/lib/sealog
+    #[arg(long)]
+    create: bool,
+
+    #[command(flatten)]
+    secrets: SecretsArg,
 
     /// Address to listen on (default 127.0.0.1:7807; port 0 picks a free
     /// port, printed on the first line of standard output).
@@ -186,6 +201,14 @@ impl ServeArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             signing_key: global.signing_key.clone(),
+            segment_size: global.segment_size.map(sealog_server::config::Size::Bytes),
+            secrets: self.secrets.secrets.map(|m| {
+                match m {
+                    SecretsMode::Refuse => "refuse",
+                    SecretsMode::Redact => "redact",
+                }
+                .to_owned()
+            }),
             max_body_bytes: self.max_body_bytes,
             max_event_bytes: self.max_event_bytes,
             max_batch_events: self.max_batch_events,
@@ -224,9 +247,14 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         .or(file)
         .resolve()
         .map_err(config_error)?;
+    if !args.create {
+        check_store_exists(&settings.data_dir)?;
+    }
+    // The segment size and the secret guard come with the settings
+    // (`Server::bind` applies them).
     let effective = Global {
         data_dir: settings.data_dir.clone(),
-        segment_size: global.segment_size,
+        segment_size: None,
         signing_key: settings.signing_key.clone(),
     };
     let options = effective.store_options()?;

@@ -16,14 +16,19 @@ use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
 Reports the segments (sealed and open), the number of events, the bytes on
-disk by kind of file (segments, the leaf file, index files if any, the rest)
-and per event, the range of event times and recorded times, and what the
-engine reports about the store.
+disk by kind of file (segments, the spare segment, the leaf file, index
+files, the rest), the bytes per event, the range of event times and recorded
+times, and what the engine reports about the store.
+
+Bytes per event are over what holds data: the records (their frames), and
+everything stored (records, segment headers and footers, tree and index
+files, checkpoints). Space reserved ahead of use is reported apart, in
+bytes, never per event: an open segment is preallocated to its full size
+and a writer zero-fills the next segment (the spare) in advance, so a new
+store takes two segments of disk for its first events.
 
 Sealed segments are summarised from their footers; only the unsealed
-segments are read record by record, so this is quick on large stores. Open
-segments are preallocated: their file size includes zeros not yet used,
-which is why \"in use\" and \"on disk\" differ.
+segments are read record by record, so this is quick on large stores.
 
 Examples:
   sealog stats
@@ -94,6 +99,11 @@ struct Measured {
     /// Bytes of segment files holding data: sealed files, plus the header
     /// and frames of open ones.
     segments_in_use: u64,
+    /// Bytes of record frames (frame headers and records), in every
+    /// segment.
+    records: u64,
+    /// The zero-filled file waiting to become the next segment
+    /// (`segments/spare-…`, also while it is being made).
     spare: Usage,
     leaves: Usage,
     indexes: Usage,
@@ -131,6 +141,7 @@ fn walk(dir: &Path, rel: &Path, m: &mut Measured) -> Result<(), CliError> {
                     Some(footer) => {
                         m.sealed += 1;
                         m.segments_in_use += meta.len();
+                        m.records += footer.frames_end.saturating_sub(HEADER_LEN as u64);
                         m.event_time
                             .add(footer.min_event_time, footer.max_event_time);
                         m.recorded_at
@@ -147,7 +158,7 @@ fn walk(dir: &Path, rel: &Path, m: &mut Measured) -> Result<(), CliError> {
                     }
                 }
             }
-            ("segments", "spare") => m.spare.add(&meta),
+            ("segments", n) if n.starts_with("spare") => m.spare.add(&meta),
             ("tree", _) => m.leaves.add(&meta),
             ("lost+found", _) => m.lost_found.add(&meta),
             (_, n) if n.ends_with(".idx") || top.starts_with("index") => m.indexes.add(&meta),
@@ -183,7 +194,9 @@ fn scan_open(store: &Store, dir: &Path, m: &mut Measured) -> Result<(), CliError
         else {
             break;
         };
-        m.segments_in_use += (FRAME_HEADER_LEN + raw.len()) as u64;
+        let frame = (FRAME_HEADER_LEN + raw.len()) as u64;
+        m.segments_in_use += frame;
+        m.records += frame;
         if let Ok(view) = record::decode(&raw) {
             let t = view.event_time();
             m.event_time.add(t, t);
@@ -216,6 +229,13 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         allocated: a.allocated + u.allocated,
     });
     let per_event = |b: u64| (events > 0).then(|| b as f64 / events as f64);
+    // What open segments reserve beyond their data, and everything that
+    // holds data: the file bytes of all but the reservations.
+    let preallocated = m.segments.bytes.saturating_sub(m.segments_in_use);
+    let stored = total
+        .bytes
+        .saturating_sub(preallocated)
+        .saturating_sub(m.spare.bytes);
     let mut out = Out::new();
     if args.json {
         out.json_pretty(&serde_json::json!({
@@ -225,6 +245,9 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
             "bytes": {
                 "segments": m.segments,
                 "segments_in_use": m.segments_in_use,
+                "records": m.records,
+                "preallocated": preallocated,
+                "stored": stored,
                 "spare": m.spare,
                 "leaf_file": m.leaves,
                 "indexes": m.indexes,
@@ -232,8 +255,8 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
                 "other": m.other,
                 "total": total,
             },
-            "bytes_per_event": per_event(m.segments_in_use),
-            "bytes_per_event_on_disk": per_event(total.allocated),
+            "bytes_per_event": per_event(m.records),
+            "bytes_per_event_stored": per_event(stored),
             "event_time": m.event_time.json(),
             "recorded_at": m.recorded_at.json(),
             "engine": {
@@ -269,11 +292,24 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
     out.line("bytes on disk")?;
     out.line(&row("segments", &m.segments))?;
     out.line(&format!(
-        "  {:<16}{:>12}  (records, headers and footers)",
-        "  in use",
-        bytes(m.segments_in_use)
+        "  {:<16}{:>12}  (record frames)",
+        "  records",
+        bytes(m.records)
     ))?;
-    out.line(&row("spare segment", &m.spare))?;
+    out.line(&format!(
+        "  {:<16}{:>12}  (segment headers, end markers and footers)",
+        "  structure",
+        bytes(m.segments_in_use.saturating_sub(m.records))
+    ))?;
+    out.line(&format!(
+        "  {:<16}{:>12}  (preallocated in open segments, not used yet)",
+        "  reserved",
+        bytes(preallocated)
+    ))?;
+    out.line(&format!(
+        "{}; the next segment, zero-filled ahead)",
+        row("spare segment", &m.spare).trim_end_matches(')')
+    ))?;
     out.line(&row("leaf file", &m.leaves))?;
     if m.indexes.files > 0 {
         out.line(&row("index files", &m.indexes))?;
@@ -288,9 +324,15 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
     }
     out.line(&row("other", &m.other))?;
     out.line(&row("total", &total))?;
-    match (per_event(m.segments_in_use), per_event(total.allocated)) {
-        (Some(used), Some(all)) => out.line(&format!(
-            "bytes per event  {used:.1} in segments, {all:.1} of everything allocated"
+    out.line(&format!(
+        "  {:<16}{:>12}  (preallocated and spare: space for events to come)",
+        "  reserved",
+        bytes(preallocated + m.spare.bytes)
+    ))?;
+    match (per_event(m.records), per_event(stored)) {
+        (Some(records), Some(stored)) => out.line(&format!(
+            "bytes per event  {records:.1} of records, {stored:.1} of everything stored \
+             (reserved space not counted)"
         ))?,
         _ => out.line("bytes per event  - (no events)")?,
     }

@@ -1,16 +1,16 @@
 //! `sealog token`: create, list and revoke the server's bearer tokens.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use sealog_server::tokens::{self, Scope, TokensFile};
 
-use crate::common::{Global, Out};
+use crate::common::{Global, Out, check_store_exists};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
-The tokens file (default <data-dir>/tokens.json; --tokens or SEALOG_TOKENS
-to use another) holds each token's name, the SHA-256 of its secret (never
+The tokens file (default <data-dir>/tokens.json, in an existing store;
+--tokens or SEALOG_TOKENS to use another, in an existing directory) holds each token's name, the SHA-256 of its secret (never
 the secret), its scopes, its tenant binding and when it was created and
 revoked. It is written atomically with mode 0600. A running `sealog serve`
 picks up changes within a second: a revoked token stops working at once.
@@ -127,10 +127,18 @@ fn token_error(e: tokens::TokenError) -> CliError {
 }
 
 pub fn run(global: &Global, args: TokenArgs) -> Result<(), CliError> {
-    let path = args
-        .tokens
-        .clone()
-        .unwrap_or_else(|| global.data_dir.join(tokens::DEFAULT_FILE_NAME));
+    let path = match &args.tokens {
+        Some(path) => {
+            check_tokens_directory(path)?;
+            path.clone()
+        }
+        None => {
+            // The default file lives in the store: there must be one, or
+            // a mistyped --data-dir would start a new directory.
+            check_store_exists(&global.data_dir)?;
+            global.data_dir.join(tokens::DEFAULT_FILE_NAME)
+        }
+    };
     let mut out = Out::new();
     match args.command {
         TokenCommand::Create(c) => {
@@ -209,6 +217,29 @@ pub fn run(global: &Global, args: TokenArgs) -> Result<(), CliError> {
         }
     }
     out.flush()
+}
+
+/// The directory of a tokens file given with --tokens must exist: it is not
+/// created, so that a mistyped path is an error.
+fn check_tokens_directory(path: &Path) -> Result<(), CliError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(CliError::usage(
+        format!(
+            "the directory `{}` of the tokens file does not exist",
+            dir.display()
+        ),
+        format!(
+            "check the --tokens path; to keep the tokens there, create the directory first \
+             (mkdir -p {})",
+            dir.display()
+        ),
+    ))
 }
 
 fn scope_list(scopes: &[Scope]) -> String {

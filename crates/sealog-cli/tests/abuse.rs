@@ -33,8 +33,20 @@ fn sealog() -> Command {
     cmd
 }
 
-/// `sealog token create`; the secret is the last line.
+/// `sealog token create` in the store in `dir` (made first with
+/// `sealog init` if need be); the secret is the last line.
 fn create_token(dir: &Path, name: &str, scopes: &str) -> String {
+    let init = sealog()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--segment-size", "64KiB", "init"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let out = sealog()
         .arg("--data-dir")
         .arg(dir)
@@ -285,7 +297,7 @@ fn the_server_raises_its_soft_open_file_limit_to_the_hard_limit() {
     if hard <= 300 {
         return;
     }
-    let served = Served::start(&dir, 64 << 10, "-Sn 300", &[]);
+    let served = Served::start(&dir, 64 << 10, "-Sn 300", &["--create"]);
     assert_eq!(soft_open_file_limit(served.pid()), hard);
     let stderr = served.terminate();
     if hard >= 10_000 + 256 {

@@ -1207,6 +1207,7 @@ fn bench_emits_the_generated_events() {
 fn every_subcommand_explains_its_flags_with_examples() {
     let tmp = tempfile::tempdir().unwrap();
     for sub in [
+        "init",
         "append",
         "import",
         "query",
@@ -1223,8 +1224,8 @@ fn every_subcommand_explains_its_flags_with_examples() {
         assert!(help.contains("Examples:"), "{sub}: {help}");
         assert!(help.contains("Example: --data-dir"), "{sub}: {help}");
         assert!(
-            !help.contains("--segment-size"),
-            "{sub}: the test-only flag is hidden"
+            help.contains("Example: --segment-size 16MiB"),
+            "{sub}: the segment size is a documented option: {help}"
         );
     }
 }
@@ -1342,7 +1343,7 @@ fn checkpoints_receipts_and_signed_verification_end_to_end() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "signatures checked with the public key",
+            "checked with the public key, all valid",
         ));
     let other = tmp.path().join("other");
     Command::new(env!("CARGO_BIN_EXE_sealog"))
@@ -1365,4 +1366,511 @@ fn checkpoints_receipts_and_signed_verification_end_to_end() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("private key"));
+}
+
+// ---------------------------------------------------------------- first steps
+
+/// The `sh` block of README.md that contains `marker`, as written.
+fn readme_block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    readme
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("no README block with {marker:?}"))
+        .to_owned()
+}
+
+/// Runs README commands with `bash -e` in `cwd`, where `sealog` is this
+/// build's binary and nothing of the environment sets a sealog option.
+fn run_readme(cwd: &Path, script: &str) -> std::process::Output {
+    let bin = cwd.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("sealog");
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sealog"), &link).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-ec")
+        .arg(script)
+        .current_dir(cwd)
+        .env("PATH", path);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SEALOG_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.env("NO_COLOR", "1").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_readme_first_steps_run_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    // keygen, append with --signing-key, query, proof --seq 0 (without the
+    // key: the append signed a checkpoint as it closed), verify-receipt,
+    // verify --public-key; with the default segment size.
+    let block = readme_block("alias sealog=");
+    let script: String = block
+        .lines()
+        .filter(|l| !l.starts_with("alias "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = run_readme(tmp.path(), &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"valid\": true"), "{stdout}");
+    assert!(
+        stdout.contains("signatures  1 checked with the public key, all valid"),
+        "{stdout}"
+    );
+    let receipt = std::fs::read_to_string(tmp.path().join("first.tlog-proof")).unwrap();
+    assert!(receipt.starts_with("c2sp.org/tlog-proof@v1\n"), "{receipt}");
+}
+
+#[test]
+fn the_readme_server_steps_run_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = readme_block("alias sealog=");
+    let first: String = first
+        .lines()
+        .filter(|l| !l.starts_with("alias "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    run_readme(tmp.path(), &first);
+    // The server steps on a free port instead of 7807 (tests run in
+    // parallel, and other servers may use it); curl retries while the
+    // server starts; the server is stopped with SIGTERM at the end.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let block = readme_block("sealog token create").replace("7807", &port.to_string());
+    assert!(block.contains("serve &"), "{block}");
+    let script = format!(
+        "export SEALOG_LISTEN=127.0.0.1:{port}\n\
+         curl() {{ command curl -sSf --retry 50 --retry-connrefused --retry-delay 0 \
+         --retry-max-time 20 \"$@\"; }}\n\
+         {block}\nkill -TERM $!\nwait $!\n"
+    );
+    let out = run_readme(tmp.path(), &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"id\":\"alice\""), "{stdout}");
+    sealog(&tmp.path().join("sealog-data"))
+        .arg("verify-receipt")
+        .arg(tmp.path().join("0.tlog-proof"))
+        .arg("--public-key")
+        .arg(tmp.path().join("demo.pub"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("customer.delete"));
+}
+
+#[test]
+fn init_creates_an_empty_store_once_and_refuses_a_foreign_directory() {
+    let (tmp, dir) = store_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--segment-size", "128KiB", "init"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("created an empty store"), "{text}");
+    assert!(dir.join("STORE").exists());
+    let first = dir.join("segments/00000000000000000000.seg");
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), 128 << 10);
+    // Commands that need a store now work; a second init changes nothing.
+    assert_eq!(count(&dir), 0);
+    sealog(&dir)
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already exists"));
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), 128 << 10);
+    // A directory holding something else is not made a store.
+    let foreign = tmp.path().join("home");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    sealog(&foreign)
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("notes.txt"))
+        .stderr(predicate::str::contains("directory of its own"));
+    assert!(!foreign.join("STORE").exists());
+}
+
+#[test]
+fn segment_sizes_take_units_and_are_bounded() {
+    let (_tmp, dir) = store_dir();
+    for (size, message) in [
+        ("16MB", "MiB"),
+        ("2KiB", "outside"),
+        ("2GiB", "outside"),
+        ("lots", "not a size"),
+    ] {
+        Command::new(env!("CARGO_BIN_EXE_sealog"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--segment-size", size, "init"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
+    assert!(!dir.exists(), "nothing was created");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("SEALOG_SEGMENT_SIZE", "1MiB")
+        .arg("init")
+        .assert()
+        .success();
+    let first = dir.join("segments/00000000000000000000.seg");
+    assert_eq!(std::fs::metadata(first).unwrap().len(), 1 << 20);
+}
+
+#[test]
+fn commands_other_than_writers_refuse_a_missing_store_and_create_nothing() {
+    let (tmp, dir) = store_dir();
+    let key = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&key)
+        .assert()
+        .success();
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["token", "create", "--name", "app", "--scopes", "ingest"],
+        vec!["token", "list"],
+        vec!["checkpoint"],
+        vec!["stats"],
+        vec!["proof", "--seq", "0"],
+    ] {
+        let out = sealog(&dir)
+            .arg("--signing-key")
+            .arg(tmp.path().join("log.key"))
+            .args(&args)
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains(&format!("no sealog store at `{}`", dir.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("sealog init --data-dir"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("--create"), "{args:?}: {stderr}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+    // A tokens file elsewhere needs its directory to exist.
+    let elsewhere = tmp.path().join("etc/sealog/tokens.json");
+    sealog(&dir)
+        .args([
+            "token", "create", "--name", "app", "--scopes", "ingest", "--tokens",
+        ])
+        .arg(&elsewhere)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"))
+        .stderr(predicate::str::contains("mkdir -p"));
+    assert!(!tmp.path().join("etc").exists());
+}
+
+#[test]
+fn proof_without_a_covering_checkpoint_says_how_to_sign_one_and_signs_with_the_key() {
+    let (tmp, dir) = store_dir();
+    import_events(&dir, 3);
+    sealog(&dir)
+        .args(["proof", "--seq", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no signed checkpoint covers record 1 yet (the store has none)",
+        ))
+        .stderr(predicate::str::contains(
+            "--signing-key PREFIX.key proof --seq 1",
+        ));
+    let prefix = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let out = sealog(&dir)
+        .arg("--signing-key")
+        .arg(tmp.path().join("log.key"))
+        .args(["proof", "--seq", "1"])
+        .assert()
+        .success();
+    let path = tmp.path().join("1.tlog-proof");
+    std::fs::write(&path, &out.get_output().stdout).unwrap();
+    sealog(&dir)
+        .arg("verify-receipt")
+        .arg(&path)
+        .arg("--public-key")
+        .arg(tmp.path().join("log.pub"))
+        .assert()
+        .success();
+    // The checkpoint it signed is in the history: no key needed any more.
+    sealog(&dir)
+        .args(["proof", "--seq", "2"])
+        .assert()
+        .success();
+    sealog(&dir)
+        .args(["proof", "--seq", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "record 3 does not exist (the log has 3 records)",
+        ));
+}
+
+#[test]
+fn verify_counts_the_signatures_it_checked_and_says_when_there_were_none() {
+    let (tmp, dir) = store_dir();
+    import_events(&dir, 5);
+    let prefix = tmp.path().join("log");
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--name", "audit.example.com/test", "--out"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let public = tmp.path().join("log.pub");
+    let out = sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("signatures  NONE checked"), "{text}");
+    assert!(text.contains("sealog checkpoint --signing-key"), "{text}");
+    assert!(!text.contains("signatures checked"), "{text}");
+    let out = sealog(&dir)
+        .args(["verify", "--json", "--public-key"])
+        .arg(&public)
+        .assert()
+        .success();
+    assert_eq!(json(&out.get_output().stdout)["signatures_checked"], 0);
+    // A writer with the key signs one as it closes; then one is checked,
+    // and the records after it are said to be uncovered.
+    sealog(&dir)
+        .arg("--signing-key")
+        .arg(tmp.path().join("log.key"))
+        .args(["import", "-"])
+        .write_stdin(event_line(5) + "\n")
+        .assert()
+        .success();
+    import_events(&dir, 2);
+    let out = sealog(&dir)
+        .arg("verify")
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("signatures  1 checked with the public key, all valid; the last 2 records are not covered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_rates_are_over_the_records_not_the_preallocated_segment() {
+    let (_tmp, dir) = store_dir();
+    import_events(&dir, 10);
+    let out = sealog(&dir).args(["verify", "--json"]).assert().success();
+    let v = json(&out.get_output().stdout);
+    let stats = sealog(&dir).args(["stats", "--json"]).assert().success();
+    let s = json(&stats.get_output().stdout);
+    let records = v["record_bytes"].as_u64().unwrap();
+    assert_eq!(Some(records), s["bytes"]["records"].as_u64(), "{v} {s}");
+    // The open segment is read whole (64 KiB), but only its records count.
+    assert!(v["bytes"].as_u64().unwrap() >= 65536, "{v}");
+    assert!(records > 10 * 60 && records < 10 * 400, "{v}");
+    let secs = v["elapsed_secs"].as_f64().unwrap();
+    let rate = v["mb_per_sec"].as_f64().unwrap();
+    if secs > 0.0 {
+        assert!(
+            (rate - records as f64 / 1e6 / secs).abs() < 1e-6 * rate.max(1.0),
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn stats_counts_the_spare_and_gives_bytes_per_event_over_what_holds_data() {
+    let (_tmp, dir) = store_dir();
+    // A writer that stays open long enough to zero-fill its spare.
+    let options = StoreOptions {
+        segment_size: 64 << 10,
+        preallocation: Preallocation::ZeroFill,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir, options).unwrap();
+    for i in 0..4 {
+        store
+            .append(Event::new(
+                Actor::new("user", format!("u{i}")),
+                "auth.login",
+                Resource::kind("session"),
+                Outcome::Success,
+            ))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !store.stats().spare_ready {
+        assert!(std::time::Instant::now() < deadline, "no spare was made");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.close().unwrap();
+    let out = sealog(&dir).args(["stats", "--json"]).assert().success();
+    let s = json(&out.get_output().stdout);
+    assert_eq!(s["bytes"]["spare"]["files"], 1, "{s}");
+    assert_eq!(s["bytes"]["spare"]["bytes"], 64 << 10, "{s}");
+    assert!(s["bytes"]["other"]["bytes"].as_u64().unwrap() < 4096, "{s}");
+    let records = s["bytes"]["records"].as_u64().unwrap();
+    let per_event = s["bytes_per_event"].as_f64().unwrap();
+    assert_eq!(per_event, records as f64 / 4.0, "{s}");
+    assert!((40.0..200.0).contains(&per_event), "{s}");
+    // Everything stored, reservations not counted: a few hundred bytes per
+    // event on a 4-event store, not the 64 KiB segment and spare.
+    let stored = s["bytes_per_event_stored"].as_f64().unwrap();
+    assert!(stored > per_event && stored < 2048.0, "{s}");
+    assert_eq!(
+        s["bytes"]["preallocated"].as_u64().unwrap(),
+        (64 << 10) - s["bytes"]["segments_in_use"].as_u64().unwrap(),
+        "{s}"
+    );
+    let text = sealog(&dir).arg("stats").assert().success();
+    let text = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        text.contains("spare segment       64.0 KiB  (1 files"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bytes per event"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("{per_event:.1} of records")),
+        "{line}"
+    );
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[test]
+fn secrets_are_refused_with_the_fix_by_default_and_redacted_with_secrets_redact() {
+    let (_tmp, dir) = store_dir();
+    let append = || {
+        let mut cmd = sealog(&dir);
+        cmd.args([
+            "append",
+            "--actor",
+            "user:alice",
+            "--action",
+            "auth.login",
+            "--resource",
+            "session",
+            "--outcome",
+            "success",
+            "--metadata",
+            r#"{"password":"hunter2","plan":"pro"}"#,
+        ]);
+        cmd
+    };
+    append()
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("metadata.password"))
+        .stderr(predicate::str::contains("--secrets redact"));
+    append().args(["--secrets", "redact"]).assert().success();
+    append().env("SEALOG_SECRETS", "redact").assert().success();
+    append().args(["--secrets", "allow"]).assert().code(2);
+    let line = r#"{"actor":{"type":"user","id":"bob"},"action":"db.connect","resource":{"type":"db"},"outcome":"success","metadata":{"db":{"api_key":"k-123","host":"h"}}}"#;
+    sealog(&dir)
+        .args(["import", "-"])
+        .write_stdin(format!("{line}\n"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("metadata.db.api_key"))
+        .stderr(predicate::str::contains("--secrets redact"));
+    sealog(&dir)
+        .args(["import", "--secrets", "redact", "-"])
+        .write_stdin(format!("{line}\n"))
+        .assert()
+        .success();
+    let out = sealog(&dir).args(["export"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        !text.contains("hunter2") && !text.contains("k-123"),
+        "{text}"
+    );
+    assert_eq!(text.matches("[REDACTED]").count(), 3, "{text}");
+    assert_eq!(text.matches(r#""plan":"pro""#).count(), 2, "{text}");
+    assert!(text.contains(r#""host":"h""#), "{text}");
+}
+
+#[test]
+fn rejected_lines_are_kept_owner_only_with_secret_values_redacted() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, dir) = store_dir();
+    let rejects = tmp.path().join("rejects.ndjson");
+    std::fs::write(&rejects, "old contents\n").unwrap();
+    std::fs::set_permissions(&rejects, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let lines = [
+        event_line(0),
+        r#"{"actor":{"type":"user","id":"a"},"action":"auth.login","resource":{"type":"s"},"outcome":"success","metadata":{"password":"hunter2","plan":"pro"}}"#.to_owned(),
+        "token=abc123 not json".to_owned(),
+        r#"{"actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"s"},"outcome":"maybe","metadata":{"db":{"api_key":"k-123"}}}"#.to_owned(),
+        "plain garbage".to_owned(),
+        event_line(1),
+    ];
+    sealog(&dir)
+        .args(["import", "--skip-invalid", "--rejects"])
+        .arg(&rejects)
+        .arg("-")
+        .write_stdin(lines.join("\n") + "\n")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rejected 4 lines"));
+    let mode = std::fs::metadata(&rejects).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    for secret in ["old contents", "hunter2", "abc123", "k-123"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let rejected = ndjson(text.as_bytes());
+    assert_eq!(
+        rejected
+            .iter()
+            .map(|r| r["line"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    assert_eq!(rejected[0]["field"], "metadata.password");
+    let input: Value = serde_json::from_str(rejected[0]["input"].as_str().unwrap()).unwrap();
+    assert_eq!(input["metadata"]["password"], "[REDACTED]");
+    assert_eq!(input["metadata"]["plan"], "pro");
+    assert!(rejected[1]["input"].as_str().unwrap().contains("withheld"));
+    let input: Value = serde_json::from_str(rejected[2]["input"].as_str().unwrap()).unwrap();
+    assert_eq!(input["metadata"]["db"]["api_key"], "[REDACTED]");
+    assert_eq!(input["outcome"], "maybe");
+    assert_eq!(rejected[3]["input"], "plain garbage");
+    assert_eq!(count(&dir), 2);
 }

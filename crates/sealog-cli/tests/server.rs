@@ -157,8 +157,27 @@ fn serve_cmd(dir: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-/// `sealog token create`; the secret is the last line.
+/// `sealog init` on `dir` (left as it is if it holds a store already).
+fn init(dir: &Path) {
+    let out = sealog()
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--segment-size")
+        .arg(SEGMENT_SIZE)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sealog token create` in the store in `dir` (made first if need be);
+/// the secret is the last line.
 fn create_token(dir: &Path, name: &str, scopes: &str) -> String {
+    init(dir);
     let out = sealog()
         .arg("--data-dir")
         .arg(dir)
@@ -568,6 +587,7 @@ fn settings_come_from_flags_then_environment_then_the_config_file_then_defaults(
     // file's body limit; the file's data directory and batch limit apply.
     let mut cmd = sealog();
     cmd.arg("serve")
+        .arg("--create")
         .arg("--config")
         .arg(&config)
         .arg("--listen")
@@ -614,7 +634,7 @@ fn with_no_settings_at_all_the_server_uses_the_default_data_directory() {
     // Only the port differs from nothing at all, so parallel test runs and
     // other servers on this machine cannot collide on 7807.
     cmd.current_dir(tmp.path())
-        .arg("serve")
+        .args(["serve", "--create"])
         .env("SEALOG_LISTEN", "127.0.0.1:0");
     let served = Served::start(cmd);
     assert!(tmp.path().join("sealog-data/STORE").exists());
@@ -765,10 +785,90 @@ fn sigterm_as_soon_as_the_address_is_printed_shuts_down_gracefully() {
     // Without the handlers in place before the address line, about one
     // start in ten was killed by the signal.
     for _ in 0..10 {
-        let served = Served::start(serve_cmd(&dir, &[]));
+        let served = Served::start(serve_cmd(&dir, &["--create"]));
         let (status, stderr) = served.terminate();
         assert_eq!(status.code(), Some(0), "{status}: {stderr}");
         assert!(stderr.contains("SIGTERM received"), "{stderr}");
         assert!(stderr.contains("store synced and closed"), "{stderr}");
     }
+}
+
+#[test]
+fn serve_on_a_missing_store_exits_2_and_serve_create_makes_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = serve_cmd(&dir, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("no sealog store at `{}`", dir.display()))
+            && stderr.contains("sealog init")
+            && stderr.contains("serve --create"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+    let served = Served::start(serve_cmd(&dir, &["--create"]));
+    assert!(dir.join("STORE").exists());
+    let (status, _) = served.terminate();
+    assert!(status.success());
+    // Once made, the store needs no --create.
+    let served = Served::start(serve_cmd(&dir, &[]));
+    let (status, _) = served.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn the_config_file_sets_the_secret_guard_and_the_segment_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let config = tmp.path().join("server.toml");
+    std::fs::write(&config, "secrets = \"redact\"\nsegment_size = \"4KiB\"\n").unwrap();
+    let event = json!({
+        "actor": {"type": "user", "id": "alice"},
+        "action": "auth.login",
+        "resource": {"type": "session"},
+        "outcome": "success",
+        "reason": "r".repeat(1500),
+        "metadata": {"password": "hunter2", "plan": "pro"},
+    });
+    let start = |extra: &[&str]| {
+        let mut cmd = sealog();
+        cmd.arg("--data-dir")
+            .arg(&dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .args(extra);
+        Served::start(cmd)
+    };
+    let served = start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = Client::new(&served.url).unwrap();
+        for _ in 0..6 {
+            let r = c.post_json("/v1/events", event.to_string()).await.unwrap();
+            assert!(r.status < 300, "{}", r.text());
+        }
+        let r = c.get("/v1/events?actor=user:alice").await.unwrap();
+        let text = r.text();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(text.matches("[REDACTED]").count(), 6, "{text}");
+    });
+    let (status, _) = served.terminate();
+    assert!(status.success());
+    // Six ~1.6 KB events do not fit in one 4 KiB segment: the file's
+    // segment size was used (the store was made with 64 KiB ones).
+    let store = Store::open_read_only(&dir).unwrap();
+    assert!(store.stats().segments >= 3, "{:?}", store.stats());
+    drop(store);
+    // A flag beats the file.
+    let served = start(&["--secrets", "refuse"]);
+    rt.block_on(async {
+        let mut c = Client::new(&served.url).unwrap();
+        let r = c.post_json("/v1/events", event.to_string()).await.unwrap();
+        assert!(r.status >= 400 && r.status < 500, "{}", r.text());
+        assert!(r.text().contains("metadata.password"), "{}", r.text());
+    });
+    let (status, _) = served.terminate();
+    assert!(status.success());
 }

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sealog::StoreOptions;
+use sealog::format::{SecretGuard, SecretPolicy};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -114,8 +116,68 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// The log's private key file, if configured.
     pub signing_key: Option<PathBuf>,
+    /// The segment size, if configured (else the store options' own).
+    pub segment_size: Option<u64>,
+    /// What the secret guard does with a secret-looking metadata key, if
+    /// configured (else the store options' own: refuse).
+    pub secrets: Option<SecretPolicy>,
     /// Limits.
     pub limits: Limits,
+}
+
+impl Settings {
+    /// `base` with the store settings of this configuration applied: the
+    /// segment size and the secret guard's policy, where they are set.
+    pub fn store_options(&self, mut base: StoreOptions) -> StoreOptions {
+        if let Some(size) = self.segment_size {
+            base.segment_size = size;
+        }
+        if let Some(policy) = self.secrets {
+            base.validator.secrets = SecretGuard::with_policy(policy);
+        }
+        base
+    }
+}
+
+/// A size in bytes, as a config file gives it: a number of bytes, or a
+/// string with a binary unit (`"16MiB"`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// A number of bytes.
+    Bytes(u64),
+    /// A number with a unit, parsed by [`parse_size`].
+    Text(String),
+}
+
+/// Parses a size: a number of bytes, or a number followed by a binary unit
+/// `KiB`, `MiB` or `GiB` (`K`, `M` and `G` for short; `B` for bytes), with
+/// or without a space: `65536`, `512KiB`, `16MiB`, `1 GiB`. Decimal units
+/// (`MB`) are refused rather than guessed at.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad =
+        |why: &str| format!("`{text}` is not a size: {why} (e.g. 65536, 512KiB, 16MiB, 1GiB)");
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    if number.is_empty() {
+        return Err(bad("it does not start with a number"));
+    }
+    let n: u64 = number.parse().map_err(|_| bad("the number is too large"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" | "k" | "kiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "KB" | "kB" | "MB" | "GB" => {
+            return Err(bad("decimal units are ambiguous here; use KiB, MiB or GiB"));
+        }
+        _ => return Err(bad("the unit must be KiB, MiB or GiB")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| bad("the size is too large"))
 }
 
 /// One source of settings: every field optional. The TOML config file has
@@ -130,6 +192,8 @@ pub struct Layer {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub signing_key: Option<PathBuf>,
+    pub segment_size: Option<Size>,
+    pub secrets: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub max_event_bytes: Option<u64>,
     pub max_batch_events: Option<u64>,
@@ -189,6 +253,8 @@ impl Layer {
             tls_cert,
             tls_key,
             signing_key,
+            segment_size,
+            secrets,
             max_body_bytes,
             max_event_bytes,
             max_batch_events,
@@ -249,6 +315,38 @@ impl Layer {
                     "TLS needs both a certificate (--tls-cert) and its private key (--tls-key)"
                         .into(),
                 ));
+            }
+        };
+        let segment_size = match self.segment_size {
+            None => None,
+            Some(size) => {
+                let bytes = match size {
+                    Size::Bytes(n) => n,
+                    Size::Text(text) => {
+                        parse_size(&text).map_err(|e| ConfigError(format!("segment_size: {e}")))?
+                    }
+                };
+                if !(sealog::MIN_SEGMENT_SIZE..=sealog::MAX_SEGMENT_SIZE).contains(&bytes) {
+                    return Err(ConfigError(format!(
+                        "segment_size: {bytes} bytes is outside the sizes allowed, 4KiB ({}) to \
+                         1GiB ({})",
+                        sealog::MIN_SEGMENT_SIZE,
+                        sealog::MAX_SEGMENT_SIZE
+                    )));
+                }
+                Some(bytes)
+            }
+        };
+        let secrets = match self.secrets.as_deref() {
+            None => None,
+            Some("refuse") => Some(SecretPolicy::Reject),
+            Some("redact") => Some(SecretPolicy::Redact),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "secrets: `{other}` is not a mode of the secret guard: use \"refuse\" (refuse \
+                     events whose metadata has a secret-looking key; the default) or \"redact\" \
+                     (store them with the value replaced by \"[REDACTED]\")"
+                )));
             }
         };
         let d = Limits::default();
@@ -318,6 +416,8 @@ impl Layer {
             tokens,
             tls,
             signing_key: self.signing_key,
+            segment_size,
+            secrets,
             limits,
         })
     }
@@ -351,6 +451,50 @@ mod tests {
         let s = Layer::default().resolve().unwrap();
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_decimal_ones() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size(" 1 GiB "), Ok(1 << 30));
+        assert!(parse_size("16MB").unwrap_err().contains("MiB"));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("16 parsecs").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("17179869184GiB").is_err());
+    }
+
+    #[test]
+    fn segment_size_and_secrets_keys_reach_the_store_options() {
+        let file: Layer =
+            toml::from_str("segment_size = \"16MiB\"\nsecrets = \"redact\"\n").unwrap();
+        let s = file.resolve().unwrap();
+        let options = s.store_options(StoreOptions::default());
+        assert_eq!(options.segment_size, 16 << 20);
+        assert_eq!(options.validator.secrets.policy(), SecretPolicy::Redact);
+        let bytes: Layer = toml::from_str("segment_size = 65536\n").unwrap();
+        assert_eq!(bytes.resolve().unwrap().segment_size, Some(65536));
+        // Unset keys leave the options as they were.
+        let none = Layer::default().resolve().unwrap();
+        let options = none.store_options(StoreOptions::default());
+        assert_eq!(options.segment_size, StoreOptions::default().segment_size);
+        assert_eq!(options.validator.secrets.policy(), SecretPolicy::Reject);
+        for bad in [
+            "segment_size = \"2KiB\"\n",
+            "segment_size = \"2GiB\"\n",
+            "segment_size = \"16MB\"\n",
+            "secrets = \"allow\"\n",
+        ] {
+            let layer: Layer = toml::from_str(bad).unwrap();
+            let e = layer.resolve().unwrap_err().to_string();
+            assert!(
+                e.starts_with("segment_size") || e.starts_with("secrets"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

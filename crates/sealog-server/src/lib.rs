@@ -225,9 +225,11 @@ impl Server {
     /// Opens the store, loads tokens and TLS files, and binds the address.
     ///
     /// `options` are the store's (a signing key in `checkpoints`, a test
-    /// filesystem in `fs`). Without a tokens file the server runs
-    /// unauthenticated, which is refused on a non-loopback address.
+    /// filesystem in `fs`); the settings' segment size and secret guard
+    /// policy, where set, override theirs. Without a tokens file the server
+    /// runs unauthenticated, which is refused on a non-loopback address.
     pub async fn bind(settings: &Settings, options: StoreOptions) -> Result<Server, ServerError> {
+        let options = settings.store_options(options);
         if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
                 "refusing to listen on {} without authentication: there is no tokens file (looked \

@@ -27,7 +27,10 @@ use crate::fs::{OpenMode, Vfs, VfsFile};
 /// The extension line's keyword.
 pub const CHAIN_EXTENSION: &str = "sealog-chain";
 
-/// How and when the store signs checkpoints.
+/// How and when the store signs checkpoints. Besides `on_seal` and
+/// `every`, a store opened for writing signs one when it closes if the log
+/// grew since the last one, and [`crate::Store::checkpoint`] signs one on
+/// demand.
 #[derive(Clone)]
 pub struct CheckpointOptions {
     /// The signing key; its name is the log's origin (e.g.

@@ -34,6 +34,29 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The space of a new segment file could not be reserved: the disk is
+    /// full, or too small for a segment of this size. The partly made file
+    /// was removed, so it does not keep the space it got.
+    #[error(
+        "cannot reserve {} for the new segment file `{}`: {op} failed: {source}; the partly \
+         made file was removed. Free space on that disk, or use a smaller segment size (a \
+         writer needs room for two segments: the one being written and the next, prepared \
+         ahead)",
+        human_size(*size),
+        path.display()
+    )]
+    SegmentSpace {
+        /// How the space was being reserved (`fallocate`, or `write` of
+        /// zeros).
+        op: &'static str,
+        /// The file being made (a `.tmp` name: it never became a segment).
+        path: PathBuf,
+        /// The segment size asked for, in bytes.
+        size: u64,
+        /// The operating system's error (`ENOSPC` for a full disk).
+        #[source]
+        source: io::Error,
+    },
     /// Bytes on disk are not what sealog wrote.
     #[error(transparent)]
     Corruption(#[from] Box<Corruption>),
@@ -135,7 +158,7 @@ impl Error {
     /// trouble.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            Error::Io { source, .. } => Some(source.kind()),
+            Error::Io { source, .. } | Error::SegmentSpace { source, .. } => Some(source.kind()),
             Error::WritesRefused { kind, .. } | Error::Unacknowledged { kind, .. } => Some(*kind),
             _ => None,
         }
@@ -157,6 +180,24 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// `67108864` as `67108864 bytes (64 MiB)`: the exact figure, and one a
+/// person reads at a glance.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if bytes >= 1 << shift {
+            let value = bytes as f64 / (1u64 << shift) as f64;
+            let text = if bytes.is_multiple_of(1 << shift) {
+                format!("{}", bytes >> shift)
+            } else {
+                format!("{value:.1}")
+            };
+            return format!("{bytes} bytes ({text} {unit})");
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// One invalid event of a batch.

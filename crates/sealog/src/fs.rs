@@ -239,7 +239,8 @@ impl VfsFile for StdFile {
 /// renamed over `path`, and the directory synced. A failure names the step
 /// that failed and the file it failed on (the temporary file for the
 /// write and the sync), so "fsync of segments/….idx.tmp failed" is not
-/// reported as a failed write of the final file.
+/// reported as a failed write of the final file. A temporary file that
+/// could not be installed is removed.
 pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> crate::Result<()> {
     use crate::Error;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -251,12 +252,21 @@ pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> crate::Result<()
     let file = fs
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(file);
-    fs.rename(&tmp, path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
+    let installed = file
+        .write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", &tmp, e))
+        .and_then(|()| file.sync_all().map_err(|e| Error::io("fsync", &tmp, e)))
+        .and_then(|()| {
+            drop(file);
+            fs.rename(&tmp, path)
+                .map_err(|e| Error::io("rename", &tmp, e))
+        });
+    if let Err(e) = installed {
+        // Best effort: the failure matters more, and the next write (or
+        // recovery, among the segments) removes a leftover anyway.
+        let _ = fs.remove_file(&tmp);
+        return Err(e);
+    }
     fs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))
 }

@@ -5,7 +5,8 @@
 //! LOCK                          held (flock) by the process that has the store open
 //! segments/<first seq>.seg      segments, 20-digit zero-padded first seq:
 //!                               lexical order is log order
-//! segments/spare-<n>            a zero-filled file waiting to become the next segment
+//! segments/spare-<ns>-<n>       a zero-filled file waiting to become the next segment
+//!                               (made as `….tmp`; named by time and a counter)
 //! tree/leaves                   the Merkle leaf hash of every record in sealed segments
 //! tree/level-1 … level-7        hashes of complete subtrees of height 8, 16, … 56
 //! checkpoints.log               every signed checkpoint issued, oldest first

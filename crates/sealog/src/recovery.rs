@@ -1031,5 +1031,4 @@ fn create_first_segment(
     header: SegmentHeader,
 ) -> Result<Arc<OpenSegment>> {
     crate::writer::new_segment_file(fs, dir, options, &header, None, true)
-        .map_err(|(op, path, e)| Error::io(op, path, e))
 }

@@ -878,8 +878,13 @@ impl Store {
     }
 
     /// Closes the store: finishes and syncs queued appends, waits for
-    /// pending seals, and stops the background threads. Errors that
-    /// happened in the background are returned.
+    /// pending seals, and stops the background threads. With a signing key
+    /// ([`StoreOptions::checkpoints`](crate::StoreOptions::checkpoints)), it
+    /// then signs a checkpoint of the durable log if the log grew since the
+    /// last one, so that every record is covered by a checkpoint once the
+    /// writer is gone. Errors that happened in the background, or in signing
+    /// that checkpoint, are returned. Dropping the last handle does the
+    /// same, without returning errors.
     pub fn close(self) -> Result<()> {
         let result = self.workers.shutdown(&self.inner);
         let failed = self.inner.progress.failure();

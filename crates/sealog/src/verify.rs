@@ -46,8 +46,13 @@ pub struct VerifyReport {
     pub sealed_segments: u64,
     /// Records checked (also the tree size).
     pub records: u64,
-    /// Bytes of segment files read.
+    /// Bytes of segment files read (for an open segment, its preallocated
+    /// space too).
     pub bytes: u64,
+    /// Bytes of the records checked, in their frames: what a throughput of
+    /// verification is measured over (headers, footers and preallocated
+    /// space excluded).
+    pub frame_bytes: u64,
     /// The chain value after the last record.
     pub chain_head: Hash,
     /// Bytes at the end of the active segment that recovery would remove
@@ -87,6 +92,8 @@ struct Summary {
     first_recorded: Option<i64>,
     last_recorded: Option<i64>,
     bytes: u64,
+    /// Bytes of the counted records' frames.
+    frame_bytes: u64,
     tail_bytes: u64,
     /// An unsealed segment that ends in an interrupted write: the byte
     /// offset where its committed records end.
@@ -325,6 +332,7 @@ pub(crate) fn run(
         sealed_segments: 0,
         records: 0,
         bytes: 0,
+        frame_bytes: 0,
         chain_head: chain,
         unacknowledged_tail_bytes: 0,
         root: sealog_format::merkle::empty_root(),
@@ -406,6 +414,7 @@ pub(crate) fn run(
         report.segments += 1;
         report.records += summary.count;
         report.bytes += summary.bytes;
+        report.frame_bytes += summary.frame_bytes;
         report.unacknowledged_tail_bytes += summary.tail_bytes;
         expected_seq = f.header.first_seq + summary.count;
         chain = summary.chain_head;
@@ -642,7 +651,7 @@ fn verify_segment(
                 }
             }
         }
-        let (count, chain_head, _) = if reached_limit {
+        let (count, chain_head, frames_end) = if reached_limit {
             (count, chain, end)
         } else {
             committed
@@ -661,6 +670,7 @@ fn verify_segment(
                 last_commit_recorded
             },
             bytes: image.len() as u64,
+            frame_bytes: frames_end.saturating_sub(sealog_format::segment::HEADER_LEN as u64),
             tail_bytes,
             interrupted_at,
         });
@@ -772,6 +782,7 @@ fn verify_segment(
         first_recorded,
         last_recorded,
         bytes: image.len() as u64,
+        frame_bytes: end.saturating_sub(sealog_format::segment::HEADER_LEN as u64),
         tail_bytes: 0,
         interrupted_at: None,
     })

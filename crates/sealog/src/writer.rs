@@ -163,7 +163,11 @@ impl Workers {
     }
 
     /// Stops the indexer, the committer (after it drained the queue and
-    /// synced) and then the sealer (after it finished outstanding seals).
+    /// synced) and then the sealer (after it finished outstanding seals);
+    /// then, with a signing key, signs a checkpoint of the durable log if it
+    /// grew since the last one, so that every record a writer leaves behind
+    /// is covered by a checkpoint (and can be given a receipt) without the
+    /// key. Only the first call does anything.
     pub(crate) fn shutdown(&self, inner: &Inner) -> Result<()> {
         if let Some(mut indexer) = self.indexer.lock().take() {
             indexer.stop(inner);
@@ -173,7 +177,9 @@ impl Workers {
             log.closing = true;
         }
         inner.work_ready.notify_all();
-        if let Some(handle) = self.committer.lock().take()
+        let committer = self.committer.lock().take();
+        let writer = committer.is_some();
+        if let Some(handle) = committer
             && handle.join().is_err()
         {
             fail(
@@ -187,6 +193,9 @@ impl Workers {
             && handle.join().is_err()
         {
             fail(inner, "sealer thread panicked".into(), io::ErrorKind::Other);
+        }
+        if writer {
+            checkpoint_on_close(inner)?;
         }
         Ok(())
     }
@@ -458,20 +467,26 @@ fn create_segment(
         spare,
         zero_fill,
     )
-    .map_err(|(op, path, e)| io_failure(op, &path, &e))?;
+    .map_err(|e| Failure {
+        kind: e.io_kind().unwrap_or(io::ErrorKind::Other),
+        cause: e.to_string(),
+    })?;
     if inner.options.preallocation == Preallocation::ZeroFill {
         let _ = sealer.send(Job::PrepareSpare);
     }
     Ok(segment)
 }
 
-/// An I/O failure with what was being done and to which file.
-pub(crate) type IoFailure = (&'static str, PathBuf, io::Error);
-
 /// Creates a segment file from `spare` (a zero-filled file) or from scratch,
 /// preallocating it as configured (`zero_fill` writes zeros now instead of
 /// reserving blocks), writes and syncs the header, renames it into place and
 /// syncs the directory.
+///
+/// A file made from scratch is made under a `.tmp` name; if anything fails
+/// before it is renamed into place, it is removed, so that a disk too full
+/// for a segment is not also left holding the part that fitted. Space that
+/// cannot be reserved is reported as [`Error::SegmentSpace`], with the file
+/// and the size asked for.
 pub(crate) fn new_segment_file(
     fs: &dyn Vfs,
     dir: &Path,
@@ -479,46 +494,61 @@ pub(crate) fn new_segment_file(
     header: &SegmentHeader,
     spare: Option<PathBuf>,
     zero_fill: bool,
-) -> std::result::Result<Arc<OpenSegment>, IoFailure> {
+) -> Result<Arc<OpenSegment>> {
     let name = layout::segment_name(header.first_seq);
     let path = dir.join(&name);
     let segments = dir.join(layout::SEGMENTS);
-    let (from, file) = match spare {
+    let (from, file, made_here) = match spare {
         Some(spare) => {
             let file = fs
                 .open(&spare, OpenMode::ReadWrite)
-                .map_err(|e| ("open", spare.clone(), e))?;
-            (spare, file)
+                .map_err(|e| Error::io("open", &spare, e))?;
+            (spare, file, false)
         }
         None => {
             let tmp = segments.join(format!("{:020}.seg.tmp", header.first_seq));
             if fs.exists(&tmp).unwrap_or(false) {
                 fs.remove_file(&tmp)
-                    .map_err(|e| ("remove", tmp.clone(), e))?;
+                    .map_err(|e| Error::io("remove", &tmp, e))?;
             }
             let file = fs
                 .open(&tmp, OpenMode::CreateNew)
-                .map_err(|e| ("create", tmp.clone(), e))?;
-            match options.preallocation {
-                Preallocation::ZeroFill if zero_fill => {
-                    write_zeros(&*file, options.segment_size, || false)
-                        .map_err(|e| ("write", tmp.clone(), e))?;
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            let reserved = match options.preallocation {
+                Preallocation::ZeroFill if zero_fill => (
+                    "write",
+                    write_zeros(&*file, options.segment_size, || false).map(drop),
+                ),
+                Preallocation::ZeroFill | Preallocation::Allocate => {
+                    ("fallocate", file.allocate(options.segment_size))
                 }
-                Preallocation::ZeroFill | Preallocation::Allocate => file
-                    .allocate(options.segment_size)
-                    .map_err(|e| ("fallocate", tmp.clone(), e))?,
-                Preallocation::None => {}
+                Preallocation::None => ("", Ok(())),
+            };
+            if let (op, Err(source)) = reserved {
+                drop(file);
+                remove_partial(fs, &tmp);
+                return Err(space_error(op, tmp, options.segment_size, source));
             }
-            (tmp, file)
+            (tmp, file, true)
         }
     };
-    file.write_all_at(&header.encode(), 0)
-        .map_err(|e| ("write", from.clone(), e))?;
-    file.sync_all().map_err(|e| ("fsync", from.clone(), e))?;
-    fs.rename(&from, &path)
-        .map_err(|e| ("rename", from.clone(), e))?;
+    let installed = file
+        .write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write", &from, e))
+        .and_then(|()| file.sync_all().map_err(|e| Error::io("fsync", &from, e)))
+        .and_then(|()| {
+            fs.rename(&from, &path)
+                .map_err(|e| Error::io("rename", &from, e))
+        });
+    if let Err(e) = installed {
+        if made_here {
+            drop(file);
+            remove_partial(fs, &from);
+        }
+        return Err(e);
+    }
     fs.sync_dir(&segments)
-        .map_err(|e| ("fsync directory", segments.clone(), e))?;
+        .map_err(|e| Error::io("fsync directory", &segments, e))?;
     Ok(Arc::new(OpenSegment::new(
         *header,
         name,
@@ -526,6 +556,30 @@ pub(crate) fn new_segment_file(
         file,
         OpenData::new(header.chain_in),
     )))
+}
+
+/// The error of a failure to reserve a new segment file's space: a full
+/// disk says so, with the size asked for; anything else is the I/O error.
+fn space_error(op: &'static str, path: PathBuf, size: u64, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::StorageFull {
+        Error::SegmentSpace {
+            op,
+            path,
+            size,
+            source,
+        }
+    } else {
+        Error::io(op, path, source)
+    }
+}
+
+/// Removes a file that a failed creation left under its temporary name.
+/// Best effort: the failure being reported matters more, and recovery
+/// removes `.tmp` files on the next open anyway.
+fn remove_partial(fs: &dyn Vfs, tmp: &Path) {
+    if let Err(e) = fs.remove_file(tmp) {
+        tracing::warn!(file = %tmp.display(), error = %e, "could not remove a partly made file");
+    }
 }
 
 /// Writes `size` zero bytes from offset 0 in 1 MiB pieces; stops early (and
@@ -611,6 +665,22 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
             }
         }
     }
+}
+
+/// The checkpoint signed when a writer closes (with a signing key, if the
+/// durable log grew since the last checkpoint and no write failed). A
+/// failure is returned to `Store::close`: the records are durable all the
+/// same, but they are not covered by a checkpoint.
+fn checkpoint_on_close(inner: &Inner) -> Result<()> {
+    if inner.options.checkpoints.is_none() || inner.progress.failure().is_some() {
+        return Ok(());
+    }
+    let size = inner.tree_size();
+    let latest = inner.latest_checkpoint()?.map_or(0, |c| c.size);
+    if size == 0 || size == latest {
+        return Ok(());
+    }
+    inner.checkpoint().map(drop)
 }
 
 /// Signs a checkpoint if the durable log grew since the last one. A failed
@@ -757,19 +827,32 @@ fn prepare_spare(inner: &Inner) -> Result<()> {
     let file = fs
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    let complete = write_zeros(&*file, inner.options.segment_size, || {
-        inner.log.lock().closing
-    })
-    .map_err(|e| Error::io("write", &tmp, e))?;
+    let size = inner.options.segment_size;
+    let complete = match write_zeros(&*file, size, || inner.log.lock().closing) {
+        Ok(complete) => complete,
+        Err(source) => {
+            drop(file);
+            remove_partial(fs, &tmp);
+            return Err(space_error("write", tmp, size, source));
+        }
+    };
     if !complete {
         drop(file);
-        let _ = fs.remove_file(&tmp);
+        remove_partial(fs, &tmp);
         return Ok(());
     }
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
+    let installed = file
+        .sync_all()
+        .map_err(|e| Error::io("fsync", &tmp, e))
+        .and_then(|()| {
+            drop(file);
+            fs.rename(&tmp, &path)
+                .map_err(|e| Error::io("rename", &tmp, e))
+        });
+    if let Err(e) = installed {
+        remove_partial(fs, &tmp);
+        return Err(e);
+    }
     fs.sync_dir(&segments)
         .map_err(|e| Error::io("fsync directory", &segments, e))?;
     *inner.spare.lock() = Some(path);
