@@ -4,11 +4,16 @@
 //! A [`Query`] ANDs together predicates on actor, action (exact, a list, or
 //! glob patterns such as `customer.*`, `*.export`, `*export*`), resource,
 //! resource type, outcome, tenant, source IP (exact or CIDR), request id and
-//! an event-time range `[from, to)`. Results come newest first (highest seq
-//! first, the default) or oldest first, `limit` at a time; a page's
-//! `next_cursor` continues where it stopped and stays correct while new
-//! events are appended (new events have higher seqs, so newest-first
-//! paging continues downward and oldest-first paging reaches them last).
+//! an event-time range `[from, to)`. Results come in append order, newest
+//! first (highest seq first, the default) or oldest first, or in event-time
+//! order, latest or earliest event time first (ties broken by seq), `limit`
+//! at a time. A page's `next_cursor` is a position in that order (a seq, or
+//! an event time and a seq), so paging never repeats or skips a record that
+//! existed when the first page was read, while new events are appended:
+//! in append order new events have higher seqs, so newest-first paging
+//! continues downward and oldest-first paging reaches them last; in
+//! event-time order a new event shows up in a later page only if its
+//! position is still ahead of the cursor.
 //!
 //! ```
 //! use sealog::query::{ActionPattern, ActorFilter, Query};
@@ -35,6 +40,12 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const DEFAULT_LIMIT: usize = 100;
 
 /// Result order.
+///
+/// Append order (seq) is the order the store recorded events in. Event-time
+/// order follows the `time` the clients gave (the recorded time for an
+/// event without one), which can differ: clients' clocks drift, batches
+/// arrive late, imports bring old events. Ties in event time are broken by
+/// seq, so the order is total and a cursor is a stable position in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
     /// Most recently recorded first (descending seq). The default.
@@ -42,6 +53,32 @@ pub enum Order {
     NewestFirst,
     /// Oldest first (ascending seq).
     OldestFirst,
+    /// Latest event time first (descending event time, then seq).
+    LatestTimeFirst,
+    /// Earliest event time first (ascending event time, then seq).
+    EarliestTimeFirst,
+}
+
+impl Order {
+    /// True for the event-time orders.
+    pub const fn by_time(self) -> bool {
+        matches!(self, Order::LatestTimeFirst | Order::EarliestTimeFirst)
+    }
+
+    /// True for the orders that start with the highest key (seq or time).
+    pub const fn descending(self) -> bool {
+        matches!(self, Order::NewestFirst | Order::LatestTimeFirst)
+    }
+
+    /// The short code of the order in a cursor.
+    const fn code(self) -> &'static str {
+        match self {
+            Order::NewestFirst => "n",
+            Order::OldestFirst => "o",
+            Order::LatestTimeFirst => "tn",
+            Order::EarliestTimeFirst => "to",
+        }
+    }
 }
 
 /// Matches the actor by id, and optionally by type.
@@ -488,26 +525,46 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The position a cursor encodes.
+/// The position a cursor encodes: results continue strictly after it in
+/// the query's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cursor {
-    /// Results continue strictly after this seq in the query's order.
-    pub after_seq: u64,
+pub(crate) enum Cursor {
+    /// After this seq (append orders).
+    Seq(u64),
+    /// After this (event time, seq) (event-time orders).
+    Time {
+        /// The event time of the last record returned, in nanoseconds.
+        time: i64,
+        /// Its seq.
+        seq: u64,
+    },
 }
 
 const CURSOR_VERSION: u8 = 1;
 
 impl Cursor {
-    /// `v1.<order>.<seq>.<fingerprint hex>`: opaque to clients, readable in
-    /// logs.
+    /// The cursor after `record` in `order`.
+    pub(crate) fn after(record: &Record, order: Order) -> Cursor {
+        if order.by_time() {
+            Cursor::Time {
+                time: record.event_time().as_nanos(),
+                seq: record.seq,
+            }
+        } else {
+            Cursor::Seq(record.seq)
+        }
+    }
+
+    /// `v1.<order>.<position>.<fingerprint hex>`, the position being a seq
+    /// or `<event time in ns>_<seq>`: opaque to clients, readable in logs.
     pub(crate) fn encode(self, query: &Query) -> String {
-        let order = match query.order {
-            Order::NewestFirst => 'n',
-            Order::OldestFirst => 'o',
+        let position = match self {
+            Cursor::Seq(seq) => seq.to_string(),
+            Cursor::Time { time, seq } => format!("{time}_{seq}"),
         };
         format!(
-            "v{CURSOR_VERSION}.{order}.{}.{:016x}",
-            self.after_seq,
+            "v{CURSOR_VERSION}.{}.{position}.{:016x}",
+            query.order.code(),
             query.fingerprint()
         )
     }
@@ -518,7 +575,7 @@ impl Cursor {
             reason: format!("`{}` {reason}", text.chars().take(80).collect::<String>()),
         };
         let mut parts = text.split('.');
-        let (Some(version), Some(order), Some(seq), Some(fp), None) = (
+        let (Some(version), Some(order), Some(position), Some(fp), None) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -530,22 +587,26 @@ impl Cursor {
         if version != format!("v{CURSOR_VERSION}") {
             return Err(bad("is not a cursor of this version"));
         }
-        let expected_order = match query.order {
-            Order::NewestFirst => "n",
-            Order::OldestFirst => "o",
+        let not_ours = || bad("is not a cursor returned by this store");
+        let cursor = match order {
+            "n" | "o" => Cursor::Seq(position.parse().map_err(|_| not_ours())?),
+            "tn" | "to" => {
+                let (time, seq) = position.split_once('_').ok_or_else(not_ours)?;
+                Cursor::Time {
+                    time: time.parse().map_err(|_| not_ours())?,
+                    seq: seq.parse().map_err(|_| not_ours())?,
+                }
+            }
+            _ => return Err(not_ours()),
         };
-        let after_seq: u64 = seq
-            .parse()
-            .map_err(|_| bad("is not a cursor returned by this store"))?;
-        let fingerprint = u64::from_str_radix(fp, 16)
-            .map_err(|_| bad("is not a cursor returned by this store"))?;
-        if order != expected_order || fingerprint != query.fingerprint() {
+        let fingerprint = u64::from_str_radix(fp, 16).map_err(|_| not_ours())?;
+        if order != query.order.code() || fingerprint != query.fingerprint() {
             return Err(bad(
                 "belongs to a different query (the filters and order must stay the same \
                  between pages)",
             ));
         }
-        Ok(Cursor { after_seq })
+        Ok(cursor)
     }
 }
 
@@ -621,8 +682,8 @@ mod tests {
             tenant: Some("acme".into()),
             ..Query::default()
         };
-        let text = Cursor { after_seq: 42 }.encode(&q);
-        assert_eq!(Cursor::decode(&text, &q).unwrap().after_seq, 42);
+        let text = Cursor::Seq(42).encode(&q);
+        assert_eq!(Cursor::decode(&text, &q).unwrap(), Cursor::Seq(42));
         let other = Query {
             tenant: Some("evil".into()),
             ..Query::default()
@@ -642,6 +703,33 @@ mod tests {
             ..q.clone()
         };
         assert!(Cursor::decode(&text, &bigger).is_ok());
+    }
+
+    #[test]
+    fn time_order_cursors_carry_time_and_seq_and_refuse_append_order() {
+        let q = Query {
+            order: Order::LatestTimeFirst,
+            ..Query::default()
+        };
+        let position = Cursor::Time {
+            time: -1_000_000_007,
+            seq: 9,
+        };
+        let text = position.encode(&q);
+        assert!(text.starts_with("v1.tn.-1000000007_9."), "{text}");
+        assert_eq!(Cursor::decode(&text, &q).unwrap(), position);
+        for other in [Order::NewestFirst, Order::EarliestTimeFirst] {
+            let other = Query {
+                order: other,
+                ..Query::default()
+            };
+            let err = Cursor::decode(&text, &other).unwrap_err().to_string();
+            assert!(err.contains("different query"), "{err}");
+        }
+        let seq_cursor = Cursor::Seq(9).encode(&Query::default());
+        assert!(Cursor::decode(&seq_cursor, &q).is_err());
+        assert!(Cursor::decode("v1.tn.5.00", &q).is_err());
+        assert!(Cursor::decode("v1.tn.x_5.00", &q).is_err());
     }
 
     #[test]
