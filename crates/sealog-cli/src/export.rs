@@ -8,9 +8,13 @@ use crate::render::{CSV_COLUMNS, record_csv_fields};
 
 const AFTER_HELP: &str = "\
 Streams every matching record, oldest first, without loading them all in
-memory. NDJSON lines are records exactly as stored (the event plus `seq` and
-`recorded_at`) and can be re-imported with `sealog import` (which drops
-`seq` and `recorded_at`). CSV has a header and one column per field, nested
+memory. NDJSON lines are records as stored (the event plus `seq` and
+`recorded_at`), with the event time always in `time`: an event stored
+without one (its event time is its recorded time, as for the server's own
+audit events) is written with `time` equal to `recorded_at`. So the lines
+can be re-imported with `sealog import` (which drops `seq` and
+`recorded_at`) and keep their event times. CSV has a header and one column
+per field, `time` being the event time as well, nested
 fields flattened with dots (actor.type, actor.id, actor.on_behalf_of.type,
 ..., source.ip, source.user_agent), metadata as a JSON string; fields are
 quoted when they hold commas, quotes or line breaks (RFC 4180).
@@ -67,7 +71,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         ExportFormat::Ndjson => {
             for record in matches {
                 let record = record.map_err(|e| CliError::store("export", dir, e))?;
-                out.json_line(&record)?;
+                out.json_line(&record.with_event_time())?;
                 count += 1;
             }
         }
@@ -81,7 +85,9 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
             };
             csv.write_record(CSV_COLUMNS).map_err(csv_error)?;
             for record in matches {
-                let record = record.map_err(|e| CliError::store("export", dir, e))?;
+                let record = record
+                    .map_err(|e| CliError::store("export", dir, e))?
+                    .with_event_time();
                 csv.write_record(record_csv_fields(&record))
                     .map_err(csv_error)?;
                 count += 1;

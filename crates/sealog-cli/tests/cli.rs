@@ -239,7 +239,7 @@ fn append_refuses_bad_flags_with_exit_2() {
 #[test]
 fn append_names_the_field_of_bad_json_and_invalid_events() {
     let (_tmp, dir) = store_dir();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &[
                 "--json",
@@ -297,6 +297,41 @@ fn append_names_the_field_of_bad_json_and_invalid_events() {
                 r#"{"password":"x"}"#,
             ],
             "`metadata.password` looks like a secret",
+        ),
+        (
+            &[
+                "--actor",
+                "user:a",
+                "--action",
+                "a.b",
+                "--resource",
+                "r",
+                "--outcome",
+                "success",
+                "--metadata",
+                r#"{"role":"user","role":"admin"}"#,
+            ],
+            "`metadata.role` the key `role` appears more than once",
+        ),
+        (
+            &[
+                "--json",
+                r#"{"actor":{"type":"user","id":"a"},"action":"a.b","resource":{"type":"r"},"outcome":"success","metadata":{"u":{"role":"user","role":"admin"}}}"#,
+            ],
+            "`metadata.u.role` the key `role` appears more than once",
+        ),
+        (
+            &[
+                "--actor",
+                "user:\u{202E}nimda",
+                "--action",
+                "a.b",
+                "--resource",
+                "r",
+                "--outcome",
+                "success",
+            ],
+            "`actor.id` contains U+202E (RIGHT-TO-LEFT OVERRIDE",
         ),
     ];
     for (args, expected) in cases {
@@ -445,6 +480,68 @@ fn exported_records_import_again() {
         };
         assert_eq!(strip(a), strip(b));
         assert_eq!(b["seq"].as_u64().unwrap(), a["seq"].as_u64().unwrap() + 1);
+    }
+}
+
+/// The server's own audit events carry no `time`: their event time is the
+/// time the store recorded them. Copying them must not move them to the
+/// time of the import.
+#[test]
+fn export_then_import_keeps_the_event_times_of_events_without_time() {
+    let (_tmp, dir) = store_dir();
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    let mut params = sealog::format::Metadata::new();
+    params.insert("params".into(), serde_json::json!({"actor": "user:alice"}));
+    let audit = Event::new(
+        Actor::new("system", "sealog-server"),
+        "log.query",
+        Resource::kind("log"),
+        Outcome::Success,
+    )
+    .with_source_ip("127.0.0.1".parse().unwrap())
+    .with_user_agent("curl/8.5")
+    .with_metadata(params);
+    let timed = Event::new(
+        Actor::new("user", "alice"),
+        "customer.delete",
+        Resource::new("customer", "4471"),
+        Outcome::Denied,
+    )
+    .with_time(Timestamp::parse_rfc3339("2025-11-23T10:00:00.123456789Z").unwrap())
+    .with_tenant("acme")
+    .with_request_id("req-1")
+    .with_reason("ticket SEC-12");
+    for event in [&audit, &timed, &audit] {
+        store.append(event).unwrap();
+    }
+    let original: Vec<sealog::Record> = store.scan(..).map(|r| r.unwrap()).collect();
+    store.close().unwrap();
+
+    let exported = sealog(&dir).arg("export").assert().success();
+    let exported = exported.get_output().stdout.clone();
+    for (line, record) in ndjson(&exported).iter().zip(&original) {
+        assert_eq!(
+            line["time"].as_str(),
+            Some(record.event_time().to_rfc3339().as_str()),
+            "{line}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let (_tmp2, copy) = store_dir();
+    sealog(&copy)
+        .args(["import", "-"])
+        .write_stdin(exported)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 3 events"));
+    let store = Store::open_read_only(&copy).unwrap();
+    let copied: Vec<sealog::Record> = store.scan(..).map(|r| r.unwrap()).collect();
+    assert_eq!(copied.len(), original.len());
+    for (a, b) in original.iter().zip(&copied) {
+        assert_eq!(b.event_time(), a.event_time(), "seq {}", a.seq);
+        assert!(b.recorded_at > a.recorded_at, "a new recorded time");
+        // Everything else the import takes is the same event.
+        assert_eq!(b.event, a.clone().with_event_time().event);
     }
 }
 

@@ -1010,7 +1010,9 @@ async fn export(
         for item in matches {
             match item {
                 Ok(r) => {
-                    if serde_json::to_writer(&mut buf, &r).is_err() {
+                    // With its event time in `time`, as `sealog export`
+                    // writes it, so that an import keeps it.
+                    if serde_json::to_writer(&mut buf, &r.with_event_time()).is_err() {
                         break;
                     }
                     buf.push(b'\n');
