@@ -664,6 +664,129 @@ fn query_filters_pages_counts_and_formats() {
     assert!(lines[1].contains("2025-11-23 10:01:29.000"), "{table}");
 }
 
+/// An event line for `sealog import` at `time`, with `id` as its request id.
+fn timed_line(id: &str, time: Timestamp) -> String {
+    format!(
+        r#"{{"time":"{time}","actor":{{"type":"user","id":"alice"}},"action":"doc.read","resource":{{"type":"doc","id":"1"}},"outcome":"success","request_id":"{id}"}}"#
+    )
+}
+
+fn request_ids(output: &[u8]) -> Vec<String> {
+    ndjson(output)
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn since_leaves_out_events_dated_after_now() {
+    let (_tmp, dir) = store_dir();
+    let now = Timestamp::now().as_nanos();
+    let minutes = |m: i64| Timestamp::from_nanos(now + m * 60_000_000_000);
+    let input = [
+        timed_line("recent", minutes(-30)),
+        timed_line("future", minutes(120)),
+        timed_line("old", minutes(-180)),
+    ]
+    .join("\n");
+    sealog(&dir)
+        .args(["import", "-"])
+        .write_stdin(input)
+        .assert()
+        .success();
+    let out = sealog(&dir)
+        .args(["query", "--since", "1h", "--format", "ndjson"])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent"]);
+    let out = sealog(&dir)
+        .args(["export", "--since", "1h"])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent"]);
+    // --from alone has no end: the future-dated event is there.
+    let from = minutes(-60).to_string();
+    let out = sealog(&dir)
+        .args([
+            "query",
+            "--from",
+            &from,
+            "--format",
+            "ndjson",
+            "--oldest-first",
+        ])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent", "future"]);
+}
+
+#[test]
+fn a_date_alone_means_that_whole_utc_day_and_order_time_sorts_by_event_time() {
+    let (_tmp, dir) = store_dir();
+    let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+    // Appended out of event-time order, as late batches arrive.
+    let input = [
+        timed_line("27-noon", t("2026-11-27T12:00:00Z")),
+        timed_line("26-last", t("2026-11-26T23:59:59.999Z")),
+        timed_line("27-first", t("2026-11-27T00:00:00Z")),
+        timed_line("28-first", t("2026-11-28T00:00:00Z")),
+        timed_line("27-last", t("2026-11-27T23:59:59.999999999Z")),
+    ]
+    .join("\n");
+    sealog(&dir)
+        .args(["import", "-"])
+        .write_stdin(input)
+        .assert()
+        .success();
+    let day = [
+        "--from",
+        "2026-11-27",
+        "--until",
+        "2026-11-27",
+        "--format",
+        "ndjson",
+    ];
+    let out = sealog(&dir).arg("query").args(day).assert().success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["27-last", "27-first", "27-noon"],
+        "newest first by seq"
+    );
+    let out = sealog(&dir)
+        .arg("query")
+        .args(day)
+        .args(["--order", "time"])
+        .assert()
+        .success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["27-last", "27-noon", "27-first"]
+    );
+    let out = sealog(&dir)
+        .args(["query", "--order", "time", "--oldest-first", "--limit", "2"])
+        .args(["--format", "ndjson"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("--cursor v1.to."));
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["26-last", "27-first"]
+    );
+    let out = sealog(&dir)
+        .args(["export", "--order", "time", "--to", "2026-11-28T00:00:00Z"])
+        .assert()
+        .success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["26-last", "27-first", "27-noon", "27-last"]
+    );
+    sealog(&dir)
+        .args(["query", "--from", "2026-11-31"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--from"));
+}
+
 #[test]
 fn bad_query_flags_are_usage_errors_naming_the_flag() {
     let (_tmp, dir) = store_dir();

@@ -89,6 +89,22 @@ impl Timestamp {
         Ok(Timestamp(nanos))
     }
 
+    /// Parses a calendar date alone, `YYYY-MM-DD` (ISO 8601), as the start
+    /// of that day in UTC: `2026-11-27` is `2026-11-27T00:00:00Z`.
+    pub fn parse_date(text: &str) -> Result<Timestamp, TimestampError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text, &format).map_err(|e| TimestampError {
+            input: truncate_for_display(text),
+            reason: format!("not a date YYYY-MM-DD: {e}"),
+        })?;
+        let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
+        let nanos = i64::try_from(nanos).map_err(|_| TimestampError {
+            input: truncate_for_display(text),
+            reason: "outside the representable range (years 1678 to 2262)".into(),
+        })?;
+        Ok(Timestamp(nanos))
+    }
+
     /// Formats as RFC 3339 in UTC, with as many fractional digits as needed.
     pub fn to_rfc3339(self) -> String {
         // Every i64 nanosecond count is within the range `time` supports, so
@@ -765,6 +781,23 @@ mod tests {
             Timestamp::from_nanos(1_700_000_000_120_000_000).to_rfc3339(),
             "2023-11-14T22:13:20.12Z"
         );
+    }
+
+    #[test]
+    fn a_date_alone_is_the_start_of_that_day_in_utc() {
+        assert_eq!(
+            Timestamp::parse_date("2026-11-27").unwrap(),
+            Timestamp::parse_rfc3339("2026-11-27T00:00:00Z").unwrap()
+        );
+        for bad in [
+            "2026-11-31",
+            "2026-1-27",
+            "27.11.2026",
+            "2026-11-27T00:00:00Z",
+            "9999-01-01",
+        ] {
+            assert!(Timestamp::parse_date(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

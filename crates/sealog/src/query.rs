@@ -337,6 +337,91 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Which end of a time range a time value gives, for a date given alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeBound {
+    /// The start (`from`, inclusive): a date alone is that day's first
+    /// instant, `00:00:00Z`.
+    Start,
+    /// The end (`to`, exclusive): a date alone includes that whole day, so
+    /// it is the next day's first instant.
+    End,
+}
+
+/// Parses a time of a query's range: an RFC 3339 time
+/// (`2026-11-27T10:00:00Z`, `2026-11-27T11:00:00+01:00`) or a date alone
+/// (`2026-11-27`, a UTC day: its start for [`TimeBound::Start`], its end for
+/// [`TimeBound::End`]). `field` names the query field in the error.
+pub fn parse_time(field: &'static str, text: &str, bound: TimeBound) -> Result<Timestamp> {
+    let is_date = text.len() == 10 && text.bytes().filter(|&b| b == b'-').count() == 2;
+    if !is_date {
+        return Timestamp::parse_rfc3339(text).map_err(|e| Error::InvalidQuery {
+            field,
+            reason: format!(
+                "{e}; give a time such as 2026-11-23T17:25:00Z or 2026-11-23T18:25:00+01:00, \
+                 or a date such as 2026-11-23"
+            ),
+        });
+    }
+    let day = Timestamp::parse_date(text).map_err(|e| Error::InvalidQuery {
+        field,
+        reason: format!("{e}; give a date such as 2026-11-23"),
+    })?;
+    match bound {
+        TimeBound::Start => Ok(day),
+        TimeBound::End => day
+            .as_nanos()
+            .checked_add(DAY_NANOS)
+            .map(Timestamp::from_nanos)
+            .ok_or_else(|| Error::InvalidQuery {
+                field,
+                reason: format!("the end of {text} is outside the representable range"),
+            }),
+    }
+}
+
+const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
+
+/// Parses a duration such as `30s`, `15m`, `1h`, `7d` or `2w`: a whole
+/// number and a unit (s, m, h, d or w). `field` names the query field in
+/// the error.
+pub fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
+    let bad = || Error::InvalidQuery {
+        field,
+        reason: format!(
+            "`{}` is not a duration: give a whole number and a unit, s, m, h, d or w \
+             (e.g. 1h or 7d)",
+            text.chars().take(40).collect::<String>()
+        ),
+    };
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(
+        n.checked_mul(unit_secs).ok_or_else(bad)?,
+    ))
+}
+
+/// The event-time range "within `duration` before `now`": `from = now -
+/// duration` (inclusive) and `to` just after `now` (exclusive), so an event
+/// dated in the future is not "within the last hour".
+pub fn since(duration: std::time::Duration, now: Timestamp) -> (Timestamp, Timestamp) {
+    let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+    (
+        Timestamp::from_nanos(now.as_nanos().saturating_sub(nanos)),
+        Timestamp::from_nanos(now.as_nanos().saturating_add(1)),
+    )
+}
+
 /// Which events to find.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Query {
@@ -730,6 +815,45 @@ mod tests {
         assert!(Cursor::decode(&seq_cursor, &q).is_err());
         assert!(Cursor::decode("v1.tn.5.00", &q).is_err());
         assert!(Cursor::decode("v1.tn.x_5.00", &q).is_err());
+    }
+
+    #[test]
+    fn a_date_alone_starts_a_range_at_its_first_instant_and_ends_it_after_its_last() {
+        let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            parse_time("from", "2026-11-27", TimeBound::Start).unwrap(),
+            t("2026-11-27T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("to", "2026-11-27", TimeBound::End).unwrap(),
+            t("2026-11-28T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("to", "2026-11-27T10:00:00+01:00", TimeBound::End).unwrap(),
+            t("2026-11-27T09:00:00Z")
+        );
+        for bad in ["2026-13-01", "yesterday", "2026-11-27 10:00"] {
+            let err = parse_time("from", bad, TimeBound::Start).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidQuery { field: "from", .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn since_ends_at_now_and_durations_parse() {
+        let now = Timestamp::from_nanos(10_000_000_000_000);
+        let (from, to) = since(std::time::Duration::from_secs(3600), now);
+        assert_eq!(from.as_nanos(), now.as_nanos() - 3_600_000_000_000);
+        assert_eq!(to.as_nanos(), now.as_nanos() + 1);
+        assert_eq!(
+            parse_duration("since", "2w").unwrap().as_secs(),
+            14 * 86_400
+        );
+        for bad in ["1y", "h", "10", "", "-1h", "99999999999999999999w"] {
+            assert!(parse_duration("since", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
