@@ -844,3 +844,28 @@ fn event_time_pages_neither_repeat_nor_skip_while_events_arrive() {
         assert_eq!(unique.len(), seen.len(), "a record was repeated");
     }
 }
+
+#[test]
+fn event_time_pages_reach_events_at_the_latest_representable_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(4 << 10)).unwrap();
+    for time in [Timestamp::MAX, Timestamp::MAX, Timestamp::UNIX_EPOCH] {
+        store
+            .append(
+                Event::new(
+                    Actor::new("user", "alice"),
+                    "doc.read",
+                    Resource::kind("doc"),
+                    Outcome::Success,
+                )
+                .with_time(time),
+            )
+            .unwrap();
+    }
+    let q = Query {
+        order: Order::LatestTimeFirst,
+        limit: 1,
+        ..Query::default()
+    };
+    assert_eq!(all_pages(&store, &q), [1, 0, 2]);
+}

@@ -76,6 +76,8 @@ pub(crate) struct Plan<'q> {
     /// Results continue strictly after this (event time, seq) (event-time
     /// orders).
     pub(crate) after_time: Option<(i64, u64)>,
+    /// Whether that cursor narrowed `from` or `to`.
+    narrowed: bool,
 }
 
 impl<'q> Plan<'q> {
@@ -105,6 +107,8 @@ impl<'q> Plan<'q> {
                 (None, Some((time, seq)))
             }
         };
+        let narrowed = from != query.from.map_or(i64::MIN, |t| t.as_nanos())
+            || to != query.to.map_or(i64::MAX, |t| t.as_nanos());
         let actor = query.actor.as_ref().map(|a| {
             let mut term = Vec::new();
             match &a.kind {
@@ -125,11 +129,12 @@ impl<'q> Plan<'q> {
             to,
             after,
             after_time,
+            narrowed,
         })
     }
 
     fn has_time(&self) -> bool {
-        self.query.from.is_some() || self.query.to.is_some() || self.after_time.is_some()
+        self.query.from.is_some() || self.query.to.is_some() || self.narrowed
     }
 
     /// The ordinals of a segment that may match, in no particular order, or
