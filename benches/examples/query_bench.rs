@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sealog::format::{Outcome, Timestamp};
-use sealog::query::{ActionPattern, ActorFilter, Query};
+use sealog::query::{ActionPattern, ActorFilter, Order, Query};
 use sealog::workload::{Workload, WorkloadShape};
 use sealog::{Durability, Store, StoreOptions};
 
@@ -236,6 +236,32 @@ fn run(dir: &Path) {
             store.query(&q).unwrap().records.len() as u64
         },
     );
+
+    time(
+        "newest 100 by event time (order=time, no filter)",
+        100,
+        |_| {
+            let q = Query {
+                order: Order::LatestTimeFirst,
+                limit: 100,
+                ..Query::default()
+            };
+            store.query(&q).unwrap().records.len() as u64
+        },
+    );
+    time("one actor's newest 100 by event time", 100, |i| {
+        let a = actor_of(i);
+        let q = Query {
+            actor: Some(ActorFilter {
+                kind: Some(a.kind),
+                id: a.id,
+            }),
+            order: Order::LatestTimeFirst,
+            limit: 100,
+            ..Query::default()
+        };
+        store.query(&q).unwrap().records.len() as u64
+    });
 
     let size = store.tree_size();
     time(

@@ -315,25 +315,19 @@ fn event_from_flags(args: &AppendArgs) -> Result<Event, CliError> {
 }
 
 fn parse_metadata(text: &str) -> Result<Metadata, CliError> {
-    let bad = |reason: String| CliError::InvalidEvent {
-        input: "--metadata".into(),
-        line: None,
-        field: "metadata".into(),
-        reason,
-        hint: r#"give a JSON object, e.g. --metadata '{"plan": "pro"}'"#.into(),
-    };
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(other) => Err(bad(format!(
-            "must be a JSON object, not {}",
-            match other {
-                serde_json::Value::Array(_) => "an array",
-                serde_json::Value::String(_) => "a string",
-                serde_json::Value::Number(_) => "a number",
-                serde_json::Value::Bool(_) => "a boolean",
-                _ => "null",
-            }
-        ))),
-        Err(e) => Err(bad(format!("is not valid JSON: {e}"))),
-    }
+    sealog::format::event::metadata_from_json(text.as_bytes()).map_err(|e| {
+        let (field, reason) = field_and_reason(&e);
+        CliError::InvalidEvent {
+            input: "--metadata".into(),
+            line: None,
+            field: if field.is_empty() {
+                "metadata".into()
+            } else {
+                field
+            },
+            reason,
+            hint: r#"give a JSON object with each key once, e.g. --metadata '{"plan": "pro"}'"#
+                .into(),
+        }
+    })
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use sealog::format::Validator;
 use sealog::format::validate::{SecretGuard, SecretPolicy};
-use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter};
+use sealog::query::{
+    ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter, TimeBound,
+};
 use sealog::{Outcome, Store, StoreOptions, Timestamp};
 
 use crate::error::{CliError, flag_of_query_field};
@@ -286,29 +288,47 @@ pub struct Filters {
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
 
-    /// Only events that happened within this long before now: a number and
-    /// a unit, s (seconds), m (minutes), h (hours), d (days) or w (weeks).
+    /// Only events that happened within this long before now, and not
+    /// after now: event time in [now - DURATION, now]. A number and a unit,
+    /// s (seconds), m (minutes), h (hours), d (days) or w (weeks). Events
+    /// dated in the future (a client's clock ahead) are left out; --from
+    /// alone includes them. With --to, that is the end instead of now.
     ///
     /// Example: --since 1h   or   --since 7d
     #[arg(long, value_name = "DURATION", conflicts_with = "from")]
     pub since: Option<String>,
 
-    /// Only events that happened at or after this time (RFC 3339).
+    /// Only events that happened at or after this time: RFC 3339, or a date
+    /// alone for the start of that day in UTC.
     ///
-    /// Example: --from 2026-11-23T00:00:00Z
+    /// Example: --from 2026-11-23T00:00:00Z   or   --from 2026-11-23
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
 
-    /// Only events that happened before this time (RFC 3339, exclusive).
+    /// Only events that happened before this time (exclusive): RFC 3339,
+    /// or a date alone for the end of that day in UTC (the whole day is
+    /// included). Also --until.
     ///
-    /// Example: --to 2026-11-24T00:00:00+01:00
-    #[arg(long, value_name = "TIME")]
+    /// Example: --to 2026-11-24T00:00:00+01:00   or   --until 2026-11-23
+    #[arg(long, visible_alias = "until", value_name = "TIME")]
     pub to: Option<String>,
 }
 
 impl Filters {
-    /// The query these filters describe (newest first, default limit).
+    /// The query these filters describe (newest first, default limit), with
+    /// `--since` counted back from now.
     pub fn to_query(&self) -> Result<Query, CliError> {
+        self.to_query_at(Timestamp::now())
+    }
+
+    /// True when the end of the time range is "now" (`--since` without
+    /// `--to`): a follower moves it as time passes.
+    pub fn ends_now(&self) -> bool {
+        self.since.is_some() && self.to.is_none()
+    }
+
+    /// The query these filters describe at the instant `now`.
+    pub fn to_query_at(&self, now: Timestamp) -> Result<Query, CliError> {
         let mut q = Query::default();
         if let Some(actor) = &self.actor {
             q.actor = Some(ActorFilter::parse(actor));
@@ -328,17 +348,17 @@ impl Filters {
         }
         q.request_id.clone_from(&self.request_id);
         if let Some(since) = &self.since {
-            let d = parse_duration(since)?;
-            let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-            q.from = Some(Timestamp::from_nanos(
-                Timestamp::now().as_nanos().saturating_sub(nanos),
-            ));
+            let (from, to) = sealog::query::since(parse_duration(since)?, now);
+            q.from = Some(from);
+            q.to = Some(to);
         }
         if let Some(from) = &self.from {
-            q.from = Some(parse_time("--from", from)?);
+            q.from = Some(
+                sealog::query::parse_time("from", from, TimeBound::Start).map_err(query_error)?,
+            );
         }
         if let Some(to) = &self.to {
-            q.to = Some(parse_time("--to", to)?);
+            q.to = Some(sealog::query::parse_time("to", to, TimeBound::End).map_err(query_error)?);
         }
         q.validate().map_err(query_error)?;
         Ok(q)
@@ -369,39 +389,36 @@ pub fn query_error(e: sealog::Error) -> CliError {
     }
 }
 
+/// What results are ordered by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OrderBy {
+    /// Append order: the order the store recorded the events in (seq).
+    #[default]
+    Seq,
+    /// Event time (the `time` the client gave, else the recorded time),
+    /// ties broken by seq.
+    Time,
+}
+
 /// Sets the order of a query.
-pub fn with_order(mut q: Query, oldest_first: bool) -> Query {
-    q.order = if oldest_first {
-        Order::OldestFirst
-    } else {
-        Order::NewestFirst
+pub fn with_order(mut q: Query, by: OrderBy, oldest_first: bool) -> Query {
+    q.order = match (by, oldest_first) {
+        (OrderBy::Seq, false) => Order::NewestFirst,
+        (OrderBy::Seq, true) => Order::OldestFirst,
+        (OrderBy::Time, false) => Order::LatestTimeFirst,
+        (OrderBy::Time, true) => Order::EarliestTimeFirst,
     };
     q
 }
 
-/// Parses `30s`, `15m`, `1h`, `7d`, `2w`.
+/// Parses `30s`, `15m`, `1h`, `7d`, `2w` (the value of `--since`).
 pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
-    let bad = || {
+    sealog::query::parse_duration("since", text).map_err(|_| {
         CliError::usage(
             format!("--since `{text}` is not a duration"),
             "give a whole number and a unit: s, m, h, d or w, e.g. --since 1h or --since 7d",
         )
-    };
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs(
-        n.checked_mul(unit_secs).ok_or_else(bad)?,
-    ))
+    })
 }
 
 /// Parses an RFC 3339 flag value.
@@ -544,6 +561,36 @@ mod tests {
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn since_is_bounded_by_now_and_dates_cover_whole_days() {
+        let now = Timestamp::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let filters = Filters {
+            since: Some("1h".into()),
+            ..Filters::default()
+        };
+        let q = filters.to_query_at(now).unwrap();
+        assert_eq!(
+            q.from,
+            Some(Timestamp::parse_rfc3339("2026-11-27T11:00:00Z").unwrap())
+        );
+        assert_eq!(q.to.map(|t| t.as_nanos()), Some(now.as_nanos() + 1));
+        assert!(filters.ends_now());
+        let filters = Filters {
+            from: Some("2026-11-27".into()),
+            to: Some("2026-11-27".into()),
+            ..Filters::default()
+        };
+        let q = filters.to_query_at(now).unwrap();
+        assert_eq!(
+            q.from,
+            Some(Timestamp::parse_rfc3339("2026-11-27T00:00:00Z").unwrap())
+        );
+        assert_eq!(
+            q.to,
+            Some(Timestamp::parse_rfc3339("2026-11-28T00:00:00Z").unwrap())
+        );
     }
 
     #[test]

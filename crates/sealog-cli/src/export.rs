@@ -2,15 +2,19 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::common::{Filters, Global, Out, stderr_is_terminal, thousands, with_order};
+use crate::common::{Filters, Global, OrderBy, Out, stderr_is_terminal, thousands, with_order};
 use crate::error::CliError;
 use crate::render::{CSV_COLUMNS, record_csv_fields};
 
 const AFTER_HELP: &str = "\
-Streams every matching record, oldest first, without loading them all in
-memory. NDJSON lines are records exactly as stored (the event plus `seq` and
-`recorded_at`) and can be re-imported with `sealog import` (which drops
-`seq` and `recorded_at`). CSV has a header and one column per field, nested
+Streams every matching record, oldest first (by seq, or by event time
+with --order time), without loading them all in memory. NDJSON lines are records as stored (the event plus `seq` and
+`recorded_at`), with the event time always in `time`: an event stored
+without one (its event time is its recorded time, as for the server's own
+audit events) is written with `time` equal to `recorded_at`. So the lines
+can be re-imported with `sealog import` (which drops `seq` and
+`recorded_at`) and keep their event times. CSV has a header and one column
+per field, `time` being the event time as well, nested
 fields flattened with dots (actor.type, actor.id, actor.on_behalf_of.type,
 ..., source.ip, source.user_agent), metadata as a JSON string; fields are
 quoted when they hold commas, quotes or line breaks (RFC 4180).
@@ -23,7 +27,8 @@ request_id, reason, metadata.
 Examples:
   sealog export > audit.ndjson
   sealog export --tenant acme --since 30d --format csv > acme.csv
-  sealog export --action 'auth.*' --newest-first | head";
+  sealog export --action 'auth.*' --newest-first | head
+  sealog export --from 2026-11-27 --until 2026-11-27 --order time > day.ndjson";
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,7 +49,15 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson, value_name = "FORMAT")]
     format: ExportFormat,
 
-    /// Newest first instead of oldest first.
+    /// What to order by: seq (the order the store recorded events in) or
+    /// time (when the events happened, ties by seq).
+    ///
+    /// Example: --order time
+    #[arg(long, value_enum, default_value_t = OrderBy::Seq, value_name = "seq|time")]
+    order: OrderBy,
+
+    /// Newest first (highest seq, or latest event time with --order time)
+    /// instead of oldest first.
     ///
     /// Example: --newest-first
     #[arg(long)]
@@ -55,7 +68,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
-    let query = with_order(args.filters.to_query()?, !args.newest_first);
+    let query = with_order(args.filters.to_query()?, args.order, !args.newest_first);
     let store = global.open_read_only()?;
     let dir = &global.data_dir;
     let matches = store
@@ -67,7 +80,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         ExportFormat::Ndjson => {
             for record in matches {
                 let record = record.map_err(|e| CliError::store("export", dir, e))?;
-                out.json_line(&record)?;
+                out.json_line(&record.with_event_time())?;
                 count += 1;
             }
         }
@@ -81,7 +94,9 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
             };
             csv.write_record(CSV_COLUMNS).map_err(csv_error)?;
             for record in matches {
-                let record = record.map_err(|e| CliError::store("export", dir, e))?;
+                let record = record
+                    .map_err(|e| CliError::store("export", dir, e))?
+                    .with_event_time();
                 csv.write_record(record_csv_fields(&record))
                     .map_err(csv_error)?;
                 count += 1;

@@ -21,8 +21,10 @@ Input: one JSON event per line (the shape `sealog append --json` takes).
 Blank lines are skipped. Lines that are exported records, i.e. that carry
 `seq` and `recorded_at` (the output of `sealog export` or
 `sealog query --format ndjson`), are accepted: those two fields are dropped,
-because the store assigns its own seq and recorded time; the event itself,
-including its `time`, is kept as it was.
+because the store assigns its own seq and recorded time; the event itself
+is kept as it was, and so is its event time: an exported event without a
+`time` (its event time was its recorded time, as for the server's own audit
+events) gets its `recorded_at` as `time`.
 
 Each batch is appended atomically and durably. A bad line stops the import
 (exit 2) naming its line number and the field; nothing of the batch holding
@@ -100,32 +102,37 @@ impl From<ValidationError> for BadLine {
     }
 }
 
-/// Parses one line into an event, dropping the `seq` and `recorded_at` of
-/// an exported record.
+/// Parses one line into an event. Of an exported record, the `seq` and
+/// `recorded_at` are dropped, and the recorded time becomes the event's
+/// `time` if it had none (that was its event time).
 fn parse_line(line: &[u8], validator: &Validator) -> Result<Event, BadLine> {
-    let mut event = if contains(line, b"\"recorded_at\"") {
-        let mut value: serde_json::Value = serde_json::from_slice(line).map_err(|e| BadLine {
-            field: String::new(),
-            reason: format!("is not valid JSON: {e}"),
-            secret: false,
-        })?;
-        if let Some(object) = value.as_object_mut()
-            && object.contains_key("seq")
-            && object.contains_key("recorded_at")
-        {
-            object.remove("seq");
-            object.remove("recorded_at");
+    // Parsed from the text (not through a `serde_json::Value`, which would
+    // merge a repeated metadata key instead of refusing it).
+    let (mut event, seq, recorded_at) = Event::from_record_json(line)?;
+    match (seq, recorded_at) {
+        (None, None) => {}
+        (Some(_), Some(recorded_at)) => {
+            event.time.get_or_insert(recorded_at);
         }
-        Event::from_json_value(value)?
-    } else {
-        Event::from_json(line)?
-    };
+        (Some(_), None) | (None, Some(_)) => {
+            let (given, missing) = if seq.is_some() {
+                ("seq", "recorded_at")
+            } else {
+                ("recorded_at", "seq")
+            };
+            return Err(BadLine {
+                field: given.into(),
+                reason: format!(
+                    "belongs to an exported record, which carries both `seq` and \
+                     `recorded_at`; this line has no `{missing}`: remove `{given}`, or import \
+                     the record as exported"
+                ),
+                secret: false,
+            });
+        }
+    }
     validator.validate(&mut event)?;
     Ok(event)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Where rejected lines go.
@@ -633,6 +640,25 @@ mod tests {
         let only_seq = br#"{"seq":7,"actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success"}"#;
         let err = parse_line(only_seq, &v).err().map(|b| b.reason);
         assert!(err.is_some_and(|r| r.contains("seq")));
+    }
+
+    #[test]
+    fn an_exported_record_without_time_keeps_its_event_time() {
+        let v = Validator::default();
+        let line = br#"{"seq":7,"recorded_at":"2026-01-01T00:00:00Z","actor":{"type":"system","id":"sealog-server"},"action":"log.query","resource":{"type":"log"},"outcome":"success"}"#;
+        let time = parse_line(line, &v).ok().and_then(|e| e.time);
+        assert_eq!(
+            time.map(sealog::Timestamp::to_rfc3339).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_repeated_metadata_key_in_an_exported_record_is_refused() {
+        let v = Validator::default();
+        let line = br#"{"seq":7,"recorded_at":"2026-01-01T00:00:00Z","actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success","metadata":{"role":"user","role":"admin"}}"#;
+        let bad = parse_line(line, &v).err().map(|b| b.field);
+        assert_eq!(bad.as_deref(), Some("metadata.role"));
     }
 
     #[test]

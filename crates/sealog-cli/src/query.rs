@@ -3,13 +3,16 @@
 use clap::Args;
 use sealog_server::wire::PageRef;
 
-use crate::common::{Filters, Global, ListFormat, Out, query_error, with_order};
+use crate::common::{Filters, Global, ListFormat, OrderBy, Out, query_error, with_order};
 use crate::error::CliError;
 use crate::render::Table;
 
 const AFTER_HELP: &str = "\
 Filters combine with AND; repeated --action flags combine with OR. Results
-come newest first (highest seq first) unless --oldest-first. When more
+come newest first (highest seq first) unless --oldest-first; with --order
+time they come by event time (the time the event happened, which clients
+give and which can differ from the order the store recorded events in),
+latest first unless --oldest-first, ties by seq. When more
 records match than --limit, the next page's cursor is printed (on standard
 error for the table and NDJSON, in the document for JSON): pass it with
 --cursor and the same filters to continue.
@@ -20,6 +23,7 @@ plus `seq` and `recorded_at`), so the output can be re-imported with
 
 Examples:
   sealog query --actor user:alice --since 1h
+  sealog query --tenant acme --from 2026-11-27 --until 2026-11-27 --order time
   sealog query --action 'customer.*' --action 'invoice.export' --outcome denied
   sealog query --resource customer:4471 --oldest-first --format json
   sealog query --source-ip 10.0.0.0/8 --from 2026-11-23T00:00:00Z --to 2026-11-24T00:00:00Z
@@ -36,7 +40,15 @@ pub struct QueryArgs {
           value_parser = clap::value_parser!(u64).range(1..=sealog::query::MAX_LIMIT as u64))]
     limit: u64,
 
-    /// Oldest first (ascending seq) instead of newest first.
+    /// What to order by: seq (the order the store recorded events in) or
+    /// time (when the events happened, ties by seq).
+    ///
+    /// Example: --order time
+    #[arg(long, value_enum, default_value_t = OrderBy::Seq, value_name = "seq|time")]
+    order: OrderBy,
+
+    /// Oldest first (ascending seq, or earliest event time with --order
+    /// time) instead of newest first.
     ///
     /// Example: --oldest-first
     #[arg(long)]
@@ -68,7 +80,7 @@ pub struct QueryArgs {
 }
 
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
-    let mut query = with_order(args.filters.to_query()?, args.oldest_first);
+    let mut query = with_order(args.filters.to_query()?, args.order, args.oldest_first);
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;

@@ -145,7 +145,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
         &dir,
         store,
         seen,
-        &filters,
+        &args.filters,
         Duration::from_millis(args.interval),
         &mut printer,
     )
@@ -183,10 +183,13 @@ fn follow(
     dir: &Path,
     mut store: Store,
     mut seen: u64,
-    filters: &Query,
+    filters: &Filters,
     interval: Duration,
     printer: &mut Printer,
 ) -> Result<(), CliError> {
+    // `--since` ends the range at now, and now moves on: the query is
+    // taken again for each read.
+    let mut query = filters.to_query()?;
     let mut last_signature = signature(dir);
     let mut failures = 0u32;
     loop {
@@ -219,7 +222,10 @@ fn follow(
         if len <= seen {
             continue;
         }
-        let records = read_new(&store, dir, seen, len, filters)?;
+        if filters.ends_now() {
+            query = filters.to_query()?;
+        }
+        let records = read_new(&store, dir, seen, len, &query)?;
         seen = len;
         printer.print(&records)?;
     }

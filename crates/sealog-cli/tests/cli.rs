@@ -239,7 +239,7 @@ fn append_refuses_bad_flags_with_exit_2() {
 #[test]
 fn append_names_the_field_of_bad_json_and_invalid_events() {
     let (_tmp, dir) = store_dir();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &[
                 "--json",
@@ -297,6 +297,41 @@ fn append_names_the_field_of_bad_json_and_invalid_events() {
                 r#"{"password":"x"}"#,
             ],
             "`metadata.password` looks like a secret",
+        ),
+        (
+            &[
+                "--actor",
+                "user:a",
+                "--action",
+                "a.b",
+                "--resource",
+                "r",
+                "--outcome",
+                "success",
+                "--metadata",
+                r#"{"role":"user","role":"admin"}"#,
+            ],
+            "`metadata.role` the key `role` appears more than once",
+        ),
+        (
+            &[
+                "--json",
+                r#"{"actor":{"type":"user","id":"a"},"action":"a.b","resource":{"type":"r"},"outcome":"success","metadata":{"u":{"role":"user","role":"admin"}}}"#,
+            ],
+            "`metadata.u.role` the key `role` appears more than once",
+        ),
+        (
+            &[
+                "--actor",
+                "user:\u{202E}nimda",
+                "--action",
+                "a.b",
+                "--resource",
+                "r",
+                "--outcome",
+                "success",
+            ],
+            "`actor.id` contains U+202E (RIGHT-TO-LEFT OVERRIDE",
         ),
     ];
     for (args, expected) in cases {
@@ -448,6 +483,68 @@ fn exported_records_import_again() {
     }
 }
 
+/// The server's own audit events carry no `time`: their event time is the
+/// time the store recorded them. Copying them must not move them to the
+/// time of the import.
+#[test]
+fn export_then_import_keeps_the_event_times_of_events_without_time() {
+    let (_tmp, dir) = store_dir();
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    let mut params = sealog::format::Metadata::new();
+    params.insert("params".into(), serde_json::json!({"actor": "user:alice"}));
+    let audit = Event::new(
+        Actor::new("system", "sealog-server"),
+        "log.query",
+        Resource::kind("log"),
+        Outcome::Success,
+    )
+    .with_source_ip("127.0.0.1".parse().unwrap())
+    .with_user_agent("curl/8.5")
+    .with_metadata(params);
+    let timed = Event::new(
+        Actor::new("user", "alice"),
+        "customer.delete",
+        Resource::new("customer", "4471"),
+        Outcome::Denied,
+    )
+    .with_time(Timestamp::parse_rfc3339("2025-11-23T10:00:00.123456789Z").unwrap())
+    .with_tenant("acme")
+    .with_request_id("req-1")
+    .with_reason("ticket SEC-12");
+    for event in [&audit, &timed, &audit] {
+        store.append(event).unwrap();
+    }
+    let original: Vec<sealog::Record> = store.scan(..).map(|r| r.unwrap()).collect();
+    store.close().unwrap();
+
+    let exported = sealog(&dir).arg("export").assert().success();
+    let exported = exported.get_output().stdout.clone();
+    for (line, record) in ndjson(&exported).iter().zip(&original) {
+        assert_eq!(
+            line["time"].as_str(),
+            Some(record.event_time().to_rfc3339().as_str()),
+            "{line}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let (_tmp2, copy) = store_dir();
+    sealog(&copy)
+        .args(["import", "-"])
+        .write_stdin(exported)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 3 events"));
+    let store = Store::open_read_only(&copy).unwrap();
+    let copied: Vec<sealog::Record> = store.scan(..).map(|r| r.unwrap()).collect();
+    assert_eq!(copied.len(), original.len());
+    for (a, b) in original.iter().zip(&copied) {
+        assert_eq!(b.event_time(), a.event_time(), "seq {}", a.seq);
+        assert!(b.recorded_at > a.recorded_at, "a new recorded time");
+        // Everything else the import takes is the same event.
+        assert_eq!(b.event, a.clone().with_event_time().event);
+    }
+}
+
 #[test]
 fn import_of_an_unreadable_file_is_a_usage_error() {
     let (tmp, dir) = store_dir();
@@ -565,6 +662,129 @@ fn query_filters_pages_counts_and_formats() {
         "{table}"
     );
     assert!(lines[1].contains("2025-11-23 10:01:29.000"), "{table}");
+}
+
+/// An event line for `sealog import` at `time`, with `id` as its request id.
+fn timed_line(id: &str, time: Timestamp) -> String {
+    format!(
+        r#"{{"time":"{time}","actor":{{"type":"user","id":"alice"}},"action":"doc.read","resource":{{"type":"doc","id":"1"}},"outcome":"success","request_id":"{id}"}}"#
+    )
+}
+
+fn request_ids(output: &[u8]) -> Vec<String> {
+    ndjson(output)
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn since_leaves_out_events_dated_after_now() {
+    let (_tmp, dir) = store_dir();
+    let now = Timestamp::now().as_nanos();
+    let minutes = |m: i64| Timestamp::from_nanos(now + m * 60_000_000_000);
+    let input = [
+        timed_line("recent", minutes(-30)),
+        timed_line("future", minutes(120)),
+        timed_line("old", minutes(-180)),
+    ]
+    .join("\n");
+    sealog(&dir)
+        .args(["import", "-"])
+        .write_stdin(input)
+        .assert()
+        .success();
+    let out = sealog(&dir)
+        .args(["query", "--since", "1h", "--format", "ndjson"])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent"]);
+    let out = sealog(&dir)
+        .args(["export", "--since", "1h"])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent"]);
+    // --from alone has no end: the future-dated event is there.
+    let from = minutes(-60).to_string();
+    let out = sealog(&dir)
+        .args([
+            "query",
+            "--from",
+            &from,
+            "--format",
+            "ndjson",
+            "--oldest-first",
+        ])
+        .assert()
+        .success();
+    assert_eq!(request_ids(&out.get_output().stdout), ["recent", "future"]);
+}
+
+#[test]
+fn a_date_alone_means_that_whole_utc_day_and_order_time_sorts_by_event_time() {
+    let (_tmp, dir) = store_dir();
+    let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+    // Appended out of event-time order, as late batches arrive.
+    let input = [
+        timed_line("27-noon", t("2026-11-27T12:00:00Z")),
+        timed_line("26-last", t("2026-11-26T23:59:59.999Z")),
+        timed_line("27-first", t("2026-11-27T00:00:00Z")),
+        timed_line("28-first", t("2026-11-28T00:00:00Z")),
+        timed_line("27-last", t("2026-11-27T23:59:59.999999999Z")),
+    ]
+    .join("\n");
+    sealog(&dir)
+        .args(["import", "-"])
+        .write_stdin(input)
+        .assert()
+        .success();
+    let day = [
+        "--from",
+        "2026-11-27",
+        "--until",
+        "2026-11-27",
+        "--format",
+        "ndjson",
+    ];
+    let out = sealog(&dir).arg("query").args(day).assert().success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["27-last", "27-first", "27-noon"],
+        "newest first by seq"
+    );
+    let out = sealog(&dir)
+        .arg("query")
+        .args(day)
+        .args(["--order", "time"])
+        .assert()
+        .success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["27-last", "27-noon", "27-first"]
+    );
+    let out = sealog(&dir)
+        .args(["query", "--order", "time", "--oldest-first", "--limit", "2"])
+        .args(["--format", "ndjson"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("--cursor v1.to."));
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["26-last", "27-first"]
+    );
+    let out = sealog(&dir)
+        .args(["export", "--order", "time", "--to", "2026-11-28T00:00:00Z"])
+        .assert()
+        .success();
+    assert_eq!(
+        request_ids(&out.get_output().stdout),
+        ["26-last", "27-first", "27-noon", "27-last"]
+    );
+    sealog(&dir)
+        .args(["query", "--from", "2026-11-31"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--from"));
 }
 
 #[test]

@@ -89,6 +89,22 @@ impl Timestamp {
         Ok(Timestamp(nanos))
     }
 
+    /// Parses a calendar date alone, `YYYY-MM-DD` (ISO 8601), as the start
+    /// of that day in UTC: `2026-11-27` is `2026-11-27T00:00:00Z`.
+    pub fn parse_date(text: &str) -> Result<Timestamp, TimestampError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text, &format).map_err(|e| TimestampError {
+            input: truncate_for_display(text),
+            reason: format!("not a date YYYY-MM-DD: {e}"),
+        })?;
+        let nanos = date.midnight().assume_utc().unix_timestamp_nanos();
+        let nanos = i64::try_from(nanos).map_err(|_| TimestampError {
+            input: truncate_for_display(text),
+            reason: "outside the representable range (years 1678 to 2262)".into(),
+        })?;
+        Ok(Timestamp(nanos))
+    }
+
     /// Formats as RFC 3339 in UTC, with as many fractional digits as needed.
     pub fn to_rfc3339(self) -> String {
         // Every i64 nanosecond count is within the range `time` supports, so
@@ -365,7 +381,15 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Small structured details, e.g. before/after values. Never secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ///
+    /// From JSON, an object that repeats a key at any depth is refused
+    /// (naming the key's path): which of two values would count is not
+    /// something an audit record may leave to a parser.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_metadata"
+    )]
     pub metadata: Option<Metadata>,
 }
 
@@ -459,6 +483,10 @@ impl Event {
     }
 
     /// Parses one event from an already-parsed JSON value.
+    ///
+    /// A [`serde_json::Value`] has already merged repeated keys (the last
+    /// wins), so this cannot refuse them: parse text with
+    /// [`Event::from_json`] instead wherever the text is at hand.
     pub fn from_json_value(
         value: serde_json::Value,
     ) -> Result<Event, crate::validate::ValidationError> {
@@ -468,6 +496,221 @@ impl Event {
     /// The time the event happened, defaulting to the given recorded time.
     pub fn effective_time(&self, recorded_at: Timestamp) -> Timestamp {
         self.time.unwrap_or(recorded_at)
+    }
+
+    /// Parses one event, or one exported record: the event plus `seq` and
+    /// `recorded_at` (what [`Record`] serializes to). Returns the event and
+    /// the two record fields, each `None` when absent. The event is checked
+    /// as [`Event::from_json`] checks it: unknown fields, repeated fields and
+    /// repeated metadata keys are refused, with the path of the field.
+    pub fn from_record_json(
+        json: &[u8],
+    ) -> Result<(Event, Option<u64>, Option<Timestamp>), crate::validate::ValidationError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let record: RecordJson = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+        de.end()
+            .map_err(|e| crate::validate::ValidationError::json("", e.to_string()))?;
+        let RecordJson {
+            seq,
+            recorded_at,
+            time,
+            actor,
+            action,
+            resource,
+            outcome,
+            tenant,
+            source,
+            request_id,
+            reason,
+            metadata,
+        } = record;
+        let event = Event {
+            time,
+            actor,
+            action,
+            resource,
+            outcome,
+            tenant,
+            source,
+            request_id,
+            reason,
+            metadata,
+        };
+        Ok((event, seq, recorded_at))
+    }
+}
+
+/// The JSON of an [`Event`] with the optional fields a [`Record`] adds, for
+/// [`Event::from_record_json`]. (`Record` itself flattens its event, which
+/// serde cannot combine with refusing unknown and repeated fields.) Its
+/// fields are the event's: adding one to [`Event`] fails to compile there
+/// until it is added here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordJson {
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    recorded_at: Option<Timestamp>,
+    #[serde(default)]
+    time: Option<Timestamp>,
+    actor: Actor,
+    action: String,
+    resource: Resource,
+    outcome: Outcome,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    source: Option<Source>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_metadata")]
+    metadata: Option<Metadata>,
+}
+
+/// Parses a JSON object of metadata (such as a command-line `--metadata`
+/// value), refusing a key repeated at any depth like [`Event::from_json`]
+/// does. Errors name the path from `metadata`.
+pub fn metadata_from_json(json: &[u8]) -> Result<Metadata, crate::validate::ValidationError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+    let value = serde::de::DeserializeSeed::deserialize(UniqueKeys, tracked).map_err(|e| {
+        let path = track.path().to_string();
+        let field = if path == "." {
+            "metadata".to_owned()
+        } else {
+            format!("metadata.{path}")
+        };
+        crate::validate::ValidationError::json(&field, e.to_string())
+    })?;
+    de.end()
+        .map_err(|e| crate::validate::ValidationError::json("metadata", e.to_string()))?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(crate::validate::ValidationError::json(
+            "metadata",
+            format!("must be a JSON object, not {}", json_kind(&other)),
+        )),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn deserialize_metadata<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Metadata>, D::Error> {
+    match serde::de::DeserializeSeed::deserialize(UniqueKeys, deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(map) => Ok(Some(map)),
+        other => Err(serde::de::Error::custom(format!(
+            "invalid type: {}, expected a JSON object",
+            json_kind(&other)
+        ))),
+    }
+}
+
+/// Deserializes any JSON value as a [`serde_json::Value`] does, except that
+/// an object repeating a key is an error. The error is raised while reading
+/// the repeated key's value, so a path-tracking deserializer names the key
+/// (`metadata.user.role`).
+#[derive(Clone, Copy)]
+struct UniqueKeys;
+
+/// Raised in place of the value of a repeated key.
+struct RepeatedKey<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RepeatedKey<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+        Err(serde::de::Error::custom(format!(
+            "the key `{}` appears more than once in its object; give each key once \
+             (which value would count is ambiguous)",
+            truncate_for_display(self.0)
+        )))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(UniqueKeys)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = Metadata::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                map.next_value_seed(RepeatedKey(&key))?;
+                continue;
+            }
+            let value = map.next_value_seed(UniqueKeys)?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
     }
 }
 
@@ -504,6 +747,15 @@ impl Record {
     pub fn event_time(&self) -> Timestamp {
         self.event.effective_time(self.recorded_at)
     }
+
+    /// The record with its event time written into the event's `time`
+    /// (a no-op when the client gave one). An export carries the event
+    /// time this way, so that importing the event elsewhere, where it gets
+    /// another recorded time, keeps the time it happened.
+    pub fn with_event_time(mut self) -> Record {
+        self.event.time = Some(self.event_time());
+        self
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +781,23 @@ mod tests {
             Timestamp::from_nanos(1_700_000_000_120_000_000).to_rfc3339(),
             "2023-11-14T22:13:20.12Z"
         );
+    }
+
+    #[test]
+    fn a_date_alone_is_the_start_of_that_day_in_utc() {
+        assert_eq!(
+            Timestamp::parse_date("2026-11-27").unwrap(),
+            Timestamp::parse_rfc3339("2026-11-27T00:00:00Z").unwrap()
+        );
+        for bad in [
+            "2026-11-31",
+            "2026-1-27",
+            "27.11.2026",
+            "2026-11-27T00:00:00Z",
+            "9999-01-01",
+        ] {
+            assert!(Timestamp::parse_date(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -591,6 +860,109 @@ mod tests {
         let err = Event::from_json(br#"{"actor":{"type":"user","id":"x"},"action":"a","resource":{"type":"r"},"outcome":"success"} trailing"#)
             .unwrap_err();
         assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn repeated_metadata_keys_are_refused_at_any_depth_naming_the_path() {
+        let event = |metadata: &str| {
+            format!(
+                r#"{{"actor":{{"type":"user","id":"x"}},"action":"a","resource":{{"type":"r"}},"outcome":"success","metadata":{metadata}}}"#
+            )
+        };
+        for (metadata, path) in [
+            (r#"{"role":"user","role":"admin"}"#, "metadata.role"),
+            (
+                r#"{"user":{"name":"a","role":"user","role":"admin"}}"#,
+                "metadata.user.role",
+            ),
+            (r#"{"list":[{"k":1},{"k":1,"k":2}]}"#, "metadata.list[1].k"),
+        ] {
+            let json = event(metadata);
+            let err = Event::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(err.field(), path, "{metadata}");
+            assert!(err.to_string().contains("more than once"), "{err}");
+            // The fast path without path tracking refuses it too.
+            assert!(serde_json::from_str::<Event>(&json).is_err(), "{metadata}");
+        }
+        // Repeated top-level and nested fields stay refused.
+        let err = Event::from_json(br#"{"action":"a","action":"b","actor":{"type":"user","id":"x"},"resource":{"type":"r"},"outcome":"success"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("duplicate field `action`"),
+            "{err}"
+        );
+        // The same key in different objects is fine, and so is null.
+        let ok =
+            Event::from_json(event(r#"{"a":{"k":1},"b":{"k":1},"k":[1,1]}"#).as_bytes()).unwrap();
+        assert_eq!(ok.metadata.map(|m| m.len()), Some(3));
+        let none = Event::from_json(event("null").as_bytes()).unwrap();
+        assert_eq!(none.metadata, None);
+        let err = Event::from_json(event("[1]").as_bytes()).unwrap_err();
+        assert_eq!(err.field(), "metadata");
+    }
+
+    #[test]
+    fn metadata_text_refuses_repeated_keys_and_non_objects() {
+        let m = metadata_from_json(br#"{"plan":"pro","n":[1,2.5,{"x":null}]}"#).unwrap();
+        assert_eq!(m["n"][1], 2.5);
+        let err = metadata_from_json(br#"{"a":{"role":1,"role":2}}"#).unwrap_err();
+        assert_eq!(err.field(), "metadata.a.role");
+        let err = metadata_from_json(br#"{"role":1,"role":2}"#).unwrap_err();
+        assert_eq!(err.field(), "metadata.role");
+        let err = metadata_from_json(b"[1]").unwrap_err();
+        assert_eq!(err.field(), "metadata");
+        assert!(err.to_string().contains("an array"), "{err}");
+        assert!(metadata_from_json(br#"{"a":1} x"#).is_err());
+    }
+
+    #[test]
+    fn exported_records_parse_with_their_seq_and_recorded_at() {
+        let line = br#"{"seq":7,"recorded_at":"2026-01-01T00:00:00Z","actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success","metadata":{"k":1}}"#;
+        let (event, seq, recorded_at) = Event::from_record_json(line).unwrap();
+        assert_eq!(seq, Some(7));
+        assert_eq!(
+            recorded_at.map(Timestamp::to_rfc3339).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(event.time, None);
+        assert_eq!(event.metadata.map(|m| m.len()), Some(1));
+        let plain = br#"{"actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success"}"#;
+        assert_eq!(Event::from_record_json(plain).unwrap().1, None);
+        for (bad, field) in [
+            (&br#"{"seq":7,"seq":8,"recorded_at":"2026-01-01T00:00:00Z","actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success"}"#[..], ""),
+            (br#"{"seq":7,"actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success","metadata":{"k":1,"k":2}}"#, "metadata.k"),
+            (br#"{"seq":7,"actr":1}"#, "actr"),
+            (br#"{"seq":"x","actor":{"type":"user","id":"a"},"action":"x.y","resource":{"type":"r"},"outcome":"success"}"#, "seq"),
+        ] {
+            let err = Event::from_record_json(bad).unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_record_carries_its_event_time_when_asked() {
+        let event = Event::new(
+            Actor::new("system", "sealog-server"),
+            "log.query",
+            Resource::kind("log"),
+            Outcome::Success,
+        );
+        let record = Record {
+            seq: 1,
+            recorded_at: Timestamp::from_nanos(5),
+            event: event.clone(),
+        };
+        assert_eq!(
+            record.clone().with_event_time().event.time,
+            Some(Timestamp::from_nanos(5))
+        );
+        let timed = Record {
+            event: event.with_time(Timestamp::from_nanos(3)),
+            ..record
+        };
+        assert_eq!(
+            timed.with_event_time().event.time,
+            Some(Timestamp::from_nanos(3))
+        );
     }
 
     #[test]

@@ -693,6 +693,16 @@ mod tests {
         body
     }
 
+    /// Repeated metadata keys are refused when an event is written, never
+    /// when a record is read: a record stored before that rule stays
+    /// readable.
+    #[test]
+    fn a_stored_record_with_a_repeated_metadata_key_still_reads() {
+        let body = with_metadata_text(serde_json::json!("abcdefgh"), r#"{"a":10,"a":200}"#);
+        let record = decode(&body).unwrap().to_record().unwrap();
+        assert_eq!(record.event.metadata.unwrap()["a"], 200);
+    }
+
     /// Found while writing the `frame_record` fuzz target's round-trip
     /// property: the metadata check only checked JSON syntax, so a record
     /// whose metadata held a number no `f64` holds, or a lone surrogate

@@ -8,6 +8,25 @@
 //! The secret guard ([`SecretGuard`]) keeps credentials out of the log: a
 //! metadata key that looks like a secret is rejected by default, or its value
 //! replaced with `"[REDACTED]"` when configured to redact.
+//!
+//! **Characters.** An identifier (`actor.id`, `resource.id`, the
+//! principal's id, `actor.session_id`, `tenant`, `request_id`; the types and
+//! the action are ASCII words anyway) and a metadata key must look like
+//! what they are: they refuse every control and format character (Unicode
+//! general categories Cc and Cf: the bidirectional controls U+202A–U+202E,
+//! U+2066–U+2069, U+200E, U+200F, U+061C, the zero-width U+200B–U+200D,
+//! U+2060, U+FEFF, the soft hyphen, ...), the line and paragraph
+//! separators (Zl, Zp) and the other default-ignorable code points (fillers
+//! and variation selectors), any of which can make two different values
+//! look the same, or one value look like another, on a screen. Free text
+//! (`reason`, `source.user_agent`) is written by people in every script, so
+//! it keeps the joiners and direction marks that scripts need, and refuses
+//! only what rearranges or hides text: control characters (C0 but tab, and
+//! newline in `reason`; DEL; C1) and the bidirectional embeddings,
+//! overrides and isolates (U+202A–U+202E, U+2066–U+2069), plus the line
+//! and paragraph separators in the one-line `source.user_agent`. Metadata
+//! values are not restricted: they may be evidence of exactly such text.
+//! These are write-time rules: records already stored stay readable.
 
 use std::fmt;
 
@@ -39,10 +58,20 @@ pub enum ValidationErrorKind {
         /// The limit in bytes.
         max: usize,
     },
-    /// The value contains a control character (byte value shown).
+    /// The value contains an ASCII control character.
     ControlCharacter {
         /// Byte offset of the character in the value.
         offset: usize,
+    },
+    /// The value contains a character that is invisible, or changes how
+    /// the text around it is displayed: a non-ASCII control, format
+    /// (bidirectional controls, zero-width characters), separator or
+    /// default-ignorable character.
+    InvisibleCharacter {
+        /// Byte offset of the character in the value.
+        offset: usize,
+        /// The character.
+        character: char,
     },
     /// The value does not follow the field's syntax.
     Syntax(&'static str),
@@ -96,6 +125,13 @@ impl ValidationError {
             ValidationErrorKind::ControlCharacter { offset } => {
                 format!("contains a control character at byte {offset}")
             }
+            ValidationErrorKind::InvisibleCharacter { offset, character } => format!(
+                "contains U+{:04X} ({}) at byte {offset}: a character that is invisible or \
+                 changes how the text is displayed, so the value would not look like what it \
+                 is; remove it",
+                u32::from(*character),
+                describe_char(*character)
+            ),
             ValidationErrorKind::Syntax(rule) => format!("must be {rule}"),
             ValidationErrorKind::TooDeep { max } => {
                 format!("nests deeper than {max} levels")
@@ -446,6 +482,14 @@ fn guard_object(
     let mut redact = false;
     for (key, value) in object {
         let here = Path::Key(path, key);
+        if let Some((offset, character)) = find_invisible(key, Invisible::Identifier) {
+            // The path shows the key with the character escaped: printed
+            // as it is, it would be invisible in the error too.
+            return Err(ValidationError::new(
+                format!("{}.{}", path.render(), key.escape_debug()),
+                ValidationErrorKind::InvisibleCharacter { offset, character },
+            ));
+        }
         if let Some(pattern) = guard.matches(key) {
             match guard.policy {
                 SecretPolicy::Reject => {
@@ -525,7 +569,8 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), ValidationError
     Ok(())
 }
 
-/// Identifiers: any printable text, no control characters.
+/// Identifiers: any printable text, no control characters, nothing
+/// invisible.
 fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     check_len(field, value, max)?;
     // A branch-free scan the compiler vectorises; locate only on failure.
@@ -538,10 +583,123 @@ fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError>
             ValidationErrorKind::ControlCharacter { offset },
         ));
     }
+    if let Some((offset, character)) = find_invisible(value, Invisible::Identifier) {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::InvisibleCharacter { offset, character },
+        ));
+    }
     Ok(())
 }
 
-/// Free text: tabs allowed, and newlines where `multiline`.
+/// Which characters a kind of field refuses beyond ASCII controls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Invisible {
+    /// Identifiers and metadata keys: every invisible character.
+    Identifier,
+    /// Free text on several lines: what rearranges text.
+    Text,
+    /// Free text on one line: also the line and paragraph separators.
+    Line,
+}
+
+/// The first non-ASCII character of `value` the field refuses, with its
+/// byte offset. ASCII text (nearly every value) costs one vectorised scan.
+fn find_invisible(value: &str, kind: Invisible) -> Option<(usize, char)> {
+    if value.is_ascii() {
+        return None;
+    }
+    value
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii() && refused(c, kind))
+}
+
+fn refused(c: char, kind: Invisible) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let category = c.general_category();
+    match kind {
+        Invisible::Identifier => {
+            matches!(
+                category,
+                GeneralCategory::Control
+                    | GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            ) || default_ignorable(c)
+        }
+        Invisible::Text | Invisible::Line => {
+            category == GeneralCategory::Control
+                || bidi_embedding(c)
+                || (kind == Invisible::Line
+                    && matches!(
+                        category,
+                        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
+                    ))
+        }
+    }
+}
+
+/// The bidirectional embeddings, overrides and isolates: they reorder the
+/// display of the text after them (the "Trojan Source" characters).
+fn bidi_embedding(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The default-ignorable code points (Unicode's
+/// `Default_Ignorable_Code_Point`, DerivedCoreProperties.txt) that are not
+/// already of category Cf: fillers, the combining grapheme joiner, the
+/// variation selectors and the reserved ranges kept for more of them.
+/// Renderers show none of them.
+fn default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{2065}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// A short description of a refused character for an error message.
+fn describe_char(c: char) -> &'static str {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    match c {
+        '\u{202A}' => "LEFT-TO-RIGHT EMBEDDING, a bidirectional control",
+        '\u{202B}' => "RIGHT-TO-LEFT EMBEDDING, a bidirectional control",
+        '\u{202C}' => "POP DIRECTIONAL FORMATTING, a bidirectional control",
+        '\u{202D}' => "LEFT-TO-RIGHT OVERRIDE, a bidirectional control",
+        '\u{202E}' => "RIGHT-TO-LEFT OVERRIDE, a bidirectional control",
+        '\u{2066}' => "LEFT-TO-RIGHT ISOLATE, a bidirectional control",
+        '\u{2067}' => "RIGHT-TO-LEFT ISOLATE, a bidirectional control",
+        '\u{2068}' => "FIRST STRONG ISOLATE, a bidirectional control",
+        '\u{2069}' => "POP DIRECTIONAL ISOLATE, a bidirectional control",
+        '\u{200E}' => "LEFT-TO-RIGHT MARK, a bidirectional control",
+        '\u{200F}' => "RIGHT-TO-LEFT MARK, a bidirectional control",
+        '\u{061C}' => "ARABIC LETTER MARK, a bidirectional control",
+        '\u{200B}' => "ZERO WIDTH SPACE",
+        '\u{200C}' => "ZERO WIDTH NON-JOINER",
+        '\u{200D}' => "ZERO WIDTH JOINER",
+        '\u{2060}' => "WORD JOINER",
+        '\u{FEFF}' => "ZERO WIDTH NO-BREAK SPACE, the byte order mark",
+        '\u{00AD}' => "SOFT HYPHEN",
+        '\u{2028}' => "LINE SEPARATOR",
+        '\u{2029}' => "PARAGRAPH SEPARATOR",
+        _ => match c.general_category() {
+            GeneralCategory::Control => "a control character",
+            GeneralCategory::Format => "an invisible format character",
+            _ => "a character rendered as nothing",
+        },
+    }
+}
+
+/// Free text: tabs allowed, and newlines where `multiline`; nothing that
+/// rearranges the display of the text.
 fn check_text(
     field: &str,
     value: &str,
@@ -559,6 +717,17 @@ fn check_text(
         return Err(ValidationError::new(
             field,
             ValidationErrorKind::ControlCharacter { offset },
+        ));
+    }
+    let kind = if multiline {
+        Invisible::Text
+    } else {
+        Invisible::Line
+    };
+    if let Some((offset, character)) = find_invisible(value, kind) {
+        return Err(ValidationError::new(
+            field,
+            ValidationErrorKind::InvisibleCharacter { offset, character },
         ));
     }
     Ok(())
@@ -776,6 +945,137 @@ mod tests {
             "source.user_agent"
         );
         assert_eq!(field_of(event().with_reason("a\u{1b}[31m")), "reason");
+    }
+
+    #[test]
+    fn invisible_and_bidi_characters_in_identifiers_are_refused_naming_field_and_code_point() {
+        let refused = [
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{061C}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{0085}',
+            '\u{009B}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{180E}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{E0041}',
+            '\u{1D173}',
+        ];
+        type Setter = fn(Event, String) -> Event;
+        let fields: [(&str, Setter); 6] = [
+            ("actor.id", |mut e, v| {
+                e.actor.id = v;
+                e
+            }),
+            ("resource.id", |mut e, v| {
+                e.resource.id = Some(v);
+                e
+            }),
+            ("actor.on_behalf_of.id", |e, v| {
+                e.on_behalf_of(Principal::new("user", v))
+            }),
+            ("actor.session_id", |e, v| e.with_session_id(v)),
+            ("tenant", |e, v| e.with_tenant(v)),
+            ("request_id", |e, v| e.with_request_id(v)),
+        ];
+        for c in refused {
+            for (field, set) in &fields {
+                let mut e = set(event(), format!("ad{c}min"));
+                let err = validate(&mut e).unwrap_err();
+                assert_eq!(err.field(), *field, "U+{:04X}", u32::from(c));
+                assert_eq!(
+                    err.kind(),
+                    &ValidationErrorKind::InvisibleCharacter {
+                        offset: 2,
+                        character: c
+                    }
+                );
+                let text = err.to_string();
+                assert!(text.contains(&format!("U+{:04X}", u32::from(c))), "{text}");
+            }
+        }
+        let mut e = event();
+        e.actor.id = "\u{202E}nimda".into();
+        let text = validate(&mut e).unwrap_err().to_string();
+        assert!(
+            text.contains("`actor.id`") && text.contains("U+202E (RIGHT-TO-LEFT OVERRIDE"),
+            "{text}"
+        );
+        // Letters of every script, combining marks and emoji stay valid.
+        for good in [
+            "José",
+            "Zoë",
+            "محمد",
+            "שרה",
+            "田中",
+            "क्षत्रिय",
+            "🦀",
+            "e\u{301}",
+        ] {
+            let mut e = event().with_tenant(good);
+            e.actor.id = good.into();
+            validate(&mut e).unwrap_or_else(|err| panic!("{good}: {err}"));
+        }
+    }
+
+    #[test]
+    fn free_text_refuses_what_reorders_text_but_keeps_what_scripts_need() {
+        for c in ['\u{202E}', '\u{2066}', '\u{0085}'] {
+            let err = validate(&mut event().with_reason(format!("ok{c}x"))).unwrap_err();
+            assert_eq!(err.field(), "reason");
+            assert!(matches!(
+                err.kind(),
+                ValidationErrorKind::InvisibleCharacter { offset: 2, .. }
+            ));
+            let err = validate(&mut event().with_user_agent(format!("ok{c}x"))).unwrap_err();
+            assert_eq!(err.field(), "source.user_agent");
+        }
+        assert_eq!(
+            field_of(event().with_user_agent("a\u{2028}b")),
+            "source.user_agent"
+        );
+        // Joiners and direction marks belong to scripts and emoji.
+        for good in [
+            "می\u{200C}خواهم",
+            "👩\u{200D}💻 asked",
+            "ticket \u{200F}שרה\u{200E} 12",
+            "line\u{2028}break",
+        ] {
+            validate(&mut event().with_reason(good)).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
+    fn invisible_characters_in_metadata_keys_are_refused_but_values_are_kept() {
+        let m = metadata(json!({"user": {"ro\u{200B}le": "admin"}}));
+        let err = validate(&mut event().with_metadata(m)).unwrap_err();
+        assert_eq!(err.field(), "metadata.user.ro\\u{200b}le");
+        assert!(matches!(
+            err.kind(),
+            ValidationErrorKind::InvisibleCharacter {
+                offset: 2,
+                character: '\u{200B}'
+            }
+        ));
+        let m = metadata(json!({"display_name": {"before": "bob", "after": "\u{202E}bob"}}));
+        validate(&mut event().with_metadata(m)).unwrap();
     }
 
     #[test]

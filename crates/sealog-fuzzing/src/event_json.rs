@@ -3,8 +3,9 @@
 //!
 //! The input is parsed as one JSON event ([`Event::from_json`], as
 //! `sealog append --json` does) and, line by line, as NDJSON the way
-//! `sealog import` does (a line naming `recorded_at` goes through a JSON
-//! value so an exported record's `seq` and `recorded_at` can be dropped).
+//! `sealog import` does ([`Event::from_record_json`]: an exported record's
+//! `seq` and `recorded_at` are dropped, the recorded time becoming the
+//! `time` of an event without one).
 //! Every event that parses is checked by the default [`Validator`] (secret
 //! guard included). Properties of an event that passes:
 //!
@@ -34,19 +35,15 @@ pub fn run(data: &[u8]) {
 
 /// Parses one NDJSON line as `sealog import` does.
 fn import_line(line: &[u8]) -> Option<Event> {
-    let mentions_recorded_at = line.windows(13).any(|w| w == b"\"recorded_at\"");
-    if !mentions_recorded_at {
-        return Event::from_json(line).ok();
+    let (mut event, seq, recorded_at) = Event::from_record_json(line).ok()?;
+    match (seq, recorded_at) {
+        (None, None) => Some(event),
+        (Some(_), Some(recorded_at)) => {
+            event.time.get_or_insert(recorded_at);
+            Some(event)
+        }
+        _ => None,
     }
-    let mut value: serde_json::Value = serde_json::from_slice(line).ok()?;
-    if let Some(object) = value.as_object_mut()
-        && object.contains_key("seq")
-        && object.contains_key("recorded_at")
-    {
-        object.remove("seq");
-        object.remove("recorded_at");
-    }
-    Event::from_json_value(value).ok()
 }
 
 fn check(validator: &Validator, mut event: Event, seq: u64) {

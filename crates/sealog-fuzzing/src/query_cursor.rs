@@ -175,10 +175,11 @@ fn query(u: &mut Unstructured<'_>) -> arbitrary::Result<(Query, bool)> {
         outcome: maybe(u, |u| Ok(Outcome::ALL[usize::from(u8::arbitrary(u)? % 3)]))?,
         from: maybe(u, time)?,
         to: maybe(u, time)?,
-        order: if bool::arbitrary(u)? {
-            Order::NewestFirst
-        } else {
-            Order::OldestFirst
+        order: match u8::arbitrary(u)? % 4 {
+            0 => Order::NewestFirst,
+            1 => Order::OldestFirst,
+            2 => Order::LatestTimeFirst,
+            _ => Order::EarliestTimeFirst,
         },
         limit: match u8::arbitrary(u)? {
             0 => 0,
@@ -212,18 +213,40 @@ fn query(u: &mut Unstructured<'_>) -> arbitrary::Result<(Query, bool)> {
     Ok((q, paginate))
 }
 
-/// The records a query must return, in its order, from a full scan.
-fn oracle(store: &Store, q: &Query) -> Vec<u64> {
-    let mut seqs: Vec<u64> = (0..store.len())
-        .filter(|&seq| match store.get_raw(seq) {
-            Ok(Some(bytes)) => record::decode(&bytes).is_ok_and(|v| q.matches(&v)),
-            _ => false,
+/// A record's position in the query's order: its seq, or its event time
+/// and seq.
+type Position = (i64, u64);
+
+/// The records a query must return, in its order, from a full scan, with
+/// their positions.
+fn oracle(store: &Store, q: &Query) -> Vec<(Position, u64)> {
+    let mut found: Vec<(Position, u64)> = (0..store.len())
+        .filter_map(|seq| {
+            let bytes = store.get_raw(seq).ok()??;
+            let view = record::decode(&bytes).ok()?;
+            let time = if q.order.by_time() {
+                view.event_time().as_nanos()
+            } else {
+                0
+            };
+            q.matches(&view).then_some(((time, seq), seq))
         })
         .collect();
-    if q.order == Order::NewestFirst {
-        seqs.reverse();
+    found.sort_unstable();
+    if q.order.descending() {
+        found.reverse();
     }
-    seqs
+    found
+}
+
+/// The position a cursor text names, if it is one of the store's shapes
+/// (`v1.<order>.<seq>.<fp>` or `v1.<order>.<time>_<seq>.<fp>`).
+fn cursor_position(text: &str) -> Option<Position> {
+    let position = text.split('.').nth(2)?;
+    match position.split_once('_') {
+        Some((time, seq)) => Some((time.parse().ok()?, seq.parse().ok()?)),
+        None => Some((0, position.parse().ok()?)),
+    }
 }
 
 /// The target body.
@@ -257,22 +280,19 @@ pub fn run(data: &[u8]) {
             "count disagrees with the scan"
         );
     }
-    let after = |seqs: &[u64], cursor_seq: Option<u64>| -> Vec<u64> {
-        seqs.iter()
-            .copied()
-            .filter(|&s| match (cursor_seq, q.order) {
-                (None, _) => true,
-                (Some(c), Order::NewestFirst) => s < c,
-                (Some(c), Order::OldestFirst) => s > c,
+    let after = |found: &[(Position, u64)], cursor: Option<Position>| -> Vec<u64> {
+        found
+            .iter()
+            .filter(|&&(p, _)| match cursor {
+                None => true,
+                Some(c) if q.order.descending() => p < c,
+                Some(c) => p > c,
             })
+            .map(|&(_, seq)| seq)
             .collect()
     };
-    let cursor_seq = q
-        .cursor
-        .as_deref()
-        .and_then(|c| c.split('.').nth(2))
-        .and_then(|s| s.parse::<u64>().ok());
-    let mut want = after(&expected, cursor_seq);
+    let cursor = q.cursor.as_deref().and_then(cursor_position);
+    let mut want = after(&expected, cursor);
     let mut page = page;
     loop {
         let got: Vec<u64> = page.records.iter().map(|r| r.seq).collect();

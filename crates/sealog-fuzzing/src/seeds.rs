@@ -254,6 +254,16 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
     ));
     seeds.push((
         "event_json",
+        "repeated-metadata-key".into(),
+        br#"{"actor":{"type":"user","id":"a"},"action":"auth.login","resource":{"type":"session"},"outcome":"success","metadata":{"user":{"role":"user","role":"admin"}}}"#.to_vec(),
+    ));
+    seeds.push((
+        "event_json",
+        "bidi-identifier".into(),
+        "{\"actor\":{\"type\":\"user\",\"id\":\"\u{202e}nimda\"},\"action\":\"auth.login\",\"resource\":{\"type\":\"session\"},\"outcome\":\"success\"}".as_bytes().to_vec(),
+    ));
+    seeds.push((
+        "event_json",
         "secret-metadata".into(),
         br#"{"actor":{"type":"user","id":"a"},"action":"auth.login","resource":{"type":"session"},"outcome":"success","metadata":{"nested":{"api_key":"x","ok":[1,2.5,{"password":"y"}]}}}"#.to_vec(),
     ));
@@ -266,6 +276,9 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
         "actor=%FF&source_ip=2001:db8::/32",
         "seq=3&tree_size=10",
         "from=2&to=7",
+        "since=1h&order=time&limit=3",
+        "from=2023-11-14&to=2023-11-14&order=time_oldest&count=true",
+        "since=2d&to=2023-11-20&count=false",
     ]
     .into_iter()
     .enumerate()

@@ -17,8 +17,11 @@
 //!   what it accepts is the query string's pairs, in order;
 //! - every refusal of a parameter's value is a 400 `invalid_parameter`
 //!   naming a parameter the request gave, and renders as a response;
-//! - a query that parses has the values given and passes
-//!   `Query::validate`; the engine runs it or refuses it only for its
+//! - a query that parses has the values given (`since=D` is the range
+//!   `[now - D, now]`, its end replaced by a `to` given; `order` names one
+//!   of the four orders) and passes
+//!   `Query::validate`; `count` is `true` or `false` or refused naming it;
+//!   the engine runs it or refuses it only for its
 //!   cursor (arbitrary cursor text is refused as a 400 naming `cursor`);
 //!   a page holds at most `limit` records, and its `next_cursor`, sent back
 //!   in a query string, is accepted;
@@ -29,13 +32,17 @@
 //! - proof parameters that parse name a proof the store gives (`seq <
 //!   tree_size <= durable`, `from <= to <= durable`).
 
-use sealog::Store;
 use sealog::format::validate::Validator;
 use sealog::format::{Metadata, Resource};
 use sealog::query::{MAX_LIMIT, Order, Query};
+use sealog::{Store, Timestamp};
 use sealog_server::ApiError;
 use sealog_server::audit::{self, Origin, Principal};
 use sealog_server::params::{self, FILTERS, Params, QUERY_PARAMS};
+
+/// The instant `since` counts back from, fixed so that parsing twice gives
+/// the same query.
+const NOW: Timestamp = Timestamp::from_nanos(1_790_000_000_000_000_000);
 
 /// The pairs of a query string, decoded (the model of what is given).
 fn pairs(raw: &str) -> Params {
@@ -164,8 +171,22 @@ fn check_values(q: &Query, given: &Params) {
     assert!((1..=MAX_LIMIT).contains(&q.limit));
     match value("order") {
         Some("oldest") => assert_eq!(q.order, Order::OldestFirst),
+        Some("time" | "time_newest") => assert_eq!(q.order, Order::LatestTimeFirst),
+        Some("time_oldest") => assert_eq!(q.order, Order::EarliestTimeFirst),
         Some(other) => assert_eq!((q.order, other), (Order::NewestFirst, "newest")),
         None => assert_eq!(q.order, Query::default().order),
+    }
+    if let Some(text) = value("since") {
+        assert!(value("from").is_none(), "`since` accepted with `from`");
+        let duration = match sealog::query::parse_duration("since", text) {
+            Ok(d) => d,
+            Err(e) => panic!("`since={text}` accepted, not a duration: {e}"),
+        };
+        let (from, to) = sealog::query::since(duration, NOW);
+        assert_eq!(q.from, Some(from), "since={text}");
+        if value("to").is_none() {
+            assert_eq!(q.to, Some(to), "since={text} does not end at now");
+        }
     }
 }
 
@@ -175,7 +196,7 @@ fn listing(raw: &str, given: &Params, allowed: &[&str], store: Option<&Store>) {
     let Some(params) = split(raw, given, allowed, &["action"]) else {
         return;
     };
-    let q = match params::query(&params) {
+    let q = match params::query_at(&params, NOW) {
         Ok(q) => q,
         Err(e) => {
             check_value_refusal(&e, &params);
@@ -183,6 +204,12 @@ fn listing(raw: &str, given: &Params, allowed: &[&str], store: Option<&Store>) {
         }
     };
     check_values(&q, &params);
+    if allowed.contains(&"count") {
+        match params::count(&params) {
+            Ok(count) => assert_eq!(count, params::get(&params, "count") == Some("true")),
+            Err(e) => check_value_refusal(&e, &params),
+        }
+    }
     if let Err(e) = q.validate() {
         panic!("a parsed query does not validate: {e}");
     }
@@ -212,7 +239,7 @@ fn listing(raw: &str, given: &Params, allowed: &[&str], store: Option<&Store>) {
     match params::parse(Some(&rendered), allowed, &["action"]) {
         Ok(again) => {
             assert_eq!(again, params, "parameters change through rendering");
-            match params::query(&again) {
+            match params::query_at(&again, NOW) {
                 Ok(q2) => assert_eq!(q2, q, "a query changes through rendering"),
                 Err(e) => panic!("a rendered query is refused: {e}"),
             }
@@ -248,8 +275,8 @@ fn listing(raw: &str, given: &Params, allowed: &[&str], store: Option<&Store>) {
     let mut next_params: Params = params.into_iter().filter(|(k, _)| k != "cursor").collect();
     next_params.push(("cursor".into(), next));
     let next_raw = render(&next_params);
-    let next_query =
-        params::parse(Some(&next_raw), allowed, &["action"]).and_then(|p| params::query(&p));
+    let next_query = params::parse(Some(&next_raw), allowed, &["action"])
+        .and_then(|p| params::query_at(&p, NOW));
     match next_query {
         Ok(nq) => {
             if let Err(e) = store.query(&nq) {

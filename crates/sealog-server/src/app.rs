@@ -927,8 +927,12 @@ async fn list_inner(
     let principal = authorize(app, &parts.headers, &origin, Scope::Query).await?;
     let params = params::parse(raw.as_deref(), QUERY_PARAMS, &["action"])?;
     let mut query = params::query(&params)?;
+    let count = params::count(&params)?;
     bind_tenant(app, &principal, &origin, &mut query).await?;
     let store = app.store.get()?;
+    if count {
+        return count_matches(app, store, principal, origin, params, query, ndjson).await;
+    }
     if ndjson {
         return export(app, store, principal, origin, params, query).await;
     }
@@ -957,6 +961,57 @@ async fn list_inner(
         next_cursor: page.next_cursor.as_deref(),
     })?;
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// `count=true`: the number of matches, `{"count": N}`.
+async fn count_matches(
+    app: &Arc<App>,
+    store: Store,
+    principal: Principal,
+    origin: Origin,
+    params: Params,
+    query: sealog::query::Query,
+    ndjson: bool,
+) -> Result<Response, ApiError> {
+    for paging in ["limit", "cursor"] {
+        if params::get(&params, paging).is_some() {
+            // A count has no pages: refuse rather than ignore.
+            return Err(ApiError::bad_param(
+                paging,
+                "pages a listing; `count=true` counts every match: drop it",
+            ));
+        }
+    }
+    if ndjson {
+        return Err(ApiError::bad_param(
+            "count",
+            "answers JSON, `{\"count\": N}`; drop `Accept: application/x-ndjson` or `count`",
+        ));
+    }
+    let q = query.clone();
+    let s = store.clone();
+    let n = blocking(move || s.count(&q))
+        .await?
+        .map_err(|e| store_error(app, &e))?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(&params));
+    metadata.insert("count".into(), n.into());
+    record(
+        app,
+        &store,
+        read_event(
+            "log.query",
+            &principal,
+            &origin,
+            Resource::kind("log"),
+            metadata,
+        ),
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "count": n }).to_string().into_bytes(),
+    ))
 }
 
 async fn export(
@@ -1010,7 +1065,9 @@ async fn export(
         for item in matches {
             match item {
                 Ok(r) => {
-                    if serde_json::to_writer(&mut buf, &r).is_err() {
+                    // With its event time in `time`, as `sealog export`
+                    // writes it, so that an import keeps it.
+                    if serde_json::to_writer(&mut buf, &r.with_event_time()).is_err() {
                         break;
                     }
                     buf.push(b'\n');
@@ -1596,6 +1653,13 @@ pub(crate) async fn open_tail(
     let origin = origin(headers, peer, "GET /v1/tail");
     let principal = authorize(app, headers, &origin, Scope::Query).await?;
     let params = params::parse(raw.as_deref(), FILTERS, &["action"])?;
+    if params::get(&params, "since").is_some() {
+        return Err(ApiError::bad_param(
+            "since",
+            "looks back from now, and a tail streams what arrives from now on: use `from` \
+             (a time or a date) to filter the streamed events by event time",
+        ));
+    }
     let mut query = params::query(&params)?;
     bind_tenant(app, &principal, &origin, &mut query).await?;
     query.order = sealog::query::Order::OldestFirst;

@@ -6,7 +6,7 @@
 //! percent-decoding, and anything the engine's [`Query::validate`] refuses.
 
 use sealog::query::{
-    ActionPattern, ActorFilter, IpFilter, MAX_LIMIT, Order, Query, ResourceFilter,
+    ActionPattern, ActorFilter, IpFilter, MAX_LIMIT, Order, Query, ResourceFilter, TimeBound,
 };
 use sealog::{Outcome, Timestamp};
 
@@ -24,10 +24,11 @@ pub const FILTERS: &[&str] = &[
     "request_id",
     "from",
     "to",
+    "since",
 ];
 
-/// The parameters of `GET /v1/events`: the filters, then the order and
-/// the page.
+/// The parameters of `GET /v1/events`: the filters, then the order, the
+/// page, and `count` (only the number of matches).
 pub const QUERY_PARAMS: &[&str] = &[
     "actor",
     "action",
@@ -39,9 +40,11 @@ pub const QUERY_PARAMS: &[&str] = &[
     "request_id",
     "from",
     "to",
+    "since",
     "order",
     "limit",
     "cursor",
+    "count",
 ];
 
 /// Parameters as given, in order.
@@ -103,13 +106,20 @@ pub fn get<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn time(name: &str, text: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_rfc3339(text).map_err(|e| {
-        ApiError::bad_param(
-            name,
-            format!("{e}; give an RFC 3339 time such as 2026-11-23T17:25:00Z"),
-        )
-    })
+/// Whether `count=true` asks for the number of matches instead of a page
+/// (`true` or `false`; absent is `false`).
+pub fn count(params: &Params) -> Result<bool, ApiError> {
+    match get(params, "count") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_param(
+            "count",
+            format!(
+                "`{}` is not `true` or `false`",
+                crate::audit::clean(other, 64)
+            ),
+        )),
+    }
 }
 
 /// Parses a non-negative integer parameter.
@@ -177,9 +187,36 @@ fn store_err(e: sealog::Error) -> ApiError {
     ApiError::from_store(&e)
 }
 
-/// The query the filters, order, limit and cursor describe.
+/// A time of the range: RFC 3339, or a date alone (the start of that UTC
+/// day for `from`, its end for `to`).
+fn time(name: &'static str, text: &str, bound: TimeBound) -> Result<Timestamp, ApiError> {
+    sealog::query::parse_time(name, text, bound).map_err(store_err)
+}
+
+/// The query the filters, order, limit and cursor describe, `since`
+/// counted back from now.
 pub fn query(params: &Params) -> Result<Query, ApiError> {
+    query_at(params, Timestamp::now())
+}
+
+/// [`query`] at the instant `now`: `since=D` is the event-time range
+/// `[now - D, now]` (the end replaced by `to` if given), and refuses `from`
+/// beside it.
+pub fn query_at(params: &Params, now: Timestamp) -> Result<Query, ApiError> {
     let mut q = Query::default();
+    if let Some(text) = get(params, "since") {
+        if get(params, "from").is_some() {
+            return Err(ApiError::bad_param(
+                "since",
+                "is given with `from`: give one start of the time range, `since` (a duration \
+                 back from now) or `from` (a time or a date)",
+            ));
+        }
+        let duration = sealog::query::parse_duration("since", text).map_err(store_err)?;
+        let (from, to) = sealog::query::since(duration, now);
+        q.from = Some(from);
+        q.to = Some(to);
+    }
     for (k, v) in params {
         match k.as_str() {
             "actor" => q.actor = Some(ActorFilter::parse(v)),
@@ -197,17 +234,20 @@ pub fn query(params: &Params) -> Result<Query, ApiError> {
             "tenant" => q.tenant = Some(v.clone()),
             "source_ip" => q.source_ip = Some(IpFilter::parse(v).map_err(store_err)?),
             "request_id" => q.request_id = Some(v.clone()),
-            "from" => q.from = Some(time("from", v)?),
-            "to" => q.to = Some(time("to", v)?),
+            "from" => q.from = Some(time("from", v, TimeBound::Start)?),
+            "to" => q.to = Some(time("to", v, TimeBound::End)?),
             "order" => {
                 q.order = match v.as_str() {
                     "newest" => Order::NewestFirst,
                     "oldest" => Order::OldestFirst,
+                    "time" | "time_newest" => Order::LatestTimeFirst,
+                    "time_oldest" => Order::EarliestTimeFirst,
                     other => {
                         return Err(ApiError::bad_param(
                             "order",
                             format!(
-                                "`{}` is not `newest` or `oldest`",
+                                "`{}` is not `newest` or `oldest` (by seq), or `time` (also \
+                                 `time_newest`) or `time_oldest` (by event time)",
                                 crate::audit::clean(other, 64)
                             ),
                         ));
@@ -228,7 +268,14 @@ pub fn query(params: &Params) -> Result<Query, ApiError> {
             _ => {}
         }
     }
-    q.validate().map_err(store_err)?;
+    q.validate().map_err(|e| match e {
+        // The start of the range came from `since`: name what was given.
+        sealog::Error::InvalidQuery {
+            field: "from",
+            reason,
+        } if get(params, "since").is_some() => ApiError::bad_param("since", reason),
+        other => store_err(other),
+    })?;
     Ok(q)
 }
 
@@ -244,8 +291,49 @@ mod tests {
         assert_eq!(QUERY_PARAMS.get(..FILTERS.len()), Some(FILTERS));
         assert_eq!(
             QUERY_PARAMS.get(FILTERS.len()..),
-            Some(&["order", "limit", "cursor"][..])
+            Some(&["order", "limit", "cursor", "count"][..])
         );
+    }
+
+    #[test]
+    fn since_dates_and_time_order_parse_like_the_command_line() {
+        let now = Timestamp::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let t = |s: &str| Some(Timestamp::parse_rfc3339(s).unwrap());
+        let q = query_at(&parse(Some("since=1h"), ALL, &[]).unwrap(), now).unwrap();
+        assert_eq!(q.from, t("2026-11-27T11:00:00Z"));
+        assert_eq!(q.to.map(|t| t.as_nanos()), Some(now.as_nanos() + 1));
+        let q = query_at(
+            &parse(Some("since=2d&to=2026-11-26"), ALL, &[]).unwrap(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(q.from, t("2026-11-25T12:00:00Z"));
+        assert_eq!(q.to, t("2026-11-27T00:00:00Z"));
+        let q = query_at(
+            &parse(Some("from=2026-11-27&to=2026-11-27&order=time"), ALL, &[]).unwrap(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(q.from, t("2026-11-27T00:00:00Z"));
+        assert_eq!(q.to, t("2026-11-28T00:00:00Z"));
+        assert_eq!(q.order, Order::LatestTimeFirst);
+        let q = query(&parse(Some("order=time_oldest"), ALL, &[]).unwrap()).unwrap();
+        assert_eq!(q.order, Order::EarliestTimeFirst);
+        for (bad, parameter) in [
+            ("since=1y", "since"),
+            ("since=1h&from=2026-11-27", "since"),
+            ("from=2026-11-31", "from"),
+            ("to=2026-13-01", "to"),
+            ("order=timely", "order"),
+        ] {
+            let e = query_at(&parse(Some(bad), ALL, &[]).unwrap(), now).unwrap_err();
+            assert_eq!(e.details["parameter"], parameter, "{bad}: {}", e.message);
+        }
+        assert!(count(&parse(Some("count=true"), ALL, &[]).unwrap()).unwrap());
+        assert!(!count(&parse(Some("count=false"), ALL, &[]).unwrap()).unwrap());
+        assert!(!count(&parse(None, ALL, &[]).unwrap()).unwrap());
+        let e = count(&parse(Some("count=yes"), ALL, &[]).unwrap()).unwrap_err();
+        assert_eq!(e.details["parameter"], "count");
     }
 
     #[test]

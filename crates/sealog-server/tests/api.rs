@@ -564,3 +564,80 @@ async fn without_tokens_the_server_is_open_on_loopback_and_refuses_other_address
     assert!(err.contains("without authentication"), "{err}");
     assert!(err.contains("sealog token create"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_order_since_dates_and_count_over_http() {
+    let server = TestServer::start(Setup::default()).await;
+    let mut c = server.admin();
+    let now = sealog::Timestamp::now().as_nanos();
+    let at = |minutes: i64| sealog::Timestamp::from_nanos(now + minutes * 60_000_000_000);
+    let mk = |id: &str, time: sealog::Timestamp| {
+        json!({
+            "time": time.to_string(),
+            "actor": {"type": "user", "id": "alice"},
+            "action": "doc.read",
+            "resource": {"type": "doc", "id": "1"},
+            "outcome": "success",
+            "request_id": id,
+        })
+    };
+    // Appended out of event-time order.
+    let body: String = [
+        mk("recent", at(-30)),
+        mk("future", at(120)),
+        mk("old", at(-180)),
+        mk(
+            "day",
+            sealog::Timestamp::parse_rfc3339("2026-11-27T12:00:00Z").unwrap(),
+        ),
+    ]
+    .iter()
+    .map(|e| format!("{e}\n"))
+    .collect();
+    let r = c.post_ndjson("/v1/events", body).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let by_time = page(&mut c, "order=time").await;
+    assert_eq!(ids(&by_time), ["future", "recent", "old", "day"]);
+    let by_time = page(&mut c, "order=time_oldest&limit=2").await;
+    assert_eq!(ids(&by_time), ["day", "old"]);
+    let cursor = by_time["next_cursor"].as_str().unwrap().to_owned();
+    assert!(cursor.starts_with("v1.to."), "{cursor}");
+    let r = c
+        .get(&format!(
+            "/v1/events?action=doc.*&order=time_oldest&limit=2&cursor={cursor}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids(&r.json()), ["recent", "future"]);
+    // `since` ends at now, like `sealog query --since`.
+    assert_eq!(ids(&page(&mut c, "since=1h").await), ["recent"]);
+    assert_eq!(
+        ids(&page(&mut c, "from=2026-11-27&to=2026-11-27").await),
+        ["day"]
+    );
+    let counted = page(&mut c, "count=true&since=4h").await;
+    assert_eq!(counted, json!({"count": 2}));
+
+    for (q, parameter) in [
+        ("count=true&limit=5", "limit"),
+        ("since=1h&from=2026-01-01", "since"),
+        ("since=soon", "since"),
+        ("order=later", "order"),
+        ("count=maybe", "count"),
+    ] {
+        let r = c.get(&format!("/v1/events?{q}")).await.unwrap();
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert_eq!(r.json()["error"]["parameter"], parameter, "{q}");
+    }
+    let r = c.get("/v1/tail?since=1h").await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["parameter"], "since");
+}
+
+async fn page(c: &mut Client, q: &str) -> Value {
+    let path = format!("/v1/events?action=doc.*&{q}");
+    let r = c.get(&path).await.unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}

@@ -97,6 +97,13 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
     unknown_field["actr"] = "x".into();
     let mut secret = good(106);
     secret["metadata"] = json!({"password": "hunter2"});
+    let repeated_key = {
+        let text = good(113).to_string();
+        let open = text.strip_suffix('}').unwrap();
+        format!(r#"{open},"metadata":{{"user":{{"role":"user","role":"admin"}}}}}}"#)
+    };
+    let mut bidi_actor = good(114);
+    bidi_actor["actor"]["id"] = "\u{202E}nimda".into();
     let mut big_meta = good(107);
     big_meta["metadata"] = json!({"blob": "x".repeat(20_000)});
     let mut huge_event = good(108);
@@ -191,6 +198,22 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
             400,
             "invalid_events",
             vec!["unknown field `actr`"],
+        ),
+        post(
+            "repeated metadata key",
+            JSON,
+            repeated_key,
+            400,
+            "invalid_events",
+            vec!["\"field\":\"metadata.user.role\"", "more than once"],
+        ),
+        post(
+            "bidirectional control in an identifier",
+            NDJSON,
+            format!("{}\n{bidi_actor}\n", good(115)),
+            400,
+            "invalid_events",
+            vec!["\"line\":2", "\"field\":\"actor.id\"", "U+202E"],
         ),
         post(
             "secret in metadata",

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use roaring::RoaringBitmap;
 use sealog_format::record::RecordView;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::query::{IpRange, canonical};
 
 /// Fields indexed with a term dictionary.
@@ -134,6 +134,23 @@ pub(crate) trait IndexView {
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap>;
     /// The event time of a record.
     fn event_time(&self, ordinal: u32) -> Option<i64>;
+    /// The event time of each ordinal of `set`, as `(event time, ordinal)`
+    /// in ordinal order: what the event-time orders sort on. A record
+    /// without an event time in the index is an error (the index is
+    /// damaged), never a silently dropped result.
+    fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {
+        let mut out = Vec::with_capacity(usize::try_from(set.len()).unwrap_or(0));
+        for ordinal in set {
+            let time = self
+                .event_time(ordinal)
+                .ok_or_else(|| Error::IndexDamaged {
+                    file: "the in-memory index of the open segment".into(),
+                    reason: format!("no event time for ordinal {ordinal}"),
+                })?;
+            out.push((time, ordinal));
+        }
+        Ok(out)
+    }
     /// Ordinals with `from <= event time < to` (among `within`, if given).
     fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();

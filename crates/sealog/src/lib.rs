@@ -54,6 +54,7 @@ mod segment;
 mod sidecar;
 pub mod stats;
 mod store;
+mod time_order;
 mod tree;
 mod verify;
 pub mod workload;

@@ -4,11 +4,16 @@
 //! A [`Query`] ANDs together predicates on actor, action (exact, a list, or
 //! glob patterns such as `customer.*`, `*.export`, `*export*`), resource,
 //! resource type, outcome, tenant, source IP (exact or CIDR), request id and
-//! an event-time range `[from, to)`. Results come newest first (highest seq
-//! first, the default) or oldest first, `limit` at a time; a page's
-//! `next_cursor` continues where it stopped and stays correct while new
-//! events are appended (new events have higher seqs, so newest-first
-//! paging continues downward and oldest-first paging reaches them last).
+//! an event-time range `[from, to)`. Results come in append order, newest
+//! first (highest seq first, the default) or oldest first, or in event-time
+//! order, latest or earliest event time first (ties broken by seq), `limit`
+//! at a time. A page's `next_cursor` is a position in that order (a seq, or
+//! an event time and a seq), so paging never repeats or skips a record that
+//! existed when the first page was read, while new events are appended:
+//! in append order new events have higher seqs, so newest-first paging
+//! continues downward and oldest-first paging reaches them last; in
+//! event-time order a new event shows up in a later page only if its
+//! position is still ahead of the cursor.
 //!
 //! ```
 //! use sealog::query::{ActionPattern, ActorFilter, Query};
@@ -35,6 +40,12 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const DEFAULT_LIMIT: usize = 100;
 
 /// Result order.
+///
+/// Append order (seq) is the order the store recorded events in. Event-time
+/// order follows the `time` the clients gave (the recorded time for an
+/// event without one), which can differ: clients' clocks drift, batches
+/// arrive late, imports bring old events. Ties in event time are broken by
+/// seq, so the order is total and a cursor is a stable position in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
     /// Most recently recorded first (descending seq). The default.
@@ -42,6 +53,32 @@ pub enum Order {
     NewestFirst,
     /// Oldest first (ascending seq).
     OldestFirst,
+    /// Latest event time first (descending event time, then seq).
+    LatestTimeFirst,
+    /// Earliest event time first (ascending event time, then seq).
+    EarliestTimeFirst,
+}
+
+impl Order {
+    /// True for the event-time orders.
+    pub const fn by_time(self) -> bool {
+        matches!(self, Order::LatestTimeFirst | Order::EarliestTimeFirst)
+    }
+
+    /// True for the orders that start with the highest key (seq or time).
+    pub const fn descending(self) -> bool {
+        matches!(self, Order::NewestFirst | Order::LatestTimeFirst)
+    }
+
+    /// The short code of the order in a cursor.
+    const fn code(self) -> &'static str {
+        match self {
+            Order::NewestFirst => "n",
+            Order::OldestFirst => "o",
+            Order::LatestTimeFirst => "tn",
+            Order::EarliestTimeFirst => "to",
+        }
+    }
 }
 
 /// Matches the actor by id, and optionally by type.
@@ -300,6 +337,91 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Which end of a time range a time value gives, for a date given alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeBound {
+    /// The start (`from`, inclusive): a date alone is that day's first
+    /// instant, `00:00:00Z`.
+    Start,
+    /// The end (`to`, exclusive): a date alone includes that whole day, so
+    /// it is the next day's first instant.
+    End,
+}
+
+/// Parses a time of a query's range: an RFC 3339 time
+/// (`2026-11-27T10:00:00Z`, `2026-11-27T11:00:00+01:00`) or a date alone
+/// (`2026-11-27`, a UTC day: its start for [`TimeBound::Start`], its end for
+/// [`TimeBound::End`]). `field` names the query field in the error.
+pub fn parse_time(field: &'static str, text: &str, bound: TimeBound) -> Result<Timestamp> {
+    let is_date = text.len() == 10 && text.bytes().filter(|&b| b == b'-').count() == 2;
+    if !is_date {
+        return Timestamp::parse_rfc3339(text).map_err(|e| Error::InvalidQuery {
+            field,
+            reason: format!(
+                "{e}; give a time such as 2026-11-23T17:25:00Z or 2026-11-23T18:25:00+01:00, \
+                 or a date such as 2026-11-23"
+            ),
+        });
+    }
+    let day = Timestamp::parse_date(text).map_err(|e| Error::InvalidQuery {
+        field,
+        reason: format!("{e}; give a date such as 2026-11-23"),
+    })?;
+    match bound {
+        TimeBound::Start => Ok(day),
+        TimeBound::End => day
+            .as_nanos()
+            .checked_add(DAY_NANOS)
+            .map(Timestamp::from_nanos)
+            .ok_or_else(|| Error::InvalidQuery {
+                field,
+                reason: format!("the end of {text} is outside the representable range"),
+            }),
+    }
+}
+
+const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
+
+/// Parses a duration such as `30s`, `15m`, `1h`, `7d` or `2w`: a whole
+/// number and a unit (s, m, h, d or w). `field` names the query field in
+/// the error.
+pub fn parse_duration(field: &'static str, text: &str) -> Result<std::time::Duration> {
+    let bad = || Error::InvalidQuery {
+        field,
+        reason: format!(
+            "`{}` is not a duration: give a whole number and a unit, s, m, h, d or w \
+             (e.g. 1h or 7d)",
+            text.chars().take(40).collect::<String>()
+        ),
+    };
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(
+        n.checked_mul(unit_secs).ok_or_else(bad)?,
+    ))
+}
+
+/// The event-time range "within `duration` before `now`": `from = now -
+/// duration` (inclusive) and `to` just after `now` (exclusive), so an event
+/// dated in the future is not "within the last hour".
+pub fn since(duration: std::time::Duration, now: Timestamp) -> (Timestamp, Timestamp) {
+    let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+    (
+        Timestamp::from_nanos(now.as_nanos().saturating_sub(nanos)),
+        Timestamp::from_nanos(now.as_nanos().saturating_add(1)),
+    )
+}
+
 /// Which events to find.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Query {
@@ -488,26 +610,46 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The position a cursor encodes.
+/// The position a cursor encodes: results continue strictly after it in
+/// the query's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cursor {
-    /// Results continue strictly after this seq in the query's order.
-    pub after_seq: u64,
+pub(crate) enum Cursor {
+    /// After this seq (append orders).
+    Seq(u64),
+    /// After this (event time, seq) (event-time orders).
+    Time {
+        /// The event time of the last record returned, in nanoseconds.
+        time: i64,
+        /// Its seq.
+        seq: u64,
+    },
 }
 
 const CURSOR_VERSION: u8 = 1;
 
 impl Cursor {
-    /// `v1.<order>.<seq>.<fingerprint hex>`: opaque to clients, readable in
-    /// logs.
+    /// The cursor after `record` in `order`.
+    pub(crate) fn after(record: &Record, order: Order) -> Cursor {
+        if order.by_time() {
+            Cursor::Time {
+                time: record.event_time().as_nanos(),
+                seq: record.seq,
+            }
+        } else {
+            Cursor::Seq(record.seq)
+        }
+    }
+
+    /// `v1.<order>.<position>.<fingerprint hex>`, the position being a seq
+    /// or `<event time in ns>_<seq>`: opaque to clients, readable in logs.
     pub(crate) fn encode(self, query: &Query) -> String {
-        let order = match query.order {
-            Order::NewestFirst => 'n',
-            Order::OldestFirst => 'o',
+        let position = match self {
+            Cursor::Seq(seq) => seq.to_string(),
+            Cursor::Time { time, seq } => format!("{time}_{seq}"),
         };
         format!(
-            "v{CURSOR_VERSION}.{order}.{}.{:016x}",
-            self.after_seq,
+            "v{CURSOR_VERSION}.{}.{position}.{:016x}",
+            query.order.code(),
             query.fingerprint()
         )
     }
@@ -518,7 +660,7 @@ impl Cursor {
             reason: format!("`{}` {reason}", text.chars().take(80).collect::<String>()),
         };
         let mut parts = text.split('.');
-        let (Some(version), Some(order), Some(seq), Some(fp), None) = (
+        let (Some(version), Some(order), Some(position), Some(fp), None) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -530,22 +672,26 @@ impl Cursor {
         if version != format!("v{CURSOR_VERSION}") {
             return Err(bad("is not a cursor of this version"));
         }
-        let expected_order = match query.order {
-            Order::NewestFirst => "n",
-            Order::OldestFirst => "o",
+        let not_ours = || bad("is not a cursor returned by this store");
+        let cursor = match order {
+            "n" | "o" => Cursor::Seq(position.parse().map_err(|_| not_ours())?),
+            "tn" | "to" => {
+                let (time, seq) = position.split_once('_').ok_or_else(not_ours)?;
+                Cursor::Time {
+                    time: time.parse().map_err(|_| not_ours())?,
+                    seq: seq.parse().map_err(|_| not_ours())?,
+                }
+            }
+            _ => return Err(not_ours()),
         };
-        let after_seq: u64 = seq
-            .parse()
-            .map_err(|_| bad("is not a cursor returned by this store"))?;
-        let fingerprint = u64::from_str_radix(fp, 16)
-            .map_err(|_| bad("is not a cursor returned by this store"))?;
-        if order != expected_order || fingerprint != query.fingerprint() {
+        let fingerprint = u64::from_str_radix(fp, 16).map_err(|_| not_ours())?;
+        if order != query.order.code() || fingerprint != query.fingerprint() {
             return Err(bad(
                 "belongs to a different query (the filters and order must stay the same \
                  between pages)",
             ));
         }
-        Ok(Cursor { after_seq })
+        Ok(cursor)
     }
 }
 
@@ -621,8 +767,8 @@ mod tests {
             tenant: Some("acme".into()),
             ..Query::default()
         };
-        let text = Cursor { after_seq: 42 }.encode(&q);
-        assert_eq!(Cursor::decode(&text, &q).unwrap().after_seq, 42);
+        let text = Cursor::Seq(42).encode(&q);
+        assert_eq!(Cursor::decode(&text, &q).unwrap(), Cursor::Seq(42));
         let other = Query {
             tenant: Some("evil".into()),
             ..Query::default()
@@ -642,6 +788,72 @@ mod tests {
             ..q.clone()
         };
         assert!(Cursor::decode(&text, &bigger).is_ok());
+    }
+
+    #[test]
+    fn time_order_cursors_carry_time_and_seq_and_refuse_append_order() {
+        let q = Query {
+            order: Order::LatestTimeFirst,
+            ..Query::default()
+        };
+        let position = Cursor::Time {
+            time: -1_000_000_007,
+            seq: 9,
+        };
+        let text = position.encode(&q);
+        assert!(text.starts_with("v1.tn.-1000000007_9."), "{text}");
+        assert_eq!(Cursor::decode(&text, &q).unwrap(), position);
+        for other in [Order::NewestFirst, Order::EarliestTimeFirst] {
+            let other = Query {
+                order: other,
+                ..Query::default()
+            };
+            let err = Cursor::decode(&text, &other).unwrap_err().to_string();
+            assert!(err.contains("different query"), "{err}");
+        }
+        let seq_cursor = Cursor::Seq(9).encode(&Query::default());
+        assert!(Cursor::decode(&seq_cursor, &q).is_err());
+        assert!(Cursor::decode("v1.tn.5.00", &q).is_err());
+        assert!(Cursor::decode("v1.tn.x_5.00", &q).is_err());
+    }
+
+    #[test]
+    fn a_date_alone_starts_a_range_at_its_first_instant_and_ends_it_after_its_last() {
+        let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            parse_time("from", "2026-11-27", TimeBound::Start).unwrap(),
+            t("2026-11-27T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("to", "2026-11-27", TimeBound::End).unwrap(),
+            t("2026-11-28T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("to", "2026-11-27T10:00:00+01:00", TimeBound::End).unwrap(),
+            t("2026-11-27T09:00:00Z")
+        );
+        for bad in ["2026-13-01", "yesterday", "2026-11-27 10:00"] {
+            let err = parse_time("from", bad, TimeBound::Start).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidQuery { field: "from", .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn since_ends_at_now_and_durations_parse() {
+        let now = Timestamp::from_nanos(10_000_000_000_000);
+        let (from, to) = since(std::time::Duration::from_secs(3600), now);
+        assert_eq!(from.as_nanos(), now.as_nanos() - 3_600_000_000_000);
+        assert_eq!(to.as_nanos(), now.as_nanos() + 1);
+        assert_eq!(
+            parse_duration("since", "2w").unwrap().as_secs(),
+            14 * 86_400
+        );
+        for bad in ["1y", "h", "10", "", "-1h", "99999999999999999999w"] {
+            assert!(parse_duration("since", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! record against the full query, so an index can narrow the search but
 //! never put a wrong record in the results. Counting does not read records
 //! unless an index may return false positives.
+//!
+//! The event-time orders do not visit segments in seq order: see
+//! [`crate::time_order`], which merges the segments by their event-time
+//! ranges and uses the same per-segment planning.
 
 use std::sync::Arc;
 
@@ -37,7 +41,7 @@ pub(crate) enum SegmentRef {
 }
 
 impl SegmentRef {
-    fn first_seq(&self) -> u64 {
+    pub(crate) fn first_seq(&self) -> u64 {
         match self {
             SegmentRef::Sealed(s) => s.header.first_seq,
             SegmentRef::Open(s) => s.header.first_seq,
@@ -61,24 +65,50 @@ impl SegmentRef {
 }
 
 /// Per-query state derived once from the query.
-struct Plan<'q> {
+pub(crate) struct Plan<'q> {
     query: &'q Query,
     actor: Option<(Vec<u8>, bool)>,
+    /// The event-time range, narrowed by an event-time cursor.
     from: i64,
     to: i64,
-    /// Results continue strictly after this seq (in result order).
+    /// Results continue strictly after this seq (append orders).
     after: Option<u64>,
+    /// Results continue strictly after this (event time, seq) (event-time
+    /// orders).
+    pub(crate) after_time: Option<(i64, u64)>,
+    /// Whether that cursor narrowed `from` or `to`.
+    narrowed: bool,
 }
 
 impl<'q> Plan<'q> {
-    fn new(query: &'q Query) -> Result<Plan<'q>> {
+    pub(crate) fn new(query: &'q Query) -> Result<Plan<'q>> {
         query.validate()?;
-        let after = query
+        let cursor = query
             .cursor
             .as_deref()
             .map(|c| Cursor::decode(c, query))
-            .transpose()?
-            .map(|c| c.after_seq);
+            .transpose()?;
+        let mut from = query.from.map_or(i64::MIN, |t| t.as_nanos());
+        let mut to = query.to.map_or(i64::MAX, |t| t.as_nanos());
+        let (after, after_time) = match cursor {
+            None => (None, None),
+            Some(Cursor::Seq(seq)) => (Some(seq), None),
+            Some(Cursor::Time { time, seq }) => {
+                // Everything after the cursor lies on one side of its time:
+                // the time column prunes, the exact (time, seq) check of
+                // `crate::time_order` decides.
+                if query.order.descending() {
+                    if let Some(end) = time.checked_add(1) {
+                        to = to.min(end);
+                    }
+                } else {
+                    from = from.max(time);
+                }
+                (None, Some((time, seq)))
+            }
+        };
+        let narrowed = from != query.from.map_or(i64::MIN, |t| t.as_nanos())
+            || to != query.to.map_or(i64::MAX, |t| t.as_nanos());
         let actor = query.actor.as_ref().map(|a| {
             let mut term = Vec::new();
             match &a.kind {
@@ -95,20 +125,22 @@ impl<'q> Plan<'q> {
         Ok(Plan {
             query,
             actor,
-            from: query.from.map_or(i64::MIN, |t| t.as_nanos()),
-            to: query.to.map_or(i64::MAX, |t| t.as_nanos()),
+            from,
+            to,
             after,
+            after_time,
+            narrowed,
         })
     }
 
     fn has_time(&self) -> bool {
-        self.query.from.is_some() || self.query.to.is_some()
+        self.query.from.is_some() || self.query.to.is_some() || self.narrowed
     }
 
     /// The ordinals of a segment that may match, in no particular order, or
     /// `None` if none can. `len` is the number of records to consider;
     /// `time_range` the segment's event-time range.
-    fn candidates(
+    pub(crate) fn candidates(
         &self,
         view: &dyn IndexView,
         first_seq: u64,
@@ -121,11 +153,13 @@ impl<'q> Plan<'q> {
         // Cursor and time pruning.
         let (mut lo, mut hi) = (0u64, len);
         if let Some(after) = self.after {
-            match self.query.order {
-                Order::NewestFirst => hi = hi.min(after.saturating_sub(first_seq)),
-                Order::OldestFirst => lo = lo.max((after + 1).saturating_sub(first_seq)),
+            let descending = self.query.order.descending();
+            if descending {
+                hi = hi.min(after.saturating_sub(first_seq));
+            } else {
+                lo = lo.max((after + 1).saturating_sub(first_seq));
             }
-            if after < first_seq && self.query.order == Order::NewestFirst {
+            if after < first_seq && descending {
                 return Ok(None);
             }
         }
@@ -256,7 +290,7 @@ impl<'q> Plan<'q> {
 }
 
 /// The segments of a view in the query's order.
-fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
+pub(crate) fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
     let mut all: Vec<SegmentRef> = view
         .sealed
         .iter()
@@ -264,7 +298,7 @@ fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
         .map(SegmentRef::Sealed)
         .chain(view.open.iter().cloned().map(SegmentRef::Open))
         .collect();
-    if order == Order::NewestFirst {
+    if order.descending() {
         all.reverse();
     }
     all
@@ -311,12 +345,53 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
     }
 }
 
+/// Reads record `ordinal` of `segment` and returns it if it matches
+/// `query` (`None` if it does not, or is not there).
+pub(crate) fn read_match(
+    segment: &SegmentRef,
+    ordinal: u32,
+    query: &Query,
+) -> Result<Option<Record>> {
+    let seq = segment.first_seq() + u64::from(ordinal);
+    let Some(bytes) = segment.record(ordinal)? else {
+        return Ok(None);
+    };
+    let view = record::decode(&bytes).map_err(|e| {
+        Error::from(Corruption::new(
+            Location::file(segment.name()).seq(seq),
+            CorruptionKind::Record(e),
+        ))
+    })?;
+    if view.seq != seq {
+        return Err(Corruption::new(
+            Location::file(segment.name()).seq(seq),
+            CorruptionKind::SeqMismatch {
+                expected: seq,
+                found: view.seq,
+            },
+        )
+        .into());
+    }
+    if !query.matches(&view) {
+        return Ok(None);
+    }
+    view.to_record().map(Some).map_err(|e| {
+        Corruption::new(
+            Location::file(segment.name()).seq(seq),
+            CorruptionKind::Record(e),
+        )
+        .into()
+    })
+}
+
 /// A lazy iterator over every record matching a query, in its order.
 pub struct Matches {
     plan_query: Query,
     after: Option<u64>,
     segments: std::vec::IntoIter<SegmentRef>,
     current: Option<(SegmentRef, roaring::bitmap::IntoIter)>,
+    /// The merge of the event-time orders (the fields above stay unused).
+    by_time: Option<crate::time_order::TimeMerge>,
     failed: bool,
 }
 
@@ -324,53 +399,41 @@ impl Matches {
     pub(crate) fn new(view: &View, query: &Query) -> Result<Matches> {
         let plan = Plan::new(query)?;
         let after = plan.after;
+        let by_time = query
+            .order
+            .by_time()
+            .then(|| crate::time_order::TimeMerge::new(view, query));
+        let segments = if by_time.is_some() {
+            Vec::new()
+        } else {
+            segments_in_order(view, query.order)
+        };
         Ok(Matches {
             plan_query: query.clone(),
             after,
-            segments: segments_in_order(view, query.order).into_iter(),
+            segments: segments.into_iter(),
             current: None,
+            by_time,
             failed: false,
         })
     }
 
     fn next_result(&mut self) -> Result<Option<Record>> {
+        if let Some(merge) = &mut self.by_time {
+            return merge.next_match();
+        }
         loop {
             if let Some((segment, ordinals)) = &mut self.current {
-                let next = match self.plan_query.order {
-                    Order::NewestFirst => ordinals.next_back(),
-                    Order::OldestFirst => ordinals.next(),
+                let next = if self.plan_query.order.descending() {
+                    ordinals.next_back()
+                } else {
+                    ordinals.next()
                 };
                 if let Some(ordinal) = next {
-                    let seq = segment.first_seq() + u64::from(ordinal);
-                    let Some(bytes) = segment.record(ordinal)? else {
-                        continue;
-                    };
-                    let view = record::decode(&bytes).map_err(|e| {
-                        Error::from(Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::Record(e),
-                        ))
-                    })?;
-                    if view.seq != seq {
-                        return Err(Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::SeqMismatch {
-                                expected: seq,
-                                found: view.seq,
-                            },
-                        )
-                        .into());
+                    match read_match(segment, ordinal, &self.plan_query)? {
+                        Some(record) => return Ok(Some(record)),
+                        None => continue,
                     }
-                    if !self.plan_query.matches(&view) {
-                        continue;
-                    }
-                    return view.to_record().map(Some).map_err(|e| {
-                        Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::Record(e),
-                        )
-                        .into()
-                    });
                 }
                 self.current = None;
             }
@@ -418,7 +481,7 @@ pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
         records.truncate(query.limit);
         records
             .last()
-            .map(|r| Cursor { after_seq: r.seq }.encode(query))
+            .map(|r| Cursor::after(r, query.order).encode(query))
     } else {
         None
     };

@@ -303,6 +303,26 @@ impl IndexView for Sidecar {
         reader.event_time(ordinal)
     }
 
+    fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {
+        // One reader and one column check for the whole set.
+        let reader = self.reader()?;
+        self.ensure_columns(&reader)?;
+        let mut out = Vec::with_capacity(usize::try_from(set.len()).unwrap_or(0));
+        for ordinal in set {
+            let time = reader
+                .event_time(ordinal)
+                .ok_or_else(|| Error::IndexDamaged {
+                    file: self.name.clone(),
+                    reason: format!(
+                        "the event-time column has no entry for ordinal {ordinal} of {}",
+                        reader.record_count()
+                    ),
+                })?;
+            out.push((time, ordinal));
+        }
+        Ok(out)
+    }
+
     fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
         let Ok(reader) = self.reader() else {
             return RoaringBitmap::new();
