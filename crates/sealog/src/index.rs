@@ -133,20 +133,29 @@ pub(crate) trait IndexView {
     /// Ordinals whose source address is in the range.
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap>;
     /// The event time of a record.
-    fn event_time(&self, ordinal: u32) -> Option<i64>;
+    /// A damaged index is an error (the caller rebuilds it), never a
+    /// missing time.
+    fn event_time(&self, ordinal: u32) -> Result<Option<i64>>;
     /// Ordinals with `from <= event time < to` (among `within`, if given).
-    fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+    /// A damaged index is an error, never an empty set.
+    fn time_filter(
+        &self,
+        from: i64,
+        to: i64,
+        within: Option<&RoaringBitmap>,
+    ) -> Result<RoaringBitmap> {
         let mut out = RoaringBitmap::new();
-        let mut check = |o: u32| {
-            if self.event_time(o).is_some_and(|t| (from..to).contains(&t)) {
+        let mut check = |o: u32| -> Result<()> {
+            if self.event_time(o)?.is_some_and(|t| (from..to).contains(&t)) {
                 out.insert(o);
             }
+            Ok(())
         };
         match within {
-            Some(set) => set.iter().for_each(&mut check),
-            None => (0..u32::try_from(self.len()).unwrap_or(u32::MAX)).for_each(check),
+            Some(set) => set.iter().try_for_each(&mut check)?,
+            None => (0..u32::try_from(self.len()).unwrap_or(u32::MAX)).try_for_each(check)?,
         }
-        out
+        Ok(out)
     }
 }
 
@@ -380,7 +389,7 @@ impl IndexView for MemView<'_> {
         Ok(out)
     }
 
-    fn event_time(&self, ordinal: u32) -> Option<i64> {
-        self.event_times.get(ordinal as usize).copied()
+    fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
+        Ok(self.event_times.get(ordinal as usize).copied())
     }
 }

@@ -37,6 +37,7 @@
 //! by the [`sealog_format`] crate, re-exported as [`format`].
 
 pub mod checkpoint;
+mod damage;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -63,6 +64,7 @@ pub use sealog_format as format;
 pub use sealog_format::{Event, Outcome, Record, Timestamp};
 
 pub use checkpoint::{CheckpointOptions, SignedCheckpoint};
+pub use damage::{Damage, OnDamage};
 pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
 pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};
 pub use mmap::Mapped;

@@ -27,7 +27,7 @@ use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::index::{DictField, ExactField, IndexView, TermSelect, actor_term};
 use crate::query::{Cursor, Order, Page, Query};
 use crate::segment::{OpenSegment, SealedSegment};
-use crate::store::View;
+use crate::store::{Inner, View};
 
 /// A segment as the executor sees it.
 #[derive(Clone)]
@@ -41,6 +41,14 @@ impl SegmentRef {
         match self {
             SegmentRef::Sealed(s) => s.header.first_seq,
             SegmentRef::Open(s) => s.header.first_seq,
+        }
+    }
+
+    /// Records in the segment (committed ones, for an open segment).
+    fn len(&self) -> u64 {
+        match self {
+            SegmentRef::Sealed(s) => s.footer.record_count,
+            SegmentRef::Open(s) => s.data.read().len(),
         }
     }
 
@@ -105,6 +113,34 @@ impl<'q> Plan<'q> {
         self.query.from.is_some() || self.query.to.is_some()
     }
 
+    /// The ordinals `[lo, hi)` of a segment of `len` records that the
+    /// cursor leaves, or `None` if it leaves none.
+    fn cursor_bounds(&self, first_seq: u64, len: u64) -> Option<(u64, u64)> {
+        let (mut lo, mut hi) = (0u64, len);
+        if let Some(after) = self.after {
+            match self.query.order {
+                Order::NewestFirst => hi = hi.min(after.saturating_sub(first_seq)),
+                Order::OldestFirst => lo = lo.max((after + 1).saturating_sub(first_seq)),
+            }
+            if after < first_seq && self.query.order == Order::NewestFirst {
+                return None;
+            }
+        }
+        (lo < hi).then_some((lo, hi))
+    }
+
+    /// Every ordinal the cursor leaves, unfiltered: the candidates of a
+    /// segment whose index cannot be had (its records are damaged) on a
+    /// store reading around damage; the executor checks each record.
+    fn unindexed(&self, first_seq: u64, len: u64) -> Option<RoaringBitmap> {
+        let (lo, hi) = self.cursor_bounds(first_seq, len)?;
+        let mut all = RoaringBitmap::new();
+        all.insert_range(
+            u32::try_from(lo).unwrap_or(u32::MAX)..u32::try_from(hi).unwrap_or(u32::MAX),
+        );
+        Some(all)
+    }
+
     /// The ordinals of a segment that may match, in no particular order, or
     /// `None` if none can. `len` is the number of records to consider;
     /// `time_range` the segment's event-time range.
@@ -119,19 +155,9 @@ impl<'q> Plan<'q> {
             return Ok(None);
         }
         // Cursor and time pruning.
-        let (mut lo, mut hi) = (0u64, len);
-        if let Some(after) = self.after {
-            match self.query.order {
-                Order::NewestFirst => hi = hi.min(after.saturating_sub(first_seq)),
-                Order::OldestFirst => lo = lo.max((after + 1).saturating_sub(first_seq)),
-            }
-            if after < first_seq && self.query.order == Order::NewestFirst {
-                return Ok(None);
-            }
-        }
-        if lo >= hi {
+        let Some((lo, hi)) = self.cursor_bounds(first_seq, len) else {
             return Ok(None);
-        }
+        };
         let mut time_needed = self.has_time();
         if let Some((min, max)) = time_range {
             if max < self.from || min >= self.to {
@@ -249,7 +275,7 @@ impl<'q> Plan<'q> {
         }
         candidates.remove_range(u32::try_from(hi).unwrap_or(u32::MAX)..);
         if time_needed && !candidates.is_empty() {
-            candidates = view.time_filter(self.from, self.to, Some(&candidates));
+            candidates = view.time_filter(self.from, self.to, Some(&candidates))?;
         }
         Ok((!candidates.is_empty()).then_some(candidates))
     }
@@ -311,17 +337,46 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
     }
 }
 
+/// The candidates of a segment; on a store reading around damage, a
+/// segment whose index cannot be had (its sidecar is missing and its
+/// records are damaged) gives every ordinal instead, and the executor reads
+/// what it can.
+fn candidates_or_all(
+    plan: &Plan<'_>,
+    segment: &SegmentRef,
+    inner: &Inner,
+) -> Result<Option<SegmentCandidates>> {
+    match segment_candidates(plan, segment) {
+        Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+            tracing::warn!(segment = segment.name(), error = %e, "searching a damaged segment record by record");
+            Ok(plan
+                .unindexed(segment.first_seq(), segment.len())
+                .map(|set| SegmentCandidates {
+                    set,
+                    precise: false,
+                }))
+        }
+        other => other,
+    }
+}
+
 /// A lazy iterator over every record matching a query, in its order.
+///
+/// A record that cannot be read is an `Err` item naming the file, byte
+/// offset and seq, and the last item: the iteration never just stops
+/// early. On a store reading around damage such records are skipped and
+/// listed by [`crate::Store::damage`].
 pub struct Matches {
     plan_query: Query,
     after: Option<u64>,
     segments: std::vec::IntoIter<SegmentRef>,
     current: Option<(SegmentRef, roaring::bitmap::IntoIter)>,
+    inner: Arc<Inner>,
     failed: bool,
 }
 
 impl Matches {
-    pub(crate) fn new(view: &View, query: &Query) -> Result<Matches> {
+    pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Matches> {
         let plan = Plan::new(query)?;
         let after = plan.after;
         Ok(Matches {
@@ -329,7 +384,48 @@ impl Matches {
             after,
             segments: segments_in_order(view, query.order).into_iter(),
             current: None,
+            inner,
             failed: false,
+        })
+    }
+
+    /// The record `ordinal` of `segment` if it matches the query.
+    fn read_match(&self, segment: &SegmentRef, ordinal: u32) -> Result<Option<Record>> {
+        let seq = segment.first_seq() + u64::from(ordinal);
+        let Some(bytes) = segment.record(ordinal)? else {
+            return Err(Corruption::new(
+                Location::file(segment.name()).seq(seq),
+                CorruptionKind::Layout(format!(
+                    "record {seq} is missing although the segment's index lists it"
+                )),
+            )
+            .into());
+        };
+        let view = record::decode(&bytes).map_err(|e| {
+            Error::from(Corruption::new(
+                Location::file(segment.name()).seq(seq),
+                CorruptionKind::Record(e),
+            ))
+        })?;
+        if view.seq != seq {
+            return Err(Corruption::new(
+                Location::file(segment.name()).seq(seq),
+                CorruptionKind::SeqMismatch {
+                    expected: seq,
+                    found: view.seq,
+                },
+            )
+            .into());
+        }
+        if !self.plan_query.matches(&view) {
+            return Ok(None);
+        }
+        view.to_record().map(Some).map_err(|e| {
+            Corruption::new(
+                Location::file(segment.name()).seq(seq),
+                CorruptionKind::Record(e),
+            )
+            .into()
         })
     }
 
@@ -341,36 +437,16 @@ impl Matches {
                     Order::OldestFirst => ordinals.next(),
                 };
                 if let Some(ordinal) = next {
-                    let seq = segment.first_seq() + u64::from(ordinal);
-                    let Some(bytes) = segment.record(ordinal)? else {
-                        continue;
-                    };
-                    let view = record::decode(&bytes).map_err(|e| {
-                        Error::from(Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::Record(e),
-                        ))
-                    })?;
-                    if view.seq != seq {
-                        return Err(Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::SeqMismatch {
-                                expected: seq,
-                                found: view.seq,
-                            },
-                        )
-                        .into());
+                    let segment = segment.clone();
+                    match self.read_match(&segment, ordinal) {
+                        Ok(Some(record)) => return Ok(Some(record)),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            let seq = segment.first_seq() + u64::from(ordinal);
+                            self.inner.read_around(seq, e)?;
+                            continue;
+                        }
                     }
-                    if !self.plan_query.matches(&view) {
-                        continue;
-                    }
-                    return view.to_record().map(Some).map_err(|e| {
-                        Corruption::new(
-                            Location::file(segment.name()).seq(seq),
-                            CorruptionKind::Record(e),
-                        )
-                        .into()
-                    });
                 }
                 self.current = None;
             }
@@ -379,7 +455,7 @@ impl Matches {
             };
             let mut plan = Plan::new(&self.plan_query)?;
             plan.after = self.after;
-            if let Some(c) = segment_candidates(&plan, &segment)? {
+            if let Some(c) = candidates_or_all(&plan, &segment, &self.inner)? {
                 self.current = Some((segment, c.set.into_iter()));
             }
         }
@@ -405,8 +481,8 @@ impl Iterator for Matches {
 }
 
 /// One page of a query.
-pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
-    let mut matches = Matches::new(view, query)?;
+pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
+    let mut matches = Matches::new(view, query, inner)?;
     let mut records = Vec::with_capacity(query.limit.min(1024));
     for record in matches.by_ref() {
         records.push(record?);
@@ -429,7 +505,7 @@ pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
 }
 
 /// How many records match (ignoring order, limit and cursor).
-pub(crate) fn count(view: &View, query: &Query) -> Result<u64> {
+pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     let unbounded = Query {
         cursor: None,
         ..query.clone()
@@ -437,22 +513,60 @@ pub(crate) fn count(view: &View, query: &Query) -> Result<u64> {
     let plan = Plan::new(&unbounded)?;
     let mut total = 0u64;
     for segment in segments_in_order(view, Order::OldestFirst) {
-        let Some(c) = segment_candidates(&plan, &segment)? else {
+        let (c, indexed) = match segment_candidates(&plan, &segment) {
+            Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+                tracing::warn!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
+                let all = plan.unindexed(segment.first_seq(), segment.len());
+                let all = all.map(|set| SegmentCandidates {
+                    set,
+                    precise: false,
+                });
+                (all, false)
+            }
+            other => (other?, true),
+        };
+        let Some(c) = c else {
             continue;
         };
-        let needs_check = !c.precise
-            && (query.request_id.is_some()
-                || query.resource.as_ref().is_some_and(|r| r.id.is_some()));
+        let needs_check = !indexed
+            || (!c.precise
+                && (query.request_id.is_some()
+                    || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
         if !needs_check {
             total += c.set.len();
             continue;
         }
         for ordinal in &c.set {
-            let Some(bytes) = segment.record(ordinal)? else {
-                continue;
-            };
-            if record::decode(&bytes).is_ok_and(|v| query.matches(&v)) {
-                total += 1;
+            let seq = segment.first_seq() + u64::from(ordinal);
+            let decoded = segment.record(ordinal).and_then(|bytes| {
+                let bytes = bytes.ok_or_else(|| {
+                    Error::from(Corruption::new(
+                        Location::file(segment.name()).seq(seq),
+                        CorruptionKind::Layout(format!(
+                            "record {seq} is missing although the segment's index lists it"
+                        )),
+                    ))
+                })?;
+                let location = || Location::file(segment.name()).seq(seq);
+                let view = record::decode(&bytes).map_err(|e| {
+                    Error::from(Corruption::new(location(), CorruptionKind::Record(e)))
+                })?;
+                if view.seq != seq {
+                    return Err(Corruption::new(
+                        location(),
+                        CorruptionKind::SeqMismatch {
+                            expected: seq,
+                            found: view.seq,
+                        },
+                    )
+                    .into());
+                }
+                Ok(query.matches(&view))
+            });
+            match decoded {
+                Ok(true) => total += 1,
+                Ok(false) => {}
+                Err(e) => inner.read_around(seq, e)?,
             }
         }
     }
