@@ -152,7 +152,7 @@ impl DamageLog {
             last.end_seq = Some(seq + 1);
             return Ok(());
         }
-        tracing::warn!(seq, %corruption, "skipping an unreadable record");
+        tracing::info!(seq, %corruption, "skipping an unreadable record");
         entries.push(Damage::new(*corruption, seq, Some(seq + 1)));
         Ok(())
     }

@@ -192,7 +192,7 @@ impl Findings {
     fn found(&mut self, e: Error, first_seq: u64, end_seq: Option<u64>) -> Result<()> {
         match e {
             Error::Corruption(c) if self.read_around => {
-                tracing::warn!(corruption = %c, "reading around damage");
+                tracing::info!(corruption = %c, "reading around damage");
                 self.damage.push(Damage::new(*c, first_seq, end_seq));
                 Ok(())
             }
@@ -798,7 +798,7 @@ pub(crate) fn open(
     {
         match (&inner.damage, e) {
             (Some(log), Error::Corruption(c)) => {
-                tracing::warn!(corruption = %c, "reading around damage");
+                tracing::info!(corruption = %c, "reading around damage");
                 log.push(Damage::new(*c, checkpoint.size, Some(checkpoint.size)));
             }
             (_, e) => return Err(e),

@@ -348,7 +348,7 @@ fn candidates_or_all(
 ) -> Result<Option<SegmentCandidates>> {
     match segment_candidates(plan, segment) {
         Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
-            tracing::warn!(segment = segment.name(), error = %e, "searching a damaged segment record by record");
+            tracing::info!(segment = segment.name(), error = %e, "searching a damaged segment record by record");
             Ok(plan
                 .unindexed(segment.first_seq(), segment.len())
                 .map(|set| SegmentCandidates {
@@ -515,7 +515,7 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     for segment in segments_in_order(view, Order::OldestFirst) {
         let (c, indexed) = match segment_candidates(&plan, &segment) {
             Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
-                tracing::warn!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
+                tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
                 let all = plan.unindexed(segment.first_seq(), segment.len());
                 let all = all.map(|set| SegmentCandidates {
                     set,
