@@ -510,3 +510,30 @@ fn a_time_range_query_over_a_damaged_time_column_finds_every_match() {
     assert_eq!(found, expected);
     assert_eq!(store.count(&query).unwrap(), expected.len() as u64);
 }
+
+/// A sealed segment is read through a memory map, which keeps serving a
+/// file deleted after the open: the cheap file check finds it.
+#[test]
+fn checking_the_segment_files_names_one_deleted_or_cut_after_the_open() {
+    let (dir, files) = sealed_store();
+    let store = Store::open(dir.path(), small_options(SEGMENT)).unwrap();
+    store.check_segment_files().unwrap();
+    fs::remove_file(&files[1]).unwrap();
+    // Reads still work from the map...
+    assert_eq!(
+        store.get(first_seq(&files[1])).unwrap().unwrap().seq,
+        first_seq(&files[1])
+    );
+    // ...but the store is no longer what the next open would accept.
+    let err = store.check_segment_files().unwrap_err();
+    let c = corruption_of(&err);
+    assert_eq!(c.location.file, name(&files[1]), "{c}");
+    assert!(
+        matches!(c.kind, CorruptionKind::MissingSegment { .. }),
+        "{c}"
+    );
+    fs::write(&files[1], b"").unwrap();
+    let err = store.check_segment_files().unwrap_err();
+    assert_eq!(corruption_of(&err).location.file, name(&files[1]));
+    store.close().unwrap();
+}

@@ -941,6 +941,65 @@ impl Store {
         )
     }
 
+    /// Checks, cheaply, that the sealed segment files this store reads are
+    /// still on disk as they were sealed: each is present, and its header
+    /// and footer (with the file length they imply) are the ones the store
+    /// holds. A sealed segment is read through a memory map, which keeps
+    /// serving a file deleted after the store was opened; this finds such a
+    /// deletion (or a file cut, replaced or rewritten at either end) before
+    /// the next open refuses the store. The frames are not read: that is
+    /// [`Store::verify`]'s work. Segments a store reading around damage took
+    /// from damaged files are not compared.
+    pub fn check_segment_files(&self) -> Result<()> {
+        let view = self.view();
+        let fs = &*self.inner.fs;
+        for s in &view.sealed {
+            let file_name = s.name.rsplit('/').next().unwrap_or(&s.name);
+            let missing = || -> Error {
+                crate::error::Corruption::new(
+                    crate::error::Location::file(&s.name),
+                    crate::error::CorruptionKind::MissingSegment {
+                        expected_segment_no: s.header.segment_no,
+                        expected_first_seq: s.header.first_seq,
+                        next_segment_no: s.header.segment_no + 1,
+                        next_first_seq: s.footer.end_seq(),
+                    },
+                )
+                .into()
+            };
+            let path = self.inner.dir.join(&s.name);
+            if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+                return Err(missing());
+            }
+            let found = crate::recovery::read_found(
+                fs,
+                &self.inner.dir,
+                file_name,
+                s.header.first_seq,
+                &self.inner.manifest,
+                true,
+            )?;
+            if found.header == s.header && found.footer == Some(s.footer) {
+                continue;
+            }
+            if self.inner.damage.is_some() && found.footer.is_none() {
+                continue; // taken from a damaged file, and listed as damage
+            }
+            return Err(crate::error::Corruption::new(
+                crate::error::Location::file(&s.name).at(found
+                    .len
+                    .saturating_sub(sealog_format::segment::FOOTER_LEN as u64)),
+                crate::error::CorruptionKind::Layout(
+                    "the segment's header or footer changed after it was sealed (the file was \
+                     cut, replaced or rewritten)"
+                        .into(),
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// Closes the store: finishes and syncs queued appends, waits for
     /// pending seals, and stops the background threads. Errors that
     /// happened in the background are returned.
