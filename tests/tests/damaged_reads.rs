@@ -162,6 +162,15 @@ fn deleting_the_newest_segments_is_caught_by_the_leaf_file_on_both_opens() {
         "{c}"
     );
     assert_eq!(c.location.file, name(&files[n - 2]), "{c}");
+    // Verification says the same (it used to pass such a store).
+    let err = sealog::verify_dir(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            corruption_of(&err).kind,
+            CorruptionKind::RecordsMissing { .. }
+        ),
+        "{err}"
+    );
     // Before, the writable open cut the leaf file to the segments left and
     // went on appending over the lost seqs.
     let leaves = fs::read(dir.path().join("tree/leaves")).unwrap();

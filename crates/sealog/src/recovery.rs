@@ -360,7 +360,7 @@ struct TakenSealed {
 }
 
 /// The number of leaf hashes in `tree/leaves`, if the file exists.
-fn leaf_count(fs: &dyn Vfs, tree_dir: &Path) -> Result<Option<u64>> {
+pub(crate) fn leaf_count(fs: &dyn Vfs, tree_dir: &Path) -> Result<Option<u64>> {
     let path = tree_dir.join(layout::LEAVES);
     if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
         return Ok(None);
