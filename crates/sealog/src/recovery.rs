@@ -1,18 +1,23 @@
 //! Opening a store: checking what is on disk and recovering from a crash.
 //!
 //! Sealed segments are checked cheaply (header and footer checksums, seq and
-//! chain continuity between them); their records are only read by
+//! chain continuity between them, the leaf file's count, the newest
+//! checkpoint's size and root); their records are only read by
 //! verification. Only the segments without a footer — the active one, and
 //! one whose seal was interrupted — are scanned frame by frame, so opening
-//! takes the same time however large the store is.
+//! takes the same time however large the store is. Both opens, for writing
+//! and read-only, run these checks through the same code ([`Links`],
+//! [`Findings`]); a gap in the segment numbering consults the segments
+//! known to be absent ([`KnownAbsent`]) before it is called missing.
 //!
 //! A scan ends at the first frame that cannot be read. If the damage is the
 //! signature of an interrupted write ([`crate::segment::classify_tail`]),
 //! everything after the last complete batch was never acknowledged: those
 //! bytes are copied to `lost+found/`, zeroed, and the store appends a
 //! `store.recovered` event that says what was removed. Any other damage is
-//! corruption and opening fails, naming the file and byte offset; the store
-//! can still be opened read-only to examine it.
+//! corruption and opening fails, naming the file and byte offset. A
+//! read-only open with [`OnDamage::ReadAround`] opens the store anyway,
+//! without changing it, and lists what it cannot read.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -331,7 +336,7 @@ impl Links {
     fn cut(&mut self, f: &Found, readable_end: u64, end: Option<u64>, last_recorded: Option<i64>) {
         self.expect = None;
         self.covered = end.unwrap_or(readable_end).max(readable_end);
-        self.next_no = f.segment_no_after();
+        self.next_no = f.header.segment_no + 1;
         if last_recorded.is_some() {
             self.last_recorded = last_recorded;
         }
@@ -341,12 +346,6 @@ impl Links {
     /// ends.
     fn end(&self) -> u64 {
         self.expect.map_or(self.covered, |(_, seq, _)| seq)
-    }
-}
-
-impl Found {
-    fn segment_no_after(&self) -> u64 {
-        self.header.segment_no + 1
     }
 }
 

@@ -129,7 +129,7 @@ pub(crate) struct Inner {
     /// A zero-filled file ready to become the next segment.
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
-    /// Read-only opens reading around damage ([`OnDamage::ReadAround`]):
+    /// Read-only opens reading around damage ([`crate::OnDamage::ReadAround`]):
     /// what could not be read. `None` otherwise: damage is an error.
     pub damage: Option<crate::damage::DamageLog>,
     pub counters: crate::stats::Counters,
