@@ -259,9 +259,28 @@ fn a_disk_full_while_preparing_the_spare_latches_names_it_and_removes_it() {
         ..options_on(fs.clone(), SEGMENT)
     };
     let store = Store::open(dir.path(), options).unwrap();
-    // The spare is prepared in the background as the store opens; closing
-    // waits for it and returns its failure.
-    let err = store.close().unwrap_err();
+    // The spare is prepared in the background as the store opens, and its
+    // failure latches the store: appends are refused from then on. (Closing
+    // at once could win the race and skip the spare altogether.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seq = 0;
+    // The append that meets the latch may be refused as unacknowledged;
+    // every append after it is refused outright, naming the cause.
+    loop {
+        match store.append(event(seq)) {
+            Err(_) => break,
+            Ok(_) => {
+                seq += 1;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the failed spare never latched the store"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    let err = store.append(event(seq)).unwrap_err();
+    let _ = store.close();
     assert!(matches!(err, Error::WritesRefused { .. }), "{err}");
     assert_eq!(err.io_kind(), Some(ErrorKind::StorageFull), "{err}");
     assert_names_file_size_and_fix(&err.to_string(), "spare-", "16384 bytes (16 KiB)");

@@ -485,15 +485,22 @@ fn a_live_verify_catches_signed_records_cut_from_the_active_segment() {
     fs::write(&segment, &cut).unwrap();
 
     // Recovery refuses to take the cut for a torn write (see
-    // `recovery_refuses_to_cut_records_a_checkpoint_covers`); a read-only
-    // open, and its live verify, report it.
+    // `recovery_refuses_to_cut_records_a_checkpoint_covers`); so does a
+    // read-only open, and the live verify of one reading around the damage
+    // reports it.
     let err = Store::open(dir.path(), options(64 << 10)).unwrap_err();
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert!(
         matches!(c.kind, CorruptionKind::Truncated { signed: 10, .. }),
         "{c}"
     );
-    let store = Store::open_read_only(dir.path()).unwrap();
+    let err = Store::open_read_only(dir.path()).unwrap_err();
+    let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        matches!(c.kind, CorruptionKind::Truncated { signed: 10, .. }),
+        "{c}"
+    );
+    let store = read_around(dir.path());
     let err = store.verify().unwrap_err();
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert!(
@@ -554,16 +561,23 @@ fn recovery_refuses_to_cut_records_a_checkpoint_covers() {
         "the failed open changed the segment"
     );
     assert!(!dir.path().join("lost+found").exists());
-    let read_only = Store::open_read_only(dir.path()).unwrap();
-    assert_eq!(read_only.len(), 8);
+    let err = Store::open_read_only(dir.path()).unwrap_err();
     assert!(
-        read_only
-            .recovery_report()
-            .problems
-            .iter()
-            .any(|p| matches!(p.kind, CorruptionKind::Truncated { .. })),
-        "{:?}",
-        read_only.recovery_report()
+        matches!(
+            err.corruption().map(|c| &c.kind),
+            Some(CorruptionKind::Truncated { .. })
+        ),
+        "{err}"
+    );
+    let read_only = read_around(dir.path());
+    assert_eq!(read_only.len(), 8);
+    let damage = read_only.damage();
+    assert!(
+        damage.iter().any(
+            |d| matches!(d.corruption.kind, CorruptionKind::Truncated { .. })
+                && d.seqs() == Some(8..10)
+        ),
+        "{damage:?}"
     );
 }
 
@@ -611,4 +625,16 @@ fn a_writer_with_a_key_signs_a_checkpoint_of_what_it_wrote_when_it_closes() {
     plain.close().unwrap();
     let read = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(read.checkpoints().unwrap().len(), 2);
+}
+
+/// A read-only open that reads around damage.
+fn read_around(dir: &Path) -> Store {
+    Store::open_read_only_with(
+        dir,
+        sealog::StoreOptions {
+            on_damage: sealog::OnDamage::ReadAround,
+            ..sealog::StoreOptions::default()
+        },
+    )
+    .unwrap()
 }

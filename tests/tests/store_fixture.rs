@@ -62,7 +62,7 @@ fn the_version_1_store_reads_and_verifies() {
     let expected = expected();
     assert_eq!(expected.len(), 150);
     let store = Store::open_read_only(fixture_dir()).unwrap();
-    assert!(store.recovery_report().problems.is_empty());
+    assert!(store.damage().is_empty());
     let records: Vec<Record> = store.scan(..).map(|r| r.unwrap()).collect();
     assert_eq!(records, expected);
     let report = store.verify().unwrap();

@@ -87,9 +87,85 @@ impl Global {
             .map_err(|e| CliError::store("opening the store for writing", &self.data_dir, e))
     }
 
-    /// Opens an existing store read-only (it may be in use by a server).
-    pub fn open_read_only(&self) -> Result<Store, CliError> {
-        open_read_only(&self.data_dir)
+    /// Opens an existing store read-only (it may be in use by a server),
+    /// refusing a damaged one unless `--allow-damaged` was given.
+    pub fn open_read_only(&self, damaged: &DamageArgs) -> Result<Store, CliError> {
+        open_read_only(&self.data_dir, damaged)
+    }
+}
+
+/// `--allow-damaged`, the flag of the commands that read a store.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct DamageArgs {
+    /// Read a damaged store anyway: skip what cannot be read (a missing or
+    /// damaged segment file, a damaged record) and name each range left out
+    /// on standard error. Without it, a damaged store is refused (exit 1)
+    /// and no result can look complete when it is not. Nothing is written
+    /// either way.
+    ///
+    /// Example: --allow-damaged
+    #[arg(long)]
+    pub allow_damaged: bool,
+}
+
+impl DamageArgs {
+    fn on_damage(self) -> sealog::OnDamage {
+        if self.allow_damaged {
+            sealog::OnDamage::ReadAround
+        } else {
+            sealog::OnDamage::Refuse
+        }
+    }
+}
+
+/// The damage of a store read with `--allow-damaged` that standard error
+/// has named so far: each range is named once, when it is first known
+/// (when the store is opened, or when a read meets it).
+#[derive(Debug, Default)]
+pub struct DamageWarnings {
+    named: std::collections::BTreeSet<(u64, String)>,
+}
+
+impl DamageWarnings {
+    /// Names on standard error every range of `store`'s damage not named
+    /// yet.
+    pub fn name_new(&mut self, dir: &Path, store: &Store) {
+        for d in store.damage() {
+            let key = (d.first_seq, d.corruption.location.file.clone());
+            if !self.named.insert(key) {
+                continue;
+            }
+            let records = match d.records() {
+                Some(0) => "no records left out".to_owned(),
+                Some(1) => format!("seq {} left out", d.first_seq),
+                Some(n) => format!(
+                    "seqs {} to {} left out ({} records)",
+                    d.first_seq,
+                    d.first_seq + n - 1,
+                    thousands(n)
+                ),
+                None => format!(
+                    "seqs from {} on left out (how many is unknown)",
+                    d.first_seq
+                ),
+            };
+            eprintln!(
+                "warning: damaged store, {records}: {}\n  where: {}",
+                d.corruption.kind,
+                crate::error::describe_location(dir, &d.corruption.location)
+            );
+        }
+    }
+
+    /// After the results: a reminder that they are incomplete, if they are.
+    pub fn finish(&self) {
+        if !self.named.is_empty() {
+            eprintln!(
+                "warning: the results leave out what the {} warning(s) above name (--allow-damaged); \
+                 keep the store directory as evidence and run `sealog verify` for the full picture",
+                self.named.len()
+            );
+        }
     }
 }
 
@@ -195,10 +271,15 @@ pub fn load_public_key(path: &Path) -> Result<sealog::format::note::VerifierKey,
 }
 
 /// Opens an existing store read-only, reporting a missing store as a usage
-/// error.
-pub fn open_read_only(dir: &Path) -> Result<Store, CliError> {
+/// error and a damaged one (without `--allow-damaged`) as damage.
+pub fn open_read_only(dir: &Path, damaged: &DamageArgs) -> Result<Store, CliError> {
     check_store_exists(dir)?;
-    Store::open_read_only(dir).map_err(|e| CliError::store("opening the store", dir, e))
+    let options = StoreOptions {
+        on_damage: damaged.on_damage(),
+        ..StoreOptions::default()
+    };
+    Store::open_read_only_with(dir, options)
+        .map_err(|e| CliError::read("opening the store", dir, e))
 }
 
 /// A directory is a store when it holds a manifest (`STORE`) or a

@@ -97,6 +97,15 @@ pub enum CliError {
         /// Where and what.
         corruption: Box<sealog::Corruption>,
     },
+    /// A command reading the store met damage: the store does not hold
+    /// what sealog wrote, so its answer would be incomplete.
+    #[error("the store is damaged, so the answer would be incomplete: {}", corruption.kind)]
+    Damaged {
+        /// The store directory.
+        dir: PathBuf,
+        /// Where and what.
+        corruption: Box<sealog::Corruption>,
+    },
     /// A receipt does not verify.
     #[error("receipt `{}` is INVALID: {reason}", path.display())]
     InvalidReceipt {
@@ -187,6 +196,19 @@ impl CliError {
         }
     }
 
+    /// An engine error met by a command that reads the store: damage is
+    /// reported as such (with what to do about it, `--allow-damaged`
+    /// included), the rest as by [`CliError::store`].
+    pub fn read(op: &'static str, dir: &Path, source: sealog::Error) -> CliError {
+        match source {
+            sealog::Error::Corruption(corruption) => CliError::Damaged {
+                dir: dir.to_path_buf(),
+                corruption,
+            },
+            other => CliError::store(op, dir, other),
+        }
+    }
+
     /// A write to standard output failed.
     pub fn stdout(source: io::Error) -> CliError {
         CliError::Write {
@@ -210,6 +232,7 @@ impl CliError {
             CliError::Store { .. }
             | CliError::Interrupted { .. }
             | CliError::Corrupt { .. }
+            | CliError::Damaged { .. }
             | CliError::InvalidReceipt { .. }
             | CliError::Write { .. }
             | CliError::Failed { .. } => EXIT_FAILED,
@@ -225,17 +248,8 @@ impl CliError {
     /// Where the problem is, when that is more than the message says.
     fn location(&self) -> Option<String> {
         match self {
-            CliError::Corrupt { dir, corruption } => {
-                let loc = &corruption.location;
-                let mut out = format!("file {}", dir.join(&loc.file).display());
-                match loc.offset {
-                    Some(offset) => out.push_str(&format!(", byte offset {offset}")),
-                    None => out.push_str(", byte offset unknown (the whole file)"),
-                }
-                if let Some(seq) = loc.seq {
-                    out.push_str(&format!(", seq {seq}"));
-                }
-                Some(out)
+            CliError::Corrupt { dir, corruption } | CliError::Damaged { dir, corruption } => {
+                Some(describe_location(dir, &corruption.location))
             }
             CliError::Interrupted {
                 dir, input, line, ..
@@ -271,11 +285,54 @@ impl CliError {
                  `sealog verify` again"
                     .into(),
             ),
+            CliError::Damaged { dir, corruption } => Some(damage_hint(dir, corruption)),
             CliError::Write { .. } => {
                 Some("check free disk space and permissions of the output".into())
             }
             CliError::Store { source, .. } => Some(store_hint(source)),
         }
+    }
+}
+
+/// `file DIR/FILE, byte offset N, seq S`.
+pub fn describe_location(dir: &Path, loc: &sealog::Location) -> String {
+    let mut out = format!("file {}", dir.join(&loc.file).display());
+    match loc.offset {
+        Some(offset) => out.push_str(&format!(", byte offset {offset}")),
+        None => out.push_str(", byte offset unknown (the whole file)"),
+    }
+    if let Some(seq) = loc.seq {
+        out.push_str(&format!(", seq {seq}"));
+    }
+    out
+}
+
+/// What to do about damage a reading command met, for its kind.
+fn damage_hint(dir: &Path, corruption: &sealog::Corruption) -> String {
+    use sealog::CorruptionKind as K;
+    let file = dir.join(&corruption.location.file);
+    let file = file.display();
+    let evidence = "keep the store directory as it is (it is evidence)";
+    let verify = "run `sealog verify` for the full picture";
+    let around = "or pass --allow-damaged to read the rest (each range left out is named)";
+    match &corruption.kind {
+        K::MissingSegment { .. } => {
+            format!("{evidence}; restore {file} from a backup or the archive; {verify}; {around}")
+        }
+        K::RecordsMissing { .. } | K::Truncated { .. } => format!(
+            "the newest segment files were removed or cut: {evidence}; restore them from a \
+             backup or the archive; {verify}; {around}"
+        ),
+        K::LeavesShort { .. } => format!(
+            "{evidence}; restore {file} from a backup, or let the next open for writing \
+             recompute it from the records; {verify}; {around}"
+        ),
+        K::HashMismatch { .. } | K::Checkpoint(_) | K::CheckpointMismatch { .. } => format!(
+            "the log no longer matches what was signed: {evidence}; run `sealog verify \
+             --public-key PREFIX.pub` to find the altered record or file and restore it from a \
+             backup or the archive; {around}"
+        ),
+        _ => format!("{evidence}; restore {file} from a backup or the archive; {verify}; {around}"),
     }
 }
 

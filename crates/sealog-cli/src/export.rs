@@ -2,7 +2,10 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::common::{Filters, Global, OrderBy, Out, stderr_is_terminal, thousands, with_order};
+use crate::common::{
+    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, stderr_is_terminal, thousands,
+    with_order,
+};
 use crate::error::CliError;
 use crate::render::{CSV_COLUMNS, record_csv_fields};
 
@@ -23,6 +26,12 @@ Columns: seq, recorded_at, time, actor.type, actor.id,
 actor.on_behalf_of.type, actor.on_behalf_of.id, actor.session_id, action,
 resource.type, resource.id, outcome, tenant, source.ip, source.user_agent,
 request_id, reason, metadata.
+
+A record that cannot be read (a damaged store) stops the export with exit
+status 1 and the error on standard error, after the records before it were
+written: the output is then incomplete, and the status says so. With
+--allow-damaged the export goes on past it and names, on standard error,
+each range it left out.
 
 Examples:
   sealog export > audit.ndjson
@@ -65,22 +74,35 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     filters: Filters,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
     let query = with_order(args.filters.to_query()?, args.order, !args.newest_first);
-    let store = global.open_read_only()?;
+    let store = global.open_read_only(&args.damaged)?;
     let dir = &global.data_dir;
+    let mut warnings = DamageWarnings::default();
+    warnings.name_new(dir, &store);
     let matches = store
         .matches(&query)
-        .map_err(|e| CliError::store("export", dir, e))?;
+        .map_err(|e| CliError::read("export", dir, e))?;
     let mut out = Out::new();
     let mut count = 0u64;
+    // A record that cannot be read ends the export: what was written before
+    // it is flushed, then the error is returned (exit 1).
+    let mut failed = None;
     match args.format {
         ExportFormat::Ndjson => {
             for record in matches {
-                let record = record.map_err(|e| CliError::store("export", dir, e))?;
-                out.json_line(&record.with_event_time())?;
+                match record {
+                    Ok(record) => out.json_line(&record.with_event_time())?,
+                    Err(e) => {
+                        failed = Some(CliError::read("export", dir, e));
+                        break;
+                    }
+                }
                 count += 1;
             }
         }
@@ -94,17 +116,30 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
             };
             csv.write_record(CSV_COLUMNS).map_err(csv_error)?;
             for record in matches {
-                let record = record
-                    .map_err(|e| CliError::store("export", dir, e))?
-                    .with_event_time();
-                csv.write_record(record_csv_fields(&record))
-                    .map_err(csv_error)?;
+                match record {
+                    Ok(record) => csv
+                        .write_record(record_csv_fields(&record.with_event_time()))
+                        .map_err(csv_error)?,
+                    Err(e) => {
+                        failed = Some(CliError::read("export", dir, e));
+                        break;
+                    }
+                }
                 count += 1;
             }
             csv.flush().map_err(CliError::stdout)?;
         }
     }
     out.flush()?;
+    warnings.name_new(dir, &store);
+    warnings.finish();
+    if let Some(e) = failed {
+        eprintln!(
+            "sealog export: stopped after {} records: the output is incomplete",
+            thousands(count)
+        );
+        return Err(e);
+    }
     if stderr_is_terminal() {
         eprintln!("exported {} records", thousands(count));
     }

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use clap::Args;
 use sealog::{SignedCheckpoint, Store};
 
-use crate::common::{Global, Out, open_read_only};
+use crate::common::{DamageArgs, DamageWarnings, Global, Out, open_read_only};
 use crate::error::CliError;
 
 const CHECKPOINT_AFTER_HELP: &str = "\\
@@ -34,6 +34,9 @@ pub struct CheckpointArgs {
     /// Example: --latest
     #[arg(long)]
     latest: bool,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 fn no_checkpoint(dir: &std::path::Path) -> CliError {
@@ -57,9 +60,20 @@ pub fn checkpoint(global: &Global, args: CheckpointArgs) -> Result<(), CliError>
     let dir = &global.data_dir;
     let mut out = Out::new();
     if args.latest {
-        let store = open_read_only(dir)?;
+        let store = open_read_only(dir, &args.damaged)?;
+        let mut warnings = DamageWarnings::default();
+        warnings.name_new(dir, &store);
         out.line(newest(&store, dir)?.text.trim_end())?;
-        return out.flush();
+        out.flush()?;
+        warnings.finish();
+        return Ok(());
+    }
+    if args.damaged.allow_damaged {
+        return Err(CliError::usage(
+            "--allow-damaged reads a damaged store; signing a checkpoint needs an intact one",
+            "use --latest to print the newest checkpoint of a damaged store, and `sealog \
+             verify` to find the damage",
+        ));
     }
     if global.signing_key.is_none() {
         return Err(CliError::usage(
@@ -74,7 +88,7 @@ pub fn checkpoint(global: &Global, args: CheckpointArgs) -> Result<(), CliError>
             .checkpoint()
             .map_err(|e| CliError::store("signing a checkpoint", dir, e))?,
         Err(sealog::Error::Locked { .. }) => {
-            let store = open_read_only(dir)?;
+            let store = open_read_only(dir, &args.damaged)?;
             let signed = newest(&store, dir)?;
             eprintln!(
                 "note: the store is open in another process; printed the newest checkpoint it \
@@ -155,6 +169,9 @@ pub struct ProofArgs {
     /// Example: --json
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 /// No checkpoint covers the record, and there is no key to sign one.
@@ -197,10 +214,11 @@ pub fn proof(global: &Global, args: ProofArgs) -> Result<(), CliError> {
     let mut out = Out::new();
     if args.consistency {
         let (from, to) = (args.from.unwrap_or(0), args.to.unwrap_or(0));
-        let store = open_read_only(dir)?;
+        let store = open_read_only(dir, &args.damaged)?;
+        DamageWarnings::default().name_new(dir, &store);
         let proof = store
             .consistency_proof(from, to)
-            .map_err(|e| CliError::store("computing the consistency proof", dir, e))?;
+            .map_err(|e| CliError::read("computing the consistency proof", dir, e))?;
         let hashes: Vec<String> = proof.iter().map(|h| b64(h)).collect();
         if args.json {
             out.json_line(&serde_json::json!({
@@ -216,7 +234,8 @@ pub fn proof(global: &Global, args: ProofArgs) -> Result<(), CliError> {
         return out.flush();
     }
     let seq = args.seq.unwrap_or(0);
-    let store = open_read_only(dir)?;
+    let store = open_read_only(dir, &args.damaged)?;
+    DamageWarnings::default().name_new(dir, &store);
     if seq >= store.len() {
         return Err(CliError::usage(
             format!(
@@ -277,11 +296,11 @@ pub fn proof(global: &Global, args: ProofArgs) -> Result<(), CliError> {
     }
     let bytes = store
         .get_raw(seq)
-        .map_err(|e| CliError::store("reading the record", dir, e))?
+        .map_err(|e| CliError::read("reading the record", dir, e))?
         .ok_or_else(|| CliError::usage(format!("record {seq} does not exist"), "check the seq"))?;
     let proof = store
         .inclusion_proof(seq, checkpoint.size)
-        .map_err(|e| CliError::store("computing the inclusion proof", dir, e))?;
+        .map_err(|e| CliError::read("computing the inclusion proof", dir, e))?;
     let receipt = sealog::format::receipt::Receipt {
         extra: Some(bytes),
         index: seq,

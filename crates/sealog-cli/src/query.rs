@@ -3,7 +3,9 @@
 use clap::Args;
 use sealog_server::wire::PageRef;
 
-use crate::common::{Filters, Global, ListFormat, OrderBy, Out, query_error, with_order};
+use crate::common::{
+    DamageArgs, DamageWarnings, Filters, Global, ListFormat, OrderBy, Out, query_error, with_order,
+};
 use crate::error::CliError;
 use crate::render::Table;
 
@@ -77,6 +79,9 @@ pub struct QueryArgs {
 
     #[command(flatten)]
     filters: Filters,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
@@ -84,19 +89,33 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;
-    let store = global.open_read_only()?;
+    let store = global.open_read_only(&args.damaged)?;
     let dir = &global.data_dir;
+    let mut warnings = DamageWarnings::default();
+    warnings.name_new(dir, &store);
+    let result = answer(&store, dir, &query, &args);
+    warnings.name_new(dir, &store);
+    warnings.finish();
+    result
+}
+
+fn answer(
+    store: &sealog::Store,
+    dir: &std::path::Path,
+    query: &sealog::query::Query,
+    args: &QueryArgs,
+) -> Result<(), CliError> {
     let mut out = Out::new();
     if args.count {
         let n = store
-            .count(&query)
-            .map_err(|e| CliError::store("count", dir, e))?;
+            .count(query)
+            .map_err(|e| CliError::read("count", dir, e))?;
         out.line(&n.to_string())?;
         return out.flush();
     }
     let page = store
-        .query(&query)
-        .map_err(|e| CliError::store("query", dir, e))?;
+        .query(query)
+        .map_err(|e| CliError::read("query", dir, e))?;
     match ListFormat::resolve(args.format) {
         ListFormat::Json => out.json_pretty(&PageRef {
             records: &page.records,

@@ -11,7 +11,7 @@ use sealog::format::record;
 use sealog::format::segment::{FOOTER_LEN, HEADER_LEN, SegmentFooter};
 use sealog::{Store, Timestamp};
 
-use crate::common::{Global, Out, bytes, thousands};
+use crate::common::{DamageArgs, DamageWarnings, Global, Out, bytes, thousands};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -43,6 +43,9 @@ pub struct StatsArgs {
     /// Example: --json
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 /// Bytes of one kind of file.
@@ -183,36 +186,57 @@ fn read_footer(path: &Path, len: u64) -> Option<SegmentFooter> {
 }
 
 /// Reads the records of the unsealed segments: their frame bytes and times.
-fn scan_open(store: &Store, dir: &Path, m: &mut Measured) -> Result<(), CliError> {
+fn scan_open(
+    store: &Store,
+    dir: &Path,
+    m: &mut Measured,
+    allow_damaged: bool,
+) -> Result<(), CliError> {
     let Some(first) = m.first_open_seq else {
         return Ok(());
     };
+    let reading_around = allow_damaged;
     for seq in first..store.len() {
-        let Some(raw) = store
-            .get_raw(seq)
-            .map_err(|e| CliError::store("read", dir, e))?
-        else {
-            break;
+        // A record that cannot be read fails the command, or (reading
+        // around damage) is left out and named.
+        let raw = match store.get_raw(seq) {
+            Ok(Some(raw)) => raw,
+            // Only beyond the end of the log, which `len` bounds.
+            Ok(None) => break,
+            Err(e) if reading_around && e.corruption().is_some() => continue,
+            Err(e) => return Err(CliError::read("read", dir, e)),
+        };
+        let view = match record::decode(&raw) {
+            Ok(view) => view,
+            // `get` names the file and offset of the record.
+            Err(_) => match store.get(seq) {
+                Err(e) if reading_around && e.corruption().is_some() => continue,
+                Err(e) => return Err(CliError::read("read", dir, e)),
+                Ok(_) => continue,
+            },
         };
         let frame = (FRAME_HEADER_LEN + raw.len()) as u64;
         m.segments_in_use += frame;
         m.records += frame;
-        if let Ok(view) = record::decode(&raw) {
-            let t = view.event_time();
-            m.event_time.add(t, t);
-            m.recorded_at.add(view.recorded_at, view.recorded_at);
-        }
+        let t = view.event_time();
+        m.event_time.add(t, t);
+        m.recorded_at.add(view.recorded_at, view.recorded_at);
     }
     Ok(())
 }
 
 pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
     let dir = &global.data_dir;
-    let store = global.open_read_only()?;
+    let store = global.open_read_only(&args.damaged)?;
+    let mut warnings = DamageWarnings::default();
+    warnings.name_new(dir, &store);
     let engine = store.stats();
     let mut m = Measured::default();
     walk(dir, Path::new(""), &mut m)?;
-    scan_open(&store, dir, &mut m)?;
+    scan_open(&store, dir, &mut m, args.damaged.allow_damaged)?;
+    warnings.name_new(dir, &store);
+    let damage = store.damage();
+    let unreadable: u64 = damage.iter().filter_map(sealog::Damage::records).sum();
     let events = engine.records;
     let total = [
         m.segments,
@@ -259,6 +283,15 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
             "bytes_per_event_stored": per_event(stored),
             "event_time": m.event_time.json(),
             "recorded_at": m.recorded_at.json(),
+            "damage": damage.iter().map(|d| serde_json::json!({
+                "first_seq": d.first_seq,
+                "end_seq": d.end_seq,
+                "file": dir.join(&d.corruption.location.file),
+                "offset": d.corruption.location.offset,
+                "seq": d.corruption.location.seq,
+                "problem": d.corruption.kind.to_string(),
+            })).collect::<Vec<_>>(),
+            "unreadable_events": unreadable,
             "engine": {
                 "records": engine.records,
                 "segments": engine.segments,
@@ -271,7 +304,9 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
                 "syncs": engine.sync_latency_us.count(),
             },
         }))?;
-        return out.flush();
+        out.flush()?;
+        warnings.finish();
+        return Ok(());
     }
     let row = |label: &str, u: &Usage| {
         format!(
@@ -289,6 +324,14 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         m.open
     ))?;
     out.line(&format!("events           {}", thousands(events)))?;
+    if !damage.is_empty() {
+        out.line(&format!(
+            "  unreadable     {} in {} damaged range(s) (--allow-damaged; named on standard \
+             error)",
+            thousands(unreadable),
+            damage.len()
+        ))?;
+    }
     out.line("bytes on disk")?;
     out.line(&row("segments", &m.segments))?;
     out.line(&format!(
@@ -344,5 +387,7 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         engine.segments,
         engine.sealed_segments
     ))?;
-    out.flush()
+    out.flush()?;
+    warnings.finish();
+    Ok(())
 }

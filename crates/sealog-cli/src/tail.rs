@@ -22,7 +22,9 @@ use sealog::format::record;
 use sealog::query::{Order, Query};
 use sealog::{Record, Store};
 
-use crate::common::{Filters, Global, Out, open_read_only, query_error};
+use crate::common::{
+    DamageArgs, DamageWarnings, Filters, Global, Out, open_read_only, query_error,
+};
 use crate::error::CliError;
 use crate::render::Table;
 
@@ -85,12 +87,16 @@ pub struct TailArgs {
 
     #[command(flatten)]
     filters: Filters,
+
+    #[command(flatten)]
+    damaged: DamageArgs,
 }
 
 /// Prints records in the chosen format.
 struct Printer {
     out: Out,
     table: Option<Table>,
+    warnings: DamageWarnings,
 }
 
 impl Printer {
@@ -108,7 +114,9 @@ impl Printer {
 pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
     let filters = args.filters.to_query()?;
     let dir = global.data_dir.clone();
-    let store = global.open_read_only()?;
+    let store = global.open_read_only(&args.damaged)?;
+    let mut warnings = DamageWarnings::default();
+    warnings.name_new(&dir, &store);
     let seen = store.len();
     let mut last = Vec::new();
     if args.lines > 0 {
@@ -118,10 +126,9 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
             ..filters.clone()
         };
         query.validate().map_err(query_error)?;
-        last = store
-            .query(&query)
-            .map_err(|e| CliError::store("query", &dir, e))?
-            .records;
+        let page = store.query(&query);
+        warnings.name_new(&dir, &store);
+        last = page.map_err(|e| CliError::read("query", &dir, e))?.records;
         last.reverse();
     }
     let table = match args.format {
@@ -132,6 +139,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
     let mut printer = Printer {
         out: Out::new(),
         table: table.then(|| Table::for_follow(&last)),
+        warnings,
     };
     if let Some(t) = &printer.table {
         let header = t.header();
@@ -139,6 +147,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
     }
     printer.print(&last)?;
     if !args.follow {
+        printer.warnings.finish();
         return Ok(());
     }
     follow(
@@ -148,6 +157,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
         &args.filters,
         Duration::from_millis(args.interval),
         &mut printer,
+        &args.damaged,
     )
 }
 
@@ -186,6 +196,7 @@ fn follow(
     filters: &Filters,
     interval: Duration,
     printer: &mut Printer,
+    damaged: &DamageArgs,
 ) -> Result<(), CliError> {
     // `--since` ends the range at now, and now moves on: the query is
     // taken again for each read.
@@ -201,11 +212,12 @@ fn follow(
             if now == last_signature {
                 continue;
             }
-            match open_read_only(dir) {
+            match open_read_only(dir, damaged) {
                 Ok(fresh) => {
                     store = fresh;
                     last_signature = now;
                     failures = 0;
+                    printer.warnings.name_new(dir, &store);
                 }
                 Err(e) => {
                     // A segment being sealed or created at this very moment
@@ -225,41 +237,59 @@ fn follow(
         if filters.ends_now() {
             query = filters.to_query()?;
         }
-        let records = read_new(&store, dir, seen, len, &query)?;
+        let records = read_new(&store, dir, seen, len, &query, damaged.allow_damaged);
+        printer.warnings.name_new(dir, &store);
+        let records = records?;
         seen = len;
         printer.print(&records)?;
     }
 }
 
-/// The records `from..to` that match the filters, oldest first.
+/// The records `from..to` that match the filters, oldest first. A record
+/// that cannot be read fails the command, or (with `--allow-damaged`) is
+/// left out; the store lists it among its damage.
 fn read_new(
     store: &Store,
     dir: &Path,
     from: u64,
     to: u64,
     filters: &Query,
+    allow_damaged: bool,
 ) -> Result<Vec<Record>, CliError> {
     let mut out = Vec::new();
     for seq in from..to {
-        let Some(bytes) = store
-            .get_raw(seq)
-            .map_err(|e| CliError::store("read", dir, e))?
-        else {
-            break;
-        };
-        let view = record::decode(&bytes).map_err(|e| {
-            CliError::failed(
-                format!("record {seq} cannot be decoded: {e}"),
-                "run `sealog verify` to check the store",
-            )
-        })?;
-        if filters.matches(&view) {
-            out.push(view.to_record().map_err(|e| {
-                CliError::failed(
-                    format!("record {seq} cannot be decoded: {e}"),
+        let bytes = match store.get_raw(seq) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(CliError::failed(
+                    format!("record {seq} vanished from the store while it was read"),
                     "run `sealog verify` to check the store",
-                )
-            })?);
+                ));
+            }
+            Err(e) if allow_damaged && e.corruption().is_some() => continue,
+            Err(e) => return Err(CliError::read("read", dir, e)),
+        };
+        // The checksum held; a record that does not decode is read again
+        // with `get`, whose error names its file and offset.
+        let view = match record::decode(&bytes) {
+            Ok(view) => view,
+            Err(_) => match store.get(seq) {
+                Err(e) if allow_damaged && e.corruption().is_some() => continue,
+                Err(e) => return Err(CliError::read("read", dir, e)),
+                Ok(_) => continue,
+            },
+        };
+        if !filters.matches(&view) {
+            continue;
+        }
+        match view.to_record() {
+            Ok(record) => out.push(record),
+            Err(_) => match store.get(seq) {
+                Err(e) if allow_damaged && e.corruption().is_some() => continue,
+                Err(e) => return Err(CliError::read("read", dir, e)),
+                Ok(Some(record)) => out.push(record),
+                Ok(None) => {}
+            },
         }
     }
     Ok(out)

@@ -6,7 +6,6 @@
 //! do the work on a blocking thread (the engine blocks on `fdatasync`),
 //! record the server's own audit event durably, then answer.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +79,12 @@ impl std::fmt::Debug for App {
 }
 
 const NDJSON: &str = "application/x-ndjson";
+
+/// How long a stream that met damage waits, after its last line or event,
+/// before it aborts the body: hyper discards what it has not yet written
+/// when a body fails, and the client should get the error as well as the
+/// abort.
+pub(crate) const ABORT_GRACE: Duration = Duration::from_millis(250);
 
 impl App {
     /// The shared state.
@@ -1058,46 +1063,66 @@ async fn export(
         ),
     )
     .await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    // A record that cannot be read mid-way cannot change the status, which
+    // is sent: the stream then carries a last line `{"error": {...}}` and is
+    // aborted (the chunked body never gets its terminating chunk), so that
+    // no client can take it for a complete export.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let mut buf = Vec::with_capacity(64 << 10);
         for item in matches {
-            match item {
+            let failure = match item {
+                // With its event time in `time`, as `sealog export` writes
+                // it, so that an import keeps it.
                 Ok(r) => {
-                    // With its event time in `time`, as `sealog export`
-                    // writes it, so that an import keeps it.
-                    if serde_json::to_writer(&mut buf, &r.with_event_time()).is_err() {
-                        break;
+                    let seq = r.seq;
+                    match serde_json::to_writer(&mut buf, &r.with_event_time()) {
+                        Ok(()) => {
+                            buf.push(b'\n');
+                            None
+                        }
+                        Err(e) => Some(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("serializing record {seq} failed: {e}"),
+                        )),
                     }
-                    buf.push(b'\n');
                 }
-                Err(e) => {
-                    // The status is sent; say so in the stream itself.
-                    let line = ApiError::from_store(&e).body().to_string();
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                    let _ = tx.blocking_send(Bytes::from(std::mem::take(&mut buf)));
-                    return;
-                }
+                Err(e) => Some(ApiError::from_store(&e)),
+            };
+            if let Some(error) = failure {
+                eprintln!("sealog serve: an export stream was cut short: {error}");
+                let line = error.body().to_string();
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+                let _ = tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))));
+                let _ = tx.blocking_send(Err(std::io::Error::other(error.to_string())));
+                return;
             }
             if buf.len() >= 60 << 10
                 && tx
-                    .blocking_send(Bytes::from(std::mem::replace(
+                    .blocking_send(Ok(Bytes::from(std::mem::replace(
                         &mut buf,
                         Vec::with_capacity(64 << 10),
-                    )))
+                    ))))
                     .is_err()
             {
                 return;
             }
         }
         if !buf.is_empty() {
-            let _ = tx.blocking_send(Bytes::from(buf));
+            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+        let item = rx.recv().await?;
+        if item.is_err() {
+            // hyper drops what it has not yet written when a body fails:
+            // give it the time to send the error line first.
+            tokio::time::sleep(ABORT_GRACE).await;
+        }
+        Some((item, rx))
     });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut()
@@ -1561,7 +1586,17 @@ async fn stats(State(app): State<Arc<App>>, RawQuery(raw): RawQuery, req: Reques
         let origin = origin(&parts.headers, peer_of(&parts.extensions), "GET /v1/stats");
         operator(&app, &parts.headers, &origin).await?;
         params::parse(raw.as_deref(), &[], &[])?;
-        let s = app.store.get().ok().map(|s| s.stats());
+        // While the store is being reopened the server's own figures are
+        // still served, without the store's.
+        let store = app.store.get().ok();
+        if let Some(store) = store.clone() {
+            // Figures of a store whose sealed files changed under it would
+            // describe a log that the next open refuses: say so instead.
+            blocking(move || store.check_segment_files())
+                .await?
+                .map_err(|e| store_error(&app, &e))?;
+        }
+        let s = store.map(|s| s.stats());
         let m = &app.metrics;
         let engine = s.map(|s| {
             json!({

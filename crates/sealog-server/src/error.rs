@@ -4,8 +4,8 @@
 //! `code` is stable (clients branch on it) and whose `message` says what
 //! was wrong and what to do about it. [`ApiError::from_store`] maps the
 //! engine's errors to statuses: invalid input → 400, too large → 413, a
-//! full disk → 507, other write refusals → 503, corruption → 500 with the
-//! location.
+//! full disk → 507, other write refusals → 503, damage (corruption) → 500
+//! `store_damaged` with the file, byte offset and seq.
 
 use std::io;
 
@@ -161,15 +161,18 @@ impl ApiError {
             E::Closed => ApiError::unavailable("the store is closed (the server is shutting down)"),
             E::Corruption(c) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "corruption",
+                "store_damaged",
                 format!(
-                    "the store is damaged: {c}. Keep a copy of the data directory as evidence \
-                     and run `sealog verify`"
+                    "the store is damaged, so this answer would be incomplete: {}. The operator \
+                     should keep the data directory as it is (it is evidence), run `sealog \
+                     verify` on it, and restore {} from a backup or the archive",
+                    c, c.location.file
                 ),
             )
             .with("file", c.location.file.clone())
             .with("offset", c.location.offset)
-            .with("seq", c.location.seq),
+            .with("seq", c.location.seq)
+            .with("problem", c.kind.to_string()),
             E::Proof(p) => ApiError::bad_request("invalid_proof_request", p.to_string()),
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,13 +9,19 @@
 //! fast as the client takes the bytes (hyper polls it when the socket can
 //! accept more), so a slow consumer holds at most one chunk in memory. A
 //! client that reconnects with `Last-Event-ID: N` resumes after seq N.
+//!
+//! No record is skipped: while the store is being reopened a stream waits
+//! and reads again from where it was; a record that cannot be read (a
+//! damaged store) is sent as an `event: error` whose data is the error
+//! body, and the stream is then aborted, so that a client cannot take the
+//! end for a quiet log.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, Request, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sealog::format::record;
@@ -23,6 +29,7 @@ use sealog::query::Query;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::app::{App, Peer};
+use crate::error::ApiError;
 use crate::handle::StoreHandle;
 use crate::metrics;
 
@@ -53,6 +60,10 @@ struct TailState {
     pending: VecDeque<SseEvent>,
     visible: watch::Receiver<u64>,
     stopping: watch::Receiver<bool>,
+    /// A record could not be read: abort once the error event is out.
+    failed: Option<ApiError>,
+    /// The stream was aborted.
+    ended: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -65,47 +76,145 @@ impl Drop for TailState {
     }
 }
 
-/// Reads records `from..to` that match `query`.
-fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Vec<SseEvent> {
-    let Ok(store) = app.store.get() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for seq in from..to {
-        let Ok(Some(bytes)) = store.get_raw(seq) else {
-            continue;
-        };
-        let Ok(view) = record::decode(&bytes) else {
-            continue;
-        };
-        if !query.matches(&view) {
-            continue;
-        }
-        let Ok(r) = view.to_record() else { continue };
-        if let Ok(json) = serde_json::to_string(&r) {
-            out.push(SseEvent::default().id(seq.to_string()).data(json));
-        }
-    }
-    out
+/// What a read of new records found.
+struct Read {
+    events: Vec<SseEvent>,
+    /// The seq after the last record read.
+    reached: u64,
+    stop: Option<ReadStop>,
 }
 
-async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, Infallible>, TailState)> {
+/// Why a read of new records stopped before its end.
+enum ReadStop {
+    /// The store is being reopened (or shows fewer records than the
+    /// follower saw): read again from `reached` shortly.
+    Unavailable,
+    /// A record cannot be read: the stream says so and ends.
+    Failed(ApiError),
+}
+
+/// Reads records `from..to` that match `query`. Never skips a record: a
+/// record that cannot be read stops the read with the error.
+fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
+    let mut read = Read {
+        events: Vec::new(),
+        reached: from,
+        stop: None,
+    };
+    let Ok(store) = app.store.get() else {
+        read.stop = Some(ReadStop::Unavailable);
+        return read;
+    };
+    // A record whose checksum holds but that does not decode: `get` names
+    // its file and offset.
+    let malformed = |seq: u64| match store.get(seq) {
+        Err(e) => ApiError::from_store(&e),
+        Ok(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("record {seq} could not be decoded"),
+        ),
+    };
+    for seq in from..to {
+        let bytes = match store.get_raw(seq) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                read.stop = Some(ReadStop::Unavailable);
+                return read;
+            }
+            Err(e) => {
+                read.stop = Some(ReadStop::Failed(ApiError::from_store(&e)));
+                return read;
+            }
+        };
+        let matched = match record::decode(&bytes) {
+            Ok(view) if !query.matches(&view) => None,
+            Ok(view) => match view.to_record() {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    read.stop = Some(ReadStop::Failed(malformed(seq)));
+                    return read;
+                }
+            },
+            Err(_) => {
+                read.stop = Some(ReadStop::Failed(malformed(seq)));
+                return read;
+            }
+        };
+        if let Some(r) = matched {
+            match serde_json::to_string(&r) {
+                Ok(json) => read
+                    .events
+                    .push(SseEvent::default().id(seq.to_string()).data(json)),
+                Err(e) => {
+                    read.stop = Some(ReadStop::Failed(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        format!("serializing record {seq} failed: {e}"),
+                    )));
+                    return read;
+                }
+            }
+        }
+        read.reached = seq + 1;
+    }
+    read
+}
+
+/// The item that aborts a stream: hyper then closes the connection without
+/// ending the body, which a client sees as a failed stream, not an end.
+fn abort(error: &ApiError) -> std::io::Error {
+    std::io::Error::other(error.to_string())
+}
+
+async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error>, TailState)> {
     loop {
         if let Some(e) = s.pending.pop_front() {
             return Some((Ok(e), s));
         }
-        if *s.stopping.borrow() {
+        if let Some(error) = s.failed.take() {
+            s.ended = true;
+            tokio::time::sleep(crate::app::ABORT_GRACE).await;
+            return Some((Err(abort(&error)), s));
+        }
+        if s.ended || *s.stopping.borrow() {
             return None;
         }
         let visible = *s.visible.borrow_and_update();
         if visible > s.next {
             let to = visible.min(s.next + CHUNK);
             let (app, query, from) = (s.app.clone(), s.query.clone(), s.next);
-            let events = tokio::task::spawn_blocking(move || read_matching(&app, &query, from, to))
-                .await
-                .unwrap_or_default();
-            s.next = to;
-            s.pending.extend(events);
+            let read =
+                match tokio::task::spawn_blocking(move || read_matching(&app, &query, from, to))
+                    .await
+                {
+                    Ok(read) => read,
+                    Err(_) => Read {
+                        events: Vec::new(),
+                        reached: from,
+                        stop: Some(ReadStop::Failed(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "a worker thread failed while reading new records",
+                        ))),
+                    },
+                };
+            s.next = read.reached;
+            s.pending.extend(read.events);
+            match read.stop {
+                None => {}
+                Some(ReadStop::Unavailable) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Some(ReadStop::Failed(error)) => {
+                    // Said in the stream itself (the status is sent), then
+                    // the stream is aborted.
+                    let data = error.body().to_string();
+                    s.pending
+                        .push_back(SseEvent::default().event("error").data(data));
+                    s.failed = Some(error);
+                }
+            }
             continue;
         }
         tokio::select! {
@@ -140,6 +249,8 @@ pub async fn tail(State(app): State<Arc<App>>, RawQuery(raw): RawQuery, req: Req
         next: start,
         pending: VecDeque::new(),
         visible,
+        failed: None,
+        ended: false,
         _permit: permit,
     };
     let stream = futures_util::stream::unfold(state, next_event);

@@ -346,13 +346,52 @@ pub enum CorruptionKind {
         /// This store's id.
         expected: String,
     },
-    /// A segment is missing from the sequence.
-    #[error("segment {expected_segment_no} (first seq {expected_first_seq}) is missing")]
+    /// Segments are missing from the sequence: the location names the
+    /// first missing file.
+    #[error(
+        "{} holding seqs {expected_first_seq} to {} {} missing (the next segment present, \
+         number {next_segment_no}, starts at seq {next_first_seq})",
+        missing_segments(*.expected_segment_no, *.next_segment_no),
+        .next_first_seq.saturating_sub(1),
+        if .next_segment_no.saturating_sub(*.expected_segment_no) > 1 { "are" } else { "is" }
+    )]
     MissingSegment {
         /// The segment number that should come next.
         expected_segment_no: u64,
         /// Its first seq.
         expected_first_seq: u64,
+        /// The number of the next segment present: segments
+        /// `expected_segment_no..next_segment_no` are missing.
+        next_segment_no: u64,
+        /// Its first seq: the records `expected_first_seq..next_first_seq`
+        /// are missing.
+        next_first_seq: u64,
+    },
+    /// The leaf file holds the leaf hashes of more sealed records than the
+    /// segments hold: segment files were removed or cut at the end of the
+    /// log (leaves are written and synced before a segment's footer).
+    #[error(
+        "tree/leaves holds the leaf hashes of {sealed} sealed records but the segments hold only \
+         {have}: records {have} to {} are missing (segment files removed or cut)",
+        .sealed.saturating_sub(1)
+    )]
+    RecordsMissing {
+        /// Records the segments hold (sealed, and in the segment being
+        /// sealed).
+        have: u64,
+        /// Sealed records the leaf file covers.
+        sealed: u64,
+    },
+    /// The leaf file covers fewer records than the sealed segments hold.
+    #[error(
+        "holds the leaf hashes of {have} records but the sealed segments hold {sealed}: the leaf \
+         file was cut or damaged, so proofs over the sealed records cannot be given"
+    )]
+    LeavesShort {
+        /// Leaf hashes in the file.
+        have: u64,
+        /// Records in sealed segments.
+        sealed: u64,
     },
     /// A segment without a footer is followed by sealed segments.
     #[error("has no valid footer but later segments are sealed (truncated or damaged)")]
@@ -429,6 +468,15 @@ pub enum CorruptionKind {
         /// The leaf hash of the record as it is now.
         computed: Hash,
     },
+}
+
+/// "segment 3" or "segments 3 to 5", for `[first, next)`.
+fn missing_segments(first: u64, next: u64) -> String {
+    if next > first + 1 {
+        format!("segments {first} to {}", next - 1)
+    } else {
+        format!("segment {first}")
+    }
 }
 
 /// Lowercase hex of a hash, for messages.

@@ -133,7 +133,9 @@ pub(crate) trait IndexView {
     /// Ordinals whose source address is in the range.
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap>;
     /// The event time of a record.
-    fn event_time(&self, ordinal: u32) -> Option<i64>;
+    /// A damaged index is an error (the caller rebuilds it), never a
+    /// missing time.
+    fn event_time(&self, ordinal: u32) -> Result<Option<i64>>;
     /// The event time of each ordinal of `set`, as `(event time, ordinal)`
     /// in ordinal order: what the event-time orders sort on. A record
     /// without an event time in the index is an error (the index is
@@ -142,7 +144,7 @@ pub(crate) trait IndexView {
         let mut out = Vec::with_capacity(usize::try_from(set.len()).unwrap_or(0));
         for ordinal in set {
             let time = self
-                .event_time(ordinal)
+                .event_time(ordinal)?
                 .ok_or_else(|| Error::IndexDamaged {
                     file: "the in-memory index of the open segment".into(),
                     reason: format!("no event time for ordinal {ordinal}"),
@@ -152,18 +154,25 @@ pub(crate) trait IndexView {
         Ok(out)
     }
     /// Ordinals with `from <= event time < to` (among `within`, if given).
-    fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
+    /// A damaged index is an error, never an empty set.
+    fn time_filter(
+        &self,
+        from: i64,
+        to: i64,
+        within: Option<&RoaringBitmap>,
+    ) -> Result<RoaringBitmap> {
         let mut out = RoaringBitmap::new();
-        let mut check = |o: u32| {
-            if self.event_time(o).is_some_and(|t| (from..to).contains(&t)) {
+        let mut check = |o: u32| -> Result<()> {
+            if self.event_time(o)?.is_some_and(|t| (from..to).contains(&t)) {
                 out.insert(o);
             }
+            Ok(())
         };
         match within {
-            Some(set) => set.iter().for_each(&mut check),
-            None => (0..u32::try_from(self.len()).unwrap_or(u32::MAX)).for_each(check),
+            Some(set) => set.iter().try_for_each(&mut check)?,
+            None => (0..u32::try_from(self.len()).unwrap_or(u32::MAX)).try_for_each(check)?,
         }
-        out
+        Ok(out)
     }
 }
 
@@ -397,7 +406,7 @@ impl IndexView for MemView<'_> {
         Ok(out)
     }
 
-    fn event_time(&self, ordinal: u32) -> Option<i64> {
-        self.event_times.get(ordinal as usize).copied()
+    fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
+        Ok(self.event_times.get(ordinal as usize).copied())
     }
 }

@@ -32,11 +32,18 @@
 //! - Reopening after a crash scans only the unsealed segments and removes
 //!   only bytes that were never acknowledged, saying so in a
 //!   `store.recovered` event.
+//! - A damaged store is refused by every open (a missing segment, a broken
+//!   link, a leaf file or checkpoint the segments do not match), and a read
+//!   that meets damage fails naming the file, byte offset and seq: no read
+//!   ever looks complete when it is not. Reading around damage is an
+//!   explicit, read-only choice ([`OnDamage::ReadAround`]) whose skipped
+//!   ranges [`Store::damage`] lists.
 //!
 //! The byte-level format is specified in `docs/format.md` and implemented
 //! by the [`sealog_format`] crate, re-exported as [`mod@format`].
 
 pub mod checkpoint;
+mod damage;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -64,6 +71,7 @@ pub use sealog_format as format;
 pub use sealog_format::{Event, Outcome, Record, Timestamp};
 
 pub use checkpoint::{CheckpointOptions, SignedCheckpoint};
+pub use damage::{Damage, OnDamage};
 pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
 pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};
 pub use mmap::Mapped;

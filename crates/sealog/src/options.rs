@@ -6,6 +6,7 @@ use std::time::Duration;
 use sealog_format::Validator;
 use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, HEADER_LEN};
 
+use crate::damage::OnDamage;
 use crate::error::{Error, Result};
 use crate::fs::{StdFs, Vfs};
 
@@ -64,6 +65,10 @@ pub struct StoreOptions {
     /// Signed checkpoints: the key and when to sign (default: none; the
     /// store then issues no checkpoints, proofs and receipts).
     pub checkpoints: Option<crate::checkpoint::CheckpointOptions>,
+    /// What a read-only open does with a damaged store (default
+    /// [`OnDamage::Refuse`]; [`OnDamage::ReadAround`] is refused by a
+    /// writable open).
+    pub on_damage: OnDamage,
     /// The filesystem (the real one unless a test substitutes its own).
     pub fs: Arc<dyn Vfs>,
 }
@@ -78,6 +83,7 @@ impl Default for StoreOptions {
             preallocation: Preallocation::ZeroFill,
             validator: Validator::default(),
             checkpoints: None,
+            on_damage: OnDamage::Refuse,
             fs: Arc::new(StdFs),
         }
     }

@@ -1,18 +1,23 @@
 //! Opening a store: checking what is on disk and recovering from a crash.
 //!
 //! Sealed segments are checked cheaply (header and footer checksums, seq and
-//! chain continuity between them); their records are only read by
+//! chain continuity between them, the leaf file's count, the newest
+//! checkpoint's size and root); their records are only read by
 //! verification. Only the segments without a footer — the active one, and
 //! one whose seal was interrupted — are scanned frame by frame, so opening
-//! takes the same time however large the store is.
+//! takes the same time however large the store is. Both opens, for writing
+//! and read-only, run these checks through the same code ([`Links`],
+//! [`Findings`]); a gap in the segment numbering consults the segments
+//! known to be absent ([`KnownAbsent`]) before it is called missing.
 //!
 //! A scan ends at the first frame that cannot be read. If the damage is the
 //! signature of an interrupted write ([`crate::segment::classify_tail`]),
 //! everything after the last complete batch was never acknowledged: those
 //! bytes are copied to `lost+found/`, zeroed, and the store appends a
 //! `store.recovered` event that says what was removed. Any other damage is
-//! corruption and opening fails, naming the file and byte offset; the store
-//! can still be opened read-only to examine it.
+//! corruption and opening fails, naming the file and byte offset. A
+//! read-only open with [`OnDamage::ReadAround`] opens the store anyway,
+//! without changing it, and lists what it cannot read.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,7 @@ use sealog_format::segment::{
 };
 use sealog_format::{Actor, Event, Hash, Outcome, Resource, Timestamp};
 
+use crate::damage::{Damage, DamageLog, KnownAbsent, OnDamage};
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result, hex};
 use crate::fs::{self, OpenMode, Vfs, VfsFile};
 use crate::layout;
@@ -47,8 +53,6 @@ pub struct RecoveryReport {
     pub removed: Vec<String>,
     /// Leaf hashes recomputed because `tree/leaves` was short.
     pub rebuilt_leaves: u64,
-    /// Read-only opens only: the damage that stopped loading.
-    pub problems: Vec<Corruption>,
 }
 
 /// A torn tail that recovery removed.
@@ -179,6 +183,194 @@ fn corruption(location: Location, kind: CorruptionKind) -> Error {
     Corruption::new(location, kind).into()
 }
 
+/// What the checks of an open found, and what to do about it: a store
+/// opened for writing, or read-only without [`OnDamage::ReadAround`],
+/// refuses at the first problem; one reading around damage notes it and
+/// goes on.
+struct Findings {
+    read_around: bool,
+    damage: Vec<Damage>,
+}
+
+impl Findings {
+    /// Handles a problem that makes `first_seq..end_seq` unreadable.
+    fn found(&mut self, e: Error, first_seq: u64, end_seq: Option<u64>) -> Result<()> {
+        match e {
+            Error::Corruption(c) if self.read_around => {
+                tracing::info!(corruption = %c, "reading around damage");
+                self.damage.push(Damage::new(*c, first_seq, end_seq));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// Where the segment checked next must start: the continuity check's
+/// state as it walks the segments in log order.
+struct Links {
+    /// The number, first seq and chain value the next segment must have;
+    /// `None` after damage, when the next segment present starts a new run
+    /// (its link to what came before cannot be checked).
+    expect: Option<(u64, u64, Hash)>,
+    /// Every seq below this is either in a segment taken or reported as
+    /// damage.
+    covered: u64,
+    /// The segment number after the last segment taken or skipped.
+    next_no: u64,
+    last_recorded: Option<i64>,
+}
+
+impl Links {
+    fn new(genesis: Hash) -> Links {
+        Links {
+            expect: Some((0, 0, genesis)),
+            covered: 0,
+            next_no: 0,
+            last_recorded: None,
+        }
+    }
+
+    /// Checks that `f` follows what came before. Returns false if `f` must
+    /// be skipped (reading around damage only; otherwise the problem is
+    /// returned). A gap before `f` is reported, and `f` is taken.
+    fn accept(
+        &mut self,
+        f: &Found,
+        next_first_seq: Option<u64>,
+        absent: &KnownAbsent,
+        findings: &mut Findings,
+    ) -> Result<bool> {
+        let h = &f.header;
+        let own_end = f.footer.map(|footer| footer.end_seq()).or(next_first_seq);
+        match self.expect {
+            Some((no, seq, chain)) => match check_link(f, no, seq, &chain) {
+                Ok(()) => Ok(true),
+                Err(Error::Corruption(c))
+                    if matches!(c.kind, CorruptionKind::MissingSegment { .. }) =>
+                {
+                    if !absent.covers(no..h.segment_no) {
+                        findings.found(Error::Corruption(c), seq, Some(h.first_seq))?;
+                    }
+                    // Known absent (archived, then pruned) or reported: the
+                    // log goes on at `f`, whose link to the records before
+                    // the gap cannot be checked here.
+                    Ok(true)
+                }
+                Err(e) => {
+                    findings.found(e, h.first_seq.max(self.covered), own_end)?;
+                    self.skipped(f, own_end);
+                    Ok(false)
+                }
+            },
+            None => {
+                if h.first_seq < self.covered || h.segment_no < self.next_no {
+                    let e = corruption(
+                        Location::file(&f.name).at(0),
+                        CorruptionKind::Layout(format!(
+                            "segment number {} starting at seq {} overlaps what comes before \
+                             it (segments up to {} and seqs up to {})",
+                            h.segment_no,
+                            h.first_seq,
+                            self.next_no.saturating_sub(1),
+                            self.covered.saturating_sub(1)
+                        )),
+                    );
+                    findings.found(e, h.first_seq.max(self.covered), own_end)?;
+                    self.skipped(f, own_end);
+                    return Ok(false);
+                }
+                if h.first_seq > self.covered && !absent.covers(self.next_no..h.segment_no) {
+                    let e = corruption(
+                        Location::file(layout::segment_name(self.covered)),
+                        CorruptionKind::MissingSegment {
+                            expected_segment_no: self.next_no,
+                            expected_first_seq: self.covered,
+                            next_segment_no: h.segment_no,
+                            next_first_seq: h.first_seq,
+                        },
+                    );
+                    findings.found(e, self.covered, Some(h.first_seq))?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn skipped(&mut self, f: &Found, end: Option<u64>) {
+        self.expect = None;
+        self.covered = self.covered.max(end.unwrap_or(f.header.first_seq));
+        self.next_no = self.next_no.max(f.header.segment_no + 1);
+    }
+
+    /// `f` was taken whole, ending with `footer`.
+    fn sealed(&mut self, f: &Found, footer: &SegmentFooter) {
+        self.expect = Some((f.header.segment_no + 1, footer.end_seq(), footer.chain_head));
+        self.covered = footer.end_seq();
+        self.next_no = f.header.segment_no + 1;
+        self.last_recorded = Some(footer.max_recorded_at.as_nanos());
+    }
+
+    /// The unsealed segment `scan` was taken: its committed records.
+    fn scanned(&mut self, scan: &ScanResult) {
+        let h = &scan.found.header;
+        let end = h.first_seq + scan.committed as u64;
+        let chain = match scan
+            .committed
+            .checked_sub(1)
+            .and_then(|i| scan.records.get(i))
+        {
+            Some(last) => {
+                self.last_recorded = Some(last.recorded_at.as_nanos());
+                last.chain
+            }
+            None => h.chain_in,
+        };
+        self.expect = Some((h.segment_no + 1, end, chain));
+        self.covered = end;
+        self.next_no = h.segment_no + 1;
+    }
+
+    /// Damage ends the records of a segment at `readable_end`; what follows
+    /// up to `end` was reported.
+    fn cut(&mut self, f: &Found, readable_end: u64, end: Option<u64>, last_recorded: Option<i64>) {
+        self.expect = None;
+        self.covered = end.unwrap_or(readable_end).max(readable_end);
+        self.next_no = f.header.segment_no + 1;
+        if last_recorded.is_some() {
+            self.last_recorded = last_recorded;
+        }
+    }
+
+    /// The seq after the last record taken, or reported: where the log
+    /// ends.
+    fn end(&self) -> u64 {
+        self.expect.map_or(self.covered, |(_, seq, _)| seq)
+    }
+}
+
+/// A segment taken as sealed: a sealed file, or (reading around damage) a
+/// segment cut or damaged before sealed ones, with a footer made from the
+/// records that could be read and their frame offsets.
+struct TakenSealed {
+    found: Found,
+    footer: SegmentFooter,
+    offsets: Option<Vec<u32>>,
+}
+
+/// The number of leaf hashes in `tree/leaves`, if the file exists.
+pub(crate) fn leaf_count(fs: &dyn Vfs, tree_dir: &Path) -> Result<Option<u64>> {
+    let path = tree_dir.join(layout::LEAVES);
+    if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+        return Ok(None);
+    }
+    let file = fs
+        .open(&path, OpenMode::Read)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
+    Ok(Some(len / crate::tree::LEAF_LEN))
+}
+
 /// Opens the store in `dir`: see the module documentation.
 pub(crate) fn open(
     dir: &Path,
@@ -186,6 +378,13 @@ pub(crate) fn open(
     read_only: bool,
 ) -> Result<(Arc<Inner>, Arc<Workers>)> {
     let max_batch = options.check()?;
+    if !read_only && options.on_damage == OnDamage::ReadAround {
+        return Err(Error::Config(
+            "reading around damage (OnDamage::ReadAround) is for read-only opens: a store \
+             opened for writing must be intact"
+                .into(),
+        ));
+    }
     let fs = options.fs.clone();
     let dir = dir.to_path_buf();
     if !read_only {
@@ -219,106 +418,122 @@ pub(crate) fn open(
         }
     }
     let mut report = RecoveryReport::default();
+    let mut findings = Findings {
+        read_around: read_only && options.on_damage == OnDamage::ReadAround,
+        damage: Vec::new(),
+    };
+    // Counted before the segments are listed. Leaves are synced before a
+    // segment's footer, and the file only grows while another process
+    // writes the store, so every leaf counted now belongs to a segment
+    // that is sealed when the segments are listed, or to the first one
+    // still unsealed then. Counted later, it could hold the leaves of a
+    // segment sealed meanwhile.
+    let leaves_before = leaf_count(&*fs, &tree_dir)?;
     let segment_files = list_segments(&*fs, &segments_dir, &options, read_only)?;
     let manifest = load_manifest(&*fs, &dir, !segment_files.is_empty(), read_only)?;
+    let absent = KnownAbsent::load(&*fs, &dir);
 
     // Read every header and footer.
     let mut found = Vec::with_capacity(segment_files.len());
-    for (first_seq, file_name) in segment_files {
-        match read_found(&*fs, &dir, &file_name, first_seq, &manifest, read_only) {
+    for (i, (first_seq, file_name)) in segment_files.iter().enumerate() {
+        match read_found(&*fs, &dir, file_name, *first_seq, &manifest, read_only) {
             Ok(f) => found.push(f),
-            Err(e) if read_only => {
-                keep_problem(&mut report, e)?;
-                break;
+            Err(e) => {
+                let next = segment_files.get(i + 1).map(|(seq, _)| *seq);
+                findings.found(e, *first_seq, next)?;
             }
-            Err(e) => return Err(e),
         }
     }
 
-    // Check the sealed prefix: numbering, seqs and chain links.
-    let mut expected_no = 0u64;
-    let mut expected_seq = 0u64;
-    let mut chain = manifest.genesis();
-    let mut last_recorded: Option<i64> = None;
-    let mut sealed: Vec<(Found, SegmentFooter)> = Vec::new();
+    // The sealed part of the log: numbering, seqs and chain links. Only
+    // the last segments may lack a footer.
+    let last_sealed = found.iter().rposition(|f| f.footer.is_some());
+    let mut links = Links::new(manifest.genesis());
+    let mut sealed: Vec<TakenSealed> = Vec::new();
     let mut unsealed: Vec<Found> = Vec::new();
-    for f in found {
-        if !unsealed.is_empty() && f.footer.is_some() {
-            let first = unsealed.first().map(|u| u.name.clone()).unwrap_or_default();
-            let e = corruption(Location::file(first), CorruptionKind::UnsealedInMiddle);
-            if read_only {
-                keep_problem(&mut report, e)?;
-                unsealed.clear();
-                break;
+    let mut found = found.into_iter().enumerate().peekable();
+    while let Some((i, f)) = found.next() {
+        if last_sealed.is_none_or(|last| i > last) {
+            unsealed.push(f);
+            continue;
+        }
+        let next_first_seq = found.peek().map(|(_, n)| n.header.first_seq);
+        if let Some(footer) = f.footer {
+            if links.accept(&f, next_first_seq, &absent, &mut findings)? {
+                links.sealed(&f, &footer);
+                sealed.push(TakenSealed {
+                    found: f,
+                    footer,
+                    offsets: None,
+                });
             }
+            continue;
+        }
+        // A segment without a valid footer, followed by sealed ones: cut
+        // or damaged after it was sealed.
+        let e = corruption(Location::file(&f.name), CorruptionKind::UnsealedInMiddle);
+        if !findings.read_around {
             return Err(e);
         }
-        match f.footer {
-            Some(footer) => {
-                if let Err(e) = check_link(&f, expected_no, expected_seq, &chain) {
-                    if read_only {
-                        keep_problem(&mut report, e)?;
-                        break;
-                    }
-                    return Err(e);
-                }
-                expected_no += 1;
-                expected_seq = footer.end_seq();
-                chain = footer.chain_head;
-                last_recorded = Some(footer.max_recorded_at.as_nanos());
-                sealed.push((f, footer));
-            }
-            None => unsealed.push(f),
+        if !links.accept(&f, next_first_seq, &absent, &mut findings)? {
+            continue;
+        }
+        let (taken, stop_at, last_recorded) = take_readable(f, links.last_recorded)?;
+        let readable_end = taken.footer.end_seq().max(taken.found.header.first_seq);
+        let location = Location::file(&taken.found.name)
+            .at(stop_at)
+            .seq(readable_end);
+        findings.found(
+            corruption(location, CorruptionKind::UnsealedInMiddle),
+            readable_end,
+            next_first_seq,
+        )?;
+        links.cut(&taken.found, readable_end, next_first_seq, last_recorded);
+        if taken.footer.record_count > 0 {
+            sealed.push(taken);
         }
     }
+    let sealed_total = sealed.last().map_or(0, |s| s.footer.end_seq());
 
-    // Reconcile the tree's level files with the sealed records.
-    let tree = Tree::open(&*fs, &tree_dir, read_only)?;
-    if let Some(tree) = &tree {
-        if read_only {
-            if !tree.assume_persisted(expected_seq) {
-                tracing::warn!(
-                    "the tree files do not cover the sealed records; proofs are unavailable read-only"
-                );
-            }
-        } else {
-            report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &sealed, expected_seq)?;
-            tree.reconcile(expected_seq)?;
-        }
-    }
-
-    // Scan the unsealed segments in order.
+    // The unsealed segments, in order: each is read frame by frame.
     let mut scans: Vec<ScanResult> = Vec::new();
-    let mut pending_unsealed = unsealed.into_iter();
+    let mut pending_unsealed = unsealed.into_iter().peekable();
     while let Some(f) = pending_unsealed.next() {
-        if let Err(e) = check_link(&f, expected_no, expected_seq, &chain) {
-            if read_only {
-                keep_problem(&mut report, e)?;
-                break;
-            }
-            return Err(e);
+        let next_first_seq = pending_unsealed.peek().map(|n| n.header.first_seq);
+        if !links.accept(&f, next_first_seq, &absent, &mut findings)? {
+            continue;
         }
-        let scan = scan_unsealed(f, last_recorded)?;
+        let scan = scan_unsealed(f, links.last_recorded)?;
         if let Tail::Corrupt(kind) = &scan.tail {
             let location = Location::file(&scan.found.name)
                 .at(scan.stop_at)
                 .seq(scan.stop_seq);
-            let e = corruption(location, kind.clone());
-            if read_only {
-                keep_problem(&mut report, e)?;
-                scans.push(scan);
-                break;
-            }
-            return Err(e);
+            // Reading around it: the committed records before the damage
+            // are kept.
+            let readable_end = scan.found.header.first_seq + scan.committed as u64;
+            findings.found(
+                corruption(location, kind.clone()),
+                readable_end,
+                next_first_seq,
+            )?;
+            let last_recorded = scan
+                .records
+                .get(scan.committed.wrapping_sub(1))
+                .map(|r| r.recorded_at.as_nanos());
+            links.cut(&scan.found, readable_end, next_first_seq, last_recorded);
+            scans.push(scan);
+            continue;
         }
         let damaged = scan.tail == Tail::Torn || scan.records.len() > scan.committed;
-        let rest: Vec<Found> = pending_unsealed.by_ref().collect();
-        if damaged && !rest.is_empty() {
+        if damaged && pending_unsealed.peek().is_some() {
             // An interrupted write in a segment followed by others: the
             // committer syncs a segment before writing the next, so the later
             // ones can hold no committed record.
-            for later in &rest {
+            let rest: Vec<Found> = pending_unsealed.by_ref().collect();
+            let mut holding = false;
+            for (j, later) in rest.iter().enumerate() {
                 if holds_committed_record(later)? {
+                    holding = true;
                     let e = corruption(
                         Location::file(&later.name),
                         CorruptionKind::Layout(format!(
@@ -327,14 +542,11 @@ pub(crate) fn open(
                             scan.found.name, scan.stop_at
                         )),
                     );
-                    if read_only {
-                        keep_problem(&mut report, e)?;
-                        break;
-                    }
-                    return Err(e);
+                    let end = rest.get(j + 1).map(|n| n.header.first_seq);
+                    findings.found(e, later.header.first_seq, end)?;
                 }
             }
-            if !read_only {
+            if !read_only && !holding {
                 for later in rest {
                     fs.remove_file(&later.path)
                         .map_err(|e| Error::io("remove", &later.path, e))?;
@@ -343,17 +555,11 @@ pub(crate) fn open(
                 fs.sync_dir(&segments_dir)
                     .map_err(|e| Error::io("fsync directory", &segments_dir, e))?;
             }
-        } else {
-            pending_unsealed = rest.into_iter();
         }
-        expected_no += 1;
-        expected_seq = scan.found.header.first_seq + scan.committed as u64;
-        if let Some(last) = scan.records.get(scan.committed.wrapping_sub(1)) {
-            chain = last.chain;
-            last_recorded = Some(last.recorded_at.as_nanos());
-        }
+        links.scanned(&scan);
         scans.push(scan);
     }
+    let log_end = links.end();
 
     // A signed checkpoint covers only records that were durable when it was
     // signed. If the log now ends before it, what is missing was never a torn
@@ -361,28 +567,90 @@ pub(crate) fn open(
     // the evidence) instead of recovering.
     let checkpoints =
         crate::checkpoint::CheckpointLog::open(&*fs, &dir.join(layout::CHECKPOINTS), read_only)?;
-    let signed = checkpoints
-        .latest()
-        .and_then(|text| crate::store::parse_signed(&text).ok())
-        .map_or(0, |c| c.size);
-    if signed > expected_seq {
+    let newest = match newest_checkpoint(&checkpoints) {
+        Ok(newest) => newest,
+        Err(e) => {
+            findings.found(e, log_end, Some(log_end))?;
+            None
+        }
+    };
+    let signed = newest.as_ref().map_or(0, |c| c.size);
+    if signed > log_end {
         let location = scans
             .last()
-            .map_or_else(Location::default, |s| {
-                Location::file(&s.found.name).at(s.committed_end)
-            })
-            .seq(expected_seq);
+            .map_or_else(
+                || Location::file(layout::segment_name(log_end)),
+                |s| Location::file(&s.found.name).at(s.committed_end),
+            )
+            .seq(log_end);
         let e = corruption(
             location,
             CorruptionKind::Truncated {
-                have: expected_seq,
+                have: log_end,
                 signed,
             },
         );
+        findings.found(e, log_end, Some(signed))?;
+    }
+
+    // The leaf file against the sealed segments: it covers every sealed
+    // record (leaves are synced before a footer is written) and no more
+    // than the segment being sealed adds. Leaves beyond that are the
+    // records of segment files removed or cut at the end of the log.
+    // (After a gap reported above, the leaves of the missing segments are
+    // expected: nothing more to say.)
+    let contiguous = scans
+        .first()
+        .is_none_or(|s| s.found.header.first_seq == sealed_total);
+    let sealing = scans
+        .first()
+        .filter(|s| s.found.header.first_seq == sealed_total)
+        .map_or(0, |s| s.committed as u64);
+    if let Some(leaves) = leaves_before
+        && contiguous
+        && leaves > sealed_total + sealing
+    {
+        let have = sealed_total + sealing;
+        let location = match scans.first().filter(|_| sealing > 0) {
+            Some(s) => Location::file(&s.found.name).at(s.committed_end),
+            None => Location::file(layout::segment_name(have)),
+        };
+        let e = corruption(
+            location.seq(have),
+            CorruptionKind::RecordsMissing {
+                have,
+                sealed: leaves,
+            },
+        );
+        findings.found(e, have, Some(leaves))?;
+    }
+
+    // Reconcile the tree's level files with the sealed records.
+    let tree = Tree::open(&*fs, &tree_dir, read_only)?;
+    if let Some(tree) = &tree {
         if read_only {
-            keep_problem(&mut report, e)?;
+            let leaves = tree.leaves().len();
+            if leaves < sealed_total {
+                let e = corruption(
+                    Location::file(format!("{}/{}", layout::TREE, layout::LEAVES))
+                        .at(leaves * crate::tree::LEAF_LEN),
+                    CorruptionKind::LeavesShort {
+                        have: leaves,
+                        sealed: sealed_total,
+                    },
+                );
+                findings.found(e, sealed_total, Some(sealed_total))?;
+            }
+            if !tree.assume_persisted(sealed_total) {
+                tracing::warn!(
+                    "the tree files do not cover the sealed records; proofs are unavailable read-only"
+                );
+            }
         } else {
-            return Err(e);
+            let taken: Vec<(&Found, &SegmentFooter)> =
+                sealed.iter().map(|s| (&s.found, &s.footer)).collect();
+            report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &taken, sealed_total)?;
+            tree.reconcile(sealed_total)?;
         }
     }
 
@@ -396,14 +664,15 @@ pub(crate) fn open(
     });
     let mut open_segments: Vec<Arc<OpenSegment>> = Vec::new();
     let mut sealed_segments: Vec<Arc<SealedSegment>> = Vec::new();
-    for (f, footer) in sealed {
+    for taken in sealed {
+        let f = taken.found;
         let map = f.file.map().map_err(|e| Error::io("map", &f.path, e))?;
         sealed_segments.push(Arc::new(SealedSegment::new(
             f.header,
-            footer,
+            taken.footer,
             f.name,
             map,
-            None,
+            taken.offsets,
             index_env.clone(),
         )));
     }
@@ -437,6 +706,10 @@ pub(crate) fn open(
     }
 
     // Without an unsealed segment, start a new active one.
+    let (expected_no, expected_seq, chain) =
+        links
+            .expect
+            .unwrap_or((links.next_no, links.covered, manifest.genesis()));
     if open_segments.is_empty() && !read_only {
         let header = SegmentHeader {
             store_id: manifest.store_id,
@@ -461,7 +734,10 @@ pub(crate) fn open(
         }
         None => (expected_seq, chain, expected_no, HEADER_LEN as u64, 0),
     };
-    let last_recorded_at = last_recorded.map(Timestamp::from_nanos).unwrap_or_default();
+    let last_recorded_at = links
+        .last_recorded
+        .map(Timestamp::from_nanos)
+        .unwrap_or_default();
     let spare = if !read_only && options.preallocation == Preallocation::ZeroFill {
         find_spare(&*fs, &segments_dir)?
     } else {
@@ -472,6 +748,7 @@ pub(crate) fn open(
     } else {
         open_segments.last().cloned()
     };
+    let read_around = findings.read_around;
     let inner = Arc::new(Inner {
         dir: dir.clone(),
         fs: fs.clone(),
@@ -505,6 +782,7 @@ pub(crate) fn open(
         index_env,
         spare: Mutex::new(spare),
         recovery: report,
+        damage: read_around.then(|| DamageLog::new(findings.damage)),
         counters: crate::stats::Counters::default(),
         visible: Mutex::new(next_seq),
         visible_grew: Condvar::new(),
@@ -512,6 +790,19 @@ pub(crate) fn open(
         options,
     });
     let _ = inner.index_env.store.set(Arc::downgrade(&inner));
+    // The newest checkpoint's root against the tree (cheap: a few reads of
+    // the level files, and the leaves of the open segments).
+    if let Some(checkpoint) = &newest
+        && let Err(e) = check_checkpoint_root(&inner, checkpoint)
+    {
+        match (&inner.damage, e) {
+            (Some(log), Error::Corruption(c)) => {
+                tracing::info!(corruption = %c, "reading around damage");
+                log.push(Damage::new(*c, checkpoint.size, Some(checkpoint.size)));
+            }
+            (_, e) => return Err(e),
+        }
+    }
     if !inner.recovery.is_clean() {
         tracing::warn!(store = %dir.display(), report = ?inner.recovery, "recovered from an unclean shutdown");
     }
@@ -519,14 +810,81 @@ pub(crate) fn open(
     Ok((inner, workers))
 }
 
-fn keep_problem(report: &mut RecoveryReport, e: Error) -> Result<()> {
-    match e {
-        Error::Corruption(c) => {
-            report.problems.push(*c);
-            Ok(())
-        }
-        other => Err(other),
+/// The newest checkpoint of the history, read as the store's own.
+fn newest_checkpoint(
+    checkpoints: &crate::checkpoint::CheckpointLog,
+) -> Result<Option<crate::checkpoint::SignedCheckpoint>> {
+    let entries = checkpoints.entries();
+    let Some(text) = entries.last() else {
+        return Ok(None);
+    };
+    crate::store::parse_signed(text).map(Some).map_err(|e| {
+        corruption(
+            Location::file(format!("{}#{}", layout::CHECKPOINTS, entries.len() - 1)),
+            CorruptionKind::Checkpoint(e.to_string()),
+        )
+    })
+}
+
+/// Checks that the tree gives the root the newest checkpoint signed. Skipped
+/// when the tree cannot give it cheaply (a read-only store whose tree files
+/// are missing or short, which the open reports on its own).
+fn check_checkpoint_root(
+    inner: &Inner,
+    checkpoint: &crate::checkpoint::SignedCheckpoint,
+) -> Result<()> {
+    let size = checkpoint.size;
+    if size == 0 || inner.tree.is_none() || size > inner.view_snapshot().len() {
+        return Ok(());
     }
+    let root = match inner.root(size) {
+        Ok(root) => root,
+        Err(Error::Proof(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if root == checkpoint.root {
+        return Ok(());
+    }
+    Err(corruption(
+        Location::file(layout::CHECKPOINTS).seq(size - 1),
+        CorruptionKind::HashMismatch {
+            what: "Merkle root of the newest signed checkpoint (against tree/ and the open \
+                   segments)",
+            stored: checkpoint.root,
+            computed: root,
+        },
+    ))
+}
+
+/// Takes what can be read of a segment cut or damaged before sealed ones
+/// (reading around damage only): its readable frames, as a sealed segment
+/// with a footer made from them. Returns it, the byte offset where reading
+/// stopped, and the recorded time of its last readable record.
+fn take_readable(f: Found, last_recorded: Option<i64>) -> Result<(TakenSealed, u64, Option<i64>)> {
+    let scan = scan_unsealed(f, last_recorded)?;
+    let mut data = OpenData::new(scan.found.header.chain_in);
+    for r in &scan.records {
+        data.push(
+            r.offset,
+            r.frame_len,
+            r.event_time,
+            r.recorded_at,
+            r.leaf,
+            r.chain,
+        );
+    }
+    let footer = data.footer(&scan.found.header, Timestamp::from_nanos(0));
+    let last = data.last_recorded_at.map(Timestamp::as_nanos);
+    let offsets = data.offsets;
+    Ok((
+        TakenSealed {
+            found: scan.found,
+            footer,
+            offsets: Some(offsets),
+        },
+        scan.stop_at,
+        last,
+    ))
 }
 
 /// Segment files in log order (first seq, file name).
@@ -784,12 +1142,19 @@ pub(crate) fn check_link(
 ) -> Result<()> {
     let h = &f.header;
     if h.segment_no != expected_no || h.first_seq != expected_seq {
-        let kind = if h.segment_no > expected_no && h.first_seq > expected_seq {
-            CorruptionKind::MissingSegment {
-                expected_segment_no: expected_no,
-                expected_first_seq: expected_seq,
-            }
-        } else {
+        if h.segment_no > expected_no && h.first_seq > expected_seq {
+            // Named after the first missing file, which is what to restore.
+            return Err(corruption(
+                Location::file(layout::segment_name(expected_seq)),
+                CorruptionKind::MissingSegment {
+                    expected_segment_no: expected_no,
+                    expected_first_seq: expected_seq,
+                    next_segment_no: h.segment_no,
+                    next_first_seq: h.first_seq,
+                },
+            ));
+        }
+        let kind = {
             CorruptionKind::Layout(format!(
                 "segment number {} starting at seq {} where segment {expected_no} starting at \
                  seq {expected_seq} was expected",
@@ -971,7 +1336,7 @@ fn save_lost_bytes(
 /// leaves had to be recomputed.
 fn reconcile_leaves(
     leaves: &LevelFile,
-    sealed: &[(Found, SegmentFooter)],
+    sealed: &[(&Found, &SegmentFooter)],
     sealed_total: u64,
 ) -> Result<u64> {
     let have = leaves.len();

@@ -31,7 +31,7 @@ use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::index::{DictField, ExactField, IndexView, TermSelect, actor_term};
 use crate::query::{Cursor, Order, Page, Query};
 use crate::segment::{OpenSegment, SealedSegment};
-use crate::store::View;
+use crate::store::{Inner, View};
 
 /// A segment as the executor sees it.
 #[derive(Clone)]
@@ -45,6 +45,14 @@ impl SegmentRef {
         match self {
             SegmentRef::Sealed(s) => s.header.first_seq,
             SegmentRef::Open(s) => s.header.first_seq,
+        }
+    }
+
+    /// Records in the segment (committed ones, for an open segment).
+    fn len(&self) -> u64 {
+        match self {
+            SegmentRef::Sealed(s) => s.footer.record_count,
+            SegmentRef::Open(s) => s.data.read().len(),
         }
     }
 
@@ -137,6 +145,36 @@ impl<'q> Plan<'q> {
         self.query.from.is_some() || self.query.to.is_some() || self.narrowed
     }
 
+    /// The ordinals `[lo, hi)` of a segment of `len` records that the
+    /// cursor leaves, or `None` if it leaves none.
+    fn cursor_bounds(&self, first_seq: u64, len: u64) -> Option<(u64, u64)> {
+        let (mut lo, mut hi) = (0u64, len);
+        if let Some(after) = self.after {
+            let descending = self.query.order.descending();
+            if descending {
+                hi = hi.min(after.saturating_sub(first_seq));
+            } else {
+                lo = lo.max((after + 1).saturating_sub(first_seq));
+            }
+            if after < first_seq && descending {
+                return None;
+            }
+        }
+        (lo < hi).then_some((lo, hi))
+    }
+
+    /// Every ordinal the cursor leaves, unfiltered: the candidates of a
+    /// segment whose index cannot be had (its records are damaged) on a
+    /// store reading around damage; the executor checks each record.
+    fn unindexed(&self, first_seq: u64, len: u64) -> Option<RoaringBitmap> {
+        let (lo, hi) = self.cursor_bounds(first_seq, len)?;
+        let mut all = RoaringBitmap::new();
+        all.insert_range(
+            u32::try_from(lo).unwrap_or(u32::MAX)..u32::try_from(hi).unwrap_or(u32::MAX),
+        );
+        Some(all)
+    }
+
     /// The ordinals of a segment that may match, in no particular order, or
     /// `None` if none can. `len` is the number of records to consider;
     /// `time_range` the segment's event-time range.
@@ -151,21 +189,9 @@ impl<'q> Plan<'q> {
             return Ok(None);
         }
         // Cursor and time pruning.
-        let (mut lo, mut hi) = (0u64, len);
-        if let Some(after) = self.after {
-            let descending = self.query.order.descending();
-            if descending {
-                hi = hi.min(after.saturating_sub(first_seq));
-            } else {
-                lo = lo.max((after + 1).saturating_sub(first_seq));
-            }
-            if after < first_seq && descending {
-                return Ok(None);
-            }
-        }
-        if lo >= hi {
+        let Some((lo, hi)) = self.cursor_bounds(first_seq, len) else {
             return Ok(None);
-        }
+        };
         let mut time_needed = self.has_time();
         if let Some((min, max)) = time_range {
             if max < self.from || min >= self.to {
@@ -283,7 +309,7 @@ impl<'q> Plan<'q> {
         }
         candidates.remove_range(u32::try_from(hi).unwrap_or(u32::MAX)..);
         if time_needed && !candidates.is_empty() {
-            candidates = view.time_filter(self.from, self.to, Some(&candidates));
+            candidates = view.time_filter(self.from, self.to, Some(&candidates))?;
         }
         Ok((!candidates.is_empty()).then_some(candidates))
     }
@@ -346,7 +372,8 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
 }
 
 /// Reads record `ordinal` of `segment` and returns it if it matches
-/// `query` (`None` if it does not, or is not there).
+/// `query` (`None` if it does not). A record the segment's index lists but
+/// that is not there is an error, never a quiet miss.
 pub(crate) fn read_match(
     segment: &SegmentRef,
     ordinal: u32,
@@ -354,7 +381,13 @@ pub(crate) fn read_match(
 ) -> Result<Option<Record>> {
     let seq = segment.first_seq() + u64::from(ordinal);
     let Some(bytes) = segment.record(ordinal)? else {
-        return Ok(None);
+        return Err(Corruption::new(
+            Location::file(segment.name()).seq(seq),
+            CorruptionKind::Layout(format!(
+                "record {seq} is missing although the segment's index lists it"
+            )),
+        )
+        .into());
     };
     let view = record::decode(&bytes).map_err(|e| {
         Error::from(Corruption::new(
@@ -384,7 +417,35 @@ pub(crate) fn read_match(
     })
 }
 
+/// The candidates of a segment; on a store reading around damage, a
+/// segment whose index cannot be had (its sidecar is missing and its
+/// records are damaged) gives every ordinal instead, and the executor reads
+/// what it can.
+fn candidates_or_all(
+    plan: &Plan<'_>,
+    segment: &SegmentRef,
+    inner: &Inner,
+) -> Result<Option<SegmentCandidates>> {
+    match segment_candidates(plan, segment) {
+        Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+            tracing::info!(segment = segment.name(), error = %e, "searching a damaged segment record by record");
+            Ok(plan
+                .unindexed(segment.first_seq(), segment.len())
+                .map(|set| SegmentCandidates {
+                    set,
+                    precise: false,
+                }))
+        }
+        other => other,
+    }
+}
+
 /// A lazy iterator over every record matching a query, in its order.
+///
+/// A record that cannot be read is an `Err` item naming the file, byte
+/// offset and seq, and the last item: the iteration never just stops
+/// early. On a store reading around damage such records are skipped and
+/// listed by [`crate::Store::damage`].
 pub struct Matches {
     plan_query: Query,
     after: Option<u64>,
@@ -392,17 +453,18 @@ pub struct Matches {
     current: Option<(SegmentRef, roaring::bitmap::IntoIter)>,
     /// The merge of the event-time orders (the fields above stay unused).
     by_time: Option<crate::time_order::TimeMerge>,
+    inner: Arc<Inner>,
     failed: bool,
 }
 
 impl Matches {
-    pub(crate) fn new(view: &View, query: &Query) -> Result<Matches> {
+    pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Matches> {
         let plan = Plan::new(query)?;
         let after = plan.after;
         let by_time = query
             .order
             .by_time()
-            .then(|| crate::time_order::TimeMerge::new(view, query));
+            .then(|| crate::time_order::TimeMerge::new(view, query, inner.clone()));
         let segments = if by_time.is_some() {
             Vec::new()
         } else {
@@ -414,6 +476,7 @@ impl Matches {
             segments: segments.into_iter(),
             current: None,
             by_time,
+            inner,
             failed: false,
         })
     }
@@ -430,9 +493,15 @@ impl Matches {
                     ordinals.next()
                 };
                 if let Some(ordinal) = next {
-                    match read_match(segment, ordinal, &self.plan_query)? {
-                        Some(record) => return Ok(Some(record)),
-                        None => continue,
+                    let segment = segment.clone();
+                    match read_match(&segment, ordinal, &self.plan_query) {
+                        Ok(Some(record)) => return Ok(Some(record)),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            let seq = segment.first_seq() + u64::from(ordinal);
+                            self.inner.read_around(seq, e)?;
+                            continue;
+                        }
                     }
                 }
                 self.current = None;
@@ -442,7 +511,7 @@ impl Matches {
             };
             let mut plan = Plan::new(&self.plan_query)?;
             plan.after = self.after;
-            if let Some(c) = segment_candidates(&plan, &segment)? {
+            if let Some(c) = candidates_or_all(&plan, &segment, &self.inner)? {
                 self.current = Some((segment, c.set.into_iter()));
             }
         }
@@ -468,8 +537,8 @@ impl Iterator for Matches {
 }
 
 /// One page of a query.
-pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
-    let mut matches = Matches::new(view, query)?;
+pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
+    let mut matches = Matches::new(view, query, inner)?;
     let mut records = Vec::with_capacity(query.limit.min(1024));
     for record in matches.by_ref() {
         records.push(record?);
@@ -492,7 +561,7 @@ pub(crate) fn page(view: &View, query: &Query) -> Result<Page> {
 }
 
 /// How many records match (ignoring order, limit and cursor).
-pub(crate) fn count(view: &View, query: &Query) -> Result<u64> {
+pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     let unbounded = Query {
         cursor: None,
         ..query.clone()
@@ -500,22 +569,60 @@ pub(crate) fn count(view: &View, query: &Query) -> Result<u64> {
     let plan = Plan::new(&unbounded)?;
     let mut total = 0u64;
     for segment in segments_in_order(view, Order::OldestFirst) {
-        let Some(c) = segment_candidates(&plan, &segment)? else {
+        let (c, indexed) = match segment_candidates(&plan, &segment) {
+            Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+                tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
+                let all = plan.unindexed(segment.first_seq(), segment.len());
+                let all = all.map(|set| SegmentCandidates {
+                    set,
+                    precise: false,
+                });
+                (all, false)
+            }
+            other => (other?, true),
+        };
+        let Some(c) = c else {
             continue;
         };
-        let needs_check = !c.precise
-            && (query.request_id.is_some()
-                || query.resource.as_ref().is_some_and(|r| r.id.is_some()));
+        let needs_check = !indexed
+            || (!c.precise
+                && (query.request_id.is_some()
+                    || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
         if !needs_check {
             total += c.set.len();
             continue;
         }
         for ordinal in &c.set {
-            let Some(bytes) = segment.record(ordinal)? else {
-                continue;
-            };
-            if record::decode(&bytes).is_ok_and(|v| query.matches(&v)) {
-                total += 1;
+            let seq = segment.first_seq() + u64::from(ordinal);
+            let decoded = segment.record(ordinal).and_then(|bytes| {
+                let bytes = bytes.ok_or_else(|| {
+                    Error::from(Corruption::new(
+                        Location::file(segment.name()).seq(seq),
+                        CorruptionKind::Layout(format!(
+                            "record {seq} is missing although the segment's index lists it"
+                        )),
+                    ))
+                })?;
+                let location = || Location::file(segment.name()).seq(seq);
+                let view = record::decode(&bytes).map_err(|e| {
+                    Error::from(Corruption::new(location(), CorruptionKind::Record(e)))
+                })?;
+                if view.seq != seq {
+                    return Err(Corruption::new(
+                        location(),
+                        CorruptionKind::SeqMismatch {
+                            expected: seq,
+                            found: view.seq,
+                        },
+                    )
+                    .into());
+                }
+                Ok(query.matches(&view))
+            });
+            match decoded {
+                Ok(true) => total += 1,
+                Ok(false) => {}
+                Err(e) => inner.read_around(seq, e)?,
             }
         }
     }

@@ -497,9 +497,22 @@ pub(crate) struct SealedSegment {
     pub footer: SegmentFooter,
     pub name: String,
     pub map: Mapped,
-    offsets: OnceLock<std::result::Result<Vec<u32>, Box<Corruption>>>,
+    offsets: OnceLock<Walked>,
     env: Arc<IndexEnv>,
     index: RwLock<Option<Arc<Sidecar>>>,
+    /// The sidecar file as found, to locate frames after a damaged one;
+    /// looked for once.
+    fallback: OnceLock<Option<Arc<Sidecar>>>,
+}
+
+/// The frame offsets found by walking a sealed segment's frames.
+#[derive(Debug)]
+struct Walked {
+    /// Offsets of the records before the first frame that cannot be read
+    /// (all of them if none).
+    offsets: Vec<u32>,
+    /// Why the walk stopped early.
+    error: Option<Box<Corruption>>,
 }
 
 impl SealedSegment {
@@ -513,7 +526,10 @@ impl SealedSegment {
     ) -> SealedSegment {
         let cell = OnceLock::new();
         if let Some(offsets) = offsets {
-            let _ = cell.set(Ok(offsets));
+            let _ = cell.set(Walked {
+                offsets,
+                error: None,
+            });
         }
         SealedSegment {
             header,
@@ -523,6 +539,7 @@ impl SealedSegment {
             offsets: cell,
             env,
             index: RwLock::new(None),
+            fallback: OnceLock::new(),
         }
     }
 
@@ -595,18 +612,27 @@ impl SealedSegment {
         }))
     }
 
-    /// The frame offsets of every record, found by walking the frames once.
+    /// The frame offsets of every record, found by walking the frames once;
+    /// the first frame that cannot be read is an error.
     pub(crate) fn offsets(&self) -> std::result::Result<&[u32], Box<Corruption>> {
-        self.offsets
-            .get_or_init(|| self.walk_offsets())
-            .as_ref()
-            .map(Vec::as_slice)
-            .map_err(Clone::clone)
+        let walked = self.walked();
+        match &walked.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(&walked.offsets),
+        }
     }
 
-    fn walk_offsets(&self) -> std::result::Result<Vec<u32>, Box<Corruption>> {
+    fn walked(&self) -> &Walked {
+        self.offsets.get_or_init(|| {
+            let mut offsets = Vec::new();
+            let error = self.walk_offsets(&mut offsets).err();
+            Walked { offsets, error }
+        })
+    }
+
+    fn walk_offsets(&self, offsets: &mut Vec<u32>) -> std::result::Result<(), Box<Corruption>> {
         let count = usize::try_from(self.footer.record_count).unwrap_or(usize::MAX);
-        let mut offsets = Vec::with_capacity(count.min(1 << 24));
+        offsets.reserve(count.min(1 << 24));
         let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
@@ -636,7 +662,7 @@ impl SealedSegment {
                 }
             }
         }
-        Ok(offsets)
+        Ok(())
     }
 
     fn frames_end_usize(&self) -> usize {
@@ -659,12 +685,43 @@ impl SealedSegment {
     }
 
     /// The record bytes of record `ordinal`, found by walking the frames.
+    /// Records before a damaged frame are read; one after it is found
+    /// through the sidecar's offset column if the sidecar is there,
+    /// otherwise its read fails with the damage that stopped the walk.
     fn read_record_walked(&self, ordinal: u64) -> Result<Option<&[u8]>> {
-        let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
-        let Some(&offset) = usize::try_from(ordinal).ok().and_then(|i| offsets.get(i)) else {
+        let walked = self.walked();
+        let index = usize::try_from(ordinal).unwrap_or(usize::MAX);
+        if let Some(&offset) = walked.offsets.get(index) {
+            return self.read_frame_at(ordinal, offset);
+        }
+        let Some(error) = &walked.error else {
             return Ok(None);
         };
-        self.read_frame_at(ordinal, offset)
+        if let Some(body) = self.read_located(ordinal)? {
+            return Ok(Some(body));
+        }
+        Err(crate::error::Error::Corruption(error.clone()))
+    }
+
+    /// Record `ordinal` through the offset column of the sidecar file, if
+    /// the file is sound and has it; its checksum is checked, and its seq,
+    /// since the offset is derived data.
+    fn read_located(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+        let sidecar = self.fallback.get_or_init(|| {
+            let identity = crate::sidecar::identity(&self.header, &self.footer);
+            crate::sidecar::load(&self.env, self.header.first_seq, &identity)
+                .ok()
+                .map(Arc::new)
+        });
+        let Some(sidecar) = sidecar else {
+            return Ok(None);
+        };
+        let Ok(Some(offset)) = sidecar.offset(u32::try_from(ordinal).unwrap_or(u32::MAX)) else {
+            return Ok(None);
+        };
+        let body = self.read_frame_at(ordinal, offset)?;
+        let seq = self.header.first_seq + ordinal;
+        Ok(body.filter(|b| record::decode(b).is_ok_and(|v| v.seq == seq)))
     }
 
     fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {

@@ -297,10 +297,10 @@ impl IndexView for Sidecar {
         })
     }
 
-    fn event_time(&self, ordinal: u32) -> Option<i64> {
-        let reader = self.reader().ok()?;
-        self.ensure_columns(&reader).ok()?;
-        reader.event_time(ordinal)
+    fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
+        let reader = self.reader()?;
+        self.ensure_columns(&reader)?;
+        Ok(reader.event_time(ordinal))
     }
 
     fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {
@@ -323,17 +323,21 @@ impl IndexView for Sidecar {
         Ok(out)
     }
 
-    fn time_filter(&self, from: i64, to: i64, within: Option<&RoaringBitmap>) -> RoaringBitmap {
-        let Ok(reader) = self.reader() else {
-            return RoaringBitmap::new();
-        };
-        if self.ensure_columns(&reader).is_err() {
-            return RoaringBitmap::new();
-        }
-        match within {
+    fn time_filter(
+        &self,
+        from: i64,
+        to: i64,
+        within: Option<&RoaringBitmap>,
+    ) -> Result<RoaringBitmap> {
+        // A damaged column is an error, so that the caller rebuilds the
+        // index: an empty set here would silently drop the segment's
+        // matches.
+        let reader = self.reader()?;
+        self.ensure_columns(&reader)?;
+        Ok(match within {
             Some(set) => reader.time_filter_in(from, to, set),
             None => reader.time_filter(from, to),
-        }
+        })
     }
 }
 

@@ -129,6 +129,9 @@ pub(crate) struct Inner {
     /// A zero-filled file ready to become the next segment.
     pub spare: Mutex<Option<PathBuf>>,
     pub recovery: RecoveryReport,
+    /// Read-only opens reading around damage ([`crate::OnDamage::ReadAround`]):
+    /// what could not be read. `None` otherwise: damage is an error.
+    pub damage: Option<crate::damage::DamageLog>,
     pub counters: crate::stats::Counters,
     /// Number of records visible to readers, for followers of the log.
     pub visible: Mutex<u64>,
@@ -252,6 +255,24 @@ impl View {
         (ordinal < segment.footer.record_count).then_some(Located::Sealed(segment, ordinal))
     }
 
+    /// The first seq of the first segment that starts after `seq`.
+    pub(crate) fn next_start(&self, seq: u64) -> Option<u64> {
+        let sealed = self
+            .sealed
+            .iter()
+            .map(|s| s.header.first_seq)
+            .find(|&first| first > seq);
+        let open = self
+            .open
+            .iter()
+            .map(|s| s.header.first_seq)
+            .find(|&first| first > seq);
+        match (sealed, open) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The exact bytes of record `seq`, if visible.
     pub(crate) fn record_bytes(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         match self.locate(seq) {
@@ -295,17 +316,48 @@ impl Store {
     }
 
     /// Opens an existing store without writing anything: no recovery, no
-    /// lock. For forensics on a damaged store, or to read a copy. Records up
-    /// to the first damaged one are readable; [`Store::verify`] reports the
-    /// damage.
+    /// lock, so it works while another process has the store open for
+    /// writing (the handle is a snapshot), and on a copy.
+    ///
+    /// The open checks what is cheap to check, as [`Store::open`] does:
+    /// segment numbering without gaps; each header (store id, segment
+    /// number, first seq matching the file name) and footer; each segment
+    /// starting where the one before ended, with its chain value; the
+    /// unsealed segments frame by frame; `tree/leaves` covering exactly the
+    /// sealed records; the newest checkpoint in `checkpoints.log` covering
+    /// no more than the log holds, with the root the tree gives at its
+    /// size. Sealed segments' frames are not read (that is
+    /// [`Store::verify`]'s work), so the open takes the same time however
+    /// large the store is. Damage is refused with
+    /// [`Error::Corruption`] naming the file, byte offset and seq; a read
+    /// that later meets a bad frame or record fails the same way.
+    ///
+    /// To read what is left of a damaged store, use
+    /// [`Store::open_read_only_with`] and [`OnDamage::ReadAround`](crate::OnDamage).
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
         Self::open_read_only_with(dir, StoreOptions::default())
     }
 
-    /// [`Store::open_read_only`] with options (a test filesystem, say).
+    /// [`Store::open_read_only`] with options: a test filesystem, or
+    /// [`StoreOptions::on_damage`] set to
+    /// [`OnDamage::ReadAround`](crate::OnDamage) to open a damaged store
+    /// and read around the damage (see [`Store::damage`]).
     pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let (inner, workers) = crate::recovery::open(dir.as_ref(), options, true)?;
         Ok(Store { inner, workers })
+    }
+
+    /// What a store opened with [`OnDamage::ReadAround`](crate::OnDamage)
+    /// could not read: the damage its open found, then what reads met
+    /// since, each with the seqs it makes unreadable. Reads skip those
+    /// records; show this list to whoever reads the results. Empty for any
+    /// other store (damage is an error there).
+    pub fn damage(&self) -> Vec<crate::Damage> {
+        self.inner
+            .damage
+            .as_ref()
+            .map(crate::damage::DamageLog::list)
+            .unwrap_or_default()
     }
 
     /// The store directory.
@@ -690,13 +742,18 @@ impl Store {
         }
     }
 
-    /// The record with sequence number `seq`, if it exists.
+    /// The record with sequence number `seq`, if it exists (`Ok(None)`
+    /// only beyond the end of the log). A record that cannot be read is an
+    /// error naming the file, byte offset and seq, also on a store reading
+    /// around damage.
     pub fn get(&self, seq: u64) -> Result<Option<Record>> {
         let view = self.view();
-        let Some(bytes) = view.record_bytes(seq)? else {
+        let Some(bytes) = self.inner.record_bytes(&view, seq)? else {
             return Ok(None);
         };
-        decode_checked(&view, seq, &bytes).map(Some)
+        decode_checked(&view, seq, &bytes)
+            .map(Some)
+            .inspect_err(|e| self.inner.noticed(seq, e))
     }
 
     /// One page of the records matching `query`, in its order, with the
@@ -714,19 +771,19 @@ impl Store {
     /// # Ok::<(), sealog::Error>(())
     /// ```
     pub fn query(&self, query: &crate::query::Query) -> Result<crate::query::Page> {
-        crate::search::page(&self.view(), query)
+        crate::search::page(&self.view(), query, self.inner.clone())
     }
 
     /// Every record matching `query`, in its order, read lazily (the
     /// `limit` is ignored; a `cursor` is honoured).
     pub fn matches(&self, query: &crate::query::Query) -> Result<crate::search::Matches> {
-        crate::search::Matches::new(&self.view(), query)
+        crate::search::Matches::new(&self.view(), query, self.inner.clone())
     }
 
     /// How many records match `query` (order, limit and cursor ignored),
     /// from the indexes, without reading the records.
     pub fn count(&self, query: &crate::query::Query) -> Result<u64> {
-        crate::search::count(&self.view(), query)
+        crate::search::count(&self.view(), query, &self.inner)
     }
 
     /// The number of records proofs and checkpoints can cover now: the
@@ -815,12 +872,18 @@ impl Store {
         .to_text())
     }
 
-    /// The exact stored bytes of record `seq` (what its leaf hash covers).
+    /// The exact stored bytes of record `seq` (what its leaf hash covers);
+    /// `Ok(None)` only beyond the end of the log. The frame's checksum is
+    /// checked, not the record's structure.
     pub fn get_raw(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        self.view().record_bytes(seq)
+        self.inner.record_bytes(&self.view(), seq)
     }
 
-    /// Iterates over records in seq order, oldest first.
+    /// Iterates over records in seq order, oldest first. A record that
+    /// cannot be read is an `Err` naming the file, byte offset and seq, and
+    /// ends the iteration; on a store reading around damage
+    /// ([`OnDamage::ReadAround`](crate::OnDamage)) it is skipped instead,
+    /// and listed by [`Store::damage`].
     pub fn scan(&self, range: impl RangeBounds<u64>) -> Scan {
         let view = self.view();
         let len = view.len();
@@ -837,6 +900,7 @@ impl Store {
         .min(len);
         Scan {
             view,
+            inner: self.inner.clone(),
             next: start,
             end,
         }
@@ -877,6 +941,65 @@ impl Store {
         )
     }
 
+    /// Checks, cheaply, that the sealed segment files this store reads are
+    /// still on disk as they were sealed: each is present, and its header
+    /// and footer (with the file length they imply) are the ones the store
+    /// holds. A sealed segment is read through a memory map, which keeps
+    /// serving a file deleted after the store was opened; this finds such a
+    /// deletion (or a file cut, replaced or rewritten at either end) before
+    /// the next open refuses the store. The frames are not read: that is
+    /// [`Store::verify`]'s work. Segments a store reading around damage took
+    /// from damaged files are not compared.
+    pub fn check_segment_files(&self) -> Result<()> {
+        let view = self.view();
+        let fs = &*self.inner.fs;
+        for s in &view.sealed {
+            let file_name = s.name.rsplit('/').next().unwrap_or(&s.name);
+            let missing = || -> Error {
+                crate::error::Corruption::new(
+                    crate::error::Location::file(&s.name),
+                    crate::error::CorruptionKind::MissingSegment {
+                        expected_segment_no: s.header.segment_no,
+                        expected_first_seq: s.header.first_seq,
+                        next_segment_no: s.header.segment_no + 1,
+                        next_first_seq: s.footer.end_seq(),
+                    },
+                )
+                .into()
+            };
+            let path = self.inner.dir.join(&s.name);
+            if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+                return Err(missing());
+            }
+            let found = crate::recovery::read_found(
+                fs,
+                &self.inner.dir,
+                file_name,
+                s.header.first_seq,
+                &self.inner.manifest,
+                true,
+            )?;
+            if found.header == s.header && found.footer == Some(s.footer) {
+                continue;
+            }
+            if self.inner.damage.is_some() && found.footer.is_none() {
+                continue; // taken from a damaged file, and listed as damage
+            }
+            return Err(crate::error::Corruption::new(
+                crate::error::Location::file(&s.name).at(found
+                    .len
+                    .saturating_sub(sealog_format::segment::FOOTER_LEN as u64)),
+                crate::error::CorruptionKind::Layout(
+                    "the segment's header or footer changed after it was sealed (the file was \
+                     cut, replaced or rewritten)"
+                        .into(),
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// Closes the store: finishes and syncs queued appends, waits for
     /// pending seals, and stops the background threads. With a signing key
     /// ([`StoreOptions::checkpoints`](crate::StoreOptions::checkpoints)), it
@@ -912,6 +1035,53 @@ impl Store {
 impl Inner {
     pub(crate) fn view_snapshot(&self) -> Arc<View> {
         self.view.read().clone()
+    }
+
+    /// The bytes of record `seq` in `view`; `None` beyond its end. A seq
+    /// below the end that no segment holds (a gap a store reading around
+    /// damage skips) is an error naming the damage.
+    pub(crate) fn record_bytes(&self, view: &View, seq: u64) -> Result<Option<Vec<u8>>> {
+        match view.record_bytes(seq) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) if seq < view.len() => Err(self.gap_error(seq)),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.noticed(seq, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// The error for a seq below the end of the view that no segment holds.
+    pub(crate) fn gap_error(&self, seq: u64) -> Error {
+        let known = self.damage.as_ref().and_then(|log| log.covering(seq));
+        match known {
+            Some(damage) => damage.corruption.into(),
+            None => crate::error::Corruption::new(
+                crate::error::Location::default().seq(seq),
+                crate::error::CorruptionKind::Layout(format!(
+                    "no segment holds record {seq}, below the end of the log"
+                )),
+            )
+            .into(),
+        }
+    }
+
+    /// Notes, on a store reading around damage, that record `seq` could
+    /// not be read (see [`Store::damage`]).
+    pub(crate) fn noticed(&self, seq: u64, e: &Error) {
+        if let (Some(log), Error::Corruption(c)) = (&self.damage, e) {
+            let _ = log.met(seq, Error::Corruption(c.clone()));
+        }
+    }
+
+    /// On a store reading around damage, notes a read's corruption and
+    /// returns `Ok` so that the read goes on; otherwise returns the error.
+    pub(crate) fn read_around(&self, seq: u64, e: Error) -> Result<()> {
+        match &self.damage {
+            Some(log) => log.met(seq, e),
+            None => Err(e),
+        }
     }
 
     /// The number of records proofs and checkpoints can cover now: the
@@ -1115,8 +1285,14 @@ fn encoding_error(e: RecordError) -> ValidationError {
 }
 
 /// An iterator over records, oldest first, from a snapshot of the store.
+///
+/// A record that cannot be read is an `Err` item (naming the file, byte
+/// offset and seq) and the last item: the iteration never just stops
+/// early. On a store reading around damage such records are skipped and
+/// listed by [`Store::damage`].
 pub struct Scan {
     view: Arc<View>,
+    inner: Arc<Inner>,
     next: u64,
     end: u64,
 }
@@ -1125,19 +1301,35 @@ impl Iterator for Scan {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.end {
-            return None;
-        }
-        let seq = self.next;
-        self.next += 1;
-        match self.view.record_bytes(seq) {
-            Ok(Some(bytes)) => Some(decode_checked(&self.view, seq, &bytes)),
-            Ok(None) => None,
-            Err(e) => {
-                self.next = self.end;
-                Some(Err(e))
+        while self.next < self.end {
+            let seq = self.next;
+            self.next += 1;
+            let read = match self.view.record_bytes(seq) {
+                Ok(Some(bytes)) => decode_checked(&self.view, seq, &bytes),
+                Ok(None) => {
+                    // A gap (below the end: `end` is at most the view's
+                    // length); reading around damage, go on after it.
+                    if self.inner.damage.is_some() {
+                        let _ = self.inner.read_around(seq, self.inner.gap_error(seq));
+                        self.next = self.view.next_start(seq).unwrap_or(self.end);
+                        continue;
+                    }
+                    Err(self.inner.gap_error(seq))
+                }
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(record) => return Some(Ok(record)),
+                Err(e) => match self.inner.read_around(seq, e) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.next = self.end;
+                        return Some(Err(e));
+                    }
+                },
             }
         }
+        None
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

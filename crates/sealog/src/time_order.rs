@@ -34,6 +34,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use sealog_format::Record;
 
@@ -41,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::index::IndexView;
 use crate::query::Query;
 use crate::search::{Plan, SegmentRef, read_match, segments_in_order};
-use crate::store::View;
+use crate::store::{Inner, View};
 
 /// A position in merge order: the largest key comes out first. For the
 /// latest-first order it is `(event time, seq)`; for earliest-first both
@@ -103,11 +104,13 @@ pub(crate) struct TimeMerge {
     descending: bool,
     segments: Vec<Segment>,
     queue: BinaryHeap<Entry>,
+    /// Decides whether a damaged record fails the query or is read around.
+    inner: Arc<Inner>,
 }
 
 impl TimeMerge {
     /// The merge over the segments of `view`; `query` has been validated.
-    pub(crate) fn new(view: &View, query: &Query) -> TimeMerge {
+    pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> TimeMerge {
         let descending = query.order.descending();
         let mut segments = Vec::new();
         let mut queue = BinaryHeap::new();
@@ -155,6 +158,7 @@ impl TimeMerge {
             descending,
             segments,
             queue,
+            inner,
         }
     }
 
@@ -188,8 +192,13 @@ impl TimeMerge {
                     segment: entry.segment,
                 });
             }
-            if let Some(record) = read_match(&segment.segment, ordinal, &self.query)? {
-                return Ok(Some(record));
+            match read_match(&segment.segment, ordinal, &self.query) {
+                Ok(Some(record)) => return Ok(Some(record)),
+                Ok(None) => {}
+                Err(e) => {
+                    let seq = segment.segment.first_seq() + u64::from(ordinal);
+                    self.inner.read_around(seq, e)?;
+                }
             }
         }
         Ok(None)

@@ -287,6 +287,9 @@ pub(crate) fn run(
     options: &VerifyOptions,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
+    // Counted before the segments are listed, as the open does (the file
+    // only grows while the store is written).
+    let leaves_before = crate::recovery::leaf_count(fs, &dir.join(layout::TREE))?;
     let manifest = read_manifest(fs, dir)?;
     let names = list_segment_names(fs, &dir.join(layout::SEGMENTS))?;
     let mut found = Vec::with_capacity(names.len());
@@ -345,6 +348,9 @@ pub(crate) fn run(
     // handle; the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
     let mut interrupted: Option<(String, u64)> = None;
+    // Records of the unsealed segment right after the sealed ones (whose
+    // seal may have been interrupted after its leaves were written).
+    let mut sealing = 0u64;
     let mut consume = |index: usize, summary: Result<Summary>| -> Result<bool> {
         let Some(f) = found.get(index) else {
             return Ok(false);
@@ -410,6 +416,8 @@ pub(crate) fn run(
         }
         if f.footer.is_some() {
             report.sealed_segments += 1;
+        } else if f.header.first_seq == stream.sealed {
+            sealing = summary.count;
         }
         report.segments += 1;
         report.records += summary.count;
@@ -441,6 +449,25 @@ pub(crate) fn run(
             CorruptionKind::Truncated {
                 have: stream.size,
                 signed: check.size,
+            },
+        )
+        .into());
+    }
+    // Leaf hashes of records that no segment holds: the newest segment
+    // files were removed or cut (the open refuses the same store).
+    let have = stream.sealed + sealing;
+    if let Some(leaves) = leaves_before
+        && leaves > have
+    {
+        let location = match found.iter().find(|f| f.header.first_seq == stream.sealed) {
+            Some(f) if sealing > 0 => Location::file(&f.name),
+            _ => Location::file(layout::segment_name(have)),
+        };
+        return Err(Corruption::new(
+            location.seq(have),
+            CorruptionKind::RecordsMissing {
+                have,
+                sealed: leaves,
             },
         )
         .into());
