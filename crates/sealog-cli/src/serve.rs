@@ -169,8 +169,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALOG_MAX_TAIL_STREAMS", value_name = "N")]
     max_tail_streams: Option<u64>,
 
-    /// Refused requests recorded one by one per source address every 10 s
-    /// (default 20); the rest go into one summary event.
+    /// Refused requests recorded one by one every 10 s per token, and per
+    /// source address for callers without a valid token (default 20); the
+    /// rest go into one summary event per token or address.
     ///
     /// Example: --refusals-per-window 5
     #[arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")]

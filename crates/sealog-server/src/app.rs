@@ -108,7 +108,7 @@ impl App {
                     .refusals_per_window
                     .saturating_mul(audit::ADDRESSES_IN_FULL),
                 limits.refusal_window,
-                4096,
+                audit::MAX_ADDRESSES,
             ),
             ingest_bytes: Arc::new(Semaphore::new(budget)),
             ingest_budget: budget,
@@ -226,7 +226,10 @@ fn peer_of(req_extensions: &axum::http::Extensions) -> Option<Peer> {
 }
 
 /// Records a refusal (or counts it, in a flood) and returns its error.
-async fn refuse(app: &App, refusal: Refusal, error: ApiError) -> ApiError {
+async fn refuse(app: &App, mut refusal: Refusal, error: ApiError) -> ApiError {
+    if refusal.code.is_empty() {
+        refusal.code = error.code;
+    }
     if app.refusals.admit(&refusal) {
         if let Ok(store) = app.store.get()
             && let Err(e) = audit::append(store, vec![refusal.to_event()]).await
@@ -307,6 +310,7 @@ async fn authenticate(
         action: "auth.failed",
         actor,
         reason: reason.to_owned(),
+        code: "",
         origin: origin.clone(),
         status: 401,
     };
@@ -394,6 +398,13 @@ async fn deny(
         action: "auth.denied",
         actor: principal.actor(),
         reason: format!("token `{}` {reason}", principal.name),
+        // The 404 hides another tenant's record from the caller, not from
+        // the trail.
+        code: if status == 404 {
+            "other_tenant_record"
+        } else {
+            ""
+        },
         origin: origin.clone(),
         status,
     };

@@ -59,8 +59,9 @@ pub struct Limits {
     pub max_tail_streams: usize,
     /// Concurrent NDJSON exports (default 16).
     pub max_exports: usize,
-    /// Refused requests recorded one by one per source address and window
-    /// (default 20); the rest are counted in a summary event.
+    /// Refused requests recorded one by one per window and token, and per
+    /// source address for callers without a valid token (default 20); the
+    /// rest are counted in one summary event per token or address.
     pub refusals_per_window: u32,
     /// The window of [`Limits::refusals_per_window`] (default 10 s).
     pub refusal_window: Duration,
