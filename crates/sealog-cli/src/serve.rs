@@ -125,8 +125,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALOG_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<u64>,
 
-    /// Request body bytes being ingested at once (default 67108864); a
-    /// batch that cannot fit within --ingest-wait-ms gets 503.
+    /// Memory of the batches being ingested at once, bodies (decoded) and
+    /// parsed events (default 67108864); a batch that cannot fit within
+    /// --ingest-wait-ms gets 503.
     ///
     /// Example: --ingest-inflight-bytes 33554432
     #[arg(long, env = "SEALOG_INGEST_INFLIGHT_BYTES", value_name = "BYTES")]

@@ -39,7 +39,8 @@ pub struct Limits {
     /// Open connections at once (default 10,000); more wait in the kernel's
     /// accept queue.
     pub max_connections: usize,
-    /// Request body bytes being ingested at once (default 64 MiB).
+    /// Memory of the batches being ingested at once, their decoded bodies
+    /// and parsed events (default 64 MiB).
     pub ingest_inflight_bytes: u64,
     /// Batches being ingested at once (default 64).
     pub ingest_inflight_batches: usize,

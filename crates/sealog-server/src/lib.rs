@@ -37,6 +37,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
