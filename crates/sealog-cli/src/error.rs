@@ -233,6 +233,16 @@ impl CliError {
             | CliError::InvalidEvent { hint, .. }
             | CliError::InvalidReceipt { hint, .. }
             | CliError::Failed { hint, .. } => Some(hint.clone()),
+            CliError::ReadInput { what, source, .. }
+                if *what == "signing key" && source.kind() == io::ErrorKind::NotFound =>
+            {
+                Some(
+                    "create a key pair with `sealog keygen --name ORIGIN --out PREFIX` and pass \
+                     PREFIX.key with --signing-key (or SEALOG_SIGNING_KEY); without a signing key the log \
+                     issues no checkpoints or receipts"
+                        .into(),
+                )
+            }
             CliError::ReadInput { what, .. } => {
                 Some(format!("check the path and permissions of the {what}"))
             }
@@ -257,10 +267,17 @@ impl CliError {
 
 fn store_hint(error: &sealog::Error) -> String {
     match error {
-        sealog::Error::Locked { .. } => "another process (a sealog server?) has the store open \
-             for writing: send events through it, or stop it first; reading commands (query, \
-             tail, export, stats, verify) work while it runs"
-            .into(),
+        sealog::Error::Locked { path } => {
+            let who = match sealog_server::lock::holder(path) {
+                Some(h) => format!("process {} (`{}`)", h.pid, h.command),
+                None => "another process (a sealog server?)".to_owned(),
+            };
+            format!(
+                "{who} has the store open for writing: send events through it if it is a \
+                 server, or stop it first; reading commands (query, tail, export, stats, verify) \
+                 work while it runs"
+            )
+        }
         sealog::Error::WritesRefused { .. } | sealog::Error::Unacknowledged { .. }
             if error.io_kind() == Some(io::ErrorKind::StorageFull) =>
         {

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use sealog_server::{Layer, Server};
+use sealog_server::{Layer, Server, ServerError};
 
 use crate::common::Global;
 use crate::error::CliError;
@@ -208,11 +208,22 @@ impl ServeArgs {
     }
 }
 
-fn config_error(e: impl std::fmt::Display) -> CliError {
-    CliError::usage(
-        e.to_string(),
-        "see `sealog serve --help` and docs/api.md for the settings",
-    )
+fn config_error(e: sealog_server::ConfigError) -> CliError {
+    CliError::usage(e.message, e.fix)
+}
+
+/// The command line's form of a server error: its own fix, and for a
+/// damaged store the report of `sealog verify` (with where it is).
+fn server_error(e: ServerError) -> CliError {
+    match e {
+        ServerError::Config(e) => config_error(e),
+        ServerError::Store {
+            dir,
+            source: sealog::Error::Corruption(corruption),
+            ..
+        } => CliError::Corrupt { dir, corruption },
+        other => CliError::failed(other.to_string(), other.fix()),
+    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -249,12 +260,9 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         // as soon as the server says it listens (a supervisor's quick
         // restart, say) must shut it down gracefully, not kill it.
         let shutdown = shutdown_signal()?;
-        let server = Server::bind(&settings, options).await.map_err(|e| {
-            CliError::failed(
-                e.to_string(),
-                "fix the setting named above; `sealog serve --help` lists them",
-            )
-        })?;
+        let server = Server::bind(&settings, options)
+            .await
+            .map_err(server_error)?;
         let url = server.url();
         {
             let mut out = std::io::stdout().lock();
@@ -279,10 +287,7 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
                 ", no signing key (no checkpoints or receipts)"
             }
         );
-        server
-            .run(shutdown)
-            .await
-            .map_err(|e| CliError::failed(e.to_string(), "see the messages above"))?;
+        server.run(shutdown).await.map_err(server_error)?;
         eprintln!("sealog serve: stopped");
         Ok(())
     })
