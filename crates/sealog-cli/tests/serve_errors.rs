@@ -233,7 +233,7 @@ fn every_other_startup_error_has_a_fix_of_its_own() {
         ),
         (
             vec!["serve", "--listen", "0.0.0.0:0"],
-            "create a token with `sealog --data-dir",
+            "create a token with `sealog token create --data-dir",
         ),
         (
             vec![

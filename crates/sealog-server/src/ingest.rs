@@ -281,8 +281,13 @@ impl<'de> serde::de::Visitor<'de> for Elements<'_> {
                 return Err(serde::de::Error::custom("stopped"));
             }
         }
-        // Over the limit: free what was parsed, and count the rest without
-        // keeping anything, so that the error says how many the body holds.
+        // At the limit: anything more is over it. Then free what was
+        // parsed, and count the rest without keeping anything, so that the
+        // error says how many the body holds.
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+            return Ok(n);
+        }
+        n += 1;
         *self.parsed = Parsed::default();
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
             n += 1;
@@ -680,6 +685,15 @@ mod tests {
         assert_eq!(e.details["batch_events"], 6, "{e}");
         // Only the first three were parsed (and metered).
         assert!(largest > 0 && largest < 4096, "{largest}");
+        // Exactly at the limit, every event is kept.
+        let body = format!("[{GOOD},{GOOD},{GOOD}]");
+        let batch = parse(
+            body.as_bytes(),
+            Framing::Json,
+            &limits,
+            &Validator::default(),
+        );
+        assert_eq!(batch.unwrap().events.len(), 3);
         // A syntax error after the limit is still a syntax error.
         let e = parse_err(
             format!("[{GOOD},{GOOD},{GOOD},{GOOD},]").as_bytes(),

@@ -398,12 +398,12 @@ impl Server {
             return Err(ConfigError::new(
                 format!(
                     "refusing to listen on {} without authentication: there is no tokens file \
-                     (looked for {})",
+                     (looked for {}; `sealog token create` makes one)",
                     settings.listen,
                     settings.data_dir.join(tokens::DEFAULT_FILE_NAME).display()
                 ),
                 format!(
-                    "create a token with `sealog --data-dir {} token create --name NAME \
+                    "create a token with `sealog token create --data-dir {} --name NAME \
                      --scopes ingest,query` (the server then requires tokens), or listen on a \
                      loopback address such as 127.0.0.1:7807",
                     settings.data_dir.display()
