@@ -523,6 +523,9 @@ fn store_error(app: &App, e: &sealog::Error) -> ApiError {
 
 // ---------------------------------------------------------------- ingest
 
+/// A parsed batch and its share of the in-flight budget.
+type ParsedBatch = (ingest::Batch, body::Allowance);
+
 /// What the blocking part of an ingest returns when it fails.
 enum IngestFailure {
     Api(ApiError),
@@ -744,45 +747,43 @@ async fn ingest_inner(
     // The parsed events take their share of the byte budget as they are
     // parsed, on top of the body's.
     let runtime = tokio::runtime::Handle::current();
-    let parsed = blocking(
-        move || -> Result<(ingest::Batch, body::Allowance), IngestFailure> {
-            let _permit = parse_permit;
-            let base = allowance.held();
-            let budget = allowance.budget();
-            let mut memory = |parsed: usize| {
-                if base.saturating_add(parsed) > budget {
-                    return Err(parsed_too_large(base.saturating_add(parsed), budget));
-                }
-                // Grown a step at a time (a 256th of the budget, at most a
-                // quarter megabyte), not event by event.
-                let step = (budget / 256).clamp(4 << 10, 256 << 10);
-                let want = base + parsed.next_multiple_of(step);
-                allowance
-                    .hold_blocking(&runtime, want)
-                    .map_err(|_| saturated("too many bytes in flight"))
-            };
-            let mut batch = ingest::parse_within(&body, framing, &limits, &validator, &mut memory)
-                .map_err(IngestFailure::Api)?;
-            if let Some(bound) = &tenant {
-                let mut indices = Vec::new();
-                let mut asked = String::new();
-                for (i, e) in batch.events.iter_mut().enumerate() {
-                    match &e.tenant {
-                        None => e.tenant = Some(bound.clone()),
-                        Some(t) if t == bound => {}
-                        Some(t) => {
-                            indices.push(i);
-                            asked.clone_from(t);
-                        }
+    let parsed = blocking(move || -> Result<ParsedBatch, IngestFailure> {
+        let _permit = parse_permit;
+        let base = allowance.held();
+        let budget = allowance.budget();
+        let mut memory = |parsed: usize| {
+            if base.saturating_add(parsed) > budget {
+                return Err(parsed_too_large(base.saturating_add(parsed), budget));
+            }
+            // Grown a step at a time (a 256th of the budget, at most a
+            // quarter megabyte), not event by event.
+            let step = (budget / 256).clamp(4 << 10, 256 << 10);
+            let want = base + parsed.next_multiple_of(step);
+            allowance
+                .hold_blocking(&runtime, want)
+                .map_err(|_| saturated("too many bytes in flight"))
+        };
+        let mut batch = ingest::parse_within(&body, framing, &limits, &validator, &mut memory)
+            .map_err(IngestFailure::Api)?;
+        if let Some(bound) = &tenant {
+            let mut indices = Vec::new();
+            let mut asked = String::new();
+            for (i, e) in batch.events.iter_mut().enumerate() {
+                match &e.tenant {
+                    None => e.tenant = Some(bound.clone()),
+                    Some(t) if t == bound => {}
+                    Some(t) => {
+                        indices.push(i);
+                        asked.clone_from(t);
                     }
                 }
-                if !indices.is_empty() {
-                    return Err(IngestFailure::Tenant { indices, asked });
-                }
             }
-            Ok((batch, allowance))
-        },
-    )
+            if !indices.is_empty() {
+                return Err(IngestFailure::Tenant { indices, asked });
+            }
+        }
+        Ok((batch, allowance))
+    })
     .await?;
     let outcome = match parsed {
         Err(e) => Err(e),
