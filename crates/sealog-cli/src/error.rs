@@ -270,6 +270,16 @@ impl CliError {
             | CliError::InvalidReceipt { hint, .. }
             | CliError::Interrupted { hint, .. }
             | CliError::Failed { hint, .. } => Some(hint.clone()),
+            CliError::ReadInput { what, source, .. }
+                if *what == "signing key" && source.kind() == io::ErrorKind::NotFound =>
+            {
+                Some(
+                    "create a key pair with `sealog keygen --name ORIGIN --out PREFIX` and pass \
+                     PREFIX.key with --signing-key (or SEALOG_SIGNING_KEY); without a signing key the log \
+                     issues no checkpoints or receipts"
+                        .into(),
+                )
+            }
             CliError::ReadInput { what, .. } => {
                 Some(format!("check the path and permissions of the {what}"))
             }
@@ -338,10 +348,17 @@ fn damage_hint(dir: &Path, corruption: &sealog::Corruption) -> String {
 
 fn store_hint(error: &sealog::Error) -> String {
     match error {
-        sealog::Error::Locked { .. } => "another process (a sealog server?) has the store open \
-             for writing: send events through it, or stop it first; reading commands (query, \
-             tail, export, stats, verify) work while it runs"
-            .into(),
+        sealog::Error::Locked { path } => {
+            let who = match sealog_server::lock::holder(path) {
+                Some(h) => format!("process {} (`{}`)", h.pid, h.command),
+                None => "another process (a sealog server?)".to_owned(),
+            };
+            format!(
+                "{who} has the store open for writing: send events through it if it is a \
+                 server, or stop it first; reading commands (query, tail, export, stats, verify) \
+                 work while it runs"
+            )
+        }
         sealog::Error::SegmentSpace { size, .. } => format!(
             "free space on the store's disk, or use smaller segments: --segment-size {} (a \
              writer needs room for two segments; give the same --segment-size, or set \

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use sealog_server::{Layer, Server};
+use sealog_server::{Layer, Server, ServerError};
 
 use crate::common::{Global, SecretsArg, SecretsMode, check_store_exists};
 use crate::error::CliError;
@@ -140,8 +140,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALOG_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<u64>,
 
-    /// Request body bytes being ingested at once (default 67108864); a
-    /// batch that cannot fit within --ingest-wait-ms gets 503.
+    /// Memory of the batches being ingested at once, bodies (decoded) and
+    /// parsed events (default 67108864); a batch that cannot fit within
+    /// --ingest-wait-ms gets 503.
     ///
     /// Example: --ingest-inflight-bytes 33554432
     #[arg(long, env = "SEALOG_INGEST_INFLIGHT_BYTES", value_name = "BYTES")]
@@ -184,8 +185,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALOG_MAX_TAIL_STREAMS", value_name = "N")]
     max_tail_streams: Option<u64>,
 
-    /// Refused requests recorded one by one per source address every 10 s
-    /// (default 20); the rest go into one summary event.
+    /// Refused requests recorded one by one every 10 s per token, and per
+    /// source address for callers without a valid token (default 20); the
+    /// rest go into one summary event per token or address.
     ///
     /// Example: --refusals-per-window 5
     #[arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")]
@@ -229,11 +231,22 @@ impl ServeArgs {
     }
 }
 
-fn config_error(e: impl std::fmt::Display) -> CliError {
-    CliError::usage(
-        e.to_string(),
-        "see `sealog serve --help` and docs/api.md for the settings",
-    )
+fn config_error(e: sealog_server::ConfigError) -> CliError {
+    CliError::usage(e.message, e.fix)
+}
+
+/// The command line's form of a server error: its own fix, and for a
+/// damaged store the report of `sealog verify` (with where it is).
+fn server_error(e: ServerError) -> CliError {
+    match e {
+        ServerError::Config(e) => config_error(e),
+        ServerError::Store {
+            dir,
+            source: sealog::Error::Corruption(corruption),
+            ..
+        } => CliError::Corrupt { dir, corruption },
+        other => CliError::failed(other.to_string(), other.fix()),
+    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -275,12 +288,9 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         // as soon as the server says it listens (a supervisor's quick
         // restart, say) must shut it down gracefully, not kill it.
         let shutdown = shutdown_signal()?;
-        let server = Server::bind(&settings, options).await.map_err(|e| {
-            CliError::failed(
-                e.to_string(),
-                "fix the setting named above; `sealog serve --help` lists them",
-            )
-        })?;
+        let server = Server::bind(&settings, options)
+            .await
+            .map_err(server_error)?;
         let url = server.url();
         {
             let mut out = std::io::stdout().lock();
@@ -305,10 +315,7 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
                 ", no signing key (no checkpoints or receipts)"
             }
         );
-        server
-            .run(shutdown)
-            .await
-            .map_err(|e| CliError::failed(e.to_string(), "see the messages above"))?;
+        server.run(shutdown).await.map_err(server_error)?;
         eprintln!("sealog serve: stopped");
         Ok(())
     })

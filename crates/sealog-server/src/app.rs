@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
 use sealog::format::validate::Validator;
 use sealog::format::{Metadata, Resource};
 use sealog::{Outcome, Receipt, Store};
@@ -28,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::audit::{self, Origin, Principal, Refusal, RefusalLimiter};
+use crate::body::{self, BodyError};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::handle::StoreHandle;
@@ -113,7 +113,7 @@ impl App {
                     .refusals_per_window
                     .saturating_mul(audit::ADDRESSES_IN_FULL),
                 limits.refusal_window,
-                4096,
+                audit::MAX_ADDRESSES,
             ),
             ingest_bytes: Arc::new(Semaphore::new(budget)),
             ingest_budget: budget,
@@ -231,7 +231,10 @@ fn peer_of(req_extensions: &axum::http::Extensions) -> Option<Peer> {
 }
 
 /// Records a refusal (or counts it, in a flood) and returns its error.
-async fn refuse(app: &App, refusal: Refusal, error: ApiError) -> ApiError {
+async fn refuse(app: &App, mut refusal: Refusal, error: ApiError) -> ApiError {
+    if refusal.code.is_empty() {
+        refusal.code = error.code;
+    }
     if app.refusals.admit(&refusal) {
         if let Ok(store) = app.store.get()
             && let Err(e) = audit::append(store, vec![refusal.to_event()]).await
@@ -312,6 +315,7 @@ async fn authenticate(
         action: "auth.failed",
         actor,
         reason: reason.to_owned(),
+        code: "",
         origin: origin.clone(),
         status: 401,
     };
@@ -399,6 +403,13 @@ async fn deny(
         action: "auth.denied",
         actor: principal.actor(),
         reason: format!("token `{}` {reason}", principal.name),
+        // The 404 hides another tenant's record from the caller, not from
+        // the trail.
+        code: if status == 404 {
+            "other_tenant_record"
+        } else {
+            ""
+        },
         origin: origin.clone(),
         status,
     };
@@ -517,6 +528,9 @@ fn store_error(app: &App, e: &sealog::Error) -> ApiError {
 
 // ---------------------------------------------------------------- ingest
 
+/// A parsed batch and its share of the in-flight budget.
+type ParsedBatch = (ingest::Batch, body::Allowance);
+
 /// What the blocking part of an ingest returns when it fails.
 enum IngestFailure {
     Api(ApiError),
@@ -595,54 +609,20 @@ fn saturated(what: &str) -> ApiError {
     .retry_after(1)
 }
 
-/// Why a body could not be read.
-enum BodyError {
-    /// It is larger than `max_body_bytes`.
-    TooLarge,
-    /// The byte budget stayed used up for `ingest_wait`.
-    Saturated,
-    /// The connection failed.
-    Read(axum::Error),
-}
-
-/// Reads a request body, taking its share of the in-flight byte budget as
-/// its bytes arrive, so the budget counts only bytes in memory. A body
-/// larger than the whole budget (`max_body_bytes` above
-/// `ingest_inflight_bytes`) holds the whole budget and reads on.
-async fn read_body(
-    app: &App,
-    body: Body,
-    max_body: u64,
-    wait: Duration,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
-    let max_body = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let budget = app.ingest_budget;
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut held_bytes = 0usize;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
-            continue;
-        };
-        if buf.len().saturating_add(data.len()) > max_body {
-            return Err(BodyError::TooLarge);
-        }
-        let want = data.len().min(budget.saturating_sub(held_bytes));
-        if want > 0 {
-            let n = u32::try_from(want).map_err(|_| BodyError::TooLarge)?;
-            let permit = acquire(&app.ingest_bytes, n, wait)
-                .await
-                .ok_or(BodyError::Saturated)?;
-            held_bytes += want;
-            match held.as_mut() {
-                Some(h) => h.merge(permit),
-                None => held = Some(permit),
-            }
-        }
-        buf.extend_from_slice(&data);
-    }
-    Ok((Bytes::from(buf), held))
+/// The 413 of a batch whose parsed events do not fit in the whole
+/// in-flight budget.
+fn parsed_too_large(bytes: usize, budget: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+        format!(
+            "the batch takes more memory once parsed (over {bytes} bytes with its body, events \
+             with large metadata take many times their JSON size) than the server holds for \
+             ingest at once (ingest_inflight_bytes = {budget}); split the batch, nothing was \
+             written"
+        ),
+    )
+    .with("ingest_inflight_bytes", budget as u64)
 }
 
 async fn ingest_inner(
@@ -659,25 +639,15 @@ async fn ingest_inner(
     let principal = authorize(app, &parts.headers, &origin, Scope::Ingest).await?;
     params::parse(parts.uri.query(), &[], &[])?;
     let framing = framing(&parts.headers)?;
+    let encoding = body::Encoding::of(&parts.headers)?;
     let max_body = app.limits.max_body_bytes;
     let declared: Option<u64> = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let too_big = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the body is larger than the limit of {max_body} bytes per request; split the \
-                 batch, nothing was written"
-            ),
-        )
-        .with("max_body_bytes", max_body)
-    };
     if declared.is_some_and(|n| n > max_body) {
-        return Err(too_big());
+        return Err(body::too_large(max_body, None));
     }
     let idempotency_key = match parts.headers.get("idempotency-key") {
         None => None,
@@ -703,8 +673,9 @@ async fn ingest_inner(
     // connections declaring 16 MiB and sending a byte a second kept every
     // other client at 503 for as long as they kept reconnecting).
     let wait = app.limits.ingest_wait;
-    let read = read_body(app, body, max_body, wait);
-    let (body, _byte_permit) = match tokio::time::timeout(app.limits.body_timeout, read).await {
+    let allowance = body::Allowance::new(app.ingest_bytes.clone(), app.ingest_budget, wait);
+    let read = body::read(body, encoding, declared, max_body, allowance);
+    let (body, mut allowance) = match tokio::time::timeout(app.limits.body_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -716,8 +687,11 @@ async fn ingest_inner(
                 ),
             ));
         }
-        Ok(Err(BodyError::TooLarge)) => return Err(too_big()),
+        Ok(Err(BodyError::TooLarge { decoded })) => {
+            return Err(body::too_large(max_body, decoded));
+        }
         Ok(Err(BodyError::Saturated)) => return Err(saturated("too many bytes in flight")),
+        Ok(Err(BodyError::Encoding(e))) => return Err(e),
         Ok(Err(BodyError::Read(e))) => {
             return Err(ApiError::bad_request(
                 "body_read_failed",
@@ -775,10 +749,27 @@ async fn ingest_inner(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    let parsed = blocking(move || -> Result<ingest::Batch, IngestFailure> {
+    // The parsed events take their share of the byte budget as they are
+    // parsed, on top of the body's.
+    let runtime = tokio::runtime::Handle::current();
+    let parsed = blocking(move || -> Result<ParsedBatch, IngestFailure> {
         let _permit = parse_permit;
-        let mut batch =
-            ingest::parse(&body, framing, &limits, &validator).map_err(IngestFailure::Api)?;
+        let base = allowance.held();
+        let budget = allowance.budget();
+        let mut memory = |parsed: usize| {
+            if base.saturating_add(parsed) > budget {
+                return Err(parsed_too_large(base.saturating_add(parsed), budget));
+            }
+            // Grown a step at a time (a 256th of the budget, at most a
+            // quarter megabyte), not event by event.
+            let step = (budget / 256).clamp(4 << 10, 256 << 10);
+            let want = base + parsed.next_multiple_of(step);
+            allowance
+                .hold_blocking(&runtime, want)
+                .map_err(|_| saturated("too many bytes in flight"))
+        };
+        let mut batch = ingest::parse_within(&body, framing, &limits, &validator, &mut memory)
+            .map_err(IngestFailure::Api)?;
         if let Some(bound) = &tenant {
             let mut indices = Vec::new();
             let mut asked = String::new();
@@ -796,12 +787,12 @@ async fn ingest_inner(
                 return Err(IngestFailure::Tenant { indices, asked });
             }
         }
-        Ok(batch)
+        Ok((batch, allowance))
     })
     .await?;
     let outcome = match parsed {
         Err(e) => Err(e),
-        Ok(mut batch) => {
+        Ok((mut batch, allowance)) => {
             // From here on the batch is written whether or not the client
             // waits: a detached task appends it and remembers its
             // idempotency key, so a client that lost the connection (or hit
@@ -812,6 +803,9 @@ async fn ingest_inner(
             let journal = task_app.idempotency.clone();
             let task = tokio::spawn(async move {
                 let appended = tokio::task::spawn_blocking(move || {
+                    // The events' share of the budget is held until they
+                    // are written, even if the client has gone.
+                    let _allowance = allowance;
                     let receipts = store.append_batch(batch.events)?;
                     // Durable now: remember the key across a restart before
                     // acknowledging.

@@ -10,17 +10,25 @@
 //! failed authentication the token's name if the secret belonged to a
 //! revoked token, else `{"type": "anonymous", "id": "anonymous"}`.
 //!
-//! A flood of refused requests must not become a flood of writes: per
-//! source address, the first [`crate::Limits::refusals_per_window`]
-//! refusals of each window are recorded one by one, and at most
-//! [`ADDRESSES_IN_FULL`] times as many from all addresses together (a
-//! client with many addresses, an IPv6 prefix say, would otherwise write
-//! 20 events per address and window); the rest are counted and recorded
-//! as one `auth.refusals_summarized` event per address when the window
-//! ends. The table of addresses is bounded; addresses beyond it share one
-//! counter.
+//! A flood of refused requests must not become a flood of writes, and
+//! must not hide who was refused. Each refusal counts against the budget
+//! of one *subject*: a token (refused for its scope or tenant, or revoked)
+//! has its own, wherever it calls from; a caller without a valid token is
+//! known only by its source address, and each address has one. The first
+//! [`crate::Limits::refusals_per_window`] refusals of a subject's window are
+//! recorded one by one, and at most [`ADDRESSES_IN_FULL`] times as many
+//! from all addresses together (a client with many addresses, an IPv6
+//! prefix say, would otherwise write 20 events per address and window) and,
+//! separately, as many from all tokens together, so anonymous refusals can
+//! never use up the allowance of a token's. The rest are counted and
+//! recorded as one `auth.refusals_summarized` event per subject when its
+//! window ends: it names that subject alone (the token, or `anonymous` and
+//! the address) with its counts by reason. The table of anonymous addresses
+//! is bounded ([`MAX_ADDRESSES`]); addresses beyond it share one anonymous
+//! counter. Tokens are not bounded here: their names come from the tokens
+//! file, which callers cannot add to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -155,9 +163,14 @@ pub struct Refusal {
     pub actor: Actor,
     /// Why, for a person.
     pub reason: String,
+    /// Why, as a stable word counted in summaries: the response's error
+    /// code (`invalid_token`, `insufficient_scope`, `tenant_forbidden`,
+    /// ...), or `other_tenant_record` for the 404 that hides another
+    /// tenant's record.
+    pub code: &'static str,
     /// Where from.
     pub origin: Origin,
-    /// The tenant the request was about, if any.
+    /// The HTTP status of the refusal.
     pub status: u16,
 }
 
@@ -181,20 +194,95 @@ impl Refusal {
         )
         .with_reason(clean(&self.reason, 2048))
     }
+
+    /// Whose budget the refusal counts against: a named principal (a token,
+    /// valid or revoked) has its own wherever it calls from; an anonymous
+    /// caller is known only by its address.
+    fn subject(&self) -> Subject {
+        if self.actor.kind == "anonymous" {
+            Subject::Anonymous(self.origin.ip)
+        } else {
+            Subject::Named {
+                kind: self.actor.kind.clone(),
+                name: self.actor.id.clone(),
+            }
+        }
+    }
 }
 
-/// Refusals recorded one by one in a window from all addresses together,
-/// in multiples of the per-address allowance: with the default of 20 per
-/// address, 1,000 per window.
+/// Refusals recorded one by one in a window from all addresses together
+/// (and, separately, from all tokens together), in multiples of the
+/// per-principal allowance: with the default of 20, 1,000 per window.
 pub const ADDRESSES_IN_FULL: u32 = 50;
 
-/// A per-address window of refusals.
+/// The addresses beyond which anonymous refusals share one counter.
+pub const MAX_ADDRESSES: usize = 4096;
+
+/// The distinct source addresses a token's summary lists.
+const ADDRESSES_LISTED: usize = 16;
+
+/// Who a refusal's budget and summary belong to. Summaries never mix two
+/// subjects.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    /// A caller that proved who it is (or whose revoked token named it):
+    /// its own budget, whatever address it calls from.
+    Named { kind: String, name: String },
+    /// A caller without a valid token, per source address (`None`: the
+    /// shared counter of addresses beyond the table, or no address).
+    Anonymous(Option<IpAddr>),
+}
+
+/// One subject's window of refusals.
 #[derive(Debug)]
 struct Window {
     started: Instant,
-    recorded: u32,
+    recorded: u64,
     suppressed: u64,
+    /// Suppressed refusals by [`Refusal::code`].
+    by_reason: BTreeMap<&'static str, u64>,
+    /// Distinct source addresses of the suppressed refusals (named
+    /// subjects only; at most [`ADDRESSES_LISTED`]), and the number of
+    /// suppressed refusals from addresses beyond the list.
+    addresses: Vec<IpAddr>,
+    from_unlisted_addresses: u64,
     last: Option<Refusal>,
+}
+
+impl Window {
+    fn new(now: Instant) -> Window {
+        Window {
+            started: now,
+            recorded: 0,
+            suppressed: 0,
+            by_reason: BTreeMap::new(),
+            addresses: Vec::new(),
+            from_unlisted_addresses: 0,
+            last: None,
+        }
+    }
+}
+
+/// One class's window of refusals from all its subjects together.
+#[derive(Debug)]
+struct Pool {
+    started: Instant,
+    recorded: u32,
+}
+
+impl Pool {
+    fn take(&mut self, now: Instant, window: Duration, cap: u32) -> bool {
+        if now.duration_since(self.started) >= window {
+            self.started = now;
+            self.recorded = 0;
+        }
+        if self.recorded < cap {
+            self.recorded += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Decides which refusals are recorded one by one.
@@ -207,89 +295,121 @@ pub struct RefusalLimiter {
     table: Mutex<Table>,
 }
 
-/// The windows of every address, and the one of all of them together.
+/// The windows of every subject, and of each class together.
 #[derive(Debug)]
 struct Table {
-    addresses: HashMap<Option<IpAddr>, Window>,
-    started: Instant,
-    recorded: u32,
+    subjects: HashMap<Subject, Window>,
+    /// Anonymous subjects in `subjects` (bounded by `max_addresses`).
+    anonymous: usize,
+    anonymous_pool: Pool,
+    named_pool: Pool,
 }
 
 impl RefusalLimiter {
-    /// A limiter: `per_window` refusals recorded one by one per address and
-    /// window, `total_per_window` from all addresses together.
+    /// A limiter: `per_window` refusals recorded one by one per subject
+    /// (token, or anonymous address) and window, `total_per_window` from
+    /// all anonymous addresses together and as many from all tokens
+    /// together; at most `max_addresses` anonymous addresses have their own
+    /// counter.
     pub fn new(
         per_window: u32,
         total_per_window: u32,
         window: Duration,
         max_addresses: usize,
     ) -> RefusalLimiter {
+        let now = Instant::now();
         RefusalLimiter {
             per_window,
             total_per_window,
             window,
             max_addresses,
             table: Mutex::new(Table {
-                addresses: HashMap::new(),
-                started: Instant::now(),
-                recorded: 0,
+                subjects: HashMap::new(),
+                anonymous: 0,
+                anonymous_pool: Pool {
+                    started: now,
+                    recorded: 0,
+                },
+                named_pool: Pool {
+                    started: now,
+                    recorded: 0,
+                },
             }),
         }
     }
 
     /// True if this refusal is to be recorded now; otherwise it is counted
-    /// for the address's summary.
+    /// for its subject's summary.
     pub fn admit(&self, refusal: &Refusal) -> bool {
         let now = Instant::now();
+        let window = self.window;
         let mut guard = self.table.lock();
-        let Table {
-            addresses: table,
-            started,
-            recorded,
-        } = &mut *guard;
-        if now.duration_since(*started) >= self.window {
-            *started = now;
-            *recorded = 0;
-        }
-        let mut key = refusal.origin.ip;
-        if !table.contains_key(&key) && table.len() >= self.max_addresses {
+        let table = &mut *guard;
+        let mut subject = refusal.subject();
+        if matches!(subject, Subject::Anonymous(Some(_)))
+            && !table.subjects.contains_key(&subject)
+            && table.anonymous >= self.max_addresses
+        {
             // Make room from windows that ended with nothing to report;
             // otherwise count under the shared overflow entry.
-            let window = self.window;
-            table.retain(|_, w| now.duration_since(w.started) < window || w.suppressed > 0);
-            if table.len() >= self.max_addresses {
-                key = None;
+            table
+                .subjects
+                .retain(|_, w| now.duration_since(w.started) < window || w.suppressed > 0);
+            table.anonymous = table
+                .subjects
+                .keys()
+                .filter(|s| matches!(s, Subject::Anonymous(_)))
+                .count();
+            if table.anonymous >= self.max_addresses {
+                subject = Subject::Anonymous(None);
             }
         }
-        let w = table.entry(key).or_insert_with(|| Window {
-            started: now,
-            recorded: 0,
-            suppressed: 0,
-            last: None,
-        });
-        if now.duration_since(w.started) >= self.window && w.suppressed == 0 {
-            w.started = now;
-            w.recorded = 0;
+        let named = matches!(subject, Subject::Named { .. });
+        if !named && !table.subjects.contains_key(&subject) {
+            table.anonymous += 1;
         }
-        if w.recorded < self.per_window && *recorded < self.total_per_window {
-            w.recorded += 1;
-            *recorded += 1;
-            true
+        let w = table
+            .subjects
+            .entry(subject)
+            .or_insert_with(|| Window::new(now));
+        if now.duration_since(w.started) >= window && w.suppressed == 0 {
+            *w = Window::new(now);
+        }
+        let pool = if named {
+            &mut table.named_pool
         } else {
-            w.suppressed += 1;
-            w.last = Some(refusal.clone());
-            false
+            &mut table.anonymous_pool
+        };
+        if w.recorded < u64::from(self.per_window) && pool.take(now, window, self.total_per_window)
+        {
+            w.recorded += 1;
+            return true;
         }
+        w.suppressed += 1;
+        *w.by_reason.entry(refusal.code).or_insert(0) += 1;
+        if named
+            && let Some(ip) = refusal.origin.ip
+            && !w.addresses.contains(&ip)
+        {
+            if w.addresses.len() < ADDRESSES_LISTED {
+                w.addresses.push(ip);
+            } else {
+                w.from_unlisted_addresses += 1;
+            }
+        }
+        w.last = Some(refusal.clone());
+        false
     }
 
-    /// Summary events of windows that have ended with suppressed refusals;
-    /// with `all`, of every window (at shutdown).
+    /// Summary events of windows that have ended with suppressed refusals,
+    /// one per subject; with `all`, of every window (at shutdown).
     pub fn drain(&self, all: bool) -> Vec<Event> {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut guard = self.table.lock();
+        let table = &mut *guard;
         let window = self.window;
-        guard.addresses.retain(|ip, w| {
+        table.subjects.retain(|subject, w| {
             let ended = all || now.duration_since(w.started) >= window;
             if !ended {
                 return true;
@@ -297,44 +417,114 @@ impl RefusalLimiter {
             if w.suppressed > 0
                 && let Some(last) = &w.last
             {
-                let mut metadata = Metadata::new();
-                metadata.insert("count".into(), w.suppressed.into());
-                metadata.insert(
-                    "window_secs".into(),
-                    now.duration_since(w.started).as_secs().into(),
-                );
-                metadata.insert("last_action".into(), last.action.into());
-                metadata.insert("last_reason".into(), clean(&last.reason, 512).into());
-                if ip.is_none() {
-                    metadata.insert("addresses".into(), "many (table full)".into());
-                }
-                let origin = Origin {
-                    ip: *ip,
-                    user_agent: last.origin.user_agent.clone(),
-                    endpoint: last.origin.endpoint.clone(),
-                };
-                out.push(
-                    event(
-                        "auth.refusals_summarized",
-                        last.actor.clone(),
-                        Resource::kind("endpoint"),
-                        Outcome::Failure,
-                        &origin,
-                        metadata,
-                    )
-                    .with_reason(format!(
-                        "{} more refused requests from this address were not recorded one by \
-                         one (more than {} per {} s from one address, or {} from all)",
-                        w.suppressed,
-                        self.per_window,
-                        window.as_secs(),
-                        self.total_per_window
-                    )),
-                );
+                out.push(self.summary(subject, w, last, now));
             }
             false
         });
+        table.anonymous = table
+            .subjects
+            .keys()
+            .filter(|s| matches!(s, Subject::Anonymous(_)))
+            .count();
         out
+    }
+
+    /// The `auth.refusals_summarized` event of one subject's window.
+    fn summary(&self, subject: &Subject, w: &Window, last: &Refusal, now: Instant) -> Event {
+        let mut metadata = Metadata::new();
+        metadata.insert("count".into(), w.suppressed.into());
+        metadata.insert("recorded".into(), w.recorded.into());
+        // A list, not an object keyed by code: codes such as
+        // `invalid_token` would trip the secret guard as metadata keys.
+        let by_reason: Vec<Value> = w
+            .by_reason
+            .iter()
+            .map(|(code, n)| serde_json::json!({"reason": code, "count": n}))
+            .collect();
+        metadata.insert("by_reason".into(), Value::Array(by_reason));
+        metadata.insert(
+            "window_secs".into(),
+            now.duration_since(w.started).as_secs().into(),
+        );
+        metadata.insert("last_action".into(), last.action.into());
+        metadata.insert("last_reason".into(), clean(&last.reason, 512).into());
+        let reasons = w
+            .by_reason
+            .iter()
+            .map(|(code, n)| format!("{n} {code}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (actor, ip, who, limit) = match subject {
+            Subject::Named { kind, name } => {
+                let listed: Vec<Value> = w
+                    .addresses
+                    .iter()
+                    .map(|ip| Value::String(ip.to_string()))
+                    .collect();
+                metadata.insert("addresses".into(), Value::Array(listed));
+                if w.from_unlisted_addresses > 0 {
+                    metadata.insert(
+                        "from_unlisted_addresses".into(),
+                        w.from_unlisted_addresses.into(),
+                    );
+                }
+                let ip = match w.addresses.as_slice() {
+                    [one] if w.from_unlisted_addresses == 0 => Some(*one),
+                    _ => None,
+                };
+                (
+                    Actor::new(kind.clone(), clean(name, 256)),
+                    ip,
+                    format!("of {kind} `{}`", clean(name, 256)),
+                    format!(
+                        "more than {} per {} s for one {kind}, or {} for all of them",
+                        self.per_window,
+                        self.window.as_secs(),
+                        self.total_per_window
+                    ),
+                )
+            }
+            Subject::Anonymous(ip) => {
+                if ip.is_none() {
+                    metadata.insert("addresses".into(), "many (table full)".into());
+                }
+                (
+                    Actor::new("anonymous", "anonymous"),
+                    *ip,
+                    match ip {
+                        Some(_) => "without a valid token from this address".to_owned(),
+                        None => "without a valid token from addresses beyond the table".to_owned(),
+                    },
+                    format!(
+                        "more than {} per {} s from one address, or {} from all",
+                        self.per_window,
+                        self.window.as_secs(),
+                        self.total_per_window
+                    ),
+                )
+            }
+        };
+        let origin = Origin {
+            ip,
+            user_agent: last.origin.user_agent.clone(),
+            endpoint: last.origin.endpoint.clone(),
+        };
+        event(
+            "auth.refusals_summarized",
+            actor,
+            Resource::kind("endpoint"),
+            Outcome::Failure,
+            &origin,
+            metadata,
+        )
+        .with_reason(clean(
+            &format!(
+                "{} more refused requests {who} were not recorded one by one ({limit}): \
+                 {reasons}",
+                w.suppressed
+            ),
+            2048,
+        ))
     }
 }
 
@@ -347,6 +537,7 @@ mod tests {
             action: "auth.failed",
             actor: Actor::new("anonymous", "anonymous"),
             reason: "no token".into(),
+            code: "missing_token",
             origin: Origin {
                 ip: ip.parse().ok(),
                 user_agent: Some("t\u{7}est".into()),
@@ -395,6 +586,167 @@ mod tests {
             .map(|e| e.metadata.as_ref().unwrap()["count"].as_u64().unwrap())
             .sum();
         assert_eq!(admitted + counted, 250);
+    }
+
+    fn denial(token: &str, ip: &str, code: &'static str) -> Refusal {
+        Refusal {
+            action: "auth.denied",
+            actor: Actor::new("token", token),
+            reason: format!("token `{token}` is bound to tenant `acme`"),
+            code,
+            origin: Origin {
+                ip: ip.parse().ok(),
+                user_agent: None,
+                endpoint: "GET /v1/events".into(),
+            },
+            status: 403,
+        }
+    }
+
+    fn meta(e: &Event) -> &Metadata {
+        e.metadata.as_ref().unwrap()
+    }
+
+    #[test]
+    fn anonymous_refusals_cannot_use_up_a_tokens_budget_from_the_same_address() {
+        let limiter = RefusalLimiter::new(20, 1000, Duration::from_secs(3600), 16);
+        for _ in 0..20 {
+            assert!(limiter.admit(&refusal("10.0.0.1")));
+        }
+        // The address's anonymous budget is spent; the insider's token,
+        // calling from the same address, still has all of its own.
+        for i in 0..6 {
+            let code = if i % 2 == 0 {
+                "tenant_forbidden"
+            } else {
+                "other_tenant_record"
+            };
+            assert!(
+                limiter.admit(&denial("acme-reader", "10.0.0.1", code)),
+                "attempt {i}"
+            );
+        }
+        assert!(!limiter.admit(&refusal("10.0.0.1")));
+        let events = limiter.drain(true);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor.kind, "anonymous");
+    }
+
+    #[test]
+    fn two_tokens_behind_one_address_have_their_own_budgets_and_summaries() {
+        let limiter = RefusalLimiter::new(3, 1000, Duration::from_secs(3600), 16);
+        for _ in 0..50 {
+            limiter.admit(&refusal("10.0.0.9"));
+        }
+        let a = (0..5)
+            .filter(|_| limiter.admit(&denial("alice", "10.0.0.9", "tenant_forbidden")))
+            .count();
+        let b = (0..4)
+            .filter(|_| limiter.admit(&denial("bob", "10.0.0.9", "insufficient_scope")))
+            .count();
+        assert_eq!((a, b), (3, 3));
+        let events = limiter.drain(true);
+        assert_eq!(events.len(), 3, "one summary per subject: {events:?}");
+        let of = |kind: &str, id: &str| {
+            events
+                .iter()
+                .find(|e| e.actor.kind == kind && e.actor.id == id)
+                .unwrap_or_else(|| panic!("no summary for {kind}:{id}"))
+        };
+        let alice = of("token", "alice");
+        assert_eq!(meta(alice)["count"], 2);
+        assert_eq!(meta(alice)["recorded"], 3);
+        assert_eq!(
+            meta(alice)["by_reason"],
+            serde_json::json!([{"reason": "tenant_forbidden", "count": 2}])
+        );
+        assert_eq!(meta(alice)["addresses"], serde_json::json!(["10.0.0.9"]));
+        assert!(
+            alice
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("of token `alice`")
+        );
+        let bob = of("token", "bob");
+        assert_eq!(meta(bob)["count"], 1);
+        assert_eq!(
+            meta(bob)["by_reason"],
+            serde_json::json!([{"reason": "insufficient_scope", "count": 1}])
+        );
+        let anonymous = of("anonymous", "anonymous");
+        assert_eq!(meta(anonymous)["count"], 47);
+        assert_eq!(
+            meta(anonymous)["by_reason"],
+            serde_json::json!([{"reason": "missing_token", "count": 47}])
+        );
+        for e in &events {
+            let mut e = e.clone();
+            assert!(sealog::format::validate::validate(&mut e).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_summary_names_one_principal_whatever_came_last() {
+        let limiter = RefusalLimiter::new(1, 1000, Duration::from_secs(3600), 16);
+        limiter.admit(&denial("mallory", "10.0.0.5", "tenant_forbidden"));
+        limiter.admit(&denial("mallory", "10.0.0.5", "tenant_forbidden"));
+        limiter.admit(&denial("mallory", "10.0.0.6", "other_tenant_record"));
+        // Anonymous refusals after the token's do not take over its summary.
+        for _ in 0..5 {
+            limiter.admit(&refusal("10.0.0.5"));
+        }
+        let events = limiter.drain(true);
+        let mallory: Vec<_> = events.iter().filter(|e| e.actor.id == "mallory").collect();
+        assert_eq!(mallory.len(), 1);
+        let m = meta(mallory[0]);
+        assert_eq!(m["count"], 2);
+        assert_eq!(
+            m["by_reason"],
+            serde_json::json!([
+                {"reason": "other_tenant_record", "count": 1},
+                {"reason": "tenant_forbidden", "count": 1}
+            ])
+        );
+        assert_eq!(m["addresses"], serde_json::json!(["10.0.0.5", "10.0.0.6"]));
+        assert!(mallory[0].source.as_ref().and_then(|s| s.ip).is_none());
+        let anonymous: Vec<_> = events
+            .iter()
+            .filter(|e| e.actor.kind == "anonymous")
+            .collect();
+        assert_eq!(anonymous.len(), 1);
+        assert_eq!(meta(anonymous[0])["count"], 4);
+        assert_eq!(
+            anonymous[0].source.as_ref().and_then(|s| s.ip),
+            Some("10.0.0.5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_is_capped_without_hiding_a_token() {
+        let limiter = RefusalLimiter::new(20, 1000, Duration::from_secs(3600), 4096);
+        let mut admitted = 0u64;
+        for i in 0..5000u32 {
+            let ip = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i));
+            let mut r = refusal("::1");
+            r.origin.ip = Some(IpAddr::V6(ip));
+            if limiter.admit(&r) {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 1000, "the cap across addresses holds");
+        // The anonymous flood has used its whole allowance; a token's
+        // refusals are still recorded one by one.
+        assert!(limiter.admit(&denial("insider", "10.0.0.1", "tenant_forbidden")));
+        let events = limiter.drain(true);
+        // One summary per address in the table, one for the overflow.
+        assert_eq!(events.len(), 4096 - 1000 + 1);
+        assert!(events.iter().all(|e| e.actor.kind == "anonymous"));
+        let counted: u64 = events
+            .iter()
+            .map(|e| meta(e)["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(admitted + counted, 5000);
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct Limits {
     /// Open connections at once (default 10,000); more wait in the kernel's
     /// accept queue.
     pub max_connections: usize,
-    /// Request body bytes being ingested at once (default 64 MiB).
+    /// Memory of the batches being ingested at once, their decoded bodies
+    /// and parsed events (default 64 MiB).
     pub ingest_inflight_bytes: u64,
     /// Batches being ingested at once (default 64).
     pub ingest_inflight_batches: usize,
@@ -61,8 +62,9 @@ pub struct Limits {
     pub max_tail_streams: usize,
     /// Concurrent NDJSON exports (default 16).
     pub max_exports: usize,
-    /// Refused requests recorded one by one per source address and window
-    /// (default 20); the rest are counted in a summary event.
+    /// Refused requests recorded one by one per window and token, and per
+    /// source address for callers without a valid token (default 20); the
+    /// rest are counted in one summary event per token or address.
     pub refusals_per_window: u32,
     /// The window of [`Limits::refusals_per_window`] (default 10 s).
     pub refusal_window: Duration,
@@ -212,10 +214,34 @@ pub struct Layer {
     pub refusals_per_window: Option<u64>,
 }
 
-/// A configuration problem.
+/// A configuration problem: what is wrong, and how to fix it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[error("{message}")]
+pub struct ConfigError {
+    /// What is wrong, naming the setting.
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl ConfigError {
+    /// A problem and its fix.
+    pub fn new(message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Where a setting is set: its flag, environment variable and config key.
+fn setting(key: &str) -> String {
+    format!(
+        "--{} (or SEALOG_{}, or `{key}` in the config file)",
+        key.replace('_', "-"),
+        key.to_ascii_uppercase()
+    )
+}
 
 macro_rules! or_fields {
     ($a:ident, $b:ident, $($f:ident),*) => {
@@ -227,16 +253,38 @@ impl Layer {
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "cannot read the config file `{}`: {e}",
-                path.display()
-            ))
+            let fix = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "check the path given with --config (or SEALOG_CONFIG), or leave it out to \
+                     use flags and defaults only"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "let the user running the server read the file (or pass another with \
+                     --config)"
+                }
+                _ => "check the file given with --config (or SEALOG_CONFIG)",
+            };
+            ConfigError::new(
+                format!("cannot read the config file `{}`: {e}", path.display()),
+                fix,
+            )
         })?;
         toml::from_str(&text).map_err(|e| {
-            ConfigError(format!(
-                "the config file `{}` is invalid: {e}",
-                path.display()
-            ))
+            let text = e.to_string();
+            let fix = if text.contains("unknown field") {
+                "remove or rename the key named above: the keys are the flags of `sealog serve \
+                 --help` with underscores (listen, data_dir, tokens, tls_cert, tls_key, \
+                 signing_key, max_body_bytes, ...), listed in docs/api.md"
+            } else if text.contains("invalid type") {
+                "give the key a value of its type: numbers bare (max_body_bytes = 4194304), \
+                 addresses and paths quoted (listen = \"127.0.0.1:7807\")"
+            } else {
+                "fix the TOML syntax at the line and column named above"
+            };
+            ConfigError::new(
+                format!("the config file `{}` is invalid: {text}", path.display()),
+                fix,
+            )
         })
     }
 
@@ -282,10 +330,14 @@ impl Layer {
     pub fn resolve(self) -> Result<Settings, ConfigError> {
         let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            ConfigError(format!(
-                "listen address `{listen_text}` is not IP:PORT (e.g. 127.0.0.1:7807 or \
-                 [::1]:7807 or 0.0.0.0:7807)"
-            ))
+            ConfigError::new(
+                format!("listen address `{listen_text}` is not IP:PORT"),
+                format!(
+                    "give {} as an IP address and a port, e.g. 127.0.0.1:7807, [::1]:7807 or \
+                     0.0.0.0:7807 (host names are not accepted; port 0 picks a free port)",
+                    setting("listen")
+                ),
+            )
         })?;
         let data_dir = self
             .data_dir
@@ -293,12 +345,15 @@ impl Layer {
         let tokens = match self.tokens {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError(format!(
-                        "the tokens file `{}` does not exist: create a token with `sealog token \
-                         create --tokens {} --name NAME --scopes ingest,query`",
-                        path.display(),
-                        path.display()
-                    )));
+                    return Err(ConfigError::new(
+                        format!("the tokens file `{}` does not exist", path.display()),
+                        format!(
+                            "create it with a first token: `sealog token create --tokens {} \
+                             --name NAME --scopes ingest,query`; or drop --tokens to use \
+                             <data-dir>/tokens.json",
+                            path.display()
+                        ),
+                    ));
                 }
                 Some(path)
             }
@@ -310,10 +365,16 @@ impl Layer {
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
-            _ => {
-                return Err(ConfigError(
-                    "TLS needs both a certificate (--tls-cert) and its private key (--tls-key)"
-                        .into(),
+            (cert, _) => {
+                let (given, missing) = if cert.is_some() {
+                    ("--tls-cert", "--tls-key")
+                } else {
+                    ("--tls-key", "--tls-cert")
+                };
+                return Err(ConfigError::new(
+                    format!("{given} is set but {missing} is not: TLS needs both"),
+                    "pass both --tls-cert and --tls-key (or tls_cert and tls_key in the config \
+                     file), or neither to serve plain HTTP",
                 ));
             }
         };
@@ -322,17 +383,25 @@ impl Layer {
             Some(size) => {
                 let bytes = match size {
                     Size::Bytes(n) => n,
-                    Size::Text(text) => {
-                        parse_size(&text).map_err(|e| ConfigError(format!("segment_size: {e}")))?
-                    }
+                    Size::Text(text) => parse_size(&text).map_err(|e| {
+                        ConfigError::new(
+                            format!("segment_size: {e}"),
+                            "give a size with a unit, e.g. segment_size = \"16MiB\", or a \
+                             number of bytes",
+                        )
+                    })?,
                 };
                 if !(sealog::MIN_SEGMENT_SIZE..=sealog::MAX_SEGMENT_SIZE).contains(&bytes) {
-                    return Err(ConfigError(format!(
-                        "segment_size: {bytes} bytes is outside the sizes allowed, 4KiB ({}) to \
-                         1GiB ({})",
-                        sealog::MIN_SEGMENT_SIZE,
-                        sealog::MAX_SEGMENT_SIZE
-                    )));
+                    return Err(ConfigError::new(
+                        format!(
+                            "segment_size: {bytes} bytes is outside the sizes allowed, 4KiB ({}) \
+                             to 1GiB ({})",
+                            sealog::MIN_SEGMENT_SIZE,
+                            sealog::MAX_SEGMENT_SIZE
+                        ),
+                        "set segment_size between 4KiB and 1GiB (64MiB, the default, suits \
+                         most stores), or leave it out",
+                    ));
                 }
                 Some(bytes)
             }
@@ -342,18 +411,25 @@ impl Layer {
             Some("refuse") => Some(SecretPolicy::Reject),
             Some("redact") => Some(SecretPolicy::Redact),
             Some(other) => {
-                return Err(ConfigError(format!(
-                    "secrets: `{other}` is not a mode of the secret guard: use \"refuse\" (refuse \
-                     events whose metadata has a secret-looking key; the default) or \"redact\" \
-                     (store them with the value replaced by \"[REDACTED]\")"
-                )));
+                return Err(ConfigError::new(
+                    format!("secrets: `{other}` is not a mode of the secret guard"),
+                    "use \"refuse\" (refuse events whose metadata has a secret-looking key; the \
+                     default) or \"redact\" (store them with the value replaced by \
+                     \"[REDACTED]\")",
+                ));
             }
         };
         let d = Limits::default();
         let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
         let positive = |name: &str, v: Option<u64>| -> Result<Option<u64>, ConfigError> {
             match v {
-                Some(0) => Err(ConfigError(format!("{name} must be positive"))),
+                Some(0) => Err(ConfigError::new(
+                    format!("{name} is 0; it must be positive"),
+                    format!(
+                        "set {} to a number above 0, or leave it out for its default",
+                        setting(name)
+                    ),
+                )),
                 other => Ok(other),
             }
         };
@@ -362,7 +438,13 @@ impl Layer {
         };
         let max_body_bytes = positive("max_body_bytes", self.max_body_bytes)?;
         if max_body_bytes.is_some_and(|b| b > u64::from(u32::MAX)) {
-            return Err(ConfigError("max_body_bytes must be below 4 GiB".into()));
+            return Err(ConfigError::new(
+                "max_body_bytes is 4 GiB or more",
+                format!(
+                    "set {} below 4294967296 (the default is 16777216)",
+                    setting("max_body_bytes")
+                ),
+            ));
         }
         let limits = Limits {
             max_body_bytes: max_body_bytes.unwrap_or(d.max_body_bytes),

@@ -32,6 +32,8 @@ pub struct ApiErrorParts {
     pub retry_after: Option<u64>,
     /// Set on 401 responses: the `WWW-Authenticate` challenge.
     pub challenge: bool,
+    /// Further response headers (`Accept-Encoding` on a 415, say).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -44,6 +46,7 @@ impl ApiError {
             details: Map::new(),
             retry_after: None,
             challenge: false,
+            headers: Vec::new(),
         }))
     }
 
@@ -55,6 +58,12 @@ impl ApiError {
     /// Adds a detail field.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
         self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
         self
     }
 
@@ -230,6 +239,9 @@ impl IntoResponse for ApiError {
         );
         let retry_after = self.retry_after;
         let challenge = self.challenge;
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

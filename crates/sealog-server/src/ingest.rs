@@ -136,22 +136,164 @@ fn reason_of(e: &ValidationError) -> (String, String) {
     }
 }
 
-/// Parses a body into a batch, or the response refusing it.
+/// Parses a body into a batch, or the response refusing it, without
+/// metering its memory (see [`parse_within`]).
 pub fn parse(
     body: &[u8],
     framing: Framing,
     limits: &Limits,
     validator: &Validator,
 ) -> Result<Batch, ApiError> {
+    parse_within(body, framing, limits, validator, &mut |_| Ok(()))
+}
+
+/// Parses a body into a batch, or the response refusing it.
+///
+/// The body is read element by element (a JSON array through a streaming
+/// visitor, NDJSON line by line), so nothing is allocated for elements
+/// beyond `max_batch_events`: they are only counted, for the error. After
+/// each element, `memory` is told the bytes the parsed events (and the
+/// problems found) take so far, as [`event_heap_bytes`] estimates them;
+/// an error from it stops the parse and is returned (the server's 503
+/// when the in-flight budget cannot grow).
+pub fn parse_within(
+    body: &[u8],
+    framing: Framing,
+    limits: &Limits,
+    validator: &Validator,
+    memory: &mut dyn FnMut(usize) -> Result<(), ApiError>,
+) -> Result<Batch, ApiError> {
     // UTF-8 is checked by the JSON parser as it goes; only a refused body
     // is checked as a whole, to name the offset of a bad byte.
     let refuse = |e: ApiError| -> ApiError {
+        if e.status.is_server_error() {
+            return e;
+        }
         match check_utf8(body, framing) {
             Err(utf8) => utf8,
             Ok(()) => e,
         }
     };
-    parse_inner(body, framing, limits, validator).map_err(refuse)
+    parse_inner(body, framing, limits, validator, memory).map_err(refuse)
+}
+
+/// The events parsed so far, and the problems found.
+#[derive(Default)]
+struct Parsed {
+    events: Vec<Event>,
+    /// For NDJSON, the line of each event.
+    lines: Vec<u64>,
+    /// The index of each event in the batch (for the full list of
+    /// problems).
+    parsed_at: Vec<usize>,
+    problems: Vec<Value>,
+    /// Heap bytes of the events and problems, besides the vectors.
+    heap: usize,
+}
+
+impl Parsed {
+    /// The memory the parse holds.
+    fn bytes(&self) -> usize {
+        self.heap
+            + self.events.capacity() * std::mem::size_of::<Event>()
+            + self.lines.capacity() * std::mem::size_of::<u64>()
+            + self.parsed_at.capacity() * std::mem::size_of::<usize>()
+            + self.problems.capacity() * std::mem::size_of::<Value>()
+    }
+
+    fn problem(&mut self, index: usize, line: Option<u64>, field: &str, reason: String) {
+        let mut entry = json!({"index": index, "field": field, "reason": reason});
+        if let (Some(line), Some(obj)) = (line, entry.as_object_mut()) {
+            obj.insert("line".into(), line.into());
+        }
+        self.heap += value_heap_bytes(&entry);
+        self.problems.push(entry);
+    }
+
+    /// Parses element `index` of the batch.
+    fn element(&mut self, index: usize, line: Option<u64>, text: &[u8], max_event: usize) {
+        if text.len() > max_event {
+            self.problem(
+                index,
+                line,
+                "",
+                format!(
+                    "is {} bytes of JSON, more than the limit of {max_event} bytes per event",
+                    text.len()
+                ),
+            );
+            return;
+        }
+        match parse_event(text) {
+            Ok(e) => {
+                self.heap += event_heap_bytes(&e);
+                self.events.push(e);
+                if let Some(line) = line {
+                    self.lines.push(line);
+                }
+                self.parsed_at.push(index);
+            }
+            Err(e) => {
+                let (field, reason) = reason_of(&e);
+                self.problem(index, line, &field, reason);
+            }
+        }
+    }
+}
+
+/// The elements of a JSON array, parsed as they are read; beyond
+/// `max_events` only counted.
+struct Elements<'a> {
+    parsed: &'a mut Parsed,
+    max_events: usize,
+    max_event: usize,
+    memory: &'a mut dyn FnMut(usize) -> Result<(), ApiError>,
+    /// Why the parse stopped early, when `memory` refused.
+    stopped: &'a mut Option<ApiError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Elements<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Elements<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0usize;
+        while n < self.max_events {
+            let Some(raw) = seq.next_element::<&'de RawValue>()? else {
+                return Ok(n);
+            };
+            self.parsed
+                .element(n, None, raw.get().as_bytes(), self.max_event);
+            n += 1;
+            if let Err(e) = (self.memory)(self.parsed.bytes()) {
+                *self.stopped = Some(e);
+                return Err(serde::de::Error::custom("stopped"));
+            }
+        }
+        // At the limit: anything more is over it. Then free what was
+        // parsed, and count the rest without keeping anything, so that the
+        // error says how many the body holds.
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+            return Ok(n);
+        }
+        n += 1;
+        *self.parsed = Parsed::default();
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 fn parse_inner(
@@ -159,17 +301,11 @@ fn parse_inner(
     framing: Framing,
     limits: &Limits,
     validator: &Validator,
+    memory: &mut dyn FnMut(usize) -> Result<(), ApiError>,
 ) -> Result<Batch, ApiError> {
     let max_event = usize::try_from(limits.max_event_bytes).unwrap_or(usize::MAX);
     let max_events = usize::try_from(limits.max_batch_events).unwrap_or(usize::MAX);
-    let mut problems = Problems { list: Vec::new() };
-    let mut events = Vec::new();
-    let mut lines = Vec::new();
-    // Events that parsed, by index, for the full list of problems.
-    let mut parsed_at: Vec<usize> = Vec::new();
-    let too_large = |len: usize| {
-        format!("is {len} bytes of JSON, more than the limit of {max_event} bytes per event")
-    };
+    let mut parsed = Parsed::default();
     match framing {
         Framing::Ndjson => {
             let mut index = 0usize;
@@ -182,6 +318,7 @@ fn parse_inner(
                 if index >= max_events {
                     // Count the rest without parsing it, so that the error
                     // says how many events the body holds.
+                    drop(parsed);
                     let rest = body
                         .split(|&b| b == b'\n')
                         .skip(n)
@@ -189,21 +326,8 @@ fn parse_inner(
                         .count();
                     return Err(too_many(index + rest, limits.max_batch_events));
                 }
-                if line.len() > max_event {
-                    problems.push(index, Some(line_no), "", too_large(line.len()));
-                } else {
-                    match parse_event(line) {
-                        Ok(e) => {
-                            events.push(e);
-                            lines.push(line_no);
-                            parsed_at.push(index);
-                        }
-                        Err(e) => {
-                            let (field, reason) = reason_of(&e);
-                            problems.push(index, Some(line_no), &field, reason);
-                        }
-                    }
-                }
+                parsed.element(index, Some(line_no), line, max_event);
+                memory(parsed.bytes())?;
                 index += 1;
             }
             if index == 0 {
@@ -217,35 +341,36 @@ fn parse_inner(
             let start = body.iter().position(|b| !b.is_ascii_whitespace());
             match start.and_then(|i| body.get(i)) {
                 Some(b'[') => {
-                    let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-                        malformed(&e, "a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)")
-                    })?;
-                    if raws.is_empty() {
+                    let mut stopped = None;
+                    let mut de = serde_json::Deserializer::from_slice(body);
+                    let seed = Elements {
+                        parsed: &mut parsed,
+                        max_events,
+                        max_event,
+                        memory,
+                        stopped: &mut stopped,
+                    };
+                    let counted = serde::de::DeserializeSeed::deserialize(seed, &mut de)
+                        .and_then(|n| de.end().map(|()| n));
+                    let n = match (counted, stopped) {
+                        (_, Some(e)) => return Err(e),
+                        (Err(e), None) => {
+                            return Err(malformed(
+                                &e,
+                                "a JSON array of events (or NDJSON with Content-Type: \
+                                 application/x-ndjson)",
+                            ));
+                        }
+                        (Ok(n), None) => n,
+                    };
+                    if n == 0 {
                         return Err(ApiError::bad_request(
                             "empty_batch",
                             "the array holds no event",
                         ));
                     }
-                    if raws.len() > max_events {
-                        return Err(too_many(raws.len(), limits.max_batch_events));
-                    }
-                    events.reserve(raws.len());
-                    for (index, raw) in raws.iter().enumerate() {
-                        let text = raw.get().as_bytes();
-                        if text.len() > max_event {
-                            problems.push(index, None, "", too_large(text.len()));
-                            continue;
-                        }
-                        match parse_event(text) {
-                            Ok(e) => {
-                                events.push(e);
-                                parsed_at.push(index);
-                            }
-                            Err(e) => {
-                                let (field, reason) = reason_of(&e);
-                                problems.push(index, None, &field, reason);
-                            }
-                        }
+                    if n > max_events {
+                        return Err(too_many(n, limits.max_batch_events));
                     }
                 }
                 Some(b'{') => {
@@ -265,16 +390,8 @@ fn parse_inner(
                             ),
                         ));
                     }
-                    match parse_event(text) {
-                        Ok(e) => {
-                            events.push(e);
-                            parsed_at.push(0);
-                        }
-                        Err(e) => {
-                            let (field, reason) = reason_of(&e);
-                            problems.push(0, None, &field, reason);
-                        }
-                    }
+                    parsed.element(0, None, text, max_event);
+                    memory(parsed.bytes())?;
                 }
                 None => {
                     return Err(ApiError::bad_request(
@@ -294,7 +411,15 @@ fn parse_inner(
             }
         }
     }
-    if !problems.list.is_empty() {
+    let Parsed {
+        events,
+        lines,
+        parsed_at,
+        problems,
+        ..
+    } = parsed;
+    if !problems.is_empty() {
+        let mut problems = Problems { list: problems };
         // List the content problems of the events that parsed too.
         for (k, (event, &index)) in events.iter().zip(&parsed_at).enumerate() {
             let mut copy = event.clone();
@@ -312,6 +437,95 @@ fn parse_inner(
         events,
         lines: (framing == Framing::Ndjson).then_some(lines),
     })
+}
+
+/// The bytes the allocator is asked for by an allocation of `n` bytes, with
+/// its bookkeeping: glibc's malloc takes 16 bytes more, rounded up to 16,
+/// and at least 32.
+fn allocation(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (n + 16).div_ceil(16).saturating_mul(16).max(32)
+}
+
+/// The capacity of a vector grown one push at a time to `len` elements.
+fn grown(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        len.next_power_of_two().max(4)
+    }
+}
+
+fn string_heap(s: &str) -> usize {
+    allocation(s.len())
+}
+
+fn option_heap(s: Option<&String>) -> usize {
+    s.map_or(0, |s| string_heap(s))
+}
+
+/// The heap memory of a JSON value (not counting the value itself), an
+/// upper estimate for serde_json with `preserve_order`: vectors grown by
+/// doubling, a map's entries and its hash index.
+pub fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => string_heap(s),
+        Value::Array(list) => {
+            allocation(grown(list.len()) * std::mem::size_of::<Value>())
+                + list.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map_heap_bytes(map),
+    }
+}
+
+fn map_heap_bytes(map: &serde_json::Map<String, Value>) -> usize {
+    let n = map.len();
+    if n == 0 {
+        return 0;
+    }
+    // An index map: a hash table of positions (buckets a power of two,
+    // at most 7/8 full, one control byte each plus a group of 16), and the
+    // entries (hash, key, value), reserved to the table's capacity.
+    let mut buckets = 4usize;
+    let capacity = |b: usize| if b < 8 { b - 1 } else { b / 8 * 7 };
+    while capacity(buckets) < n {
+        buckets *= 2;
+    }
+    let entry = std::mem::size_of::<String>() + std::mem::size_of::<Value>() + 8;
+    allocation(capacity(buckets) * entry)
+        + allocation(buckets * 9 + 16)
+        + map
+            .iter()
+            .map(|(k, v)| string_heap(k) + value_heap_bytes(v))
+            .sum::<usize>()
+}
+
+/// The heap memory of a parsed event (not counting the `Event` itself):
+/// what the in-flight budget holds for it while it waits to be written.
+pub fn event_heap_bytes(e: &Event) -> usize {
+    let actor = string_heap(&e.actor.kind)
+        + string_heap(&e.actor.id)
+        + option_heap(e.actor.session_id.as_ref())
+        + e.actor
+            .on_behalf_of
+            .as_ref()
+            .map_or(0, |p| string_heap(&p.kind) + string_heap(&p.id));
+    let source = e
+        .source
+        .as_ref()
+        .map_or(0, |s| option_heap(s.user_agent.as_ref()));
+    actor
+        + string_heap(&e.action)
+        + string_heap(&e.resource.kind)
+        + option_heap(e.resource.id.as_ref())
+        + option_heap(e.tenant.as_ref())
+        + source
+        + option_heap(e.request_id.as_ref())
+        + option_heap(e.reason.as_ref())
+        + e.metadata.as_ref().map_or(0, map_heap_bytes)
 }
 
 fn malformed(e: &serde_json::Error, expected: &str) -> ApiError {
@@ -446,5 +660,74 @@ mod tests {
         assert_eq!(e.code, "too_many_events");
         assert_eq!(e.details["batch_events"], 4, "{e}");
         assert!(e.to_string().contains("has 4 events"), "{e}");
+    }
+
+    #[test]
+    fn a_json_array_over_the_limit_is_counted_but_not_parsed() {
+        let limits = Limits {
+            max_batch_events: 3,
+            ..Limits::default()
+        };
+        let body = format!("[{GOOD},{GOOD},{GOOD},{GOOD},[1,{{\"a\":2}}],\"x\"]");
+        let mut largest = 0usize;
+        let e = parse_within(
+            body.as_bytes(),
+            Framing::Json,
+            &limits,
+            &Validator::default(),
+            &mut |bytes| {
+                largest = largest.max(bytes);
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "too_many_events");
+        assert_eq!(e.details["batch_events"], 6, "{e}");
+        // Only the first three were parsed (and metered).
+        assert!(largest > 0 && largest < 4096, "{largest}");
+        // Exactly at the limit, every event is kept.
+        let body = format!("[{GOOD},{GOOD},{GOOD}]");
+        let batch = parse(
+            body.as_bytes(),
+            Framing::Json,
+            &limits,
+            &Validator::default(),
+        );
+        assert_eq!(batch.unwrap().events.len(), 3);
+        // A syntax error after the limit is still a syntax error.
+        let e = parse_err(
+            format!("[{GOOD},{GOOD},{GOOD},{GOOD},]").as_bytes(),
+            Framing::Json,
+        );
+        assert_eq!(e.code, "malformed_json");
+    }
+
+    #[test]
+    fn the_meter_can_stop_a_parse() {
+        let body = format!("{GOOD}\n{GOOD}\n{GOOD}\n");
+        for framing in [Framing::Ndjson, Framing::Json] {
+            let body = match framing {
+                Framing::Ndjson => body.clone(),
+                Framing::Json => format!("[{GOOD},{GOOD},{GOOD}]"),
+            };
+            let mut calls = 0;
+            let e = parse_within(
+                body.as_bytes(),
+                framing,
+                &Limits::default(),
+                &Validator::default(),
+                &mut |_| {
+                    calls += 1;
+                    if calls == 2 {
+                        Err(ApiError::unavailable("full"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .unwrap_err();
+            assert_eq!(e.code, "unavailable", "{framing:?}");
+            assert_eq!(calls, 2);
+        }
     }
 }

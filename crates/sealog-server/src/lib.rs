@@ -37,12 +37,14 @@
 
 pub mod app;
 pub mod audit;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod handle;
 pub mod idempotency;
 pub mod ingest;
+pub mod lock;
 pub mod metrics;
 pub mod params;
 pub mod tail;
@@ -71,15 +73,19 @@ use crate::app::{App, Peer};
 use crate::handle::StoreHandle;
 use crate::tokens::TokenStore;
 
-/// Why the server could not start or stopped with an error.
+/// Why the server could not start or stopped with an error. Each says
+/// what is wrong ([`std::fmt::Display`]) and what to do about it
+/// ([`ServerError::fix`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// A setting is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The store could not be opened or closed.
-    #[error("the store at `{}`: {source}", dir.display())]
+    #[error("{}", store_message(.op, .dir, .source))]
     Store {
+        /// `open` or `close`.
+        op: &'static str,
         /// The data directory.
         dir: std::path::PathBuf,
         /// The engine's error.
@@ -90,14 +96,15 @@ pub enum ServerError {
     #[error(transparent)]
     Tokens(#[from] tokens::TokenError),
     /// TLS files are unusable.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error("TLS: {message}")]
+    Tls {
+        /// What is wrong, naming the file.
+        message: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// The idempotency journal cannot be read or rewritten.
-    #[error(
-        "the idempotency journal `{}`: {source} (move the file aside to start without the \
-         remembered keys)",
-        path.display()
-    )]
+    #[error("the idempotency journal `{}`: {source}", path.display())]
     Journal {
         /// The journal file.
         path: std::path::PathBuf,
@@ -114,6 +121,110 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn store_message(op: &str, dir: &std::path::Path, source: &sealog::Error) -> String {
+    match source {
+        // The engine's message names the directory already.
+        sealog::Error::Locked { .. } => source.to_string(),
+        _ => format!("cannot {op} the store at `{}`: {source}", dir.display()),
+    }
+}
+
+impl ServerError {
+    /// What to do about the error: one line, specific to it.
+    pub fn fix(&self) -> String {
+        match self {
+            ServerError::Config(e) => e.fix.clone(),
+            ServerError::Store { dir, source, .. } => store_fix(dir, source),
+            ServerError::Tokens(e) => e.fix(),
+            ServerError::Tls { fix, .. } => fix.clone(),
+            ServerError::Journal { path, source } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "let the user running the server read and write `{}`",
+                    path.display()
+                ),
+                _ => format!(
+                    "move `{}` aside: the server then starts without the remembered \
+                     idempotency keys (a client retrying a batch with its key may write it \
+                     twice)",
+                    path.display()
+                ),
+            },
+            ServerError::Bind { addr, source } => bind_fix(*addr, source),
+        }
+    }
+}
+
+/// The fix for a store that cannot be opened (or closed).
+pub fn store_fix(dir: &std::path::Path, source: &sealog::Error) -> String {
+    let d = dir.display();
+    match source {
+        sealog::Error::Locked { path } => match lock::holder(path) {
+            Some(h) => format!(
+                "another sealog is running on this store: process {} (`{}`) holds its lock. \
+                 Stop it (`kill {}`) or serve another --data-dir; reading commands (query, \
+                 export, verify) work while it runs",
+                h.pid, h.command, h.pid
+            ),
+            None => "another sealog is running on this store (a server, or a command \
+                     writing to it): stop it or serve another --data-dir; reading commands \
+                     (query, export, verify) work while it runs"
+                .to_owned(),
+        },
+        sealog::Error::Corruption(_) => format!(
+            "the store no longer matches what sealog wrote: keep a copy of `{d}` as evidence, \
+             restore the damaged file named above from a backup or replica, and check with \
+             `sealog verify --data-dir {d}` before serving it"
+        ),
+        e if e.io_kind() == Some(std::io::ErrorKind::PermissionDenied) => format!(
+            "let the user running the server read and write `{d}` and everything in it \
+             (e.g. `chown -R USER {d}`)"
+        ),
+        e if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
+            format!("free space on the disk that holds `{d}`, then start the server again")
+        }
+        sealog::Error::Config(_) => {
+            "fix the store option named above (--segment-size, the signing key)".to_owned()
+        }
+        sealog::Error::IndexDamaged { .. } => format!(
+            "start the server again: the index is rebuilt from the records; if it fails \
+             again, run `sealog verify --data-dir {d}`"
+        ),
+        _ => format!(
+            "check that `{d}` is a sealog store on a working disk (`sealog verify --data-dir \
+             {d}`)"
+        ),
+    }
+}
+
+/// The fix for an address that cannot be listened on.
+pub fn bind_fix(addr: SocketAddr, source: &std::io::Error) -> String {
+    let ip = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process already listens on {addr} (another `sealog serve`? find it with \
+             `ss -ltnp 'sport = :{}'`): stop it, or listen elsewhere with --listen {ip}:PORT \
+             (port 0 picks a free one)",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: listen on a higher port (--listen {ip}:7807), \
+             or allow the binary to bind low ports (`setcap cap_net_bind_service=+ep \
+             $(command -v sealog)`)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "{ip} is not an address of this host: listen on one of its addresses, on \
+             0.0.0.0 (all of them) or on 127.0.0.1 (this host only)"
+        ),
+        _ => format!(
+            "check --listen (or SEALOG_LISTEN, or `listen` in the config file): {addr} could \
+             not be bound"
+        ),
+    }
 }
 
 /// The idempotency journal's file name in the data directory.
@@ -179,43 +290,98 @@ impl std::fmt::Debug for Server {
     }
 }
 
+fn tls_error(message: String, fix: impl Into<String>) -> ServerError {
+    ServerError::Tls {
+        message,
+        fix: fix.into(),
+    }
+}
+
+fn unreadable_fix(flag: &str, e: &rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            format!("check the path given with {flag}")
+        }
+        rustls_pki_types::pem::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            format!("let the user running the server read the file given with {flag}")
+        }
+        _ => format!("give {flag} a PEM file"),
+    }
+}
+
 fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| {
-            ServerError::Tls(format!(
-                "cannot read the certificate `{}`: {e}",
-                files.cert.display()
-            ))
+            tls_error(
+                format!(
+                    "cannot read the certificate `{}`: {e}",
+                    files.cert.display()
+                ),
+                unreadable_fix("--tls-cert", &e),
+            )
         })?
         .collect::<Result<_, _>>()
         .map_err(|e| {
-            ServerError::Tls(format!(
-                "the certificate file `{}` is not PEM: {e}",
-                files.cert.display()
-            ))
+            tls_error(
+                format!(
+                    "the certificate file `{}` is not PEM: {e}",
+                    files.cert.display()
+                ),
+                "give --tls-cert the certificate chain in PEM (`-----BEGIN CERTIFICATE-----` \
+                 blocks, leaf first); convert DER with `openssl x509 -inform der -in cert.der \
+                 -out cert.pem`",
+            )
         })?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!(
-            "the certificate file `{}` holds no certificate",
-            files.cert.display()
-        )));
+        return Err(tls_error(
+            format!(
+                "the certificate file `{}` holds no certificate",
+                files.cert.display()
+            ),
+            "give --tls-cert the file with the `-----BEGIN CERTIFICATE-----` blocks (a key \
+             file goes to --tls-key)",
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
-        ServerError::Tls(format!(
-            "cannot read a private key from `{}`: {e}",
-            files.key.display()
-        ))
+        let fix = match &e {
+            rustls_pki_types::pem::Error::NoItemsFound => "give --tls-key the private key in \
+                 PEM (`-----BEGIN PRIVATE KEY-----`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`); \
+                 an encrypted key must be decrypted first (`openssl pkey -in key.pem -out \
+                 plain.pem`)"
+                .to_owned(),
+            other => unreadable_fix("--tls-key", other),
+        };
+        tls_error(
+            format!(
+                "cannot read a private key from `{}`: {e}",
+                files.key.display()
+            ),
+            fix,
+        )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .map_err(|e| {
+            tls_error(
+                e.to_string(),
+                "this build's TLS library offers no protocol version: report it",
+            )
+        })?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
-            ServerError::Tls(format!(
-                "the certificate and key do not make a usable pair: {e}"
-            ))
+            tls_error(
+                format!(
+                    "the certificate `{}` and the key `{}` do not make a usable pair: {e}",
+                    files.cert.display(),
+                    files.key.display()
+                ),
+                "give --tls-key the key of the certificate's leaf (compare `openssl x509 \
+                 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)",
+            )
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
@@ -231,13 +397,20 @@ impl Server {
     pub async fn bind(settings: &Settings, options: StoreOptions) -> Result<Server, ServerError> {
         let options = settings.store_options(options);
         if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
-            return Err(ConfigError(format!(
-                "refusing to listen on {} without authentication: there is no tokens file (looked \
-                 for {}). Create a token with `sealog token create --name NAME --scopes \
-                 ingest,query`, or listen on a loopback address such as 127.0.0.1:7807",
-                settings.listen,
-                settings.data_dir.join(tokens::DEFAULT_FILE_NAME).display()
-            ))
+            return Err(ConfigError::new(
+                format!(
+                    "refusing to listen on {} without authentication: there is no tokens file \
+                     (looked for {}; `sealog token create` makes one)",
+                    settings.listen,
+                    settings.data_dir.join(tokens::DEFAULT_FILE_NAME).display()
+                ),
+                format!(
+                    "create a token with `sealog token create --data-dir {} --name NAME \
+                     --scopes ingest,query` (the server then requires tokens), or listen on a \
+                     loopback address such as 127.0.0.1:7807",
+                    settings.data_dir.display()
+                ),
+            )
             .into());
         }
         let tokens = match &settings.tokens {
@@ -253,9 +426,16 @@ impl Server {
         };
         let handle = match opened {
             Ok(Ok(h)) => Arc::new(h),
-            Ok(Err(source)) => return Err(ServerError::Store { dir, source }),
+            Ok(Err(source)) => {
+                return Err(ServerError::Store {
+                    op: "open",
+                    dir,
+                    source,
+                });
+            }
             Err(_) => {
                 return Err(ServerError::Store {
+                    op: "open",
                     dir,
                     source: sealog::Error::Closed,
                 });
@@ -522,9 +702,16 @@ impl Server {
             let closed = tokio::task::spawn_blocking(move || store.close()).await;
             match closed {
                 Ok(Ok(())) => eprintln!("sealog serve: store synced and closed"),
-                Ok(Err(source)) => return Err(ServerError::Store { dir, source }),
+                Ok(Err(source)) => {
+                    return Err(ServerError::Store {
+                        op: "close",
+                        dir,
+                        source,
+                    });
+                }
                 Err(_) => {
                     return Err(ServerError::Store {
+                        op: "close",
                         dir,
                         source: sealog::Error::Closed,
                     });
@@ -551,6 +738,29 @@ async fn flush_refusals(app: &App, all: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_of_bind_failure_has_its_own_fix() {
+        use std::io::{Error, ErrorKind};
+        let addr: SocketAddr = "127.0.0.1:80"
+            .parse()
+            .unwrap_or(SocketAddr::from(([0; 4], 0)));
+        let fixes: std::collections::BTreeSet<String> = [
+            ErrorKind::AddrInUse,
+            ErrorKind::PermissionDenied,
+            ErrorKind::AddrNotAvailable,
+            ErrorKind::Other,
+        ]
+        .into_iter()
+        .map(|k| bind_fix(addr, &Error::from(k)))
+        .collect();
+        assert_eq!(fixes.len(), 4);
+        assert!(
+            fixes
+                .iter()
+                .any(|f| f.starts_with("ports below 1024 need privileges"))
+        );
+    }
 
     #[test]
     fn the_open_file_limit_caps_connections_and_keeps_descriptors_for_the_store() {

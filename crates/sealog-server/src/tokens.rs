@@ -149,6 +149,33 @@ pub enum TokenError {
     Invalid(String),
 }
 
+impl TokenError {
+    /// What to do about the error.
+    pub fn fix(&self) -> String {
+        match self {
+            TokenError::Io { path, source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "create it with a first token: `sealog token create --tokens {} --name \
+                     NAME --scopes ingest,query`",
+                    path.display()
+                ),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "let the user running sealog read (and, to change tokens, write) `{}`",
+                    path.display()
+                ),
+                _ => format!("check `{}` and the disk that holds it", path.display()),
+            },
+            TokenError::Malformed { path, .. } => format!(
+                "`{}` is written by `sealog token`: restore it from a backup, or repair what \
+                 is named above (at the line and column given); moving it aside and creating \
+                 new tokens means every client needs a new secret",
+                path.display()
+            ),
+            TokenError::Invalid(_) => "see `sealog token --help`".to_owned(),
+        }
+    }
+}
+
 /// The SHA-256 of a secret, in hex.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

@@ -420,3 +420,130 @@ async fn a_flood_of_failed_authentications_is_summarized_not_written_one_by_one(
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].event.metadata.as_ref().unwrap()["count"], 55);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insider_cannot_hide_cross_tenant_attempts_behind_anonymous_refusals() {
+    // Default limits: 20 refusals one by one per subject and window.
+    let server = TestServer::start(Setup {
+        tokens: vec![
+            ("acme-reader", vec![Scope::Query], Some("acme")),
+            ("globex-reader", vec![Scope::Query], Some("globex")),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let mut admin = server.admin();
+    let mut globex = event("g", "x.create", 0);
+    globex["tenant"] = "globex".into();
+    let r = admin
+        .post_json("/v1/events", globex.to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let globex_seq = r.json()["receipts"][0]["seq"].as_u64().unwrap();
+
+    // Twenty anonymous 401s from the insider's address spend its
+    // anonymous allowance...
+    let mut anonymous = server.client(Some("slg_not_a_token"));
+    for _ in 0..20 {
+        assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
+    }
+    // ...then six cross-tenant attempts with the tenant-bound token, from
+    // the same address, and a second token behind the same address...
+    let mut insider = server.client(Some(&server.secret("acme-reader")));
+    let mut other = server.client(Some(&server.secret("globex-reader")));
+    for i in 0..6 {
+        let r = if i % 2 == 0 {
+            insider.get("/v1/events?tenant=globex").await.unwrap()
+        } else {
+            insider
+                .get(&format!("/v1/events/{globex_seq}"))
+                .await
+                .unwrap()
+        };
+        assert!(r.status == 403 || r.status == 404, "{}", r.text());
+        let r = other.get("/v1/events?tenant=acme").await.unwrap();
+        assert_eq!(r.status, 403);
+    }
+    // ...and more anonymous ones afterwards, so the last refused actor of
+    // the address is anonymous again.
+    for _ in 0..10 {
+        assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
+    }
+    let dir = server.stop().await;
+    let records = common::all_records(&dir);
+    let named = |who: &str| {
+        records
+            .iter()
+            .filter(|r| r.event.action == "auth.denied" && r.event.actor.id == who)
+            .map(|r| {
+                r.event.metadata.as_ref().unwrap()["status"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let insider_events = named("acme-reader");
+    assert_eq!(
+        insider_events.len(),
+        6,
+        "every attempt of the insider is in the log under its token's name"
+    );
+    assert_eq!(insider_events.iter().filter(|&&s| s == 404).count(), 3);
+    assert_eq!(named("globex-reader").len(), 6);
+    // The anonymous flood has its own summary, which names nobody else.
+    let summaries: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == "auth.refusals_summarized")
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].event.actor.kind, "anonymous");
+    let meta = summaries[0].event.metadata.as_ref().unwrap();
+    assert_eq!(meta["count"], 10);
+    assert_eq!(
+        meta["by_reason"],
+        json!([{"reason": "invalid_token", "count": 10}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_refusals_beyond_its_allowance_are_summarized_under_its_name() {
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            refusals_per_window: Some(2),
+            ..Layer::default()
+        },
+        tokens: vec![("acme-reader", vec![Scope::Query], Some("acme"))],
+        ..Setup::default()
+    })
+    .await;
+    let mut anonymous = server.client(None);
+    let mut insider = server.client(Some(&server.secret("acme-reader")));
+    for _ in 0..7 {
+        let r = insider.get("/v1/events?tenant=globex").await.unwrap();
+        assert_eq!(r.status, 403);
+        assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
+    }
+    let dir = server.stop().await;
+    let records = common::all_records(&dir);
+    let summaries: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == "auth.refusals_summarized")
+        .collect();
+    assert_eq!(summaries.len(), 2, "one per principal");
+    let insider = summaries
+        .iter()
+        .find(|r| r.event.actor.kind == "token")
+        .unwrap();
+    assert_eq!(insider.event.actor.id, "acme-reader");
+    let meta = insider.event.metadata.as_ref().unwrap();
+    assert_eq!(meta["count"], 5);
+    assert_eq!(meta["recorded"], 2);
+    assert_eq!(
+        meta["by_reason"],
+        json!([{"reason": "tenant_forbidden", "count": 5}])
+    );
+    assert_eq!(meta["addresses"], json!(["127.0.0.1"]));
+    let reason = insider.event.reason.as_deref().unwrap();
+    assert!(reason.contains("token `acme-reader`"), "{reason}");
+}

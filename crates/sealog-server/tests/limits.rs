@@ -163,7 +163,7 @@ async fn read_response(s: &mut TcpStream, within: Duration) -> String {
 async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cut_off() {
     let server = TestServer::start(Setup {
         layer: Layer {
-            ingest_inflight_bytes: Some(1000),
+            ingest_inflight_bytes: Some(8000),
             ingest_wait_ms: Some(100),
             body_timeout_secs: Some(1),
             ..Layer::default()
@@ -172,9 +172,10 @@ async fn a_saturated_ingest_answers_503_with_retry_after_and_slow_senders_are_cu
     })
     .await;
     let token = server.secret("root");
-    // The slow sender has sent 900 bytes of its body: they are in the
-    // server's memory and hold 900 of the 1,000 bytes of the budget.
-    let mut slow = slow_sender(&server.url, &token, 10_000, 900).await;
+    // The slow sender has sent 7,000 bytes of its body: they are in the
+    // server's memory and hold 7,000 of the 8,000 bytes of the budget, more
+    // than a small batch needs with its parsed event.
+    let mut slow = slow_sender(&server.url, &token, 10_000, 7000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = server.admin();
     let r = c
