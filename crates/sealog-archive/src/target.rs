@@ -107,6 +107,11 @@ pub struct TargetOptions {
     pub lock: Option<ObjectLock>,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// Configuration keys of the object store's builder, applied after the
+    /// environment (e.g. `("aws_endpoint", "http://127.0.0.1:9000")`,
+    /// `("aws_allow_http", "true")`), for callers that do not configure
+    /// through environment variables.
+    pub config: Vec<(String, String)>,
 }
 
 /// An archive location.
@@ -524,6 +529,13 @@ fn client_options(
     Ok(client)
 }
 
+fn unknown_key(key: &str, e: object_store::Error) -> ArchiveError {
+    ArchiveError::config(
+        format!("unknown object store configuration key `{key}`: {e}"),
+        "see the object_store builder's configuration keys (aws_*, google_*, azure_*)",
+    )
+}
+
 fn build_cloud(
     scheme: Scheme,
     url: &str,
@@ -546,7 +558,11 @@ fn build_cloud(
     let store: Arc<dyn ObjectStore> = match scheme {
         Scheme::S3 => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
-            let builder = AmazonS3Builder::from_env().with_url(url);
+            let mut builder = AmazonS3Builder::from_env().with_url(url);
+            for (key, value) in &options.config {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|e| unknown_key(key, e))?;
+                builder = builder.with_config(key, value);
+            }
             let allow = builder.get_config_value(&AmazonS3ConfigKey::Client(
                 object_store::ClientConfigKey::AllowHttp,
             ));
@@ -561,7 +577,11 @@ fn build_cloud(
         }
         Scheme::Gcs => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (key, value) in &options.config {
+                let key: GoogleConfigKey = key.parse().map_err(|e| unknown_key(key, e))?;
+                builder = builder.with_config(key, value);
+            }
             let allow = builder.get_config_value(&GoogleConfigKey::Client(
                 object_store::ClientConfigKey::AllowHttp,
             ));
@@ -575,7 +595,11 @@ fn build_cloud(
         }
         Scheme::Azure => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let builder = MicrosoftAzureBuilder::from_env().with_url(url);
+            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+            for (key, value) in &options.config {
+                let key: AzureConfigKey = key.parse().map_err(|e| unknown_key(key, e))?;
+                builder = builder.with_config(key, value);
+            }
             let allow = builder.get_config_value(&AzureConfigKey::Client(
                 object_store::ClientConfigKey::AllowHttp,
             ));
