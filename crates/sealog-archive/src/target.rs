@@ -123,6 +123,7 @@ pub struct Target {
     prefix: String,
     local_root: Option<PathBuf>,
     options: TargetOptions,
+    retries: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +208,7 @@ impl Target {
             prefix,
             local_root,
             options,
+            retries: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -218,6 +220,11 @@ impl Target {
     /// The retry policy.
     pub fn retry(&self) -> &RetryPolicy {
         &self.options.retry
+    }
+
+    /// Requests retried so far (after a transient failure).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The configured per-object lock.
@@ -301,6 +308,8 @@ impl Target {
                 Ok(v) => return Ok(v),
                 Err(e) if is_transient(&e) && failures + 1 < policy.attempts.max(1) => {
                     failures += 1;
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let wait = policy.backoff(failures);
                     tracing::warn!(%op, object = %name, error = %e, attempt = failures, ?wait, "archive request failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -524,6 +533,10 @@ fn client_options(
         };
         headers.insert("x-amz-object-lock-mode", value(mode.as_str())?);
         headers.insert("x-amz-object-lock-retain-until-date", value(until)?);
+        // S3 refuses lock parameters without an integrity check: the client
+        // sends `x-amz-checksum-sha256`; this names its algorithm, as the
+        // AWS SDKs do (some S3-compatible servers look only for it).
+        headers.insert("x-amz-sdk-checksum-algorithm", value("SHA256")?);
         client = client.with_default_headers(headers);
     }
     Ok(client)

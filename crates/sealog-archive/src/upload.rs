@@ -82,6 +82,8 @@ pub struct Progress {
     pub consecutive_failures: u64,
     /// The last failure's message (cleared by a successful round).
     pub last_error: Option<String>,
+    /// Object-store requests retried after a transient failure.
+    pub retries: u64,
 }
 
 /// What one round did.
@@ -211,7 +213,9 @@ impl Archiver {
 
     /// Progress so far.
     pub fn progress(&self) -> Progress {
-        self.progress.lock().clone()
+        let mut p = self.progress.lock().clone();
+        p.retries = self.target.retries();
+        p
     }
 
     /// One upload round against `store` (open it read-only: the archiver
@@ -289,6 +293,19 @@ impl Archiver {
         let started = Instant::now();
         let sealed = sealog::image::sealed_segments(store);
         let sealed_end = sealed.last().map_or(0, |s| s.footer.end_seq());
+        {
+            // Lag as far as known, before the archive is reached (it may
+            // not answer).
+            let mut p = self.progress.lock();
+            let archived = p.archived_tree_size.unwrap_or(0);
+            p.sealed_tree_size = sealed_end;
+            p.lag_records = sealed_end.saturating_sub(archived);
+            p.lag_bytes = sealed
+                .iter()
+                .filter(|s| s.header.first_seq >= archived)
+                .map(|s| s.footer.file_len())
+                .sum();
+        }
         let head = read_head(&self.target).await?;
         let store_id = hex::encode(store.store_id());
         let (round, from_size, previous) = match &head {
@@ -304,7 +321,6 @@ impl Archiver {
             .collect();
         {
             let mut p = self.progress.lock();
-            p.sealed_tree_size = sealed_end;
             p.archived_tree_size = Some(from_size);
             p.lag_records = sealed_end.saturating_sub(from_size);
             p.lag_bytes = pending.iter().map(|s| s.footer.file_len()).sum();
