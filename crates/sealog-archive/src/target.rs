@@ -254,7 +254,7 @@ impl Target {
     /// A store for this round's uploads: with the lock headers (and a
     /// retain-until date counted from now) when a lock is configured.
     pub fn uploader(&self) -> Result<Uploader<'_>> {
-        let (store, retain_until) = match self.options.lock {
+        let retain_until = match self.options.lock {
             Some(lock) => {
                 let until = time::OffsetDateTime::now_utc()
                     + time::Duration::try_from(lock.retain).unwrap_or(time::Duration::MAX);
@@ -267,15 +267,20 @@ impl Target {
                             "use a shorter --retain",
                         )
                     })?;
-                let store = build_cloud(
-                    self.scheme,
-                    &self.url,
-                    &self.options,
-                    Some((lock.mode, &text)),
-                )?;
-                (store, Some((lock.mode, text)))
+                Some((lock.mode, text))
             }
-            None => (self.reader.clone(), None),
+            None => None,
+        };
+        // S3 uploads always name their checksum algorithm: a bucket with a
+        // default Object Lock retention refuses uploads without it.
+        let store = match self.scheme {
+            Scheme::S3 => build_cloud(
+                self.scheme,
+                &self.url,
+                &self.options,
+                Some(retain_until.as_ref().map(|(m, t)| (*m, t.as_str()))),
+            )?,
+            _ => self.reader.clone(),
         };
         Ok(Uploader {
             target: self,
@@ -514,10 +519,12 @@ fn is_transient(e: &object_store::Error) -> bool {
     )
 }
 
+/// `upload`: `None` for a reading client; `Some(lock)` for an uploading
+/// one, with the lock's headers if any.
 fn client_options(
     allow_http: Option<String>,
     options: &TargetOptions,
-    lock: Option<(LockMode, &str)>,
+    upload: Option<Option<(LockMode, &str)>>,
 ) -> Result<ClientOptions> {
     let mut client = ClientOptions::new()
         .with_timeout(options.retry.request_timeout)
@@ -525,18 +532,21 @@ fn client_options(
     if let Some(allow) = allow_http {
         client = client.with_config(object_store::ClientConfigKey::AllowHttp, allow);
     }
-    if let Some((mode, until)) = lock {
+    if let Some(lock) = upload {
         let mut headers = HeaderMap::new();
         let value = |v: &str| {
             HeaderValue::from_str(v)
-                .map_err(|e| ArchiveError::config(format!("lock header: {e}"), "check --retain"))
+                .map_err(|e| ArchiveError::config(format!("upload header: {e}"), "check --retain"))
         };
-        headers.insert("x-amz-object-lock-mode", value(mode.as_str())?);
-        headers.insert("x-amz-object-lock-retain-until-date", value(until)?);
-        // S3 refuses lock parameters without an integrity check: the client
-        // sends `x-amz-checksum-sha256`; this names its algorithm, as the
-        // AWS SDKs do (some S3-compatible servers look only for it).
+        // S3 refuses lock parameters (and uploads to a bucket with a
+        // default retention) without an integrity check: the client sends
+        // `x-amz-checksum-sha256`; this names its algorithm, as the AWS
+        // SDKs do (some servers look only for it).
         headers.insert("x-amz-sdk-checksum-algorithm", value("SHA256")?);
+        if let Some((mode, until)) = lock {
+            headers.insert("x-amz-object-lock-mode", value(mode.as_str())?);
+            headers.insert("x-amz-object-lock-retain-until-date", value(until)?);
+        }
         client = client.with_default_headers(headers);
     }
     Ok(client)
@@ -553,7 +563,7 @@ fn build_cloud(
     scheme: Scheme,
     url: &str,
     options: &TargetOptions,
-    lock: Option<(LockMode, &str)>,
+    upload: Option<Option<(LockMode, &str)>>,
 ) -> Result<Arc<dyn ObjectStore>> {
     // Retries are ours (bounded, with jitter, and reported); the client
     // retries a little on its own within each attempt.
@@ -582,7 +592,7 @@ fn build_cloud(
             Arc::new(
                 builder
                     .with_checksum_algorithm(Checksum::SHA256)
-                    .with_client_options(client_options(allow, options, lock)?)
+                    .with_client_options(client_options(allow, options, upload)?)
                     .with_retry(retry)
                     .build()
                     .map_err(failed)?,
