@@ -242,6 +242,32 @@ fn a_second_round_with_nothing_sealed_writes_nothing() {
 }
 
 #[test]
+fn an_archived_segment_is_fetched_checked_against_its_manifest() {
+    let f = fixture();
+    let a = archiver(&f.url, Vec::new());
+    let local = read_only(&f.store);
+    let segments = sealog::image::sealed_segments(&local);
+    let last = segments.last().expect("a segment");
+    let fetched = rt()
+        .block_on(a.fetch_segment(last.header.first_seq))
+        .expect("fetch");
+    assert_eq!(&fetched[..], &std::fs::read(&last.path).expect("read")[..]);
+    assert!(matches!(
+        rt().block_on(a.fetch_segment(last.header.first_seq + 1)),
+        Err(ArchiveError::Config { .. })
+    ));
+    // An altered copy is never handed out.
+    let name = layout::segment(last.header.first_seq);
+    let mut bytes = std::fs::read(object(&f, &name)).expect("read");
+    bytes[150] ^= 1;
+    std::fs::write(object(&f, &name), bytes).expect("write");
+    assert!(matches!(
+        rt().block_on(a.fetch_segment(last.header.first_seq)),
+        Err(ArchiveError::Tampered { object, .. }) if object == name
+    ));
+}
+
+#[test]
 fn restore_refuses_a_non_empty_directory() {
     let f = fixture();
     let target = f._tmp.path().join("busy");
