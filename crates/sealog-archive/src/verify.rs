@@ -222,6 +222,21 @@ pub async fn verify(
             _ => None,
         })
         .collect();
+    if manifests.is_empty() {
+        if all.is_empty() {
+            return Err(ArchiveError::config(
+                format!("there is no archive at {} (no object at all)", target.url()),
+                "check the URL: its prefix must be the one `sealog archive --to` was given",
+            ));
+        }
+        return Err(ArchiveError::tampered(
+            layout::manifest(1),
+            format!(
+                "is missing (deleted?): the archive holds {} object(s) but no manifest",
+                all.len()
+            ),
+        ));
+    }
     for (i, (round, _)) in manifests.iter().enumerate() {
         let want = i as u64 + 1;
         if *round != want {

@@ -639,9 +639,17 @@ fn tampering_in_an_s3_bucket_is_named() {
     );
     rt().block_on(t.delete(&layout::manifest(1)))
         .expect("delete");
-    let report = verify(&url, config, &verify_opts()).expect("an empty archive is consistent");
-    assert_eq!(report.rounds, 0);
-    assert!(!report.unlisted.is_empty());
+    assert_eq!(
+        tampered_object(verify(&url, config.clone(), &verify_opts())),
+        layout::manifest(1)
+    );
+    // A URL where nothing was ever archived is not an intact archive.
+    let e = verify(
+        &format!("s3://{BUCKET}/nothing-here"),
+        config,
+        &verify_opts(),
+    );
+    assert!(matches!(e, Err(ArchiveError::Config { .. })), "{e:?}");
 }
 
 #[test]

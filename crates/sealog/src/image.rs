@@ -341,3 +341,81 @@ pub fn tree_entries(store: &Store, level: usize, first: u64, count: u64) -> Resu
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use sealog_format::{Actor, Event, Outcome, Resource};
+
+    use super::*;
+    use crate::{Preallocation, StoreOptions};
+
+    fn sealed_store(dir: &std::path::Path) -> Store {
+        let options = StoreOptions {
+            segment_size: 8192,
+            preallocation: Preallocation::Allocate,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, options).expect("open");
+        for i in 0..400 {
+            store
+                .append(Event::new(
+                    Actor::new("user", format!("u{}", i % 3)),
+                    "doc.read",
+                    Resource::new("doc", i.to_string()),
+                    Outcome::Success,
+                ))
+                .expect("append");
+        }
+        store.roll().expect("roll");
+        store.wait_sealed().expect("sealed");
+        store.close().expect("close");
+        Store::open_read_only(dir).expect("read-only")
+    }
+
+    #[test]
+    fn a_sealed_image_checks_like_its_file_and_rebuilds_its_sidecar_byte_for_byte() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = sealed_store(tmp.path());
+        let segments = sealed_segments(&store);
+        assert!(segments.len() > 2);
+        for s in &segments {
+            let bytes = std::fs::read(&s.path).expect("read");
+            let image = check_sealed(&s.name, &bytes).expect("intact");
+            assert_eq!(image.footer, s.footer);
+            assert_eq!(image.leaves.len() as u64, s.footer.record_count);
+            let sidecar = sidecar_of(&s.name, &bytes, &image).expect("sidecar");
+            let written = std::fs::read(tmp.path().join(sidecar_file_name(s.header.first_seq)))
+                .expect("the sealer's sidecar");
+            assert_eq!(sidecar, written, "{}", s.name);
+            let stored =
+                tree_entries(&store, 0, s.header.first_seq, s.footer.record_count).expect("leaves");
+            assert_eq!(stored, image.leaves);
+        }
+        assert_eq!(
+            tree_entries(&store, 1, 0, 1).expect("a level-1 entry"),
+            vec![sealog_format::merkle::root(
+                &tree_entries(&store, 0, 0, 256).expect("256 leaves")
+            )]
+        );
+        assert!(tree_entries(&store, 1, 0, 2).is_err(), "only 400 leaves");
+    }
+
+    #[test]
+    fn a_damaged_image_is_refused_naming_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = sealed_store(tmp.path());
+        let s = sealed_segments(&store).remove(1);
+        let bytes = std::fs::read(&s.path).expect("read");
+        for at in [10, 200, bytes.len() - 100, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            let e = check_sealed("copy.seg", &damaged).expect_err("damage is found");
+            assert_eq!(
+                e.corruption().map(|c| c.location.file.as_str()),
+                Some("copy.seg"),
+                "byte {at}: {e}"
+            );
+        }
+        assert!(check_sealed("short.seg", &bytes[..bytes.len() - 1]).is_err());
+    }
+}
