@@ -410,6 +410,29 @@ impl Archiver {
                 .map_err(|e| ArchiveError::store("computing a consistency proof", e))?,
             None => Vec::new(),
         };
+        // The log must extend the archive's last checkpoint: a local log
+        // rewritten since (or another log) is refused before any upload.
+        if let Some(h) = previous {
+            let prev = parse_checkpoint(&h.manifest.checkpoint.text).ok_or_else(|| {
+                ArchiveError::tampered(&h.name, "carries a checkpoint that does not parse")
+            })?;
+            sealog_format::merkle::verify_consistency(
+                prev.size,
+                chosen.size,
+                &prev.root,
+                &chosen.root,
+                &previous_checkpoint_proof,
+            )
+            .map_err(|e| {
+                ArchiveError::store(
+                    format!(
+                        "checking the local log against the archive's checkpoint of {} records                          (in {})",
+                        prev.size, h.name
+                    ),
+                    sealog::Error::Proof(e),
+                )
+            })?;
+        }
 
         let uploader = self.target.uploader()?;
         let mut objects = Vec::new();
