@@ -680,11 +680,11 @@ fn an_object_store_down_mid_round_is_retried_until_it_is_back() {
     )
     .expect("archiver");
     // Down shortly after the round starts, back two seconds later.
-    proxy.set(ProxyMode::Slow(Duration::from_millis(20)));
+    proxy.set(ProxyMode::Slow(Duration::from_millis(30)));
     let p = std::sync::Arc::new(proxy);
     let p2 = p.clone();
     let flipper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(150));
         p2.set(ProxyMode::Down);
         std::thread::sleep(Duration::from_secs(2));
         p2.set(ProxyMode::Pass);
