@@ -127,6 +127,14 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
+    /// Archiving, verifying an archive or restoring from one failed.
+    #[error("{}{error}", if matches!(**error, sealog_archive::ArchiveError::Tampered { .. }) { "ARCHIVE TAMPERING OR CORRUPTION DETECTED: " } else { "" })]
+    Archive {
+        /// The archive URL.
+        url: String,
+        /// What went wrong, naming the object.
+        error: Box<sealog_archive::ArchiveError>,
+    },
     /// Something else failed.
     #[error("{message}")]
     Failed {
@@ -236,6 +244,10 @@ impl CliError {
             | CliError::InvalidReceipt { .. }
             | CliError::Write { .. }
             | CliError::Failed { .. } => EXIT_FAILED,
+            CliError::Archive { error, .. } => match **error {
+                sealog_archive::ArchiveError::Config { .. } => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            },
         }
     }
 
@@ -258,6 +270,10 @@ impl CliError {
                 Some(c) => Some(format!("{}", dir.join(&c.location.file).display())),
                 None => Some(format!("store {}", dir.display())),
             },
+            CliError::Archive { url, error } => Some(match error.object() {
+                Some(object) => format!("object {object} in the archive {url}"),
+                None => format!("archive {url}"),
+            }),
             _ => None,
         }
     }
@@ -300,6 +316,7 @@ impl CliError {
                 Some("check free disk space and permissions of the output".into())
             }
             CliError::Store { source, .. } => Some(store_hint(source)),
+            CliError::Archive { error, .. } => Some(error.fix()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! receipt), 2 usage error. See `docs/cli.md`.
 
 mod append;
+mod archive;
 mod bench;
 mod bench_abuse;
 mod bench_http;
@@ -61,7 +62,10 @@ Examples:
   sealog proof --seq 4471 > record-4471.tlog-proof
   sealog export --format csv > audit.csv
   sealog serve --listen 127.0.0.1:7807 --signing-key log.key
-  sealog token create --name billing-api --scopes ingest --tenant acme";
+  sealog token create --name billing-api --scopes ingest --tenant acme
+  sealog archive --to s3://audit-archive/prod --follow
+  sealog verify --archive s3://audit-archive/prod --public-key log.pub
+  sealog restore --from s3://audit-archive/prod --data-dir /var/lib/sealog";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -91,6 +95,8 @@ enum Command {
     Bench(bench::BenchArgs),
     Serve(serve::ServeArgs),
     Token(token::TokenArgs),
+    Archive(archive::ArchiveArgs),
+    Restore(archive::RestoreArgs),
 }
 
 fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
@@ -111,6 +117,8 @@ fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(global, args),
         Command::Serve(args) => serve::run(global, args, data_dir_given),
         Command::Token(args) => token::run(global, args),
+        Command::Archive(args) => archive::archive(global, args),
+        Command::Restore(args) => archive::restore(global, args),
     }
 }
 

@@ -33,7 +33,8 @@ Examples:
   sealog verify
   sealog verify --data-dir /backup/sealog-2026-11-23
   sealog verify --json && echo intact
-  sealog verify --public-key /etc/sealog/log.pub --checkpoint published-2026-11-01.txt";
+  sealog verify --public-key /etc/sealog/log.pub --checkpoint published-2026-11-01.txt
+  sealog verify --archive s3://audit-archive/prod --public-key /etc/sealog/log.pub";
 
 /// Verify the whole store: checksums, records, hash chain, Merkle roots.
 #[derive(Args, Debug)]
@@ -58,6 +59,14 @@ pub struct VerifyArgs {
     /// Example: --checkpoint checkpoint-2026-11-01.txt
     #[arg(long, value_name = "FILE")]
     checkpoint: Vec<std::path::PathBuf>,
+
+    /// Verify the archive at this URL instead of a local store (see
+    /// `sealog archive`): every object against its manifest, segments,
+    /// chain, roots, checkpoints and consistency proofs.
+    ///
+    /// Example: --archive s3://audit-archive/prod
+    #[arg(long, value_name = "URL")]
+    archive: Option<String>,
 }
 
 /// Bytes of segment files: what verification reads.
@@ -104,6 +113,14 @@ fn signature_line(authenticated: bool, checked: u64, records: u64, newest: Optio
 }
 
 pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
+    if let Some(url) = &args.archive {
+        return crate::archive::verify(
+            url,
+            args.public_key.as_deref(),
+            &args.checkpoint,
+            args.json,
+        );
+    }
     let dir = &global.data_dir;
     check_store_exists(dir)?;
     let public_key = args

@@ -48,6 +48,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 mod fs;
+pub mod image;
 mod index;
 mod indexer;
 mod layout;

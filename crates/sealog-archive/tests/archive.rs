@@ -1,0 +1,774 @@
+//! The archive end to end, on a local directory and on a real S3 API
+//! server (`moto`) on loopback: upload rounds, verification, restore,
+//! Object Lock, conflicts, faults of the object store, and tampering.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sealog::format::note::SigningKey;
+use sealog::format::{Actor, Event, Outcome, Resource};
+use sealog::{CheckpointOptions, Preallocation, Store, StoreOptions};
+use sealog_archive::{
+    ArchiveError, Archiver, ArchiverOptions, LockMode, ObjectLock, RetryPolicy, Target,
+    TargetOptions, VerifyOptions, layout,
+};
+use support::{Moto, Proxy, ProxyMode};
+
+fn key() -> SigningKey {
+    SigningKey::from_seed("archive.test/log", &[7; 32]).expect("key")
+}
+
+fn options(signing: bool) -> StoreOptions {
+    StoreOptions {
+        segment_size: 8192,
+        preallocation: Preallocation::Allocate,
+        checkpoints: signing.then(|| CheckpointOptions::new(key())),
+        ..StoreOptions::default()
+    }
+}
+
+/// Appends `n` events to the store in `dir` and seals what it holds.
+fn grow(dir: &Path, n: usize, signing: bool) {
+    let store = Store::open(dir, options(signing)).expect("open");
+    let start = store.len();
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            Event::new(
+                Actor::new("user", format!("u{}", i % 5)),
+                "doc.read",
+                Resource::new("doc", (start as usize + i).to_string()),
+                Outcome::Success,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(20) {
+        store.append_batch(chunk.to_vec()).expect("append");
+    }
+    store.roll().expect("roll");
+    store.wait_sealed().expect("sealed");
+    store.close().expect("close");
+}
+
+fn read_only(dir: &Path) -> Store {
+    Store::open_read_only(dir).expect("open read-only")
+}
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn archiver(url: &str, config: Vec<(String, String)>) -> Archiver {
+    Archiver::new(
+        url,
+        ArchiverOptions {
+            target: TargetOptions {
+                config,
+                retry: quick_retry(),
+                ..TargetOptions::default()
+            },
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver")
+}
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        first_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+fn verify_opts() -> VerifyOptions {
+    VerifyOptions {
+        public_key: Some(key().verifier()),
+        checkpoints: Vec::new(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn target(url: &str, config: Vec<(String, String)>) -> Target {
+    Target::open(
+        url,
+        TargetOptions {
+            config,
+            retry: quick_retry(),
+            ..TargetOptions::default()
+        },
+    )
+    .expect("target")
+}
+
+fn verify(
+    url: &str,
+    config: Vec<(String, String)>,
+    options: &VerifyOptions,
+) -> sealog_archive::Result<sealog_archive::ArchiveReport> {
+    let t = target(url, config);
+    rt().block_on(sealog_archive::verify(&t, options, None))
+}
+
+/// A store with two archived rounds (over 256 records, so tree level 1
+/// pieces exist) in a `file://` archive.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: std::path::PathBuf,
+    archive: std::path::PathBuf,
+    url: String,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    let archive = tmp.path().join("archive");
+    grow(&store, 200, true);
+    let a = archiver(&file_url(&archive), Vec::new());
+    let r1 = a.round(&read_only(&store)).expect("round 1");
+    assert_eq!(r1.round, 1);
+    grow(&store, 250, true);
+    let r2 = a.round(&read_only(&store)).expect("round 2");
+    assert_eq!(r2.round, 2);
+    assert_eq!(r2.from_size, r1.tree_size);
+    let url = file_url(&archive);
+    Fixture {
+        _tmp: tmp,
+        store,
+        archive,
+        url,
+    }
+}
+
+fn object(f: &Fixture, name: &str) -> std::path::PathBuf {
+    f.archive.join(name)
+}
+
+fn first_of(f: &Fixture, prefix: &str) -> String {
+    let dir = f.archive.join(prefix);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    format!("{prefix}/{}", names.first().expect("an object"))
+}
+
+fn tampered_object(result: sealog_archive::Result<sealog_archive::ArchiveReport>) -> String {
+    match result {
+        Err(ArchiveError::Tampered { object, problem }) => {
+            eprintln!("{object}: {problem}");
+            object
+        }
+        other => panic!("expected tampering to be found, got {other:?}"),
+    }
+}
+
+#[test]
+fn file_archive_round_trips_through_verify_and_restore() {
+    let f = fixture();
+    let report = verify(&f.url, Vec::new(), &verify_opts()).expect("intact");
+    let local = sealog::verify_dir(&f.store).expect("local verify");
+    assert_eq!(report.rounds, 2);
+    assert_eq!(report.records, local.records);
+    assert_eq!(report.root, local.root);
+    assert!(report.checkpoints_authenticated);
+    assert!(report.unlisted.is_empty(), "{:?}", report.unlisted);
+    assert!(
+        f.archive.join("tree/level-1").is_dir(),
+        "450 records complete a level-1 tree entry"
+    );
+
+    // Restore, verify, compare, continue the log.
+    let restored = f._tmp.path().join("restored");
+    let rr = sealog_archive::blocking::restore(
+        &f.url,
+        &restored,
+        TargetOptions::default(),
+        &verify_opts(),
+    )
+    .expect("restore");
+    assert_eq!(rr.records, local.records);
+    let again = sealog::verify_dir_with(
+        &restored,
+        &sealog::VerifyOptions {
+            public_key: Some(key().verifier()),
+            checkpoints: Vec::new(),
+        },
+    )
+    .expect("restored store verifies");
+    assert_eq!((again.records, again.root), (local.records, local.root));
+    let original: Vec<_> = read_only(&f.store)
+        .scan(..)
+        .map(|r| r.expect("record"))
+        .collect();
+    let copy: Vec<_> = read_only(&restored)
+        .scan(..)
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(original, copy);
+    let store = Store::open(&restored, options(true)).expect("open restored for writing");
+    let receipt = store
+        .append(Event::new(
+            Actor::new("user", "after-restore"),
+            "store.restored",
+            Resource::kind("store"),
+            Outcome::Success,
+        ))
+        .expect("append after restore");
+    assert_eq!(receipt.seq, local.records);
+    store.close().expect("close");
+    sealog::verify_dir(&restored).expect("continued store verifies");
+}
+
+#[test]
+fn a_second_round_with_nothing_sealed_writes_nothing() {
+    let f = fixture();
+    let a = archiver(&f.url, Vec::new());
+    let r = a.round(&read_only(&f.store)).expect("round");
+    assert_eq!(r.manifest, None);
+    assert_eq!(r.objects_written, 0);
+    assert_eq!(a.progress().lag_records, 0);
+}
+
+#[test]
+fn an_archived_segment_is_fetched_checked_against_its_manifest() {
+    let f = fixture();
+    let a = archiver(&f.url, Vec::new());
+    let local = read_only(&f.store);
+    let segments = sealog::image::sealed_segments(&local);
+    let last = segments.last().expect("a segment");
+    let fetched = rt()
+        .block_on(a.fetch_segment(last.header.first_seq))
+        .expect("fetch");
+    assert_eq!(&fetched[..], &std::fs::read(&last.path).expect("read")[..]);
+    assert!(matches!(
+        rt().block_on(a.fetch_segment(last.header.first_seq + 1)),
+        Err(ArchiveError::Config { .. })
+    ));
+    // An altered copy is never handed out.
+    let name = layout::segment(last.header.first_seq);
+    let mut bytes = std::fs::read(object(&f, &name)).expect("read");
+    bytes[150] ^= 1;
+    std::fs::write(object(&f, &name), bytes).expect("write");
+    assert!(matches!(
+        rt().block_on(a.fetch_segment(last.header.first_seq)),
+        Err(ArchiveError::Tampered { object, .. }) if object == name
+    ));
+}
+
+#[test]
+fn restore_refuses_a_non_empty_directory() {
+    let f = fixture();
+    let target = f._tmp.path().join("busy");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::write(target.join("keep-me"), b"x").expect("write");
+    let e = sealog_archive::blocking::restore(
+        &f.url,
+        &target,
+        TargetOptions::default(),
+        &verify_opts(),
+    );
+    assert!(matches!(e, Err(ArchiveError::Config { .. })), "{e:?}");
+    assert!(target.join("keep-me").exists());
+}
+
+#[test]
+fn a_tampered_archive_is_not_restored_and_leaves_nothing_behind() {
+    let f = fixture();
+    let seg = first_of(&f, "segments");
+    let mut bytes = std::fs::read(object(&f, &seg)).expect("read");
+    bytes[200] ^= 1;
+    std::fs::write(object(&f, &seg), bytes).expect("write");
+    let target = f._tmp.path().join("restored");
+    let e = sealog_archive::blocking::restore(
+        &f.url,
+        &target,
+        TargetOptions::default(),
+        &verify_opts(),
+    );
+    assert!(
+        matches!(&e, Err(ArchiveError::Tampered { object, .. }) if *object == seg),
+        "{e:?}"
+    );
+    assert!(!target.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(f._tmp.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("restoring"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn archiving_without_a_checkpoint_or_a_key_is_refused_with_a_fix() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 100, false);
+    let url = file_url(&tmp.path().join("archive"));
+    let e = archiver(&url, Vec::new()).round(&read_only(&store));
+    match e {
+        Err(ArchiveError::Config { message, fix }) => {
+            assert!(message.contains("no signed checkpoint"), "{message}");
+            assert!(fix.contains("--signing-key"), "{fix}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // With the key, the archiver signs one at exactly the archived size.
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            signing_key: Some(Arc::new(key())),
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    let r = a.round(&read_only(&store)).expect("round with key");
+    assert!(r.signed_checkpoint);
+    assert_eq!(r.checkpoint_size, Some(r.tree_size));
+    verify(&url, Vec::new(), &verify_opts()).expect("intact");
+}
+
+#[test]
+fn an_archive_of_another_store_is_refused() {
+    let f = fixture();
+    let other = f._tmp.path().join("other");
+    grow(&other, 100, true);
+    let e = archiver(&f.url, Vec::new()).round(&read_only(&other));
+    assert!(
+        matches!(&e, Err(ArchiveError::Config { message, .. }) if message.contains("belongs to store")),
+        "{e:?}"
+    );
+}
+
+// ---- tampering, on the local backend ----
+
+#[test]
+fn an_altered_segment_is_named() {
+    let f = fixture();
+    let seg = first_of(&f, "segments");
+    let mut bytes = std::fs::read(object(&f, &seg)).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(object(&f, &seg), bytes).expect("write");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        seg
+    );
+}
+
+#[test]
+fn a_deleted_segment_is_named() {
+    let f = fixture();
+    let seg = first_of(&f, "segments");
+    std::fs::remove_file(object(&f, &seg)).expect("delete");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        seg
+    );
+}
+
+#[test]
+fn a_sidecar_replaced_by_another_segments_is_named() {
+    let f = fixture();
+    let mut idx: Vec<String> = std::fs::read_dir(f.archive.join("segments"))
+        .expect("dir")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".idx"))
+        .collect();
+    idx.sort();
+    let (a, b) = (
+        format!("segments/{}", idx[0]),
+        format!("segments/{}", idx[1]),
+    );
+    std::fs::copy(object(&f, &b), object(&f, &a)).expect("copy");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        a
+    );
+}
+
+#[test]
+fn swapped_segments_are_named() {
+    let f = fixture();
+    let mut segs: Vec<String> = std::fs::read_dir(f.archive.join("segments"))
+        .expect("dir")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segs.sort();
+    let (a, b) = (
+        format!("segments/{}", segs[0]),
+        format!("segments/{}", segs[1]),
+    );
+    let tmp = f._tmp.path().join("swap");
+    std::fs::rename(object(&f, &a), &tmp).expect("mv");
+    std::fs::rename(object(&f, &b), object(&f, &a)).expect("mv");
+    std::fs::rename(&tmp, object(&f, &b)).expect("mv");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        a
+    );
+}
+
+#[test]
+fn an_altered_tree_piece_is_named() {
+    let f = fixture();
+    let piece = first_of(&f, "tree/level-1");
+    let mut bytes = std::fs::read(object(&f, &piece)).expect("read");
+    bytes[0] ^= 1;
+    std::fs::write(object(&f, &piece), bytes).expect("write");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        piece
+    );
+}
+
+#[test]
+fn a_deleted_first_manifest_is_named() {
+    let f = fixture();
+    let m = layout::manifest(1);
+    std::fs::remove_file(object(&f, &m)).expect("delete");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        m
+    );
+}
+
+#[test]
+fn an_altered_older_manifest_is_named() {
+    let f = fixture();
+    let m = layout::manifest(1);
+    let text = std::fs::read_to_string(object(&f, &m)).expect("read");
+    // A consistent-looking edit: claim a later write time.
+    let edited = text.replacen("\"written_at\":\"2", "\"written_at\":\"1", 1);
+    assert_ne!(text, edited);
+    std::fs::write(object(&f, &m), edited).expect("write");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        m
+    );
+}
+
+#[test]
+fn swapped_manifests_are_named() {
+    let f = fixture();
+    let (a, b) = (layout::manifest(1), layout::manifest(2));
+    let tmp = f._tmp.path().join("swap");
+    std::fs::rename(object(&f, &a), &tmp).expect("mv");
+    std::fs::rename(object(&f, &b), object(&f, &a)).expect("mv");
+    std::fs::rename(&tmp, object(&f, &b)).expect("mv");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        a
+    );
+}
+
+#[test]
+fn a_checkpoint_not_signed_by_the_key_is_named() {
+    let f = fixture();
+    let cp = first_of(&f, "checkpoints");
+    let other = SigningKey::from_seed("archive.test/log", &[9; 32]).expect("key");
+    let opts = VerifyOptions {
+        public_key: Some(other.verifier()),
+        checkpoints: Vec::new(),
+    };
+    assert_eq!(tampered_object(verify(&f.url, Vec::new(), &opts)), cp);
+}
+
+#[test]
+fn deleting_the_newest_manifest_is_caught_only_with_a_later_checkpoint() {
+    let f = fixture();
+    // The checkpoint the newest round relied on, kept by a witness.
+    let newest = std::fs::read(object(&f, &layout::manifest(2))).expect("read");
+    let m = sealog_archive::manifest::Manifest::parse(&newest).expect("parse");
+    std::fs::remove_file(object(&f, &layout::manifest(2))).expect("delete");
+    // Without outside knowledge the shorter archive is self-consistent
+    // (its round-2 objects are reported as unlisted).
+    let report = verify(&f.url, Vec::new(), &verify_opts()).expect("a consistent prefix");
+    assert_eq!(report.rounds, 1);
+    assert!(!report.unlisted.is_empty());
+    let opts = VerifyOptions {
+        public_key: Some(key().verifier()),
+        checkpoints: vec![m.checkpoint.text],
+    };
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &opts)),
+        "given checkpoint #1"
+    );
+}
+
+#[test]
+fn an_interrupted_round_is_resumed_without_duplicates() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 300, true);
+    let archive = tmp.path().join("archive");
+    let url = file_url(&archive);
+    archiver(&url, Vec::new())
+        .round(&read_only(&store))
+        .expect("round");
+    // Simulate a crash after the uploads and before the manifest.
+    std::fs::remove_file(archive.join(layout::manifest(1))).expect("rm");
+    let r = archiver(&url, Vec::new())
+        .round(&read_only(&store))
+        .expect("resumed round");
+    assert_eq!(r.round, 1);
+    assert_eq!(r.objects_written, 1, "only the manifest is new");
+    assert!(r.objects_already_there > 3);
+    verify(&url, Vec::new(), &verify_opts()).expect("intact");
+}
+
+// ---- S3 (moto) ----
+
+const BUCKET: &str = "sealog-archive";
+
+#[test]
+fn s3_archive_on_moto_verifies_and_its_locked_objects_cannot_be_deleted() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 300, true);
+    let url = format!("s3://{BUCKET}/prod/log");
+    let config = Moto::config(&moto.endpoint());
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            target: TargetOptions {
+                lock: Some(ObjectLock {
+                    mode: LockMode::Governance,
+                    retain: Duration::from_secs(3 * 86_400),
+                }),
+                retry: quick_retry(),
+                config: config.clone(),
+            },
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    let r = a.round(&read_only(&store)).expect("round");
+    assert!(r.objects_written > 4);
+    grow(&store, 100, true);
+    a.round(&read_only(&store)).expect("round 2");
+    let report = verify(&url, config.clone(), &verify_opts()).expect("intact");
+    assert_eq!(
+        report.records,
+        sealog::verify_dir(&store).expect("local").records
+    );
+
+    // The per-object retention was applied, and a locked version cannot be
+    // deleted.
+    let key = format!("prod/log/{}", layout::segment(0));
+    let out = moto.boto3(
+        &moto.endpoint(),
+        &format!(
+            "h = s3.head_object(Bucket='{BUCKET}', Key='{key}')\n\
+             print(h.get('ObjectLockMode'))\n\
+             v = s3.list_object_versions(Bucket='{BUCKET}', Prefix='{key}')['Versions'][0]['VersionId']\n\
+             try:\n    s3.delete_object(Bucket='{BUCKET}', Key='{key}', VersionId=v)\n    print('deleted')\n\
+             except Exception as e:\n    print('refused', type(e).__name__)\n"
+        ),
+    );
+    assert!(out.contains("GOVERNANCE"), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    verify(&url, config, &verify_opts()).expect("still intact");
+}
+
+#[test]
+fn a_conflicting_object_in_the_bucket_stops_the_upload_naming_it() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 200, true);
+    let url = format!("s3://{BUCKET}/p");
+    let config = Moto::config(&moto.endpoint());
+    let planted = layout::sidecar(0);
+    rt().block_on(
+        target(&url, config.clone()).overwrite(&planted, Bytes::from_static(b"not an index")),
+    )
+    .expect("plant");
+    let e = archiver(&url, config.clone()).round(&read_only(&store));
+    assert!(
+        matches!(&e, Err(ArchiveError::Conflict { object, .. }) if *object == planted),
+        "{e:?}"
+    );
+    let names = rt().block_on(target(&url, config).list("")).expect("list");
+    assert!(
+        !names.iter().any(|(n, _)| n.starts_with(layout::MANIFESTS)),
+        "no manifest after a refused upload: {names:?}"
+    );
+}
+
+#[test]
+fn tampering_in_an_s3_bucket_is_named() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 200, true);
+    let url = format!("s3://{BUCKET}/t");
+    let config = Moto::config(&moto.endpoint());
+    archiver(&url, config.clone())
+        .round(&read_only(&store))
+        .expect("round");
+    let t = target(&url, config.clone());
+    let leaves = layout::tree_piece(0, 0);
+    let mut bytes = rt()
+        .block_on(t.get(&leaves))
+        .expect("get")
+        .expect("exists")
+        .to_vec();
+    bytes[5] ^= 1;
+    rt().block_on(t.overwrite(&leaves, Bytes::from(bytes)))
+        .expect("overwrite");
+    assert_eq!(
+        tampered_object(verify(&url, config.clone(), &verify_opts())),
+        leaves
+    );
+    rt().block_on(t.delete(&layout::manifest(1)))
+        .expect("delete");
+    assert_eq!(
+        tampered_object(verify(&url, config.clone(), &verify_opts())),
+        layout::manifest(1)
+    );
+    // A URL where nothing was ever archived is not an intact archive.
+    let e = verify(
+        &format!("s3://{BUCKET}/nothing-here"),
+        config,
+        &verify_opts(),
+    );
+    assert!(matches!(e, Err(ArchiveError::Config { .. })), "{e:?}");
+}
+
+#[test]
+fn an_object_store_down_mid_round_is_retried_until_it_is_back() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 400, true);
+    let url = format!("s3://{BUCKET}/d");
+    let config = Moto::config(&proxy.endpoint());
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            target: TargetOptions {
+                retry: RetryPolicy {
+                    attempts: 30,
+                    first_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_millis(500),
+                    request_timeout: Duration::from_secs(5),
+                },
+                config: config.clone(),
+                ..TargetOptions::default()
+            },
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    // Down shortly after the round starts, back two seconds later.
+    proxy.set(ProxyMode::Slow(Duration::from_millis(30)));
+    let p = std::sync::Arc::new(proxy);
+    let p2 = p.clone();
+    let flipper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        p2.set(ProxyMode::Down);
+        std::thread::sleep(Duration::from_secs(2));
+        p2.set(ProxyMode::Pass);
+    });
+    let r = a
+        .round(&read_only(&store))
+        .expect("the round completes once the store is back");
+    flipper.join().expect("flipper");
+    assert!(r.manifest.is_some());
+    assert!(a.progress().retries > 0, "the outage was met and retried");
+    verify(&url, config, &verify_opts()).expect("intact: nothing duplicated, nothing missing");
+}
+
+#[test]
+fn a_stalled_object_store_times_out_with_an_error_naming_the_object_and_url() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 200, true);
+    let url = format!("s3://{BUCKET}/s");
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            target: TargetOptions {
+                retry: RetryPolicy {
+                    attempts: 2,
+                    first_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(50),
+                    request_timeout: Duration::from_millis(700),
+                },
+                config: Moto::config(&proxy.endpoint()),
+                ..TargetOptions::default()
+            },
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    // Slow enough that no request finishes within its time limit.
+    proxy.set(ProxyMode::Slow(Duration::from_secs(2)));
+    let started = Instant::now();
+    let e = a.round(&read_only(&store));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    match e {
+        Err(ArchiveError::ObjectStore {
+            url: u, attempts, ..
+        }) => {
+            assert_eq!(u, url);
+            assert_eq!(attempts, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let p = a.progress();
+    assert_eq!((p.failures, p.consecutive_failures), (1, 1));
+    assert!(p.last_error.is_some());
+    assert!(p.lag_records > 0);
+    // Slow but within the limit: the round completes.
+    proxy.set(ProxyMode::Slow(Duration::from_millis(2)));
+    let a = archiver(&url, Moto::config(&proxy.endpoint()));
+    a.round(&read_only(&store))
+        .expect("a slow store is waited for");
+    assert_eq!(a.progress().lag_records, 0);
+}
+
+#[test]
+fn moto_killed_fails_the_round_after_bounded_retries() {
+    let mut moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 100, true);
+    let url = format!("s3://{BUCKET}/k");
+    let config = Moto::config(&moto.endpoint());
+    moto.kill();
+    let started = Instant::now();
+    let e = archiver(&url, config).round(&read_only(&store));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        matches!(e, Err(ArchiveError::ObjectStore { attempts: 3, .. })),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,257 @@
+//! `sealog archive`, `sealog verify --archive` and `sealog restore` as a
+//! user runs them, against a real S3 API server (`moto`) on loopback.
+
+#[path = "../../sealog-archive/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealog::format::note::SigningKey;
+use sealog::format::{Actor, Event, Outcome, Resource};
+use sealog::{CheckpointOptions, Preallocation, Store, StoreOptions};
+use sealog_archive::{Target, TargetOptions, layout};
+use support::{Moto, Proxy, ProxyMode};
+
+const BUCKET: &str = "sealog-cli";
+
+fn key() -> SigningKey {
+    SigningKey::from_seed("cli.archive.test/log", &[5; 32]).expect("key")
+}
+
+fn grow(dir: &Path, n: usize) {
+    let store = Store::open(
+        dir,
+        StoreOptions {
+            segment_size: 8192,
+            preallocation: Preallocation::Allocate,
+            checkpoints: Some(CheckpointOptions::new(key())),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            Event::new(
+                Actor::new("user", format!("u{}", i % 9)),
+                "invoice.read",
+                Resource::new("invoice", i.to_string()),
+                Outcome::Success,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(25) {
+        store.append_batch(chunk.to_vec()).expect("append");
+    }
+    store.roll().expect("roll");
+    store.wait_sealed().expect("sealed");
+    store.close().expect("close");
+}
+
+fn sealog(dir: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealog"));
+    cmd.arg("--data-dir").arg(dir);
+    for (k, v) in Moto::env(endpoint) {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("SEALOG_SIGNING_KEY");
+    cmd
+}
+
+fn objects(url: &str, endpoint: &str) -> Vec<String> {
+    let target = Target::open(
+        url,
+        TargetOptions {
+            config: Moto::config(endpoint),
+            ..TargetOptions::default()
+        },
+    )
+    .expect("target");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(target.list(""))
+        .expect("list")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
+}
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn kill_9_of_archive_follow_mid_upload_resumes_with_nothing_duplicated_or_missing() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 1);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 1500);
+    let url = format!("s3://{BUCKET}/follow");
+    let direct = moto.endpoint();
+
+    // A slow link, so that the kill lands in the middle of the uploads.
+    proxy.set(ProxyMode::Slow(Duration::from_millis(15)));
+    let log = tmp.path().join("follow.log");
+    let mut child = sealog(&store, &proxy.endpoint())
+        .args(["archive", "--to", &url, "--follow", "--interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn sealog archive --follow");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let names = objects(&url, &direct);
+        if names.len() >= 6 {
+            assert!(
+                !names.iter().any(|n| n.starts_with(layout::MANIFESTS)),
+                "killed too late: the round finished ({names:?})"
+            );
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "sealog archive --follow exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let before = objects(&url, &direct);
+
+    // Resume at full speed: what was uploaded is found, not written again.
+    proxy.set(ProxyMode::Pass);
+    let out = sealog(&store, &proxy.endpoint())
+        .args(["archive", "--to", &url, "--once", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds = json_lines(&out.stdout);
+    let first = rounds.first().expect("a round");
+    assert_eq!(first["round"], 1);
+    let already = first["objects_already_there"].as_u64().unwrap_or(0);
+    assert!(
+        already + 1 >= before.len() as u64,
+        "every object uploaded before the kill is found again ({already} of {})",
+        before.len()
+    );
+
+    // Follow picks up newly sealed segments.
+    let mut child = sealog(&store, &proxy.endpoint())
+        .args(["archive", "--to", &url, "--follow", "--interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn follow");
+    grow(&store, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !objects(&url, &direct).contains(&layout::manifest(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "follow did not archive the new segments"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+
+    // The archive is whole: every object listed once, none unlisted.
+    let pubkey = tmp.path().join("log.pub");
+    std::fs::write(&pubkey, format!("{}\n", key().verifier().to_text())).expect("pub");
+    let out = sealog(&store, &direct)
+        .args(["verify", "--archive", &url, "--json", "--public-key"])
+        .arg(&pubkey)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(&out.stdout).pop().expect("report");
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["unlisted"], serde_json::json!([]));
+    let local = sealog::verify_dir(&store).expect("local");
+    assert_eq!(report["records"].as_u64(), Some(local.records));
+}
+
+#[test]
+fn verify_archive_exits_1_naming_the_altered_object_and_restore_rebuilds_the_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    grow(&store, 300);
+    let archive = tmp.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    let out = sealog(&store, "http://127.0.0.1:9")
+        .args(["archive", "--to", &url])
+        .output()
+        .expect("archive");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("archived round 1"), "{text}");
+    assert!(text.contains("MB/s"), "{text}");
+
+    let restored = tmp.path().join("restored");
+    let out = sealog(&restored, "http://127.0.0.1:9")
+        .args(["restore", "--from", &url])
+        .output()
+        .expect("restore");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sealog(&restored, "http://127.0.0.1:9")
+        .args(["verify"])
+        .output()
+        .expect("verify restored");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let victim = archive.join(layout::segment(0));
+    let mut bytes = std::fs::read(&victim).expect("read");
+    bytes[300] ^= 0x10;
+    std::fs::write(&victim, bytes).expect("write");
+    let out = sealog(&store, "http://127.0.0.1:9")
+        .args(["verify", "--archive", &url])
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TAMPERING"), "{err}");
+    assert!(err.contains(&layout::segment(0)), "{err}");
+    assert!(err.contains("where:") && err.contains("fix:"), "{err}");
+
+    // A non-empty target is refused, as a usage error.
+    let out = sealog(&restored, "http://127.0.0.1:9")
+        .args(["restore", "--from", &url])
+        .output()
+        .expect("restore");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
