@@ -309,3 +309,22 @@ fn unsynced_writes_survive_torn_at_sector_granularity() {
     }
     assert!(seen_torn, "no seed mixed old and new sectors");
 }
+
+/// Creating a store makes its own directory entry durable: a power loss
+/// right after `Store::open` returned keeps the store, not an empty
+/// directory in which the next open would start another one.
+#[test]
+fn a_new_store_survives_a_power_loss_right_after_it_was_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultFs::with_power_loss());
+    let dir = tmp.path().join("audit");
+    let store = Store::open(&dir, options_on(fs.clone(), SEGMENT)).unwrap();
+    let id = store.store_id();
+    store.append_batch(events(0, 3)).unwrap();
+    drop(store);
+    let (_t, image, lost) = sealog_tests::power_cut(&fs, tmp.path(), Unsynced::Lost);
+    let reopened = Store::open(image.join("audit"), sealog_tests::small_options(SEGMENT))
+        .unwrap_or_else(|e| panic!("{e}\n{lost}"));
+    assert_eq!(reopened.store_id(), id, "{lost}");
+    assert_contents(&reopened, &events(0, 3));
+}

@@ -189,8 +189,7 @@ pub(crate) fn open(
     let fs = options.fs.clone();
     let dir = dir.to_path_buf();
     if !read_only {
-        fs.create_dir_all(&dir)
-            .map_err(|e| Error::io("create directory", &dir, e))?;
+        fs::create_dirs(&*fs, &[&dir])?;
     } else if !fs.exists(&dir).map_err(|e| Error::io("stat", &dir, e))? {
         return Err(Error::io(
             "open store",
@@ -213,10 +212,7 @@ pub(crate) fn open(
     let segments_dir = dir.join(layout::SEGMENTS);
     let tree_dir = dir.join(layout::TREE);
     if !read_only {
-        for d in [&segments_dir, &tree_dir] {
-            fs.create_dir_all(d)
-                .map_err(|e| Error::io("create directory", d, e))?;
-        }
+        fs::create_dirs(&*fs, &[&segments_dir, &tree_dir])?;
     }
     let mut report = RecoveryReport::default();
     let segment_files = list_segments(&*fs, &segments_dir, &options, read_only)?;
@@ -948,8 +944,7 @@ fn save_lost_bytes(
     bytes: &[u8],
 ) -> Result<String> {
     let lost = dir.join(layout::LOST_FOUND);
-    fs.create_dir_all(&lost)
-        .map_err(|e| Error::io("create directory", &lost, e))?;
+    fs::create_dirs(fs, &[&lost])?;
     let base = segment.rsplit('/').next().unwrap_or(segment);
     let mut n = 0u32;
     loop {
