@@ -188,6 +188,52 @@ fn waiting_appenders_are_woken_by_a_failure_not_left_hanging() {
     reopened.verify().unwrap();
 }
 
+/// An append to `checkpoints.log` whose size reached the disk but whose
+/// bytes did not leaves zeros at its end: an unfinished append, cut on
+/// open, not a run of empty checkpoints.
+#[test]
+fn zeros_at_the_end_of_the_checkpoint_history_are_an_unfinished_append() {
+    use sealog::checkpoint::CheckpointOptions;
+    use sealog::format::note::SigningKey;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_seed("audit.example.com/zeros", &[9u8; 32]).unwrap();
+    let options = || sealog::StoreOptions {
+        checkpoints: Some(CheckpointOptions {
+            every: None,
+            ..CheckpointOptions::new(key.clone())
+        }),
+        ..sealog_tests::small_options(SEGMENT)
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    store.append_batch(events(0, 5)).unwrap();
+    let signed = store.checkpoint().unwrap();
+    store.close().unwrap();
+    let history = dir.path().join("checkpoints.log");
+    let len = std::fs::metadata(&history).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&history)
+        .unwrap();
+    file.set_len(len + 300).unwrap();
+    drop(file);
+    sealog::verify_dir(dir.path()).unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let kept: Vec<String> = store
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    assert_eq!(kept, vec![signed.text]);
+    store.close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&history).unwrap().len(),
+        len,
+        "the zeros are cut"
+    );
+    sealog::verify_dir(dir.path()).unwrap();
+}
+
 // The power-loss model itself: what `FaultFs::power_loss` keeps.
 
 use sealog::fault::Unsynced;

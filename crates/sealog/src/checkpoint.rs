@@ -169,6 +169,14 @@ impl CheckpointLog {
         let mut entries = Vec::new();
         let mut pos = 0usize;
         while pos < bytes.len() {
+            if bytes
+                .get(pos..)
+                .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+            {
+                // An append whose new size reached the disk but whose bytes
+                // did not (bytes never written read as zero): unfinished.
+                break;
+            }
             let header = bytes.get(pos..pos + ENTRY_HEADER);
             let len = header
                 .and_then(|h| h.get(..4))
@@ -178,7 +186,9 @@ impl CheckpointLog {
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             let text = len.and_then(|l| bytes.get(pos + ENTRY_HEADER..pos + ENTRY_HEADER + l));
             match (text, stored) {
-                (Some(text), Some(stored)) if crc32fast::hash(text) == stored => {
+                (Some(text), Some(stored))
+                    if !text.is_empty() && crc32fast::hash(text) == stored =>
+                {
                     let text = String::from_utf8(text.to_vec()).map_err(|_| {
                         Corruption::new(
                             Location::file(name).at(pos as u64),
