@@ -231,6 +231,8 @@ pub(crate) fn open(
         }
     }
 
+    demote_unfinished_seal(&mut found)?;
+
     // Check the sealed prefix: numbering, seqs and chain links.
     let mut expected_no = 0u64;
     let mut expected_seq = 0u64;
@@ -294,7 +296,16 @@ pub(crate) fn open(
             }
             return Err(e);
         }
-        let scan = scan_unsealed(f, last_recorded)?;
+        let mut scan = scan_unsealed(f, last_recorded)?;
+        if !pending_unsealed.as_slice().is_empty()
+            && scan.records.len() == scan.committed
+            && crate::segment::interrupted_seal(&scan.leftover, scan.committed_end)
+        {
+            // What a seal interrupted by a power loss left (see
+            // `interrupted_seal`): the records are whole; seal again.
+            scan.tail = Tail::Clean;
+            scan.ends_in_marker = true;
+        }
         if let Tail::Corrupt(kind) = &scan.tail {
             let location = Location::file(&scan.found.name)
                 .at(scan.stop_at)
@@ -769,6 +780,39 @@ fn read_footer(
         return mismatch("record count in footer", "0".into(), "at least 1".into());
     }
     Ok(Some(footer))
+}
+
+/// Counts the last sealed segment as an unfinished seal when its end marker
+/// is not intact although its footer is, and a segment follows it.
+///
+/// The sealer writes the end marker and the footer in one write and syncs
+/// the file after; a power loss before that sync can keep the sector of
+/// the footer and lose the sector of the marker. Only the last sealed
+/// segment can be caught so (seals run one after the other, each synced
+/// before the next starts), and its records are whole (they were synced
+/// before the next segment was created), so the open seals it again.
+pub(crate) fn demote_unfinished_seal(found: &mut [Found]) -> Result<()> {
+    let Some(pos) = found.iter().rposition(|f| f.footer.is_some()) else {
+        return Ok(());
+    };
+    if pos + 1 == found.len() {
+        return Ok(());
+    }
+    let Some(last) = found.get_mut(pos) else {
+        return Ok(());
+    };
+    let Some(footer) = last.footer else {
+        return Ok(());
+    };
+    let mut marker = [0u8; END_MARKER_LEN];
+    last.file
+        .read_exact_at(&mut marker, footer.frames_end)
+        .map_err(|e| Error::io("read", &last.path, e))?;
+    if !sealog_format::frame::is_end_marker(&marker) {
+        tracing::warn!(segment = %last.name, "the end marker of the last seal is incomplete; sealing it again");
+        last.footer = None;
+    }
+    Ok(())
 }
 
 /// Checks that `f` is the segment expected next.

@@ -286,6 +286,7 @@ pub(crate) fn run(
     for (first_seq, file_name) in names {
         found.push(read_found(fs, dir, &file_name, first_seq, &manifest, true)?);
     }
+    crate::recovery::demote_unfinished_seal(&mut found)?;
     if let Some(pos) = found.iter().position(|f| f.footer.is_none())
         && found.iter().skip(pos).any(|f| f.footer.is_some())
     {
@@ -503,7 +504,8 @@ fn pipeline(
                             break;
                         }
                     }
-                    let result = verify_segment(fs, f, limit, leaves, checkpoint_sizes);
+                    let followed = i + 1 < found.len();
+                    let result = verify_segment(fs, f, followed, limit, leaves, checkpoint_sizes);
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
@@ -550,6 +552,7 @@ fn pipeline(
 fn verify_segment(
     fs: &dyn Vfs,
     f: &Found,
+    followed: bool,
     limit: Option<&Limit>,
     stored_leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
@@ -621,7 +624,11 @@ fn verify_segment(
         // error, other damage is.
         let mut tail_bytes = 0;
         let mut interrupted_at = None;
-        if let Some(stop) = &stop {
+        let from = usize::try_from(committed.2).unwrap_or(usize::MAX);
+        let seal_debris = followed
+            && count == committed.0
+            && crate::segment::interrupted_seal(image.get(from..).unwrap_or_default(), committed.2);
+        if let Some(stop) = stop.as_ref().filter(|_| !seal_debris) {
             let tail = classify_tail(&image, stop);
             if tail == Tail::Torn || count > committed.0 {
                 interrupted_at = Some(committed.2);
