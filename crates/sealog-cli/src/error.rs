@@ -241,6 +241,15 @@ impl CliError {
                  and `sealog import` create a store"
                     .into(),
             ),
+            CliError::Corrupt { dir, corruption }
+                if matches!(corruption.kind, sealog::CorruptionKind::Sidecar { .. }) =>
+            {
+                Some(format!(
+                    "the records verified; only their index is wrong: remove {} (derived data) \
+                     and the next query rebuilds it from the records",
+                    dir.join(&corruption.location.file).display()
+                ))
+            }
             CliError::Corrupt { .. } => Some(
                 "the store no longer matches what sealog wrote: keep a copy of the directory \
                  as evidence, restore the damaged file from a backup or replica, and run \

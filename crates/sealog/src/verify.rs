@@ -17,6 +17,16 @@
 //! which is what makes the result trustworthy against someone who could
 //! rewrite the whole directory: they cannot sign.
 //!
+//! Each sealed segment's index sidecar (`segments/<seq>.idx`) is checked
+//! against its records: the sidecar the records give is built while they
+//! are read (the encoding is canonical) and compared byte for byte with the
+//! file. A sidecar that differs is reported — after the log itself, which
+//! it cannot damage — as [`CorruptionKind::Sidecar`], naming the file, the
+//! byte offset and the section where it first differs; it is derived data,
+//! and removing it makes the next query rebuild it. A missing sidecar is
+//! not a problem (it is rebuilt when a query needs it) and is listed in
+//! [`VerifyReport::sidecars_missing`].
+//!
 //! The first problem in log order is returned as a [`Corruption`] naming the
 //! file, byte offset and seq.
 
@@ -61,6 +71,11 @@ pub struct VerifyReport {
     pub checkpoints_authenticated: bool,
     /// The size of the newest checkpoint checked.
     pub newest_checkpoint: Option<u64>,
+    /// Index sidecars found equal to the index their records give.
+    pub sidecars_checked: u64,
+    /// Sealed segments without an index sidecar (`segments/<seq>.idx`):
+    /// not a problem, a query rebuilds it when it needs it.
+    pub sidecars_missing: Vec<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -91,6 +106,20 @@ struct Summary {
     /// An unsealed segment that ends in an interrupted write: the byte
     /// offset where its committed records end.
     interrupted_at: Option<u64>,
+    /// What became of a sealed segment's index sidecar.
+    sidecar: SidecarCheck,
+}
+
+/// The outcome of checking one sealed segment's index sidecar.
+enum SidecarCheck {
+    /// Not a sealed segment, or its index could not be built.
+    NotChecked,
+    /// The file equals the index the records give.
+    Matches,
+    /// There is no file.
+    Missing(String),
+    /// The file differs from the index the records give.
+    Differs(Corruption),
 }
 
 /// Verifies the store in `dir` without opening it for writing (it may be a
@@ -332,8 +361,11 @@ pub(crate) fn run(
         checkpoints: 0,
         checkpoints_authenticated: options.public_key.is_some(),
         newest_checkpoint: None,
+        sidecars_checked: 0,
+        sidecars_missing: Vec::new(),
         elapsed: Duration::ZERO,
     };
+    let mut sidecar_problem: Option<Corruption> = None;
     // The workers compare each segment's leaves with level 0 on their own
     // handle; the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
@@ -404,6 +436,14 @@ pub(crate) fn run(
         if f.footer.is_some() {
             report.sealed_segments += 1;
         }
+        match summary.sidecar {
+            SidecarCheck::NotChecked => {}
+            SidecarCheck::Matches => report.sidecars_checked += 1,
+            SidecarCheck::Missing(name) => report.sidecars_missing.push(name),
+            SidecarCheck::Differs(problem) => {
+                sidecar_problem.get_or_insert(problem);
+            }
+        }
         report.segments += 1;
         report.records += summary.count;
         report.bytes += summary.bytes;
@@ -437,10 +477,43 @@ pub(crate) fn run(
         )
         .into());
     }
+    // The log is intact; a sidecar that disagrees with it is reported now.
+    if let Some(problem) = sidecar_problem {
+        return Err(problem.into());
+    }
     report.chain_head = chain;
     report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Compares a sealed segment's sidecar file with the bytes its records
+/// give.
+fn check_sidecar(fs: &dyn Vfs, f: &Found, expected: Option<Vec<u8>>) -> Result<SidecarCheck> {
+    let Some(expected) = expected else {
+        return Ok(SidecarCheck::NotChecked);
+    };
+    let name = crate::sidecar::sidecar_name(f.header.first_seq);
+    let path = f.path.with_extension("idx");
+    let actual = match crate::fs::read_all(fs, &path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(SidecarCheck::Missing(name));
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    Ok(
+        match crate::sidecar::describe_difference(&expected, &actual) {
+            None => SidecarCheck::Matches,
+            Some((offset, problem)) => SidecarCheck::Differs(Corruption::new(
+                Location::file(name).at(offset),
+                CorruptionKind::Sidecar {
+                    segment: f.name.clone(),
+                    problem,
+                },
+            )),
+        },
+    )
 }
 
 fn check_checkpoint(
@@ -577,6 +650,10 @@ fn verify_segment(
         (None, None) => u64::MAX,
     };
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
+    // A sealed segment's sidecar, as its records give it.
+    let mut indexer = f.footer.as_ref().map(|footer| {
+        crate::sidecar::RecordIndexer::new(crate::sidecar::identity(&f.header, footer))
+    });
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
@@ -591,6 +668,16 @@ fn verify_segment(
     let mut end = sealog_format::segment::HEADER_LEN as u64;
     while count < max_records {
         let Some(r) = walker.next_record() else { break };
+        if let Some(ix) = &mut indexer {
+            let pushed = u32::try_from(r.offset)
+                .ok()
+                .is_some_and(|offset| ix.push(offset, &r.view).is_ok());
+            if !pushed {
+                // Not indexable (the seal could not have written a sidecar
+                // either): nothing to compare.
+                indexer = None;
+            }
+        }
         chain = sealog_format::chain::link(&chain, &r.leaf);
         let _ = frontier.push(r.leaf);
         leaves.push(r.leaf);
@@ -670,6 +757,7 @@ fn verify_segment(
             bytes: image.len() as u64,
             tail_bytes,
             interrupted_at,
+            sidecar: SidecarCheck::NotChecked,
         });
     };
 
@@ -771,6 +859,9 @@ fn verify_segment(
         last_recorded,
         &mismatch,
     )?;
+    let expected = indexer.and_then(|ix| ix.encode().ok());
+    drop(image);
+    let sidecar = check_sidecar(fs, f, expected)?;
     Ok(Summary {
         count,
         chain_head: chain,
@@ -778,9 +869,10 @@ fn verify_segment(
         chains_at,
         first_recorded,
         last_recorded,
-        bytes: image.len() as u64,
+        bytes: f.len,
         tail_bytes: 0,
         interrupted_at: None,
+        sidecar,
     })
 }
 
