@@ -327,6 +327,112 @@ fn zeros_at_the_end_of_the_checkpoint_history_are_an_unfinished_append() {
     sealog::verify_dir(dir.path()).unwrap();
 }
 
+/// A store with two checkpoints in its history, closed; returns the two
+/// signed texts and the history's length after the first.
+fn store_with_two_checkpoints(dir: &std::path::Path) -> (Vec<String>, usize) {
+    let store = Store::open(dir, checkpoint_options()).unwrap();
+    store.append_batch(events(0, 5)).unwrap();
+    let first = store.checkpoint().unwrap();
+    let len = std::fs::metadata(dir.join("checkpoints.log"))
+        .unwrap()
+        .len() as usize;
+    store.append_batch(events(5, 9)).unwrap();
+    let second = store.checkpoint().unwrap();
+    store.close().unwrap();
+    (vec![first.text, second.text], len)
+}
+
+fn checkpoint_options() -> sealog::StoreOptions {
+    use sealog::checkpoint::CheckpointOptions;
+    use sealog::format::note::SigningKey;
+    let key = SigningKey::from_seed("audit.example.com/torn", &[8u8; 32]).unwrap();
+    sealog::StoreOptions {
+        checkpoints: Some(CheckpointOptions {
+            every: None,
+            on_seal: false,
+            ..CheckpointOptions::new(key)
+        }),
+        ..sealog_tests::small_options(SEGMENT)
+    }
+}
+
+/// A power loss during an append to `checkpoints.log` can keep any of the
+/// sectors the append wrote: whichever survive, the open cuts the
+/// unfinished entry and keeps the history before it.
+#[test]
+fn a_checkpoint_append_torn_at_any_sector_is_cut_on_open() {
+    let original = tempfile::tempdir().unwrap();
+    let (texts, start) = store_with_two_checkpoints(original.path());
+    let history = std::fs::read(original.path().join("checkpoints.log")).unwrap();
+    let end = history.len();
+    let sectors: Vec<usize> = (start / 512..=(end - 1) / 512).collect();
+    let mut variants = 0;
+    for &sector in &sectors {
+        for only_this_one_kept in [false, true] {
+            let mut torn = history.clone();
+            for &s in &sectors {
+                if (s == sector) != only_this_one_kept {
+                    let lo = (s * 512).max(start);
+                    let hi = ((s + 1) * 512).min(end);
+                    torn[lo..hi].fill(0);
+                }
+            }
+            if torn == history {
+                continue;
+            }
+            let label = format!(
+                "sector {sector} alone {}",
+                if only_this_one_kept {
+                    "written"
+                } else {
+                    "lost"
+                }
+            );
+            let copy = tempfile::tempdir().unwrap();
+            sealog_tests::copy_store(original.path(), copy.path());
+            std::fs::write(copy.path().join("checkpoints.log"), &torn).unwrap();
+            sealog::verify_dir(copy.path()).unwrap_or_else(|e| panic!("{label}: verify: {e}"));
+            let store = Store::open(copy.path(), checkpoint_options())
+                .unwrap_or_else(|e| panic!("{label}: open: {e}"));
+            let kept: Vec<String> = store
+                .checkpoints()
+                .unwrap()
+                .into_iter()
+                .map(|c| c.text)
+                .collect();
+            assert_eq!(kept, texts[..1], "{label}");
+            store.close().unwrap();
+            variants += 1;
+        }
+    }
+    assert!(variants >= 2, "{variants} variants");
+}
+
+/// Damage to an entry that whole entries follow is not an unfinished
+/// append: the open refuses, naming where.
+#[test]
+fn a_damaged_checkpoint_before_whole_ones_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, second_at) = store_with_two_checkpoints(dir.path());
+    let path = dir.path().join("checkpoints.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for zeroed in [0..8, 20..30] {
+        let mut damaged = bytes.clone();
+        damaged[zeroed.clone()].fill(0);
+        std::fs::write(&path, &damaged).unwrap();
+        let err = Store::open(dir.path(), checkpoint_options()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("checkpoints.log"), "{zeroed:?}: {text}");
+        assert!(
+            matches!(err, sealog::Error::Corruption(_)),
+            "{zeroed:?}: {text}"
+        );
+    }
+    bytes.truncate(second_at);
+    std::fs::write(&path, &bytes).unwrap();
+    Store::open(dir.path(), checkpoint_options()).unwrap();
+}
+
 // The power-loss model itself: what `FaultFs::power_loss` keeps.
 
 use sealog::fault::Unsynced;
@@ -532,7 +638,9 @@ fn a_zero_filled_spare_is_synced_before_a_roll_can_take_it() {
             0,
             "round {round}: the spare's zeros are not synced"
         );
-        store.append_batch(events(round * 3, round * 3 + 3)).unwrap();
+        store
+            .append_batch(events(round * 3, round * 3 + 3))
+            .unwrap();
         store.roll().unwrap();
         store.wait_sealed().unwrap();
     }

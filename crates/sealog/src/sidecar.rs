@@ -7,7 +7,9 @@
 //! it uses. A sidecar that is missing, damaged, or describes another segment
 //! (it records the store id, segment number, first seq, record count and the
 //! footer's CRC) is rebuilt from the records and the rebuild is logged;
-//! nothing is ever lost with an index, and verification never reads one.
+//! nothing is ever lost with an index. Verification never trusts one: it
+//! builds the sidecar each segment's records give ([`RecordIndexer`]) and
+//! compares it with the file ([`describe_difference`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
