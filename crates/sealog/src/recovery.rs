@@ -938,7 +938,6 @@ fn truncate_tail(
 ) -> Result<()> {
     let file = &scan.found.file;
     let path = &scan.found.path;
-    let mut changed = false;
     if let Some((len, seal_debris)) = scan.leftover() {
         let from = scan.committed_end;
         if !seal_debris {
@@ -955,27 +954,28 @@ fn truncate_tail(
         let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
         file.write_all_at(&zeros, from)
             .map_err(|e| Error::io("write", path, e))?;
-        changed = true;
     }
     match options.preallocation {
         Preallocation::None => {
             if scan.found.len > scan.committed_end {
                 file.set_len(scan.committed_end)
                     .map_err(|e| Error::io("truncate", path, e))?;
-                changed = true;
             }
         }
         _ => {
             if scan.found.len < options.segment_size {
                 file.set_len(options.segment_size)
                     .map_err(|e| Error::io("extend", path, e))?;
-                changed = true;
             }
         }
     }
-    if changed {
-        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-    }
+    // Not synced here. When bytes of an interrupted write were removed, the
+    // open syncs this file before it returns (the `store.recovered` note is
+    // appended to it with `Group` durability), and when the remains of a
+    // seal were, it seals the segment (fsync); either sync covers these
+    // changes. Anything a power loss undoes before then — these zeros, a
+    // length — is what the next open finds and undoes again; the copy of
+    // removed bytes is durable already.
     Ok(())
 }
 

@@ -766,12 +766,16 @@ fn prepare_spare(inner: &Inner) -> Result<()> {
         let _ = fs.remove_file(&tmp);
         return Ok(());
     }
+    // Synced before a roll can take it, so that the roll's sync of the new
+    // segment's header has none of these zeros left to write.
     file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
+    // The directory is not synced: the roll that takes the spare renames it
+    // into place and syncs the directory then. A spare whose name a power
+    // loss undoes before that is only a leftover (removed on open) and is
+    // made again.
     fs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename", &tmp, e))?;
-    fs.sync_dir(&segments)
-        .map_err(|e| Error::io("fsync directory", &segments, e))?;
     *inner.spare.lock() = Some(path);
     Ok(())
 }
