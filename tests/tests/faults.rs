@@ -735,3 +735,37 @@ fn empty_segments_removed_by_recovery_stay_removed_after_a_power_loss() {
     assert_eq!(store.len(), 6);
     store.verify().unwrap();
 }
+
+/// Every seal is synced before the next one starts: a power loss after two
+/// seals, whatever part of the unsynced changes it keeps, never leaves the
+/// first segment without its footer while the second has one (a store that
+/// would not open: an unsealed segment before a sealed one is corruption).
+#[test]
+fn a_seal_is_durable_before_the_next_seal_starts() {
+    for seed in 0..32u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultFs::with_power_loss());
+        let dir = tmp.path().join("store");
+        let store = Store::open(&dir, options_on(fs.clone(), SEGMENT)).unwrap();
+        for round in 0..3 {
+            store
+                .append_batch(events(round * 4, round * 4 + 4))
+                .unwrap();
+            store.roll().unwrap();
+            store.wait_sealed().unwrap();
+        }
+        drop(store);
+        let unsynced = if seed == 0 {
+            Unsynced::Lost
+        } else {
+            Unsynced::Random(seed)
+        };
+        let (_t, image, lost) = sealog_tests::power_cut(&fs, tmp.path(), unsynced);
+        let store = Store::open(image.join("store"), sealog_tests::small_options(SEGMENT))
+            .unwrap_or_else(|e| panic!("{unsynced:?}: {e}\n{lost}"));
+        assert_contents(&store, &events(0, 12));
+        store
+            .verify()
+            .unwrap_or_else(|e| panic!("{unsynced:?}: {e}\n{lost}"));
+    }
+}
