@@ -123,3 +123,50 @@ pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// Cuts the power of `fs` and writes the disk a restarted machine could
+/// find — the tree under `root` — into a fresh temporary directory.
+/// Returns the directory (keep it alive) and the path of `root`'s image
+/// inside it, with what was lost.
+pub fn power_cut(
+    fs: &sealog::fault::FaultFs,
+    root: &Path,
+    unsynced: sealog::fault::Unsynced,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    sealog::fault::PowerLoss,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("image");
+    let lost = fs
+        .power_loss(root, &image, unsynced)
+        .unwrap_or_else(|e| panic!("power loss ({unsynced:?}): {e}"));
+    (tmp, image, lost)
+}
+
+/// Prints `what` if the thread panics while this is alive: the seed and
+/// the power loss behind a failure, without printing them on success.
+pub struct OnPanic(pub String);
+
+impl Drop for OnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0);
+        }
+    }
+}
+
+/// Copies the store in `from` into `to` (created), without its lock file.
+pub fn copy_store(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_store(&path, &dest);
+        } else if path.file_name().unwrap() != "LOCK" {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}

@@ -22,6 +22,20 @@
 //!    the next append continues the chain, and queries (through the
 //!    sidecars, rebuilt if a write of one failed) equal a full scan.
 //!
+//! Each call is also the moment of a simulated power loss
+//! ([`FaultFs::power_loss`]): the process dies just before it, and the
+//! store is reopened from the disk a machine could find on restart —
+//! every write since its file's last sync, and every directory entry
+//! change since its directory's last sync, lost (and, for a few seeds per
+//! call, a random part of them kept, torn at sector granularity). Then
+//! every event the store promised durable (acknowledged under
+//! `Durability::Group`, or inside its durable tree size) is there, nothing
+//! that was never appended is, the store keeps its id, every checkpoint it
+//! acknowledged is in its history, no leaf hash has to be recomputed, and
+//! the checks of 3. pass. `SEALOG_POWER_LOSS_SEED` fixes the seeds (the
+//! seed of a failing run is printed); `SEALOG_POWER_LOSS_SEEDS` sets how
+//! many random runs each call gets (default 2).
+//!
 //! The scenarios are serialised (one background step at a time, no
 //! periodic checkpoints, `Preallocation::Allocate` so no spare file is
 //! zero-filled concurrently), so the recorded sequence is the same on every
@@ -35,12 +49,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sealog::checkpoint::CheckpointOptions;
-use sealog::fault::{Call, Fault, FaultFs, Op};
+use sealog::fault::{Call, Fault, FaultFs, Op, Unsynced};
 use sealog::format::note::SigningKey;
 use sealog::format::{Event, record};
 use sealog::query::{ActionPattern, ActorFilter, IpFilter, Order, Query};
 use sealog::{Error, Preallocation, Store, StoreOptions, VerifyOptions, Vfs};
-use sealog_tests::{event, events};
+use sealog_tests::{OnPanic, event, events, power_cut};
 
 const SEGMENT: u64 = sealog::MIN_SEGMENT_SIZE;
 
@@ -113,6 +127,10 @@ enum Disturbance {
     Fail(u64, Fault),
     /// The process dies just before call `i`.
     Crash(u64),
+    /// The power is cut just before call `i` (`i` = the number of calls:
+    /// after the step), keeping what `Unsynced` says of the unsynced
+    /// changes.
+    PowerLoss(u64, Unsynced),
 }
 
 /// A store set up for a step, on a fault-injecting filesystem.
@@ -123,12 +141,18 @@ struct Setup {
     store: Store,
     /// Events acknowledged before the step.
     acked: Vec<Event>,
+    /// How many of them were acknowledged as durable.
+    durable: usize,
 }
 
 fn setup(step: Step) -> Setup {
+    setup_on(step, FaultFs::new())
+}
+
+fn setup_on(step: Step, fs: FaultFs) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let fs = Arc::new(FaultFs::new());
+    let fs = Arc::new(fs);
     let mut acked = Vec::new();
     if step == Step::IndexRebuild {
         // Two sealed segments; the first one's sidecar then goes missing.
@@ -157,6 +181,7 @@ fn setup(step: Step) -> Setup {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
+    let mut durable = acked.len();
     if step != Step::IndexRebuild {
         let durability = if step == Step::BufferedThenRolling {
             sealog::Durability::Buffered
@@ -167,6 +192,9 @@ fn setup(step: Step) -> Setup {
             let batch = events(i * 3, i * 3 + 3);
             store.append_batch_with(&batch, durability).unwrap();
             acked.extend(batch);
+            if durability == sealog::Durability::Group {
+                durable = acked.len();
+            }
         }
     }
     Setup {
@@ -175,6 +203,7 @@ fn setup(step: Step) -> Setup {
         fs,
         store,
         acked,
+        durable,
     }
 }
 
@@ -436,8 +465,174 @@ fn check_reopened(dir: &Path, acked: &[Event], unacked: &[Event], label: &str) {
     store.close().unwrap();
 }
 
+/// The seed behind the random power losses of this run.
+fn base_seed() -> u64 {
+    std::env::var("SEALOG_POWER_LOSS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// Random power losses per call.
+fn random_runs() -> u64 {
+    std::env::var("SEALOG_POWER_LOSS_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// The power losses of call `i`: everything unsynced lost, and a few
+/// random survivals.
+fn power_losses(seed: u64, i: u64) -> Vec<Disturbance> {
+    let mut out = vec![Disturbance::PowerLoss(i, Unsynced::Lost)];
+    for k in 0..random_runs() {
+        let s = seed
+            .wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_add(k.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        out.push(Disturbance::PowerLoss(i, Unsynced::Random(s)));
+    }
+    out
+}
+
+/// A power loss at call `at` of a step: the store is reopened from what a
+/// restarted machine could find on the disk.
+fn run_power_loss(step: Step, calls: &[Call], at: u64, unsynced: Unsynced) {
+    let s = setup_on(step, FaultFs::with_power_loss());
+    let store_id = s.store.store_id();
+    let place = calls.get(at as usize).map_or_else(
+        || "after the step".to_owned(),
+        |c| format!("at {:?} {}", c.op, c.path.display()),
+    );
+    let label = format!("{step:?} power loss ({unsynced:?}) {place}");
+    s.fs.crash_at(at);
+    let outcome = run_step(step, &s.store);
+    let batch = step_batch(step);
+    let mut expected = s.acked.clone();
+    expected.extend(batch.iter().cloned());
+    // What the store promised durable: the acknowledged durable appends,
+    // and every record inside the tree size it reports.
+    let promised = if outcome.batch_acked {
+        s.acked.len() + batch.len()
+    } else {
+        s.durable
+    };
+    let promised = promised.max(s.store.tree_size() as usize);
+    let checkpoints: Vec<String> = s
+        .store
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    drop(s.store);
+    let tmp_root = s.dir.parent().unwrap().to_owned();
+    let (_image, root, lost) = power_cut(&s.fs, &tmp_root, unsynced);
+    let _report = OnPanic(format!("{label}\n{lost}"));
+    check_after_power_loss(
+        &root.join("store"),
+        &PowerLossCheck {
+            store_id,
+            expected: &expected,
+            promised,
+            checkpoints: &checkpoints,
+        },
+        &label,
+    );
+}
+
+/// What a store must hold after a power loss.
+struct PowerLossCheck<'a> {
+    store_id: [u8; 16],
+    /// The events appended, in order (acknowledged or not).
+    expected: &'a [Event],
+    /// How many of them were promised durable.
+    promised: usize,
+    /// The checkpoints the store acknowledged.
+    checkpoints: &'a [String],
+}
+
+/// Reopened after a power loss: the store keeps its id; the events it
+/// promised are there, unchanged, followed only by a prefix of the rest and
+/// recovery notes; no leaf hash is recomputed (the tree files are synced
+/// before a footer commits to them); every acknowledged checkpoint is in
+/// the history; then the checks of [`check_reopened`].
+fn check_after_power_loss(dir: &Path, want: &PowerLossCheck<'_>, label: &str) {
+    let store = Store::open(dir, options(Arc::new(sealog::StdFs)))
+        .unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
+    assert_eq!(
+        store.store_id(),
+        want.store_id,
+        "{label}: the store was lost (a new one was created in its place)"
+    );
+    let records: Vec<_> = store
+        .scan(..)
+        .map(|r| r.unwrap_or_else(|e| panic!("{label}: scan: {e}")))
+        .collect();
+    let mut events = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64, "{label}: seqs are not dense");
+        if r.event.action == "store.recovered" && r.event.actor.id == "sealog" {
+            assert!(
+                events.len() >= want.promised,
+                "{label}: a recovery note before seq {} among promised events",
+                r.seq
+            );
+            continue;
+        }
+        events.push(r.event.clone());
+    }
+    assert!(
+        events.len() >= want.promised,
+        "{label}: {} of {} events promised durable survive",
+        events.len(),
+        want.promised
+    );
+    for (i, (got, expected)) in events.iter().zip(want.expected).enumerate() {
+        assert_eq!(got, expected, "{label}: event {i} is not what was appended");
+    }
+    assert!(
+        events.len() <= want.expected.len(),
+        "{label}: the store holds events that were never appended"
+    );
+    assert_eq!(
+        store.recovery_report().rebuilt_leaves,
+        0,
+        "{label}: leaf hashes were lost: {:?}",
+        store.recovery_report()
+    );
+    let history: Vec<String> = store
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    for text in want.checkpoints {
+        assert!(
+            history.contains(text),
+            "{label}: an acknowledged checkpoint is not in the history: {text}"
+        );
+    }
+    store.close().unwrap();
+    // The survivors, whatever they are, pass every check a reopened store
+    // must pass.
+    let acked: Vec<Event> = records
+        .iter()
+        .map(|r| r.event.clone())
+        .filter(|e| e.action != "store.recovered")
+        .collect();
+    check_reopened(dir, &acked, &[], label);
+}
+
 /// One run of the matrix.
 fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
+    if let Disturbance::PowerLoss(at, unsynced) = disturbance {
+        return run_power_loss(step, calls, at, unsynced);
+    }
     let s = setup(step);
     let label = format!("{step:?} {disturbance:?}");
     let call = match disturbance {
@@ -449,6 +644,7 @@ fn run_disturbed(step: Step, calls: &[Call], disturbance: Disturbance) {
             s.fs.crash_at(i);
             calls.get(i as usize).unwrap()
         }
+        Disturbance::PowerLoss(..) => unreachable!("handled above"),
     };
     let label = format!("{label} at {:?} {}", call.op, call.path.display());
     let outcome = run_step(step, &s.store);
@@ -546,6 +742,16 @@ fn run_matrix(step: Step) -> usize {
         run_disturbed(step, &calls, Disturbance::Crash(i as u64));
         runs += 1;
     }
+    let seed = base_seed();
+    let _seed = OnPanic(format!(
+        "{step:?}: rerun with SEALOG_POWER_LOSS_SEED={seed}"
+    ));
+    for i in 0..=calls.len() as u64 {
+        for disturbance in power_losses(seed, i) {
+            run_disturbed(step, &calls, disturbance);
+            runs += 1;
+        }
+    }
     eprintln!("{step:?}: {} calls, {runs} runs", calls.len());
     runs
 }
@@ -617,13 +823,19 @@ fn every_call_of_creating_a_store_fails_cleanly_and_leaves_an_openable_directory
         let fs = Arc::new(FaultFs::new());
         fs.start_recording();
         let store = Store::open(&dir, options(fs.clone())).unwrap();
+        // Paths from the directory that holds the store: creating it also
+        // syncs its parent.
         let calls: Vec<(Op, String)> = fs
             .take_recording()
             .into_iter()
             .map(|c| {
                 (
                     c.op,
-                    c.path.strip_prefix(&dir).unwrap().display().to_string(),
+                    c.path
+                        .strip_prefix(tmp.path())
+                        .unwrap()
+                        .display()
+                        .to_string(),
                 )
             })
             .collect();
@@ -646,7 +858,7 @@ fn every_call_of_creating_a_store_fails_cleanly_and_leaves_an_openable_directory
             let label = format!("create {disturbance:?} at {op:?} {path}");
             match disturbance {
                 Disturbance::Fail(n, _) => fs.fail_nth(n, disturbance_fault(disturbance)),
-                Disturbance::Crash(n) => fs.crash_at(n),
+                Disturbance::Crash(n) | Disturbance::PowerLoss(n, _) => fs.crash_at(n),
             }
             match Store::open(&dir, options(fs.clone())) {
                 Ok(store) => panic!("{label}: the open hid the failure ({store:?})"),
@@ -672,12 +884,47 @@ fn every_call_of_creating_a_store_fails_cleanly_and_leaves_an_openable_directory
             runs += 1;
         }
     }
+    let seed = base_seed();
+    let _seed = OnPanic(format!("Create: rerun with SEALOG_POWER_LOSS_SEED={seed}"));
+    for i in 0..=calls.len() as u64 {
+        for disturbance in power_losses(seed, i) {
+            let Disturbance::PowerLoss(at, unsynced) = disturbance else {
+                continue;
+            };
+            let place = calls.get(at as usize).map_or_else(
+                || "after the open".to_owned(),
+                |(op, path)| format!("at {op:?} {path}"),
+            );
+            let label = format!("create: power loss ({unsynced:?}) {place}");
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("store");
+            let fs = Arc::new(FaultFs::with_power_loss());
+            fs.crash_at(at);
+            let created = Store::open(&dir, options(fs.clone())).map(|store| store.store_id());
+            let (_image, root, lost) = power_cut(&fs, tmp.path(), unsynced);
+            let _report = OnPanic(format!("{label}\n{lost}"));
+            let image = root.join("store");
+            if let Ok(id) = created {
+                // The open returned: the store exists, whatever happens next.
+                let store = Store::open(&image, options(Arc::new(sealog::StdFs)))
+                    .unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
+                assert_eq!(
+                    store.store_id(),
+                    id,
+                    "{label}: the store created was lost and a new one made in its place"
+                );
+                store.close().unwrap();
+            }
+            check_reopened(&image, &[], &[], &label);
+            runs += 1;
+        }
+    }
     eprintln!("Create: {} calls, {runs} runs", calls.len());
 }
 
 fn disturbance_fault(d: Disturbance) -> Fault {
     match d {
         Disturbance::Fail(_, f) => f,
-        Disturbance::Crash(_) => Fault::Io,
+        Disturbance::Crash(_) | Disturbance::PowerLoss(..) => Fault::Io,
     }
 }

@@ -328,3 +328,120 @@ fn an_interrupted_write_before_a_later_segment_with_records_fails_verify_as_it_f
         "{err}"
     );
 }
+
+// Index sidecars: derived data, checked against the records by verify.
+
+use sealog::format::index::{IndexField, IndexReader, SECTION_ENTRY_LEN, SectionKind};
+
+/// The first sealed segment's sidecar, and where in it the actor term
+/// dictionary's first bitmap keeps its first value: (file, section index,
+/// offset of the `u16` value).
+fn actor_bitmap_value(dir: &Path) -> (PathBuf, usize, usize) {
+    let path = dir.join("segments/00000000000000000000.idx");
+    let bytes = fs::read(&path).unwrap();
+    let reader = IndexReader::parse(&bytes).unwrap();
+    let (index, section) = reader
+        .sections()
+        .enumerate()
+        .find(|(_, s)| s.kind == SectionKind::TermDict && s.field == IndexField::Actor.id())
+        .unwrap();
+    let at = section.offset as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;
+    let terms = u32_at(at);
+    let term_heap = u32_at(at + 4);
+    let bitmaps = at + 16 + 20 * terms + term_heap;
+    // The first entry with a bitmap; bitmaps tile the heap, so it is first.
+    assert!(
+        (0..terms).any(|i| u32_at(at + 16 + 20 * i + 16) > 0),
+        "no actor has two records"
+    );
+    assert_eq!(u32_at(bitmaps), 12346, "an array-container bitmap");
+    // Cookie, container count, descriptions, offsets (always present
+    // without run containers), then the first array container's values.
+    let containers = u32_at(bitmaps + 4);
+    (path, index, bitmaps + 8 + 8 * containers)
+}
+
+/// Recomputes a sidecar's section, table and header CRCs, as a forger
+/// would.
+fn reseal(bytes: &mut [u8], section: usize) {
+    let reader = IndexReader::open(bytes).unwrap();
+    let s = reader.sections().nth(section).unwrap();
+    let count = reader.section_count();
+    let crc = crc32fast::hash(&bytes[s.offset as usize..(s.offset + s.len) as usize]);
+    let entry = 72 + SECTION_ENTRY_LEN * section;
+    bytes[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
+    let table = crc32fast::hash(&bytes[72..72 + SECTION_ENTRY_LEN * count]);
+    bytes[64..68].copy_from_slice(&table.to_le_bytes());
+    let header = crc32fast::hash(&bytes[..68]);
+    bytes[68..72].copy_from_slice(&header.to_le_bytes());
+}
+
+#[test]
+fn every_sidecar_of_an_untouched_store_matches_its_records() {
+    let (dir, _) = sealed_store();
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(report.sealed_segments >= 4, "{report:?}");
+    assert_eq!(
+        report.sidecars_checked, report.sealed_segments,
+        "{report:?}"
+    );
+    assert!(report.sidecars_missing.is_empty(), "{report:?}");
+}
+
+#[test]
+fn a_flipped_bit_in_a_sidecar_bitmap_is_reported_with_its_file_offset_and_section() {
+    let (dir, _) = sealed_store();
+    let (path, _, value) = actor_bitmap_value(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[value] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, "segments/00000000000000000000.idx");
+    assert_eq!(c.location.offset, Some(value as u64));
+    assert!(matches!(c.kind, CorruptionKind::Sidecar { .. }), "{c}");
+    let text = c.to_string();
+    assert!(text.contains("term dictionary of field `actor`"), "{text}");
+    assert!(text.contains("fails its own checks"), "{text}");
+    assert!(text.contains("remove the index file"), "{text}");
+}
+
+/// A forger who fixes every checksum after changing which records a term
+/// points at (so queries would trust the sidecar and answer wrongly) is
+/// caught too: the sidecar is compared with the one the records give.
+#[test]
+fn an_altered_sidecar_with_valid_checksums_is_reported() {
+    let (dir, _) = sealed_store();
+    let (path, section, value) = actor_bitmap_value(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    let first = u16::from_le_bytes([bytes[value], bytes[value + 1]]);
+    let second = u16::from_le_bytes([bytes[value + 2], bytes[value + 3]]);
+    let altered = if first + 1 < second {
+        first + 1
+    } else {
+        first - 1
+    };
+    bytes[value..value + 2].copy_from_slice(&altered.to_le_bytes());
+    reseal(&mut bytes, section);
+    IndexReader::parse(&bytes).expect("the forged sidecar passes its own checks");
+    fs::write(&path, &bytes).unwrap();
+    let c = corruption(dir.path());
+    assert_eq!(c.location.file, "segments/00000000000000000000.idx");
+    assert_eq!(c.location.offset, Some(value as u64), "{c}");
+    assert!(matches!(c.kind, CorruptionKind::Sidecar { .. }), "{c}");
+    let text = c.to_string();
+    assert!(text.contains("term dictionary of field `actor`"), "{text}");
+    assert!(text.contains("checksums hold"), "{text}");
+}
+
+#[test]
+fn a_missing_sidecar_is_listed_and_is_not_an_error() {
+    let (dir, _) = sealed_store();
+    fs::remove_file(dir.path().join("segments/00000000000000000000.idx")).unwrap();
+    let report = verify_dir(dir.path()).unwrap();
+    assert_eq!(
+        report.sidecars_missing,
+        vec!["segments/00000000000000000000.idx".to_owned()]
+    );
+    assert_eq!(report.sidecars_checked + 1, report.sealed_segments);
+}

@@ -305,6 +305,15 @@ impl CliError {
                  `sealog serve --create`); `sealog append` and `sealog import` also create one",
                 dir.display()
             )),
+            CliError::Corrupt { dir, corruption }
+                if matches!(corruption.kind, sealog::CorruptionKind::Sidecar { .. }) =>
+            {
+                Some(format!(
+                    "the records verified; only their index is wrong: remove {} (derived data) \
+                     and the next query rebuilds it from the records",
+                    dir.join(&corruption.location.file).display()
+                ))
+            }
             CliError::Corrupt { .. } => Some(
                 "the store no longer matches what sealog wrote: keep a copy of the directory \
                  as evidence, restore the damaged file from a backup or replica, and run \

@@ -224,3 +224,180 @@ fn the_index_sidecar_example_is_what_the_encoder_writes() {
         .unwrap();
     assert_eq!(b.encode().unwrap(), documented);
 }
+
+// "Event and record JSON": the examples and tables of that section, checked
+// against the code. Each value goes through the record body (encode, then
+// decode), as a stored record does before it is shown.
+
+/// The text of the spec from `heading` to the next heading.
+fn section<'a>(spec: &'a str, heading: &str) -> &'a str {
+    let start = spec
+        .find(heading)
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let rest = &spec[start + heading.len()..];
+    let end = rest.find("\n#").map_or(rest.len(), |e| e + 1);
+    &rest[..end]
+}
+
+/// The rows of a two-column table: each cell without its backticks
+/// (`omitted`, `refused` stay plain words).
+fn pairs(section: &str) -> Vec<(String, String)> {
+    let rows: Vec<(String, String)> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split(" | ")
+                .map(str::trim)
+                .collect();
+            assert_eq!(cells.len(), 2, "row {l}");
+            let strip = |c: &str| c.trim_matches('`').to_owned();
+            (strip(cells[0]), strip(cells[1]))
+        })
+        .collect();
+    assert!(rows.len() >= 3, "no table in {section}");
+    rows
+}
+
+const MINIMAL: &str =
+    r#"{"actor":{"type":"u","id":"x"},"action":"a","resource":{"type":"r"},"outcome":"success"}"#;
+
+/// An event's JSON as a stored record shows it: parsed, encoded into a
+/// record body, decoded, written.
+fn as_stored(event_json: &str) -> Result<String, String> {
+    let event =
+        sealog_format::Event::from_json(event_json.as_bytes()).map_err(|e| e.to_string())?;
+    let body = record::encode(&event, 7, Timestamp::from_nanos(1_000_000_000))
+        .map_err(|e| e.to_string())?;
+    let record = record::decode_record(&body).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_string(&record).unwrap())
+}
+
+/// `MINIMAL` with `fragment` (`"key": value`) set at the top level.
+fn with_fragment(fragment: &str) -> String {
+    let mut base: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(MINIMAL).unwrap();
+    let extra: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&format!("{{{fragment}}}")).unwrap();
+    for (k, v) in extra {
+        base.insert(k, v);
+    }
+    serde_json::to_string(&base).unwrap()
+}
+
+#[test]
+fn the_record_json_example_is_written_exactly_as_the_spec_shows() {
+    let spec = spec();
+    let text = section(&spec, "#### Key order");
+    let block = text
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .unwrap()
+        .trim();
+    let record: sealog_format::Record = serde_json::from_str(block).unwrap();
+    assert_eq!(serde_json::to_string(&record).unwrap(), block);
+    // The same text once the record went through its body.
+    let body = record::encode(&record.event, record.seq, record.recorded_at).unwrap();
+    let stored = record::decode_record(&body).unwrap();
+    assert_eq!(serde_json::to_string(&stored).unwrap(), block);
+    // The numbered list gives the order of the event's keys.
+    let listed: Vec<String> = text
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+        .collect();
+    let value: serde_json::Value = serde_json::from_str(block).unwrap();
+    let keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    let mut expected = vec!["seq".to_owned(), "recorded_at".to_owned()];
+    expected.extend(listed);
+    assert_eq!(keys, expected, "the list and the example disagree");
+    let actor: Vec<&String> = value["actor"].as_object().unwrap().keys().collect();
+    assert_eq!(actor, ["type", "id", "on_behalf_of", "session_id"]);
+    let source: Vec<&String> = value["source"].as_object().unwrap().keys().collect();
+    assert_eq!(source, ["ip", "user_agent"]);
+}
+
+#[test]
+fn absent_and_null_fields_are_written_as_the_spec_says() {
+    let spec = spec();
+    for (fragment, written) in pairs(section(&spec, "#### Absent and null")) {
+        let out =
+            as_stored(&with_fragment(&fragment)).unwrap_or_else(|e| panic!("{fragment}: {e}"));
+        let key = fragment.split('"').nth(1).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if written == "omitted" {
+            assert!(value.get(key).is_none(), "{fragment}: {out}");
+        } else {
+            assert!(
+                out.contains(&written),
+                "{fragment}: `{out}` lacks `{written}`"
+            );
+        }
+        assert!(!out.contains("null"), "{fragment}: {out}");
+    }
+}
+
+#[test]
+fn times_are_read_and_written_as_the_spec_says() {
+    let spec = spec();
+    for (input, written) in pairs(section(&spec, "#### Times")) {
+        let parsed = Timestamp::parse_rfc3339(&input);
+        if written == "refused" {
+            assert!(parsed.is_err(), "{input} was accepted");
+            continue;
+        }
+        let t = parsed.unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(t.to_rfc3339(), written, "{input}");
+        // The same through a record's `time` and `recorded_at`.
+        let out = as_stored(&with_fragment(&format!(r#""time": "{input}""#))).unwrap();
+        assert!(out.contains(&format!(r#""time":"{written}""#)), "{out}");
+    }
+}
+
+#[test]
+fn ip_addresses_are_read_and_written_as_the_spec_says() {
+    let spec = spec();
+    for (input, written) in pairs(section(&spec, "#### IP addresses")) {
+        let out = as_stored(&with_fragment(&format!(r#""source": {{"ip": "{input}"}}"#)));
+        if written == "refused" {
+            assert!(out.is_err(), "{input} was accepted: {out:?}");
+            continue;
+        }
+        let out = out.unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert!(
+            out.contains(&format!(r#""source":{{"ip":"{written}"}}"#)),
+            "{input}: {out}"
+        );
+    }
+}
+
+#[test]
+fn metadata_is_normalised_as_the_spec_says() {
+    let spec = spec();
+    for (input, written) in pairs(section(&spec, "#### Metadata")) {
+        let event = format!(
+            "{},\"metadata\":{input}}}",
+            MINIMAL.strip_suffix('}').unwrap()
+        );
+        let out = as_stored(&event);
+        if written == "refused" {
+            assert!(out.is_err(), "{input} was accepted: {out:?}");
+            continue;
+        }
+        let out = out.unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert!(
+            out.ends_with(&format!(r#""metadata":{written}}}"#)),
+            "{input}: {out}"
+        );
+    }
+    // What the prose says and a table cannot show: U+007F is written as is.
+    let out = as_stored(&format!(
+        "{},\"metadata\":{{\"s\":\"\\u007f\"}}}}",
+        MINIMAL.strip_suffix('}').unwrap()
+    ))
+    .unwrap();
+    assert!(out.ends_with("\"metadata\":{\"s\":\"\u{7f}\"}}"), "{out:?}");
+}

@@ -11,10 +11,11 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
+/// The input files of a folder; a folder that cannot be read fails the
+/// test (a moved or misspelt folder must not replay nothing and pass).
 fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
     let mut files: Vec<PathBuf> = entries
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
@@ -23,8 +24,13 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Replays the inputs of `kind/<target>`; returns how many there were.
 fn replay(target: &sealog_fuzzing::Target, kind: &str) -> usize {
-    let files = inputs(&fuzz_dir().join(kind).join(target.name));
+    replay_dir(target, &fuzz_dir().join(kind).join(target.name))
+}
+
+fn replay_dir(target: &sealog_fuzzing::Target, dir: &Path) -> usize {
+    let files = inputs(dir);
     for file in &files {
         let bytes = match std::fs::read(file) {
             Ok(b) => b,
@@ -53,11 +59,36 @@ fn every_corpus_input_passes_its_target() {
     }
 }
 
+/// Every folder under `fuzz/regressions/` names a target and holds at
+/// least one input, and every input passes. Targets that never crashed
+/// have no folder; an empty or unknown folder (a regression moved away,
+/// a target renamed) fails instead of replaying nothing.
 #[test]
 fn every_regression_input_passes_its_target() {
-    for target in sealog_fuzzing::TARGETS {
-        replay(target, "regressions");
+    let root = fuzz_dir().join("regressions");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(
+        !folders.is_empty(),
+        "{} holds no regression",
+        root.display()
+    );
+    let mut total = 0;
+    for folder in &folders {
+        let name = folder.file_name().unwrap().to_string_lossy();
+        let target = sealog_fuzzing::TARGETS
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("fuzz/regressions/{name} names no fuzz target"));
+        let n = replay_dir(target, folder);
+        assert!(n > 0, "fuzz/regressions/{name} is empty");
+        total += n;
     }
+    eprintln!("{total} regression inputs in {} folders", folders.len());
 }
 
 #[test]

@@ -27,7 +27,15 @@ struct Expect {
     reason: &'static str,
 }
 
-async fn check(c: &mut Client, method: Method, path: &str, body: String, e: &Expect) {
+/// Sends one refused request; returns what its answer got wrong (every
+/// case runs, and the failures are reported together).
+async fn check(
+    c: &mut Client,
+    method: Method,
+    path: &str,
+    body: String,
+    e: &Expect,
+) -> Vec<String> {
     let r = c
         .request(
             method.clone(),
@@ -37,21 +45,41 @@ async fn check(c: &mut Client, method: Method, path: &str, body: String, e: &Exp
         )
         .await
         .unwrap();
-    assert_eq!(r.status, e.status, "{method} {path}: {}", r.text());
-    assert_eq!(r.error_code(), e.code, "{method} {path}: {}", r.text());
-    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(
-        message.contains(e.message),
-        "{method} {path}: `{message}` should say `{}`",
-        e.message
-    );
-    if e.status == 401 {
-        assert!(r.header("www-authenticate").is_some());
+    let mut wrong = Vec::new();
+    let text = r.text();
+    if r.status != e.status {
+        wrong.push(format!(
+            "{method} {path}: status {} instead of {}: {text}",
+            r.status, e.status
+        ));
     }
+    if r.error_code() != e.code {
+        wrong.push(format!(
+            "{method} {path}: code `{}` instead of `{}`: {text}",
+            r.error_code(),
+            e.code
+        ));
+    }
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !message.contains(e.message) {
+        wrong.push(format!(
+            "{method} {path}: `{message}` should say `{}`",
+            e.message
+        ));
+    }
+    if e.status == 401 && r.header("www-authenticate").is_none() {
+        wrong.push(format!("{method} {path}: a 401 without WWW-Authenticate"));
+    }
+    wrong
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_refusal_is_clear_and_recorded_in_the_log() {
+/// A server with tokens of every scope, two of them bound to tenant
+/// `acme`, holding one `globex` event and one `acme` event: returns it and
+/// the two events' seqs.
+async fn server_with_two_tenants() -> (TestServer, u64, u64) {
     let server = TestServer::start(Setup {
         layer: Layer {
             refusals_per_window: Some(1000),
@@ -85,6 +113,39 @@ async fn every_refusal_is_clear_and_recorded_in_the_log() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let acme_seq = r.json()["receipts"][0]["seq"].as_u64().unwrap();
+    (server, globex_seq, acme_seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_bound_reader_sees_only_its_tenants_records() {
+    let (server, globex_seq, acme_seq) = server_with_two_tenants().await;
+    let mut acme_reader = server.client(Some(&server.secret("acme-reader")));
+    let r = acme_reader.get("/v1/events").await.unwrap();
+    assert_eq!(r.status, 200);
+    let seqs: Vec<u64> = r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![acme_seq]);
+    let r = acme_reader
+        .get(&format!("/v1/events/{acme_seq}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["tenant"], "acme");
+    let r = acme_reader
+        .get(&format!("/v1/events/{globex_seq}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_clear_and_recorded_in_the_log() {
+    let (server, globex_seq, _) = server_with_two_tenants().await;
 
     // The leaver's token works, then is revoked while the server runs.
     let mut leaver = server.client(Some(&server.secret("leaver")));
@@ -110,7 +171,6 @@ async fn every_refusal_is_clear_and_recorded_in_the_log() {
     };
     let ev = event("z", "x.y", 9).to_string();
     let mut malformed = server.client(None);
-    let mut acme_reader = server.client(Some(&server.secret("acme-reader")));
     let mut cases: Vec<(&str, Method, String, String, Expect)> = Vec::new();
     cases.push((
         "none",
@@ -315,15 +375,22 @@ async fn every_refusal_is_clear_and_recorded_in_the_log() {
     ));
 
     let mut expected = Vec::new();
+    let mut wrong = Vec::new();
     for (who, method, path, body, e) in cases {
         let mut client = match who {
             "none" => server.client(None),
             "wrong" => server.client(Some("slg_not_a_real_token_at_all")),
             name => server.client(Some(&server.secret(name))),
         };
-        check(&mut client, method, &path, body, &e).await;
+        wrong.extend(check(&mut client, method, &path, body, &e).await);
         expected.push(e);
     }
+    assert!(
+        wrong.is_empty(),
+        "{} problems:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     // A malformed Authorization header.
     let r = malformed
         .request(
@@ -342,23 +409,6 @@ async fn every_refusal_is_clear_and_recorded_in_the_log() {
         "anonymous",
         "not a bearer token",
     ));
-
-    // What a tenant-bound reader does see: only its tenant.
-    let r = acme_reader.get("/v1/events").await.unwrap();
-    assert_eq!(r.status, 200);
-    let seqs: Vec<u64> = r.json()["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![acme_seq]);
-    let r = acme_reader
-        .get(&format!("/v1/events/{acme_seq}"))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["tenant"], "acme");
 
     let dir = server.stop().await;
     let records = common::all_records(&dir);

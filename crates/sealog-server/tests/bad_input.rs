@@ -472,6 +472,8 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
     }
     let mut admin = server.admin();
     let mut valid = Vec::new();
+    // Every case runs; what each got wrong is reported together at the end.
+    let mut wrong = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let mut headers: Vec<(&str, &str)> = case.extra.clone();
         if let Some(ct) = case.content_type {
@@ -486,23 +488,7 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
             )
             .await
             .unwrap();
-        assert_eq!(r.status, case.status, "{}: {}", case.name, r.text());
-        assert_eq!(r.error_code(), case.code, "{}: {}", case.name, r.text());
-        let text = r.text();
-        assert!(
-            r.json()["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.len() > 20),
-            "{}: {text}",
-            case.name
-        );
-        for s in &case.says {
-            assert!(
-                text.contains(s),
-                "{}: `{text}` should contain `{s}`",
-                case.name
-            );
-        }
+        wrong.extend(case_problems(case, &r));
         // A valid event between the bad ones.
         let v = event("valid", "valid.event", i as u64);
         let r = admin.post_json("/v1/events", v.to_string()).await.unwrap();
@@ -516,5 +502,49 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
         .iter()
         .map(|r| serde_json::to_value(&r.event).unwrap())
         .collect();
-    assert_eq!(got, valid, "the log holds exactly the valid events");
+    if got != valid {
+        wrong.push(format!(
+            "the log should hold exactly the {} valid events, it holds {got:?}",
+            valid.len()
+        ));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} problems:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// What an answer to a bad-input case got wrong: status, error code, a
+/// message that explains, the words it must contain.
+fn case_problems(case: &Case, r: &sealog_server::client::ClientResponse) -> Vec<String> {
+    let text = r.text();
+    let mut wrong = Vec::new();
+    if r.status != case.status {
+        wrong.push(format!(
+            "{}: status {} instead of {}: {text}",
+            case.name, r.status, case.status
+        ));
+    }
+    if r.error_code() != case.code {
+        wrong.push(format!(
+            "{}: code `{}` instead of `{}`: {text}",
+            case.name,
+            r.error_code(),
+            case.code
+        ));
+    }
+    let explained = r.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.len() > 20);
+    if !explained {
+        wrong.push(format!("{}: no message that explains: {text}", case.name));
+    }
+    for s in &case.says {
+        if !text.contains(s) {
+            wrong.push(format!("{}: `{text}` should contain `{s}`", case.name));
+        }
+    }
+    wrong
 }

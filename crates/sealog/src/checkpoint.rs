@@ -135,6 +135,17 @@ struct LogState {
 /// Bytes before each entry's text.
 const ENTRY_HEADER: usize = 8;
 
+/// The text of the whole entry at `pos`: its length and CRC in place, the
+/// text non-empty, present and matching the CRC.
+fn entry_at(bytes: &[u8], pos: usize) -> Option<&[u8]> {
+    let header = bytes.get(pos..pos.checked_add(ENTRY_HEADER)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let stored = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let start = pos + ENTRY_HEADER;
+    let text = bytes.get(start..start.checked_add(len)?)?;
+    (!text.is_empty() && crc32fast::hash(text) == stored).then_some(text)
+}
+
 impl CheckpointLog {
     /// Reads the history. A torn last entry (an append that did not finish)
     /// is cut unless read-only; damage before the end is corruption.
@@ -172,40 +183,33 @@ impl CheckpointLog {
         let mut entries = Vec::new();
         let mut pos = 0usize;
         while pos < bytes.len() {
-            let header = bytes.get(pos..pos + ENTRY_HEADER);
-            let len = header
-                .and_then(|h| h.get(..4))
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-            let stored = header
-                .and_then(|h| h.get(4..8))
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            let text = len.and_then(|l| bytes.get(pos + ENTRY_HEADER..pos + ENTRY_HEADER + l));
-            match (text, stored) {
-                (Some(text), Some(stored)) if crc32fast::hash(text) == stored => {
-                    let text = String::from_utf8(text.to_vec()).map_err(|_| {
-                        Corruption::new(
-                            Location::file(name).at(pos as u64),
-                            CorruptionKind::Layout("a checkpoint is not UTF-8".into()),
-                        )
-                    })?;
-                    pos += ENTRY_HEADER + text.len();
-                    entries.push(text);
-                }
-                // Incomplete at the end of the file: an append that never
-                // returned.
-                (None, _) | (_, None) => break,
-                (Some(_), Some(_)) => {
-                    let end_of_entry = pos + ENTRY_HEADER + len.unwrap_or(0);
-                    if end_of_entry == bytes.len() {
-                        break; // the last append was torn
-                    }
-                    return Err(Corruption::new(
+            if let Some(text) = entry_at(&bytes, pos) {
+                let text = String::from_utf8(text.to_vec()).map_err(|_| {
+                    Corruption::new(
                         Location::file(name).at(pos as u64),
-                        CorruptionKind::Layout("a checkpoint entry fails its checksum".into()),
+                        CorruptionKind::Layout("a checkpoint is not UTF-8".into()),
                     )
-                    .into());
-                }
+                })?;
+                pos += ENTRY_HEADER + text.len();
+                entries.push(text);
+                continue;
             }
+            // Appends are serialised and each is synced before the next, so
+            // only the last one can be unfinished, and nothing whole follows
+            // it: whatever a power loss kept of its sectors (zeros where a
+            // sector never reached the disk, the size without the bytes) is
+            // cut. A whole entry after the damage means the damage is not an
+            // unfinished append.
+            if let Some(next) = (pos + 1..bytes.len()).find(|&at| entry_at(&bytes, at).is_some()) {
+                return Err(Corruption::new(
+                    Location::file(name).at(pos as u64),
+                    CorruptionKind::Layout(format!(
+                        "a checkpoint entry is damaged (a whole entry follows at byte {next})"
+                    )),
+                )
+                .into());
+            }
+            break;
         }
         if pos < bytes.len() && !read_only {
             tracing::warn!(
@@ -213,9 +217,11 @@ impl CheckpointLog {
                 dropped = bytes.len() - pos,
                 "cutting an unfinished checkpoint append"
             );
+            // Not synced: if a power loss undoes the cut, the next open
+            // cuts the same bytes again (nothing whole follows them), and
+            // the next append's sync covers the cut with it.
             file.set_len(pos as u64)
                 .map_err(|e| Error::io("truncate", path, e))?;
-            file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
         }
         Ok(CheckpointLog {
             path: path.to_owned(),

@@ -453,6 +453,20 @@ pub enum CorruptionKind {
         /// Records the checkpoint covers.
         signed: u64,
     },
+    /// A sealed segment's index sidecar is not the index its records give
+    /// (the records themselves verified). Queries would trust it, so it is
+    /// reported; it is derived data, rebuilt from the records when it is
+    /// removed.
+    #[error(
+        "the index of {segment} {problem}. The records are intact: remove the index file and \
+         the next query rebuilds it from them"
+    )]
+    Sidecar {
+        /// The segment the sidecar indexes.
+        segment: String,
+        /// Where and how it differs.
+        problem: String,
+    },
     /// A record's bytes changed after its segment was sealed: its hash no
     /// longer matches the leaf hash stored at seal time, and the segment's
     /// footer no longer matches its records.

@@ -271,6 +271,48 @@ pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> crate::Result<()
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Creates directories (and their missing parents) and makes their entries
+/// durable: each directory a new one was created in is synced once, top
+/// down. A new directory's name is metadata of its parent, which only a
+/// sync of the parent makes durable: without it a power loss can take the
+/// whole store, or its `segments/`, with it.
+pub(crate) fn create_dirs(fs: &dyn Vfs, paths: &[&Path]) -> crate::Result<()> {
+    use crate::Error;
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let mut missing = Vec::new();
+        let mut at: &Path = path;
+        while !fs.exists(at).map_err(|e| Error::io("stat", at, e))? {
+            missing.push(at.to_owned());
+            match at.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+                _ => break,
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        fs.create_dir_all(path)
+            .map_err(|e| Error::io("create directory", path, e))?;
+        for created in missing.iter().rev() {
+            let parent = match created.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
+    }
+    // Shorter paths first: a parent before its children.
+    parents.sort_by_key(|p| p.components().count());
+    for parent in &parents {
+        fs.sync_dir(parent)
+            .map_err(|e| Error::io("fsync directory", parent, e))?;
+    }
+    Ok(())
+}
+
 /// Reads a whole (small) file.
 pub fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Vec<u8>> {
     let file = fs.open(path, OpenMode::Read)?;

@@ -388,8 +388,7 @@ pub(crate) fn open(
     let fs = options.fs.clone();
     let dir = dir.to_path_buf();
     if !read_only {
-        fs.create_dir_all(&dir)
-            .map_err(|e| Error::io("create directory", &dir, e))?;
+        fs::create_dirs(&*fs, &[&dir])?;
     } else if !fs.exists(&dir).map_err(|e| Error::io("stat", &dir, e))? {
         return Err(Error::io(
             "open store",
@@ -412,10 +411,7 @@ pub(crate) fn open(
     let segments_dir = dir.join(layout::SEGMENTS);
     let tree_dir = dir.join(layout::TREE);
     if !read_only {
-        for d in [&segments_dir, &tree_dir] {
-            fs.create_dir_all(d)
-                .map_err(|e| Error::io("create directory", d, e))?;
-        }
+        fs::create_dirs(&*fs, &[&segments_dir, &tree_dir])?;
     }
     let mut report = RecoveryReport::default();
     let mut findings = Findings {
@@ -444,6 +440,11 @@ pub(crate) fn open(
             }
         }
     }
+
+    // A seal a crash or power loss interrupted leaves the last sealed
+    // segment with a damaged footer or end marker: it is unsealed again
+    // (and sealed again below).
+    demote_unfinished_seal(&mut found)?;
 
     // The sealed part of the log: numbering, seqs and chain links. Only
     // the last segments may lack a footer.
@@ -503,7 +504,16 @@ pub(crate) fn open(
         if !links.accept(&f, next_first_seq, &absent, &mut findings)? {
             continue;
         }
-        let scan = scan_unsealed(f, links.last_recorded)?;
+        let mut scan = scan_unsealed(f, links.last_recorded)?;
+        if pending_unsealed.peek().is_some()
+            && scan.records.len() == scan.committed
+            && crate::segment::interrupted_seal(&scan.leftover, scan.committed_end)
+        {
+            // What a seal interrupted by a power loss left (see
+            // `interrupted_seal`): the records are whole; seal again.
+            scan.tail = Tail::Clean;
+            scan.ends_in_marker = true;
+        }
         if let Tail::Corrupt(kind) = &scan.tail {
             let location = Location::file(&scan.found.name)
                 .at(scan.stop_at)
@@ -1133,6 +1143,39 @@ fn read_footer(
     Ok(Some(footer))
 }
 
+/// Counts the last sealed segment as an unfinished seal when its end marker
+/// is not intact although its footer is, and a segment follows it.
+///
+/// The sealer writes the end marker and the footer in one write and syncs
+/// the file after; a power loss before that sync can keep the sector of
+/// the footer and lose the sector of the marker. Only the last sealed
+/// segment can be caught so (seals run one after the other, each synced
+/// before the next starts), and its records are whole (they were synced
+/// before the next segment was created), so the open seals it again.
+pub(crate) fn demote_unfinished_seal(found: &mut [Found]) -> Result<()> {
+    let Some(pos) = found.iter().rposition(|f| f.footer.is_some()) else {
+        return Ok(());
+    };
+    if pos + 1 == found.len() {
+        return Ok(());
+    }
+    let Some(last) = found.get_mut(pos) else {
+        return Ok(());
+    };
+    let Some(footer) = last.footer else {
+        return Ok(());
+    };
+    let mut marker = [0u8; END_MARKER_LEN];
+    last.file
+        .read_exact_at(&mut marker, footer.frames_end)
+        .map_err(|e| Error::io("read", &last.path, e))?;
+    if !sealog_format::frame::is_end_marker(&marker) {
+        tracing::warn!(segment = %last.name, "the end marker of the last seal is incomplete; sealing it again");
+        last.footer = None;
+    }
+    Ok(())
+}
+
 /// Checks that `f` is the segment expected next.
 pub(crate) fn check_link(
     f: &Found,
@@ -1263,7 +1306,6 @@ fn truncate_tail(
 ) -> Result<()> {
     let file = &scan.found.file;
     let path = &scan.found.path;
-    let mut changed = false;
     if let Some((len, seal_debris)) = scan.leftover() {
         let from = scan.committed_end;
         if !seal_debris {
@@ -1280,27 +1322,28 @@ fn truncate_tail(
         let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
         file.write_all_at(&zeros, from)
             .map_err(|e| Error::io("write", path, e))?;
-        changed = true;
     }
     match options.preallocation {
         Preallocation::None => {
             if scan.found.len > scan.committed_end {
                 file.set_len(scan.committed_end)
                     .map_err(|e| Error::io("truncate", path, e))?;
-                changed = true;
             }
         }
         _ => {
             if scan.found.len < options.segment_size {
                 file.set_len(options.segment_size)
                     .map_err(|e| Error::io("extend", path, e))?;
-                changed = true;
             }
         }
     }
-    if changed {
-        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-    }
+    // Not synced here. When bytes of an interrupted write were removed, the
+    // open syncs this file before it returns (the `store.recovered` note is
+    // appended to it with `Group` durability), and when the remains of a
+    // seal were, it seals the segment (fsync); either sync covers these
+    // changes. Anything a power loss undoes before then — these zeros, a
+    // length — is what the next open finds and undoes again; the copy of
+    // removed bytes is durable already.
     Ok(())
 }
 
@@ -1313,8 +1356,7 @@ fn save_lost_bytes(
     bytes: &[u8],
 ) -> Result<String> {
     let lost = dir.join(layout::LOST_FOUND);
-    fs.create_dir_all(&lost)
-        .map_err(|e| Error::io("create directory", &lost, e))?;
+    fs::create_dirs(fs, &[&lost])?;
     let base = segment.rsplit('/').next().unwrap_or(segment);
     let mut n = 0u32;
     loop {

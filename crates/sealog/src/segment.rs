@@ -189,6 +189,41 @@ pub(crate) enum Tail {
     Corrupt(CorruptionKind),
 }
 
+/// Whether `rest` — the bytes of a segment from `at`, the end of its last
+/// complete batch — can be what an interrupted seal left, in a segment
+/// that is followed by another. Such a segment was synced whole before
+/// the next one was created, so nothing but the seal's end marker and
+/// footer was ever written after `at`: every non-zero byte lies where
+/// they go, and each sector of the end marker's place holds the marker's
+/// bytes or zeros (a sector is written whole or not at all).
+pub(crate) fn interrupted_seal(rest: &[u8], at: u64) -> bool {
+    use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN};
+    let data_end = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    if data_end > END_MARKER_LEN + FOOTER_LEN {
+        return false;
+    }
+    let marker = sealog_format::frame::end_marker();
+    let at = usize::try_from(at).unwrap_or(usize::MAX);
+    let mut from = 0usize;
+    while from < END_MARKER_LEN {
+        let sector_end = ((at + from) / SECTOR + 1) * SECTOR - at;
+        let to = sector_end.min(END_MARKER_LEN);
+        let want = marker.get(from..to).unwrap_or_default();
+        let mut got = rest
+            .get(from..to.min(rest.len()))
+            .unwrap_or_default()
+            .to_vec();
+        got.resize(to - from, 0);
+        let written = got == want;
+        let unwritten = got.iter().all(|&b| b == 0);
+        if !written && !unwritten {
+            return false;
+        }
+        from = to;
+    }
+    true
+}
+
 /// Classifies the bytes of `image` from the point where a walk stopped.
 pub(crate) fn classify_tail(image: &[u8], stop: &Stop) -> Tail {
     let at = stop.at() as usize;

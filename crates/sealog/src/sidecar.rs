@@ -7,7 +7,9 @@
 //! it uses. A sidecar that is missing, damaged, or describes another segment
 //! (it records the store id, segment number, first seq, record count and the
 //! footer's CRC) is rebuilt from the records and the rebuild is logged;
-//! nothing is ever lost with an index, and verification never reads one.
+//! nothing is ever lost with an index. Verification never trusts one: it
+//! builds the sidecar each segment's records give ([`RecordIndexer`]) and
+//! compares it with the file ([`describe_difference`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -117,19 +119,7 @@ pub(crate) fn encode_records<'a>(
     records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
     segment_name: &str,
 ) -> Result<Vec<u8>> {
-    let mut builder = IndexBuilder::new(identity);
-    for f in DictField::ALL {
-        builder.add_field(dict_field(f));
-    }
-    for f in ExactField::ALL {
-        builder.add_hashed_field(exact_field(f));
-    }
-    builder.add_ip_field(IndexField::SourceIp);
-    let damaged = |e: IndexError| Error::IndexDamaged {
-        file: sidecar_name(identity.first_seq),
-        reason: format!("building: {e}"),
-    };
-    let mut scratch = Vec::new();
+    let mut builder = RecordIndexer::new(identity);
     for (ordinal, item) in (0u32..).zip(records) {
         let (offset, body) = item?;
         let view = sealog_format::record::decode(body).map_err(|e| {
@@ -138,9 +128,58 @@ pub(crate) fn encode_records<'a>(
                 CorruptionKind::Record(e),
             )
         })?;
+        builder.push(offset, &view)?;
+    }
+    builder.encode()
+}
+
+/// Builds a segment's sidecar record by record, from decoded records:
+/// what [`encode_records`] does, for a caller that decodes the records
+/// anyway (verification).
+pub(crate) struct RecordIndexer {
+    builder: IndexBuilder,
+    identity: SegmentIdentity,
+    next: u32,
+    scratch: Vec<u8>,
+}
+
+impl RecordIndexer {
+    pub(crate) fn new(identity: SegmentIdentity) -> RecordIndexer {
+        let mut builder = IndexBuilder::new(identity);
+        for f in DictField::ALL {
+            builder.add_field(dict_field(f));
+        }
+        for f in ExactField::ALL {
+            builder.add_hashed_field(exact_field(f));
+        }
+        builder.add_ip_field(IndexField::SourceIp);
+        RecordIndexer {
+            builder,
+            identity,
+            next: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn damaged(&self, e: IndexError) -> Error {
+        Error::IndexDamaged {
+            file: sidecar_name(self.identity.first_seq),
+            reason: format!("building: {e}"),
+        }
+    }
+
+    /// Adds the next record (ordinal order), whose frame is at `offset`.
+    pub(crate) fn push(
+        &mut self,
+        offset: u32,
+        view: &sealog_format::record::RecordView<'_>,
+    ) -> Result<()> {
+        let ordinal = self.next;
+        self.next += 1;
+        let builder = &mut self.builder;
         builder.push_record(offset, view.event_time().as_nanos());
         let mut failure = None;
-        crate::index::for_each_key(&view, &mut scratch, |key| {
+        crate::index::for_each_key(view, &mut self.scratch, |key| {
             let added = match key {
                 IndexKey::Dict(field, term) => builder.add_term(dict_field(field), term, ordinal),
                 IndexKey::Exact(field, value) => {
@@ -152,11 +191,77 @@ pub(crate) fn encode_records<'a>(
                 failure.get_or_insert(e);
             }
         });
-        if let Some(e) = failure {
-            return Err(damaged(e));
+        match failure {
+            Some(e) => Err(self.damaged(e)),
+            None => Ok(()),
         }
     }
-    builder.encode().map_err(damaged)
+
+    /// The sidecar's bytes.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        self.builder.encode().map_err(|e| self.damaged(e))
+    }
+}
+
+/// Where a sidecar first differs from the one its records give, in words:
+/// the header, the section table, or which section.
+pub(crate) fn describe_difference(expected: &[u8], actual: &[u8]) -> Option<(u64, String)> {
+    use sealog_format::index::{HEADER_LEN, SECTION_ENTRY_LEN};
+    let first_difference = |a: &[u8], b: &[u8]| {
+        a.iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+    };
+    let mut at = first_difference(expected, actual)? as u64;
+    let reader = IndexReader::open(expected).ok();
+    // With the same sections in the same places, the first section whose
+    // bytes differ says more than the checksums that changed with it.
+    if let (Some(want), Ok(have)) = (&reader, IndexReader::open(actual)) {
+        let layout = |r: &IndexReader<'_>| -> Vec<(u64, u64, u16)> {
+            r.sections().map(|s| (s.offset, s.len, s.field)).collect()
+        };
+        if layout(want) == layout(&have) {
+            let content = want.sections().find_map(|s| {
+                let range =
+                    usize::try_from(s.offset).ok()?..usize::try_from(s.offset + s.len).ok()?;
+                let d = first_difference(expected.get(range.clone())?, actual.get(range)?)?;
+                Some(s.offset + d as u64)
+            });
+            if let Some(content) = content {
+                at = content;
+            }
+        }
+    }
+    let sections = reader.as_ref().map_or(0, IndexReader::section_count) as u64;
+    let table_end = (HEADER_LEN + SECTION_ENTRY_LEN * sections as usize) as u64;
+    let place = if at < HEADER_LEN as u64 {
+        "its header".to_owned()
+    } else if at < table_end {
+        "its section table".to_owned()
+    } else {
+        reader
+            .and_then(|r| {
+                r.sections()
+                    .find(|s| s.offset <= at && at < s.offset + s.len.max(1))
+            })
+            .map_or_else(
+                || "its length".to_owned(),
+                |s| match IndexField::from_u16(s.field) {
+                    Some(field) if s.field != 0 => format!("the {} of field `{field}`", s.kind),
+                    _ => format!("the {}", s.kind),
+                },
+            )
+    };
+    // What a reader makes of the file as it is.
+    let checks = match IndexReader::parse(actual) {
+        Ok(_) => "its checksums hold, so the content was altered or written wrongly".to_owned(),
+        Err(e) => format!("it fails its own checks ({e})"),
+    };
+    Some((
+        at,
+        format!("differs from the index its records give, first in {place}; {checks}"),
+    ))
 }
 
 /// Writes sidecar bytes atomically (temporary file, sync, rename, directory

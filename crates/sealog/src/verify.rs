@@ -17,6 +17,16 @@
 //! which is what makes the result trustworthy against someone who could
 //! rewrite the whole directory: they cannot sign.
 //!
+//! Each sealed segment's index sidecar (`segments/<seq>.idx`) is checked
+//! against its records: the sidecar the records give is built while they
+//! are read (the encoding is canonical) and compared byte for byte with the
+//! file. A sidecar that differs is reported — after the log itself, which
+//! it cannot damage — as [`CorruptionKind::Sidecar`], naming the file, the
+//! byte offset and the section where it first differs; it is derived data,
+//! and removing it makes the next query rebuild it. A missing sidecar is
+//! not a problem (it is rebuilt when a query needs it) and is listed in
+//! [`VerifyReport::sidecars_missing`].
+//!
 //! The first problem in log order is returned as a [`Corruption`] naming the
 //! file, byte offset and seq.
 
@@ -66,6 +76,11 @@ pub struct VerifyReport {
     pub checkpoints_authenticated: bool,
     /// The size of the newest checkpoint checked.
     pub newest_checkpoint: Option<u64>,
+    /// Index sidecars found equal to the index their records give.
+    pub sidecars_checked: u64,
+    /// Sealed segments without an index sidecar (`segments/<seq>.idx`):
+    /// not a problem, a query rebuilds it when it needs it.
+    pub sidecars_missing: Vec<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -98,6 +113,20 @@ struct Summary {
     /// An unsealed segment that ends in an interrupted write: the byte
     /// offset where its committed records end.
     interrupted_at: Option<u64>,
+    /// What became of a sealed segment's index sidecar.
+    sidecar: SidecarCheck,
+}
+
+/// The outcome of checking one sealed segment's index sidecar.
+enum SidecarCheck {
+    /// Not a sealed segment, or its index could not be built.
+    NotChecked,
+    /// The file equals the index the records give.
+    Matches,
+    /// There is no file.
+    Missing(String),
+    /// The file differs from the index the records give.
+    Differs(Corruption),
 }
 
 /// Verifies the store in `dir` without opening it for writing (it may be a
@@ -296,6 +325,7 @@ pub(crate) fn run(
     for (first_seq, file_name) in names {
         found.push(read_found(fs, dir, &file_name, first_seq, &manifest, true)?);
     }
+    crate::recovery::demote_unfinished_seal(&mut found)?;
     if let Some(pos) = found.iter().position(|f| f.footer.is_none())
         && found.iter().skip(pos).any(|f| f.footer.is_some())
     {
@@ -342,8 +372,11 @@ pub(crate) fn run(
         checkpoints: 0,
         checkpoints_authenticated: options.public_key.is_some(),
         newest_checkpoint: None,
+        sidecars_checked: 0,
+        sidecars_missing: Vec::new(),
         elapsed: Duration::ZERO,
     };
+    let mut sidecar_problem: Option<Corruption> = None;
     // The workers compare each segment's leaves with level 0 on their own
     // handle; the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
@@ -419,6 +452,14 @@ pub(crate) fn run(
         } else if f.header.first_seq == stream.sealed {
             sealing = summary.count;
         }
+        match summary.sidecar {
+            SidecarCheck::NotChecked => {}
+            SidecarCheck::Matches => report.sidecars_checked += 1,
+            SidecarCheck::Missing(name) => report.sidecars_missing.push(name),
+            SidecarCheck::Differs(problem) => {
+                sidecar_problem.get_or_insert(problem);
+            }
+        }
         report.segments += 1;
         report.records += summary.count;
         report.bytes += summary.bytes;
@@ -472,10 +513,43 @@ pub(crate) fn run(
         )
         .into());
     }
+    // The log is intact; a sidecar that disagrees with it is reported now.
+    if let Some(problem) = sidecar_problem {
+        return Err(problem.into());
+    }
     report.chain_head = chain;
     report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Compares a sealed segment's sidecar file with the bytes its records
+/// give.
+fn check_sidecar(fs: &dyn Vfs, f: &Found, expected: Option<Vec<u8>>) -> Result<SidecarCheck> {
+    let Some(expected) = expected else {
+        return Ok(SidecarCheck::NotChecked);
+    };
+    let name = crate::sidecar::sidecar_name(f.header.first_seq);
+    let path = f.path.with_extension("idx");
+    let actual = match crate::fs::read_all(fs, &path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(SidecarCheck::Missing(name));
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    Ok(
+        match crate::sidecar::describe_difference(&expected, &actual) {
+            None => SidecarCheck::Matches,
+            Some((offset, problem)) => SidecarCheck::Differs(Corruption::new(
+                Location::file(name).at(offset),
+                CorruptionKind::Sidecar {
+                    segment: f.name.clone(),
+                    problem,
+                },
+            )),
+        },
+    )
 }
 
 fn check_checkpoint(
@@ -539,7 +613,8 @@ fn pipeline(
                             break;
                         }
                     }
-                    let result = verify_segment(fs, f, limit, leaves, checkpoint_sizes);
+                    let followed = i + 1 < found.len();
+                    let result = verify_segment(fs, f, followed, limit, leaves, checkpoint_sizes);
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
@@ -586,6 +661,7 @@ fn pipeline(
 fn verify_segment(
     fs: &dyn Vfs,
     f: &Found,
+    followed: bool,
     limit: Option<&Limit>,
     stored_leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
@@ -610,6 +686,10 @@ fn verify_segment(
         (None, None) => u64::MAX,
     };
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
+    // A sealed segment's sidecar, as its records give it.
+    let mut indexer = f.footer.as_ref().map(|footer| {
+        crate::sidecar::RecordIndexer::new(crate::sidecar::identity(&f.header, footer))
+    });
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
@@ -624,6 +704,16 @@ fn verify_segment(
     let mut end = sealog_format::segment::HEADER_LEN as u64;
     while count < max_records {
         let Some(r) = walker.next_record() else { break };
+        if let Some(ix) = &mut indexer {
+            let pushed = u32::try_from(r.offset)
+                .ok()
+                .is_some_and(|offset| ix.push(offset, &r.view).is_ok());
+            if !pushed {
+                // Not indexable (the seal could not have written a sidecar
+                // either): nothing to compare.
+                indexer = None;
+            }
+        }
         chain = sealog_format::chain::link(&chain, &r.leaf);
         let _ = frontier.push(r.leaf);
         leaves.push(r.leaf);
@@ -657,7 +747,11 @@ fn verify_segment(
         // error, other damage is.
         let mut tail_bytes = 0;
         let mut interrupted_at = None;
-        if let Some(stop) = &stop {
+        let from = usize::try_from(committed.2).unwrap_or(usize::MAX);
+        let seal_debris = followed
+            && count == committed.0
+            && crate::segment::interrupted_seal(image.get(from..).unwrap_or_default(), committed.2);
+        if let Some(stop) = stop.as_ref().filter(|_| !seal_debris) {
             let tail = classify_tail(&image, stop);
             if tail == Tail::Torn || count > committed.0 {
                 interrupted_at = Some(committed.2);
@@ -700,6 +794,7 @@ fn verify_segment(
             frame_bytes: frames_end.saturating_sub(sealog_format::segment::HEADER_LEN as u64),
             tail_bytes,
             interrupted_at,
+            sidecar: SidecarCheck::NotChecked,
         });
     };
 
@@ -801,6 +896,9 @@ fn verify_segment(
         last_recorded,
         &mismatch,
     )?;
+    let expected = indexer.and_then(|ix| ix.encode().ok());
+    drop(image);
+    let sidecar = check_sidecar(fs, f, expected)?;
     Ok(Summary {
         count,
         chain_head: chain,
@@ -808,10 +906,11 @@ fn verify_segment(
         chains_at,
         first_recorded,
         last_recorded,
-        bytes: image.len() as u64,
+        bytes: f.len,
         frame_bytes: end.saturating_sub(sealog_format::segment::HEADER_LEN as u64),
         tail_bytes: 0,
         interrupted_at: None,
+        sidecar,
     })
 }
 

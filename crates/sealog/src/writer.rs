@@ -841,6 +841,8 @@ fn prepare_spare(inner: &Inner) -> Result<()> {
         remove_partial(fs, &tmp);
         return Ok(());
     }
+    // Synced before a roll can take it, so that the roll's sync of the new
+    // segment's header has none of these zeros left to write.
     let installed = file
         .sync_all()
         .map_err(|e| Error::io("fsync", &tmp, e))
@@ -853,8 +855,10 @@ fn prepare_spare(inner: &Inner) -> Result<()> {
         remove_partial(fs, &tmp);
         return Err(e);
     }
-    fs.sync_dir(&segments)
-        .map_err(|e| Error::io("fsync directory", &segments, e))?;
+    // The directory is not synced: the roll that takes the spare renames it
+    // into place and syncs the directory then. A spare whose name a power
+    // loss undoes before that is only a leftover (removed on open) and is
+    // made again.
     *inner.spare.lock() = Some(path);
     Ok(())
 }
