@@ -22,9 +22,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, RwLock};
 use sealog_format::segment::{
     END_MARKER_LEN, FOOTER_LEN, HEADER_LEN, Manifest, SegmentFooter, SegmentHeader,
 };
@@ -35,9 +33,10 @@ use crate::error::{Corruption, CorruptionKind, Error, Location, Result, hex};
 use crate::fs::{self, OpenMode, Vfs, VfsFile};
 use crate::layout;
 use crate::options::{Preallocation, StoreOptions};
-use crate::progress::Progress;
+use crate::sealer::Sealing;
 use crate::segment::{FrameWalker, OpenData, OpenSegment, SealedSegment, Tail, classify_tail};
-use crate::store::{ActiveSegment, Inner, LogState, Pending, View};
+use crate::sequencer::{Limits, Sequencer, Start};
+use crate::store::{Config, Inner, Parts, View};
 use crate::tree::{LevelFile, Tree};
 use crate::writer::Workers;
 
@@ -703,7 +702,7 @@ pub(crate) fn open(
         ));
         if !is_last && !read_only && segment.data.read().len() > 0 {
             let (sealed, index_failure) =
-                crate::writer::seal_with(tree.as_ref(), &index_env, &segment)?;
+                crate::sealer::seal_with(tree.as_ref(), &index_env, &segment)?;
             if let Some(e) = index_failure {
                 // Opening writes what it seals; a failed write fails the open.
                 return Err(e);
@@ -759,47 +758,45 @@ pub(crate) fn open(
         open_segments.last().cloned()
     };
     let read_around = findings.read_around;
-    let inner = Arc::new(Inner {
-        dir: dir.clone(),
-        fs: fs.clone(),
-        max_batch,
-        manifest,
-        read_only,
-        log: Mutex::new(LogState {
+    let sequencer = Sequencer::new(
+        Limits {
+            store_id: manifest.store_id,
+            segment_end: options.segment_size - crate::options::SEGMENT_OVERHEAD
+                + HEADER_LEN as u64,
+            max_age: options.segment_max_age,
+        },
+        Start {
             next_seq,
             last_recorded_at,
             chain: chain_head,
-            active: ActiveSegment {
-                segment_no: active_no,
-                write_pos,
-                records,
-                started: Instant::now(),
-            },
-            pending: Pending::default(),
-            failed: None,
-            closing: false,
-            generation: 0,
-        }),
-        work_ready: Condvar::new(),
-        progress: Progress::new(next_seq),
-        view: RwLock::new(Arc::new(View {
+            segment_no: active_no,
+            write_pos,
+            records,
+        },
+    );
+    let inner = Inner::new(Parts {
+        config: Config {
+            dir: dir.clone(),
+            fs: fs.clone(),
+            options,
+            max_batch,
+            manifest,
+            read_only,
+        },
+        sequencer,
+        durable: next_seq,
+        sealing: Sealing::new(spare),
+        view: View {
             sealed: sealed_segments,
             open: open_segments,
-        })),
+        },
         tree,
         checkpoints,
-        checkpoint_lock: Mutex::new(()),
         index_env,
-        spare: Mutex::new(spare),
         recovery: report,
         damage: read_around.then(|| DamageLog::new(findings.damage)),
-        counters: crate::stats::Counters::default(),
-        visible: Mutex::new(next_seq),
-        visible_grew: Condvar::new(),
-        _lock: lock,
-        options,
+        lock,
     });
-    let _ = inner.index_env.store.set(Arc::downgrade(&inner));
     // The newest checkpoint's root against the tree (cheap: a few reads of
     // the level files, and the leaves of the open segments).
     if let Some(checkpoint) = &newest
@@ -813,8 +810,8 @@ pub(crate) fn open(
             (_, e) => return Err(e),
         }
     }
-    if !inner.recovery.is_clean() {
-        tracing::warn!(store = %dir.display(), report = ?inner.recovery, "recovered from an unclean shutdown");
+    if !inner.recovery().is_clean() {
+        tracing::warn!(store = %dir.display(), report = ?inner.recovery(), "recovered from an unclean shutdown");
     }
     let workers = Workers::start(inner.clone(), active)?;
     Ok((inner, workers))
@@ -844,7 +841,7 @@ fn check_checkpoint_root(
     checkpoint: &crate::checkpoint::SignedCheckpoint,
 ) -> Result<()> {
     let size = checkpoint.size;
-    if size == 0 || inner.tree.is_none() || size > inner.view_snapshot().len() {
+    if size == 0 || inner.tree().is_none() || size > inner.readers().snapshot().len() {
         return Ok(());
     }
     let root = match inner.root(size) {
@@ -1437,5 +1434,5 @@ fn create_first_segment(
     options: &StoreOptions,
     header: SegmentHeader,
 ) -> Result<Arc<OpenSegment>> {
-    crate::writer::new_segment_file(fs, dir, options, &header, None, true)
+    crate::segment_file::new_segment_file(fs, dir, options, &header, None, true)
 }
