@@ -124,11 +124,13 @@ impl Sealing {
     }
 
     /// Waits until no seal is outstanding; returns the latched failure if
-    /// there is one.
+    /// there is one (also when a seal will never finish: a panicked sealer
+    /// latches the store).
     pub(crate) fn wait_idle(&self, progress: &Progress) -> Result<()> {
         let mut backlog = self.backlog.lock();
-        while *backlog > 0 {
-            self.changed.wait(&mut backlog);
+        while *backlog > 0 && progress.failure().is_none() {
+            self.changed
+                .wait_for(&mut backlog, Duration::from_millis(100));
         }
         drop(backlog);
         match progress.failure() {
@@ -374,7 +376,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_backlog_wait_ends_when_seals_finish() {
+    fn the_backlog_wait_ends_when_seals_finish_or_the_store_latches() {
         let sealing = Arc::new(Sealing::new(None));
         let progress = Arc::new(Progress::new(0));
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -391,6 +393,23 @@ mod tests {
         sealing.finished_one();
         sealing.finished_one();
         assert!(waiter.join().unwrap().is_ok());
+
+        *sealing.backlog.lock() = 1;
+        let waiter = {
+            let (sealing, progress) = (sealing.clone(), progress.clone());
+            std::thread::spawn(move || sealing.wait_idle(&progress))
+        };
+        progress.fail(Failure::new(
+            "the sealer thread panicked".into(),
+            std::io::ErrorKind::Other,
+        ));
+        sealing.wake();
+        match waiter.join().unwrap() {
+            Err(Error::WritesRefused { cause, .. }) => {
+                assert_eq!(cause, "the sealer thread panicked");
+            }
+            other => panic!("expected the latched failure, got {other:?}"),
+        }
     }
 
     #[test]

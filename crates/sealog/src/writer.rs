@@ -339,4 +339,30 @@ mod tests {
         let store = open(dir.path(), &PanickingFs::default());
         assert_eq!(store.get(0).unwrap().unwrap().event, event(0));
     }
+
+    #[test]
+    fn a_panic_in_the_sealer_latches_the_store_and_wakes_wait_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = PanickingFs::default();
+        let store = open(dir.path(), &fs);
+        store.append(event(0)).unwrap();
+        fs.arm("fdatasync", "leaves");
+        store.roll().unwrap();
+        let sealed = within("wait_sealed", {
+            let store = store.clone();
+            move || store.wait_sealed()
+        });
+        assert!(
+            fs.armed.lock().is_none(),
+            "the sealer met the injected panic"
+        );
+        assert!(refused_by(&sealed.unwrap_err(), "sealer"));
+        let later = store.append(event(1)).unwrap_err();
+        assert!(refused_by(&later, "sealer"), "{later}");
+        drop(store);
+        // The seal is completed by the next open.
+        let store = open(dir.path(), &PanickingFs::default());
+        assert_eq!(store.recovery_report().sealed.len(), 1);
+        assert_eq!(store.len(), 1);
+    }
 }
