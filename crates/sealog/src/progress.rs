@@ -116,6 +116,7 @@ impl Progress {
             {
                 return Err(failure.to_error());
             }
+            // EAGAIN (the word moved) and EINTR both mean: look again.
             let _ = futex::wait(word, futex::Flags::PRIVATE, seen, None);
         }
     }
@@ -183,6 +184,8 @@ impl Progress {
 
     fn wake(&self, word: &AtomicU32) {
         word.fetch_add(1, Ordering::AcqRel);
+        // The count of threads woken is of no use; a waiter that the call
+        // missed sees the word moved and does not sleep.
         let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);
     }
 

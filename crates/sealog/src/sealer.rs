@@ -311,7 +311,10 @@ pub(crate) fn seal_with(
         segment.catch_up(&mut index, u64::MAX).is_ok()
     };
     let data = segment.data.read();
-    let footer = data.footer(&segment.header, Timestamp::now());
+    let footer = data.footer(&segment.header, Timestamp::now()).expect(
+        "a segment is sealed only once it holds a record: rolls leave only segments with \
+         records, and an open seals only those",
+    );
     if let Some(tree) = tree {
         tree.append_sealed(segment.header.first_seq, &data.leaves)?;
     }

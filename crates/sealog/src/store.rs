@@ -211,6 +211,7 @@ impl Store {
     /// records; show this list to whoever reads the results. Empty for any
     /// other store (damage is an error there).
     pub fn damage(&self) -> Vec<crate::Damage> {
+        // No damage log: not reading around damage, so nothing was skipped.
         self.inner
             .damage
             .as_ref()
@@ -780,6 +781,7 @@ impl Inner {
     /// not be read (see [`Store::damage`]).
     pub(crate) fn noticed(&self, seq: u64, e: &Error) {
         if let (Some(log), Error::Corruption(c)) = (&self.damage, e) {
+            // `met` refuses only what is not corruption: this never fails.
             let _ = log.met(seq, Error::Corruption(c.clone()));
         }
     }
@@ -927,10 +929,11 @@ pub(crate) fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckp
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
     let body = sealog_format::checkpoint::Checkpoint::parse(note.text())
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
+    let chain_head = crate::checkpoint::chain_head_of(&body).unwrap_or_default();
     Ok(crate::checkpoint::SignedCheckpoint {
         size: body.size,
         root: body.root,
-        chain_head: crate::checkpoint::chain_head_of(&body).unwrap_or_default(),
+        chain_head,
         text: text.to_owned(),
     })
 }
@@ -983,6 +986,8 @@ impl Iterator for Scan {
                     // A gap (below the end: `end` is at most the view's
                     // length); reading around damage, go on after it.
                     if self.inner.damage.is_some() {
+                        // A gap error is corruption, which reading around
+                        // damage notes and never refuses.
                         let _ = self.inner.read_around(seq, self.inner.gap_error(seq));
                         self.next = self.view.next_start(seq).unwrap_or(self.end);
                         continue;

@@ -351,21 +351,22 @@ impl Opening {
         {
             return Ok(());
         }
-        let (taken, stop_at, last_recorded) = take_readable(f, log.links.last_recorded)?;
-        let readable_end = taken.footer.end_seq().max(taken.found.header.first_seq);
-        let location = Location::file(&taken.found.name)
-            .at(stop_at)
-            .seq(readable_end);
+        let readable = take_readable(f, log.links.last_recorded)?;
+        let location = Location::file(&readable.found.name)
+            .at(readable.stop_at)
+            .seq(readable.end_seq);
         self.findings.found(
             corruption(location, CorruptionKind::UnsealedInMiddle),
-            readable_end,
+            readable.end_seq,
             next_first_seq,
         )?;
-        log.links
-            .cut(&taken.found, readable_end, next_first_seq, last_recorded);
-        if taken.footer.record_count > 0 {
-            log.sealed.push(taken);
-        }
+        log.links.cut(
+            &readable.found,
+            readable.end_seq,
+            next_first_seq,
+            readable.last_recorded,
+        );
+        log.sealed.extend(readable.into_sealed());
         Ok(())
     }
 
@@ -838,9 +839,14 @@ fn reconcile_leaves(
                 },
             ));
         }
-        let skip = have.saturating_sub(footer.first_seq) as usize;
-        let write = batch.get(skip..).unwrap_or_default();
-        leaves.write(footer.first_seq + skip as u64, write)?;
+        // This segment ends after the leaves stored (it was skipped
+        // otherwise), so fewer than its records are stored.
+        let skip = have.saturating_sub(footer.first_seq);
+        let write = usize::try_from(skip)
+            .ok()
+            .and_then(|skip| batch.get(skip..))
+            .expect("fewer leaves of the segment are stored than it has records");
+        leaves.write(footer.first_seq + skip, write)?;
         leaves.sync()?;
         rebuilt += write.len() as u64;
     }

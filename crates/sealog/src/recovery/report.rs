@@ -65,6 +65,7 @@ impl RecoveryReport {
                     t.dropped_frames,
                     t.offset,
                     t.segment,
+                    // Nothing saved: nothing to add to the sentence.
                     t.saved_to
                         .as_ref()
                         .map(|s| format!(" and are kept in {s}"))

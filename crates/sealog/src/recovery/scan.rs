@@ -59,15 +59,10 @@ impl ScanResult {
         data
     }
 
-    /// The last non-zero byte after the committed end, if any, and whether
-    /// the bytes there are only the remains of an interrupted seal.
-    pub(super) fn leftover(&self) -> Option<(u64, bool)> {
-        if self.leftover.is_empty() {
-            return None;
-        }
-        let seal_debris =
-            self.tail == Tail::Clean && self.records.len() == self.committed && self.ends_in_marker;
-        Some((self.leftover.len() as u64, seal_debris))
+    /// Whether the bytes after the committed end are only the remains of
+    /// an interrupted seal (else they are an interrupted write).
+    pub(super) fn seal_debris(&self) -> bool {
+        self.tail == Tail::Clean && self.records.len() == self.committed && self.ends_in_marker
     }
 }
 
@@ -84,10 +79,7 @@ pub(super) struct TakenSealed {
 /// (reading around damage only): its readable frames, as a sealed segment
 /// with a footer made from them. Returns it, the byte offset where reading
 /// stopped, and the recorded time of its last readable record.
-pub(super) fn take_readable(
-    f: Found,
-    last_recorded: Option<i64>,
-) -> Result<(TakenSealed, u64, Option<i64>)> {
+pub(super) fn take_readable(f: Found, last_recorded: Option<i64>) -> Result<Readable> {
     let scan = scan_unsealed(f, last_recorded)?;
     let mut data = OpenData::new(scan.found.header.chain_in);
     for r in &scan.records {
@@ -100,32 +92,81 @@ pub(super) fn take_readable(
             r.chain,
         );
     }
-    let footer = data.footer(&scan.found.header, Timestamp::from_nanos(0));
-    let last = data.last_recorded_at.map(Timestamp::as_nanos);
-    let offsets = data.offsets;
-    Ok((
-        TakenSealed {
-            found: scan.found,
+    Ok(Readable {
+        end_seq: scan.found.header.first_seq + data.len(),
+        last_recorded: data.last_recorded_at.map(Timestamp::as_nanos),
+        stop_at: scan.stop_at,
+        footer: data.footer(&scan.found.header, Timestamp::from_nanos(0)),
+        offsets: data.offsets,
+        found: scan.found,
+    })
+}
+
+/// What can be read of a segment cut or damaged before sealed ones.
+pub(super) struct Readable {
+    pub(super) found: Found,
+    /// A footer made from the readable records; `None` if there is none.
+    pub(super) footer: Option<SegmentFooter>,
+    /// Their frame offsets.
+    pub(super) offsets: Vec<u32>,
+    /// One past the last readable record.
+    pub(super) end_seq: u64,
+    /// The recorded time of the last readable record.
+    pub(super) last_recorded: Option<i64>,
+    /// The byte offset where reading stopped.
+    pub(super) stop_at: u64,
+}
+
+impl Readable {
+    /// The readable records, as a sealed segment (if there is any).
+    pub(super) fn into_sealed(self) -> Option<TakenSealed> {
+        let footer = self.footer?;
+        Some(TakenSealed {
+            found: self.found,
             footer,
-            offsets: Some(offsets),
-        },
-        scan.stop_at,
-        last,
-    ))
+            offsets: Some(self.offsets),
+        })
+    }
+}
+
+/// The whole file of segment `f`.
+fn read_image(f: &Found) -> Result<Vec<u8>> {
+    let len = usize::try_from(f.len).map_err(|_| too_large(f))?;
+    let mut image = vec![0u8; len];
+    f.file
+        .read_exact_at(&mut image, 0)
+        .map_err(|e| Error::io("read", &f.path, e))?;
+    Ok(image)
+}
+
+fn too_large(f: &Found) -> Error {
+    corruption(
+        Location::file(&f.name),
+        CorruptionKind::Layout("the file is too large to be a segment".into()),
+    )
+}
+
+/// `image` from `at`, a position a walk over `image` reached.
+fn walked_from(image: &[u8], at: u64) -> &[u8] {
+    usize::try_from(at)
+        .ok()
+        .and_then(|at| image.get(at..))
+        .expect("a walk over an image stops inside it")
+}
+
+/// `bytes` up to its last non-zero byte (empty if all are zero).
+fn without_trailing_zeros(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    bytes
+        .get(..end)
+        .expect("one past a position inside the slice is at most its length")
 }
 
 pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<ScanResult> {
-    let len = usize::try_from(found.len).map_err(|_| {
-        corruption(
-            Location::file(&found.name),
-            CorruptionKind::Layout("the file is too large to be a segment".into()),
-        )
-    })?;
-    let mut image = vec![0u8; len];
-    found
-        .file
-        .read_exact_at(&mut image, 0)
-        .map_err(|e| Error::io("read", &found.path, e))?;
+    let image = read_image(&found)?;
     let mut records = Vec::new();
     let mut committed = 0;
     let mut committed_end = HEADER_LEN as u64;
@@ -134,9 +175,15 @@ pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<
         let mut walker = FrameWalker::new(&image, found.header.first_seq, last_recorded);
         while let Some(r) = walker.next_record() {
             chain = sealog_format::chain::link(&chain, &r.leaf);
+            // Frames lie in the first GiB of a segment; one beyond 4 GiB
+            // cannot be placed (offsets are 32-bit), nor written after.
+            let (Ok(offset), Ok(frame_len)) = (u32::try_from(r.offset), u32::try_from(r.frame_len))
+            else {
+                return Err(too_large(&found));
+            };
             records.push(Scanned {
-                offset: r.offset as u32,
-                frame_len: r.frame_len as u32,
+                offset,
+                frame_len,
                 event_time: r.view.event_time().as_nanos(),
                 recorded_at: r.view.recorded_at,
                 leaf: r.leaf,
@@ -151,16 +198,8 @@ pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<
         let tail = classify_tail(&image, &stop);
         (stop, tail)
     };
-    let at = usize::try_from(stop.at()).unwrap_or(usize::MAX);
-    let ends_in_marker = sealog_format::frame::is_end_marker(image.get(at..).unwrap_or_default());
-    let from = usize::try_from(committed_end).unwrap_or(usize::MAX);
-    let rest = image.get(from..).unwrap_or_default();
-    let leftover = rest
-        .iter()
-        .rposition(|&b| b != 0)
-        .and_then(|last| rest.get(..=last))
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
+    let ends_in_marker = sealog_format::frame::is_end_marker(walked_from(&image, stop.at()));
+    let leftover = without_trailing_zeros(walked_from(&image, committed_end)).to_vec();
     drop(image);
     Ok(ScanResult {
         stop_at: stop.at(),
@@ -176,11 +215,7 @@ pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<
 }
 
 pub(super) fn holds_committed_record(f: &Found) -> Result<bool> {
-    let len = usize::try_from(f.len).unwrap_or(0);
-    let mut image = vec![0u8; len];
-    f.file
-        .read_exact_at(&mut image, 0)
-        .map_err(|e| Error::io("read", &f.path, e))?;
+    let image = read_image(f)?;
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
     while let Some(r) = walker.next_record() {
         if r.commit {
@@ -201,9 +236,9 @@ pub(super) fn truncate_tail(
 ) -> Result<()> {
     let file = &scan.found.file;
     let path = &scan.found.path;
-    if let Some((len, seal_debris)) = scan.leftover() {
+    if !scan.leftover.is_empty() {
         let from = scan.committed_end;
-        if !seal_debris {
+        if !scan.seal_debris() {
             let bytes = scan.leftover.as_slice();
             let saved_to = save_lost_bytes(fs, dir, &scan.found.name, from, bytes)?;
             report.truncations.push(Truncation {
@@ -214,7 +249,7 @@ pub(super) fn truncate_tail(
                 saved_to: Some(saved_to),
             });
         }
-        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let zeros = vec![0u8; scan.leftover.len()];
         file.write_all_at(&zeros, from)
             .map_err(|e| Error::io("write", path, e))?;
     }
