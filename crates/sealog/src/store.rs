@@ -929,7 +929,13 @@ pub(crate) fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckp
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
     let body = sealog_format::checkpoint::Checkpoint::parse(note.text())
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
-    let chain_head = crate::checkpoint::chain_head_of(&body).unwrap_or_default();
+    let Some(chain_head) = crate::checkpoint::chain_head_of(&body) else {
+        return Err(Error::Config(format!(
+            "a stored checkpoint (size {}) has no `{}` line with its chain value",
+            body.size,
+            crate::checkpoint::CHAIN_EXTENSION
+        )));
+    };
     Ok(crate::checkpoint::SignedCheckpoint {
         size: body.size,
         root: body.root,
@@ -1013,5 +1019,56 @@ impl Iterator for Scan {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = usize::try_from(self.end.saturating_sub(self.next)).unwrap_or(usize::MAX);
         (0, Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sealog_format::checkpoint::Checkpoint;
+    use sealog_format::note::SigningKey;
+    use sealog_format::{Actor, Outcome, Resource};
+
+    use super::*;
+
+    #[test]
+    fn a_stored_checkpoint_without_its_chain_value_is_refused_not_read_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_seed("audit.example.com/chain", &[4u8; 32]).unwrap();
+        let options = StoreOptions {
+            checkpoints: Some(crate::CheckpointOptions::new(key.clone())),
+            preallocation: crate::Preallocation::None,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        store
+            .append(Event::new(
+                Actor::new("user", "alice"),
+                "doc.read",
+                Resource::new("doc", "1"),
+                Outcome::Success,
+            ))
+            .unwrap();
+        // A checkpoint of the log, signed with the store's key, but without
+        // the chain value every checkpoint of a store carries.
+        let size = store.tree_size();
+        let body = Checkpoint {
+            origin: key.name().to_owned(),
+            size,
+            root: store.root(size).unwrap(),
+            extensions: Vec::new(),
+        };
+        let text = sealog_format::checkpoint::sign(&body, &key).unwrap();
+        store.inner.checkpoints.append(&text).unwrap();
+        match store.latest_checkpoint() {
+            Err(Error::Config(reason)) => assert!(reason.contains("sealog-chain"), "{reason}"),
+            other => panic!("expected the checkpoint refused, got {other:?}"),
+        }
+        drop(store);
+        match Store::open(dir.path(), options) {
+            Err(Error::Corruption(c)) => {
+                assert!(c.location.file.starts_with("checkpoints.log"), "{c}");
+            }
+            other => panic!("expected the history refused, got {:?}", other.map(drop)),
+        }
     }
 }
