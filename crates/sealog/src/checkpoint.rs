@@ -123,6 +123,9 @@ pub(crate) struct CheckpointLog {
     path: PathBuf,
     file: Option<Arc<dyn VfsFile>>,
     state: Mutex<LogState>,
+    /// Held while a checkpoint is signed and appended, so that checkpoints
+    /// enter the history in the order of their sizes.
+    signing: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +171,7 @@ impl CheckpointLog {
                 path: path.to_owned(),
                 file,
                 state: Mutex::new(LogState::default()),
+                signing: Mutex::new(()),
             });
         }
         let mode = if read_only {
@@ -230,7 +234,14 @@ impl CheckpointLog {
                 entries,
                 end: pos as u64,
             }),
+            signing: Mutex::new(()),
         })
+    }
+
+    /// Serializes signing: hold it from choosing a checkpoint's size until
+    /// it is appended.
+    pub(crate) fn signing(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.signing.lock()
     }
 
     /// Appends and syncs a signed checkpoint.

@@ -189,7 +189,11 @@ impl VfsFile for StdFile {
                 let end = seen + buf.len();
                 if end > skip {
                     let from = skip.saturating_sub(seen);
-                    slices.push(io::IoSlice::new(buf.get(from..).unwrap_or_default()));
+                    // A slice left out would shift every later byte.
+                    let rest = buf
+                        .get(from..)
+                        .expect("this buffer ends after `skip`, so `from` lies inside it");
+                    slices.push(io::IoSlice::new(rest));
                 }
                 seen = end;
                 if slices.len() >= 1024 {
@@ -244,7 +248,13 @@ impl VfsFile for StdFile {
 pub fn write_atomic(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> crate::Result<()> {
     use crate::Error;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = tmp_path(path);
+    let Some(tmp) = tmp_path(path) else {
+        return Err(Error::io(
+            "write",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not the path of a file"),
+        ));
+    };
     if fs.exists(&tmp).map_err(|e| Error::io("stat", &tmp, e))? {
         fs.remove_file(&tmp)
             .map_err(|e| Error::io("remove", &tmp, e))?;
@@ -323,8 +333,25 @@ pub fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
+/// The temporary name of `path` (`None` if it names no file).
+fn tmp_path(path: &Path) -> Option<PathBuf> {
+    let mut name = path.file_name()?.to_os_string();
     name.push(".tmp");
-    path.with_file_name(name)
+    Some(path.with_file_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_to_a_path_without_a_file_name_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        StdFs.create_dir_all(&sub).unwrap();
+        let err = write_atomic(&StdFs, &sub.join(".."), b"bytes").unwrap_err();
+        assert!(err.to_string().contains("not the path of a file"), "{err}");
+        assert_eq!(StdFs.read_dir(dir.path()).unwrap(), ["sub"]);
+        assert!(StdFs.read_dir(&sub).unwrap().is_empty());
+    }
 }

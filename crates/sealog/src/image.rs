@@ -307,7 +307,7 @@ pub fn sealed_segments(store: &Store) -> Vec<SealedSegmentInfo> {
 /// hashes; `k`: the perfect subtrees of height `8k`), read from the store's
 /// level files. Only entries over sealed records exist there.
 pub fn tree_entries(store: &Store, level: usize, first: u64, count: u64) -> Result<Vec<Hash>> {
-    let Some(tree) = &store.inner.tree else {
+    let Some(tree) = store.inner.tree() else {
         return Err(Error::Config(
             "this store has no Merkle tree files (open it for writing once to build them)".into(),
         ));
@@ -329,7 +329,7 @@ pub fn tree_entries(store: &Store, level: usize, first: u64, count: u64) -> Resu
         .dir()
         .join(crate::layout::TREE)
         .join(crate::tree::level_file_name(level));
-    match crate::tree::LevelFile::open(&*store.inner.fs, &path, true)? {
+    match crate::tree::LevelFile::open(&*store.inner.config().fs, &path, true)? {
         Some(file) => file.read(first, n),
         None => Err(Error::Config(format!(
             "the tree level file {} is missing",

@@ -275,6 +275,10 @@ impl DictColumn {
     }
 }
 
+/// The columns are arrays with one entry per variant of [`DictField`] and
+/// [`ExactField`]: a field's number is always a valid index.
+const ONE_COLUMN_PER_FIELD: &str = "the index has one column per field";
+
 /// A segment's index held in memory, as columns in ordinal order.
 #[derive(Debug, Default)]
 pub(crate) struct MemIndex {
@@ -296,7 +300,8 @@ pub(crate) struct MemIndex {
 impl MemIndex {
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
-        let ordinal = u32::try_from(self.indexed).unwrap_or(u32::MAX);
+        let ordinal = u32::try_from(self.indexed)
+            .expect("a segment holds fewer than 2^32 records: it is at most 1 GiB");
         let mut scratch = std::mem::take(&mut self.scratch);
         let MemIndex {
             dicts,
@@ -306,16 +311,14 @@ impl MemIndex {
             ..
         } = self;
         for_each_key(record, &mut scratch, |key| match key {
-            IndexKey::Dict(field, term) => {
-                if let Some(column) = dicts.get_mut(field as usize) {
-                    column.push(term);
-                }
-            }
-            IndexKey::Exact(field, value) => {
-                if let Some(column) = exact.get_mut(field as usize) {
-                    column.push((sealog_format::index::term_key(value), ordinal));
-                }
-            }
+            IndexKey::Dict(field, term) => dicts
+                .get_mut(field as usize)
+                .expect(ONE_COLUMN_PER_FIELD)
+                .push(term),
+            IndexKey::Exact(field, value) => exact
+                .get_mut(field as usize)
+                .expect(ONE_COLUMN_PER_FIELD)
+                .push((sealog_format::index::term_key(value), ordinal)),
             IndexKey::Ip(IpAddr::V4(a)) => v4.push((u32::from(a), ordinal)),
             IndexKey::Ip(IpAddr::V6(a)) => v6.push((u128::from(a), ordinal)),
         });
@@ -333,15 +336,16 @@ impl MemIndex {
     /// A dictionary field's terms by id, and its `(term id, ordinal)` pairs
     /// in ordinal order.
     pub(crate) fn dict_postings(&self, field: DictField) -> (Vec<&[u8]>, Vec<(u32, u32)>) {
-        match self.dicts.get(field as usize) {
-            Some(column) => (column.terms(), column.pairs()),
-            None => (Vec::new(), Vec::new()),
-        }
+        let column = self.dicts.get(field as usize).expect(ONE_COLUMN_PER_FIELD);
+        (column.terms(), column.pairs())
     }
 
     /// The `(key, ordinal)` pairs of an exact-match field, in ordinal order.
     pub(crate) fn exact_postings(&self, field: ExactField) -> &[(u64, u32)] {
-        self.exact.get(field as usize).map_or(&[], Vec::as_slice)
+        self.exact
+            .get(field as usize)
+            .expect(ONE_COLUMN_PER_FIELD)
+            .as_slice()
     }
 
     /// The source addresses and their records, one pair per record.
@@ -364,24 +368,27 @@ impl IndexView for MemView<'_> {
     }
 
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
-        Ok(self
+        let column = self
             .index
             .dicts
             .get(field as usize)
-            .map(|c| c.select(select))
-            .unwrap_or_default())
+            .expect(ONE_COLUMN_PER_FIELD);
+        Ok(column.select(select))
     }
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
         let key = sealog_format::index::term_key(value);
-        Ok(RoaringBitmap::from_sorted_iter(
+        // Ordinals come in increasing order: appending is cheap (and any
+        // order would still give every match).
+        let mut out = RoaringBitmap::new();
+        out.extend(
             self.index
                 .exact_postings(field)
                 .iter()
                 .filter(|&&(k, _)| k == key)
                 .map(|&(_, o)| o),
-        )
-        .unwrap_or_default())
+        );
+        Ok(out)
     }
 
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {

@@ -81,7 +81,7 @@ impl Indexer {
     pub(crate) fn start(inner: Arc<Inner>, progress: Arc<IndexProgress>) -> Result<Indexer> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
-        let dir = inner.dir.clone();
+        let dir = inner.config().dir.clone();
         let handle = std::thread::Builder::new()
             .name("sealog-indexer".into())
             .spawn(move || run(&inner, &thread_stop, &progress))
@@ -95,15 +95,11 @@ impl Indexer {
     /// Stops the thread and waits for it.
     pub(crate) fn stop(&mut self, inner: &Inner) {
         self.stop.store(true, Ordering::Release);
-        {
-            // Under the lock the thread waits with: no lost wake-up.
-            let _visible = inner.visible.lock();
-            inner.visible_grew.notify_all();
-        }
+        inner.readers().wake_all();
         if let Some(handle) = self.handle.take()
             && handle.join().is_err()
         {
-            tracing::error!(store = %inner.dir.display(), "the indexer thread panicked; open segments are indexed by queries");
+            tracing::error!(store = %inner.config().dir.display(), "the indexer thread panicked; open segments are indexed by queries");
         }
     }
 }
@@ -111,25 +107,18 @@ impl Indexer {
 fn run(inner: &Inner, stop: &AtomicBool, progress: &IndexProgress) {
     let mut seen = 0u64;
     loop {
-        {
-            let mut visible = inner.visible.lock();
-            while *visible <= seen && !stop.load(Ordering::Acquire) {
-                inner
-                    .visible_grew
-                    .wait_for(&mut visible, Duration::from_secs(1));
-            }
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            seen = *visible;
-        }
-        let view = inner.view_snapshot();
+        let Some(visible) = inner.readers().wait_beyond(seen, stop) else {
+            return;
+        };
+        seen = visible;
+        let view = inner.readers().snapshot();
         for segment in &view.open {
             loop {
                 // A segment sealed meanwhile has its sidecar; its memory
                 // index was dropped and must not be rebuilt.
                 let still_open = inner
-                    .view_snapshot()
+                    .readers()
+                    .snapshot()
                     .open
                     .iter()
                     .any(|s| Arc::ptr_eq(s, segment));

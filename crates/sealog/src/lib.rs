@@ -42,7 +42,9 @@
 //! The byte-level format is specified in `docs/format.md` and implemented
 //! by the [`sealog_format`] crate, re-exported as [`mod@format`].
 
+mod batch;
 pub mod checkpoint;
+mod committer;
 mod damage;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -56,9 +58,13 @@ mod mmap;
 mod options;
 mod progress;
 pub mod query;
+mod readers;
 mod recovery;
+mod sealer;
 mod search;
 mod segment;
+mod segment_file;
+mod sequencer;
 mod sidecar;
 pub mod stats;
 mod store;

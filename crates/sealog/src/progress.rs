@@ -23,9 +23,60 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use rustix::thread::futex;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::Durability;
-use crate::store::Failure;
+
+/// A latched write failure: why the store refuses writes until reopened.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub cause: String,
+    pub kind: std::io::ErrorKind,
+}
+
+impl Failure {
+    pub(crate) fn new(cause: String, kind: std::io::ErrorKind) -> Failure {
+        Failure { cause, kind }
+    }
+
+    /// The failure of an I/O call on `path`.
+    pub(crate) fn io(op: &str, path: &std::path::Path, e: &std::io::Error) -> Failure {
+        Failure {
+            cause: format!("{op} `{}`: {e}", path.display()),
+            kind: e.kind(),
+        }
+    }
+
+    /// The failure of an engine operation (`what` says which).
+    pub(crate) fn of(what: &str, e: &Error) -> Failure {
+        Failure {
+            cause: format!("{what}: {e}"),
+            kind: kind_of(e),
+        }
+    }
+
+    pub(crate) fn to_error(&self) -> Error {
+        Error::WritesRefused {
+            cause: self.cause.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
+impl From<&Error> for Failure {
+    fn from(e: &Error) -> Failure {
+        Failure {
+            cause: e.to_string(),
+            kind: kind_of(e),
+        }
+    }
+}
+
+/// The kind a latched failure reports: the I/O error's, or `Other` for a
+/// failure that is not an I/O error (corruption met while sealing, say),
+/// which has no kind of its own to report.
+fn kind_of(e: &Error) -> std::io::ErrorKind {
+    e.io_kind().unwrap_or(std::io::ErrorKind::Other)
+}
 
 pub(crate) struct Progress {
     written: AtomicU64,
@@ -65,6 +116,7 @@ impl Progress {
             {
                 return Err(failure.to_error());
             }
+            // EAGAIN (the word moved) and EINTR both mean: look again.
             let _ = futex::wait(word, futex::Flags::PRIVATE, seen, None);
         }
     }
@@ -132,6 +184,8 @@ impl Progress {
 
     fn wake(&self, word: &AtomicU32) {
         word.fetch_add(1, Ordering::AcqRel);
+        // The count of threads woken is of no use; a waiter that the call
+        // missed sees the word moved and does not sleep.
         let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);
     }
 

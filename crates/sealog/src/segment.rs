@@ -96,10 +96,12 @@ pub(crate) struct FrameWalker<'a> {
 
 impl<'a> FrameWalker<'a> {
     /// Starts after the header; the first record must carry `first_seq`.
+    /// (Bytes shorter than a header hold no frame: the walk ends at their
+    /// end.)
     pub(crate) fn new(bytes: &'a [u8], first_seq: u64, last_recorded_at: Option<i64>) -> Self {
         FrameWalker {
             bytes,
-            pos: HEADER_LEN,
+            pos: HEADER_LEN.min(bytes.len()),
             next_seq: first_seq,
             last_recorded_at,
             stop: None,
@@ -112,7 +114,10 @@ impl<'a> FrameWalker<'a> {
             return None;
         }
         let at = self.pos as u64;
-        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let rest = self
+            .bytes
+            .get(self.pos..)
+            .expect("the walk starts inside the bytes and moves by whole frames read from them");
         let frame = match frame::read_frame(rest) {
             Ok(FrameRead::End) => {
                 self.stop = Some(Stop::End { at });
@@ -203,12 +208,17 @@ pub(crate) fn interrupted_seal(rest: &[u8], at: u64) -> bool {
         return false;
     }
     let marker = sealog_format::frame::end_marker();
-    let at = usize::try_from(at).unwrap_or(usize::MAX);
+    // Where `at` lies in its sector: all that sector boundaries depend on.
+    let phase = (at % SECTOR as u64) as usize;
     let mut from = 0usize;
     while from < END_MARKER_LEN {
-        let sector_end = ((at + from) / SECTOR + 1) * SECTOR - at;
+        // The end of the sector holding byte `at + from`, relative to `at`.
+        let sector_end = ((phase + from) / SECTOR + 1) * SECTOR - phase;
         let to = sector_end.min(END_MARKER_LEN);
-        let want = marker.get(from..to).unwrap_or_default();
+        let want = marker
+            .get(from..to)
+            .expect("from < to <= END_MARKER_LEN, the marker's length");
+        // Bytes past the end of the file were never written: zeros.
         let mut got = rest
             .get(from..to.min(rest.len()))
             .unwrap_or_default()
@@ -224,13 +234,14 @@ pub(crate) fn interrupted_seal(rest: &[u8], at: u64) -> bool {
     true
 }
 
-/// Classifies the bytes of `image` from the point where a walk stopped.
+/// Classifies the bytes of `image` from the point where a walk of `image`
+/// stopped.
 pub(crate) fn classify_tail(image: &[u8], stop: &Stop) -> Tail {
     let at = stop.at() as usize;
     match stop {
         Stop::BadRecord { kind, .. } => Tail::Corrupt(kind.clone()),
         Stop::End { .. } => {
-            let rest = image.get(at..).unwrap_or_default();
+            let rest = image.get(at..).expect("a walk of `image` stops inside it");
             if rest.iter().all(|&b| b == 0) {
                 return Tail::Clean;
             }
@@ -243,6 +254,7 @@ pub(crate) fn classify_tail(image: &[u8], stop: &Stop) -> Tail {
                 Tail::Torn
             } else {
                 let sector_end = (at / SECTOR + 1) * SECTOR;
+                // Only counted for the error message.
                 let nonzero = image
                     .get(at..sector_end.min(image.len()))
                     .unwrap_or_default()
@@ -365,24 +377,36 @@ impl OpenData {
         self.offsets.len() as u64
     }
 
-    /// The footer that seals these records.
-    pub(crate) fn footer(&self, header: &SegmentHeader, sealed_at: Timestamp) -> SegmentFooter {
-        let (min_event, max_event) = self.event_time_range.unwrap_or((0, 0));
-        SegmentFooter {
+    /// The footer that seals these records; `None` if there is none (a
+    /// footer states the time ranges of its records, which an empty
+    /// segment does not have: only a segment holding records is sealed).
+    pub(crate) fn footer(
+        &self,
+        header: &SegmentHeader,
+        sealed_at: Timestamp,
+    ) -> Option<SegmentFooter> {
+        let (Some(first_recorded), Some(last_recorded), Some((min_event, max_event))) = (
+            self.first_recorded_at,
+            self.last_recorded_at,
+            self.event_time_range,
+        ) else {
+            return None;
+        };
+        Some(SegmentFooter {
             first_seq: header.first_seq,
             record_count: self.len(),
             segment_no: header.segment_no,
             frames_end: self.frames_end,
             min_event_time: Timestamp::from_nanos(min_event),
             max_event_time: Timestamp::from_nanos(max_event),
-            min_recorded_at: self.first_recorded_at.unwrap_or_default(),
-            max_recorded_at: self.last_recorded_at.unwrap_or_default(),
+            min_recorded_at: first_recorded,
+            max_recorded_at: last_recorded,
             // Computed here, by the sealer, off the commit path.
             merkle_root: sealog_format::merkle::root(&self.leaves),
             chain_head: self.chain_head,
             store_id: header.store_id,
             sealed_at,
-        }
+        })
     }
 }
 
@@ -453,6 +477,8 @@ impl OpenSegment {
                     .at(start + pos as u64)
                     .seq(self.header.first_seq + ordinal)
             };
+            // Past the end (a bug) reads as the end of the frames, which is
+            // reported as damage below: never taken as fewer records.
             let frame = match frame::read_frame(buf.get(pos..).unwrap_or_default()) {
                 Ok(FrameRead::Frame(f)) => f,
                 Ok(FrameRead::End) => {
@@ -559,13 +585,13 @@ impl SealedSegment {
         offsets: Option<Vec<u32>>,
         env: Arc<IndexEnv>,
     ) -> SealedSegment {
-        let cell = OnceLock::new();
-        if let Some(offsets) = offsets {
-            let _ = cell.set(Walked {
+        let cell = match offsets {
+            Some(offsets) => OnceLock::from(Walked {
                 offsets,
                 error: None,
-            });
-        }
+            }),
+            None => OnceLock::new(),
+        };
         SealedSegment {
             header,
             footer,
@@ -668,12 +694,15 @@ impl SealedSegment {
     fn walk_offsets(&self, offsets: &mut Vec<u32>) -> std::result::Result<(), Box<Corruption>> {
         let count = usize::try_from(self.footer.record_count).unwrap_or(usize::MAX);
         offsets.reserve(count.min(1 << 24));
+        // A map shorter than the footer says holds no frames, and the walk
+        // reports the footer's count as wrong.
         let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
             let location = Location::file(&self.name)
                 .at(pos as u64)
                 .seq(self.header.first_seq + offsets.len() as u64);
+            // `pos` only moves by whole frames read from `frames`.
             match frame::read_frame(frames.get(pos..).unwrap_or_default()) {
                 Ok(FrameRead::Frame(f)) => {
                     offsets.push(u32::try_from(pos).unwrap_or(u32::MAX));
@@ -760,6 +789,8 @@ impl SealedSegment {
     }
 
     fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {
+        // An offset (from an index: derived data) or a footer that points
+        // past the frames reads as no frame, an error naming the place.
         let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
         let location = || {
             Location::file(&self.name)

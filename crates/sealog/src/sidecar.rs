@@ -497,11 +497,10 @@ pub(crate) fn rebuild<'a>(
         Err(e) => {
             tracing::error!(segment = %segment_name, error = %e, "could not write a rebuilt index; using it from memory");
             if let Some(inner) = env.store.get().and_then(std::sync::Weak::upgrade) {
-                crate::writer::fail(
-                    &inner,
-                    format!("rebuilding the index of {segment_name}: {e}"),
-                    e.io_kind().unwrap_or(std::io::ErrorKind::Other),
-                );
+                inner.latch(crate::progress::Failure::of(
+                    &format!("rebuilding the index of {segment_name}"),
+                    &e,
+                ));
             }
             let name = sidecar_name(header.first_seq);
             Sidecar::open(name.clone(), Mapped::from_vec(bytes), &identity).map_err(|e| {

@@ -21,25 +21,29 @@
 //! appends fail with [`Error::WritesRefused`] until the store is reopened,
 //! whose recovery decides from the disk what survived.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, RwLock};
-use sealog_format::frame::{self, FRAME_COMMIT, FRAME_HEADER_LEN, FrameHasher};
-use sealog_format::record::{self, RECORD_TRAILER_LEN, RecordError};
-use sealog_format::segment::{HEADER_LEN, Manifest, SegmentHeader};
-use sealog_format::validate::{ValidationError, ValidationErrorKind};
+use sealog_format::record;
+use sealog_format::segment::Manifest;
 use sealog_format::{Event, Hash, Record, Timestamp};
 
-use crate::error::{BatchError, Error, Result};
+use crate::batch::EncodedBatch;
+use crate::checkpoint::CheckpointLog;
+use crate::damage::DamageLog;
+use crate::error::{Error, Result};
 use crate::fs::{LockGuard, Vfs};
 use crate::options::{Durability, StoreOptions};
-use crate::progress::Progress;
+use crate::progress::{Failure, Progress};
+use crate::readers::Readers;
+pub(crate) use crate::readers::{Located, View};
 use crate::recovery::RecoveryReport;
-use crate::segment::{OpenSegment, SealedSegment};
+use crate::sealer::Sealing;
+use crate::sequencer::Sequencer;
+use crate::sidecar::IndexEnv;
+use crate::stats::Counters;
 use crate::tree::Tree;
 use crate::writer::Workers;
 
@@ -97,212 +101,66 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("dir", &self.inner.dir)
-            .field("read_only", &self.inner.read_only)
+            .field("dir", &self.inner.config.dir)
+            .field("read_only", &self.inner.config.read_only)
             .finish_non_exhaustive()
     }
 }
 
-/// State shared by handles and the background threads.
-pub(crate) struct Inner {
+/// What the store was opened with; fixed until it is closed.
+pub(crate) struct Config {
     pub dir: PathBuf,
     pub fs: Arc<dyn Vfs>,
     pub options: StoreOptions,
+    /// The largest batch accepted, in encoded bytes.
     pub max_batch: u64,
     pub manifest: Manifest,
     pub read_only: bool,
-    /// The sequencer: assigns seqs, extends the chain, queues frames.
-    pub log: Mutex<LogState>,
-    /// Signals the committer that work is queued (or that it should stop).
-    pub work_ready: Condvar,
+}
+
+/// State shared by handles and the background threads: the configuration,
+/// and the types that own the moving parts — each with its own lock and
+/// invariants (see their modules).
+pub(crate) struct Inner {
+    config: Config,
+    /// The log lock: seqs, chain, placement in segments, the commit queue,
+    /// the latch.
+    sequencer: Sequencer,
     /// What the committer has written and synced; the appenders waiting.
-    pub progress: Progress,
+    progress: Progress,
+    /// The sealer's queue and backlog, and the spare segment file.
+    sealing: Sealing,
     /// What readers see.
-    pub view: RwLock<Arc<View>>,
-    pub tree: Option<Tree>,
+    readers: Readers,
+    /// The Merkle tree's level files (`None` for a read-only store without
+    /// them).
+    tree: Option<Tree>,
     /// Every checkpoint issued.
-    pub checkpoints: crate::checkpoint::CheckpointLog,
-    /// Serializes checkpoint signing.
-    pub checkpoint_lock: Mutex<()>,
+    checkpoints: CheckpointLog,
     /// Where sealed segments' index sidecars live.
-    pub index_env: Arc<crate::sidecar::IndexEnv>,
-    /// A zero-filled file ready to become the next segment.
-    pub spare: Mutex<Option<PathBuf>>,
-    pub recovery: RecoveryReport,
+    index_env: Arc<IndexEnv>,
+    recovery: RecoveryReport,
     /// Read-only opens reading around damage ([`crate::OnDamage::ReadAround`]):
     /// what could not be read. `None` otherwise: damage is an error.
-    pub damage: Option<crate::damage::DamageLog>,
-    pub counters: crate::stats::Counters,
-    /// Number of records visible to readers, for followers of the log.
-    pub visible: Mutex<u64>,
-    /// Signalled when `visible` grows.
-    pub visible_grew: Condvar,
-    pub _lock: Option<Box<dyn LockGuard>>,
+    pub(crate) damage: Option<DamageLog>,
+    counters: Counters,
+    _lock: Option<Box<dyn LockGuard>>,
 }
 
-/// The sequencer's state.
-pub(crate) struct LogState {
-    pub next_seq: u64,
-    pub last_recorded_at: Timestamp,
-    pub chain: Hash,
-    pub active: ActiveSegment,
-    pub pending: Pending,
-    pub failed: Option<Failure>,
-    pub closing: bool,
-    /// The commit generation new appends join (see [`crate::progress`]).
-    pub generation: u64,
-}
-
-/// Where the sequencer places the next frames.
-pub(crate) struct ActiveSegment {
-    pub segment_no: u64,
-    pub write_pos: u64,
-    pub records: u64,
-    pub started: Instant,
-}
-
-/// A latched write failure.
-#[derive(Clone, Debug)]
-pub(crate) struct Failure {
-    pub cause: String,
-    pub kind: std::io::ErrorKind,
-}
-
-impl Failure {
-    pub(crate) fn to_error(&self) -> Error {
-        Error::WritesRefused {
-            cause: self.cause.clone(),
-            kind: self.kind,
-        }
-    }
-}
-
-/// Frames queued for the committer.
-#[derive(Default)]
-pub(crate) struct Pending {
-    /// The commit generation these frames form.
-    pub generation: u64,
-    pub chunks: Vec<Chunk>,
-    /// Some append in the queue wants a sync.
-    pub sync: bool,
-    /// One past the last queued seq.
-    pub end_seq: u64,
-}
-
-impl Pending {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-}
-
-/// Contiguous bytes for one segment (one buffer per batch, written with one
-/// vectored write), or the start of a new segment.
-pub(crate) struct Chunk {
-    pub segment_no: u64,
-    /// Set when this chunk starts a new segment.
-    pub new_segment: Option<SegmentHeader>,
-    pub offset: u64,
-    /// Total bytes of `buffers`.
-    pub len: u64,
-    pub buffers: Vec<Vec<u8>>,
-    pub records: Vec<PendingRecord>,
-}
-
-/// What readers need to know about a queued record once it commits.
-pub(crate) struct PendingRecord {
-    pub offset: u32,
-    pub frame_len: u32,
-    pub event_time: i64,
-    pub recorded_at: Timestamp,
-    pub leaf: Hash,
-    pub chain: Hash,
-}
-
-/// The segments readers see: sealed ones, then the open ones (at most a
-/// few: the active segment and any waiting to be sealed).
-#[derive(Debug, Default)]
-pub(crate) struct View {
-    pub sealed: Vec<Arc<SealedSegment>>,
-    pub open: Vec<Arc<OpenSegment>>,
-}
-
-/// A record's segment and ordinal, found in a view.
-pub(crate) enum Located<'a> {
-    Sealed(&'a SealedSegment, u64),
-    Open(&'a OpenSegment, u64),
-}
-
-impl View {
-    /// Number of visible records.
-    pub(crate) fn len(&self) -> u64 {
-        if let Some(last) = self.open.last() {
-            return last.header.first_seq + last.data.read().len();
-        }
-        self.sealed.last().map_or(0, |s| s.footer.end_seq())
-    }
-
-    /// Finds the segment holding `seq`.
-    pub(crate) fn locate(&self, seq: u64) -> Option<Located<'_>> {
-        for open in self.open.iter().rev() {
-            if seq >= open.header.first_seq {
-                let ordinal = seq - open.header.first_seq;
-                return (ordinal < open.data.read().len()).then_some(Located::Open(open, ordinal));
-            }
-        }
-        let idx = self.sealed.partition_point(|s| s.header.first_seq <= seq);
-        let segment = self.sealed.get(idx.checked_sub(1)?)?;
-        let ordinal = seq - segment.header.first_seq;
-        (ordinal < segment.footer.record_count).then_some(Located::Sealed(segment, ordinal))
-    }
-
-    /// The first seq of the first segment that starts after `seq`.
-    pub(crate) fn next_start(&self, seq: u64) -> Option<u64> {
-        let sealed = self
-            .sealed
-            .iter()
-            .map(|s| s.header.first_seq)
-            .find(|&first| first > seq);
-        let open = self
-            .open
-            .iter()
-            .map(|s| s.header.first_seq)
-            .find(|&first| first > seq);
-        match (sealed, open) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The exact bytes of record `seq`, if visible.
-    pub(crate) fn record_bytes(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        match self.locate(seq) {
-            None => Ok(None),
-            Some(Located::Sealed(s, ordinal)) => Ok(s.read_record(ordinal)?.map(<[u8]>::to_vec)),
-            Some(Located::Open(s, ordinal)) => s.read_record(ordinal),
-        }
-    }
-}
-
-/// A batch encoded outside the lock, waiting for its seqs.
-struct Prepared {
-    bytes: Vec<u8>,
-    records: Vec<HashedRecord>,
-}
-
-/// A record encoded into the batch buffer.
-struct PreparedRecord {
-    frame_at: usize,
-    body_start: usize,
-    body_len: usize,
-    time: Option<i64>,
-}
-
-/// A record whose hashes are computed up to its trailer.
-struct HashedRecord {
-    frame_at: usize,
-    body_len: usize,
-    hasher: FrameHasher,
-    time: Option<i64>,
+/// The parts an open puts together (see [`crate::recovery`]).
+pub(crate) struct Parts {
+    pub config: Config,
+    pub sequencer: Sequencer,
+    /// Records durable (and visible) when the store opens.
+    pub durable: u64,
+    pub sealing: Sealing,
+    pub view: View,
+    pub tree: Option<Tree>,
+    pub checkpoints: CheckpointLog,
+    pub index_env: Arc<IndexEnv>,
+    pub recovery: RecoveryReport,
+    pub damage: Option<DamageLog>,
+    pub lock: Option<Box<dyn LockGuard>>,
 }
 
 impl Store {
@@ -353,6 +211,7 @@ impl Store {
     /// records; show this list to whoever reads the results. Empty for any
     /// other store (damage is an error there).
     pub fn damage(&self) -> Vec<crate::Damage> {
+        // No damage log: not reading around damage, so nothing was skipped.
         self.inner
             .damage
             .as_ref()
@@ -362,12 +221,12 @@ impl Store {
 
     /// The store directory.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.inner.config.dir
     }
 
     /// The store's random identifier (it seeds the hash chain).
     pub fn store_id(&self) -> [u8; 16] {
-        self.inner.manifest.store_id
+        self.inner.config.manifest.store_id
     }
 
     /// What recovery found and did when the store was opened.
@@ -378,7 +237,7 @@ impl Store {
     /// Appends one event with the store's default durability.
     pub fn append(&self, event: impl Borrow<Event>) -> Result<Receipt> {
         let mut receipts = self
-            .append_batch_with([event], self.inner.options.durability)
+            .append_batch_with([event], self.inner.config.options.durability)
             .map_err(|e| match e {
                 Error::InvalidBatch(mut errors) if errors.len() == 1 => {
                     Error::InvalidEvent(errors.remove(0).error)
@@ -399,7 +258,7 @@ impl Store {
         &self,
         events: impl IntoIterator<Item = E>,
     ) -> Result<Vec<Receipt>> {
-        self.append_batch_with(events, self.inner.options.durability)
+        self.append_batch_with(events, self.inner.config.options.durability)
     }
 
     /// Appends a batch atomically with the given durability.
@@ -408,19 +267,20 @@ impl Store {
         events: impl IntoIterator<Item = E>,
         durability: Durability,
     ) -> Result<Vec<Receipt>> {
-        if self.inner.read_only {
+        let config = &self.inner.config;
+        if config.read_only {
             return Err(Error::ReadOnly);
         }
-        let prepared = self.prepare(events)?;
-        if prepared.records.is_empty() {
+        let batch = EncodedBatch::encode(events, &config.options.validator, config.max_batch)?;
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let (receipts, target, generation) = self.sequence(prepared, durability)?;
+        let (receipts, ticket) = self.inner.sequencer.append(batch, durability)?;
         // The batch is queued: a failure from here on may have written some
         // or all of it, so it is reported as unacknowledged, not refused.
         self.inner
             .progress
-            .wait(target, durability, generation)
+            .wait(ticket.end_seq, durability, ticket.generation)
             .map_err(|e| match e {
                 Error::WritesRefused { cause, kind } => Error::Unacknowledged { cause, kind },
                 other => other,
@@ -431,233 +291,30 @@ impl Store {
         Ok(receipts)
     }
 
-    fn prepare<E: Borrow<Event>>(&self, events: impl IntoIterator<Item = E>) -> Result<Prepared> {
-        let validator = &self.inner.options.validator;
-        let events = events.into_iter();
-        let hint = events.size_hint().0;
-        let mut errors = Vec::new();
-        let mut bytes = Vec::with_capacity(hint * 320);
-        let mut records: Vec<PreparedRecord> = Vec::with_capacity(hint);
-        for (index, item) in events.enumerate() {
-            let borrowed = item.borrow();
-            let event = match validator.check_fields(borrowed) {
-                Ok(false) => Cow::Borrowed(borrowed),
-                Ok(true) => {
-                    let mut redacted = borrowed.clone();
-                    validator.redact(&mut redacted);
-                    Cow::Owned(redacted)
-                }
-                Err(error) => {
-                    errors.push(BatchError { index, error });
-                    continue;
-                }
-            };
-            if !errors.is_empty() {
-                continue;
-            }
-            let frame_at = bytes.len();
-            bytes.resize(frame_at + FRAME_HEADER_LEN, 0);
-            let body_start = bytes.len();
-            match record::encode_prefix(&event, &mut bytes) {
-                // The metadata was serialized once, here: check its size now.
-                Ok(metadata_len) => {
-                    if let Err(error) = validator.check_metadata_len(metadata_len) {
-                        errors.push(BatchError { index, error });
-                        bytes.truncate(frame_at);
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    errors.push(BatchError {
-                        index,
-                        error: encoding_error(e),
-                    });
-                    bytes.truncate(frame_at);
-                    continue;
-                }
-            }
-            let body_len = bytes.len() - body_start + RECORD_TRAILER_LEN;
-            bytes.resize(bytes.len() + RECORD_TRAILER_LEN, 0);
-            records.push(PreparedRecord {
-                frame_at,
-                body_start,
-                body_len,
-                time: event.time.map(Timestamp::as_nanos),
-            });
-        }
-        if !errors.is_empty() {
-            return Err(Error::InvalidBatch(errors));
-        }
-        let count = records.len();
-        let mut hashed = Vec::with_capacity(count);
-        for (i, r) in records.into_iter().enumerate() {
-            // The last frame of the batch carries COMMIT: the batch is atomic.
-            let flags = if i + 1 == count { FRAME_COMMIT } else { 0 };
-            let prefix = frame::header_prefix(r.body_len as u32, flags);
-            if let Some(slot) = bytes.get_mut(r.frame_at..r.frame_at + prefix.len()) {
-                slot.copy_from_slice(&prefix);
-            }
-            let mut hasher = FrameHasher::new(&prefix);
-            let prefix_end = r.body_start + r.body_len - RECORD_TRAILER_LEN;
-            hasher.update(bytes.get(r.body_start..prefix_end).unwrap_or_default());
-            hashed.push(HashedRecord {
-                frame_at: r.frame_at,
-                body_len: r.body_len,
-                hasher,
-                time: r.time,
-            });
-        }
-        let records = hashed;
-        if bytes.len() as u64 > self.inner.max_batch {
-            return Err(Error::BatchTooLarge {
-                bytes: bytes.len() as u64,
-                max: self.inner.max_batch,
-            });
-        }
-        Ok(Prepared { bytes, records })
-    }
-
-    fn sequence(
-        &self,
-        prepared: Prepared,
-        durability: Durability,
-    ) -> Result<(Vec<Receipt>, u64, u64)> {
-        let Prepared { mut bytes, records } = prepared;
-        let len = bytes.len() as u64;
-        let mut log = self.inner.log.lock();
-        if let Some(failure) = &log.failed {
-            return Err(failure.to_error());
-        }
-        if log.closing {
-            return Err(Error::Closed);
-        }
-        let capacity =
-            self.inner.options.segment_size - crate::options::SEGMENT_OVERHEAD + HEADER_LEN as u64;
-        if log.active.records > 0 && log.active.write_pos + len > capacity {
-            roll(&self.inner, &mut log);
-        }
-        let now = Timestamp::now();
-        let recorded_at = now.max(log.last_recorded_at);
-        log.last_recorded_at = recorded_at;
-        let base = log.active.write_pos;
-        let first_seq = log.next_seq;
-        let mut receipts = Vec::with_capacity(records.len());
-        let mut pending = Vec::with_capacity(records.len());
-        for (i, r) in records.into_iter().enumerate() {
-            let seq = first_seq + i as u64;
-            let trailer = record::encode_trailer(seq, recorded_at);
-            let trailer_at = r.frame_at + FRAME_HEADER_LEN + r.body_len - RECORD_TRAILER_LEN;
-            if let Some(slot) = bytes.get_mut(trailer_at..trailer_at + RECORD_TRAILER_LEN) {
-                slot.copy_from_slice(&trailer);
-            }
-            let mut hasher = r.hasher;
-            hasher.update(&trailer);
-            let (crc, leaf) = hasher.finish();
-            let crc_at = r.frame_at + frame::FRAME_CRC_OFFSET;
-            if let Some(slot) = bytes.get_mut(crc_at..crc_at + 4) {
-                slot.copy_from_slice(&crc.to_le_bytes());
-            }
-            log.chain = sealog_format::chain::link(&log.chain, &leaf);
-            pending.push(PendingRecord {
-                offset: (base + r.frame_at as u64) as u32,
-                frame_len: (FRAME_HEADER_LEN + r.body_len) as u32,
-                event_time: r.time.unwrap_or(recorded_at.as_nanos()),
-                recorded_at,
-                leaf,
-                chain: log.chain,
-            });
-            receipts.push(Receipt {
-                seq,
-                recorded_at,
-                leaf_hash: leaf,
-                chain_hash: log.chain,
-            });
-        }
-        let count = receipts.len() as u64;
-        log.next_seq += count;
-        log.active.write_pos += len;
-        log.active.records += count;
-        let segment_no = log.active.segment_no;
-        let end_seq = log.next_seq;
-        let queue = &mut log.pending;
-        match queue.chunks.last_mut() {
-            Some(last) if last.segment_no == segment_no && last.offset + last.len == base => {
-                last.len += len;
-                last.buffers.push(bytes);
-                last.records.extend(pending);
-            }
-            _ => queue.chunks.push(Chunk {
-                segment_no,
-                new_segment: None,
-                offset: base,
-                len,
-                buffers: vec![bytes],
-                records: pending,
-            }),
-        }
-        queue.sync |= durability == Durability::Group;
-        queue.end_seq = end_seq;
-        let generation = log.generation;
-        drop(log);
-        self.inner.work_ready.notify_one();
-        Ok((receipts, end_seq, generation))
-    }
-
     /// Makes every append so far durable, whatever its durability, and
     /// waits until the committer has handled everything queued before the
     /// call (a pending roll included).
     pub fn sync(&self) -> Result<()> {
-        if self.inner.read_only {
+        if self.inner.config.read_only {
             return Ok(());
         }
-        let generation = {
-            let mut log = self.inner.log.lock();
-            if let Some(failure) = &log.failed {
-                return Err(failure.to_error());
-            }
-            if log.pending.is_empty() && self.inner.progress.durable() >= log.next_seq {
-                return Ok(());
-            }
-            // An empty chunk that asks for a sync of what is written.
-            let target = log.next_seq;
-            log.pending.sync = true;
-            log.pending.end_seq = target;
-            let segment_no = log.active.segment_no;
-            let offset = log.active.write_pos;
-            log.pending.chunks.push(Chunk {
-                segment_no,
-                new_segment: None,
-                offset,
-                len: 0,
-                buffers: Vec::new(),
-                records: Vec::new(),
-            });
-            log.generation
-        };
-        self.inner.work_ready.notify_one();
-        self.inner.progress.wait_generation(generation)
+        match self.inner.sequencer.request_sync(&self.inner.progress)? {
+            Some(generation) => self.inner.progress.wait_generation(generation),
+            None => Ok(()),
+        }
     }
 
     /// Seals the active segment now (if it holds any record) and starts a
     /// new one. Returns once the new segment is in place; the seal itself
     /// completes in the background (see [`Store::wait_sealed`]).
     pub fn roll(&self) -> Result<()> {
-        if self.inner.read_only {
+        if self.inner.config.read_only {
             return Err(Error::ReadOnly);
         }
-        let generation = {
-            let mut log = self.inner.log.lock();
-            if let Some(failure) = &log.failed {
-                return Err(failure.to_error());
-            }
-            if log.active.records == 0 {
-                return Ok(());
-            }
-            roll(&self.inner, &mut log);
-            log.generation
-        };
-        self.inner.work_ready.notify_one();
-        self.inner.progress.wait_generation(generation)
+        match self.inner.sequencer.request_roll()? {
+            Some(generation) => self.inner.progress.wait_generation(generation),
+            None => Ok(()),
+        }
     }
 
     /// Waits until every segment that has been rolled is sealed.
@@ -687,7 +344,7 @@ impl Store {
                 s.data.read().len().saturating_sub(indexed)
             })
             .sum();
-        stats.spare_ready = self.inner.spare.lock().is_some();
+        stats.spare_ready = self.inner.sealing.spare_ready();
         stats
     }
 
@@ -695,19 +352,7 @@ impl Store {
     /// passes; returns the number visible. The basis of following the log
     /// (`tail -f`): read up to the returned count, then wait again.
     pub fn wait_for_records(&self, after: u64, timeout: std::time::Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        let mut visible = self.inner.visible.lock();
-        while *visible <= after {
-            if self
-                .inner
-                .visible_grew
-                .wait_until(&mut visible, deadline)
-                .timed_out()
-            {
-                break;
-            }
-        }
-        *visible
+        self.inner.readers.wait_for_records(after, timeout)
     }
 
     /// Number of visible records; also the next seq.
@@ -737,7 +382,7 @@ impl Store {
             },
             None => Head {
                 size: 0,
-                chain_head: self.inner.manifest.genesis(),
+                chain_head: self.inner.config.manifest.genesis(),
             },
         }
     }
@@ -927,6 +572,7 @@ impl Store {
         let options = crate::verify::VerifyOptions {
             public_key: self
                 .inner
+                .config
                 .options
                 .checkpoints
                 .as_ref()
@@ -934,8 +580,8 @@ impl Store {
             checkpoints: Vec::new(),
         };
         crate::verify::run(
-            &self.inner.dir,
-            &*self.inner.options.fs,
+            &self.inner.config.dir,
+            &*self.inner.config.fs,
             Some(limit),
             &options,
         )
@@ -952,7 +598,8 @@ impl Store {
     /// from damaged files are not compared.
     pub fn check_segment_files(&self) -> Result<()> {
         let view = self.view();
-        let fs = &*self.inner.fs;
+        let config = &self.inner.config;
+        let fs = &*config.fs;
         for s in &view.sealed {
             let file_name = s.name.rsplit('/').next().unwrap_or(&s.name);
             let missing = || -> Error {
@@ -967,16 +614,16 @@ impl Store {
                 )
                 .into()
             };
-            let path = self.inner.dir.join(&s.name);
+            let path = config.dir.join(&s.name);
             if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
                 return Err(missing());
             }
             let found = crate::recovery::read_found(
                 fs,
-                &self.inner.dir,
+                &config.dir,
                 file_name,
                 s.header.first_seq,
-                &self.inner.manifest,
+                &config.manifest,
                 true,
             )?;
             if found.header == s.header && found.footer == Some(s.footer) {
@@ -1019,7 +666,7 @@ impl Store {
     }
 
     pub(crate) fn view(&self) -> Arc<View> {
-        self.inner.view_snapshot()
+        self.inner.readers.snapshot()
     }
 
     /// Appends the `store.recovered` event if recovery dropped bytes.
@@ -1033,8 +680,71 @@ impl Store {
 }
 
 impl Inner {
-    pub(crate) fn view_snapshot(&self) -> Arc<View> {
-        self.view.read().clone()
+    pub(crate) fn new(parts: Parts) -> Arc<Inner> {
+        let inner = Arc::new(Inner {
+            config: parts.config,
+            sequencer: parts.sequencer,
+            progress: Progress::new(parts.durable),
+            sealing: parts.sealing,
+            readers: Readers::new(parts.view, parts.durable),
+            tree: parts.tree,
+            checkpoints: parts.checkpoints,
+            index_env: parts.index_env,
+            recovery: parts.recovery,
+            damage: parts.damage,
+            counters: Counters::default(),
+            _lock: parts.lock,
+        });
+        // Set once, here: the environment belongs to this store.
+        let linked = inner.index_env.store.set(Arc::downgrade(&inner));
+        debug_assert!(linked.is_ok(), "an index environment serves one store");
+        inner
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn sequencer(&self) -> &Sequencer {
+        &self.sequencer
+    }
+
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    pub(crate) fn sealing(&self) -> &Sealing {
+        &self.sealing
+    }
+
+    pub(crate) fn readers(&self) -> &Readers {
+        &self.readers
+    }
+
+    pub(crate) fn tree(&self) -> Option<&Tree> {
+        self.tree.as_ref()
+    }
+
+    pub(crate) fn index_env(&self) -> &Arc<IndexEnv> {
+        &self.index_env
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Latches a write failure: the sequencer refuses new appends, and
+    /// every waiter (appenders, `wait_sealed`) wakes with the error. The
+    /// first failure is the one reported.
+    pub(crate) fn latch(&self, failure: Failure) {
+        tracing::error!(store = %self.config.dir.display(), cause = %failure.cause, "write failure; refusing writes until reopened");
+        self.sequencer.latch(&failure);
+        self.progress.fail(failure);
+        self.sealing.wake();
     }
 
     /// The bytes of record `seq` in `view`; `None` beyond its end. A seq
@@ -1071,6 +781,7 @@ impl Inner {
     /// not be read (see [`Store::damage`]).
     pub(crate) fn noticed(&self, seq: u64, e: &Error) {
         if let (Some(log), Error::Corruption(c)) = (&self.damage, e) {
+            // `met` refuses only what is not corruption: this never fails.
             let _ = log.met(seq, Error::Corruption(c.clone()));
         }
     }
@@ -1087,7 +798,7 @@ impl Inner {
     /// The number of records proofs and checkpoints can cover now: the
     /// durable prefix of the log.
     pub fn tree_size(&self) -> u64 {
-        self.progress.durable().min(self.view_snapshot().len())
+        self.progress.durable().min(self.readers.snapshot().len())
     }
 
     /// Runs `f` with a node source over the first `size` records.
@@ -1102,7 +813,7 @@ impl Inner {
                     .into(),
             ));
         };
-        let view = self.view_snapshot();
+        let view = self.readers.snapshot();
         if size > view.len() {
             return Err(Error::Proof(
                 sealog_format::merkle::ProofError::InvalidSizes {
@@ -1143,9 +854,9 @@ impl Inner {
     /// in an open segment or at a segment boundary).
     pub(crate) fn chain_at(&self, size: u64) -> Result<Hash> {
         if size == 0 {
-            return Ok(self.manifest.genesis());
+            return Ok(self.config.manifest.genesis());
         }
-        let view = self.view_snapshot();
+        let view = self.readers.snapshot();
         let last = size - 1;
         for open in &view.open {
             let data = open.data.read();
@@ -1169,18 +880,18 @@ impl Inner {
     /// history and returns it. If the newest checkpoint already covers the
     /// same size, that one is returned.
     pub fn checkpoint(&self) -> Result<crate::checkpoint::SignedCheckpoint> {
-        let Some(options) = &self.options.checkpoints else {
+        let Some(options) = &self.config.options.checkpoints else {
             return Err(Error::Config(
                 "no signing key is configured (StoreOptions::checkpoints)".into(),
             ));
         };
-        if self.read_only {
+        if self.config.read_only {
             return Err(Error::ReadOnly);
         }
         if let Some(failure) = self.progress.failure() {
             return Err(failure.to_error());
         }
-        let _signing = self.checkpoint_lock.lock();
+        let _signing = self.checkpoints.signing();
         let size = self.tree_size();
         if let Some(latest) = self.latest_checkpoint()?
             && latest.size == size
@@ -1194,8 +905,8 @@ impl Inner {
             // A failed write or sync of the history is latched like any
             // other: retrying it could report success for bytes the kernel
             // dropped, and the checkpoint log is evidence.
-            if let Some(kind) = e.io_kind() {
-                crate::writer::fail(self, format!("writing a checkpoint: {e}"), kind);
+            if e.io_kind().is_some() {
+                self.latch(Failure::of("writing a checkpoint", &e));
             }
             return Err(e);
         }
@@ -1218,39 +929,19 @@ pub(crate) fn parse_signed(text: &str) -> Result<crate::checkpoint::SignedCheckp
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
     let body = sealog_format::checkpoint::Checkpoint::parse(note.text())
         .map_err(|e| Error::Config(format!("a stored checkpoint does not parse: {e}")))?;
+    let Some(chain_head) = crate::checkpoint::chain_head_of(&body) else {
+        return Err(Error::Config(format!(
+            "a stored checkpoint (size {}) has no `{}` line with its chain value",
+            body.size,
+            crate::checkpoint::CHAIN_EXTENSION
+        )));
+    };
     Ok(crate::checkpoint::SignedCheckpoint {
         size: body.size,
         root: body.root,
-        chain_head: crate::checkpoint::chain_head_of(&body).unwrap_or_default(),
+        chain_head,
         text: text.to_owned(),
     })
-}
-
-/// Starts a new segment at the next seq (called with the log lock held).
-pub(crate) fn roll(inner: &Inner, log: &mut LogState) {
-    let segment_no = log.active.segment_no + 1;
-    let header = SegmentHeader {
-        store_id: inner.manifest.store_id,
-        segment_no,
-        first_seq: log.next_seq,
-        chain_in: log.chain,
-        created_at: Timestamp::now(),
-    };
-    log.active = ActiveSegment {
-        segment_no,
-        write_pos: HEADER_LEN as u64,
-        records: 0,
-        started: Instant::now(),
-    };
-    log.pending.chunks.push(Chunk {
-        segment_no,
-        new_segment: Some(header),
-        offset: HEADER_LEN as u64,
-        len: 0,
-        buffers: Vec::new(),
-        records: Vec::new(),
-    });
-    log.pending.end_seq = log.next_seq;
 }
 
 fn decode_checked(view: &View, seq: u64, bytes: &[u8]) -> Result<Record> {
@@ -1273,15 +964,6 @@ fn decode_checked(view: &View, seq: u64, bytes: &[u8]) -> Result<Record> {
         .into());
     }
     Ok(record)
-}
-
-fn encoding_error(e: RecordError) -> ValidationError {
-    match e {
-        RecordError::TooLong { field, len, max } => {
-            ValidationError::new(field, ValidationErrorKind::TooLong { len, max })
-        }
-        other => ValidationError::json("", other.to_string()),
-    }
 }
 
 /// An iterator over records, oldest first, from a snapshot of the store.
@@ -1310,6 +992,8 @@ impl Iterator for Scan {
                     // A gap (below the end: `end` is at most the view's
                     // length); reading around damage, go on after it.
                     if self.inner.damage.is_some() {
+                        // A gap error is corruption, which reading around
+                        // damage notes and never refuses.
                         let _ = self.inner.read_around(seq, self.inner.gap_error(seq));
                         self.next = self.view.next_start(seq).unwrap_or(self.end);
                         continue;
@@ -1335,5 +1019,56 @@ impl Iterator for Scan {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = usize::try_from(self.end.saturating_sub(self.next)).unwrap_or(usize::MAX);
         (0, Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sealog_format::checkpoint::Checkpoint;
+    use sealog_format::note::SigningKey;
+    use sealog_format::{Actor, Outcome, Resource};
+
+    use super::*;
+
+    #[test]
+    fn a_stored_checkpoint_without_its_chain_value_is_refused_not_read_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_seed("audit.example.com/chain", &[4u8; 32]).unwrap();
+        let options = StoreOptions {
+            checkpoints: Some(crate::CheckpointOptions::new(key.clone())),
+            preallocation: crate::Preallocation::None,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        store
+            .append(Event::new(
+                Actor::new("user", "alice"),
+                "doc.read",
+                Resource::new("doc", "1"),
+                Outcome::Success,
+            ))
+            .unwrap();
+        // A checkpoint of the log, signed with the store's key, but without
+        // the chain value every checkpoint of a store carries.
+        let size = store.tree_size();
+        let body = Checkpoint {
+            origin: key.name().to_owned(),
+            size,
+            root: store.root(size).unwrap(),
+            extensions: Vec::new(),
+        };
+        let text = sealog_format::checkpoint::sign(&body, &key).unwrap();
+        store.inner.checkpoints.append(&text).unwrap();
+        match store.latest_checkpoint() {
+            Err(Error::Config(reason)) => assert!(reason.contains("sealog-chain"), "{reason}"),
+            other => panic!("expected the checkpoint refused, got {other:?}"),
+        }
+        drop(store);
+        match Store::open(dir.path(), options) {
+            Err(Error::Corruption(c)) => {
+                assert!(c.location.file.starts_with("checkpoints.log"), "{c}");
+            }
+            other => panic!("expected the history refused, got {:?}", other.map(drop)),
+        }
     }
 }

@@ -191,9 +191,10 @@ impl TailCache {
             if self.nodes.len() <= level {
                 self.nodes.resize_with(level + 1, Vec::new);
             }
-            if let Some(v) = self.nodes.get_mut(level) {
-                v.push(hash);
-            }
+            self.nodes
+                .get_mut(level)
+                .expect("the levels were just extended to hold this one")
+                .push(hash);
             h += 1;
         }
     }
@@ -219,6 +220,7 @@ impl TailCache {
             return;
         }
         let keep = usize::try_from(new_start - self.start).unwrap_or(usize::MAX);
+        // A new start beyond the cached leaves leaves none to keep.
         let rest: Vec<Hash> = self
             .leaves
             .get(keep..)

@@ -215,6 +215,7 @@ fn load_checkpoints(
                     "covers {} records, fewer than the checkpoint before it ({}): the history was \
                      reordered or rewritten",
                     body.size,
+                    // Some here: only for the message.
                     previous.unwrap_or_default()
                 )));
             }
@@ -329,6 +330,7 @@ pub(crate) fn run(
     if let Some(pos) = found.iter().position(|f| f.footer.is_none())
         && found.iter().skip(pos).any(|f| f.footer.is_some())
     {
+        // `pos` was just found: only for the message.
         let name = found.get(pos).map(|f| f.name.clone()).unwrap_or_default();
         return Err(Corruption::new(Location::file(name), CorruptionKind::UnsealedInMiddle).into());
     }
@@ -750,7 +752,9 @@ fn verify_segment(
         let from = usize::try_from(committed.2).unwrap_or(usize::MAX);
         let seal_debris = followed
             && count == committed.0
-            && crate::segment::interrupted_seal(image.get(from..).unwrap_or_default(), committed.2);
+            && image
+                .get(from..)
+                .is_some_and(|rest| crate::segment::interrupted_seal(rest, committed.2));
         if let Some(stop) = stop.as_ref().filter(|_| !seal_debris) {
             let tail = classify_tail(&image, stop);
             if tail == Tail::Torn || count > committed.0 {
@@ -763,6 +767,7 @@ fn verify_segment(
                 }
                 Tail::Torn | Tail::Clean => {
                     let from = usize::try_from(committed.2).unwrap_or(usize::MAX);
+                    // A count for the report.
                     tail_bytes = image
                         .get(from..)
                         .unwrap_or_default()
@@ -834,6 +839,7 @@ fn verify_segment(
             end.to_string(),
         ));
     }
+    // A frame end (from disk) past the file has no end marker after it.
     let marker_ok =
         sealog_format::frame::is_end_marker(image.get(end as usize..).unwrap_or_default());
     if !marker_ok {
@@ -863,6 +869,7 @@ fn verify_segment(
         if matches_footer {
             return Err(leaf_file_corruption(index));
         }
+        // For the message: zeros when the stored leaf cannot be read.
         let stored = stored_leaves
             .and_then(|l| l.read(index, 1).ok())
             .and_then(|v| v.first().copied())
@@ -871,6 +878,7 @@ fn verify_segment(
             location(offsets.get(ordinal).copied().unwrap_or(0), index),
             CorruptionKind::RecordChanged {
                 stored,
+                // `ordinal` indexes the leaves just computed.
                 computed: leaves.get(ordinal).copied().unwrap_or_default(),
             },
         )
@@ -953,6 +961,8 @@ fn check_times(
             footer.max_event_time.as_nanos(),
             max_event,
         ),
+        // None only without records, which a footer never has (refused on
+        // reading it).
         (
             "first recorded time in footer",
             footer.min_recorded_at.as_nanos(),

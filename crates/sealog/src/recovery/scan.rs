@@ -1,0 +1,305 @@
+//! Scanning the unsealed segments frame by frame, and cutting what an
+//! interrupted write left after the last complete batch (copied to
+//! `lost+found/` first).
+
+use std::path::Path;
+
+use sealog_format::segment::{HEADER_LEN, SegmentFooter};
+use sealog_format::{Hash, Timestamp};
+
+use super::corruption;
+use super::files::Found;
+use super::report::{RecoveryReport, Truncation};
+use crate::error::{CorruptionKind, Error, Location, Result};
+use crate::fs::{self, Vfs};
+use crate::layout;
+use crate::options::{Preallocation, StoreOptions};
+use crate::segment::{FrameWalker, OpenData, Tail, classify_tail};
+
+/// A committed record found by scanning.
+pub(super) struct Scanned {
+    pub(super) offset: u32,
+    pub(super) frame_len: u32,
+    pub(super) event_time: i64,
+    pub(super) recorded_at: Timestamp,
+    pub(super) leaf: Hash,
+    pub(super) chain: Hash,
+}
+
+/// The result of scanning an unsealed segment.
+pub(super) struct ScanResult {
+    pub(super) found: Found,
+    /// The bytes after the last complete batch, up to the last non-zero
+    /// byte (the rest of the image is not kept).
+    pub(super) leftover: Vec<u8>,
+    /// Whether the bytes where the scan stopped are an end marker.
+    pub(super) ends_in_marker: bool,
+    pub(super) records: Vec<Scanned>,
+    /// Records up to and including the last COMMIT frame.
+    pub(super) committed: usize,
+    pub(super) committed_end: u64,
+    pub(super) stop_at: u64,
+    pub(super) stop_seq: u64,
+    pub(super) tail: Tail,
+}
+
+impl ScanResult {
+    pub(super) fn open_data(&self) -> OpenData {
+        let mut data = OpenData::new(self.found.header.chain_in);
+        for r in self.records.iter().take(self.committed) {
+            data.push(
+                r.offset,
+                r.frame_len,
+                r.event_time,
+                r.recorded_at,
+                r.leaf,
+                r.chain,
+            );
+        }
+        data
+    }
+
+    /// Whether the bytes after the committed end are only the remains of
+    /// an interrupted seal (else they are an interrupted write).
+    pub(super) fn seal_debris(&self) -> bool {
+        self.tail == Tail::Clean && self.records.len() == self.committed && self.ends_in_marker
+    }
+}
+
+/// A segment taken as sealed: a sealed file, or (reading around damage) a
+/// segment cut or damaged before sealed ones, with a footer made from the
+/// records that could be read and their frame offsets.
+pub(super) struct TakenSealed {
+    pub(super) found: Found,
+    pub(super) footer: SegmentFooter,
+    pub(super) offsets: Option<Vec<u32>>,
+}
+
+/// Takes what can be read of a segment cut or damaged before sealed ones
+/// (reading around damage only): its readable frames, as a sealed segment
+/// with a footer made from them. Returns it, the byte offset where reading
+/// stopped, and the recorded time of its last readable record.
+pub(super) fn take_readable(f: Found, last_recorded: Option<i64>) -> Result<Readable> {
+    let scan = scan_unsealed(f, last_recorded)?;
+    let mut data = OpenData::new(scan.found.header.chain_in);
+    for r in &scan.records {
+        data.push(
+            r.offset,
+            r.frame_len,
+            r.event_time,
+            r.recorded_at,
+            r.leaf,
+            r.chain,
+        );
+    }
+    Ok(Readable {
+        end_seq: scan.found.header.first_seq + data.len(),
+        last_recorded: data.last_recorded_at.map(Timestamp::as_nanos),
+        stop_at: scan.stop_at,
+        footer: data.footer(&scan.found.header, Timestamp::from_nanos(0)),
+        offsets: data.offsets,
+        found: scan.found,
+    })
+}
+
+/// What can be read of a segment cut or damaged before sealed ones.
+pub(super) struct Readable {
+    pub(super) found: Found,
+    /// A footer made from the readable records; `None` if there is none.
+    pub(super) footer: Option<SegmentFooter>,
+    /// Their frame offsets.
+    pub(super) offsets: Vec<u32>,
+    /// One past the last readable record.
+    pub(super) end_seq: u64,
+    /// The recorded time of the last readable record.
+    pub(super) last_recorded: Option<i64>,
+    /// The byte offset where reading stopped.
+    pub(super) stop_at: u64,
+}
+
+impl Readable {
+    /// The readable records, as a sealed segment (if there is any).
+    pub(super) fn into_sealed(self) -> Option<TakenSealed> {
+        let footer = self.footer?;
+        Some(TakenSealed {
+            found: self.found,
+            footer,
+            offsets: Some(self.offsets),
+        })
+    }
+}
+
+/// The whole file of segment `f`.
+fn read_image(f: &Found) -> Result<Vec<u8>> {
+    let len = usize::try_from(f.len).map_err(|_| too_large(f))?;
+    let mut image = vec![0u8; len];
+    f.file
+        .read_exact_at(&mut image, 0)
+        .map_err(|e| Error::io("read", &f.path, e))?;
+    Ok(image)
+}
+
+fn too_large(f: &Found) -> Error {
+    corruption(
+        Location::file(&f.name),
+        CorruptionKind::Layout("the file is too large to be a segment".into()),
+    )
+}
+
+/// `image` from `at`, a position a walk over `image` reached.
+fn walked_from(image: &[u8], at: u64) -> &[u8] {
+    usize::try_from(at)
+        .ok()
+        .and_then(|at| image.get(at..))
+        .expect("a walk over an image stops inside it")
+}
+
+/// `bytes` up to its last non-zero byte (empty if all are zero).
+fn without_trailing_zeros(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    bytes
+        .get(..end)
+        .expect("one past a position inside the slice is at most its length")
+}
+
+pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<ScanResult> {
+    let image = read_image(&found)?;
+    let mut records = Vec::new();
+    let mut committed = 0;
+    let mut committed_end = HEADER_LEN as u64;
+    let mut chain = found.header.chain_in;
+    let (stop, tail) = {
+        let mut walker = FrameWalker::new(&image, found.header.first_seq, last_recorded);
+        while let Some(r) = walker.next_record() {
+            chain = sealog_format::chain::link(&chain, &r.leaf);
+            // Frames lie in the first GiB of a segment; one beyond 4 GiB
+            // cannot be placed (offsets are 32-bit), nor written after.
+            let (Ok(offset), Ok(frame_len)) = (u32::try_from(r.offset), u32::try_from(r.frame_len))
+            else {
+                return Err(too_large(&found));
+            };
+            records.push(Scanned {
+                offset,
+                frame_len,
+                event_time: r.view.event_time().as_nanos(),
+                recorded_at: r.view.recorded_at,
+                leaf: r.leaf,
+                chain,
+            });
+            if r.commit {
+                committed = records.len();
+                committed_end = r.offset + r.frame_len as u64;
+            }
+        }
+        let stop = walker.into_stop();
+        let tail = classify_tail(&image, &stop);
+        (stop, tail)
+    };
+    let ends_in_marker = sealog_format::frame::is_end_marker(walked_from(&image, stop.at()));
+    let leftover = without_trailing_zeros(walked_from(&image, committed_end)).to_vec();
+    drop(image);
+    Ok(ScanResult {
+        stop_at: stop.at(),
+        stop_seq: found.header.first_seq + records.len() as u64,
+        found,
+        leftover,
+        ends_in_marker,
+        records,
+        committed,
+        committed_end,
+        tail,
+    })
+}
+
+pub(super) fn holds_committed_record(f: &Found) -> Result<bool> {
+    let image = read_image(f)?;
+    let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
+    while let Some(r) = walker.next_record() {
+        if r.commit {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Saves and zeroes what follows the last complete batch, and restores the
+/// segment's preallocated length.
+pub(super) fn truncate_tail(
+    fs: &dyn Vfs,
+    dir: &Path,
+    options: &StoreOptions,
+    scan: &ScanResult,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let file = &scan.found.file;
+    let path = &scan.found.path;
+    if !scan.leftover.is_empty() {
+        let from = scan.committed_end;
+        if !scan.seal_debris() {
+            let bytes = scan.leftover.as_slice();
+            let saved_to = save_lost_bytes(fs, dir, &scan.found.name, from, bytes)?;
+            report.truncations.push(Truncation {
+                segment: scan.found.name.clone(),
+                offset: from,
+                dropped_bytes: bytes.iter().filter(|&&b| b != 0).count() as u64,
+                dropped_frames: (scan.records.len() - scan.committed) as u64,
+                saved_to: Some(saved_to),
+            });
+        }
+        let zeros = vec![0u8; scan.leftover.len()];
+        file.write_all_at(&zeros, from)
+            .map_err(|e| Error::io("write", path, e))?;
+    }
+    match options.preallocation {
+        Preallocation::None => {
+            if scan.found.len > scan.committed_end {
+                file.set_len(scan.committed_end)
+                    .map_err(|e| Error::io("truncate", path, e))?;
+            }
+        }
+        _ => {
+            if scan.found.len < options.segment_size {
+                file.set_len(options.segment_size)
+                    .map_err(|e| Error::io("extend", path, e))?;
+            }
+        }
+    }
+    // Not synced here. When bytes of an interrupted write were removed, the
+    // open syncs this file before it returns (the `store.recovered` note is
+    // appended to it with `Group` durability), and when the remains of a
+    // seal were, it seals the segment (fsync); either sync covers these
+    // changes. Anything a power loss undoes before then — these zeros, a
+    // length — is what the next open finds and undoes again; the copy of
+    // removed bytes is durable already.
+    Ok(())
+}
+
+/// Copies bytes recovery is about to remove into `lost+found/`.
+pub(super) fn save_lost_bytes(
+    fs: &dyn Vfs,
+    dir: &Path,
+    segment: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<String> {
+    let lost = dir.join(layout::LOST_FOUND);
+    fs::create_dirs(fs, &[&lost])?;
+    let base = segment.rsplit('/').next().unwrap_or(segment);
+    let mut n = 0u32;
+    loop {
+        let name = if n == 0 {
+            format!("{}/{base}.at-{offset}.tail", layout::LOST_FOUND)
+        } else {
+            format!("{}/{base}.at-{offset}.{n}.tail", layout::LOST_FOUND)
+        };
+        let path = dir.join(&name);
+        if !fs.exists(&path).map_err(|e| Error::io("stat", &path, e))? {
+            fs::write_atomic(fs, &path, bytes)?;
+            return Ok(name);
+        }
+        n += 1;
+    }
+}
