@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::audit::{self, Origin, Principal, Refusal, RefusalLimiter};
 use crate::body::{self, BodyError};
 use crate::config::Limits;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handle::StoreHandle;
 use crate::idempotency::{Begin, Idempotency};
 use crate::ingest::{self, Framing};
@@ -161,8 +161,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorCode::Internal,
         "the server hit a bug handling this request (it was not written); please report it",
     )
     .into_response()
@@ -172,8 +171,7 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request took longer than {} s and was cut off; an ingest that was cut off \
                  may or may not have been written: retry with the same Idempotency-Key",
@@ -193,8 +191,7 @@ async fn count_statuses(State(app): State<Arc<App>>, req: Request, next: Next) -
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!(
             "no endpoint at `{}`; the API is described in docs/api.md (e.g. POST /v1/events, \
              GET /v1/events)",
@@ -205,8 +202,7 @@ async fn not_found(req: Request) -> ApiError {
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!(
             "`{} {}` is not supported; see docs/api.md for the methods of each endpoint",
             req.method(),
@@ -233,7 +229,7 @@ fn peer_of(req_extensions: &axum::http::Extensions) -> Option<Peer> {
 /// Records a refusal (or counts it, in a flood) and returns its error.
 async fn refuse(app: &App, mut refusal: Refusal, error: ApiError) -> ApiError {
     if refusal.code.is_empty() {
-        refusal.code = error.code;
+        refusal.code = error.code.as_str();
     }
     if app.refusals.admit(&refusal) {
         if let Ok(store) = app.store.get()
@@ -274,8 +270,7 @@ async fn require(
     let need: Vec<String> = scopes.iter().map(|s| format!("`{}`", s.as_str())).collect();
     let need = need.join(" or ");
     let e = ApiError::new(
-        StatusCode::FORBIDDEN,
-        "insufficient_scope",
+        ErrorCode::InsufficientScope,
         format!(
             "the token `{}` has the scopes [{}] but this endpoint needs {need}",
             principal.name,
@@ -306,11 +301,7 @@ async fn authenticate(
         return Ok(Principal::local());
     };
     let anonymous = sealog::format::Actor::new("anonymous", "anonymous");
-    let unauthorized = |code: &'static str, message: String| {
-        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, code, message);
-        e.challenge = true;
-        e
-    };
+    let unauthorized = ApiError::new;
     let refusal = |actor, reason: &str| Refusal {
         action: "auth.failed",
         actor,
@@ -321,7 +312,7 @@ async fn authenticate(
     };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         let e = unauthorized(
-            "missing_token",
+            ErrorCode::MissingToken,
             "this endpoint needs a bearer token: send `Authorization: Bearer slg_...` (create \
              one with `sealog token create`)"
                 .into(),
@@ -337,7 +328,7 @@ async fn authenticate(
         }
         _ => {
             let e = unauthorized(
-                "malformed_token",
+                ErrorCode::MalformedToken,
                 "the Authorization header is not `Bearer <token>`".into(),
             );
             return Err(refuse(
@@ -352,7 +343,7 @@ async fn authenticate(
         Check::Valid(entry) => entry,
         Check::Revoked(entry) => {
             let e = unauthorized(
-                "revoked_token",
+                ErrorCode::RevokedToken,
                 format!(
                     "the token `{}` was revoked at {}; ask for a new one",
                     entry.name,
@@ -364,7 +355,7 @@ async fn authenticate(
         }
         Check::Unknown => {
             let e = unauthorized(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the bearer token is not valid (unknown to this server); check that it was \
                  copied whole"
                     .into(),
@@ -374,7 +365,7 @@ async fn authenticate(
         Check::FileUnreadable(reason) => {
             eprintln!("sealog serve: refusing every request: {reason}");
             let e = unauthorized(
-                "tokens_unavailable",
+                ErrorCode::TokensUnavailable,
                 "the server cannot read its tokens file, so it lets nobody in; the operator \
                  must fix the file"
                     .into(),
@@ -418,8 +409,7 @@ async fn deny(
 
 fn tenant_forbidden(principal: &Principal, asked: &str) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "tenant_forbidden",
+        ErrorCode::TenantForbidden,
         format!(
             "the token `{}` is bound to tenant `{}` and cannot read tenant `{}`",
             principal.name,
@@ -461,12 +451,9 @@ async fn record(app: &App, store: &Store, event: sealog::Event) -> Result<(), Ap
         .await
         .map_err(|e| {
             app.store.report(&e);
-            let mut err = ApiError::from_store(&e);
-            err.message = format!(
-                "the request could not be recorded in the log, so it was not served: {}",
-                err.message
-            );
-            err
+            ApiError::from_store(&e).map_message(|m| {
+                format!("the request could not be recorded in the log, so it was not served: {m}")
+            })
         })
 }
 
@@ -495,8 +482,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|_| {
         ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "a worker thread failed; the request was not completed",
         )
     })
@@ -514,8 +500,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| {
         ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("serializing the response failed: {e}"),
         )
     })
@@ -572,8 +557,7 @@ fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
         | "application/x-jsonlines" => Ok(Framing::Ndjson),
         "application/json" | "" => Ok(Framing::Json),
         other => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!(
                 "Content-Type `{}` is not accepted: send application/json (one event or an \
                  array) or application/x-ndjson (one event per line)",
@@ -599,8 +583,7 @@ async fn acquire(
 
 fn saturated(what: &str) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ingest_saturated",
+        ErrorCode::IngestSaturated,
         format!(
             "the server is ingesting as much as it accepts at once ({what}); nothing of this \
              request was written: retry after the Retry-After delay"
@@ -613,8 +596,7 @@ fn saturated(what: &str) -> ApiError {
 /// in-flight budget.
 fn parsed_too_large(bytes: usize, budget: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "batch_too_large",
+        ErrorCode::BatchTooLarge,
         format!(
             "the batch takes more memory once parsed (over {bytes} bytes with its body, events \
              with large metadata take many times their JSON size) than the server holds for \
@@ -656,8 +638,8 @@ async fn ingest_inner(
                 && v.len() <= 255
                 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
             if !ok {
-                return Err(ApiError::bad_request(
-                    "invalid_idempotency_key",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidIdempotencyKey,
                     "the Idempotency-Key header must be 1 to 255 printable ASCII characters \
                      without spaces (a UUID, say)",
                 ));
@@ -678,8 +660,7 @@ async fn ingest_inner(
     let (body, mut allowance) = match tokio::time::timeout(app.limits.body_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                ErrorCode::BodyTimeout,
                 format!(
                     "the body was not received within {} s; the connection is too slow. \
                      Nothing was written",
@@ -693,8 +674,8 @@ async fn ingest_inner(
         Ok(Err(BodyError::Saturated)) => return Err(saturated("too many bytes in flight")),
         Ok(Err(BodyError::Encoding(e))) => return Err(e),
         Ok(Err(BodyError::Read(e))) => {
-            return Err(ApiError::bad_request(
-                "body_read_failed",
+            return Err(ApiError::new(
+                ErrorCode::BodyReadFailed,
                 format!("reading the body failed: {e}; nothing was written"),
             ));
         }
@@ -727,8 +708,7 @@ async fn ingest_inner(
             }
             Begin::Conflict => {
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
+                    ErrorCode::IdempotencyKeyReused,
                     "this Idempotency-Key was already used with a different body; use a new key \
                      for a new batch",
                 ));
@@ -831,8 +811,7 @@ async fn ingest_inner(
                     }
                     Ok(Err(e)) => Err(IngestFailure::Store(e, lines)),
                     Err(_) => Err(IngestFailure::Api(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        ErrorCode::Internal,
                         "a worker thread failed; the batch may or may not have been written: \
                          retry with the same Idempotency-Key",
                     ))),
@@ -840,8 +819,7 @@ async fn ingest_inner(
             });
             task.await.map_err(|_| {
                 ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ErrorCode::Internal,
                     "the append task failed; retry with the same Idempotency-Key",
                 )
             })?
@@ -853,8 +831,7 @@ async fn ingest_inner(
         Err(IngestFailure::Tenant { indices, asked }) => {
             let bound = principal.tenant.clone().unwrap_or_default();
             let e = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tenant_forbidden",
+                ErrorCode::TenantForbidden,
                 format!(
                     "the token `{}` is bound to tenant `{bound}` and cannot write events of \
                      tenant `{}` ({} event(s), listed in `indices`); nothing was written",
@@ -1023,8 +1000,8 @@ async fn export(
 ) -> Result<Response, ApiError> {
     if params::get(&params, "limit").is_some() || params::get(&params, "cursor").is_some() {
         // A stream has no pages: refuse rather than ignore.
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
             "`limit` and `cursor` page a JSON listing; an NDJSON export streams every match. \
              Drop them, or ask for JSON (Accept: application/json)",
         ));
@@ -1077,8 +1054,7 @@ async fn export(
                             None
                         }
                         Err(e) => Some(ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
+                            ErrorCode::Internal,
                             format!("serializing record {seq} failed: {e}"),
                         )),
                     }
@@ -1126,8 +1102,8 @@ async fn export(
 
 fn parse_seq(text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_seq",
+        ApiError::new(
+            ErrorCode::InvalidSeq,
             format!(
                 "`{}` is not a sequence number (a non-negative integer)",
                 audit::clean(text, 64)
@@ -1138,16 +1114,14 @@ fn parse_seq(text: &str) -> Result<u64, ApiError> {
 
 fn no_record(seq: u64) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("there is no record {seq} visible to this token"),
     )
 }
 
 fn no_key() -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "no_signing_key",
+        ErrorCode::NoSigningKey,
         "this server has no signing key, so it issues no checkpoints or receipts: start it with \
          --signing-key PREFIX.key (make one with `sealog keygen`)",
     )
@@ -1481,8 +1455,7 @@ async fn verify_inner(
     params::parse(raw.as_deref(), &[], &[])?;
     let Ok(_permit) = app.verifying.clone().try_acquire_owned() else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "verify_running",
+            ErrorCode::VerifyRunning,
             "a verification is already running; wait for it to finish",
         ));
     };
@@ -1554,8 +1527,7 @@ async fn operator(app: &App, headers: &HeaderMap, origin: &Origin) -> Result<Pri
     require(app, &principal, origin, &[Scope::Query, Scope::Admin]).await?;
     if principal.tenant.is_some() {
         let e = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "tenant_forbidden",
+            ErrorCode::TenantForbidden,
             format!(
                 "the token `{}` is bound to a tenant; statistics cover every tenant and need a \
                  token without a tenant binding",
@@ -1699,8 +1671,8 @@ pub(crate) async fn open_tail(
                 .ok()
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_last_event_id",
+                    ApiError::new(
+                        ErrorCode::InvalidLastEventId,
                         "Last-Event-ID must be the seq of the last event received (an integer)",
                     )
                 })?,

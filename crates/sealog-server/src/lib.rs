@@ -67,7 +67,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
 pub use config::{ConfigError, Layer, Limits, Settings, TlsFiles};
-pub use error::ApiError;
+pub use error::{ApiError, ApiErrorParts, ErrorCode};
 
 use crate::app::{App, Peer};
 use crate::handle::StoreHandle;

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, Request, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sealog::format::record;
@@ -29,7 +28,7 @@ use sealog::query::Query;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::app::{App, Peer};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handle::StoreHandle;
 use crate::metrics;
 
@@ -110,8 +109,7 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
     let malformed = |seq: u64| match store.get(seq) {
         Err(e) => ApiError::from_store(&e),
         Ok(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("record {seq} could not be decoded"),
         ),
     };
@@ -148,8 +146,7 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
                     .push(SseEvent::default().id(seq.to_string()).data(json)),
                 Err(e) => {
                     read.stop = Some(ReadStop::Failed(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        ErrorCode::Internal,
                         format!("serializing record {seq} failed: {e}"),
                     )));
                     return read;
@@ -193,8 +190,7 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
                         events: Vec::new(),
                         reached: from,
                         stop: Some(ReadStop::Failed(ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
+                            ErrorCode::Internal,
                             "a worker thread failed while reading new records",
                         ))),
                     },
