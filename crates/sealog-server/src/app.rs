@@ -236,7 +236,11 @@ async fn refuse(app: &App, mut refusal: Refusal, error: ApiError) -> ApiError {
             && let Err(e) = audit::append(store, vec![refusal.to_event()]).await
         {
             app.store.report(&e);
-            eprintln!("sealog serve: could not record a refused request in the log: {e}");
+            tracing::error!(
+                error = %e,
+                endpoint = %refusal.origin.endpoint,
+                "could not record a refused request in the log"
+            );
         }
     } else {
         metrics::add(&app.metrics.refusals_suppressed, 1);
@@ -363,7 +367,7 @@ async fn authenticate(
             return Err(refuse(app, refusal(anonymous, "unknown token"), e).await);
         }
         Check::FileUnreadable(reason) => {
-            eprintln!("sealog serve: refusing every request: {reason}");
+            tracing::error!(%reason, "refusing every request: the tokens file is unusable");
             let e = unauthorized(
                 ErrorCode::TokensUnavailable,
                 "the server cannot read its tokens file, so it lets nobody in; the operator \
@@ -1062,7 +1066,7 @@ async fn export(
                 Err(e) => Some(ApiError::from_store(&e)),
             };
             if let Some(error) = failure {
-                eprintln!("sealog serve: an export stream was cut short: {error}");
+                tracing::error!(%error, "an export stream was cut short");
                 let line = error.body().to_string();
                 buf.extend_from_slice(line.as_bytes());
                 buf.push(b'\n');

@@ -368,20 +368,20 @@ impl Idempotency {
             Ok(()) => {
                 if journal.file.failing {
                     journal.file.failing = false;
-                    eprintln!(
-                        "sealog serve: writing the idempotency journal {} works again",
-                        journal.file.path.display()
+                    tracing::info!(
+                        path = %journal.file.path.display(),
+                        "writing the idempotency journal works again"
                     );
                 }
             }
             Err(e) => {
                 if !journal.file.failing {
                     journal.file.failing = true;
-                    eprintln!(
-                        "sealog serve: could not write the idempotency journal {} ({e}): \
-                         the batches are durable and acknowledged, but their keys will be \
-                         forgotten if the server restarts",
-                        journal.file.path.display()
+                    tracing::error!(
+                        path = %journal.file.path.display(),
+                        error = %e,
+                        "could not write the idempotency journal: the batches are durable and \
+                         acknowledged, but their keys will be forgotten if the server restarts"
                     );
                 }
                 return;
@@ -416,10 +416,10 @@ impl Idempotency {
                 }
             }
             if let Err(e) = journal.file.rewrite(&text, count) {
-                eprintln!(
-                    "sealog serve: could not compact the idempotency journal {} ({e}); it \
-                     keeps growing until this works",
-                    journal.file.path.display()
+                tracing::warn!(
+                    path = %journal.file.path.display(),
+                    error = %e,
+                    "could not compact the idempotency journal; it keeps growing until this works"
                 );
             }
         }

@@ -476,21 +476,20 @@ impl Server {
         match loaded {
             Ok(loaded) => {
                 if loaded.keys > 0 || loaded.expired > 0 {
-                    eprintln!(
-                        "sealog serve: idempotency keys remembered from {}: {} ({} expired)",
-                        journal.display(),
-                        loaded.keys,
-                        loaded.expired
+                    tracing::info!(
+                        path = %journal.display(),
+                        keys = loaded.keys,
+                        expired = loaded.expired,
+                        "idempotency keys remembered from the journal"
                     );
                 }
                 if let Some(first) = &loaded.first_damage {
-                    eprintln!(
-                        "sealog serve: the idempotency journal {} had {} unusable entr{}, \
-                         forgotten (a retry of those batches with their key may write them \
-                         again); the first found: {first}",
-                        journal.display(),
-                        loaded.damaged,
-                        if loaded.damaged == 1 { "y" } else { "ies" }
+                    tracing::warn!(
+                        path = %journal.display(),
+                        unusable = loaded.damaged,
+                        first = %first,
+                        "the idempotency journal had unusable entries, forgotten (a retry of \
+                         those batches with their key may write them again)"
                     );
                 }
             }
@@ -510,11 +509,14 @@ impl Server {
         let max = settings.limits.max_connections;
         let connection_limit = connection_limit(max, soft);
         if connection_limit < max {
-            eprintln!(
-                "sealog serve: serving at most {connection_limit} connections at once, not \
-                 max_connections = {max}: the open-file limit is {} and {RESERVED_FDS} \
-                 descriptors are kept for the store (raise the limit: `ulimit -n`, or \
-                 LimitNOFILE= in a systemd unit)",
+            tracing::warn!(
+                connection_limit,
+                max_connections = max,
+                open_file_limit = soft.unwrap_or(0),
+                reserved = RESERVED_FDS,
+                "serving at most {connection_limit} connections at once, not max_connections = \
+                 {max}: the open-file limit is {} and {RESERVED_FDS} descriptors are kept for \
+                 the store (raise the limit: `ulimit -n`, or LimitNOFILE= in a systemd unit)",
                 soft.unwrap_or(0)
             );
         }
@@ -599,9 +601,10 @@ impl Server {
                     match synced {
                         Err(e) if !failing => {
                             failing = true;
-                            eprintln!(
-                                "sealog serve: syncing the idempotency journal failed ({e}): \
-                                 a power loss may forget the newest keys"
+                            tracing::warn!(
+                                error = %e,
+                                "syncing the idempotency journal failed: a power loss may forget \
+                                 the newest keys"
                             );
                         }
                         Err(_) => {}
@@ -632,7 +635,7 @@ impl Server {
                     Ok(v) => v,
                     Err(e) => {
                         // Out of file descriptors, say: wait and go on.
-                        eprintln!("sealog serve: accept failed: {e}");
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -672,14 +675,14 @@ impl Server {
             });
         }
         drop(listener);
-        eprintln!("sealog serve: shutting down: no longer accepting connections");
+        tracing::info!("shutting down: no longer accepting connections");
         let _ = stop_tx.send(true);
         match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
-            Ok(()) => eprintln!("sealog serve: in-flight requests finished"),
-            Err(_) => eprintln!(
-                "sealog serve: the grace period of {} s ended with requests still open; closing \
-                 the store anyway (unacknowledged batches may or may not be written)",
-                limits.shutdown_grace.as_secs()
+            Ok(()) => tracing::info!("in-flight requests finished"),
+            Err(_) => tracing::warn!(
+                grace_secs = limits.shutdown_grace.as_secs(),
+                "the grace period ended with requests still open; closing the store anyway \
+                 (unacknowledged batches may or may not be written)"
             ),
         }
         flusher.abort();
@@ -688,7 +691,11 @@ impl Server {
             let app = app.clone();
             let synced = tokio::task::spawn_blocking(move || app.idempotency.sync_journal()).await;
             if let Ok(Err(e)) = synced {
-                eprintln!("sealog serve: syncing the idempotency journal failed ({e})");
+                tracing::warn!(
+                    error = %e,
+                    "syncing the idempotency journal at shutdown failed: a power loss may forget \
+                     the newest keys"
+                );
             }
         }
         flush_refusals(&app, true).await;
@@ -701,7 +708,7 @@ impl Server {
         if let Some(store) = store {
             let closed = tokio::task::spawn_blocking(move || store.close()).await;
             match closed {
-                Ok(Ok(())) => eprintln!("sealog serve: store synced and closed"),
+                Ok(Ok(())) => tracing::info!(dir = %dir.display(), "store synced and closed"),
                 Ok(Err(source)) => {
                     return Err(ServerError::Store {
                         op: "close",
@@ -731,7 +738,7 @@ async fn flush_refusals(app: &App, all: bool) {
         && let Err(e) = audit::append(store, events).await
     {
         app.store.report(&e);
-        eprintln!("sealog serve: could not record the summary of refused requests: {e}");
+        tracing::error!(error = %e, "could not record the summary of refused requests");
     }
 }
 
