@@ -445,11 +445,6 @@ impl Idempotency {
     pub fn len(&self) -> usize {
         self.table.lock().entries.len()
     }
-
-    /// True if no key is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One line of the journal: a completed batch's key and where its records

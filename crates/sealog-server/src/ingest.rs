@@ -58,7 +58,7 @@ impl Problems {
 }
 
 /// The 400 for a batch with bad events.
-pub fn invalid_events(list: Vec<Value>) -> ApiError {
+pub(crate) fn invalid_events(list: Vec<Value>) -> ApiError {
     let n = list.len();
     ApiError::new(
         ErrorCode::InvalidEvents,
@@ -466,7 +466,7 @@ fn option_heap(s: Option<&String>) -> usize {
 /// The heap memory of a JSON value (not counting the value itself), an
 /// upper estimate for serde_json with `preserve_order`: vectors grown by
 /// doubling, a map's entries and its hash index.
-pub fn value_heap_bytes(v: &Value) -> usize {
+pub(crate) fn value_heap_bytes(v: &Value) -> usize {
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
         Value::String(s) => string_heap(s),
@@ -535,7 +535,7 @@ fn malformed(e: &serde_json::Error, expected: &str) -> ApiError {
 }
 
 /// Adds NDJSON line numbers to the engine's list of invalid events.
-pub fn with_lines(mut error: ApiError, batch: &Batch) -> ApiError {
+pub(crate) fn with_lines(mut error: ApiError, batch: &Batch) -> ApiError {
     if batch.lines.is_none() {
         return error;
     }

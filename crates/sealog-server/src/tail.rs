@@ -20,23 +20,32 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, Request, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sealog::format::record;
 use sealog::query::Query;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::app::{App, Peer};
 use crate::error::{ApiError, ErrorCode};
 use crate::handle::StoreHandle;
 use crate::metrics;
+use crate::state::App;
 
 /// Records read per wake-up, at most.
-pub const CHUNK: u64 = 256;
+pub(crate) const CHUNK: u64 = 256;
+
+/// How long a stream that met damage waits, after its last line or event,
+/// before it aborts the body: hyper discards what it has not yet written
+/// when a body fails, and the client should get the error as well as the
+/// abort.
+pub(crate) const ABORT_GRACE: Duration = Duration::from_millis(250);
 
 /// The follower: publishes the number of visible records.
-pub fn follow(handle: Arc<StoreHandle>, tx: watch::Sender<u64>, stopping: watch::Receiver<bool>) {
+pub(crate) fn follow(
+    handle: Arc<StoreHandle>,
+    tx: watch::Sender<u64>,
+    stopping: watch::Receiver<bool>,
+) {
     let mut last = 0u64;
     while !*stopping.borrow() {
         let Ok(store) = handle.get() else {
@@ -171,7 +180,7 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
         }
         if let Some(error) = s.failed.take() {
             s.ended = true;
-            tokio::time::sleep(crate::app::ABORT_GRACE).await;
+            tokio::time::sleep(ABORT_GRACE).await;
             return Some((Err(abort(&error)), s));
         }
         if s.ended || *s.stopping.borrow() {
@@ -224,14 +233,14 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
     }
 }
 
-/// The handler.
-pub async fn tail(State(app): State<Arc<App>>, RawQuery(raw): RawQuery, req: Request) -> Response {
-    let peer = req.extensions().get::<Peer>().copied();
-    let (query, permit, last_id) = match crate::app::open_tail(&app, req.headers(), peer, raw).await
-    {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+/// The stream of a tail request that was authorized, parsed and
+/// recorded: from after `last_id`, or from the log's end.
+pub(crate) fn stream(
+    app: Arc<App>,
+    query: Query,
+    permit: OwnedSemaphorePermit,
+    last_id: Option<u64>,
+) -> Response {
     let visible = app.visible.clone();
     let start = match last_id {
         Some(id) => id.saturating_add(1),
