@@ -29,8 +29,7 @@
 //! - A follower thread publishes the log's size to tail streams.
 //! - A task reopens the store after a failed write (`handle.rs`).
 //! - A task writes summaries of suppressed refusals ([`audit`]).
-//! - A task syncs the idempotency journal and compacts it
-//!   (`idempotency/journal.rs`).
+//! - A task compacts the idempotency journal (`idempotency/journal.rs`).
 //!
 //! Shutdown (the future given to [`Server::run`] completes, e.g. on
 //! SIGTERM): stop accepting, end tail streams, let in-flight requests

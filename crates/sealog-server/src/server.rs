@@ -25,6 +25,10 @@ use crate::{
     open_file_limit, routes, tail, tls,
 };
 
+/// How often the background task looks whether the idempotency journal
+/// is due for compaction.
+const JOURNAL_COMPACTION_EVERY: Duration = Duration::from_secs(1);
+
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     app: Arc<App>,
@@ -76,6 +80,8 @@ impl Server {
         };
         let tls = settings.tls.as_ref().map(tls::load_tls).transpose()?;
         let validator = options.validator.clone();
+        // The journal goes through the store's filesystem.
+        let fs = options.fs.clone();
         let dir = settings.data_dir.clone();
         let opened = {
             let dir = dir.clone();
@@ -124,7 +130,7 @@ impl Server {
             let app = app.clone();
             let path = journal.clone();
             tokio::task::spawn_blocking(move || match app.store.get() {
-                Ok(store) => app.idempotency.open_journal(&path, &store),
+                Ok(store) => app.idempotency.open_journal(fs, &path, &store),
                 Err(_) => Err(std::io::Error::other("the store is not open")),
             })
             .await
@@ -238,29 +244,30 @@ impl Server {
                 }
             })
         };
-        let journal_syncer = {
+        // Compaction of the idempotency journal, off the ingest path.
+        let journal_compactor = {
             let app = app.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = tokio::time::interval(JOURNAL_COMPACTION_EVERY);
                 let mut failing = false;
                 loop {
                     tick.tick().await;
                     let app = app.clone();
-                    let synced =
-                        tokio::task::spawn_blocking(move || app.idempotency.sync_journal())
+                    let compacted =
+                        tokio::task::spawn_blocking(move || app.idempotency.compact_journal())
                             .await
-                            .unwrap_or(Ok(()));
-                    match synced {
+                            .unwrap_or(Ok(false));
+                    match compacted {
                         Err(e) if !failing => {
                             failing = true;
                             tracing::warn!(
                                 error = %e,
-                                "syncing the idempotency journal failed: a power loss may forget \
-                                 the newest keys"
+                                "could not compact the idempotency journal; it keeps growing \
+                                 until this works"
                             );
                         }
                         Err(_) => {}
-                        Ok(()) => failing = false,
+                        Ok(_) => failing = false,
                     }
                 }
             })
@@ -338,18 +345,7 @@ impl Server {
             ),
         }
         flusher.abort();
-        journal_syncer.abort();
-        {
-            let app = app.clone();
-            let synced = tokio::task::spawn_blocking(move || app.idempotency.sync_journal()).await;
-            if let Ok(Err(e)) = synced {
-                tracing::warn!(
-                    error = %e,
-                    "syncing the idempotency journal at shutdown failed: a power loss may forget \
-                     the newest keys"
-                );
-            }
-        }
+        journal_compactor.abort();
         flush_refusals(&app, true).await;
         let store = app.store.take_for_close();
         reopen.abort();

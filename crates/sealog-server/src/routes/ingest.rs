@@ -37,8 +37,13 @@ type ParsedBatch = (ingest::Batch, Allowance);
 /// What the blocking part of an ingest returns when it fails.
 enum IngestFailure {
     Api(ApiError),
-    Tenant { indices: Vec<usize>, asked: String },
+    Tenant {
+        indices: Vec<usize>,
+        asked: String,
+    },
     Store(sealog::Error, Option<Vec<u64>>),
+    /// Written, but its idempotency key could not be made durable.
+    Unjournaled(Arc<Vec<Receipt>>, std::io::Error),
 }
 
 /// The key a batch is remembered under: principal, key, fingerprint.
@@ -108,7 +113,18 @@ async fn ingest_batch(
             .begin(&auth.principal.name, key, fingerprint)
             .await
         {
-            Begin::Replay(receipts) => {
+            Begin::Replay {
+                receipts,
+                journaled,
+            } => {
+                if !journaled {
+                    let idempotency = app.idempotency.clone();
+                    let (principal, key) = (auth.principal.name.clone(), key.clone());
+                    let r = receipts.clone();
+                    blocking(move || idempotency.journal_again(&principal, &key, &fingerprint, &r))
+                        .await?
+                        .map_err(|e| unjournaled(app, &receipts, &e))?;
+                }
                 metrics::add(&app.metrics.idempotent_replays, 1);
                 let mut r = receipts_response(&receipts);
                 r.headers_mut()
@@ -136,6 +152,7 @@ async fn ingest_batch(
     match outcome {
         Ok(receipts) => Ok(receipts_response(&receipts)),
         Err(IngestFailure::Api(e)) => Err(e),
+        Err(IngestFailure::Unjournaled(receipts, e)) => Err(unjournaled(app, &receipts, &e)),
         Err(IngestFailure::Tenant { indices, asked }) => {
             let bound = auth.principal.tenant.clone().unwrap_or_default();
             let e = ApiError::new(
@@ -162,6 +179,30 @@ async fn ingest_batch(
             };
             Err(ingest::with_lines(err, &batch))
         }
+    }
+}
+
+/// The answer to a batch that was written but whose idempotency key could
+/// not be made durable: not an acknowledgement, since a retry after a
+/// restart would write the batch again.
+fn unjournaled(app: &App, receipts: &[Receipt], e: &std::io::Error) -> ApiError {
+    let path = app
+        .idempotency
+        .journal_path()
+        .map_or_else(String::new, |p| format!(" `{}`", p.display()));
+    let seqs = match (receipts.first(), receipts.last()) {
+        (Some(first), Some(last)) => format!("seqs {}..={}", first.seq, last.seq),
+        _ => "no records".to_owned(),
+    };
+    let message = format!(
+        "the batch was written ({seqs}) but its Idempotency-Key could not be recorded in the \
+         idempotency journal{path} ({e}), so it is not acknowledged: retry with the same \
+         Idempotency-Key to get its receipts once the journal can be written"
+    );
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::new(ErrorCode::StorageFull, message).retry_after(1)
+    } else {
+        ApiError::unavailable(message)
     }
 }
 
@@ -345,16 +386,19 @@ async fn append_detached(
             let _allowance = allowance;
             let receipts = store.append_batch(batch.events)?;
             // Durable now: remember the key across a restart before
-            // acknowledging (an append to the journal's page cache; the
-            // journal is synced and compacted in the background).
-            if let Some((principal, key, fingerprint)) = &journal_as {
-                journal.journal_batch(principal, key, fingerprint, &receipts);
-            }
-            Ok::<_, sealog::Error>(receipts)
+            // acknowledging (a line written and synced; the journal is
+            // compacted in the background).
+            let journaled = match &journal_as {
+                Some((principal, key, fingerprint)) => {
+                    journal.journal_batch(principal, key, fingerprint, &receipts)
+                }
+                None => Ok(()),
+            };
+            Ok::<_, sealog::Error>((receipts, journaled))
         })
         .await;
         match appended {
-            Ok(Ok(receipts)) => {
+            Ok(Ok((receipts, journaled))) => {
                 let m = &task_app.metrics;
                 let n = receipts.len() as u64;
                 metrics::add(&m.ingest_requests, 1);
@@ -363,9 +407,20 @@ async fn append_detached(
                 m.batch_events.record(n);
                 let receipts = Arc::new(receipts);
                 if let Some(slot) = slot {
-                    slot.complete(receipts.clone());
+                    slot.complete(receipts.clone(), journaled.is_ok());
                 }
-                Ok(receipts)
+                match journaled {
+                    Ok(()) => Ok(receipts),
+                    Err(e) => {
+                        tracing::error!(
+                            error = %e,
+                            first_seq = receipts.first().map(|r| r.seq),
+                            "could not write the idempotency journal: the batch is written but \
+                             not acknowledged"
+                        );
+                        Err(IngestFailure::Unjournaled(receipts, e))
+                    }
+                }
             }
             Ok(Err(e)) => Err(IngestFailure::Store(e, lines)),
             Err(_) => Err(IngestFailure::Api(ApiError::new(
