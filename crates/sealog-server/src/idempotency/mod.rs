@@ -661,10 +661,15 @@ mod tests {
 
     /// One case: a store and journal on a filesystem that simulates power
     /// loss, `step` run with its `n`-th filesystem call failing with
-    /// `fault` (`None`: run to record its calls). Every key whose journal
-    /// write succeeded (or was retried with success) must survive a power
-    /// loss. Returns the calls the step made.
-    async fn journal_case(step: Step, fail: Option<(u64, Fault)>) -> Vec<sealog::fault::Call> {
+    /// `fault`, or with the process dying just before it (`None`; no
+    /// `fail`: run to record its calls). Every key whose journal write
+    /// succeeded (or, without a crash, was retried with success) must
+    /// survive a power loss. Returns the calls the step made.
+    async fn journal_case(
+        step: Step,
+        fail: Option<(u64, Option<Fault>)>,
+    ) -> Vec<sealog::fault::Call> {
+        let crash = matches!(fail, Some((_, None)));
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let fs = Arc::new(FaultFs::with_power_loss());
@@ -694,8 +699,10 @@ mod tests {
         table.compaction_due.store(true, Ordering::Relaxed);
         let start = || {
             fs.start_recording();
-            if let Some((n, fault)) = fail {
-                fs.fail_nth(n, fault);
+            match fail {
+                Some((n, Some(fault))) => fs.fail_nth(n, fault),
+                Some((n, None)) => fs.crash_at(n),
+                None => {}
             }
         };
         let (stepped, calls) = match step {
@@ -711,12 +718,14 @@ mod tests {
                 let calls = fs.take_recording();
                 let receipts = Arc::new(receipts);
                 slot.complete(receipts.clone(), journaled.is_ok());
-                if journaled.is_err() {
+                if journaled.is_err() && !crash {
                     table
                         .journal_again("p", "step", &[99; 32], &receipts)
                         .unwrap();
                 }
-                acknowledged.push(("step".to_owned(), 99, receipts));
+                if journaled.is_ok() || !crash {
+                    acknowledged.push(("step".to_owned(), 99, receipts));
+                }
                 (journaled.map(|()| true), calls)
             }
             Step::Compact => {
@@ -725,14 +734,17 @@ mod tests {
                 (compacted, fs.take_recording())
             }
         };
-        if fs.nth_fired() {
+        if fs.nth_fired() || crash {
             assert!(stepped.is_err(), "{step:?}: a failed call is reported");
         }
-        // The journal goes on working after the failure.
-        let (receipts, journaled) =
-            ingest_with(&table, &store, "next", 100, Durability::Group).await;
-        journaled.unwrap_or_else(|e| panic!("{step:?} {fail:?}: the next append failed: {e}"));
-        acknowledged.push(("next".to_owned(), 100, receipts));
+        if fail.is_some() && !crash {
+            // The journal goes on working after the failure. (Without a
+            // failure the power goes right after the step.)
+            let (receipts, journaled) =
+                ingest_with(&table, &store, "next", 100, Durability::Group).await;
+            journaled.unwrap_or_else(|e| panic!("{step:?} {fail:?}: the next append failed: {e}"));
+            acknowledged.push(("next".to_owned(), 100, receipts));
+        }
         drop(table);
         drop(store);
         let after = dir.path().join("after");
@@ -785,8 +797,9 @@ mod tests {
             }
             for n in 0..calls.len() as u64 {
                 for fault in [Fault::Io, Fault::NoSpace, Fault::ShortWrite] {
-                    journal_case(step, Some((n, fault))).await;
+                    journal_case(step, Some((n, Some(fault)))).await;
                 }
+                journal_case(step, Some((n, None))).await;
             }
         }
     }
