@@ -133,26 +133,35 @@ fn data_dir_given(matches: &clap::ArgMatches) -> bool {
 }
 
 /// Sends the diagnostics of the engine and the server (`tracing` events:
-/// write failures that latch the store, recoveries, index rebuilds) to
-/// standard error. `SEALOG_LOG` sets the level: `error`, `warn` (the
-/// default), `info`, `debug` or `trace`.
+/// write failures that latch the store, recoveries, index rebuilds, and
+/// what `serve` does: start, reopens, shutdown) to standard error.
+/// `SEALOG_LOG` sets the level: `error`, `warn`, `info`, `debug` or
+/// `trace`; without it, warnings, and the server's account of what it does
+/// (its `info` events).
 fn init_logging() {
-    let level = match std::env::var("SEALOG_LOG")
+    use tracing::Level;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::Layer as _;
+    let filter = match std::env::var("SEALOG_LOG")
         .unwrap_or_default()
         .to_ascii_lowercase()
         .as_str()
     {
-        "error" => tracing::Level::ERROR,
-        "info" => tracing::Level::INFO,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::WARN,
+        "error" => Targets::new().with_default(Level::ERROR),
+        "warn" => Targets::new().with_default(Level::WARN),
+        "info" => Targets::new().with_default(Level::INFO),
+        "debug" => Targets::new().with_default(Level::DEBUG),
+        "trace" => Targets::new().with_default(Level::TRACE),
+        _ => Targets::new()
+            .with_default(Level::WARN)
+            .with_target("sealog_server", Level::INFO),
     };
-    let _ = tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
+        .with_max_level(Level::TRACE)
         .with_target(false)
-        .try_init();
+        .finish();
+    let _ = tracing::subscriber::set_global_default(filter.with_subscriber(subscriber));
 }
 
 fn main() -> ExitCode {

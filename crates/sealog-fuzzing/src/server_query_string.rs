@@ -65,7 +65,7 @@ fn parameter(e: &ApiError) -> Option<&str> {
 fn check_split_refusal(e: &ApiError, given: &Params, allowed: &[&str], repeatable: &[&str]) {
     assert_eq!(e.status.as_u16(), 400, "{e}");
     let _ = e.body().to_string();
-    match e.code {
+    match e.code.as_str() {
         "unknown_parameter" => {
             let unknown: Vec<String> = given
                 .iter()
@@ -137,7 +137,7 @@ fn split(raw: &str, given: &Params, allowed: &[&str], repeatable: &[&str]) -> Op
 fn check_value_refusal(e: &ApiError, given: &Params) {
     let _ = e.body().to_string();
     assert_eq!(
-        (e.status.as_u16(), e.code),
+        (e.status.as_u16(), e.code.as_str()),
         (400, "invalid_parameter"),
         "{e}"
     );
@@ -291,7 +291,7 @@ fn listing(raw: &str, given: &Params, allowed: &[&str], store: Option<&Store>) {
 fn check_proof_refusal(e: &ApiError, given: &Params, allowed: &[&str]) {
     let _ = e.body().to_string();
     assert_eq!(e.status.as_u16(), 400, "{e}");
-    match (e.code, parameter(e)) {
+    match (e.code.as_str(), parameter(e)) {
         ("invalid_parameter", Some(name)) => {
             assert!(
                 allowed.contains(&name),

@@ -16,7 +16,7 @@
 //! has its own, wherever it calls from; a caller without a valid token is
 //! known only by its source address, and each address has one. The first
 //! [`crate::Limits::refusals_per_window`] refusals of a subject's window are
-//! recorded one by one, and at most [`ADDRESSES_IN_FULL`] times as many
+//! recorded one by one, and at most `ADDRESSES_IN_FULL` (50) times as many
 //! from all addresses together (a client with many addresses, an IPv6
 //! prefix say, would otherwise write 20 events per address and window) and,
 //! separately, as many from all tokens together, so anonymous refusals can
@@ -24,7 +24,7 @@
 //! recorded as one `auth.refusals_summarized` event per subject when its
 //! window ends: it names that subject alone (the token, or `anonymous` and
 //! the address) with its counts by reason. The table of anonymous addresses
-//! is bounded ([`MAX_ADDRESSES`]); addresses beyond it share one anonymous
+//! is bounded (`MAX_ADDRESSES`, 4,096); addresses beyond it share one anonymous
 //! counter. Tokens are not bounded here: their names come from the tokens
 //! file, which callers cannot add to.
 
@@ -147,7 +147,7 @@ pub fn params_metadata(params: &[(String, String)]) -> Value {
 }
 
 /// Appends audit events durably (on a blocking thread).
-pub async fn append(store: Store, events: Vec<Event>) -> Result<(), sealog::Error> {
+pub(crate) async fn append(store: Store, events: Vec<Event>) -> Result<(), sealog::Error> {
     match tokio::task::spawn_blocking(move || store.append_batch(events)).await {
         Ok(r) => r.map(|_| ()),
         Err(_) => Err(sealog::Error::Closed),
@@ -156,27 +156,27 @@ pub async fn append(store: Store, events: Vec<Event>) -> Result<(), sealog::Erro
 
 /// A refusal to record.
 #[derive(Clone, Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// `auth.failed` or `auth.denied`.
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     /// Who was refused.
-    pub actor: Actor,
+    pub(crate) actor: Actor,
     /// Why, for a person.
-    pub reason: String,
+    pub(crate) reason: String,
     /// Why, as a stable word counted in summaries: the response's error
     /// code (`invalid_token`, `insufficient_scope`, `tenant_forbidden`,
     /// ...), or `other_tenant_record` for the 404 that hides another
     /// tenant's record.
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// Where from.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// The HTTP status of the refusal.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 impl Refusal {
     /// The event.
-    pub fn to_event(&self) -> Event {
+    pub(crate) fn to_event(&self) -> Event {
         let mut metadata = Metadata::new();
         metadata.insert("status".into(), self.status.into());
         let outcome = if self.action == "auth.denied" {
@@ -213,10 +213,10 @@ impl Refusal {
 /// Refusals recorded one by one in a window from all addresses together
 /// (and, separately, from all tokens together), in multiples of the
 /// per-principal allowance: with the default of 20, 1,000 per window.
-pub const ADDRESSES_IN_FULL: u32 = 50;
+pub(crate) const ADDRESSES_IN_FULL: u32 = 50;
 
 /// The addresses beyond which anonymous refusals share one counter.
-pub const MAX_ADDRESSES: usize = 4096;
+pub(crate) const MAX_ADDRESSES: usize = 4096;
 
 /// The distinct source addresses a token's summary lists.
 const ADDRESSES_LISTED: usize = 16;
@@ -287,7 +287,7 @@ impl Pool {
 
 /// Decides which refusals are recorded one by one.
 #[derive(Debug)]
-pub struct RefusalLimiter {
+pub(crate) struct RefusalLimiter {
     per_window: u32,
     total_per_window: u32,
     window: Duration,
@@ -311,7 +311,7 @@ impl RefusalLimiter {
     /// all anonymous addresses together and as many from all tokens
     /// together; at most `max_addresses` anonymous addresses have their own
     /// counter.
-    pub fn new(
+    pub(crate) fn new(
         per_window: u32,
         total_per_window: u32,
         window: Duration,
@@ -340,7 +340,7 @@ impl RefusalLimiter {
 
     /// True if this refusal is to be recorded now; otherwise it is counted
     /// for its subject's summary.
-    pub fn admit(&self, refusal: &Refusal) -> bool {
+    pub(crate) fn admit(&self, refusal: &Refusal) -> bool {
         let now = Instant::now();
         let window = self.window;
         let mut guard = self.table.lock();
@@ -403,7 +403,7 @@ impl RefusalLimiter {
 
     /// Summary events of windows that have ended with suppressed refusals,
     /// one per subject; with `all`, of every window (at shutdown).
-    pub fn drain(&self, all: bool) -> Vec<Event> {
+    pub(crate) fn drain(&self, all: bool) -> Vec<Event> {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut guard = self.table.lock();

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The encodings accepted, for `Accept-Encoding` on a 415.
 pub const ACCEPTED_ENCODINGS: &str = "gzip, zstd";
@@ -106,8 +106,7 @@ impl Encoding {
 
 fn unsupported(message: &str) -> ApiError {
     ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_encoding",
+        ErrorCode::UnsupportedEncoding,
         format!("{message}; nothing was written"),
     )
     .with("accepted", vec!["gzip", "zstd", "identity"])
@@ -428,8 +427,7 @@ pub async fn read(
     let max_body = usize::try_from(max_body).unwrap_or(usize::MAX);
     let mut decoder = Decoder::new(encoding).map_err(|reason| {
         BodyError::Encoding(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("{reason}; nothing was written"),
         ))
     })?;
@@ -445,8 +443,8 @@ pub async fn read(
     let mut consumed = 0u64;
     let bad = |offset: u64, reason: String| {
         BodyError::Encoding(
-            ApiError::bad_request(
-                "invalid_encoding",
+            ApiError::new(
+                ErrorCode::InvalidEncoding,
                 format!(
                     "the body is labelled `Content-Encoding: {}` but is not valid {} data \
                      ({reason}, at compressed byte {offset}); send it uncompressed without the \
@@ -510,8 +508,7 @@ pub fn too_large(max_body: u64, decoded: Option<Encoding>) -> ApiError {
         None => "the body is larger than".to_owned(),
     };
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!(
             "{what} the limit of {max_body} bytes per request; split the batch, nothing was \
              written"

@@ -115,9 +115,10 @@ impl StoreHandle {
         {
             *self.reason.lock() = Some((cause.clone(), *kind));
             if self.ready.swap(false, Ordering::Relaxed) {
-                eprintln!(
-                    "sealog serve: the store refuses writes ({cause}); reopening it in the \
-                     background"
+                tracing::error!(
+                    %cause,
+                    dir = %self.dir.display(),
+                    "the store refuses writes; reopening it in the background"
                 );
             }
             self.wake.notify_one();
@@ -189,17 +190,21 @@ impl StoreHandle {
                         *self.reason.lock() = None;
                         self.ready.store(true, Ordering::Relaxed);
                         self.reopens.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("sealog serve: the store was reopened and accepts writes again");
+                        tracing::info!(
+                            dir = %self.dir.display(),
+                            attempts,
+                            "the store was reopened and accepts writes again"
+                        );
                         break;
                     }
                     Ok(Err(e)) => {
                         // Locked: requests still hold the old store. Anything
                         // else (a full disk): wait for the operator.
                         if !matches!(e, sealog::Error::Locked { .. }) {
-                            eprintln!(
-                                "sealog serve: reopening the store failed ({e}); retrying in \
-                                 {} ms",
-                                backoff.as_millis()
+                            tracing::warn!(
+                                error = %e,
+                                retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                                "reopening the store failed; retrying"
                             );
                         }
                     }

@@ -10,14 +10,13 @@
 //! lists every problem; otherwise the engine checks them in
 //! [`sealog::Store::append_batch`], which also refuses the batch as a whole.
 
-use axum::http::StatusCode;
 use sealog::format::validate::Validator;
 use sealog::format::{Event, ValidationError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::config::Limits;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How the body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,10 +58,10 @@ impl Problems {
 }
 
 /// The 400 for a batch with bad events.
-pub fn invalid_events(list: Vec<Value>) -> ApiError {
+pub(crate) fn invalid_events(list: Vec<Value>) -> ApiError {
     let n = list.len();
-    ApiError::bad_request(
-        "invalid_events",
+    ApiError::new(
+        ErrorCode::InvalidEvents,
         format!(
             "{n} invalid event(s) in the batch; nothing was written: fix the events listed in \
              `errors` (index from 0{}) and send the batch again",
@@ -106,8 +105,7 @@ fn check_utf8(body: &[u8], framing: Framing) -> Result<(), ApiError> {
 
 fn too_many(n: usize, max: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_many_events",
+        ErrorCode::TooManyEvents,
         format!(
             "the batch has {n} events, more than the limit of {max} per request; split it into \
              smaller batches, nothing was written"
@@ -331,8 +329,8 @@ fn parse_inner(
                 index += 1;
             }
             if index == 0 {
-                return Err(ApiError::bad_request(
-                    "empty_batch",
+                return Err(ApiError::new(
+                    ErrorCode::EmptyBatch,
                     "the body holds no event: send one JSON event per line",
                 ));
             }
@@ -364,8 +362,8 @@ fn parse_inner(
                         (Ok(n), None) => n,
                     };
                     if n == 0 {
-                        return Err(ApiError::bad_request(
-                            "empty_batch",
+                        return Err(ApiError::new(
+                            ErrorCode::EmptyBatch,
                             "the array holds no event",
                         ));
                     }
@@ -381,8 +379,7 @@ fn parse_inner(
                     let text = raw.get().as_bytes();
                     if text.len() > max_event {
                         return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "event_too_large",
+                            ErrorCode::EventTooLarge,
                             format!(
                                 "the event is {} bytes of JSON, more than the limit of \
                                  {max_event} bytes per event; nothing was written",
@@ -394,15 +391,15 @@ fn parse_inner(
                     memory(parsed.bytes())?;
                 }
                 None => {
-                    return Err(ApiError::bad_request(
-                        "empty_body",
+                    return Err(ApiError::new(
+                        ErrorCode::EmptyBody,
                         "the body is empty: send one JSON event, a JSON array of events, or \
                          NDJSON with Content-Type: application/x-ndjson",
                     ));
                 }
                 Some(_) => {
-                    return Err(ApiError::bad_request(
-                        "malformed_json",
+                    return Err(ApiError::new(
+                        ErrorCode::MalformedJson,
                         "the body is neither a JSON object nor a JSON array: send one JSON \
                          event, a JSON array of events, or NDJSON with Content-Type: \
                          application/x-ndjson",
@@ -469,7 +466,7 @@ fn option_heap(s: Option<&String>) -> usize {
 /// The heap memory of a JSON value (not counting the value itself), an
 /// upper estimate for serde_json with `preserve_order`: vectors grown by
 /// doubling, a map's entries and its hash index.
-pub fn value_heap_bytes(v: &Value) -> usize {
+pub(crate) fn value_heap_bytes(v: &Value) -> usize {
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
         Value::String(s) => string_heap(s),
@@ -529,8 +526,8 @@ pub fn event_heap_bytes(e: &Event) -> usize {
 }
 
 fn malformed(e: &serde_json::Error, expected: &str) -> ApiError {
-    ApiError::bad_request(
-        "malformed_json",
+    ApiError::new(
+        ErrorCode::MalformedJson,
         format!("the body is not valid JSON: {e} (expected {expected}); nothing was written"),
     )
     .with("line", e.line())
@@ -538,11 +535,11 @@ fn malformed(e: &serde_json::Error, expected: &str) -> ApiError {
 }
 
 /// Adds NDJSON line numbers to the engine's list of invalid events.
-pub fn with_lines(mut error: ApiError, batch: &Batch) -> ApiError {
+pub(crate) fn with_lines(mut error: ApiError, batch: &Batch) -> ApiError {
     if batch.lines.is_none() {
         return error;
     }
-    if let Some(Value::Array(list)) = error.details.get_mut("errors") {
+    if let Some(Value::Array(list)) = error.details_mut().get_mut("errors") {
         for entry in list.iter_mut() {
             let index = entry.get("index").and_then(Value::as_u64).unwrap_or(0);
             if let (Some(line), Some(obj)) = (
@@ -638,7 +635,7 @@ mod tests {
             &Validator::default(),
         )
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
         let big = GOOD.replace("\"r\"", &format!("\"{}\"", "r".repeat(300)));
         let e = parse(
             big.as_bytes(),

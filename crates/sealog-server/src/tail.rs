@@ -20,24 +20,32 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, Request, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sealog::format::record;
 use sealog::query::Query;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::app::{App, Peer};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handle::StoreHandle;
 use crate::metrics;
+use crate::state::App;
 
 /// Records read per wake-up, at most.
-pub const CHUNK: u64 = 256;
+pub(crate) const CHUNK: u64 = 256;
+
+/// How long a stream that met damage waits, after its last line or event,
+/// before it aborts the body: hyper discards what it has not yet written
+/// when a body fails, and the client should get the error as well as the
+/// abort.
+pub(crate) const ABORT_GRACE: Duration = Duration::from_millis(250);
 
 /// The follower: publishes the number of visible records.
-pub fn follow(handle: Arc<StoreHandle>, tx: watch::Sender<u64>, stopping: watch::Receiver<bool>) {
+pub(crate) fn follow(
+    handle: Arc<StoreHandle>,
+    tx: watch::Sender<u64>,
+    stopping: watch::Receiver<bool>,
+) {
     let mut last = 0u64;
     while !*stopping.borrow() {
         let Ok(store) = handle.get() else {
@@ -110,8 +118,7 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
     let malformed = |seq: u64| match store.get(seq) {
         Err(e) => ApiError::from_store(&e),
         Ok(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("record {seq} could not be decoded"),
         ),
     };
@@ -148,8 +155,7 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
                     .push(SseEvent::default().id(seq.to_string()).data(json)),
                 Err(e) => {
                     read.stop = Some(ReadStop::Failed(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        ErrorCode::Internal,
                         format!("serializing record {seq} failed: {e}"),
                     )));
                     return read;
@@ -174,7 +180,7 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
         }
         if let Some(error) = s.failed.take() {
             s.ended = true;
-            tokio::time::sleep(crate::app::ABORT_GRACE).await;
+            tokio::time::sleep(ABORT_GRACE).await;
             return Some((Err(abort(&error)), s));
         }
         if s.ended || *s.stopping.borrow() {
@@ -193,8 +199,7 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
                         events: Vec::new(),
                         reached: from,
                         stop: Some(ReadStop::Failed(ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
+                            ErrorCode::Internal,
                             "a worker thread failed while reading new records",
                         ))),
                     },
@@ -228,14 +233,14 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
     }
 }
 
-/// The handler.
-pub async fn tail(State(app): State<Arc<App>>, RawQuery(raw): RawQuery, req: Request) -> Response {
-    let peer = req.extensions().get::<Peer>().copied();
-    let (query, permit, last_id) = match crate::app::open_tail(&app, req.headers(), peer, raw).await
-    {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
+/// The stream of a tail request that was authorized, parsed and
+/// recorded: from after `last_id`, or from the log's end.
+pub(crate) fn stream(
+    app: Arc<App>,
+    query: Query,
+    permit: OwnedSemaphorePermit,
+    last_id: Option<u64>,
+) -> Response {
     let visible = app.visible.clone();
     let start = match last_id {
         Some(id) => id.saturating_add(1),

@@ -803,3 +803,107 @@ async fn page(c: &mut Client, q: &str) -> Value {
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     r.json()
 }
+
+/// The count of `endpoint`'s latency histogram in a `/metrics` text.
+fn latency_count(text: &str, endpoint: &str) -> u64 {
+    let prefix = format!("sealog_http_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no latency count for {endpoint}:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_counts_in_the_latency_histogram_of_its_route() {
+    let (server, mut c, _) = ingested().await;
+    let counts = |text: &str| {
+        ["ingest", "query", "export", "get", "proof", "verify"].map(|e| latency_count(text, e))
+    };
+    let before = counts(&c.get("/metrics").await.unwrap().text());
+    assert_eq!(before[0], 3, "the fixture's three ingests");
+    c.get("/v1/events?limit=2").await.unwrap();
+    c.get("/v1/events?count=true").await.unwrap();
+    c.get("/v1/events?bogus=1").await.unwrap();
+    let r = c
+        .request(
+            Method::GET,
+            "/v1/events",
+            &[("accept", "application/x-ndjson")],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    c.get("/v1/events/1").await.unwrap();
+    c.get("/v1/events/1?proof=true").await.unwrap();
+    c.get("/v1/checkpoint").await.unwrap();
+    c.get("/v1/proof/inclusion?seq=0").await.unwrap();
+    c.get("/v1/proof/consistency?from=1&to=5").await.unwrap();
+    c.get("/v1/stats").await.unwrap();
+    c.get("/healthz").await.unwrap();
+    c.get("/nowhere").await.unwrap();
+    let r = c
+        .request(Method::DELETE, "/v1/events", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+    // Refused requests count too, under the route they asked for.
+    let mut anon = server.client(None);
+    assert_eq!(anon.get("/v1/events").await.unwrap().status, 401);
+    let r = c
+        .request(Method::POST, "/v1/verify", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let after = counts(&c.get("/metrics").await.unwrap().text());
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        delta,
+        [0, 4, 1, 2, 3, 1],
+        "ingest, query (two, a refused parameter, a refused token), export, get (record, \
+         receipt), proof, verify"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_name_the_route_matched_with_its_method() {
+    let (server, mut c, _) = ingested().await;
+    c.get("/v1/events/3").await.unwrap();
+    c.get("/v1/events?actor=user%3Aalice").await.unwrap();
+    c.get("/v1/proof/inclusion?seq=0").await.unwrap();
+    let r = c
+        .request(Method::POST, "/v1/verify", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let mut anon = server.client(None);
+    assert_eq!(anon.get("/v1/checkpoint").await.unwrap().status, 401);
+    let dir = server.stop().await;
+    let endpoints: Vec<(String, String)> = common::all_records(&dir)
+        .into_iter()
+        .filter_map(|r| {
+            let endpoint = r
+                .event
+                .metadata
+                .as_ref()?
+                .get("endpoint")?
+                .as_str()?
+                .to_owned();
+            Some((r.event.action.clone(), endpoint))
+        })
+        .collect();
+    let want = [
+        ("log.read", "GET /v1/events/{seq}"),
+        ("log.query", "GET /v1/events"),
+        ("log.proof", "GET /v1/proof/inclusion"),
+        ("log.verify", "POST /v1/verify"),
+        ("auth.failed", "GET /v1/checkpoint"),
+    ];
+    let got: Vec<(&str, &str)> = endpoints
+        .iter()
+        .map(|(a, e)| (a.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -476,3 +476,68 @@ async fn idempotency_keys_survive_a_restart_and_a_damaged_journal_forgets_only_i
         "key-a and key-b written once, key-c's batch once more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_journal_sync_failed_is_not_acknowledged_and_its_retry_is_written_once() {
+    let fs = Arc::new(FaultFs::new());
+    let options = StoreOptions {
+        fs: fs.clone(),
+        ..common::signing_options()
+    };
+    let server = TestServer::start(Setup {
+        options,
+        ..Setup::default()
+    })
+    .await;
+    let root = server.secret("root");
+    let mut c = server.admin();
+    let key = [
+        ("content-type", "application/x-ndjson"),
+        ("idempotency-key", "journal-fails"),
+    ];
+    // The journal goes through the store's filesystem: its fdatasync fails.
+    fs.fail(Op::SyncData, Some("idempotency.log"), 0, Fault::Io);
+    let r = c
+        .request(Method::POST, "/v1/events", &key, batch(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "unavailable");
+    let message = r.text();
+    assert!(
+        message.contains("idempotency.log") && message.contains("not acknowledged"),
+        "{message}"
+    );
+    assert!(r.header("retry-after").is_some());
+    // While the journal still fails, the retry is refused the same way.
+    fs.fail(Op::SyncData, Some("idempotency.log"), 0, Fault::Io);
+    let r = c
+        .request(Method::POST, "/v1/events", &key, batch(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Once it works, the retry gets the receipts of the batch written first.
+    let r = c
+        .request(Method::POST, "/v1/events", &key, batch(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed").as_deref(), Some("true"));
+    let receipts = r.json();
+    let dir = server.stop().await;
+    // The key is durable: a restarted server replays it too.
+    let server = TestServer::start_in(&dir, Setup::default()).await;
+    let mut c = server.client(Some(&root));
+    let r = c
+        .request(Method::POST, "/v1/events", &key, batch(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), receipts);
+    let dir = server.stop().await;
+    let n = common::all_records(&dir)
+        .iter()
+        .filter(|r| r.event.actor.id == "idem")
+        .count();
+    assert_eq!(n, 3, "the batch was written once");
+}

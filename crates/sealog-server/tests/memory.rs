@@ -304,7 +304,7 @@ fn the_parsed_events_estimate_covers_their_real_memory() {
             let peak = peak_since(base);
             let answer = match &result {
                 Ok(b) => format!("{} events", b.events.len()),
-                Err(e) => e.code.to_owned(),
+                Err(e) => e.code.as_str().to_owned(),
             };
             drop(result);
             eprintln!(

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use sealog::{Preallocation, Store, StoreOptions};
 use sealog_server::client::Client;
@@ -18,7 +17,6 @@ pub struct TestServer {
     pub url: String,
     pub dir: PathBuf,
     pub tokens: PathBuf,
-    pub app: Arc<sealog_server::app::App>,
     pub secrets: std::collections::HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), sealog_server::ServerError>>>,
@@ -108,7 +106,6 @@ impl TestServer {
         let settings = layer.resolve().unwrap();
         let server = Server::bind(&settings, setup.options).await.unwrap();
         let url = server.url();
-        let app = server.app();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -117,7 +114,6 @@ impl TestServer {
             url,
             dir: dir.to_path_buf(),
             tokens: tokens_path,
-            app,
             secrets: std::collections::HashMap::new(),
             stop: Some(tx),
             task: Some(task),

@@ -1,0 +1,445 @@
+//! The idempotency journal (`idempotency.log`, specified in
+//! docs/format.md): its lines, loading it, appending to it and compacting
+//! it. Every file operation goes through the store's [`Vfs`], so the
+//! fault-injecting filesystem of the tests reaches it as it reaches the
+//! store's own files.
+//!
+//! Appending a line writes it at the end of the last whole line and syncs
+//! it (`fdatasync`) before the batch is acknowledged. After a failed write
+//! or sync the file is reopened and cut back to the last synced line
+//! before the next append: what a failed `fdatasync` left in the page
+//! cache is never relied upon.
+//!
+//! Compaction runs in the background ([`Journal::compact`]): it copies
+//! the live keys to `idempotency.log.tmp` without the appenders' lock,
+//! then takes it only to add the lines appended meanwhile, sync, rename
+//! and sync the directory.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealog::{OpenMode, Receipt, Store, Vfs, VfsFile};
+use serde::{Deserialize, Serialize};
+
+use super::Key;
+
+/// Longest journal line read; longer ones are damage.
+const MAX_LINE: u64 = 4096;
+
+const JOURNAL_VERSION: u32 = 1;
+
+/// Lines beyond the keys held (twice over) that a journal may hold
+/// before it is compacted.
+pub(super) const SLACK_LINES: usize = 4096;
+
+/// One line of the journal: a completed batch's key and where its records
+/// are, enough to rebuild and check its receipts from the store.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Line {
+    v: u32,
+    principal: String,
+    pub(super) key: String,
+    /// SHA-256 of the framing byte and the body, hex.
+    pub(super) fingerprint: String,
+    first_seq: u64,
+    pub(super) count: u64,
+    /// Leaf hash and chain value of the batch's first record, and the
+    /// chain value after its last, hex.
+    first_leaf: String,
+    first_chain: String,
+    last_chain: String,
+    /// When the batch completed, ms since the Unix epoch.
+    pub(super) at_ms: u64,
+}
+
+pub(super) fn hex32(field: &'static str, text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|e| format!("`{field}` is not 64 hex digits: {e}"))?;
+    Ok(out)
+}
+
+impl Line {
+    pub(super) fn new(
+        key: &Key,
+        fingerprint: &[u8; 32],
+        receipts: &[Receipt],
+        at_ms: u64,
+    ) -> Option<Line> {
+        let (first, last) = (receipts.first()?, receipts.last()?);
+        // A batch is written as one run of consecutive seqs.
+        let consecutive = receipts
+            .iter()
+            .zip(first.seq..)
+            .all(|(r, seq)| r.seq == seq);
+        consecutive.then(|| Line {
+            v: JOURNAL_VERSION,
+            principal: key.0.clone(),
+            key: key.1.clone(),
+            fingerprint: hex::encode(fingerprint),
+            first_seq: first.seq,
+            count: receipts.len() as u64,
+            first_leaf: hex::encode(first.leaf_hash),
+            first_chain: hex::encode(first.chain_hash),
+            last_chain: hex::encode(last.chain_hash),
+            at_ms,
+        })
+    }
+
+    /// The line as the journal holds it, with its end of line.
+    pub(super) fn encode(&self) -> Option<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(self).ok()?;
+        bytes.push(b'\n');
+        Some(bytes)
+    }
+
+    /// The receipts again, from the records in `store`; an error says why
+    /// they cannot be trusted to be this batch's.
+    pub(super) fn receipts(&self, store: &Store) -> Result<Vec<Receipt>, String> {
+        let first_leaf = hex32("first_leaf", &self.first_leaf)?;
+        let mut chain = hex32("first_chain", &self.first_chain)?;
+        let last_chain = hex32("last_chain", &self.last_chain)?;
+        let end = self
+            .first_seq
+            .checked_add(self.count)
+            .filter(|&end| self.count > 0 && end <= store.len())
+            .ok_or_else(|| {
+                format!(
+                    "seqs {}..+{} are not in the log (it holds {})",
+                    self.first_seq,
+                    self.count,
+                    store.len()
+                )
+            })?;
+        let mut receipts = Vec::with_capacity(usize::try_from(self.count).unwrap_or(0));
+        for seq in self.first_seq..end {
+            let raw = store
+                .get_raw(seq)
+                .map_err(|e| format!("reading seq {seq}: {e}"))?
+                .ok_or_else(|| format!("seq {seq} is not in the log"))?;
+            let view = sealog::format::record::decode(&raw)
+                .map_err(|e| format!("decoding seq {seq}: {e}"))?;
+            let leaf_hash = sealog::format::merkle::leaf_hash(&raw);
+            if seq == self.first_seq {
+                if leaf_hash != first_leaf {
+                    return Err(format!("seq {seq} is not the record the key was given for"));
+                }
+            } else {
+                chain = sealog::format::chain::link(&chain, &leaf_hash);
+            }
+            receipts.push(Receipt {
+                seq,
+                recorded_at: view.recorded_at,
+                leaf_hash,
+                chain_hash: chain,
+            });
+        }
+        if chain != last_chain {
+            return Err(format!(
+                "the chain after seq {} differs from the one recorded for the key",
+                end - 1
+            ));
+        }
+        Ok(receipts)
+    }
+}
+
+/// What loading the journal found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Keys remembered again.
+    pub keys: usize,
+    /// Keys older than the time-to-live, dropped.
+    pub expired: usize,
+    /// Lines that could not be used (their keys are forgotten).
+    pub damaged: usize,
+    /// The first of them: its line number or key, and what was wrong.
+    pub first_damage: Option<String>,
+}
+
+impl Loaded {
+    pub(super) fn note_damage(&mut self, line: Option<usize>, reason: String) {
+        self.damaged += 1;
+        if self.first_damage.is_none() {
+            self.first_damage = Some(match line {
+                Some(n) => format!("line {n}: {reason}"),
+                None => reason,
+            });
+        }
+    }
+}
+
+/// Reads a [`VfsFile`] from the start, for [`BufReader`].
+struct VfsReader {
+    file: Arc<dyn VfsFile>,
+    at: u64,
+    size: u64,
+}
+
+impl Read for VfsReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.size.saturating_sub(self.at);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_exact_at(&mut buf[..n], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the journal at `path` (a missing file is an empty one): its
+/// lines by key, the last line of a key counting.
+pub(super) fn read_lines(
+    fs: &dyn Vfs,
+    path: &Path,
+    loaded: &mut Loaded,
+) -> std::io::Result<HashMap<Key, Line>> {
+    let mut lines = HashMap::new();
+    let file = match fs.open(path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(lines),
+        Err(e) => return Err(e),
+    };
+    let size = file.size()?;
+    let mut reader = BufReader::new(VfsReader { file, at: 0, size });
+    let mut buf = Vec::new();
+    for number in 1usize.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            if n as u64 > MAX_LINE {
+                // Skip the rest of the overlong line.
+                loop {
+                    buf.clear();
+                    let m = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf)?;
+                    if m == 0 || buf.last() == Some(&b'\n') {
+                        break;
+                    }
+                }
+                loaded.note_damage(Some(number), format!("longer than {MAX_LINE} bytes"));
+            } else {
+                loaded.note_damage(Some(number), "cut short (no end of line)".into());
+            }
+            continue;
+        }
+        match serde_json::from_slice::<Line>(&buf) {
+            Ok(line) if line.v == JOURNAL_VERSION => {
+                lines.insert((line.principal.clone(), line.key.clone()), line);
+            }
+            Ok(line) => loaded.note_damage(
+                Some(number),
+                format!("version {} is not one this build reads", line.v),
+            ),
+            Err(e) => loaded.note_damage(Some(number), format!("not a journal line: {e}")),
+        }
+    }
+    Ok(lines)
+}
+
+/// The journal file, as appenders and the compactor share it.
+pub(super) struct Journal {
+    fs: Arc<dyn Vfs>,
+    path: PathBuf,
+    tmp: PathBuf,
+    /// The appenders' lock (held while a line is written and synced).
+    state: Mutex<State>,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
+}
+
+struct State {
+    /// `None` after a failure: reopened (and cut back to `len`) before
+    /// the next append.
+    file: Option<Arc<dyn VfsFile>>,
+    /// Bytes of whole, synced lines.
+    len: u64,
+    /// Lines in the file (live or not).
+    lines: usize,
+    /// The directory entry of the file may not be durable yet (after a
+    /// rename whose directory sync failed, or a creation).
+    dir_unsynced: bool,
+    /// Lines written whose keys the table does not hold as completed yet,
+    /// so that a compaction keeps them.
+    unsettled: HashMap<Key, Vec<u8>>,
+    /// While a compaction copies the live keys: the lines appended since
+    /// it took its snapshot.
+    since_snapshot: Option<Vec<u8>>,
+}
+
+impl Journal {
+    /// Replaces the file at `path` by `text` (`count` lines) and opens it
+    /// for appending.
+    pub(super) fn create(
+        fs: Arc<dyn Vfs>,
+        path: &Path,
+        text: &[u8],
+        count: usize,
+    ) -> std::io::Result<Journal> {
+        let journal = Journal {
+            fs,
+            path: path.to_owned(),
+            tmp: path.with_extension("log.tmp"),
+            state: Mutex::new(State {
+                file: None,
+                len: 0,
+                lines: 0,
+                dir_unsynced: false,
+                unsettled: HashMap::new(),
+                since_snapshot: None,
+            }),
+            compacting: Mutex::new(()),
+        };
+        let tmp = journal.write_tmp(text)?;
+        tmp.sync_data()?;
+        let file = journal.install()?;
+        let mut state = journal.state.lock();
+        state.file = Some(file);
+        state.len = text.len() as u64;
+        state.lines = count;
+        drop(state);
+        Ok(journal)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `text` to a new temporary file.
+    fn write_tmp(&self, text: &[u8]) -> std::io::Result<Arc<dyn VfsFile>> {
+        match self.fs.remove_file(&self.tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let tmp = self.fs.open(&self.tmp, OpenMode::CreateNew)?;
+        tmp.write_all_at(text, 0)?;
+        Ok(tmp)
+    }
+
+    /// Renames the (synced) temporary file over the journal, syncs the
+    /// directory and opens the result.
+    fn install(&self) -> std::io::Result<Arc<dyn VfsFile>> {
+        self.fs.rename(&self.tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            self.fs.sync_dir(dir)?;
+        }
+        self.fs.open(&self.path, OpenMode::ReadWrite)
+    }
+
+    /// Appends `line` (for `key`) and syncs it. An error means the line
+    /// may not be durable: the batch must not be acknowledged.
+    pub(super) fn append(&self, key: &Key, line: Vec<u8>) -> std::io::Result<usize> {
+        let mut state = self.state.lock();
+        let file = match &state.file {
+            Some(f) => f.clone(),
+            None => {
+                // After a failure: what is past the last synced line may be
+                // a torn line, and what a failed sync left behind is not
+                // trusted.
+                let f = match self.fs.open(&self.path, OpenMode::ReadWrite) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        state.dir_unsynced = true;
+                        state.len = 0;
+                        state.lines = 0;
+                        self.fs.open(&self.path, OpenMode::CreateNew)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                f.set_len(state.len)?;
+                state.file = Some(f.clone());
+                f
+            }
+        };
+        let at = state.len;
+        let written = file
+            .write_all_at(&line, at)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| match (state.dir_unsynced, self.path.parent()) {
+                (true, Some(dir)) => self.fs.sync_dir(dir),
+                _ => Ok(()),
+            });
+        if let Err(e) = written {
+            state.file = None;
+            return Err(e);
+        }
+        state.dir_unsynced = false;
+        state.len += line.len() as u64;
+        state.lines += 1;
+        if let Some(since) = &mut state.since_snapshot {
+            since.extend_from_slice(&line);
+        }
+        state.unsettled.insert(key.clone(), line);
+        Ok(state.lines)
+    }
+
+    /// The key's batch completed: the table holds it now.
+    pub(super) fn settle(&self, key: &Key) {
+        self.state.lock().unsettled.remove(key);
+    }
+
+    /// Rewrites the file with the lines of `live` (called without any
+    /// lock, it takes the table's through `live`) and the keys not yet
+    /// settled. Appenders wait only while the lines they appended
+    /// meanwhile are added, and for the sync, rename and directory sync.
+    pub(super) fn compact(
+        &self,
+        live: impl FnOnce(&mut Vec<u8>, &HashMap<Key, Vec<u8>>) -> usize,
+    ) -> std::io::Result<()> {
+        let _one = self.compacting.lock();
+        let unsettled = {
+            let mut state = self.state.lock();
+            state.since_snapshot = Some(Vec::new());
+            state.unsettled.clone()
+        };
+        let result = self.compact_from(unsettled, live);
+        self.state.lock().since_snapshot = None;
+        result
+    }
+
+    fn compact_from(
+        &self,
+        unsettled: HashMap<Key, Vec<u8>>,
+        live: impl FnOnce(&mut Vec<u8>, &HashMap<Key, Vec<u8>>) -> usize,
+    ) -> std::io::Result<()> {
+        let mut text = Vec::new();
+        let mut count = 0usize;
+        for line in unsettled.values() {
+            text.extend_from_slice(line);
+            count += 1;
+        }
+        count += live(&mut text, &unsettled);
+        let tmp = self.write_tmp(&text)?;
+        tmp.sync_data()?;
+        let mut state = self.state.lock();
+        let since = state.since_snapshot.take().unwrap_or_default();
+        let since_lines = since.iter().filter(|&&b| b == b'\n').count();
+        tmp.write_all_at(&since, text.len() as u64)?;
+        tmp.sync_data()?;
+        if let Err(e) = self.fs.rename(&self.tmp, &self.path) {
+            let _ = self.fs.remove_file(&self.tmp);
+            return Err(e);
+        }
+        // The journal is the new file from here on, whatever follows.
+        state.len = (text.len() + since.len()) as u64;
+        state.lines = count + since_lines;
+        state.file = None;
+        state.dir_unsynced = true;
+        if let Some(dir) = self.path.parent() {
+            self.fs.sync_dir(dir)?;
+        }
+        state.dir_unsynced = false;
+        state.file = Some(self.fs.open(&self.path, OpenMode::ReadWrite)?);
+        Ok(())
+    }
+}

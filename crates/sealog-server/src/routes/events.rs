@@ -1,0 +1,303 @@
+//! Reading events: `GET /v1/events` (a page, a count, or an NDJSON
+//! export of every match), `GET /v1/events/{seq}` (a record or its
+//! receipt) and `GET /v1/tail` (Server-Sent Events of new records; the
+//! stream itself is [`crate::tail`]).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sealog::Store;
+use sealog::format::{Metadata, Resource};
+use sealog::query::Query;
+use serde::Serialize;
+
+use super::{
+    Json, NDJSON, blocking, flag, no_key, plain_text, store_error, visible_record, wants_ndjson,
+};
+use crate::audit;
+use crate::auth::{Authed, QueryScope};
+use crate::error::{ApiError, ErrorCode};
+use crate::params::{self, FILTERS, Params, QUERY_PARAMS};
+use crate::state::App;
+use crate::tail::ABORT_GRACE;
+use crate::wire::PageRef;
+
+/// `count=true`: the number of matches.
+#[derive(Serialize)]
+struct Count {
+    count: u64,
+}
+
+/// `GET /v1/events`: a page, a count, or an NDJSON export.
+pub(super) async fn list(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+    auth: Authed<QueryScope>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = params::parse(raw.as_deref(), QUERY_PARAMS, &["action"])?;
+    let mut query = params::query(&params)?;
+    let count = params::count(&params)?;
+    auth.bind_tenant(&app, &mut query).await?;
+    let store = app.store.get()?;
+    let ndjson = wants_ndjson(&headers);
+    if count {
+        return count_matches(&app, store, &auth, &params, query, ndjson).await;
+    }
+    if ndjson {
+        return export(&app, store, &auth, &params, query).await;
+    }
+    let q = query.clone();
+    let s = store.clone();
+    let page = blocking(move || s.query(&q))
+        .await?
+        .map_err(|e| store_error(&app, &e))?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(&params));
+    metadata.insert("returned".into(), page.records.len().into());
+    auth.record(&app, &store, "log.query", Resource::kind("log"), metadata)
+        .await?;
+    Ok(Json(PageRef {
+        records: &page.records,
+        next_cursor: page.next_cursor.as_deref(),
+    })
+    .into_response())
+}
+
+/// `count=true`: the number of matches, `{"count": N}`.
+async fn count_matches(
+    app: &App,
+    store: Store,
+    auth: &Authed<QueryScope>,
+    params: &Params,
+    query: Query,
+    ndjson: bool,
+) -> Result<Response, ApiError> {
+    for paging in ["limit", "cursor"] {
+        if params::get(params, paging).is_some() {
+            // A count has no pages: refuse rather than ignore.
+            return Err(ApiError::bad_param(
+                paging,
+                "pages a listing; `count=true` counts every match: drop it",
+            ));
+        }
+    }
+    if ndjson {
+        return Err(ApiError::bad_param(
+            "count",
+            "answers JSON, `{\"count\": N}`; drop `Accept: application/x-ndjson` or `count`",
+        ));
+    }
+    let s = store.clone();
+    let n = blocking(move || s.count(&query))
+        .await?
+        .map_err(|e| store_error(app, &e))?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(params));
+    metadata.insert("count".into(), n.into());
+    auth.record(app, &store, "log.query", Resource::kind("log"), metadata)
+        .await?;
+    Ok(Json(Count { count: n }).into_response())
+}
+
+/// Every match as NDJSON, streamed as the client reads it.
+async fn export(
+    app: &App,
+    store: Store,
+    auth: &Authed<QueryScope>,
+    params: &Params,
+    mut query: Query,
+) -> Result<Response, ApiError> {
+    if params::get(params, "limit").is_some() || params::get(params, "cursor").is_some() {
+        // A stream has no pages: refuse rather than ignore.
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "`limit` and `cursor` page a JSON listing; an NDJSON export streams every match. \
+             Drop them, or ask for JSON (Accept: application/json)",
+        ));
+    }
+    query.limit = sealog::query::MAX_LIMIT;
+    let permit = app.gates.export()?;
+    let matches = {
+        let s = store.clone();
+        blocking(move || s.matches(&query))
+            .await?
+            .map_err(|e| store_error(app, &e))?
+    };
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(params));
+    auth.record(app, &store, "log.export", Resource::kind("log"), metadata)
+        .await?;
+    // A record that cannot be read mid-way cannot change the status, which
+    // is sent: the stream then carries a last line `{"error": {...}}` and is
+    // aborted (the chunked body never gets its terminating chunk), so that
+    // no client can take it for a complete export.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut buf = Vec::with_capacity(64 << 10);
+        for item in matches {
+            let failure = match item {
+                // With its event time in `time`, as `sealog export` writes
+                // it, so that an import keeps it.
+                Ok(r) => {
+                    let seq = r.seq;
+                    match serde_json::to_writer(&mut buf, &r.with_event_time()) {
+                        Ok(()) => {
+                            buf.push(b'\n');
+                            None
+                        }
+                        Err(e) => Some(ApiError::new(
+                            ErrorCode::Internal,
+                            format!("serializing record {seq} failed: {e}"),
+                        )),
+                    }
+                }
+                Err(e) => Some(ApiError::from_store(&e)),
+            };
+            if let Some(error) = failure {
+                tracing::error!(%error, "an export stream was cut short");
+                let line = error.body().to_string();
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+                let _ = tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))));
+                let _ = tx.blocking_send(Err(std::io::Error::other(error.to_string())));
+                return;
+            }
+            if buf.len() >= 60 << 10
+                && tx
+                    .blocking_send(Ok(Bytes::from(std::mem::replace(
+                        &mut buf,
+                        Vec::with_capacity(64 << 10),
+                    ))))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        if item.is_err() {
+            // hyper drops what it has not yet written when a body fails:
+            // give it the time to send the error line first.
+            tokio::time::sleep(ABORT_GRACE).await;
+        }
+        Some((item, rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    Ok(r)
+}
+
+fn parse_seq(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidSeq,
+            format!(
+                "`{}` is not a sequence number (a non-negative integer)",
+                audit::clean(text, 64)
+            ),
+        )
+    })
+}
+
+/// `GET /v1/events/{seq}`: the record, or with `proof=true` its receipt.
+pub(super) async fn one(
+    State(app): State<Arc<App>>,
+    Path(seq): Path<String>,
+    RawQuery(raw): RawQuery,
+    auth: Authed<QueryScope>,
+) -> Result<Response, ApiError> {
+    let params = params::parse(raw.as_deref(), &["proof"], &[])?;
+    let proof = flag(&params, "proof")?;
+    let seq = parse_seq(&seq)?;
+    let store = app.store.get()?;
+    if proof && !app.store.signs() {
+        return Err(no_key());
+    }
+    let record = visible_record(&app, &store, &auth, seq).await?;
+    let resource = Resource::new("record", seq.to_string());
+    if proof {
+        let s = store.clone();
+        let text = blocking(move || s.receipt(seq))
+            .await?
+            .map_err(|e| store_error(&app, &e))?;
+        let mut metadata = Metadata::new();
+        metadata.insert("kind".into(), "receipt".into());
+        auth.record(&app, &store, "log.proof", resource, metadata)
+            .await?;
+        return Ok(plain_text(text));
+    }
+    auth.record(&app, &store, "log.read", resource, Metadata::new())
+        .await?;
+    Ok(Json(record).into_response())
+}
+
+/// `GET /v1/tail`.
+pub(super) async fn tail(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+    auth: Authed<QueryScope>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = params::parse(raw.as_deref(), FILTERS, &["action"])?;
+    if params::get(&params, "since").is_some() {
+        return Err(ApiError::bad_param(
+            "since",
+            "looks back from now, and a tail streams what arrives from now on: use `from` \
+             (a time or a date) to filter the streamed events by event time",
+        ));
+    }
+    let mut query = params::query(&params)?;
+    auth.bind_tenant(&app, &mut query).await?;
+    query.order = sealog::query::Order::OldestFirst;
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidLastEventId,
+                        "Last-Event-ID must be the seq of the last event received (an integer)",
+                    )
+                })?,
+        ),
+    };
+    let permit = app.gates.tail()?;
+    let store = app.store.get()?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(&params));
+    if let Some(id) = last_id {
+        metadata.insert("last_event_id".into(), id.into());
+    }
+    auth.record(&app, &store, "log.tail", Resource::kind("log"), metadata)
+        .await?;
+    drop(store);
+    Ok(crate::tail::stream(app, query, permit, last_id))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    #[test]
+    fn a_count_is_one_field() {
+        assert_eq!(
+            serde_json::to_string(&Count { count: 42 }).unwrap(),
+            r#"{"count":42}"#
+        );
+    }
+}

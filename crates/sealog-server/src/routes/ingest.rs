@@ -1,0 +1,446 @@
+//! `POST /v1/events`: a batch, durable before the answer, all or nothing,
+//! idempotent with a key.
+//!
+//! The order: authorize; check the query string (none), the framing, the
+//! encoding and the declared length; read the body within the byte budget
+//! (`body_timeout`); take a batch slot; look the idempotency key up
+//! (replay, conflict, or go ahead); parse on a blocking thread (one per
+//! core), metering the parsed events against the budget and applying the
+//! tenant binding; then append in a detached task, so that a batch that
+//! got this far is written and its key remembered even if the client goes
+//! away; answer the receipts.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sealog::{Receipt, Store};
+use sha2::{Digest, Sha256};
+
+use super::{blocking, json_bytes, store_error};
+use crate::audit;
+use crate::auth::{Authed, IngestScope};
+use crate::body::{self, Allowance, BodyError};
+use crate::error::{ApiError, ErrorCode};
+use crate::idempotency::{Begin, Slot};
+use crate::ingest::{self, Framing};
+use crate::metrics;
+use crate::params;
+use crate::state::{App, saturated};
+
+/// A parsed batch and its share of the in-flight budget.
+type ParsedBatch = (ingest::Batch, Allowance);
+
+/// What the blocking part of an ingest returns when it fails.
+enum IngestFailure {
+    Api(ApiError),
+    Tenant {
+        indices: Vec<usize>,
+        asked: String,
+    },
+    Store(sealog::Error, Option<Vec<u64>>),
+    /// Written, but its idempotency key could not be made durable.
+    Unjournaled(Arc<Vec<Receipt>>, std::io::Error),
+}
+
+/// The key a batch is remembered under: principal, key, fingerprint.
+type JournalKey = (String, String, [u8; 32]);
+
+/// The handler.
+pub(super) async fn ingest(
+    State(app): State<Arc<App>>,
+    auth: Result<Authed<IngestScope>, ApiError>,
+    req: Request,
+) -> Response {
+    let mut body_read = false;
+    let result = match auth {
+        Ok(auth) => ingest_batch(&app, auth, req, &mut body_read).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = e.into_response();
+            if !body_read {
+                // The body was refused unread: the connection cannot carry
+                // another request, and the client should know before it
+                // sends one.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        }
+    }
+}
+
+async fn ingest_batch(
+    app: &Arc<App>,
+    auth: Authed<IngestScope>,
+    req: Request,
+    body_read: &mut bool,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    params::parse(parts.uri.query(), &[], &[])?;
+    let framing = framing(&parts.headers)?;
+    let encoding = body::Encoding::of(&parts.headers)?;
+    let max_body = app.limits.max_body_bytes;
+    let declared: Option<u64> = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(body::too_large(max_body, None));
+    }
+    let idempotency_key = idempotency_key(&parts.headers)?;
+    let (body, allowance) = read_body(app, body, encoding, declared).await?;
+    *body_read = true;
+    let _batch_permit = app.admission.batch_slot().await?;
+    let body_len = body.len() as u64;
+    let mut slot = None;
+    let mut journal_as = None;
+    if let Some(key) = &idempotency_key {
+        let mut h = Sha256::new();
+        h.update([framing as u8]);
+        h.update(&body);
+        let fingerprint: [u8; 32] = h.finalize().into();
+        journal_as = Some((auth.principal.name.clone(), key.clone(), fingerprint));
+        match app
+            .idempotency
+            .begin(&auth.principal.name, key, fingerprint)
+            .await
+        {
+            Begin::Replay {
+                receipts,
+                journaled,
+            } => {
+                if !journaled {
+                    let idempotency = app.idempotency.clone();
+                    let (principal, key) = (auth.principal.name.clone(), key.clone());
+                    let r = receipts.clone();
+                    blocking(move || idempotency.journal_again(&principal, &key, &fingerprint, &r))
+                        .await?
+                        .map_err(|e| unjournaled(app, &receipts, &e))?;
+                }
+                metrics::add(&app.metrics.idempotent_replays, 1);
+                let mut r = receipts_response(&receipts);
+                r.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(r);
+            }
+            Begin::Conflict => {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different body; use a new key \
+                     for a new batch",
+                ));
+            }
+            Begin::Proceed(s) => slot = Some(s),
+        }
+    }
+    let store = app.store.get()?;
+    let parsed = parse_batch(app, &auth, body, framing, allowance).await?;
+    let outcome = match parsed {
+        Err(e) => Err(e),
+        Ok((batch, allowance)) => {
+            append_detached(app, store, batch, allowance, journal_as, slot, body_len).await?
+        }
+    };
+    match outcome {
+        Ok(receipts) => Ok(receipts_response(&receipts)),
+        Err(IngestFailure::Api(e)) => Err(e),
+        Err(IngestFailure::Unjournaled(receipts, e)) => Err(unjournaled(app, &receipts, &e)),
+        Err(IngestFailure::Tenant { indices, asked }) => {
+            let bound = auth.principal.tenant.clone().unwrap_or_default();
+            let e = ApiError::new(
+                ErrorCode::TenantForbidden,
+                format!(
+                    "the token `{}` is bound to tenant `{bound}` and cannot write events of \
+                     tenant `{}` ({} event(s), listed in `indices`); nothing was written",
+                    auth.principal.name,
+                    audit::clean(&asked, 128),
+                    indices.len()
+                ),
+            )
+            .with("indices", indices.clone());
+            let reason = format!(
+                "is bound to tenant `{bound}` and tried to write events of tenant `{asked}`"
+            );
+            Err(auth.deny(app, &reason, e).await)
+        }
+        Err(IngestFailure::Store(e, lines)) => {
+            let err = store_error(app, &e);
+            let batch = ingest::Batch {
+                events: Vec::new(),
+                lines,
+            };
+            Err(ingest::with_lines(err, &batch))
+        }
+    }
+}
+
+/// The answer to a batch that was written but whose idempotency key could
+/// not be made durable: not an acknowledgement, since a retry after a
+/// restart would write the batch again.
+fn unjournaled(app: &App, receipts: &[Receipt], e: &std::io::Error) -> ApiError {
+    let path = app
+        .idempotency
+        .journal_path()
+        .map_or_else(String::new, |p| format!(" `{}`", p.display()));
+    let seqs = match (receipts.first(), receipts.last()) {
+        (Some(first), Some(last)) => format!("seqs {}..={}", first.seq, last.seq),
+        _ => "no records".to_owned(),
+    };
+    let message = format!(
+        "the batch was written ({seqs}) but its Idempotency-Key could not be recorded in the \
+         idempotency journal{path} ({e}), so it is not acknowledged: retry with the same \
+         Idempotency-Key to get its receipts once the journal can be written"
+    );
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::new(ErrorCode::StorageFull, message).retry_after(1)
+    } else {
+        ApiError::unavailable(message)
+    }
+}
+
+fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Framing::Json);
+    };
+    let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or_default().trim();
+    match mime {
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines" => Ok(Framing::Ndjson),
+        "application/json" | "" => Ok(Framing::Json),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "Content-Type `{}` is not accepted: send application/json (one event or an \
+                 array) or application/x-ndjson (one event per line)",
+                audit::clean(other, 100)
+            ),
+        )),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let ok = !v.is_empty() && v.len() <= 255 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "the Idempotency-Key header must be 1 to 255 printable ASCII characters without \
+             spaces (a UUID, say)",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+}
+
+/// Reads the body within the byte budget and `body_timeout`.
+///
+/// Admission: a budget of body bytes and of batches in flight, so memory
+/// stays bounded however many clients send at once. The bytes are taken
+/// as they arrive and the batch slot once the body is in: a share taken
+/// up front, by the declared length, would let a few slow senders hold
+/// the whole budget without sending anything (measured: four connections
+/// declaring 16 MiB and sending a byte a second kept every other client at
+/// 503 for as long as they kept reconnecting).
+async fn read_body(
+    app: &App,
+    body: Body,
+    encoding: body::Encoding,
+    declared: Option<u64>,
+) -> Result<(Bytes, Allowance), ApiError> {
+    let max_body = app.limits.max_body_bytes;
+    let read = body::read(
+        body,
+        encoding,
+        declared,
+        max_body,
+        app.admission.allowance(),
+    );
+    match tokio::time::timeout(app.limits.body_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            ErrorCode::BodyTimeout,
+            format!(
+                "the body was not received within {} s; the connection is too slow. Nothing \
+                 was written",
+                app.limits.body_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(BodyError::TooLarge { decoded })) => Err(body::too_large(max_body, decoded)),
+        Ok(Err(BodyError::Saturated)) => Err(saturated("too many bytes in flight")),
+        Ok(Err(BodyError::Encoding(e))) => Err(e),
+        Ok(Err(BodyError::Read(e))) => Err(ApiError::new(
+            ErrorCode::BodyReadFailed,
+            format!("reading the body failed: {e}; nothing was written"),
+        )),
+        Ok(Ok(read)) => Ok(read),
+    }
+}
+
+/// The 413 of a batch whose parsed events do not fit in the whole
+/// in-flight budget.
+fn parsed_too_large(bytes: usize, budget: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::BatchTooLarge,
+        format!(
+            "the batch takes more memory once parsed (over {bytes} bytes with its body, events \
+             with large metadata take many times their JSON size) than the server holds for \
+             ingest at once (ingest_inflight_bytes = {budget}); split the batch, nothing was \
+             written"
+        ),
+    )
+    .with("ingest_inflight_bytes", budget as u64)
+}
+
+/// Parses the body on a blocking thread and applies the tenant binding.
+///
+/// Parsing is pure CPU: at most one batch per core parses at a time, so
+/// that a flood of batches cannot starve queries of CPU (measured: with 16
+/// clients parsing at once, a query waited 0.3-4 s for a core). The
+/// parsed events take their share of the byte budget as they are parsed,
+/// on top of the body's.
+async fn parse_batch(
+    app: &App,
+    auth: &Authed<IngestScope>,
+    body: Bytes,
+    framing: Framing,
+    mut allowance: Allowance,
+) -> Result<Result<ParsedBatch, IngestFailure>, ApiError> {
+    let limits = app.limits.clone();
+    let validator = app.validator.clone();
+    let tenant = auth.principal.tenant.clone();
+    let parse_permit = app.admission.parse_slot().await?;
+    let runtime = tokio::runtime::Handle::current();
+    blocking(move || -> Result<ParsedBatch, IngestFailure> {
+        let _permit = parse_permit;
+        let base = allowance.held();
+        let budget = allowance.budget();
+        let mut memory = |parsed: usize| {
+            if base.saturating_add(parsed) > budget {
+                return Err(parsed_too_large(base.saturating_add(parsed), budget));
+            }
+            // Grown a step at a time (a 256th of the budget, at most a
+            // quarter megabyte), not event by event.
+            let step = (budget / 256).clamp(4 << 10, 256 << 10);
+            let want = base + parsed.next_multiple_of(step);
+            allowance
+                .hold_blocking(&runtime, want)
+                .map_err(|_| saturated("too many bytes in flight"))
+        };
+        let mut batch = ingest::parse_within(&body, framing, &limits, &validator, &mut memory)
+            .map_err(IngestFailure::Api)?;
+        if let Some(bound) = &tenant {
+            let mut indices = Vec::new();
+            let mut asked = String::new();
+            for (i, e) in batch.events.iter_mut().enumerate() {
+                match &e.tenant {
+                    None => e.tenant = Some(bound.clone()),
+                    Some(t) if t == bound => {}
+                    Some(t) => {
+                        indices.push(i);
+                        asked.clone_from(t);
+                    }
+                }
+            }
+            if !indices.is_empty() {
+                return Err(IngestFailure::Tenant { indices, asked });
+            }
+        }
+        Ok((batch, allowance))
+    })
+    .await
+}
+
+/// Appends the batch in a detached task and waits for it.
+///
+/// From here on the batch is written whether or not the client waits: the
+/// task appends it and remembers its idempotency key, so a client that
+/// lost the connection (or hit the request timeout) and retries with the
+/// same key gets these receipts instead of a second copy.
+async fn append_detached(
+    app: &Arc<App>,
+    store: Store,
+    mut batch: ingest::Batch,
+    allowance: Allowance,
+    journal_as: Option<JournalKey>,
+    slot: Option<Slot>,
+    body_len: u64,
+) -> Result<Result<Arc<Vec<Receipt>>, IngestFailure>, ApiError> {
+    let lines = batch.lines.take();
+    let task_app = app.clone();
+    let journal = task_app.idempotency.clone();
+    let task = tokio::spawn(async move {
+        let appended = tokio::task::spawn_blocking(move || {
+            // The events' share of the budget is held until they are
+            // written, even if the client has gone.
+            let _allowance = allowance;
+            let receipts = store.append_batch(batch.events)?;
+            // Durable now: remember the key across a restart before
+            // acknowledging (a line written and synced; the journal is
+            // compacted in the background).
+            let journaled = match &journal_as {
+                Some((principal, key, fingerprint)) => {
+                    journal.journal_batch(principal, key, fingerprint, &receipts)
+                }
+                None => Ok(()),
+            };
+            Ok::<_, sealog::Error>((receipts, journaled))
+        })
+        .await;
+        match appended {
+            Ok(Ok((receipts, journaled))) => {
+                let m = &task_app.metrics;
+                let n = receipts.len() as u64;
+                metrics::add(&m.ingest_requests, 1);
+                metrics::add(&m.ingest_events, n);
+                metrics::add(&m.ingest_bytes, body_len);
+                m.batch_events.record(n);
+                let receipts = Arc::new(receipts);
+                if let Some(slot) = slot {
+                    slot.complete(receipts.clone(), journaled.is_ok());
+                }
+                match journaled {
+                    Ok(()) => Ok(receipts),
+                    Err(e) => {
+                        tracing::error!(
+                            error = %e,
+                            first_seq = receipts.first().map(|r| r.seq),
+                            "could not write the idempotency journal: the batch is written but \
+                             not acknowledged"
+                        );
+                        Err(IngestFailure::Unjournaled(receipts, e))
+                    }
+                }
+            }
+            Ok(Err(e)) => Err(IngestFailure::Store(e, lines)),
+            Err(_) => Err(IngestFailure::Api(ApiError::new(
+                ErrorCode::Internal,
+                "a worker thread failed; the batch may or may not have been written: retry with \
+                 the same Idempotency-Key",
+            ))),
+        }
+    });
+    task.await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::Internal,
+            "the append task failed; retry with the same Idempotency-Key",
+        )
+    })
+}
+
+fn receipts_response(receipts: &[Receipt]) -> Response {
+    json_bytes(
+        axum::http::StatusCode::OK,
+        crate::wire::ingest_response_json(receipts),
+    )
+}
