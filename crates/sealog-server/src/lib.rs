@@ -38,7 +38,6 @@
 pub mod app;
 pub mod audit;
 pub mod body;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod handle;
