@@ -23,10 +23,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use sealog_format::Timestamp;
 use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, SegmentHeader};
@@ -110,7 +110,7 @@ impl Workers {
                 inner,
             }));
         };
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = std::sync::mpsc::channel();
         let sealer = {
             let thread_inner = inner.clone();
             let outstanding = outstanding.clone();
@@ -611,8 +611,8 @@ fn run_sealer(inner: &Inner, jobs: &Receiver<Job>, outstanding: &Outstanding) {
             Some(every) => match jobs.recv_timeout(every.saturating_sub(last_checkpoint.elapsed()))
             {
                 Ok(job) => Some(job),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             },
             None => match jobs.recv() {
                 Ok(job) => Some(job),
