@@ -139,8 +139,20 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     params: &Params,
     names: &[&str],
 ) -> Result<T, ApiError> {
+    let given: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| names.contains(&k.as_str()))
+        .collect();
+    // An empty value would deserialize as an absent one (`tenant=` as no
+    // tenant filter): a query that silently widens. Refuse it by name.
+    if let Some((name, _)) = given.iter().find(|(_, v)| v.is_empty()) {
+        return Err(ApiError::bad_param(
+            name,
+            "is empty: give a value, or leave the parameter out",
+        ));
+    }
     let raw = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params.iter().filter(|(k, _)| names.contains(&k.as_str())))
+        .extend_pairs(given)
         .finish();
     // `parse` refused unknown and repeated parameters by name already.
     serde_html_form::from_str(&raw).map_err(|e| {
@@ -398,6 +410,31 @@ mod tests {
         }
         let e = parse(Some("actor=%FF"), ALL, &["action"]).unwrap_err();
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn an_empty_parameter_is_refused_naming_it_not_read_as_absent() {
+        // `tenant=` must not become "any tenant": a query that silently
+        // widens is worse than a refusal.
+        for name in QUERY_PARAMS {
+            let raw = format!("{name}=");
+            let p = parse(Some(&raw), ALL, &["action"]).unwrap();
+            let e = if *name == "count" {
+                count(&p).unwrap_err()
+            } else {
+                query(&p).unwrap_err()
+            };
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "invalid_parameter"),
+                "{raw}"
+            );
+            assert_eq!(
+                e.details.get("parameter").and_then(|v| v.as_str()),
+                Some(*name),
+                "{raw}: {e}"
+            );
+        }
     }
 
     #[test]
