@@ -123,14 +123,19 @@ fn every_serve_flag_is_its_key_with_its_variable_and_documented_default() {
         );
         let help = arg.get_long_help().or(arg.get_help()).unwrap().to_string();
         assert!(help.contains("Example: --"), "{key}: {help}");
-        if let Some((_, rest)) = help.split_once("(default ")
-            && let Some(number) = rest.split(|c: char| !c.is_ascii_digit()).next()
-            && !number.is_empty()
-        {
+        // "(default 16777216)", "(default 127.0.0.1:7807; port 0 ...)",
+        // "(default <data-dir>/tokens.json, if it exists)": the default is
+        // the text up to the first `)`, `;` or `,`. The docs give it in
+        // backticks, or as a number with thousands separators.
+        if let Some((_, rest)) = help.split_once("(default ") {
+            let given = rest.split([')', ';', ',']).next().unwrap().trim();
             let row = rows.iter().find(|r| r.key == key).unwrap();
+            let documented = match row.default.strip_prefix('`') {
+                Some(quoted) => quoted.split('`').next().unwrap().to_owned(),
+                None => row.default.replace(',', ""),
+            };
             assert_eq!(
-                number,
-                row.default.replace(',', ""),
+                given, documented,
                 "`--{}`'s help and docs/api.md give different defaults",
                 row.flag
             );
