@@ -221,6 +221,12 @@ layer_struct! {
     #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
     #[serde(deny_unknown_fields)]
     #[cfg_attr(feature = "clap", derive(clap::Args))]
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        rustdoc::invalid_html_tags,
+        reason = "the field docs are also the flags' help, plain text for a terminal: \
+                  `[::1]:7807` and `<data-dir>` are not links or HTML there"
+    )]
     pub struct Layer {
         /// Address to listen on (default 127.0.0.1:7807; port 0 picks a free
         /// port, printed on the first line of standard output).
