@@ -8,6 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use sealog::workload::percentile;
+
 fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
@@ -57,7 +59,7 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let mut lat = latencies.into_inner().unwrap();
     lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    let pct = |p: f64| percentile(&lat, p);
     println!(
         "append latency us: p50 {} p95 {} p99 {} max {}",
         pct(0.5),

@@ -17,11 +17,11 @@
 #![allow(clippy::unwrap_used, reason = "a benchmark driver fails loudly")]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sealog::format::{Outcome, Timestamp};
 use sealog::query::{ActionPattern, ActorFilter, Order, Query};
-use sealog::workload::{Workload, WorkloadShape};
+use sealog::workload::{Workload, WorkloadShape, percentile};
 use sealog::{Durability, Store, StoreOptions};
 
 const SEED: u64 = 2026;
@@ -86,23 +86,20 @@ fn generate(dir: &Path, total: u64) {
     store.close().unwrap();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
 fn time<F: FnMut(u64) -> u64>(name: &str, runs: u64, mut f: F) {
     let mut times = Vec::with_capacity(runs as usize);
     let mut total = 0;
     for i in 0..runs {
         let t = Instant::now();
         total += f(i);
-        times.push(t.elapsed());
+        times.push(t.elapsed().as_nanos() as u64);
     }
-    times.sort();
+    times.sort_unstable();
+    let ms = |p: f64| percentile(&times, p) as f64 / 1e6;
     println!(
         "{name:<58} p50 {:>9.3} ms   p99 {:>9.3} ms   ({runs} runs, {:.1} results/run)",
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        ms(0.5),
+        ms(0.99),
         total as f64 / runs as f64
     );
 }

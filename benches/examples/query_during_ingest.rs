@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sealog::query::{ActorFilter, Query};
-use sealog::workload::Workload;
+use sealog::workload::{Workload, percentile};
 
 fn actor_query(w: &Workload, i: u64) -> Query {
     let a = w.event(i.wrapping_mul(0x9E37_79B9) % 1_000_000).actor;
@@ -28,9 +28,10 @@ fn actor_query(w: &Workload, i: u64) -> Query {
     }
 }
 
-fn report(name: &str, mut times: Vec<Duration>) {
-    times.sort();
-    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+fn report(name: &str, times: Vec<Duration>) {
+    let mut times: Vec<u64> = times.iter().map(|t| t.as_nanos() as u64).collect();
+    times.sort_unstable();
+    let pct = |p: f64| percentile(&times, p) as f64 / 1e6;
     println!(
         "{name:<28} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms   ({} queries)",
         pct(0.5),

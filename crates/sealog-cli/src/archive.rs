@@ -12,7 +12,7 @@ use sealog_archive::{
 };
 
 use crate::common::{
-    Global, Out, bytes, check_store_exists, hex, load_public_key, load_signing_key, rate, thousands,
+    Global, Out, bytes, check_store_exists, load_public_key, load_signing_key, rate, thousands,
 };
 use crate::error::CliError;
 
@@ -379,7 +379,7 @@ pub fn restore(global: &Global, args: RestoreArgs) -> Result<(), CliError> {
             "segments": report.archive.segments,
             "rounds": report.archive.rounds,
             "checkpoints": report.checkpoints,
-            "root": hex(&report.archive.root),
+            "root": hex::encode(report.archive.root),
             "checkpoints_authenticated": report.archive.checkpoints_authenticated,
             "unarchived_signed": report.unarchived_signed,
         }))?;
@@ -392,7 +392,10 @@ pub fn restore(global: &Global, args: RestoreArgs) -> Result<(), CliError> {
             args.from,
             dir.display()
         ))?;
-        out.line(&format!("  tree root   {}", hex(&report.archive.root)))?;
+        out.line(&format!(
+            "  tree root   {}",
+            hex::encode(report.archive.root)
+        ))?;
         out.line(&format!(
             "  checkpoints {} written to checkpoints.log; {}",
             report.checkpoints,
@@ -460,8 +463,8 @@ pub fn verify(
                     "mb_per_sec": mb_per_sec,
                     "store_id": r.store_id,
                     "origin": r.origin,
-                    "root": hex(&r.root),
-                    "chain_head": hex(&r.chain_head),
+                    "root": hex::encode(r.root),
+                    "chain_head": hex::encode(r.chain_head),
                     "newest_checkpoint": r.newest_checkpoint,
                     "checkpoints_authenticated": r.checkpoints_authenticated,
                     "given_checkpoints": r.given_checkpoints,
@@ -480,8 +483,8 @@ pub fn verify(
                     r.objects,
                     bytes(r.bytes)
                 ))?;
-                out.line(&format!("  tree root   {}", hex(&r.root)))?;
-                out.line(&format!("  chain head  {}", hex(&r.chain_head)))?;
+                out.line(&format!("  tree root   {}", hex::encode(r.root)))?;
+                out.line(&format!("  chain head  {}", hex::encode(r.chain_head)))?;
                 let signed = if authenticated {
                     "signatures checked with the public key"
                 } else {

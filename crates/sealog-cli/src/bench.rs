@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use sealog::workload::{Workload, WorkloadShape};
-use sealog::{Durability, Event, Preallocation, Store};
+use sealog::workload::{Workload, WorkloadShape, percentile};
+use sealog::{Durability, Preallocation, Store};
 
 use crate::common::{Global, Out, bytes, rate, thousands};
 use crate::error::CliError;
@@ -30,25 +30,9 @@ the mean number of events made durable by one sync. With
 --durability buffered, appends return before their sync; the final sync on
 close is reported separately.
 
-With --http URL, the same events go to a running `sealog serve` instead:
-NDJSON batches of --batch events POSTed from --clients connections, each
-acknowledged only once durable. The report is the same (MB/s counts request
-bodies; the latency is per request; syncs come from the server's
-/v1/stats, which needs --token with the query scope when the server has
-tokens), followed by query latency (p50/p99) of two typical queries after
-the ingest and, with --query-clients, during it.
-
-With --http URL --abuse, the server is abused instead, bounded in count and
-time: thousands of held connections (and, for a while, more than its
-max_connections), slow senders, oversized and malformed bodies and a flood
-of failed authentications, while honest clients ingest durably at a steady
-rate and query. It reports connections held (here and, from /v1/stats, on
-the server), the server's memory (--server-pid), honest query and ingest
-latency in each phase, how each kind of abuse was answered, and checks that
-every acknowledged honest event is in the log, that POST /v1/verify passes
-and that the failed authentications were summarized; exit 1 if a check
-fails. The token needs the scopes ingest, query and admin. See
-docs/benchmarks.md, section Load and abuse, for a full run.
+A running `sealog serve` is measured by the load generator of the
+benchmarks instead (`cargo run --release -p sealog-benches --bin load --
+--http URL`, with `--abuse` for load and abuse): see docs/benchmarks.md.
 
 --emit prints the generated events instead (NDJSON, or CSV with the columns
 of `sealog export --format csv` without seq and recorded_at), so other
@@ -58,9 +42,7 @@ Examples:
   sealog bench --events 1000000 --batch 1000 --threads 4
   sealog bench --events 200000 --batch 1 --threads 64 --json
   sealog bench --durability buffered --dir /mnt/nvme --keep
-  sealog bench --emit csv --events 200000 > events.csv
-  sealog bench --http http://127.0.0.1:7807 --clients 64 --batch 1000 --events 2000000
-  sealog bench --http http://127.0.0.1:7807 --abuse --server-pid 4242";
+  sealog bench --emit csv --events 200000 > events.csv";
 
 /// Durability of the benchmark's appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -168,63 +150,10 @@ pub struct BenchArgs {
     /// Example: --emit csv --events 200000 > events.csv
     #[arg(long, value_enum, value_name = "FORMAT")]
     emit: Option<EmitFormat>,
-
-    /// Benchmark a running server instead of an embedded store: POST the
-    /// events as NDJSON batches of --batch to URL/v1/events from --clients
-    /// concurrent connections (durable acknowledgements), then measure
-    /// query latency.
-    ///
-    /// Example: --http http://127.0.0.1:7807 --clients 16
-    #[arg(long, value_name = "URL")]
-    pub http: Option<String>,
-
-    /// With --http: concurrent client connections sending batches.
-    ///
-    /// Example: --clients 64
-    #[arg(long, default_value_t = 16, value_name = "C",
-          value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub clients: u64,
-
-    /// With --http: the bearer token (scopes ingest and query, no tenant
-    /// binding, for the query and the server's sync count from
-    /// /v1/stats). Also read from SEALOG_TOKEN.
-    ///
-    /// Example: --token slg_...
-    #[arg(
-        long,
-        env = "SEALOG_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
-
-    /// With --http on https: the CA certificate (PEM) to trust.
-    ///
-    /// Example: --ca ca.pem
-    #[arg(long, value_name = "PEM")]
-    pub ca: Option<PathBuf>,
-
-    /// With --http: queries of each kind timed one after another once the
-    /// ingest is done (0: none).
-    ///
-    /// Example: --queries 500
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub queries: u64,
-
-    /// With --http: connections running queries in a loop while the ingest
-    /// runs, for query latency under load (0: none).
-    ///
-    /// Example: --query-clients 2
-    #[arg(long, default_value_t = 0, value_name = "Q")]
-    pub query_clients: u64,
-
-    /// Load and abuse against the server (`--abuse` and its flags).
-    #[command(flatten)]
-    pub abuse: crate::bench_abuse::AbuseArgs,
 }
 
 /// Largest pool of distinct pre-generated events; longer runs reuse it.
-pub const POOL_MAX: u64 = 1_000_000;
+const POOL_MAX: u64 = 1_000_000;
 
 fn workload(args: &BenchArgs) -> Workload {
     Workload::with_shape(
@@ -238,38 +167,9 @@ fn workload(args: &BenchArgs) -> Workload {
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<(), CliError> {
-    match (args.emit, &args.http) {
-        (Some(format), _) => emit(&args, format),
-        (None, Some(url)) if args.abuse.abuse => crate::bench_abuse::run(&args, url),
-        (None, Some(url)) => crate::bench_http::run(&args, url),
-        (None, None) => bench(global, &args),
-    }
-}
-
-impl BenchArgs {
-    /// The workload of these arguments.
-    pub fn workload(&self) -> Workload {
-        workload(self)
-    }
-
-    /// Number of events.
-    pub fn events(&self) -> u64 {
-        self.events
-    }
-
-    /// Events per batch.
-    pub fn batch(&self) -> u64 {
-        self.batch
-    }
-
-    /// Approximate event size.
-    pub fn event_size(&self) -> u64 {
-        self.event_size
-    }
-
-    /// Whether to print JSON.
-    pub fn json(&self) -> bool {
-        self.json
+    match args.emit {
+        Some(format) => emit(&args, format),
+        None => bench(global, &args),
     }
 }
 
@@ -300,36 +200,6 @@ fn emit(args: &BenchArgs, format: EmitFormat) -> Result<(), CliError> {
     out.flush()
 }
 
-/// Generates events `0..n` on every core.
-pub fn generate(w: &Workload, n: u64) -> Vec<Event> {
-    let workers = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
-    let chunk = n.div_ceil(workers).max(1);
-    let mut parts: Vec<Vec<Event>> = Vec::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|k| {
-                let from = (k * chunk).min(n);
-                let to = ((k + 1) * chunk).min(n);
-                s.spawn(move || w.events(from, to))
-            })
-            .collect();
-        parts = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect();
-    });
-    parts.into_iter().flatten().collect()
-}
-
-/// The `p`-th percentile of sorted values.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted.get(i).copied().unwrap_or(0)
-}
-
 fn bench(global: &Global, args: &BenchArgs) -> Result<(), CliError> {
     let parent = match &args.dir {
         Some(d) => d.clone(),
@@ -357,7 +227,7 @@ fn bench(global: &Global, args: &BenchArgs) -> Result<(), CliError> {
     // batch is one contiguous slice of it.
     let pool_target = args.events.min(POOL_MAX).max(args.batch);
     let pool_len = pool_target.div_ceil(args.batch) * args.batch;
-    let pool = generate(&workload(args), pool_len);
+    let pool = workload(args).generate(pool_len);
     let pool_len = pool.len() as u64;
 
     let durability = match args.durability {
@@ -511,18 +381,4 @@ fn bench(global: &Global, args: &BenchArgs) -> Result<(), CliError> {
         stats.segment_rolls
     ))?;
     out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 0.5), 51);
-        assert_eq!(percentile(&v, 0.99), 99);
-        assert_eq!(percentile(&v, 1.0), 100);
-        assert_eq!(percentile(&[], 0.5), 0);
-    }
 }

@@ -3,14 +3,11 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use sealog::format::Validator;
 use sealog::format::validate::{SecretGuard, SecretPolicy};
-use sealog::query::{
-    ActionPattern, ActorFilter, IpFilter, Order, Query, ResourceFilter, TimeBound,
-};
+use sealog::query::{Order, Query};
 use sealog::{Outcome, Store, StoreOptions, Timestamp};
 
 use crate::error::{CliError, flag_of_query_field};
@@ -315,136 +312,9 @@ impl From<OutcomeArg> for Outcome {
     }
 }
 
-/// The filters of `query`, `tail` and `export`.
-#[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Filters (all given filters must match)")]
-pub struct Filters {
-    /// The actor: `TYPE:ID` or just `ID` (any type).
-    ///
-    /// Example: --actor user:alice   or   --actor alice
-    #[arg(long, value_name = "[TYPE:]ID")]
-    pub actor: Option<String>,
-
-    /// The action, exact or a glob where `*` matches anything (dots
-    /// included). Repeat the flag to match any of several.
-    ///
-    /// Example: --action 'customer.*' --action auth.login_failed
-    #[arg(long = "action", value_name = "PATTERN")]
-    pub actions: Vec<String>,
-
-    /// The resource: `TYPE:ID`, `TYPE:` (any id of that type) or `ID`.
-    ///
-    /// Example: --resource customer:4471   or   --resource customer:
-    #[arg(long, value_name = "TYPE:ID")]
-    pub resource: Option<String>,
-
-    /// The resource type.
-    ///
-    /// Example: --resource-type invoice
-    #[arg(long, value_name = "TYPE")]
-    pub resource_type: Option<String>,
-
-    /// The outcome.
-    ///
-    /// Example: --outcome denied
-    #[arg(long, value_enum)]
-    pub outcome: Option<OutcomeArg>,
-
-    /// The tenant.
-    ///
-    /// Example: --tenant acme
-    #[arg(long, value_name = "TENANT")]
-    pub tenant: Option<String>,
-
-    /// The source IP address, exact or a CIDR network (IPv4 or IPv6;
-    /// IPv4-mapped IPv6 addresses count as IPv4).
-    ///
-    /// Example: --source-ip 203.0.113.9   or   --source-ip 10.0.0.0/8
-    #[arg(long, value_name = "IP|CIDR")]
-    pub source_ip: Option<String>,
-
-    /// The request id.
-    ///
-    /// Example: --request-id req-7f3a
-    #[arg(long, value_name = "ID")]
-    pub request_id: Option<String>,
-
-    /// Only events that happened within this long before now, and not
-    /// after now: event time in [now - DURATION, now]. A number and a unit,
-    /// s (seconds), m (minutes), h (hours), d (days) or w (weeks). Events
-    /// dated in the future (a client's clock ahead) are left out; --from
-    /// alone includes them. With --to, that is the end instead of now.
-    ///
-    /// Example: --since 1h   or   --since 7d
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
-
-    /// Only events that happened at or after this time: RFC 3339, or a date
-    /// alone for the start of that day in UTC.
-    ///
-    /// Example: --from 2026-11-23T00:00:00Z   or   --from 2026-11-23
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
-
-    /// Only events that happened before this time (exclusive): RFC 3339,
-    /// or a date alone for the end of that day in UTC (the whole day is
-    /// included). Also --until.
-    ///
-    /// Example: --to 2026-11-24T00:00:00+01:00   or   --until 2026-11-23
-    #[arg(long, visible_alias = "until", value_name = "TIME")]
-    pub to: Option<String>,
-}
-
-impl Filters {
-    /// The query these filters describe (newest first, default limit), with
-    /// `--since` counted back from now.
-    pub fn to_query(&self) -> Result<Query, CliError> {
-        self.to_query_at(Timestamp::now())
-    }
-
-    /// True when the end of the time range is "now" (`--since` without
-    /// `--to`): a follower moves it as time passes.
-    pub fn ends_now(&self) -> bool {
-        self.since.is_some() && self.to.is_none()
-    }
-
-    /// The query these filters describe at the instant `now`.
-    pub fn to_query_at(&self, now: Timestamp) -> Result<Query, CliError> {
-        let mut q = Query::default();
-        if let Some(actor) = &self.actor {
-            q.actor = Some(ActorFilter::parse(actor));
-        }
-        for pattern in &self.actions {
-            q.actions
-                .push(ActionPattern::new(pattern.as_str()).map_err(query_error)?);
-        }
-        if let Some(resource) = &self.resource {
-            q.resource = Some(ResourceFilter::parse(resource));
-        }
-        q.resource_type.clone_from(&self.resource_type);
-        q.outcome = self.outcome.map(Outcome::from);
-        q.tenant.clone_from(&self.tenant);
-        if let Some(ip) = &self.source_ip {
-            q.source_ip = Some(IpFilter::parse(ip).map_err(query_error)?);
-        }
-        q.request_id.clone_from(&self.request_id);
-        if let Some(since) = &self.since {
-            let (from, to) = sealog::query::since(parse_duration(since)?, now);
-            q.from = Some(from);
-            q.to = Some(to);
-        }
-        if let Some(from) = &self.from {
-            q.from = Some(
-                sealog::query::parse_time("from", from, TimeBound::Start).map_err(query_error)?,
-            );
-        }
-        if let Some(to) = &self.to {
-            q.to = Some(sealog::query::parse_time("to", to, TimeBound::End).map_err(query_error)?);
-        }
-        q.validate().map_err(query_error)?;
-        Ok(q)
-    }
-}
+/// The filters of `query`, `tail` and `export`: the engine's, which are
+/// also the HTTP server's query parameters.
+pub use sealog::query::Filters;
 
 /// The field and reason of an event that failed to parse or validate; a
 /// document that is not JSON at all is reported as a whole.
@@ -462,6 +332,13 @@ pub fn field_and_reason(e: &sealog::format::ValidationError) -> (String, String)
 /// An engine query error as a usage error naming the flag.
 pub fn query_error(e: sealog::Error) -> CliError {
     match e {
+        sealog::Error::InvalidQuery {
+            field: "since",
+            reason,
+        } => CliError::usage(
+            format!("--since {reason}"),
+            "give a whole number and a unit: s, m, h, d or w, e.g. --since 1h or --since 7d",
+        ),
         sealog::Error::InvalidQuery { field, reason } => CliError::usage(
             format!("{}: {reason}", flag_of_query_field(field)),
             "see `sealog query --help` for the filter syntax",
@@ -490,16 +367,6 @@ pub fn with_order(mut q: Query, by: OrderBy, oldest_first: bool) -> Query {
         (OrderBy::Time, true) => Order::EarliestTimeFirst,
     };
     q
-}
-
-/// Parses `30s`, `15m`, `1h`, `7d`, `2w` (the value of `--since`).
-pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
-    sealog::query::parse_duration("since", text).map_err(|_| {
-        CliError::usage(
-            format!("--since `{text}` is not a duration"),
-            "give a whole number and a unit: s, m, h, d or w, e.g. --since 1h or --since 7d",
-        )
-    })
 }
 
 /// Parses an RFC 3339 flag value.
@@ -583,11 +450,6 @@ impl Out {
     }
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -630,49 +492,6 @@ pub fn stderr_is_terminal() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90s").ok(), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
-        assert_eq!(
-            parse_duration("2w").ok(),
-            Some(Duration::from_secs(14 * 86_400))
-        );
-        assert!(parse_duration("1y").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("10").is_err());
-    }
-
-    #[test]
-    fn since_is_bounded_by_now_and_dates_cover_whole_days() {
-        let now = Timestamp::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
-        let filters = Filters {
-            since: Some("1h".into()),
-            ..Filters::default()
-        };
-        let q = filters.to_query_at(now).unwrap();
-        assert_eq!(
-            q.from,
-            Some(Timestamp::parse_rfc3339("2026-11-27T11:00:00Z").unwrap())
-        );
-        assert_eq!(q.to.map(|t| t.as_nanos()), Some(now.as_nanos() + 1));
-        assert!(filters.ends_now());
-        let filters = Filters {
-            from: Some("2026-11-27".into()),
-            to: Some("2026-11-27".into()),
-            ..Filters::default()
-        };
-        let q = filters.to_query_at(now).unwrap();
-        assert_eq!(
-            q.from,
-            Some(Timestamp::parse_rfc3339("2026-11-27T00:00:00Z").unwrap())
-        );
-        assert_eq!(
-            q.to,
-            Some(Timestamp::parse_rfc3339("2026-11-28T00:00:00Z").unwrap())
-        );
-    }
 
     #[test]
     fn numbers_format() {

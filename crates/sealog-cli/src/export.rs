@@ -3,8 +3,8 @@
 use clap::{Args, ValueEnum};
 
 use crate::common::{
-    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, stderr_is_terminal, thousands,
-    with_order,
+    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, query_error, stderr_is_terminal,
+    thousands, with_order,
 };
 use crate::error::CliError;
 use crate::render::{CSV_COLUMNS, record_csv_fields};
@@ -80,7 +80,11 @@ pub struct ExportArgs {
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
-    let query = with_order(args.filters.to_query()?, args.order, !args.newest_first);
+    let query = with_order(
+        args.filters.to_query().map_err(query_error)?,
+        args.order,
+        !args.newest_first,
+    );
     let store = global.open_read_only(&args.damaged)?;
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();

@@ -52,7 +52,7 @@ pub fn run(global: &Global, _args: InitArgs) -> Result<(), CliError> {
     let segment_size = options.segment_size;
     let store = sealog::Store::open(dir, options)
         .map_err(|e| CliError::store("creating the store", dir, e))?;
-    let id = crate::common::hex(&store.store_id());
+    let id = hex::encode(store.store_id());
     store
         .close()
         .map_err(|e| CliError::store("closing the new store", dir, e))?;

@@ -8,8 +8,6 @@
 mod append;
 mod archive;
 mod bench;
-mod bench_abuse;
-mod bench_http;
 mod common;
 mod error;
 mod export;

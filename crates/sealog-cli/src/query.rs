@@ -85,7 +85,11 @@ pub struct QueryArgs {
 }
 
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
-    let mut query = with_order(args.filters.to_query()?, args.order, args.oldest_first);
+    let mut query = with_order(
+        args.filters.to_query().map_err(query_error)?,
+        args.order,
+        args.oldest_first,
+    );
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;

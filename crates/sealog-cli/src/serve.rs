@@ -67,141 +67,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     secrets: SecretsArg,
 
-    /// Address to listen on (default 127.0.0.1:7807; port 0 picks a free
-    /// port, printed on the first line of standard output).
-    ///
-    /// Example: --listen 0.0.0.0:7807   or   --listen [::1]:7807
-    #[arg(long, env = "SEALOG_LISTEN", value_name = "IP:PORT")]
-    listen: Option<String>,
-
-    /// The tokens file (default <data-dir>/tokens.json, if it exists).
-    ///
-    /// Example: --tokens /etc/sealog/tokens.json
-    #[arg(long, env = "SEALOG_TOKENS", value_name = "FILE")]
-    tokens: Option<PathBuf>,
-
-    /// TLS certificate chain, PEM (with --tls-key).
-    ///
-    /// Example: --tls-cert /etc/sealog/cert.pem
-    #[arg(long, env = "SEALOG_TLS_CERT", value_name = "PEM")]
-    tls_cert: Option<PathBuf>,
-
-    /// TLS private key, PEM (with --tls-cert).
-    ///
-    /// Example: --tls-key /etc/sealog/key.pem
-    #[arg(long, env = "SEALOG_TLS_KEY", value_name = "PEM")]
-    tls_key: Option<PathBuf>,
-
-    /// Largest request body in bytes (default 16777216).
-    ///
-    /// Example: --max-body-bytes 4194304
-    #[arg(long, env = "SEALOG_MAX_BODY_BYTES", value_name = "BYTES")]
-    max_body_bytes: Option<u64>,
-
-    /// Largest single event in bytes of JSON (default 65536).
-    ///
-    /// Example: --max-event-bytes 16384
-    #[arg(long, env = "SEALOG_MAX_EVENT_BYTES", value_name = "BYTES")]
-    max_event_bytes: Option<u64>,
-
-    /// Most events in one request (default 10000).
-    ///
-    /// Example: --max-batch-events 5000
-    #[arg(long, env = "SEALOG_MAX_BATCH_EVENTS", value_name = "N")]
-    max_batch_events: Option<u64>,
-
-    /// Seconds a request may take, body included (default 30).
-    ///
-    /// Example: --request-timeout-secs 10
-    #[arg(long, env = "SEALOG_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
-    request_timeout_secs: Option<u64>,
-
-    /// Seconds a client has to send the request head (default 10).
-    ///
-    /// Example: --header-timeout-secs 5
-    #[arg(long, env = "SEALOG_HEADER_TIMEOUT_SECS", value_name = "SECS")]
-    header_timeout_secs: Option<u64>,
-
-    /// Seconds a client has to send the request body (default 20).
-    ///
-    /// Example: --body-timeout-secs 10
-    #[arg(long, env = "SEALOG_BODY_TIMEOUT_SECS", value_name = "SECS")]
-    body_timeout_secs: Option<u64>,
-
-    /// Seconds `POST /v1/verify` may take (default 600).
-    ///
-    /// Example: --verify-timeout-secs 3600
-    #[arg(long, env = "SEALOG_VERIFY_TIMEOUT_SECS", value_name = "SECS")]
-    verify_timeout_secs: Option<u64>,
-
-    /// Open connections at once (default 10000).
-    ///
-    /// Example: --max-connections 2000
-    #[arg(long, env = "SEALOG_MAX_CONNECTIONS", value_name = "N")]
-    max_connections: Option<u64>,
-
-    /// Memory of the batches being ingested at once, bodies (decoded) and
-    /// parsed events (default 67108864); a batch that cannot fit within
-    /// --ingest-wait-ms gets 503.
-    ///
-    /// Example: --ingest-inflight-bytes 33554432
-    #[arg(long, env = "SEALOG_INGEST_INFLIGHT_BYTES", value_name = "BYTES")]
-    ingest_inflight_bytes: Option<u64>,
-
-    /// Batches being ingested at once (default 64).
-    ///
-    /// Example: --ingest-inflight-batches 32
-    #[arg(long, env = "SEALOG_INGEST_INFLIGHT_BATCHES", value_name = "N")]
-    ingest_inflight_batches: Option<u64>,
-
-    /// Milliseconds a batch waits for the in-flight budget before 503
-    /// (default 250).
-    ///
-    /// Example: --ingest-wait-ms 1000
-    #[arg(long, env = "SEALOG_INGEST_WAIT_MS", value_name = "MS")]
-    ingest_wait_ms: Option<u64>,
-
-    /// Seconds in-flight requests get to finish at shutdown (default 30).
-    ///
-    /// Example: --shutdown-grace-secs 10
-    #[arg(long, env = "SEALOG_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
-    shutdown_grace_secs: Option<u64>,
-
-    /// Idempotency keys remembered (default 100000).
-    ///
-    /// Example: --idempotency-keys 10000
-    #[arg(long, env = "SEALOG_IDEMPOTENCY_KEYS", value_name = "N")]
-    idempotency_keys: Option<u64>,
-
-    /// Seconds an idempotency key is remembered (default 86400).
-    ///
-    /// Example: --idempotency-ttl-secs 3600
-    #[arg(long, env = "SEALOG_IDEMPOTENCY_TTL_SECS", value_name = "SECS")]
-    idempotency_ttl_secs: Option<u64>,
-
-    /// Tail (SSE) streams open at once (default 1000).
-    ///
-    /// Example: --max-tail-streams 100
-    #[arg(long, env = "SEALOG_MAX_TAIL_STREAMS", value_name = "N")]
-    max_tail_streams: Option<u64>,
-
-    /// Refused requests recorded one by one every 10 s per token, and per
-    /// source address for callers without a valid token (default 20); the
-    /// rest go into one summary event per token or address.
-    ///
-    /// Example: --refusals-per-window 5
-    #[arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")]
-    refusals_per_window: Option<u64>,
+    /// The server's settings (`listen`, `tokens`, TLS and the limits): the
+    /// keys of the config file, as flags.
+    #[command(flatten)]
+    settings: Layer,
 }
 
 impl ServeArgs {
+    /// The settings given as flags and environment variables, with the
+    /// store's, which are options every command shares.
     fn layer(&self, global: &Global, data_dir_given: bool) -> Layer {
         Layer {
-            listen: self.listen.clone(),
             data_dir: data_dir_given.then(|| global.data_dir.clone()),
-            tokens: self.tokens.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
             signing_key: global.signing_key.clone(),
             segment_size: global.segment_size.map(sealog_server::config::Size::Bytes),
             secrets: self.secrets.secrets.map(|m| {
@@ -211,22 +88,7 @@ impl ServeArgs {
                 }
                 .to_owned()
             }),
-            max_body_bytes: self.max_body_bytes,
-            max_event_bytes: self.max_event_bytes,
-            max_batch_events: self.max_batch_events,
-            request_timeout_secs: self.request_timeout_secs,
-            header_timeout_secs: self.header_timeout_secs,
-            body_timeout_secs: self.body_timeout_secs,
-            verify_timeout_secs: self.verify_timeout_secs,
-            max_connections: self.max_connections,
-            ingest_inflight_bytes: self.ingest_inflight_bytes,
-            ingest_inflight_batches: self.ingest_inflight_batches,
-            ingest_wait_ms: self.ingest_wait_ms,
-            shutdown_grace_secs: self.shutdown_grace_secs,
-            idempotency_keys: self.idempotency_keys,
-            idempotency_ttl_secs: self.idempotency_ttl_secs,
-            max_tail_streams: self.max_tail_streams,
-            refusals_per_window: self.refusals_per_window,
+            ..self.settings.clone()
         }
     }
 }

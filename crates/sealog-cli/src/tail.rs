@@ -112,7 +112,7 @@ impl Printer {
 }
 
 pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
-    let filters = args.filters.to_query()?;
+    let filters = args.filters.to_query().map_err(query_error)?;
     let dir = global.data_dir.clone();
     let store = global.open_read_only(&args.damaged)?;
     let mut warnings = DamageWarnings::default();
@@ -200,7 +200,7 @@ fn follow(
 ) -> Result<(), CliError> {
     // `--since` ends the range at now, and now moves on: the query is
     // taken again for each read.
-    let mut query = filters.to_query()?;
+    let mut query = filters.to_query().map_err(query_error)?;
     let mut last_signature = signature(dir);
     let mut failures = 0u32;
     loop {
@@ -235,7 +235,7 @@ fn follow(
             continue;
         }
         if filters.ends_now() {
-            query = filters.to_query()?;
+            query = filters.to_query().map_err(query_error)?;
         }
         let records = read_new(&store, dir, seen, len, &query, damaged.allow_damaged);
         printer.warnings.name_new(dir, &store);

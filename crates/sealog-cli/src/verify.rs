@@ -7,8 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::common::{
-    Global, Out, bytes, check_store_exists, hex, load_public_key, rate, stderr_is_terminal,
-    thousands,
+    Global, Out, bytes, check_store_exists, load_public_key, rate, stderr_is_terminal, thousands,
 };
 use crate::error::CliError;
 
@@ -175,9 +174,9 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     "record_bytes": report.frame_bytes,
                     "elapsed_secs": secs,
                     "mb_per_sec": mb_per_sec,
-                    "chain_head": hex(&report.chain_head),
+                    "chain_head": hex::encode(report.chain_head),
                     "unacknowledged_tail_bytes": report.unacknowledged_tail_bytes,
-                    "root": hex(&report.root),
+                    "root": hex::encode(report.root),
                     "checkpoints": report.checkpoints,
                     "checkpoints_authenticated": report.checkpoints_authenticated,
                     "signatures_checked": signatures,
@@ -206,8 +205,8 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                 out.line(&format!(
                     "  elapsed     {secs:.3} s, {mb_per_sec:.1} MB/s of records"
                 ))?;
-                out.line(&format!("  chain head  {}", hex(&report.chain_head)))?;
-                out.line(&format!("  tree root   {}", hex(&report.root)))?;
+                out.line(&format!("  chain head  {}", hex::encode(report.chain_head)))?;
+                out.line(&format!("  tree root   {}", hex::encode(report.root)))?;
                 out.line(&format!(
                     "  checkpoints {} consistent with the log{}",
                     report.checkpoints,

@@ -1614,17 +1614,13 @@ fn run_readme(cwd: &Path, script: &str) -> std::process::Output {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sealog"), &link).unwrap();
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg("-ec")
+    let out = sealog_testkit::process::command("bash")
+        .arg("-ec")
         .arg(script)
         .current_dir(cwd)
-        .env("PATH", path);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SEALOG_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.env("NO_COLOR", "1").output().unwrap();
+        .env("PATH", path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{script}\nstdout: {}\nstderr: {}",

@@ -11,14 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn sealog() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealog"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SEALOG_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
+    sealog_testkit::process::command(env!("CARGO_BIN_EXE_sealog"))
 }
 
 /// Runs `sealog --data-dir DIR ARGS...`, which must fail; returns its

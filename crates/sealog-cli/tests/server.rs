@@ -1,7 +1,7 @@
 //! `sealog serve` as a process: end to end over real HTTP (ingest, every
 //! predicate, a receipt verified offline with only the public key after
 //! the server stopped), `kill -9` during concurrent ingest, SIGTERM, TLS,
-//! configuration precedence, tokens, and `sealog bench --http`.
+//! configuration precedence and tokens.
 //!
 //! `SEALOG_SERVER_CRASH_CYCLES` sets the number of kill -9 cycles (default
 //! 3; a soak run uses more).
@@ -10,197 +10,33 @@
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sealog::Store;
-use sealog_server::client::Client;
+use sealog_testkit::client::Client;
+use sealog_testkit::process::{self, Served};
+use sealog_testkit::runtime;
 use serde_json::{Value, json};
 
-const SEGMENT_SIZE: &str = "65536";
+const BIN: &str = env!("CARGO_BIN_EXE_sealog");
 
 fn sealog() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealog"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SEALOG_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-/// A running `sealog serve`.
-struct Served {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Served {
-    fn start(mut cmd: Command) -> Served {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sealog serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let first = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no address line; stderr: {}", stderr.lock().unwrap());
-            }
-        };
-        let url = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line `{first}`"))
-            .to_owned();
-        Served { child, url, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Standard error once it contains `text` (or after 5 s).
-    fn stderr_with(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let s = self.stderr();
-            if s.contains(text) || Instant::now() > deadline {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = wait_for(&mut self.child, Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-        (status, self.stderr())
-    }
-
-    /// SIGKILL.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    /// A failing test must not leave a server running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_for(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    process::command(BIN)
 }
 
 fn serve_cmd(dir: &Path, extra: &[&str]) -> Command {
-    let mut cmd = sealog();
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .arg("--segment-size")
-        .arg(SEGMENT_SIZE)
-        .arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .args(extra);
-    cmd
+    process::serve_command(BIN, dir, extra)
 }
 
-/// `sealog init` on `dir` (left as it is if it holds a store already).
 fn init(dir: &Path) {
-    let out = sealog()
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--segment-size")
-        .arg(SEGMENT_SIZE)
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    process::init(BIN, dir);
 }
 
-/// `sealog token create` in the store in `dir` (made first if need be);
-/// the secret is the last line.
 fn create_token(dir: &Path, name: &str, scopes: &str) -> String {
-    init(dir);
-    let out = sealog()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["token", "create", "--name", name, "--scopes", scopes])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let last = text.lines().last().unwrap().to_owned();
-    assert!(last.starts_with("slg_"), "{text}");
-    last
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    process::create_token(BIN, dir, name, scopes)
 }
 
 fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
@@ -732,50 +568,6 @@ fn token_commands_print_the_secret_once_and_revocation_works_on_a_running_server
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].event.actor.id, "svc");
-}
-
-#[test]
-fn bench_http_reports_throughput_latency_syncs_and_query_latency() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let token = create_token(&dir, "bench", "ingest,query");
-    let served = Served::start(serve_cmd(&dir, &[]));
-    let out = sealog()
-        .args([
-            "bench",
-            "--http",
-            &served.url,
-            "--clients",
-            "4",
-            "--events",
-            "3000",
-            "--batch",
-            "100",
-            "--queries",
-            "5",
-            "--query-clients",
-            "1",
-            "--json",
-        ])
-        .env("SEALOG_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["events"], 3000);
-    for key in ["events_per_sec", "mb_per_sec", "p50_us", "p99_us"] {
-        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
-    }
-    assert!(report["fsyncs"].as_u64().unwrap() > 0, "{report}");
-    let q = &report["queries"]["actor_newest_100"];
-    assert_eq!(q["idle"]["queries"], 5);
-    assert!(q["idle"]["p50_us"].as_f64().unwrap() > 0.0);
-    let (status, _) = served.terminate();
-    assert!(status.success());
 }
 
 #[test]

@@ -213,7 +213,7 @@ impl Refusal {
 /// Refusals recorded one by one in a window from all addresses together
 /// (and, separately, from all tokens together), in multiples of the
 /// per-principal allowance: with the default of 20, 1,000 per window.
-pub(crate) const ADDRESSES_IN_FULL: u32 = 50;
+pub const ADDRESSES_IN_FULL: u32 = 50;
 
 /// The addresses beyond which anonymous refusals share one counter.
 pub(crate) const MAX_ADDRESSES: usize = 4096;

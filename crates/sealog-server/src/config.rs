@@ -182,36 +182,230 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| bad("the size is too large"))
 }
 
-/// One source of settings: every field optional. The TOML config file has
-/// exactly these keys.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs, reason = "each key is documented in docs/api.md")]
-pub struct Layer {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub tokens: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub signing_key: Option<PathBuf>,
-    pub segment_size: Option<Size>,
-    pub secrets: Option<String>,
-    pub max_body_bytes: Option<u64>,
-    pub max_event_bytes: Option<u64>,
-    pub max_batch_events: Option<u64>,
-    pub request_timeout_secs: Option<u64>,
-    pub header_timeout_secs: Option<u64>,
-    pub body_timeout_secs: Option<u64>,
-    pub verify_timeout_secs: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub ingest_inflight_bytes: Option<u64>,
-    pub ingest_inflight_batches: Option<u64>,
-    pub ingest_wait_ms: Option<u64>,
-    pub shutdown_grace_secs: Option<u64>,
-    pub idempotency_keys: Option<u64>,
-    pub idempotency_ttl_secs: Option<u64>,
-    pub max_tail_streams: Option<u64>,
-    pub refusals_per_window: Option<u64>,
+/// Declares [`Layer`] and, from the same field list, [`Layer::KEYS`] and
+/// [`Layer::or`]: a key is one field, whatever reads it.
+macro_rules! layer_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct Layer {
+            $( $(#[$field_meta:meta])* pub $field:ident: Option<$ty:ty>, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct Layer {
+            $( $(#[$field_meta])* pub $field: Option<$ty>, )*
+        }
+
+        impl Layer {
+            /// The keys of the config file, in declaration order (the flags
+            /// are these with `-` for `_`, the environment variables
+            /// `SEALOG_` and these in capitals).
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// This layer, with unset values taken from `other`.
+            pub fn or(self, other: Layer) -> Layer {
+                Layer { $( $field: self.$field.or(other.$field), )* }
+            }
+        }
+    };
+}
+
+layer_struct! {
+    /// One source of settings, every one optional: the TOML config file
+    /// (exactly these keys; any other is refused by name) and, with the
+    /// `clap` feature, the flags of `sealog serve` with their `SEALOG_*`
+    /// environment variables. The store's settings (`data_dir`,
+    /// `signing_key`, `segment_size`, `secrets`) are options the command
+    /// line shares with other commands, so they are not flags here. Every
+    /// key is listed with its default in docs/api.md.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[cfg_attr(feature = "clap", derive(clap::Args))]
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        rustdoc::invalid_html_tags,
+        reason = "the field docs are also the flags' help, plain text for a terminal: \
+                  `[::1]:7807` and `<data-dir>` are not links or HTML there"
+    )]
+    pub struct Layer {
+        /// Address to listen on (default 127.0.0.1:7807; port 0 picks a free
+        /// port, printed on the first line of standard output).
+        ///
+        /// Example: --listen 0.0.0.0:7807   or   --listen [::1]:7807
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_LISTEN", value_name = "IP:PORT"))]
+        pub listen: Option<String>,
+
+        /// The store directory (default ./sealog-data): the global --data-dir.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub data_dir: Option<PathBuf>,
+
+        /// The tokens file (default <data-dir>/tokens.json, if it exists).
+        ///
+        /// Example: --tokens /etc/sealog/tokens.json
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_TOKENS", value_name = "FILE"))]
+        pub tokens: Option<PathBuf>,
+
+        /// TLS certificate chain, PEM (with --tls-key).
+        ///
+        /// Example: --tls-cert /etc/sealog/cert.pem
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_TLS_CERT", value_name = "PEM"))]
+        pub tls_cert: Option<PathBuf>,
+
+        /// TLS private key, PEM (with --tls-cert).
+        ///
+        /// Example: --tls-key /etc/sealog/key.pem
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_TLS_KEY", value_name = "PEM"))]
+        pub tls_key: Option<PathBuf>,
+
+        /// The log's private signing key file: the global --signing-key.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub signing_key: Option<PathBuf>,
+
+        /// The size of each segment file, bytes or a string with a binary unit
+        /// (`"16MiB"`): the global --segment-size.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub segment_size: Option<Size>,
+
+        /// What the secret guard does with a secret-looking metadata key,
+        /// `refuse` (the default) or `redact`: the --secrets of the commands that
+        /// take events.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub secrets: Option<String>,
+
+        /// Largest request body in bytes (default 16777216).
+        ///
+        /// Example: --max-body-bytes 4194304
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_MAX_BODY_BYTES", value_name = "BYTES")
+        )]
+        pub max_body_bytes: Option<u64>,
+
+        /// Largest single event in bytes of JSON (default 65536).
+        ///
+        /// Example: --max-event-bytes 16384
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_MAX_EVENT_BYTES", value_name = "BYTES")
+        )]
+        pub max_event_bytes: Option<u64>,
+
+        /// Most events in one request (default 10000).
+        ///
+        /// Example: --max-batch-events 5000
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_MAX_BATCH_EVENTS", value_name = "N"))]
+        pub max_batch_events: Option<u64>,
+
+        /// Seconds a request may take, body included (default 30).
+        ///
+        /// Example: --request-timeout-secs 10
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_REQUEST_TIMEOUT_SECS", value_name = "SECS")
+        )]
+        pub request_timeout_secs: Option<u64>,
+
+        /// Seconds a client has to send the request head (default 10).
+        ///
+        /// Example: --header-timeout-secs 5
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_HEADER_TIMEOUT_SECS", value_name = "SECS")
+        )]
+        pub header_timeout_secs: Option<u64>,
+
+        /// Seconds a client has to send the request body (default 20).
+        ///
+        /// Example: --body-timeout-secs 10
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_BODY_TIMEOUT_SECS", value_name = "SECS")
+        )]
+        pub body_timeout_secs: Option<u64>,
+
+        /// Seconds `POST /v1/verify` may take (default 600).
+        ///
+        /// Example: --verify-timeout-secs 3600
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_VERIFY_TIMEOUT_SECS", value_name = "SECS")
+        )]
+        pub verify_timeout_secs: Option<u64>,
+
+        /// Open connections at once (default 10000).
+        ///
+        /// Example: --max-connections 2000
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_MAX_CONNECTIONS", value_name = "N"))]
+        pub max_connections: Option<u64>,
+
+        /// Memory of the batches being ingested at once, bodies (decoded) and
+        /// parsed events (default 67108864); a batch that cannot fit within
+        /// --ingest-wait-ms gets 503.
+        ///
+        /// Example: --ingest-inflight-bytes 33554432
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_INGEST_INFLIGHT_BYTES", value_name = "BYTES")
+        )]
+        pub ingest_inflight_bytes: Option<u64>,
+
+        /// Batches being ingested at once (default 64).
+        ///
+        /// Example: --ingest-inflight-batches 32
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_INGEST_INFLIGHT_BATCHES", value_name = "N")
+        )]
+        pub ingest_inflight_batches: Option<u64>,
+
+        /// Milliseconds a batch waits for the in-flight budget before 503
+        /// (default 250).
+        ///
+        /// Example: --ingest-wait-ms 1000
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_INGEST_WAIT_MS", value_name = "MS"))]
+        pub ingest_wait_ms: Option<u64>,
+
+        /// Seconds in-flight requests get to finish at shutdown (default 30).
+        ///
+        /// Example: --shutdown-grace-secs 10
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_SHUTDOWN_GRACE_SECS", value_name = "SECS")
+        )]
+        pub shutdown_grace_secs: Option<u64>,
+
+        /// Idempotency keys remembered (default 100000).
+        ///
+        /// Example: --idempotency-keys 10000
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_IDEMPOTENCY_KEYS", value_name = "N"))]
+        pub idempotency_keys: Option<u64>,
+
+        /// Seconds an idempotency key is remembered (default 86400).
+        ///
+        /// Example: --idempotency-ttl-secs 3600
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_IDEMPOTENCY_TTL_SECS", value_name = "SECS")
+        )]
+        pub idempotency_ttl_secs: Option<u64>,
+
+        /// Tail (SSE) streams open at once (default 1000).
+        ///
+        /// Example: --max-tail-streams 100
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_MAX_TAIL_STREAMS", value_name = "N"))]
+        pub max_tail_streams: Option<u64>,
+
+        /// Refused requests recorded one by one every 10 s per token, and per
+        /// source address for callers without a valid token (default 20); the
+        /// rest go into one summary event per token or address.
+        ///
+        /// Example: --refusals-per-window 5
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")
+        )]
+        pub refusals_per_window: Option<u64>,
+    }
 }
 
 /// A configuration problem: what is wrong, and how to fix it.
@@ -241,12 +435,6 @@ fn setting(key: &str) -> String {
         key.replace('_', "-"),
         key.to_ascii_uppercase()
     )
-}
-
-macro_rules! or_fields {
-    ($a:ident, $b:ident, $($f:ident),*) => {
-        Layer { $($f: $a.$f.or($b.$f)),* }
-    };
 }
 
 impl Layer {
@@ -286,40 +474,6 @@ impl Layer {
                 fix,
             )
         })
-    }
-
-    /// This layer, with unset values taken from `other`.
-    pub fn or(self, other: Layer) -> Layer {
-        let a = self;
-        let b = other;
-        or_fields!(
-            a,
-            b,
-            listen,
-            data_dir,
-            tokens,
-            tls_cert,
-            tls_key,
-            signing_key,
-            segment_size,
-            secrets,
-            max_body_bytes,
-            max_event_bytes,
-            max_batch_events,
-            request_timeout_secs,
-            header_timeout_secs,
-            body_timeout_secs,
-            verify_timeout_secs,
-            max_connections,
-            ingest_inflight_bytes,
-            ingest_inflight_batches,
-            ingest_wait_ms,
-            shutdown_grace_secs,
-            idempotency_keys,
-            idempotency_ttl_secs,
-            max_tail_streams,
-            refusals_per_window
-        )
     }
 
     /// Fills in the defaults and checks the values.

@@ -39,7 +39,6 @@
 pub mod audit;
 mod auth;
 mod body;
-pub mod client;
 pub mod config;
 mod error;
 mod handle;

@@ -1,51 +1,62 @@
-//! Strict parsing of query strings into the engine's [`Query`].
+//! Strict parsing of query strings.
 //!
 //! Unknown parameters are refused by name (a typo such as `actr=alice`
 //! must not silently widen a query during an incident), as are repeated
 //! parameters other than `action`, values that are not valid UTF-8 after
 //! percent-decoding, and anything the engine's [`Query::validate`] refuses.
+//!
+//! The filters are the engine's [`Filters`] (the same struct as the command
+//! line's filter flags), deserialized from the query string with
+//! `serde_html_form`; the listing adds its order and page ([`Page`]).
 
-use sealog::query::{
-    ActionPattern, ActorFilter, IpFilter, MAX_LIMIT, Order, Query, ResourceFilter, TimeBound,
-};
-use sealog::{Outcome, Timestamp};
+use sealog::Timestamp;
+use sealog::query::{Filters, MAX_LIMIT, Order, Query};
+use serde::Deserialize;
 
 use crate::error::ApiError;
 
-/// The filter parameters of `GET /v1/events`, `/v1/tail` and the export.
-pub const FILTERS: &[&str] = &[
-    "actor",
-    "action",
-    "resource",
-    "resource_type",
-    "outcome",
-    "tenant",
-    "source_ip",
-    "request_id",
-    "from",
-    "to",
-    "since",
-];
+/// The filter parameters of `GET /v1/events`, `/v1/tail` and the export:
+/// the fields of [`Filters`].
+pub const FILTERS: &[&str] = Filters::FIELDS;
+
+/// The parameters of a listing beyond its filters: the order, the page,
+/// and `count` (only the number of matches). The fields of [`Page`].
+pub const PAGE: &[&str] = &["order", "limit", "cursor", "count"];
 
 /// The parameters of `GET /v1/events`: the filters, then the order, the
-/// page, and `count` (only the number of matches).
-pub const QUERY_PARAMS: &[&str] = &[
-    "actor",
-    "action",
-    "resource",
-    "resource_type",
-    "outcome",
-    "tenant",
-    "source_ip",
-    "request_id",
-    "from",
-    "to",
-    "since",
-    "order",
-    "limit",
-    "cursor",
-    "count",
-];
+/// page, and `count`.
+pub const QUERY_PARAMS: &[&str] = &concat::<{ FILTERS.len() + PAGE.len() }>(FILTERS, PAGE);
+
+/// `a` then `b`, as one array (for the lists above, at compile time).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+/// The order and page of `GET /v1/events`, as given (the values are
+/// checked by [`query_at`] and [`count`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Page {
+    /// `newest` (the default) or `oldest` by seq, `time` (also
+    /// `time_newest`) or `time_oldest` by event time.
+    pub order: Option<String>,
+    /// Records per page, 1 to [`MAX_LIMIT`].
+    pub limit: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// `true`: the number of matches instead of a page.
+    pub count: Option<String>,
+}
 
 /// Parameters as given, in order.
 pub type Params = Vec<(String, String)>;
@@ -109,7 +120,7 @@ pub fn get<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
 /// Whether `count=true` asks for the number of matches instead of a page
 /// (`true` or `false`; absent is `false`).
 pub fn count(params: &Params) -> Result<bool, ApiError> {
-    match get(params, "count") {
+    match page(params)?.count.as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => Err(ApiError::bad_param(
@@ -120,6 +131,46 @@ pub fn count(params: &Params) -> Result<bool, ApiError> {
             ),
         )),
     }
+}
+
+/// The parameters of `params` named in `names`, deserialized into `T` from
+/// their query string (so that repeated `action` parameters become a list).
+fn deserialize<T: serde::de::DeserializeOwned>(
+    params: &Params,
+    names: &[&str],
+) -> Result<T, ApiError> {
+    let given: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| names.contains(&k.as_str()))
+        .collect();
+    // An empty value would deserialize as an absent one (`tenant=` as no
+    // tenant filter): a query that silently widens. Refuse it by name.
+    if let Some((name, _)) = given.iter().find(|(_, v)| v.is_empty()) {
+        return Err(ApiError::bad_param(
+            name,
+            "is empty: give a value, or leave the parameter out",
+        ));
+    }
+    let raw = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(given)
+        .finish();
+    // `parse` refused unknown and repeated parameters by name already.
+    serde_html_form::from_str(&raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!("the query parameters do not parse: {e}"),
+        )
+    })
+}
+
+/// The filters given in `params`.
+pub fn filters(params: &Params) -> Result<Filters, ApiError> {
+    deserialize(params, FILTERS)
+}
+
+/// The order and page given in `params`.
+pub fn page(params: &Params) -> Result<Page, ApiError> {
+    deserialize(params, PAGE)
 }
 
 /// Parses a non-negative integer parameter.
@@ -187,95 +238,58 @@ fn store_err(e: sealog::Error) -> ApiError {
     ApiError::from_store(&e)
 }
 
-/// A time of the range: RFC 3339, or a date alone (the start of that UTC
-/// day for `from`, its end for `to`).
-fn time(name: &'static str, text: &str, bound: TimeBound) -> Result<Timestamp, ApiError> {
-    sealog::query::parse_time(name, text, bound).map_err(store_err)
-}
-
 /// The query the filters, order, limit and cursor describe, `since`
 /// counted back from now.
 pub fn query(params: &Params) -> Result<Query, ApiError> {
     query_at(params, Timestamp::now())
 }
 
-/// [`query`] at the instant `now`: `since=D` is the event-time range
-/// `[now - D, now]` (the end replaced by `to` if given), and refuses `from`
-/// beside it.
+/// [`query`] at the instant `now`: the filters by
+/// [`Filters::to_query_at`] (`since=D` is the event-time range
+/// `[now - D, now]`, the end replaced by `to` if given, and is refused
+/// beside `from`), then the order and the page.
 pub fn query_at(params: &Params, now: Timestamp) -> Result<Query, ApiError> {
-    let mut q = Query::default();
-    if let Some(text) = get(params, "since") {
-        if get(params, "from").is_some() {
-            return Err(ApiError::bad_param(
-                "since",
-                "is given with `from`: give one start of the time range, `since` (a duration \
-                 back from now) or `from` (a time or a date)",
-            ));
-        }
-        let duration = sealog::query::parse_duration("since", text).map_err(store_err)?;
-        let (from, to) = sealog::query::since(duration, now);
-        q.from = Some(from);
-        q.to = Some(to);
-    }
-    for (k, v) in params {
-        match k.as_str() {
-            "actor" => q.actor = Some(ActorFilter::parse(v)),
-            "action" => q
-                .actions
-                .push(ActionPattern::new(v.as_str()).map_err(store_err)?),
-            "resource" => q.resource = Some(ResourceFilter::parse(v)),
-            "resource_type" => q.resource_type = Some(v.clone()),
-            "outcome" => {
-                q.outcome = Some(
-                    v.parse::<Outcome>()
-                        .map_err(|reason| ApiError::bad_param("outcome", reason))?,
-                );
-            }
-            "tenant" => q.tenant = Some(v.clone()),
-            "source_ip" => q.source_ip = Some(IpFilter::parse(v).map_err(store_err)?),
-            "request_id" => q.request_id = Some(v.clone()),
-            "from" => q.from = Some(time("from", v, TimeBound::Start)?),
-            "to" => q.to = Some(time("to", v, TimeBound::End)?),
-            "order" => {
-                q.order = match v.as_str() {
-                    "newest" => Order::NewestFirst,
-                    "oldest" => Order::OldestFirst,
-                    "time" | "time_newest" => Order::LatestTimeFirst,
-                    "time_oldest" => Order::EarliestTimeFirst,
-                    other => {
-                        return Err(ApiError::bad_param(
-                            "order",
-                            format!(
-                                "`{}` is not `newest` or `oldest` (by seq), or `time` (also \
-                                 `time_newest`) or `time_oldest` (by event time)",
-                                crate::audit::clean(other, 64)
-                            ),
-                        ));
-                    }
-                };
-            }
-            "limit" => {
-                let n = number("limit", v)?;
-                if n == 0 || n > MAX_LIMIT as u64 {
-                    return Err(ApiError::bad_param(
-                        "limit",
-                        format!("{n} is outside 1..={MAX_LIMIT}"),
-                    ));
-                }
-                q.limit = usize::try_from(n).unwrap_or(MAX_LIMIT);
-            }
-            "cursor" => q.cursor = Some(v.clone()),
-            _ => {}
-        }
-    }
-    q.validate().map_err(|e| match e {
+    let given_since = get(params, "since").is_some();
+    let refused = |e: sealog::Error| match e {
         // The start of the range came from `since`: name what was given.
         sealog::Error::InvalidQuery {
             field: "from",
             reason,
-        } if get(params, "since").is_some() => ApiError::bad_param("since", reason),
+        } if given_since => ApiError::bad_param("since", reason),
         other => store_err(other),
-    })?;
+    };
+    let mut q = filters(params)?.to_query_at(now).map_err(refused)?;
+    let page = page(params)?;
+    if let Some(order) = &page.order {
+        q.order = match order.as_str() {
+            "newest" => Order::NewestFirst,
+            "oldest" => Order::OldestFirst,
+            "time" | "time_newest" => Order::LatestTimeFirst,
+            "time_oldest" => Order::EarliestTimeFirst,
+            other => {
+                return Err(ApiError::bad_param(
+                    "order",
+                    format!(
+                        "`{}` is not `newest` or `oldest` (by seq), or `time` (also \
+                         `time_newest`) or `time_oldest` (by event time)",
+                        crate::audit::clean(other, 64)
+                    ),
+                ));
+            }
+        };
+    }
+    if let Some(limit) = &page.limit {
+        let n = number("limit", limit)?;
+        if n == 0 || n > MAX_LIMIT as u64 {
+            return Err(ApiError::bad_param(
+                "limit",
+                format!("{n} is outside 1..={MAX_LIMIT}"),
+            ));
+        }
+        q.limit = usize::try_from(n).unwrap_or(MAX_LIMIT);
+    }
+    q.cursor = page.cursor;
+    q.validate().map_err(refused)?;
     Ok(q)
 }
 
@@ -293,6 +307,27 @@ mod tests {
             QUERY_PARAMS.get(FILTERS.len()..),
             Some(&["order", "limit", "cursor", "count"][..])
         );
+        // Each name is a field of its struct, and the structs refuse any
+        // other name: the lists and the structs cannot drift apart.
+        for name in QUERY_PARAMS {
+            let raw = format!("{name}=x");
+            let is_filter = FILTERS.contains(name);
+            assert_eq!(
+                serde_html_form::from_str::<Filters>(&raw).is_ok(),
+                is_filter,
+                "`{name}`"
+            );
+            assert_eq!(
+                serde_html_form::from_str::<Page>(&raw).is_ok(),
+                !is_filter,
+                "`{name}`"
+            );
+        }
+        assert!(serde_html_form::from_str::<Filters>("actr=x").is_err());
+        let both = "actor=a&action=b.c&action=d.*&limit=5&order=oldest";
+        let params = parse(Some(both), QUERY_PARAMS, &["action"]).unwrap();
+        assert_eq!(filters(&params).unwrap().action, ["b.c", "d.*"]);
+        assert_eq!(page(&params).unwrap().limit.as_deref(), Some("5"));
     }
 
     #[test]
@@ -375,6 +410,31 @@ mod tests {
         }
         let e = parse(Some("actor=%FF"), ALL, &["action"]).unwrap_err();
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn an_empty_parameter_is_refused_naming_it_not_read_as_absent() {
+        // `tenant=` must not become "any tenant": a query that silently
+        // widens is worse than a refusal.
+        for name in QUERY_PARAMS {
+            let raw = format!("{name}=");
+            let p = parse(Some(&raw), ALL, &["action"]).unwrap();
+            let e = if *name == "count" {
+                count(&p).unwrap_err()
+            } else {
+                query(&p).unwrap_err()
+            };
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, crate::error::ErrorCode::InvalidParameter),
+                "{raw}"
+            );
+            assert_eq!(
+                e.details.get("parameter").and_then(|v| v.as_str()),
+                Some(*name),
+                "{raw}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -8,18 +8,16 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::http::Method;
 use http_body_util::BodyExt as _;
 use sealog::format::receipt::Receipt;
-use sealog_server::client::Client;
+use sealog_testkit::client::Client;
 use serde_json::{Value, json};
 
-use common::{Setup, TestServer, event};
+use sealog_testkit::server::{Setup, TestServer, event};
 
 fn ids(page: &Value) -> Vec<String> {
     page["records"]
@@ -517,7 +515,7 @@ async fn reads_of_the_log_are_recorded_in_its_own_audit_trail() {
     assert_eq!(r.status, 200);
 
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     let actions: Vec<&str> = records.iter().map(|r| r.event.action.as_str()).collect();
     let logged = actions.iter().filter(|a| **a == "log.query").count();
     assert_eq!(logged, queries.len());
@@ -659,7 +657,7 @@ async fn tail_streams_new_matching_events_and_resumes_after_last_event_id() {
     assert_eq!(ids, vec![got[1].0, got[2].0]);
     drop(body);
     let dir = server.stop().await;
-    let tails = common::all_records(&dir)
+    let tails = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.action == "log.tail")
         .count();
@@ -669,7 +667,7 @@ async fn tail_streams_new_matching_events_and_resumes_after_last_event_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_signing_key_receipts_and_checkpoints_say_how_to_configure_one() {
     let server = TestServer::start(Setup {
-        options: common::small_options(),
+        options: sealog_testkit::server::small_options(),
         ..Setup::default()
     })
     .await;
@@ -705,7 +703,7 @@ async fn without_tokens_the_server_is_open_on_loopback_and_refuses_other_address
     let r = c.get("/v1/events").await.unwrap();
     assert_eq!(r.status, 200);
     let dir = server.stop().await;
-    let q = common::all_records(&dir)
+    let q = sealog_testkit::server::all_records(&dir)
         .into_iter()
         .find(|r| r.event.action == "log.query")
         .unwrap();
@@ -719,7 +717,7 @@ async fn without_tokens_the_server_is_open_on_loopback_and_refuses_other_address
     }
     .resolve()
     .unwrap();
-    let err = sealog_server::Server::bind(&settings, common::small_options())
+    let err = sealog_server::Server::bind(&settings, sealog_testkit::server::small_options())
         .await
         .unwrap_err()
         .to_string();
@@ -881,7 +879,7 @@ async fn audit_events_name_the_route_matched_with_its_method() {
     let mut anon = server.client(None);
     assert_eq!(anon.get("/v1/checkpoint").await.unwrap().status, 401);
     let dir = server.stop().await;
-    let endpoints: Vec<(String, String)> = common::all_records(&dir)
+    let endpoints: Vec<(String, String)> = sealog_testkit::server::all_records(&dir)
         .into_iter()
         .filter_map(|r| {
             let endpoint = r

@@ -5,17 +5,15 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::Method;
 use sealog_server::Layer;
-use sealog_server::client::Client;
 use sealog_server::tokens::{self, Scope};
+use sealog_testkit::client::Client;
 use serde_json::json;
 
-use common::{Setup, TestServer, event};
+use sealog_testkit::server::{Setup, TestServer, event};
 
 struct Expect {
     status: u16,
@@ -411,7 +409,7 @@ async fn every_refusal_is_clear_and_recorded_in_the_log() {
     ));
 
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     // Nothing of the refused writes reached the log.
     let user_events: Vec<_> = records
         .iter()
@@ -457,7 +455,7 @@ async fn a_flood_of_failed_authentications_is_summarized_not_written_one_by_one(
         assert_eq!(r.status, 401);
     }
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     let failed = records
         .iter()
         .filter(|r| r.event.action == "auth.failed")
@@ -521,7 +519,7 @@ async fn an_insider_cannot_hide_cross_tenant_attempts_behind_anonymous_refusals(
         assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
     }
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     let named = |who: &str| {
         records
             .iter()
@@ -575,7 +573,7 @@ async fn a_tokens_refusals_beyond_its_allowance_are_summarized_under_its_name() 
         assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
     }
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     let summaries: Vec<_> = records
         .iter()
         .filter(|r| r.event.action == "auth.refusals_summarized")

@@ -4,14 +4,12 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
-mod common;
-
 use axum::http::Method;
 use bytes::Bytes;
 use sealog_server::Layer;
 use serde_json::{Value, json};
 
-use common::{Setup, TestServer, event};
+use sealog_testkit::server::{Setup, TestServer, event};
 
 struct Case {
     name: &'static str,
@@ -497,7 +495,7 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
     }
 
     let dir = server.stop().await;
-    let records = common::all_records(&dir);
+    let records = sealog_testkit::server::all_records(&dir);
     let got: Vec<Value> = records
         .iter()
         .map(|r| serde_json::to_value(&r.event).unwrap())
@@ -518,7 +516,7 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
 
 /// What an answer to a bad-input case got wrong: status, error code, a
 /// message that explains, the words it must contain.
-fn case_problems(case: &Case, r: &sealog_server::client::ClientResponse) -> Vec<String> {
+fn case_problems(case: &Case, r: &sealog_testkit::client::ClientResponse) -> Vec<String> {
     let text = r.text();
     let mut wrong = Vec::new();
     if r.status != case.status {

@@ -10,17 +10,15 @@
     reason = "tests fail loudly on unexpected errors"
 )]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Method;
-use common::{Setup, TestServer, event};
 use http_body_util::BodyExt as _;
 use sealog::format::frame::{self, FrameRead};
 use sealog::format::segment::{FOOTER_LEN, HEADER_LEN, SegmentFooter};
-use sealog_server::client::Client;
+use sealog_testkit::client::Client;
+use sealog_testkit::server::{Setup, TestServer, event};
 use serde_json::Value;
 
 /// Sealed segment files of the store in `dir` (each with its footer), in
@@ -51,7 +49,7 @@ async fn server_with_sealed_segments() -> (TestServer, Vec<PathBuf>) {
     let server = TestServer::start(Setup {
         options: sealog::StoreOptions {
             segment_size: 16 << 10,
-            ..common::signing_options()
+            ..sealog_testkit::server::signing_options()
         },
         ..Setup::default()
     })

@@ -6,15 +6,13 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
-mod common;
-
 use std::io::Write as _;
 
 use axum::http::Method;
 use sealog_server::Layer;
-use sealog_server::client::{Client, ClientResponse};
+use sealog_testkit::client::{Client, ClientResponse};
 
-use common::{Setup, TestServer, event};
+use sealog_testkit::server::{Setup, TestServer, event};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

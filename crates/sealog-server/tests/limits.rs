@@ -4,8 +4,6 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use sealog_server::Layer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{Setup, TestServer, event};
+use sealog_testkit::server::{Setup, TestServer, event};
 
 fn batch(from: u64, n: u64) -> String {
     (from..from + n)
@@ -89,7 +87,7 @@ async fn a_retried_batch_gets_the_original_receipts_and_is_written_once() {
         .unwrap();
     assert_eq!(r.status, 400, "the retry is checked again, not replayed");
     let dir = server.stop().await;
-    let n = common::all_records(&dir)
+    let n = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.actor.id == "idem")
         .count();
@@ -128,7 +126,7 @@ async fn a_batch_whose_client_hung_up_is_still_remembered_under_its_key() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["receipts"][0]["seq"], 0);
     let dir = server.stop().await;
-    let n = common::all_records(&dir)
+    let n = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.actor.id == "idem")
         .count();
@@ -236,7 +234,7 @@ async fn slow_senders_hold_neither_the_byte_budget_they_declare_nor_a_batch_slot
     }
     drop(slow);
     let dir = server.stop().await;
-    let n = common::all_records(&dir)
+    let n = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.actor.id == "honest")
         .count();
@@ -275,7 +273,7 @@ async fn a_full_disk_answers_507_and_the_server_recovers_when_space_returns() {
     let fs = Arc::new(FaultFs::new());
     let options = StoreOptions {
         fs: fs.clone(),
-        ..common::small_options()
+        ..sealog_testkit::server::small_options()
     };
     let server = TestServer::start(Setup {
         options,
@@ -284,7 +282,7 @@ async fn a_full_disk_answers_507_and_the_server_recovers_when_space_returns() {
     .await;
     let mut c = server.admin();
     let mut acked: Vec<String> = Vec::new();
-    let post = async |c: &mut sealog_server::client::Client, i: u64| {
+    let post = async |c: &mut sealog_testkit::client::Client, i: u64| {
         c.post_json("/v1/events", event("disk", "x.y", i).to_string())
             .await
             .unwrap()
@@ -466,7 +464,7 @@ async fn idempotency_keys_survive_a_restart_and_a_damaged_journal_forgets_only_i
         assert!(keys.iter().any(|x| x == k), "{k} in {text}");
     }
     let dir = server.stop().await;
-    let n = common::all_records(&dir)
+    let n = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.actor.id == "idem")
         .count();
@@ -482,7 +480,7 @@ async fn a_batch_whose_journal_sync_failed_is_not_acknowledged_and_its_retry_is_
     let fs = Arc::new(FaultFs::new());
     let options = StoreOptions {
         fs: fs.clone(),
-        ..common::signing_options()
+        ..sealog_testkit::server::signing_options()
     };
     let server = TestServer::start(Setup {
         options,
@@ -535,7 +533,7 @@ async fn a_batch_whose_journal_sync_failed_is_not_acknowledged_and_its_retry_is_
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), receipts);
     let dir = server.stop().await;
-    let n = common::all_records(&dir)
+    let n = sealog_testkit::server::all_records(&dir)
         .iter()
         .filter(|r| r.event.actor.id == "idem")
         .count();

@@ -10,8 +10,6 @@
     reason = "a global allocator that counts bytes is the only in-process measure of memory"
 )]
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -23,7 +21,7 @@ use sealog::format::validate::Validator;
 use sealog_server::ingest::{self, Framing};
 use sealog_server::{Layer, Limits};
 
-use common::{Setup, TestServer};
+use sealog_testkit::server::{Setup, TestServer};
 
 /// Counts the bytes allocated now and the most at any moment.
 struct Counting;

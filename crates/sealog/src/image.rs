@@ -18,7 +18,7 @@ use sealog_format::segment::{
     END_MARKER_LEN, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader,
 };
 
-use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
+use crate::error::{Corruption, CorruptionKind, Error, Location, Result, hex};
 use crate::segment::{FrameWalker, Stop};
 use crate::store::Store;
 
@@ -336,10 +336,6 @@ pub fn tree_entries(store: &Store, level: usize, first: u64, count: u64) -> Resu
             path.display()
         ))),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

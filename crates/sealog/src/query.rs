@@ -25,12 +25,20 @@
 //! };
 //! # Ok::<(), sealog::Error>(())
 //! ```
+//!
+//! [`Filters`] is the same query as text, the way people give it: the
+//! HTTP server's query-string parameters and the command line's flags are
+//! both this one struct (it derives `serde::Deserialize` and, with the
+//! `clap` feature, `clap::Args`), and [`Filters::to_query_at`] is the one
+//! conversion into a [`Query`]. Adding a filter is a field there, its
+//! conversion, and its documentation.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use sealog_format::record::RecordView;
 use sealog_format::{Outcome, Record, Timestamp};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -420,6 +428,199 @@ pub fn since(duration: std::time::Duration, now: Timestamp) -> (Timestamp, Times
         Timestamp::from_nanos(now.as_nanos().saturating_sub(nanos)),
         Timestamp::from_nanos(now.as_nanos().saturating_add(1)),
     )
+}
+
+/// Declares the filter struct and, from the same field list, its
+/// [`Filters::FIELDS`]: the names a query string and the flags use cannot
+/// drift from the fields.
+macro_rules! filters_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct Filters {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct Filters {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl Filters {
+            /// The names of the filters, in declaration order: the
+            /// query-string parameters (`resource_type`) and, with `-`
+            /// for `_`, the flags (`--resource-type`).
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
+}
+
+filters_struct! {
+    /// The filters of a query as given, one text value each (several for
+    /// `action`), before parsing: the HTTP server's query-string parameters
+    /// (`GET /v1/events`, `/v1/tail`, the export) and the command line's
+    /// filter flags (`query`, `tail`, `export`). [`Filters::to_query_at`]
+    /// turns them into a [`Query`], refusing a value naming its field.
+    ///
+    /// Unknown fields are refused (a typo such as `actr=alice` must not
+    /// silently widen a query during an incident).
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    #[cfg_attr(feature = "clap", derive(clap::Args))]
+    #[cfg_attr(
+        feature = "clap",
+        command(next_help_heading = "Filters (all given filters must match)")
+    )]
+    pub struct Filters {
+        /// The actor: `TYPE:ID` or just `ID` (any type).
+        ///
+        /// Example: --actor user:alice   or   --actor alice
+        #[cfg_attr(feature = "clap", arg(long, value_name = "[TYPE:]ID"))]
+        pub actor: Option<String>,
+
+        /// The action, exact or a glob where `*` matches anything (dots
+        /// included). Repeat the flag to match any of several.
+        ///
+        /// Example: --action 'customer.*' --action auth.login_failed
+        #[cfg_attr(feature = "clap", arg(long, value_name = "PATTERN"))]
+        pub action: Vec<String>,
+
+        /// The resource: `TYPE:ID`, `TYPE:` (any id of that type) or `ID`.
+        ///
+        /// Example: --resource customer:4471   or   --resource customer:
+        #[cfg_attr(feature = "clap", arg(long, value_name = "TYPE:ID"))]
+        pub resource: Option<String>,
+
+        /// The resource type.
+        ///
+        /// Example: --resource-type invoice
+        #[cfg_attr(feature = "clap", arg(long, value_name = "TYPE"))]
+        pub resource_type: Option<String>,
+
+        /// The outcome.
+        ///
+        /// Example: --outcome denied
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, value_name = "OUTCOME", value_parser = ["success", "failure", "denied"])
+        )]
+        pub outcome: Option<String>,
+
+        /// The tenant.
+        ///
+        /// Example: --tenant acme
+        #[cfg_attr(feature = "clap", arg(long, value_name = "TENANT"))]
+        pub tenant: Option<String>,
+
+        /// The source IP address, exact or a CIDR network (IPv4 or IPv6;
+        /// IPv4-mapped IPv6 addresses count as IPv4).
+        ///
+        /// Example: --source-ip 203.0.113.9   or   --source-ip 10.0.0.0/8
+        #[cfg_attr(feature = "clap", arg(long, value_name = "IP|CIDR"))]
+        pub source_ip: Option<String>,
+
+        /// The request id.
+        ///
+        /// Example: --request-id req-7f3a
+        #[cfg_attr(feature = "clap", arg(long, value_name = "ID"))]
+        pub request_id: Option<String>,
+
+        /// Only events that happened within this long before now, and not
+        /// after now: event time in [now - DURATION, now]. A number and a unit,
+        /// s (seconds), m (minutes), h (hours), d (days) or w (weeks). Events
+        /// dated in the future (a client's clock ahead) are left out; --from
+        /// alone includes them. With --to, that is the end instead of now.
+        ///
+        /// Example: --since 1h   or   --since 7d
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, value_name = "DURATION", conflicts_with = "from")
+        )]
+        pub since: Option<String>,
+
+        /// Only events that happened at or after this time: RFC 3339, or a date
+        /// alone for the start of that day in UTC.
+        ///
+        /// Example: --from 2026-11-23T00:00:00Z   or   --from 2026-11-23
+        #[cfg_attr(feature = "clap", arg(long, value_name = "TIME"))]
+        pub from: Option<String>,
+
+        /// Only events that happened before this time (exclusive): RFC 3339,
+        /// or a date alone for the end of that day in UTC (the whole day is
+        /// included). Also --until.
+        ///
+        /// Example: --to 2026-11-24T00:00:00+01:00   or   --until 2026-11-23
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, visible_alias = "until", value_name = "TIME")
+        )]
+        pub to: Option<String>,
+    }
+}
+
+impl Filters {
+    /// The query these filters describe (newest first, the default limit),
+    /// `since` counted back from now.
+    pub fn to_query(&self) -> Result<Query> {
+        self.to_query_at(Timestamp::now())
+    }
+
+    /// True when the end of the time range is "now" (`since` without
+    /// `to`): a follower moves it as time passes.
+    pub fn ends_now(&self) -> bool {
+        self.since.is_some() && self.to.is_none()
+    }
+
+    /// The query these filters describe at the instant `now`: `since = D`
+    /// is the event-time range `[now - D, now]` (its end replaced by `to`
+    /// if given) and is refused beside `from`. Each value that does not
+    /// parse, and a query that [`Query::validate`] refuses, is an
+    /// [`Error::InvalidQuery`] naming the field.
+    pub fn to_query_at(&self, now: Timestamp) -> Result<Query> {
+        let mut q = Query {
+            actor: self.actor.as_deref().map(ActorFilter::parse),
+            resource: self.resource.as_deref().map(ResourceFilter::parse),
+            resource_type: self.resource_type.clone(),
+            tenant: self.tenant.clone(),
+            request_id: self.request_id.clone(),
+            ..Query::default()
+        };
+        for pattern in &self.action {
+            q.actions.push(ActionPattern::new(pattern.as_str())?);
+        }
+        if let Some(text) = &self.outcome {
+            q.outcome = Some(
+                text.parse::<Outcome>()
+                    .map_err(|reason| Error::InvalidQuery {
+                        field: "outcome",
+                        reason,
+                    })?,
+            );
+        }
+        if let Some(text) = &self.source_ip {
+            q.source_ip = Some(IpFilter::parse(text)?);
+        }
+        if let Some(text) = &self.since {
+            if self.from.is_some() {
+                return Err(Error::InvalidQuery {
+                    field: "since",
+                    reason: "is given with `from`: give one start of the time range, `since` (a \
+                             duration back from now) or `from` (a time or a date)"
+                        .into(),
+                });
+            }
+            let (from, to) = since(parse_duration("since", text)?, now);
+            q.from = Some(from);
+            q.to = Some(to);
+        }
+        if let Some(text) = &self.from {
+            q.from = Some(parse_time("from", text, TimeBound::Start)?);
+        }
+        if let Some(text) = &self.to {
+            q.to = Some(parse_time("to", text, TimeBound::End)?);
+        }
+        q.validate()?;
+        Ok(q)
+    }
 }
 
 /// Which events to find.
@@ -854,6 +1055,148 @@ mod tests {
         for bad in ["1y", "h", "10", "", "-1h", "99999999999999999999w"] {
             assert!(parse_duration("since", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn filters_bound_since_by_now_and_dates_cover_whole_days() {
+        let now = Timestamp::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let filters = Filters {
+            since: Some("1h".into()),
+            ..Filters::default()
+        };
+        let q = filters.to_query_at(now).unwrap();
+        assert_eq!(
+            q.from,
+            Some(Timestamp::parse_rfc3339("2026-11-27T11:00:00Z").unwrap())
+        );
+        assert_eq!(q.to.map(|t| t.as_nanos()), Some(now.as_nanos() + 1));
+        assert!(filters.ends_now());
+        let filters = Filters {
+            from: Some("2026-11-27".into()),
+            to: Some("2026-11-27".into()),
+            ..Filters::default()
+        };
+        let q = filters.to_query_at(now).unwrap();
+        assert_eq!(
+            q.from,
+            Some(Timestamp::parse_rfc3339("2026-11-27T00:00:00Z").unwrap())
+        );
+        assert_eq!(
+            q.to,
+            Some(Timestamp::parse_rfc3339("2026-11-28T00:00:00Z").unwrap())
+        );
+    }
+
+    #[test]
+    fn filters_refuse_bad_values_naming_the_field() {
+        for (filters, field) in [
+            (
+                Filters {
+                    action: vec!["Customer.*".into()],
+                    ..Filters::default()
+                },
+                "action",
+            ),
+            (
+                Filters {
+                    outcome: Some("maybe".into()),
+                    ..Filters::default()
+                },
+                "outcome",
+            ),
+            (
+                Filters {
+                    source_ip: Some("10.0.0.0/33".into()),
+                    ..Filters::default()
+                },
+                "source_ip",
+            ),
+            (
+                Filters {
+                    since: Some("3y".into()),
+                    ..Filters::default()
+                },
+                "since",
+            ),
+            (
+                Filters {
+                    since: Some("1h".into()),
+                    from: Some("2026-11-27".into()),
+                    ..Filters::default()
+                },
+                "since",
+            ),
+            (
+                Filters {
+                    from: Some("yesterday".into()),
+                    ..Filters::default()
+                },
+                "from",
+            ),
+            (
+                Filters {
+                    to: Some("2026-13-01".into()),
+                    ..Filters::default()
+                },
+                "to",
+            ),
+            (
+                Filters {
+                    actor: Some(String::new()),
+                    ..Filters::default()
+                },
+                "actor",
+            ),
+        ] {
+            match filters.to_query() {
+                Err(Error::InvalidQuery { field: f, .. }) => assert_eq!(f, field, "{filters:?}"),
+                other => panic!("{filters:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_filter_field_is_a_named_key_and_no_other_is() {
+        for name in Filters::FIELDS {
+            let value = if *name == "action" {
+                serde_json::json!(["a.b"])
+            } else {
+                serde_json::json!("x")
+            };
+            let mut one = serde_json::Map::new();
+            one.insert((*name).to_owned(), value);
+            assert!(
+                serde_json::from_value::<Filters>(one.into()).is_ok(),
+                "`{name}` is not a field"
+            );
+        }
+        let err = serde_json::from_value::<Filters>(serde_json::json!({"actr": "alice"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `actr`"), "{err}");
+        let every = Filters {
+            actor: Some("user:alice".into()),
+            action: vec!["customer.*".into(), "auth.login".into()],
+            resource: Some("customer:".into()),
+            resource_type: Some("customer".into()),
+            outcome: Some("denied".into()),
+            tenant: Some("acme".into()),
+            source_ip: Some("10.0.0.0/8".into()),
+            request_id: Some("req-1".into()),
+            since: None,
+            from: Some("2026-01-01T00:00:00Z".into()),
+            to: Some("2026-02-01".into()),
+        };
+        let q = every.to_query().unwrap();
+        assert_eq!(q.actor.unwrap().id, "alice");
+        assert_eq!(q.actions.len(), 2);
+        assert_eq!(q.resource.unwrap().kind.as_deref(), Some("customer"));
+        assert_eq!(q.resource_type.as_deref(), Some("customer"));
+        assert_eq!(q.outcome, Some(Outcome::Denied));
+        assert_eq!(q.tenant.as_deref(), Some("acme"));
+        assert!(q.source_ip.is_some());
+        assert_eq!(q.request_id.as_deref(), Some("req-1"));
+        assert!(q.from.is_some() && q.to.is_some());
     }
 
     #[test]

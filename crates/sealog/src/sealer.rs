@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 use sealog_format::Timestamp;
 use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::{Error, Result};
 use crate::progress::{Failure, Progress};
@@ -382,7 +382,7 @@ mod tests {
     fn the_backlog_wait_ends_when_seals_finish_or_the_store_latches() {
         let sealing = Arc::new(Sealing::new(None));
         let progress = Arc::new(Progress::new(0));
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = std::sync::mpsc::channel();
         sealing.connect(tx);
         sealing.prepare_spare_later();
         assert!(matches!(rx.try_recv(), Ok(Job::PrepareSpare)));

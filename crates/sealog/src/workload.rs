@@ -245,9 +245,43 @@ impl Workload {
         (from..to).map(|i| self.event(i)).collect()
     }
 
+    /// Events `0..n`, generated on every core: the pool a benchmark makes
+    /// before its clock starts.
+    pub fn generate(&self, n: u64) -> Vec<Event> {
+        let workers = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
+        let chunk = n.div_ceil(workers).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|k| {
+                    let from = (k * chunk).min(n);
+                    let to = ((k + 1) * chunk).min(n);
+                    s.spawn(move || self.events(from, to))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     fn actor_rank(&self, u: f64) -> u64 {
         self.actor_cdf.partition_point(|&c| c < u) as u64
     }
+}
+
+/// The `p`-th percentile (`p` from 0.0 to 1.0) of `sorted`, ascending
+/// values: the value of rank `round((len - 1) * p)`, 0 when there is none.
+/// The one definition the benchmarks and load generators report with.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(0)
 }
 
 /// SplitMix64: small, fast, and good enough for synthetic data.
@@ -274,6 +308,21 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 51);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn generated_pools_are_the_events_in_order() {
+        let w = Workload::new(3);
+        assert_eq!(w.generate(37), w.events(0, 37));
+        assert!(w.generate(0).is_empty());
+    }
 
     #[test]
     fn events_are_valid_and_close_to_the_target_size() {

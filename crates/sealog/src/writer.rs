@@ -52,7 +52,7 @@ impl Workers {
         let Some(active) = active else {
             return Ok(Arc::new(workers));
         };
-        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (jobs, queue) = std::sync::mpsc::channel();
         inner.sealing().connect(jobs);
         *workers.sealer.lock() = Some(Sealer::spawn(inner.clone(), queue)?);
         let index_progress = Arc::new(IndexProgress::default());

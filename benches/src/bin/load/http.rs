@@ -1,4 +1,4 @@
-//! `sealog bench --http URL`: the write benchmark against a running server.
+//! `load --http URL`: the write benchmark against a running server.
 //!
 //! The events come from the same generator as the embedded benchmark and
 //! are serialized into NDJSON request bodies before the clock starts, so
@@ -13,26 +13,25 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sealog::Event;
-use sealog_server::client::{Client, ClientResponse};
+use sealog::workload::percentile;
+use sealog_testkit::client::{Client, ClientResponse};
 
-use crate::bench::{BenchArgs, POOL_MAX, generate, percentile};
-use crate::common::{Out, bytes, rate, thousands};
-use crate::error::CliError;
+use crate::{Failure, LoadArgs, Out, POOL_MAX, bytes, rate, thousands};
 
-fn failed(message: String) -> CliError {
-    CliError::failed(
+fn failed(message: String) -> Failure {
+    Failure::failed(
         message,
         "check that `sealog serve` runs at that URL, and --token if it has tokens",
     )
 }
 
-fn client(args: &BenchArgs, url: &str) -> Result<Client, CliError> {
+fn client(args: &LoadArgs, url: &str) -> Result<Client, Failure> {
     let mut c = Client::new(url)
-        .map_err(|e| CliError::usage(e.to_string(), "give --http http://HOST:PORT"))?;
+        .map_err(|e| Failure::usage(e.to_string(), "give --http http://HOST:PORT"))?;
     if let Some(ca) = &args.ca {
         c = c
             .trust(Some(ca))
-            .map_err(|e| CliError::usage(e.to_string(), "give a PEM CA file"))?;
+            .map_err(|e| Failure::usage(e.to_string(), "give a PEM CA file"))?;
     }
     if let Some(t) = &args.token {
         c = c.with_token(t.clone());
@@ -101,12 +100,12 @@ fn ok_count(r: &ClientResponse) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
+pub fn run(args: &LoadArgs, url: &str) -> Result<(), Failure> {
     let events = args.events();
     let batch = args.batch();
     let pool_target = events.min(POOL_MAX).max(batch);
     let pool_len = pool_target.div_ceil(batch) * batch;
-    let pool = generate(&args.workload(), pool_len);
+    let pool = args.workload().generate(pool_len);
     let sample = pool.first().cloned();
     let mut bodies: Vec<Bytes> = Vec::new();
     for chunk in pool.chunks(usize::try_from(batch).unwrap_or(1000)) {
@@ -286,7 +285,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
         "events_per_fsync": fsyncs.filter(|&f| f > 0).map(|f| acked as f64 / f as f64),
         "queries": query_report,
     });
-    let mut out = Out::new();
+    let mut out = Out::stdout();
     if args.json() {
         out.json_line(&report)?;
         return out.flush();
@@ -298,7 +297,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
             .unwrap_or(0.0)
     };
     out.line(&format!(
-        "sealog bench --http: {} events of ~{} bytes, NDJSON batches of {batch}, {clients} clients, durable acks",
+        "load --http: {} events of ~{} bytes, NDJSON batches of {batch}, {clients} clients, durable acks",
         thousands(acked),
         args.event_size()
     ))?;

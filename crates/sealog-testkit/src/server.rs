@@ -1,12 +1,12 @@
-//! Starting an in-process server on 127.0.0.1:0 for the API tests.
+//! A server started in the test's own process on 127.0.0.1:0, with a
+//! token file and store options of the test's choosing.
 
-#![allow(dead_code, reason = "each test file uses part of the helpers")]
-#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+#![allow(clippy::unwrap_used, reason = "a harness fails loudly")]
 
 use std::path::{Path, PathBuf};
 
+use crate::client::Client;
 use sealog::{Preallocation, Store, StoreOptions};
-use sealog_server::client::Client;
 use sealog_server::tokens::{self, Scope};
 use sealog_server::{Layer, Server};
 use serde_json::Value;
@@ -14,15 +14,22 @@ use tokio::sync::oneshot;
 
 /// A running server and its data directory.
 pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The store directory.
     pub dir: PathBuf,
+    /// The tokens file.
     pub tokens: PathBuf,
+    /// The secret of each token created at start, by name (`root`: every
+    /// scope, no tenant).
     pub secrets: std::collections::HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), sealog_server::ServerError>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// 64 KiB segments, space reserved with `fallocate`: a store that seals
+/// segments after a few hundred events.
 pub fn small_options() -> StoreOptions {
     StoreOptions {
         segment_size: 64 << 10,
@@ -31,6 +38,7 @@ pub fn small_options() -> StoreOptions {
     }
 }
 
+/// [`small_options`] with a fixed signing key (`test.example/log`).
 pub fn signing_options() -> StoreOptions {
     let key = sealog::format::note::SigningKey::from_seed("test.example/log", &[7u8; 32]).unwrap();
     StoreOptions {
@@ -41,8 +49,11 @@ pub fn signing_options() -> StoreOptions {
 
 /// What `start` configures.
 pub struct Setup {
+    /// The settings (`listen` and `data_dir` are the harness's).
     pub layer: Layer,
+    /// The store options.
     pub options: StoreOptions,
+    /// Create a tokens file with a `root` token (else: no authentication).
     pub with_tokens: bool,
     /// Tokens created before the server starts (the server reads a changed
     /// file within a second; creating them first avoids the wait).
@@ -61,6 +72,7 @@ impl Default for Setup {
 }
 
 impl TestServer {
+    /// Starts a server on a new store in a temporary directory.
     pub async fn start(setup: Setup) -> TestServer {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");

@@ -1,18 +1,19 @@
 //! A small HTTP/1.1 client for the server's API: one keep-alive connection
 //! per [`Client`], optional TLS (rustls with ring, trusting a given CA).
 //!
-//! Used by `sealog bench --http` (one client per simulated client) and by
-//! the end-to-end tests; it is hyper's own connection API, so it adds no
-//! dependency to the tree.
+//! Used by the load generator (`sealog-benches`, one client per simulated
+//! client) and by the end-to-end tests; it is hyper's own connection API
+//! over the server's own dependencies.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+pub use hyper::Method;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::{HeaderMap, Request, header, header::HeaderValue};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};

@@ -1,4 +1,4 @@
-//! `sealog bench --http URL --abuse`: load and abuse against a running
+//! `load --http URL --abuse`: load and abuse against a running
 //! server on loopback, bounded in count and time, while honest clients
 //! work and are measured.
 //!
@@ -44,16 +44,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::BodyExt as _;
-use sealog_server::client::Client;
+use sealog::workload::percentile;
+use sealog_testkit::client::{Client, Method};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{sleep, sleep_until, timeout};
 
-use crate::bench::{BenchArgs, percentile};
-use crate::common::{Out, thousands};
-use crate::error::CliError;
+use crate::{Failure, LoadArgs, Out, thousands};
 
 /// The flags of `--abuse`.
 #[derive(Args, Debug)]
@@ -198,8 +197,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const HONEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn failed(message: String) -> CliError {
-    CliError::failed(
+fn failed(message: String) -> Failure {
+    Failure::failed(
         message,
         "check that `sealog serve` runs at that URL, and --token if it has tokens",
     )
@@ -795,9 +794,9 @@ async fn auth_flood(
 
 // ------------------------------------------------------------ honest clients
 
-fn honest_client(url: &str, token: Option<&str>) -> Result<Client, CliError> {
+fn honest_client(url: &str, token: Option<&str>) -> Result<Client, Failure> {
     let c = Client::new(url)
-        .map_err(|e| CliError::usage(e.to_string(), "give --http http://HOST:PORT"))?;
+        .map_err(|e| Failure::usage(e.to_string(), "give --http http://HOST:PORT"))?;
     Ok(match token {
         Some(t) => c.with_token(t.to_owned()),
         None => c,
@@ -860,7 +859,7 @@ async fn honest_ingest(
             ];
             let sent = timeout(
                 HONEST_TIMEOUT,
-                client.request(hyper::Method::POST, "/v1/events", &headers, body.clone()),
+                client.request(Method::POST, "/v1/events", &headers, body.clone()),
             )
             .await;
             match sent {
@@ -1061,7 +1060,7 @@ async fn export(
 ) -> Result<(), String> {
     let response = client
         .send(
-            hyper::Method::GET,
+            Method::GET,
             path,
             &[("accept", "application/x-ndjson")],
             Bytes::new(),
@@ -1138,9 +1137,9 @@ async fn refusal_events(client: &mut Client, from: &str) -> Result<(u64, u64, u6
 
 // ------------------------------------------------------------ the run
 
-fn socket_addr(url: &str) -> Result<(SocketAddr, String), CliError> {
+fn socket_addr(url: &str) -> Result<(SocketAddr, String), Failure> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        CliError::usage(
+        Failure::usage(
             format!("`{url}`: --abuse speaks plain HTTP"),
             "give --http http://HOST:PORT (run the abused server without TLS, on loopback)",
         )
@@ -1151,7 +1150,7 @@ fn socket_addr(url: &str) -> Result<(SocketAddr, String), CliError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
-            CliError::usage(
+            Failure::usage(
                 format!("cannot resolve `{authority}`"),
                 "give --http http://127.0.0.1:PORT",
             )
@@ -1159,7 +1158,7 @@ fn socket_addr(url: &str) -> Result<(SocketAddr, String), CliError> {
     Ok((addr, authority))
 }
 
-pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
+pub fn run(args: &LoadArgs, url: &str) -> Result<(), Failure> {
     let a = &args.abuse;
     let (addr, host) = socket_addr(url)?;
     let fd_limit = sealog_server::raise_open_file_limit();
@@ -1167,7 +1166,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
     if let (_, Some(limit)) = fd_limit
         && limit < needed
     {
-        return Err(CliError::usage(
+        return Err(Failure::usage(
             format!(
                 "this run needs about {needed} file descriptors and the limit is {limit} (hard \
                  limit reached)"
@@ -1182,7 +1181,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
     let report = runtime.block_on(run_async(args, url, addr, host, fd_limit))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let ok = report["checks"]["passed"].as_bool().unwrap_or(false);
-    let mut out = Out::new();
+    let mut out = Out::stdout();
     if args.json() {
         out.json_line(&report)?;
     } else {
@@ -1192,7 +1191,7 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
     if ok {
         Ok(())
     } else {
-        Err(CliError::failed(
+        Err(Failure::failed(
             format!("a check failed: {}", report["checks"]["failures"]),
             "the report above says which",
         ))
@@ -1201,12 +1200,12 @@ pub fn run(args: &BenchArgs, url: &str) -> Result<(), CliError> {
 
 #[allow(clippy::too_many_lines, reason = "the run, phase after phase")]
 async fn run_async(
-    args: &BenchArgs,
+    args: &LoadArgs,
     url: &str,
     addr: SocketAddr,
     host: String,
     fd_limit: (Option<u64>, Option<u64>),
-) -> Result<Value, CliError> {
+) -> Result<Value, Failure> {
     let a = &args.abuse;
     let token = args.token.clone();
     let shared = Arc::new(Shared {
@@ -1387,10 +1386,14 @@ async fn run_async(
         }
         std::fs::File::create(path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|source| CliError::Write {
-                op: "write the acknowledged request ids",
-                path: path.clone(),
-                source,
+            .map_err(|e| {
+                Failure::failed(
+                    format!(
+                        "cannot write the acknowledged request ids to {}: {e}",
+                        path.display()
+                    ),
+                    "give --record-acked a writable path",
+                )
             })?;
     }
     let mut present: HashMap<String, u32> = HashMap::with_capacity(acked.len());
@@ -1414,7 +1417,7 @@ async fn run_async(
         Ok(()) => {}
     }
     let verify = match probe
-        .request(hyper::Method::POST, "/v1/verify", &[], Bytes::new())
+        .request(Method::POST, "/v1/verify", &[], Bytes::new())
         .await
     {
         Ok(r) if r.status == 200 => {
@@ -1593,7 +1596,7 @@ async fn run_async(
     Ok(report)
 }
 
-fn print_report(out: &mut Out, r: &Value) -> Result<(), CliError> {
+fn print_report(out: &mut Out, r: &Value) -> Result<(), Failure> {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let n = |v: &Value| thousands(v.as_u64().unwrap_or(0));
     let ms = |v: &Value| -> String {
@@ -1622,7 +1625,7 @@ fn print_report(out: &mut Out, r: &Value) -> Result<(), CliError> {
         .filter(|p| *p != "over_limit" || over)
         .collect();
     out.line(&format!(
-        "sealog bench --http --abuse: {} (run {}): {} s baseline, {} s flood, {} s over the limit, {} s after",
+        "load --http --abuse: {} (run {}): {} s baseline, {} s flood, {} s over the limit, {} s after",
         r["url"].as_str().unwrap_or_default(),
         r["run"].as_str().unwrap_or_default(),
         s["baseline_secs"],

@@ -1,0 +1,148 @@
+//! The server's configuration keys are one struct (`sealog_server::Layer`:
+//! the config file's keys, the `serve` flags and their environment
+//! variables), and docs/api.md lists them in two tables (the settings and
+//! the limits). This test ties the tables to the struct: every key is
+//! documented, every documented key exists, each flag and variable is the
+//! key's, and the documented defaults are the ones the server resolves.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::collections::BTreeSet;
+
+use clap::{Args, Command};
+use sealog::StoreOptions;
+use sealog_server::{Layer, Settings};
+
+const API_MD: &str = include_str!("../../../docs/api.md");
+
+/// A row of a configuration table: `| `--flag` / `key` | default | what |`.
+struct Row {
+    flag: String,
+    key: String,
+    default: String,
+}
+
+fn rows() -> Vec<Row> {
+    API_MD
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (flag, key) = cells.get(1)?.split_once(" / ")?;
+            let flag = flag.strip_prefix("`--")?.strip_suffix('`')?;
+            let key = key.strip_prefix('`')?.strip_suffix('`')?;
+            Some(Row {
+                flag: flag.to_owned(),
+                key: key.to_owned(),
+                default: (*cells.get(2)?).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// What a configuration amounts to: every resolved setting, the store's
+/// as the server applies them over the default options.
+fn effective(settings: &Settings) -> String {
+    let options = settings.store_options(StoreOptions::default());
+    format!(
+        "{} {:?} {:?} {:?} {:?} {} {:?} {:?}",
+        settings.listen,
+        settings.data_dir,
+        settings.tokens,
+        settings.tls,
+        settings.signing_key,
+        options.segment_size,
+        options.validator.secrets.policy(),
+        settings.limits
+    )
+}
+
+fn resolved(toml: &str) -> String {
+    let layer: Layer = toml::from_str(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    effective(&layer.resolve().unwrap_or_else(|e| panic!("{toml}: {e}")))
+}
+
+#[test]
+fn every_configuration_key_is_documented_with_its_flag_and_default() {
+    let rows = rows();
+    let documented: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let keys: BTreeSet<&str> = Layer::KEYS.iter().copied().collect();
+    assert_eq!(
+        documented, keys,
+        "docs/api.md's configuration tables and the keys of `Layer` differ"
+    );
+    assert_eq!(rows.len(), keys.len(), "a key is documented twice");
+    let defaults = resolved("");
+    for row in &rows {
+        assert_eq!(row.flag, row.key.replace('_', "-"), "{}", row.key);
+        let number = row.default.replace(',', "");
+        let value = if number.bytes().all(|b| b.is_ascii_digit()) {
+            number
+        } else if let Some(text) = row
+            .default
+            .strip_prefix('`')
+            .and_then(|d| d.strip_suffix('`'))
+        {
+            format!("{text:?}")
+        } else {
+            // "none", or a default that depends on the store directory:
+            // nothing to set it to.
+            continue;
+        };
+        assert_eq!(
+            resolved(&format!("{} = {value}", row.key)),
+            defaults,
+            "`{}` is documented with the default {}, which is not the server's",
+            row.key,
+            row.default
+        );
+        if let Ok(n) = value.parse::<u64>() {
+            assert_ne!(
+                resolved(&format!("{} = {}", row.key, n + 1)),
+                defaults,
+                "`{}` changes nothing",
+                row.key
+            );
+        }
+    }
+}
+
+#[test]
+fn every_serve_flag_is_its_key_with_its_variable_and_documented_default() {
+    let rows = rows();
+    let command = Layer::augment_args(Command::new("serve"));
+    let mut flags = 0;
+    for arg in command.get_arguments() {
+        let key = arg.get_id().as_str();
+        assert!(Layer::KEYS.contains(&key), "`{key}` is not a config key");
+        assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()));
+        let env = format!("SEALOG_{}", key.to_ascii_uppercase());
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some(env.as_str()),
+            "{key}"
+        );
+        let help = arg.get_long_help().or(arg.get_help()).unwrap().to_string();
+        assert!(help.contains("Example: --"), "{key}: {help}");
+        // "(default 16777216)", "(default 127.0.0.1:7807; port 0 ...)",
+        // "(default <data-dir>/tokens.json, if it exists)": the default is
+        // the text up to the first `)`, `;` or `,`. The docs give it in
+        // backticks, or as a number with thousands separators.
+        if let Some((_, rest)) = help.split_once("(default ") {
+            let given = rest.split([')', ';', ',']).next().unwrap().trim();
+            let row = rows.iter().find(|r| r.key == key).unwrap();
+            let documented = match row.default.strip_prefix('`') {
+                Some(quoted) => quoted.split('`').next().unwrap().to_owned(),
+                None => row.default.replace(',', ""),
+            };
+            assert_eq!(
+                given, documented,
+                "`--{}`'s help and docs/api.md give different defaults",
+                row.flag
+            );
+        }
+        flags += 1;
+    }
+    // The store's settings are the global flags (and --secrets); every
+    // other key is a flag of `serve`.
+    assert_eq!(flags, Layer::KEYS.len() - 4);
+}
