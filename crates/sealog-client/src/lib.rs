@@ -18,7 +18,8 @@
 //!
 //! // Many events from many tasks: a bounded queue and a background batcher.
 //! let batcher = client.batcher(BatchOptions::default())?;
-//! let pending = batcher.send(event).await?;   // waits while the queue is full
+//! // Waits while the queue is full; a refused event comes back with the error.
+//! let pending = batcher.send(event).await.map_err(|refused| refused.error)?;
 //! let receipt = pending.await?;               // waits until the event is durable
 //! batcher.close().await;                      // flushes and stops the batcher
 //! # let _ = receipt; Ok(()) }
