@@ -281,7 +281,7 @@ async fn while_the_server_is_away_fail_closed_withholds_and_fail_open_answers() 
     let (status, _, body) = send(addr, "GET", "/", &[("x-request-id", "open-down")]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     // The FailOpen event is given up on after the retry budget, and counted.
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if sink.metrics().failed >= 2 {
             break;
         }
