@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// The rules file is wrong: the message names the rule and the key.
     #[error("{0}")]
-    Rules(#[from] RulesError),
+    Rules(#[from] Box<RulesError>),
     /// A label file (CIDR → label CSV) is wrong.
     #[error("label file `{}`{}: {message}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Labels {

@@ -353,14 +353,14 @@ impl RuleSet {
     /// anchors relative label file paths.
     pub fn parse(text: &str, path: &Path) -> Result<RuleSet> {
         let err = |rule: Option<String>, key: &str, message: String, fix: &str| {
-            Error::Rules(RulesError {
+            Error::Rules(Box::new(RulesError {
                 file: path.to_path_buf(),
                 line: None,
                 rule,
                 key: key.to_owned(),
                 message,
                 fix: fix.to_owned(),
-            })
+            }))
         };
         let table: toml::Table = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_at(text, s.start));
@@ -386,14 +386,14 @@ impl RuleSet {
 
     fn parse_table(table: toml::Table, path: &Path) -> Result<RuleSet> {
         let err = |rule: Option<String>, key: &str, message: String, fix: &str| {
-            Error::Rules(RulesError {
+            Error::Rules(Box::new(RulesError {
                 file: path.to_path_buf(),
                 line: None,
                 rule,
                 key: key.to_owned(),
                 message,
                 fix: fix.to_owned(),
-            })
+            }))
         };
         let raw: RawFile =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -1237,7 +1237,7 @@ mod tests {
 
     fn rules_error(text: &str) -> RulesError {
         match parse(text) {
-            Err(Error::Rules(e)) => e,
+            Err(Error::Rules(e)) => *e,
             Err(other) => panic!("not a rules error: {other}"),
             Ok(_) => panic!("accepted:\n{text}"),
         }

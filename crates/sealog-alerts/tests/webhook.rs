@@ -3,6 +3,8 @@
 //! `alert.raised` event in the log, and a restart that resumes from the
 //! cursor without appending an alert twice.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use sealog::query::Query;
 use sealog::{Store, StoreOptions, Timestamp};
 use sealog_alerts::deliver::Delivery;
 use sealog_alerts::runner::{FollowOptions, Raised};
-use sealog_alerts::{ALERT_ACTION, DeliveryOptions, Deliverer, RuleSet};
+use sealog_alerts::{ALERT_ACTION, Deliverer, DeliveryOptions, RuleSet};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
@@ -202,8 +204,14 @@ async fn alerts_are_signed_retried_recorded_once_and_resumed_from_the_cursor_aft
             mac.update(body);
             let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
             assert_eq!(sig, expected, "attempt {}", n + 1);
-            assert_eq!(headers["x-sealog-attempt"].to_str().unwrap(), (n + 1).to_string());
-            assert_eq!(headers["x-sealog-alert-id"].to_str().unwrap(), raised.alert.id);
+            assert_eq!(
+                headers["x-sealog-attempt"].to_str().unwrap(),
+                (n + 1).to_string()
+            );
+            assert_eq!(
+                headers["x-sealog-alert-id"].to_str().unwrap(),
+                raised.alert.id
+            );
             let alert: serde_json::Value = serde_json::from_slice(body).unwrap();
             assert_eq!(alert["rule"], "brute-force");
             assert_eq!(alert["seqs"], serde_json::json!(seqs));
@@ -215,7 +223,10 @@ async fn alerts_are_signed_retried_recorded_once_and_resumed_from_the_cursor_aft
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(Some(e.seq), raised.event_seq);
-    assert_eq!((e.event.actor.kind.as_str(), e.event.actor.id.as_str()), ("service", "sealog-alerts"));
+    assert_eq!(
+        (e.event.actor.kind.as_str(), e.event.actor.id.as_str()),
+        ("service", "sealog-alerts")
+    );
     assert_eq!(e.event.resource.id.as_deref(), Some("brute-force"));
     let metadata = e.event.metadata.as_ref().unwrap();
     assert_eq!(metadata["seqs"], serde_json::json!(seqs));
@@ -279,7 +290,10 @@ async fn an_alert_no_attempt_delivered_goes_to_the_dead_letter_file() {
     let t0 = Timestamp::now();
     for i in 0..5 {
         store
-            .append(failed_login("203.0.113.9", Timestamp::from_nanos(t0.as_nanos() + i)))
+            .append(failed_login(
+                "203.0.113.9",
+                Timestamp::from_nanos(t0.as_nanos() + i),
+            ))
             .unwrap();
     }
     let raised = tokio::time::timeout(Duration::from_secs(20), run.raised.recv())
@@ -287,14 +301,21 @@ async fn an_alert_no_attempt_delivered_goes_to_the_dead_letter_file() {
         .expect("an alert is raised")
         .unwrap();
     match &raised.deliveries[..] {
-        [Delivery::DeadLettered { attempts: 3, error, .. }] => {
+        [
+            Delivery::DeadLettered {
+                attempts: 3, error, ..
+            },
+        ] => {
             assert!(error.contains("503"), "{error}");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(receiver.lock().unwrap().requests.len(), 3);
     let text = std::fs::read_to_string(state.join("dead-letter.ndjson")).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["alert"]["id"], raised.alert.id.as_str());
     assert_eq!(lines[0]["attempts"], 3);
