@@ -179,7 +179,9 @@ impl Cursor {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
-        let tmp = path.with_extension("tmp");
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
         let text = serde_json::to_vec(self).map_err(|e| io("encode")(std::io::Error::other(e)))?;
         {
             let mut f =
