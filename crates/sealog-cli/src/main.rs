@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 failure (or tampering found, or an invalid
 //! receipt), 2 usage error. See `docs/cli.md`.
 
+mod alerts;
 mod append;
 mod archive;
 mod bench;
@@ -63,7 +64,8 @@ Examples:
   sealog token create --name billing-api --scopes ingest --tenant acme
   sealog archive --to s3://audit-archive/prod --follow
   sealog verify --archive s3://audit-archive/prod --public-key log.pub
-  sealog restore --from s3://audit-archive/prod --data-dir /var/lib/sealog";
+  sealog restore --from s3://audit-archive/prod --data-dir /var/lib/sealog
+  sealog alerts test --rules rules.toml --since 30d";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -95,6 +97,7 @@ enum Command {
     Token(token::TokenArgs),
     Archive(archive::ArchiveArgs),
     Restore(archive::RestoreArgs),
+    Alerts(alerts::AlertsArgs),
 }
 
 fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
@@ -117,6 +120,7 @@ fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
         Command::Token(args) => token::run(global, args),
         Command::Archive(args) => archive::archive(global, args),
         Command::Restore(args) => archive::restore(global, args),
+        Command::Alerts(args) => alerts::run(global, args),
     }
 }
 
