@@ -55,6 +55,7 @@ mod index;
 mod indexer;
 mod layout;
 mod mmap;
+mod open_index;
 mod options;
 mod progress;
 pub mod query;
