@@ -294,7 +294,74 @@ pub(crate) struct MemIndex {
     /// segment.
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u32)>,
+    /// Recorded time of the first and of the last indexed record (what a
+    /// snapshot of the index states, see `crate::open_index`).
+    pub first_recorded_at: Option<i64>,
+    pub last_recorded_at: Option<i64>,
     scratch: Vec<u8>,
+}
+
+/// How much of a [`MemIndex`] a snapshot already holds: its records, and
+/// the length of each column and dictionary at that point. Every part of
+/// the index only grows, so what was added since a mark is a suffix of
+/// each part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IndexMark {
+    pub records: u64,
+    terms: [usize; 5],
+    exact: [usize; 2],
+    v4: usize,
+    v6: usize,
+}
+
+/// Reads little-endian values from a byte slice; `None` past its end.
+pub(crate) struct ByteReader<'a> {
+    pub bytes: &'a [u8],
+}
+
+impl<'a> ByteReader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Some(out)
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        self.array().map(i64::from_le_bytes)
+    }
+
+    /// A count of items of `size` bytes each that must fit in what is left.
+    pub(crate) fn count(&mut self, size: usize) -> Option<usize> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        (n.checked_mul(size)? <= self.bytes.len()).then_some(n)
+    }
+}
+
+/// The index columns of one snapshot chunk, decoded and checked against
+/// the index they extend before any of it is applied.
+struct ColumnChunk {
+    new_terms: [Vec<Box<[u8]>>; 5],
+    ids: [Vec<u32>; 5],
+    exact: [Vec<(u64, u32)>; 2],
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u32)>,
 }
 
 impl MemIndex {
@@ -330,7 +397,173 @@ impl MemIndex {
             }
         }
         self.scratch = scratch;
+        let recorded = record.recorded_at.as_nanos();
+        self.first_recorded_at.get_or_insert(recorded);
+        self.last_recorded_at = Some(recorded);
         self.indexed += 1;
+    }
+
+    /// The mark of everything indexed so far.
+    pub(crate) fn mark(&self) -> IndexMark {
+        IndexMark {
+            records: self.indexed,
+            terms: self.dicts.each_ref().map(|d| d.ids.len()),
+            exact: self.exact.each_ref().map(Vec::len),
+            v4: self.v4.len(),
+            v6: self.v6.len(),
+        }
+    }
+
+    /// Appends the index columns of the records indexed since `from` to
+    /// `out`, in the layout of an `.oidx` chunk (docs/format.md): per
+    /// dictionary field its new terms and its term ids, then the
+    /// exact-match pairs and the addresses.
+    pub(crate) fn encode_columns_since(&self, from: &IndexMark, out: &mut Vec<u8>) {
+        let put_u32 = |out: &mut Vec<u8>, v: usize| {
+            out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes());
+        };
+        let start = usize::try_from(from.records).unwrap_or(usize::MAX);
+        for (column, &known) in self.dicts.iter().zip(&from.terms) {
+            let terms = column.terms();
+            let new = terms.get(known..).unwrap_or_default();
+            put_u32(out, new.len());
+            for term in new {
+                put_u32(out, term.len());
+                out.extend_from_slice(term);
+            }
+            for id in column.column.get(start..).unwrap_or_default() {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        for (pairs, &known) in self.exact.iter().zip(&from.exact) {
+            let new = pairs.get(known..).unwrap_or_default();
+            put_u32(out, new.len());
+            for (key, ordinal) in new {
+                out.extend_from_slice(&key.to_le_bytes());
+                out.extend_from_slice(&ordinal.to_le_bytes());
+            }
+        }
+        let new = self.v4.get(from.v4..).unwrap_or_default();
+        put_u32(out, new.len());
+        for (address, ordinal) in new {
+            out.extend_from_slice(&address.to_le_bytes());
+            out.extend_from_slice(&ordinal.to_le_bytes());
+        }
+        let new = self.v6.get(from.v6..).unwrap_or_default();
+        put_u32(out, new.len());
+        for (address, ordinal) in new {
+            out.extend_from_slice(&address.to_be_bytes());
+            out.extend_from_slice(&ordinal.to_le_bytes());
+        }
+    }
+
+    /// Reads the index columns of `count` more records written by
+    /// [`MemIndex::encode_columns_since`], with the recorded times of the
+    /// segment's first record and of the last of these. Returns `None`,
+    /// leaving the index as it was, if they do not extend it consistently:
+    /// a term already known, a term id not in the dictionary, an ordinal
+    /// outside the new records or out of order.
+    pub(crate) fn decode_columns(
+        &mut self,
+        count: u32,
+        r: &mut ByteReader<'_>,
+        recorded: (i64, i64),
+    ) -> Option<()> {
+        let from = u32::try_from(self.indexed).ok()?;
+        let end = from.checked_add(count)?;
+        let n = count as usize;
+        let mut chunk = ColumnChunk {
+            new_terms: Default::default(),
+            ids: Default::default(),
+            exact: Default::default(),
+            v4: Vec::new(),
+            v6: Vec::new(),
+        };
+        for (i, column) in self.dicts.iter().enumerate() {
+            let new_count = r.count(4)?;
+            let terms = chunk.new_terms.get_mut(i)?;
+            let mut fresh = std::collections::HashSet::with_capacity(new_count);
+            for _ in 0..new_count {
+                let len = r.count(1)?;
+                let term: Box<[u8]> = r.take(len)?.into();
+                if column.ids.contains_key(&term) || !fresh.insert(term.clone()) {
+                    return None;
+                }
+                terms.push(term);
+            }
+            let known = column.ids.len().checked_add(new_count)?;
+            let raw = r.take(n.checked_mul(4)?)?;
+            let ids = chunk.ids.get_mut(i)?;
+            ids.reserve(n);
+            for b in raw.chunks_exact(4) {
+                let id = u32::from_le_bytes(b.try_into().ok()?);
+                if id != NO_TERM && id as usize >= known {
+                    return None;
+                }
+                ids.push(id);
+            }
+        }
+        let in_order = |ordinals: &mut dyn Iterator<Item = u32>| {
+            let mut previous = None;
+            for o in ordinals {
+                if !(from..end).contains(&o) || previous.is_some_and(|p| p > o) {
+                    return false;
+                }
+                previous = Some(o);
+            }
+            true
+        };
+        for pairs in &mut chunk.exact {
+            let m = r.count(12)?;
+            pairs.reserve(m);
+            for _ in 0..m {
+                pairs.push((r.u64()?, r.u32()?));
+            }
+            if !in_order(&mut pairs.iter().map(|&(_, o)| o)) {
+                return None;
+            }
+        }
+        let m = r.count(8)?;
+        for _ in 0..m {
+            chunk.v4.push((r.u32()?, r.u32()?));
+        }
+        let m = r.count(20)?;
+        for _ in 0..m {
+            chunk.v6.push((u128::from_be_bytes(r.array()?), r.u32()?));
+        }
+        if !in_order(&mut chunk.v4.iter().map(|&(_, o)| o))
+            || !in_order(&mut chunk.v6.iter().map(|&(_, o)| o))
+        {
+            return None;
+        }
+        // The columns end the chunk's body.
+        if !r.bytes.is_empty() {
+            return None;
+        }
+        // Checked: apply.
+        let ColumnChunk {
+            new_terms,
+            ids,
+            exact,
+            v4,
+            v6,
+        } = chunk;
+        for ((column, terms), ids) in self.dicts.iter_mut().zip(new_terms).zip(ids) {
+            for term in terms {
+                let id = u32::try_from(column.ids.len()).unwrap_or(NO_TERM - 1);
+                column.ids.insert(term, id);
+            }
+            column.column.extend(ids);
+        }
+        for (pairs, new) in self.exact.iter_mut().zip(exact) {
+            pairs.extend(new);
+        }
+        self.v4.extend(v4);
+        self.v6.extend(v6);
+        self.first_recorded_at.get_or_insert(recorded.0);
+        self.last_recorded_at = Some(recorded.1);
+        self.indexed = u64::from(end);
+        Some(())
     }
 
     /// A dictionary field's terms by id, and its `(term id, ordinal)` pairs

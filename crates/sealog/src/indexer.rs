@@ -71,6 +71,24 @@ impl IndexProgress {
     }
 }
 
+/// Brings the index of every open segment up to date and writes the rest
+/// of its snapshot (`crate::open_index`), so that a read-only open after
+/// the writer closes indexes nothing. Called when the writer closes, after
+/// the committer stopped; failures are logged (indexes are derived data).
+pub(crate) fn persist_all(inner: &Inner) {
+    for segment in &inner.readers().snapshot().open {
+        let mut index = segment.index.lock();
+        let caught_up = segment.catch_up(&mut index, u64::MAX);
+        drop(index);
+        match caught_up {
+            Ok(_) => segment.snapshot.persist(&*inner.config().fs, segment, 1),
+            Err(e) => {
+                tracing::warn!(segment = %segment.name, error = %e, "could not index committed records before closing");
+            }
+        }
+    }
+}
+
 /// The running indexer; stop it with [`Indexer::stop`].
 pub(crate) struct Indexer {
     stop: Arc<AtomicBool>,
@@ -131,7 +149,14 @@ fn run(inner: &Inner, stop: &AtomicBool, progress: &IndexProgress) {
                 progress.notify();
                 match caught_up {
                     Ok(true) => {}
-                    Ok(false) => break,
+                    Ok(false) => {
+                        segment.snapshot.persist(
+                            &*inner.config().fs,
+                            segment,
+                            crate::open_index::PERSIST_EVERY,
+                        );
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(segment = %segment.name, error = %e, "could not index committed records; queries will retry");
                         break;

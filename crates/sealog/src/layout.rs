@@ -7,6 +7,8 @@
 //!                               lexical order is log order
 //! segments/spare-<ns>-<n>       a zero-filled file waiting to become the next segment
 //!                               (made as `….tmp`; named by time and a counter)
+//! segments/<first seq>.oidx     a snapshot of an open segment's index (derived,
+//!                               unsynced; see `crate::open_index`)
 //! tree/leaves                   the Merkle leaf hash of every record in sealed segments
 //! tree/level-1 … level-7        hashes of complete subtrees of height 8, 16, … 56
 //! checkpoints.log               every signed checkpoint issued, oldest first

@@ -55,6 +55,7 @@ mod index;
 mod indexer;
 mod layout;
 mod mmap;
+mod open_index;
 mod options;
 mod progress;
 pub mod query;
@@ -86,5 +87,5 @@ pub use options::{Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Preallocation,
 pub use recovery::{RecoveryReport, Truncation};
 pub use search::Matches;
 pub use stats::Stats;
-pub use store::{Head, Receipt, Scan, Store};
+pub use store::{Appending, Head, Receipt, Scan, Store};
 pub use verify::{VerifyOptions, VerifyReport, verify_dir, verify_dir_with};

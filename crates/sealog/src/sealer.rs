@@ -222,10 +222,12 @@ impl Sealer {
         match seal_with(inner.tree(), inner.index_env(), segment) {
             Ok((sealed, None)) => {
                 inner.readers().seal(segment, sealed);
+                segment.snapshot.retire(&*inner.config().fs, &segment.path);
                 true
             }
             Ok((sealed, Some(e))) => {
                 inner.readers().seal(segment, sealed);
+                segment.snapshot.retire(&*inner.config().fs, &segment.path);
                 let what = format!("sealing {}: writing its index", segment.name);
                 inner.latch(Failure::of(&what, &e));
                 false

@@ -108,6 +108,23 @@ impl<'a> FrameWalker<'a> {
         }
     }
 
+    /// Starts at byte `pos` of `bytes`, where the record `next_seq` must
+    /// begin (the end of records known from elsewhere).
+    pub(crate) fn resume(
+        bytes: &'a [u8],
+        pos: usize,
+        next_seq: u64,
+        last_recorded_at: Option<i64>,
+    ) -> Self {
+        FrameWalker {
+            bytes,
+            pos: pos.clamp(HEADER_LEN.min(bytes.len()), bytes.len()),
+            next_seq,
+            last_recorded_at,
+            stop: None,
+        }
+    }
+
     /// The next record, or `None` once stopped (see [`FrameWalker::stop`]).
     pub(crate) fn next_record(&mut self) -> Option<WalkedRecord<'a>> {
         if self.stop.is_some() {
@@ -424,6 +441,8 @@ pub(crate) struct OpenSegment {
     pub index: Mutex<MemIndex>,
     /// How many records `index` covers, readable without its lock.
     pub indexed: AtomicU64,
+    /// The snapshot of `index` in `segments/<seq>.oidx` (writable stores).
+    pub snapshot: crate::open_index::Persist,
 }
 
 impl OpenSegment {
@@ -434,14 +453,29 @@ impl OpenSegment {
         file: Arc<dyn VfsFile>,
         data: OpenData,
     ) -> OpenSegment {
+        OpenSegment::indexed_from(header, name, path, file, data, MemIndex::default())
+    }
+
+    /// An open segment whose first records are already indexed (from a
+    /// snapshot, see `crate::open_index`).
+    pub(crate) fn indexed_from(
+        header: SegmentHeader,
+        name: String,
+        path: PathBuf,
+        file: Arc<dyn VfsFile>,
+        data: OpenData,
+        index: MemIndex,
+    ) -> OpenSegment {
+        let indexed = index.indexed;
         OpenSegment {
             header,
             name,
             path,
             file,
             data: RwLock::new(data),
-            index: Mutex::new(MemIndex::default()),
-            indexed: AtomicU64::new(0),
+            index: Mutex::new(index),
+            indexed: AtomicU64::new(indexed),
+            snapshot: crate::open_index::Persist::default(),
         }
     }
 

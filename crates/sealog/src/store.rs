@@ -98,6 +98,87 @@ pub struct Store {
     workers: Arc<Workers>,
 }
 
+/// What a queued batch waits for: its end seq, reached under its
+/// durability by the commit of its generation.
+#[derive(Clone, Copy, Debug)]
+struct CommitWait {
+    target: u64,
+    durability: Durability,
+    generation: u64,
+}
+
+/// Once a batch is queued, a failure may have written some or all of it,
+/// so it is reported as unacknowledged, not refused.
+fn unacknowledged(e: Error) -> Error {
+    match e {
+        Error::WritesRefused { cause, kind } => Error::Unacknowledged { cause, kind },
+        other => other,
+    }
+}
+
+/// An append in flight ([`Store::append_batch_async_with`]): resolves to
+/// the batch's receipts once it is committed with its durability, or to
+/// the error that refused it or left it unacknowledged.
+#[must_use = "the batch is queued either way; the future tells whether it was acknowledged"]
+pub struct Appending {
+    inner: Arc<Inner>,
+    state: AppendingState,
+}
+
+enum AppendingState {
+    Waiting(Vec<Receipt>, CommitWait),
+    Done(Result<Vec<Receipt>>),
+    Taken,
+}
+
+impl std::fmt::Debug for Appending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            AppendingState::Waiting(_, wait) => format!("waiting for {wait:?}"),
+            AppendingState::Done(r) => format!("done: {}", if r.is_ok() { "ok" } else { "error" }),
+            AppendingState::Taken => "finished".into(),
+        };
+        f.debug_struct("Appending").field("state", &state).finish()
+    }
+}
+
+impl Future for Appending {
+    type Output = Result<Vec<Receipt>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        if let AppendingState::Waiting(_, wait) = &this.state {
+            match this.inner.progress.poll_reached(
+                wait.target,
+                wait.durability,
+                wait.generation,
+                cx.waker(),
+            ) {
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+                std::task::Poll::Ready(Err(e)) => {
+                    this.state = AppendingState::Done(Err(unacknowledged(e)));
+                }
+                std::task::Poll::Ready(Ok(())) => {
+                    if let AppendingState::Waiting(receipts, _) =
+                        std::mem::replace(&mut this.state, AppendingState::Taken)
+                    {
+                        this.inner.count_append(receipts.len());
+                        this.state = AppendingState::Done(Ok(receipts));
+                    }
+                }
+            }
+        }
+        match std::mem::replace(&mut this.state, AppendingState::Taken) {
+            AppendingState::Done(result) => std::task::Poll::Ready(result),
+            // Polled after it finished: nothing more to give.
+            _ => std::task::Poll::Ready(Err(Error::Closed)),
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -267,28 +348,94 @@ impl Store {
         events: impl IntoIterator<Item = E>,
         durability: Durability,
     ) -> Result<Vec<Receipt>> {
+        let Some((receipts, wait)) = self.queue(events, durability)? else {
+            return Ok(Vec::new());
+        };
+        self.inner
+            .progress
+            .wait(wait.target, wait.durability, wait.generation)
+            .map_err(unacknowledged)?;
+        self.inner.count_append(receipts.len());
+        Ok(receipts)
+    }
+
+    /// Appends one event like [`Store::append`] — same validation, same
+    /// durability contract — without blocking the caller: the event is
+    /// validated, encoded and queued now (so appends keep the order of the
+    /// calls), and the returned future resolves to its receipt once the
+    /// committer has made it durable (under the store's default
+    /// durability). No thread waits for it: the committer wakes the task
+    /// when the event's commit group is synced, or when the store fails.
+    ///
+    /// Dropping the future does not withdraw the event, which is queued;
+    /// only its acknowledgement is lost. The future needs no particular
+    /// runtime.
+    pub fn append_async(
+        &self,
+        event: impl Borrow<Event>,
+    ) -> impl Future<Output = Result<Receipt>> + Send + 'static {
+        let appending = self.append_batch_async_with([event], self.inner.config.options.durability);
+        async move {
+            let mut receipts = appending.await.map_err(|e| match e {
+                Error::InvalidBatch(mut errors) if errors.len() == 1 => {
+                    Error::InvalidEvent(errors.remove(0).error)
+                }
+                other => other,
+            })?;
+            receipts.pop().ok_or(Error::Closed)
+        }
+    }
+
+    /// Appends a batch atomically like [`Store::append_batch_with`], without
+    /// blocking: see [`Store::append_async`].
+    pub fn append_batch_async_with<E: Borrow<Event>>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+        durability: Durability,
+    ) -> Appending {
+        let state = match self.queue(events, durability) {
+            Ok(Some((receipts, wait))) => AppendingState::Waiting(receipts, wait),
+            Ok(None) => AppendingState::Done(Ok(Vec::new())),
+            Err(e) => AppendingState::Done(Err(e)),
+        };
+        Appending {
+            inner: self.inner.clone(),
+            state,
+        }
+    }
+
+    /// Appends a batch atomically with the store's default durability,
+    /// without blocking: see [`Store::append_async`].
+    pub fn append_batch_async<E: Borrow<Event>>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> Appending {
+        self.append_batch_async_with(events, self.inner.config.options.durability)
+    }
+
+    /// Validates, encodes and queues a batch; `None` for an empty one.
+    fn queue<E: Borrow<Event>>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+        durability: Durability,
+    ) -> Result<Option<(Vec<Receipt>, CommitWait)>> {
         let config = &self.inner.config;
         if config.read_only {
             return Err(Error::ReadOnly);
         }
         let batch = EncodedBatch::encode(events, &config.options.validator, config.max_batch)?;
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (receipts, ticket) = self.inner.sequencer.append(batch, durability)?;
-        // The batch is queued: a failure from here on may have written some
-        // or all of it, so it is reported as unacknowledged, not refused.
-        self.inner
-            .progress
-            .wait(ticket.end_seq, durability, ticket.generation)
-            .map_err(|e| match e {
-                Error::WritesRefused { cause, kind } => Error::Unacknowledged { cause, kind },
-                other => other,
-            })?;
-        let counters = &self.inner.counters;
-        crate::stats::Counters::add(&counters.appends, 1);
-        crate::stats::Counters::add(&counters.appended_events, receipts.len() as u64);
-        Ok(receipts)
+        Ok(Some((
+            receipts,
+            CommitWait {
+                target: ticket.end_seq,
+                durability,
+                generation: ticket.generation,
+            },
+        )))
     }
 
     /// Makes every append so far durable, whatever its durability, and
@@ -680,6 +827,12 @@ impl Store {
 }
 
 impl Inner {
+    /// Counts an acknowledged append of `events` events.
+    fn count_append(&self, events: usize) {
+        crate::stats::Counters::add(&self.counters.appends, 1);
+        crate::stats::Counters::add(&self.counters.appended_events, events as u64);
+    }
+
     pub(crate) fn new(parts: Parts) -> Arc<Inner> {
         let inner = Arc::new(Inner {
             config: parts.config,

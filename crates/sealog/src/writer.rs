@@ -104,6 +104,7 @@ impl Workers {
             ));
         }
         if writer {
+            crate::indexer::persist_all(inner);
             crate::sealer::checkpoint_if_grown(inner)?;
         }
         Ok(())

@@ -144,15 +144,11 @@ impl Links {
     /// The unsealed segment `scan` was taken: its committed records.
     pub(super) fn scanned(&mut self, scan: &ScanResult) {
         let h = &scan.found.header;
-        let end = h.first_seq + scan.committed as u64;
-        let chain = match scan
-            .committed
-            .checked_sub(1)
-            .and_then(|i| scan.records.get(i))
-        {
-            Some(last) => {
-                self.last_recorded = Some(last.recorded_at.as_nanos());
-                last.chain
+        let end = h.first_seq + scan.committed_total();
+        let chain = match scan.last_committed() {
+            Some((recorded, chain)) => {
+                self.last_recorded = Some(recorded);
+                chain
             }
             None => h.chain_in,
         };

@@ -83,6 +83,18 @@ pub(super) fn list_segments(
             continue;
         }
         let path = segments_dir.join(&name);
+        if name.ends_with(&format!(".{}", crate::open_index::EXT)) {
+            // Index snapshots of open segments: derived, written without
+            // syncs, and only read by read-only opens. A writer starts
+            // them again (its indexer writes the active segment's anew).
+            if !read_only
+                && let Err(e) = fs.remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %path.display(), error = %e, "could not remove an index snapshot");
+            }
+            continue;
+        }
         let leftover = name.ends_with(".tmp");
         let is_spare = !leftover && is_spare_name(&name);
         // Keep one complete spare; a spare of the wrong size (the segment

@@ -5,7 +5,9 @@
 //! checkpoint's size and root); their records are only read by
 //! verification. Only the segments without a footer — the active one, and
 //! one whose seal was interrupted — are scanned frame by frame, so opening
-//! takes the same time however large the store is. Both opens, for writing
+//! takes the same time however large the store is. A read-only open takes
+//! the records a writer's index snapshot covers from it, once their frames
+//! are checked, and scans only the frames after them (`crate::open_index`). Both opens, for writing
 //! and read-only, run these checks through the same code ([`Links`],
 //! [`Findings`]); a gap in the segment numbering consults the segments
 //! known to be absent ([`KnownAbsent`]) before it is called missing.
@@ -388,7 +390,16 @@ impl Opening {
             {
                 continue;
             }
-            let mut scan = scan_unsealed(f, log.links.last_recorded)?;
+            // A read-only open takes what the writer's index snapshot
+            // covers (checked against the segment) instead of decoding,
+            // hashing and indexing those records again.
+            let base = if self.read_only {
+                crate::open_index::load(&*self.fs, &f.path, &f.header)
+            } else {
+                None
+            };
+            let mut scan = scan_unsealed(f, log.links.last_recorded, base)?;
+            self.report.from_index_snapshots += scan.base.as_ref().map_or(0, |b| b.len());
             let followed = pending.peek().is_some();
             if followed
                 && scan.records.len() == scan.committed
@@ -428,14 +439,10 @@ impl Opening {
         let location = Location::file(&scan.found.name)
             .at(scan.stop_at)
             .seq(scan.stop_seq);
-        let readable_end = scan.found.header.first_seq + scan.committed as u64;
+        let readable_end = scan.found.header.first_seq + scan.committed_total();
         self.findings
             .found(corruption(location, kind), readable_end, next_first_seq)?;
-        let last_recorded = scan
-            .committed
-            .checked_sub(1)
-            .and_then(|i| scan.records.get(i))
-            .map(|r| r.recorded_at.as_nanos());
+        let last_recorded = scan.last_committed().map(|(recorded, _)| recorded);
         log.links
             .cut(&scan.found, readable_end, next_first_seq, last_recorded);
         log.scans.push(scan);
@@ -531,7 +538,7 @@ impl Opening {
             .first()
             .filter(|s| s.found.header.first_seq == sealed_total);
         let contiguous = log.scans.is_empty() || first_scan.is_some();
-        let sealing = first_scan.map_or(0, |s| s.committed as u64);
+        let sealing = first_scan.map_or(0, ScanResult::committed_total);
         let Some(leaves) = leaves_before else {
             return Ok(());
         };
@@ -612,19 +619,20 @@ impl Opening {
             )));
         }
         let scan_count = scans.len();
-        for (i, scan) in scans.into_iter().enumerate() {
+        for (i, mut scan) in scans.into_iter().enumerate() {
             let is_last = i + 1 == scan_count;
             if !self.read_only {
                 truncate_tail(&*self.fs, &self.dir, &self.options, &scan, &mut self.report)?;
             }
-            let data = scan.open_data();
+            let (data, index) = scan.take_open_data();
             let found = scan.found;
-            let segment = Arc::new(OpenSegment::new(
+            let segment = Arc::new(OpenSegment::indexed_from(
                 found.header,
                 found.name,
                 found.path,
                 found.file,
                 data,
+                index,
             ));
             if !is_last && !self.read_only && segment.data.read().len() > 0 {
                 let (sealed, index_failure) = crate::sealer::seal_with(tree, index_env, &segment)?;

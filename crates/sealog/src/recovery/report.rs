@@ -15,6 +15,10 @@ pub struct RecoveryReport {
     pub removed: Vec<String>,
     /// Leaf hashes recomputed because `tree/leaves` was short.
     pub rebuilt_leaves: u64,
+    /// Records of unsealed segments taken from the writer's index snapshot
+    /// (`segments/<seq>.oidx`, read-only opens) instead of being decoded,
+    /// hashed and indexed again; their frames were still checked.
+    pub from_index_snapshots: u64,
 }
 
 /// A torn tail that recovery removed.

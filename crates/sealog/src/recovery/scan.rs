@@ -12,9 +12,12 @@ use super::files::Found;
 use super::report::{RecoveryReport, Truncation};
 use crate::error::{CorruptionKind, Error, Location, Result};
 use crate::fs::{self, Vfs};
+use crate::index::MemIndex;
 use crate::layout;
+use crate::open_index::Base;
 use crate::options::{Preallocation, StoreOptions};
 use crate::segment::{FrameWalker, OpenData, Tail, classify_tail};
+use sealog_format::frame::{FrameRead, read_frame};
 
 /// A committed record found by scanning.
 pub(super) struct Scanned {
@@ -29,6 +32,10 @@ pub(super) struct Scanned {
 /// The result of scanning an unsealed segment.
 pub(super) struct ScanResult {
     pub(super) found: Found,
+    /// The first committed records and their index, taken from the
+    /// segment's index snapshot (read-only opens); `records` and
+    /// `committed` count the records after them.
+    pub(super) base: Option<Base>,
     /// The bytes after the last complete batch, up to the last non-zero
     /// byte (the rest of the image is not kept).
     pub(super) leftover: Vec<u8>,
@@ -44,8 +51,15 @@ pub(super) struct ScanResult {
 }
 
 impl ScanResult {
-    pub(super) fn open_data(&self) -> OpenData {
-        let mut data = OpenData::new(self.found.header.chain_in);
+    /// The committed records, with the index of those a snapshot covered.
+    pub(super) fn take_open_data(&mut self) -> (OpenData, MemIndex) {
+        let (mut data, index) = match self.base.take() {
+            Some(base) => (base.data, base.index),
+            None => (
+                OpenData::new(self.found.header.chain_in),
+                MemIndex::default(),
+            ),
+        };
         for r in self.records.iter().take(self.committed) {
             data.push(
                 r.offset,
@@ -56,7 +70,27 @@ impl ScanResult {
                 r.chain,
             );
         }
-        data
+        (data, index)
+    }
+
+    /// Committed records in all (the snapshot's and those scanned after).
+    pub(super) fn committed_total(&self) -> u64 {
+        self.base.as_ref().map_or(0, Base::len) + self.committed as u64
+    }
+
+    /// The recorded time and chain value of the last committed record.
+    pub(super) fn last_committed(&self) -> Option<(i64, Hash)> {
+        match self
+            .committed
+            .checked_sub(1)
+            .and_then(|i| self.records.get(i))
+        {
+            Some(r) => Some((r.recorded_at.as_nanos(), r.chain)),
+            None => {
+                let data = &self.base.as_ref()?.data;
+                Some((data.last_recorded_at?.as_nanos(), data.chain_head))
+            }
+        }
     }
 
     /// Whether the bytes after the committed end are only the remains of
@@ -80,7 +114,7 @@ pub(super) struct TakenSealed {
 /// with a footer made from them. Returns it, the byte offset where reading
 /// stopped, and the recorded time of its last readable record.
 pub(super) fn take_readable(f: Found, last_recorded: Option<i64>) -> Result<Readable> {
-    let scan = scan_unsealed(f, last_recorded)?;
+    let scan = scan_unsealed(f, last_recorded, None)?;
     let mut data = OpenData::new(scan.found.header.chain_in);
     for r in &scan.records {
         data.push(
@@ -139,6 +173,87 @@ fn read_image(f: &Found) -> Result<Vec<u8>> {
     Ok(image)
 }
 
+/// The whole file of segment `f`, with only the bytes from `start` read:
+/// the bytes before it read as zeros (the allocation stays untouched, so
+/// it costs nothing until written).
+fn read_image_from(f: &Found, start: u64) -> Result<Vec<u8>> {
+    if start <= HEADER_LEN as u64 {
+        return read_image(f);
+    }
+    let len = usize::try_from(f.len).map_err(|_| too_large(f))?;
+    let mut image = vec![0u8; len];
+    if let Some(rest) = usize::try_from(start).ok().and_then(|s| image.get_mut(s..)) {
+        f.file
+            .read_exact_at(rest, start)
+            .map_err(|e| Error::io("read", &f.path, e))?;
+    }
+    Ok(image)
+}
+
+/// Bytes of frames checked per read by [`covered_frames_agree`].
+const CHECK_WINDOW: u64 = 1 << 20;
+
+/// Whether the segment holds the records an index snapshot covers, where
+/// the snapshot says: every covered frame is whole, at its offset, with a
+/// valid checksum, the right seq and a recorded time that does not go
+/// back (the last one being the snapshot's), and the last ends a batch.
+/// The records' fields and leaf hashes are taken from the snapshot, as a
+/// sealed segment's are from its sidecar and the leaf file; `verify`
+/// recomputes them. Read a window at a time, so the bytes are touched once.
+fn covered_frames_agree(f: &Found, last_recorded: Option<i64>, base: &Base) -> Result<bool> {
+    let data = &base.data;
+    if data.frames_end > f.len {
+        return Ok(false);
+    }
+    let end_of = |i: usize| {
+        data.offsets
+            .get(i)
+            .map_or(data.frames_end, |&o| u64::from(o))
+    };
+    let mut previous = last_recorded;
+    let mut buf = Vec::new();
+    let mut i = 0usize;
+    let n = data.offsets.len();
+    while i < n {
+        let start = end_of(i);
+        let mut j = i + 1;
+        while j < n && end_of(j + 1) - start <= CHECK_WINDOW {
+            j += 1;
+        }
+        let Some(len) = end_of(j)
+            .checked_sub(start)
+            .and_then(|l| usize::try_from(l).ok())
+        else {
+            return Ok(false);
+        };
+        buf.resize(len, 0);
+        f.file
+            .read_exact_at(&mut buf, start)
+            .map_err(|e| Error::io("read", &f.path, e))?;
+        for k in i..j {
+            let at = usize::try_from(end_of(k) - start).unwrap_or(usize::MAX);
+            let want = end_of(k + 1) - end_of(k);
+            let Some(Ok(FrameRead::Frame(frame))) = buf.get(at..).map(read_frame) else {
+                return Ok(false);
+            };
+            let Ok((seq, recorded)) = sealog_format::record::read_trailer(frame.body) else {
+                return Ok(false);
+            };
+            let recorded = recorded.as_nanos();
+            if frame.len as u64 != want
+                || seq != f.header.first_seq + k as u64
+                || previous.is_some_and(|p| recorded < p)
+                || (k + 1 == n && !frame.is_commit())
+            {
+                return Ok(false);
+            }
+            previous = Some(recorded);
+        }
+        i = j;
+    }
+    Ok(previous == data.last_recorded_at.map(Timestamp::as_nanos))
+}
+
 fn too_large(f: &Found) -> Error {
     corruption(
         Location::file(&f.name),
@@ -165,14 +280,43 @@ fn without_trailing_zeros(bytes: &[u8]) -> &[u8] {
         .expect("one past a position inside the slice is at most its length")
 }
 
-pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<ScanResult> {
-    let image = read_image(&found)?;
+/// Scans an unsealed segment: every frame from the start, or, given the
+/// segment's index snapshot (`base`), the frames after the records it
+/// covers, once those are checked to be in the segment
+/// ([`covered_frames_agree`]; if they are not, the snapshot is ignored).
+pub(super) fn scan_unsealed(
+    found: Found,
+    last_recorded: Option<i64>,
+    base: Option<Base>,
+) -> Result<ScanResult> {
+    let base = match base {
+        Some(b) if b.len() > 0 && covered_frames_agree(&found, last_recorded, &b)? => Some(b),
+        Some(_) => {
+            tracing::warn!(segment = %found.name, "ignoring the snapshot of the open segment's index: it does not match the segment");
+            None
+        }
+        None => None,
+    };
+    let start = base
+        .as_ref()
+        .map_or(HEADER_LEN as u64, |b| b.data.frames_end);
+    let image = read_image_from(&found, start)?;
     let mut records = Vec::new();
     let mut committed = 0;
-    let mut committed_end = HEADER_LEN as u64;
-    let mut chain = found.header.chain_in;
+    let mut committed_end = start;
+    let mut chain = base
+        .as_ref()
+        .map_or(found.header.chain_in, |b| b.data.chain_head);
     let (stop, tail) = {
-        let mut walker = FrameWalker::new(&image, found.header.first_seq, last_recorded);
+        let mut walker = match &base {
+            Some(b) => FrameWalker::resume(
+                &image,
+                usize::try_from(start).map_err(|_| too_large(&found))?,
+                found.header.first_seq + b.len(),
+                b.data.last_recorded_at.map(Timestamp::as_nanos),
+            ),
+            None => FrameWalker::new(&image, found.header.first_seq, last_recorded),
+        };
         while let Some(r) = walker.next_record() {
             chain = sealog_format::chain::link(&chain, &r.leaf);
             // Frames lie in the first GiB of a segment; one beyond 4 GiB
@@ -201,10 +345,12 @@ pub(super) fn scan_unsealed(found: Found, last_recorded: Option<i64>) -> Result<
     let ends_in_marker = sealog_format::frame::is_end_marker(walked_from(&image, stop.at()));
     let leftover = without_trailing_zeros(walked_from(&image, committed_end)).to_vec();
     drop(image);
+    let base_len = base.as_ref().map_or(0, Base::len);
     Ok(ScanResult {
         stop_at: stop.at(),
-        stop_seq: found.header.first_seq + records.len() as u64,
+        stop_seq: found.header.first_seq + base_len + records.len() as u64,
         found,
+        base,
         leftover,
         ends_in_marker,
         records,

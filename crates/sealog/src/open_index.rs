@@ -1,0 +1,377 @@
+//! Snapshots of an open segment's index (`segments/<seq>.oidx`), so that a
+//! read-only open — every command-line query — does not decode, hash and
+//! index again the records the writer already indexed.
+//!
+//! The writer's indexer appends a *chunk* to the snapshot whenever
+//! [`PERSIST_EVERY`] more records are indexed, and once more when the store
+//! closes: the chunk holds what the read-only open would otherwise compute
+//! for those records (frame offsets, event times, leaf hashes, chain
+//! values) and the index columns they added. Chunks are appended to the
+//! page cache, off the commit path, and never synced: the file is derived
+//! data and is only ever taken when it agrees with the log.
+//!
+//! A read-only open ([`load`]) takes the chunks in order up to the first
+//! one that is torn, fails its CRC or does not extend the previous ones
+//! consistently; the open then checks every covered frame of the segment
+//! (frame checksum, length, seq, recorded-time order, the COMMIT flag at
+//! the end; see `recovery::scan`) and, if any of that disagrees, ignores
+//! the snapshot and scans the segment in full. Records after the snapshot
+//! are scanned and indexed as before. What the snapshot is trusted for is
+//! what a sealed segment's sidecar and leaf file are trusted for (decoded
+//! fields, leaf hashes); `verify` recomputes all of it from the records.
+//!
+//! A writable open removes every snapshot (its indexer writes the active
+//! segment's again), and the sealer removes a segment's snapshot once the
+//! segment is sealed. The format is in `docs/format.md`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealog_format::Hash;
+use sealog_format::segment::{HEADER_LEN, SegmentHeader};
+
+use crate::fs::{OpenMode, Vfs, VfsFile};
+use crate::index::{ByteReader, IndexMark, MemIndex};
+use crate::segment::{OpenData, OpenSegment};
+
+/// The file name's ending.
+pub(crate) const EXT: &str = "oidx";
+
+/// Records indexed between two chunks: what a read-only open may have to
+/// scan and index itself (~2.5 MiB of frames, a few milliseconds).
+pub(crate) const PERSIST_EVERY: u64 = 8_192;
+
+const MAGIC: &[u8; 8] = b"SLOGOIDX";
+const VERSION: u16 = 1;
+/// Header: magic, version, reserved, the segment header's store id,
+/// segment number, first seq and chain value in, CRC-32 of the rest.
+pub(crate) const FILE_HEADER_LEN: usize = 84;
+const HEADER_CRC_AT: usize = FILE_HEADER_LEN - 4;
+const CHUNK_MAGIC: &[u8; 4] = b"OIXC";
+/// Chunk header: magic, body length, first ordinal, record count,
+/// reserved, frames end, recorded times of the segment's first record and
+/// of the chunk's last.
+pub(crate) const CHUNK_HEADER_LEN: usize = 48;
+/// Per record: offset, event time, leaf hash, chain value.
+const PER_RECORD: usize = 4 + 8 + 32 + 32;
+
+/// The snapshot file of the segment at `segment_path`.
+pub(crate) fn path_of(segment_path: &Path) -> PathBuf {
+    segment_path.with_extension(EXT)
+}
+
+fn encode_header(h: &SegmentHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FILE_HEADER_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&[0u8; 6]);
+    out.extend_from_slice(&h.store_id);
+    out.extend_from_slice(&h.segment_no.to_le_bytes());
+    out.extend_from_slice(&h.first_seq.to_le_bytes());
+    out.extend_from_slice(&h.chain_in);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len(), FILE_HEADER_LEN);
+    out
+}
+
+/// The records `[from, to)` of `data` and the index columns they added
+/// since `mark`, as one chunk.
+fn encode_chunk(data: &OpenData, index: &MemIndex, mark: &IndexMark, to: u64) -> Option<Vec<u8>> {
+    let from = usize::try_from(mark.records).ok()?;
+    let to_usize = usize::try_from(to).ok()?;
+    let count = to_usize.checked_sub(from).filter(|&n| n > 0)?;
+    let frames_end = data
+        .offsets
+        .get(to_usize)
+        .map_or(data.frames_end, |&o| u64::from(o));
+    let mut out = Vec::with_capacity(CHUNK_HEADER_LEN + count * (PER_RECORD + 48) + 4);
+    out.extend_from_slice(CHUNK_MAGIC);
+    out.extend_from_slice(&[0u8; 4]); // body length, below
+    out.extend_from_slice(&mark.records.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(count).ok()?.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&frames_end.to_le_bytes());
+    out.extend_from_slice(&index.first_recorded_at?.to_le_bytes());
+    out.extend_from_slice(&index.last_recorded_at?.to_le_bytes());
+    for o in data.offsets.get(from..to_usize)? {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    for t in data.event_times.get(from..to_usize)? {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for leaf in data.leaves.get(from..to_usize)? {
+        out.extend_from_slice(leaf);
+    }
+    for chain in data.chains.get(from..to_usize)? {
+        out.extend_from_slice(chain);
+    }
+    index.encode_columns_since(mark, &mut out);
+    let body_len = u32::try_from(out.len() - CHUNK_HEADER_LEN).ok()?;
+    out.get_mut(4..8)?.copy_from_slice(&body_len.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Some(out)
+}
+
+/// The writer's side: where the segment's snapshot stands.
+#[derive(Debug, Default)]
+pub(crate) struct Persist {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Nothing written yet.
+    #[default]
+    Unstarted,
+    Writing {
+        file: Arc<dyn VfsFile>,
+        end: u64,
+        mark: IndexMark,
+    },
+    /// Sealed, or a write failed: no more chunks.
+    Off,
+}
+
+impl Persist {
+    /// Appends a chunk for what `segment`'s index holds beyond the
+    /// snapshot, if that is at least `min_records` records. Call it with
+    /// the index caught up, without holding the index lock. A failure is
+    /// logged and stops the snapshot (queries then index those records
+    /// themselves); it never fails the store.
+    pub(crate) fn persist(&self, fs: &dyn Vfs, segment: &OpenSegment, min_records: u64) {
+        let mut state = self.state.lock();
+        if matches!(*state, State::Off) {
+            return;
+        }
+        let indexed = segment.indexed.load(std::sync::atomic::Ordering::Acquire);
+        let written = match &*state {
+            State::Writing { mark, .. } => mark.records,
+            _ => 0,
+        };
+        if indexed.saturating_sub(written) < min_records.max(1) {
+            return;
+        }
+        let path = path_of(&segment.path);
+        if let Err(e) = self.append(fs, segment, &path, &mut state) {
+            tracing::warn!(file = %path.display(), error = %e, "could not write the snapshot of the open segment's index; read-only opens will index the segment themselves");
+            *state = State::Off;
+        }
+    }
+
+    fn append(
+        &self,
+        fs: &dyn Vfs,
+        segment: &OpenSegment,
+        path: &Path,
+        state: &mut State,
+    ) -> io::Result<()> {
+        if matches!(state, State::Unstarted) {
+            match fs.remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let file = fs.open(path, OpenMode::CreateNew)?;
+            let header = encode_header(&segment.header);
+            file.write_all_at(&header, 0)?;
+            *state = State::Writing {
+                file,
+                end: FILE_HEADER_LEN as u64,
+                mark: IndexMark::default(),
+            };
+        }
+        let State::Writing { file, end, mark } = state else {
+            return Ok(());
+        };
+        let (chunk, new_mark) = {
+            let index = segment.index.lock();
+            let data = segment.data.read();
+            let to = index.indexed.min(data.len());
+            let Some(chunk) = encode_chunk(&data, &index, mark, to) else {
+                return Ok(());
+            };
+            (chunk, index.mark())
+        };
+        file.write_all_at(&chunk, *end)?;
+        *end += chunk.len() as u64;
+        *mark = new_mark;
+        Ok(())
+    }
+
+    /// Stops the snapshot and removes its file: the segment is sealed and
+    /// its sidecar holds its index.
+    pub(crate) fn retire(&self, fs: &dyn Vfs, segment_path: &Path) {
+        let mut state = self.state.lock();
+        let had = !matches!(*state, State::Unstarted | State::Off);
+        *state = State::Off;
+        if had {
+            let path = path_of(segment_path);
+            if let Err(e) = fs.remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %path.display(), error = %e, "could not remove the snapshot of a sealed segment's index; it is ignored and removed at the next writable open");
+            }
+        }
+    }
+}
+
+/// What a snapshot gives a read-only open: the committed records it covers
+/// (as the open would have found them) and their index.
+pub(crate) struct Base {
+    pub data: OpenData,
+    pub index: MemIndex,
+}
+
+impl Base {
+    pub(crate) fn len(&self) -> u64 {
+        self.data.len()
+    }
+}
+
+/// Reads the snapshot of the segment with `header` at `segment_path`, if
+/// there is one that belongs to it: every chunk up to the first that is
+/// torn, damaged or inconsistent. The records it covers are still checked
+/// against the segment by the caller. Never an error: a snapshot that
+/// cannot be read is ignored (and logged).
+pub(crate) fn load(fs: &dyn Vfs, segment_path: &Path, header: &SegmentHeader) -> Option<Base> {
+    let path = path_of(segment_path);
+    let bytes = match read_all(fs, &path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable snapshot of the open segment's index");
+            return None;
+        }
+    };
+    let base = decode(&bytes, header);
+    if base.is_none() {
+        tracing::warn!(file = %path.display(), "ignoring a snapshot of the open segment's index that does not belong to the segment");
+    }
+    base
+}
+
+fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match fs.open(path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(Some(bytes))
+}
+
+/// The records and index of a snapshot's intact chunks; `None` if its
+/// header is not that of a snapshot of this segment.
+pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
+    let expected = encode_header(header);
+    // Same header (magic, version, segment identity), CRC included.
+    if bytes.get(..FILE_HEADER_LEN)? != expected.as_slice() {
+        return None;
+    }
+    debug_assert_eq!(expected.get(HEADER_CRC_AT..).map(<[u8]>::len), Some(4));
+    let mut base = Base {
+        data: OpenData::new(header.chain_in),
+        index: MemIndex::default(),
+    };
+    let mut rest = bytes.get(FILE_HEADER_LEN..)?;
+    while !rest.is_empty() {
+        match decode_chunk(rest, &mut base) {
+            Some(used) => rest = rest.get(used..)?,
+            None => break,
+        }
+    }
+    Some(base)
+}
+
+/// Adds one chunk at the start of `bytes` to `base`; returns its length,
+/// or `None` (leaving `base` as it was) if it is torn, damaged or does not
+/// follow `base`.
+fn decode_chunk(bytes: &[u8], base: &mut Base) -> Option<usize> {
+    let mut r = ByteReader { bytes };
+    if r.take(4)? != CHUNK_MAGIC {
+        return None;
+    }
+    let body_len = usize::try_from(r.u32()?).ok()?;
+    let total = CHUNK_HEADER_LEN.checked_add(body_len)?.checked_add(4)?;
+    let chunk = bytes.get(..total)?;
+    let (covered, crc) = chunk.split_at(total - 4);
+    if crc32fast::hash(covered) != u32::from_le_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let from = r.u64()?;
+    let count = r.u32()?;
+    let reserved = r.u32()?;
+    let frames_end = r.u64()?;
+    let first_recorded = r.i64()?;
+    let last_recorded = r.i64()?;
+    if from != base.len() || count == 0 || reserved != 0 {
+        return None;
+    }
+    let n = count as usize;
+    let mut body = ByteReader {
+        bytes: covered.get(CHUNK_HEADER_LEN..)?,
+    };
+    let offsets: Vec<u32> = body
+        .take(n.checked_mul(4)?)?
+        .chunks_exact(4)
+        .map(|b| b.try_into().map(u32::from_le_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // Frames follow each other from the end of the previous chunk's.
+    let mut expect = base.data.frames_end;
+    if base.len() == 0 && expect != HEADER_LEN as u64 {
+        return None;
+    }
+    for &o in &offsets {
+        if u64::from(o) < expect {
+            return None;
+        }
+        expect = u64::from(o) + 1;
+    }
+    if frames_end < expect || offsets.first().map(|&o| u64::from(o)) != Some(base.data.frames_end) {
+        return None;
+    }
+    let times: Vec<i64> = body
+        .take(n.checked_mul(8)?)?
+        .chunks_exact(8)
+        .map(|b| b.try_into().map(i64::from_le_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let hashes = |body: &mut ByteReader<'_>| -> Option<Vec<Hash>> {
+        body.take(n.checked_mul(32)?)?
+            .chunks_exact(32)
+            .map(|b| b.try_into().ok())
+            .collect()
+    };
+    let leaves = hashes(&mut body)?;
+    let chains = hashes(&mut body)?;
+    if base.len() > 0 && base.index.first_recorded_at != Some(first_recorded) {
+        return None;
+    }
+    base.index
+        .decode_columns(count, &mut body, (first_recorded, last_recorded))?;
+    let data = &mut base.data;
+    data.offsets.extend_from_slice(&offsets);
+    data.event_times.extend_from_slice(&times);
+    data.leaves.extend_from_slice(&leaves);
+    data.chains.extend_from_slice(&chains);
+    data.frames_end = frames_end;
+    if let Some(&last) = chains.last() {
+        data.chain_head = last;
+    }
+    data.first_recorded_at
+        .get_or_insert(sealog_format::Timestamp::from_nanos(first_recorded));
+    data.last_recorded_at = Some(sealog_format::Timestamp::from_nanos(last_recorded));
+    for &t in &times {
+        data.event_time_range = Some(match data.event_time_range {
+            Some((lo, hi)) => (lo.min(t), hi.max(t)),
+            None => (t, t),
+        });
+    }
+    Some(total)
+}
