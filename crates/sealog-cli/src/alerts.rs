@@ -199,7 +199,7 @@ fn test(global: &Global, args: TestArgs) -> Result<(), CliError> {
     let from = match &args.since {
         None => None,
         Some(text) => {
-            let d = parse_duration(text)?;
+            let d = parse_duration("--since", text)?;
             let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
             Some(Timestamp::from_nanos(
                 Timestamp::now().as_nanos().saturating_sub(nanos),
@@ -256,7 +256,7 @@ fn follow(global: &Global, args: RunArgs) -> Result<(), CliError> {
         .file_stem()
         .map_or_else(|| "rules".into(), |s| s.to_string_lossy().into_owned());
     let state_dir = global.data_dir.join("alerts");
-    let history = parse_duration(&args.history).map_err(|_| {
+    let history = parse_duration("--history", &args.history).map_err(|_| {
         CliError::usage(
             format!("--history `{}` is not a duration", args.history),
             "give a whole number and a unit: s, m, h, d or w, e.g. --history 14d",

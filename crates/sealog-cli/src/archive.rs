@@ -12,7 +12,8 @@ use sealog_archive::{
 };
 
 use crate::common::{
-    Global, Out, bytes, check_store_exists, load_public_key, load_signing_key, rate, thousands,
+    Global, Out, bytes, check_store_exists, load_public_key, load_signing_key, parse_duration,
+    rate, thousands,
 };
 use crate::error::CliError;
 
@@ -142,31 +143,6 @@ pub struct ArchiveArgs {
 
     #[command(flatten)]
     reach: ReachArgs,
-}
-
-/// Parses `250ms`, `30s`, `15m`, `1h`, `7d`, `2w`, `1y`.
-fn parse_duration(flag: &str, text: &str) -> Result<Duration, CliError> {
-    let bad = || {
-        CliError::usage(
-            format!("{flag} `{text}` is not a duration"),
-            "give a whole number and a unit: ms, s, m, h, d, w or y, e.g. 30s or 400d",
-        )
-    };
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        "y" => 365 * 86_400_000,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_millis(n.checked_mul(ms).ok_or_else(bad)?))
 }
 
 /// The command line's error for an archive error.
