@@ -278,7 +278,8 @@ impl<W: Write + Send> ParquetWriter<W> {
     /// Writes the last rows and the footer; returns the output.
     pub fn finish(mut self) -> Result<W, ExportError> {
         self.write_batch()?;
-        self.writer.finish().map_err(write_error)?;
+        // `into_inner` writes the footer itself; a `finish` before it would
+        // make it fail as "already finished".
         self.writer.into_inner().map_err(write_error)
     }
 }

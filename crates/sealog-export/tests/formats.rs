@@ -320,3 +320,42 @@ fn every_line_carries_the_seq_for_deduplication() {
     assert!(cef::line(&e).contains(" externalId=42 "));
     assert_eq!(ocsf::event(&e)["metadata"]["uid"], "42");
 }
+
+#[test]
+fn a_finished_parquet_file_has_its_footer_and_every_row() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use sealog_export::parquet::{ParquetOptions, ParquetWriter};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.parquet");
+    let options = ParquetOptions {
+        row_group_rows: 1,
+        store_id: Some("00112233445566778899aabbccddeeff".into()),
+    };
+    let mut writer = ParquetWriter::new(std::fs::File::create(&path).unwrap(), &options).unwrap();
+    writer.push(&full()).unwrap();
+    writer.push(&minimal()).unwrap();
+    writer.finish().unwrap().sync_all().unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let meta = reader.metadata();
+    assert_eq!(meta.file_metadata().num_rows(), 2);
+    assert_eq!(meta.num_row_groups(), 2, "one row per row group");
+    let kv: Vec<(String, Option<String>)> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    assert!(
+        kv.contains(&("sealog.parquet_schema".into(), Some("1".into()))),
+        "{kv:?}"
+    );
+    assert!(
+        kv.contains(&(
+            "sealog.store_id".into(),
+            Some("00112233445566778899aabbccddeeff".into())
+        )),
+        "{kv:?}"
+    );
+}
