@@ -13,6 +13,7 @@ mod bench_http;
 mod common;
 mod error;
 mod export;
+mod export_formats;
 mod import;
 mod init;
 mod keys;
