@@ -185,3 +185,47 @@ fn parse(path: &Path, text: &str, store: &str) -> Result<u64, ExportError> {
     }
     next.ok_or_else(|| bad("it has no `next_seq` line".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn a_saved_cursor_is_read_back_and_locked_against_a_second_opener() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("forward/siem.cursor");
+        let (mut cursor, saved) = Cursor::open(&path, "aa", "syslog+tcp://h:1").unwrap();
+        assert_eq!(saved, None);
+        cursor.save(4471).unwrap();
+        assert!(matches!(
+            Cursor::open(&path, "aa", "syslog+tcp://h:1"),
+            Err(ExportError::CursorLocked { .. })
+        ));
+        drop(cursor);
+        let (cursor, saved) = Cursor::open(&path, "aa", "syslog+tcp://h:1").unwrap();
+        assert_eq!(saved, Some(4471));
+        assert_eq!(cursor.next(), 4471);
+        assert!(!tmp.path().join("forward/siem.cursor.tmp").exists());
+    }
+
+    #[test]
+    fn a_cursor_of_another_store_or_garbage_is_refused_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.cursor");
+        let (mut cursor, _) = Cursor::open(&path, "aa", "d").unwrap();
+        cursor.save(5).unwrap();
+        drop(cursor);
+        let e = Cursor::open(&path, "bb", "d").unwrap_err();
+        assert!(e.to_string().contains("c.cursor"), "{e}");
+        assert!(e.to_string().contains("store aa"), "{e}");
+        std::fs::write(&path, "sealog-forward-cursor 1\nnext_seq x\n").unwrap();
+        let e = Cursor::open(&path, "aa", "d").unwrap_err();
+        assert!(e.to_string().contains("`x` is not a seq"), "{e}");
+        std::fs::write(&path, "hello\n").unwrap();
+        assert!(matches!(
+            Cursor::open(&path, "aa", "d"),
+            Err(ExportError::BadCursor { .. })
+        ));
+    }
+}

@@ -477,3 +477,44 @@ impl Transport for HttpTransport {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn destinations_parse_and_bad_ones_say_what_is_wrong() {
+        assert_eq!(
+            Destination::parse("syslog+tls://siem.example.com:6514").unwrap(),
+            Destination::SyslogTls {
+                host: "siem.example.com".into(),
+                port: 6514
+            }
+        );
+        assert_eq!(
+            Destination::parse("syslog://[::1]:514").unwrap(),
+            Destination::SyslogTcp {
+                host: "::1".into(),
+                port: 514
+            }
+        );
+        assert!(
+            Destination::parse("https://c.example.com/ingest")
+                .unwrap()
+                .to_string()
+                == "https://c.example.com/ingest"
+        );
+        for (bad, says) in [
+            ("syslog+tls://host", "no port"),
+            ("syslog+tls://host:x", "not a number"),
+            ("udp://host:514", "not supported"),
+            ("host:514", "no scheme"),
+            ("https://", "https://"),
+        ] {
+            let e = Destination::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+            assert!(e.fix().contains("syslog+tls://"), "{bad}");
+        }
+    }
+}
