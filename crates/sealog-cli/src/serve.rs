@@ -227,6 +227,7 @@ impl ServeArgs {
             idempotency_ttl_secs: self.idempotency_ttl_secs,
             max_tail_streams: self.max_tail_streams,
             refusals_per_window: self.refusals_per_window,
+            forward: None,
         }
     }
 }

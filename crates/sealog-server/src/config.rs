@@ -125,6 +125,8 @@ pub struct Settings {
     pub secrets: Option<SecretPolicy>,
     /// Limits.
     pub limits: Limits,
+    /// The forwarders (`[[forward]]` tables, docs/siem.md).
+    pub forward: Vec<crate::forward::ForwardConfig>,
 }
 
 impl Settings {
@@ -212,6 +214,7 @@ pub struct Layer {
     pub idempotency_ttl_secs: Option<u64>,
     pub max_tail_streams: Option<u64>,
     pub refusals_per_window: Option<u64>,
+    pub forward: Option<Vec<crate::forward::ForwardConfig>>,
 }
 
 /// A configuration problem: what is wrong, and how to fix it.
@@ -318,7 +321,8 @@ impl Layer {
             idempotency_keys,
             idempotency_ttl_secs,
             max_tail_streams,
-            refusals_per_window
+            refusals_per_window,
+            forward
         )
     }
 
@@ -501,6 +505,7 @@ impl Layer {
             segment_size,
             secrets,
             limits,
+            forward: self.forward.unwrap_or_default(),
         })
     }
 }

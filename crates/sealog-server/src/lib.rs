@@ -41,6 +41,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod handle;
 pub mod idempotency;
 pub mod ingest;
@@ -280,6 +281,7 @@ pub struct Server {
     local_addr: SocketAddr,
     visible_tx: watch::Sender<u64>,
     stop_tx: watch::Sender<bool>,
+    forwarders: forward::Forwarders,
 }
 
 impl std::fmt::Debug for Server {
@@ -518,6 +520,7 @@ impl Server {
                 soft.unwrap_or(0)
             );
         }
+        let forwarders = forward::Forwarders::start(&dir, &settings.forward)?;
         Ok(Server {
             app,
             connection_limit,
@@ -526,6 +529,7 @@ impl Server {
             local_addr,
             visible_tx,
             stop_tx,
+            forwarders,
         })
     }
 
@@ -562,6 +566,7 @@ impl Server {
             local_addr: _,
             visible_tx,
             stop_tx,
+            forwarders: _forwarders,
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
