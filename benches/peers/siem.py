@@ -136,6 +136,7 @@ def main():
     ap.add_argument("--workdir")
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="sealog-siem-bench-")
+    os.makedirs(work, exist_ok=True)
     store = os.path.join(work, "store")
     sealog = args.sealog
     n = args.events
@@ -214,11 +215,22 @@ def main():
                    "--name", f"bench-{r}-{tls}"]
             if tls:
                 cmd += ["--ca", f"{TLS}/ca.pem"]
-            secs, _ = run(cmd)
+            # Timed until rsyslogd has written every line: the forwarder is
+            # done when its writes are flushed, the receiver later.
+            started = time.perf_counter()
+            run(cmd)
+            out_log = os.path.join(rdir, "out.log")
+            lines = 0
+            deadline = time.perf_counter() + 600
+            while lines < n and time.perf_counter() < deadline:
+                time.sleep(0.05)
+                if os.path.exists(out_log):
+                    with open(out_log, "rb") as f:
+                        lines = f.read().count(b"\n")
+            secs = time.perf_counter() - started
             note(f"forward {'TLS' if tls else 'TCP'} events/s", n / secs)
             proc.terminate()
             proc.wait()
-            lines = sum(1 for _ in open(os.path.join(rdir, "out.log"), "rb"))
             if lines != n:
                 raise SystemExit(f"rsyslog wrote {lines} lines of {n}")
             shutil.rmtree(rdir)
