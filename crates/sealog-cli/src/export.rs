@@ -7,6 +7,7 @@ use crate::common::{
     thousands, with_order,
 };
 use crate::error::CliError;
+use crate::export_formats::{self, SiemArgs, SiemFormat};
 use crate::render::{CSV_COLUMNS, record_csv_fields};
 
 const AFTER_HELP: &str = "\
@@ -33,11 +34,21 @@ written: the output is then incomplete, and the status says so. With
 --allow-damaged the export goes on past it and names, on standard error,
 each range it left out.
 
+Parquet (schema in docs/format.md): one row per event with typed columns
+(timestamps as timestamp[ns, UTC], outcome as a dictionary, metadata as
+JSON text) plus seq, recorded_at and leaf_hash, so a row can be proven
+with `sealog proof --seq`. With --out DIR/ the files are partitioned by
+event date, date=YYYY-MM-DD/part-<first seq>.parquet, read in event-time
+order. OCSF, CEF and syslog lines: see docs/siem.md for every field.
+
 Examples:
   sealog export > audit.ndjson
   sealog export --tenant acme --since 30d --format csv > acme.csv
   sealog export --action 'auth.*' --newest-first | head
-  sealog export --from 2026-11-27 --until 2026-11-27 --order time > day.ndjson";
+  sealog export --from 2026-11-27 --until 2026-11-27 --order time > day.ndjson
+  sealog export --format parquet --out lake/audit/
+  sealog export --format ocsf --action 'auth.*' > auth.ocsf.ndjson
+  sealog export --format cef --since 1d > day.cef";
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,6 +57,14 @@ pub enum ExportFormat {
     Ndjson,
     /// Comma-separated values with a header line.
     Csv,
+    /// Apache Parquet, one typed row per event (docs/format.md).
+    Parquet,
+    /// OCSF 1.1 JSON, one object per line (docs/siem.md).
+    Ocsf,
+    /// ArcSight CEF, one line per event (docs/siem.md).
+    Cef,
+    /// RFC 5424 syslog, one line per event (docs/siem.md).
+    Syslog,
 }
 
 /// Stream every matching record as NDJSON or CSV.
@@ -77,6 +96,21 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     damaged: DamageArgs,
+
+    #[command(flatten)]
+    siem: SiemArgs,
+}
+
+impl ExportFormat {
+    fn siem(self) -> Option<SiemFormat> {
+        match self {
+            ExportFormat::Ndjson | ExportFormat::Csv => None,
+            ExportFormat::Parquet => Some(SiemFormat::Parquet),
+            ExportFormat::Ocsf => Some(SiemFormat::Ocsf),
+            ExportFormat::Cef => Some(SiemFormat::Cef),
+            ExportFormat::Syslog => Some(SiemFormat::Syslog),
+        }
+    }
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
@@ -85,6 +119,16 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         args.order,
         !args.newest_first,
     );
+    if let Some(format) = args.format.siem() {
+        let time_order = args.order == OrderBy::Seq && !args.newest_first;
+        return export_formats::run(global, format, query, &args.siem, &args.damaged, time_order);
+    }
+    if args.siem.out.is_some() {
+        return Err(CliError::usage(
+            "--out is for --format parquet, ocsf, cef and syslog",
+            "redirect standard output instead: sealog export > audit.ndjson",
+        ));
+    }
     let store = global.open_read_only(&args.damaged)?;
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
@@ -110,6 +154,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
                 count += 1;
             }
         }
+        ExportFormat::Parquet | ExportFormat::Ocsf | ExportFormat::Cef | ExportFormat::Syslog => {}
         ExportFormat::Csv => {
             let mut csv = csv::WriterBuilder::new()
                 .flexible(false)

@@ -12,6 +12,8 @@ mod bench;
 mod common;
 mod error;
 mod export;
+mod export_formats;
+mod forward;
 mod import;
 mod init;
 mod keys;
@@ -60,6 +62,7 @@ Examples:
   sealog checkpoint --signing-key log.key > checkpoint.txt
   sealog proof --seq 4471 > record-4471.tlog-proof
   sealog export --format csv > audit.csv
+  sealog forward --to syslog+tls://siem.example.com:6514 --ca siem-ca.pem
   sealog serve --listen 127.0.0.1:7807 --signing-key log.key
   sealog token create --name billing-api --scopes ingest --tenant acme
   sealog archive --to s3://audit-archive/prod --follow
@@ -92,6 +95,7 @@ enum Command {
     Proof(proof::ProofArgs),
     Stats(stats::StatsArgs),
     Export(export::ExportArgs),
+    Forward(forward::ForwardArgs),
     Bench(bench::BenchArgs),
     Serve(serve::ServeArgs),
     Token(token::TokenArgs),
@@ -115,6 +119,7 @@ fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
         Command::Proof(args) => proof::proof(global, args),
         Command::Stats(args) => stats::run(global, args),
         Command::Export(args) => export::run(global, args),
+        Command::Forward(args) => forward::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Serve(args) => serve::run(global, args, data_dir_given),
         Command::Token(args) => token::run(global, args),

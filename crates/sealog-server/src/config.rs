@@ -125,6 +125,8 @@ pub struct Settings {
     pub secrets: Option<SecretPolicy>,
     /// Limits.
     pub limits: Limits,
+    /// The forwarders (`[[forward]]` tables, docs/siem.md).
+    pub forward: Vec<crate::forward::ForwardConfig>,
 }
 
 impl Settings {
@@ -405,6 +407,11 @@ layer_struct! {
             arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")
         )]
         pub refusals_per_window: Option<u64>,
+
+        /// Forwarders to SIEMs: `[[forward]]` tables of the config file only
+        /// (see docs/siem.md), no flag.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub forward: Option<Vec<crate::forward::ForwardConfig>>,
     }
 }
 
@@ -655,6 +662,7 @@ impl Layer {
             segment_size,
             secrets,
             limits,
+            forward: self.forward.unwrap_or_default(),
         })
     }
 }

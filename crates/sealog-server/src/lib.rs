@@ -41,6 +41,7 @@ mod auth;
 mod body;
 pub mod config;
 mod error;
+mod forward;
 mod handle;
 mod idempotency;
 pub mod ingest;

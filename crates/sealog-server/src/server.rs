@@ -38,6 +38,7 @@ pub struct Server {
     local_addr: SocketAddr,
     visible_tx: watch::Sender<u64>,
     stop_tx: watch::Sender<bool>,
+    forwarders: crate::forward::Forwarders,
 }
 
 impl std::fmt::Debug for Server {
@@ -183,6 +184,7 @@ impl Server {
                 soft.unwrap_or(0)
             );
         }
+        let forwarders = crate::forward::Forwarders::start(&settings.data_dir, &settings.forward)?;
         Ok(Server {
             app,
             connection_limit,
@@ -191,6 +193,7 @@ impl Server {
             local_addr,
             visible_tx,
             stop_tx,
+            forwarders,
         })
     }
 
@@ -222,6 +225,7 @@ impl Server {
             local_addr: _,
             visible_tx,
             stop_tx,
+            forwarders: _forwarders,
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
