@@ -158,34 +158,43 @@ fn kill_9_of_archive_follow_mid_upload_resumes_with_nothing_duplicated_or_missin
         .spawn()
         .expect("spawn follow");
     grow(&store, 200);
+    let local = sealog::verify_dir(&store).expect("local");
+    let pubkey = tmp.path().join("log.pub");
+    std::fs::write(&pubkey, format!("{}\n", key().verifier().to_text())).expect("pub");
+    let verify = || {
+        let out = sealog(&store, &direct)
+            .args(["verify", "--archive", &url, "--json", "--public-key"])
+            .arg(&pubkey)
+            .output()
+            .expect("verify");
+        let report = json_lines(&out.stdout).pop();
+        (out, report)
+    };
+    // A round may cover part of the new segments (the follower can wake
+    // while they are still being sealed); wait until one covers them all.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !objects(&url, &direct).contains(&layout::manifest(2)) {
+    while !objects(&url, &direct).contains(&layout::manifest(2))
+        || verify().1.and_then(|r| r["records"].as_u64()) != Some(local.records)
+    {
         assert!(
             Instant::now() < deadline,
             "follow did not archive the new segments"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
     child.kill().expect("kill");
     child.wait().expect("reap");
 
     // The archive is whole: every object listed once, none unlisted.
-    let pubkey = tmp.path().join("log.pub");
-    std::fs::write(&pubkey, format!("{}\n", key().verifier().to_text())).expect("pub");
-    let out = sealog(&store, &direct)
-        .args(["verify", "--archive", &url, "--json", "--public-key"])
-        .arg(&pubkey)
-        .output()
-        .expect("verify");
+    let (out, report) = verify();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = json_lines(&out.stdout).pop().expect("report");
+    let report = report.expect("report");
     assert_eq!(report["intact"], true);
     assert_eq!(report["unlisted"], serde_json::json!([]));
-    let local = sealog::verify_dir(&store).expect("local");
     assert_eq!(report["records"].as_u64(), Some(local.records));
 }
 

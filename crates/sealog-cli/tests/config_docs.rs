@@ -15,9 +15,10 @@ use sealog_server::{Layer, Settings};
 
 const API_MD: &str = include_str!("../../../docs/api.md");
 
-/// A row of a configuration table: `| `--flag` / `key` | default | what |`.
+/// A row of a configuration table: `| `--flag` / `key` | default | what |`,
+/// or, for a key of the config file only, `| `[[key]]` / `key` | ... |`.
 struct Row {
-    flag: String,
+    flag: Option<String>,
     key: String,
     default: String,
 }
@@ -28,10 +29,14 @@ fn rows() -> Vec<Row> {
         .filter_map(|line| {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let (flag, key) = cells.get(1)?.split_once(" / ")?;
-            let flag = flag.strip_prefix("`--")?.strip_suffix('`')?;
             let key = key.strip_prefix('`')?.strip_suffix('`')?;
+            let flag = match flag.strip_prefix("`--") {
+                Some(flag) => Some(flag.strip_suffix('`')?.to_owned()),
+                None if flag == format!("`[[{key}]]`") => None,
+                None => return None,
+            };
             Some(Row {
-                flag: flag.to_owned(),
+                flag,
                 key: key.to_owned(),
                 default: (*cells.get(2)?).to_owned(),
             })
@@ -73,7 +78,9 @@ fn every_configuration_key_is_documented_with_its_flag_and_default() {
     assert_eq!(rows.len(), keys.len(), "a key is documented twice");
     let defaults = resolved("");
     for row in &rows {
-        assert_eq!(row.flag, row.key.replace('_', "-"), "{}", row.key);
+        if let Some(flag) = &row.flag {
+            assert_eq!(*flag, row.key.replace('_', "-"), "{}", row.key);
+        }
         let number = row.default.replace(',', "");
         let value = if number.bytes().all(|b| b.is_ascii_digit()) {
             number
@@ -136,13 +143,14 @@ fn every_serve_flag_is_its_key_with_its_variable_and_documented_default() {
             };
             assert_eq!(
                 given, documented,
-                "`--{}`'s help and docs/api.md give different defaults",
-                row.flag
+                "`--{key}`'s help and docs/api.md give different defaults"
             );
         }
         flags += 1;
     }
-    // The store's settings are the global flags (and --secrets); every
-    // other key is a flag of `serve`.
-    assert_eq!(flags, Layer::KEYS.len() - 4);
+    // The store's settings are the global flags (and --secrets), the
+    // tables (`[[forward]]`) are the config file's only; every other key is
+    // a flag of `serve`.
+    let file_only = rows.iter().filter(|r| r.flag.is_none()).count();
+    assert_eq!(flags, Layer::KEYS.len() - 4 - file_only);
 }
