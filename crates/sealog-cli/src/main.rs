@@ -11,6 +11,7 @@ mod bench;
 mod bench_abuse;
 mod bench_http;
 mod common;
+mod count_by;
 mod error;
 mod export;
 mod import;
