@@ -929,6 +929,12 @@ async fn list_inner(
     let count = params::count(&params)?;
     bind_tenant(app, &principal, &origin, &mut query).await?;
     let store = app.store.get()?;
+    if let Some(grouping) = params::count_by(&params)? {
+        return count_groups(
+            app, store, principal, origin, params, query, grouping, ndjson,
+        )
+        .await;
+    }
     if count {
         return count_matches(app, store, principal, origin, params, query, ndjson).await;
     }
@@ -1011,6 +1017,59 @@ async fn count_matches(
         StatusCode::OK,
         json!({ "count": n }).to_string().into_bytes(),
     ))
+}
+
+/// `count_by=FIELD&top=N`: the matches counted by group
+/// ([`sealog::Store::count_by`]), as [`crate::wire::CountsJson`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pieces of one request, as for count_matches"
+)]
+async fn count_groups(
+    app: &Arc<App>,
+    store: Store,
+    principal: Principal,
+    origin: Origin,
+    params: Params,
+    query: sealog::query::Query,
+    (field, top): (sealog::aggregate::CountField, usize),
+    ndjson: bool,
+) -> Result<Response, ApiError> {
+    for paging in ["limit", "cursor"] {
+        if params::get(&params, paging).is_some() {
+            return Err(ApiError::bad_param(
+                paging,
+                "pages a listing; `count_by` counts every match: drop it",
+            ));
+        }
+    }
+    if ndjson {
+        return Err(ApiError::bad_param(
+            "count_by",
+            "answers JSON; drop `Accept: application/x-ndjson` or `count_by`",
+        ));
+    }
+    let s = store.clone();
+    let counted = blocking(move || s.count_by(&query, field, top))
+        .await?
+        .map_err(|e| store_error(app, &e))?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(&params));
+    metadata.insert("total".into(), counted.total.into());
+    record(
+        app,
+        &store,
+        read_event(
+            "log.query",
+            &principal,
+            &origin,
+            Resource::kind("log"),
+            metadata,
+        ),
+    )
+    .await?;
+    let body = to_json(&crate::wire::CountsJson::from(&counted))?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 async fn export(

@@ -5,6 +5,7 @@
 //! parameters other than `action`, values that are not valid UTF-8 after
 //! percent-decoding, and anything the engine's [`Query::validate`] refuses.
 
+use sealog::aggregate::{CountField, DEFAULT_TOP, MAX_TOP};
 use sealog::query::{
     ActionPattern, ActorFilter, IpFilter, MAX_LIMIT, Order, Query, ResourceFilter, TimeBound,
 };
@@ -28,7 +29,8 @@ pub const FILTERS: &[&str] = &[
 ];
 
 /// The parameters of `GET /v1/events`: the filters, then the order, the
-/// page, and `count` (only the number of matches).
+/// page, `count` (only the number of matches), and `count_by` and `top`
+/// (the matches counted by group).
 pub const QUERY_PARAMS: &[&str] = &[
     "actor",
     "action",
@@ -45,6 +47,8 @@ pub const QUERY_PARAMS: &[&str] = &[
     "limit",
     "cursor",
     "count",
+    "count_by",
+    "top",
 ];
 
 /// Parameters as given, in order.
@@ -120,6 +124,41 @@ pub fn count(params: &Params) -> Result<bool, ApiError> {
             ),
         )),
     }
+}
+
+/// `count_by=FIELD` and `top=N`: the field to count the matches by and
+/// how many groups to list, or `None` for a listing (`top` alone is
+/// refused).
+pub fn count_by(params: &Params) -> Result<Option<(CountField, usize)>, ApiError> {
+    let Some(field) = get(params, "count_by") else {
+        if get(params, "top").is_some() {
+            return Err(ApiError::bad_param(
+                "top",
+                "says how many groups `count_by` lists: give `count_by` too",
+            ));
+        }
+        return Ok(None);
+    };
+    if get(params, "count") == Some("true") {
+        return Err(ApiError::bad_param(
+            "count",
+            "counts every match; `count_by` counts them by group: give one of the two",
+        ));
+    }
+    let field = CountField::parse(field).map_err(|e| match e {
+        sealog::Error::InvalidQuery { reason, .. } => ApiError::bad_param("count_by", reason),
+        other => ApiError::bad_param("count_by", other.to_string()),
+    })?;
+    let top = match get(params, "top") {
+        None => DEFAULT_TOP,
+        Some(text) => usize::try_from(number("top", text)?)
+            .ok()
+            .filter(|n| (1..=MAX_TOP).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_param("top", format!("`{text}` is outside 1..={MAX_TOP}"))
+            })?,
+    };
+    Ok(Some((field, top)))
 }
 
 /// Parses a non-negative integer parameter.
@@ -291,7 +330,7 @@ mod tests {
         assert_eq!(QUERY_PARAMS.get(..FILTERS.len()), Some(FILTERS));
         assert_eq!(
             QUERY_PARAMS.get(FILTERS.len()..),
-            Some(&["order", "limit", "cursor", "count"][..])
+            Some(&["order", "limit", "cursor", "count", "count_by", "top"][..])
         );
     }
 
