@@ -7,6 +7,8 @@
 //! # time the incident questions (p50/p99 over many parameter draws) and
 //! # report bytes per event; time proofs
 //! cargo run --release -p sealog-benches --example query_bench -- run /path/to/store
+//! # only the grouped counts (`Store::count_by`)
+//! cargo run --release -p sealog-benches --example query_bench -- count-by /path/to/store
 //! # full verification against the signed checkpoints, with throughput
 //! cargo run --release -p sealog-benches --example query_bench -- verify /path/to/store
 //! ```
@@ -19,6 +21,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use sealog::aggregate::CountField;
 use sealog::format::{Outcome, Timestamp};
 use sealog::query::{ActionPattern, ActorFilter, Order, Query};
 use sealog::workload::{Workload, WorkloadShape, percentile};
@@ -218,6 +221,7 @@ fn run(dir: &Path) {
         };
         store.count(&q).unwrap()
     });
+    count_by_cases(&store, start, span, &mut next);
     time(
         "actions matching *.export in a 1-day range (newest 100)",
         100,
@@ -292,6 +296,83 @@ fn run(dir: &Path) {
     );
 }
 
+/// The grouped counts: results/run is the total counted.
+fn count_by_cases(store: &Store, start: i64, span: i64, next: &mut dyn FnMut() -> u64) {
+    let mut week = || {
+        let day = start + (next() % (span / DAY - 7) as u64) as i64 * DAY;
+        (
+            Some(Timestamp::from_nanos(day)),
+            Some(Timestamp::from_nanos(day + 7 * DAY)),
+        )
+    };
+    let case = |name: &str, runs: u64, field: CountField, query: &mut dyn FnMut() -> Query| {
+        time(name, runs, |_| {
+            store.count_by(&query(), field, 20).unwrap().total
+        });
+    };
+    case(
+        "count-by actor of outcome=denied, 7-day range (top 20)",
+        50,
+        CountField::Actor,
+        &mut || {
+            let (from, to) = week();
+            Query {
+                outcome: Some(Outcome::Denied),
+                from,
+                to,
+                ..Query::default()
+            }
+        },
+    );
+    case(
+        "count-by action, whole store (top 20)",
+        20,
+        CountField::Action,
+        &mut Query::default,
+    );
+    case(
+        "count-by day of outcome=denied, 7-day range",
+        50,
+        CountField::Day,
+        &mut || {
+            let (from, to) = week();
+            Query {
+                outcome: Some(Outcome::Denied),
+                from,
+                to,
+                ..Query::default()
+            }
+        },
+    );
+    case(
+        "count-by tenant of actions *.export, whole store",
+        20,
+        CountField::Tenant,
+        &mut || Query {
+            actions: vec![ActionPattern::new("*.export").unwrap()],
+            ..Query::default()
+        },
+    );
+}
+
+fn count_by_only(dir: &Path) {
+    let store = Store::open_read_only(dir).unwrap();
+    let n = store.len();
+    let w = Workload::with_shape(SEED, shape(n));
+    let (start, span) = (w.shape().time_start.as_nanos(), w.shape().time_span);
+    let mut rng = 0x1234_5678_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // Warm: open each segment's index once.
+    let _ = store.count(&Query::default()).unwrap();
+    println!("{n} events");
+    count_by_cases(&store, start, span, &mut next);
+}
+
 fn verify(dir: &Path) {
     let options = sealog::VerifyOptions {
         public_key: Some(key().verifier()),
@@ -323,8 +404,11 @@ fn main() {
         }
         (Some("run"), Some(dir)) => run(Path::new(dir)),
         (Some("verify"), Some(dir)) => verify(Path::new(dir)),
+        (Some("count-by"), Some(dir)) => count_by_only(Path::new(dir)),
         _ => {
-            eprintln!("usage: query_bench generate DIR [EVENTS] | run DIR | verify DIR");
+            eprintln!(
+                "usage: query_bench generate DIR [EVENTS] | run DIR | count-by DIR | verify DIR"
+            );
             std::process::exit(2);
         }
     }

@@ -10,6 +10,7 @@ mod append;
 mod archive;
 mod bench;
 mod common;
+mod count_by;
 mod error;
 mod export;
 mod export_formats;

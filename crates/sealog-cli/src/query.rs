@@ -29,7 +29,8 @@ Examples:
   sealog query --action 'customer.*' --action 'invoice.export' --outcome denied
   sealog query --resource customer:4471 --oldest-first --format json
   sealog query --source-ip 10.0.0.0/8 --from 2026-11-23T00:00:00Z --to 2026-11-24T00:00:00Z
-  sealog query --tenant acme --count";
+  sealog query --tenant acme --count
+  sealog query --outcome denied --since 7d --count-by actor --top 10";
 
 /// Find events: the query model as flags.
 #[derive(Args, Debug)]
@@ -82,6 +83,9 @@ pub struct QueryArgs {
 
     #[command(flatten)]
     damaged: DamageArgs,
+
+    #[command(flatten)]
+    count_by: crate::count_by::CountByArgs,
 }
 
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
@@ -109,6 +113,12 @@ fn answer(
     query: &sealog::query::Query,
     args: &QueryArgs,
 ) -> Result<(), CliError> {
+    if let Some(field) = args.count_by.count_by {
+        let counted = store
+            .count_by(query, field, args.count_by.top())
+            .map_err(|e| CliError::read("count", dir, e))?;
+        return crate::count_by::print(&counted, args.format);
+    }
     let mut out = Out::new();
     if args.count {
         let n = store

@@ -788,6 +788,84 @@ fn a_date_alone_means_that_whole_utc_day_and_order_time_sorts_by_event_time() {
 }
 
 #[test]
+fn query_counts_by_group_with_every_filter_in_every_format() {
+    let (_tmp, dir) = store_dir();
+    import_events(&dir, 90);
+    let q = |args: &[&str]| {
+        let out = sealog(&dir).arg("query").args(args).assert().success();
+        out.get_output().stdout.clone()
+    };
+    // Tenant t1 holds the 45 odd events, 15 of each outcome: ties come by
+    // key, and the third group is summed.
+    let counted = json(&q(&[
+        "--tenant",
+        "t1",
+        "--count-by",
+        "outcome",
+        "--top",
+        "2",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        counted,
+        serde_json::json!({
+            "count_by": "outcome",
+            "groups": [{"key": "denied", "count": 15}, {"key": "failure", "count": 15}],
+            "total": 45,
+            "other_groups": 1,
+            "other_count": 15,
+            "missing": 0,
+        })
+    );
+    let table = String::from_utf8(q(&[
+        "--tenant",
+        "t1",
+        "--count-by",
+        "outcome",
+        "--top",
+        "2",
+        "--format",
+        "table",
+    ]))
+    .unwrap();
+    assert_eq!(
+        table,
+        "COUNT  OUTCOME\n   15  denied\n   15  failure\n   15  (1 other group)\n   45  total\n"
+    );
+    // Every event is at 10:MM on one day; a time filter narrows them.
+    let hours = json(&q(&[
+        "--count-by",
+        "hour",
+        "--from",
+        "2025-11-23T10:01:00Z",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(hours["groups"][0]["key"], "2025-11-23T10:00:00Z");
+    assert_eq!(hours["groups"][0]["count"], 30);
+    // NDJSON: the same document on one line.
+    let line = ndjson(&q(&["--count-by", "source_ip", "--actor", "user:u1"]));
+    assert_eq!(line.len(), 1);
+    assert_eq!(line[0]["total"], 23);
+    // Ties come by key, bytewise.
+    assert_eq!(line[0]["groups"][0]["key"], "10.0.1.10");
+    for (args, expected) in [
+        (&["--count-by", "seq"][..], "--count-by"),
+        (&["--count-by", "actor", "--top", "0"], "--top"),
+        (&["--top", "5"], "--count-by"),
+        (&["--count-by", "actor", "--count"], "--count"),
+    ] {
+        sealog(&dir)
+            .arg("query")
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(expected));
+    }
+}
+
+#[test]
 fn bad_query_flags_are_usage_errors_naming_the_flag() {
     let (_tmp, dir) = store_dir();
     import_events(&dir, 3);

@@ -98,8 +98,9 @@ fn lines(bytes: &[u8]) -> Vec<Value> {
 }
 
 /// The reading commands, each asked for everything it can show.
-const READERS: [&[&str]; 6] = [
+const READERS: [&[&str]; 7] = [
     &["query", "--count"],
+    &["query", "--count-by", "actor"],
     &["query", "--format", "ndjson", "--limit", "10000"],
     &["export"],
     &["stats"],
@@ -156,6 +157,19 @@ fn allow_damaged_reads_the_rest_and_names_the_gap() {
             )))
             .stderr(predicate::str::contains(name(&files[1])));
     }
+    let out = sealog(&dir)
+        .args([
+            "query",
+            "--count-by",
+            "day",
+            "--format",
+            "json",
+            "--allow-damaged",
+        ])
+        .assert()
+        .success();
+    let counted: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(counted["total"], left);
     let out = sealog(&dir)
         .args(["query", "--count", "--allow-damaged"])
         .assert()

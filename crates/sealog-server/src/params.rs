@@ -10,6 +10,7 @@
 //! `serde_html_form`; the listing adds its order and page ([`Page`]).
 
 use sealog::Timestamp;
+use sealog::aggregate::{CountField, DEFAULT_TOP, MAX_TOP};
 use sealog::query::{Filters, MAX_LIMIT, Order, Query};
 use serde::Deserialize;
 
@@ -20,11 +21,12 @@ use crate::error::ApiError;
 pub const FILTERS: &[&str] = Filters::FIELDS;
 
 /// The parameters of a listing beyond its filters: the order, the page,
-/// and `count` (only the number of matches). The fields of [`Page`].
-pub const PAGE: &[&str] = &["order", "limit", "cursor", "count"];
+/// `count` (only the number of matches), and `count_by` and `top` (the
+/// matches counted by group). The fields of [`Page`].
+pub const PAGE: &[&str] = &["order", "limit", "cursor", "count", "count_by", "top"];
 
 /// The parameters of `GET /v1/events`: the filters, then the order, the
-/// page, and `count`.
+/// page, `count`, `count_by` and `top`.
 pub const QUERY_PARAMS: &[&str] = &concat::<{ FILTERS.len() + PAGE.len() }>(FILTERS, PAGE);
 
 /// `a` then `b`, as one array (for the lists above, at compile time).
@@ -56,6 +58,10 @@ pub struct Page {
     pub cursor: Option<String>,
     /// `true`: the number of matches instead of a page.
     pub count: Option<String>,
+    /// A field to count the matches by instead of a page.
+    pub count_by: Option<String>,
+    /// How many groups `count_by` lists.
+    pub top: Option<String>,
 }
 
 /// Parameters as given, in order.
@@ -131,6 +137,42 @@ pub fn count(params: &Params) -> Result<bool, ApiError> {
             ),
         )),
     }
+}
+
+/// `count_by=FIELD` and `top=N`: the field to count the matches by and
+/// how many groups to list, or `None` for a listing (`top` alone is
+/// refused).
+pub fn count_by(params: &Params) -> Result<Option<(CountField, usize)>, ApiError> {
+    let page = page(params)?;
+    let Some(field) = page.count_by.as_deref() else {
+        if page.top.is_some() {
+            return Err(ApiError::bad_param(
+                "top",
+                "says how many groups `count_by` lists: give `count_by` too",
+            ));
+        }
+        return Ok(None);
+    };
+    if page.count.as_deref() == Some("true") {
+        return Err(ApiError::bad_param(
+            "count",
+            "counts every match; `count_by` counts them by group: give one of the two",
+        ));
+    }
+    let field = CountField::parse(field).map_err(|e| match e {
+        sealog::Error::InvalidQuery { reason, .. } => ApiError::bad_param("count_by", reason),
+        other => ApiError::bad_param("count_by", other.to_string()),
+    })?;
+    let top = match page.top.as_deref() {
+        None => DEFAULT_TOP,
+        Some(text) => usize::try_from(number("top", text)?)
+            .ok()
+            .filter(|n| (1..=MAX_TOP).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_param("top", format!("`{text}` is outside 1..={MAX_TOP}"))
+            })?,
+    };
+    Ok(Some((field, top)))
 }
 
 /// The parameters of `params` named in `names`, deserialized into `T` from
@@ -305,7 +347,7 @@ mod tests {
         assert_eq!(QUERY_PARAMS.get(..FILTERS.len()), Some(FILTERS));
         assert_eq!(
             QUERY_PARAMS.get(FILTERS.len()..),
-            Some(&["order", "limit", "cursor", "count"][..])
+            Some(&["order", "limit", "cursor", "count", "count_by", "top"][..])
         );
         // Each name is a field of its struct, and the structs refuse any
         // other name: the lists and the structs cannot drift apart.
@@ -421,6 +463,8 @@ mod tests {
             let p = parse(Some(&raw), ALL, &["action"]).unwrap();
             let e = if *name == "count" {
                 count(&p).unwrap_err()
+            } else if matches!(*name, "count_by" | "top") {
+                count_by(&p).unwrap_err()
             } else {
                 query(&p).unwrap_err()
             };

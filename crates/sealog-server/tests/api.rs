@@ -778,6 +778,19 @@ async fn event_time_order_since_dates_and_count_over_http() {
     );
     let counted = page(&mut c, "count=true&since=4h").await;
     assert_eq!(counted, json!({"count": 2}));
+    let by_hour = page(&mut c, "count_by=hour&from=2026-11-27&to=2026-11-27").await;
+    assert_eq!(by_hour["count_by"], "hour");
+    assert_eq!(
+        by_hour["groups"],
+        json!([{"key": "2026-11-27T12:00:00Z", "count": 1}])
+    );
+    assert_eq!(by_hour["total"], 1);
+    let by_actor = page(&mut c, "count_by=actor&since=4h").await;
+    assert_eq!(
+        by_actor,
+        json!({"count_by": "actor", "groups": [{"key": "user:alice", "count": 2}],
+               "total": 2, "other_groups": 0, "other_count": 0, "missing": 0})
+    );
 
     for (q, parameter) in [
         ("count=true&limit=5", "limit"),
@@ -785,6 +798,11 @@ async fn event_time_order_since_dates_and_count_over_http() {
         ("since=soon", "since"),
         ("order=later", "order"),
         ("count=maybe", "count"),
+        ("count_by=seq", "count_by"),
+        ("count_by=actor&top=0", "top"),
+        ("top=3", "top"),
+        ("count_by=actor&limit=5", "limit"),
+        ("count_by=actor&count=true", "count"),
     ] {
         let r = c.get(&format!("/v1/events?{q}")).await.unwrap();
         assert_eq!(r.status, 400, "{q}: {}", r.text());

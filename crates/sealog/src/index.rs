@@ -132,6 +132,13 @@ pub(crate) trait IndexView {
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap>;
     /// Ordinals whose source address is in the range.
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap>;
+    /// For each term of a dictionary field, how many ordinals of `within`
+    /// carry it, as `(term, count)` (terms none of them carries may be left
+    /// out). What grouping by a field counts, from the index alone.
+    fn dict_counts(&self, field: DictField, within: &RoaringBitmap) -> Result<Vec<(Vec<u8>, u64)>>;
+    /// For each source address, how many ordinals of `within` carry it
+    /// (addresses canonical: IPv4-mapped IPv6 as IPv4).
+    fn ip_counts(&self, within: &RoaringBitmap) -> Result<Vec<(IpAddr, u64)>>;
     /// The event time of a record.
     /// A damaged index is an error (the caller rebuilds it), never a
     /// missing time.
@@ -648,5 +655,54 @@ impl IndexView for MemView<'_> {
 
     fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
         Ok(self.event_times.get(ordinal as usize).copied())
+    }
+
+    fn dict_counts(&self, field: DictField, within: &RoaringBitmap) -> Result<Vec<(Vec<u8>, u64)>> {
+        let column = self
+            .index
+            .dicts
+            .get(field as usize)
+            .expect(ONE_COLUMN_PER_FIELD);
+        let mut counts = vec![0u64; column.ids.len()];
+        for ordinal in within {
+            let id = column
+                .column
+                .get(ordinal as usize)
+                .copied()
+                .ok_or_else(|| Error::IndexDamaged {
+                    file: "the in-memory index of the open segment".into(),
+                    reason: format!("no `{field:?}` entry for ordinal {ordinal}"),
+                })?;
+            if let Some(n) = counts.get_mut(id as usize) {
+                *n += 1;
+            }
+        }
+        Ok(column
+            .terms()
+            .into_iter()
+            .zip(counts)
+            .filter(|&(_, n)| n > 0)
+            .map(|(term, n)| (term.to_vec(), n))
+            .collect())
+    }
+
+    fn ip_counts(&self, within: &RoaringBitmap) -> Result<Vec<(IpAddr, u64)>> {
+        let mut counts: HashMap<IpAddr, u64, foldhash::fast::FixedState> = HashMap::default();
+        let v4 = self
+            .index
+            .v4
+            .iter()
+            .map(|&(a, o)| (IpAddr::V4(a.into()), o));
+        let v6 = self
+            .index
+            .v6
+            .iter()
+            .map(|&(a, o)| (IpAddr::V6(a.into()), o));
+        for (addr, ordinal) in v4.chain(v6) {
+            if within.contains(ordinal) {
+                *counts.entry(addr).or_insert(0) += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
     }
 }

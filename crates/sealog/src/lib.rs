@@ -42,6 +42,7 @@
 //! The byte-level format is specified in `docs/format.md` and implemented
 //! by the [`sealog_format`] crate, re-exported as [`mod@format`].
 
+pub mod aggregate;
 mod batch;
 pub mod checkpoint;
 mod committer;

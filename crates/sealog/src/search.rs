@@ -49,14 +49,14 @@ impl SegmentRef {
     }
 
     /// Records in the segment (committed ones, for an open segment).
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             SegmentRef::Sealed(s) => s.footer.record_count,
             SegmentRef::Open(s) => s.data.read().len(),
         }
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             SegmentRef::Sealed(s) => &s.name,
             SegmentRef::Open(s) => &s.name,
@@ -64,7 +64,7 @@ impl SegmentRef {
     }
 
     /// The record bytes of `ordinal`.
-    fn record(&self, ordinal: u32) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn record(&self, ordinal: u32) -> Result<Option<Vec<u8>>> {
         match self {
             SegmentRef::Sealed(s) => Ok(s.read_record(u64::from(ordinal))?.map(<[u8]>::to_vec)),
             SegmentRef::Open(s) => s.read_record(u64::from(ordinal)),
@@ -166,7 +166,7 @@ impl<'q> Plan<'q> {
     /// Every ordinal the cursor leaves, unfiltered: the candidates of a
     /// segment whose index cannot be had (its records are damaged) on a
     /// store reading around damage; the executor checks each record.
-    fn unindexed(&self, first_seq: u64, len: u64) -> Option<RoaringBitmap> {
+    pub(crate) fn unindexed(&self, first_seq: u64, len: u64) -> Option<RoaringBitmap> {
         let (lo, hi) = self.cursor_bounds(first_seq, len)?;
         let mut all = RoaringBitmap::new();
         all.insert_range(

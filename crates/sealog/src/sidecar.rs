@@ -11,6 +11,7 @@
 //! builds the sidecar each segment's records give ([`RecordIndexer`]) and
 //! compares it with the file ([`describe_difference`]).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -406,6 +407,70 @@ impl IndexView for Sidecar {
         let reader = self.reader()?;
         self.ensure_columns(&reader)?;
         Ok(reader.event_time(ordinal))
+    }
+
+    fn dict_counts(&self, field: DictField, within: &RoaringBitmap) -> Result<Vec<(Vec<u8>, u64)>> {
+        let reader = self.reader()?;
+        let index_field = dict_field(field);
+        self.ensure(
+            &reader,
+            reader.section_for(SectionKind::TermDict, index_field as u16),
+        )?;
+        let Some(dict) = reader.field(index_field) else {
+            // Counting needs the field's terms: rebuilding gives them.
+            return Err(Error::IndexDamaged {
+                file: self.name.clone(),
+                reason: format!("it has no dictionary of field `{index_field}`"),
+            });
+        };
+        let damaged = |e| self.damaged(e);
+        // Every record of the segment: the term entries' cardinalities are
+        // the counts, no bitmap need be decoded.
+        let whole = within.len() == reader.record_count();
+        let mut out = Vec::new();
+        for entry in dict.iter() {
+            let n = if whole {
+                entry.cardinality
+            } else if let Some(ordinal) = dict.inline_ordinal(entry.index) {
+                u64::from(within.contains(ordinal))
+            } else {
+                dict.bitmap(entry.index)
+                    .map_err(damaged)?
+                    .intersection_len(within)
+            };
+            if n > 0 {
+                out.push((entry.term.to_vec(), n));
+            }
+        }
+        Ok(out)
+    }
+
+    fn ip_counts(&self, within: &RoaringBitmap) -> Result<Vec<(IpAddr, u64)>> {
+        let reader = self.reader()?;
+        self.ensure(
+            &reader,
+            reader.section_for(SectionKind::Ip, IndexField::SourceIp as u16),
+        )?;
+        let Some(ip) = reader.ip(IndexField::SourceIp) else {
+            return Err(Error::IndexDamaged {
+                file: self.name.clone(),
+                reason: "it has no index of field `source_ip`".into(),
+            });
+        };
+        // Entries come in address order: equal addresses are neighbours.
+        let mut out: Vec<(IpAddr, u64)> = Vec::new();
+        let v4 = ip.entries_v4().map(|(a, o)| (IpAddr::V4(a), o));
+        let v6 = ip.entries_v6().map(|(a, o)| (IpAddr::V6(a), o));
+        for (addr, ordinal) in v4.chain(v6) {
+            if !within.contains(ordinal) {
+                continue;
+            }
+            match out.last_mut() {
+                Some((last, n)) if *last == addr => *n += 1,
+                _ => out.push((addr, 1)),
+            }
+        }
+        Ok(out)
     }
 
     fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {

@@ -578,6 +578,20 @@ impl Store {
         crate::search::count(&self.view(), query, &self.inner)
     }
 
+    /// Counts the records matching `query` (ignoring order and limit; a
+    /// cursor is refused) grouped by `field`, and lists the `top` largest
+    /// groups (1 to [`crate::aggregate::MAX_TOP`]), most records first,
+    /// ties by key. Answered from the indexes wherever they can; see
+    /// [`crate::aggregate`].
+    pub fn count_by(
+        &self,
+        query: &crate::query::Query,
+        field: crate::aggregate::CountField,
+        top: usize,
+    ) -> Result<crate::aggregate::CountBy> {
+        crate::aggregate::count_by(&self.view(), query, field, top, &self.inner)
+    }
+
     /// The number of records proofs and checkpoints can cover now: the
     /// durable prefix of the log.
     pub fn tree_size(&self) -> u64 {

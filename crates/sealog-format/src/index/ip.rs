@@ -5,7 +5,7 @@
 //! up, as the IPv4 address `a.b.c.d`; IPv6 queries also read the IPv4
 //! entries whose mapped form is in their range. Results are exact.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use roaring::RoaringBitmap;
@@ -286,6 +286,32 @@ impl<'a> IpIndex<'a> {
         ))
     }
 
+    /// Every IPv4 entry as `(address, ordinal)`, in address order (IPv4-mapped
+    /// IPv6 addresses are stored as IPv4): what grouping by address walks.
+    ///
+    /// Unchecked: in a section that
+    /// [`IndexReader::check_section`](super::IndexReader::check_section) has not
+    /// passed, an ordinal may be past the segment.
+    pub fn entries_v4(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + 'a {
+        self.v4.iter().zip(self.v4_ordinals).map(|(a, o)| {
+            (
+                Ipv4Addr::from(u32::from_le_bytes(*a)),
+                u32::from_le_bytes(*o),
+            )
+        })
+    }
+
+    /// Every IPv6 entry as `(address, ordinal)`, in address order; unchecked
+    /// like [`entries_v4`](Self::entries_v4).
+    pub fn entries_v6(&self) -> impl Iterator<Item = (Ipv6Addr, u32)> + 'a {
+        self.v6.iter().zip(self.v6_ordinals).map(|(a, o)| {
+            (
+                Ipv6Addr::from(u128::from_be_bytes(*a)),
+                u32::from_le_bytes(*o),
+            )
+        })
+    }
+
     /// The records with an IPv4 address `lo <= a <= hi`, as numbers
     /// (`10.0.0.1` is `0x0a00_0001`; see [`Ipv4Addr::to_bits`](std::net::Ipv4Addr::to_bits)).
     pub fn range_v4(&self, lo: u32, hi: u32) -> RoaringBitmap {
@@ -451,6 +477,18 @@ mod tests {
             canonical_ip("::ffff:1.2.3.4".parse().unwrap()),
             IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4))
         );
+    }
+
+    #[test]
+    fn ip_entries_list_every_address_with_its_ordinal_in_address_order() {
+        let a = Ipv4Addr::new;
+        let v4s = [(a(9, 0, 0, 1), 3), (a(10, 0, 0, 0), 1), (a(10, 0, 0, 0), 2)];
+        let v6s = [(Ipv6Addr::from(1u128), 0)];
+        let bytes = file_with(4, KIND_IP, IndexField::SourceIp, raw_ip(&v4s, &v6s));
+        let r = IndexReader::parse(&bytes).unwrap();
+        let ip = r.ip(IndexField::SourceIp).unwrap();
+        assert_eq!(ip.entries_v4().collect::<Vec<_>>(), v4s);
+        assert_eq!(ip.entries_v6().collect::<Vec<_>>(), v6s);
     }
 
     #[test]

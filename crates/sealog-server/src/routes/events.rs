@@ -45,6 +45,9 @@ pub(super) async fn list(
     auth.bind_tenant(&app, &mut query).await?;
     let store = app.store.get()?;
     let ndjson = wants_ndjson(&headers);
+    if let Some(grouping) = params::count_by(&params)? {
+        return count_groups(&app, store, &auth, &params, query, grouping, ndjson).await;
+    }
     if count {
         return count_matches(&app, store, &auth, &params, query, ndjson).await;
     }
@@ -102,6 +105,43 @@ async fn count_matches(
     auth.record(app, &store, "log.query", Resource::kind("log"), metadata)
         .await?;
     Ok(Json(Count { count: n }).into_response())
+}
+
+/// `count_by=FIELD&top=N`: the matches counted by group
+/// ([`sealog::Store::count_by`]), as [`crate::wire::CountsJson`].
+async fn count_groups(
+    app: &App,
+    store: Store,
+    auth: &Authed<QueryScope>,
+    params: &Params,
+    query: Query,
+    (field, top): (sealog::aggregate::CountField, usize),
+    ndjson: bool,
+) -> Result<Response, ApiError> {
+    for paging in ["limit", "cursor"] {
+        if params::get(params, paging).is_some() {
+            return Err(ApiError::bad_param(
+                paging,
+                "pages a listing; `count_by` counts every match: drop it",
+            ));
+        }
+    }
+    if ndjson {
+        return Err(ApiError::bad_param(
+            "count_by",
+            "answers JSON; drop `Accept: application/x-ndjson` or `count_by`",
+        ));
+    }
+    let s = store.clone();
+    let counted = blocking(move || s.count_by(&query, field, top))
+        .await?
+        .map_err(|e| store_error(app, &e))?;
+    let mut metadata = Metadata::new();
+    metadata.insert("params".into(), audit::params_metadata(params));
+    metadata.insert("total".into(), counted.total.into());
+    auth.record(app, &store, "log.query", Resource::kind("log"), metadata)
+        .await?;
+    Ok(Json(crate::wire::CountsJson::from(&counted)).into_response())
 }
 
 /// Every match as NDJSON, streamed as the client reads it.
