@@ -57,6 +57,7 @@ mod layout;
 mod mmap;
 mod options;
 mod progress;
+pub mod pruned;
 pub mod query;
 mod readers;
 mod recovery;
