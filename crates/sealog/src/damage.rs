@@ -173,16 +173,16 @@ pub(crate) struct KnownAbsent {
 
 impl KnownAbsent {
     /// The segments recorded as pruned in the store at `dir`.
-    pub(crate) fn load(fs: &dyn crate::fs::Vfs, dir: &std::path::Path) -> Result<KnownAbsent, Error> {
+    pub(crate) fn load(
+        fs: &dyn crate::fs::Vfs,
+        dir: &std::path::Path,
+    ) -> Result<KnownAbsent, Error> {
         Ok(KnownAbsent::of(crate::pruned::load(fs, dir)?))
     }
 
     pub(crate) fn of(list: Vec<PrunedSegment>) -> KnownAbsent {
         KnownAbsent {
-            segments: list
-                .into_iter()
-                .map(|p| (p.header.segment_no, p))
-                .collect(),
+            segments: list.into_iter().map(|p| (p.header.segment_no, p)).collect(),
         }
     }
 

@@ -62,7 +62,10 @@ impl PrunedSegment {
 
     /// The line of `pruned.log` for this segment, line feed included.
     pub fn to_line(&self) -> Result<String> {
-        for (what, text) in [("archive URL", &self.url), ("manifest name", &self.manifest)] {
+        for (what, text) in [
+            ("archive URL", &self.url),
+            ("manifest name", &self.manifest),
+        ] {
             if text.is_empty() || text.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
                 return Err(Error::Config(format!(
                     "the {what} `{text}` of a pruned segment must be printable ASCII without \
@@ -109,7 +112,19 @@ impl PrunedSegment {
             )));
         }
         let fields: Vec<&str> = body.split(' ').collect();
-        let [tag, no, first, count, seg, idx, header, footer, manifest, url] = fields[..] else {
+        let [
+            tag,
+            no,
+            first,
+            count,
+            seg,
+            idx,
+            header,
+            footer,
+            manifest,
+            url,
+        ] = fields[..]
+        else {
             return Err(bad(format!("{} fields where 11 belong", fields.len() + 1)));
         };
         if tag != TAG {
@@ -319,12 +334,13 @@ impl crate::Store {
                     hex(&p.segment_sha256)
                 )));
             }
-            let sidecar = config
-                .dir
-                .join(crate::sidecar::sidecar_name(p.first_seq()));
-            if fs.exists(&sidecar).map_err(|e| Error::io("stat", &sidecar, e))? {
-                let bytes =
-                    crate::fs::read_all(fs, &sidecar).map_err(|e| Error::io("read", &sidecar, e))?;
+            let sidecar = config.dir.join(crate::sidecar::sidecar_name(p.first_seq()));
+            if fs
+                .exists(&sidecar)
+                .map_err(|e| Error::io("stat", &sidecar, e))?
+            {
+                let bytes = crate::fs::read_all(fs, &sidecar)
+                    .map_err(|e| Error::io("read", &sidecar, e))?;
                 let sha = sha256(&bytes);
                 if sha != p.sidecar_sha256 {
                     return Err(Error::Config(format!(
@@ -341,7 +357,10 @@ impl crate::Store {
         // 1. The record, durably.
         let mut all = load(fs, &config.dir)?;
         for (p, _, _) in &local {
-            if !all.iter().any(|q| q.header.segment_no == p.header.segment_no) {
+            if !all
+                .iter()
+                .any(|q| q.header.segment_no == p.header.segment_no)
+            {
                 all.push(p.clone());
             }
         }
@@ -369,7 +388,10 @@ impl crate::Store {
         for (_, path, sidecar) in &local {
             fs.remove_file(path)
                 .map_err(|e| Error::io("remove", path, e))?;
-            if fs.exists(sidecar).map_err(|e| Error::io("stat", sidecar, e))? {
+            if fs
+                .exists(sidecar)
+                .map_err(|e| Error::io("stat", sidecar, e))?
+            {
                 fs.remove_file(sidecar)
                     .map_err(|e| Error::io("remove", sidecar, e))?;
             }
@@ -419,7 +441,10 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| {
             text.get(i..i + 2)
-                .filter(|d| d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                .filter(|d| {
+                    d.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
                 .and_then(|d| u8::from_str_radix(d, 16).ok())
         })
         .collect()
@@ -572,7 +597,9 @@ mod tests {
         );
         let mut wrong = pruned[1].clone();
         wrong.segment_sha256[0] ^= 1;
-        let e = store.prune_archived(&[wrong]).expect_err("a different copy");
+        let e = store
+            .prune_archived(&[wrong])
+            .expect_err("a different copy");
         assert!(e.to_string().contains("not removed"), "{e}");
         assert!(tmp.path().join(pruned[1].name()).exists());
 
@@ -637,7 +664,9 @@ mod tests {
             .inclusion_proof(1, reader.tree_size())
             .expect("a proof of a pruned seq");
         let tampered = open(true);
-        let e = tampered.get(in_pruned).expect_err("a changed copy is refused");
+        let e = tampered
+            .get(in_pruned)
+            .expect_err("a changed copy is refused");
         assert!(e.to_string().contains("SHA-256"), "{e}");
         drop(tampered);
 
@@ -645,7 +674,9 @@ mod tests {
         let store = crate::Store::open(tmp.path(), crate::StoreOptions::default()).expect("reopen");
         assert_eq!(store.pruned_segments(), pruned);
         let third = record_of(tmp.path(), &crate::image::sealed_segments(&store)[2]).0;
-        store.prune_archived(std::slice::from_ref(&third)).expect("prune more");
+        store
+            .prune_archived(std::slice::from_ref(&third))
+            .expect("prune more");
         assert_eq!(store.pruned_segments().len(), 3);
         store.close().expect("close");
         crate::verify_dir(tmp.path()).expect("verify after the second prune");

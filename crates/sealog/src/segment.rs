@@ -802,7 +802,10 @@ impl SealedSegment {
         offsets.reserve(count.min(1 << 24));
         // A map shorter than the footer says holds no frames, and the walk
         // reports the footer's count as wrong.
-        let frames = self.image().get(..self.frames_end_usize()).unwrap_or_default();
+        let frames = self
+            .image()
+            .get(..self.frames_end_usize())
+            .unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
             let location = Location::file(&self.name)
@@ -898,7 +901,10 @@ impl SealedSegment {
     fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {
         // An offset (from an index: derived data) or a footer that points
         // past the frames reads as no frame, an error naming the place.
-        let frames = self.image().get(..self.frames_end_usize()).unwrap_or_default();
+        let frames = self
+            .image()
+            .get(..self.frames_end_usize())
+            .unwrap_or_default();
         let location = || {
             Location::file(&self.name)
                 .at(u64::from(offset))

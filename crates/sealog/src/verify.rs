@@ -614,9 +614,13 @@ fn check_pruned(
         report.newest_checkpoint = Some(check.size);
     }
     let at_leaves = || {
-        Location::file(format!("{}/{}", layout::TREE, crate::tree::level_file_name(0)))
-            .at(p.first_seq() * crate::tree::LEAF_LEN)
-            .seq(p.first_seq())
+        Location::file(format!(
+            "{}/{}",
+            layout::TREE,
+            crate::tree::level_file_name(0)
+        ))
+        .at(p.first_seq() * crate::tree::LEAF_LEN)
+        .seq(p.first_seq())
     };
     if *chain != p.footer.chain_head {
         return Err(Corruption::new(
