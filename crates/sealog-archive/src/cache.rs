@@ -28,6 +28,8 @@ pub struct ArchiveCache {
     dir: PathBuf,
     max_bytes: u64,
     target_options: TargetOptions,
+    /// An archive to read from instead of the one each segment records.
+    url: Option<String>,
     /// Archives opened so far, by URL (a store names its archive for each
     /// pruned segment; usually one).
     targets: Mutex<HashMap<String, Arc<Target>>>,
@@ -64,10 +66,19 @@ impl ArchiveCache {
             dir,
             max_bytes,
             target_options,
+            url: None,
             targets: Mutex::new(HashMap::new()),
             busy: Mutex::new(()),
             runtime: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reads every pruned segment from the archive at `url` (a copy or a
+    /// new location of the archive) instead of the URL the store recorded
+    /// when it removed the segment; `None` keeps the recorded ones.
+    pub fn with_url(mut self, url: Option<String>) -> ArchiveCache {
+        self.url = url;
+        self
     }
 
     /// The cache directory.
@@ -102,7 +113,7 @@ impl ArchiveCache {
     }
 
     fn download(&self, p: &PrunedSegment) -> Result<Vec<u8>, String> {
-        let target = self.target(&p.url)?;
+        let target = self.target(self.url.as_deref().unwrap_or(&p.url))?;
         let rt = crate::upload::runtime(&self.runtime).map_err(|e| e.to_string())?;
         let name = crate::layout::segment(p.first_seq());
         // On a thread of its own: the caller may be inside another runtime
@@ -165,7 +176,7 @@ impl ArchiveSource for ArchiveCache {
             segment: p.name(),
             first_seq: p.first_seq(),
             end_seq: p.end_seq(),
-            url: p.url.clone(),
+            url: self.url.clone().unwrap_or_else(|| p.url.clone()),
             reason,
         };
         let expected: String = p

@@ -255,3 +255,117 @@ fn verify_archive_exits_1_naming_the_altered_object_and_restore_rebuilds_the_sto
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn retain_local_removes_archived_segments_and_every_read_still_sees_one_log() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    grow(&dir, 400);
+    let url = format!("s3://{BUCKET}/retain");
+    let endpoint = proxy.endpoint();
+    let segments_before = std::fs::read_dir(dir.join("segments"))
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count();
+
+    let out = sealog(&dir, &endpoint)
+        .args(["archive", "--to", &url, "--retain-local", "0s", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    let pruned = lines
+        .iter()
+        .find_map(|l| l.get("pruned").and_then(|p| p.as_array()).cloned())
+        .expect("a prune report");
+    assert!(pruned.len() >= 3, "{lines:?}");
+    for name in &pruned {
+        let name = name.as_str().expect("a name");
+        assert!(!dir.join(name).exists(), "{name} was removed");
+    }
+    assert!(dir.join("pruned.log").exists());
+    let segments_after = std::fs::read_dir(dir.join("segments"))
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count();
+    assert_eq!(segments_after + pruned.len(), segments_before);
+
+    // verify: intact, naming what is archived, not local.
+    let out = sealog(&dir, &endpoint)
+        .args(["verify"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("archived, not local"), "{text}");
+
+    // query: every record, old ones fetched from the archive.
+    let cache = tmp.path().join("cache");
+    let query = |cache: &Path| {
+        sealog(&dir, &endpoint)
+            .args([
+                "query",
+                "--limit",
+                "10000",
+                "--format",
+                "ndjson",
+                "--archive-cache-dir",
+            ])
+            .arg(cache)
+            .output()
+            .expect("run")
+    };
+    let out = query(&cache);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 400 + pruned.len(), "every record, one log");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.get("action").and_then(|a| a.as_str()) == Some("archive.pruned")),
+        "the removal is an audit event"
+    );
+
+    // proof of a record in a removed segment.
+    let out = sealog(&dir, &endpoint)
+        .args(["proof", "--seq", "1"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The archive unreachable, nothing cached: exit 1 naming segment and URL.
+    proxy.set(ProxyMode::Down);
+    let out = query(&tmp.path().join("empty-cache"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("in segment `segments/"), "{err}");
+    assert!(err.contains("removed from this store"), "{err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("fix:"), "{err}");
+    assert!(out.stdout.is_empty(), "never a shorter answer");
+}
