@@ -192,6 +192,30 @@ pub struct ServeArgs {
     /// Example: --refusals-per-window 5
     #[arg(long, env = "SEALOG_REFUSALS_PER_WINDOW", value_name = "N")]
     refusals_per_window: Option<u64>,
+
+    /// Archive sealed segments in the background to this archive (as
+    /// `sealog archive`: file:///path, s3://bucket/prefix, gs://…, az://…;
+    /// credentials from the AWS_*, GOOGLE_*, AZURE_* variables), retrying
+    /// with backoff; lag and failures are in /metrics.
+    ///
+    /// Example: --archive s3://audit-archive/prod
+    #[arg(long, env = "SEALOG_ARCHIVE", value_name = "URL")]
+    archive: Option<String>,
+
+    /// With --archive: remove local sealed segments older than this once
+    /// their archived copies read back identical (reads then fetch them
+    /// through the archive cache).
+    ///
+    /// Example: --archive-retain-local 90d
+    #[arg(long, env = "SEALOG_ARCHIVE_RETAIN_LOCAL", value_name = "DURATION")]
+    archive_retain_local: Option<String>,
+
+    /// With --archive: size of the cache of segments fetched back from the
+    /// archive for reads (default 1GiB; in <data-dir>/archive-cache).
+    ///
+    /// Example: --archive-cache 4GiB
+    #[arg(long, env = "SEALOG_ARCHIVE_CACHE", value_name = "SIZE")]
+    archive_cache: Option<String>,
 }
 
 impl ServeArgs {
@@ -227,6 +251,12 @@ impl ServeArgs {
             idempotency_ttl_secs: self.idempotency_ttl_secs,
             max_tail_streams: self.max_tail_streams,
             refusals_per_window: self.refusals_per_window,
+            archive: self.archive.clone(),
+            archive_retain_local: self.archive_retain_local.clone(),
+            archive_cache: self
+                .archive_cache
+                .clone()
+                .map(sealog_server::config::Size::Text),
         }
     }
 }

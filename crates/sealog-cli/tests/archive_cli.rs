@@ -369,3 +369,131 @@ fn retain_local_removes_archived_segments_and_every_read_still_sees_one_log() {
     assert!(err.contains("fix:"), "{err}");
     assert!(out.stdout.is_empty(), "never a shorter answer");
 }
+
+/// A plain HTTP/1.0 request to a server on loopback: status and body.
+fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of metric `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls `/metrics` until `done` holds (or fails after `limit`).
+fn metrics_until(base: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, text) = http(base, "GET", "/metrics", "");
+        if status == 200 && done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never got there:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn serve_archives_after_each_seal_removes_old_segments_and_reports_lag_and_failures() {
+    use std::io::BufRead;
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    grow(&dir, 400);
+    let url = format!("s3://{BUCKET}/served");
+    // The server signs a checkpoint at each seal: what each round relies on.
+    let key_file = tmp.path().join("log.key");
+    std::fs::write(&key_file, format!("{}\n", key().to_text())).expect("key");
+    let mut child = sealog(&dir, &proxy.endpoint())
+        .arg("--signing-key")
+        .arg(&key_file)
+        .args(["--segment-size", "8192", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--archive", &url, "--archive-retain-local", "0s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let child = Kill(child);
+    let first = lines.next().expect("a line").expect("text");
+    let base = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+
+    // The sealed segments are archived, then removed locally.
+    let text = metrics_until(&base, Duration::from_secs(90), |t| {
+        metric(t, "sealog_archive_lag_records") == Some(0.0)
+            && metric(t, "sealog_archive_pruned_segments_total").unwrap_or(0.0) >= 3.0
+    });
+    assert!(metric(&text, "sealog_archive_archived_records").unwrap_or(0.0) >= 400.0);
+    assert!(metric(&text, "sealog_archive_seconds_since_success").unwrap_or(-1.0) >= 0.0);
+    assert!(!dir.join("segments/00000000000000000000.seg").exists());
+    // A record of a removed segment is served from the archive.
+    let (status, body) = http(&base, "GET", "/v1/events/1", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"seq\":1"), "{body}");
+
+    // The archive goes away; new seals are not archived: lag, then failures.
+    proxy.set(ProxyMode::Down);
+    for batch in 0..5 {
+        let events: String = (0..40)
+            .map(|i| {
+                format!(
+                    "{{\"actor\":{{\"type\":\"user\",\"id\":\"u{i}\"}},\"action\":\"doc.read\",\
+                     \"resource\":{{\"type\":\"doc\",\"id\":\"{batch}-{i}\"}},\
+                     \"outcome\":\"success\"}}\n"
+                )
+            })
+            .collect();
+        let (status, body) = http(&base, "POST", "/v1/events", &events);
+        assert_eq!(status, 200, "{body}");
+    }
+    metrics_until(&base, Duration::from_secs(120), |t| {
+        metric(t, "sealog_archive_lag_records").unwrap_or(0.0) > 0.0
+            && metric(t, "sealog_archive_failures_total").unwrap_or(0.0) >= 1.0
+            && metric(t, "sealog_archive_lag_segments").unwrap_or(0.0) >= 1.0
+    });
+    // Back: the backlog is archived.
+    proxy.set(ProxyMode::Pass);
+    let text = metrics_until(&base, Duration::from_secs(120), |t| {
+        metric(t, "sealog_archive_lag_records") == Some(0.0)
+            && metric(t, "sealog_archive_consecutive_failures") == Some(0.0)
+    });
+    assert!(metric(&text, "sealog_archive_rounds_total").unwrap_or(0.0) >= 2.0);
+    drop(child);
+}

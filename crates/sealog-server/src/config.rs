@@ -125,6 +125,8 @@ pub struct Settings {
     pub secrets: Option<SecretPolicy>,
     /// Limits.
     pub limits: Limits,
+    /// Background archiving, if configured.
+    pub archive: Option<crate::archiving::ArchiveSettings>,
 }
 
 impl Settings {
@@ -212,6 +214,9 @@ pub struct Layer {
     pub idempotency_ttl_secs: Option<u64>,
     pub max_tail_streams: Option<u64>,
     pub refusals_per_window: Option<u64>,
+    pub archive: Option<String>,
+    pub archive_retain_local: Option<String>,
+    pub archive_cache: Option<Size>,
 }
 
 /// A configuration problem: what is wrong, and how to fix it.
@@ -318,7 +323,10 @@ impl Layer {
             idempotency_keys,
             idempotency_ttl_secs,
             max_tail_streams,
-            refusals_per_window
+            refusals_per_window,
+            archive,
+            archive_retain_local,
+            archive_cache
         )
     }
 
@@ -492,6 +500,12 @@ impl Layer {
             }),
             refusal_window: d.refusal_window,
         };
+        let archive = crate::archiving::resolve(
+            self.archive,
+            self.archive_retain_local,
+            self.archive_cache,
+            &data_dir,
+        )?;
         Ok(Settings {
             listen,
             data_dir,
@@ -501,6 +515,7 @@ impl Layer {
             segment_size,
             secrets,
             limits,
+            archive,
         })
     }
 }

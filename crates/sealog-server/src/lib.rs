@@ -36,6 +36,7 @@
 //! close the store (which syncs).
 
 pub mod app;
+pub mod archiving;
 pub mod audit;
 pub mod body;
 pub mod client;
@@ -280,6 +281,7 @@ pub struct Server {
     local_addr: SocketAddr,
     visible_tx: watch::Sender<u64>,
     stop_tx: watch::Sender<bool>,
+    archiving: Option<Arc<archiving::Archiving>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -395,7 +397,14 @@ impl Server {
     /// policy, where set, override theirs. Without a tokens file the server
     /// runs unauthenticated, which is refused on a non-loopback address.
     pub async fn bind(settings: &Settings, options: StoreOptions) -> Result<Server, ServerError> {
-        let options = settings.store_options(options);
+        let mut options = settings.store_options(options);
+        let archiving = match &settings.archive {
+            Some(a) => {
+                options.archive = Some(archiving::Archiving::read_source(a)?);
+                Some(Arc::new(archiving::Archiving::new(a.clone())?))
+            }
+            None => None,
+        };
         if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
             return Err(ConfigError::new(
                 format!(
@@ -462,6 +471,9 @@ impl Server {
             visible_rx,
             stop_rx,
         ));
+        if let Some(a) = &archiving {
+            let _ = app.metrics.archiving.set(a.clone());
+        }
         let journal = dir.join(IDEMPOTENCY_JOURNAL);
         let loaded = {
             let app = app.clone();
@@ -526,6 +538,7 @@ impl Server {
             local_addr,
             visible_tx,
             stop_tx,
+            archiving,
         })
     }
 
@@ -562,9 +575,12 @@ impl Server {
             local_addr: _,
             visible_tx,
             stop_tx,
+            archiving,
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
+        let archiver =
+            archiving.map(|a| tokio::spawn(a.run(app.store.clone(), stop_tx.subscribe())));
         let follower = {
             let handle = app.store.clone();
             let stopping = stop_tx.subscribe();
@@ -684,6 +700,9 @@ impl Server {
         }
         flusher.abort();
         journal_syncer.abort();
+        if let Some(a) = archiver {
+            a.abort();
+        }
         {
             let app = app.clone();
             let synced = tokio::task::spawn_blocking(move || app.idempotency.sync_journal()).await;
