@@ -70,6 +70,12 @@ pub mod blocking {
         runtime()?.block_on(crate::verify(&target, options, None))
     }
 
+    /// The newest manifest of the archive at `url` ([`crate::read_head`]).
+    pub fn head(url: &str, target: TargetOptions) -> Result<Option<crate::Head>> {
+        let target = Target::open(url, target)?;
+        runtime()?.block_on(crate::read_head(&target))
+    }
+
     /// [`crate::restore`] of the archive at `url` into `dir`.
     pub fn restore(
         url: &str,

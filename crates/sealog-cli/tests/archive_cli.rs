@@ -358,6 +358,30 @@ fn retain_local_removes_archived_segments_and_every_read_still_sees_one_log() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // stats: what was removed, and how far the archive is behind.
+    let out = sealog(&dir, &endpoint)
+        .args(["stats", "--json", "--archive", &url])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let archive = &stats["archive"];
+    assert_eq!(archive["pruned_segments"], pruned.len());
+    assert_eq!(archive["lag_records"], 0, "{archive}");
+    assert_eq!(archive["lag_segments"], 0, "{archive}");
+    assert!(
+        archive["archived_records"].as_u64().unwrap_or(0) >= 400,
+        "{archive}"
+    );
+    assert!(
+        archive["last_round"]["seconds_ago"].as_f64().is_some(),
+        "{archive}"
+    );
+
     // The archive unreachable, nothing cached: exit 1 naming segment and URL.
     proxy.set(ProxyMode::Down);
     let out = query(&tmp.path().join("empty-cache"));
