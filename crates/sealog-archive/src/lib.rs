@@ -15,21 +15,28 @@
 //!   the bucket and the key can prove the archive is a complete, unforked
 //!   prefix of the log.
 //! - [`restore`] rebuilds a verified local store from an archive.
+//! - [`Archiver::prune_local`] removes local segments whose archived copies
+//!   read back identical (retention of local copies), and [`ArchiveCache`]
+//!   serves the store's reads of them from a bounded local cache.
 //!
 //! The archive's layout and manifest format are specified in
 //! `docs/archive.md`. Everything is async inside; [`blocking`] holds the
 //! blocking facades the command line uses.
 
+mod cache;
 mod error;
 pub mod layout;
 pub mod manifest;
 mod restore;
+mod retain;
 mod target;
 mod upload;
 mod verify;
 
+pub use cache::{ArchiveCache, DEFAULT_CACHE_BYTES};
 pub use error::{ArchiveError, Result};
 pub use restore::{RestoreReport, restore};
+pub use retain::PruneReport;
 pub use target::{LockMode, ObjectLock, PutOutcome, RetryPolicy, Target, TargetOptions, Uploader};
 pub use upload::{Archiver, ArchiverOptions, Head, Progress, RoundReport, read_head};
 pub use verify::{ArchiveReport, Sink, VerifyOptions, verify};
@@ -61,6 +68,12 @@ pub mod blocking {
     ) -> Result<ArchiveReport> {
         let target = Target::open(url, target)?;
         runtime()?.block_on(crate::verify(&target, options, None))
+    }
+
+    /// The newest manifest of the archive at `url` ([`crate::read_head`]).
+    pub fn head(url: &str, target: TargetOptions) -> Result<Option<crate::Head>> {
+        let target = Target::open(url, target)?;
+        runtime()?.block_on(crate::read_head(&target))
     }
 
     /// [`crate::restore`] of the archive at `url` into `dir`.

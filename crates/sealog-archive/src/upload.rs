@@ -122,7 +122,7 @@ pub struct Archiver {
     target: Target,
     options: ArchiverOptions,
     progress: Mutex<Progress>,
-    runtime: std::sync::OnceLock<tokio::runtime::Runtime>,
+    pub(crate) runtime: std::sync::OnceLock<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Archiver {

@@ -772,3 +772,216 @@ fn moto_killed_fails_the_round_after_bounded_retries() {
         "{e:?}"
     );
 }
+
+// ---- Retention of local copies ----
+
+fn cache_options(cache: &Path, config: Vec<(String, String)>) -> StoreOptions {
+    let cache = sealog_archive::ArchiveCache::new(
+        cache,
+        sealog_archive::DEFAULT_CACHE_BYTES,
+        TargetOptions {
+            config,
+            retry: quick_retry(),
+            ..TargetOptions::default()
+        },
+    )
+    .expect("cache");
+    StoreOptions {
+        archive: Some(Arc::new(cache)),
+        ..StoreOptions::default()
+    }
+}
+
+fn all_records(store: &Store) -> Vec<u64> {
+    let page = store
+        .query(&sealog::query::Query {
+            limit: 10_000,
+            ..sealog::query::Query::default()
+        })
+        .expect("query");
+    let mut seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn a_segment_whose_archived_copy_differs_is_kept_and_the_others_are_pruned_and_still_read() {
+    let f = fixture();
+    let a = archiver(&f.url, Vec::new());
+    let before = {
+        let store = read_only(&f.store);
+        (sealog::image::sealed_segments(&store), store.len())
+    };
+    let (segments, len) = before;
+    assert!(segments.len() >= 5, "{}", segments.len());
+    // The second segment's archived copy is altered.
+    let altered = &segments[1];
+    let name = layout::segment(altered.header.first_seq);
+    let mut bytes = std::fs::read(object(&f, &name)).expect("read");
+    bytes[200] ^= 1;
+    std::fs::write(object(&f, &name), bytes).expect("write");
+
+    let store = Store::open(&f.store, options(true)).expect("open");
+    let report = a.prune_local(&store, Duration::ZERO).expect("prune");
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert_eq!(report.kept[0].0, altered.name);
+    assert!(report.kept[0].1.contains("SHA-256"), "{:?}", report.kept);
+    assert!(
+        altered.path.exists(),
+        "the segment whose copy differs stays"
+    );
+    assert_eq!(report.pruned.len(), segments.len() - 2, "{report:?}");
+    assert!(!segments[0].path.exists());
+    assert!(
+        segments.last().expect("newest").path.exists(),
+        "the newest sealed segment stays"
+    );
+    // A retention longer than the records' age removes nothing more.
+    let again = a
+        .prune_local(&store, Duration::from_secs(3600))
+        .expect("prune");
+    assert!(
+        again.pruned.is_empty() && again.kept.is_empty(),
+        "{again:?}"
+    );
+    store.close().expect("close");
+
+    let verified = sealog::verify_dir_with(
+        &f.store,
+        &sealog::VerifyOptions {
+            public_key: Some(key().verifier()),
+            checkpoints: Vec::new(),
+        },
+    )
+    .expect("verify across pruned segments");
+    assert_eq!(verified.archived_not_local, report.pruned);
+    assert!(
+        verified.records > len,
+        "the archive.pruned events were appended"
+    );
+
+    // Reads reach the archive through the cache, checked.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reader = Store::open_read_only_with(&f.store, cache_options(tmp.path(), Vec::new()))
+        .expect("read-only with an archive");
+    let seqs = all_records(&reader);
+    assert_eq!(
+        seqs,
+        (0..reader.len()).collect::<Vec<_>>(),
+        "one log, whatever its age"
+    );
+    assert_eq!(reader.get(0).expect("get").expect("present").seq, 0);
+    let size = reader.tree_size();
+    let proof = reader
+        .inclusion_proof(3, size)
+        .expect("a proof for a pruned seq");
+    assert!(!proof.is_empty());
+    let pruned_events = seqs.len() as u64 - len;
+    assert_eq!(pruned_events, report.pruned.len() as u64);
+    drop(reader);
+
+    // Without the archive, a read that needs a pruned segment fails naming it.
+    let bare = read_only(&f.store);
+    match bare.get(0) {
+        Err(sealog::Error::Archived { segment, url, .. }) => {
+            assert_eq!(segment, segments[0].name);
+            assert_eq!(url, f.url);
+        }
+        other => panic!("expected an archived-segment error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_disk_while_pruning_loses_nothing_and_the_next_pass_finishes() {
+    use sealog::fault::{Fault, FaultFs, Op};
+    let f = fixture();
+    let a = archiver(&f.url, Vec::new());
+    let len = read_only(&f.store).len();
+    let fs = Arc::new(FaultFs::new());
+    let faulty = || StoreOptions {
+        fs: fs.clone(),
+        ..options(true)
+    };
+    // The record of the pruned segments cannot be written: nothing is removed.
+    fs.fail_always(Op::Write, Some("pruned.log"), 0, Fault::NoSpace);
+    let store = Store::open(&f.store, faulty()).expect("open");
+    let e = a
+        .prune_local(&store, Duration::ZERO)
+        .expect_err("the disk is full");
+    assert!(e.to_string().contains("pruned.log"), "{e}");
+    assert!(store.pruned_segments().is_empty());
+    fs.clear();
+    // The record is written, then the audit event cannot be: the store
+    // refuses writes, nothing is removed.
+    fs.fail_always(Op::Write, Some(".seg"), 0, Fault::NoSpace);
+    let e = a
+        .prune_local(&store, Duration::ZERO)
+        .expect_err("the disk is full");
+    eprintln!("{e}");
+    drop(store);
+    fs.clear();
+    let segments = sealog::image::sealed_segments(&read_only(&f.store));
+    assert!(segments.iter().all(|s| s.path.exists()), "nothing removed");
+    sealog::verify_dir(&f.store).expect("intact");
+    // Space again: the next pass removes them.
+    let store = Store::open(&f.store, options(true)).expect("reopen");
+    let report = a.prune_local(&store, Duration::ZERO).expect("prune");
+    assert_eq!(report.pruned.len(), segments.len() - 1, "{report:?}");
+    store.close().expect("close");
+    let report = sealog::verify_dir(&f.store).expect("verify");
+    assert_eq!(report.archived_not_local.len(), segments.len() - 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reader =
+        Store::open_read_only_with(&f.store, cache_options(tmp.path(), Vec::new())).expect("open");
+    let seqs = all_records(&reader);
+    assert!(seqs.len() as u64 > len);
+    assert_eq!(seqs, (0..reader.len()).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_unreachable_archive_keeps_local_segments_and_fails_reads_naming_segment_and_url() {
+    let moto = Moto::start();
+    moto.create_locked_bucket(BUCKET, 0);
+    let proxy = Proxy::start(moto.port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store_dir = tmp.path().join("store");
+    grow(&store_dir, 400, true);
+    let url = format!("s3://{BUCKET}/retain");
+    let config = Moto::config(&proxy.endpoint());
+    let a = archiver(&url, config.clone());
+    a.round(&read_only(&store_dir)).expect("round");
+    let store = Store::open(&store_dir, options(true)).expect("open");
+    proxy.set(ProxyMode::Down);
+    assert!(
+        a.prune_local(&store, Duration::ZERO).is_err(),
+        "no read-back, no removal"
+    );
+    assert!(store.pruned_segments().is_empty());
+    proxy.set(ProxyMode::Pass);
+    let report = a.prune_local(&store, Duration::ZERO).expect("prune");
+    assert!(!report.pruned.is_empty());
+    store.close().expect("close");
+
+    let cache = tmp.path().join("cache");
+    let reader = Store::open_read_only_with(&store_dir, cache_options(&cache, config.clone()))
+        .expect("open");
+    proxy.set(ProxyMode::Down);
+    match reader.get(1) {
+        Err(sealog::Error::Archived {
+            segment, url: u, ..
+        }) => {
+            assert_eq!(segment, report.pruned[0]);
+            assert_eq!(u, url);
+        }
+        other => panic!("expected an archived-segment error, got {other:?}"),
+    }
+    let e = reader
+        .query(&sealog::query::Query::default())
+        .expect_err("never a shorter answer");
+    assert!(e.to_string().contains(&url), "{e}");
+    proxy.set(ProxyMode::Pass);
+    assert_eq!(reader.get(1).expect("back").expect("present").seq, 1);
+    // Once cached, the archive is not needed for that segment.
+    proxy.set(ProxyMode::Down);
+    assert_eq!(reader.get(2).expect("cached").expect("present").seq, 2);
+}

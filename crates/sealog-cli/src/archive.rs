@@ -135,6 +135,18 @@ pub struct ArchiveArgs {
     #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
     max_round_bytes: u64,
 
+    /// Remove local sealed segments whose newest record is older than
+    /// this, once their archived copies were read back and found identical
+    /// (SHA-256 against the manifest and the local file). The tree files
+    /// stay, so proofs and `sealog verify` still cover them, and reads
+    /// fetch them from the archive. Opens the store for writing (the
+    /// removal is an `archive.pruned` event): beside a running server, set
+    /// `archive_retain_local` in its configuration instead.
+    ///
+    /// Example: --retain-local 90d
+    #[arg(long, value_name = "DURATION")]
+    retain_local: Option<String>,
+
     /// Print one JSON object per round.
     ///
     /// Example: --json
@@ -182,6 +194,11 @@ pub fn archive(global: &Global, args: ArchiveArgs) -> Result<(), CliError> {
         max_round_bytes: args.max_round_bytes,
     };
     let interval = parse_duration("--interval", &args.interval)?;
+    let retain_local = args
+        .retain_local
+        .as_deref()
+        .map(|r| parse_duration("--retain-local", r))
+        .transpose()?;
     let archiver = Archiver::new(&args.to, options).map_err(|e| archive_error(&args.to, e))?;
     let mut out = Out::new();
     loop {
@@ -197,6 +214,9 @@ pub fn archive(global: &Global, args: ArchiveArgs) -> Result<(), CliError> {
                 let progress = archiver.progress();
                 if report.manifest.is_some() && progress.lag_records > 0 {
                     continue;
+                }
+                if let Some(keep) = retain_local {
+                    prune(global, &archiver, &args, keep, &mut out)?;
                 }
                 if !args.follow {
                     return Ok(());
@@ -218,6 +238,77 @@ pub fn archive(global: &Global, args: ArchiveArgs) -> Result<(), CliError> {
             Err(e) => return Err(archive_error(&args.to, e)),
         }
     }
+}
+
+/// Removes the archived local segments older than `keep`, and says what
+/// it removed and what it kept, and why.
+fn prune(
+    global: &Global,
+    archiver: &Archiver,
+    args: &ArchiveArgs,
+    keep: Duration,
+    out: &mut Out,
+) -> Result<(), CliError> {
+    let dir = &global.data_dir;
+    let store = match sealog::Store::open(dir, global.store_options()?) {
+        Ok(store) => store,
+        Err(sealog::Error::Locked { .. }) => {
+            return Err(CliError::Usage {
+                message: format!(
+                    "--retain-local needs the store at {} open for writing, and another process \
+                     (a server?) has it",
+                    dir.display()
+                ),
+                hint: "let the server remove archived segments: set `archive` and \
+                       `archive_retain_local` in its configuration; or run this while it is \
+                       stopped"
+                    .into(),
+            });
+        }
+        Err(e) => return Err(CliError::store("opening the store for writing", dir, e)),
+    };
+    let result = archiver.prune_local(&store, keep);
+    store
+        .close()
+        .map_err(|e| CliError::store("closing the store", dir, e))?;
+    let report = result.map_err(|e| archive_error(&args.to, e))?;
+    if args.json {
+        out.json_line(&serde_json::json!({
+            "url": args.to,
+            "pruned": report.pruned,
+            "pruned_records": report.records,
+            "freed_bytes": report.bytes,
+            "kept": report
+                .kept
+                .iter()
+                .map(|(segment, reason)| serde_json::json!({"segment": segment, "reason": reason}))
+                .collect::<Vec<_>>(),
+        }))?;
+    } else {
+        if !report.pruned.is_empty() {
+            out.line(&format!(
+                "removed {} archived segment(s) from the store ({} records, {}), each read back \
+                 from {} and found identical",
+                report.pruned.len(),
+                thousands(report.records),
+                bytes(report.bytes),
+                args.to
+            ))?;
+        }
+        for (segment, reason) in &report.kept {
+            out.line(&format!("kept {segment}: {reason}"))?;
+        }
+    }
+    out.flush()?;
+    if let Some((segment, reason)) = report.kept.first() {
+        eprintln!(
+            "warning: {} archived segment(s) kept because their archived copies could not be \
+             confirmed, first {segment}: {reason}; run `sealog verify --archive {}`",
+            report.kept.len(),
+            args.to
+        );
+    }
+    Ok(())
 }
 
 fn print_round(

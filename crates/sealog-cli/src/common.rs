@@ -3,6 +3,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -92,8 +93,9 @@ impl Global {
     }
 }
 
-/// `--allow-damaged`, the flag of the commands that read a store.
-#[derive(Args, Debug, Clone, Copy, Default)]
+/// `--allow-damaged`, the flag of the commands that read a store, and the
+/// flags of where they read segments removed after archiving.
+#[derive(Args, Debug, Clone, Default)]
 pub struct DamageArgs {
     /// Read a damaged store anyway: skip what cannot be read (a missing or
     /// damaged segment file, a damaged record) and name each range left out
@@ -104,10 +106,69 @@ pub struct DamageArgs {
     /// Example: --allow-damaged
     #[arg(long)]
     pub allow_damaged: bool,
+
+    #[command(flatten)]
+    pub archive: ArchiveReadArgs,
+}
+
+/// Where a reading command gets the segments removed from the store after
+/// they were archived (`sealog archive --retain-local`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ArchiveReadArgs {
+    /// Read segments removed from the store after archiving from this
+    /// archive (default: the archive each was removed to, as recorded in
+    /// the store's pruned.log). Credentials as for `sealog archive`.
+    ///
+    /// Example: --archive s3://audit-archive/prod
+    #[arg(long = "archive", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Size of the local cache of segments fetched from the archive (least
+    /// recently used ones are evicted beyond it).
+    ///
+    /// Example: --archive-cache 4GiB
+    #[arg(long = "archive-cache", value_name = "SIZE", default_value = "1GiB",
+          value_parser = sealog_server::config::parse_size)]
+    pub cache_size: u64,
+
+    /// Directory of that cache (default: archive-cache/ in the data
+    /// directory).
+    ///
+    /// Example: --archive-cache-dir /var/cache/sealog
+    #[arg(long = "archive-cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl ArchiveReadArgs {
+    /// The archive source of a store in `dir`: `None` when nothing was
+    /// pruned from it (no cache is made).
+    pub fn source(
+        &self,
+        dir: &Path,
+    ) -> Result<Option<Arc<dyn sealog::pruned::ArchiveSource>>, CliError> {
+        if !dir.join(sealog::pruned::PRUNED_FILE).exists() {
+            return Ok(None);
+        }
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("archive-cache"));
+        let cache = sealog_archive::ArchiveCache::new(
+            &cache_dir,
+            self.cache_size,
+            sealog_archive::TargetOptions::default(),
+        )
+        .map_err(|e| CliError::Usage {
+            message: format!("the archive cache cannot be used: {e}"),
+            hint: "give a writable directory with --archive-cache-dir".into(),
+        })?
+        .with_url(self.url.clone());
+        Ok(Some(Arc::new(cache)))
+    }
 }
 
 impl DamageArgs {
-    fn on_damage(self) -> sealog::OnDamage {
+    fn on_damage(&self) -> sealog::OnDamage {
         if self.allow_damaged {
             sealog::OnDamage::ReadAround
         } else {
@@ -274,6 +335,7 @@ pub fn open_read_only(dir: &Path, damaged: &DamageArgs) -> Result<Store, CliErro
     check_store_exists(dir)?;
     let options = StoreOptions {
         on_damage: damaged.on_damage(),
+        archive: damaged.archive.source(dir)?,
         ..StoreOptions::default()
     };
     Store::open_read_only_with(dir, options)

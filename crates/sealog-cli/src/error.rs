@@ -266,6 +266,14 @@ impl CliError {
             CliError::Interrupted {
                 dir, input, line, ..
             } => Some(format!("store {}; {input} line {line}", dir.display())),
+            CliError::Store {
+                dir,
+                source: sealog::Error::Archived { segment, url, .. },
+                ..
+            } => Some(format!(
+                "{} (removed from the store after archiving; archived at {url})",
+                dir.join(segment).display()
+            )),
             CliError::Store { dir, source, .. } => match source.corruption() {
                 Some(c) => Some(format!("{}", dir.join(&c.location.file).display())),
                 None => Some(format!("store {}", dir.display())),
@@ -374,6 +382,12 @@ fn damage_hint(dir: &Path, corruption: &sealog::Corruption) -> String {
 
 fn store_hint(error: &sealog::Error) -> String {
     match error {
+        sealog::Error::Archived { url, .. } => format!(
+            "the segment was removed from this store after it was archived to {url}: make the \
+             archive reachable (credentials and endpoint: the AWS_*, GOOGLE_*, AZURE_* \
+             variables, as for `sealog archive`), or give where a copy of the archive is with \
+             --archive URL; `sealog verify --archive URL` checks the archive"
+        ),
         sealog::Error::Locked { path } => {
             let who = match sealog_server::lock::holder(path) {
                 Some(h) => format!("process {} (`{}`)", h.pid, h.command),

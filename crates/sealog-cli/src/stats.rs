@@ -260,9 +260,11 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         .bytes
         .saturating_sub(preallocated)
         .saturating_sub(m.spare.bytes);
+    let archive = archive_status(&store, args.damaged.archive.url.as_deref())?;
     let mut out = Out::new();
     if args.json {
         out.json_pretty(&serde_json::json!({
+            "archive": archive.json(),
             "data_dir": dir,
             "segments": {"total": m.sealed + m.open, "sealed": m.sealed, "open": m.open},
             "events": events,
@@ -387,7 +389,105 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         engine.segments,
         engine.sealed_segments
     ))?;
+    for line in archive.lines() {
+        out.line(&line)?;
+    }
     out.flush()?;
     warnings.finish();
     Ok(())
+}
+
+/// The store's archive: segments removed after archiving, and (with
+/// `--archive URL`) how far the archive is behind the sealed segments.
+#[derive(Debug, Default)]
+struct ArchiveStatus {
+    pruned_segments: u64,
+    pruned_records: u64,
+    url: Option<String>,
+    archived_records: Option<u64>,
+    lag_records: u64,
+    lag_segments: u64,
+    last_round: Option<(u64, String, Option<f64>)>,
+}
+
+fn archive_status(store: &Store, url: Option<&str>) -> Result<ArchiveStatus, CliError> {
+    let pruned = store.pruned_segments();
+    let mut status = ArchiveStatus {
+        pruned_segments: pruned.len() as u64,
+        pruned_records: pruned.iter().map(|p| p.footer.record_count).sum(),
+        url: url.map(str::to_owned),
+        ..ArchiveStatus::default()
+    };
+    let Some(url) = url else {
+        return Ok(status);
+    };
+    let head = sealog_archive::blocking::head(url, sealog_archive::TargetOptions::default())
+        .map_err(|e| crate::archive::archive_error(url, e))?;
+    let sealed = sealog::image::sealed_segments(store);
+    let sealed_end = sealed.last().map_or(0, |s| s.footer.end_seq());
+    let archived = head.as_ref().map_or(0, |h| h.manifest.tree_size);
+    status.archived_records = Some(archived);
+    status.lag_records = sealed_end.saturating_sub(archived);
+    status.lag_segments = sealed
+        .iter()
+        .filter(|s| s.header.first_seq >= archived)
+        .count() as u64;
+    status.last_round = head.map(|h| {
+        let age = sealog::query::parse_time(
+            "written_at",
+            &h.manifest.written_at,
+            sealog::query::TimeBound::Start,
+        )
+        .ok()
+        .map(|t| (Timestamp::now().as_nanos() - t.as_nanos()) as f64 / 1e9);
+        (h.manifest.round, h.manifest.written_at, age)
+    });
+    Ok(status)
+}
+
+impl ArchiveStatus {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pruned_segments": self.pruned_segments,
+            "pruned_records": self.pruned_records,
+            "url": self.url,
+            "archived_records": self.archived_records,
+            "lag_records": self.url.as_ref().map(|_| self.lag_records),
+            "lag_segments": self.url.as_ref().map(|_| self.lag_segments),
+            "last_round": self.last_round.as_ref().map(|(round, at, age)| serde_json::json!({
+                "round": round, "written_at": at, "seconds_ago": age,
+            })),
+        })
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.pruned_segments > 0 {
+            out.push(format!(
+                "archived         {} segment(s), {} records, removed locally after archiving \
+                 (read from the archive when needed)",
+                self.pruned_segments,
+                thousands(self.pruned_records)
+            ));
+        }
+        if let (Some(url), Some(archived)) = (&self.url, self.archived_records) {
+            out.push(format!(
+                "archive          {url}: holds records 0..{}; {} sealed record(s) in {} \
+                 segment(s) not archived yet",
+                thousands(archived),
+                thousands(self.lag_records),
+                self.lag_segments
+            ));
+            match &self.last_round {
+                Some((round, at, Some(age))) => out.push(format!(
+                    "  last round     {round}, written {at} ({age:.0} s ago)"
+                )),
+                Some((round, at, None)) => {
+                    out.push(format!("  last round     {round}, written {at}"));
+                }
+                None => out.push("  last round     none: nothing archived yet".into()),
+            }
+        }
+        out
+    }
 }

@@ -181,6 +181,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     "checkpoints_authenticated": report.checkpoints_authenticated,
                     "signatures_checked": signatures,
                     "newest_checkpoint": report.newest_checkpoint,
+                    "archived_not_local": report.archived_not_local,
                 }))?;
             } else {
                 out.line(&format!("OK: the store at {} is intact", dir.display()))?;
@@ -191,6 +192,17 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     report.segments - report.sealed_segments
                 ))?;
                 out.line(&format!("  records     {}", thousands(report.records)))?;
+                if let (Some(first), Some(last)) = (
+                    report.archived_not_local.first(),
+                    report.archived_not_local.last(),
+                ) {
+                    out.line(&format!(
+                        "  archived    {} segment(s) archived, not local ({first} .. {last}): \
+                         their records were checked by their leaf hashes (chain, roots, \
+                         checkpoints), not read; `sealog verify --archive URL` checks the copies",
+                        report.archived_not_local.len()
+                    ))?;
+                }
                 out.line(&format!(
                     "  bytes       {} of records ({}); {} of segment files read{}",
                     thousands(report.frame_bytes),

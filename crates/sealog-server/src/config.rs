@@ -127,6 +127,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The forwarders (`[[forward]]` tables, docs/siem.md).
     pub forward: Vec<crate::forward::ForwardConfig>,
+    /// Background archiving, if configured.
+    pub archive: Option<crate::archiving::ArchiveSettings>,
 }
 
 impl Settings {
@@ -152,6 +154,13 @@ pub enum Size {
     Bytes(u64),
     /// A number with a unit, parsed by [`parse_size`].
     Text(String),
+}
+
+/// A size flag (`--archive-cache 4GiB`), checked as [`parse_size`] does.
+#[cfg(feature = "clap")]
+fn size_flag(text: &str) -> Result<Size, String> {
+    parse_size(text)?;
+    Ok(Size::Text(text.to_owned()))
 }
 
 /// Parses a size: a number of bytes, or a number followed by a binary unit
@@ -408,6 +417,36 @@ layer_struct! {
         )]
         pub refusals_per_window: Option<u64>,
 
+
+        /// Archive sealed segments in the background to this archive (as
+        /// `sealog archive`: file:///path, s3://bucket/prefix, gs://…, az://…;
+        /// credentials from the AWS_*, GOOGLE_*, AZURE_* variables), retrying
+        /// with backoff; lag and failures are in /metrics.
+        ///
+        /// Example: --archive s3://audit-archive/prod
+        #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_ARCHIVE", value_name = "URL"))]
+        pub archive: Option<String>,
+
+        /// With --archive: remove local sealed segments older than this once
+        /// their archived copies read back identical (reads then fetch them
+        /// through the archive cache).
+        ///
+        /// Example: --archive-retain-local 90d
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ARCHIVE_RETAIN_LOCAL", value_name = "DURATION")
+        )]
+        pub archive_retain_local: Option<String>,
+
+        /// With --archive: size of the cache of segments fetched back from the
+        /// archive for reads (default 1GiB), in <data-dir>/archive-cache.
+        ///
+        /// Example: --archive-cache 4GiB
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ARCHIVE_CACHE", value_name = "SIZE", value_parser = size_flag)
+        )]
+        pub archive_cache: Option<Size>,
         /// Forwarders to SIEMs: `[[forward]]` tables of the config file only
         /// (see docs/siem.md), no flag.
         #[cfg_attr(feature = "clap", arg(skip))]
@@ -653,6 +692,12 @@ impl Layer {
             }),
             refusal_window: d.refusal_window,
         };
+        let archive = crate::archiving::resolve(
+            self.archive,
+            self.archive_retain_local,
+            self.archive_cache,
+            &data_dir,
+        )?;
         Ok(Settings {
             listen,
             data_dir,
@@ -663,6 +708,7 @@ impl Layer {
             secrets,
             limits,
             forward: self.forward.unwrap_or_default(),
+            archive,
         })
     }
 }

@@ -70,8 +70,8 @@ impl Drop for Forwarders {
 fn run(dir: &Path, options: &ForwardOptions, stop: &AtomicBool) {
     let to = options.destination.to_string();
     let mut report = |p: &Progress| match p {
-        Progress::Started { next, resumed } => eprintln!(
-            "sealog serve: forwarding to {to} from seq {next} ({}; cursor {})",
+        Progress::Started { next, resumed } => tracing::info!(
+            "forwarding to {to} from seq {next} ({}; cursor {})",
             if *resumed { "resumed" } else { "first run" },
             options.cursor.display()
         ),
@@ -79,8 +79,8 @@ fn run(dir: &Path, options: &ForwardOptions, stop: &AtomicBool) {
             message,
             retry_in,
             next,
-        } => eprintln!(
-            "sealog serve: forwarding to {to}: {message}; retrying in {:.1} s from seq {next}",
+        } => tracing::warn!(
+            "forwarding to {to}: {message}; retrying in {:.1} s from seq {next}",
             retry_in.as_secs_f64()
         ),
         // A segment being sealed while the snapshot re-opens: the next
@@ -91,8 +91,8 @@ fn run(dir: &Path, options: &ForwardOptions, stop: &AtomicBool) {
         match forward::run(dir, options, stop, &mut report) {
             Ok(_) => return,
             Err(e) => {
-                eprintln!(
-                    "sealog serve: forwarding to {to} stopped: {e}; fix: {}; starting again in 10 s",
+                tracing::error!(
+                    "forwarding to {to} stopped: {e}; fix: {}; starting again in 10 s",
                     e.fix()
                 );
                 for _ in 0..100 {

@@ -36,6 +36,7 @@
 //! finish (at most `shutdown_grace`), record pending refusal summaries,
 //! close the store (which syncs).
 
+pub mod archiving;
 pub mod audit;
 mod auth;
 mod body;

@@ -148,6 +148,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Open tail streams.
     pub tail_streams: AtomicU64,
+    /// Background archiving, when the server archives.
+    pub archiving: std::sync::OnceLock<std::sync::Arc<crate::archiving::Archiving>>,
 }
 
 impl Default for Metrics {
@@ -167,6 +169,7 @@ impl Default for Metrics {
             refusals_suppressed: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             tail_streams: AtomicU64::new(0),
+            archiving: std::sync::OnceLock::new(),
         }
     }
 }
@@ -372,6 +375,9 @@ impl Metrics {
                 &s.group_events,
                 1.0,
             );
+        }
+        if let Some(a) = self.archiving.get() {
+            a.render(&mut out);
         }
         out
     }

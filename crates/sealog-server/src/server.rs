@@ -39,6 +39,7 @@ pub struct Server {
     visible_tx: watch::Sender<u64>,
     stop_tx: watch::Sender<bool>,
     forwarders: crate::forward::Forwarders,
+    archiving: Option<Arc<crate::archiving::Archiving>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -57,7 +58,14 @@ impl Server {
     /// policy, where set, override theirs. Without a tokens file the server
     /// runs unauthenticated, which is refused on a non-loopback address.
     pub async fn bind(settings: &Settings, options: StoreOptions) -> Result<Server, ServerError> {
-        let options = settings.store_options(options);
+        let mut options = settings.store_options(options);
+        let archiving = match &settings.archive {
+            Some(a) => {
+                options.archive = Some(crate::archiving::Archiving::read_source(a)?);
+                Some(Arc::new(crate::archiving::Archiving::new(a.clone())?))
+            }
+            None => None,
+        };
         if settings.tokens.is_none() && !settings.listen.ip().is_loopback() {
             return Err(ConfigError::new(
                 format!(
@@ -126,6 +134,9 @@ impl Server {
             visible_rx,
             stop_rx,
         ));
+        if let Some(a) = &archiving {
+            let _ = app.metrics.archiving.set(a.clone());
+        }
         let journal = dir.join(IDEMPOTENCY_JOURNAL);
         let loaded = {
             let app = app.clone();
@@ -194,6 +205,7 @@ impl Server {
             visible_tx,
             stop_tx,
             forwarders,
+            archiving,
         })
     }
 
@@ -226,9 +238,12 @@ impl Server {
             visible_tx,
             stop_tx,
             forwarders: _forwarders,
+            archiving,
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
+        let archiver =
+            archiving.map(|a| tokio::spawn(a.run(app.store.clone(), stop_tx.subscribe())));
         let follower = {
             let handle = app.store.clone();
             let stopping = stop_tx.subscribe();
@@ -350,6 +365,9 @@ impl Server {
         }
         flusher.abort();
         journal_compactor.abort();
+        if let Some(a) = archiver {
+            a.abort();
+        }
         flush_refusals(&app, true).await;
         let store = app.store.take_for_close();
         reopen.abort();

@@ -14,13 +14,14 @@
 //! [`Corruption`] that explains them. The list starts with what the open
 //! found and grows as reads meet more.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
 use parking_lot::Mutex;
 
-use crate::error::{Corruption, Error};
+use crate::error::{Corruption, CorruptionKind, Error, Location};
+use crate::pruned::PrunedSegment;
 
 /// What a read-only open does with damage it finds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -159,23 +160,30 @@ impl DamageLog {
 }
 
 /// Segments the store knows are not in its directory although they belong
-/// to the log (segments removed by a retention policy after their copies
-/// were archived and read back). A gap in the segment numbering that this
-/// set explains is "not local", not "missing": the continuity check does
-/// not report it as damage.
-///
-/// No such record exists yet: every store loads an empty set, so every gap
-/// is damage. When retention writes its record of pruned segments, loading
-/// it here is the one change the continuity check needs.
+/// to the log: segments removed by a retention policy after their copies
+/// were archived and read back, listed in `pruned.log`
+/// ([`crate::pruned`]). A gap in the segment numbering that this set
+/// explains is "archived, not local", not "missing": the continuity check
+/// does not report it as damage, and checks the chain across it with the
+/// headers and footers the list keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KnownAbsent {
-    segment_nos: BTreeSet<u64>,
+    segments: BTreeMap<u64, PrunedSegment>,
 }
 
 impl KnownAbsent {
-    /// The segments recorded as pruned in the store at `_dir`: none today.
-    pub(crate) fn load(_fs: &dyn crate::fs::Vfs, _dir: &std::path::Path) -> KnownAbsent {
-        KnownAbsent::default()
+    /// The segments recorded as pruned in the store at `dir`.
+    pub(crate) fn load(
+        fs: &dyn crate::fs::Vfs,
+        dir: &std::path::Path,
+    ) -> Result<KnownAbsent, Error> {
+        Ok(KnownAbsent::of(crate::pruned::load(fs, dir)?))
+    }
+
+    pub(crate) fn of(list: Vec<PrunedSegment>) -> KnownAbsent {
+        KnownAbsent {
+            segments: list.into_iter().map(|p| (p.header.segment_no, p)).collect(),
+        }
     }
 
     /// Whether every segment numbered in `segment_nos` is known to be
@@ -184,14 +192,64 @@ impl KnownAbsent {
         !segment_nos.is_empty()
             && segment_nos
                 .into_iter()
-                .all(|n| self.segment_nos.contains(&n))
+                .all(|n| self.segments.contains_key(&n))
+    }
+
+    /// The pruned segments numbered in `segment_nos`, in order.
+    pub(crate) fn run(&self, segment_nos: Range<u64>) -> impl Iterator<Item = &PrunedSegment> {
+        self.segments.range(segment_nos).map(|(_, p)| p)
+    }
+
+    /// Every pruned segment, in log order.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &PrunedSegment> {
+        self.segments.values()
+    }
+
+    /// Checks that the pruned segments numbered `segment_nos` start at seq
+    /// `seq` with chain value `chain` and follow each other; returns the
+    /// seq and chain value after them. The first break is corruption
+    /// naming `pruned.log` and the segment.
+    pub(crate) fn link_run(
+        &self,
+        segment_nos: Range<u64>,
+        mut seq: u64,
+        mut chain: sealog_format::Hash,
+    ) -> Result<(u64, sealog_format::Hash), Error> {
+        for p in self.run(segment_nos) {
+            let location = || Location::file(crate::pruned::PRUNED_FILE).seq(p.first_seq());
+            if p.first_seq() != seq {
+                return Err(Corruption::new(
+                    location(),
+                    CorruptionKind::Layout(format!(
+                        "pruned segment {} starts at seq {} where seq {seq} was expected",
+                        p.name(),
+                        p.first_seq()
+                    )),
+                )
+                .into());
+            }
+            if p.header.chain_in != chain {
+                return Err(Corruption::new(
+                    location(),
+                    CorruptionKind::HashMismatch {
+                        what: "chain value of a pruned segment's header (previous segment's \
+                               chain head)",
+                        stored: p.header.chain_in,
+                        computed: chain,
+                    },
+                )
+                .into());
+            }
+            seq = p.end_seq();
+            chain = p.footer.chain_head;
+        }
+        Ok((seq, chain))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{CorruptionKind, Location};
 
     fn corruption(file: &str, seq: u64) -> Error {
         Corruption::new(
@@ -226,17 +284,5 @@ mod tests {
         let io = Error::io("read", "segments/a.seg", std::io::Error::other("EIO"));
         assert!(log.met(3, io).is_err());
         assert!(log.list().is_empty());
-    }
-
-    #[test]
-    fn no_segment_is_known_absent_yet() {
-        let absent = KnownAbsent::load(&crate::fs::StdFs, std::path::Path::new("."));
-        assert!(!absent.covers(0..1));
-        let pruned = KnownAbsent {
-            segment_nos: [1, 2].into_iter().collect(),
-        };
-        assert!(pruned.covers(1..3));
-        assert!(!pruned.covers(1..4));
-        assert!(!pruned.covers(2..2));
     }
 }

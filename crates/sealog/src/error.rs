@@ -104,6 +104,28 @@ pub enum Error {
         /// Its kind (e.g. `StorageFull` for a full disk).
         kind: io::ErrorKind,
     },
+    /// A read needs records of a segment that was archived and removed
+    /// from the store (`pruned.log`), and its archived copy cannot be had:
+    /// no archive was given, the archive cannot be reached, or the copy
+    /// fetched is not the one recorded. Nothing was returned for the
+    /// records the read needed: an answer is never silently shorter.
+    #[error(
+        "seqs {first_seq} to {} are in segment `{segment}`, archived to {url} and removed \
+         from this store, and cannot be read: {reason}",
+        end_seq.saturating_sub(1)
+    )]
+    Archived {
+        /// The segment's name in the store (`segments/<first seq>.seg`).
+        segment: String,
+        /// Its first seq.
+        first_seq: u64,
+        /// One past its last seq.
+        end_seq: u64,
+        /// The archive it was pruned to.
+        url: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,

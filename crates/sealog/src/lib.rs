@@ -59,6 +59,7 @@ mod mmap;
 mod open_index;
 mod options;
 mod progress;
+pub mod pruned;
 pub mod query;
 mod readers;
 mod recovery;

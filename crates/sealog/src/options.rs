@@ -69,6 +69,10 @@ pub struct StoreOptions {
     /// [`OnDamage::Refuse`]; [`OnDamage::ReadAround`] is refused by a
     /// writable open).
     pub on_damage: OnDamage,
+    /// Where reads get the records of segments archived and removed from
+    /// the store (`pruned.log`; default: nowhere, and such a read fails
+    /// with [`crate::Error::Archived`] naming the segment and archive).
+    pub archive: Option<Arc<dyn crate::pruned::ArchiveSource>>,
     /// The filesystem (the real one unless a test substitutes its own).
     pub fs: Arc<dyn Vfs>,
 }
@@ -84,6 +88,7 @@ impl Default for StoreOptions {
             validator: Validator::default(),
             checkpoints: None,
             on_damage: OnDamage::Refuse,
+            archive: None,
             fs: Arc::new(StdFs),
         }
     }

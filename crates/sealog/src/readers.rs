@@ -137,6 +137,28 @@ impl Readers {
         *view = Arc::new(next);
     }
 
+    /// Replaces sealed segments with the segments of the same first seq in
+    /// `replacements` (local segments removed after they were archived,
+    /// replaced by their pruned form).
+    pub(crate) fn replace_sealed(&self, replacements: Vec<Arc<SealedSegment>>) {
+        let mut view = self.view.write();
+        let sealed = view
+            .sealed
+            .iter()
+            .map(|s| {
+                replacements
+                    .iter()
+                    .find(|r| r.header.first_seq == s.header.first_seq)
+                    .unwrap_or(s)
+                    .clone()
+            })
+            .collect();
+        *view = Arc::new(View {
+            sealed,
+            open: view.open.clone(),
+        });
+    }
+
     /// Records that every record before `end_seq` is visible, and wakes the
     /// followers if that is more than before.
     pub(crate) fn publish(&self, end_seq: u64) {

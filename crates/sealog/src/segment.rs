@@ -598,6 +598,17 @@ pub(crate) struct SealedSegment {
     /// The sidecar file as found, to locate frames after a damaged one;
     /// looked for once.
     fallback: OnceLock<Option<Arc<Sidecar>>>,
+    /// For a segment archived and removed from the store: where its bytes
+    /// come from, and the copy once fetched and checked (`map` is empty).
+    remote: Option<Remote>,
+}
+
+/// A pruned segment's source, and its fetched copy.
+#[derive(Debug)]
+struct Remote {
+    pruned: crate::pruned::PrunedSegment,
+    source: Option<Arc<dyn crate::pruned::ArchiveSource>>,
+    fetched: OnceLock<Mapped>,
 }
 
 /// The frame offsets found by walking a sealed segment's frames.
@@ -635,6 +646,82 @@ impl SealedSegment {
             env,
             index: RwLock::new(None),
             fallback: OnceLock::new(),
+            remote: None,
+        }
+    }
+
+    /// A segment archived and removed from the store: its records are
+    /// fetched through `source` on first use and checked against the
+    /// SHA-256 `pruned.log` keeps, never read otherwise.
+    pub(crate) fn pruned(
+        pruned: &crate::pruned::PrunedSegment,
+        source: Option<Arc<dyn crate::pruned::ArchiveSource>>,
+        env: Arc<IndexEnv>,
+    ) -> SealedSegment {
+        let mut s = SealedSegment::new(
+            pruned.header,
+            pruned.footer,
+            pruned.name(),
+            Mapped::from_vec(Vec::new()),
+            None,
+            env,
+        );
+        s.remote = Some(Remote {
+            pruned: pruned.clone(),
+            source,
+            fetched: OnceLock::new(),
+        });
+        s
+    }
+
+    /// The pruned-segment record, if this segment is not local.
+    pub(crate) fn pruned_record(&self) -> Option<&crate::pruned::PrunedSegment> {
+        self.remote.as_ref().map(|r| &r.pruned)
+    }
+
+    /// Fetches a pruned segment's copy if it is not at hand yet (a local
+    /// segment has nothing to fetch). A fetch that fails is not kept: the
+    /// next read tries again.
+    fn fetch(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        if remote.fetched.get().is_some() {
+            return Ok(());
+        }
+        let p = &remote.pruned;
+        let Some(source) = &remote.source else {
+            return Err(crate::pruned::unavailable(
+                p,
+                "no archive was given to read it from (the command line's --archive URL, \
+                 the server's `archive`)",
+            ));
+        };
+        let bytes = source.fetch_segment(p)?;
+        let sha = crate::pruned::sha256(&bytes);
+        if sha != p.segment_sha256 {
+            return Err(crate::pruned::unavailable(
+                p,
+                &format!(
+                    "the copy fetched has SHA-256 {}, not {} as recorded in pruned.log when \
+                     it was removed",
+                    hex32(&sha),
+                    hex32(&p.segment_sha256)
+                ),
+            ));
+        }
+        let _ = remote
+            .fetched
+            .set(Mapped::from_vec(Arc::unwrap_or_clone(bytes)));
+        Ok(())
+    }
+
+    /// The segment's bytes: the local map, or a pruned segment's fetched
+    /// copy (empty until fetched).
+    fn image(&self) -> &[u8] {
+        match &self.remote {
+            None => &self.map,
+            Some(r) => r.fetched.get().map_or(&[], |m| m),
         }
     }
 
@@ -648,6 +735,9 @@ impl SealedSegment {
     pub(crate) fn index(&self) -> Result<Arc<Sidecar>> {
         if let Some(index) = self.index.read().clone() {
             return Ok(index);
+        }
+        if self.remote.is_some() {
+            return self.rebuild_index("the segment is archived, not local");
         }
         let mut slot = self.index.write();
         if let Some(index) = slot.clone() {
@@ -672,6 +762,21 @@ impl SealedSegment {
     }
 
     fn rebuild(&self, reason: &str) -> Result<Sidecar> {
+        if self.remote.is_some() {
+            // Built in memory from the fetched copy (byte for byte the
+            // archived sidecar); a pruned segment's files stay removed.
+            self.fetch()?;
+            let identity = crate::sidecar::identity(&self.header, &self.footer);
+            let bytes =
+                crate::sidecar::encode_records(identity, self.records_with_offsets()?, &self.name)?;
+            let name = crate::sidecar::sidecar_name(self.header.first_seq);
+            return Sidecar::open(name.clone(), Mapped::from_vec(bytes), &identity).map_err(|e| {
+                crate::error::Error::IndexDamaged {
+                    file: name,
+                    reason: e.to_string(),
+                }
+            });
+        }
         tracing::warn!(
             segment = %self.name,
             %reason,
@@ -693,6 +798,7 @@ impl SealedSegment {
     pub(crate) fn records_with_offsets(
         &self,
     ) -> Result<impl Iterator<Item = Result<(u32, &[u8])>> + '_> {
+        self.fetch()?;
         let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
         Ok(offsets.iter().enumerate().map(move |(ordinal, &offset)| {
             self.read_frame_at(ordinal as u64, offset)?
@@ -730,7 +836,10 @@ impl SealedSegment {
         offsets.reserve(count.min(1 << 24));
         // A map shorter than the footer says holds no frames, and the walk
         // reports the footer's count as wrong.
-        let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
+        let frames = self
+            .image()
+            .get(..self.frames_end_usize())
+            .unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
             let location = Location::file(&self.name)
@@ -773,6 +882,7 @@ impl SealedSegment {
         if ordinal >= self.footer.record_count {
             return Ok(None);
         }
+        self.fetch()?;
         let loaded = self.index.read().clone();
         if let Some(index) = loaded
             && let Ok(Some(offset)) = index.offset(u32::try_from(ordinal).unwrap_or(u32::MAX))
@@ -825,7 +935,10 @@ impl SealedSegment {
     fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {
         // An offset (from an index: derived data) or a footer that points
         // past the frames reads as no frame, an error naming the place.
-        let frames = self.map.get(..self.frames_end_usize()).unwrap_or_default();
+        let frames = self
+            .image()
+            .get(..self.frames_end_usize())
+            .unwrap_or_default();
         let location = || {
             Location::file(&self.name)
                 .at(u64::from(offset))
@@ -839,6 +952,10 @@ impl SealedSegment {
             Err(e) => Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
         }
     }
+}
+
+fn hex32(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

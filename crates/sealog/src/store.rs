@@ -761,7 +761,7 @@ impl Store {
         let view = self.view();
         let config = &self.inner.config;
         let fs = &*config.fs;
-        for s in &view.sealed {
+        for s in view.sealed.iter().filter(|s| s.pruned_record().is_none()) {
             let file_name = s.name.rsplit('/').next().unwrap_or(&s.name);
             let missing = || -> Error {
                 crate::error::Corruption::new(

@@ -81,6 +81,12 @@ pub struct VerifyReport {
     /// Sealed segments without an index sidecar (`segments/<seq>.idx`):
     /// not a problem, a query rebuilds it when it needs it.
     pub sidecars_missing: Vec<String>,
+    /// Sealed segments archived and removed from the store (`pruned.log`):
+    /// archived, not local. Their records were not read, but their leaf
+    /// hashes (`tree/leaves`) were: the chain across them, their Merkle
+    /// roots and the checkpoints over them were checked against the
+    /// headers and footers `pruned.log` keeps.
+    pub archived_not_local: Vec<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -376,8 +382,11 @@ pub(crate) fn run(
         newest_checkpoint: None,
         sidecars_checked: 0,
         sidecars_missing: Vec::new(),
+        archived_not_local: Vec::new(),
         elapsed: Duration::ZERO,
     };
+    let absent = crate::damage::KnownAbsent::load(fs, dir)?;
+    let mut expected_no = 0u64;
     let mut sidecar_problem: Option<Corruption> = None;
     // The workers compare each segment's leaves with level 0 on their own
     // handle; the stream checks the levels above.
@@ -396,7 +405,24 @@ pub(crate) fn run(
                 return Ok(false);
             }
         }
-        check_link(f, index as u64, expected_seq, &chain)?;
+        if f.header.segment_no > expected_no && absent.covers(expected_no..f.header.segment_no) {
+            for p in absent.run(expected_no..f.header.segment_no) {
+                check_pruned(
+                    p,
+                    leaves_file.as_ref(),
+                    &mut expected_seq,
+                    &mut chain,
+                    &mut stream,
+                    &mut next_check,
+                    &mut last_matching,
+                    &mut report,
+                )?;
+                last_recorded = Some(p.footer.max_recorded_at.as_nanos());
+            }
+            expected_no = f.header.segment_no;
+        }
+        check_link(f, expected_no, expected_seq, &chain)?;
+        expected_no += 1;
         let summary = summary?;
         // The committer syncs a segment before it writes the next, so an
         // interrupted write can only end the last segment with records
@@ -523,6 +549,105 @@ pub(crate) fn run(
     report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Checks a segment archived and removed from the store with what the
+/// store kept of it: its leaf hashes in `tree/leaves` must chain from the
+/// value before it to its footer's chain head and give its footer's Merkle
+/// root; they go into the tree over the log, which checks the level files
+/// and the checkpoints over them.
+#[allow(clippy::too_many_arguments)]
+fn check_pruned(
+    p: &crate::pruned::PrunedSegment,
+    leaves_file: Option<&LevelFile>,
+    expected_seq: &mut u64,
+    chain: &mut Hash,
+    stream: &mut StreamTree,
+    next_check: &mut std::iter::Peekable<std::slice::Iter<'_, CheckpointCheck>>,
+    last_matching: &mut u64,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let name = p.name();
+    let at_pruned = || Location::file(crate::pruned::PRUNED_FILE).seq(p.first_seq());
+    if p.first_seq() != *expected_seq || p.header.chain_in != *chain {
+        return Err(Corruption::new(
+            at_pruned(),
+            CorruptionKind::Layout(format!(
+                "the pruned segment {name} does not start where the log before it ends (seq \
+                 {}, its chain value)",
+                *expected_seq
+            )),
+        )
+        .into());
+    }
+    let count = usize::try_from(p.footer.record_count).unwrap_or(usize::MAX);
+    let leaves_name = format!("{}/{}", layout::TREE, crate::tree::level_file_name(0));
+    let leaves = match leaves_file {
+        Some(file) if p.end_seq() <= file.len() => file.read(p.first_seq(), count)?,
+        _ => {
+            return Err(Corruption::new(
+                Location::file(leaves_name).seq(p.first_seq()),
+                CorruptionKind::Layout(format!(
+                    "the leaf hashes of the pruned segment {name} are missing: the chain \
+                     across it cannot be checked"
+                )),
+            )
+            .into());
+        }
+    };
+    let mut frontier = Frontier::new();
+    for leaf in &leaves {
+        while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+            check_checkpoint(check, stream, Some(*chain), *last_matching)?;
+            *last_matching = check.size;
+            report.checkpoints += 1;
+            report.newest_checkpoint = Some(check.size);
+        }
+        *chain = sealog_format::chain::link(chain, leaf);
+        let _ = frontier.push(*leaf);
+        stream.push(*leaf)?;
+    }
+    while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+        check_checkpoint(check, stream, Some(*chain), *last_matching)?;
+        *last_matching = check.size;
+        report.checkpoints += 1;
+        report.newest_checkpoint = Some(check.size);
+    }
+    let at_leaves = || {
+        Location::file(format!(
+            "{}/{}",
+            layout::TREE,
+            crate::tree::level_file_name(0)
+        ))
+        .at(p.first_seq() * crate::tree::LEAF_LEN)
+        .seq(p.first_seq())
+    };
+    if *chain != p.footer.chain_head {
+        return Err(Corruption::new(
+            at_leaves(),
+            CorruptionKind::HashMismatch {
+                what: "chain head of a pruned segment (pruned.log) against its leaf hashes",
+                stored: p.footer.chain_head,
+                computed: *chain,
+            },
+        )
+        .into());
+    }
+    if frontier.root() != p.footer.merkle_root {
+        return Err(Corruption::new(
+            at_leaves(),
+            CorruptionKind::HashMismatch {
+                what: "Merkle root of a pruned segment (pruned.log) against its leaf hashes",
+                stored: p.footer.merkle_root,
+                computed: frontier.root(),
+            },
+        )
+        .into());
+    }
+    *expected_seq = p.end_seq();
+    report.records += p.footer.record_count;
+    report.archived_not_local.push(name);
+    Ok(())
 }
 
 /// Compares a sealed segment's sidecar file with the bytes its records

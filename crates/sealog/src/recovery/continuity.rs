@@ -80,11 +80,22 @@ impl Links {
                     if matches!(c.kind, CorruptionKind::MissingSegment { .. }) =>
                 {
                     if !absent.covers(no..h.segment_no) {
+                        // Reported: the log goes on at `f`, whose link to
+                        // the records before the gap cannot be checked.
                         findings.found(Error::Corruption(c), seq, Some(h.first_seq))?;
+                        return Ok(true);
                     }
-                    // Known absent (archived, then pruned) or reported: the
-                    // log goes on at `f`, whose link to the records before
-                    // the gap cannot be checked here.
+                    // Archived, then pruned: `pruned.log` keeps their
+                    // headers and footers, so the chain is checked across
+                    // them, up to `f`.
+                    let linked = absent
+                        .link_run(no..h.segment_no, seq, chain)
+                        .and_then(|(seq, chain)| check_link(f, h.segment_no, seq, &chain));
+                    if let Err(e) = linked {
+                        findings.found(e, h.first_seq.max(self.covered), own_end)?;
+                        self.skipped(f, own_end);
+                        return Ok(false);
+                    }
                     Ok(true)
                 }
                 Err(e) => {

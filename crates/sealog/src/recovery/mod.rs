@@ -105,7 +105,13 @@ pub(crate) fn open(
         rebuilds: std::sync::atomic::AtomicU64::new(0),
         store: std::sync::OnceLock::new(),
     });
-    let view = opening.take_segments(log.sealed, log.scans, tree.as_ref(), &index_env)?;
+    let view = opening.take_segments(
+        log.sealed,
+        log.scans,
+        &disk.absent,
+        tree.as_ref(),
+        &index_env,
+    )?;
     let view = opening.start_active(view, &log.links, &disk.manifest)?;
     let active = if read_only {
         None
@@ -140,6 +146,11 @@ pub(crate) fn open(
     }
     let workers = Workers::start(inner.clone(), active)?;
     Ok((inner, workers))
+}
+
+/// One past the last record of the sealed segments taken from files.
+fn log_end(view: &View) -> u64 {
+    view.sealed.last().map_or(0, |s| s.footer.end_seq())
 }
 
 /// What an open carries from one step to the next.
@@ -259,7 +270,7 @@ impl Opening {
         let segments_dir = self.dir.join(layout::SEGMENTS);
         let files = list_segments(fs, &segments_dir, &self.options, self.read_only)?;
         let manifest = load_manifest(fs, &self.dir, !files.is_empty(), self.read_only)?;
-        let absent = KnownAbsent::load(fs, &self.dir);
+        let absent = KnownAbsent::load(fs, &self.dir)?;
         let mut found = Vec::with_capacity(files.len());
         for (i, (first_seq, file_name)) in files.iter().enumerate() {
             match read_found(
@@ -602,6 +613,7 @@ impl Opening {
         &mut self,
         sealed: Vec<TakenSealed>,
         scans: Vec<ScanResult>,
+        absent: &KnownAbsent,
         tree: Option<&Tree>,
         index_env: &Arc<crate::sidecar::IndexEnv>,
     ) -> Result<View> {
@@ -617,6 +629,26 @@ impl Opening {
                 taken.offsets,
                 index_env.clone(),
             )));
+        }
+        // Segments archived and removed (`pruned.log`) take their place in
+        // the log, read from the archive when a read needs them. One still
+        // on disk (removal interrupted) is read from its file.
+        let local: std::collections::BTreeSet<u64> =
+            view.sealed.iter().map(|s| s.header.segment_no).collect();
+        let end = log_end(&view);
+        let mut added = false;
+        for p in absent.all() {
+            if !local.contains(&p.header.segment_no) && p.end_seq() <= end {
+                view.sealed.push(Arc::new(SealedSegment::pruned(
+                    p,
+                    self.options.archive.clone(),
+                    index_env.clone(),
+                )));
+                added = true;
+            }
+        }
+        if added {
+            view.sealed.sort_by_key(|s| s.header.first_seq);
         }
         let scan_count = scans.len();
         for (i, mut scan) in scans.into_iter().enumerate() {
