@@ -173,11 +173,11 @@ fn entries(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 impl ArchiveSource for ArchiveCache {
     fn fetch_segment(&self, p: &PrunedSegment) -> sealog::Result<Arc<Vec<u8>>> {
         let fail = |reason: String| sealog::Error::Archived {
-            segment: p.name(),
+            segment: p.name().into(),
             first_seq: p.first_seq(),
             end_seq: p.end_seq(),
-            url: self.url.clone().unwrap_or_else(|| p.url.clone()),
-            reason,
+            url: self.url.clone().unwrap_or_else(|| p.url.clone()).into(),
+            reason: reason.into(),
         };
         let expected: String = p
             .segment_sha256

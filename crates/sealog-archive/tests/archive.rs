@@ -884,8 +884,8 @@ fn a_segment_whose_archived_copy_differs_is_kept_and_the_others_are_pruned_and_s
     let bare = read_only(&f.store);
     match bare.get(0) {
         Err(sealog::Error::Archived { segment, url, .. }) => {
-            assert_eq!(segment, segments[0].name);
-            assert_eq!(url, f.url);
+            assert_eq!(&*segment, segments[0].name);
+            assert_eq!(&*url, f.url);
         }
         other => panic!("expected an archived-segment error, got {other:?}"),
     }
@@ -970,8 +970,8 @@ fn an_unreachable_archive_keeps_local_segments_and_fails_reads_naming_segment_an
         Err(sealog::Error::Archived {
             segment, url: u, ..
         }) => {
-            assert_eq!(segment, report.pruned[0]);
-            assert_eq!(u, url);
+            assert_eq!(&*segment, report.pruned[0]);
+            assert_eq!(&*u, url);
         }
         other => panic!("expected an archived-segment error, got {other:?}"),
     }

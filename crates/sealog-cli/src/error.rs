@@ -272,7 +272,7 @@ impl CliError {
                 ..
             } => Some(format!(
                 "{} (removed from the store after archiving; archived at {url})",
-                dir.join(segment).display()
+                dir.join(&**segment).display()
             )),
             CliError::Store { dir, source, .. } => match source.corruption() {
                 Some(c) => Some(format!("{}", dir.join(&c.location.file).display())),

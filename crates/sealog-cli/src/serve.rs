@@ -102,11 +102,14 @@ fn config_error(e: sealog_server::ConfigError) -> CliError {
 fn server_error(e: ServerError) -> CliError {
     match e {
         ServerError::Config(e) => config_error(e),
-        ServerError::Store {
-            dir,
-            source: sealog::Error::Corruption(corruption),
-            ..
-        } => CliError::Corrupt { dir, corruption },
+        ServerError::Store { dir, source, .. }
+            if matches!(*source, sealog::Error::Corruption(_)) =>
+        {
+            let sealog::Error::Corruption(corruption) = *source else {
+                unreachable!("matched above")
+            };
+            CliError::Corrupt { dir, corruption }
+        }
         other => CliError::failed(other.to_string(), other.fix()),
     }
 }

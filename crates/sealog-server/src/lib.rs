@@ -80,7 +80,7 @@ pub enum ServerError {
         dir: std::path::PathBuf,
         /// The engine's error.
         #[source]
-        source: sealog::Error,
+        source: Box<sealog::Error>,
     },
     /// The tokens file is unusable.
     #[error(transparent)]

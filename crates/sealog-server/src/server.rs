@@ -102,14 +102,14 @@ impl Server {
                 return Err(ServerError::Store {
                     op: "open",
                     dir,
-                    source,
+                    source: Box::new(source),
                 });
             }
             Err(_) => {
                 return Err(ServerError::Store {
                     op: "open",
                     dir,
-                    source: sealog::Error::Closed,
+                    source: Box::new(sealog::Error::Closed),
                 });
             }
         };
@@ -383,14 +383,14 @@ impl Server {
                     return Err(ServerError::Store {
                         op: "close",
                         dir,
-                        source,
+                        source: Box::new(source),
                     });
                 }
                 Err(_) => {
                     return Err(ServerError::Store {
                         op: "close",
                         dir,
-                        source: sealog::Error::Closed,
+                        source: Box::new(sealog::Error::Closed),
                     });
                 }
             }

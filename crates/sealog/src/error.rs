@@ -116,15 +116,15 @@ pub enum Error {
     )]
     Archived {
         /// The segment's name in the store (`segments/<first seq>.seg`).
-        segment: String,
+        segment: Box<str>,
         /// Its first seq.
         first_seq: u64,
         /// One past its last seq.
         end_seq: u64,
         /// The archive it was pruned to.
-        url: String,
+        url: Box<str>,
         /// Why it cannot be read.
-        reason: String,
+        reason: Box<str>,
     },
     /// The store was opened read-only.
     #[error("the store is open read-only")]

@@ -248,11 +248,11 @@ pub trait ArchiveSource: Send + Sync + fmt::Debug {
 /// The error of a read that needs a pruned segment the store cannot get.
 pub(crate) fn unavailable(pruned: &PrunedSegment, reason: &str) -> Error {
     Error::Archived {
-        segment: pruned.name(),
+        segment: pruned.name().into(),
         first_seq: pruned.first_seq(),
         end_seq: pruned.end_seq(),
-        url: pruned.url.clone(),
-        reason: reason.to_owned(),
+        url: pruned.url.as_str().into(),
+        reason: reason.into(),
     }
 }
 
@@ -434,7 +434,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -610,7 +610,7 @@ mod tests {
         let in_pruned = pruned[1].first_seq() + 1;
         let e = store.get(in_pruned).expect_err("no archive given");
         assert!(
-            matches!(&e, Error::Archived { segment, .. } if *segment == pruned[1].name()),
+            matches!(&e, Error::Archived { segment, .. } if **segment == *pruned[1].name()),
             "{e}"
         );
         assert!(e.to_string().contains("file:///archive"), "{e}");
