@@ -65,7 +65,7 @@ impl Default for BatchOptions {
 }
 
 /// Sends events in batches from a background task. Cheap to clone: clones
-/// share the queue. See the [module documentation](self).
+/// share the queue. How batches are formed and sent: the [crate documentation](crate).
 #[derive(Clone)]
 pub struct Batcher {
     shared: Arc<Shared>,
