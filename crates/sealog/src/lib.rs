@@ -57,6 +57,7 @@ mod layout;
 mod mmap;
 mod open_index;
 mod options;
+pub mod privacy;
 mod progress;
 pub mod query;
 mod readers;
