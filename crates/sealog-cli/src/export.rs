@@ -3,8 +3,8 @@
 use clap::{Args, ValueEnum};
 
 use crate::common::{
-    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, query_error, stderr_is_terminal,
-    thousands, with_order,
+    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, PrivacyArgs, query_error,
+    stderr_is_terminal, thousands, with_order,
 };
 use crate::error::CliError;
 use crate::render::{CSV_COLUMNS, record_csv_fields};
@@ -77,6 +77,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     damaged: DamageArgs,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
@@ -85,6 +88,8 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         args.order,
         !args.newest_first,
     );
+    // Clear values as the privacy rules stored them.
+    let query = args.privacy.policy()?.query(&query);
     let store = global.open_read_only(&args.damaged)?;
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
