@@ -2157,6 +2157,16 @@ fn privacy_flags_transform_appends_imports_and_queries() {
             .is_none_or(|m| m.get("email").is_none())
     );
     assert_eq!(with_key(&["--source-ip", "198.51.100.0/24"]).len(), 2);
+    for cmd in ["tail", "export"] {
+        let out = sealog(&dir)
+            .args([cmd, "--format", "ndjson", "--actor", "user:alice"])
+            .args(rules)
+            .assert()
+            .success();
+        let found = ndjson(&out.get_output().stdout);
+        assert_eq!(found.len(), 1, "{cmd}: {found:?}");
+        assert_eq!(found[0]["actor"]["id"], hashed.as_str(), "{cmd}");
+    }
     // Without the key, clear values are not in the records; the stored
     // form is.
     assert!(query(&["--actor", "user:alice"]).is_empty());
