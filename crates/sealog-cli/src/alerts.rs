@@ -263,7 +263,10 @@ fn follow(global: &Global, args: RunArgs) -> Result<(), CliError> {
         )
     })?;
     crate::common::check_store_exists(&global.data_dir)?;
-    let store = Arc::new(global.open_for_writing(crate::common::validator_for(None))?);
+    let store = Arc::new(global.open_for_writing(
+        crate::common::validator_for(None),
+        sealog::privacy::PrivacyPolicy::default(),
+    )?);
     let delivery = DeliveryOptions {
         attempts: args.attempts,
         initial_backoff: Duration::from_millis(args.backoff),

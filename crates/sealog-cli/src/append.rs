@@ -8,7 +8,9 @@ use sealog::Outcome;
 use sealog::format::{Actor, Event, Metadata, Principal, Resource, ValidationError};
 use sealog_server::wire::ReceiptJson;
 
-use crate::common::{Global, Out, OutcomeArg, SecretsArg, field_and_reason, parse_time};
+use crate::common::{
+    Global, Out, OutcomeArg, PrivacyArgs, SecretsArg, field_and_reason, parse_time,
+};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -152,6 +154,9 @@ pub struct AppendArgs {
 
     #[command(flatten)]
     secrets: SecretsArg,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 pub fn run(global: &Global, args: AppendArgs) -> Result<(), CliError> {
@@ -165,7 +170,8 @@ pub fn run(global: &Global, args: AppendArgs) -> Result<(), CliError> {
     validator
         .validate(&mut event)
         .map_err(|e| invalid(input, &e))?;
-    let store = global.open_for_writing(validator)?;
+    let privacy = args.privacy.policy()?;
+    let store = global.open_for_writing(validator, privacy)?;
     let receipt = store
         .append(&event)
         .map_err(|e| CliError::store("append", &global.data_dir, e))?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use sealog::format::Validator;
 use sealog::format::validate::{SecretGuard, SecretPolicy};
+use sealog::privacy::{PrivacyKey, PrivacyPolicy};
 use sealog::query::{Order, Query};
 use sealog::{Outcome, Store, StoreOptions, Timestamp};
 
@@ -76,10 +77,15 @@ impl Global {
     }
 
     /// Opens (or creates) the store for writing, checking events with
-    /// `validator`.
-    pub fn open_for_writing(&self, validator: Validator) -> Result<Store, CliError> {
+    /// `validator` and transforming them with `privacy`.
+    pub fn open_for_writing(
+        &self,
+        validator: Validator,
+        privacy: PrivacyPolicy,
+    ) -> Result<Store, CliError> {
         let options = StoreOptions {
             validator,
+            privacy,
             ..self.store_options()?
         };
         Store::open(&self.data_dir, options)
@@ -280,6 +286,64 @@ impl SecretsArg {
     /// The validator events are checked with.
     pub fn validator(&self) -> Validator {
         validator_for(self.secrets)
+    }
+}
+
+/// `--privacy` and `--privacy-key`, the flags of the commands that take
+/// events or queries.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PrivacyArgs {
+    /// A privacy rule, FIELD=TRANSFORM: source.ip=mask (zero the last octet
+    /// of IPv4, the last 80 bits of IPv6), FIELD=hash (replace the value by
+    /// its keyed hash, "hmac:" and 64 hex digits; needs --privacy-key) or
+    /// FIELD=drop. Fields: actor.id, actor.on_behalf_of.id,
+    /// actor.session_id, resource.id, tenant, source.ip, source.user_agent,
+    /// request_id, reason, metadata.KEY. Events are transformed before they
+    /// are written; query values are transformed the same way, so a clear
+    /// value finds its records. Repeat the flag for several rules; give
+    /// every command on one store the same rules (docs/privacy.md). Also
+    /// read from SEALOG_PRIVACY, comma-separated.
+    ///
+    /// Example: --privacy source.ip=mask --privacy actor.id=hash
+    #[arg(
+        long = "privacy",
+        env = "SEALOG_PRIVACY",
+        value_delimiter = ',',
+        value_name = "FIELD=TRANSFORM"
+    )]
+    pub rules: Vec<String>,
+
+    /// The key file of the hash rules: at least 32 bytes (make one with
+    /// `head -c 32 /dev/urandom > privacy.key`). Keep it out of the data
+    /// directory. Also read from SEALOG_PRIVACY_KEY.
+    ///
+    /// Example: --privacy-key /etc/sealog/privacy.key
+    #[arg(long, env = "SEALOG_PRIVACY_KEY", value_name = "FILE")]
+    pub privacy_key: Option<PathBuf>,
+}
+
+impl PrivacyArgs {
+    /// The policy of these flags (none without rules).
+    pub fn policy(&self) -> Result<PrivacyPolicy, CliError> {
+        let fix = "give rules as --privacy FIELD=TRANSFORM (e.g. --privacy source.ip=mask \
+                   --privacy actor.id=hash) and, for hash rules, --privacy-key FILE with a key \
+                   of at least 32 bytes; see docs/privacy.md";
+        let key = match &self.privacy_key {
+            Some(path) => {
+                Some(PrivacyKey::from_file(path).map_err(|e| CliError::usage(e.to_string(), fix))?)
+            }
+            None => None,
+        };
+        if self.rules.is_empty() {
+            if key.is_some() {
+                return Err(CliError::usage(
+                    "--privacy-key is given without any --privacy rule",
+                    fix,
+                ));
+            }
+            return Ok(PrivacyPolicy::default());
+        }
+        PrivacyPolicy::parse(&self.rules, key).map_err(|e| CliError::usage(e.to_string(), fix))
     }
 }
 

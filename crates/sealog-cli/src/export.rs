@@ -3,8 +3,8 @@
 use clap::{Args, ValueEnum};
 
 use crate::common::{
-    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, query_error, stderr_is_terminal,
-    thousands, with_order,
+    DamageArgs, DamageWarnings, Filters, Global, OrderBy, Out, PrivacyArgs, query_error,
+    stderr_is_terminal, thousands, with_order,
 };
 use crate::error::CliError;
 use crate::export_formats::{self, SiemArgs, SiemFormat};
@@ -99,6 +99,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     siem: SiemArgs,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 impl ExportFormat {
@@ -119,6 +122,8 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         args.order,
         !args.newest_first,
     );
+    // Clear values as the privacy rules stored them.
+    let query = args.privacy.policy()?.query(&query);
     if let Some(format) = args.format.siem() {
         let time_order = args.order == OrderBy::Seq && !args.newest_first;
         return export_formats::run(global, format, query, &args.siem, &args.damaged, time_order);

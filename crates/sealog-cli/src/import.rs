@@ -12,7 +12,7 @@ use sealog::format::validate::REDACTED;
 use sealog::format::{Event, SecretGuard, ValidationError, Validator};
 
 use crate::common::{
-    Global, Out, SecretsArg, field_and_reason, rate, stderr_is_terminal, thousands,
+    Global, Out, PrivacyArgs, SecretsArg, field_and_reason, rate, stderr_is_terminal, thousands,
 };
 use crate::error::CliError;
 
@@ -77,6 +77,9 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     secrets: SecretsArg,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 /// A line that could not be imported.
@@ -306,7 +309,8 @@ pub fn run(global: &Global, args: ImportArgs) -> Result<(), CliError> {
         (args.file.clone(), Some(len), Box::new(file))
     };
     let validator = args.secrets.validator();
-    let store = global.open_for_writing(validator.clone())?;
+    let privacy = args.privacy.policy()?;
+    let store = global.open_for_writing(validator.clone(), privacy)?;
     let dir = &global.data_dir;
     let bar = stderr_is_terminal().then(|| progress_bar(total_bytes));
     let mut import = Import {

@@ -4,7 +4,8 @@ use clap::Args;
 use sealog_server::wire::PageRef;
 
 use crate::common::{
-    DamageArgs, DamageWarnings, Filters, Global, ListFormat, OrderBy, Out, query_error, with_order,
+    DamageArgs, DamageWarnings, Filters, Global, ListFormat, OrderBy, Out, PrivacyArgs,
+    query_error, with_order,
 };
 use crate::error::CliError;
 use crate::render::Table;
@@ -86,6 +87,9 @@ pub struct QueryArgs {
 
     #[command(flatten)]
     count_by: crate::count_by::CountByArgs,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
@@ -94,6 +98,8 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
         args.order,
         args.oldest_first,
     );
+    // Clear values as the privacy rules stored them.
+    query = args.privacy.policy()?.query(&query);
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;

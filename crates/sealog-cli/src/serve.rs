@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sealog_server::{Layer, Server, ServerError};
 
-use crate::common::{Global, SecretsArg, SecretsMode, check_store_exists};
+use crate::common::{Global, PrivacyArgs, SecretsArg, SecretsMode, check_store_exists};
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -67,6 +67,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     secrets: SecretsArg,
 
+    #[command(flatten)]
+    privacy: PrivacyArgs,
+
     /// The server's settings (`listen`, `tokens`, TLS and the limits): the
     /// keys of the config file, as flags.
     #[command(flatten)]
@@ -88,6 +91,8 @@ impl ServeArgs {
                 }
                 .to_owned()
             }),
+            privacy: (!self.privacy.rules.is_empty()).then(|| self.privacy.rules.clone()),
+            privacy_key: self.privacy.privacy_key.clone(),
             ..self.settings.clone()
         }
     }
@@ -162,8 +167,22 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
             let _ = writeln!(out, "listening on {url}");
             let _ = out.flush();
         }
+        let privacy = match &settings.privacy {
+            Some(p) => format!(
+                ", privacy rules {}{}",
+                p.rules()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                p.key()
+                    .map(|k| format!(" (privacy key id {})", k.id()))
+                    .unwrap_or_default()
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "sealog serve: store {}, {}, {}{}",
+            "sealog serve: store {}, {}, {}{}{privacy}",
             settings.data_dir.display(),
             match &settings.tokens {
                 Some(p) => format!("tokens from {}", p.display()),

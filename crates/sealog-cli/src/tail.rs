@@ -23,10 +23,11 @@ use sealog::query::{Order, Query};
 use sealog::{Record, Store};
 
 use crate::common::{
-    DamageArgs, DamageWarnings, Filters, Global, Out, open_read_only, query_error,
+    DamageArgs, DamageWarnings, Filters, Global, Out, PrivacyArgs, open_read_only, query_error,
 };
 use crate::error::CliError;
 use crate::render::Table;
+use sealog::privacy::PrivacyPolicy;
 
 const AFTER_HELP: &str = "\
 Prints the last N matching records, oldest first. With -f it keeps
@@ -90,6 +91,9 @@ pub struct TailArgs {
 
     #[command(flatten)]
     damaged: DamageArgs,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 /// Prints records in the chosen format.
@@ -112,7 +116,9 @@ impl Printer {
 }
 
 pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
-    let filters = args.filters.to_query().map_err(query_error)?;
+    // Clear values as the privacy rules stored them.
+    let privacy = args.privacy.policy()?;
+    let filters = privacy.query(&args.filters.to_query().map_err(query_error)?);
     let dir = global.data_dir.clone();
     let store = global.open_read_only(&args.damaged)?;
     let mut warnings = DamageWarnings::default();
@@ -150,15 +156,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
         printer.warnings.finish();
         return Ok(());
     }
-    follow(
-        &dir,
-        store,
-        seen,
-        &args.filters,
-        Duration::from_millis(args.interval),
-        &mut printer,
-        &args.damaged,
-    )
+    follow(&dir, store, seen, &args, &privacy, &mut printer)
 }
 
 /// What identifies the state of the segment files.
@@ -193,14 +191,15 @@ fn follow(
     dir: &Path,
     mut store: Store,
     mut seen: u64,
-    filters: &Filters,
-    interval: Duration,
+    args: &TailArgs,
+    privacy: &PrivacyPolicy,
     printer: &mut Printer,
-    damaged: &DamageArgs,
 ) -> Result<(), CliError> {
+    let (filters, damaged) = (&args.filters, &args.damaged);
+    let interval = Duration::from_millis(args.interval);
     // `--since` ends the range at now, and now moves on: the query is
     // taken again for each read.
-    let mut query = filters.to_query().map_err(query_error)?;
+    let mut query = privacy.query(&filters.to_query().map_err(query_error)?);
     let mut last_signature = signature(dir);
     let mut failures = 0u32;
     loop {
@@ -235,7 +234,7 @@ fn follow(
             continue;
         }
         if filters.ends_now() {
-            query = filters.to_query().map_err(query_error)?;
+            query = privacy.query(&filters.to_query().map_err(query_error)?);
         }
         let records = read_new(&store, dir, seen, len, &query, damaged.allow_damaged);
         printer.warnings.name_new(dir, &store);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sealog::StoreOptions;
 use sealog::format::{SecretGuard, SecretPolicy};
+use sealog::privacy::{PrivacyKey, PrivacyPolicy};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -123,6 +124,8 @@ pub struct Settings {
     /// What the secret guard does with a secret-looking metadata key, if
     /// configured (else the store options' own: refuse).
     pub secrets: Option<SecretPolicy>,
+    /// The privacy transforms, with their key loaded, if configured.
+    pub privacy: Option<PrivacyPolicy>,
     /// Limits.
     pub limits: Limits,
     /// The forwarders (`[[forward]]` tables, docs/siem.md).
@@ -133,13 +136,17 @@ pub struct Settings {
 
 impl Settings {
     /// `base` with the store settings of this configuration applied: the
-    /// segment size and the secret guard's policy, where they are set.
+    /// segment size, the secret guard's policy and the privacy policy,
+    /// where they are set.
     pub fn store_options(&self, mut base: StoreOptions) -> StoreOptions {
         if let Some(size) = self.segment_size {
             base.segment_size = size;
         }
         if let Some(policy) = self.secrets {
             base.validator.secrets = SecretGuard::with_policy(policy);
+        }
+        if let Some(privacy) = &self.privacy {
+            base.privacy = privacy.clone();
         }
         base
     }
@@ -282,6 +289,17 @@ layer_struct! {
         /// take events.
         #[cfg_attr(feature = "clap", arg(skip))]
         pub secrets: Option<String>,
+
+        /// The privacy rules, `FIELD=TRANSFORM`, applied to every event before
+        /// it is written and to query values (default none; docs/privacy.md):
+        /// the --privacy of the commands that take events or queries.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub privacy: Option<Vec<String>>,
+
+        /// The privacy key file, for the `hash` rules (at least 32 bytes; keep
+        /// it out of the data directory): the --privacy-key of those commands.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub privacy_key: Option<PathBuf>,
 
         /// Largest request body in bytes (default 16777216).
         ///
@@ -474,6 +492,35 @@ impl ConfigError {
     }
 }
 
+/// Loads the key and parses the rules of the privacy settings.
+fn resolve_privacy(
+    rules: Option<Vec<String>>,
+    key: Option<PathBuf>,
+) -> Result<Option<PrivacyPolicy>, ConfigError> {
+    let fix = "give privacy rules as FIELD=TRANSFORM (privacy = [\"source.ip=mask\", \
+               \"actor.id=hash\"]) and, for hash rules, privacy_key = the path of a key file of \
+               at least 32 bytes (`head -c 32 /dev/urandom > privacy.key`); see docs/privacy.md";
+    let key = match key {
+        Some(path) => {
+            Some(PrivacyKey::from_file(&path).map_err(|e| ConfigError::new(e.to_string(), fix))?)
+        }
+        None => None,
+    };
+    let rules = rules.unwrap_or_default();
+    if rules.is_empty() {
+        if key.is_some() {
+            return Err(ConfigError::new(
+                "privacy_key is set but there are no privacy rules",
+                fix,
+            ));
+        }
+        return Ok(None);
+    }
+    PrivacyPolicy::parse(&rules, key)
+        .map(Some)
+        .map_err(|e| ConfigError::new(e.to_string(), fix))
+}
+
 /// Where a setting is set: its flag, environment variable and config key.
 fn setting(key: &str) -> String {
     format!(
@@ -619,6 +666,7 @@ impl Layer {
                 ));
             }
         };
+        let privacy = resolve_privacy(self.privacy, self.privacy_key)?;
         let d = Limits::default();
         let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
         let positive = |name: &str, v: Option<u64>| -> Result<Option<u64>, ConfigError> {
@@ -706,6 +754,7 @@ impl Layer {
             signing_key: self.signing_key,
             segment_size,
             secrets,
+            privacy,
             limits,
             forward: self.forward.unwrap_or_default(),
             archive,
@@ -784,6 +833,54 @@ mod tests {
                 e.starts_with("segment_size") || e.starts_with("secrets"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn privacy_keys_load_the_key_and_reach_the_store_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("privacy.key");
+        std::fs::write(&key, [5u8; 32]).unwrap();
+        let toml = format!(
+            "privacy = [\"source.ip=mask\", \"actor.id=hash\"]\nprivacy_key = {:?}\n",
+            key.display().to_string()
+        );
+        let layer: Layer = toml::from_str(&toml).unwrap();
+        let options = layer
+            .resolve()
+            .unwrap()
+            .store_options(StoreOptions::default());
+        let rules: Vec<String> = options
+            .privacy
+            .rules()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(rules, ["source.ip=mask", "actor.id=hash"]);
+        assert_eq!(
+            options.privacy.key().unwrap().hash(b"alice"),
+            PrivacyKey::from_bytes(&[5u8; 32]).unwrap().hash(b"alice")
+        );
+        // A short key, a missing key file, a hash rule without a key and a
+        // bad rule are errors at startup.
+        std::fs::write(&key, [5u8; 16]).unwrap();
+        let short = format!(
+            "privacy = [\"actor.id=hash\"]\nprivacy_key = {:?}\n",
+            key.display().to_string()
+        );
+        for (bad, says) in [
+            (short.as_str(), "at least 32"),
+            (
+                "privacy = [\"actor.id=hash\"]\nprivacy_key = \"/nonexistent/k\"\n",
+                "cannot read",
+            ),
+            ("privacy = [\"actor.id=hash\"]\n", "no privacy key"),
+            ("privacy = [\"actor.id=scramble\"]\n", "not a transform"),
+        ] {
+            let layer: Layer = toml::from_str(bad).unwrap();
+            let e = layer.resolve().unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {e}");
+            assert!(e.fix.contains("docs/privacy.md"), "{bad}: {}", e.fix);
         }
     }
 

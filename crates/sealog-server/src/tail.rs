@@ -113,6 +113,8 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
         read.stop = Some(ReadStop::Unavailable);
         return read;
     };
+    // The values of the query as the privacy policy stores them.
+    let query = &store.private_query(query);
     // A record whose checksum holds but that does not decode: `get` names
     // its file and offset.
     let malformed = |seq: u64| match store.get(seq) {

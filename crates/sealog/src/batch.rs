@@ -21,6 +21,7 @@ use sealog_format::validate::{ValidationError, ValidationErrorKind, Validator};
 use sealog_format::{Event, Hash, Timestamp};
 
 use crate::error::{BatchError, Error, Result};
+use crate::privacy::PrivacyPolicy;
 
 /// Events encoded into their frames, waiting for their seqs.
 pub(crate) struct EncodedBatch {
@@ -61,11 +62,14 @@ fn slot(bytes: &mut [u8], at: usize, len: usize) -> &mut [u8] {
 
 impl EncodedBatch {
     /// Validates and encodes `events` (redacting secret-looking metadata
-    /// as `validator` says). If any event is invalid, the error lists every
-    /// invalid one; a batch over `max_bytes` is refused.
+    /// as `validator` says, then applying `privacy`: what is encoded, and
+    /// so hashed and proven, is the transformed event). If any event is
+    /// invalid, the error lists every invalid one; a batch over `max_bytes`
+    /// is refused.
     pub(crate) fn encode<E: Borrow<Event>>(
         events: impl IntoIterator<Item = E>,
         validator: &Validator,
+        privacy: &PrivacyPolicy,
         max_bytes: u64,
     ) -> Result<EncodedBatch> {
         struct Encoded {
@@ -82,11 +86,14 @@ impl EncodedBatch {
         for (index, item) in events.enumerate() {
             let borrowed = item.borrow();
             let event = match validator.check_fields(borrowed) {
-                Ok(false) => Cow::Borrowed(borrowed),
-                Ok(true) => {
-                    let mut redacted = borrowed.clone();
-                    validator.redact(&mut redacted);
-                    Cow::Owned(redacted)
+                Ok(false) if privacy.is_empty() => Cow::Borrowed(borrowed),
+                Ok(redact) => {
+                    let mut owned = borrowed.clone();
+                    if redact {
+                        validator.redact(&mut owned);
+                    }
+                    privacy.apply(&mut owned);
+                    Cow::Owned(owned)
                 }
                 Err(error) => {
                     errors.push(BatchError { index, error });
@@ -247,7 +254,13 @@ mod tests {
     #[test]
     fn a_finished_batch_is_byte_for_byte_the_frames_of_its_records() {
         let events = events(5);
-        let batch = EncodedBatch::encode(&events, &Validator::default(), 1 << 20).unwrap();
+        let batch = EncodedBatch::encode(
+            &events,
+            &Validator::default(),
+            &PrivacyPolicy::default(),
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(batch.len(), 5);
         let recorded_at = Timestamp::from_nanos(1_800_000_000_000_000_000);
         let mut finished = Vec::new();
@@ -272,7 +285,12 @@ mod tests {
         let mut events = events(4);
         events[1].action = String::new();
         events[3].action = String::new();
-        match EncodedBatch::encode(&events, &Validator::default(), 1 << 20) {
+        match EncodedBatch::encode(
+            &events,
+            &Validator::default(),
+            &PrivacyPolicy::default(),
+            1 << 20,
+        ) {
             Err(Error::InvalidBatch(errors)) => {
                 let indexes: Vec<usize> = errors.iter().map(|e| e.index).collect();
                 assert_eq!(indexes, [1, 3]);
@@ -284,10 +302,20 @@ mod tests {
     #[test]
     fn a_batch_over_the_limit_is_refused_with_its_size() {
         let events = events(3);
-        let size = EncodedBatch::encode(&events, &Validator::default(), 1 << 20)
-            .unwrap()
-            .byte_len();
-        match EncodedBatch::encode(&events, &Validator::default(), size - 1) {
+        let size = EncodedBatch::encode(
+            &events,
+            &Validator::default(),
+            &PrivacyPolicy::default(),
+            1 << 20,
+        )
+        .unwrap()
+        .byte_len();
+        match EncodedBatch::encode(
+            &events,
+            &Validator::default(),
+            &PrivacyPolicy::default(),
+            size - 1,
+        ) {
             Err(Error::BatchTooLarge { bytes, max }) => assert_eq!((bytes, max), (size, size - 1)),
             other => panic!("expected BatchTooLarge, got {:?}", other.map(|b| b.len())),
         }

@@ -58,6 +58,7 @@ mod layout;
 mod mmap;
 mod open_index;
 mod options;
+pub mod privacy;
 mod progress;
 pub mod pruned;
 pub mod query;

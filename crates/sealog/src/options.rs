@@ -9,6 +9,7 @@ use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, HEADER_LEN};
 use crate::damage::OnDamage;
 use crate::error::{Error, Result};
 use crate::fs::{StdFs, Vfs};
+use crate::privacy::PrivacyPolicy;
 
 /// When an append returns.
 ///
@@ -62,6 +63,10 @@ pub struct StoreOptions {
     pub preallocation: Preallocation,
     /// The rules events must satisfy: field limits and the secret guard.
     pub validator: Validator,
+    /// Per-field transforms applied to every event after validation and
+    /// before it is encoded, hashed and written, and to the values of every
+    /// query (default: none). See [`crate::privacy`].
+    pub privacy: PrivacyPolicy,
     /// Signed checkpoints: the key and when to sign (default: none; the
     /// store then issues no checkpoints, proofs and receipts).
     pub checkpoints: Option<crate::checkpoint::CheckpointOptions>,
@@ -86,6 +91,7 @@ impl Default for StoreOptions {
             max_batch_bytes: 16 << 20,
             preallocation: Preallocation::ZeroFill,
             validator: Validator::default(),
+            privacy: PrivacyPolicy::default(),
             checkpoints: None,
             on_damage: OnDamage::Refuse,
             archive: None,

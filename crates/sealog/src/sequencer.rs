@@ -411,6 +411,7 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privacy::PrivacyPolicy;
     use sealog_format::validate::Validator;
     use sealog_format::{Actor, Event, Outcome, Resource};
 
@@ -445,7 +446,13 @@ mod tests {
                 )
             })
             .collect();
-        EncodedBatch::encode(&events, &Validator::default(), 1 << 20).unwrap()
+        EncodedBatch::encode(
+            &events,
+            &Validator::default(),
+            &PrivacyPolicy::default(),
+            1 << 20,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -423,7 +423,12 @@ impl Store {
         if config.read_only {
             return Err(Error::ReadOnly);
         }
-        let batch = EncodedBatch::encode(events, &config.options.validator, config.max_batch)?;
+        let batch = EncodedBatch::encode(
+            events,
+            &config.options.validator,
+            &config.options.privacy,
+            config.max_batch,
+        )?;
         if batch.is_empty() {
             return Ok(None);
         }
@@ -562,20 +567,44 @@ impl Store {
     /// }
     /// # Ok::<(), sealog::Error>(())
     /// ```
+    ///
+    /// The query's values are transformed by the store's privacy policy
+    /// first ([`Store::private_query`]): a clear value finds the records it
+    /// was hashed or masked into.
     pub fn query(&self, query: &crate::query::Query) -> Result<crate::query::Page> {
-        crate::search::page(&self.view(), query, self.inner.clone())
+        let query = self.private_query(query);
+        crate::search::page(&self.view(), &query, self.inner.clone())
     }
 
     /// Every record matching `query`, in its order, read lazily (the
-    /// `limit` is ignored; a `cursor` is honoured).
+    /// `limit` is ignored; a `cursor` is honoured). The values are
+    /// transformed as by [`Store::query`].
     pub fn matches(&self, query: &crate::query::Query) -> Result<crate::search::Matches> {
-        crate::search::Matches::new(&self.view(), query, self.inner.clone())
+        let query = self.private_query(query);
+        crate::search::Matches::new(&self.view(), &query, self.inner.clone())
     }
 
     /// How many records match `query` (order, limit and cursor ignored),
-    /// from the indexes, without reading the records.
+    /// from the indexes, without reading the records. The values are
+    /// transformed as by [`Store::query`].
     pub fn count(&self, query: &crate::query::Query) -> Result<u64> {
-        crate::search::count(&self.view(), query, &self.inner)
+        let query = self.private_query(query);
+        crate::search::count(&self.view(), &query, &self.inner)
+    }
+
+    /// `query` with its values transformed by the store's privacy policy
+    /// ([`crate::privacy::PrivacyPolicy::query`]), for a caller that
+    /// matches records itself ([`crate::query::Query::matches`], as a
+    /// follower of new records does). [`Store::query`], [`Store::matches`]
+    /// and [`Store::count`] apply it themselves; applying it twice changes
+    /// nothing.
+    pub fn private_query(&self, query: &crate::query::Query) -> crate::query::Query {
+        self.inner.config.options.privacy.query(query)
+    }
+
+    /// The privacy policy the store was opened with.
+    pub fn privacy(&self) -> &crate::privacy::PrivacyPolicy {
+        &self.inner.config.options.privacy
     }
 
     /// Counts the records matching `query` (ignoring order and limit; a
@@ -589,7 +618,8 @@ impl Store {
         field: crate::aggregate::CountField,
         top: usize,
     ) -> Result<crate::aggregate::CountBy> {
-        crate::aggregate::count_by(&self.view(), query, field, top, &self.inner)
+        let query = self.private_query(query);
+        crate::aggregate::count_by(&self.view(), &query, field, top, &self.inner)
     }
 
     /// The number of records proofs and checkpoints can cover now: the

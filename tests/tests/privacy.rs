@@ -1,0 +1,217 @@
+//! Privacy policies: the transforms are applied before an event is
+//! written (what is stored, hashed and proven is the transformed event; a
+//! dropped value never reaches the disk), and a query with the clear value
+//! finds the transformed records.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use sealog::Store;
+use sealog::format::{Actor, Event, Metadata, Outcome, Resource};
+use sealog::privacy::{PrivacyKey, PrivacyPolicy};
+use sealog::query::{ActorFilter, IpFilter, Query, ResourceFilter};
+use sealog_tests::small_options;
+
+fn key() -> PrivacyKey {
+    PrivacyKey::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap()
+}
+
+fn policy() -> PrivacyPolicy {
+    PrivacyPolicy::parse(
+        &[
+            "actor.id=hash",
+            "resource.id=hash",
+            "source.ip=mask",
+            "metadata.email=hash",
+            "metadata.phone=drop",
+        ],
+        Some(key()),
+    )
+    .unwrap()
+}
+
+fn personal_event(actor: &str, ip: &str) -> Event {
+    let mut metadata = Metadata::new();
+    metadata.insert("email".into(), "alice.liddell@example.com".into());
+    metadata.insert("phone".into(), "+44-555-0199".into());
+    metadata.insert("plan".into(), "pro".into());
+    Event::new(
+        Actor::new("user", actor),
+        "customer.update",
+        Resource::new("customer", "cust-8812"),
+        Outcome::Success,
+    )
+    .with_source_ip(ip.parse().unwrap())
+    .with_metadata(metadata)
+}
+
+fn open_with(dir: &Path, privacy: PrivacyPolicy) -> Store {
+    let options = sealog::StoreOptions {
+        privacy,
+        ..small_options(64 << 10)
+    };
+    Store::open(dir, options).unwrap()
+}
+
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn the_stored_record_is_the_transformed_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), policy());
+    let receipt = store.append(personal_event("alice", "10.1.2.3")).unwrap();
+    store.close().unwrap();
+
+    // Read back without the policy: the record itself is transformed.
+    let store = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    let record = store.get(receipt.seq).unwrap().unwrap();
+    let k = key();
+    assert_eq!(record.event.actor.id, k.hash(b"alice"));
+    assert_eq!(
+        record.event.resource.id.as_deref(),
+        Some(k.hash(b"cust-8812").as_str())
+    );
+    assert_eq!(
+        record.event.source.as_ref().unwrap().ip,
+        Some("10.1.2.0".parse::<IpAddr>().unwrap())
+    );
+    let metadata = record.event.metadata.as_ref().unwrap();
+    assert_eq!(
+        metadata["email"],
+        k.hash(b"alice.liddell@example.com").as_str()
+    );
+    assert_eq!(metadata["plan"], "pro");
+    assert!(!metadata.contains_key("phone"));
+    // The chain and the tree cover the transformed record.
+    let report = store.verify().unwrap();
+    assert_eq!(report.records, 1, "{report:?}");
+    store.close().unwrap();
+}
+
+#[test]
+fn dropped_and_hashed_values_never_reach_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), policy());
+    // Enough records to seal segments, so that indexes are written too.
+    for i in 0..400 {
+        store
+            .append(personal_event(&format!("alice-{i}"), "10.1.2.3"))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let bytes = all_bytes(dir.path());
+    assert!(contains(&bytes, b"plan"), "the test reads the stored bytes");
+    for clear in [
+        &b"+44-555-0199"[..],
+        b"phone",
+        b"alice.liddell",
+        b"alice-1",
+        b"cust-8812",
+    ] {
+        assert!(
+            !contains(&bytes, clear),
+            "`{}` is on disk",
+            String::from_utf8_lossy(clear)
+        );
+    }
+}
+
+#[test]
+fn a_query_with_the_clear_value_finds_the_transformed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), policy());
+    store.append(personal_event("alice", "10.1.2.3")).unwrap();
+    store.append(personal_event("bob", "10.1.3.3")).unwrap();
+    store
+        .append(personal_event("alice", "2001:db8:1:2::7"))
+        .unwrap();
+    let found = |q: Query| -> Vec<u64> {
+        let seqs: Vec<u64> = store
+            .query(&q)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(store.count(&q).unwrap(), seqs.len() as u64, "{q:?}");
+        let mut lazily: Vec<u64> = store.matches(&q).unwrap().map(|r| r.unwrap().seq).collect();
+        lazily.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(lazily, seqs, "{q:?}");
+        seqs
+    };
+    let actor = |text: &str| Query {
+        actor: Some(ActorFilter::parse(text)),
+        ..Query::default()
+    };
+    let ip = |text: &str| Query {
+        source_ip: Some(IpFilter::parse(text).unwrap()),
+        ..Query::default()
+    };
+    assert_eq!(found(actor("user:alice")), [2, 0]);
+    assert_eq!(found(actor("bob")), [1]);
+    assert_eq!(found(actor("carol")), Vec::<u64>::new());
+    // The stored form is taken as it is.
+    assert_eq!(found(actor(&key().hash(b"bob"))), [1]);
+    assert_eq!(
+        found(Query {
+            resource: Some(ResourceFilter::parse("customer:cust-8812")),
+            ..Query::default()
+        }),
+        [2, 1, 0]
+    );
+    assert_eq!(found(ip("10.1.2.3")), [0]);
+    // Every address of the masked /24 is the same once masked.
+    assert_eq!(found(ip("10.1.2.200")), [0]);
+    assert_eq!(found(ip("10.1.2.128/25")), [0]);
+    assert_eq!(found(ip("10.1.0.0/16")), [1, 0]);
+    assert_eq!(found(ip("2001:db8:1:ffff::1")), [2]);
+
+    // Without the policy, the clear values are not in the records.
+    store.close().unwrap();
+    let plain = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    assert!(
+        plain
+            .query(&actor("user:alice"))
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    plain.close().unwrap();
+}
+
+#[test]
+fn another_key_gives_other_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), policy());
+    store.append(personal_event("alice", "10.1.2.3")).unwrap();
+    store.close().unwrap();
+    let other = PrivacyKey::from_bytes(&[9u8; 32]).unwrap();
+    let store = open_with(
+        dir.path(),
+        PrivacyPolicy::parse(&["actor.id=hash"], Some(other)).unwrap(),
+    );
+    let q = Query {
+        actor: Some(ActorFilter::parse("user:alice")),
+        ..Query::default()
+    };
+    assert!(store.query(&q).unwrap().records.is_empty());
+    store.close().unwrap();
+}
