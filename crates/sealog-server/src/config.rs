@@ -123,6 +123,8 @@ pub struct Settings {
     /// What the secret guard does with a secret-looking metadata key, if
     /// configured (else the store options' own: refuse).
     pub secrets: Option<SecretPolicy>,
+    /// The alert rules file evaluated on the live log, if configured.
+    pub alerts_rules: Option<PathBuf>,
     /// Limits.
     pub limits: Limits,
 }
@@ -256,6 +258,18 @@ layer_struct! {
         /// Example: --tls-key /etc/sealog/key.pem
         #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_TLS_KEY", value_name = "PEM"))]
         pub tls_key: Option<PathBuf>,
+
+        /// An alert rules file (TOML, see docs/alerts.md) evaluated on the live
+        /// log (default none): alerts become `alert.raised` events, go to the
+        /// file's webhooks and stream on GET /v1/alerts. The cursor and the
+        /// dead-letter file are kept in <data-dir>/alerts/.
+        ///
+        /// Example: --alerts-rules /etc/sealog/rules.toml
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ALERTS_RULES", value_name = "FILE")
+        )]
+        pub alerts_rules: Option<PathBuf>,
 
         /// The log's private signing key file: the global --signing-key.
         #[cfg_attr(feature = "clap", arg(skip))]
@@ -654,6 +668,7 @@ impl Layer {
             signing_key: self.signing_key,
             segment_size,
             secrets,
+            alerts_rules: self.alerts_rules,
             limits,
         })
     }
