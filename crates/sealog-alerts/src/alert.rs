@@ -128,8 +128,101 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// The alert an `alert.raised` event records (the inverse of
+    /// [`Alert::to_event`]); `None` for any other event, or one whose
+    /// metadata does not hold an alert.
+    pub fn from_event(event: &Event) -> Option<Alert> {
+        if !is_alert_event(&event.actor.kind, &event.actor.id, &event.action) {
+            return None;
+        }
+        let m = event.metadata.as_ref()?;
+        let mut fields = serde_json::Map::new();
+        fields.insert("id".into(), m.get("alert_id")?.clone());
+        for key in [
+            "rule",
+            "kind",
+            "severity",
+            "group_by",
+            "group",
+            "window_start",
+            "window_end",
+            "count",
+            "seqs",
+            "seqs_total",
+            "detail",
+        ] {
+            fields.insert(key.into(), m.get(key)?.clone());
+        }
+        if let Some(reason) = &event.reason {
+            fields.insert("description".into(), reason.clone().into());
+        }
+        if let Some(tenant) = &event.tenant {
+            fields.insert("tenant".into(), tenant.clone().into());
+        }
+        let alert: Alert = serde_json::from_value(serde_json::Value::Object(fields)).ok()?;
+        (event.request_id.as_deref() == Some(alert.request_id().as_str())).then_some(alert)
+    }
+}
+
 /// Whether a record is an alert event of this crate: alert events are
 /// never evaluated by rules, so an alert cannot raise alerts about itself.
 pub fn is_alert_event(actor_type: &str, actor_id: &str, action: &str) -> bool {
     action == ALERT_ACTION && actor_type == ALERT_ACTOR_TYPE && actor_id == ALERT_ACTOR_ID
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    fn alert() -> Alert {
+        let mut detail = Metadata::new();
+        detail.insert("threshold".into(), 5.into());
+        Alert {
+            id: Alert::make_id("brute-force", "203.0.113.9", Timestamp::from_nanos(7), 12),
+            rule: "brute-force".into(),
+            kind: "threshold".into(),
+            severity: Severity::High,
+            description: "Five failed logins".into(),
+            group_by: "source_ip".into(),
+            group: "203.0.113.9".into(),
+            window_start: Timestamp::from_nanos(1_700_000_000_000_000_000),
+            window_end: Timestamp::from_nanos(1_700_000_040_000_000_000),
+            count: 5,
+            seqs: vec![3, 5, 8, 9, 12],
+            seqs_total: 5,
+            tenant: Some("acme".into()),
+            detail,
+        }
+    }
+
+    #[test]
+    fn an_alert_event_gives_back_its_alert() {
+        let a = alert();
+        assert_eq!(Alert::from_event(&a.to_event()), Some(a.clone()));
+        let bare = Alert {
+            description: String::new(),
+            tenant: None,
+            ..a
+        };
+        assert_eq!(Alert::from_event(&bare.to_event()), Some(bare));
+    }
+
+    #[test]
+    fn other_events_and_altered_alert_events_give_none() {
+        let a = alert();
+        let mut other = a.to_event();
+        other.action = "auth.login".into();
+        assert_eq!(Alert::from_event(&other), None);
+        let mut wrong_id = a.to_event();
+        wrong_id.request_id = Some("alert-0".into());
+        assert_eq!(Alert::from_event(&wrong_id), None);
+        let mut no_seqs = a.to_event();
+        if let Some(m) = no_seqs.metadata.as_mut() {
+            m.remove("seqs");
+        }
+        assert_eq!(Alert::from_event(&no_seqs), None);
+    }
 }

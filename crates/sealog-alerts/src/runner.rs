@@ -13,6 +13,13 @@
 //! already in the log (found by its `request_id`, `alert-<id>`) is not
 //! appended again, but is delivered again: delivery is at least once, and
 //! receivers drop duplicates by `X-Sealog-Alert-Id`.
+//!
+//! [`follow`] takes its store from a [`StoreSource`]: a store the caller
+//! opened (`sealog alerts run`), or the server's, which is reopened after
+//! a failed write (`sealog serve` with `alerts_rules`). Errors the source
+//! recovers from are waited out and the same work is done again: records
+//! already evaluated are not evaluated twice (their alerts wait to be
+//! recorded), and the cursor does not move until they are.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -230,25 +237,202 @@ fn blocking_failed(e: tokio::task::JoinError) -> Error {
     }
 }
 
+/// Where [`follow`] gets its store. A store opened by the caller is one
+/// (`Arc<Store>`, `Store`); a server that reopens its store after a failed
+/// write gives the current one each time, and hears of the errors the
+/// runner meets so it can start that reopen.
+pub trait StoreSource: Send + Sync + 'static {
+    /// The store now, or `None` while there is none (being reopened): the
+    /// runner then waits and asks again. The runner holds what it gets
+    /// only for one step (at most [`FollowOptions::interval`] of waiting
+    /// for records, then the work on them).
+    fn current(&self) -> Option<Store>;
+
+    /// Called with each error the runner meets. `true`: the source is
+    /// recovering from it (a reopen), and the runner waits and tries the
+    /// same work again without losing or repeating anything; `false` (the
+    /// default): [`follow`] returns the error.
+    fn failed(&self, error: &Error) -> bool {
+        let _ = error;
+        false
+    }
+}
+
+impl StoreSource for Store {
+    fn current(&self) -> Option<Store> {
+        Some(self.clone())
+    }
+}
+
+impl StoreSource for Arc<Store> {
+    fn current(&self) -> Option<Store> {
+        Some(Store::clone(self))
+    }
+}
+
+/// Sleeps `d`, or less if `shutdown` resolves first; `true` when it did.
+async fn pause<F: Future<Output = ()>>(d: Duration, shutdown: &mut std::pin::Pin<&mut F>) -> bool {
+    tokio::select! {
+        () = shutdown.as_mut() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
 /// Follows a store opened for writing (see the module docs) until
 /// `shutdown` resolves; calls `on_raised` for every alert once it is
 /// recorded and delivered. Runs on a tokio runtime; store work runs on its
-/// blocking threads.
+/// blocking threads. Errors the `source` recovers from
+/// ([`StoreSource::failed`]) are waited out; any other is returned.
 pub async fn follow(
-    store: Arc<Store>,
+    source: impl StoreSource,
     set: RuleSet,
     deliverer: Deliverer,
     options: FollowOptions,
     shutdown: impl Future<Output = ()>,
     mut on_raised: impl FnMut(&Raised),
 ) -> Result<()> {
+    let source = Arc::new(source);
+    let set = Arc::new(set);
+    let eval = Arc::new(Mutex::new(Evaluator::new(&set)));
+    tokio::pin!(shutdown);
+    // The wait after an error the source recovers from; it doubles up to
+    // ten times the interval while the errors go on.
+    let mut backoff = options.interval;
+    let retry = |e: Error, backoff: &mut Duration| -> Result<Duration> {
+        if !source.failed(&e) {
+            return Err(e);
+        }
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(options.interval * 10);
+        Ok(wait)
+    };
+    // Rebuild the state from recent history, raising nothing.
+    let (store_id, next) = loop {
+        let Some(store) = source.current() else {
+            if pause(options.interval, &mut shutdown).await {
+                return Ok(());
+            }
+            continue;
+        };
+        match start(store, &set, &eval, &options).await {
+            Ok(started) => break started,
+            Err(e) => {
+                let wait = retry(e, &mut backoff)?;
+                if pause(wait, &mut shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    backoff = options.interval;
+    let mut next = next;
+    // Alerts of records up to the seq evaluated, not yet recorded: after
+    // an error, recording them is tried again before any new record is
+    // evaluated, so the evaluator sees each record once.
+    let mut pending: Option<(u64, Vec<Alert>)> = None;
+    loop {
+        let Some(store) = source.current() else {
+            if pause(options.interval, &mut shutdown).await {
+                return Ok(());
+            }
+            continue;
+        };
+        let (end, alerts) = match pending.take() {
+            Some(p) => p,
+            None => {
+                let mut evaluated = {
+                    let (store, eval) = (store.clone(), eval.clone());
+                    let interval = options.interval;
+                    tokio::task::spawn_blocking(move || evaluate(&store, &eval, next, interval))
+                };
+                let (end, alerts, error) = tokio::select! {
+                    () = shutdown.as_mut() => {
+                        // The step holds the store until its wait ends (at
+                        // most the interval): once this returns, nothing
+                        // of the runner holds it, and it can be closed and
+                        // opened again at once.
+                        drop(store);
+                        let _ = evaluated.await;
+                        return Ok(());
+                    }
+                    done = &mut evaluated => done.map_err(blocking_failed)?,
+                };
+                if let Some(e) = error {
+                    // The records before `end` were evaluated: their
+                    // alerts are recorded once the source recovers.
+                    pending = Some((end, alerts));
+                    drop(store);
+                    let wait = retry(e, &mut backoff)?;
+                    if pause(wait, &mut shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                (end, alerts)
+            }
+        };
+        if end <= next && alerts.is_empty() {
+            continue;
+        }
+        let recorded = {
+            let (store, alerts) = (store.clone(), alerts.clone());
+            tokio::task::spawn_blocking(move || record(&store, alerts))
+                .await
+                .map_err(blocking_failed)?
+        };
+        drop(store);
+        let raised = match recorded {
+            Ok(raised) => raised,
+            Err(e) => {
+                pending = Some((end, alerts));
+                let wait = retry(e, &mut backoff)?;
+                if pause(wait, &mut shutdown).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        backoff = options.interval;
+        let mut waiting = Vec::with_capacity(raised.len());
+        for (alert, event_seq) in raised {
+            let rx = deliverer.submit(alert.clone()).await;
+            waiting.push((alert, event_seq, rx));
+        }
+        for (alert, event_seq, rx) in waiting {
+            let deliveries = rx.await.unwrap_or_default();
+            on_raised(&Raised {
+                alert,
+                event_seq,
+                deliveries,
+            });
+        }
+        if end > next {
+            next = end;
+            let saved = Cursor {
+                next_seq: next,
+                store_id: store_id.clone(),
+            }
+            .save(&options.cursor_file);
+            if let Err(e) = saved {
+                // The alerts are recorded and delivered: the next save
+                // covers them. Until then a restart raises them again
+                // (their events are not appended twice).
+                retry(e, &mut backoff)?;
+            }
+        }
+    }
+}
+
+/// Reads the cursor file (`None` when there is none yet) and checks that it
+/// belongs to `store`.
+pub fn check_cursor(path: &Path, store: &Store) -> Result<Option<Cursor>> {
     let store_id = hex::encode(store.store_id());
-    let cursor = Cursor::load(&options.cursor_file)?;
+    let cursor = Cursor::load(path)?;
     if let Some(c) = &cursor
         && c.store_id != store_id
     {
         return Err(Error::State {
-            file: options.cursor_file.clone(),
+            file: path.to_path_buf(),
             message: format!(
                 "the cursor belongs to store {}, not to this store ({store_id})",
                 c.store_id
@@ -258,11 +442,22 @@ pub async fn follow(
                 .into(),
         });
     }
-    let set = Arc::new(set);
-    let eval = Arc::new(Mutex::new(Evaluator::new(&set)));
-    // Rebuild the state from recent history, raising nothing.
+    Ok(cursor)
+}
+
+/// Checks the cursor against the store, rebuilds the rules' state from the
+/// history before it, and saves a first cursor. Returns the store's id and
+/// the seq to go on from.
+async fn start(
+    store: Store,
+    set: &Arc<RuleSet>,
+    eval: &Arc<Mutex<Evaluator>>,
+    options: &FollowOptions,
+) -> Result<(String, u64)> {
+    let store_id = hex::encode(store.store_id());
+    let cursor = check_cursor(&options.cursor_file, &store)?;
     let next = {
-        let (store, set, eval) = (store.clone(), set.clone(), eval.clone());
+        let (set, eval) = (set.clone(), eval.clone());
         let history = options.history;
         let start_next = cursor.as_ref().map(|c| c.next_seq);
         tokio::task::spawn_blocking(move || -> Result<u64> {
@@ -284,6 +479,8 @@ pub async fn follow(
             let mut eval = eval
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A failed attempt may have fed some records already.
+            *eval = Evaluator::new(&set);
             replay(&store, &set, &mut eval, from, 0, next, &mut |_| Ok(()))?;
             Ok(next)
         })
@@ -297,67 +494,48 @@ pub async fn follow(
         }
         .save(&options.cursor_file)?;
     }
-    let mut next = next;
-    tokio::pin!(shutdown);
-    loop {
-        let step = {
-            let (store, eval) = (store.clone(), eval.clone());
-            let interval = options.interval;
-            tokio::task::spawn_blocking(move || step(&store, &eval, next, interval))
-        };
-        let (end, raised) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            done = step => done.map_err(blocking_failed)??,
-        };
-        let mut waiting = Vec::with_capacity(raised.len());
-        for (alert, event_seq) in raised {
-            let rx = deliverer.submit(alert.clone()).await;
-            waiting.push((alert, event_seq, rx));
-        }
-        for (alert, event_seq, rx) in waiting {
-            let deliveries = rx.await.unwrap_or_default();
-            on_raised(&Raised {
-                alert,
-                event_seq,
-                deliveries,
-            });
-        }
-        if end > next {
-            next = end;
-            Cursor {
-                next_seq: next,
-                store_id: store_id.clone(),
-            }
-            .save(&options.cursor_file)?;
-        }
-    }
+    Ok((store_id, next))
 }
 
-/// Waits up to `interval` for records past `next`, evaluates them, and
-/// appends (and syncs) the events of the alerts they raise. Returns the
-/// seq to continue from and the alerts with their events' seqs.
-#[allow(clippy::type_complexity)]
-fn step(
+/// Waits up to `interval` for records past `next` and evaluates them.
+/// Returns the seq after the last record evaluated, their alerts, and the
+/// error that stopped the reading early, if one did.
+fn evaluate(
     store: &Store,
     eval: &Mutex<Evaluator>,
     next: u64,
     interval: Duration,
-) -> Result<(u64, Vec<(Alert, Option<u64>)>)> {
+) -> (u64, Vec<Alert>, Option<Error>) {
     let end = store.wait_for_records(next, interval);
+    let mut alerts = Vec::new();
     if end <= next {
-        return Ok((next, Vec::new()));
+        return (next, alerts, None);
     }
     let mut eval = eval
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut alerts = Vec::new();
+    let mut reached = next;
     for record in store.scan(next..end) {
-        let record = record.map_err(|source| Error::Store {
-            op: "read a new record",
-            source,
-        })?;
-        alerts.extend(eval.evaluate(&record));
+        match record {
+            Ok(record) => {
+                alerts.extend(eval.evaluate(&record));
+                reached = record.seq + 1;
+            }
+            Err(source) => {
+                let e = Error::Store {
+                    op: "read a new record",
+                    source,
+                };
+                return (reached, alerts, Some(e));
+            }
+        }
     }
+    (end, alerts, None)
+}
+
+/// Appends (and syncs) the events of the alerts not in the log yet.
+/// Returns the alerts with their events' seqs (`None`: already there).
+fn record(store: &Store, alerts: Vec<Alert>) -> Result<Vec<(Alert, Option<u64>)>> {
     let mut raised = Vec::with_capacity(alerts.len());
     for alert in alerts {
         let exists = store
@@ -388,5 +566,5 @@ fn step(
             source,
         })?;
     }
-    Ok((end, raised))
+    Ok(raised)
 }

@@ -35,6 +35,11 @@ data_dir, tokens, tls_cert, tls_key, signing_key, segment_size, secrets,
 max_body_bytes, ...), which wins over the defaults. With nothing at all,
 the server runs on ./sealog-data at 127.0.0.1:7807.
 
+Alerts: --alerts-rules FILE evaluates an alert rules file (docs/alerts.md)
+on the live log, off the ingest path: each alert is appended as an
+alert.raised event, delivered to the file's webhooks and streamed on
+GET /v1/alerts.
+
 SIGTERM or SIGINT (Ctrl-C): stop accepting, let in-flight requests finish
 (at most --shutdown-grace-secs), sync and close the store, exit 0.
 
@@ -44,6 +49,7 @@ Examples:
   sealog serve --listen 0.0.0.0:7807 --data-dir /var/lib/sealog \\
       --signing-key /etc/sealog/log.key --tls-cert cert.pem --tls-key key.pem
   sealog serve --config /etc/sealog/server.toml
+  sealog serve --alerts-rules /etc/sealog/rules.toml
   SEALOG_LISTEN=127.0.0.1:0 sealog serve --max-body-bytes 4194304";
 
 /// Run the HTTP server.
@@ -114,6 +120,16 @@ fn server_error(e: ServerError) -> CliError {
                 unreachable!("matched above")
             };
             CliError::Corrupt { dir, corruption }
+        }
+        // A mistake in the rules file (or its label and secret files) is
+        // the user's to fix, like a wrong flag.
+        ServerError::Alerts(
+            e @ (sealog_alerts::Error::Rules(_)
+            | sealog_alerts::Error::Labels { .. }
+            | sealog_alerts::Error::Webhook { .. }),
+        ) => {
+            let fix = e.fix();
+            CliError::usage(format!("alerts: {e}"), fix)
         }
         other => CliError::failed(other.to_string(), other.fix()),
     }

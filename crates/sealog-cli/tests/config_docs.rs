@@ -49,7 +49,7 @@ fn rows() -> Vec<Row> {
 fn effective(settings: &Settings) -> String {
     let options = settings.store_options(StoreOptions::default());
     format!(
-        "{} {:?} {:?} {:?} {:?} {} {:?} {:?}",
+        "{} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?}",
         settings.listen,
         settings.data_dir,
         settings.tokens,
@@ -57,6 +57,7 @@ fn effective(settings: &Settings) -> String {
         settings.signing_key,
         options.segment_size,
         options.validator.secrets.policy(),
+        settings.alerts_rules,
         settings.limits
     )
 }

@@ -126,6 +126,8 @@ pub struct Settings {
     pub secrets: Option<SecretPolicy>,
     /// The privacy transforms, with their key loaded, if configured.
     pub privacy: Option<PrivacyPolicy>,
+    /// The alert rules file evaluated on the live log, if configured.
+    pub alerts_rules: Option<PathBuf>,
     /// Limits.
     pub limits: Limits,
     /// The forwarders (`[[forward]]` tables, docs/siem.md).
@@ -274,6 +276,18 @@ layer_struct! {
         /// Example: --tls-key /etc/sealog/key.pem
         #[cfg_attr(feature = "clap", arg(long, env = "SEALOG_TLS_KEY", value_name = "PEM"))]
         pub tls_key: Option<PathBuf>,
+
+        /// An alert rules file (TOML, see docs/alerts.md) evaluated on the live
+        /// log (default none): alerts become `alert.raised` events, go to the
+        /// file's webhooks and stream on GET /v1/alerts. The cursor and the
+        /// dead-letter file are kept in <data-dir>/alerts/.
+        ///
+        /// Example: --alerts-rules /etc/sealog/rules.toml
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ALERTS_RULES", value_name = "FILE")
+        )]
+        pub alerts_rules: Option<PathBuf>,
 
         /// The log's private signing key file: the global --signing-key.
         #[cfg_attr(feature = "clap", arg(skip))]
@@ -755,6 +769,7 @@ impl Layer {
             segment_size,
             secrets,
             privacy,
+            alerts_rules: self.alerts_rules,
             limits,
             forward: self.forward.unwrap_or_default(),
             archive,

@@ -27,15 +27,21 @@
 //!   budget of body bytes and of batches in flight; a batch that cannot
 //!   get its share within `ingest_wait` is answered 503 with `Retry-After`.
 //! - A follower thread publishes the log's size to tail streams.
+//! - With `alerts_rules`, a task evaluates the alert rules on the committed
+//!   records, off the ingest path, appends `alert.raised` events and
+//!   delivers them to webhooks (`alerts.rs`; `GET /v1/alerts` streams
+//!   them from the log).
 //! - A task reopens the store after a failed write (`handle.rs`).
 //! - A task writes summaries of suppressed refusals ([`audit`]).
 //! - A task compacts the idempotency journal (`idempotency/journal.rs`).
 //!
 //! Shutdown (the future given to [`Server::run`] completes, e.g. on
-//! SIGTERM): stop accepting, end tail streams, let in-flight requests
-//! finish (at most `shutdown_grace`), record pending refusal summaries,
+//! SIGTERM): stop accepting, end tail streams, stop the alert task, let
+//! in-flight requests finish (at most `shutdown_grace`, alert deliveries
+//! under way too), record pending refusal summaries,
 //! close the store (which syncs).
 
+mod alerts;
 pub mod archiving;
 pub mod audit;
 mod auth;
@@ -102,6 +108,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The alert rules file, its cursor or its webhooks are unusable.
+    #[error("alerts: {0}")]
+    Alerts(#[source] sealog_alerts::Error),
     /// Binding the address failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -142,6 +151,7 @@ impl ServerError {
                 ),
             },
             ServerError::Bind { addr, source } => bind_fix(*addr, source),
+            ServerError::Alerts(e) => e.fix(),
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
+use crate::alerts::Alerting;
 use crate::auth::Peer;
 use crate::config::{ConfigError, Settings};
 use crate::handle::StoreHandle;
@@ -40,6 +41,7 @@ pub struct Server {
     stop_tx: watch::Sender<bool>,
     forwarders: crate::forward::Forwarders,
     archiving: Option<Arc<crate::archiving::Archiving>>,
+    alerting: Option<Alerting>,
 }
 
 impl std::fmt::Debug for Server {
@@ -111,6 +113,28 @@ impl Server {
                     dir,
                     source: Box::new(sealog::Error::Closed),
                 });
+            }
+        };
+        let alerting = match &settings.alerts_rules {
+            None => None,
+            Some(rules) => {
+                let store = handle.get().map_err(|_| ServerError::Store {
+                    op: "open",
+                    dir: dir.clone(),
+                    source: Box::new(sealog::Error::Closed),
+                })?;
+                let (rules, dir) = (rules.clone(), dir.clone());
+                let loaded =
+                    tokio::task::spawn_blocking(move || Alerting::load(&rules, &dir, &store))
+                        .await
+                        .map_err(|e| {
+                            ServerError::Alerts(sealog_alerts::Error::Io {
+                                op: "load the alert rules",
+                                path: settings.alerts_rules.clone().unwrap_or_default(),
+                                source: std::io::Error::other(e.to_string()),
+                            })
+                        })??;
+                Some(loaded)
             }
         };
         let listener =
@@ -206,6 +230,7 @@ impl Server {
             stop_tx,
             forwarders,
             archiving,
+            alerting,
         })
     }
 
@@ -239,6 +264,7 @@ impl Server {
             stop_tx,
             forwarders: _forwarders,
             archiving,
+            alerting,
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
@@ -251,6 +277,10 @@ impl Server {
                 .name("sealog-follower".into())
                 .spawn(move || tail::follow(handle, visible_tx, stopping))
                 .ok()
+        };
+        let alerts = match alerting {
+            Some(a) => Some(a.start(app.store.clone(), stop_tx.subscribe())?),
+            None => None,
         };
         let flusher = {
             let app = app.clone();
@@ -362,6 +392,22 @@ impl Server {
                 "the grace period ended with requests still open; closing the store anyway \
                  (unacknowledged batches may or may not be written)"
             ),
+        }
+        if let Some(mut task) = alerts {
+            // It stopped following when `stop_tx` was sent; deliveries
+            // under way get what is left of the grace period. A delivery
+            // cut off is made again after the next start: the cursor has
+            // not moved past its records.
+            if tokio::time::timeout(limits.shutdown_grace, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "alert deliveries were still under way at the end of the grace period; \
+                     they are made again at the next start"
+                );
+                task.abort();
+            }
         }
         flusher.abort();
         journal_compactor.abort();

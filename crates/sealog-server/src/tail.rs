@@ -10,6 +10,12 @@
 //! accept more), so a slow consumer holds at most one chunk in memory. A
 //! client that reconnects with `Last-Event-ID: N` resumes after seq N.
 //!
+//! `GET /v1/alerts` is the same stream over the `alert.raised` events of
+//! the alert evaluator ([`crate::alerts`]), each sent as its alert (the
+//! webhook body, [`sealog_alerts::Alert`]) in an `alert` event: an alert is
+//! streamed once its event is durable in the log, and a reconnecting
+//! client resumes by the event's seq like any tail.
+//!
 //! No record is skipped: while the store is being reopened a stream waits
 //! and reads again from where it was; a record that cannot be read (a
 //! damaged store) is sent as an `event: error` whose data is the error
@@ -61,9 +67,20 @@ pub(crate) fn follow(
     }
 }
 
+/// What a stream sends for each matching record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Render {
+    /// The record as JSON (`GET /v1/tail`).
+    Records,
+    /// The alert an `alert.raised` record holds, as an `alert` event
+    /// (`GET /v1/alerts`); a record that holds none is not sent.
+    Alerts,
+}
+
 struct TailState {
     app: Arc<App>,
     query: Query,
+    render: Render,
     next: u64,
     pending: VecDeque<SseEvent>,
     visible: watch::Receiver<u64>,
@@ -103,7 +120,7 @@ enum ReadStop {
 
 /// Reads records `from..to` that match `query`. Never skips a record: a
 /// record that cannot be read stops the read with the error.
-fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
+fn read_matching(app: &App, query: &Query, render: Render, from: u64, to: u64) -> Read {
     let mut read = Read {
         events: Vec::new(),
         reached: from,
@@ -150,11 +167,21 @@ fn read_matching(app: &App, query: &Query, from: u64, to: u64) -> Read {
                 return read;
             }
         };
-        if let Some(r) = matched {
-            match serde_json::to_string(&r) {
-                Ok(json) => read
-                    .events
-                    .push(SseEvent::default().id(seq.to_string()).data(json)),
+        let rendered = match (matched, render) {
+            (None, _) => None,
+            (Some(r), Render::Records) => Some(serde_json::to_string(&r).map(|j| (None, j))),
+            (Some(r), Render::Alerts) => sealog_alerts::Alert::from_event(&r.event)
+                .map(|a| serde_json::to_string(&a).map(|j| (Some("alert"), j))),
+        };
+        if let Some(rendered) = rendered {
+            match rendered {
+                Ok((kind, json)) => {
+                    let mut e = SseEvent::default().id(seq.to_string());
+                    if let Some(kind) = kind {
+                        e = e.event(kind);
+                    }
+                    read.events.push(e.data(json));
+                }
                 Err(e) => {
                     read.stop = Some(ReadStop::Failed(ApiError::new(
                         ErrorCode::Internal,
@@ -191,21 +218,22 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
         let visible = *s.visible.borrow_and_update();
         if visible > s.next {
             let to = visible.min(s.next + CHUNK);
-            let (app, query, from) = (s.app.clone(), s.query.clone(), s.next);
-            let read =
-                match tokio::task::spawn_blocking(move || read_matching(&app, &query, from, to))
-                    .await
-                {
-                    Ok(read) => read,
-                    Err(_) => Read {
-                        events: Vec::new(),
-                        reached: from,
-                        stop: Some(ReadStop::Failed(ApiError::new(
-                            ErrorCode::Internal,
-                            "a worker thread failed while reading new records",
-                        ))),
-                    },
-                };
+            let (app, query, render, from) = (s.app.clone(), s.query.clone(), s.render, s.next);
+            let read = match tokio::task::spawn_blocking(move || {
+                read_matching(&app, &query, render, from, to)
+            })
+            .await
+            {
+                Ok(read) => read,
+                Err(_) => Read {
+                    events: Vec::new(),
+                    reached: from,
+                    stop: Some(ReadStop::Failed(ApiError::new(
+                        ErrorCode::Internal,
+                        "a worker thread failed while reading new records",
+                    ))),
+                },
+            };
             s.next = read.reached;
             s.pending.extend(read.events);
             match read.stop {
@@ -240,6 +268,7 @@ async fn next_event(mut s: TailState) -> Option<(Result<SseEvent, std::io::Error
 pub(crate) fn stream(
     app: Arc<App>,
     query: Query,
+    render: Render,
     permit: OwnedSemaphorePermit,
     last_id: Option<u64>,
 ) -> Response {
@@ -253,6 +282,7 @@ pub(crate) fn stream(
         stopping: app.stopping.clone(),
         app,
         query,
+        render,
         next: start,
         pending: VecDeque::new(),
         visible,

@@ -1,7 +1,8 @@
 //! Reading events: `GET /v1/events` (a page, a count, or an NDJSON
 //! export of every match), `GET /v1/events/{seq}` (a record or its
-//! receipt) and `GET /v1/tail` (Server-Sent Events of new records; the
-//! stream itself is [`crate::tail`]).
+//! receipt), `GET /v1/tail` (Server-Sent Events of new records; the
+//! stream itself is [`crate::tail`]) and `GET /v1/alerts` (the same, of
+//! the alerts the server raises).
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::auth::{Authed, QueryScope};
 use crate::error::{ApiError, ErrorCode};
 use crate::params::{self, FILTERS, Params, QUERY_PARAMS};
 use crate::state::App;
-use crate::tail::ABORT_GRACE;
+use crate::tail::{ABORT_GRACE, Render};
 use crate::wire::PageRef;
 
 /// `count=true`: the number of matches.
@@ -300,9 +301,16 @@ pub(super) async fn tail(
     let mut query = params::query(&params)?;
     auth.bind_tenant(&app, &mut query).await?;
     query.order = sealog::query::Order::OldestFirst;
-    let last_id = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
+    let last_id = last_event_id(&headers)?;
+    open_stream(app, &auth, &params, query, Render::Records, last_id).await
+}
+
+/// The `Last-Event-ID` of a reconnecting stream: the seq of the last event
+/// the client received.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        None => Ok(None),
+        Some(v) => Ok(Some(
             v.to_str()
                 .ok()
                 .and_then(|t| t.trim().parse::<u64>().ok())
@@ -312,19 +320,55 @@ pub(super) async fn tail(
                         "Last-Event-ID must be the seq of the last event received (an integer)",
                     )
                 })?,
-        ),
-    };
+        )),
+    }
+}
+
+/// Takes a stream's place, records the `log.tail` event, and starts it.
+async fn open_stream(
+    app: Arc<App>,
+    auth: &Authed<QueryScope>,
+    params: &Params,
+    query: Query,
+    render: Render,
+    last_id: Option<u64>,
+) -> Result<Response, ApiError> {
     let permit = app.gates.tail()?;
     let store = app.store.get()?;
     let mut metadata = Metadata::new();
-    metadata.insert("params".into(), audit::params_metadata(&params));
+    metadata.insert("params".into(), audit::params_metadata(params));
     if let Some(id) = last_id {
         metadata.insert("last_event_id".into(), id.into());
     }
     auth.record(&app, &store, "log.tail", Resource::kind("log"), metadata)
         .await?;
     drop(store);
-    Ok(crate::tail::stream(app, query, permit, last_id))
+    Ok(crate::tail::stream(app, query, render, permit, last_id))
+}
+
+/// `GET /v1/alerts`: the alerts raised from now on (or after
+/// `Last-Event-ID`), those of the token's tenant only for a tenant-bound
+/// token.
+pub(super) async fn alerts(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+    auth: Authed<QueryScope>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = params::parse(raw.as_deref(), &["tenant"], &[])?;
+    let mut query = params::query(&params)?;
+    auth.bind_tenant(&app, &mut query).await?;
+    query.order = sealog::query::Order::OldestFirst;
+    query.actor = Some(sealog::query::ActorFilter {
+        kind: Some(sealog_alerts::alert::ALERT_ACTOR_TYPE.to_owned()),
+        id: sealog_alerts::alert::ALERT_ACTOR_ID.to_owned(),
+    });
+    query.actions = vec![
+        sealog::query::ActionPattern::new(sealog_alerts::ALERT_ACTION)
+            .map_err(|e| ApiError::from_store(&e))?,
+    ];
+    let last_id = last_event_id(&headers)?;
+    open_stream(app, &auth, &params, query, Render::Alerts, last_id).await
 }
 
 #[cfg(test)]

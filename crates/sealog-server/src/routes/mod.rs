@@ -2,7 +2,7 @@
 //! them.
 //!
 //! Handlers live in one file per group: [`ingest`] (`POST /v1/events`),
-//! [`events`] (queries, exports, single records, the tail), [`proofs`]
+//! [`events`] (queries, exports, single records, the tail, the alerts), [`proofs`]
 //! (checkpoints, inclusion and consistency proofs) and [`admin`]
 //! (verification, statistics, metrics, health). Every handler keeps the
 //! same order: authenticate and authorize (the [`Authed`] extractor, which
@@ -52,6 +52,8 @@ const EVENTS: &str = "/v1/events";
 const EVENT: &str = "/v1/events/{seq}";
 /// Server-Sent Events of new records.
 const TAIL: &str = "/v1/tail";
+/// Server-Sent Events of the alerts raised.
+const ALERTS: &str = "/v1/alerts";
 /// The newest signed checkpoint.
 const CHECKPOINT: &str = "/v1/checkpoint";
 /// RFC 9162 inclusion proof.
@@ -84,6 +86,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(EVENTS, post(ingest::ingest).get(events::list))
         .route(EVENT, get(events::one))
         .route(TAIL, get(events::tail))
+        .route(ALERTS, get(events::alerts))
         .route(CHECKPOINT, get(proofs::checkpoint))
         .route(INCLUSION, get(proofs::inclusion))
         .route(CONSISTENCY, get(proofs::consistency))
@@ -338,6 +341,7 @@ mod tests {
             (Method::GET, CONSISTENCY, &none, Some(Endpoint::Proof)),
             (Method::POST, VERIFY, &none, Some(Endpoint::Verify)),
             (Method::GET, TAIL, &none, None),
+            (Method::GET, ALERTS, &none, None),
             (Method::GET, STATS, &none, None),
             (Method::GET, METRICS, &none, None),
             (Method::GET, HEALTHZ, &none, None),
