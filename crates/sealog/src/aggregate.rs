@@ -87,7 +87,7 @@ pub enum CountField {
 }
 
 impl CountField {
-    /// Every field, in the order of their names in [`CountField::NAMES`].
+    /// Every field, in the order `sealog query --count-by` documents them.
     pub const ALL: [CountField; 9] = [
         CountField::Actor,
         CountField::Action,
