@@ -151,10 +151,11 @@ fn kill_9_of_archive_follow_mid_upload_resumes_with_nothing_duplicated_or_missin
     );
 
     // Follow picks up newly sealed segments.
+    let follow_log = tmp.path().join("follow2.log");
     let mut child = sealog(&store, &proxy.endpoint())
         .args(["archive", "--to", &url, "--follow", "--interval", "200ms"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&follow_log).expect("log"))
         .spawn()
         .expect("spawn follow");
     grow(&store, 200);
@@ -178,7 +179,11 @@ fn kill_9_of_archive_follow_mid_upload_resumes_with_nothing_duplicated_or_missin
     {
         assert!(
             Instant::now() < deadline,
-            "follow did not archive the new segments"
+            "follow did not archive the new segments in 60 s; objects: {:?}; last verify: {:?}; \
+             follower's log:\n{}",
+            objects(&url, &direct),
+            verify().1,
+            std::fs::read_to_string(&follow_log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(200));
     }

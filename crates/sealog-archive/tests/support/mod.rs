@@ -95,26 +95,52 @@ pub const ACCESS_KEY: &str = "sealog-test";
 pub const SECRET_KEY: &str = "sealog-test-secret";
 
 impl Moto {
+    /// Starts a server on a free port. The port is free when chosen but
+    /// another test may take it before moto binds it, and a connect that
+    /// succeeds may reach that other listener; so the server counts as up
+    /// only once moto itself says it listens on the port, and a moto that
+    /// exits (the port was taken) is started again on another port.
     pub fn start() -> Moto {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let log = dir.path().join("moto.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start moto_server");
-        wait_for_port(port, "moto_server");
-        Moto {
-            child: Some(child),
-            port,
-            log,
-            _dir: dir,
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let out = std::fs::File::create(&log).expect("log file");
+            let err = out.try_clone().expect("log file");
+            let mut child = Command::new(moto_server())
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start moto_server");
+            let listening = format!("Running on http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains(&listening) {
+                    wait_for_port(port, "moto_server");
+                    return Moto {
+                        child: Some(child),
+                        port,
+                        log,
+                        _dir: dir,
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    last = format!("moto_server exited ({status}) on port {port}: {text}");
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("moto_server did not start listening on {port} in 90 s: {text}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("moto_server could not start after 5 ports; last: {last}");
     }
 
     pub fn endpoint(&self) -> String {
@@ -134,9 +160,10 @@ impl Moto {
             .expect("run python");
         assert!(
             out.status.success(),
-            "boto3 script failed: {}\n{}",
+            "boto3 script failed: {}\n{}\nmoto's log:\n{}",
             String::from_utf8_lossy(&out.stderr),
-            script
+            script,
+            self.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
