@@ -8,7 +8,10 @@
 //!
 //! Every rule keeps its state per group, and the state is bounded: a group
 //! whose window, bucket history or cool-down has passed in event time is
-//! dropped by a sweep that runs as event time advances, and past
+//! dropped by a sweep that runs as event time advances (after a minute of
+//! event time, and not before a number of records equal to an eighth of
+//! the groups held: a sweep visits every group, so its cost per record
+//! stays constant however dense the log is in event time), and past
 //! [`Limits::max_groups`] groups the least recently active ones are
 //! forgotten (and counted in [`Evaluator::forgotten`]). A `first_seen`
 //! group keeps at most [`Limits::max_values`] values.
@@ -36,6 +39,7 @@ pub struct Evaluator {
     states: Vec<RuleState>,
     forgotten: u64,
     last_sweep: i64,
+    since_sweep: usize,
 }
 
 /// The state of one rule: per group, and the rule-wide start of its
@@ -123,6 +127,10 @@ impl SharedTenant {
 /// since the last one.
 const SWEEP_EVERY: i64 = 60 * crate::rules::SECOND;
 
+/// A sweep also waits for one record per this many groups held, so that
+/// its cost (a visit of every group) is spread over enough records.
+const SWEEP_RECORDS_PER_GROUP: usize = 8;
+
 impl Evaluator {
     /// An evaluator of a rule set, with empty state.
     pub fn new(set: &RuleSet) -> Evaluator {
@@ -133,6 +141,7 @@ impl Evaluator {
             states: set.rules.iter().map(|_| RuleState::default()).collect(),
             forgotten: 0,
             last_sweep: i64::MIN,
+            since_sweep: 0,
         }
     }
 
@@ -199,11 +208,13 @@ impl Evaluator {
             return Vec::new();
         }
         let t = self.effective_time(v);
+        self.since_sweep = self.since_sweep.saturating_add(1);
         if self.last_sweep == i64::MIN {
             self.last_sweep = t;
-        } else if t.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
+        } else if t.saturating_sub(self.last_sweep) >= SWEEP_EVERY
+            && self.since_sweep >= self.groups() / SWEEP_RECORDS_PER_GROUP
+        {
             self.sweep(t);
-            self.last_sweep = t;
         }
         let mut alerts = Vec::new();
         for i in 0..self.rules.len() {
@@ -219,7 +230,12 @@ impl Evaluator {
             let first = *state.first.get_or_insert(t);
             let limits = &self.limits;
             if !state.groups.contains_key(&group) && state.groups.len() >= limits.max_groups {
-                self.forgotten += forget_least_recent(&mut state.groups, limits.max_groups);
+                // Expired groups go first: only live state counts as
+                // forgotten.
+                sweep_rule(rule, state, t);
+                if state.groups.len() >= limits.max_groups {
+                    self.forgotten += forget_least_recent(&mut state.groups, limits.max_groups);
+                }
             }
             let g = state.groups.entry(group.clone()).or_insert_with(|| Group {
                 last: t,
@@ -282,27 +298,34 @@ impl Evaluator {
     /// `now`: nothing in their window or baseline, cool-down over.
     fn sweep(&mut self, now: i64) {
         for (rule, state) in self.rules.iter().zip(&mut self.states) {
-            let keep_for = match &rule.kind {
-                Kind::Threshold { window, .. } => *window,
-                Kind::Baseline {
-                    bucket,
-                    span_buckets,
-                    ..
-                } => bucket.saturating_mul(
-                    i64::try_from(*span_buckets)
-                        .unwrap_or(i64::MAX)
-                        .saturating_add(1),
-                ),
-                // The values are the state: they expire only by the limit.
-                Kind::FirstSeen { .. } => continue,
-                Kind::Schedule { .. } | Kind::Match => 0,
-            }
-            .max(rule.cooldown);
-            state
-                .groups
-                .retain(|_, g| now.saturating_sub(g.last) < keep_for);
+            sweep_rule(rule, state, now);
         }
+        self.last_sweep = now;
+        self.since_sweep = 0;
     }
+}
+
+/// Drops one rule's groups whose state can no longer matter at `now`.
+fn sweep_rule(rule: &Rule, state: &mut RuleState, now: i64) {
+    let keep_for = match &rule.kind {
+        Kind::Threshold { window, .. } => *window,
+        Kind::Baseline {
+            bucket,
+            span_buckets,
+            ..
+        } => bucket.saturating_mul(
+            i64::try_from(*span_buckets)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1),
+        ),
+        // The values are the state: they expire only by the limit.
+        Kind::FirstSeen { .. } => return,
+        Kind::Schedule { .. } | Kind::Match => 0,
+    }
+    .max(rule.cooldown);
+    state
+        .groups
+        .retain(|_, g| now.saturating_sub(g.last) < keep_for);
 }
 
 /// Forgets the least recently active tenth of the groups (at least one) so
