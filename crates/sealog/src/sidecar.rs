@@ -27,6 +27,14 @@ use crate::index::{DictField, ExactField, IndexKey, IndexView, MemIndex, TermSel
 use crate::mmap::Mapped;
 use crate::query::IpRange;
 
+/// How much smaller than the set a term's bitmap must be for a count to
+/// look its ordinals up in the set one by one instead of intersecting. A
+/// lookup costs tens of times a step of the intersection's merge: at 100M
+/// events, 7 ordinals against 6,500 (an actor's denied events in a
+/// segment) count 3x faster by lookup, 2,200 against 43,000 (a tenant's
+/// exports) 1.5x slower.
+const SPARSE_TERM_FACTOR: u64 = 64;
+
 /// Where sidecars live and whether they may be (re)written.
 #[derive(Debug)]
 pub(crate) struct IndexEnv {
@@ -434,9 +442,15 @@ impl IndexView for Sidecar {
             } else if let Some(ordinal) = dict.inline_ordinal(entry.index) {
                 u64::from(within.contains(ordinal))
             } else {
-                dict.bitmap(entry.index)
-                    .map_err(damaged)?
-                    .intersection_len(within)
+                let bitmap = dict.bitmap(entry.index).map_err(damaged)?;
+                // A term far rarer than the set: a lookup of each of its
+                // ordinals beats walking the set (roaring's intersection
+                // merges sorted arrays, linear in the larger one).
+                if bitmap.len().saturating_mul(SPARSE_TERM_FACTOR) < within.len() {
+                    bitmap.iter().filter(|o| within.contains(*o)).count() as u64
+                } else {
+                    bitmap.intersection_len(within)
+                }
             };
             if n > 0 {
                 out.push((entry.term.to_vec(), n));
