@@ -11,7 +11,16 @@
 //! cargo run --release -p sealog-benches --example query_bench -- count-by /path/to/store
 //! # full verification against the signed checkpoints, with throughput
 //! cargo run --release -p sealog-benches --example query_bench -- verify /path/to/store
+//! # the three-predicate query with the store's files evicted from the page
+//! # cache (posix_fadvise DONTNEED on every file) before each draw, then the
+//! # same draw again warm
+//! cargo run --release -p sealog-benches --example query_bench -- cold /path/to/store 20
 //! ```
+//!
+//! `QUERY_BENCH_DAYS` (default 90) sets the event-time window the events
+//! are spread over; give `generate` and the other commands the same value.
+//! A 10M-event store over 9 days has the events per day, and so the
+//! matches per one-day query, of a 100M-event store over 90 days.
 //!
 //! The store is signed with a fixed benchmark key (a checkpoint per sealed
 //! segment) so that proofs and verification can be measured.
@@ -45,8 +54,12 @@ fn options() -> StoreOptions {
 }
 
 fn shape(total: u64) -> WorkloadShape {
+    let days: i64 = std::env::var("QUERY_BENCH_DAYS").ok().map_or(90, |d| {
+        d.parse().expect("QUERY_BENCH_DAYS is a number of days")
+    });
     WorkloadShape {
         total,
+        time_span: days * DAY,
         ..WorkloadShape::default()
     }
 }
@@ -195,19 +208,7 @@ fn run(dir: &Path) {
         "action + outcome + tenant, 1-day range (newest 100)",
         200,
         |_| {
-            let day = start + (next() % (span / DAY) as u64) as i64 * DAY;
-            let q = Query {
-                actions: vec![
-                    ActionPattern::new(actions[(next() % actions.len() as u64) as usize].clone())
-                        .unwrap(),
-                ],
-                outcome: Some(Outcome::Success),
-                tenant: Some(format!("tenant-{:03}", next() % 100)),
-                from: Some(Timestamp::from_nanos(day)),
-                to: Some(Timestamp::from_nanos(day + DAY)),
-                limit: 100,
-                ..Query::default()
-            };
+            let q = three_predicates(&actions, start, span, &mut next);
             store.query(&q).unwrap().records.len() as u64
         },
     );
@@ -294,6 +295,123 @@ fn run(dir: &Path) {
         n,
         total as f64 / 1e9
     );
+}
+
+/// Action + outcome + tenant in a random one-day range, newest 100.
+fn three_predicates(
+    actions: &[String],
+    start: i64,
+    span: i64,
+    next: &mut dyn FnMut() -> u64,
+) -> Query {
+    let day = start + (next() % (span / DAY) as u64) as i64 * DAY;
+    Query {
+        actions: vec![
+            ActionPattern::new(actions[(next() % actions.len() as u64) as usize].clone()).unwrap(),
+        ],
+        outcome: Some(Outcome::Success),
+        tenant: Some(format!("tenant-{:03}", next() % 100)),
+        from: Some(Timestamp::from_nanos(day)),
+        to: Some(Timestamp::from_nanos(day + DAY)),
+        limit: 100,
+        ..Query::default()
+    }
+}
+
+/// Drops every file under `dir` from the page cache (pages mapped by a
+/// live process stay).
+fn evict(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            evict(&path);
+        } else if let Ok(file) = std::fs::File::open(&path) {
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        }
+    }
+}
+
+/// One cold draw of the three-predicate query: the store's files are
+/// evicted, the store is opened and every segment's index mapped (the
+/// warm-up of `run`); with `index_warm`, `count` of the same query then
+/// reads (and checks) the index sections it needs without reading a
+/// record. The files are evicted again (pages the store has mapped stay,
+/// as in a running server), and the query is timed cold, then warm.
+/// Returns (open + warm-up, cold, warm, results).
+fn cold_draw(dir: &Path, q: &Query, index_warm: bool) -> (u64, u64, u64, usize) {
+    evict(dir);
+    let t = Instant::now();
+    let store = Store::open_read_only(dir).unwrap();
+    let _ = store
+        .count(&Query {
+            outcome: Some(Outcome::Denied),
+            ..Query::default()
+        })
+        .unwrap();
+    let opened = t.elapsed().as_nanos() as u64;
+    if index_warm {
+        let _ = store.count(q).unwrap();
+    }
+    evict(dir);
+    let t = Instant::now();
+    let page = store.query(q).unwrap();
+    let cold = t.elapsed().as_nanos() as u64;
+    let t = Instant::now();
+    let again = store.query(q).unwrap();
+    let warm = t.elapsed().as_nanos() as u64;
+    assert_eq!(page.records, again.records);
+    (opened, cold, warm, page.records.len())
+}
+
+/// The three-predicate query cold, `runs` draws: with only the records
+/// cold (the index sections the query needs already read), and with those
+/// index sections cold too.
+fn cold(dir: &Path, runs: u64) {
+    let mut rng = 0x1234_5678_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (n, w) = {
+        let store = Store::open_read_only(dir).unwrap();
+        let n = store.len();
+        (n, Workload::with_shape(SEED, shape(n)))
+    };
+    let actions: Vec<String> = w.actions().map(str::to_owned).collect();
+    let (start, span) = (w.shape().time_start.as_nanos(), w.shape().time_span);
+    let mut times: [Vec<u64>; 4] = Default::default();
+    let mut matches = 0;
+    for _ in 0..runs {
+        let q = three_predicates(&actions, start, span, &mut next);
+        let (opened, cold_all, _, _) = cold_draw(dir, &q, false);
+        let (_, cold_records, warm, found) = cold_draw(dir, &q, true);
+        for (v, t) in times.iter_mut().zip([opened, cold_all, cold_records, warm]) {
+            v.push(t);
+        }
+        matches += found;
+    }
+    let names = [
+        "open + first query, after eviction",
+        "3 predicates, 1 day: index sections and records cold",
+        "3 predicates, 1 day: records cold",
+        "3 predicates, 1 day: warm",
+    ];
+    println!("{n} events, {runs} draws");
+    for (name, t) in names.iter().zip(times.iter_mut()) {
+        let all: Vec<String> = t
+            .iter()
+            .map(|t| format!("{:.2}", *t as f64 / 1e6))
+            .collect();
+        t.sort_unstable();
+        println!(
+            "{name:<54} p50 {:>8.3} ms  (ms: {})",
+            percentile(t, 0.5) as f64 / 1e6,
+            all.join(" ")
+        );
+    }
+    println!("{:.1} results per query", matches as f64 / runs as f64);
 }
 
 /// The grouped counts: results/run is the total counted.
@@ -405,9 +523,14 @@ fn main() {
         (Some("run"), Some(dir)) => run(Path::new(dir)),
         (Some("verify"), Some(dir)) => verify(Path::new(dir)),
         (Some("count-by"), Some(dir)) => count_by_only(Path::new(dir)),
+        (Some("cold"), Some(dir)) => {
+            let runs = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
+            cold(Path::new(dir), runs);
+        }
         _ => {
             eprintln!(
-                "usage: query_bench generate DIR [EVENTS] | run DIR | count-by DIR | verify DIR"
+                "usage: query_bench generate DIR [EVENTS] | run DIR | count-by DIR | verify DIR \
+                 | cold DIR [RUNS]"
             );
             std::process::exit(2);
         }

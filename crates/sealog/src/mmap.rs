@@ -41,6 +41,20 @@ impl Mapped {
         Ok(Mapped(Inner::Map(map)))
     }
 
+    /// Tells the kernel that bytes `offset..offset + len` (clamped to the
+    /// map) will be read soon, so that it starts reading the pages not in
+    /// the page cache now, together, instead of one fault at a time. Only
+    /// advice: it changes no byte, and a failure is ignored (the reads
+    /// fault the pages in as they would without it). Owned bytes need none.
+    pub fn will_need(&self, offset: usize, len: usize) {
+        if let Inner::Map(map) = &self.0 {
+            let end = offset.saturating_add(len).min(map.len());
+            if offset < end {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, offset, end - offset);
+            }
+        }
+    }
+
     /// Owned bytes presented like a map (used by test filesystems).
     pub fn from_vec(bytes: Vec<u8>) -> Mapped {
         Mapped(Inner::Owned(bytes))

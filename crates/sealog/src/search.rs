@@ -446,16 +446,77 @@ fn candidates_or_all(
 /// offset and seq, and the last item: the iteration never just stops
 /// early. On a store reading around damage such records are skipped and
 /// listed by [`crate::Store::damage`].
+///
+/// Records are read one at a time, in order, but the frames about to be
+/// read are first handed to the kernel together, so that records not in
+/// the page cache come off the disk in one round of parallel reads rather
+/// than one read after another. How far ahead: the rest of the page for
+/// [`crate::Store::query`] (its limit, and one more for the cursor), across
+/// as many segments as that takes; a window of 256 candidates otherwise.
 pub struct Matches {
     plan_query: Query,
     after: Option<u64>,
     segments: std::vec::IntoIter<SegmentRef>,
-    current: Option<(SegmentRef, roaring::bitmap::IntoIter)>,
+    /// Segments planned, in order: the front one is being read. A segment
+    /// whose planning failed holds the error, returned when it is reached.
+    planned: std::collections::VecDeque<Result<Planned>>,
+    /// Results the caller still wants, when it said (a page).
+    wanted: Option<usize>,
     /// The merge of the event-time orders (the fields above stay unused).
     by_time: Option<crate::time_order::TimeMerge>,
     inner: Arc<Inner>,
     failed: bool,
 }
+
+/// A segment's candidates still to read, in the order they are read.
+struct Planned {
+    segment: SegmentRef,
+    /// Candidates not looked at yet.
+    rest: roaring::bitmap::IntoIter,
+    /// Candidates handed to the kernel to read ahead and not read yet,
+    /// taken from `rest` in order.
+    ahead: std::collections::VecDeque<u32>,
+    descending: bool,
+}
+
+impl Planned {
+    /// The next candidate, taken from those read ahead first.
+    fn next(&mut self) -> Option<u32> {
+        self.ahead.pop_front().or_else(|| self.take())
+    }
+
+    fn take(&mut self) -> Option<u32> {
+        if self.descending {
+            self.rest.next_back()
+        } else {
+            self.rest.next()
+        }
+    }
+
+    /// Reads up to `n` more candidates ahead; returns how many.
+    fn read_ahead(&mut self, n: usize) -> usize {
+        let from = self.ahead.len();
+        for _ in 0..n {
+            let Some(ordinal) = self.take() else { break };
+            self.ahead.push_back(ordinal);
+        }
+        if let SegmentRef::Sealed(s) = &self.segment {
+            let (first, second) = self.ahead.as_slices();
+            let new: Vec<u32> = first.iter().chain(second).skip(from).copied().collect();
+            s.will_need(&new);
+        }
+        self.ahead.len() - from
+    }
+}
+
+/// Candidates read ahead at a time when the caller did not say how many
+/// results it wants.
+const READ_AHEAD: usize = 256;
+
+/// At most this many candidates are read ahead at once, and at most
+/// [`PLAN_AHEAD`] segments are planned beyond the one being read.
+const MAX_READ_AHEAD: usize = 4096;
+const PLAN_AHEAD: usize = 16;
 
 impl Matches {
     pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Matches> {
@@ -474,11 +535,62 @@ impl Matches {
             plan_query: query.clone(),
             after,
             segments: segments.into_iter(),
-            current: None,
+            planned: std::collections::VecDeque::new(),
+            wanted: None,
             by_time,
             inner,
             failed: false,
         })
+    }
+
+    /// Plans the next segment that has candidates (a planning error is
+    /// kept, to be returned when reading reaches it); false when no segment
+    /// is left.
+    fn plan_next(&mut self) -> bool {
+        loop {
+            let Some(segment) = self.segments.next() else {
+                return false;
+            };
+            let planned = Plan::new(&self.plan_query).and_then(|mut plan| {
+                plan.after = self.after;
+                candidates_or_all(&plan, &segment, &self.inner)
+            });
+            match planned {
+                Ok(None) => continue,
+                Ok(Some(c)) => self.planned.push_back(Ok(Planned {
+                    segment,
+                    rest: c.set.into_iter(),
+                    ahead: std::collections::VecDeque::new(),
+                    descending: self.plan_query.order.descending(),
+                })),
+                Err(e) => self.planned.push_back(Err(e)),
+            }
+            return true;
+        }
+    }
+
+    /// Hands the kernel the next candidates to read: as many as the results
+    /// still wanted (or a window), from the segment being read and, for a
+    /// page, from the segments after it, planned now for that.
+    fn read_ahead(&mut self) {
+        let budget = self.wanted.unwrap_or(READ_AHEAD).clamp(1, MAX_READ_AHEAD);
+        let mut covered = 0usize;
+        let mut index = 0usize;
+        while covered < budget {
+            if index == self.planned.len() {
+                // Only a page looks beyond the segment being read.
+                if self.wanted.is_none() || index > PLAN_AHEAD || !self.plan_next() {
+                    return;
+                }
+                continue;
+            }
+            let Some(Ok(p)) = self.planned.get_mut(index) else {
+                return; // a segment that failed: reading stops there
+            };
+            covered += p.ahead.len();
+            covered += p.read_ahead(budget.saturating_sub(covered));
+            index += 1;
+        }
     }
 
     fn next_result(&mut self) -> Result<Option<Record>> {
@@ -486,33 +598,44 @@ impl Matches {
             return merge.next_match();
         }
         loop {
-            if let Some((segment, ordinals)) = &mut self.current {
-                let next = if self.plan_query.order.descending() {
-                    ordinals.next_back()
-                } else {
-                    ordinals.next()
-                };
-                if let Some(ordinal) = next {
-                    let segment = segment.clone();
-                    match read_match(&segment, ordinal, &self.plan_query) {
-                        Ok(Some(record)) => return Ok(Some(record)),
-                        Ok(None) => continue,
-                        Err(e) => {
-                            let seq = segment.first_seq() + u64::from(ordinal);
-                            self.inner.read_around(seq, e)?;
-                            continue;
-                        }
+            match self.planned.front() {
+                None => {
+                    if !self.plan_next() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                Some(Err(_)) => match self.planned.pop_front() {
+                    Some(Err(e)) => return Err(e),
+                    _ => continue,
+                },
+                Some(Ok(p)) => {
+                    if p.ahead.is_empty() {
+                        self.read_ahead();
                     }
                 }
-                self.current = None;
             }
-            let Some(segment) = self.segments.next() else {
-                return Ok(None);
+            let Some(Ok(p)) = self.planned.front_mut() else {
+                continue;
             };
-            let mut plan = Plan::new(&self.plan_query)?;
-            plan.after = self.after;
-            if let Some(c) = candidates_or_all(&plan, &segment, &self.inner)? {
-                self.current = Some((segment, c.set.into_iter()));
+            let Some(ordinal) = p.next() else {
+                self.planned.pop_front();
+                continue;
+            };
+            let segment = p.segment.clone();
+            match read_match(&segment, ordinal, &self.plan_query) {
+                Ok(Some(record)) => {
+                    if let Some(wanted) = &mut self.wanted {
+                        *wanted = wanted.saturating_sub(1);
+                    }
+                    return Ok(Some(record));
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    let seq = segment.first_seq() + u64::from(ordinal);
+                    self.inner.read_around(seq, e)?;
+                    continue;
+                }
             }
         }
     }
@@ -539,6 +662,7 @@ impl Iterator for Matches {
 /// One page of a query.
 pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
     let mut matches = Matches::new(view, query, inner)?;
+    matches.wanted = Some(query.limit.saturating_add(1));
     let mut records = Vec::with_capacity(query.limit.min(1024));
     for record in matches.by_ref() {
         records.push(record?);

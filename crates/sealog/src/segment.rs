@@ -585,6 +585,15 @@ impl OpenSegment {
     }
 }
 
+/// Bytes asked for from each frame's offset when frames are read ahead:
+/// a ~300-byte record and the rest of its page, or the next page when it
+/// straddles one (a larger frame faults its remaining pages in when read).
+const PREFETCH_FRAME_BYTES: usize = 1024;
+
+/// Frames closer than this share one read-ahead request (the pages
+/// between them come along: cheaper than a system call each).
+const PREFETCH_GAP: usize = 16 * 1024;
+
 /// A sealed segment, read through a memory map.
 #[derive(Debug)]
 pub(crate) struct SealedSegment {
@@ -874,6 +883,45 @@ impl SealedSegment {
 
     fn frames_end_usize(&self) -> usize {
         usize::try_from(self.footer.frames_end).unwrap_or(usize::MAX)
+    }
+
+    /// Asks the kernel to read the frames of records `ordinals` into the
+    /// page cache now, all at once, so that reading them one after the
+    /// other does not wait for the disk once per record (a cold record is a
+    /// random read). Frames are found through the loaded index (or the
+    /// offsets already walked); nearby frames share one request. Only
+    /// advice: nothing is read or checked here, and nothing fails.
+    pub(crate) fn will_need(&self, ordinals: &[u32]) {
+        if self.remote.is_some() || ordinals.is_empty() {
+            return;
+        }
+        let loaded = self.index.read().clone();
+        let mut offsets = match loaded {
+            Some(index) => index.offsets(ordinals).unwrap_or_default(),
+            None => match self.offsets.get() {
+                Some(walked) => ordinals
+                    .iter()
+                    .filter_map(|&o| walked.offsets.get(o as usize).copied())
+                    .collect(),
+                None => return,
+            },
+        };
+        offsets.sort_unstable();
+        let mut span: Option<(usize, usize)> = None;
+        for offset in offsets {
+            let (start, end) = (offset as usize, offset as usize + PREFETCH_FRAME_BYTES);
+            span = match span {
+                Some((s, e)) if start <= e + PREFETCH_GAP => Some((s, end.max(e))),
+                Some((s, e)) => {
+                    self.map.will_need(s, e - s);
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+        }
+        if let Some((s, e)) = span {
+            self.map.will_need(s, e - s);
+        }
     }
 
     /// The record bytes of record `ordinal`, checked. The frame is found

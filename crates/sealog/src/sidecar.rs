@@ -8,8 +8,9 @@
 //! (it records the store id, segment number, first seq, record count and the
 //! footer's CRC) is rebuilt from the records and the rebuild is logged;
 //! nothing is ever lost with an index. Verification never trusts one: it
-//! builds the sidecar each segment's records give ([`RecordIndexer`]) and
-//! compares it with the file ([`describe_difference`]).
+//! builds the sidecar each segment's records give (the in-memory index of
+//! an open segment, encoded by [`encode_mem`]) and compares it with the
+//! file ([`describe_difference`]).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -142,9 +143,8 @@ pub(crate) fn encode_records<'a>(
     builder.encode()
 }
 
-/// Builds a segment's sidecar record by record, from decoded records:
-/// what [`encode_records`] does, for a caller that decodes the records
-/// anyway (verification).
+/// Builds a segment's sidecar record by record, from decoded records (what
+/// [`encode_records`] uses).
 pub(crate) struct RecordIndexer {
     builder: IndexBuilder,
     identity: SegmentIdentity,
@@ -326,7 +326,17 @@ impl Sidecar {
         let Some(cell) = self.checked.get(i) else {
             return Ok(());
         };
-        match cell.get_or_init(|| reader.check_section(i)) {
+        match cell.get_or_init(|| {
+            // The check reads the whole section: ask for all of it at once
+            // rather than fault it in a read-ahead window at a time.
+            if let Some(section) = reader.section(i) {
+                self.map.will_need(
+                    usize::try_from(section.offset).unwrap_or(usize::MAX),
+                    usize::try_from(section.len).unwrap_or(usize::MAX),
+                );
+            }
+            reader.check_section(i)
+        }) {
             Ok(()) => Ok(()),
             Err(e) => Err(Error::IndexDamaged {
                 file: self.name.clone(),
@@ -347,6 +357,14 @@ impl Sidecar {
         let reader = self.reader()?;
         self.ensure_columns(&reader)?;
         Ok(reader.offset(ordinal))
+    }
+
+    /// The frame offsets of `ordinals` (those the column has), with one
+    /// reader and one column check.
+    pub(crate) fn offsets(&self, ordinals: &[u32]) -> Result<Vec<u32>> {
+        let reader = self.reader()?;
+        self.ensure_columns(&reader)?;
+        Ok(ordinals.iter().filter_map(|&o| reader.offset(o)).collect())
     }
 }
 

@@ -806,6 +806,9 @@ fn verify_segment(
         // copy them with positioned reads, never map them.
         None => Mapped::from_vec(read_unsealed(fs, f, limit)?),
     };
+    // Every byte is read, in order: have the kernel read the whole file
+    // now, in large requests, rather than a read-ahead window per fault.
+    image.will_need(0, image.len());
     let location = |offset: u64, seq: u64| Location::file(&f.name).at(offset).seq(seq);
     let max_records = match (&f.footer, limit) {
         (Some(footer), _) => footer.record_count,
@@ -813,10 +816,13 @@ fn verify_segment(
         (None, None) => u64::MAX,
     };
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
-    // A sealed segment's sidecar, as its records give it.
-    let mut indexer = f.footer.as_ref().map(|footer| {
-        crate::sidecar::RecordIndexer::new(crate::sidecar::identity(&f.header, footer))
-    });
+    // A sealed segment's sidecar, as its records give it: the columnar
+    // in-memory index an open segment keeps, encoded as the sealer encodes
+    // it (the same bytes as building it term by term, for less work).
+    let mut indexer = f
+        .footer
+        .as_ref()
+        .map(|_| (crate::index::MemIndex::default(), Vec::new(), Vec::new()));
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
@@ -831,14 +837,16 @@ fn verify_segment(
     let mut end = sealog_format::segment::HEADER_LEN as u64;
     while count < max_records {
         let Some(r) = walker.next_record() else { break };
-        if let Some(ix) = &mut indexer {
-            let pushed = u32::try_from(r.offset)
-                .ok()
-                .is_some_and(|offset| ix.push(offset, &r.view).is_ok());
-            if !pushed {
+        if let Some((index, frame_offsets, event_times)) = &mut indexer {
+            match u32::try_from(r.offset) {
+                Ok(offset) => {
+                    index.push(&r.view);
+                    frame_offsets.push(offset);
+                    event_times.push(r.view.event_time().as_nanos());
+                }
                 // Not indexable (the seal could not have written a sidecar
                 // either): nothing to compare.
-                indexer = None;
+                Err(_) => indexer = None,
             }
         }
         chain = sealog_format::chain::link(&chain, &r.leaf);
@@ -1029,7 +1037,12 @@ fn verify_segment(
         last_recorded,
         &mismatch,
     )?;
-    let expected = indexer.and_then(|ix| ix.encode().ok());
+    // A record the index cannot hold (the seal could not have written a
+    // sidecar either) leaves nothing to compare.
+    let expected = indexer.and_then(|(index, frame_offsets, event_times)| {
+        let identity = crate::sidecar::identity(&f.header, footer);
+        crate::sidecar::encode_mem(identity, frame_offsets, event_times, &index).ok()
+    });
     drop(image);
     let sidecar = check_sidecar(fs, f, expected)?;
     Ok(Summary {
