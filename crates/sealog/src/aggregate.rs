@@ -371,6 +371,9 @@ pub(crate) fn count_by(
                     s.footer.max_event_time.as_nanos(),
                 ));
                 let len = s.footer.record_count;
+                if time_range.is_some_and(|r| plan.skips(first_seq, len, r)) {
+                    continue;
+                }
                 let run = |index: &dyn IndexView| {
                     segment_indexed(&plan, query, field, index, first_seq, len, time_range)
                 };

@@ -178,6 +178,17 @@ impl<'q> Plan<'q> {
     /// The ordinals of a segment that may match, in no particular order, or
     /// `None` if none can. `len` is the number of records to consider;
     /// `time_range` the segment's event-time range.
+    /// Whether a sealed segment can hold no match whatever its index
+    /// says: it is outside the cursor's range, or its footer's event times
+    /// are outside the query's. Asked before the index is opened, which
+    /// for a segment removed after archiving means fetching it.
+    pub(crate) fn skips(&self, first_seq: u64, len: u64, time_range: (i64, i64)) -> bool {
+        len == 0
+            || self.cursor_bounds(first_seq, len).is_none()
+            || time_range.1 < self.from
+            || time_range.0 >= self.to
+    }
+
     pub(crate) fn candidates(
         &self,
         view: &dyn IndexView,
@@ -341,10 +352,14 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
     let first_seq = segment.first_seq();
     match segment {
         SegmentRef::Sealed(s) => {
-            let time_range = Some((
+            let range = (
                 s.footer.min_event_time.as_nanos(),
                 s.footer.max_event_time.as_nanos(),
-            ));
+            );
+            if plan.skips(first_seq, s.footer.record_count, range) {
+                return Ok(None);
+            }
+            let time_range = Some(range);
             let index = s.index()?;
             let set = match plan.candidates(&*index, first_seq, s.footer.record_count, time_range) {
                 // A section failed its check: rebuild the index and retry.

@@ -248,8 +248,13 @@ fn open(
                 s.footer.min_event_time.as_nanos(),
                 s.footer.max_event_time.as_nanos(),
             ));
-            let index = s.index()?;
-            match timed(&*index, s.footer.record_count, range) {
+            let index = match range {
+                Some(r) if plan.skips(first_seq, s.footer.record_count, r) => None,
+                _ => Some(s.index()?),
+            };
+            match index.map_or(Ok(Vec::new()), |index| {
+                timed(&*index, s.footer.record_count, range)
+            }) {
                 // A section failed its check: rebuild the index and retry.
                 Err(Error::IndexDamaged { reason, .. }) => {
                     let index = s.rebuild_index(&reason)?;
