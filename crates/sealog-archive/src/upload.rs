@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use parking_lot_free::Mutex;
 use sealog::Store;
 use sealog::image::SealedSegmentInfo;
@@ -460,31 +461,50 @@ impl Archiver {
             None => sealog_format::chain::genesis(&store.store_id()),
         };
         let mut lower = LevelCursor::new(store, from_size)?;
-        for s in &batch {
-            let bytes = std::fs::read(&s.path).map_err(|source| ArchiveError::Io {
-                op: "read",
-                path: s.path.clone(),
-                source,
-            })?;
-            let image = sealog::image::check_sealed(&s.name, &bytes).map_err(|e| {
-                ArchiveError::store(format!("checking {} before upload", s.name), e)
-            })?;
+        // Reading, checking and encoding a segment's sidecar is CPU work:
+        // it runs on blocking threads, `PREPARE_AHEAD` segments ahead of
+        // the upload, which takes them in order (the chain and the tree
+        // pieces are checked and cut in order).
+        let ahead = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(PREPARE_AHEAD);
+        let jobs: Vec<(String, std::path::PathBuf)> = batch
+            .iter()
+            .map(|s| (s.name.clone(), s.path.clone()))
+            .collect();
+        let mut prepared =
+            futures_util::stream::iter(jobs.into_iter().map(|(name, path)| async move {
+                let file = path.clone();
+                tokio::task::spawn_blocking(move || prepare_segment(&name, &path))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ArchiveError::Io {
+                            op: "check before upload (the worker thread failed)",
+                            path: file,
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+            }))
+            .buffered(ahead);
+        while let Some(next) = prepared.next().await {
+            let Prepared {
+                name,
+                bytes,
+                image,
+                sidecar,
+            } = next?;
             if image.header.chain_in != chain || image.header.store_id != store.store_id() {
                 return Err(ArchiveError::store(
-                    format!("checking {} before upload", s.name),
+                    format!("checking {name} before upload"),
                     sealog::Error::Config(format!(
-                        "{} does not link to the segment before it (chain value or store id)",
-                        s.name
+                        "{name} does not link to the segment before it (chain value or store id)"
                     )),
                 ));
             }
             chain = image.footer.chain_head;
-            let sidecar = sealog::image::sidecar_of(&s.name, &bytes, &image).map_err(|e| {
-                ArchiveError::store(format!("encoding the sidecar of {}", s.name), e)
-            })?;
             let first = image.header.first_seq;
             let pieces = lower.extend(store, &image.leaves)?;
-            put(layout::segment(first), Bytes::from(bytes), &mut report).await?;
+            put(layout::segment(first), bytes, &mut report).await?;
             put(layout::sidecar(first), Bytes::from(sidecar), &mut report).await?;
             for (k, first_index, hashes) in pieces {
                 let mut buf = Vec::with_capacity(hashes.len() * 32);
@@ -500,6 +520,7 @@ impl Archiver {
             }
             report.segments += 1;
         }
+        drop(prepared);
         let cp_name = layout::checkpoint(chosen.size);
         let cp_bytes = Bytes::from(chosen.text.clone().into_bytes());
         let cp_sha = sha256_hex(&cp_bytes);
@@ -784,4 +805,34 @@ impl LevelCursor {
         }
         Ok(out)
     }
+}
+
+/// How many segments are read, checked and encoded ahead of the upload
+/// (at most; fewer on fewer cores). Each holds a segment in memory.
+const PREPARE_AHEAD: usize = 2;
+
+/// A sealed segment read and checked, with its sidecar encoded.
+struct Prepared {
+    name: String,
+    bytes: Bytes,
+    image: sealog::image::SealedImage,
+    sidecar: Vec<u8>,
+}
+
+fn prepare_segment(name: &str, path: &std::path::Path) -> Result<Prepared> {
+    let bytes = std::fs::read(path).map_err(|source| ArchiveError::Io {
+        op: "read",
+        path: path.to_owned(),
+        source,
+    })?;
+    let image = sealog::image::check_sealed(name, &bytes)
+        .map_err(|e| ArchiveError::store(format!("checking {name} before upload"), e))?;
+    let sidecar = sealog::image::sidecar_of(name, &bytes, &image)
+        .map_err(|e| ArchiveError::store(format!("encoding the sidecar of {name}"), e))?;
+    Ok(Prepared {
+        name: name.to_owned(),
+        bytes: Bytes::from(bytes),
+        image,
+        sidecar,
+    })
 }
