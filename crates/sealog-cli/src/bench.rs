@@ -1,5 +1,6 @@
-//! `sealog bench`: the write-throughput benchmark of an embedded store, and
-//! the generator of the benchmark's events for peer comparisons.
+//! `sealog bench`: the write-throughput benchmark of an embedded store, the
+//! generator of the benchmark's events for peer comparisons, and (`--http`,
+//! in [`crate::bench_http`]) the request-path benchmark of a running server.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -30,9 +31,16 @@ the mean number of events made durable by one sync. With
 --durability buffered, appends return before their sync; the final sync on
 close is reported separately.
 
-A running `sealog serve` is measured by the load generator of the
-benchmarks instead (`cargo run --release -p sealog-benches --bin load --
---http URL`, with `--abuse` for load and abuse): see docs/benchmarks.md.
+--http URL measures the request path of a running `sealog serve` instead:
+for each --connections count, three rows of --duration seconds each, GET
+/healthz, POST /v1/events with one event of about 200 bytes (durable before
+its answer), and GET /v1/events?actor=ACTOR&limit=10 (recorded durably
+before its answer), printing requests/s, latency percentiles and each row's
+ratio to /healthz. The posted events are written to that server's log. Its
+batch write throughput and query latencies under load are measured by the
+load generator of the benchmarks (`cargo run --release -p sealog-benches
+--bin load -- --http URL`, with `--abuse` for load and abuse): see
+docs/benchmarks.md.
 
 --emit prints the generated events instead (NDJSON, or CSV with the columns
 of `sealog export --format csv` without seq and recorded_at), so other
@@ -42,7 +50,8 @@ Examples:
   sealog bench --events 1000000 --batch 1000 --threads 4
   sealog bench --events 200000 --batch 1 --threads 64 --json
   sealog bench --durability buffered --dir /mnt/nvme --keep
-  sealog bench --emit csv --events 200000 > events.csv";
+  sealog bench --emit csv --events 200000 > events.csv
+  sealog bench --http http://127.0.0.1:7807 --connections 64,256 --duration 10";
 
 /// Durability of the benchmark's appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,7 +82,8 @@ pub enum EmitFormat {
     Csv,
 }
 
-/// Benchmark write throughput on an embedded store.
+/// Benchmark write throughput on an embedded store, or (--http) the request
+/// path of a running server.
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct BenchArgs {
@@ -148,8 +158,57 @@ pub struct BenchArgs {
     /// Print the generated events instead of benchmarking.
     ///
     /// Example: --emit csv --events 200000 > events.csv
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "http")]
     emit: Option<EmitFormat>,
+
+    /// Measure the request path of a running `sealog serve` at this URL
+    /// instead of an embedded store: GET /healthz, POST /v1/events with
+    /// one event, and GET /v1/events?actor=ACTOR&limit=10.
+    ///
+    /// Example: --http http://127.0.0.1:7807
+    #[arg(long, value_name = "URL")]
+    http: Option<String>,
+
+    /// With --http: keep-alive connections, one request in flight on each;
+    /// a comma-separated list runs every row at each count.
+    ///
+    /// Example: --connections 64,256
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "64",
+          requires = "http",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: Vec<u64>,
+
+    /// With --http: seconds each row runs.
+    ///
+    /// Example: --duration 30
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "http",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration: u64,
+
+    /// With --http: the bearer token, for a server with tokens (it needs
+    /// the ingest and query scopes).
+    ///
+    /// Example: --token "$SEALOG_TOKEN"
+    #[arg(
+        long,
+        env = "SEALOG_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        requires = "http"
+    )]
+    token: Option<String>,
+
+    /// With --http: the actor (TYPE:ID) of the posted events and of the
+    /// query.
+    ///
+    /// Example: --actor user:alice
+    #[arg(
+        long,
+        value_name = "TYPE:ID",
+        default_value = "user:alice",
+        requires = "http"
+    )]
+    actor: String,
 }
 
 /// Largest pool of distinct pre-generated events; longer runs reuse it.
@@ -167,6 +226,16 @@ fn workload(args: &BenchArgs) -> Workload {
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<(), CliError> {
+    if let Some(url) = &args.http {
+        return crate::bench_http::run(&crate::bench_http::HttpBench {
+            url: url.clone(),
+            connections: args.connections.clone(),
+            duration: std::time::Duration::from_secs(args.duration),
+            token: args.token.clone(),
+            actor: args.actor.clone(),
+            json: args.json,
+        });
+    }
     match args.emit {
         Some(format) => emit(&args, format),
         None => bench(global, &args),

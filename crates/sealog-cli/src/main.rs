@@ -9,6 +9,7 @@ mod alerts;
 mod append;
 mod archive;
 mod bench;
+mod bench_http;
 mod common;
 mod count_by;
 mod error;

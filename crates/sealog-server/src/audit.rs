@@ -146,12 +146,12 @@ pub fn params_metadata(params: &[(String, String)]) -> Value {
     Value::Object(map)
 }
 
-/// Appends audit events durably (on a blocking thread).
+/// Appends audit events durably: queued for the committer now, and
+/// resolved once their commit group is synced. No thread waits for them,
+/// so the records of concurrent requests share commit groups (and their
+/// `fdatasync`) with each other and with ingest.
 pub(crate) async fn append(store: Store, events: Vec<Event>) -> Result<(), sealog::Error> {
-    match tokio::task::spawn_blocking(move || store.append_batch(events)).await {
-        Ok(r) => r.map(|_| ()),
-        Err(_) => Err(sealog::Error::Closed),
-    }
+    store.append_batch_async(events).await.map(|_| ())
 }
 
 /// A refusal to record.

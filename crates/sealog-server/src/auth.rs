@@ -175,6 +175,22 @@ impl<S> Authed<S> {
     ) -> Result<(), ApiError> {
         record(app, store, self.read_event(action, resource, metadata)).await
     }
+
+    /// Queues the record of a successful read now and returns the wait for
+    /// it to be durable: the caller prepares its answer meanwhile, and
+    /// sends it only once the wait has succeeded (a read that cannot be
+    /// recorded is not served).
+    pub(crate) fn record_queued<'a>(
+        &self,
+        app: &'a App,
+        store: &Store,
+        action: &str,
+        resource: Resource,
+        metadata: Metadata,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send + 'a {
+        let appending = store.append_batch_async([self.read_event(action, resource, metadata)]);
+        async move { appending.await.map(|_| ()).map_err(|e| unrecorded(app, &e)) }
+    }
 }
 
 /// Appends one of the server's audit events, durably; a failure is the
@@ -182,12 +198,15 @@ impl<S> Authed<S> {
 pub(crate) async fn record(app: &App, store: &Store, event: sealog::Event) -> Result<(), ApiError> {
     audit::append(store.clone(), vec![event])
         .await
-        .map_err(|e| {
-            app.store.report(&e);
-            ApiError::from_store(&e).map_message(|m| {
-                format!("the request could not be recorded in the log, so it was not served: {m}")
-            })
-        })
+        .map_err(|e| unrecorded(app, &e))
+}
+
+/// The answer to a request whose audit event could not be written.
+fn unrecorded(app: &App, e: &sealog::Error) -> ApiError {
+    app.store.report(e);
+    ApiError::from_store(e).map_message(|m| {
+        format!("the request could not be recorded in the log, so it was not served: {m}")
+    })
 }
 
 /// Where a request came from, and the endpoint as `METHOD /route` (a

@@ -186,6 +186,25 @@ impl Allowance {
         }
     }
 
+    /// Holds at least `total` bytes if the budget has them free now,
+    /// without waiting: `false` (and nothing more held) if it would wait.
+    pub fn try_hold(&mut self, total: usize) -> bool {
+        let want = self.missing(total);
+        if want == 0 {
+            return true;
+        }
+        let Ok(n) = u32::try_from(want) else {
+            return false;
+        };
+        match self.semaphore.clone().try_acquire_many_owned(n) {
+            Ok(p) => {
+                self.add(p, want);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// [`Allowance::hold`] from a blocking thread (parsing), through the
     /// runtime `handle`.
     pub fn hold_blocking(
@@ -193,14 +212,7 @@ impl Allowance {
         handle: &tokio::runtime::Handle,
         total: usize,
     ) -> Result<(), Saturated> {
-        let want = self.missing(total);
-        if want == 0 {
-            return Ok(());
-        }
-        if let Ok(n) = u32::try_from(want)
-            && let Ok(p) = self.semaphore.clone().try_acquire_many_owned(n)
-        {
-            self.add(p, want);
+        if self.try_hold(total) {
             return Ok(());
         }
         handle.block_on(self.hold(total))

@@ -63,13 +63,16 @@ pub(super) async fn list(
     let mut metadata = Metadata::new();
     metadata.insert("params".into(), audit::params_metadata(&params));
     metadata.insert("returned".into(), page.records.len().into());
-    auth.record(&app, &store, "log.query", Resource::kind("log"), metadata)
-        .await?;
-    Ok(Json(PageRef {
+    // The page is serialized while its record is being made durable; it is
+    // sent only once the record is.
+    let recorded = auth.record_queued(&app, &store, "log.query", Resource::kind("log"), metadata);
+    let response = Json(PageRef {
         records: &page.records,
         next_cursor: page.next_cursor.as_deref(),
     })
-    .into_response())
+    .into_response();
+    recorded.await?;
+    Ok(response)
 }
 
 /// `count=true`: the number of matches, `{"count": N}`.
