@@ -1,7 +1,7 @@
 //! Who is calling, and whether they may: the [`Authed`] extractor.
 //!
-//! Every endpoint but `/healthz` and `/readyz` takes an `Authed<S>` before
-//! anything it parses itself. Extracting it authenticates the bearer
+//! Every endpoint but `/healthz`, `/readyz` and `/v1/openapi.json` takes
+//! an `Authed<S>` before anything it parses itself. Extracting it authenticates the bearer
 //! token, checks that the principal has a scope `S` allows (and, for
 //! [`OperatorScope`], that it is bound to no tenant), and records every
 //! refusal in the log ([`crate::audit`]) before answering it. The

@@ -29,6 +29,24 @@ pub const PAGE: &[&str] = &["order", "limit", "cursor", "count", "count_by", "to
 /// page, `count`, `count_by` and `top`.
 pub const QUERY_PARAMS: &[&str] = &concat::<{ FILTERS.len() + PAGE.len() }>(FILTERS, PAGE);
 
+/// The parameters of `GET /v1/events/{seq}`.
+pub const RECORD_PARAMS: &[&str] = &["proof"];
+
+/// The parameters of `GET /v1/alerts`.
+pub const ALERTS_PARAMS: &[&str] = &["tenant"];
+
+/// The parameters of `GET /v1/checkpoint`.
+pub const CHECKPOINT_PARAMS: &[&str] = &["fresh"];
+
+/// The parameters of `GET /v1/proof/inclusion`.
+pub const INCLUSION_PARAMS: &[&str] = &["seq", "tree_size"];
+
+/// The parameters of `GET /v1/proof/consistency`.
+pub const CONSISTENCY_PARAMS: &[&str] = &["from", "to"];
+
+/// The parameters that may be given more than once (the actions, ORed).
+pub const REPEATABLE: &[&str] = &["action"];
+
 /// `a` then `b`, as one array (for the lists above, at compile time).
 const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
     let mut out = [""; N];
@@ -101,16 +119,21 @@ pub fn parse(raw: Option<&str>, allowed: &[&str], repeatable: &[&str]) -> Result
         return Err(ApiError::bad_request(
             "unknown_parameter",
             format!(
-                "unknown query parameter(s): {}; this endpoint takes: {}",
+                "unknown query parameter(s): {}; this endpoint takes {}",
                 unknown
                     .iter()
                     .map(|u| format!("`{u}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                known.join(", ")
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ),
         )
-        .with("unknown", unknown));
+        .with("unknown", unknown)
+        .with("allowed", known));
     }
     Ok(out)
 }
@@ -230,7 +253,7 @@ fn required<'a>(params: &'a Params, name: &str, example: &str) -> Result<&'a str
 /// so that the store is asked only for a proof it can give and every
 /// refusal names the parameter to change.
 pub fn inclusion(raw: Option<&str>, durable: u64) -> Result<(u64, u64), ApiError> {
-    let params = parse(raw, &["seq", "tree_size"], &[])?;
+    let params = parse(raw, INCLUSION_PARAMS, &[])?;
     let seq = number(
         "seq",
         required(&params, "seq", "the record's seq, e.g. ?seq=42")?,
@@ -257,7 +280,7 @@ pub fn inclusion(raw: Option<&str>, durable: u64) -> Result<(u64, u64), ApiError
 /// The two tree sizes of `GET /v1/proof/consistency?from=M&to=N`, checked
 /// against the `durable` size of the log like [`inclusion`].
 pub fn consistency(raw: Option<&str>, durable: u64) -> Result<(u64, u64), ApiError> {
-    let params = parse(raw, &["from", "to"], &[])?;
+    let params = parse(raw, CONSISTENCY_PARAMS, &[])?;
     let example = "the smaller and the larger tree size, e.g. ?from=100&to=200";
     let from = number("from", required(&params, "from", example)?)?;
     let to = number("to", required(&params, "to", example)?)?;

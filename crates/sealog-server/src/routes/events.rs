@@ -40,7 +40,7 @@ pub(super) async fn list(
     auth: Authed<QueryScope>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = params::parse(raw.as_deref(), QUERY_PARAMS, &["action"])?;
+    let params = params::parse(raw.as_deref(), QUERY_PARAMS, params::REPEATABLE)?;
     let mut query = params::query(&params)?;
     let count = params::count(&params)?;
     auth.bind_tenant(&app, &mut query).await?;
@@ -261,7 +261,7 @@ pub(super) async fn one(
     RawQuery(raw): RawQuery,
     auth: Authed<QueryScope>,
 ) -> Result<Response, ApiError> {
-    let params = params::parse(raw.as_deref(), &["proof"], &[])?;
+    let params = params::parse(raw.as_deref(), params::RECORD_PARAMS, &[])?;
     let proof = flag(&params, "proof")?;
     let seq = parse_seq(&seq)?;
     let store = app.store.get()?;
@@ -293,7 +293,7 @@ pub(super) async fn tail(
     auth: Authed<QueryScope>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = params::parse(raw.as_deref(), FILTERS, &["action"])?;
+    let params = params::parse(raw.as_deref(), FILTERS, params::REPEATABLE)?;
     if params::get(&params, "since").is_some() {
         return Err(ApiError::bad_param(
             "since",
@@ -358,7 +358,7 @@ pub(super) async fn alerts(
     auth: Authed<QueryScope>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = params::parse(raw.as_deref(), &["tenant"], &[])?;
+    let params = params::parse(raw.as_deref(), params::ALERTS_PARAMS, &[])?;
     let mut query = params::query(&params)?;
     auth.bind_tenant(&app, &mut query).await?;
     query.order = sealog::query::Order::OldestFirst;

@@ -4,7 +4,8 @@
 //! Handlers live in one file per group: [`ingest`] (`POST /v1/events`),
 //! [`events`] (queries, exports, single records, the tail, the alerts), [`proofs`]
 //! (checkpoints, inclusion and consistency proofs) and [`admin`]
-//! (verification, statistics, metrics, health). Every handler keeps the
+//! (verification, statistics, metrics, health); [`openapi`] describes
+//! them all (`GET /v1/openapi.json`). Every handler keeps the
 //! same order: authenticate and authorize (the [`Authed`] extractor, which
 //! records refusals), parse the query string strictly, do the work on a
 //! blocking thread (the engine blocks on `fdatasync`), record the server's
@@ -18,7 +19,8 @@
 //!
 //! A new endpoint touches: a handler in its group's file (taking
 //! `Authed<Scope>` and, for its parameters, `RawQuery`), a path constant
-//! and a `.route` line here, [`endpoint_of`] if it has a latency
+//! and a `route` line here, its [`openapi::operations`] entry (the tests
+//! there fail without it), [`endpoint_of`] if it has a latency
 //! histogram, and, for a new refusal, a variant of `ErrorCode` and its row
 //! in api.md (a test holds those two together).
 //!
@@ -27,6 +29,7 @@
 mod admin;
 mod events;
 mod ingest;
+mod openapi;
 mod proofs;
 
 use std::sync::Arc;
@@ -37,7 +40,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use sealog::Store;
 use serde::Serialize;
 
@@ -70,6 +73,8 @@ const METRICS: &str = "/metrics";
 const HEALTHZ: &str = "/healthz";
 /// Readiness.
 const READYZ: &str = "/readyz";
+/// The OpenAPI document.
+const OPENAPI: &str = "/v1/openapi.json";
 
 /// The status the timeout layer answers with, turned into the 503
 /// `request_timeout` body by [`timed_out`]: no [`ErrorCode`] uses it, so
@@ -80,35 +85,57 @@ const NDJSON: &str = "application/x-ndjson";
 
 /// The router with every endpoint.
 pub(crate) fn router(app: Arc<App>) -> Router {
+    router_and_paths(app).0
+}
+
+/// Adds the route `path` to `router`, noting the path in `paths` (the
+/// OpenAPI tests compare the paths routed with the document's).
+fn route(
+    router: Router<Arc<App>>,
+    paths: &mut Vec<&'static str>,
+    path: &'static str,
+    methods: MethodRouter<Arc<App>>,
+) -> Router<Arc<App>> {
+    paths.push(path);
+    router.route(path, methods)
+}
+
+/// The router, and the path of each of its routes.
+fn router_and_paths(app: Arc<App>) -> (Router, Vec<&'static str>) {
     let timeout = app.limits.request_timeout;
     let latency = middleware::from_fn_with_state(app.clone(), observe_latency);
-    let api = Router::new()
-        .route(EVENTS, post(ingest::ingest).get(events::list))
-        .route(EVENT, get(events::one))
-        .route(TAIL, get(events::tail))
-        .route(ALERTS, get(events::alerts))
-        .route(CHECKPOINT, get(proofs::checkpoint))
-        .route(INCLUSION, get(proofs::inclusion))
-        .route(CONSISTENCY, get(proofs::consistency))
-        .route(STATS, get(admin::stats))
-        .route(METRICS, get(admin::prometheus))
-        .route(HEALTHZ, get(admin::healthz))
-        .route(READYZ, get(admin::readyz))
+    let mut paths = Vec::new();
+    let p = &mut paths;
+    let mut api = Router::new();
+    api = route(api, p, EVENTS, post(ingest::ingest).get(events::list));
+    api = route(api, p, EVENT, get(events::one));
+    api = route(api, p, TAIL, get(events::tail));
+    api = route(api, p, ALERTS, get(events::alerts));
+    api = route(api, p, CHECKPOINT, get(proofs::checkpoint));
+    api = route(api, p, INCLUSION, get(proofs::inclusion));
+    api = route(api, p, CONSISTENCY, get(proofs::consistency));
+    api = route(api, p, STATS, get(admin::stats));
+    api = route(api, p, METRICS, get(admin::prometheus));
+    api = route(api, p, HEALTHZ, get(admin::healthz));
+    api = route(api, p, READYZ, get(admin::readyz));
+    api = route(api, p, OPENAPI, get(openapi::serve));
+    let api = api
         .route_layer(latency.clone())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             TIMED_OUT, timeout,
         ))
         .layer(middleware::map_response_with_state(timeout, timed_out));
     // Verification reads the whole log: it has its own, longer limit.
-    Router::new()
-        .route(VERIFY, post(admin::verify))
+    let verify = route(Router::new(), p, VERIFY, post(admin::verify));
+    let router = verify
         .route_layer(latency)
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_statuses))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(app)
+        .with_state(app);
+    (router, paths)
 }
 
 /// The endpoint whose latency histogram a request to `route` counts in,

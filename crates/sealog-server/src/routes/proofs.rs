@@ -42,7 +42,7 @@ pub(super) async fn checkpoint(
     RawQuery(raw): RawQuery,
     auth: Authed<QueryScope>,
 ) -> Result<Response, ApiError> {
-    let params = params::parse(raw.as_deref(), &["fresh"], &[])?;
+    let params = params::parse(raw.as_deref(), params::CHECKPOINT_PARAMS, &[])?;
     let fresh = flag(&params, "fresh")?;
     if !app.store.signs() {
         return Err(no_key());
