@@ -229,6 +229,36 @@ pub struct Raised {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Runs `f` on a thread of its own at background priority
+/// ([`sealog::background`]): evaluating rules takes the CPU that ingest
+/// leaves, so it cannot slow ingest on a saturated machine (it falls
+/// behind, and catches up when ingest eases).
+fn in_background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<T>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sealog-alerts".into())
+        .spawn(move || {
+            sealog::background::lower_thread_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(|source| Error::Io {
+            op: "start the thread that evaluates rules on",
+            path: PathBuf::from("the store"),
+            source,
+        })?;
+    Ok(rx)
+}
+
+fn background_failed() -> Error {
+    Error::Io {
+        op: "evaluate rules on",
+        path: PathBuf::from("the store"),
+        source: std::io::Error::other("the evaluating thread ended without an answer"),
+    }
+}
+
 fn blocking_failed(e: tokio::task::JoinError) -> Error {
     Error::Io {
         op: "run the store task for",
@@ -343,7 +373,7 @@ pub async fn follow(
                 let mut evaluated = {
                     let (store, eval) = (store.clone(), eval.clone());
                     let interval = options.interval;
-                    tokio::task::spawn_blocking(move || evaluate(&store, &eval, next, interval))
+                    in_background(move || evaluate(&store, &eval, next, interval))?
                 };
                 let (end, alerts, error) = tokio::select! {
                     () = shutdown.as_mut() => {
@@ -355,7 +385,7 @@ pub async fn follow(
                         let _ = evaluated.await;
                         return Ok(());
                     }
-                    done = &mut evaluated => done.map_err(blocking_failed)?,
+                    done = &mut evaluated => done.map_err(|_| background_failed())?,
                 };
                 if let Some(e) = error {
                     // The records before `end` were evaluated: their

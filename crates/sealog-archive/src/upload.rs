@@ -437,11 +437,17 @@ impl Archiver {
 
         let uploader = self.target.uploader()?;
         let mut objects = Vec::new();
-        let mut put = async |name: String, bytes: Bytes, report: &mut RoundReport| -> Result<()> {
+        // `sha256`: the object's hash when the thread that prepared it
+        // computed it already.
+        let mut put = async |name: String,
+                             bytes: Bytes,
+                             sha256: Option<String>,
+                             report: &mut RoundReport|
+               -> Result<()> {
             let entry = ObjectEntry {
                 name: name.clone(),
                 size: bytes.len() as u64,
-                sha256: sha256_hex(&bytes),
+                sha256: sha256.unwrap_or_else(|| sha256_hex(&bytes)),
             };
             let len = bytes.len() as u64;
             match uploader.put_once(&name, bytes).await? {
@@ -462,9 +468,10 @@ impl Archiver {
         };
         let mut lower = LevelCursor::new(store, from_size)?;
         // Reading, checking and encoding a segment's sidecar is CPU work:
-        // it runs on blocking threads, `PREPARE_AHEAD` segments ahead of
-        // the upload, which takes them in order (the chain and the tree
-        // pieces are checked and cut in order).
+        // it runs on a thread of its own at a lower priority,
+        // `PREPARE_AHEAD` segments ahead of the upload, which takes them in
+        // order (the chain and the tree pieces are checked and cut in
+        // order).
         let ahead = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(PREPARE_AHEAD);
@@ -475,23 +482,31 @@ impl Archiver {
         let mut prepared =
             futures_util::stream::iter(jobs.into_iter().map(|(name, path)| async move {
                 let file = path.clone();
-                tokio::task::spawn_blocking(move || prepare_segment(&name, &path))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(ArchiveError::Io {
-                            op: "check before upload (the worker thread failed)",
-                            path: file,
-                            source: std::io::Error::other(e.to_string()),
-                        })
+                let failed = |detail: String| ArchiveError::Io {
+                    op: "check before upload (the worker thread failed)",
+                    path: file.clone(),
+                    source: std::io::Error::other(detail),
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                std::thread::Builder::new()
+                    .name("sealog-archive".into())
+                    .spawn(move || {
+                        sealog::background::lower_thread_priority();
+                        let _ = tx.send(prepare_segment(&name, &path));
                     })
+                    .map_err(|e| failed(e.to_string()))?;
+                rx.await
+                    .unwrap_or_else(|_| Err(failed("it ended without an answer".into())))
             }))
             .buffered(ahead);
         while let Some(next) = prepared.next().await {
             let Prepared {
                 name,
                 bytes,
+                bytes_sha256,
                 image,
                 sidecar,
+                sidecar_sha256,
             } = next?;
             if image.header.chain_in != chain || image.header.store_id != store.store_id() {
                 return Err(ArchiveError::store(
@@ -504,8 +519,20 @@ impl Archiver {
             chain = image.footer.chain_head;
             let first = image.header.first_seq;
             let pieces = lower.extend(store, &image.leaves)?;
-            put(layout::segment(first), bytes, &mut report).await?;
-            put(layout::sidecar(first), Bytes::from(sidecar), &mut report).await?;
+            put(
+                layout::segment(first),
+                bytes,
+                Some(bytes_sha256),
+                &mut report,
+            )
+            .await?;
+            put(
+                layout::sidecar(first),
+                Bytes::from(sidecar),
+                Some(sidecar_sha256),
+                &mut report,
+            )
+            .await?;
             for (k, first_index, hashes) in pieces {
                 let mut buf = Vec::with_capacity(hashes.len() * 32);
                 for h in &hashes {
@@ -514,6 +541,7 @@ impl Archiver {
                 put(
                     layout::tree_piece(k, first_index),
                     Bytes::from(buf),
+                    None,
                     &mut report,
                 )
                 .await?;
@@ -525,7 +553,7 @@ impl Archiver {
         let cp_bytes = Bytes::from(chosen.text.clone().into_bytes());
         let cp_sha = sha256_hex(&cp_bytes);
         if previous.is_none_or(|h| h.manifest.checkpoint.name != cp_name) {
-            put(cp_name.clone(), cp_bytes, &mut report).await?;
+            put(cp_name.clone(), cp_bytes, Some(cp_sha.clone()), &mut report).await?;
         } else if previous.is_some_and(|h| h.manifest.checkpoint.sha256 != cp_sha) {
             return Err(ArchiveError::Conflict {
                 object: cp_name,
@@ -815,8 +843,10 @@ const PREPARE_AHEAD: usize = 2;
 struct Prepared {
     name: String,
     bytes: Bytes,
+    bytes_sha256: String,
     image: sealog::image::SealedImage,
     sidecar: Vec<u8>,
+    sidecar_sha256: String,
 }
 
 fn prepare_segment(name: &str, path: &std::path::Path) -> Result<Prepared> {
@@ -831,8 +861,10 @@ fn prepare_segment(name: &str, path: &std::path::Path) -> Result<Prepared> {
         .map_err(|e| ArchiveError::store(format!("encoding the sidecar of {name}"), e))?;
     Ok(Prepared {
         name: name.to_owned(),
+        bytes_sha256: sha256_hex(&bytes),
         bytes: Bytes::from(bytes),
         image,
+        sidecar_sha256: sha256_hex(&sidecar),
         sidecar,
     })
 }

@@ -43,6 +43,7 @@
 //! by the [`sealog_format`] crate, re-exported as [`mod@format`].
 
 pub mod aggregate;
+pub mod background;
 mod batch;
 pub mod checkpoint;
 mod committer;
