@@ -482,10 +482,10 @@ impl Archiver {
         let mut prepared =
             futures_util::stream::iter(jobs.into_iter().map(|(name, path)| async move {
                 let file = path.clone();
-                let failed = |detail: String| ArchiveError::Io {
+                let failed = |source: std::io::Error| ArchiveError::Io {
                     op: "check before upload (the worker thread failed)",
                     path: file.clone(),
-                    source: std::io::Error::other(detail),
+                    source,
                 };
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 std::thread::Builder::new()
@@ -494,9 +494,10 @@ impl Archiver {
                         sealog::background::lower_thread_priority();
                         let _ = tx.send(prepare_segment(&name, &path));
                     })
-                    .map_err(|e| failed(e.to_string()))?;
-                rx.await
-                    .unwrap_or_else(|_| Err(failed("it ended without an answer".into())))
+                    .map_err(failed)?;
+                rx.await.unwrap_or_else(|_| {
+                    Err(failed(std::io::Error::other("it ended without an answer")))
+                })
             }))
             .buffered(ahead);
         while let Some(next) = prepared.next().await {
@@ -548,7 +549,6 @@ impl Archiver {
             }
             report.segments += 1;
         }
-        drop(prepared);
         let cp_name = layout::checkpoint(chosen.size);
         let cp_bytes = Bytes::from(chosen.text.clone().into_bytes());
         let cp_sha = sha256_hex(&cp_bytes);

@@ -366,14 +366,15 @@ pub(crate) fn count_by(
         let first_seq = segment.first_seq();
         let indexed = match &segment {
             SegmentRef::Sealed(s) => {
-                let time_range = Some((
+                let range = (
                     s.footer.min_event_time.as_nanos(),
                     s.footer.max_event_time.as_nanos(),
-                ));
+                );
                 let len = s.footer.record_count;
-                if time_range.is_some_and(|r| plan.skips(first_seq, len, r)) {
+                if plan.skips(first_seq, len, range) {
                     continue;
                 }
+                let time_range = Some(range);
                 let run = |index: &dyn IndexView| {
                     segment_indexed(&plan, query, field, index, first_seq, len, time_range)
                 };

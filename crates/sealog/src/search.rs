@@ -183,10 +183,12 @@ impl<'q> Plan<'q> {
     /// are outside the query's. Asked before the index is opened, which
     /// for a segment removed after archiving means fetching it.
     pub(crate) fn skips(&self, first_seq: u64, len: u64, time_range: (i64, i64)) -> bool {
-        len == 0
-            || self.cursor_bounds(first_seq, len).is_none()
-            || time_range.1 < self.from
-            || time_range.0 >= self.to
+        len == 0 || self.cursor_bounds(first_seq, len).is_none() || self.outside_time(time_range)
+    }
+
+    /// Whether no event time of `(min, max)` falls in the query's range.
+    fn outside_time(&self, (min, max): (i64, i64)) -> bool {
+        max < self.from || min >= self.to
     }
 
     pub(crate) fn candidates(
@@ -205,7 +207,7 @@ impl<'q> Plan<'q> {
         };
         let mut time_needed = self.has_time();
         if let Some((min, max)) = time_range {
-            if max < self.from || min >= self.to {
+            if self.outside_time((min, max)) {
                 return Ok(None);
             }
             if min >= self.from && max < self.to {

@@ -244,23 +244,23 @@ fn open(
     };
     let mut pending = match &segment.segment {
         SegmentRef::Sealed(s) => {
-            let range = Some((
+            let footer_range = (
                 s.footer.min_event_time.as_nanos(),
                 s.footer.max_event_time.as_nanos(),
-            ));
-            let index = match range {
-                Some(r) if plan.skips(first_seq, s.footer.record_count, r) => None,
-                _ => Some(s.index()?),
-            };
-            match index.map_or(Ok(Vec::new()), |index| {
-                timed(&*index, s.footer.record_count, range)
-            }) {
-                // A section failed its check: rebuild the index and retry.
-                Err(Error::IndexDamaged { reason, .. }) => {
-                    let index = s.rebuild_index(&reason)?;
-                    timed(&*index, s.footer.record_count, range)?
+            );
+            let range = Some(footer_range);
+            if plan.skips(first_seq, s.footer.record_count, footer_range) {
+                Vec::new()
+            } else {
+                let index = s.index()?;
+                match timed(&*index, s.footer.record_count, range) {
+                    // A section failed its check: rebuild the index and retry.
+                    Err(Error::IndexDamaged { reason, .. }) => {
+                        let index = s.rebuild_index(&reason)?;
+                        timed(&*index, s.footer.record_count, range)?
+                    }
+                    other => other?,
                 }
-                other => other?,
             }
         }
         SegmentRef::Open(s) => s.with_index(|view, len, range| {
