@@ -87,7 +87,10 @@ async fn schemathesis_finds_no_server_error_and_no_disagreement_with_the_documen
                  response_schema_conformance,response_headers_conformance",
             ])
             .args(["--max-examples", MAX_EXAMPLES])
-            .args(["--workers", "2"])
+            // One worker: with two, Hypothesis (Python 3.11) sometimes
+            // fails inside its own code ("AST constructor recursion depth
+            // mismatch") while generating, a tool error and not the server's.
+            .args(["--workers", "1"])
             .args(["--request-timeout", "60"])
             .args(["--exclude-path", "/v1/tail", "--exclude-path", "/v1/alerts"])
             .args(["--generation-database", "none"])
