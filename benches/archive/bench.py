@@ -6,7 +6,8 @@
    every file `sealog archive` uploads (segments and their sidecars) with
    `cat`, the archive's is `sealog archive --once` of the same store to a
    file:// target on the same disk and to moto (an S3 API server on
-   loopback).
+   loopback); and to file:// with `--parquet` (the Parquet copies' cost,
+   and their bytes per event).
 2. HTTP ingest with archiving on and off: `sealog serve` with and without
    `--archive s3://...` (moto), the load generator of the benchmarks
    (16 clients, NDJSON batches of 1,000), small segments so that several
@@ -133,9 +134,10 @@ def read_bandwidth(files):
     return total / 1e6 / (time.perf_counter() - t)
 
 
-def archive_round(sealog, store, url, env):
+def archive_round(sealog, store, url, env, extra=()):
     drop_caches()
-    out = run([sealog, "--data-dir", store, "archive", "--to", url, "--once", "--json"], env=env)
+    out = run([sealog, "--data-dir", store, "archive", "--to", url, "--once", "--json", *extra],
+              env=env)
     rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     r = rounds[0]
     return r["mb_per_sec"], r["bytes_written"], r
@@ -221,13 +223,28 @@ def main():
         if "bandwidth" not in skip:
             for i in range(args.runs):
                 disk = read_bandwidth(files)
-                f_mb, f_bytes, _ = archive_round(args.sealog, store, f"file://{workdir}/file-{i}", env)
+                f_mb, f_bytes, f = archive_round(args.sealog, store, f"file://{workdir}/file-{i}", env)
+                # The same with the Parquet copies: the rate is of the
+                # store's bytes (segments and sidecars) per second, so
+                # the two compare; the Parquet bytes are counted apart.
+                pq_dir = f"{workdir}/file-parquet-{i}"
+                _, pq_all, pq = archive_round(args.sealog, store, f"file://{pq_dir}", env,
+                                              ("--parquet",))
+                pq_bytes = sum(os.path.getsize(os.path.join(d, n))
+                               for d, _, ns in os.walk(os.path.join(pq_dir, "parquet")) for n in ns)
+                pq_mb = (pq_all - pq_bytes) / 1e6 / pq["elapsed_secs"]
+                f_store_mb = f_bytes / 1e6 / f["elapsed_secs"]
+                shutil.rmtree(pq_dir, ignore_errors=True)
                 moto.create_bucket(f"bench-{i}")
                 s_mb, s_bytes, _ = archive_round(args.sealog, store, f"s3://bench-{i}/a", env)
                 shutil.rmtree(f"{workdir}/file-{i}", ignore_errors=True)
                 print(f"round {i + 1}: disk read {disk:.0f} MB/s; archive file:// {f_mb:.0f} MB/s "
-                      f"({f_bytes / 1e6:.0f} MB); archive s3 (moto) {s_mb:.0f} MB/s ({s_bytes / 1e6:.0f} MB)")
-                for k, v in (("disk", disk), ("file", f_mb), ("s3", s_mb)):
+                      f"({f_bytes / 1e6:.0f} MB); archive s3 (moto) {s_mb:.0f} MB/s ({s_bytes / 1e6:.0f} MB); "
+                      f"file:// with --parquet {pq_mb:.0f} MB/s of the store's bytes "
+                      f"(without {f_store_mb:.0f}), Parquet {pq_bytes / 1e6:.0f} MB, "
+                      f"{pq_bytes / pq['tree_size']:.1f} B/event")
+                for k, v in (("disk", disk), ("file", f_mb), ("s3", s_mb), ("file_parquet", pq_mb),
+                             ("parquet_bytes_per_event", pq_bytes / pq["tree_size"])):
                     results.setdefault(k, []).append(v)
 
         if "ingest" not in skip:

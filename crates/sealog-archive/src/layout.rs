@@ -6,6 +6,9 @@
 //! tree/leaves/<first seq>            the leaf hashes of that segment's records
 //! tree/level-<k>/<first index>       the level-k tree entries it completes (k = 1…7)
 //! checkpoints/<tree size>            a signed checkpoint (C2SP note text)
+//! parquet/date=<YYYY-MM-DD>/<first seq>.parquet
+//!                                    with Parquet on: the segment's records
+//!                                    of that event date, as Parquet rows
 //! manifests/<round>.json             one manifest per upload round
 //! ```
 //!
@@ -24,6 +27,8 @@ pub const SEGMENTS: &str = "segments/";
 pub const CHECKPOINTS: &str = "checkpoints/";
 /// Prefix of tree pieces.
 pub const TREE: &str = "tree/";
+/// Prefix of the Parquet copies of segments (Hive-style date partitions).
+pub const PARQUET: &str = "parquet/";
 
 /// Stored tree levels (level 0 is the leaves).
 pub const LEVELS: usize = sealog::image::TREE_LEVELS;
@@ -58,6 +63,12 @@ pub fn checkpoint(size: u64) -> String {
     format!("{CHECKPOINTS}{size:020}")
 }
 
+/// The Parquet rows of the segment starting at `first_seq` whose event
+/// date (UTC) is `date` (`YYYY-MM-DD`).
+pub fn parquet(date: &str, first_seq: u64) -> String {
+    format!("{PARQUET}date={date}/{first_seq:020}.parquet")
+}
+
 /// What an object name denotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -71,6 +82,9 @@ pub enum ObjectKind {
     TreePiece(usize, u64),
     /// `checkpoints/<size>`
     Checkpoint(u64),
+    /// `parquet/date=<YYYY-MM-DD>/<seq>.parquet`: the segment's first seq
+    /// and the date as the number YYYYMMDD.
+    Parquet(u64, u32),
 }
 
 fn number(digits: &str) -> Option<u64> {
@@ -78,6 +92,36 @@ fn number(digits: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// `YYYY-MM-DD` as the number YYYYMMDD (a plausible calendar date only).
+fn date_number(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(y * 10_000 + m * 100 + d)
+}
+
+/// The `YYYY-MM-DD` of a date number from [`ObjectKind::Parquet`].
+pub fn date_text(date: u32) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date / 10_000,
+        date / 100 % 100,
+        date % 100
+    )
 }
 
 /// Parses an object name relative to the archive's prefix.
@@ -93,6 +137,11 @@ pub fn parse(name: &str) -> Option<ObjectKind> {
     }
     if let Some(rest) = name.strip_prefix(CHECKPOINTS) {
         return number(rest).map(ObjectKind::Checkpoint);
+    }
+    if let Some(rest) = name.strip_prefix(PARQUET) {
+        let (partition, file) = rest.split_once('/')?;
+        let date = date_number(partition.strip_prefix("date=")?)?;
+        return number(file.strip_suffix(".parquet")?).map(|s| ObjectKind::Parquet(s, date));
     }
     let rest = name.strip_prefix(TREE)?;
     let (dir, first) = rest.split_once('/')?;
@@ -122,6 +171,7 @@ mod tests {
             (tree_piece(0, 5), ObjectKind::TreePiece(0, 5)),
             (tree_piece(7, 1), ObjectKind::TreePiece(7, 1)),
             (checkpoint(12), ObjectKind::Checkpoint(12)),
+            (parquet("2026-01-31", 5), ObjectKind::Parquet(5, 20_260_131)),
         ] {
             assert_eq!(parse(&name), Some(kind), "{name}");
         }
@@ -131,8 +181,17 @@ mod tests {
             "tree/level-9/00000000000000000000",
             "notes.txt",
             "segments/00000000000000000000.seg.tmp",
+            "parquet/date=2026-13-01/00000000000000000000.parquet",
+            "parquet/date=2026-1-01/00000000000000000000.parquet",
+            "parquet/2026-01-01/00000000000000000000.parquet",
+            "parquet/date=2026-01-01/0.parquet",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+        assert_eq!(date_text(20_260_131), "2026-01-31");
+        assert_eq!(
+            parquet("2026-01-31", 5),
+            "parquet/date=2026-01-31/00000000000000000005.parquet"
+        );
     }
 }

@@ -27,6 +27,7 @@ mod cache;
 mod error;
 pub mod layout;
 pub mod manifest;
+mod parquet;
 mod restore;
 mod retain;
 mod target;

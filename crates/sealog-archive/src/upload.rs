@@ -57,6 +57,11 @@ pub struct ArchiverOptions {
     /// At most this many segment bytes per round (0: no limit). Smaller
     /// rounds write more manifests and lose less work to an interruption.
     pub max_round_bytes: u64,
+    /// Also upload, beside each segment, its records as Parquet: one file
+    /// per event date, `parquet/date=<YYYY-MM-DD>/<first seq>.parquet`
+    /// (for SQL engines over the bucket). Segments archived while it was
+    /// off get none.
+    pub parquet: bool,
 }
 
 /// What the archiver has done and how far behind it is.
@@ -479,6 +484,7 @@ impl Archiver {
             .iter()
             .map(|s| (s.name.clone(), s.path.clone()))
             .collect();
+        let parquet = self.options.parquet;
         let mut prepared =
             futures_util::stream::iter(jobs.into_iter().map(|(name, path)| async move {
                 let file = path.clone();
@@ -492,7 +498,7 @@ impl Archiver {
                     .name("sealog-archive".into())
                     .spawn(move || {
                         sealog::background::lower_thread_priority();
-                        let _ = tx.send(prepare_segment(&name, &path));
+                        let _ = tx.send(prepare_segment(&name, &path, parquet));
                     })
                     .map_err(failed)?;
                 rx.await.unwrap_or_else(|_| {
@@ -508,6 +514,7 @@ impl Archiver {
                 image,
                 sidecar,
                 sidecar_sha256,
+                parquet,
             } = next?;
             if image.header.chain_in != chain || image.header.store_id != store.store_id() {
                 return Err(ArchiveError::store(
@@ -522,7 +529,7 @@ impl Archiver {
             let pieces = lower.extend(store, &image.leaves)?;
             put(
                 layout::segment(first),
-                bytes,
+                bytes.clone(),
                 Some(bytes_sha256),
                 &mut report,
             )
@@ -534,6 +541,28 @@ impl Archiver {
                 &mut report,
             )
             .await?;
+            for p in parquet {
+                // A Parquet file of this name written before (a round
+                // interrupted, then resumed by another sealog version
+                // whose encoder writes other bytes) is kept when it holds
+                // exactly these records.
+                let (bytes, sha256) = match uploader.put_once(&p.name, p.bytes.clone()).await {
+                    Ok(_) => (p.bytes, Some(p.sha256)),
+                    Err(ArchiveError::Conflict { object, detail }) => {
+                        let existing = self.target.get(&p.name).await?.ok_or_else(|| {
+                            ArchiveError::Conflict {
+                                object: object.clone(),
+                                detail: detail.clone(),
+                            }
+                        })?;
+                        crate::parquet::check_existing(&name, &bytes, &image, &p.name, &existing)
+                            .map_err(|_| ArchiveError::Conflict { object, detail })?;
+                        (existing, None)
+                    }
+                    Err(e) => return Err(e),
+                };
+                put(p.name, bytes, sha256, &mut report).await?;
+            }
             for (k, first_index, hashes) in pieces {
                 let mut buf = Vec::with_capacity(hashes.len() * 32);
                 for h in &hashes {
@@ -847,9 +876,10 @@ struct Prepared {
     image: sealog::image::SealedImage,
     sidecar: Vec<u8>,
     sidecar_sha256: String,
+    parquet: Vec<crate::parquet::ParquetObject>,
 }
 
-fn prepare_segment(name: &str, path: &std::path::Path) -> Result<Prepared> {
+fn prepare_segment(name: &str, path: &std::path::Path, parquet: bool) -> Result<Prepared> {
     let bytes = std::fs::read(path).map_err(|source| ArchiveError::Io {
         op: "read",
         path: path.to_owned(),
@@ -859,7 +889,13 @@ fn prepare_segment(name: &str, path: &std::path::Path) -> Result<Prepared> {
         .map_err(|e| ArchiveError::store(format!("checking {name} before upload"), e))?;
     let sidecar = sealog::image::sidecar_of(name, &bytes, &image)
         .map_err(|e| ArchiveError::store(format!("encoding the sidecar of {name}"), e))?;
+    let parquet = if parquet {
+        crate::parquet::encode_segment(name, &bytes, &image)?
+    } else {
+        Vec::new()
+    };
     Ok(Prepared {
+        parquet,
         name: name.to_owned(),
         bytes_sha256: sha256_hex(&bytes),
         bytes: Bytes::from(bytes),

@@ -9,7 +9,9 @@
 //! the index of its segment, each tree piece exactly the recomputed hashes;
 //! each manifest's root and chain head must be the recomputed ones; its
 //! checkpoint must be signed by the key and proven consistent with the
-//! archived prefix and with the previous manifest's checkpoint. The first
+//! archived prefix and with the previous manifest's checkpoint; Parquet
+//! copies of a segment must hold its records, value for value, one file
+//! per event date. The first
 //! problem, in log order, is returned naming the object.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -65,6 +67,8 @@ pub struct ArchiveReport {
     pub checkpoints_authenticated: bool,
     /// Checkpoints given by the caller that were checked.
     pub given_checkpoints: u64,
+    /// Segments whose Parquet copies were checked against their records.
+    pub parquet_segments: u64,
     /// Objects in the archive that no manifest lists (uploads of a round
     /// that has not finished, or objects someone else put there).
     pub unlisted: Vec<String>,
@@ -202,6 +206,7 @@ pub async fn verify(
         newest_checkpoint: None,
         checkpoints_authenticated: options.public_key.is_some(),
         given_checkpoints: 0,
+        parquet_segments: 0,
         unlisted: Vec::new(),
         elapsed: Duration::ZERO,
     };
@@ -361,6 +366,8 @@ pub async fn verify(
         let mut entries: HashMap<String, ObjectEntry> = HashMap::new();
         let mut segments = Vec::new();
         let mut pieces: Vec<(usize, u64, ObjectEntry)> = Vec::new();
+        // Parquet copies by their segment's first seq.
+        let mut parquet: HashMap<u64, Vec<(u32, ObjectEntry)>> = HashMap::new();
         for o in &m.objects {
             if let Some((by, _)) = listed.get(&o.name) {
                 return Err(ArchiveError::tampered(
@@ -372,6 +379,9 @@ pub async fn verify(
                 Some(ObjectKind::Segment(s)) => segments.push((s, o.clone())),
                 Some(ObjectKind::TreePiece(k, first)) if k > 0 => {
                     pieces.push((k, first, o.clone()))
+                }
+                Some(ObjectKind::Parquet(first, date)) => {
+                    parquet.entry(first).or_default().push((date, o.clone()))
                 }
                 Some(
                     ObjectKind::Sidecar(_) | ObjectKind::TreePiece(..) | ObjectKind::Checkpoint(_),
@@ -505,6 +515,18 @@ pub async fn verify(
             }
             report.bytes += (side_bytes.len() + leaf_bytes.len()) as u64;
             report.objects += 2;
+            if let Some(files) = parquet.remove(first_seq) {
+                let mut fetched = Vec::with_capacity(files.len());
+                for (date, file) in files {
+                    let bytes = fetch_checked(target, &file, mname, &sizes).await?;
+                    report.bytes += bytes.len() as u64;
+                    report.objects += 1;
+                    used.insert(file.name.clone());
+                    fetched.push((file.name, date, bytes));
+                }
+                crate::parquet::check_segment(&entry.name, &data, &image, mname, fetched)?;
+                report.parquet_segments += 1;
+            }
             for leaf in &image.leaves {
                 stream.push(*leaf, mname)?;
                 while let Some(g) = given.next_if(|g| g.body.size == stream.size) {

@@ -560,12 +560,31 @@ fn s3_archive_on_moto_verifies_and_its_locked_objects_cannot_be_deleted() {
     let r = a.round(&read_only(&store)).expect("round");
     assert!(r.objects_written > 4);
     grow(&store, 100, true);
-    a.round(&read_only(&store)).expect("round 2");
+    // Round 2 with Parquet copies on (a server turned it on later).
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            target: TargetOptions {
+                lock: Some(ObjectLock {
+                    mode: LockMode::Governance,
+                    retain: Duration::from_secs(3 * 86_400),
+                }),
+                retry: quick_retry(),
+                config: config.clone(),
+            },
+            parquet: true,
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    let r2 = a.round(&read_only(&store)).expect("round 2");
     let report = verify(&url, config.clone(), &verify_opts()).expect("intact");
     assert_eq!(
         report.records,
         sealog::verify_dir(&store).expect("local").records
     );
+    assert_eq!(report.parquet_segments, r2.segments);
+    assert!(report.parquet_segments > 0 && report.parquet_segments < report.segments);
 
     // The per-object retention was applied, and a locked version cannot be
     // deleted.
@@ -582,6 +601,20 @@ fn s3_archive_on_moto_verifies_and_its_locked_objects_cannot_be_deleted() {
     );
     assert!(out.contains("GOVERNANCE"), "{out}");
     assert!(out.contains("refused"), "{out}");
+    // Parquet copies are locked like every object.
+    let date = sealog_export::parquet::utc_date(sealog::format::Timestamp::now().as_nanos());
+    let out = moto.boto3(
+        &moto.endpoint(),
+        &format!(
+            "for o in s3.list_objects_v2(Bucket='{BUCKET}', Prefix='prod/log/parquet/')['Contents']:\n    \
+             print(o['Key'], s3.head_object(Bucket='{BUCKET}', Key=o['Key']).get('ObjectLockMode'))\n"
+        ),
+    );
+    assert!(out.contains("prod/log/parquet/date="), "{out}");
+    assert!(
+        out.lines().all(|l| l.ends_with(" GOVERNANCE")),
+        "{out} (today is {date})"
+    );
     verify(&url, config, &verify_opts()).expect("still intact");
 }
 
@@ -984,4 +1017,224 @@ fn an_unreachable_archive_keeps_local_segments_and_fails_reads_naming_segment_an
     // Once cached, the archive is not needed for that segment.
     proxy.set(ProxyMode::Down);
     assert_eq!(reader.get(2).expect("cached").expect("present").seq, 2);
+}
+
+/// A store whose segments hold records of three event dates, out of
+/// order within each segment, archived in one round with Parquet copies.
+fn parquet_fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    let archive = tmp.path().join("archive");
+    {
+        let s = Store::open(&store, options(true)).expect("open");
+        let day = 86_400_000_000_000i64;
+        let base = 1_767_225_600_000_000_000i64; // 2026-01-01T00:00:00Z
+        let events: Vec<Event> = (0..240i64)
+            .map(|i| {
+                Event::new(
+                    Actor::new("user", format!("u{}", i % 7)),
+                    if i % 3 == 0 { "doc.export" } else { "doc.read" },
+                    Resource::new("doc", i.to_string()),
+                    if i % 5 == 0 {
+                        Outcome::Denied
+                    } else {
+                        Outcome::Success
+                    },
+                )
+                .with_time(sealog::format::Timestamp::from_nanos(
+                    base + (i % 3) * day + i * 1_000_000_000,
+                ))
+                .with_tenant(format!("t{}", i % 2))
+            })
+            .collect();
+        for chunk in events.chunks(20) {
+            s.append_batch(chunk.to_vec()).expect("append");
+        }
+        s.roll().expect("roll");
+        s.wait_sealed().expect("sealed");
+        s.close().expect("close");
+    }
+    let url = file_url(&archive);
+    let a = Archiver::new(
+        &url,
+        ArchiverOptions {
+            parquet: true,
+            ..ArchiverOptions::default()
+        },
+    )
+    .expect("archiver");
+    let r = a.round(&read_only(&store)).expect("round");
+    assert_eq!(r.round, 1);
+    assert!(r.segments > 2, "{r:?}");
+    Fixture {
+        _tmp: tmp,
+        store,
+        archive,
+        url,
+    }
+}
+
+/// The Parquet objects of the archive, sorted.
+fn parquet_objects(f: &Fixture) -> Vec<String> {
+    let mut out = Vec::new();
+    for day in std::fs::read_dir(f.archive.join("parquet")).expect("parquet/") {
+        let day = day.expect("entry");
+        for file in std::fs::read_dir(day.path()).expect("partition") {
+            let file = file.expect("entry");
+            out.push(format!(
+                "parquet/{}/{}",
+                day.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Rewrites manifest 1 with `edit` applied (the newest manifest: nothing
+/// names its digest).
+fn edit_manifest(f: &Fixture, edit: impl FnOnce(&mut sealog_archive::manifest::Manifest)) {
+    let path = object(f, &layout::manifest(1));
+    let mut m = sealog_archive::manifest::Manifest::parse(&std::fs::read(&path).expect("read"))
+        .expect("manifest");
+    edit(&mut m);
+    std::fs::write(&path, m.to_bytes()).expect("write");
+}
+
+#[test]
+fn parquet_copies_hold_every_record_once_by_event_date_and_verify() {
+    let f = parquet_fixture();
+    let report = verify(&f.url, Vec::new(), &verify_opts()).expect("intact");
+    assert_eq!(report.parquet_segments, report.segments);
+    let objects = parquet_objects(&f);
+    // Three dates; every segment of 8 KiB spans them all.
+    for date in ["2026-01-01", "2026-01-02", "2026-01-03"] {
+        assert!(
+            objects
+                .iter()
+                .any(|o| o.starts_with(&format!("parquet/date={date}/"))),
+            "{objects:?}"
+        );
+    }
+    assert_eq!(objects.len() as u64, 3 * report.segments, "{objects:?}");
+    // Each file holds exactly its segment's records of its date.
+    let store = read_only(&f.store);
+    let mut seen = 0u64;
+    for name in &objects {
+        let Some(layout::ObjectKind::Parquet(first, date)) = layout::parse(name) else {
+            panic!("{name} does not parse");
+        };
+        let info = sealog::image::sealed_segments(&store)
+            .into_iter()
+            .find(|s| s.header.first_seq == first)
+            .expect("its segment");
+        let entries: Vec<sealog_export::Entry> = (first..info.footer.end_seq())
+            .map(|seq| {
+                sealog_export::read_entry(&store, seq)
+                    .expect("read")
+                    .expect("record")
+            })
+            .filter(|e| {
+                sealog_export::parquet::utc_date(e.record.event_time().as_nanos())
+                    == layout::date_text(date)
+            })
+            .collect();
+        let bytes = Bytes::from(std::fs::read(object(&f, name)).expect("read"));
+        sealog_export::parquet::check(bytes, &entries).expect("rows equal to records");
+        seen += entries.len() as u64;
+    }
+    assert_eq!(seen, report.records);
+    // Restore reads past them: the restored store is the log, no Parquet in it.
+    let restored = f._tmp.path().join("restored");
+    let rr = sealog_archive::blocking::restore(
+        &f.url,
+        &restored,
+        TargetOptions::default(),
+        &verify_opts(),
+    )
+    .expect("restore an archive with Parquet copies");
+    assert_eq!(rr.records, report.records);
+    assert!(!restored.join("parquet").exists());
+}
+
+#[test]
+fn a_deleted_parquet_copy_is_named() {
+    let f = parquet_fixture();
+    let victim = parquet_objects(&f)[1].clone();
+    std::fs::remove_file(object(&f, &victim)).expect("delete");
+    assert_eq!(
+        tampered_object(verify(&f.url, Vec::new(), &verify_opts())),
+        victim
+    );
+}
+
+#[test]
+fn a_parquet_copy_rewritten_with_its_manifest_entry_is_named_by_its_row() {
+    // A bucket administrator replaces a Parquet file with one where an
+    // actor was changed, and updates the newest manifest's digest to match:
+    // the rows no longer equal the segment's records.
+    let f = parquet_fixture();
+    let victim = parquet_objects(&f)[0].clone();
+    let Some(layout::ObjectKind::Parquet(first, date)) = layout::parse(&victim) else {
+        panic!("{victim}");
+    };
+    let store = read_only(&f.store);
+    let info = sealog::image::sealed_segments(&store)
+        .into_iter()
+        .find(|s| s.header.first_seq == first)
+        .expect("segment");
+    let mut entries: Vec<sealog_export::Entry> = (first..info.footer.end_seq())
+        .map(|seq| {
+            sealog_export::read_entry(&store, seq)
+                .expect("read")
+                .expect("record")
+        })
+        .filter(|e| {
+            sealog_export::parquet::utc_date(e.record.event_time().as_nanos())
+                == layout::date_text(date)
+        })
+        .collect();
+    entries[1].record.event.actor.id = "mallory".into();
+    let forged = sealog_export::parquet::encode(
+        &entries,
+        &sealog_export::parquet::ParquetOptions::default(),
+    )
+    .expect("encode");
+    std::fs::write(object(&f, &victim), &forged).expect("write");
+    edit_manifest(&f, |m| {
+        let o = m
+            .objects
+            .iter_mut()
+            .find(|o| o.name == victim)
+            .expect("listed");
+        o.size = forged.len() as u64;
+        o.sha256 = sealog_archive::manifest::sha256_hex(&forged);
+    });
+    match verify(&f.url, Vec::new(), &verify_opts()) {
+        Err(ArchiveError::Tampered { object, problem }) => {
+            assert_eq!(object, victim);
+            assert!(
+                problem.contains("actor_id")
+                    && problem.contains(&format!("seq {}", entries[1].record.seq)),
+                "{problem}"
+            );
+        }
+        other => panic!("expected the forged row to be found, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_parquet_date_dropped_from_the_manifest_is_named() {
+    let f = parquet_fixture();
+    let victim = parquet_objects(&f)[0].clone();
+    std::fs::remove_file(object(&f, &victim)).expect("delete");
+    edit_manifest(&f, |m| m.objects.retain(|o| o.name != victim));
+    match verify(&f.url, Vec::new(), &verify_opts()) {
+        Err(ArchiveError::Tampered { object, problem }) => {
+            assert_eq!(object, layout::manifest(1));
+            assert!(problem.contains(&victim), "{problem}");
+        }
+        other => panic!("expected the missing date to be found, got {other:?}"),
+    }
 }

@@ -147,6 +147,14 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "DURATION")]
     retain_local: Option<String>,
 
+    /// Also upload each segment's records as Parquet, one file per event
+    /// date: parquet/date=YYYY-MM-DD/<first seq>.parquet in the archive
+    /// (schema: docs/format.md), for SQL engines over the bucket.
+    ///
+    /// Example: --parquet
+    #[arg(long)]
+    parquet: bool,
+
     /// Print one JSON object per round.
     ///
     /// Example: --json
@@ -192,6 +200,7 @@ pub fn archive(global: &Global, args: ArchiveArgs) -> Result<(), CliError> {
         },
         signing_key,
         max_round_bytes: args.max_round_bytes,
+        parquet: args.parquet,
     };
     let interval = parse_duration("--interval", &args.interval)?;
     let retain_local = args
@@ -523,6 +532,7 @@ pub fn verify(
                     "url": url,
                     "rounds": r.rounds,
                     "segments": r.segments,
+                    "parquet_segments": r.parquet_segments,
                     "records": r.records,
                     "objects": r.objects,
                     "bytes": r.bytes,
@@ -544,6 +554,13 @@ pub fn verify(
                     r.rounds
                 ))?;
                 out.line(&format!("  segments    {}", r.segments))?;
+                if r.parquet_segments > 0 {
+                    out.line(&format!(
+                        "  parquet     {} segment(s) with Parquet copies, every row equal to \
+                         its record",
+                        r.parquet_segments
+                    ))?;
+                }
                 out.line(&format!("  records     0..{}", thousands(r.records)))?;
                 out.line(&format!(
                     "  objects     {} ({}), {secs:.3} s, {mb_per_sec:.1} MB/s",

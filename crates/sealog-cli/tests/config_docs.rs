@@ -49,7 +49,7 @@ fn rows() -> Vec<Row> {
 fn effective(settings: &Settings) -> String {
     let options = settings.store_options(StoreOptions::default());
     format!(
-        "{} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?}",
+        "{} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
         settings.listen,
         settings.data_dir,
         settings.tokens,
@@ -58,11 +58,24 @@ fn effective(settings: &Settings) -> String {
         options.segment_size,
         options.validator.secrets.policy(),
         settings.alerts_rules,
-        settings.limits
+        settings.limits,
+        settings.archive
     )
 }
 
+/// The archive keys apply only with `archive` set (alone they are
+/// refused), and the lock mode only with a retention, so their defaults
+/// are resolved beside both.
+const WITH_ARCHIVE: &str = "archive = \"file:///srv/audit-archive\"\narchive_retain = \"400d\"\n";
+
 fn resolved(toml: &str) -> String {
+    let archive_key = toml.starts_with("archive_");
+    let toml = if archive_key {
+        format!("{WITH_ARCHIVE}{toml}")
+    } else {
+        toml.to_owned()
+    };
+    let toml = toml.as_str();
     let layer: Layer = toml::from_str(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
     effective(&layer.resolve().unwrap_or_else(|e| panic!("{toml}: {e}")))
 }
@@ -78,7 +91,13 @@ fn every_configuration_key_is_documented_with_its_flag_and_default() {
     );
     assert_eq!(rows.len(), keys.len(), "a key is documented twice");
     let defaults = resolved("");
+    let archive_defaults = resolved(WITH_ARCHIVE);
     for row in &rows {
+        let defaults = if row.key.starts_with("archive_") {
+            &archive_defaults
+        } else {
+            &defaults
+        };
         if let Some(flag) = &row.flag {
             assert_eq!(*flag, row.key.replace('_', "-"), "{}", row.key);
         }
@@ -90,14 +109,18 @@ fn every_configuration_key_is_documented_with_its_flag_and_default() {
             .strip_prefix('`')
             .and_then(|d| d.strip_suffix('`'))
         {
-            format!("{text:?}")
+            if text == "true" || text == "false" {
+                text.to_owned()
+            } else {
+                format!("{text:?}")
+            }
         } else {
             // "none", or a default that depends on the store directory:
             // nothing to set it to.
             continue;
         };
         assert_eq!(
-            resolved(&format!("{} = {value}", row.key)),
+            &resolved(&format!("{} = {value}", row.key)),
             defaults,
             "`{}` is documented with the default {}, which is not the server's",
             row.key,
@@ -105,7 +128,15 @@ fn every_configuration_key_is_documented_with_its_flag_and_default() {
         );
         if let Ok(n) = value.parse::<u64>() {
             assert_ne!(
-                resolved(&format!("{} = {}", row.key, n + 1)),
+                &resolved(&format!("{} = {}", row.key, n + 1)),
+                defaults,
+                "`{}` changes nothing",
+                row.key
+            );
+        }
+        if let Ok(b) = value.parse::<bool>() {
+            assert_ne!(
+                &resolved(&format!("{} = {}", row.key, !b)),
                 defaults,
                 "`{}` changes nothing",
                 row.key

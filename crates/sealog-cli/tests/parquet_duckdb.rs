@@ -1,6 +1,7 @@
 //! The Parquet export read by a real SQL engine: DuckDB answers the
-//! incident questions over `sealog export --format parquet` with the same
-//! rows as `sealog query` / `sealog export` on the same store.
+//! incident questions over `sealog export --format parquet`, and over the
+//! Parquet copies `sealog archive --parquet` puts beside archived segments,
+//! with the same rows as `sealog query` / `sealog export` on the same store.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 #![allow(clippy::indexing_slicing, reason = "tests fail loudly")]
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use sealog::format::merkle::leaf_hash;
+use sealog::format::note::SigningKey;
 use sealog::format::{Actor, Event, Outcome, Resource, Timestamp};
 use sealog::workload::{Workload, WorkloadShape};
 use sealog::{Store, StoreOptions};
@@ -29,6 +31,12 @@ fn sealog(dir: &Path) -> Command {
 /// A store of the synthetic workload (three weeks from 2026-01-01) plus
 /// login failures at recent times, so "the last hour" has answers.
 fn make_store(dir: &Path) {
+    make_store_sealed(dir, false);
+}
+
+/// [`make_store`], with every record in a sealed segment when `seal_all`
+/// (so an archive holds them all).
+fn make_store_sealed(dir: &Path, seal_all: bool) {
     let store = Store::open(
         dir,
         StoreOptions {
@@ -80,6 +88,10 @@ fn make_store(dir: &Path) {
         failed.push(e);
     }
     store.append_batch(&failed).unwrap();
+    if seal_all {
+        store.roll().unwrap();
+        store.wait_sealed().unwrap();
+    }
     store.close().unwrap();
 }
 
@@ -191,10 +203,16 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
         "('TIMESTAMPTZ_NS', 'TIMESTAMPTZ_NS', 'VARCHAR', 'BLOB', 'UBIGINT')"
     );
 
-    // The incident questions, each asked of both.
+    incident_questions_agree(&dir, &lake_src, &file_src);
+}
+
+/// The incident questions, each asked of `sealog` over the store at `dir`
+/// and of DuckDB over the Parquet sources: the same seqs, in the same
+/// order. `lake_src` must be date-partitioned (Hive).
+fn incident_questions_agree(dir: &Path, lake_src: &str, file_src: &str) {
     // 1. The newest 100 events of one actor.
     let a = sealog_seqs(
-        &dir,
+        dir,
         &[
             "query",
             "--actor",
@@ -206,7 +224,7 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
         ],
     );
     let b = duck_seqs(
-        &lake_src,
+        lake_src,
         "actor_type = 'user' AND actor_id = 'u00000'",
         "ORDER BY seq DESC LIMIT 100",
     );
@@ -215,11 +233,11 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
 
     // 2. Failed logins in the last hour.
     let a = sealog_seqs(
-        &dir,
+        dir,
         &["export", "--action", "auth.login_failed", "--since", "1h"],
     );
     let b = duck_seqs(
-        &lake_src,
+        lake_src,
         "action = 'auth.login_failed' AND time >= now() - INTERVAL 1 HOUR AND time <= now()",
         "ORDER BY seq",
     );
@@ -228,11 +246,11 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
 
     // 3. Denied events of a tenant.
     let a = sealog_seqs(
-        &dir,
+        dir,
         &["export", "--outcome", "denied", "--tenant", "tenant-003"],
     );
     let b = duck_seqs(
-        &lake_src,
+        lake_src,
         "outcome = 'denied' AND tenant = 'tenant-003'",
         "ORDER BY seq",
     );
@@ -241,11 +259,11 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
 
     // 4. Exports by an actor.
     let a = sealog_seqs(
-        &dir,
+        dir,
         &["export", "--action", "*.export", "--actor", "u00001"],
     );
     let b = duck_seqs(
-        &lake_src,
+        lake_src,
         "action LIKE '%.export' AND actor_id = 'u00001'",
         "ORDER BY seq",
     );
@@ -254,7 +272,7 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
 
     // 5. Action + outcome + tenant in a one-week range, by event time.
     let a = sealog_seqs(
-        &dir,
+        dir,
         &[
             "export",
             "--action",
@@ -272,7 +290,7 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
         ],
     );
     let b = duck_seqs(
-        &file_src,
+        file_src,
         "action LIKE '%.read' AND outcome = 'success' AND tenant = 'tenant-010' \
          AND time >= TIMESTAMPTZ '2026-01-05 00:00:00+00' AND time < TIMESTAMPTZ '2026-01-12 00:00:00+00'",
         "ORDER BY time, seq",
@@ -281,13 +299,13 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
     assert_eq!(a, b, "action, outcome and tenant in a week");
 
     // 6. Everything from one network.
-    let a = sealog_seqs(&dir, &["export", "--source-ip", "10.7.0.0/16"]);
-    let b = duck_seqs(&lake_src, "source_ip LIKE '10.7.%'", "ORDER BY seq");
+    let a = sealog_seqs(dir, &["export", "--source-ip", "10.7.0.0/16"]);
+    let b = duck_seqs(lake_src, "source_ip LIKE '10.7.%'", "ORDER BY seq");
     assert!(!a.is_empty());
     assert_eq!(a, b, "events from a network");
 
     // 7. How many denied in a week (a count).
-    let out = sealog(&dir)
+    let out = sealog(dir)
         .args([
             "query",
             "--outcome",
@@ -302,12 +320,68 @@ fn duckdb_over_the_parquet_export_answers_the_incident_questions_like_sealog_que
         .unwrap();
     let count: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let b = duck_seqs(
-        &lake_src,
+        lake_src,
         "outcome = 'denied' AND date BETWEEN '2026-01-08' AND '2026-01-14'",
         "",
     );
     assert!(count > 0);
     assert_eq!(count, b.len() as u64, "denied in a week");
+}
+
+#[test]
+fn duckdb_over_an_archive_with_parquet_copies_answers_like_sealog_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    make_store_sealed(&dir, true);
+    let archive = tmp.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    // The archive's manifests carry a checkpoint signed with the log's key.
+    let key = SigningKey::from_seed("cli.parquet.test/log", &[7; 32]).unwrap();
+    let key_file = tmp.path().join("log.key");
+    std::fs::write(&key_file, format!("{}\n", key.to_text())).unwrap();
+    let out = sealog(&dir)
+        .arg("--signing-key")
+        .arg(&key_file)
+        .args(["archive", "--parquet", "--to", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sealog(&dir)
+        .args(["verify", "--archive", &url, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = EVENTS + 40;
+    assert_eq!(report["records"], total);
+    assert!(report["segments"].as_u64().unwrap() > 1, "{report}");
+    assert_eq!(report["parquet_segments"], report["segments"], "{report}");
+
+    // The bucket's Parquet copies, read as one date-partitioned table.
+    let lake_src = format!(
+        "read_parquet('{}/parquet/**/*.parquet', hive_partitioning = true)",
+        archive.display()
+    );
+    let script = format!(
+        "import duckdb\n\
+         con = duckdb.connect()\n\
+         con.execute(\"SET TimeZone='UTC'\")\n\
+         print(con.execute(\"SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM {lake_src}\").fetchone())\n\
+         print(con.execute(\"SELECT count(*) FROM {lake_src} WHERE CAST(date AS VARCHAR) <> strftime(time, '%Y-%m-%d')\").fetchone())\n"
+    );
+    let answer = duckdb(&script);
+    let lines: Vec<&str> = answer.lines().collect();
+    assert_eq!(lines[0], format!("({total}, {total}, 0, {})", total - 1));
+    assert_eq!(lines[1], "(0,)");
+    incident_questions_agree(&dir, &lake_src, &lake_src);
 }
 
 #[test]

@@ -284,6 +284,111 @@ impl<W: Write + Send> ParquetWriter<W> {
     }
 }
 
+/// One Parquet file of `entries`, in memory (for an object store): the
+/// bytes [`ParquetWriter`] writes for them.
+pub fn encode(entries: &[Entry], options: &ParquetOptions) -> Result<Vec<u8>, ExportError> {
+    let mut writer = ParquetWriter::new(Vec::new(), options)?;
+    for entry in entries {
+        writer.push(entry)?;
+    }
+    writer.finish()
+}
+
+/// Checks that a Parquet file holds exactly `entries`, row for row and
+/// column for column, in this crate's schema (any encoder, compression or
+/// row grouping will do: values are compared, not bytes). The error says
+/// what differs: the first column and row, or the schema.
+pub fn check(file: bytes::Bytes, entries: &[Entry]) -> Result<(), String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("is not a readable Parquet file: {e}"))?;
+    let version = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == "sealog.parquet_schema"))
+        .and_then(|k| k.value.clone());
+    if version.as_deref() != Some(SCHEMA_VERSION) {
+        return Err(format!(
+            "has sealog Parquet schema version {}; this reader checks version {SCHEMA_VERSION}",
+            version.as_deref().unwrap_or("(none)")
+        ));
+    }
+    let want = schema();
+    let got = builder.schema().clone();
+    if got.fields().len() != want.fields().len()
+        || got
+            .fields()
+            .iter()
+            .zip(want.fields())
+            .any(|(g, w)| g.name() != w.name() || g.data_type() != w.data_type())
+    {
+        return Err("does not have the columns of the sealog Parquet schema".into());
+    }
+    let rows = builder.metadata().file_metadata().num_rows();
+    if u64::try_from(rows).ok() != Some(entries.len() as u64) {
+        return Err(format!(
+            "holds {rows} rows where {} records were due",
+            entries.len()
+        ));
+    }
+    let reader = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let mut expected = entries.chunks(BATCH_ROWS);
+    let mut first_row = 0usize;
+    let mut pending: Option<RecordBatch> = None;
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("cannot be read: {e}"))?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let want = match pending.take() {
+                Some(b) if b.num_rows() > 0 => b,
+                _ => {
+                    let chunk = expected
+                        .next()
+                        .ok_or_else(|| "holds more rows than records were due".to_owned())?;
+                    let mut columns = Columns::new();
+                    for entry in chunk {
+                        columns.push(entry).map_err(|e| e.to_string())?;
+                    }
+                    columns.finish().map_err(|e| e.to_string())?
+                }
+            };
+            let n = want.num_rows().min(batch.num_rows() - offset);
+            let got = batch.slice(offset, n);
+            for (i, field) in want.schema().fields().iter().enumerate() {
+                let (Some(g), Some(w)) = (got.columns().get(i), want.columns().get(i)) else {
+                    return Err("is missing a column".into());
+                };
+                if g.as_ref() != w.slice(0, n).as_ref() {
+                    let row = (0..n)
+                        .find(|&r| g.slice(r, 1).as_ref() != w.slice(r, 1).as_ref())
+                        .unwrap_or(0);
+                    return Err(format!(
+                        "row {} (seq {}) differs from its record in column `{}`",
+                        first_row + row,
+                        entries.get(first_row + row).map_or(0, |e| e.record.seq),
+                        field.name()
+                    ));
+                }
+            }
+            pending = Some(want.slice(n, want.num_rows() - n));
+            offset += n;
+            first_row += n;
+        }
+    }
+    if first_row != entries.len() {
+        return Err(format!(
+            "holds {first_row} rows where {} records were due",
+            entries.len()
+        ));
+    }
+    Ok(())
+}
+
 /// An I/O failure inside the encoder is an output error; anything else an
 /// encoding error.
 fn write_error(e: parquet::errors::ParquetError) -> ExportError {

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sealog_archive::{ArchiveCache, Archiver, ArchiverOptions, RetryPolicy, TargetOptions};
+use sealog_archive::{
+    ArchiveCache, Archiver, ArchiverOptions, LockMode, ObjectLock, RetryPolicy, TargetOptions,
+};
 use tokio::sync::watch;
 
 use crate::config::{ConfigError, Size, parse_size};
@@ -35,6 +37,27 @@ pub struct ArchiveSettings {
     pub cache_bytes: u64,
     /// Its directory (`<data-dir>/archive-cache`).
     pub cache_dir: PathBuf,
+    /// Also archive each segment's records as Parquet.
+    pub parquet: bool,
+    /// Object Lock retention sent with every upload, if configured.
+    pub lock: Option<ObjectLock>,
+}
+
+/// The archive keys of a configuration, as given.
+#[derive(Clone, Debug, Default)]
+pub struct ArchiveKeys {
+    /// `archive`
+    pub url: Option<String>,
+    /// `archive_retain_local`
+    pub retain_local: Option<String>,
+    /// `archive_cache`
+    pub cache: Option<Size>,
+    /// `archive_parquet`
+    pub parquet: Option<bool>,
+    /// `archive_retain`
+    pub retain: Option<String>,
+    /// `archive_lock_mode`
+    pub lock_mode: Option<String>,
 }
 
 /// Parses a duration such as `30s`, `15m`, `12h`, `90d`, `2w`, `1y`.
@@ -62,24 +85,53 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
 }
 
 /// The archive settings from the config keys `archive`,
-/// `archive_retain_local` and `archive_cache`; `None` without `archive`.
-pub fn resolve(
-    url: Option<String>,
-    retain_local: Option<String>,
-    cache: Option<Size>,
-    data_dir: &Path,
-) -> Result<Option<ArchiveSettings>, ConfigError> {
+/// `archive_retain_local`, `archive_cache`, `archive_parquet`,
+/// `archive_retain` and `archive_lock_mode`; `None` without `archive`.
+pub fn resolve(keys: ArchiveKeys, data_dir: &Path) -> Result<Option<ArchiveSettings>, ConfigError> {
+    let ArchiveKeys {
+        url,
+        retain_local,
+        cache,
+        parquet,
+        retain,
+        lock_mode,
+    } = keys;
     let Some(url) = url else {
-        if retain_local.is_some() {
+        let set = [
+            ("archive_retain_local", retain_local.is_some()),
+            ("archive_cache", cache.is_some()),
+            ("archive_parquet", parquet.is_some()),
+            ("archive_retain", retain.is_some()),
+            ("archive_lock_mode", lock_mode.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
             return Err(ConfigError::new(
-                "archive_retain_local is set but archive is not: local segments are removed \
-                 only once archived",
-                "set archive = \"s3://bucket/prefix\" (or --archive URL), or remove \
-                 archive_retain_local",
+                format!("{key} is set but archive is not: it applies to archiving only"),
+                format!("set archive = \"s3://bucket/prefix\" (or --archive URL), or remove {key}"),
             ));
         }
         return Ok(None);
     };
+    let mode = match lock_mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("compliance") => LockMode::Compliance,
+        Some("governance") => LockMode::Governance,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("archive_lock_mode: `{other}` is not an Object Lock mode"),
+                "give archive_lock_mode = \"compliance\" or \"governance\"",
+            ));
+        }
+    };
+    if lock_mode.is_some() && retain.is_none() {
+        return Err(ConfigError::new(
+            "archive_lock_mode is set but archive_retain is not: the mode goes with a retention",
+            "set archive_retain = \"400d\" (the keep time), or remove archive_lock_mode",
+        ));
+    }
+    let lock = retain
+        .map(|t| parse_duration("archive_retain", &t))
+        .transpose()?
+        .map(|retain| ObjectLock { mode, retain });
     let retain_local = retain_local
         .map(|t| parse_duration("archive_retain_local", &t))
         .transpose()?;
@@ -98,6 +150,8 @@ pub fn resolve(
         retain_local,
         cache_bytes,
         cache_dir: data_dir.join("archive-cache"),
+        parquet: parquet.unwrap_or(false),
+        lock,
     }))
 }
 
@@ -126,7 +180,11 @@ impl Archiving {
         let archiver = Archiver::new(
             &settings.url,
             ArchiverOptions {
-                target: TargetOptions::default(),
+                target: TargetOptions {
+                    lock: settings.lock,
+                    ..TargetOptions::default()
+                },
+                parquet: settings.parquet,
                 ..ArchiverOptions::default()
             },
         )

@@ -479,6 +479,38 @@ layer_struct! {
             arg(long, env = "SEALOG_ARCHIVE_CACHE", value_name = "SIZE", value_parser = size_flag)
         )]
         pub archive_cache: Option<Size>,
+
+        /// With --archive: also archive each sealed segment's records as
+        /// Parquet, one file per event date under parquet/date=YYYY-MM-DD/ in
+        /// the archive, for SQL engines over the bucket (default false).
+        ///
+        /// Example: --archive-parquet true
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ARCHIVE_PARQUET", value_name = "BOOL")
+        )]
+        pub archive_parquet: Option<bool>,
+
+        /// With --archive: retain every uploaded object this long (S3 Object
+        /// Lock, sent with each upload): d, w or y units. Without it the
+        /// bucket's default retention applies, if any.
+        ///
+        /// Example: --archive-retain 400d
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ARCHIVE_RETAIN", value_name = "DURATION")
+        )]
+        pub archive_retain: Option<String>,
+
+        /// With --archive-retain: the Object Lock mode, compliance (default)
+        /// or governance.
+        ///
+        /// Example: --archive-lock-mode governance
+        #[cfg_attr(
+            feature = "clap",
+            arg(long, env = "SEALOG_ARCHIVE_LOCK_MODE", value_name = "MODE")
+        )]
+        pub archive_lock_mode: Option<String>,
         /// Forwarders to SIEMs: `[[forward]]` tables of the config file only
         /// (see docs/siem.md), no flag.
         #[cfg_attr(feature = "clap", arg(skip))]
@@ -755,9 +787,14 @@ impl Layer {
             refusal_window: d.refusal_window,
         };
         let archive = crate::archiving::resolve(
-            self.archive,
-            self.archive_retain_local,
-            self.archive_cache,
+            crate::archiving::ArchiveKeys {
+                url: self.archive,
+                retain_local: self.archive_retain_local,
+                cache: self.archive_cache,
+                parquet: self.archive_parquet,
+                retain: self.archive_retain,
+                lock_mode: self.archive_lock_mode,
+            },
             &data_dir,
         )?;
         Ok(Settings {
@@ -798,6 +835,59 @@ mod tests {
         assert_eq!(s.limits.max_batch_events, 10_000);
         assert_eq!(s.data_dir, PathBuf::from("/nonexistent"));
         assert!(s.tokens.is_none());
+    }
+
+    fn archive_of(toml: &str) -> Result<Option<crate::archiving::ArchiveSettings>, String> {
+        let layer: Layer = toml::from_str(toml).unwrap();
+        layer.resolve().map(|s| s.archive).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn archive_keys_resolve_and_are_refused_without_the_archive() {
+        let a = archive_of(
+            "archive = \"s3://b/p\"\narchive_parquet = true\narchive_retain = \"400d\"\n\
+             archive_lock_mode = \"GOVERNANCE\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(a.parquet);
+        let lock = a.lock.unwrap();
+        assert_eq!(lock.mode, sealog_archive::LockMode::Governance);
+        assert_eq!(lock.retain, Duration::from_secs(400 * 86_400));
+        let plain = archive_of("archive = \"s3://b/p\"\n").unwrap().unwrap();
+        assert!(!plain.parquet);
+        assert!(plain.lock.is_none());
+        let retain_only = archive_of("archive = \"s3://b/p\"\narchive_retain = \"30d\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            retain_only.lock.unwrap().mode,
+            sealog_archive::LockMode::Compliance
+        );
+        assert_eq!(archive_of("").unwrap(), None);
+        for key in [
+            "archive_parquet = true",
+            "archive_retain = \"400d\"",
+            "archive_cache = \"1GiB\"",
+            "archive_retain_local = \"90d\"",
+        ] {
+            let name = key.split(' ').next().unwrap();
+            let e = archive_of(key).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{name} is set but archive is not")),
+                "{e}"
+            );
+        }
+        let e =
+            archive_of("archive = \"s3://b/p\"\narchive_lock_mode = \"governance\"\n").unwrap_err();
+        assert!(e.contains("archive_retain is not"), "{e}");
+        let e = archive_of(
+            "archive = \"s3://b/p\"\narchive_retain = \"1d\"\narchive_lock_mode = \"legal\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`legal` is not an Object Lock mode"), "{e}");
+        let e = archive_of("archive = \"s3://b/p\"\narchive_retain = \"soon\"\n").unwrap_err();
+        assert!(e.contains("archive_retain"), "{e}");
     }
 
     #[test]
