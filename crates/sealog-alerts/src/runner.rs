@@ -567,10 +567,23 @@ fn evaluate(
 /// Returns the alerts with their events' seqs (`None`: already there).
 fn record(store: &Store, alerts: Vec<Alert>) -> Result<Vec<(Alert, Option<u64>)>> {
     let mut raised = Vec::with_capacity(alerts.len());
+    // Only the alert runner's own events count: an event of anyone else
+    // with the same request_id must not stand for (and so suppress) the
+    // alert. (The server refuses client events in the runner's name.)
+    let action =
+        sealog::query::ActionPattern::new(crate::ALERT_ACTION).map_err(|source| Error::Store {
+            op: "look for the alert's event",
+            source,
+        })?;
     for alert in alerts {
         let exists = store
             .count(&Query {
                 request_id: Some(alert.request_id()),
+                actor: Some(sealog::query::ActorFilter {
+                    kind: Some(crate::alert::ALERT_ACTOR_TYPE.to_owned()),
+                    id: crate::alert::ALERT_ACTOR_ID.to_owned(),
+                }),
+                actions: vec![action.clone()],
                 ..Query::default()
             })
             .map_err(|source| Error::Store {
@@ -597,4 +610,58 @@ fn record(store: &Store, alerts: Vec<Alert>) -> Result<Vec<(Alert, Option<u64>)>
         })?;
     }
     Ok(raised)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+    use super::*;
+    use crate::rules::Severity;
+    use sealog::format::{Actor, Event, Metadata, Outcome, Resource};
+
+    fn alert() -> Alert {
+        Alert {
+            id: Alert::make_id("brute-force", "203.0.113.9", Timestamp::from_nanos(7), 12),
+            rule: "brute-force".into(),
+            kind: "threshold".into(),
+            severity: Severity::High,
+            description: "Five failed logins".into(),
+            group_by: "source_ip".into(),
+            group: "203.0.113.9".into(),
+            window_start: Timestamp::from_nanos(1_700_000_000_000_000_000),
+            window_end: Timestamp::from_nanos(1_700_000_040_000_000_000),
+            count: 5,
+            seqs: vec![3, 5, 8, 9, 12],
+            seqs_total: 5,
+            tenant: None,
+            detail: Metadata::new(),
+        }
+    }
+
+    #[test]
+    fn an_event_of_another_actor_with_the_alerts_request_id_does_not_suppress_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), sealog::StoreOptions::default()).unwrap();
+        let a = alert();
+        // Someone who knows the rules and the seqs predicts the alert's id
+        // and writes an event carrying it first, as themselves and even
+        // with the alert's action.
+        let decoy = Event::new(
+            Actor::new("user", "mallory"),
+            crate::ALERT_ACTION,
+            Resource::new("rule", "brute-force"),
+            Outcome::Success,
+        )
+        .with_request_id(a.request_id());
+        store.append(decoy).unwrap();
+        let raised = record(&store, vec![a.clone()]).unwrap();
+        assert!(
+            raised[0].1.is_some(),
+            "the alert was taken as already there"
+        );
+        // Its own event, once there, does stand for it.
+        let again = record(&store, vec![a]).unwrap();
+        assert_eq!(again[0].1, None);
+        assert_eq!(store.stats().records, 2);
+    }
 }

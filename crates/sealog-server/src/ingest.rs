@@ -115,6 +115,17 @@ fn too_many(n: usize, max: u64) -> ApiError {
     .with("batch_events", n as u64)
 }
 
+/// Whether `actor` is one sealog's own records are written as: type
+/// `system` or `service` with the id `sealog` or `sealog-…` (the alert
+/// runner's `service:sealog-alerts`, the server's `system:sealog-server`,
+/// the store's `system:sealog`). Events from clients may not carry them,
+/// or an ingest token could forge an alert (and, with an alert's id,
+/// suppress the real one) or an operation of the store.
+pub fn reserved_actor(actor: &sealog::format::Actor) -> bool {
+    matches!(actor.kind.as_str(), "system" | "service")
+        && (actor.id == "sealog" || actor.id.starts_with("sealog-"))
+}
+
 /// Parses one event fast, and again with path tracking for a good error.
 fn parse_event(bytes: &[u8]) -> Result<Event, ValidationError> {
     match serde_json::from_slice::<Event>(bytes) {
@@ -223,6 +234,18 @@ impl Parsed {
             return;
         }
         match parse_event(text) {
+            Ok(e) if reserved_actor(&e.actor) => {
+                self.problem(
+                    index,
+                    line,
+                    "actor",
+                    format!(
+                        "is `{}:{}`, an actor only sealog itself writes as (its alerts, \
+                         its own operations): clients may not send events in its name",
+                        e.actor.kind, e.actor.id
+                    ),
+                );
+            }
             Ok(e) => {
                 self.heap += event_heap_bytes(&e);
                 self.events.push(e);
@@ -601,6 +624,53 @@ mod tests {
         assert_eq!(list[0]["field"], "actor.id");
         assert_eq!(list[1]["line"], 3);
         assert_eq!(list[2]["field"], "action");
+    }
+
+    #[test]
+    fn events_in_sealogs_own_name_are_refused_in_every_framing() {
+        let forged = [
+            GOOD.replace(
+                r#"{"type":"user","id":"a"}"#,
+                r#"{"type":"service","id":"sealog-alerts"}"#,
+            ),
+            GOOD.replace(
+                r#"{"type":"user","id":"a"}"#,
+                r#"{"type":"system","id":"sealog"}"#,
+            ),
+            GOOD.replace(
+                r#"{"type":"user","id":"a"}"#,
+                r#"{"type":"system","id":"sealog-server"}"#,
+            ),
+        ];
+        for f in &forged {
+            for (body, framing) in [
+                (f.clone(), Framing::Json),
+                (format!("[{GOOD},{f}]"), Framing::Json),
+                (format!("{GOOD}\n{f}\n"), Framing::Ndjson),
+            ] {
+                let e = parse_err(body.as_bytes(), framing);
+                assert_eq!(e.code, "invalid_events", "{body}");
+                let list = e.details["errors"].as_array().unwrap();
+                assert_eq!(list.len(), 1, "{list:?}");
+                assert_eq!(list[0]["field"], "actor");
+                assert!(
+                    list[0]["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("only sealog itself"),
+                    "{list:?}"
+                );
+            }
+        }
+        // Lookalikes that are not sealog's own stay allowed.
+        for ok in [
+            r#"{"type":"user","id":"sealog-alerts"}"#,
+            r#"{"type":"service","id":"sealogger"}"#,
+            r#"{"type":"service","id":"billing-sealog"}"#,
+        ] {
+            let body = GOOD.replace(r#"{"type":"user","id":"a"}"#, ok);
+            assert_eq!(parse_ok(&body, Framing::Json).events.len(), 1, "{body}");
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
     };
     let mut bidi_actor = good(114);
     bidi_actor["actor"]["id"] = "\u{202E}nimda".into();
+    let mut forged_alert = good(115);
+    forged_alert["actor"] = json!({"type": "service", "id": "sealog-alerts"});
+    forged_alert["action"] = "alert.raised".into();
     let mut big_meta = good(107);
     big_meta["metadata"] = json!({"blob": "x".repeat(20_000)});
     let mut huge_event = good(108);
@@ -188,6 +191,18 @@ async fn every_bad_input_is_named_and_nothing_of_it_is_written() {
             400,
             "invalid_events",
             vec!["\"field\":\"action\""],
+        ),
+        post(
+            "an event in sealog's own name (a forged alert)",
+            JSON,
+            forged_alert.to_string(),
+            400,
+            "invalid_events",
+            vec![
+                "\"field\":\"actor\"",
+                "service:sealog-alerts",
+                "only sealog itself",
+            ],
         ),
         post(
             "unknown field",
