@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use sealog_export::forward::{self, Destination, ForwardOptions, Payload, Progress, Start};
 use sealog_export::syslog::SyslogOptions;
 
-use crate::common::{Filters, Global, check_store_exists, query_error, thousands};
+use crate::common::{Filters, Global, PrivacyArgs, check_store_exists, query_error, thousands};
 use crate::error::CliError;
 use crate::export_formats::export_error;
 
@@ -184,6 +184,9 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     filters: Filters,
+
+    #[command(flatten)]
+    privacy: PrivacyArgs,
 }
 
 pub fn run(global: &Global, args: ForwardArgs) -> Result<(), CliError> {
@@ -228,7 +231,11 @@ pub fn run(global: &Global, args: ForwardArgs) -> Result<(), CliError> {
     {
         options.headers.push(("Authorization".into(), auth));
     }
-    options.filter = args.filters.to_query().map_err(query_error)?;
+    // Clear values as the privacy rules stored them.
+    options.filter = args
+        .privacy
+        .policy()?
+        .query(&args.filters.to_query().map_err(query_error)?);
     if let Some(name) = &args.name {
         options.cursor = forward::default_dir(dir).join(forward::file_name(name));
     }

@@ -687,3 +687,97 @@ fn a_wrong_forward_table_stops_the_server_at_start_with_its_fix() {
         assert!(err.contains(says) && err.contains("fix:"), "{table}: {err}");
     }
 }
+
+/// A store written under `actor.id=hash` and `source.ip=mask`: forward
+/// filters name the clear values, from the command (with the same
+/// `--privacy` rules and key) and from the server's `[[forward]]` tables
+/// (with the server's rules), and find the records stored transformed.
+#[test]
+fn forward_filters_find_records_stored_under_privacy_rules() {
+    if !rsyslogd_or_skip("forward_filters_find_records_stored_under_privacy_rules") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let key = tmp.path().join("privacy.key");
+    std::fs::write(&key, [42u8; 32]).unwrap();
+    let rules = ["actor.id=hash", "source.ip=mask"];
+    let policy = sealog::privacy::PrivacyPolicy::parse(
+        &rules.map(String::from),
+        Some(sealog::privacy::PrivacyKey::from_file(&key).unwrap()),
+    )
+    .unwrap();
+    let w = workload(1_000);
+    let store = Store::open(
+        &dir,
+        StoreOptions {
+            segment_size: 1 << 20,
+            privacy: policy,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    append(&store, &w, 0, 1_000);
+    store.close().unwrap();
+    let who = w.event(0).actor;
+    let clear = format!("{}:{}", who.kind, who.id);
+    let wanted: Vec<u64> = (0..1_000).filter(|&i| w.event(i).actor == who).collect();
+    assert!(wanted.len() > 1 && wanted.len() < 1_000, "{}", wanted.len());
+
+    // The command, given the store's rules.
+    let rsyslog = Rsyslog::start(&tmp.path().join("rsyslog"), false);
+    let out = sealog(&dir)
+        .args(["forward", "--until-caught-up", "--name", "one-actor"])
+        .args(["--to", &format!("syslog+tcp://127.0.0.1:{}", rsyslog.port)])
+        .args(["--actor", &clear, "--privacy", &rules.join(",")])
+        .arg("--privacy-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the actor's events", Duration::from_secs(30), || {
+        rsyslog.received().len() >= wanted.len()
+    });
+    assert_eq!(
+        rsyslog.received().keys().copied().collect::<Vec<_>>(),
+        wanted
+    );
+
+    // The server, with the rules in its config.
+    let rsyslog2 = Rsyslog::start(&tmp.path().join("rsyslog2"), false);
+    let config = tmp.path().join("sealog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nprivacy = [\"actor.id=hash\", \"source.ip=mask\"]\n\
+             privacy_key = {key:?}\n\n[[forward]]\nto = \"syslog+tcp://127.0.0.1:{}\"\n\
+             name = \"siem\"\ninterval_ms = 50\nactor = {clear:?}\n",
+            rsyslog2.port
+        ),
+    )
+    .unwrap();
+    let mut server = sealog(&dir)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the server to forward", Duration::from_secs(60), || {
+        rsyslog2.received().len() >= wanted.len()
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    assert!(server.wait().unwrap().success());
+    assert_eq!(
+        rsyslog2.received().keys().copied().collect::<Vec<_>>(),
+        wanted
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sealog::privacy::PrivacyPolicy;
 use sealog_export::forward::{self, ForwardOptions, Progress};
 
 pub use sealog_export::forward::ForwardConfig;
@@ -25,13 +26,20 @@ pub struct Forwarders {
 }
 
 impl Forwarders {
-    /// Checks every `[[forward]]` table and starts one thread each.
-    pub fn start(data_dir: &Path, configs: &[ForwardConfig]) -> Result<Forwarders, ConfigError> {
+    /// Checks every `[[forward]]` table and starts one thread each. Their
+    /// filters' values are transformed by `privacy`, the store's rules, so
+    /// that a clear value (`actor = "user:alice"`) finds its records.
+    pub fn start(
+        data_dir: &Path,
+        configs: &[ForwardConfig],
+        privacy: &PrivacyPolicy,
+    ) -> Result<Forwarders, ConfigError> {
         let mut all: Vec<ForwardOptions> = Vec::new();
         for config in configs {
-            let options = config
+            let mut options = config
                 .to_options(data_dir)
                 .map_err(|e| ConfigError::new(e.to_string(), e.fix()))?;
+            options.filter = privacy.query(&options.filter);
             if all.iter().any(|o| o.cursor == options.cursor) {
                 return Err(ConfigError::new(
                     format!(

@@ -219,7 +219,14 @@ impl Server {
                 soft.unwrap_or(0)
             );
         }
-        let forwarders = crate::forward::Forwarders::start(&settings.data_dir, &settings.forward)?;
+        // Forward filters name clear values; match them as the store's
+        // privacy rules stored them.
+        let privacy = match app.store.get() {
+            Ok(store) => store.privacy().clone(),
+            Err(_) => settings.privacy.clone().unwrap_or_default(),
+        };
+        let forwarders =
+            crate::forward::Forwarders::start(&settings.data_dir, &settings.forward, &privacy)?;
         Ok(Server {
             app,
             connection_limit,
