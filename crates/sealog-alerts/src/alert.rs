@@ -172,12 +172,13 @@ pub fn is_alert_event(actor_type: &str, actor_id: &str, action: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
     use super::*;
 
-    fn alert() -> Alert {
+    /// An alert of a brute-force rule, for tests.
+    pub(crate) fn alert() -> Alert {
         let mut detail = Metadata::new();
         detail.insert("threshold".into(), 5.into());
         Alert {

@@ -616,27 +616,8 @@ fn record(store: &Store, alerts: Vec<Alert>) -> Result<Vec<(Alert, Option<u64>)>
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
     use super::*;
-    use crate::rules::Severity;
-    use sealog::format::{Actor, Event, Metadata, Outcome, Resource};
-
-    fn alert() -> Alert {
-        Alert {
-            id: Alert::make_id("brute-force", "203.0.113.9", Timestamp::from_nanos(7), 12),
-            rule: "brute-force".into(),
-            kind: "threshold".into(),
-            severity: Severity::High,
-            description: "Five failed logins".into(),
-            group_by: "source_ip".into(),
-            group: "203.0.113.9".into(),
-            window_start: Timestamp::from_nanos(1_700_000_000_000_000_000),
-            window_end: Timestamp::from_nanos(1_700_000_040_000_000_000),
-            count: 5,
-            seqs: vec![3, 5, 8, 9, 12],
-            seqs_total: 5,
-            tenant: None,
-            detail: Metadata::new(),
-        }
-    }
+    use crate::alert::tests::alert;
+    use sealog::format::{Actor, Event, Outcome, Resource};
 
     #[test]
     fn an_event_of_another_actor_with_the_alerts_request_id_does_not_suppress_it() {

@@ -217,6 +217,29 @@ fn forwarder(dir: &Path, to: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Starts `sealog serve --config` with `text` written to `config`; its
+/// standard output (the "listening on" line) is piped.
+fn start_server(dir: &Path, config: &Path, text: &str) -> Child {
+    std::fs::write(config, text).unwrap();
+    sealog(dir)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a server as a service manager does, and checks it stopped cleanly.
+fn stop_server(mut server: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    assert!(server.wait().unwrap().success());
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -596,24 +619,15 @@ fn the_server_forwards_what_it_stores_to_the_receivers_of_its_config() {
     append(&store, &w, 0, 500);
     store.close().unwrap();
     let rsyslog = Rsyslog::start(&tmp.path().join("rsyslog"), false);
-    let config = tmp.path().join("sealog.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut server = start_server(
+        &dir,
+        &tmp.path().join("sealog.toml"),
+        &format!(
             "listen = \"127.0.0.1:0\"\n\n[[forward]]\nto = \"syslog+tcp://127.0.0.1:{}\"\n\
-             name = \"siem\"\ninterval_ms = 50\nactions = [\"*.read\", \"*.delete\"]\n",
+         name = \"siem\"\ninterval_ms = 50\nactions = [\"*.read\", \"*.delete\"]\n",
             rsyslog.port
         ),
-    )
-    .unwrap();
-    let mut server = sealog(&dir)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
     let mut first = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(server.stdout.take().unwrap()),
@@ -637,11 +651,7 @@ fn the_server_forwards_what_it_stores_to_the_receivers_of_its_config() {
     wait_until("the server to forward", Duration::from_secs(60), || {
         rsyslog.received().len() >= wanted.len()
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    assert!(server.wait().unwrap().success());
+    stop_server(server);
     let seen = rsyslog.received();
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), wanted);
     let cursor = std::fs::read_to_string(dir.join("forward/siem.cursor")).unwrap();
@@ -749,33 +759,20 @@ fn forward_filters_find_records_stored_under_privacy_rules() {
 
     // The server, with the rules in its config.
     let rsyslog2 = Rsyslog::start(&tmp.path().join("rsyslog2"), false);
-    let config = tmp.path().join("sealog.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let server = start_server(
+        &dir,
+        &tmp.path().join("sealog.toml"),
+        &format!(
             "listen = \"127.0.0.1:0\"\nprivacy = [\"actor.id=hash\", \"source.ip=mask\"]\n\
-             privacy_key = {key:?}\n\n[[forward]]\nto = \"syslog+tcp://127.0.0.1:{}\"\n\
-             name = \"siem\"\ninterval_ms = 50\nactor = {clear:?}\n",
+         privacy_key = {key:?}\n\n[[forward]]\nto = \"syslog+tcp://127.0.0.1:{}\"\n\
+         name = \"siem\"\ninterval_ms = 50\nactor = {clear:?}\n",
             rsyslog2.port
         ),
-    )
-    .unwrap();
-    let mut server = sealog(&dir)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
     wait_until("the server to forward", Duration::from_secs(60), || {
         rsyslog2.received().len() >= wanted.len()
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    assert!(server.wait().unwrap().success());
+    stop_server(server);
     assert_eq!(
         rsyslog2.received().keys().copied().collect::<Vec<_>>(),
         wanted
