@@ -977,3 +977,118 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{MemIndex, MemView};
+    use crate::query::ActorFilter;
+    use crate::workload::{Workload, WorkloadShape};
+    use proptest::prelude::*;
+    use sealog_format::{Outcome, Timestamp};
+
+    const FIRST_SEQ: u64 = 1_000;
+    const RECORDS: u64 = 3_000;
+
+    /// An open segment's index over generated events, and their event
+    /// times (built once).
+    fn segment() -> &'static (MemIndex, Vec<i64>) {
+        static SEGMENT: std::sync::OnceLock<(MemIndex, Vec<i64>)> = std::sync::OnceLock::new();
+        SEGMENT.get_or_init(build_segment)
+    }
+
+    fn build_segment() -> (MemIndex, Vec<i64>) {
+        let workload = Workload::with_shape(
+            11,
+            WorkloadShape {
+                actors: 30,
+                total: RECORDS,
+                ..WorkloadShape::default()
+            },
+        );
+        let mut index = MemIndex::default();
+        let mut times = Vec::new();
+        for (i, event) in (0u64..).zip(workload.generate(RECORDS)) {
+            let bytes = sealog_format::record::encode(
+                &event,
+                FIRST_SEQ + i,
+                Timestamp::from_nanos(i as i64),
+            )
+            .unwrap();
+            let view = sealog_format::record::decode(&bytes).unwrap();
+            times.push(view.event_time().as_nanos());
+            index.push(&view);
+        }
+        (index, times)
+    }
+
+    fn query(actor: Option<u64>, outcome: Option<usize>, window: Option<(u64, u64)>) -> Query {
+        let span = WorkloadShape::default().time_span;
+        let start = WorkloadShape::default().time_start.as_nanos();
+        let at = |share: u64| Timestamp::from_nanos(start + span / 100 * share as i64);
+        Query {
+            actor: actor.map(|rank| ActorFilter {
+                kind: Some(if rank % 50 == 49 { "service" } else { "user" }.into()),
+                id: Workload::actor_id(rank),
+            }),
+            outcome: outcome.map(|o| [Outcome::Success, Outcome::Failure, Outcome::Denied][o]),
+            from: window.map(|(from, _)| at(from)),
+            to: window.map(|(from, len)| at(from + len)),
+            order: Order::NewestFirst,
+            limit: 10,
+            ..Query::default()
+        }
+    }
+
+    proptest! {
+        /// Walking an open segment's candidates newest first, `k` at a
+        /// time, each walk resumed below the lowest ordinal the previous
+        /// one took, gives every candidate the full plan gives, newest
+        /// first, in chunks of at most `k`, and never says it stopped
+        /// early when it did not; also when the walk gives up (a narrow
+        /// time range far from the newest records) and intersects in full.
+        #[test]
+        fn newest_walks_resumed_below_their_lowest_give_every_candidate(
+            actor in proptest::option::of(0u64..30),
+            outcome in proptest::option::of(0usize..3),
+            window in proptest::option::of((0u64..100, 1u64..30)),
+            k in 1usize..40,
+        ) {
+            let (index, times) = segment();
+            let view = MemView { index, event_times: times };
+            let range = (
+                times.iter().copied().min().unwrap(),
+                times.iter().copied().max().unwrap(),
+            );
+            let q = query(actor, outcome, window);
+            let full = Plan::new(&q)
+                .unwrap()
+                .candidates(&view, FIRST_SEQ, RECORDS, Some(range))
+                .unwrap()
+                .unwrap_or_default();
+            let expected: Vec<u32> = full.iter().rev().collect();
+            let mut walked = Vec::new();
+            let mut after = None;
+            // Each walk takes at least one candidate: more walks than
+            // records means the resumption does not move on.
+            for walks in 0.. {
+                prop_assert!(walks <= RECORDS, "the walks do not move on");
+                let mut plan = Plan::new(&q).unwrap();
+                plan.after = after;
+                let Some(newest) = plan.newest(&view, FIRST_SEQ, RECORDS, Some(range), k).unwrap()
+                else {
+                    break;
+                };
+                if newest.truncated {
+                    prop_assert_eq!(newest.set.len(), k as u64);
+                }
+                walked.extend(newest.set.iter().rev());
+                if !newest.truncated {
+                    break;
+                }
+                after = newest.set.min().map(|o| FIRST_SEQ + u64::from(o));
+            }
+            prop_assert_eq!(walked, expected);
+        }
+    }
+}
