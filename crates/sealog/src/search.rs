@@ -12,6 +12,12 @@
 //! 3. applies the time range through the segment's event-time column
 //!    (unless the whole segment lies inside it) and the cursor bound.
 //!
+//! For a newest-first page, the open segment is planned for only as many
+//! candidates as results are still wanted: its in-memory index lends each
+//! term's postings, and the planner walks the smallest newest first,
+//! testing the others ([`Plan::newest`]); should some of those fail their
+//! record check, the rest of the segment is planned again below them.
+//!
 //! The executor then reads the candidates in order and checks each decoded
 //! record against the full query, so an index can narrow the search but
 //! never put a wrong record in the results. Counting does not read records
