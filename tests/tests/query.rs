@@ -324,6 +324,79 @@ proptest! {
     }
 }
 
+/// Checks every newest-first page size of `q` against the full answer:
+/// the first page of N is the full answer's first N (with a cursor exactly
+/// when more remain), and following the cursors gives the full answer.
+fn check_newest_pages(store: &Store, q: &Query, all: &[Record]) {
+    let mut full_q = q.clone();
+    full_q.order = Order::NewestFirst;
+    let expected = model_order(all, &full_q);
+    let streamed: Vec<u64> = store
+        .matches(&full_q)
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(streamed, expected, "the full answer of {full_q:?}");
+    for limit in [1, 2, 10, 11, 100, expected.len().max(1)] {
+        let page_q = Query {
+            limit,
+            ..full_q.clone()
+        };
+        let page = store.query(&page_q).unwrap();
+        let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            seqs,
+            expected.iter().take(limit).copied().collect::<Vec<_>>(),
+            "the newest {limit} of {full_q:?}"
+        );
+        assert_eq!(page.next_cursor.is_some(), expected.len() > limit);
+    }
+    let paged = Query {
+        limit: 7,
+        ..full_q.clone()
+    };
+    assert_eq!(
+        all_pages(store, &paged),
+        expected,
+        "pages of 7 of {full_q:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Newest-first pages from an open segment holding thousands of
+    /// records (where only the newest candidates are taken from its
+    /// in-memory index) equal the first N of the full answer, while the
+    /// store is open and after a read-only open has loaded the segment's
+    /// index from its snapshot.
+    #[test]
+    fn newest_pages_of_a_large_open_segment_are_the_full_answers_first(
+        events in proptest::collection::vec(event_strategy(), 64),
+        repeats in 60..120usize,
+        queries in proptest::collection::vec(query_strategy(), 10),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let all: Vec<Record> = {
+            let store = Store::open(dir.path(), small_options(16 << 20)).unwrap();
+            for _ in 0..repeats {
+                store.append_batch_with(&events, Durability::Buffered).unwrap();
+            }
+            prop_assert_eq!(store.stats().sealed_segments, 0, "every record is in the open segment");
+            let all: Vec<Record> = store.scan(..).map(|r| r.unwrap()).collect();
+            prop_assert_eq!(all.len(), events.len() * repeats);
+            for q in &queries {
+                check_newest_pages(&store, q, &all);
+            }
+            all
+        };
+        let store = Store::open_read_only(dir.path()).unwrap();
+        for q in &queries {
+            check_newest_pages(&store, q, &all);
+        }
+    }
+}
+
 /// A fixture for the incident questions: a few hundred events over two days.
 fn incident_store(dir: &std::path::Path) -> (Store, Vec<Record>) {
     let store = Store::open(dir, small_options(8 << 10)).unwrap();

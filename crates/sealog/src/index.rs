@@ -18,10 +18,11 @@
 //! can always be rebuilt from the records, and verification never consults
 //! them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 use sealog_format::record::RecordView;
 
 use crate::error::{Error, Result};
@@ -127,6 +128,14 @@ pub(crate) trait IndexView {
     fn len(&self) -> u64;
     /// Union of the bitmaps of the selected terms.
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap>;
+    /// The ordinals of one dictionary term, lent rather than copied when
+    /// the index holds them as a bitmap in memory (the open segment's), so
+    /// that the planner can walk them newest first or test single ordinals
+    /// against them; `None` when it does not (then use [`IndexView::dict`]).
+    fn lend_dict_term(&self, field: DictField, term: &[u8]) -> Option<Cow<'_, RoaringBitmap>> {
+        let _ = (field, term);
+        None
+    }
     /// Ordinals that may have this exact value (a superset; the planner
     /// checks each record).
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap>;
@@ -183,22 +192,38 @@ pub(crate) trait IndexView {
     }
 }
 
-/// One dictionary field of an open segment, kept as a column: each distinct
-/// term gets a small id when first seen, and the column holds each record's
-/// term id by ordinal ([`NO_TERM`] for a record without the field).
-/// Appending is a hash lookup and a push (a roaring bitmap per term cost a
-/// scattered container update per record and field); a lookup compares the
-/// column with the wanted ids 64 records at a time into a bit set, which
-/// becomes the roaring bitmap in one piece; sealing hands the column to the
-/// sidecar builder.
+/// One dictionary field of an open segment, kept twice: as a column (each
+/// distinct term gets a small id when first seen, and the column holds each
+/// record's term id by ordinal, [`NO_TERM`] for a record without the field)
+/// and as postings (each term's ordinals, a roaring bitmap per term id).
+///
+/// The column is what snapshots and sealing write and what grouping counts
+/// from; the postings are what a lookup reads, so that finding a term costs
+/// its matches rather than the segment (a scan of the column cost ~80 µs
+/// per query at 80,000 records). Appending is a hash lookup, a push on the
+/// column and a push at the end of the term's bitmap (ordinals only grow,
+/// so that is the bitmap's last container, never a search). A selection of
+/// many terms (a prefix or a pattern that picks most of the dictionary)
+/// still scans the column, which is then cheaper than the union.
 #[derive(Debug, Default)]
 struct DictColumn {
     ids: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
     column: Vec<u32>,
+    /// The ordinals of each term, by term id.
+    postings: Vec<RoaringBitmap>,
 }
 
 /// The column entry of a record without the field.
 const NO_TERM: u32 = u32::MAX;
+
+/// How a selection of terms is turned into ordinals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookup {
+    /// The union of the chosen terms' postings.
+    Postings,
+    /// A pass over the column.
+    Column,
+}
 
 impl DictColumn {
     fn push(&mut self, term: &[u8]) {
@@ -211,7 +236,38 @@ impl DictColumn {
                 id
             }
         };
+        self.push_id(id);
+    }
+
+    /// Appends the next record's term id (known to the dictionary, or
+    /// [`NO_TERM`]) to the column and to that term's postings.
+    fn push_id(&mut self, id: u32) {
+        let ordinal = u32::try_from(self.column.len())
+            .expect("a segment holds fewer than 2^32 records: it is at most 1 GiB");
         self.column.push(id);
+        if id == NO_TERM {
+            return;
+        }
+        let slot = id as usize;
+        if self.postings.len() <= slot {
+            self.postings.resize_with(slot + 1, RoaringBitmap::new);
+        }
+        if let Some(postings) = self.postings.get_mut(slot) {
+            // Ordinals only grow: this appends to the bitmap's last container.
+            let appended = postings.try_push(ordinal);
+            debug_assert!(
+                appended.is_ok(),
+                "ordinals are appended in increasing order"
+            );
+        }
+    }
+
+    /// The ordinals of one term, borrowed (`None` if the term is not in the
+    /// dictionary).
+    fn postings_of(&self, term: &[u8]) -> Option<&RoaringBitmap> {
+        self.ids
+            .get(term)
+            .and_then(|&id| self.postings.get(id as usize))
     }
 
     /// The terms by id.
@@ -253,26 +309,57 @@ impl DictColumn {
     }
 
     fn select(&self, select: &TermSelect<'_>) -> RoaringBitmap {
+        self.select_by(select, None)
+    }
+
+    /// The ordinals carrying a selected term, looked up as `how` says, or
+    /// (`None`) by whichever is cheaper: the postings unless the chosen
+    /// terms are so many that a pass over the column costs less than their
+    /// union (a union costs a little per term and per match, the column a
+    /// little per record).
+    fn select_by(&self, select: &TermSelect<'_>, how: Option<Lookup>) -> RoaringBitmap {
         let chosen = |keep: &dyn Fn(&[u8]) -> bool| {
             let mut wanted = vec![false; self.ids.len()];
-            let mut any = false;
+            let mut chosen = Vec::new();
             for (term, &id) in &self.ids {
                 if keep(term)
                     && let Some(slot) = wanted.get_mut(id as usize)
                 {
                     *slot = true;
-                    any = true;
+                    chosen.push(id);
                 }
             }
-            if !any {
+            if chosen.is_empty() {
                 return RoaringBitmap::new();
             }
-            self.ordinals(|id| wanted.get(id as usize).copied().unwrap_or(false))
+            let postings = || {
+                chosen
+                    .iter()
+                    .filter_map(|&id| self.postings.get(id as usize))
+            };
+            let how = how.unwrap_or_else(|| {
+                let matches: u64 = postings().map(RoaringBitmap::len).sum();
+                let cost = (chosen.len() as u64)
+                    .saturating_mul(64)
+                    .saturating_add(matches);
+                if cost <= self.column.len() as u64 {
+                    Lookup::Postings
+                } else {
+                    Lookup::Column
+                }
+            });
+            match how {
+                Lookup::Postings => postings().union(),
+                Lookup::Column => {
+                    self.ordinals(|id| wanted.get(id as usize).copied().unwrap_or(false))
+                }
+            }
         };
         match select {
-            TermSelect::Exact(term) => match self.ids.get(*term) {
-                Some(&want) => self.ordinals(|id| id == want),
-                None => RoaringBitmap::new(),
+            TermSelect::Exact(term) => match (how, self.ids.get(*term)) {
+                (_, None) => RoaringBitmap::new(),
+                (Some(Lookup::Column), Some(&want)) => self.ordinals(|id| id == want),
+                (_, Some(_)) => self.postings_of(term).cloned().unwrap_or_default(),
             },
             TermSelect::Prefix(prefix) => chosen(&|t| t.starts_with(prefix)),
             TermSelect::Matching { prefix, matches } => {
@@ -400,7 +487,7 @@ impl MemIndex {
         // place in that column.
         for column in &mut self.dicts {
             if column.column.len() <= ordinal as usize {
-                column.column.push(NO_TERM);
+                column.push_id(NO_TERM);
             }
         }
         self.scratch = scratch;
@@ -560,7 +647,11 @@ impl MemIndex {
                 let id = u32::try_from(column.ids.len()).unwrap_or(NO_TERM - 1);
                 column.ids.insert(term, id);
             }
-            column.column.extend(ids);
+            // The postings are not in the snapshot: they are rebuilt from
+            // the column as it is extended.
+            for id in ids {
+                column.push_id(id);
+            }
         }
         for (pairs, new) in self.exact.iter_mut().zip(exact) {
             pairs.extend(new);
@@ -614,6 +705,18 @@ impl IndexView for MemView<'_> {
             .get(field as usize)
             .expect(ONE_COLUMN_PER_FIELD);
         Ok(column.select(select))
+    }
+
+    fn lend_dict_term(&self, field: DictField, term: &[u8]) -> Option<Cow<'_, RoaringBitmap>> {
+        let column = self
+            .index
+            .dicts
+            .get(field as usize)
+            .expect(ONE_COLUMN_PER_FIELD);
+        Some(match column.postings_of(term) {
+            Some(postings) => Cow::Borrowed(postings),
+            None => Cow::Owned(RoaringBitmap::new()),
+        })
     }
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
@@ -704,5 +807,244 @@ impl IndexView for MemView<'_> {
             }
         }
         Ok(counts.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sealog_format::{Actor, Event, Outcome, Resource, Timestamp};
+
+    /// A record's dictionary terms, drawn from small vocabularies so that
+    /// terms repeat and share prefixes.
+    #[derive(Clone, Debug)]
+    struct Draw {
+        actor: (usize, usize),
+        action: usize,
+        resource_type: usize,
+        outcome: usize,
+        tenant: Option<usize>,
+    }
+
+    const ACTOR_IDS: [&str; 6] = ["alice", "al", "bob", "bobby", "carol", "svc-1"];
+    const ACTOR_TYPES: [&str; 2] = ["user", "service"];
+    const ACTIONS: [&str; 5] = ["login", "login.failed", "user.read", "user.delete", "x"];
+    const RESOURCE_TYPES: [&str; 3] = ["user", "doc", "document"];
+    const OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
+    const TENANTS: [&str; 3] = ["t1", "t10", "t2"];
+
+    fn draw() -> impl Strategy<Value = Draw> {
+        (
+            (0..ACTOR_IDS.len(), 0..ACTOR_TYPES.len()),
+            0..ACTIONS.len(),
+            0..RESOURCE_TYPES.len(),
+            0..OUTCOMES.len(),
+            proptest::option::of(0..TENANTS.len()),
+        )
+            .prop_map(|(actor, action, resource_type, outcome, tenant)| Draw {
+                actor,
+                action,
+                resource_type,
+                outcome,
+                tenant,
+            })
+    }
+
+    /// A prefix or a whole term of the vocabulary, or a term not in it.
+    fn probe() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(Vec::new()),
+            Just(b"al".to_vec()),
+            Just(b"alice\0".to_vec()),
+            Just(b"alice\0user".to_vec()),
+            Just(b"bob".to_vec()),
+            Just(b"login".to_vec()),
+            Just(b"user".to_vec()),
+            Just(b"doc".to_vec()),
+            Just(b"success".to_vec()),
+            Just(b"t1".to_vec()),
+            Just(b"nobody".to_vec()),
+        ]
+    }
+
+    fn event(d: &Draw) -> Event {
+        let mut event = Event::new(
+            Actor::new(ACTOR_TYPES[d.actor.1], ACTOR_IDS[d.actor.0].to_string()),
+            ACTIONS[d.action].to_string(),
+            Resource::new(RESOURCE_TYPES[d.resource_type], "r-1".to_string()),
+            OUTCOMES[d.outcome],
+        );
+        if let Some(t) = d.tenant {
+            event = event.with_tenant(TENANTS[t].to_string());
+        }
+        event
+    }
+
+    /// The field's term of each record (`None` where it has none), as the
+    /// model the index is checked against.
+    fn model_terms(draws: &[Draw], field: DictField) -> Vec<Option<Vec<u8>>> {
+        draws
+            .iter()
+            .map(|d| match field {
+                DictField::Actor => {
+                    let mut term = Vec::new();
+                    actor_term(ACTOR_IDS[d.actor.0], ACTOR_TYPES[d.actor.1], &mut term);
+                    Some(term)
+                }
+                DictField::Action => Some(ACTIONS[d.action].as_bytes().to_vec()),
+                DictField::ResourceType => {
+                    Some(RESOURCE_TYPES[d.resource_type].as_bytes().to_vec())
+                }
+                DictField::Outcome => Some(OUTCOMES[d.outcome].as_str().as_bytes().to_vec()),
+                DictField::Tenant => d.tenant.map(|t| TENANTS[t].as_bytes().to_vec()),
+            })
+            .collect()
+    }
+
+    /// The ordinals whose term passes `keep`, by a scan of the model.
+    fn brute_force(terms: &[Option<Vec<u8>>], keep: impl Fn(&[u8]) -> bool) -> RoaringBitmap {
+        (0u32..)
+            .zip(terms)
+            .filter(|(_, t)| t.as_deref().is_some_and(&keep))
+            .map(|(o, _)| o)
+            .collect()
+    }
+
+    fn index_of(draws: &[Draw]) -> MemIndex {
+        let mut index = MemIndex::default();
+        for (seq, d) in (0u64..).zip(draws) {
+            let bytes =
+                sealog_format::record::encode(&event(d), seq, Timestamp::from_nanos(seq as i64))
+                    .unwrap();
+            index.push(&sealog_format::record::decode(&bytes).unwrap());
+        }
+        index
+    }
+
+    /// Every way of looking up `probe` in every field gives the model's
+    /// answer: the postings, a pass over the column, whichever `dict`
+    /// picks, and the lent postings of one term.
+    fn check_lookups(index: &MemIndex, draws: &[Draw], probe: &[u8]) {
+        let times = vec![0i64; draws.len()];
+        let view = MemView {
+            index,
+            event_times: &times,
+        };
+        let odd = |t: &[u8]| t.len() % 2 == 1;
+        for field in DictField::ALL {
+            let terms = model_terms(draws, field);
+            let column = &index.dicts[field as usize];
+            let cases: [(TermSelect<'_>, RoaringBitmap); 3] = [
+                (
+                    TermSelect::Exact(probe),
+                    brute_force(&terms, |t| t == probe),
+                ),
+                (
+                    TermSelect::Prefix(probe),
+                    brute_force(&terms, |t| t.starts_with(probe)),
+                ),
+                (
+                    TermSelect::Matching {
+                        prefix: probe,
+                        matches: &odd,
+                    },
+                    brute_force(&terms, |t| t.starts_with(probe) && odd(t)),
+                ),
+            ];
+            for (select, expected) in &cases {
+                for how in [Some(Lookup::Postings), Some(Lookup::Column), None] {
+                    assert_eq!(
+                        &column.select_by(select, how),
+                        expected,
+                        "{field:?} {how:?} {:?}",
+                        String::from_utf8_lossy(probe)
+                    );
+                }
+                assert_eq!(&view.dict(field, select).unwrap(), expected);
+            }
+            assert_eq!(
+                view.lend_dict_term(field, probe).unwrap().into_owned(),
+                cases[0].1,
+                "{field:?}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Postings kept at append time answer every selection as a scan
+        /// of the records' terms does.
+        #[test]
+        fn postings_answer_as_a_scan_of_the_terms(
+            draws in proptest::collection::vec(draw(), 0..300),
+            probes in proptest::collection::vec(probe(), 1..6),
+        ) {
+            let index = index_of(&draws);
+            for probe in &probes {
+                check_lookups(&index, &draws, probe);
+            }
+        }
+
+        /// An index loaded from snapshot chunks (which hold the columns,
+        /// not the postings) rebuilds postings that answer as the writer's
+        /// index does, and keeps answering so as records are appended
+        /// after the load.
+        #[test]
+        fn postings_rebuilt_from_snapshot_chunks_answer_as_a_scan(
+            draws in proptest::collection::vec(draw(), 1..300),
+            cuts in proptest::collection::vec(0.0f64..1.0, 0..4),
+            more in proptest::collection::vec(draw(), 0..50),
+            probes in proptest::collection::vec(probe(), 1..6),
+        ) {
+            let index = index_of(&draws);
+            let mut cuts: Vec<u64> = cuts
+                .iter()
+                .map(|c| (c * draws.len() as f64) as u64)
+                .chain([draws.len() as u64])
+                .collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            // Chunks as the writer's snapshot has them: one per cut, each
+            // the columns added since the previous cut.
+            let mut writer_marks = Vec::new();
+            for &cut in &cuts {
+                let upto = index_of(&draws[..cut as usize]);
+                writer_marks.push((upto.mark(), upto));
+            }
+            let mut loaded = MemIndex::default();
+            let mut from = MemIndex::default().mark();
+            for (mark, upto) in &writer_marks {
+                let count = u32::try_from(mark.records - from.records).unwrap();
+                if count == 0 {
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                upto.encode_columns_since(&from, &mut bytes);
+                let mut reader = ByteReader { bytes: &bytes };
+                loaded
+                    .decode_columns(count, &mut reader, (0, mark.records as i64))
+                    .expect("the writer's chunk extends the loaded index");
+                from = *mark;
+            }
+            prop_assert_eq!(loaded.indexed, index.indexed);
+            for probe in &probes {
+                check_lookups(&loaded, &draws, probe);
+            }
+            // Appending after the load keeps the postings in step.
+            let mut all = draws.clone();
+            for (seq, d) in (draws.len() as u64..).zip(&more) {
+                let bytes = sealog_format::record::encode(
+                    &event(d),
+                    seq,
+                    Timestamp::from_nanos(seq as i64),
+                )
+                .unwrap();
+                loaded.push(&sealog_format::record::decode(&bytes).unwrap());
+                all.push(d.clone());
+            }
+            for probe in &probes {
+                check_lookups(&loaded, &all, probe);
+            }
+        }
     }
 }

@@ -12,6 +12,12 @@
 //! 3. applies the time range through the segment's event-time column
 //!    (unless the whole segment lies inside it) and the cursor bound.
 //!
+//! For a newest-first page, the open segment is planned for only as many
+//! candidates as results are still wanted: its in-memory index lends each
+//! term's postings, and the planner walks the smallest newest first,
+//! testing the others ([`Plan::newest`]); should some of those fail their
+//! record check, the rest of the segment is planned again below them.
+//!
 //! The executor then reads the candidates in order and checks each decoded
 //! record against the full query, so an index can narrow the search but
 //! never put a wrong record in the results. Counting does not read records
@@ -21,6 +27,7 @@
 //! [`crate::time_order`], which merges the segments by their event-time
 //! ranges and uses the same per-segment planning.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -175,9 +182,6 @@ impl<'q> Plan<'q> {
         Some(all)
     }
 
-    /// The ordinals of a segment that may match, in no particular order, or
-    /// `None` if none can. `len` is the number of records to consider;
-    /// `time_range` the segment's event-time range.
     /// Whether a sealed segment can hold no match whatever its index
     /// says: it is outside the cursor's range, or its footer's event times
     /// are outside the query's. Asked before the index is opened, which
@@ -191,6 +195,9 @@ impl<'q> Plan<'q> {
         max < self.from || min >= self.to
     }
 
+    /// The ordinals of a segment that may match, in no particular order, or
+    /// `None` if none can. `len` is the number of records to consider;
+    /// `time_range` the segment's event-time range.
     pub(crate) fn candidates(
         &self,
         view: &dyn IndexView,
@@ -198,111 +205,237 @@ impl<'q> Plan<'q> {
         len: u64,
         time_range: Option<(i64, i64)>,
     ) -> Result<Option<RoaringBitmap>> {
-        if len == 0 {
-            return Ok(None);
-        }
-        // Cursor and time pruning.
-        let Some((lo, hi)) = self.cursor_bounds(first_seq, len) else {
+        let Some(scope) = self.scope(first_seq, len, time_range) else {
             return Ok(None);
         };
+        let Some(sets) = self.predicate_sets(view)? else {
+            return Ok(None);
+        };
+        self.intersect(view, &scope, sets)
+    }
+
+    /// The `k` highest ordinals of what [`Plan::candidates`] gives, for a
+    /// newest-first page: found by walking the smallest predicate's
+    /// ordinals newest first and testing each against the other predicates
+    /// and the time range, so that a page of an open segment costs about
+    /// its matches rather than every match in the segment. Predicates the
+    /// index cannot lend are built in full as for `candidates`. If the
+    /// walk tests many ordinals without finding `k` (a rare combination),
+    /// it gives up and the full intersection is returned instead.
+    pub(crate) fn newest(
+        &self,
+        view: &dyn IndexView,
+        first_seq: u64,
+        len: u64,
+        time_range: Option<(i64, i64)>,
+        k: usize,
+    ) -> Result<Option<NewestCandidates>> {
+        let Some(scope) = self.scope(first_seq, len, time_range) else {
+            return Ok(None);
+        };
+        let Some(mut sets) = self.predicate_sets(view)? else {
+            return Ok(None);
+        };
+        sets.sort_unstable_by_key(|s| s.len());
+        let k = k.max(1);
+        let walked = {
+            let (lo, hi) = scope.range32();
+            let mut walk: Box<dyn Iterator<Item = u32> + '_> = match sets.first() {
+                Some(smallest) => Box::new(smallest.range(lo..hi).rev()),
+                None => Box::new((lo..hi).rev()),
+            };
+            let others = sets.get(1..).unwrap_or_default();
+            let budget = k.saturating_mul(WALK_PER_RESULT).saturating_add(WALK_MIN);
+            let mut found = Vec::with_capacity(k);
+            let mut outcome = None;
+            for _ in 0..budget {
+                let Some(ordinal) = walk.next() else {
+                    outcome = Some(false);
+                    break;
+                };
+                if !others.iter().all(|set| set.contains(ordinal)) {
+                    continue;
+                }
+                if scope.time_needed
+                    && !view
+                        .event_time(ordinal)?
+                        .is_some_and(|t| (self.from..self.to).contains(&t))
+                {
+                    continue;
+                }
+                found.push(ordinal);
+                if found.len() == k {
+                    outcome = Some(true);
+                    break;
+                }
+            }
+            outcome.map(|truncated| (found, truncated))
+        };
+        match walked {
+            Some((found, truncated)) => {
+                if found.is_empty() {
+                    return Ok(None);
+                }
+                let set = RoaringBitmap::from_sorted_iter(found.into_iter().rev())
+                    .expect("walked newest first, so reversed it is in increasing order");
+                Ok(Some(NewestCandidates { set, truncated }))
+            }
+            None => Ok(self
+                .intersect(view, &scope, sets)?
+                .map(|set| NewestCandidates {
+                    set,
+                    truncated: false,
+                })),
+        }
+    }
+
+    /// The part of a segment the cursor and the time range leave, or
+    /// `None` if they leave nothing.
+    fn scope(&self, first_seq: u64, len: u64, time_range: Option<(i64, i64)>) -> Option<Scope> {
+        if len == 0 {
+            return None;
+        }
+        let (lo, hi) = self.cursor_bounds(first_seq, len)?;
         let mut time_needed = self.has_time();
         if let Some((min, max)) = time_range {
             if self.outside_time((min, max)) {
-                return Ok(None);
+                return None;
             }
             if min >= self.from && max < self.to {
                 time_needed = false;
             }
         }
+        Some(Scope {
+            lo,
+            hi,
+            time_needed,
+        })
+    }
 
-        // Indexed predicates, smallest first.
+    /// The ordinals of each indexed predicate of the query, or `None` as
+    /// soon as one has none. Exact dictionary terms are borrowed when the
+    /// index lends them.
+    fn predicate_sets<'v>(
+        &self,
+        view: &'v dyn IndexView,
+    ) -> Result<Option<Vec<Cow<'v, RoaringBitmap>>>> {
         let q = self.query;
-        let mut sets: Vec<RoaringBitmap> = Vec::new();
-        let mut add = |set: RoaringBitmap| -> bool {
+        let mut sets: Vec<Cow<'v, RoaringBitmap>> = Vec::new();
+        let mut add = |set: Cow<'v, RoaringBitmap>| -> bool {
             let empty = set.is_empty();
             sets.push(set);
             !empty
         };
-        if let Some((term, exact)) = &self.actor {
-            let select = if *exact {
-                TermSelect::Exact(term)
+        let term = |field: DictField, term: &[u8]| -> Result<Cow<'v, RoaringBitmap>> {
+            match view.lend_dict_term(field, term) {
+                Some(set) => Ok(set),
+                None => Ok(Cow::Owned(view.dict(field, &TermSelect::Exact(term))?)),
+            }
+        };
+        if let Some((actor, exact)) = &self.actor {
+            let set = if *exact {
+                term(DictField::Actor, actor)?
             } else {
-                TermSelect::Prefix(term)
+                Cow::Owned(view.dict(DictField::Actor, &TermSelect::Prefix(actor))?)
             };
-            if !add(view.dict(DictField::Actor, &select)?) {
+            if !add(set) {
                 return Ok(None);
             }
         }
-        if !q.actions.is_empty() {
-            let mut union = RoaringBitmap::new();
-            for pattern in &q.actions {
-                let set = if pattern.is_exact() {
-                    view.dict(
-                        DictField::Action,
-                        &TermSelect::Exact(pattern.as_str().as_bytes()),
-                    )?
-                } else {
-                    let matches =
-                        |term: &[u8]| std::str::from_utf8(term).is_ok_and(|t| pattern.matches(t));
-                    view.dict(
-                        DictField::Action,
-                        &TermSelect::Matching {
-                            prefix: pattern.literal_prefix().as_bytes(),
-                            matches: &matches,
-                        },
-                    )?
-                };
-                union |= set;
+        match q.actions.as_slice() {
+            [] => {}
+            [one] if one.is_exact() => {
+                if !add(term(DictField::Action, one.as_str().as_bytes())?) {
+                    return Ok(None);
+                }
             }
-            if !add(union) {
-                return Ok(None);
+            patterns => {
+                let mut union = RoaringBitmap::new();
+                for pattern in patterns {
+                    let set = if pattern.is_exact() {
+                        view.dict(
+                            DictField::Action,
+                            &TermSelect::Exact(pattern.as_str().as_bytes()),
+                        )?
+                    } else {
+                        let matches = |term: &[u8]| {
+                            std::str::from_utf8(term).is_ok_and(|t| pattern.matches(t))
+                        };
+                        view.dict(
+                            DictField::Action,
+                            &TermSelect::Matching {
+                                prefix: pattern.literal_prefix().as_bytes(),
+                                matches: &matches,
+                            },
+                        )?
+                    };
+                    union |= set;
+                }
+                if !add(Cow::Owned(union)) {
+                    return Ok(None);
+                }
             }
         }
-        let exact_dict =
-            |field: DictField, value: &str| view.dict(field, &TermSelect::Exact(value.as_bytes()));
         if let Some(r) = &q.resource {
             if let Some(kind) = &r.kind
-                && !add(exact_dict(DictField::ResourceType, kind)?)
+                && !add(term(DictField::ResourceType, kind.as_bytes())?)
             {
                 return Ok(None);
             }
             if let Some(id) = &r.id
-                && !add(view.exact(ExactField::ResourceId, id.as_bytes())?)
+                && !add(Cow::Owned(
+                    view.exact(ExactField::ResourceId, id.as_bytes())?,
+                ))
             {
                 return Ok(None);
             }
         }
         if let Some(kind) = &q.resource_type
-            && !add(exact_dict(DictField::ResourceType, kind)?)
+            && !add(term(DictField::ResourceType, kind.as_bytes())?)
         {
             return Ok(None);
         }
         if let Some(outcome) = q.outcome
-            && !add(exact_dict(DictField::Outcome, outcome.as_str())?)
+            && !add(term(DictField::Outcome, outcome.as_str().as_bytes())?)
         {
             return Ok(None);
         }
         if let Some(tenant) = &q.tenant
-            && !add(exact_dict(DictField::Tenant, tenant)?)
+            && !add(term(DictField::Tenant, tenant.as_bytes())?)
         {
             return Ok(None);
         }
         if let Some(ip) = &q.source_ip
-            && !add(view.ip(ip.range())?)
+            && !add(Cow::Owned(view.ip(ip.range())?))
         {
             return Ok(None);
         }
         if let Some(id) = &q.request_id
-            && !add(view.exact(ExactField::RequestId, id.as_bytes())?)
+            && !add(Cow::Owned(
+                view.exact(ExactField::RequestId, id.as_bytes())?,
+            ))
         {
             return Ok(None);
         }
-        sets.sort_unstable_by_key(RoaringBitmap::len);
-        let mut candidates = match sets.split_first() {
-            Some((first, rest)) => {
-                let mut acc = first.clone();
-                for set in rest {
-                    acc &= set;
+        Ok(Some(sets))
+    }
+
+    /// The predicates' sets intersected (smallest first), cut to the scope
+    /// and filtered by the time range.
+    fn intersect(
+        &self,
+        view: &dyn IndexView,
+        scope: &Scope,
+        mut sets: Vec<Cow<'_, RoaringBitmap>>,
+    ) -> Result<Option<RoaringBitmap>> {
+        let (lo, hi) = scope.range32();
+        sets.sort_unstable_by_key(|s| s.len());
+        let mut sets = sets.into_iter();
+        let mut candidates = match sets.next() {
+            Some(first) => {
+                let mut acc = first.into_owned();
+                for set in sets {
+                    acc &= &*set;
                     if acc.is_empty() {
                         return Ok(None);
                     }
@@ -311,21 +444,49 @@ impl<'q> Plan<'q> {
             }
             None => {
                 let mut all = RoaringBitmap::new();
-                all.insert_range(
-                    u32::try_from(lo).unwrap_or(u32::MAX)..u32::try_from(hi).unwrap_or(u32::MAX),
-                );
+                all.insert_range(lo..hi);
                 all
             }
         };
         if lo > 0 {
-            candidates.remove_range(0..u32::try_from(lo).unwrap_or(u32::MAX));
+            candidates.remove_range(0..lo);
         }
-        candidates.remove_range(u32::try_from(hi).unwrap_or(u32::MAX)..);
-        if time_needed && !candidates.is_empty() {
+        candidates.remove_range(hi..);
+        if scope.time_needed && !candidates.is_empty() {
             candidates = view.time_filter(self.from, self.to, Some(&candidates))?;
         }
         Ok((!candidates.is_empty()).then_some(candidates))
     }
+}
+
+/// Ordinals a newest-first walk tests per result wanted, and at least,
+/// before it gives up and intersects the predicates in full: about what
+/// the intersection costs when the walk finds little.
+const WALK_PER_RESULT: usize = 64;
+const WALK_MIN: usize = 1024;
+
+/// The part of a segment a query looks at: the ordinals `[lo, hi)` the
+/// cursor leaves, and whether event times must still be checked.
+struct Scope {
+    lo: u64,
+    hi: u64,
+    time_needed: bool,
+}
+
+impl Scope {
+    fn range32(&self) -> (u32, u32) {
+        (
+            u32::try_from(self.lo).unwrap_or(u32::MAX),
+            u32::try_from(self.hi).unwrap_or(u32::MAX),
+        )
+    }
+}
+
+/// The newest candidates of a segment, and whether older ones may remain
+/// (the walk stopped once it had enough).
+pub(crate) struct NewestCandidates {
+    pub set: RoaringBitmap,
+    pub truncated: bool,
 }
 
 /// The segments of a view in the query's order.
@@ -348,9 +509,20 @@ pub(crate) fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
 struct SegmentCandidates {
     set: RoaringBitmap,
     precise: bool,
+    /// For only the newest candidates of a segment: the seq below which the
+    /// rest may be, to plan again from there if these run out.
+    resume: Option<u64>,
 }
 
-fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<SegmentCandidates>> {
+/// The candidates of a segment; for an open segment and `newest: Some(k)`,
+/// only its `k` newest (a newest-first page needs no more unless some fail
+/// the check against their records, and then the rest is planned again
+/// from [`SegmentCandidates::resume`]).
+fn segment_candidates(
+    plan: &Plan<'_>,
+    segment: &SegmentRef,
+    newest: Option<usize>,
+) -> Result<Option<SegmentCandidates>> {
     let first_seq = segment.first_seq();
     match segment {
         SegmentRef::Sealed(s) => {
@@ -375,14 +547,27 @@ fn segment_candidates(plan: &Plan<'_>, segment: &SegmentRef) -> Result<Option<Se
             Ok(set.map(|set| SegmentCandidates {
                 set,
                 precise: false,
+                resume: None,
             }))
         }
         SegmentRef::Open(s) => s.with_index(|view, len, time_range| {
+            if let Some(k) = newest {
+                let newest = plan.newest(view, first_seq, len, time_range, k)?;
+                // Exact-match keys are hashed here too.
+                return Ok(newest.map(|n| SegmentCandidates {
+                    resume: n
+                        .truncated
+                        .then(|| n.set.min().map(|o| first_seq + u64::from(o)))
+                        .flatten(),
+                    set: n.set,
+                    precise: false,
+                }));
+            }
             let set = plan.candidates(view, first_seq, len, time_range)?;
-            // Exact-match keys are hashed here too.
             Ok(set.map(|set| SegmentCandidates {
                 set,
                 precise: false,
+                resume: None,
             }))
         }),
     }
@@ -442,8 +627,9 @@ fn candidates_or_all(
     plan: &Plan<'_>,
     segment: &SegmentRef,
     inner: &Inner,
+    newest: Option<usize>,
 ) -> Result<Option<SegmentCandidates>> {
-    match segment_candidates(plan, segment) {
+    match segment_candidates(plan, segment, newest) {
         Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
             tracing::info!(segment = segment.name(), error = %e, "searching a damaged segment record by record");
             Ok(plan
@@ -451,6 +637,7 @@ fn candidates_or_all(
                 .map(|set| SegmentCandidates {
                     set,
                     precise: false,
+                    resume: None,
                 }))
         }
         other => other,
@@ -494,6 +681,9 @@ struct Planned {
     /// taken from `rest` in order.
     ahead: std::collections::VecDeque<u32>,
     descending: bool,
+    /// Where to plan the segment again once these run out, when only its
+    /// newest candidates were taken.
+    resume: Option<u64>,
 }
 
 impl Planned {
@@ -568,21 +758,37 @@ impl Matches {
             let Some(segment) = self.segments.next() else {
                 return false;
             };
-            let planned = Plan::new(&self.plan_query).and_then(|mut plan| {
-                plan.after = self.after;
-                candidates_or_all(&plan, &segment, &self.inner)
-            });
-            match planned {
-                Ok(None) => continue,
-                Ok(Some(c)) => self.planned.push_back(Ok(Planned {
-                    segment,
-                    rest: c.set.into_iter(),
-                    ahead: std::collections::VecDeque::new(),
-                    descending: self.plan_query.order.descending(),
-                })),
-                Err(e) => self.planned.push_back(Err(e)),
+            if let Some(planned) = self.plan_segment(segment, self.after) {
+                self.planned.push_back(planned);
+                return true;
             }
-            return true;
+        }
+    }
+
+    /// Plans one segment for results strictly before (descending) or after
+    /// `after`; `None` if it has no candidates. For a newest-first page,
+    /// only the open segment's newest candidates are taken, as many as the
+    /// results still wanted.
+    fn plan_segment(&self, segment: SegmentRef, after: Option<u64>) -> Option<Result<Planned>> {
+        let descending = self.plan_query.order.descending();
+        let newest = self
+            .wanted
+            .filter(|_| descending && self.by_time.is_none())
+            .map(|k| k.max(1));
+        let planned = Plan::new(&self.plan_query).and_then(|mut plan| {
+            plan.after = after;
+            candidates_or_all(&plan, &segment, &self.inner, newest)
+        });
+        match planned {
+            Ok(None) => None,
+            Ok(Some(c)) => Some(Ok(Planned {
+                segment,
+                rest: c.set.into_iter(),
+                ahead: std::collections::VecDeque::new(),
+                descending,
+                resume: c.resume,
+            })),
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -636,7 +842,14 @@ impl Matches {
                 continue;
             };
             let Some(ordinal) = p.next() else {
-                self.planned.pop_front();
+                // Only the newest candidates were taken and some failed
+                // their check: plan the rest of the segment.
+                if let Some(Ok(done)) = self.planned.pop_front()
+                    && let Some(below) = done.resume
+                    && let Some(rest) = self.plan_segment(done.segment, Some(below))
+                {
+                    self.planned.push_front(rest);
+                }
                 continue;
             };
             let segment = p.segment.clone();
@@ -710,13 +923,14 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     let plan = Plan::new(&unbounded)?;
     let mut total = 0u64;
     for segment in segments_in_order(view, Order::OldestFirst) {
-        let (c, indexed) = match segment_candidates(&plan, &segment) {
+        let (c, indexed) = match segment_candidates(&plan, &segment, None) {
             Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
                 tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
                 let all = plan.unindexed(segment.first_seq(), segment.len());
                 let all = all.map(|set| SegmentCandidates {
                     set,
                     precise: false,
+                    resume: None,
                 });
                 (all, false)
             }
@@ -768,4 +982,119 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{MemIndex, MemView};
+    use crate::query::ActorFilter;
+    use crate::workload::{Workload, WorkloadShape};
+    use proptest::prelude::*;
+    use sealog_format::{Outcome, Timestamp};
+
+    const FIRST_SEQ: u64 = 1_000;
+    const RECORDS: u64 = 3_000;
+
+    /// An open segment's index over generated events, and their event
+    /// times (built once).
+    fn segment() -> &'static (MemIndex, Vec<i64>) {
+        static SEGMENT: std::sync::OnceLock<(MemIndex, Vec<i64>)> = std::sync::OnceLock::new();
+        SEGMENT.get_or_init(build_segment)
+    }
+
+    fn build_segment() -> (MemIndex, Vec<i64>) {
+        let workload = Workload::with_shape(
+            11,
+            WorkloadShape {
+                actors: 30,
+                total: RECORDS,
+                ..WorkloadShape::default()
+            },
+        );
+        let mut index = MemIndex::default();
+        let mut times = Vec::new();
+        for (i, event) in (0u64..).zip(workload.generate(RECORDS)) {
+            let bytes = sealog_format::record::encode(
+                &event,
+                FIRST_SEQ + i,
+                Timestamp::from_nanos(i as i64),
+            )
+            .unwrap();
+            let view = sealog_format::record::decode(&bytes).unwrap();
+            times.push(view.event_time().as_nanos());
+            index.push(&view);
+        }
+        (index, times)
+    }
+
+    fn query(actor: Option<u64>, outcome: Option<usize>, window: Option<(u64, u64)>) -> Query {
+        let span = WorkloadShape::default().time_span;
+        let start = WorkloadShape::default().time_start.as_nanos();
+        let at = |share: u64| Timestamp::from_nanos(start + span / 100 * share as i64);
+        Query {
+            actor: actor.map(|rank| ActorFilter {
+                kind: Some(if rank % 50 == 49 { "service" } else { "user" }.into()),
+                id: Workload::actor_id(rank),
+            }),
+            outcome: outcome.map(|o| [Outcome::Success, Outcome::Failure, Outcome::Denied][o]),
+            from: window.map(|(from, _)| at(from)),
+            to: window.map(|(from, len)| at(from + len)),
+            order: Order::NewestFirst,
+            limit: 10,
+            ..Query::default()
+        }
+    }
+
+    proptest! {
+        /// Walking an open segment's candidates newest first, `k` at a
+        /// time, each walk resumed below the lowest ordinal the previous
+        /// one took, gives every candidate the full plan gives, newest
+        /// first, in chunks of at most `k`, and never says it stopped
+        /// early when it did not; also when the walk gives up (a narrow
+        /// time range far from the newest records) and intersects in full.
+        #[test]
+        fn newest_walks_resumed_below_their_lowest_give_every_candidate(
+            actor in proptest::option::of(0u64..30),
+            outcome in proptest::option::of(0usize..3),
+            window in proptest::option::of((0u64..100, 1u64..30)),
+            k in 1usize..40,
+        ) {
+            let (index, times) = segment();
+            let view = MemView { index, event_times: times };
+            let range = (
+                times.iter().copied().min().unwrap(),
+                times.iter().copied().max().unwrap(),
+            );
+            let q = query(actor, outcome, window);
+            let full = Plan::new(&q)
+                .unwrap()
+                .candidates(&view, FIRST_SEQ, RECORDS, Some(range))
+                .unwrap()
+                .unwrap_or_default();
+            let expected: Vec<u32> = full.iter().rev().collect();
+            let mut walked = Vec::new();
+            let mut after = None;
+            // Each walk takes at least one candidate: more walks than
+            // records means the resumption does not move on.
+            for walks in 0.. {
+                prop_assert!(walks <= RECORDS, "the walks do not move on");
+                let mut plan = Plan::new(&q).unwrap();
+                plan.after = after;
+                let Some(newest) = plan.newest(&view, FIRST_SEQ, RECORDS, Some(range), k).unwrap()
+                else {
+                    break;
+                };
+                if newest.truncated {
+                    prop_assert_eq!(newest.set.len(), k as u64);
+                }
+                walked.extend(newest.set.iter().rev());
+                if !newest.truncated {
+                    break;
+                }
+                after = newest.set.min().map(|o| FIRST_SEQ + u64::from(o));
+            }
+            prop_assert_eq!(walked, expected);
+        }
+    }
 }
