@@ -35,6 +35,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::common::Global;
 use crate::error::{CliError, EXIT_OK, Report};
 
+/// The server's request path allocates and frees many small buffers per
+/// request on many threads; mimalloc does that with less CPU than the
+/// system allocator (docs/benchmarks.md, "The request path").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ABOUT: &str = "sealog: an append-only, tamper-evident audit log store";
 
 const LONG_ABOUT: &str = "\
