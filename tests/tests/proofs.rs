@@ -152,6 +152,92 @@ fn proofs_verify_with_the_rfc_algorithms_across_segments_and_the_tail() {
     assert!(store.inclusion_proof(300, 300).is_err());
 }
 
+/// What a reader asked of the tree at one size while appends ran.
+struct Seen {
+    size: u64,
+    root: Hash,
+    half_root: Hash,
+    inclusion: Vec<(u64, Vec<Hash>)>,
+    consistency: Vec<(u64, Vec<Hash>)>,
+}
+
+fn look(store: &Store, size: u64) -> Seen {
+    let half = size.div_ceil(2);
+    Seen {
+        size,
+        root: store.root(size).unwrap(),
+        half_root: store.root(half).unwrap(),
+        inclusion: [0, half - 1, size - 1]
+            .into_iter()
+            .map(|seq| (seq, store.inclusion_proof(seq, size).unwrap()))
+            .collect(),
+        consistency: [1, half, size]
+            .into_iter()
+            .map(|old| (old, store.consistency_proof(old, size).unwrap()))
+            .collect(),
+    }
+}
+
+#[test]
+fn proofs_and_roots_computed_while_appends_run_equal_those_computed_after() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of about 5,000 records, so that the tail is brought up
+    // to date in several chunks, and seals (each signing a checkpoint, which
+    // reads the tree too) happen while the reader below runs.
+    let store = Arc::new(Store::open(dir.path(), options(512 << 10)).unwrap());
+    let observed = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (store, observed) = (store.clone(), observed.clone());
+        std::thread::spawn(move || {
+            let mut next = 0u64;
+            while next < 30_000 || observed.load(Ordering::SeqCst) < 20 {
+                store.append_batch(events(next, next + 250)).unwrap();
+                next += 250;
+            }
+            next
+        })
+    };
+    let mut seen = Vec::new();
+    while !writer.is_finished() {
+        let size = store.tree_size();
+        if size == 0 || seen.last().is_some_and(|s: &Seen| s.size == size) {
+            std::thread::yield_now();
+            continue;
+        }
+        seen.push(look(&store, size));
+        observed.fetch_add(1, Ordering::SeqCst);
+    }
+    let appended = writer.join().unwrap();
+    store.wait_sealed().unwrap();
+    assert_eq!(store.tree_size(), appended);
+    assert!(seen.len() >= 20, "{} sizes looked at", seen.len());
+    let sealed = store.stats().sealed_segments;
+    assert!(sealed >= 3, "{sealed} segments sealed");
+    let leaves = leaves_of(&store, appended);
+    for s in &seen {
+        let size = s.size;
+        let after = look(&store, size);
+        assert_eq!(
+            s.root,
+            merkle::root(&leaves[..size as usize]),
+            "root at {size}"
+        );
+        assert_eq!(s.root, after.root, "root at {size}");
+        assert_eq!(s.half_root, after.half_root, "root at half of {size}");
+        assert_eq!(s.inclusion, after.inclusion, "inclusion proofs in {size}");
+        assert_eq!(
+            s.consistency, after.consistency,
+            "consistency proofs to {size}"
+        );
+        for (seq, proof) in &s.inclusion {
+            merkle::verify_inclusion(&leaves[*seq as usize], *seq, size, proof, &s.root).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_receipt_verifies_with_only_the_public_key_after_the_store_is_gone() {
     let dir = tempfile::tempdir().unwrap();

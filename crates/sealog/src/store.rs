@@ -1019,11 +1019,35 @@ impl Inner {
                 },
             ));
         }
-        let mut tail = tree.tail.lock();
-        for open in &view.open {
-            let data = open.data.read();
-            tree.extend_tail(&mut tail, open.header.first_seq, &data.leaves);
+        // A size the level files cover (every size an archive round
+        // uploads, and every older checkpoint) is served from them alone,
+        // without the tail's lock or any open segment's.
+        if let Some(source) = tree.stored_source(size) {
+            return f(&source);
         }
+        let mut tail = tree.tail.lock();
+        // The leaves the tail lacks up to `size` are copied out of their
+        // open segment in bounded chunks, each under a short hold of the
+        // segment's data lock, and hashed after it is released: the
+        // committer takes that lock to publish every group, and hashing a
+        // whole segment's leaves under it stalled ingest for tens of
+        // milliseconds at each checkpoint and archive round.
+        tree.fill_tail(&mut tail, size, |from, max| {
+            let Some(open) = view
+                .open
+                .iter()
+                .filter(|o| o.header.first_seq <= from)
+                .max_by_key(|o| o.header.first_seq)
+            else {
+                return Vec::new();
+            };
+            let at = usize::try_from(from - open.header.first_seq).unwrap_or(usize::MAX);
+            let data = open.data.read();
+            data.leaves
+                .get(at..)
+                .map(|rest| rest.get(..max).unwrap_or(rest).to_vec())
+                .unwrap_or_default()
+        });
         let source = tree.source(&tail, size);
         f(&source)
     }

@@ -11,7 +11,10 @@
 //! The records of unsealed segments are not in these files. Their leaves,
 //! and every complete node above them, are kept in memory by
 //! [`TailCache`], brought up to date on demand, so proofs about the newest
-//! records cost no more than proofs about old ones.
+//! records cost no more than proofs about old ones. Bringing it up to date
+//! copies leaves out of an open segment a bounded chunk at a time and hashes
+//! them after that segment's lock is released (the committer takes it to
+//! publish every group); a tree the files cover is served from them alone.
 //!
 //! The files are derived data, written by the sealer and synced *before*
 //! the segment's footer: on open they cover at least every sealed record
@@ -214,24 +217,45 @@ impl TailCache {
     }
 
     /// Drops the leaves before `new_start` (now stored in the level files)
-    /// and recomputes the nodes over the rest.
+    /// and the nodes that do not lie entirely at or after it. The nodes
+    /// kept are the same as those of a cache built from `new_start`: a
+    /// node inside the new range was inside the old one, and each level
+    /// stays contiguous from its first node. Nothing is hashed again, so
+    /// the sealer holds the tail's lock for a copy, not for a rebuild.
     fn rebase(&mut self, new_start: u64) {
         if new_start <= self.start {
             return;
         }
-        let keep = usize::try_from(new_start - self.start).unwrap_or(usize::MAX);
-        // A new start beyond the cached leaves leaves none to keep.
-        let rest: Vec<Hash> = self
-            .leaves
-            .get(keep..)
-            .map(<[Hash]>::to_vec)
-            .unwrap_or_default();
-        *self = TailCache::new(new_start);
-        for leaf in rest {
-            self.push(leaf);
+        if new_start >= self.end() {
+            // No leaf left to keep.
+            *self = TailCache::new(new_start);
+            return;
         }
+        let keep_from = usize::try_from(new_start - self.start).unwrap_or(usize::MAX);
+        self.leaves.drain(..keep_from);
+        for (level, nodes) in self.nodes.iter_mut().enumerate() {
+            let h = level as u32 + 1;
+            let gone = first_node(new_start, h) - first_node(self.start, h);
+            let gone = usize::try_from(gone).unwrap_or(usize::MAX).min(nodes.len());
+            nodes.drain(..gone);
+        }
+        self.start = new_start;
     }
 }
+
+/// Leaves copied out of an open segment per hold of its data lock, which
+/// the committer takes to publish every group: copying 4,096 hashes takes
+/// microseconds, hashing the nodes above them is done after the lock is
+/// released.
+pub(crate) const TAIL_CHUNK: usize = 4096;
+
+/// The tail cache of a size the level files cover: never read (every node
+/// of such a tree is read from the files).
+static NO_TAIL: TailCache = TailCache {
+    start: 0,
+    leaves: Vec::new(),
+    nodes: Vec::new(),
+};
 
 /// The log's Merkle tree: the level files and the in-memory tail.
 #[derive(Debug)]
@@ -349,15 +373,43 @@ impl Tree {
         Ok(())
     }
 
-    /// Adds the next leaves (starting at the tail's end) to the tail cache.
-    pub(crate) fn extend_tail(&self, tail: &mut TailCache, from: u64, leaves: &[Hash]) {
-        let end = tail.end();
-        if from > end {
-            return;
-        }
-        let skip = usize::try_from(end - from).unwrap_or(usize::MAX);
-        for leaf in leaves.iter().skip(skip) {
-            tail.push(*leaf);
+    /// A node source over the first `size` leaves if the level files hold
+    /// them all: it reads only the files, so it needs neither the tail's
+    /// lock nor any open segment's.
+    pub(crate) fn stored_source(&self, size: u64) -> Option<TreeSource<'_>> {
+        let persisted = self.persisted();
+        (size <= persisted).then_some(TreeSource {
+            tree: self,
+            tail: &NO_TAIL,
+            persisted,
+            size,
+        })
+    }
+
+    /// Brings the locked tail up to at least `size` leaves: drops what the
+    /// level files hold now (a seal may not have rebased it yet), then adds
+    /// the missing leaves, taken from `fetch(from, max)` (a copy of at most
+    /// `max` leaves from leaf `from` on; empty if it has none) in chunks of
+    /// [`TAIL_CHUNK`]. The nodes above them are hashed here, with no lock
+    /// but the tail's held. Stops early if `fetch` has no more leaves.
+    pub(crate) fn fill_tail(
+        &self,
+        tail: &mut TailCache,
+        size: u64,
+        mut fetch: impl FnMut(u64, usize) -> Vec<Hash>,
+    ) {
+        tail.rebase(self.persisted());
+        while tail.end() < size {
+            let want = usize::try_from(size - tail.end())
+                .unwrap_or(usize::MAX)
+                .min(TAIL_CHUNK);
+            let chunk = fetch(tail.end(), want);
+            if chunk.is_empty() {
+                return;
+            }
+            for leaf in chunk.iter().take(want) {
+                tail.push(*leaf);
+            }
         }
     }
 
@@ -453,6 +505,129 @@ mod tests {
         }
     }
 
+    /// Every node (and leaf) of heights below 12 over the first `n` leaves,
+    /// as `cache` holds it.
+    fn held(cache: &TailCache, n: u64) -> Vec<Option<Hash>> {
+        (0..12u32)
+            .flat_map(|h| (0..n >> h).map(move |i| (h, i)))
+            .map(|(h, i)| cache.node(h, i))
+            .collect()
+    }
+
+    #[test]
+    fn a_rebased_tail_cache_holds_the_nodes_of_one_built_from_its_new_start() {
+        let all = leaves(3_000);
+        for start in [0u64, 1, 7, 256, 300] {
+            for new_start in [
+                start,
+                start + 1,
+                255,
+                256,
+                257,
+                511,
+                1_024,
+                1_500,
+                2_000,
+                2_500,
+            ] {
+                if new_start < start {
+                    continue;
+                }
+                let mut rebased = TailCache::new(start);
+                for leaf in &all[start as usize..2_000] {
+                    rebased.push(*leaf);
+                }
+                rebased.rebase(new_start);
+                let mut built = TailCache::new(new_start);
+                for leaf in all.get(new_start as usize..2_000).unwrap_or_default() {
+                    built.push(*leaf);
+                }
+                assert_eq!(rebased.start, built.start, "{start} -> {new_start}");
+                assert_eq!(rebased.end(), built.end(), "{start} -> {new_start}");
+                assert_eq!(
+                    held(&rebased, 3_000),
+                    held(&built, 3_000),
+                    "{start} -> {new_start}"
+                );
+                // And both go on the same way.
+                for leaf in &all[rebased.end() as usize..] {
+                    rebased.push(*leaf);
+                    built.push(*leaf);
+                }
+                assert_eq!(
+                    held(&rebased, 3_000),
+                    held(&built, 3_000),
+                    "{start} -> {new_start}"
+                );
+                assert!(
+                    held(&rebased, 3_000).iter().any(Option::is_some),
+                    "the cache holds nodes"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tail_filled_before_a_seal_serves_the_same_proofs_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = crate::fs::StdFs;
+        let tree = Tree::open(&fs, dir.path(), false).unwrap().unwrap();
+        let all = leaves(70_000);
+        let fetches = std::cell::Cell::new(0usize);
+        let fetch = |from: u64, max: usize| {
+            fetches.set(fetches.get() + 1);
+            assert!(max <= TAIL_CHUNK, "a copy is bounded");
+            let from = from as usize;
+            all[from..all.len().min(from + max)].to_vec()
+        };
+        tree.append_sealed(0, &all[..1_000]).unwrap();
+        // The tail runs ahead of the level files by 68,500 leaves, copied
+        // in bounded chunks.
+        tree.fill_tail(&mut tree.tail.lock(), 69_500, fetch);
+        assert_eq!(fetches.get(), 68_500usize.div_ceil(TAIL_CHUNK));
+        assert_eq!(tree.tail.lock().end(), 69_500);
+        // A seal moves the tail's start past 65,000 leaves it held.
+        tree.append_sealed(1_000, &all[1_000..66_000]).unwrap();
+        assert_eq!(tree.tail.lock().start, 66_000);
+        fetches.set(0);
+        tree.fill_tail(&mut tree.tail.lock(), 69_000, fetch);
+        assert_eq!(fetches.get(), 0, "the tail already holds these leaves");
+        tree.fill_tail(&mut tree.tail.lock(), 70_000, fetch);
+        assert_eq!(fetches.get(), 1);
+        let tail = tree.tail.lock();
+        for size in [1u64, 255, 256, 65_536, 66_000, 66_001, 69_500, 70_000] {
+            let stored = tree.stored_source(size);
+            assert_eq!(stored.is_some(), size <= 66_000, "{size}");
+            let from_tail = tree.source(&tail, size);
+            let reference = &all[..size as usize];
+            let mut sources = vec![&from_tail];
+            sources.extend(stored.as_ref());
+            for src in sources {
+                assert_eq!(
+                    merkle::range_hash(src, 0, size).unwrap(),
+                    merkle::root(reference),
+                    "root at {size}"
+                );
+                for index in [0, size / 3, size - 1] {
+                    assert_eq!(
+                        merkle::inclusion_proof(src, index, size).unwrap(),
+                        merkle::inclusion_proof(reference, index, size).unwrap(),
+                        "proof of {index} in {size}"
+                    );
+                }
+                for old in [1u64, size / 2, size] {
+                    if old == 0 {
+                        continue;
+                    }
+                    assert_eq!(
+                        merkle::consistency_proof(src, old, size).unwrap(),
+                        merkle::consistency_proof(reference, old, size).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn proofs_from_files_and_tail_equal_proofs_from_leaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -466,7 +641,10 @@ mod tests {
             at += piece;
         }
         let mut tail = tree.tail.lock();
-        tree.extend_tail(&mut tail, at as u64, &all[at..]);
+        tree.fill_tail(&mut tail, all.len() as u64, |from, max| {
+            let from = from as usize;
+            all[from..all.len().min(from + max)].to_vec()
+        });
         for size in [1u64, 255, 256, 257, 65_536, 69_000, 69_001, 70_000] {
             let src = tree.source(&tail, size);
             let reference = &all[..size as usize];
