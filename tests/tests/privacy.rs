@@ -101,8 +101,11 @@ fn the_stored_record_is_the_transformed_event() {
     assert_eq!(metadata["plan"], "pro");
     assert!(!metadata.contains_key("phone"));
     // The chain and the tree cover the transformed record.
+    // The log's first record says which rules (and key id) applied.
+    let first = store.get(0).unwrap().unwrap();
+    assert_eq!(first.event.action, sealog::privacy::POLICY_ACTION);
     let report = store.verify().unwrap();
-    assert_eq!(report.records, 1, "{report:?}");
+    assert_eq!(report.records, 2, "{report:?}");
     store.close().unwrap();
 }
 
@@ -119,9 +122,10 @@ fn dropped_and_hashed_values_never_reach_the_disk() {
     store.close().unwrap();
     let bytes = all_bytes(dir.path());
     assert!(contains(&bytes, b"plan"), "the test reads the stored bytes");
+    // (The dropped key's name is on disk by design: the record of the
+    // policy names its rules, `metadata.phone=drop`. Its value is not.)
     for clear in [
         &b"+44-555-0199"[..],
-        b"phone",
         b"alice.liddell",
         b"alice-1",
         b"cust-8812",
@@ -143,16 +147,22 @@ fn a_query_with_the_clear_value_finds_the_transformed_record() {
     store
         .append(personal_event("alice", "2001:db8:1:2::7"))
         .unwrap();
+    // Seq 0 is the record of the policy: the events are 1, 2, 3, and the
+    // figures below count from the first event.
     let found = |q: Query| -> Vec<u64> {
         let seqs: Vec<u64> = store
             .query(&q)
             .unwrap()
             .records
             .iter()
-            .map(|r| r.seq)
+            .map(|r| r.seq - 1)
             .collect();
         assert_eq!(store.count(&q).unwrap(), seqs.len() as u64, "{q:?}");
-        let mut lazily: Vec<u64> = store.matches(&q).unwrap().map(|r| r.unwrap().seq).collect();
+        let mut lazily: Vec<u64> = store
+            .matches(&q)
+            .unwrap()
+            .map(|r| r.unwrap().seq - 1)
+            .collect();
         lazily.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(lazily, seqs, "{q:?}");
         seqs
@@ -213,5 +223,73 @@ fn another_key_gives_other_hashes() {
         ..Query::default()
     };
     assert!(store.query(&q).unwrap().records.is_empty());
+    store.close().unwrap();
+}
+
+#[test]
+fn the_log_records_each_change_of_rules_or_key_and_only_a_change() {
+    use sealog::privacy::PolicyDescription;
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = |store: &Store| store.recorded_privacy_policy().unwrap();
+    // No rules: nothing recorded, nothing looked up.
+    let store = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    store.append(personal_event("alice", "10.1.2.3")).unwrap();
+    assert_eq!(recorded(&store), None);
+    store.close().unwrap();
+    // Rules: recorded once, with the key's id, not again on the next open.
+    let expected = PolicyDescription {
+        rules: vec![
+            "actor.id=hash".into(),
+            "metadata.email=hash".into(),
+            "metadata.phone=drop".into(),
+            "resource.id=hash".into(),
+            "source.ip=mask".into(),
+        ],
+        key_id: Some(key().id()),
+    };
+    for _ in 0..2 {
+        let store = open_with(dir.path(), policy());
+        assert_eq!(recorded(&store), Some((1, expected.clone())));
+        assert_eq!(store.len(), 2);
+        store.close().unwrap();
+    }
+    // Another key is a change: recorded, and the newest wins.
+    let other = PrivacyKey::from_bytes(&[9u8; 32]).unwrap();
+    let store = open_with(
+        dir.path(),
+        PrivacyPolicy::parse(&["actor.id=hash"], Some(other.clone())).unwrap(),
+    );
+    assert_ne!(other.id(), key().id());
+    assert_eq!(
+        recorded(&store),
+        Some((
+            2,
+            PolicyDescription {
+                rules: vec!["actor.id=hash".into()],
+                key_id: Some(other.id()),
+            }
+        ))
+    );
+    // The record is found whatever the reader's rules: by its action and
+    // resource type, not by its (hashed) actor.
+    store.close().unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(recorded(&reader).unwrap().0, 2);
+    let record = reader.get(2).unwrap().unwrap();
+    assert_eq!(record.event.actor.id, other.hash(b"sealog"));
+    // Rules without a hash name no key.
+    drop(reader);
+    let store = open_with(
+        dir.path(),
+        PrivacyPolicy::parse(&["source.ip=mask"], None).unwrap(),
+    );
+    assert_eq!(
+        recorded(&store).unwrap().1,
+        PolicyDescription {
+            rules: vec!["source.ip=mask".into()],
+            key_id: None,
+        }
+    );
+    assert!(store.verify().is_ok());
     store.close().unwrap();
 }

@@ -347,6 +347,47 @@ impl PrivacyArgs {
     }
 }
 
+/// Warns on standard error when `filters` (clear values) name a field and
+/// the log says its writer applies other privacy rules (or another key)
+/// than `given`: the filter's value is then compared with values stored
+/// under other transforms and may find nothing, which would read as "no
+/// such events". Reading errors are not this check's to report.
+pub fn warn_if_privacy_differs(store: &sealog::Store, given: &PrivacyPolicy, filters: &Query) {
+    let names_a_value = filters.actor.is_some()
+        || filters.resource.as_ref().is_some_and(|r| r.id.is_some())
+        || filters.tenant.is_some()
+        || filters.request_id.is_some()
+        || filters.source_ip.is_some();
+    if !names_a_value {
+        return;
+    }
+    let Ok(Some((seq, recorded))) = store.recorded_privacy_policy() else {
+        return;
+    };
+    let given = given.describe();
+    if recorded == given {
+        return;
+    }
+    let fix = if recorded.is_empty() {
+        "run it without --privacy and --privacy-key".to_owned()
+    } else {
+        format!(
+            "give the writer's rules and key: --privacy {}{}",
+            recorded.rules.join(","),
+            match &recorded.key_id {
+                Some(id) => format!(" --privacy-key FILE (the key whose id is {id})"),
+                None => String::new(),
+            }
+        )
+    };
+    eprintln!(
+        "warning: the log records that its writer applies {recorded} from seq {seq} on, and \
+         this command was given {given}: a filter on a field the two treat differently \
+         compares other values than the stored ones and may find nothing\n  fix:   {fix} \
+         (docs/privacy.md)"
+    );
+}
+
 /// The validator of a secret-guard mode (the default guard: refuse).
 pub fn validator_for(mode: Option<SecretsMode>) -> Validator {
     let mut validator = Validator::default();

@@ -123,10 +123,18 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         !args.newest_first,
     );
     // Clear values as the privacy rules stored them.
-    let query = args.privacy.policy()?.query(&query);
+    let privacy = args.privacy.policy()?;
+    let query = privacy.query(&query);
     if let Some(format) = args.format.siem() {
         let time_order = args.order == OrderBy::Seq && !args.newest_first;
-        return export_formats::run(global, format, query, &args.siem, &args.damaged, time_order);
+        return export_formats::run(
+            global,
+            format,
+            (query, &privacy),
+            &args.siem,
+            &args.damaged,
+            time_order,
+        );
     }
     if args.siem.out.is_some() {
         return Err(CliError::usage(
@@ -135,6 +143,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
         ));
     }
     let store = global.open_read_only(&args.damaged)?;
+    crate::common::warn_if_privacy_differs(&store, &privacy, &query);
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
     warnings.name_new(dir, &store);

@@ -119,17 +119,19 @@ fn create_new(path: &Path) -> Result<std::fs::File, CliError> {
 
 /// Runs the export in `format`: `query` gives the records and their order
 /// (`time_order_if_partitioned`: a partitioned Parquet export is read in
-/// event-time order, so each date gets one file).
+/// event-time order, so each date gets one file), with the privacy policy
+/// its values were transformed by.
 pub fn run(
     global: &Global,
     format: SiemFormat,
-    mut query: Query,
+    (mut query, privacy): (Query, &sealog::privacy::PrivacyPolicy),
     args: &SiemArgs,
     damaged: &DamageArgs,
     time_order_if_partitioned: bool,
 ) -> Result<(), CliError> {
     let dir = &global.data_dir;
     let store = global.open_read_only(damaged)?;
+    crate::common::warn_if_privacy_differs(&store, privacy, &query);
     let mut warnings = DamageWarnings::default();
     warnings.name_new(dir, &store);
     let partitioned = format == SiemFormat::Parquet

@@ -232,10 +232,11 @@ pub fn run(global: &Global, args: ForwardArgs) -> Result<(), CliError> {
         options.headers.push(("Authorization".into(), auth));
     }
     // Clear values as the privacy rules stored them.
-    options.filter = args
-        .privacy
-        .policy()?
-        .query(&args.filters.to_query().map_err(query_error)?);
+    let privacy = args.privacy.policy()?;
+    options.filter = privacy.query(&args.filters.to_query().map_err(query_error)?);
+    if let Ok(store) = sealog::Store::open_read_only(dir) {
+        crate::common::warn_if_privacy_differs(&store, &privacy, &options.filter);
+    }
     if let Some(name) = &args.name {
         options.cursor = forward::default_dir(dir).join(forward::file_name(name));
     }

@@ -99,11 +99,13 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
         args.oldest_first,
     );
     // Clear values as the privacy rules stored them.
-    query = args.privacy.policy()?.query(&query);
+    let privacy = args.privacy.policy()?;
+    query = privacy.query(&query);
     query.limit = usize::try_from(args.limit).unwrap_or(sealog::query::MAX_LIMIT);
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;
     let store = global.open_read_only(&args.damaged)?;
+    crate::common::warn_if_privacy_differs(&store, &privacy, &query);
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
     warnings.name_new(dir, &store);

@@ -121,6 +121,7 @@ pub fn run(global: &Global, args: TailArgs) -> Result<(), CliError> {
     let filters = privacy.query(&args.filters.to_query().map_err(query_error)?);
     let dir = global.data_dir.clone();
     let store = global.open_read_only(&args.damaged)?;
+    crate::common::warn_if_privacy_differs(&store, &privacy, &filters);
     let mut warnings = DamageWarnings::default();
     warnings.name_new(&dir, &store);
     let seen = store.len();

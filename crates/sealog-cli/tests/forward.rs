@@ -731,8 +731,48 @@ fn forward_filters_find_records_stored_under_privacy_rules() {
     store.close().unwrap();
     let who = w.event(0).actor;
     let clear = format!("{}:{}", who.kind, who.id);
-    let wanted: Vec<u64> = (0..1_000).filter(|&i| w.event(i).actor == who).collect();
+    // Seq 0 records the policy; event i is seq i + 1.
+    let wanted: Vec<u64> = (0..1_000)
+        .filter(|&i| w.event(i).actor == who)
+        .map(|i| i + 1)
+        .collect();
     assert!(wanted.len() > 1 && wanted.len() < 1_000, "{}", wanted.len());
+
+    // A query given other rules than the writer's is warned, naming them;
+    // with the writer's rules and key it is not.
+    let out = sealog(&dir)
+        .args(["query", "--count", "--actor", &clear])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the log records that its writer applies the privacy rules")
+            && stderr.contains("--privacy actor.id=hash,source.ip=mask --privacy-key FILE"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    let out = sealog(&dir)
+        .args([
+            "query",
+            "--count",
+            "--actor",
+            &clear,
+            "--privacy",
+            &rules.join(","),
+        ])
+        .arg("--privacy-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        wanted.len().to_string()
+    );
 
     // The command, given the store's rules.
     let rsyslog = Rsyslog::start(&tmp.path().join("rsyslog"), false);

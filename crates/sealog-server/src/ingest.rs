@@ -126,6 +126,34 @@ pub fn reserved_actor(actor: &sealog::format::Actor) -> bool {
         && (actor.id == "sealog" || actor.id.starts_with("sealog-"))
 }
 
+/// Why a client may not send `event`, if it is one only sealog writes:
+/// in sealog's own name ([`reserved_actor`]), or the record of a privacy
+/// policy (readers take the newest one as the rules records are stored
+/// under; `sealog::privacy::POLICY_ACTION`).
+fn reserved(event: &Event) -> Option<(&'static str, String)> {
+    if reserved_actor(&event.actor) {
+        return Some((
+            "actor",
+            format!(
+                "is `{}:{}`, an actor only sealog itself writes as (its alerts, its own \
+                 operations): clients may not send events in its name",
+                event.actor.kind, event.actor.id
+            ),
+        ));
+    }
+    if event.action == sealog::privacy::POLICY_ACTION {
+        return Some((
+            "action",
+            format!(
+                "is `{}`, the record sealog writes when its privacy rules change: clients may \
+                 not send it",
+                event.action
+            ),
+        ));
+    }
+    None
+}
+
 /// Parses one event fast, and again with path tracking for a good error.
 fn parse_event(bytes: &[u8]) -> Result<Event, ValidationError> {
     match serde_json::from_slice::<Event>(bytes) {
@@ -234,19 +262,11 @@ impl Parsed {
             return;
         }
         match parse_event(text) {
-            Ok(e) if reserved_actor(&e.actor) => {
-                self.problem(
-                    index,
-                    line,
-                    "actor",
-                    format!(
-                        "is `{}:{}`, an actor only sealog itself writes as (its alerts, \
-                         its own operations): clients may not send events in its name",
-                        e.actor.kind, e.actor.id
-                    ),
-                );
-            }
             Ok(e) => {
+                if let Some((field, reason)) = reserved(&e) {
+                    self.problem(index, line, field, reason);
+                    return;
+                }
                 self.heap += event_heap_bytes(&e);
                 self.events.push(e);
                 if let Some(line) = line {
@@ -662,6 +682,10 @@ mod tests {
                 );
             }
         }
+        let policy = GOOD.replace("x.y", "store.privacy_policy");
+        let e = parse_err(policy.as_bytes(), Framing::Json);
+        let list = e.details["errors"].as_array().unwrap();
+        assert_eq!(list[0]["field"], "action", "{list:?}");
         // Lookalikes that are not sealog's own stay allowed.
         for ok in [
             r#"{"type":"user","id":"sealog-alerts"}"#,

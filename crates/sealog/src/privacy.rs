@@ -143,6 +143,92 @@ impl fmt::Debug for PrivacyKey {
     }
 }
 
+/// The action of the record that says which privacy policy the writer
+/// applies from then on ([`Store::open`](crate::Store::open) appends one
+/// whenever the policy differs from the newest recorded one).
+pub const POLICY_ACTION: &str = "store.privacy_policy";
+/// The resource type of that record (the resource id is `current`).
+pub const POLICY_RESOURCE_TYPE: &str = "privacy_policy";
+
+/// A privacy policy as the log records it: its rules (sorted, as
+/// `FIELD=TRANSFORM`) and the id of its key ([`PrivacyKey::id`]), never the
+/// key itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyDescription {
+    /// The rules, sorted.
+    pub rules: Vec<String>,
+    /// The key's id, if the policy has a key.
+    pub key_id: Option<String>,
+}
+
+impl PolicyDescription {
+    /// Whether it has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The event that records it.
+    pub fn event(&self) -> Event {
+        use sealog_format::{Actor, Outcome, Resource};
+        let mut metadata = Metadata::new();
+        metadata.insert("privacy_rules".into(), self.rules.join(",").into());
+        if let Some(id) = &self.key_id {
+            metadata.insert("privacy_key_id".into(), id.clone().into());
+        }
+        Event::new(
+            Actor::new("system", "sealog"),
+            POLICY_ACTION,
+            Resource::new(POLICY_RESOURCE_TYPE, "current"),
+            Outcome::Success,
+        )
+        .with_reason(format!(
+            "records from here on are written under {self}; earlier ones under the policy \
+             recorded before"
+        ))
+        .with_metadata(metadata)
+    }
+
+    /// The description an event of [`PolicyDescription::event`]'s form
+    /// holds; `None` for any other event. Only the record's action,
+    /// resource type and actor type are relied on (the policy may hash the
+    /// actor's id).
+    pub fn from_event(event: &Event) -> Option<PolicyDescription> {
+        if event.action != POLICY_ACTION
+            || event.resource.kind != POLICY_RESOURCE_TYPE
+            || event.actor.kind != "system"
+        {
+            return None;
+        }
+        let metadata = event.metadata.as_ref()?;
+        let rules = metadata.get("privacy_rules")?.as_str()?;
+        let key_id = match metadata.get("privacy_key_id") {
+            None => None,
+            Some(v) => Some(v.as_str()?.to_owned()),
+        };
+        Some(PolicyDescription {
+            rules: rules
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            key_id,
+        })
+    }
+}
+
+impl fmt::Display for PolicyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rules.is_empty() {
+            return f.write_str("no privacy rules");
+        }
+        write!(f, "the privacy rules `{}`", self.rules.join(", "))?;
+        if let Some(id) = &self.key_id {
+            write!(f, " with the key of id {id}")?;
+        }
+        Ok(())
+    }
+}
+
 /// True if `value` has the form of a hashed value (`hmac:` and 64
 /// lowercase hex digits).
 pub fn is_hash(value: &str) -> bool {
@@ -368,6 +454,18 @@ impl PrivacyPolicy {
             .map(|r| r.as_ref().parse())
             .collect::<Result<Vec<Rule>, _>>()?;
         PrivacyPolicy::new(rules, key)
+    }
+
+    /// The policy as the log records it (rules sorted, the key's id).
+    /// The key is only named when a rule hashes.
+    pub fn describe(&self) -> PolicyDescription {
+        let mut rules: Vec<String> = self.rules.iter().map(ToString::to_string).collect();
+        rules.sort();
+        let hashes = self.rules.iter().any(|r| r.transform == Transform::Hash);
+        PolicyDescription {
+            rules,
+            key_id: self.key.as_ref().filter(|_| hashes).map(PrivacyKey::id),
+        }
     }
 
     /// True when the policy changes nothing.

@@ -251,6 +251,7 @@ impl Store {
         let (inner, workers) = crate::recovery::open(dir.as_ref(), options, false)?;
         let store = Store { inner, workers };
         store.record_recovery()?;
+        store.record_privacy_policy()?;
         Ok(store)
     }
 
@@ -861,6 +862,44 @@ impl Store {
     }
 
     /// Appends the `store.recovered` event if recovery dropped bytes.
+    /// The privacy policy the log says its writer applies now: the newest
+    /// `store.privacy_policy` record and its seq (`None`: never recorded,
+    /// so no privacy rules were ever applied by a writer that records
+    /// them).
+    pub fn recorded_privacy_policy(
+        &self,
+    ) -> Result<Option<(u64, crate::privacy::PolicyDescription)>> {
+        use crate::privacy::{POLICY_ACTION, POLICY_RESOURCE_TYPE, PolicyDescription};
+        let page = self.query(&crate::query::Query {
+            actions: vec![crate::query::ActionPattern::new(POLICY_ACTION)?],
+            resource_type: Some(POLICY_RESOURCE_TYPE.to_owned()),
+            limit: 16,
+            ..crate::query::Query::default()
+        })?;
+        Ok(page
+            .records
+            .iter()
+            .find_map(|r| PolicyDescription::from_event(&r.event).map(|d| (r.seq, d))))
+    }
+
+    /// Records the privacy policy this writer applies when it has rules and
+    /// they (or their key) differ from the newest recorded ones, so that
+    /// readers (and auditors) can tell which records were written under
+    /// which rules and key. A writer without rules records nothing and
+    /// reads nothing here: opening a store that uses no privacy rules costs
+    /// no lookup.
+    fn record_privacy_policy(&self) -> Result<()> {
+        let now = self.inner.config.options.privacy.describe();
+        if now.is_empty() {
+            return Ok(());
+        }
+        let recorded = self.recorded_privacy_policy()?;
+        if recorded.as_ref().is_none_or(|(_, before)| *before != now) {
+            self.append_batch_with([now.event()], Durability::Group)?;
+        }
+        Ok(())
+    }
+
     fn record_recovery(&self) -> Result<()> {
         let events = self.inner.recovery.events();
         if !events.is_empty() {
