@@ -211,6 +211,9 @@ struct DictColumn {
     column: Vec<u32>,
     /// The ordinals of each term, by term id.
     postings: Vec<RoaringBitmap>,
+    /// No postings are kept (an index built only to be encoded, by the
+    /// archiver or the verifier): lookups scan the column.
+    encode_only: bool,
 }
 
 /// The column entry of a record without the field.
@@ -245,7 +248,7 @@ impl DictColumn {
         let ordinal = u32::try_from(self.column.len())
             .expect("a segment holds fewer than 2^32 records: it is at most 1 GiB");
         self.column.push(id);
-        if id == NO_TERM {
+        if id == NO_TERM || self.encode_only {
             return;
         }
         let slot = id as usize;
@@ -318,6 +321,12 @@ impl DictColumn {
     /// union (a union costs a little per term and per match, the column a
     /// little per record).
     fn select_by(&self, select: &TermSelect<'_>, how: Option<Lookup>) -> RoaringBitmap {
+        // Without postings, the column is the only way.
+        let how = if self.encode_only {
+            Some(Lookup::Column)
+        } else {
+            how
+        };
         let chosen = |keep: &dyn Fn(&[u8]) -> bool| {
             let mut wanted = vec![false; self.ids.len()];
             let mut chosen = Vec::new();
@@ -459,6 +468,17 @@ struct ColumnChunk {
 }
 
 impl MemIndex {
+    /// An index built only to be encoded (a sidecar re-encoded by the
+    /// archiver or the verifier): it keeps no per-term postings, which only
+    /// lookups need, and answers lookups from its columns.
+    pub(crate) fn encode_only() -> MemIndex {
+        let mut index = MemIndex::default();
+        for column in &mut index.dicts {
+            column.encode_only = true;
+        }
+        index
+    }
+
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
         let ordinal = u32::try_from(self.indexed)
@@ -713,6 +733,9 @@ impl IndexView for MemView<'_> {
             .dicts
             .get(field as usize)
             .expect(ONE_COLUMN_PER_FIELD);
+        if column.encode_only {
+            return None;
+        }
         Some(match column.postings_of(term) {
             Some(postings) => Cow::Borrowed(postings),
             None => Cow::Owned(RoaringBitmap::new()),
@@ -912,7 +935,10 @@ mod tests {
     }
 
     fn index_of(draws: &[Draw]) -> MemIndex {
-        let mut index = MemIndex::default();
+        fill(MemIndex::default(), draws)
+    }
+
+    fn fill(mut index: MemIndex, draws: &[Draw]) -> MemIndex {
         for (seq, d) in (0u64..).zip(draws) {
             let bytes =
                 sealog_format::record::encode(&event(d), seq, Timestamp::from_nanos(seq as i64))
@@ -982,6 +1008,23 @@ mod tests {
             let index = index_of(&draws);
             for probe in &probes {
                 check_lookups(&index, &draws, probe);
+            }
+            // An index built to be encoded keeps no postings, answers the
+            // same from its columns, and has the same columns.
+            let bare = fill(MemIndex::encode_only(), &draws);
+            let times = vec![0i64; draws.len()];
+            let view = MemView { index: &bare, event_times: &times };
+            for probe in &probes {
+                for field in DictField::ALL {
+                    let terms = model_terms(&draws, field);
+                    prop_assert_eq!(
+                        view.dict(field, &TermSelect::Prefix(probe)).unwrap(),
+                        brute_force(&terms, |t| t.starts_with(probe))
+                    );
+                    prop_assert!(view.lend_dict_term(field, probe).is_none());
+                    prop_assert!(bare.dicts[field as usize].postings.is_empty());
+                    prop_assert_eq!(bare.dict_postings(field), index.dict_postings(field));
+                }
             }
         }
 

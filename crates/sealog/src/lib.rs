@@ -56,7 +56,7 @@ pub mod image;
 mod index;
 mod indexer;
 mod layout;
-mod mmap;
+pub mod mmap;
 mod open_index;
 mod options;
 pub mod privacy;

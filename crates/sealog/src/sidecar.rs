@@ -132,7 +132,7 @@ pub(crate) fn encode_records<'a>(
     // The columnar in-memory index of an open segment, encoded as the
     // sealer encodes it: the same bytes as building term by term
     // (`RecordIndexer`), for a fraction of the work.
-    let mut mem = MemIndex::default();
+    let mut mem = MemIndex::encode_only();
     let (mut offsets, mut event_times) = (Vec::new(), Vec::new());
     for (ordinal, item) in (0u32..).zip(records) {
         let (offset, body) = item?;

@@ -819,10 +819,13 @@ fn verify_segment(
     // A sealed segment's sidecar, as its records give it: the columnar
     // in-memory index an open segment keeps, encoded as the sealer encodes
     // it (the same bytes as building it term by term, for less work).
-    let mut indexer = f
-        .footer
-        .as_ref()
-        .map(|_| (crate::index::MemIndex::default(), Vec::new(), Vec::new()));
+    let mut indexer = f.footer.as_ref().map(|_| {
+        (
+            crate::index::MemIndex::encode_only(),
+            Vec::new(),
+            Vec::new(),
+        )
+    });
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
