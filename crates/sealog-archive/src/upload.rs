@@ -542,26 +542,27 @@ impl Archiver {
             )
             .await?;
             for p in parquet {
-                // A Parquet file of this name written before (a round
-                // interrupted, then resumed by another sealog version
-                // whose encoder writes other bytes) is kept when it holds
-                // exactly these records.
-                let (bytes, sha256) = match uploader.put_once(&p.name, p.bytes.clone()).await {
-                    Ok(_) => (p.bytes, Some(p.sha256)),
+                match put(p.name.clone(), p.bytes, Some(p.sha256), &mut report).await {
+                    // A Parquet file of this name written before (a round
+                    // interrupted, then resumed by another sealog version
+                    // whose encoder writes other bytes) is kept, and listed
+                    // as it is, when it holds exactly these records.
                     Err(ArchiveError::Conflict { object, detail }) => {
-                        let existing = self.target.get(&p.name).await?.ok_or_else(|| {
-                            ArchiveError::Conflict {
-                                object: object.clone(),
-                                detail: detail.clone(),
-                            }
-                        })?;
-                        crate::parquet::check_existing(&name, &bytes, &image, &p.name, &existing)
-                            .map_err(|_| ArchiveError::Conflict { object, detail })?;
-                        (existing, None)
+                        let kept = match self.target.get(&p.name).await? {
+                            Some(existing) => crate::parquet::check_existing(
+                                &name, &bytes, &image, &p.name, &existing,
+                            )
+                            .map(|()| existing)
+                            .ok(),
+                            None => None,
+                        };
+                        let Some(existing) = kept else {
+                            return Err(ArchiveError::Conflict { object, detail });
+                        };
+                        put(p.name, existing, None, &mut report).await?;
                     }
-                    Err(e) => return Err(e),
-                };
-                put(p.name, bytes, sha256, &mut report).await?;
+                    other => other?,
+                }
             }
             for (k, first_index, hashes) in pieces {
                 let mut buf = Vec::with_capacity(hashes.len() * 32);
