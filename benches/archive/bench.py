@@ -149,6 +149,8 @@ def serve_ingest(args, moto, archive_url, workdir, tag):
     run([args.sealog, "--data-dir", d, "init"], env=moto.env())
     token = run([args.sealog, "--data-dir", d, "token", "create", "--name", "bench",
                  "--scopes", "ingest,query,admin"], env=moto.env()).strip().splitlines()[-1]
+    # The server signs with the log's key (SEALOG_SIGNING_KEY, set in main):
+    # each archive round ships a checkpoint signed with it.
     port = free_port()
     cmd = [args.sealog, "--data-dir", d, "serve", "--listen", f"127.0.0.1:{port}",
            "--segment-size", args.serve_segment_size]
@@ -166,10 +168,44 @@ def serve_ingest(args, moto, archive_url, workdir, tag):
                "--batch", "1000", "--events", str(args.serve_events), "--queries", "0",
                "--query-clients", "0", "--json"], env=env)
     rate = json.loads(out.strip().splitlines()[-1])["events_per_sec"]
+    caught_up = None
+    if archive_url:
+        # The run counts only if the archive really followed: wait until
+        # every sealed record is archived, and say how long that took after
+        # the load ended (the archiver runs at a lower priority and may
+        # fall behind while ingest saturates the machine).
+        t = time.perf_counter()
+        while True:
+            metrics = metrics_of(port, token)
+            lag = metrics.get("sealog_archive_lag_records", -1)
+            if metrics.get("sealog_archive_rounds_total", 0) > 0 and lag == 0:
+                caught_up = time.perf_counter() - t
+                break
+            if time.perf_counter() - t > 300:
+                srv.kill()
+                sys.exit(f"the archive did not catch up in 300 s (lag {lag} records, "
+                         f"{metrics.get('sealog_archive_failures_total')} failures): "
+                         f"{open(d + '.err').read()[-2000:]}")
+            time.sleep(0.1)
     srv.send_signal(signal.SIGTERM)
     srv.wait(timeout=120)
     shutil.rmtree(d, ignore_errors=True)
-    return rate
+    return rate, caught_up
+
+
+def metrics_of(port, token):
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                 headers={"Authorization": f"Bearer {token}"})
+    out = {}
+    for line in urllib.request.urlopen(req, timeout=30).read().decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
 
 
 def timed(cmd, env):
@@ -250,11 +286,21 @@ def main():
         if "ingest" not in skip:
             moto.create_bucket("serve")
             for i in range(args.runs):
-                off = serve_ingest(args, moto, None, workdir, f"off-{i}")
-                on = serve_ingest(args, moto, f"s3://serve/r{i}", workdir, f"on-{i}")
-                print(f"round {i + 1}: ingest archiving off {off:,.0f} events/s, on {on:,.0f} events/s")
+                # Which goes first alternates, so that a drift of the
+                # machine over a round weighs on both alike.
+                if i % 2 == 0:
+                    off, _ = serve_ingest(args, moto, None, workdir, f"off-{i}")
+                    on, caught_up = serve_ingest(args, moto, f"s3://serve/r{i}", workdir, f"on-{i}")
+                else:
+                    on, caught_up = serve_ingest(args, moto, f"s3://serve/r{i}", workdir, f"on-{i}")
+                    off, _ = serve_ingest(args, moto, None, workdir, f"off-{i}")
+                print(f"round {i + 1}: ingest archiving off {off:,.0f} events/s, on {on:,.0f} "
+                      f"events/s ({(1 - on / off) * 100:+.1f}% cost); archive caught up "
+                      f"{caught_up:.1f} s after the load ended")
                 results.setdefault("ingest_off", []).append(off)
                 results.setdefault("ingest_on", []).append(on)
+                results.setdefault("ingest_cost_pct", []).append((1 - on / off) * 100)
+                results.setdefault("archive_caught_up_secs", []).append(caught_up)
 
         if "query" not in skip:
             moto.create_bucket("query")

@@ -244,6 +244,18 @@ fn every_other_startup_error_has_a_fix_of_its_own() {
             "create a key pair with `sealog keygen --name ORIGIN --out PREFIX`",
         ),
         (
+            // Every archive round ships a checkpoint signed by the log's
+            // key: without one the server would fail every round.
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--archive",
+                "file:///nonexistent/sealog-archive",
+            ],
+            "give --signing-key FILE (or signing_key in the configuration",
+        ),
+        (
             // A documentation address (RFC 5737): on no host.
             vec![
                 "serve",

@@ -220,6 +220,47 @@ impl Archiving {
         Ok(Arc::new(cache))
     }
 
+    /// Starts the archiver on a thread of its own, at the background
+    /// priority ([`sealog::background::lower_thread_priority`]), with its
+    /// own single-threaded runtime: everything a round does (reading the
+    /// tree, hashing, and sending the objects, which over HTTP or TLS is
+    /// CPU work of its own) then takes only the CPU that ingest leaves,
+    /// instead of competing with it on the server's runtime. It stops when
+    /// `stop` turns true, within a round too (an interrupted round is
+    /// resumed from the archive's manifest at the next start).
+    pub fn spawn(
+        self: Arc<Self>,
+        store: Arc<StoreHandle>,
+        stop: watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("sealog-archiver".into())
+            .spawn(move || {
+                sealog::background::lower_thread_priority();
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("sealog-archiver-io")
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("archiving could not start its runtime: {e}");
+                        return;
+                    }
+                };
+                let mut stopping = stop.clone();
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = self.run(store, stop) => {}
+                        _ = stopping.wait_for(|s| *s) => {}
+                    }
+                });
+                // Blocking work of an interrupted round (a local file
+                // being written) is not waited for.
+                runtime.shutdown_background();
+            })
+    }
+
     /// Archives until `stop` turns true: a round whenever more is sealed
     /// than archived, retried with exponential backoff after a failure;
     /// then, with a local retention, a removal pass.

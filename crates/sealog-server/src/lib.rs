@@ -120,6 +120,15 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// A thread of the server could not be started.
+    #[error("cannot start the `{name}` thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn store_message(op: &str, dir: &std::path::Path, source: &sealog::Error) -> String {
@@ -152,6 +161,9 @@ impl ServerError {
             },
             ServerError::Bind { addr, source } => bind_fix(*addr, source),
             ServerError::Alerts(e) => e.fix(),
+            ServerError::Thread { .. } => "raise the limit on processes and threads of the user \
+                                           running the server (`ulimit -u`), or free memory"
+                .to_owned(),
         }
     }
 }

@@ -63,6 +63,22 @@ impl Server {
         let mut options = settings.store_options(options);
         let archiving = match &settings.archive {
             Some(a) => {
+                // Each archive round rests on a checkpoint signed by this
+                // store's key, covering what it uploads; a server without
+                // the key would fail every round (and keep every segment).
+                if options.checkpoints.is_none() {
+                    return Err(ConfigError::new(
+                        format!(
+                            "archive = \"{}\" needs the log's signing key: every archive \
+                             round uploads a checkpoint signed by it, covering the segments \
+                             it ships, and this server has none",
+                            a.url
+                        ),
+                        "give --signing-key FILE (or signing_key in the configuration; \
+                         `sealog keygen` writes one), or serve without archive",
+                    )
+                    .into());
+                }
                 options.archive = Some(crate::archiving::Archiving::read_source(a)?);
                 Some(Arc::new(crate::archiving::Archiving::new(a.clone())?))
             }
@@ -275,8 +291,16 @@ impl Server {
         } = self;
         let limits = app.limits.clone();
         let reopen = tokio::spawn(app.store.clone().reopen_loop());
-        let archiver =
-            archiving.map(|a| tokio::spawn(a.run(app.store.clone(), stop_tx.subscribe())));
+        let archiver = match archiving {
+            Some(a) => Some(
+                a.spawn(app.store.clone(), stop_tx.subscribe())
+                    .map_err(|source| ServerError::Thread {
+                        name: "sealog-archiver",
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
         let follower = {
             let handle = app.store.clone();
             let stopping = stop_tx.subscribe();
@@ -419,7 +443,16 @@ impl Server {
         flusher.abort();
         journal_compactor.abort();
         if let Some(a) = archiver {
-            a.abort();
+            // It stops at `stop_tx`, within a round too; its store handle
+            // goes with it before the store is closed.
+            let joined = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::task::spawn_blocking(move || a.join()),
+            )
+            .await;
+            if joined.is_err() {
+                tracing::warn!("the archiver did not stop within 10 s; closing without it");
+            }
         }
         flush_refusals(&app, true).await;
         let store = app.store.take_for_close();
