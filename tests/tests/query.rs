@@ -294,6 +294,23 @@ fn all_pages(store: &Store, q: &Query) -> Vec<u64> {
     seqs
 }
 
+/// `Store::query_from_open` answers `q` with exactly `Store::query`'s page
+/// or not at all; returns whether it answered.
+fn from_open_is_the_page_or_nothing(store: &Store, q: &Query) -> bool {
+    let Some(page) = store.query_from_open(q).unwrap() else {
+        return false;
+    };
+    let full = store.query(q).unwrap();
+    let seqs = |p: &sealog::query::Page| p.records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(&page),
+        seqs(&full),
+        "the page of {q:?} from open segments"
+    );
+    assert_eq!(page.next_cursor, full.next_cursor, "the cursor of {q:?}");
+    true
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -320,6 +337,7 @@ proptest! {
             prop_assert_eq!(store.count(q).unwrap(), expected.len() as u64, "count of {:?}", q);
             let streamed: Vec<u64> = store.matches(q).unwrap().map(|r| r.unwrap().seq).collect();
             prop_assert_eq!(&streamed, &expected);
+            from_open_is_the_page_or_nothing(&store, q);
         }
     }
 }
@@ -343,6 +361,11 @@ fn check_newest_pages(store: &Store, q: &Query, all: &[Record]) {
             ..full_q.clone()
         };
         let page = store.query(&page_q).unwrap();
+        // Every record is in the open segment: it alone answers.
+        assert!(
+            from_open_is_the_page_or_nothing(store, &page_q),
+            "the open segment holds the page of {page_q:?}"
+        );
         let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
         assert_eq!(
             seqs,
@@ -395,6 +418,68 @@ proptest! {
             check_newest_pages(&store, q, &all);
         }
     }
+}
+
+#[test]
+fn a_page_is_answered_from_open_segments_only_when_they_hold_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(4 << 10)).unwrap();
+    let event = |actor: &str, action: &str| {
+        Event::new(
+            Actor::new("user", actor),
+            action,
+            Resource::new("order", "1"),
+            Outcome::Success,
+        )
+    };
+    // bob only before the seal; alice before and after it.
+    let before: Vec<Event> = (0..20)
+        .map(|i| event(if i % 2 == 0 { "alice" } else { "bob" }, "order.read"))
+        .collect();
+    store.append_batch(&before).unwrap();
+    store.roll().unwrap();
+    store.wait_sealed().unwrap();
+    assert!(store.stats().sealed_segments >= 1);
+    let after: Vec<Event> = (0..5).map(|_| event("alice", "order.update")).collect();
+    store.append_batch(&after).unwrap();
+    let q = |actor: &str, limit: usize| Query {
+        actor: Some(ActorFilter::parse(&format!("user:{actor}"))),
+        limit,
+        ..Query::default()
+    };
+    // The newest 4 of alice, and the fifth that decides the cursor, are
+    // all in the open segment.
+    assert!(from_open_is_the_page_or_nothing(&store, &q("alice", 4)));
+    let page = store.query_from_open(&q("alice", 4)).unwrap().unwrap();
+    assert_eq!(page.records.len(), 4);
+    assert!(page.next_cursor.is_some());
+    // Five in the open segment, but whether more follow is in the sealed one.
+    assert!(store.query_from_open(&q("alice", 5)).unwrap().is_none());
+    assert!(store.query_from_open(&q("alice", 50)).unwrap().is_none());
+    // bob is only in the sealed segment.
+    assert!(store.query_from_open(&q("bob", 1)).unwrap().is_none());
+    // Oldest first starts in the sealed segment; event-time orders merge.
+    for order in [
+        Order::OldestFirst,
+        Order::LatestTimeFirst,
+        Order::EarliestTimeFirst,
+    ] {
+        let oldest = Query {
+            order,
+            ..q("alice", 1)
+        };
+        assert!(
+            store.query_from_open(&oldest).unwrap().is_none(),
+            "{order:?}"
+        );
+    }
+    // A cursor from a page of the open segment leads into the sealed one.
+    let next = Query {
+        cursor: page.next_cursor.clone(),
+        ..q("alice", 1)
+    };
+    assert!(store.query_from_open(&next).unwrap().is_none());
+    assert_eq!(store.query(&next).unwrap().records.len(), 1);
 }
 
 /// A fixture for the incident questions: a few hundred events over two days.

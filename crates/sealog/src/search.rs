@@ -670,6 +670,10 @@ pub struct Matches {
     by_time: Option<crate::time_order::TimeMerge>,
     inner: Arc<Inner>,
     failed: bool,
+    /// Read only open segments: stop at the first sealed one.
+    open_only: bool,
+    /// With `open_only`, whether a sealed segment was next.
+    reached_sealed: bool,
 }
 
 /// A segment's candidates still to read, in the order they are read.
@@ -747,6 +751,8 @@ impl Matches {
             by_time,
             inner,
             failed: false,
+            open_only: false,
+            reached_sealed: false,
         })
     }
 
@@ -758,6 +764,10 @@ impl Matches {
             let Some(segment) = self.segments.next() else {
                 return false;
             };
+            if self.open_only && matches!(segment, SegmentRef::Sealed(_)) {
+                self.reached_sealed = true;
+                return false;
+            }
             if let Some(planned) = self.plan_segment(segment, self.after) {
                 self.planned.push_back(planned);
                 return true;
@@ -892,6 +902,33 @@ impl Iterator for Matches {
 /// One page of a query.
 pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
     let mut matches = Matches::new(view, query, inner)?;
+    let records = collect_page(&mut matches, query)?;
+    Ok(finish_page(records, query))
+}
+
+/// The page of `query` when the open segments alone answer it whole: a
+/// newest-first page whose matches, and the match after them (which
+/// decides the cursor), are all in open segments. No sealed segment's file
+/// is touched. `None` when the page needs more.
+pub(crate) fn page_from_open(
+    view: &View,
+    query: &Query,
+    inner: Arc<Inner>,
+) -> Result<Option<Page>> {
+    if query.order.by_time() || !query.order.descending() {
+        return Ok(None);
+    }
+    let mut matches = Matches::new(view, query, inner)?;
+    matches.open_only = true;
+    let records = collect_page(&mut matches, query)?;
+    if records.len() <= query.limit && matches.reached_sealed {
+        return Ok(None);
+    }
+    Ok(Some(finish_page(records, query)))
+}
+
+/// Up to `limit + 1` matches (the one after the page decides its cursor).
+fn collect_page(matches: &mut Matches, query: &Query) -> Result<Vec<Record>> {
     matches.wanted = Some(query.limit.saturating_add(1));
     let mut records = Vec::with_capacity(query.limit.min(1024));
     for record in matches.by_ref() {
@@ -900,6 +937,11 @@ pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page
             break;
         }
     }
+    Ok(records)
+}
+
+/// The page of `records` (up to `limit + 1` of them) and its cursor.
+fn finish_page(mut records: Vec<Record>, query: &Query) -> Page {
     let next_cursor = if records.len() > query.limit {
         records.truncate(query.limit);
         records
@@ -908,10 +950,10 @@ pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page
     } else {
         None
     };
-    Ok(Page {
+    Page {
         records,
         next_cursor,
-    })
+    }
 }
 
 /// How many records match (ignoring order, limit and cursor).

@@ -577,6 +577,25 @@ impl Store {
         crate::search::page(&self.view(), &query, self.inner.clone())
     }
 
+    /// The page [`Store::query`] returns, when the open segments alone
+    /// hold it whole (a newest-first page whose matches, and the match
+    /// after them that decides the cursor, were all written since the last
+    /// seal); `None` when it needs a sealed segment or another order, and
+    /// then [`Store::query`] answers it.
+    ///
+    /// It reads no sealed segment's file (no map, no index section to
+    /// check, no archive to fetch from): only the open segments' in-memory
+    /// index and their recent records, which the writer just wrote. A
+    /// server answers the common "newest events of this actor" page this
+    /// way on its request thread, without handing it to a blocking thread.
+    pub fn query_from_open(
+        &self,
+        query: &crate::query::Query,
+    ) -> Result<Option<crate::query::Page>> {
+        let query = self.private_query(query);
+        crate::search::page_from_open(&self.view(), &query, self.inner.clone())
+    }
+
     /// Every record matching `query`, in its order, read lazily (the
     /// `limit` is ignored; a `cursor` is honoured). The values are
     /// transformed as by [`Store::query`].

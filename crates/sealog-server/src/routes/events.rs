@@ -33,6 +33,10 @@ struct Count {
     count: u64,
 }
 
+/// The largest page answered on the request's own task when the open
+/// segments hold it ([`sealog::Store::query_from_open`]).
+const INLINE_PAGE_LIMIT: usize = 100;
+
 /// `GET /v1/events`: a page, a count, or an NDJSON export.
 pub(super) async fn list(
     State(app): State<Arc<App>>,
@@ -55,11 +59,27 @@ pub(super) async fn list(
     if ndjson {
         return export(&app, store, &auth, &params, query).await;
     }
-    let q = query.clone();
-    let s = store.clone();
-    let page = blocking(move || s.query(&q))
-        .await?
-        .map_err(|e| store_error(&app, &e))?;
+    // A small page the open segments hold whole (the newest events of an
+    // actor, say) reads only memory and records just written: it is
+    // answered here, without the hand-off to a blocking thread and back
+    // that reading sealed segments (maps, index checks, the archive) needs.
+    let from_open = if query.limit <= INLINE_PAGE_LIMIT {
+        store
+            .query_from_open(&query)
+            .map_err(|e| store_error(&app, &e))?
+    } else {
+        None
+    };
+    let page = match from_open {
+        Some(page) => page,
+        None => {
+            let q = query.clone();
+            let s = store.clone();
+            blocking(move || s.query(&q))
+                .await?
+                .map_err(|e| store_error(&app, &e))?
+        }
+    };
     let mut metadata = Metadata::new();
     metadata.insert("params".into(), audit::params_metadata(&params));
     metadata.insert("returned".into(), page.records.len().into());
