@@ -807,6 +807,9 @@ impl Matches {
     /// page, from the segments after it, planned now for that.
     fn read_ahead(&mut self) {
         let budget = self.wanted.unwrap_or(READ_AHEAD).clamp(1, MAX_READ_AHEAD);
+        if self.wanted.is_some() {
+            self.advise_planned_columns(budget);
+        }
         let mut covered = 0usize;
         let mut index = 0usize;
         while covered < budget {
@@ -823,6 +826,41 @@ impl Matches {
             covered += p.ahead.len();
             covered += p.read_ahead(budget.saturating_sub(covered));
             index += 1;
+        }
+    }
+
+    /// For a page: plans the segments whose candidates the page may read
+    /// (until they number `budget`, at most [`PLAN_AHEAD`] segments
+    /// beyond the one being read) and asks the kernel for the index
+    /// columns of all of them at once, before the first is checked, so
+    /// that the disk reads them together.
+    fn advise_planned_columns(&mut self, budget: usize) {
+        // Columns already advised (and most likely checked, as in a server
+        // that has read these segments before): plan lazily, as below.
+        if let Some(Ok(Planned {
+            segment: SegmentRef::Sealed(front),
+            ..
+        })) = self.planned.front()
+            && front.columns_advised()
+        {
+            return;
+        }
+        let pending = |p: &Result<Planned>| match p {
+            Ok(p) => p.ahead.len() + p.rest.size_hint().0,
+            Err(_) => usize::MAX,
+        };
+        let mut covered = self
+            .planned
+            .iter()
+            .map(pending)
+            .fold(0usize, usize::saturating_add);
+        while covered < budget && self.planned.len() <= PLAN_AHEAD && self.plan_next() {
+            covered = covered.saturating_add(self.planned.back().map_or(0, pending));
+        }
+        for p in self.planned.iter().flatten() {
+            if let SegmentRef::Sealed(s) = &p.segment {
+                s.advise_columns();
+            }
         }
     }
 

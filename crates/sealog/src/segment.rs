@@ -885,6 +885,29 @@ impl SealedSegment {
         usize::try_from(self.footer.frames_end).unwrap_or(usize::MAX)
     }
 
+    /// Asks the kernel to read the index columns this segment's records
+    /// are found through (when its index is loaded and they are not
+    /// checked yet), without waiting: see [`Sidecar::advise_columns`].
+    pub(crate) fn advise_columns(&self) {
+        if self.remote.is_some() {
+            return;
+        }
+        if let Some(index) = self.index.read().clone() {
+            index.advise_columns();
+        }
+    }
+
+    /// Whether [`SealedSegment::advise_columns`] has nothing left to do
+    /// (its columns were advised, or cannot be: no index loaded, remote).
+    pub(crate) fn columns_advised(&self) -> bool {
+        self.remote.is_some()
+            || self
+                .index
+                .read()
+                .as_ref()
+                .is_none_or(|index| index.columns_advised())
+    }
+
     /// Asks the kernel to read the frames of records `ordinals` into the
     /// page cache now, all at once, so that reading them one after the
     /// other does not wait for the disk once per record (a cold record is a

@@ -298,6 +298,8 @@ pub(crate) struct Sidecar {
     name: String,
     map: Mapped,
     checked: Vec<OnceLock<std::result::Result<(), IndexError>>>,
+    /// Whether the column sections were advised already (once is enough).
+    columns_advised: std::sync::atomic::AtomicBool,
 }
 
 impl Sidecar {
@@ -314,6 +316,7 @@ impl Sidecar {
         Ok(Sidecar {
             name,
             checked: (0..sections).map(|_| OnceLock::new()).collect(),
+            columns_advised: std::sync::atomic::AtomicBool::new(false),
             map,
         })
     }
@@ -354,6 +357,37 @@ impl Sidecar {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Asks the kernel to read the column sections (frame offsets, event
+    /// times) not checked yet, without waiting or checking: a page about
+    /// to read several segments' columns has them read together instead
+    /// of one segment after the other. Only advice: nothing fails.
+    pub(crate) fn advise_columns(&self) {
+        if self
+            .columns_advised
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let Ok(reader) = self.reader() else {
+            return;
+        };
+        for i in reader.column_sections() {
+            let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
+            if unchecked && let Some(section) = reader.section(i) {
+                self.map.will_need(
+                    usize::try_from(section.offset).unwrap_or(usize::MAX),
+                    usize::try_from(section.len).unwrap_or(usize::MAX),
+                );
+            }
+        }
+    }
+
+    /// Whether [`Sidecar::advise_columns`] ran already.
+    pub(crate) fn columns_advised(&self) -> bool {
+        self.columns_advised
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn ensure_columns(&self, reader: &IndexReader<'_>) -> Result<()> {
