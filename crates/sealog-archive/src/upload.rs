@@ -497,7 +497,7 @@ impl Archiver {
                 std::thread::Builder::new()
                     .name("sealog-archive".into())
                     .spawn(move || {
-                        sealog::background::lower_thread_priority();
+                        sealog::background::idle_thread_priority();
                         let _ = tx.send(prepare_segment(&name, &path, parquet));
                     })
                     .map_err(failed)?;

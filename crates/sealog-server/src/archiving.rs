@@ -221,7 +221,7 @@ impl Archiving {
     }
 
     /// Starts the archiver on a thread of its own, at the background
-    /// priority ([`sealog::background::lower_thread_priority`]), with its
+    /// priority ([`sealog::background::idle_thread_priority`]), with its
     /// own single-threaded runtime: everything a round does (reading the
     /// tree, hashing, and sending the objects, which over HTTP or TLS is
     /// CPU work of its own) then takes only the CPU that ingest leaves,
@@ -236,7 +236,7 @@ impl Archiving {
         std::thread::Builder::new()
             .name("sealog-archiver".into())
             .spawn(move || {
-                sealog::background::lower_thread_priority();
+                sealog::background::idle_thread_priority();
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .thread_name("sealog-archiver-io")

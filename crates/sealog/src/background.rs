@@ -6,23 +6,18 @@
 //! evaluation 18% (docs/benchmarks.md). Their threads run at a lower
 //! scheduling priority instead: they take the CPU ingest leaves, fall
 //! behind while ingest saturates the machine (their lag is reported), and
-//! catch up when it eases.
+//! catch up when it eases. Archiving may wait ([`idle_thread_priority`]);
+//! alert evaluation keeps a small share ([`lower_thread_priority`]).
 
 /// The nice value of background threads (Linux: 0 is normal, 19 lowest:
 /// a thread at 19 weighs 1.5% of one at 0 when both want the CPU).
 pub const BACKGROUND_NICE: i32 = 19;
 
-/// Lowers the calling thread's scheduling priority for the rest of the
-/// thread's life; returns whether it took effect (it does nothing outside
-/// Linux).
-///
-/// On Linux the thread gets nice [`BACKGROUND_NICE`] and the `SCHED_IDLE`
-/// policy. Nice 19 alone still weighs 1.5% of a normal thread, and a core
-/// running it counts as busy when a normal thread wakes up, so the
-/// committer or an HTTP worker could wait behind it; a `SCHED_IDLE`
-/// thread is preempted as soon as a normal one wants its core, and the
-/// core counts as idle when the scheduler places a waking thread. Threads
-/// it starts inherit both.
+/// Lowers the calling thread's scheduling priority to nice
+/// [`BACKGROUND_NICE`] for the rest of the thread's life; returns whether
+/// it took effect (it does nothing outside Linux). For work that must still
+/// progress, if slowly, while the machine is saturated (alert rules: an
+/// alert held back for the whole of a flood of events is one too late).
 ///
 /// An unprivileged process cannot raise a priority back, so call this only
 /// on a thread of its own, never on a pooled one (a tokio blocking thread
@@ -30,11 +25,30 @@ pub const BACKGROUND_NICE: i32 = 19;
 pub fn lower_thread_priority() -> bool {
     #[cfg(target_os = "linux")]
     {
-        // On Linux, setpriority and sched_setscheduler on a thread id apply
-        // to that thread only.
+        // On Linux, setpriority on a thread id applies to that thread only.
         let tid = rustix::thread::gettid();
-        let niced = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE).is_ok();
-        niced & set_idle_policy(tid.as_raw_nonzero().get())
+        rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// Like [`lower_thread_priority`], and on Linux also puts the thread under
+/// the `SCHED_IDLE` policy: for work that may wait until the machine has
+/// CPU to spare (archiving, whose lag is reported). Nice 19 alone still
+/// weighs 1.5% of a normal thread, and a core running it counts as busy
+/// when a normal thread wakes up, so the committer or an HTTP worker could
+/// wait behind it; a `SCHED_IDLE` thread is preempted as soon as a normal
+/// one wants its core, and the core counts as idle when the scheduler
+/// places a waking thread. Threads it starts inherit both. Same caveat:
+/// only on a thread of its own.
+pub fn idle_thread_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let niced = lower_thread_priority();
+        niced & set_idle_policy(rustix::thread::gettid().as_raw_nonzero().get())
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -62,22 +76,40 @@ fn idle_policy() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rustix::process::getpriority_process;
+    use rustix::thread::gettid;
+
     #[test]
     #[cfg(target_os = "linux")]
     fn a_background_thread_runs_at_the_lower_priority_and_others_do_not() {
-        let before = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let before = getpriority_process(Some(gettid())).unwrap();
         let inside = std::thread::spawn(|| {
             assert!(super::lower_thread_priority());
-            assert!(super::idle_policy());
-            // Threads it starts inherit it.
-            assert!(std::thread::spawn(super::idle_policy).join().unwrap());
-            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+            // Niced, not idle: it still gets a share while the machine is busy.
+            assert!(!super::idle_policy());
+            getpriority_process(Some(gettid())).unwrap()
         })
         .join()
         .unwrap();
         assert_eq!(inside, before.max(super::BACKGROUND_NICE));
-        let after = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let after = getpriority_process(Some(gettid())).unwrap();
         assert_eq!(after, before, "the caller's priority is unchanged");
-        assert!(!super::idle_policy(), "nor its policy");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_idle_thread_and_the_threads_it_starts_run_under_sched_idle() {
+        let before = getpriority_process(Some(gettid())).unwrap();
+        let inside = std::thread::spawn(|| {
+            assert!(super::idle_thread_priority());
+            assert!(super::idle_policy());
+            // Threads it starts inherit it.
+            assert!(std::thread::spawn(super::idle_policy).join().unwrap());
+            getpriority_process(Some(gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, before.max(super::BACKGROUND_NICE));
+        assert!(!super::idle_policy(), "the caller's policy is unchanged");
     }
 }
