@@ -33,6 +33,7 @@ Prints one line per measurement and a summary of medians.
 """
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -77,6 +78,9 @@ class Moto:
                 sched + ["nice", "-n", str(nice), os.path.join(VENV, "bin/moto_server"),
                          "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # Stopped at exit whatever ends the script (a failed command's
+            # sys.exit included), so that no moto outlives it.
+            atexit.register(self.proc.kill)
             want = f"Running on http://127.0.0.1:{self.port}"
             deadline = time.time() + 60
             while time.time() < deadline:
