@@ -274,9 +274,11 @@ pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
         return None;
     }
     debug_assert_eq!(expected.get(HEADER_CRC_AT..).map(<[u8]>::len), Some(4));
+    // Only read-only opens load a snapshot: their index answers from its
+    // columns, without rebuilding every term's postings first.
     let mut base = Base {
         data: OpenData::new(header.chain_in),
-        index: MemIndex::default(),
+        index: MemIndex::columns_only(),
     };
     let mut rest = bytes.get(FILE_HEADER_LEN..)?;
     while !rest.is_empty() {
