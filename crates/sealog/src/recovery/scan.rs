@@ -271,10 +271,7 @@ fn walked_from(image: &[u8], at: u64) -> &[u8] {
 
 /// `bytes` up to its last non-zero byte (empty if all are zero).
 fn without_trailing_zeros(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |last| last + 1);
+    let end = crate::segment::data_end(bytes);
     bytes
         .get(..end)
         .expect("one past a position inside the slice is at most its length")
