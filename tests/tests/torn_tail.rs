@@ -169,3 +169,82 @@ fn a_partial_batch_is_removed_entirely() {
     );
     store.verify().unwrap();
 }
+
+/// In a segment whose unused space is far larger than its data (where a
+/// scan reads only up to the data, plus room for one frame, and finds the
+/// data's end from the end of the file): torn last frames are still cut
+/// at the right place, and a stray byte far beyond the data is still
+/// found.
+#[test]
+fn a_large_mostly_unused_segment_is_scanned_as_a_whole() {
+    const LARGE: u64 = 16 << 20;
+    let original = tempfile::tempdir().unwrap();
+    let store = Store::open(original.path(), small_options(LARGE)).unwrap();
+    for i in 0..40 {
+        store.append(event(i)).unwrap();
+    }
+    store.close().unwrap();
+    let segment = segment_files(original.path())[0].clone();
+    let rel = segment.strip_prefix(original.path()).unwrap().to_owned();
+    let bytes = fs::read(&segment).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        LARGE,
+        "the segment's space is reserved whole"
+    );
+    let mut frames = Vec::new();
+    let mut pos = HEADER_LEN;
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        frames.push((pos, f.len));
+        pos += f.len;
+    }
+    assert_eq!(frames.len(), 40);
+    let end = pos;
+
+    // Untouched: every record, read-only and writable.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(original.path(), copy.path());
+    assert_eq!(Store::open_read_only(copy.path()).unwrap().len(), 40);
+    let store = Store::open(copy.path(), small_options(LARGE)).unwrap();
+    assert_eq!(store.len(), 40);
+    assert!(store.recovery_report().truncations.is_empty());
+    store.close().unwrap();
+
+    // Torn last frames: cut where the first missing sector starts.
+    let first = frames[frames.len() - 3].0;
+    for cut in [first, first + 1, (first / 512 + 1) * 512, end - 1] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let path = copy.path().join(&rel);
+        let mut torn = fs::read(&path).unwrap();
+        torn[cut..end].fill(0);
+        fs::write(&path, &torn).unwrap();
+        let complete = frames.iter().filter(|(o, l)| o + l <= cut).count() as u64;
+        let store = Store::open(copy.path(), small_options(LARGE)).unwrap();
+        let dropped = !store.recovery_report().truncations.is_empty();
+        assert_eq!(store.len(), complete + u64::from(dropped), "cut at {cut}");
+        store.verify().unwrap();
+        store.close().unwrap();
+    }
+
+    // A stray byte 12 MiB in, far beyond the data and the room kept after
+    // it: the segment does not end cleanly there.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(original.path(), copy.path());
+    let path = copy.path().join(&rel);
+    let mut stray = fs::read(&path).unwrap();
+    stray[12 << 20] = 0x5a;
+    fs::write(&path, &stray).unwrap();
+    // A reader takes the 40 whole records; a writer removes what follows
+    // them up to the stray byte, keeps it aside and says so.
+    assert_eq!(Store::open_read_only(copy.path()).unwrap().len(), 40);
+    let store = Store::open(copy.path(), small_options(LARGE)).unwrap();
+    assert_eq!(store.len(), 41, "the 40 records and store.recovered");
+    let t = &store.recovery_report().truncations;
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].offset, end as u64);
+    assert_eq!(t[0].dropped_bytes, 1, "one non-zero byte removed");
+    let saved = fs::read(copy.path().join(t[0].saved_to.as_ref().unwrap())).unwrap();
+    assert_eq!(saved.last(), Some(&0x5a), "the stray byte is kept");
+    store.close().unwrap();
+}

@@ -173,21 +173,64 @@ fn read_image(f: &Found) -> Result<Vec<u8>> {
     Ok(image)
 }
 
-/// The whole file of segment `f`, with only the bytes from `start` read:
-/// the bytes before it read as zeros (the allocation stays untouched, so
-/// it costs nothing until written).
+/// The file of segment `f` as a walk and the tail checks see it, with
+/// only the bytes from `start` read (those before it read as zeros: the
+/// allocation stays untouched, so it costs nothing until written).
+///
+/// An open segment is mostly unused, zero-filled space. Where its data
+/// ends (one past its last non-zero byte) is found first, from the end of
+/// the file a window at a time into one reused buffer; the image then
+/// holds the file up to there, plus room for the longest frame, and the
+/// rest (known to be zeros) is left out. Every frame that starts before
+/// the data's end lies inside the image, and the bytes after it are the
+/// zeros the file holds: a walk, `classify_tail` and the leftover see
+/// what they would in the whole file, without a fresh buffer the size of
+/// the segment (whose pages the kernel zeroes one by one).
 fn read_image_from(f: &Found, start: u64) -> Result<Vec<u8>> {
-    if start <= HEADER_LEN as u64 {
-        return read_image(f);
-    }
-    let len = usize::try_from(f.len).map_err(|_| too_large(f))?;
+    let start = if start <= HEADER_LEN as u64 { 0 } else { start };
+    let data_end = data_end_of(f, start)?;
+    let room = (sealog_format::record::MAX_RECORD_LEN
+        + sealog_format::frame::FRAME_HEADER_LEN
+        + crate::segment::SECTOR) as u64;
+    let kept = data_end.saturating_add(room).min(f.len);
+    let len = usize::try_from(kept).map_err(|_| too_large(f))?;
     let mut image = vec![0u8; len];
-    if let Some(rest) = usize::try_from(start).ok().and_then(|s| image.get_mut(s..)) {
+    let read = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(data_end).ok())
+        .and_then(|(s, e)| image.get_mut(s..e));
+    if let Some(bytes) = read {
         f.file
-            .read_exact_at(rest, start)
+            .read_exact_at(bytes, start)
             .map_err(|e| Error::io("read", &f.path, e))?;
     }
     Ok(image)
+}
+
+/// Bytes read at a time by [`data_end_of`].
+const TAIL_WINDOW: u64 = 1 << 20;
+
+/// One past the last non-zero byte of segment file `f` at or after
+/// `start` (`start` if there is none), read from the end of the file a
+/// window at a time into one buffer.
+fn data_end_of(f: &Found, start: u64) -> Result<u64> {
+    let mut buf = vec![0u8; TAIL_WINDOW as usize];
+    let mut end = f.len;
+    while end > start {
+        let from = end.saturating_sub(TAIL_WINDOW).max(start);
+        let window = buf
+            .get_mut(..usize::try_from(end - from).unwrap_or(usize::MAX))
+            .expect("a window is at most TAIL_WINDOW bytes");
+        f.file
+            .read_exact_at(window, from)
+            .map_err(|e| Error::io("read", &f.path, e))?;
+        let in_window = crate::segment::data_end(window);
+        if in_window > 0 {
+            return Ok(from + in_window as u64);
+        }
+        end = from;
+    }
+    Ok(start)
 }
 
 /// Bytes of frames checked per read by [`covered_frames_agree`].
