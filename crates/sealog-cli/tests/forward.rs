@@ -169,8 +169,11 @@ impl Rsyslog {
     /// structured data, checked against the JSON message's `seq`.
     fn received(&self) -> BTreeMap<u64, u64> {
         let text = std::fs::read_to_string(self.out()).unwrap_or_default();
+        // rsyslog may be writing the last line as it is read: only lines
+        // it finished (ended by a newline) count.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
         let mut seen = BTreeMap::new();
-        for line in text.lines() {
+        for line in complete.lines() {
             let Some(start) = line.find(" seq=\"") else {
                 continue;
             };
