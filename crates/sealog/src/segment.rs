@@ -217,10 +217,12 @@ pub(crate) enum Tail {
 /// a byte-by-byte `all` would not.
 pub(crate) fn all_zero(bytes: &[u8]) -> bool {
     let (blocks, rest) = bytes.as_chunks::<64>();
-    blocks
-        .iter()
-        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
-        && rest.iter().all(|&b| b == 0)
+    blocks.iter().all(|block| or_of(block) == 0) && rest.iter().all(|&b| b == 0)
+}
+
+/// The OR of a block's bytes, without branches (vectorised).
+fn or_of(block: &[u8; 64]) -> u8 {
+    block.iter().fold(0u8, |acc, &b| acc | b)
 }
 
 /// One past the last non-zero byte of `bytes` (0 if all are zero), found
@@ -228,7 +230,7 @@ pub(crate) fn all_zero(bytes: &[u8]) -> bool {
 pub(crate) fn data_end(bytes: &[u8]) -> usize {
     let (head, blocks) = bytes.as_rchunks::<64>();
     for (i, block) in blocks.iter().enumerate().rev() {
-        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+        if or_of(block) != 0 {
             let last = block.iter().rposition(|&b| b != 0).unwrap_or(0);
             return head.len() + i * 64 + last + 1;
         }

@@ -163,16 +163,6 @@ impl Readable {
     }
 }
 
-/// The whole file of segment `f`.
-fn read_image(f: &Found) -> Result<Vec<u8>> {
-    let len = usize::try_from(f.len).map_err(|_| too_large(f))?;
-    let mut image = vec![0u8; len];
-    f.file
-        .read_exact_at(&mut image, 0)
-        .map_err(|e| Error::io("read", &f.path, e))?;
-    Ok(image)
-}
-
 /// The file of segment `f` as a walk and the tail checks see it, with
 /// only the bytes from `start` read (those before it read as zeros: the
 /// allocation stays untouched, so it costs nothing until written).
@@ -401,7 +391,7 @@ pub(super) fn scan_unsealed(
 }
 
 pub(super) fn holds_committed_record(f: &Found) -> Result<bool> {
-    let image = read_image(f)?;
+    let image = read_image_from(f, 0)?;
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
     while let Some(r) = walker.next_record() {
         if r.commit {
