@@ -176,7 +176,15 @@ impl TailCache {
         self.start + self.leaves.len() as u64
     }
 
+    #[cfg(test)]
     fn push(&mut self, leaf: Hash) {
+        self.extend(std::slice::from_ref(&leaf));
+    }
+
+    /// The cache's first algorithm, kept to check [`TailCache::extend`]
+    /// against: after each leaf, hash the nodes it completes, bottom up.
+    #[cfg(test)]
+    fn push_one_by_one(&mut self, leaf: Hash) {
         self.leaves.push(leaf);
         let g = self.end() - 1;
         let mut h = 1u32;
@@ -189,15 +197,55 @@ impl TailCache {
             else {
                 break;
             };
-            let hash = merkle::node_hash(&left, &right);
             let level = (h - 1) as usize;
             if self.nodes.len() <= level {
                 self.nodes.resize_with(level + 1, Vec::new);
             }
-            self.nodes
-                .get_mut(level)
-                .expect("the levels were just extended to hold this one")
-                .push(hash);
+            if let Some(nodes) = self.nodes.get_mut(level) {
+                nodes.push(merkle::node_hash(&left, &right));
+            }
+            h += 1;
+        }
+    }
+
+    /// Appends `leaves` and hashes every inner node they complete, height
+    /// by height. A height with many new nodes (a read-only open hashing a
+    /// whole open segment's tail for the checkpoint check) is hashed in
+    /// two halves, one on another thread.
+    fn extend(&mut self, leaves: &[Hash]) {
+        self.leaves.extend_from_slice(leaves);
+        let end = self.end();
+        let mut h = 1u32;
+        while h < 64 {
+            let first = first_node(self.start, h);
+            let complete = end >> h;
+            if complete <= first {
+                // No node of this height lies inside, so none above does.
+                break;
+            }
+            let level = (h - 1) as usize;
+            if self.nodes.len() <= level {
+                self.nodes.resize_with(level + 1, Vec::new);
+            }
+            let (below, at) = self.nodes.split_at_mut(level);
+            let at = at
+                .first_mut()
+                .expect("the levels were just extended to hold this one");
+            let have = first + at.len() as u64;
+            if have < complete {
+                // The children of nodes [have, complete) are the nodes
+                // [2 have, 2 complete) of the height below: contiguous.
+                let (children, children_first) = match below.last() {
+                    None => (self.leaves.as_slice(), self.start),
+                    Some(nodes) => (nodes.as_slice(), first_node(self.start, h - 1)),
+                };
+                let from = usize::try_from(2 * have - children_first).unwrap_or(usize::MAX);
+                let to = usize::try_from(2 * complete - children_first).unwrap_or(usize::MAX);
+                let children = children
+                    .get(from..to)
+                    .expect("every child of a node inside the cache is inside it");
+                hash_pairs(children, at);
+            }
             h += 1;
         }
     }
@@ -241,6 +289,35 @@ impl TailCache {
         }
         self.start = new_start;
     }
+}
+
+/// New nodes of one height from which [`TailCache::extend`] hashes on two
+/// threads (~1 ms of hashing; a thread costs tens of microseconds).
+const PARALLEL_NODES: usize = 8_192;
+
+/// Appends the parent of each pair of `children` to `out`.
+fn hash_pairs(children: &[Hash], out: &mut Vec<Hash>) {
+    let parents = children.len() / 2;
+    let hash = |pairs: &[Hash], out: &mut Vec<Hash>| {
+        out.extend(
+            pairs
+                .chunks_exact(2)
+                .map(|pair| merkle::node_hash(&pair[0], &pair[1])),
+        );
+    };
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if parents < PARALLEL_NODES || !two_cores {
+        hash(children, out);
+        return;
+    }
+    let (left, right) = children.split_at(parents / 2 * 2);
+    let mut right_parents = Vec::with_capacity(right.len() / 2);
+    std::thread::scope(|scope| {
+        scope.spawn(|| hash(right, &mut right_parents));
+        out.reserve(parents);
+        hash(left, out);
+    });
+    out.append(&mut right_parents);
 }
 
 /// Leaves copied out of an open segment per hold of its data lock, which
@@ -399,18 +476,23 @@ impl Tree {
         mut fetch: impl FnMut(u64, usize) -> Vec<Hash>,
     ) {
         tail.rebase(self.persisted());
-        while tail.end() < size {
-            let want = usize::try_from(size - tail.end())
+        // Copied in chunks, hashed at once (a height's nodes can then be
+        // hashed on two threads).
+        let mut missing = Vec::new();
+        let mut end = tail.end();
+        while end < size {
+            let want = usize::try_from(size - end)
                 .unwrap_or(usize::MAX)
                 .min(TAIL_CHUNK);
-            let chunk = fetch(tail.end(), want);
+            let chunk = fetch(end, want);
             if chunk.is_empty() {
-                return;
+                break;
             }
-            for leaf in chunk.iter().take(want) {
-                tail.push(*leaf);
-            }
+            let taken = chunk.get(..want).unwrap_or(&chunk);
+            missing.extend_from_slice(taken);
+            end += taken.len() as u64;
         }
+        tail.extend(&missing);
     }
 
     /// A node source over the first `size` leaves, given the locked tail
@@ -501,6 +583,30 @@ mod tests {
                     let expected = inside.then(|| merkle::root(&all[lo as usize..hi as usize]));
                     assert_eq!(tail.node(h, i), expected, "start {start} h {h} i {i}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn extending_at_once_builds_the_same_cache_as_pushing_each_leaf() {
+        // Pieces small and large: the large ones hash their lower heights
+        // on two threads.
+        let pieces = [1usize, 255, 3, 40_000, 0, 517, 2 * PARALLEL_NODES + 3, 9];
+        let total: usize = pieces.iter().sum();
+        for start in [0u64, 7, 256, 9_890_000] {
+            let all = leaves(total as u64);
+            let mut pushed = TailCache::new(start);
+            let mut extended = TailCache::new(start);
+            let mut at = 0;
+            for piece in pieces {
+                let next = all.get(at..at + piece).expect("pieces within the leaves");
+                for leaf in next {
+                    pushed.push_one_by_one(*leaf);
+                }
+                extended.extend(next);
+                at += piece;
+                assert_eq!(extended.leaves, pushed.leaves);
+                assert_eq!(extended.nodes, pushed.nodes, "start {start}, {at} leaves");
             }
         }
     }
