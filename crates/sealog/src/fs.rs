@@ -81,8 +81,8 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Allocates blocks for `[0, len)` without writing them.
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// Maps the whole file read-only. Only for files that are never written
-    /// again (sealed segments).
+    /// Maps the whole file read-only. Only for files whose bytes are never
+    /// written again (sealed segments; index snapshots, only appended to).
     fn map(&self) -> io::Result<Mapped>;
 }
 

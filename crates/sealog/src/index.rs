@@ -490,6 +490,20 @@ impl MemIndex {
         index
     }
 
+    /// Makes room for `records` more records in every column (not in the
+    /// postings, which a read-only open does not keep).
+    pub(crate) fn reserve(&mut self, records: usize) {
+        for column in &mut self.dicts {
+            column.column.reserve(records);
+        }
+        // Most records have a source address and a request id; few an
+        // IPv6 address (left to grow).
+        for pairs in &mut self.exact {
+            pairs.reserve(records);
+        }
+        self.v4.reserve(records);
+    }
+
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
         let ordinal = u32::try_from(self.indexed)

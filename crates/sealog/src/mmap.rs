@@ -1,8 +1,11 @@
-//! Read-only memory maps of sealed segment files — the engine's only
-//! `unsafe` code.
+//! Read-only memory maps of sealed segment files (and of the open
+//! segments' index snapshots) — the engine's only `unsafe` code.
 //!
 //! Only sealed segments are mapped: sealog never writes to a file after its
 //! footer is durable, so the mapped bytes do not change under the reader.
+//! The one other kind of file mapped, an open segment's index snapshot
+//! (`segments/<seq>.oidx`), is only ever appended to and removed: the bytes
+//! of the length mapped do not change either.
 //! Another process truncating or rewriting a mapped file is outside that
 //! contract (it would be tampering); the reader then sees different bytes,
 //! which every reader checks (frame CRCs, bounds on each offset), or the
@@ -33,7 +36,8 @@ impl Mapped {
             return Ok(Mapped(Inner::Owned(Vec::new())));
         }
         // SAFETY: the map is read-only and only ever made of sealed segment
-        // files, which sealog never modifies after sealing (module docs). A
+        // files, which sealog never modifies after sealing, and of index
+        // snapshots, which it only appends to (module docs). A
         // concurrent external modification cannot cause reads outside the
         // mapping: every access goes through the `&[u8]` of the mapping's
         // length, and each reader bounds-checks offsets read from the bytes.

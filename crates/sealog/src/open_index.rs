@@ -34,6 +34,7 @@ use sealog_format::segment::{HEADER_LEN, SegmentHeader};
 
 use crate::fs::{OpenMode, Vfs, VfsFile};
 use crate::index::{ByteReader, IndexMark, MemIndex};
+use crate::mmap::Mapped;
 use crate::segment::{OpenData, OpenSegment};
 
 /// The file name's ending.
@@ -253,16 +254,18 @@ pub(crate) fn load(fs: &dyn Vfs, segment_path: &Path, header: &SegmentHeader) ->
     base
 }
 
-fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Option<Vec<u8>>> {
+/// The snapshot's bytes, mapped: the file is only ever appended to (whole
+/// chunks, by one writer) and removed, never rewritten or truncated, so the
+/// bytes of the length mapped do not change (see `crate::mmap`); a chunk
+/// being appended while mapped is torn in the map and ignored. A copy would
+/// cost the ~14 MiB of a full segment's snapshot twice (zeroed, then read).
+fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Option<Mapped>> {
     let file = match fs.open(path, OpenMode::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
-    let mut bytes = vec![0u8; len];
-    file.read_exact_at(&mut bytes, 0)?;
-    Ok(Some(bytes))
+    file.map().map(Some)
 }
 
 /// The records and index of a snapshot's intact chunks; `None` if its
@@ -281,6 +284,11 @@ pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
         index: MemIndex::columns_only(),
     };
     let mut rest = bytes.get(FILE_HEADER_LEN..)?;
+    // Size the columns once for every record the chunks state: growing
+    // them chunk by chunk copied and zeroed each of them over again.
+    let stated = stated_records(rest);
+    base.data.reserve(stated);
+    base.index.reserve(stated);
     while !rest.is_empty() {
         match decode_chunk(rest, &mut base) {
             Some(used) => rest = rest.get(used..)?,
@@ -288,6 +296,36 @@ pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
         }
     }
     Some(base)
+}
+
+/// The records the chunks in `bytes` say they hold, from their headers
+/// alone (nothing checked but that each header and body is there): what
+/// the columns are sized for before the chunks are checked and taken.
+fn stated_records(mut bytes: &[u8]) -> usize {
+    let mut records = 0usize;
+    loop {
+        let mut r = ByteReader { bytes };
+        if r.take(4) != Some(CHUNK_MAGIC.as_slice()) {
+            return records;
+        }
+        let Some(body_len) = r.u32() else {
+            return records;
+        };
+        let Some(total) = usize::try_from(body_len)
+            .ok()
+            .and_then(|len| CHUNK_HEADER_LEN.checked_add(len)?.checked_add(4))
+        else {
+            return records;
+        };
+        let (Some(_from), Some(count), Some(rest)) = (r.u64(), r.u32(), bytes.get(total..)) else {
+            return records;
+        };
+        // A record takes at least PER_RECORD bytes of the body: a damaged
+        // count cannot make this reserve more than the file's size.
+        let plausible = (count as usize).min(body_len as usize / PER_RECORD);
+        records = records.saturating_add(plausible);
+        bytes = rest;
+    }
 }
 
 /// Adds one chunk at the start of `bytes` to `base`; returns its length,

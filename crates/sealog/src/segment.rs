@@ -393,6 +393,14 @@ impl OpenData {
         }
     }
 
+    /// Makes room for `records` more records.
+    pub(crate) fn reserve(&mut self, records: usize) {
+        self.offsets.reserve(records);
+        self.event_times.reserve(records);
+        self.leaves.reserve(records);
+        self.chains.reserve(records);
+    }
+
     /// Adds a committed record.
     pub(crate) fn push(
         &mut self,
