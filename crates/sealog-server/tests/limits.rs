@@ -133,6 +133,65 @@ async fn a_batch_whose_client_hung_up_is_still_remembered_under_its_key() {
     assert_eq!(n, 200, "written once");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_batches_whose_clients_hung_up_give_back_their_slots_and_are_counted_once_written() {
+    // Two batch slots: if a hung-up request kept its share of the budget,
+    // the honest requests after them would be refused.
+    let server = TestServer::start(Setup {
+        layer: Layer {
+            ingest_inflight_batches: Some(2),
+            ingest_wait_ms: Some(200),
+            ..Layer::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let token = server.secret("root");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    for i in 0..40 {
+        let body = event("gone", "x.create", i).to_string();
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = server.admin();
+    for i in 0..5 {
+        let r = c
+            .post_json("/v1/events", event("honest", "x.y", i).to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "batch {i}: {}", r.text());
+    }
+    let metrics = c.get("/metrics").await.unwrap().text();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sealog_ingest_events_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dir = server.stop().await;
+    let records = sealog_testkit::server::all_records(&dir);
+    let gone = records
+        .iter()
+        .filter(|r| r.event.actor.id == "gone")
+        .count() as u64;
+    let honest = records
+        .iter()
+        .filter(|r| r.event.actor.id == "honest")
+        .count() as u64;
+    assert_eq!(honest, 5);
+    assert!(gone > 0, "no hung-up request was read");
+    // Every hung-up request the server read is written and counted; one
+    // dropped before it was read is neither.
+    assert_eq!(counted, gone + honest, "{metrics}");
+}
+
 /// Sends the head of an ingest request that declares `declared` bytes and
 /// the first `sent` bytes of its body (a JSON prefix, then spaces), and
 /// keeps the connection open (a slow sender).

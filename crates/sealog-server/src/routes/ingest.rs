@@ -430,9 +430,33 @@ async fn append_detached(
     body_len: u64,
 ) -> Result<Result<Arc<Vec<Receipt>>, IngestFailure>, ApiError> {
     let lines = batch.lines.take();
+    let events = batch.events;
+    if journal_as.is_none() && slot.is_none() && body_len <= INLINE_PARSE_BYTES as u64 {
+        // Nothing to do after the batch is durable but count it: no task
+        // of its own (a spawn and a wake-up per request). Queued now, so it
+        // is written whether or not the client waits; if the request goes
+        // away first, `InlineAppend` moves the wait to a task.
+        let mut inline = InlineAppend {
+            appending: Some(store.append_batch_async(events)),
+            allowance: Some(allowance),
+            app: app.clone(),
+            body_len,
+        };
+        let Some(appending) = inline.appending.as_mut() else {
+            unreachable!("set just above");
+        };
+        let appended = appending.await;
+        inline.appending = None;
+        return Ok(match appended {
+            Ok(receipts) => {
+                count_ingest(app, receipts.len() as u64, body_len);
+                Ok(Arc::new(receipts))
+            }
+            Err(e) => Err(IngestFailure::Store(e, lines)),
+        });
+    }
     let task_app = app.clone();
     let journal = task_app.idempotency.clone();
-    let events = batch.events;
     let task = tokio::spawn(async move {
         // The events' share of the budget is held until they are written,
         // even if the client has gone.
@@ -482,12 +506,7 @@ async fn append_detached(
             }
             None => (receipts, Ok(())),
         };
-        let m = &task_app.metrics;
-        let n = receipts.len() as u64;
-        metrics::add(&m.ingest_requests, 1);
-        metrics::add(&m.ingest_events, n);
-        metrics::add(&m.ingest_bytes, body_len);
-        m.batch_events.record(n);
+        count_ingest(&task_app, receipts.len() as u64, body_len);
         let receipts = Arc::new(receipts);
         if let Some(slot) = slot {
             slot.complete(receipts.clone(), journaled.is_ok());
@@ -511,6 +530,46 @@ async fn append_detached(
             "the append task failed; retry with the same Idempotency-Key",
         )
     })
+}
+
+/// Counts a durable batch of `events` events from a body of `body_len`
+/// bytes.
+fn count_ingest(app: &App, events: u64, body_len: u64) {
+    let m = &app.metrics;
+    metrics::add(&m.ingest_requests, 1);
+    metrics::add(&m.ingest_events, events);
+    metrics::add(&m.ingest_bytes, body_len);
+    m.batch_events.record(events);
+}
+
+/// A small batch's append, awaited on the request's own task. If the
+/// request is dropped before the batch is durable (the client went away,
+/// the request timed out), the rest of the wait moves to a task of its
+/// own, which holds the events' share of the budget until they are
+/// written and counts them, as the detached path does.
+struct InlineAppend {
+    appending: Option<sealog::Appending>,
+    allowance: Option<Allowance>,
+    app: Arc<App>,
+    body_len: u64,
+}
+
+impl Drop for InlineAppend {
+    fn drop(&mut self) {
+        let Some(appending) = self.appending.take() else {
+            return;
+        };
+        let allowance = self.allowance.take();
+        let (app, body_len) = (self.app.clone(), self.body_len);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _allowance = allowance;
+                if let Ok(receipts) = appending.await {
+                    count_ingest(&app, receipts.len() as u64, body_len);
+                }
+            });
+        }
+    }
 }
 
 fn receipts_response(receipts: &[Receipt]) -> Response {
