@@ -28,6 +28,7 @@
 //! ranges and uses the same per-segment planning.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -36,7 +37,7 @@ use sealog_format::record;
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::index::{DictField, ExactField, IndexView, TermSelect, actor_term};
-use crate::query::{Cursor, Order, Page, Query};
+use crate::query::{Cursor, IpRange, Order, Page, Query};
 use crate::segment::{OpenSegment, SealedSegment};
 use crate::store::{Inner, View};
 
@@ -315,6 +316,15 @@ impl<'q> Plan<'q> {
     /// The ordinals of each indexed predicate of the query, or `None` as
     /// soon as one has none. Exact dictionary terms are borrowed when the
     /// index lends them.
+    /// The index sections planning a segment reads for this query, found
+    /// by planning a one-record segment whose index answers everything
+    /// and notes what it was asked.
+    pub(crate) fn sections_used(&self) -> Vec<SectionUse> {
+        let recorder = SectionRecorder::default();
+        let _ = self.predicate_sets(&recorder);
+        recorder.used.into_inner()
+    }
+
     fn predicate_sets<'v>(
         &self,
         view: &'v dyn IndexView,
@@ -504,6 +514,56 @@ pub(crate) fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
     all
 }
 
+/// An index section planning uses: a dictionary, a hashed index or the IP
+/// index of a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SectionUse {
+    Dict(DictField),
+    Exact(ExactField),
+    Ip,
+}
+
+/// An index of one record that matches every predicate and records which
+/// sections it was asked about (see [`Plan::sections_used`]).
+#[derive(Default)]
+struct SectionRecorder {
+    used: std::cell::RefCell<Vec<SectionUse>>,
+}
+
+impl SectionRecorder {
+    fn note(&self, used: SectionUse) -> Result<RoaringBitmap> {
+        let mut all = self.used.borrow_mut();
+        if !all.contains(&used) {
+            all.push(used);
+        }
+        Ok(std::iter::once(0).collect())
+    }
+}
+
+impl IndexView for SectionRecorder {
+    fn len(&self) -> u64 {
+        1
+    }
+    fn dict(&self, field: DictField, _: &TermSelect<'_>) -> Result<RoaringBitmap> {
+        self.note(SectionUse::Dict(field))
+    }
+    fn exact(&self, field: ExactField, _: &[u8]) -> Result<RoaringBitmap> {
+        self.note(SectionUse::Exact(field))
+    }
+    fn ip(&self, _: IpRange) -> Result<RoaringBitmap> {
+        self.note(SectionUse::Ip)
+    }
+    fn dict_counts(&self, _: DictField, _: &RoaringBitmap) -> Result<Vec<(Vec<u8>, u64)>> {
+        Ok(Vec::new())
+    }
+    fn ip_counts(&self, _: &RoaringBitmap) -> Result<Vec<(IpAddr, u64)>> {
+        Ok(Vec::new())
+    }
+    fn event_time(&self, _: u32) -> Result<Option<i64>> {
+        Ok(Some(0))
+    }
+}
+
 /// Candidates of one segment, with whether they need checking against the
 /// record to be exact.
 struct SegmentCandidates {
@@ -674,6 +734,14 @@ pub struct Matches {
     open_only: bool,
     /// With `open_only`, whether a sealed segment was next.
     reached_sealed: bool,
+    /// Index sections the plan reads in each segment, once known.
+    sections: Option<Vec<SectionUse>>,
+    /// Positions (in the whole list of segments) of the segments ahead
+    /// whose sections were asked for, and the position the next one is
+    /// looked for from (see [`Matches::advise_ahead`]).
+    advised: std::collections::VecDeque<usize>,
+    advised_until: usize,
+    segment_count: usize,
 }
 
 /// A segment's candidates still to read, in the order they are read.
@@ -704,19 +772,27 @@ impl Planned {
         }
     }
 
-    /// Reads up to `n` more candidates ahead; returns how many.
-    fn read_ahead(&mut self, n: usize) -> usize {
-        let from = self.ahead.len();
+    /// Takes up to `n` more candidates to read ahead and asks the kernel
+    /// for the index blocks that locate them (without waiting); returns
+    /// them. [`Planned::will_need`] then asks for their records.
+    fn take_ahead(&mut self, n: usize) -> Vec<u32> {
+        let mut new = Vec::with_capacity(n.min(MAX_READ_AHEAD));
         for _ in 0..n {
             let Some(ordinal) = self.take() else { break };
             self.ahead.push_back(ordinal);
+            new.push(ordinal);
         }
         if let SegmentRef::Sealed(s) = &self.segment {
-            let (first, second) = self.ahead.as_slices();
-            let new: Vec<u32> = first.iter().chain(second).skip(from).copied().collect();
-            s.will_need(&new);
+            s.advise_offsets(&new);
         }
-        self.ahead.len() - from
+        new
+    }
+
+    /// Asks the kernel for the records of `ordinals`, taken ahead.
+    fn will_need(&self, ordinals: &[u32]) {
+        if let SegmentRef::Sealed(s) = &self.segment {
+            s.will_need(ordinals);
+        }
     }
 }
 
@@ -728,6 +804,9 @@ const READ_AHEAD: usize = 256;
 /// [`PLAN_AHEAD`] segments are planned beyond the one being read.
 const MAX_READ_AHEAD: usize = 4096;
 const PLAN_AHEAD: usize = 16;
+/// Sealed segments ahead whose index sections a search asks for before
+/// planning them.
+const ADVISE_AHEAD: usize = 4;
 
 impl Matches {
     pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Matches> {
@@ -742,6 +821,7 @@ impl Matches {
         } else {
             segments_in_order(view, query.order)
         };
+        let segment_count = segments.len();
         Ok(Matches {
             plan_query: query.clone(),
             after,
@@ -753,6 +833,10 @@ impl Matches {
             failed: false,
             open_only: false,
             reached_sealed: false,
+            sections: None,
+            advised: std::collections::VecDeque::new(),
+            advised_until: 0,
+            segment_count,
         })
     }
 
@@ -761,6 +845,7 @@ impl Matches {
     /// is left.
     fn plan_next(&mut self) -> bool {
         loop {
+            self.advise_ahead();
             let Some(segment) = self.segments.next() else {
                 return false;
             };
@@ -812,20 +897,71 @@ impl Matches {
         }
         let mut covered = 0usize;
         let mut index = 0usize;
+        // First the candidates of every segment the budget reaches, their
+        // index blocks asked for together; then their records, once the
+        // blocks that locate them are all on their way.
+        let mut taken: Vec<(usize, Vec<u32>)> = Vec::new();
         while covered < budget {
             if index == self.planned.len() {
                 // Only a page looks beyond the segment being read.
                 if self.wanted.is_none() || index > PLAN_AHEAD || !self.plan_next() {
-                    return;
+                    break;
                 }
                 continue;
             }
             let Some(Ok(p)) = self.planned.get_mut(index) else {
-                return; // a segment that failed: reading stops there
+                break; // a segment that failed: reading stops there
             };
             covered += p.ahead.len();
-            covered += p.read_ahead(budget.saturating_sub(covered));
+            let new = p.take_ahead(budget.saturating_sub(covered));
+            covered += new.len();
+            taken.push((index, new));
             index += 1;
+        }
+        for (index, new) in taken {
+            if let Some(Ok(p)) = self.planned.get(index) {
+                p.will_need(&new);
+            }
+        }
+    }
+
+    /// Asks the kernel for the index sections the plan reads (dictionaries,
+    /// hashed and IP indexes) in the next [`ADVISE_AHEAD`] sealed segments
+    /// it does not skip, those not checked yet, so that the disk reads
+    /// them together rather than one segment after the other as each is
+    /// planned. Only advice: nothing is read or checked here.
+    fn advise_ahead(&mut self) {
+        let position = self.segment_count - self.segments.as_slice().len();
+        while self.advised.front().is_some_and(|&p| p < position) {
+            self.advised.pop_front();
+        }
+        if self.advised.len() >= ADVISE_AHEAD {
+            return;
+        }
+        let Ok(mut plan) = Plan::new(&self.plan_query) else {
+            return;
+        };
+        plan.after = self.after;
+        let sections = self.sections.get_or_insert_with(|| plan.sections_used());
+        if sections.is_empty() {
+            return;
+        }
+        self.advised_until = self.advised_until.max(position);
+        while self.advised.len() < ADVISE_AHEAD && self.advised_until < self.segment_count {
+            let at = self.advised_until;
+            self.advised_until += 1;
+            let Some(SegmentRef::Sealed(s)) = self.segments.as_slice().get(at - position) else {
+                continue;
+            };
+            let range = (
+                s.footer.min_event_time.as_nanos(),
+                s.footer.max_event_time.as_nanos(),
+            );
+            if plan.skips(s.header.first_seq, s.footer.record_count, range) {
+                continue;
+            }
+            s.advise_sections(sections);
+            self.advised.push_back(at);
         }
     }
 
@@ -1075,6 +1211,39 @@ mod tests {
 
     const FIRST_SEQ: u64 = 1_000;
     const RECORDS: u64 = 3_000;
+
+    #[test]
+    fn the_sections_a_plan_reads_are_those_of_its_predicates() {
+        let query = Query {
+            actor: Some(ActorFilter::parse("user:alice")),
+            actions: vec![crate::query::ActionPattern::new("doc.*".to_owned()).unwrap()],
+            resource: Some(crate::query::ResourceFilter::parse("doc:42")),
+            outcome: Some(Outcome::Denied),
+            tenant: Some("acme".into()),
+            source_ip: Some(crate::query::IpFilter::parse("10.0.0.0/8").unwrap()),
+            request_id: Some("r-1".into()),
+            ..Query::default()
+        };
+        assert_eq!(
+            Plan::new(&query).unwrap().sections_used(),
+            [
+                SectionUse::Dict(DictField::Actor),
+                SectionUse::Dict(DictField::Action),
+                SectionUse::Dict(DictField::ResourceType),
+                SectionUse::Exact(ExactField::ResourceId),
+                SectionUse::Dict(DictField::Outcome),
+                SectionUse::Dict(DictField::Tenant),
+                SectionUse::Ip,
+                SectionUse::Exact(ExactField::RequestId),
+            ]
+        );
+        assert!(
+            Plan::new(&Query::default())
+                .unwrap()
+                .sections_used()
+                .is_empty()
+        );
+    }
 
     /// An open segment's index over generated events, and their event
     /// times (built once).

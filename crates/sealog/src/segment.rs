@@ -932,6 +932,42 @@ impl SealedSegment {
         }
     }
 
+    /// Asks the kernel to read the index blocks that hold the frame
+    /// offsets of `ordinals` (when the index is loaded and they are not
+    /// checked yet), without waiting: see [`Sidecar::advise_offsets`].
+    pub(crate) fn advise_offsets(&self, ordinals: &[u32]) {
+        if self.remote.is_some() || ordinals.is_empty() {
+            return;
+        }
+        if let Some(index) = self.index.read().clone() {
+            index.advise_offsets(ordinals);
+        }
+    }
+
+    /// Asks the kernel to read the index sections `sections` of this
+    /// segment that are not checked yet, without waiting: see
+    /// [`Sidecar::advise_sections`]. Maps the sidecar if it is not mapped
+    /// yet (never rebuilds it: planning does that, and says so).
+    pub(crate) fn advise_sections(&self, sections: &[crate::search::SectionUse]) {
+        if self.remote.is_some() {
+            return;
+        }
+        let loaded = self.index.read().clone();
+        let index = match loaded {
+            Some(index) => index,
+            None => {
+                let identity = crate::sidecar::identity(&self.header, &self.footer);
+                let Ok(sidecar) = crate::sidecar::load(&self.env, self.header.first_seq, &identity)
+                else {
+                    return;
+                };
+                let mut slot = self.index.write();
+                slot.get_or_insert_with(|| Arc::new(sidecar)).clone()
+            }
+        };
+        index.advise_sections(sections);
+    }
+
     /// Whether [`SealedSegment::advise_columns`] has nothing left to do
     /// (its columns were advised, or cannot be: no index loaded, remote).
     pub(crate) fn columns_advised(&self) -> bool {

@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use roaring::RoaringBitmap;
@@ -89,11 +90,25 @@ pub(crate) fn encode_mem(
     event_times: Vec<i64>,
     mem: &MemIndex,
 ) -> Result<Vec<u8>> {
+    encode_mem_as(identity, offsets, event_times, mem, true)
+}
+
+/// [`encode_mem`], with or without the columns' block checksums (without:
+/// the layout of sidecars written before they existed, which verification
+/// compares such a file with).
+pub(crate) fn encode_mem_as(
+    identity: SegmentIdentity,
+    offsets: Vec<u32>,
+    event_times: Vec<i64>,
+    mem: &MemIndex,
+    column_blocks: bool,
+) -> Result<Vec<u8>> {
     let damaged = |e: IndexError| Error::IndexDamaged {
         file: sidecar_name(identity.first_seq),
         reason: format!("building: {e}"),
     };
     let mut builder = IndexBuilder::new(identity);
+    builder.set_column_blocks(column_blocks);
     builder.set_columns(offsets, event_times).map_err(damaged)?;
     for f in DictField::ALL {
         let field = dict_field(f);
@@ -147,6 +162,27 @@ pub(crate) fn encode_records<'a>(
         event_times.push(view.event_time().as_nanos());
     }
     encode_mem(identity, offsets, event_times, &mem)
+}
+
+/// The sidecar of a sealed segment file's bytes without column block
+/// checksums: the layout sidecars had before them.
+#[cfg(test)]
+pub(crate) fn encode_without_blocks(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let image = crate::image::check_sealed(name, bytes).unwrap();
+    let mut mem = MemIndex::encode_only();
+    let mut event_times = Vec::new();
+    for &offset in &image.offsets {
+        let Ok(sealog_format::frame::FrameRead::Frame(f)) =
+            sealog_format::frame::read_frame(&bytes[offset as usize..])
+        else {
+            panic!("no frame at {offset} of {name}");
+        };
+        let view = sealog_format::record::decode(f.body).unwrap();
+        mem.push(&view);
+        event_times.push(view.event_time().as_nanos());
+    }
+    let identity = identity(&image.header, &image.footer);
+    encode_mem_as(identity, image.offsets.clone(), event_times, &mem, false).unwrap()
 }
 
 /// Builds a segment's sidecar record by record, from decoded records, term
@@ -273,6 +309,12 @@ pub(crate) fn describe_difference(expected: &[u8], actual: &[u8]) -> Option<(u64
             .map_or_else(
                 || "its length".to_owned(),
                 |s| match IndexField::from_u16(s.field) {
+                    _ if s.kind == SectionKind::ColumnBlocks => {
+                        format!(
+                            "the block checksums of the {}",
+                            SectionKind::from_u16(s.field)
+                        )
+                    }
                     Some(field) if s.field != 0 => format!("the {} of field `{field}`", s.kind),
                     _ => format!("the {}", s.kind),
                 },
@@ -305,7 +347,30 @@ pub(crate) struct Sidecar {
     checked: Vec<OnceLock<std::result::Result<(), IndexError>>>,
     /// Whether the column sections were advised already (once is enough).
     columns_advised: std::sync::atomic::AtomicBool,
+    /// Per column (offsets, event times), once its block checksums are
+    /// checked: one bit per block, set when the block has been checked.
+    /// `None` when the file has no block checksums for the column (written
+    /// before they existed, or a column of one block) or they are damaged:
+    /// then the whole column is checked at first use, as it always was.
+    blocks: [OnceLock<Option<Vec<AtomicU64>>>; 2],
 }
+
+/// Whether the sidecar `bytes` has block checksums for a column (a file
+/// that cannot be opened counts as the current layout, with them).
+pub(crate) fn has_column_blocks(bytes: &[u8]) -> bool {
+    IndexReader::open(bytes).map_or(true, |r| {
+        COLUMNS
+            .iter()
+            .any(|&c| r.column_blocks_section(c).is_some())
+    })
+}
+
+/// The two columns, in the order of [`IndexReader::column_sections`].
+const COLUMNS: [SectionKind; 2] = [SectionKind::Offsets, SectionKind::EventTimes];
+/// Index of the offsets column in [`COLUMNS`].
+const OFFSETS: usize = 0;
+/// Index of the event-time column in [`COLUMNS`].
+const EVENT_TIMES: usize = 1;
 
 impl Sidecar {
     /// Opens a sidecar and checks it describes `identity` (cheap: header and
@@ -322,6 +387,7 @@ impl Sidecar {
             name,
             checked: (0..sections).map(|_| OnceLock::new()).collect(),
             columns_advised: std::sync::atomic::AtomicBool::new(false),
+            blocks: [OnceLock::new(), OnceLock::new()],
             map,
         })
     }
@@ -367,7 +433,9 @@ impl Sidecar {
     /// Asks the kernel to read the column sections (frame offsets, event
     /// times) not checked yet, without waiting or checking: a page about
     /// to read several segments' columns has them read together instead
-    /// of one segment after the other. Only advice: nothing fails.
+    /// of one segment after the other. A column with block checksums is
+    /// left alone: a page reads only the blocks it needs, and asks for
+    /// them together then. Only advice: nothing fails.
     pub(crate) fn advise_columns(&self) {
         if self
             .columns_advised
@@ -378,13 +446,90 @@ impl Sidecar {
         let Ok(reader) = self.reader() else {
             return;
         };
-        for i in reader.column_sections() {
+        for (column, i) in COLUMNS.into_iter().zip(reader.column_sections()) {
             let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
-            if unchecked && let Some(section) = reader.section(i) {
+            let blocked = reader.column_blocks_section(column).is_some();
+            if unchecked
+                && !blocked
+                && let Some(section) = reader.section(i)
+            {
                 self.map.will_need(
                     usize::try_from(section.offset).unwrap_or(usize::MAX),
                     usize::try_from(section.len).unwrap_or(usize::MAX),
                 );
+            }
+        }
+    }
+
+    /// Asks the kernel to read the blocks of the offsets column that hold
+    /// the values of `ordinals` and are not checked yet, without waiting or
+    /// checking (a column without block checksums is left to
+    /// [`Sidecar::advise_columns`]). Only advice: nothing fails.
+    pub(crate) fn advise_offsets(&self, ordinals: &[u32]) {
+        let Ok(reader) = self.reader() else {
+            return;
+        };
+        let section = reader.column_sections()[OFFSETS];
+        if self.checked.get(section).is_some_and(|c| c.get().is_some()) {
+            return;
+        }
+        let done = |block: u64| {
+            self.blocks[OFFSETS]
+                .get()
+                .and_then(Option::as_ref)
+                .and_then(|bits| bits.get(usize::try_from(block / 64).ok()?))
+                .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
+        };
+        self.advise_block_checksums(&reader);
+        let mut last = None;
+        for &ordinal in ordinals {
+            if let Some((block, start, len)) = reader.column_block_of(SectionKind::Offsets, ordinal)
+                && last != Some(block)
+            {
+                last = Some(block);
+                if !done(block) {
+                    self.advise(start, len);
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to read the index sections `sections` (those the
+    /// file has and that are not checked yet), without waiting or
+    /// checking: a search about to plan several segments has their
+    /// sections read together. Only advice: nothing fails.
+    pub(crate) fn advise_sections(&self, sections: &[crate::search::SectionUse]) {
+        use crate::search::SectionUse;
+        let Ok(reader) = self.reader() else {
+            return;
+        };
+        for &used in sections {
+            let (kind, field) = match used {
+                SectionUse::Dict(f) => (SectionKind::TermDict, dict_field(f)),
+                SectionUse::Exact(f) => (SectionKind::Hashed, exact_field(f)),
+                SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp),
+            };
+            let Some(i) = reader.section_for(kind, field as u16) else {
+                continue;
+            };
+            let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
+            if unchecked && let Some(section) = reader.section(i) {
+                self.advise(section.offset, section.len);
+            }
+        }
+        self.advise_block_checksums(&reader);
+    }
+
+    /// Asks for the columns' block-checksum sections not checked yet (a
+    /// few hundred bytes each, at the end of the file), which the first
+    /// block read of each column checks before the block.
+    fn advise_block_checksums(&self, reader: &IndexReader<'_>) {
+        for column in COLUMNS {
+            if let Some(i) = reader.column_blocks_section(column)
+                && self.checked.get(i).is_some_and(|c| c.get().is_none())
+                && let Some(section) = reader.section(i)
+            {
+                self.advise(section.offset, section.len);
             }
         }
     }
@@ -395,25 +540,105 @@ impl Sidecar {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn ensure_columns(&self, reader: &IndexReader<'_>) -> Result<()> {
-        for i in reader.column_sections() {
-            self.ensure(reader, Some(i))?;
+    /// Makes the values of `COLUMNS[column]` at `ordinals` safe to read:
+    /// checks the blocks that hold them and were not checked yet, asking
+    /// the kernel for all of them at once; or the whole column, the first
+    /// time, when it has no block checksums or the blocks wanted are more
+    /// than half of them. A damaged block is an error, as a damaged column
+    /// is (the caller rebuilds the index).
+    fn ensure_values(
+        &self,
+        reader: &IndexReader<'_>,
+        column: usize,
+        ordinals: impl Iterator<Item = u32>,
+    ) -> Result<()> {
+        let (Some(&kind), Some(&section)) =
+            (COLUMNS.get(column), reader.column_sections().get(column))
+        else {
+            return Ok(());
+        };
+        if self.checked.get(section).is_some_and(|c| c.get().is_some()) {
+            return self.ensure(reader, Some(section)); // the remembered result
+        }
+        let bits = self.blocks.get(column).and_then(|cell| {
+            cell.get_or_init(|| {
+                let crcs = reader.column_blocks_section(kind)?;
+                self.ensure(reader, Some(crcs)).ok()?;
+                let n = reader.column_block_count(kind);
+                Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+            })
+            .as_ref()
+        });
+        let Some(bits) = bits else {
+            return self.ensure(reader, Some(section));
+        };
+        let done = |block: u64| {
+            bits.get(usize::try_from(block / 64).unwrap_or(usize::MAX))
+                .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
+        };
+        let mut wanted: Vec<(u64, u64, u64)> = Vec::new();
+        for ordinal in ordinals {
+            if let Some(block) = reader.column_block_of(kind, ordinal)
+                && !done(block.0)
+                && wanted.last().is_none_or(|last| last.0 != block.0)
+            {
+                wanted.push(block);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup_by_key(|b| b.0);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        if (wanted.len() as u64).saturating_mul(2) > reader.column_block_count(kind) {
+            return self.ensure(reader, Some(section));
+        }
+        // One request per run of adjacent blocks, all before the first
+        // check waits for the disk.
+        let mut run: Option<(u64, u64)> = None;
+        for &(_, start, len) in &wanted {
+            run = match run {
+                Some((s, e)) if start == e => Some((s, start + len)),
+                Some((s, e)) => {
+                    self.advise(s, e - s);
+                    Some((start, start + len))
+                }
+                None => Some((start, start + len)),
+            };
+        }
+        if let Some((s, e)) = run {
+            self.advise(s, e - s);
+        }
+        for (block, ..) in wanted {
+            reader
+                .check_column_block(kind, block)
+                .map_err(|e| self.damaged(e))?;
+            if let Some(word) = bits.get(usize::try_from(block / 64).unwrap_or(usize::MAX)) {
+                word.fetch_or(1 << (block % 64), Ordering::Relaxed);
+            }
         }
         Ok(())
+    }
+
+    fn advise(&self, offset: u64, len: u64) {
+        self.map.will_need(
+            usize::try_from(offset).unwrap_or(usize::MAX),
+            usize::try_from(len).unwrap_or(usize::MAX),
+        );
     }
 
     /// The frame offset of record `ordinal`.
     pub(crate) fn offset(&self, ordinal: u32) -> Result<Option<u32>> {
         let reader = self.reader()?;
-        self.ensure_columns(&reader)?;
+        self.ensure_values(&reader, OFFSETS, std::iter::once(ordinal))?;
         Ok(reader.offset(ordinal))
     }
 
     /// The frame offsets of `ordinals` (those the column has), with one
-    /// reader and one column check.
+    /// reader and the blocks they need checked together.
     pub(crate) fn offsets(&self, ordinals: &[u32]) -> Result<Vec<u32>> {
         let reader = self.reader()?;
-        self.ensure_columns(&reader)?;
+        self.ensure_values(&reader, OFFSETS, ordinals.iter().copied())?;
         Ok(ordinals.iter().filter_map(|&o| reader.offset(o)).collect())
     }
 }
@@ -481,7 +706,7 @@ impl IndexView for Sidecar {
 
     fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
         let reader = self.reader()?;
-        self.ensure_columns(&reader)?;
+        self.ensure_values(&reader, EVENT_TIMES, std::iter::once(ordinal))?;
         Ok(reader.event_time(ordinal))
     }
 
@@ -556,9 +781,9 @@ impl IndexView for Sidecar {
     }
 
     fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {
-        // One reader and one column check for the whole set.
+        // One reader and one check of the blocks the set needs.
         let reader = self.reader()?;
-        self.ensure_columns(&reader)?;
+        self.ensure_values(&reader, EVENT_TIMES, set.iter())?;
         let mut out = Vec::with_capacity(usize::try_from(set.len()).unwrap_or(0));
         for ordinal in set {
             let time = reader
@@ -585,10 +810,16 @@ impl IndexView for Sidecar {
         // index: an empty set here would silently drop the segment's
         // matches.
         let reader = self.reader()?;
-        self.ensure_columns(&reader)?;
         Ok(match within {
-            Some(set) => reader.time_filter_in(from, to, set),
-            None => reader.time_filter(from, to),
+            Some(set) => {
+                self.ensure_values(&reader, EVENT_TIMES, set.iter())?;
+                reader.time_filter_in(from, to, set)
+            }
+            None => {
+                let column = reader.column_sections()[EVENT_TIMES];
+                self.ensure(&reader, Some(column))?;
+                reader.time_filter(from, to)
+            }
         })
     }
 }
@@ -699,6 +930,132 @@ fn install_mapped(env: &IndexEnv, first_seq: u64, identity: &SegmentIdentity) ->
 mod tests {
     use super::*;
     use crate::{Preallocation, Store, StoreOptions};
+
+    /// A store of sealed segments whose columns span several blocks.
+    fn blocked_store(dir: &Path) -> Vec<crate::image::SealedSegmentInfo> {
+        let store = Store::open(
+            dir,
+            StoreOptions {
+                segment_size: 1 << 20,
+                preallocation: Preallocation::None,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let workload = crate::workload::Workload::new(11);
+        for chunk in workload.generate(8_000).chunks(500) {
+            store.append_batch(chunk.to_vec()).unwrap();
+        }
+        store.roll().unwrap();
+        store.wait_sealed().unwrap();
+        let sealed = crate::image::sealed_segments(&store);
+        store.close().unwrap();
+        sealed
+    }
+
+    fn block_bit(s: &Sidecar, column: usize, block: u64) -> bool {
+        s.blocks[column]
+            .get()
+            .and_then(Option::as_ref)
+            .is_some_and(|b| {
+                b[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64)) != 0
+            })
+    }
+
+    #[test]
+    fn a_read_checks_only_the_column_blocks_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let seg = &sealed[0];
+        let bytes = std::fs::read(&seg.path).unwrap();
+        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
+        let id = identity(&image.header, &image.footer);
+        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let reader = IndexReader::parse(&sidecar).unwrap();
+        let blocks = reader.column_block_count(SectionKind::Offsets);
+        assert!(blocks >= 3, "{blocks} blocks of offsets");
+        let offsets_at = reader.section(reader.column_sections()[0]).unwrap().offset as usize;
+
+        // Damage the offsets column's third block (4-byte offsets: ordinals
+        // 2,048 to 3,071).
+        let mut damaged = sidecar.clone();
+        damaged[offsets_at + 2 * 4096 + 17] ^= 0x20;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
+        assert_eq!(s.offsets(&[5]).unwrap(), [image.offsets[5]]);
+        assert_eq!(s.offsets(&[1_030]).unwrap(), [image.offsets[1_030]]);
+        assert!(block_bit(&s, OFFSETS, 0) && block_bit(&s, OFFSETS, 1));
+        assert!(!block_bit(&s, OFFSETS, 2));
+        assert!(
+            s.checked[reader.column_sections()[0]].get().is_none(),
+            "the whole column was checked"
+        );
+        let err = s.offset(2_050).unwrap_err().to_string();
+        assert!(err.contains("block #2 of the offsets column"), "{err}");
+        // The event times are a column of their own, and intact.
+        assert_eq!(
+            s.event_time(2_050).unwrap(),
+            Some(reader.event_time(2_050).unwrap())
+        );
+        assert!(block_bit(&s, EVENT_TIMES, 2_050 * 8 / 4096));
+        // A set needing most blocks checks the whole column at once.
+        let all: RoaringBitmap = (0..u32::try_from(image.offsets.len()).unwrap()).collect();
+        assert_eq!(s.event_times(&all).unwrap().len(), image.offsets.len());
+        assert!(s.checked[reader.column_sections()[1]].get().is_some());
+    }
+
+    #[test]
+    fn sidecars_written_without_block_checksums_are_read_and_verified_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        assert!(sealed.len() >= 2);
+        let query = crate::query::Query {
+            outcome: Some(crate::Outcome::Denied),
+            limit: 10_000,
+            ..crate::query::Query::default()
+        };
+        let before = Store::open_read_only(dir.path())
+            .unwrap()
+            .query(&query)
+            .unwrap();
+        for seg in &sealed {
+            let bytes = std::fs::read(&seg.path).unwrap();
+            let old = encode_without_blocks(&seg.name, &bytes);
+            assert!(!has_column_blocks(&old));
+            std::fs::write(seg.path.with_extension("idx"), old).unwrap();
+        }
+        let report = crate::verify_dir(dir.path()).unwrap();
+        assert_eq!(report.sidecars_checked, sealed.len() as u64);
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(store.query(&query).unwrap().records, before.records);
+        assert_eq!(store.stats().index_rebuilds, 0);
+        drop(store);
+
+        // An offset changed with the checksums fixed is still caught.
+        let path = sealed[0].path.with_extension("idx");
+        let mut old = std::fs::read(&path).unwrap();
+        let at = IndexReader::parse(&old).unwrap().section(0).unwrap().offset as usize + 4 * 7;
+        old[at] ^= 1;
+        // Its section's CRC, the table's and the header's, fixed.
+        let (section, count) = {
+            let r = IndexReader::open(&old).unwrap();
+            (r.section(0).unwrap(), r.section_count())
+        };
+        let (o, l) = (section.offset as usize, section.len as usize);
+        let crc = crc32fast::hash(&old[o..o + l]);
+        old[72 + 4..72 + 8].copy_from_slice(&crc.to_le_bytes());
+        let table = crc32fast::hash(&old[72..72 + 24 * count]);
+        old[64..68].copy_from_slice(&table.to_le_bytes());
+        let header = crc32fast::hash(&old[..68]);
+        old[68..72].copy_from_slice(&header.to_le_bytes());
+        IndexReader::parse(&old).expect("the forged sidecar passes its own checks");
+        let fixed = old;
+        std::fs::write(&path, fixed).unwrap();
+        let Err(crate::Error::Corruption(c)) = crate::verify_dir(dir.path()) else {
+            panic!("an altered sidecar verified");
+        };
+        assert_eq!(c.location.offset, Some(at as u64), "{c}");
+        assert!(c.to_string().contains("offsets column"), "{c}");
+    }
 
     /// The sidecar `encode_records` gives a sealed segment (through the
     /// columnar in-memory index) is byte for byte the term-by-term one

@@ -652,7 +652,14 @@ fn check_pruned(
 
 /// Compares a sealed segment's sidecar file with the bytes its records
 /// give.
-fn check_sidecar(fs: &dyn Vfs, f: &Found, expected: Option<Vec<u8>>) -> Result<SidecarCheck> {
+/// Compares a sealed segment's sidecar with the one its records give,
+/// `expected(column_blocks)`, encoded in the layout of the file found (a
+/// sidecar written before column block checksums existed has none).
+fn check_sidecar(
+    fs: &dyn Vfs,
+    f: &Found,
+    expected: Option<impl FnOnce(bool) -> Option<Vec<u8>>>,
+) -> Result<SidecarCheck> {
     let Some(expected) = expected else {
         return Ok(SidecarCheck::NotChecked);
     };
@@ -664,6 +671,9 @@ fn check_sidecar(fs: &dyn Vfs, f: &Found, expected: Option<Vec<u8>>) -> Result<S
             return Ok(SidecarCheck::Missing(name));
         }
         Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let Some(expected) = expected(crate::sidecar::has_column_blocks(&actual)) else {
+        return Ok(SidecarCheck::NotChecked);
     };
     Ok(
         match crate::sidecar::describe_difference(&expected, &actual) {
@@ -1042,9 +1052,18 @@ fn verify_segment(
     )?;
     // A record the index cannot hold (the seal could not have written a
     // sidecar either) leaves nothing to compare.
-    let expected = indexer.and_then(|(index, frame_offsets, event_times)| {
-        let identity = crate::sidecar::identity(&f.header, footer);
-        crate::sidecar::encode_mem(identity, frame_offsets, event_times, &index).ok()
+    let identity = crate::sidecar::identity(&f.header, footer);
+    let expected = indexer.map(|(index, frame_offsets, event_times)| {
+        move |column_blocks| {
+            crate::sidecar::encode_mem_as(
+                identity,
+                frame_offsets,
+                event_times,
+                &index,
+                column_blocks,
+            )
+            .ok()
+        }
     });
     drop(image);
     let sidecar = check_sidecar(fs, f, expected)?;

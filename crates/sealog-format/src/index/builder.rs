@@ -14,15 +14,18 @@ use std::net::IpAddr;
 use roaring::RoaringBitmap;
 
 use super::bytes::{crc32, patch, to_u64};
-use super::columns::{check_offsets_increasing, encode_event_times, encode_offsets};
+use super::columns::{
+    check_offsets_increasing, encode_block_crcs, encode_event_times, encode_offsets,
+};
 use super::error::IndexError;
 use super::field::IndexField;
 use super::hashed::{encode_hashed, term_key};
 use super::header::{RawHeader, RawSection, SegmentIdentity};
 use super::ip::IpPostings;
 use super::layout::{
-    HEADER_LEN, KIND_EVENT_TIMES, KIND_HASHED, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS,
-    SECTION_ALIGN, SECTION_ENTRY_LEN,
+    COLUMN_BLOCK_LEN, EVENT_TIME_WIDTH, HEADER_LEN, KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES,
+    KIND_HASHED, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS, OFFSET_WIDTH, SECTION_ALIGN,
+    SECTION_ENTRY_LEN,
 };
 use super::postings::{Postings, check_term};
 
@@ -46,6 +49,7 @@ pub struct IndexBuilder {
     fields: BTreeMap<IndexField, Postings>,
     hashed: BTreeMap<IndexField, Vec<(u64, u32)>>,
     ips: BTreeMap<IndexField, IpPostings>,
+    column_blocks: bool,
 }
 
 impl IndexBuilder {
@@ -61,7 +65,16 @@ impl IndexBuilder {
             fields: BTreeMap::new(),
             hashed: BTreeMap::new(),
             ips: BTreeMap::new(),
+            column_blocks: true,
         }
+    }
+
+    /// Whether to write block checksums for the columns longer than one
+    /// block ([`COLUMN_BLOCK_LEN`]); on by default. Off gives the layout of
+    /// sidecars written before block checksums existed, which verification
+    /// needs to compare such a file byte for byte.
+    pub fn set_column_blocks(&mut self, write: bool) {
+        self.column_blocks = write;
     }
 
     /// The identity given to [`new`](Self::new).
@@ -261,21 +274,35 @@ impl IndexBuilder {
         }
         check_offsets_increasing(self.offsets.iter().copied())?;
 
-        let section_count = 2 + self.fields.len() + self.hashed.len() + self.ips.len();
+        let offsets_len = self.offsets.len() * OFFSET_WIDTH;
+        let times_len = self.event_times.len() * EVENT_TIME_WIDTH;
+        let block_len = COLUMN_BLOCK_LEN as usize;
+        let blocked = [
+            (KIND_OFFSETS, self.column_blocks && offsets_len > block_len),
+            (
+                KIND_EVENT_TIMES,
+                self.column_blocks && times_len > block_len,
+            ),
+        ];
+        let section_count = 2
+            + self.fields.len()
+            + self.hashed.len()
+            + self.ips.len()
+            + blocked.iter().filter(|(_, b)| *b).count();
         let table_start = HEADER_LEN;
         let table_end = table_start + section_count * SECTION_ENTRY_LEN;
         let mut out = vec![0u8; table_end];
         let mut table = Vec::with_capacity(section_count);
 
         // Offsets column.
-        let start = begin_section(&mut out);
+        let offsets_at = begin_section(&mut out);
         encode_offsets(&mut out, &self.offsets);
-        table.push(end_section(&out, KIND_OFFSETS, 0, start));
+        table.push(end_section(&out, KIND_OFFSETS, 0, offsets_at));
 
         // Event-time column.
-        let start = begin_section(&mut out);
+        let times_at = begin_section(&mut out);
         encode_event_times(&mut out, &self.event_times);
-        table.push(end_section(&out, KIND_EVENT_TIMES, 0, start));
+        table.push(end_section(&out, KIND_EVENT_TIMES, 0, times_at));
 
         // Term dictionaries, in field id order (the BTreeMap's order).
         for (&field, postings) in &self.fields {
@@ -294,6 +321,19 @@ impl IndexBuilder {
             let start = begin_section(&mut out);
             postings.encode(&mut out)?;
             table.push(end_section(&out, KIND_IP, field.id(), start));
+        }
+
+        // Block checksums of the columns: kind 6, after the indexes.
+        for ((kind, write), (at, len)) in blocked
+            .into_iter()
+            .zip([(offsets_at, offsets_len), (times_at, times_len)])
+        {
+            if write {
+                let column = out.get(at..at + len).unwrap_or_default().to_vec();
+                let start = begin_section(&mut out);
+                encode_block_crcs(&mut out, &column, COLUMN_BLOCK_LEN);
+                table.push(end_section(&out, KIND_COLUMN_BLOCKS, kind, start));
+            }
         }
 
         let mut table_bytes = Vec::with_capacity(section_count * SECTION_ENTRY_LEN);

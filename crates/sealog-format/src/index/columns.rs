@@ -9,9 +9,12 @@
 
 use roaring::RoaringBitmap;
 
-use super::bytes::to_u64;
+use super::bytes::{crc32, to_u64, u32_at};
 use super::error::IndexError;
-use super::layout::{EVENT_TIME_WIDTH, OFFSET_WIDTH, SectionKind};
+use super::layout::{
+    BLOCKS_HEADER_LEN, BLOCKS_RESERVED_AT, EVENT_TIME_WIDTH, MAX_COLUMN_BLOCK_LEN,
+    MIN_COLUMN_BLOCK_LEN, OFFSET_WIDTH, SectionKind,
+};
 
 /// Appends the offsets column holding `offsets` to `out`.
 pub(super) fn encode_offsets(out: &mut Vec<u8>, offsets: &[u32]) {
@@ -32,12 +35,107 @@ pub(super) fn encode_event_times(out: &mut Vec<u8>, event_times: &[i64]) {
 /// The length in bytes the `column` (offsets or event times) of a segment
 /// of `record_count` records must have.
 pub(super) fn column_len(column: SectionKind, record_count: u64) -> u64 {
-    let width = if column == SectionKind::Offsets {
+    record_count * to_u64(width(column))
+}
+
+/// Width in bytes of one value of `column` (offsets or event times).
+pub(super) fn width(column: SectionKind) -> usize {
+    if column == SectionKind::Offsets {
         OFFSET_WIDTH
     } else {
         EVENT_TIME_WIDTH
-    };
-    record_count * to_u64(width)
+    }
+}
+
+/// Appends the block checksums of a column's bytes to `out`: the block
+/// length, a reserved word, then the CRC-32 of each `block_len` bytes of
+/// the column (the last block may be shorter).
+pub(super) fn encode_block_crcs(out: &mut Vec<u8>, column: &[u8], block_len: u32) {
+    out.extend_from_slice(&block_len.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for block in column.chunks(block_len as usize) {
+        out.extend_from_slice(&crc32(block).to_le_bytes());
+    }
+}
+
+/// The block checksums of a column, read in place from their section.
+///
+/// Memory-safe on any bytes: a section too short for its header, or whose
+/// block length is not one a reader accepts, has no blocks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BlockCrcs<'a> {
+    block_len: u64,
+    crcs: &'a [[u8; 4]],
+}
+
+impl<'a> BlockCrcs<'a> {
+    pub(super) fn view(data: &'a [u8]) -> Self {
+        let block_len = u32_at(data, 0);
+        let valid = block_len.is_power_of_two()
+            && (MIN_COLUMN_BLOCK_LEN..=MAX_COLUMN_BLOCK_LEN).contains(&block_len);
+        let crcs = data.get(BLOCKS_HEADER_LEN..).unwrap_or_default();
+        BlockCrcs {
+            block_len: if valid { u64::from(block_len) } else { 0 },
+            crcs: if valid { crcs.as_chunks().0 } else { &[] },
+        }
+    }
+
+    /// The length of a block, `None` if the section's header is unusable.
+    pub(super) fn block_len(&self) -> Option<u64> {
+        (self.block_len > 0).then_some(self.block_len)
+    }
+
+    /// The stored CRC of block `block`.
+    pub(super) fn crc(&self, block: u64) -> Option<u32> {
+        let bytes = self.crcs.get(usize::try_from(block).ok()?)?;
+        Some(u32::from_le_bytes(*bytes))
+    }
+
+    /// Number of checksums stored.
+    pub(super) fn count(&self) -> u64 {
+        to_u64(self.crcs.len())
+    }
+}
+
+/// Checks a block-checksum section (whose CRC has been checked) against
+/// the length of the column it describes: a block length that is a power
+/// of two from 512 bytes to 1 MiB, a zero reserved word, and one checksum
+/// per block of the column.
+pub(super) fn check_block_crcs(
+    data: &[u8],
+    column: SectionKind,
+    column_len: u64,
+) -> Result<(), IndexError> {
+    let bad = |reason: String| IndexError::BadColumnBlocks { column, reason };
+    if data.len() < BLOCKS_HEADER_LEN {
+        return Err(bad(format!(
+            "the section is {} bytes, shorter than its {BLOCKS_HEADER_LEN}-byte header",
+            data.len()
+        )));
+    }
+    let block_len = u32_at(data, 0);
+    if !block_len.is_power_of_two()
+        || !(MIN_COLUMN_BLOCK_LEN..=MAX_COLUMN_BLOCK_LEN).contains(&block_len)
+    {
+        return Err(bad(format!(
+            "block length {block_len} is not a power of two from {MIN_COLUMN_BLOCK_LEN} to \
+             {MAX_COLUMN_BLOCK_LEN}"
+        )));
+    }
+    let reserved = u32_at(data, BLOCKS_RESERVED_AT);
+    if reserved != 0 {
+        return Err(bad(format!("reserved word is {reserved:#x}, not 0")));
+    }
+    let blocks = column_len.div_ceil(u64::from(block_len));
+    let expected = to_u64(BLOCKS_HEADER_LEN) + 4 * blocks;
+    if to_u64(data.len()) != expected {
+        return Err(bad(format!(
+            "the section is {} bytes; a column of {column_len} bytes in blocks of {block_len} \
+             needs {expected}",
+            data.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an offsets column section (whose CRC has been checked): frame
@@ -51,13 +149,22 @@ pub(super) fn check_offsets(data: &[u8]) -> Result<(), IndexError> {
 pub(super) fn check_offsets_increasing(
     offsets: impl Iterator<Item = u32>,
 ) -> Result<(), IndexError> {
+    check_offsets_from(0, offsets)
+}
+
+/// Checks that frame offsets strictly increase, the first being that of
+/// ordinal `first` (a block of the column).
+pub(super) fn check_offsets_from(
+    first: u64,
+    offsets: impl Iterator<Item = u32>,
+) -> Result<(), IndexError> {
     let mut previous: Option<u32> = None;
-    for (ordinal, offset) in offsets.enumerate() {
+    for (i, offset) in offsets.enumerate() {
         if let Some(previous) = previous
             && offset <= previous
         {
             return Err(IndexError::OffsetsNotIncreasing {
-                ordinal: to_u64(ordinal),
+                ordinal: first + to_u64(i),
                 previous,
                 offset,
             });

@@ -18,6 +18,14 @@ pub enum Region {
     Header,
     /// The section table.
     SectionTable,
+    /// Block `block` (0-based) of a column whose section has block
+    /// checksums.
+    ColumnBlock {
+        /// The column's section kind (1 or 2).
+        kind: u16,
+        /// The block's number.
+        block: u64,
+    },
     /// The section described by entry `index` of the section table.
     Section {
         /// Position in the section table (0-based).
@@ -34,6 +42,9 @@ impl fmt::Display for Region {
         match *self {
             Region::Header => f.write_str("header"),
             Region::SectionTable => f.write_str("section table"),
+            Region::ColumnBlock { kind, block } => {
+                write!(f, "block #{block} of the {}", SectionKind::from_u16(kind))
+            }
             Region::Section { index, kind, field } => {
                 let kind = SectionKind::from_u16(kind);
                 write!(f, "section #{index} ({kind}")?;
@@ -41,7 +52,9 @@ impl fmt::Display for Region {
                     kind,
                     SectionKind::TermDict | SectionKind::Hashed | SectionKind::Ip
                 );
-                if per_field || field != 0 {
+                if kind == SectionKind::ColumnBlocks {
+                    write!(f, " of the {}", SectionKind::from_u16(field))?;
+                } else if per_field || field != 0 {
                     match IndexField::from_u16(field) {
                         Some(known) => write!(f, ", field {known}")?,
                         None => write!(f, ", field id {field}")?,
@@ -233,6 +246,17 @@ pub enum IndexError {
         expected: u64,
         /// Length found.
         found: u64,
+    },
+
+    /// A column's block checksums do not describe the column.
+    #[error(
+        "index sidecar block checksums of the {column} are malformed: {reason}; rebuild the sidecar"
+    )]
+    BadColumnBlocks {
+        /// Which column.
+        column: SectionKind,
+        /// What is wrong.
+        reason: String,
     },
 
     /// Frame offsets are not strictly increasing.

@@ -72,6 +72,21 @@ pub const KIND_TERM_DICT: u16 = 3;
 pub const KIND_HASHED: u16 = 4;
 /// Section kind of an IP index (one per field).
 pub const KIND_IP: u16 = 5;
+/// Section kind of the block checksums of a column (`field` is the
+/// column's kind: 1 or 2).
+pub const KIND_COLUMN_BLOCKS: u16 = 6;
+
+/// Length in bytes of the column blocks sealog writes checksums for. A
+/// column of at most this many bytes gets no block checksums.
+pub const COLUMN_BLOCK_LEN: u32 = 4096;
+/// Shortest block length a reader accepts.
+pub(super) const MIN_COLUMN_BLOCK_LEN: u32 = 512;
+/// Longest block length a reader accepts.
+pub(super) const MAX_COLUMN_BLOCK_LEN: u32 = 1 << 20;
+// A column block's own header: the block length, then a reserved word.
+pub(super) const BLOCKS_RESERVED_AT: usize = size_of::<u32>();
+/// Length in bytes of a block-checksum section's own header.
+pub const BLOCKS_HEADER_LEN: usize = BLOCKS_RESERVED_AT + size_of::<u32>();
 
 /// The most records a segment's sidecar can describe (ordinals are `u32`).
 pub const MAX_RECORDS: u64 = u32::MAX as u64;
@@ -137,6 +152,14 @@ const _: () = assert!(SECTION_ENTRY_LEN == 24);
 const _: () = assert!(DICT_HEADER_LEN == 16 && TERM_ENTRY_LEN == 20);
 const _: () = assert!(HASHED_HEADER_LEN == 8 && HASHED_ENTRY_LEN == 12);
 const _: () = assert!(IP_HEADER_LEN == 8 && IP_V4_ENTRY_LEN == 8 && IP_V6_ENTRY_LEN == 20);
+const _: () = assert!(BLOCKS_HEADER_LEN == 8);
+// A value never straddles two blocks.
+const _: () = assert!((MIN_COLUMN_BLOCK_LEN as usize).is_multiple_of(EVENT_TIME_WIDTH));
+const _: () = assert!(
+    COLUMN_BLOCK_LEN.is_power_of_two()
+        && MIN_COLUMN_BLOCK_LEN <= COLUMN_BLOCK_LEN
+        && COLUMN_BLOCK_LEN <= MAX_COLUMN_BLOCK_LEN
+);
 // Sections start at multiples of `SECTION_ALIGN`, which every column
 // value's width divides, so a mapped column can be viewed in place; and a
 // header's length is a multiple of 8 (readers refuse any other).
@@ -157,6 +180,8 @@ pub enum SectionKind {
     Hashed,
     /// An IP index.
     Ip,
+    /// The block checksums of a column.
+    ColumnBlocks,
     /// A kind this version does not know; readers skip such sections.
     Unknown(u16),
 }
@@ -170,6 +195,7 @@ impl SectionKind {
             KIND_TERM_DICT => SectionKind::TermDict,
             KIND_HASHED => SectionKind::Hashed,
             KIND_IP => SectionKind::Ip,
+            KIND_COLUMN_BLOCKS => SectionKind::ColumnBlocks,
             other => SectionKind::Unknown(other),
         }
     }
@@ -182,6 +208,7 @@ impl SectionKind {
             SectionKind::TermDict => KIND_TERM_DICT,
             SectionKind::Hashed => KIND_HASHED,
             SectionKind::Ip => KIND_IP,
+            SectionKind::ColumnBlocks => KIND_COLUMN_BLOCKS,
             SectionKind::Unknown(other) => other,
         }
     }
@@ -195,6 +222,7 @@ impl fmt::Display for SectionKind {
             SectionKind::TermDict => f.write_str("term dictionary"),
             SectionKind::Hashed => f.write_str("hashed index"),
             SectionKind::Ip => f.write_str("IP index"),
+            SectionKind::ColumnBlocks => f.write_str("column block checksums"),
             SectionKind::Unknown(kind) => write!(f, "section of unknown kind {kind}"),
         }
     }
@@ -267,11 +295,12 @@ mod tests {
             (KIND_TERM_DICT, SectionKind::TermDict),
             (KIND_HASHED, SectionKind::Hashed),
             (KIND_IP, SectionKind::Ip),
+            (KIND_COLUMN_BLOCKS, SectionKind::ColumnBlocks),
         ];
         for (stored, kind) in known {
             assert_eq!(SectionKind::from_u16(stored), kind);
         }
-        assert_eq!(SectionKind::from_u16(6), SectionKind::Unknown(6));
+        assert_eq!(SectionKind::from_u16(7), SectionKind::Unknown(7));
         assert_eq!(
             SectionKind::Unknown(9).to_string(),
             "section of unknown kind 9"

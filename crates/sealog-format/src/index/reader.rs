@@ -11,7 +11,7 @@
 use roaring::RoaringBitmap;
 
 use super::bytes::{align_up, crc32, sub, to_u64};
-use super::columns::{self, Columns};
+use super::columns::{self, BlockCrcs, Columns};
 use super::dictionary::TermDict;
 use super::error::{IndexError, Region};
 use super::field::{IndexField, PerField};
@@ -46,6 +46,9 @@ pub struct IndexReader<'a> {
     /// Table positions of the offsets and event-time columns.
     column_sections: [usize; 2],
     columns: Columns<'a>,
+    /// Table position and bytes of the block checksums of the offsets and
+    /// of the event-time column, where the file has them.
+    blocks: [Option<(usize, &'a [u8])>; 2],
     /// Section bytes per known field, for each index kind.
     dicts: PerField<&'a [u8]>,
     hashed: PerField<&'a [u8]>,
@@ -113,6 +116,7 @@ impl<'a> IndexReader<'a> {
         let mut dicts = PerField::new();
         let mut hashed = PerField::new();
         let mut ips = PerField::new();
+        let mut blocks = [None, None];
         let mut prev_end = table_start + table_len;
         let mut prev_key: Option<(u16, u16)> = None;
         for (index, entry) in table.iter().enumerate() {
@@ -171,6 +175,11 @@ impl<'a> IndexReader<'a> {
                 SectionKind::TermDict => dicts.set(field, data),
                 SectionKind::Hashed => hashed.set(field, data),
                 SectionKind::Ip => ips.set(field, data),
+                SectionKind::ColumnBlocks => match SectionKind::from_u16(s.field) {
+                    SectionKind::Offsets => blocks[0] = Some((index, data)),
+                    SectionKind::EventTimes => blocks[1] = Some((index, data)),
+                    _ => {}
+                },
                 SectionKind::Unknown(_) => {}
             }
             prev_end = s.offset + s.len;
@@ -198,6 +207,7 @@ impl<'a> IndexReader<'a> {
             table,
             column_sections: [offsets_index, event_times_index],
             columns: Columns::view(offsets, event_times),
+            blocks,
             dicts,
             hashed,
             ips,
@@ -221,6 +231,9 @@ impl<'a> IndexReader<'a> {
     /// * IP index of a known field: header and length, both arrays strictly
     ///   increasing by (address, ordinal), no IPv4-mapped address among the
     ///   IPv6 ones, ordinals below the record count;
+    /// * block checksums of a column: the block length, the reserved word,
+    ///   one checksum per block of the column (the blocks themselves are
+    ///   checked by [`check_column_block`](Self::check_column_block));
     /// * any other section (unknown kind or field): its CRC only.
     ///
     /// Costs O(section length). A reader from [`parse`](Self::parse) has
@@ -260,6 +273,16 @@ impl<'a> IndexReader<'a> {
             (SectionKind::TermDict, Some(field)) => TermDict::check(data, field, record_count),
             (SectionKind::Hashed, Some(field)) => HashedIndex::check(data, field, record_count),
             (SectionKind::Ip, Some(field)) => IpIndex::check(data, field, record_count),
+            (SectionKind::ColumnBlocks, _) => match SectionKind::from_u16(s.field) {
+                column @ (SectionKind::Offsets | SectionKind::EventTimes) => {
+                    columns::check_block_crcs(
+                        data,
+                        column,
+                        columns::column_len(column, record_count),
+                    )
+                }
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -283,6 +306,101 @@ impl<'a> IndexReader<'a> {
     /// event-time column, in that order (every sidecar has both).
     pub fn column_sections(&self) -> [usize; 2] {
         self.column_sections
+    }
+
+    /// Position in the section table of the block checksums of `column`
+    /// ([`SectionKind::Offsets`] or [`SectionKind::EventTimes`]), if the
+    /// file has them.
+    pub fn column_blocks_section(&self, column: SectionKind) -> Option<usize> {
+        self.blocks_of(column).map(|(index, _)| index)
+    }
+
+    fn blocks_of(&self, column: SectionKind) -> Option<(usize, &'a [u8])> {
+        match column {
+            SectionKind::Offsets => self.blocks[0],
+            SectionKind::EventTimes => self.blocks[1],
+            _ => None,
+        }
+    }
+
+    /// The block of `column` that holds the value of record `ordinal`, and
+    /// the byte range of that block in the file; `None` if the column has
+    /// no usable block checksums or no such ordinal. Cheap: reads the
+    /// block length only (from a section that may not have been checked).
+    pub fn column_block_of(&self, column: SectionKind, ordinal: u32) -> Option<(u64, u64, u64)> {
+        let (_, data) = self.blocks_of(column)?;
+        let block_len = BlockCrcs::view(data).block_len()?;
+        let section = self.section(self.column_section(column)?)?;
+        let at = u64::from(ordinal) * to_u64(columns::width(column));
+        if at >= section.len {
+            return None;
+        }
+        let block = at / block_len;
+        let start = block * block_len;
+        let len = block_len.min(section.len - start);
+        Some((block, section.offset + start, len))
+    }
+
+    /// Number of blocks `column` has checksums for (0 without them).
+    pub fn column_block_count(&self, column: SectionKind) -> u64 {
+        self.blocks_of(column)
+            .map_or(0, |(_, data)| BlockCrcs::view(data).count())
+    }
+
+    fn column_section(&self, column: SectionKind) -> Option<usize> {
+        match column {
+            SectionKind::Offsets => Some(self.column_sections[0]),
+            SectionKind::EventTimes => Some(self.column_sections[1]),
+            _ => None,
+        }
+    }
+
+    /// Checks block `block` of `column` against its stored checksum and,
+    /// for the offsets column, that the offsets in it strictly increase.
+    /// The caller checks the block-checksum section first
+    /// ([`column_blocks_section`](Self::column_blocks_section),
+    /// [`check_section`](Self::check_section)); values read from a
+    /// checked block are then as sound as those of a checked column.
+    pub fn check_column_block(&self, column: SectionKind, block: u64) -> Result<(), IndexError> {
+        let Some((_, data)) = self.blocks_of(column) else {
+            return Err(IndexError::MissingSection {
+                kind: SectionKind::ColumnBlocks,
+            });
+        };
+        let crcs = BlockCrcs::view(data);
+        let region = Region::ColumnBlock {
+            kind: column.to_u16(),
+            block,
+        };
+        let (Some(block_len), Some(expected), Some(section)) = (
+            crcs.block_len(),
+            crcs.crc(block),
+            self.column_section(column).and_then(|i| self.section(i)),
+        ) else {
+            return Err(IndexError::BadColumnBlocks {
+                column,
+                reason: format!("there is no checksum of block {block}"),
+            });
+        };
+        let start = block.saturating_mul(block_len);
+        let len = block_len.min(section.len.saturating_sub(start));
+        let offset = section.offset + start;
+        let bytes = sub(self.bytes, offset, len).unwrap_or_default();
+        let actual = crc32(bytes);
+        if actual != expected || len == 0 {
+            return Err(IndexError::ChecksumMismatch {
+                region,
+                offset,
+                len,
+                expected,
+                actual,
+            });
+        }
+        if column == SectionKind::Offsets {
+            let (values, _) = bytes.as_chunks::<4>();
+            columns::check_offsets_from(start / 4, values.iter().map(|b| u32::from_le_bytes(*b)))?;
+        }
+        Ok(())
     }
 
     /// Number of sections in the table.
@@ -619,6 +737,166 @@ mod tests {
         assert!(r.hashed(IndexField::RequestId).unwrap().is_empty());
         assert!(r.ip(IndexField::SourceIp).unwrap().is_empty());
         assert_eq!(r.column_sections(), [0, 1]);
+    }
+
+    /// A sidecar of `n` records from the builder, with or without block
+    /// checksums.
+    fn built(n: u32, blocks: bool) -> Vec<u8> {
+        let mut b = IndexBuilder::new(identity(u64::from(n)));
+        b.set_columns(
+            (0..n).map(|i| i * 7).collect(),
+            (0..n)
+                .map(|i| 1_700_000_000_000_000_000 + i64::from(i))
+                .collect(),
+        )
+        .unwrap();
+        b.set_column_blocks(blocks);
+        b.encode().unwrap()
+    }
+
+    #[test]
+    fn long_columns_get_block_checksums_and_each_block_checks_on_its_own() {
+        // 1,500 records: a 6,000-byte offsets column (2 blocks) and a
+        // 12,000-byte event-time column (3 blocks).
+        let bytes = built(1_500, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let kinds: Vec<(SectionKind, u16)> = r.sections().map(|s| (s.kind, s.field)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (SectionKind::Offsets, 0),
+                (SectionKind::EventTimes, 0),
+                (SectionKind::ColumnBlocks, KIND_OFFSETS),
+                (SectionKind::ColumnBlocks, KIND_EVENT_TIMES),
+            ]
+        );
+        assert_eq!(r.column_block_count(SectionKind::Offsets), 2);
+        assert_eq!(r.column_block_count(SectionKind::EventTimes), 3);
+        let offsets = r.section(0).unwrap();
+        assert_eq!(
+            r.column_block_of(SectionKind::Offsets, 1_023),
+            Some((0, offsets.offset, 4096))
+        );
+        assert_eq!(
+            r.column_block_of(SectionKind::Offsets, 1_024),
+            Some((1, offsets.offset + 4096, 6_000 - 4096))
+        );
+        assert_eq!(r.column_block_of(SectionKind::Offsets, 1_500), None);
+        for (column, blocks) in [(SectionKind::Offsets, 2), (SectionKind::EventTimes, 3)] {
+            for block in 0..blocks {
+                r.check_column_block(column, block).unwrap();
+            }
+            assert!(r.check_column_block(column, blocks).is_err());
+        }
+
+        // A flipped byte in the event-time column fails its block only.
+        let times = r.section(1).unwrap();
+        let mut damaged = bytes.clone();
+        damaged[times.offset as usize + 4096 + 3] ^= 1;
+        let d = IndexReader::open(&damaged).unwrap();
+        assert!(d.check_section(1).is_err());
+        d.check_column_block(SectionKind::EventTimes, 0).unwrap();
+        d.check_column_block(SectionKind::EventTimes, 2).unwrap();
+        let err = d
+            .check_column_block(SectionKind::EventTimes, 1)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IndexError::ChecksumMismatch {
+                    region: Region::ColumnBlock {
+                        kind: KIND_EVENT_TIMES,
+                        block: 1
+                    },
+                    len: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("block #1 of the event-time column"),
+            "{err}"
+        );
+
+        // Offsets out of order inside a block whose checksums were fixed:
+        // the block check names the ordinal.
+        let mut swapped = bytes.clone();
+        let at = offsets.offset as usize + 4096 + 4 * 10;
+        swapped[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+        reseal(&mut swapped);
+        let crcs = IndexReader::open(&swapped).unwrap().section(2).unwrap();
+        let block = &swapped[offsets.offset as usize + 4096..offsets.offset as usize + 6_000];
+        let crc = crc32fast::hash(block);
+        let crc_at = crcs.offset as usize + 8 + 4;
+        swapped[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut swapped);
+        let s = IndexReader::open(&swapped).unwrap();
+        s.check_section(2).unwrap();
+        s.check_column_block(SectionKind::Offsets, 0).unwrap();
+        assert!(matches!(
+            s.check_column_block(SectionKind::Offsets, 1),
+            Err(IndexError::OffsetsNotIncreasing {
+                ordinal: 1_034,
+                offset: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn block_checksums_are_optional_and_only_for_columns_past_one_block() {
+        // 600 records: 2,400 bytes of offsets (one block: none), 4,800 of
+        // event times (two blocks).
+        let r_bytes = built(600, true);
+        let r = IndexReader::parse(&r_bytes).unwrap();
+        assert_eq!(r.column_blocks_section(SectionKind::Offsets), None);
+        assert_eq!(r.column_blocks_section(SectionKind::EventTimes), Some(2));
+        assert_eq!(r.column_block_of(SectionKind::Offsets, 0), None);
+        // Without: the layout sidecars had before block checksums.
+        let plain = built(1_500, false);
+        let p = IndexReader::parse(&plain).unwrap();
+        assert_eq!(p.sections().len(), 2);
+        assert!(matches!(
+            p.check_column_block(SectionKind::Offsets, 0),
+            Err(IndexError::MissingSection { .. })
+        ));
+        assert_eq!(built(100, true), built(100, false));
+    }
+
+    #[test]
+    fn malformed_block_checksums_are_refused_by_the_section_check() {
+        let bytes = built(1_500, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let crcs = r.section(3).unwrap().offset as usize;
+        for (at, value, says) in [
+            (0, 1000u32, "power of two"),
+            (0, 256, "power of two"),
+            (0, 2 << 20, "power of two"),
+            (0, 8192, "needs"),
+            (4, 1, "reserved"),
+        ] {
+            let mut broken = bytes.clone();
+            broken[crcs + at..crcs + at + 4].copy_from_slice(&value.to_le_bytes());
+            reseal(&mut broken);
+            let b = IndexReader::open(&broken).unwrap();
+            let err = b.check_section(3).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    IndexError::BadColumnBlocks {
+                        column: SectionKind::EventTimes,
+                        ..
+                    }
+                ) && err.to_string().contains(says),
+                "{value} at {at}: {err}"
+            );
+            // Lookups stay in bounds whatever the header says.
+            for block in 0..4 {
+                let _ = b.check_column_block(SectionKind::EventTimes, block);
+            }
+        }
     }
 
     #[test]
