@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
 
 use roaring::RoaringBitmap;
-use sealog_format::index::{IndexField, IndexReader};
+use sealog_format::index::{IndexField, IndexReader, SectionKind};
 
 /// The target body.
 pub fn run(data: &[u8]) {
@@ -31,12 +31,37 @@ pub fn run(data: &[u8]) {
             let _ = reader.section(i);
             let _ = reader.check_section(i);
         }
+        blocks(&reader);
         // The engine only looks up sections that passed their check, but a
         // lookup on an unchecked one must still be safe.
         lookups(&reader, false);
     }
     if let Ok(reader) = IndexReader::parse(data) {
         lookups(&reader, true);
+    }
+}
+
+/// The column block checksums, as the engine reads them: the blocks of a
+/// few ordinals, and blocks by number, each checked, whatever the section
+/// checks said (the engine checks the checksum section first; a check of
+/// a block must be safe either way).
+fn blocks(reader: &IndexReader<'_>) {
+    let count = u32::try_from(reader.record_count()).unwrap_or(u32::MAX);
+    for column in [
+        SectionKind::Offsets,
+        SectionKind::EventTimes,
+        SectionKind::Ip,
+    ] {
+        let _ = reader.column_blocks_section(column);
+        let blocks = reader.column_block_count(column);
+        for ordinal in [0, 1, count / 2, count.saturating_sub(1), count, u32::MAX] {
+            if let Some((block, _, _)) = reader.column_block_of(column, ordinal) {
+                let _ = reader.check_column_block(column, block);
+            }
+        }
+        for block in [0, 1, blocks.saturating_sub(1), blocks, u64::MAX] {
+            let _ = reader.check_column_block(column, block);
+        }
     }
 }
 

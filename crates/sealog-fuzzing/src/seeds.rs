@@ -174,6 +174,9 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
             seeds.push(("index_sidecar", format!("sidecar-{n}"), bytes.clone()));
         }
     }
+    // A sidecar whose columns span several blocks (the live store's
+    // segments are too small to have block checksums).
+    seeds.push(("index_sidecar", "sidecar-blocks".into(), blocked_sidecar()?));
 
     seeds.push((
         "checkpoint_note",
@@ -355,4 +358,28 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
         seeds.push(("server_ingest", name.into(), bytes));
     }
     Ok(seeds)
+}
+
+/// A sidecar of 1,100 records with an actor dictionary: both columns
+/// longer than a 4 KiB block, so it has block checksums for both.
+fn blocked_sidecar() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use sealog_format::index::{IndexBuilder, IndexField, SegmentIdentity};
+    let n = 1_100u32;
+    let mut b = IndexBuilder::new(SegmentIdentity {
+        store_id: [7; 16],
+        segment_no: 3,
+        first_seq: 5_000,
+        record_count: u64::from(n),
+        segment_footer_crc: 0x5eed,
+    });
+    b.set_columns(
+        (0..n).map(|i| i * 211).collect(),
+        (0..n)
+            .map(|i| 1_700_000_000_000_000_000 + i64::from(i % 97) * 1_000_000_007)
+            .collect(),
+    )?;
+    for i in 0..n {
+        b.add_term(IndexField::Actor, format!("user:{}", i % 13).as_bytes(), i)?;
+    }
+    Ok(b.encode()?)
 }

@@ -365,6 +365,15 @@ pub(crate) fn exercise_unchecked(r: &IndexReader<'_>) {
     in_segment(&r.time_filter_in(-5, 5, &(0..n32.min(50)).collect()));
     let _ = r.check_identity(&SegmentIdentity::default());
     let _ = r.column_sections();
+    for column in [SectionKind::Offsets, SectionKind::EventTimes] {
+        let blocks = r.column_block_count(column);
+        for o in [0, n32 / 2, n32.saturating_sub(1), n32, u32::MAX] {
+            if let Some((block, _, _)) = r.column_block_of(column, o) {
+                let _ = r.check_column_block(column, block);
+            }
+        }
+        let _ = r.check_column_block(column, blocks);
+    }
     for s in r.sections() {
         assert!(r.section_for(s.kind, s.field).is_some());
     }
@@ -439,6 +448,17 @@ pub(crate) fn exercise(r: &IndexReader<'_>) {
     }
     for o in 1..n32.min(2_000) {
         assert!(r.offset(o) > r.offset(o - 1));
+    }
+    // In a checked file every block of a column that has checksums checks.
+    for column in [SectionKind::Offsets, SectionKind::EventTimes] {
+        let blocks = r.column_block_count(column);
+        for o in [0, n32 / 2, n32.saturating_sub(1)] {
+            if let Some((block, _, _)) = r.column_block_of(column, o) {
+                assert!(block < blocks, "block {block} of {blocks}");
+                r.check_column_block(column, block).unwrap();
+            }
+        }
+        assert!(r.check_column_block(column, blocks).is_err());
     }
     for d in r.fields() {
         for e in d.iter() {
