@@ -1004,6 +1004,60 @@ mod tests {
     }
 
     #[test]
+    fn damaged_block_checksums_or_blocks_never_change_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let query = crate::query::Query {
+            outcome: Some(crate::Outcome::Success),
+            limit: 10_000,
+            ..crate::query::Query::default()
+        };
+        let want = Store::open_read_only(dir.path())
+            .unwrap()
+            .query(&query)
+            .unwrap()
+            .records;
+        assert!(want.len() > 1_000);
+        let path = sealed[0].path.with_extension("idx");
+        let intact = std::fs::read(&path).unwrap();
+        let reader = IndexReader::parse(&intact).unwrap();
+        let offsets = reader.section(reader.column_sections()[0]).unwrap();
+        let crcs = reader
+            .section(reader.column_blocks_section(SectionKind::Offsets).unwrap())
+            .unwrap();
+        for (what, at) in [
+            (
+                "a checksum of the offsets' blocks",
+                crcs.offset as usize + 8 + 4,
+            ),
+            (
+                "the offsets column's second block",
+                offsets.offset as usize + 4096 + 40,
+            ),
+        ] {
+            let mut damaged = intact.clone();
+            damaged[at] ^= 0x10;
+            std::fs::write(&path, &damaged).unwrap();
+            // A reader sees the damage where it reads, falls back to the
+            // whole column or the records, and answers as before.
+            let store = Store::open_read_only(dir.path()).unwrap();
+            assert_eq!(store.query(&query).unwrap().records, want, "{what}");
+            // Verification names the file.
+            let Err(crate::Error::Corruption(c)) = crate::verify_dir(dir.path()) else {
+                panic!("{what}: verified");
+            };
+            assert!(
+                c.to_string()
+                    .contains(&sealed[0].name.replace(".seg", ".idx")),
+                "{c}"
+            );
+            drop(store);
+        }
+        std::fs::write(&path, &intact).unwrap();
+        crate::verify_dir(dir.path()).unwrap();
+    }
+
+    #[test]
     fn sidecars_written_without_block_checksums_are_read_and_verified_as_they_are() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = blocked_store(dir.path());
