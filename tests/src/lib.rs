@@ -170,3 +170,16 @@ pub fn copy_store(from: &Path, to: &Path) {
         }
     }
 }
+
+/// (offset, length) of every whole frame of a segment file's bytes, in
+/// order, from its header to the first byte that is not a frame.
+pub fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    use sealog::format::frame::{self, FrameRead};
+    let mut out = Vec::new();
+    let mut pos = sealog::format::segment::HEADER_LEN;
+    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
+        out.push((pos, f.len));
+        pos += f.len;
+    }
+    out
+}

@@ -9,15 +9,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sealog::format::frame::{self, FrameRead};
+use sealog::format::frame;
 use sealog::format::note::SigningKey;
-use sealog::format::segment::HEADER_LEN;
 use sealog::query::{Order, Query};
 use sealog::{
     CheckpointOptions, Corruption, CorruptionKind, Error, OnDamage, Record, Store, StoreOptions,
     Timestamp,
 };
-use sealog_tests::{events, small_options};
+use sealog_tests::{events, frames, small_options};
 
 const SEGMENT: u64 = 4 << 10;
 
@@ -50,17 +49,6 @@ fn name(path: &Path) -> String {
 
 fn first_seq(path: &Path) -> u64 {
     path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
-}
-
-/// (offset, length) of every frame of a segment file.
-fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut pos = HEADER_LEN;
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        out.push((pos, f.len));
-        pos += f.len;
-    }
-    out
 }
 
 /// Flips a byte inside the record of frame `n` of `file`; returns the

@@ -613,15 +613,11 @@ fn recovery_refuses_to_cut_records_a_checkpoint_covers() {
     // synced bytes (or an attacker) would leave them.
     let segment = sealog_tests::segment_files(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&segment).unwrap();
-    let mut frames = Vec::new();
-    let mut pos = HEADER_LEN;
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        frames.push((pos, f.len));
-        pos += f.len;
-    }
+    let frames = sealog_tests::frames(&bytes);
     assert_eq!(frames.len(), 10);
     let (cut, _) = frames[8];
-    bytes[cut..pos].fill(0);
+    let end = frames.last().map(|(o, l)| o + l).unwrap();
+    bytes[cut..end].fill(0);
     fs::write(&segment, &bytes).unwrap();
 
     let err = Store::open(dir.path(), options(1 << 20)).unwrap_err();

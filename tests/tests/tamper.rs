@@ -7,10 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sealog::format::frame::{self, FrameRead};
-use sealog::format::segment::HEADER_LEN;
+use sealog::format::frame;
 use sealog::{CorruptionKind, Error, verify_dir};
-use sealog_tests::{events, open, segment_files};
+use sealog_tests::{events, frames, open, segment_files};
 
 /// A closed store with several sealed segments and an active one.
 fn sealed_store() -> (tempfile::TempDir, Vec<PathBuf>) {
@@ -37,17 +36,6 @@ fn corruption(dir: &Path) -> sealog::Corruption {
 
 fn name(path: &Path) -> String {
     format!("segments/{}", path.file_name().unwrap().to_str().unwrap())
-}
-
-/// (offset, length) of every frame in a sealed segment file.
-fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut pos = HEADER_LEN;
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        out.push((pos, f.len));
-        pos += f.len;
-    }
-    out
 }
 
 #[test]

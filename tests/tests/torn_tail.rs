@@ -6,10 +6,8 @@
 use std::fs;
 use std::path::Path;
 
-use sealog::format::frame::{self, FrameRead};
-use sealog::format::segment::HEADER_LEN;
 use sealog::{Store, verify_dir};
-use sealog_tests::{event, segment_files, small_options};
+use sealog_tests::{copy_store, event, frames, segment_files, small_options};
 
 const SEGMENT: u64 = 64 << 10;
 
@@ -22,37 +20,21 @@ fn store_with_singles(dir: &Path, n: u64) -> Vec<(usize, usize)> {
     store.close().unwrap();
     let files = segment_files(dir);
     assert_eq!(files.len(), 1);
-    let bytes = fs::read(&files[0]).unwrap();
-    let mut frames = Vec::new();
-    let mut pos = HEADER_LEN;
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        frames.push((pos, f.len));
-        pos += f.len;
-    }
+    let frames = frames(&fs::read(&files[0]).unwrap());
     assert_eq!(frames.len() as u64, n);
     frames
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walk(from) {
-        let rel = entry.strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs::copy(&entry, &dest).unwrap();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.file_name().unwrap() != "LOCK" {
-            out.push(path);
-        }
-    }
-    out
+/// A copy of the store in `original` whose file `rel` has the bytes
+/// `range` zeroed: sectors a write never got to the disk.
+fn zeroed_copy(original: &Path, rel: &Path, range: std::ops::Range<usize>) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(original, copy.path());
+    let path = copy.path().join(rel);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[range].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    copy
 }
 
 /// Checks the reopened store: `complete` original events, then (if bytes
@@ -101,7 +83,7 @@ fn truncating_the_active_segment_at_every_byte_of_its_last_frames() {
     let (last, last_len) = frames[frames.len() - 1];
     for cut in first..=last + last_len {
         let copy = tempfile::tempdir().unwrap();
-        copy_dir(original.path(), copy.path());
+        copy_store(original.path(), copy.path());
         let file = fs::OpenOptions::new()
             .write(true)
             .open(copy.path().join(&rel))
@@ -127,12 +109,7 @@ fn sectors_never_written_in_the_last_frames_are_a_torn_tail() {
     let mut cuts: Vec<usize> = (first / 512 + 1..=end / 512).map(|s| s * 512).collect();
     cuts.extend(frames.iter().rev().take(6).map(|(o, _)| *o));
     for cut in cuts {
-        let copy = tempfile::tempdir().unwrap();
-        copy_dir(original.path(), copy.path());
-        let path = copy.path().join(&rel);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[cut..end].fill(0);
-        fs::write(&path, &bytes).unwrap();
+        let copy = zeroed_copy(original.path(), &rel, cut..end);
         let complete = frames.iter().filter(|(o, l)| o + l <= cut).count() as u64;
         check_reopened(copy.path(), complete, cut);
     }
@@ -147,12 +124,7 @@ fn a_partial_batch_is_removed_entirely() {
     store.close().unwrap();
     let segment = segment_files(dir.path())[0].clone();
     let bytes = fs::read(&segment).unwrap();
-    let mut pos = HEADER_LEN;
-    let mut ends = Vec::new();
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        pos += f.len;
-        ends.push(pos);
-    }
+    let ends: Vec<usize> = frames(&bytes).iter().map(|(o, l)| o + l).collect();
     // Cut inside the last frame of the second batch: its first 9 frames are
     // complete but the batch is not.
     let file = fs::OpenOptions::new().write(true).open(&segment).unwrap();
@@ -192,18 +164,13 @@ fn a_large_mostly_unused_segment_is_scanned_as_a_whole() {
         LARGE,
         "the segment's space is reserved whole"
     );
-    let mut frames = Vec::new();
-    let mut pos = HEADER_LEN;
-    while let Ok(FrameRead::Frame(f)) = frame::read_frame(&bytes[pos..]) {
-        frames.push((pos, f.len));
-        pos += f.len;
-    }
+    let frames = frames(&bytes);
     assert_eq!(frames.len(), 40);
-    let end = pos;
+    let end = frames.last().map(|(o, l)| o + l).unwrap();
 
     // Untouched: every record, read-only and writable.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(original.path(), copy.path());
+    copy_store(original.path(), copy.path());
     assert_eq!(Store::open_read_only(copy.path()).unwrap().len(), 40);
     let store = Store::open(copy.path(), small_options(LARGE)).unwrap();
     assert_eq!(store.len(), 40);
@@ -213,12 +180,7 @@ fn a_large_mostly_unused_segment_is_scanned_as_a_whole() {
     // Torn last frames: cut where the first missing sector starts.
     let first = frames[frames.len() - 3].0;
     for cut in [first, first + 1, (first / 512 + 1) * 512, end - 1] {
-        let copy = tempfile::tempdir().unwrap();
-        copy_dir(original.path(), copy.path());
-        let path = copy.path().join(&rel);
-        let mut torn = fs::read(&path).unwrap();
-        torn[cut..end].fill(0);
-        fs::write(&path, &torn).unwrap();
+        let copy = zeroed_copy(original.path(), &rel, cut..end);
         let complete = frames.iter().filter(|(o, l)| o + l <= cut).count() as u64;
         let store = Store::open(copy.path(), small_options(LARGE)).unwrap();
         let dropped = !store.recovery_report().truncations.is_empty();
@@ -230,7 +192,7 @@ fn a_large_mostly_unused_segment_is_scanned_as_a_whole() {
     // A stray byte 12 MiB in, far beyond the data and the room kept after
     // it: the segment does not end cleanly there.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(original.path(), copy.path());
+    copy_store(original.path(), copy.path());
     let path = copy.path().join(&rel);
     let mut stray = fs::read(&path).unwrap();
     stray[12 << 20] = 0x5a;

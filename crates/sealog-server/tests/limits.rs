@@ -102,10 +102,11 @@ async fn a_batch_whose_client_hung_up_is_still_remembered_under_its_key() {
     let addr = server.url.trim_start_matches("http://").to_owned();
     // Send the whole request, then hang up without reading the answer.
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: \
-         application/x-ndjson\r\nIdempotency-Key: lost-answer\r\nContent-Length: {}\r\n\r\n",
-        body.len()
+    let head = ingest_head(
+        &addr,
+        &token,
+        "application/x-ndjson\r\nIdempotency-Key: lost-answer",
+        body.len(),
     );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body.as_bytes()).await.unwrap();
@@ -151,11 +152,7 @@ async fn small_batches_whose_clients_hung_up_give_back_their_slots_and_are_count
     for i in 0..40 {
         let body = event("gone", "x.create", i).to_string();
         let mut s = TcpStream::connect(&addr).await.unwrap();
-        let request = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let request = ingest_head(&addr, &token, "application/json", body.len()) + &body;
         s.write_all(request.as_bytes()).await.unwrap();
         drop(s);
     }
@@ -192,6 +189,15 @@ async fn small_batches_whose_clients_hung_up_give_back_their_slots_and_are_count
     assert_eq!(counted, gone + honest, "{metrics}");
 }
 
+/// The head of a `POST /v1/events` request to `addr` of `content_length`
+/// bytes of `content_type` (which may end with further header lines).
+fn ingest_head(addr: &str, token: &str, content_type: &str, content_length: usize) -> String {
+    format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {content_length}\r\n\r\n"
+    )
+}
+
 /// Sends the head of an ingest request that declares `declared` bytes and
 /// the first `sent` bytes of its body (a JSON prefix, then spaces), and
 /// keeps the connection open (a slow sender).
@@ -202,10 +208,7 @@ async fn slow_sender(url: &str, token: &str, declared: usize, sent: usize) -> Tc
     while body.len() < sent {
         body.push(' ');
     }
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: \
-         application/json\r\nContent-Length: {declared}\r\n\r\n{body}"
-    );
+    let head = ingest_head(addr, token, "application/json", declared) + &body;
     s.write_all(head.as_bytes()).await.unwrap();
     s
 }

@@ -255,6 +255,17 @@ pub fn check_sealed(name: &str, bytes: &[u8]) -> Result<SealedImage> {
 /// The index sidecar of a checked image, byte for byte what the sealer
 /// writes for that segment.
 pub fn sidecar_of(name: &str, bytes: &[u8], image: &SealedImage) -> Result<Vec<u8>> {
+    sidecar_of_as(name, bytes, image, true)
+}
+
+/// [`sidecar_of`], with or without column block checksums (without: the
+/// layout sidecars had before them).
+pub(crate) fn sidecar_of_as(
+    name: &str,
+    bytes: &[u8],
+    image: &SealedImage,
+    column_blocks: bool,
+) -> Result<Vec<u8>> {
     let identity = crate::sidecar::identity(&image.header, &image.footer);
     let records = image.offsets.iter().enumerate().map(|(ordinal, &offset)| {
         let seq = image.header.first_seq + ordinal as u64;
@@ -271,7 +282,7 @@ pub fn sidecar_of(name: &str, bytes: &[u8], image: &SealedImage) -> Result<Vec<u
             _ => Err(damaged()),
         }
     });
-    crate::sidecar::encode_records(identity, records, name)
+    crate::sidecar::encode_records_as(identity, records, name, column_blocks)
 }
 
 /// A sealed segment of a store, as its reader sees it.

@@ -313,9 +313,6 @@ impl<'q> Plan<'q> {
         })
     }
 
-    /// The ordinals of each indexed predicate of the query, or `None` as
-    /// soon as one has none. Exact dictionary terms are borrowed when the
-    /// index lends them.
     /// The index sections planning a segment reads for this query, found
     /// by planning a one-record segment whose index answers everything
     /// and notes what it was asked.
@@ -325,6 +322,9 @@ impl<'q> Plan<'q> {
         recorder.used.into_inner()
     }
 
+    /// The ordinals of each indexed predicate of the query, or `None` as
+    /// soon as one has none. Exact dictionary terms are borrowed when the
+    /// index lends them.
     fn predicate_sets<'v>(
         &self,
         view: &'v dyn IndexView,

@@ -784,15 +784,32 @@ impl SealedSegment {
             return self.rebuild_index("the segment is archived, not local");
         }
         let mut slot = self.index.write();
+        match self.map_sidecar(&mut slot) {
+            Ok(sidecar) => Ok(sidecar),
+            Err(reason) => {
+                let sidecar = Arc::new(self.rebuild(&reason)?);
+                *slot = Some(sidecar.clone());
+                Ok(sidecar)
+            }
+        }
+    }
+
+    /// The sidecar in `slot` (the index's, locked by the caller), mapping
+    /// it there first if it is sound and this segment's; the reason when it
+    /// is not (nothing is rebuilt here).
+    fn map_sidecar(
+        &self,
+        slot: &mut Option<Arc<Sidecar>>,
+    ) -> std::result::Result<Arc<Sidecar>, String> {
         if let Some(index) = slot.clone() {
             return Ok(index);
         }
         let identity = crate::sidecar::identity(&self.header, &self.footer);
-        let sidecar = match crate::sidecar::load(&self.env, self.header.first_seq, &identity) {
-            Ok(sidecar) => sidecar,
-            Err(reason) => self.rebuild(&reason)?,
-        };
-        let sidecar = Arc::new(sidecar);
+        let sidecar = Arc::new(crate::sidecar::load(
+            &self.env,
+            self.header.first_seq,
+            &identity,
+        )?);
         *slot = Some(sidecar.clone());
         Ok(sidecar)
     }
@@ -955,15 +972,10 @@ impl SealedSegment {
         let loaded = self.index.read().clone();
         let index = match loaded {
             Some(index) => index,
-            None => {
-                let identity = crate::sidecar::identity(&self.header, &self.footer);
-                let Ok(sidecar) = crate::sidecar::load(&self.env, self.header.first_seq, &identity)
-                else {
-                    return;
-                };
-                let mut slot = self.index.write();
-                slot.get_or_insert_with(|| Arc::new(sidecar)).clone()
-            }
+            None => match self.map_sidecar(&mut self.index.write()) {
+                Ok(index) => index,
+                Err(_) => return,
+            },
         };
         index.advise_sections(sections);
     }

@@ -144,6 +144,16 @@ pub(crate) fn encode_records<'a>(
     records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
     segment_name: &str,
 ) -> Result<Vec<u8>> {
+    encode_records_as(identity, records, segment_name, true)
+}
+
+/// [`encode_records`], with or without column block checksums.
+pub(crate) fn encode_records_as<'a>(
+    identity: SegmentIdentity,
+    records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
+    segment_name: &str,
+    column_blocks: bool,
+) -> Result<Vec<u8>> {
     // The columnar in-memory index of an open segment, encoded as the
     // sealer encodes it: the same bytes as building term by term
     // (`RecordIndexer`), for a fraction of the work.
@@ -161,7 +171,7 @@ pub(crate) fn encode_records<'a>(
         offsets.push(offset);
         event_times.push(view.event_time().as_nanos());
     }
-    encode_mem(identity, offsets, event_times, &mem)
+    encode_mem_as(identity, offsets, event_times, &mem, column_blocks)
 }
 
 /// The sidecar of a sealed segment file's bytes without column block
@@ -169,20 +179,7 @@ pub(crate) fn encode_records<'a>(
 #[cfg(test)]
 pub(crate) fn encode_without_blocks(name: &str, bytes: &[u8]) -> Vec<u8> {
     let image = crate::image::check_sealed(name, bytes).unwrap();
-    let mut mem = MemIndex::encode_only();
-    let mut event_times = Vec::new();
-    for &offset in &image.offsets {
-        let Ok(sealog_format::frame::FrameRead::Frame(f)) =
-            sealog_format::frame::read_frame(&bytes[offset as usize..])
-        else {
-            panic!("no frame at {offset} of {name}");
-        };
-        let view = sealog_format::record::decode(f.body).unwrap();
-        mem.push(&view);
-        event_times.push(view.event_time().as_nanos());
-    }
-    let identity = identity(&image.header, &image.footer);
-    encode_mem_as(identity, image.offsets.clone(), event_times, &mem, false).unwrap()
+    crate::image::sidecar_of_as(name, bytes, &image, false).unwrap()
 }
 
 /// Builds a segment's sidecar record by record, from decoded records, term
@@ -365,6 +362,14 @@ pub(crate) fn has_column_blocks(bytes: &[u8]) -> bool {
     })
 }
 
+/// The word of a set of block bits that holds `block`, and its bit there.
+fn block_bit(bits: &[AtomicU64], block: u64) -> Option<(&AtomicU64, u64)> {
+    Some((
+        bits.get(usize::try_from(block / 64).ok()?)?,
+        1 << (block % 64),
+    ))
+}
+
 /// The two columns, in the order of [`IndexReader::column_sections`].
 const COLUMNS: [SectionKind; 2] = [SectionKind::Offsets, SectionKind::EventTimes];
 /// Index of the offsets column in [`COLUMNS`].
@@ -473,13 +478,6 @@ impl Sidecar {
         if self.checked.get(section).is_some_and(|c| c.get().is_some()) {
             return;
         }
-        let done = |block: u64| {
-            self.blocks[OFFSETS]
-                .get()
-                .and_then(Option::as_ref)
-                .and_then(|bits| bits.get(usize::try_from(block / 64).ok()?))
-                .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
-        };
         self.advise_block_checksums(&reader);
         let mut last = None;
         for &ordinal in ordinals {
@@ -487,7 +485,7 @@ impl Sidecar {
                 && last != Some(block)
             {
                 last = Some(block);
-                if !done(block) {
+                if !self.block_done(OFFSETS, block) {
                     self.advise(start, len);
                 }
             }
@@ -572,14 +570,10 @@ impl Sidecar {
         let Some(bits) = bits else {
             return self.ensure(reader, Some(section));
         };
-        let done = |block: u64| {
-            bits.get(usize::try_from(block / 64).unwrap_or(usize::MAX))
-                .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
-        };
         let mut wanted: Vec<(u64, u64, u64)> = Vec::new();
         for ordinal in ordinals {
             if let Some(block) = reader.column_block_of(kind, ordinal)
-                && !done(block.0)
+                && !self.block_done(column, block.0)
                 && wanted.last().is_none_or(|last| last.0 != block.0)
             {
                 wanted.push(block);
@@ -613,11 +607,21 @@ impl Sidecar {
             reader
                 .check_column_block(kind, block)
                 .map_err(|e| self.damaged(e))?;
-            if let Some(word) = bits.get(usize::try_from(block / 64).unwrap_or(usize::MAX)) {
-                word.fetch_or(1 << (block % 64), Ordering::Relaxed);
+            if let Some((word, bit)) = block_bit(bits, block) {
+                word.fetch_or(bit, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// Whether block `block` of `COLUMNS[column]` has been checked.
+    fn block_done(&self, column: usize, block: u64) -> bool {
+        self.blocks
+            .get(column)
+            .and_then(OnceLock::get)
+            .and_then(Option::as_ref)
+            .and_then(|bits| block_bit(bits, block))
+            .is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 
     fn advise(&self, offset: u64, len: u64) {
@@ -931,19 +935,27 @@ mod tests {
     use super::*;
     use crate::{Preallocation, Store, StoreOptions};
 
-    /// A store of sealed segments whose columns span several blocks.
-    fn blocked_store(dir: &Path) -> Vec<crate::image::SealedSegmentInfo> {
+    /// A closed store in `dir` of `events` generated events (workload
+    /// `seed`) appended in batches of `batch`, every segment sealed; its
+    /// sealed segments.
+    fn sealed_store(
+        dir: &Path,
+        segment_size: u64,
+        seed: u64,
+        events: u64,
+        batch: usize,
+    ) -> Vec<crate::image::SealedSegmentInfo> {
         let store = Store::open(
             dir,
             StoreOptions {
-                segment_size: 1 << 20,
+                segment_size,
                 preallocation: Preallocation::None,
                 ..StoreOptions::default()
             },
         )
         .unwrap();
-        let workload = crate::workload::Workload::new(11);
-        for chunk in workload.generate(8_000).chunks(500) {
+        let workload = crate::workload::Workload::new(seed);
+        for chunk in workload.generate(events).chunks(batch) {
             store.append_batch(chunk.to_vec()).unwrap();
         }
         store.roll().unwrap();
@@ -953,13 +965,9 @@ mod tests {
         sealed
     }
 
-    fn block_bit(s: &Sidecar, column: usize, block: u64) -> bool {
-        s.blocks[column]
-            .get()
-            .and_then(Option::as_ref)
-            .is_some_and(|b| {
-                b[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64)) != 0
-            })
+    /// A store of sealed segments whose columns span several blocks.
+    fn blocked_store(dir: &Path) -> Vec<crate::image::SealedSegmentInfo> {
+        sealed_store(dir, 1 << 20, 11, 8_000, 500)
     }
 
     #[test]
@@ -983,8 +991,8 @@ mod tests {
         let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
         assert_eq!(s.offsets(&[5]).unwrap(), [image.offsets[5]]);
         assert_eq!(s.offsets(&[1_030]).unwrap(), [image.offsets[1_030]]);
-        assert!(block_bit(&s, OFFSETS, 0) && block_bit(&s, OFFSETS, 1));
-        assert!(!block_bit(&s, OFFSETS, 2));
+        assert!(s.block_done(OFFSETS, 0) && s.block_done(OFFSETS, 1));
+        assert!(!s.block_done(OFFSETS, 2));
         assert!(
             s.checked[reader.column_sections()[0]].get().is_none(),
             "the whole column was checked"
@@ -996,7 +1004,7 @@ mod tests {
             s.event_time(2_050).unwrap(),
             Some(reader.event_time(2_050).unwrap())
         );
-        assert!(block_bit(&s, EVENT_TIMES, 2_050 * 8 / 4096));
+        assert!(s.block_done(EVENT_TIMES, 2_050 * 8 / 4096));
         // A set needing most blocks checks the whole column at once.
         let all: RoaringBitmap = (0..u32::try_from(image.offsets.len()).unwrap()).collect();
         assert_eq!(s.event_times(&all).unwrap().len(), image.offsets.len());
@@ -1117,22 +1125,7 @@ mod tests {
     #[test]
     fn encode_records_equals_the_term_by_term_build_and_the_sealer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path(),
-            StoreOptions {
-                segment_size: 256 * 1024,
-                preallocation: Preallocation::None,
-                ..StoreOptions::default()
-            },
-        )
-        .unwrap();
-        let workload = crate::workload::Workload::new(7);
-        for chunk in workload.generate(3_000).chunks(250) {
-            store.append_batch(chunk.to_vec()).unwrap();
-        }
-        store.roll().unwrap();
-        store.wait_sealed().unwrap();
-        let sealed = crate::image::sealed_segments(&store);
+        let sealed = sealed_store(dir.path(), 256 * 1024, 7, 3_000, 250);
         assert!(sealed.len() >= 2, "{} sealed segments", sealed.len());
         for s in &sealed {
             let bytes = std::fs::read(&s.path).unwrap();

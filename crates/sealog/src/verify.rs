@@ -650,8 +650,6 @@ fn check_pruned(
     Ok(())
 }
 
-/// Compares a sealed segment's sidecar file with the bytes its records
-/// give.
 /// Compares a sealed segment's sidecar with the one its records give,
 /// `expected(column_blocks)`, encoded in the layout of the file found (a
 /// sidecar written before column block checksums existed has none).

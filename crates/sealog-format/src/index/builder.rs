@@ -329,9 +329,13 @@ impl IndexBuilder {
             .zip([(offsets_at, offsets_len), (times_at, times_len)])
         {
             if write {
-                let column = out.get(at..at + len).unwrap_or_default().to_vec();
+                // The checksums first (a few hundred bytes), from the column
+                // in place, then appended: no copy of the column.
+                let mut crcs = Vec::new();
+                let column = out.get(at..at + len).unwrap_or_default();
+                encode_block_crcs(&mut crcs, column, COLUMN_BLOCK_LEN);
                 let start = begin_section(&mut out);
-                encode_block_crcs(&mut out, &column, COLUMN_BLOCK_LEN);
+                out.extend_from_slice(&crcs);
                 table.push(end_section(&out, KIND_COLUMN_BLOCKS, kind, start));
             }
         }

@@ -58,6 +58,13 @@ pub(super) fn encode_block_crcs(out: &mut Vec<u8>, column: &[u8], block_len: u32
     }
 }
 
+/// Whether a reader accepts `block_len`: a power of two from 512 bytes to
+/// 1 MiB.
+fn block_len_allowed(block_len: u32) -> bool {
+    block_len.is_power_of_two()
+        && (MIN_COLUMN_BLOCK_LEN..=MAX_COLUMN_BLOCK_LEN).contains(&block_len)
+}
+
 /// The block checksums of a column, read in place from their section.
 ///
 /// Memory-safe on any bytes: a section too short for its header, or whose
@@ -71,8 +78,7 @@ pub(super) struct BlockCrcs<'a> {
 impl<'a> BlockCrcs<'a> {
     pub(super) fn view(data: &'a [u8]) -> Self {
         let block_len = u32_at(data, 0);
-        let valid = block_len.is_power_of_two()
-            && (MIN_COLUMN_BLOCK_LEN..=MAX_COLUMN_BLOCK_LEN).contains(&block_len);
+        let valid = block_len_allowed(block_len);
         let crcs = data.get(BLOCKS_HEADER_LEN..).unwrap_or_default();
         BlockCrcs {
             block_len: if valid { u64::from(block_len) } else { 0 },
@@ -114,9 +120,7 @@ pub(super) fn check_block_crcs(
         )));
     }
     let block_len = u32_at(data, 0);
-    if !block_len.is_power_of_two()
-        || !(MIN_COLUMN_BLOCK_LEN..=MAX_COLUMN_BLOCK_LEN).contains(&block_len)
-    {
+    if !block_len_allowed(block_len) {
         return Err(bad(format!(
             "block length {block_len} is not a power of two from {MIN_COLUMN_BLOCK_LEN} to \
              {MAX_COLUMN_BLOCK_LEN}"

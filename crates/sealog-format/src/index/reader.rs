@@ -18,7 +18,7 @@ use super::field::{IndexField, PerField};
 use super::hashed::HashedIndex;
 use super::header::{RawHeader, RawSection, SectionInfo, SegmentIdentity};
 use super::ip::IpIndex;
-use super::layout::{SECTION_ENTRY_LEN, SectionKind};
+use super::layout::{OFFSET_WIDTH, SECTION_ENTRY_LEN, SectionKind};
 
 /// A sidecar, read in place.
 ///
@@ -397,8 +397,11 @@ impl<'a> IndexReader<'a> {
             });
         }
         if column == SectionKind::Offsets {
-            let (values, _) = bytes.as_chunks::<4>();
-            columns::check_offsets_from(start / 4, values.iter().map(|b| u32::from_le_bytes(*b)))?;
+            let (values, _) = bytes.as_chunks::<OFFSET_WIDTH>();
+            columns::check_offsets_from(
+                start / to_u64(OFFSET_WIDTH),
+                values.iter().map(|b| u32::from_le_bytes(*b)),
+            )?;
         }
         Ok(())
     }
