@@ -896,7 +896,13 @@ fn prepare_segment(name: &str, path: &std::path::Path, parquet: bool) -> Result<
     let bytes = Bytes::from_owner(sealog::mmap::Mapped::map(&file).map_err(io)?);
     let image = sealog::image::check_sealed(name, &bytes)
         .map_err(|e| ArchiveError::store(format!("checking {name} before upload"), e))?;
-    let sidecar = sealog::image::sidecar_of(name, &bytes, &image)
+    // In the layout of the store's own sidecar (which may predate column
+    // block checksums), so that the archived copy is the local file's
+    // bytes and retention can compare the two.
+    let local_sidecar = std::fs::File::open(path.with_extension("idx"))
+        .ok()
+        .and_then(|file| sealog::mmap::Mapped::map(&file).ok());
+    let sidecar = sealog::image::sidecar_like(name, &bytes, &image, local_sidecar.as_deref())
         .map_err(|e| ArchiveError::store(format!("encoding the sidecar of {name}"), e))?;
     let parquet = if parquet {
         crate::parquet::encode_segment(name, &bytes, &image)?

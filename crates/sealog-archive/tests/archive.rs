@@ -837,6 +837,62 @@ fn all_records(store: &Store) -> Vec<u64> {
     seqs
 }
 
+/// A store upgraded from before column block checksums: its sealed
+/// segments' sidecars are in the older layout. Archiving copies them as
+/// they are, the archive verifies, and every segment can be pruned (the
+/// local and archived sidecars are the same bytes).
+#[test]
+fn sidecars_sealed_before_block_checksums_are_archived_verified_and_pruned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let large = StoreOptions {
+        segment_size: 256 << 10,
+        ..options(true)
+    };
+    let store = Store::open(&dir, large.clone()).expect("open");
+    for batch in 0..60u64 {
+        let events: Vec<Event> = (0..200)
+            .map(|i| {
+                Event::new(
+                    Actor::new("user", format!("u{}", i % 7)),
+                    "doc.read",
+                    Resource::new("doc", (batch * 200 + i).to_string()),
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        store.append_batch(events).expect("append");
+    }
+    store.roll().expect("roll");
+    store.wait_sealed().expect("sealed");
+    store.close().expect("close");
+    let segments = sealog::image::sealed_segments(&read_only(&dir));
+    assert!(segments.len() >= 3, "{} sealed segments", segments.len());
+    for s in &segments {
+        let bytes = std::fs::read(&s.path).expect("segment");
+        let image = sealog::image::check_sealed(&s.name, &bytes).expect("image");
+        let current = sealog::image::sidecar_of(&s.name, &bytes, &image).expect("sidecar");
+        let older = sealog::image::sidecar_of_as(&s.name, &bytes, &image, false).expect("older");
+        assert_ne!(current, older, "{} has columns past one block", s.name);
+        std::fs::write(s.path.with_extension("idx"), older).expect("write");
+    }
+    sealog::verify_dir(&dir).expect("the upgraded store verifies");
+
+    let url = file_url(&tmp.path().join("archive"));
+    let a = archiver(&url, Vec::new());
+    a.round(&read_only(&dir)).expect("round");
+    verify(&url, Vec::new(), &verify_opts()).expect("the archive verifies");
+    let store = Store::open(&dir, large).expect("open");
+    let report = a.prune_local(&store, Duration::ZERO).expect("prune");
+    assert!(report.kept.is_empty(), "{report:?}");
+    assert_eq!(
+        report.pruned.len(),
+        segments.len() - 1,
+        "all but the newest"
+    );
+    store.close().expect("close");
+}
+
 #[test]
 fn a_segment_whose_archived_copy_differs_is_kept_and_the_others_are_pruned_and_still_read() {
     let f = fixture();

@@ -6,8 +6,9 @@
 //! the way `Store::verify` verifies a file (every frame and record, seq
 //! continuity, the chain from the header's value, the Merkle root, the end
 //! marker and every footer field), and [`sidecar_of`] encodes the index
-//! sidecar of an image exactly as the sealer writes it, so an archived
-//! sidecar can be compared byte for byte. [`sealed_segments`] and
+//! sidecar of an image exactly as the sealer writes it ([`sidecar_like`]:
+//! in the layout of a given copy), so an archived sidecar can be compared
+//! byte for byte. [`sealed_segments`] and
 //! [`tree_entries`] expose, read-only, what an archiver needs of a store.
 
 use std::path::PathBuf;
@@ -258,9 +259,24 @@ pub fn sidecar_of(name: &str, bytes: &[u8], image: &SealedImage) -> Result<Vec<u
     sidecar_of_as(name, bytes, image, true)
 }
 
-/// [`sidecar_of`], with or without column block checksums (without: the
-/// layout sidecars had before them).
-pub(crate) fn sidecar_of_as(
+/// The index sidecar of a checked image in the layout of `like`, a
+/// sidecar of the same segment found elsewhere (the store's file, an
+/// archived copy): with column block checksums unless `like` was written
+/// before they existed, so that the two compare byte for byte. `None`
+/// gives the layout the sealer writes now.
+pub fn sidecar_like(
+    name: &str,
+    bytes: &[u8],
+    image: &SealedImage,
+    like: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let blocks = like.is_none_or(crate::sidecar::has_column_blocks);
+    sidecar_of_as(name, bytes, image, blocks)
+}
+
+/// [`sidecar_of`], with or without column block checksums (`false`: the
+/// layout sidecars were written in before block checksums existed).
+pub fn sidecar_of_as(
     name: &str,
     bytes: &[u8],
     image: &SealedImage,

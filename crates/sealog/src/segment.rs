@@ -824,8 +824,9 @@ impl SealedSegment {
 
     fn rebuild(&self, reason: &str) -> Result<Sidecar> {
         if self.remote.is_some() {
-            // Built in memory from the fetched copy (byte for byte the
-            // archived sidecar); a pruned segment's files stay removed.
+            // Built in memory from the fetched copy (the archived
+            // sidecar's content, in the current layout); a pruned
+            // segment's files stay removed.
             self.fetch()?;
             let identity = crate::sidecar::identity(&self.header, &self.footer);
             let bytes =
