@@ -265,3 +265,31 @@ fn rolls_close_together_never_take_a_spare_that_is_being_prepared() {
         assert!(spares <= 1, "{spares} spare files");
     }
 }
+
+/// A read-only open while a writer seals segments: sealing cuts a segment
+/// file to its sealed length, which a reader may be in the middle of
+/// reading. Every open succeeds and sees a whole prefix of the log.
+#[test]
+fn read_only_opens_while_a_writer_seals_segments_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path(), 16 << 10));
+    store.append_batch(events(0, 20)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut next = 20;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.append_batch(events(next, next + 20)).unwrap();
+                next += 20;
+            }
+        })
+    };
+    for opened in 0..300 {
+        let reader = Store::open_read_only(dir.path())
+            .unwrap_or_else(|e| panic!("read-only open {opened} failed: {e}"));
+        assert!(reader.len() >= 20);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}

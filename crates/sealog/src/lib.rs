@@ -91,5 +91,5 @@ pub use options::{Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Preallocation,
 pub use recovery::{RecoveryReport, Truncation};
 pub use search::Matches;
 pub use stats::Stats;
-pub use store::{Appending, Head, Receipt, Scan, Store};
+pub use store::{Appending, Head, READ_ONLY_OPEN_TRIES, Receipt, Scan, Store};
 pub use verify::{VerifyOptions, VerifyReport, verify_dir, verify_dir_with};

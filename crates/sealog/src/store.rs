@@ -244,6 +244,10 @@ pub(crate) struct Parts {
     pub lock: Option<Box<dyn LockGuard>>,
 }
 
+/// How many times [`Store::open_read_only_with`] tries an open whose
+/// failures keep changing (a writer changing the files meanwhile).
+pub const READ_ONLY_OPEN_TRIES: u32 = 5;
+
 impl Store {
     /// Opens the store in `dir`, creating it if it does not exist, and
     /// recovers from an unclean shutdown (see [`Store::recovery_report`]).
@@ -282,9 +286,31 @@ impl Store {
     /// [`StoreOptions::on_damage`] set to
     /// [`OnDamage::ReadAround`](crate::OnDamage) to open a damaged store
     /// and read around the damage (see [`Store::damage`]).
+    ///
+    /// A live writer changes the files while this reads them: it seals a
+    /// segment (cutting the file to its sealed length) or starts the next
+    /// one. An open that fails is therefore tried again, on the files as
+    /// they are now, while each try fails differently from the one before
+    /// (up to [`READ_ONLY_OPEN_TRIES`] tries); a failure met twice in a row
+    /// is the store's state, not a race, and is returned.
     pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let (inner, workers) = crate::recovery::open(dir.as_ref(), options, true)?;
-        Ok(Store { inner, workers })
+        let mut tries = 1;
+        let mut previous: Option<String> = None;
+        loop {
+            match crate::recovery::open(dir.as_ref(), options.clone(), true) {
+                Ok((inner, workers)) => return Ok(Store { inner, workers }),
+                Err(e) => {
+                    let said = e.to_string();
+                    if tries >= READ_ONLY_OPEN_TRIES || previous.as_deref() == Some(said.as_str()) {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %said, "opening read-only met a change; trying again");
+                    previous = Some(said);
+                    std::thread::sleep(std::time::Duration::from_millis(5 << tries));
+                    tries += 1;
+                }
+            }
+        }
     }
 
     /// What a store opened with [`OnDamage::ReadAround`](crate::OnDamage)
