@@ -356,50 +356,39 @@ fn decode_chunk(bytes: &[u8], base: &mut Base) -> Option<usize> {
     let mut body = ByteReader {
         bytes: covered.get(CHUNK_HEADER_LEN..)?,
     };
-    let offsets: Vec<u32> = body
-        .take(n.checked_mul(4)?)?
-        .chunks_exact(4)
-        .map(|b| b.try_into().map(u32::from_le_bytes))
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let offsets = body.take(n.checked_mul(4)?)?.as_chunks::<4>().0;
+    let offsets = || offsets.iter().map(|b| u32::from_le_bytes(*b));
     // Frames follow each other from the end of the previous chunk's.
     let mut expect = base.data.frames_end;
     if base.len() == 0 && expect != HEADER_LEN as u64 {
         return None;
     }
-    for &o in &offsets {
+    for o in offsets() {
         if u64::from(o) < expect {
             return None;
         }
         expect = u64::from(o) + 1;
     }
-    if frames_end < expect || offsets.first().map(|&o| u64::from(o)) != Some(base.data.frames_end) {
+    if frames_end < expect || offsets().next().map(u64::from) != Some(base.data.frames_end) {
         return None;
     }
-    let times: Vec<i64> = body
-        .take(n.checked_mul(8)?)?
-        .chunks_exact(8)
-        .map(|b| b.try_into().map(i64::from_le_bytes))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let hashes = |body: &mut ByteReader<'_>| -> Option<Vec<Hash>> {
-        body.take(n.checked_mul(32)?)?
-            .chunks_exact(32)
-            .map(|b| b.try_into().ok())
-            .collect()
-    };
-    let leaves = hashes(&mut body)?;
-    let chains = hashes(&mut body)?;
+    let times = body.take(n.checked_mul(8)?)?.as_chunks::<8>().0;
+    let times = || times.iter().map(|b| i64::from_le_bytes(*b));
+    // Borrowed from the chunk until it is taken: collecting them (with
+    // no exact size known to `collect`) grew a vector by doubling, per
+    // chunk, and copied it again into the segment's.
+    let leaves = take_hashes(&mut body, n)?;
+    let chains = take_hashes(&mut body, n)?;
     if base.len() > 0 && base.index.first_recorded_at != Some(first_recorded) {
         return None;
     }
     base.index
         .decode_columns(count, &mut body, (first_recorded, last_recorded))?;
     let data = &mut base.data;
-    data.offsets.extend_from_slice(&offsets);
-    data.event_times.extend_from_slice(&times);
-    data.leaves.extend_from_slice(&leaves);
-    data.chains.extend_from_slice(&chains);
+    data.offsets.extend(offsets());
+    data.event_times.extend(times());
+    data.leaves.extend_from_slice(leaves);
+    data.chains.extend_from_slice(chains);
     data.frames_end = frames_end;
     if let Some(&last) = chains.last() {
         data.chain_head = last;
@@ -407,11 +396,17 @@ fn decode_chunk(bytes: &[u8], base: &mut Base) -> Option<usize> {
     data.first_recorded_at
         .get_or_insert(sealog_format::Timestamp::from_nanos(first_recorded));
     data.last_recorded_at = Some(sealog_format::Timestamp::from_nanos(last_recorded));
-    for &t in &times {
+    for t in times() {
         data.event_time_range = Some(match data.event_time_range {
             Some((lo, hi)) => (lo.min(t), hi.max(t)),
             None => (t, t),
         });
     }
     Some(total)
+}
+
+/// The next `n` hashes of a chunk's body.
+fn take_hashes<'a>(body: &mut ByteReader<'a>, n: usize) -> Option<&'a [Hash]> {
+    let (hashes, rest) = body.take(n.checked_mul(32)?)?.as_chunks::<32>();
+    rest.is_empty().then_some(hashes)
 }

@@ -212,8 +212,26 @@ impl TailCache {
     /// by height. A height with many new nodes (a read-only open hashing a
     /// whole open segment's tail for the checkpoint check) is hashed in
     /// two halves, one on another thread.
+    #[cfg(test)]
     fn extend(&mut self, leaves: &[Hash]) {
         self.leaves.extend_from_slice(leaves);
+        self.hash_new_nodes();
+    }
+
+    /// [`TailCache::extend`] with leaves the caller no longer needs: an
+    /// empty cache takes them without a copy.
+    fn extend_owned(&mut self, leaves: Vec<Hash>) {
+        if self.leaves.is_empty() {
+            self.leaves = leaves;
+        } else {
+            self.leaves.extend_from_slice(&leaves);
+        }
+        self.hash_new_nodes();
+    }
+
+    /// Hashes the inner nodes that the leaves held complete and the levels
+    /// lack, height by height.
+    fn hash_new_nodes(&mut self) {
         let end = self.end();
         let mut h = 1u32;
         while h < 64 {
@@ -305,8 +323,10 @@ fn hash_pairs(children: &[Hash], out: &mut Vec<Hash>) {
                 .map(|pair| merkle::node_hash(&pair[0], &pair[1])),
         );
     };
-    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    if parents < PARALLEL_NODES || !two_cores {
+    // Few nodes are hashed here without asking how many cores there are
+    // (which reads cgroup files).
+    if parents < PARALLEL_NODES || !std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    {
         hash(children, out);
         return;
     }
@@ -325,6 +345,10 @@ fn hash_pairs(children: &[Hash], out: &mut Vec<Hash>) {
 /// microseconds, hashing the nodes above them is done after the lock is
 /// released.
 pub(crate) const TAIL_CHUNK: usize = 4096;
+
+/// The most leaves [`Tree::fill_tail`] reserves room for at once (32 MiB of
+/// hashes); more grow the buffer as they come.
+const MAX_TAIL_RESERVE: usize = 1 << 20;
 
 /// The tail cache of a size the level files cover: never read (every node
 /// of such a tree is read from the files).
@@ -477,9 +501,15 @@ impl Tree {
     ) {
         tail.rebase(self.persisted());
         // Copied in chunks, hashed at once (a height's nodes can then be
-        // hashed on two threads).
-        let mut missing = Vec::new();
+        // hashed on two threads), into one buffer sized for them all: a
+        // read-only open copies a whole open segment's leaves here, and a
+        // buffer grown by doubling touched (and had the kernel zero) twice
+        // their size.
         let mut end = tail.end();
+        let expected = usize::try_from(size.saturating_sub(end))
+            .unwrap_or(usize::MAX)
+            .min(MAX_TAIL_RESERVE);
+        let mut missing = Vec::with_capacity(expected);
         while end < size {
             let want = usize::try_from(size - end)
                 .unwrap_or(usize::MAX)
@@ -492,7 +522,7 @@ impl Tree {
             missing.extend_from_slice(taken);
             end += taken.len() as u64;
         }
-        tail.extend(&missing);
+        tail.extend_owned(missing);
     }
 
     /// A node source over the first `size` leaves, given the locked tail

@@ -176,7 +176,7 @@ impl Readable {
 /// zeros the file holds: a walk, `classify_tail` and the leftover see
 /// what they would in the whole file, without a fresh buffer the size of
 /// the segment (whose pages the kernel zeroes one by one).
-fn read_image_from(f: &Found, start: u64) -> Result<Vec<u8>> {
+fn read_image_from(f: &Found, start: u64) -> Result<ZeroedBuffer> {
     let start = if start <= HEADER_LEN as u64 { 0 } else { start };
     let data_end = data_end_of(f, start)?;
     let room = (sealog_format::record::MAX_RECORD_LEN
@@ -184,7 +184,7 @@ fn read_image_from(f: &Found, start: u64) -> Result<Vec<u8>> {
         + crate::segment::SECTOR) as u64;
     let kept = data_end.saturating_add(room).min(f.len);
     let len = usize::try_from(kept).map_err(|_| too_large(f))?;
-    let mut image = vec![0u8; len];
+    let mut image = ZeroedBuffer::new(len).map_err(|e| Error::io("map", &f.path, e))?;
     let read = usize::try_from(start)
         .ok()
         .zip(usize::try_from(data_end).ok())
@@ -195,6 +195,47 @@ fn read_image_from(f: &Found, start: u64) -> Result<Vec<u8>> {
             .map_err(|e| Error::io("read", &f.path, e))?;
     }
     Ok(image)
+}
+
+/// A zero-filled buffer whose pages cost nothing until written: a large
+/// one is an anonymous mapping, which the kernel fills on first touch
+/// (`vec![0; n]` had the allocator clear every byte of a segment-sized
+/// buffer, most of which a resumed scan never reads into).
+enum ZeroedBuffer {
+    Heap(Vec<u8>),
+    Mapped(memmap2::MmapMut),
+}
+
+/// From this size on, a [`ZeroedBuffer`] is mapped.
+const MAP_ZEROED_FROM: usize = 1 << 20;
+
+impl ZeroedBuffer {
+    fn new(len: usize) -> std::io::Result<ZeroedBuffer> {
+        if len < MAP_ZEROED_FROM {
+            return Ok(ZeroedBuffer::Heap(vec![0; len]));
+        }
+        memmap2::MmapMut::map_anon(len).map(ZeroedBuffer::Mapped)
+    }
+}
+
+impl std::ops::Deref for ZeroedBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ZeroedBuffer::Heap(v) => v,
+            ZeroedBuffer::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ZeroedBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            ZeroedBuffer::Heap(v) => v,
+            ZeroedBuffer::Mapped(m) => m,
+        }
+    }
 }
 
 /// Bytes read at a time by [`data_end_of`].
