@@ -29,7 +29,15 @@ pub fn run(data: &[u8]) {
         let _ = reader.check_identity(reader.identity());
         for i in 0..reader.section_count() {
             let _ = reader.section(i);
-            let _ = reader.check_section(i);
+            let whole = reader.check_section(i).is_ok();
+            // The engine's check for lookups, then the bitmaps it leaves
+            // out: together they are the whole check.
+            let lookup = reader.check_section_for_lookup(i).is_ok();
+            let split = lookup && reader.check_section_bitmaps(i).is_ok();
+            assert_eq!(
+                whole, split,
+                "section {i}: whole check and split check differ"
+            );
         }
         blocks(&reader);
         // The engine only looks up sections that passed their check, but a

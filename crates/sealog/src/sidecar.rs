@@ -341,7 +341,12 @@ pub(crate) fn write(env: &IndexEnv, first_seq: u64, bytes: &[u8]) -> Result<Path
 pub(crate) struct Sidecar {
     name: String,
     map: Mapped,
+    /// Per section, once checked for lookups (a term dictionary's bitmaps
+    /// are checked one by one as they are decoded).
     checked: Vec<OnceLock<std::result::Result<(), IndexError>>>,
+    /// Per section, once every bitmap of a term dictionary is checked
+    /// against its entry: before counts are taken from the entries alone.
+    bitmaps_checked: Vec<OnceLock<std::result::Result<(), IndexError>>>,
     /// Whether the column sections were advised already (once is enough).
     columns_advised: std::sync::atomic::AtomicBool,
     /// Per column (offsets, event times), once its block checksums are
@@ -391,6 +396,7 @@ impl Sidecar {
         Ok(Sidecar {
             name,
             checked: (0..sections).map(|_| OnceLock::new()).collect(),
+            bitmaps_checked: (0..sections).map(|_| OnceLock::new()).collect(),
             columns_advised: std::sync::atomic::AtomicBool::new(false),
             blocks: [OnceLock::new(), OnceLock::new()],
             map,
@@ -408,7 +414,10 @@ impl Sidecar {
         }
     }
 
-    /// Checks a section once.
+    /// Checks a section once, for lookups: its CRC and structure, but not
+    /// each bitmap of a term dictionary, which is checked when decoded (a
+    /// lookup of a term a segment lacks, the common case of a search over
+    /// many segments, then costs no walk of the dictionary's bitmaps).
     fn ensure(&self, reader: &IndexReader<'_>, section: Option<usize>) -> Result<()> {
         let Some(i) = section else {
             return Ok(());
@@ -425,8 +434,24 @@ impl Sidecar {
                     usize::try_from(section.len).unwrap_or(usize::MAX),
                 );
             }
-            reader.check_section(i)
+            reader.check_section_for_lookup(i)
         }) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::IndexDamaged {
+                file: self.name.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Checks every bitmap of a term dictionary section (once), after
+    /// [`Sidecar::ensure`]: the entries' cardinalities then hold.
+    fn ensure_bitmaps(&self, reader: &IndexReader<'_>, section: Option<usize>) -> Result<()> {
+        self.ensure(reader, section)?;
+        let Some((i, cell)) = section.and_then(|i| Some((i, self.bitmaps_checked.get(i)?))) else {
+            return Ok(());
+        };
+        match cell.get_or_init(|| reader.check_section_bitmaps(i)) {
             Ok(()) => Ok(()),
             Err(e) => Err(Error::IndexDamaged {
                 file: self.name.clone(),
@@ -717,7 +742,8 @@ impl IndexView for Sidecar {
     fn dict_counts(&self, field: DictField, within: &RoaringBitmap) -> Result<Vec<(Vec<u8>, u64)>> {
         let reader = self.reader()?;
         let index_field = dict_field(field);
-        self.ensure(
+        // Counts of the whole segment are the entries' cardinalities.
+        self.ensure_bitmaps(
             &reader,
             reader.section_for(SectionKind::TermDict, index_field as u16),
         )?;

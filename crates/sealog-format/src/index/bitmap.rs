@@ -107,27 +107,24 @@ enum Payload<'b> {
 }
 
 impl Payload<'_> {
-    /// The largest value in the container, whatever the order of its
-    /// values (an unordered container is refused when it is decoded).
+    /// The largest value in the container if its values are in order, as
+    /// a valid container's are: the last one. The order itself is left to
+    /// the decoder (roaring refuses a container whose values do not
+    /// increase), so a check that reads only the last value costs the same
+    /// for a term of two records as for one of 4,096, where taking the
+    /// maximum of every value made checking a segment's dictionary cost a
+    /// pass over every ordinal in it.
     fn max(self) -> u32 {
         match self {
             Payload::Array(bytes) => bytes
                 .as_chunks::<2>()
                 .0
-                .iter()
-                .map(|v| u32::from(u16::from_le_bytes(*v)))
-                .max()
-                .unwrap_or(0),
-            Payload::Runs(bytes) => bytes
-                .as_chunks::<4>()
-                .0
-                .iter()
-                .map(|r| {
-                    u32::from(u16::from_le_bytes([r[0], r[1]]))
-                        + u32::from(u16::from_le_bytes([r[2], r[3]]))
-                })
-                .max()
-                .unwrap_or(0),
+                .last()
+                .map_or(0, |v| u32::from(u16::from_le_bytes(*v))),
+            Payload::Runs(bytes) => bytes.as_chunks::<4>().0.last().map_or(0, |r| {
+                u32::from(u16::from_le_bytes([r[0], r[1]]))
+                    + u32::from(u16::from_le_bytes([r[2], r[3]]))
+            }),
             Payload::Bitset(bytes) => {
                 let words = bytes.as_chunks::<8>().0;
                 words
@@ -409,6 +406,60 @@ mod tests {
         decoded
     }
 
+    /// A dictionary of two terms where the second's entry states one value
+    /// more than its bitmap holds (checksums intact).
+    fn dict_with_a_miscounted_bitmap() -> Vec<u8> {
+        file_with_dict(
+            10,
+            raw_dict(&[
+                (b"a", 2, Stored::Roaring(serialized([1, 2]))),
+                (b"b", 3, Stored::Roaring(serialized([3, 9]))),
+            ]),
+        )
+    }
+
+    #[test]
+    fn a_lookup_check_leaves_each_bitmap_to_its_decoding() {
+        let bytes = dict_with_a_miscounted_bitmap();
+        let r = IndexReader::open(&bytes).unwrap();
+        let whole = r.check_section(2);
+        assert!(
+            matches!(whole, Err(IndexError::BadBitmap { term_index: 1, .. })),
+            "{whole:?}"
+        );
+        // Entries, terms and the CRC hold: lookups may go on.
+        r.check_section_for_lookup(2).unwrap();
+        let d = r.field(IndexField::Actor).unwrap();
+        assert_eq!(d.find(b"a"), Some(0));
+        assert_eq!(d.bitmap(0).unwrap().iter().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(d.find(b"c"), None);
+        // The damaged bitmap is refused when decoded, and by the part of
+        // the check the lookup check leaves out, with the same error.
+        assert!(matches!(
+            d.bitmap(1),
+            Err(IndexError::BadBitmap { term_index: 1, .. })
+        ));
+        assert_eq!(
+            r.check_section_bitmaps(2).unwrap_err().to_string(),
+            whole.unwrap_err().to_string()
+        );
+        // Other sections: the lookup check is the whole check, and there
+        // are no bitmaps to check.
+        for i in [0, 1] {
+            r.check_section_for_lookup(i).unwrap();
+            r.check_section_bitmaps(i).unwrap();
+        }
+        // A damaged CRC still fails the lookup check.
+        let mut flipped = bytes.clone();
+        let section = r.section(2).unwrap();
+        flipped[section.offset as usize + 20] ^= 1;
+        let r = IndexReader::open(&flipped).unwrap();
+        assert!(matches!(
+            r.check_section_for_lookup(2),
+            Err(IndexError::ChecksumMismatch { .. })
+        ));
+    }
+
     #[test]
     fn crafted_bitmaps_are_rejected() {
         let bad = |n, card, bytes| match decode_crafted(n, card, bytes) {
@@ -456,6 +507,13 @@ mod tests {
         let len = unsorted.len();
         unsorted[len - 4..].copy_from_slice(&[4, 0, 3, 0]);
         bad(10, 2, unsorted);
+        // Out of order with a value past the segment before the last one:
+        // the structure check reads only the last value, the decoder
+        // refuses the order.
+        let mut hidden = serialized([3, 4]);
+        let len = hidden.len();
+        hidden[len - 4..].copy_from_slice(&[40, 0, 4, 0]);
+        bad(10, 2, hidden);
         // A container offset that lies.
         let mut lying = serialized([3, 4]);
         lying[12] ^= 1;

@@ -13,6 +13,15 @@ use std::ops::{Bound, Range};
 use roaring::RoaringBitmap;
 
 use super::bitmap::check_bitmap_shape;
+
+/// Whether [`TermDict::check`] walks every bitmap's structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BitmapShapes {
+    /// Every bitmap: structure, declared count, largest value.
+    Checked,
+    /// None: each is checked when [`TermDict::bitmap`] decodes it.
+    Deferred,
+}
 use super::bytes::{Cursor, patch, sub, to_u64, u32_at};
 use super::error::IndexError;
 use super::field::IndexField;
@@ -163,11 +172,13 @@ impl<'a> TermDict<'a> {
         }
     }
 
-    /// Checks a dictionary section (whose CRC has been checked).
+    /// Checks a dictionary section (whose CRC has been checked); with
+    /// [`BitmapShapes::Deferred`], everything but the bitmaps' structure.
     pub(super) fn check(
         data: &'a [u8],
         field: IndexField,
         record_count: u64,
+        shapes: BitmapShapes,
     ) -> Result<(), IndexError> {
         let bad = |reason: String| IndexError::BadDictionary { field, reason };
         let DictParts {
@@ -254,7 +265,9 @@ impl<'a> TermDict<'a> {
                     "cardinality is larger than the segment's record count",
                 ));
             }
-            check_bitmap_shape(bitmap, u64::from(e.cardinality), field, index, record_count)?;
+            if shapes == BitmapShapes::Checked {
+                check_bitmap_shape(bitmap, u64::from(e.cardinality), field, index, record_count)?;
+            }
             bitmap_end += u64::from(e.bitmap_len);
         }
         if term_end != u64::from(term_heap_len) {

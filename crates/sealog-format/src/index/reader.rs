@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 
 use super::bytes::{align_up, crc32, sub, to_u64};
 use super::columns::{self, BlockCrcs, Columns};
-use super::dictionary::TermDict;
+use super::dictionary::{BitmapShapes, TermDict};
 use super::error::{IndexError, Region};
 use super::field::{IndexField, PerField};
 use super::hashed::HashedIndex;
@@ -237,8 +237,59 @@ impl<'a> IndexReader<'a> {
     /// * any other section (unknown kind or field): its CRC only.
     ///
     /// Costs O(section length). A reader from [`parse`](Self::parse) has
-    /// passed this for every section.
+    /// passed this for every section. It is
+    /// [`check_section_for_lookup`](Self::check_section_for_lookup)
+    /// followed by [`check_section_bitmaps`](Self::check_section_bitmaps).
     pub fn check_section(&self, index: usize) -> Result<(), IndexError> {
+        self.check_section_with(index, BitmapShapes::Checked)
+    }
+
+    /// [`check_section`](Self::check_section) without the structure check
+    /// of a term dictionary's bitmaps: enough to look terms up and decode
+    /// their bitmaps, as [`TermDict::bitmap`] checks a bitmap's structure,
+    /// values and count against its entry when it decodes it. What it
+    /// leaves out costs a walk of every bitmap in the dictionary, work a
+    /// lookup of one term (or of a term the segment does not have) does
+    /// not need. The term entries' cardinalities are not compared with
+    /// their bitmaps: before answering from cardinalities alone, call
+    /// [`check_section_bitmaps`](Self::check_section_bitmaps).
+    ///
+    /// For every other kind of section it is the whole check.
+    pub fn check_section_for_lookup(&self, index: usize) -> Result<(), IndexError> {
+        self.check_section_with(index, BitmapShapes::Deferred)
+    }
+
+    /// The part of [`check_section`](Self::check_section) that
+    /// [`check_section_for_lookup`](Self::check_section_for_lookup) leaves
+    /// out: every bitmap of term dictionary section `index` is well formed,
+    /// holds as many values as its entry says and none past the segment.
+    /// Expects a section that passed the lookup check (its CRC is not
+    /// checked again; its entries are, as the bitmaps are found through
+    /// them). Any other section passes.
+    pub fn check_section_bitmaps(&self, index: usize) -> Result<(), IndexError> {
+        let Some(entry) = self.table.get(index) else {
+            return Err(IndexError::SectionIndexOutOfRange {
+                index,
+                count: self.table.len(),
+            });
+        };
+        let s = RawSection::decode(entry);
+        let (SectionKind::TermDict, Some(field), Some(data)) = (
+            SectionKind::from_u16(s.kind),
+            IndexField::from_u16(s.field),
+            sub(self.bytes, s.offset, s.len),
+        ) else {
+            return Ok(());
+        };
+        TermDict::check(
+            data,
+            field,
+            self.identity.record_count,
+            BitmapShapes::Checked,
+        )
+    }
+
+    fn check_section_with(&self, index: usize, shapes: BitmapShapes) -> Result<(), IndexError> {
         let Some(entry) = self.table.get(index) else {
             return Err(IndexError::SectionIndexOutOfRange {
                 index,
@@ -270,7 +321,9 @@ impl<'a> IndexReader<'a> {
         let field = IndexField::from_u16(s.field);
         match (SectionKind::from_u16(s.kind), field) {
             (SectionKind::Offsets, _) => columns::check_offsets(data),
-            (SectionKind::TermDict, Some(field)) => TermDict::check(data, field, record_count),
+            (SectionKind::TermDict, Some(field)) => {
+                TermDict::check(data, field, record_count, shapes)
+            }
             (SectionKind::Hashed, Some(field)) => HashedIndex::check(data, field, record_count),
             (SectionKind::Ip, Some(field)) => IpIndex::check(data, field, record_count),
             (SectionKind::ColumnBlocks, _) => match SectionKind::from_u16(s.field) {

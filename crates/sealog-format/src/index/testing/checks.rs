@@ -503,6 +503,15 @@ pub(crate) fn probe(bytes: &[u8]) -> bool {
             exercise_unchecked(&r);
             let all_pass = (0..r.section_count()).all(|i| r.check_section(i).is_ok());
             assert_eq!(all_pass, parsed.is_ok(), "parse and open + check disagree");
+            for i in 0..r.section_count() {
+                let split =
+                    r.check_section_for_lookup(i).is_ok() && r.check_section_bitmaps(i).is_ok();
+                assert_eq!(
+                    split,
+                    r.check_section(i).is_ok(),
+                    "section {i}: the lookup and bitmap checks disagree with the whole check"
+                );
+            }
         }
         Err(_) => assert!(parsed.is_err(), "parse accepted what open refused"),
     }
