@@ -872,7 +872,13 @@ fn sidecars_sealed_before_block_checksums_are_archived_verified_and_pruned() {
         let bytes = std::fs::read(&s.path).expect("segment");
         let image = sealog::image::check_sealed(&s.name, &bytes).expect("image");
         let current = sealog::image::sidecar_of(&s.name, &bytes, &image).expect("sidecar");
-        let older = sealog::image::sidecar_of_as(&s.name, &bytes, &image, false).expect("older");
+        let older = sealog::image::sidecar_of_as(
+            &s.name,
+            &bytes,
+            &image,
+            sealog::image::SidecarLayout::NO_BLOCKS,
+        )
+        .expect("older");
         assert_ne!(current, older, "{} has columns past one block", s.name);
         std::fs::write(s.path.with_extension("idx"), older).expect("write");
     }

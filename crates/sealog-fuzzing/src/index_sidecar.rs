@@ -71,6 +71,37 @@ fn blocks(reader: &IndexReader<'_>) {
             let _ = reader.check_column_block(column, block);
         }
     }
+    // Hashed index blocks, and lookups that check the blocks they read:
+    // where every block and the block-checksum section pass, a lookup
+    // gives what the whole section gives (when that passes too).
+    for field in [
+        IndexField::RequestId,
+        IndexField::ResourceId,
+        IndexField::Actor,
+    ] {
+        let crcs = reader.hashed_blocks_section(field);
+        let blocks = reader.hashed_block_count(field);
+        let mut all_pass = crcs.is_some_and(|i| reader.check_section(i).is_ok());
+        for block in 0..blocks.min(64) {
+            all_pass &= reader.check_hashed_block(field, block).is_ok();
+        }
+        for block in [blocks, u64::MAX] {
+            let _ = reader.check_hashed_block(field, block);
+        }
+        let whole = reader
+            .section_for(SectionKind::Hashed, field.id())
+            .is_some_and(|i| reader.check_section(i).is_ok());
+        for term in [&b""[..], b"a", b"req-1", &[0xff; 9]] {
+            let checked = reader.hashed_candidates_checked(field, term, &mut |block| {
+                reader.check_hashed_block(field, block)
+            });
+            if let (Ok(Some(got)), true, true, Some(index)) =
+                (&checked, all_pass, whole, reader.hashed(field))
+            {
+                assert_eq!(*got, index.candidates(term), "checked lookup differs");
+            }
+        }
+    }
 }
 
 fn lookups(reader: &IndexReader<'_>, checked: bool) {

@@ -174,8 +174,8 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
             seeds.push(("index_sidecar", format!("sidecar-{n}"), bytes.clone()));
         }
     }
-    // A sidecar whose columns span several blocks (the live store's
-    // segments are too small to have block checksums).
+    // A sidecar whose columns and hashed index span several blocks (the live
+    // store's segments are too small to have block checksums).
     seeds.push(("index_sidecar", "sidecar-blocks".into(), blocked_sidecar()?));
 
     seeds.push((
@@ -378,8 +378,15 @@ fn blocked_sidecar() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
             .map(|i| 1_700_000_000_000_000_000 + i64::from(i % 97) * 1_000_000_007)
             .collect(),
     )?;
+    b.add_hashed_field(IndexField::RequestId);
     for i in 0..n {
         b.add_term(IndexField::Actor, format!("user:{}", i % 13).as_bytes(), i)?;
+        // 13,208 bytes of hashed index: four blocks with checksums.
+        b.add_hashed(
+            IndexField::RequestId,
+            format!("req-{}", i / 2).as_bytes(),
+            i,
+        )?;
     }
     Ok(b.encode()?)
 }

@@ -11,6 +11,7 @@
 //! byte for byte. [`sealed_segments`] and
 //! [`tree_entries`] expose, read-only, what an archiver needs of a store.
 
+pub use crate::sidecar::SidecarLayout;
 use std::path::PathBuf;
 
 use sealog_format::Hash;
@@ -256,31 +257,31 @@ pub fn check_sealed(name: &str, bytes: &[u8]) -> Result<SealedImage> {
 /// The index sidecar of a checked image, byte for byte what the sealer
 /// writes for that segment.
 pub fn sidecar_of(name: &str, bytes: &[u8], image: &SealedImage) -> Result<Vec<u8>> {
-    sidecar_of_as(name, bytes, image, true)
+    sidecar_of_as(name, bytes, image, SidecarLayout::CURRENT)
 }
 
 /// The index sidecar of a checked image in the layout of `like`, a
 /// sidecar of the same segment found elsewhere (the store's file, an
-/// archived copy): with column block checksums unless `like` was written
-/// before they existed, so that the two compare byte for byte. `None`
-/// gives the layout the sealer writes now.
+/// archived copy): with the block checksums `like` has (a sidecar written
+/// before some kind existed lacks it), so that the two compare byte for
+/// byte. `None` gives the layout the sealer writes now.
 pub fn sidecar_like(
     name: &str,
     bytes: &[u8],
     image: &SealedImage,
     like: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
-    let blocks = like.is_none_or(crate::sidecar::has_column_blocks);
-    sidecar_of_as(name, bytes, image, blocks)
+    let layout = like.map_or(SidecarLayout::CURRENT, SidecarLayout::of);
+    sidecar_of_as(name, bytes, image, layout)
 }
 
-/// [`sidecar_of`], with or without column block checksums (`false`: the
+/// [`sidecar_of`] in a given layout ([`SidecarLayout::NO_BLOCKS`]: the
 /// layout sidecars were written in before block checksums existed).
 pub fn sidecar_of_as(
     name: &str,
     bytes: &[u8],
     image: &SealedImage,
-    column_blocks: bool,
+    layout: SidecarLayout,
 ) -> Result<Vec<u8>> {
     let identity = crate::sidecar::identity(&image.header, &image.footer);
     let records = image.offsets.iter().enumerate().map(|(ordinal, &offset)| {
@@ -298,7 +299,7 @@ pub fn sidecar_of_as(
             _ => Err(damaged()),
         }
     });
-    crate::sidecar::encode_records_as(identity, records, name, column_blocks)
+    crate::sidecar::encode_records_as(identity, records, name, layout)
 }
 
 /// A sealed segment of a store, as its reader sees it.

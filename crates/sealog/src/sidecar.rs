@@ -90,25 +90,66 @@ pub(crate) fn encode_mem(
     event_times: Vec<i64>,
     mem: &MemIndex,
 ) -> Result<Vec<u8>> {
-    encode_mem_as(identity, offsets, event_times, mem, true)
+    encode_mem_as(identity, offsets, event_times, mem, SidecarLayout::CURRENT)
 }
 
-/// [`encode_mem`], with or without the columns' block checksums (without:
-/// the layout of sidecars written before they existed, which verification
-/// compares such a file with).
+/// Which optional sections a sidecar's encoding has. Sidecars written by
+/// earlier versions lack some; a sidecar is compared (by verification, by
+/// the archive) with the encoding in its own layout, and read as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SidecarLayout {
+    /// Block checksums of the columns longer than one block (section kind
+    /// 6 in `docs/format.md`).
+    pub column_blocks: bool,
+    /// Block checksums of the hashed indexes longer than one block (kind 7).
+    pub hashed_blocks: bool,
+}
+
+impl SidecarLayout {
+    /// The layout the sealer writes now.
+    pub const CURRENT: SidecarLayout = SidecarLayout {
+        column_blocks: true,
+        hashed_blocks: true,
+    };
+
+    /// The layout of sidecars written before block checksums existed.
+    pub const NO_BLOCKS: SidecarLayout = SidecarLayout {
+        column_blocks: false,
+        hashed_blocks: false,
+    };
+
+    /// The layout of the sidecar `bytes`: the block checksums it has. A
+    /// sidecar whose columns (or hashed indexes) all fit in one block has
+    /// none of that kind in any layout, so either answer encodes it alike;
+    /// a file that cannot be opened counts as the current layout.
+    pub fn of(bytes: &[u8]) -> SidecarLayout {
+        IndexReader::open(bytes).map_or(SidecarLayout::CURRENT, |r| SidecarLayout {
+            column_blocks: COLUMNS
+                .iter()
+                .any(|&c| r.column_blocks_section(c).is_some()),
+            hashed_blocks: ExactField::ALL
+                .iter()
+                .any(|&f| r.hashed_blocks_section(exact_field(f)).is_some()),
+        })
+    }
+}
+
+/// [`encode_mem`] in a given layout (an older one is what verification
+/// compares a sidecar written before some block checksums existed with).
 pub(crate) fn encode_mem_as(
     identity: SegmentIdentity,
     offsets: Vec<u32>,
     event_times: Vec<i64>,
     mem: &MemIndex,
-    column_blocks: bool,
+    layout: SidecarLayout,
 ) -> Result<Vec<u8>> {
     let damaged = |e: IndexError| Error::IndexDamaged {
         file: sidecar_name(identity.first_seq),
         reason: format!("building: {e}"),
     };
     let mut builder = IndexBuilder::new(identity);
-    builder.set_column_blocks(column_blocks);
+    builder.set_column_blocks(layout.column_blocks);
+    builder.set_hashed_blocks(layout.hashed_blocks);
     builder.set_columns(offsets, event_times).map_err(damaged)?;
     for f in DictField::ALL {
         let field = dict_field(f);
@@ -144,15 +185,15 @@ pub(crate) fn encode_records<'a>(
     records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
     segment_name: &str,
 ) -> Result<Vec<u8>> {
-    encode_records_as(identity, records, segment_name, true)
+    encode_records_as(identity, records, segment_name, SidecarLayout::CURRENT)
 }
 
-/// [`encode_records`], with or without column block checksums.
+/// [`encode_records`] in a given layout.
 pub(crate) fn encode_records_as<'a>(
     identity: SegmentIdentity,
     records: impl Iterator<Item = Result<(u32, &'a [u8])>>,
     segment_name: &str,
-    column_blocks: bool,
+    layout: SidecarLayout,
 ) -> Result<Vec<u8>> {
     // The columnar in-memory index of an open segment, encoded as the
     // sealer encodes it: the same bytes as building term by term
@@ -171,15 +212,14 @@ pub(crate) fn encode_records_as<'a>(
         offsets.push(offset);
         event_times.push(view.event_time().as_nanos());
     }
-    encode_mem_as(identity, offsets, event_times, &mem, column_blocks)
+    encode_mem_as(identity, offsets, event_times, &mem, layout)
 }
 
-/// The sidecar of a sealed segment file's bytes without column block
-/// checksums: the layout sidecars had before them.
+/// The sidecar of a sealed segment file's bytes in an older layout.
 #[cfg(test)]
-pub(crate) fn encode_without_blocks(name: &str, bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_in_layout(name: &str, bytes: &[u8], layout: SidecarLayout) -> Vec<u8> {
     let image = crate::image::check_sealed(name, bytes).unwrap();
-    crate::image::sidecar_of_as(name, bytes, &image, false).unwrap()
+    crate::image::sidecar_of_as(name, bytes, &image, layout).unwrap()
 }
 
 /// Builds a segment's sidecar record by record, from decoded records, term
@@ -355,16 +395,9 @@ pub(crate) struct Sidecar {
     /// before they existed, or a column of one block) or they are damaged:
     /// then the whole column is checked at first use, as it always was.
     blocks: [OnceLock<Option<Vec<AtomicU64>>>; 2],
-}
-
-/// Whether the sidecar `bytes` has block checksums for a column (a file
-/// that cannot be opened counts as the current layout, with them).
-pub(crate) fn has_column_blocks(bytes: &[u8]) -> bool {
-    IndexReader::open(bytes).map_or(true, |r| {
-        COLUMNS
-            .iter()
-            .any(|&c| r.column_blocks_section(c).is_some())
-    })
+    /// The same for the hashed indexes (`ExactField::ALL` order), with
+    /// block checksums (kind 7) or not.
+    hashed_blocks: [OnceLock<Option<Vec<AtomicU64>>>; 2],
 }
 
 /// The word of a set of block bits that holds `block`, and its bit there.
@@ -399,6 +432,7 @@ impl Sidecar {
             bitmaps_checked: (0..sections).map(|_| OnceLock::new()).collect(),
             columns_advised: std::sync::atomic::AtomicBool::new(false),
             blocks: [OnceLock::new(), OnceLock::new()],
+            hashed_blocks: [OnceLock::new(), OnceLock::new()],
             map,
         })
     }
@@ -532,7 +566,12 @@ impl Sidecar {
                 SectionUse::Exact(f) => (SectionKind::Hashed, exact_field(f)),
                 SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp),
             };
-            let Some(i) = reader.section_for(kind, field as u16) else {
+            // A hashed index with block checksums is read a few blocks at a
+            // time: ask for its checksums, not for the whole index.
+            let by_blocks = (kind == SectionKind::Hashed)
+                .then(|| reader.hashed_blocks_section(field))
+                .flatten();
+            let Some(i) = by_blocks.or_else(|| reader.section_for(kind, field as u16)) else {
                 continue;
             };
             let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
@@ -639,6 +678,54 @@ impl Sidecar {
         Ok(())
     }
 
+    /// The candidates of `value` from a hashed index with block checksums,
+    /// checking only the blocks the lookup reads (each once): a search for
+    /// a request id in a large segment reads a few 4 KiB blocks of its
+    /// index instead of checking all of it. `None` when the index has no
+    /// usable block checksums (none written, their section damaged) or was
+    /// checked whole already: the caller checks and reads the whole
+    /// section. A damaged block is an error (the caller rebuilds).
+    fn exact_by_blocks(
+        &self,
+        reader: &IndexReader<'_>,
+        field: ExactField,
+        value: &[u8],
+    ) -> Result<Option<RoaringBitmap>> {
+        let index_field = exact_field(field);
+        let whole = reader.section_for(SectionKind::Hashed, index_field as u16);
+        if whole.is_some_and(|i| self.checked.get(i).is_some_and(|c| c.get().is_some())) {
+            return Ok(None);
+        }
+        let slot = ExactField::ALL.iter().position(|&f| f == field);
+        let Some(bits) = slot
+            .and_then(|slot| self.hashed_blocks.get(slot))
+            .and_then(|cell| {
+                cell.get_or_init(|| {
+                    let crcs = reader.hashed_blocks_section(index_field)?;
+                    self.ensure(reader, Some(crcs)).ok()?;
+                    let n = reader.hashed_block_count(index_field);
+                    Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+                })
+                .as_ref()
+            })
+        else {
+            return Ok(None);
+        };
+        let mut check = |block: u64| -> std::result::Result<(), IndexError> {
+            let Some((word, bit)) = block_bit(bits, block) else {
+                return reader.check_hashed_block(index_field, block);
+            };
+            if word.load(Ordering::Relaxed) & bit == 0 {
+                reader.check_hashed_block(index_field, block)?;
+                word.fetch_or(bit, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        reader
+            .hashed_candidates_checked(index_field, value, &mut check)
+            .map_err(|e| self.damaged(e))
+    }
+
     /// Whether block `block` of `COLUMNS[column]` has been checked.
     fn block_done(&self, column: usize, block: u64) -> bool {
         self.blocks
@@ -708,6 +795,9 @@ impl IndexView for Sidecar {
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
         let reader = self.reader()?;
+        if let Some(found) = self.exact_by_blocks(&reader, field, value)? {
+            return Ok(found);
+        }
         let field = exact_field(field);
         self.ensure(
             &reader,
@@ -997,6 +1087,110 @@ mod tests {
     }
 
     #[test]
+    fn a_request_id_search_checks_only_the_hashed_blocks_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let seg = &sealed[0];
+        let bytes = std::fs::read(&seg.path).unwrap();
+        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
+        let id = identity(&image.header, &image.footer);
+        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let reader = IndexReader::parse(&sidecar).unwrap();
+        let field = IndexField::RequestId;
+        let blocks = reader.hashed_block_count(field);
+        assert!(blocks >= 6, "{blocks} blocks of request ids");
+        let whole = reader.section_for(SectionKind::Hashed, field.id()).unwrap();
+        let at = reader.section(whole).unwrap().offset as usize;
+        let index = reader.hashed(field).unwrap();
+        // Request ids of the segment, each with the blocks holding its key.
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let ids: Vec<String> = store
+            .scan(..image.header.first_seq + image.offsets.len() as u64)
+            .filter_map(|r| r.unwrap().event.request_id)
+            .collect();
+        drop(store);
+        assert!(ids.len() > 100);
+        let key_block = |term: &str| {
+            let key = sealog_format::index::term_key(term.as_bytes());
+            let mut blocks = Vec::new();
+            reader
+                .hashed_candidates_checked(field, term.as_bytes(), &mut |b| {
+                    blocks.push(b);
+                    Ok(())
+                })
+                .unwrap();
+            (key, blocks)
+        };
+        // Damage one block of keys that some id's lookup reads and others'
+        // do not.
+        let (_, first) = key_block(&ids[0]);
+        let bad = *first.last().unwrap();
+        assert!(bad > 0);
+        let spared = ids
+            .iter()
+            .find(|i| !key_block(i).1.contains(&bad))
+            .expect("an id whose lookup avoids the damaged block");
+        let mut damaged = sidecar.clone();
+        damaged[at + bad as usize * 4096 + 8] ^= 0x04;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
+        let got = s.exact(ExactField::RequestId, spared.as_bytes()).unwrap();
+        assert_eq!(got, index.candidates(spared.as_bytes()));
+        assert!(!got.is_empty());
+        assert!(
+            s.checked[whole].get().is_none(),
+            "the whole hashed index was checked"
+        );
+        let err = s
+            .exact(ExactField::RequestId, ids[0].as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "block #{bad} of the hashed index of field request_id"
+            )),
+            "{err}"
+        );
+        // A store reading that sidecar answers as before (from the records
+        // of the damaged segment), and verification names the file.
+        let query = crate::query::Query {
+            request_id: Some(ids[0].clone()),
+            limit: 100,
+            ..crate::query::Query::default()
+        };
+        let want = Store::open_read_only(dir.path())
+            .unwrap()
+            .query(&query)
+            .unwrap()
+            .records;
+        assert!(!want.is_empty());
+        let mut on_disk = sidecar.clone();
+        on_disk[at + bad as usize * 4096 + 8] ^= 0x04;
+        std::fs::write(seg.path.with_extension("idx"), &on_disk).unwrap();
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(store.query(&query).unwrap().records, want);
+        drop(store);
+        let Err(crate::Error::Corruption(c)) = crate::verify_dir(dir.path()) else {
+            panic!("a damaged hashed block verified");
+        };
+        assert!(
+            c.to_string().contains(&seg.name.replace(".seg", ".idx")),
+            "{c}"
+        );
+
+        // Damaged block checksums: the whole index is checked instead, and
+        // answers.
+        let crcs = reader
+            .section(reader.hashed_blocks_section(field).unwrap())
+            .unwrap();
+        let mut damaged = sidecar.clone();
+        damaged[crcs.offset as usize + 8 + 4 * 2] ^= 0x01;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
+        let got = s.exact(ExactField::RequestId, ids[0].as_bytes()).unwrap();
+        assert_eq!(got, index.candidates(ids[0].as_bytes()));
+        assert!(s.checked[whole].get().is_some_and(Result::is_ok));
+    }
+
+    #[test]
     fn a_read_checks_only_the_column_blocks_it_needs() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = blocked_store(dir.path());
@@ -1101,22 +1295,43 @@ mod tests {
             limit: 10_000,
             ..crate::query::Query::default()
         };
-        let before = Store::open_read_only(dir.path())
-            .unwrap()
-            .query(&query)
-            .unwrap();
-        for seg in &sealed {
-            let bytes = std::fs::read(&seg.path).unwrap();
-            let old = encode_without_blocks(&seg.name, &bytes);
-            assert!(!has_column_blocks(&old));
-            std::fs::write(seg.path.with_extension("idx"), old).unwrap();
-        }
-        let report = crate::verify_dir(dir.path()).unwrap();
-        assert_eq!(report.sidecars_checked, sealed.len() as u64);
         let store = Store::open_read_only(dir.path()).unwrap();
-        assert_eq!(store.query(&query).unwrap().records, before.records);
-        assert_eq!(store.stats().index_rebuilds, 0);
+        let before = store.query(&query).unwrap();
+        // A request id of the first segment: found through its hashed index.
+        let some = store.scan(..).nth(7).unwrap().unwrap();
+        let by_id = crate::query::Query {
+            request_id: some.event.request_id.clone(),
+            limit: 10_000,
+            ..crate::query::Query::default()
+        };
+        assert!(by_id.request_id.is_some());
+        let before_by_id = store.query(&by_id).unwrap();
+        assert!(!before_by_id.records.is_empty());
         drop(store);
+        // With the columns' block checksums only (kind 6, before hashed
+        // indexes had them); before block checksums (kept for what
+        // follows).
+        for layout in [
+            SidecarLayout {
+                column_blocks: true,
+                hashed_blocks: false,
+            },
+            SidecarLayout::NO_BLOCKS,
+        ] {
+            for seg in &sealed {
+                let bytes = std::fs::read(&seg.path).unwrap();
+                let old = encode_in_layout(&seg.name, &bytes, layout);
+                assert_eq!(SidecarLayout::of(&old), layout);
+                std::fs::write(seg.path.with_extension("idx"), old).unwrap();
+            }
+            let report = crate::verify_dir(dir.path()).unwrap();
+            assert_eq!(report.sidecars_checked, sealed.len() as u64);
+            let store = Store::open_read_only(dir.path()).unwrap();
+            assert_eq!(store.query(&query).unwrap().records, before.records);
+            assert_eq!(store.query(&by_id).unwrap().records, before_by_id.records);
+            assert_eq!(store.stats().index_rebuilds, 0);
+            drop(store);
+        }
 
         // An offset changed with the checksums fixed is still caught.
         let path = sealed[0].path.with_extension("idx");

@@ -656,7 +656,7 @@ fn check_pruned(
 fn check_sidecar(
     fs: &dyn Vfs,
     f: &Found,
-    expected: Option<impl FnOnce(bool) -> Option<Vec<u8>>>,
+    expected: Option<impl FnOnce(crate::sidecar::SidecarLayout) -> Option<Vec<u8>>>,
 ) -> Result<SidecarCheck> {
     let Some(expected) = expected else {
         return Ok(SidecarCheck::NotChecked);
@@ -670,7 +670,7 @@ fn check_sidecar(
         }
         Err(e) => return Err(Error::io("read", &path, e)),
     };
-    let Some(expected) = expected(crate::sidecar::has_column_blocks(&actual)) else {
+    let Some(expected) = expected(crate::sidecar::SidecarLayout::of(&actual)) else {
         return Ok(SidecarCheck::NotChecked);
     };
     Ok(
@@ -1052,15 +1052,8 @@ fn verify_segment(
     // sidecar either) leaves nothing to compare.
     let identity = crate::sidecar::identity(&f.header, footer);
     let expected = indexer.map(|(index, frame_offsets, event_times)| {
-        move |column_blocks| {
-            crate::sidecar::encode_mem_as(
-                identity,
-                frame_offsets,
-                event_times,
-                &index,
-                column_blocks,
-            )
-            .ok()
+        move |layout| {
+            crate::sidecar::encode_mem_as(identity, frame_offsets, event_times, &index, layout).ok()
         }
     });
     drop(image);

@@ -19,13 +19,13 @@ use super::columns::{
 };
 use super::error::IndexError;
 use super::field::IndexField;
-use super::hashed::{encode_hashed, term_key};
+use super::hashed::{encode_sorted_hashed, hashed_section_len, sorted_pairs, term_key};
 use super::header::{RawHeader, RawSection, SegmentIdentity};
 use super::ip::IpPostings;
 use super::layout::{
     COLUMN_BLOCK_LEN, EVENT_TIME_WIDTH, HEADER_LEN, KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES,
-    KIND_HASHED, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS, OFFSET_WIDTH, SECTION_ALIGN,
-    SECTION_ENTRY_LEN,
+    KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS,
+    OFFSET_WIDTH, SECTION_ALIGN, SECTION_ENTRY_LEN,
 };
 use super::postings::{Postings, check_term};
 
@@ -50,6 +50,7 @@ pub struct IndexBuilder {
     hashed: BTreeMap<IndexField, Vec<(u64, u32)>>,
     ips: BTreeMap<IndexField, IpPostings>,
     column_blocks: bool,
+    hashed_blocks: bool,
 }
 
 impl IndexBuilder {
@@ -66,6 +67,7 @@ impl IndexBuilder {
             hashed: BTreeMap::new(),
             ips: BTreeMap::new(),
             column_blocks: true,
+            hashed_blocks: true,
         }
     }
 
@@ -75,6 +77,13 @@ impl IndexBuilder {
     /// needs to compare such a file byte for byte.
     pub fn set_column_blocks(&mut self, write: bool) {
         self.column_blocks = write;
+    }
+
+    /// Whether to write block checksums for the hashed indexes longer than
+    /// one block ([`COLUMN_BLOCK_LEN`]); on by default. Off gives the
+    /// layout of sidecars written before they existed.
+    pub fn set_hashed_blocks(&mut self, write: bool) {
+        self.hashed_blocks = write;
     }
 
     /// The identity given to [`new`](Self::new).
@@ -284,11 +293,23 @@ impl IndexBuilder {
                 self.column_blocks && times_len > block_len,
             ),
         ];
+        // Hashed indexes sorted first: their lengths decide which get block
+        // checksums, and so the number of sections.
+        let hashed: Vec<SortedHashed> = self
+            .hashed
+            .iter()
+            .map(|(&field, pairs)| {
+                let sorted = sorted_pairs(pairs);
+                let blocked = self.hashed_blocks && hashed_section_len(sorted.len()) > block_len;
+                (field, sorted, blocked)
+            })
+            .collect();
         let section_count = 2
             + self.fields.len()
             + self.hashed.len()
             + self.ips.len()
-            + blocked.iter().filter(|(_, b)| *b).count();
+            + blocked.iter().filter(|(_, b)| *b).count()
+            + hashed.iter().filter(|(_, _, b)| *b).count();
         let table_start = HEADER_LEN;
         let table_end = table_start + section_count * SECTION_ENTRY_LEN;
         let mut out = vec![0u8; table_end];
@@ -312,10 +333,12 @@ impl IndexBuilder {
         }
 
         // Hashed indexes, then IP indexes: kinds 4 and 5 sort after 3.
-        for (&field, pairs) in &self.hashed {
+        let mut hashed_at = Vec::with_capacity(hashed.len());
+        for (field, sorted, blocked) in &hashed {
             let start = begin_section(&mut out);
-            encode_hashed(&mut out, pairs)?;
+            encode_sorted_hashed(&mut out, sorted)?;
             table.push(end_section(&out, KIND_HASHED, field.id(), start));
+            hashed_at.push((*field, *blocked, start, out.len() - start));
         }
         for (&field, postings) in &self.ips {
             let start = begin_section(&mut out);
@@ -340,6 +363,18 @@ impl IndexBuilder {
             }
         }
 
+        // Block checksums of the hashed indexes: kind 7, in field order.
+        for (field, blocked, at, len) in hashed_at {
+            if blocked {
+                let mut crcs = Vec::new();
+                let section = out.get(at..at + len).unwrap_or_default();
+                encode_block_crcs(&mut crcs, section, COLUMN_BLOCK_LEN);
+                let start = begin_section(&mut out);
+                out.extend_from_slice(&crcs);
+                table.push(end_section(&out, KIND_HASHED_BLOCKS, field.id(), start));
+            }
+        }
+
         let mut table_bytes = Vec::with_capacity(section_count * SECTION_ENTRY_LEN);
         for entry in &table {
             table_bytes.extend_from_slice(&entry.encode());
@@ -355,6 +390,10 @@ impl IndexBuilder {
         Ok(out)
     }
 }
+
+/// A hashed index ready to encode: its field, its sorted unique (key,
+/// ordinal) pairs, and whether it gets block checksums.
+type SortedHashed = (IndexField, Vec<(u64, u32)>, bool);
 
 /// Pads `out` with zeros to the next section boundary; returns the offset.
 fn begin_section(out: &mut Vec<u8>) -> usize {

@@ -104,15 +104,14 @@ impl<'a> BlockCrcs<'a> {
 }
 
 /// Checks a block-checksum section (whose CRC has been checked) against
-/// the length of the column it describes: a block length that is a power
-/// of two from 512 bytes to 1 MiB, a zero reserved word, and one checksum
-/// per block of the column.
+/// the length of the section it describes (a column, a hashed index): a
+/// block length that is a power of two from 512 bytes to 1 MiB, a zero
+/// reserved word, and one checksum per block. `bad` makes the error.
 pub(super) fn check_block_crcs(
     data: &[u8],
-    column: SectionKind,
     column_len: u64,
+    bad: impl Fn(String) -> IndexError,
 ) -> Result<(), IndexError> {
-    let bad = |reason: String| IndexError::BadColumnBlocks { column, reason };
     if data.len() < BLOCKS_HEADER_LEN {
         return Err(bad(format!(
             "the section is {} bytes, shorter than its {BLOCKS_HEADER_LEN}-byte header",
@@ -134,7 +133,7 @@ pub(super) fn check_block_crcs(
     let expected = to_u64(BLOCKS_HEADER_LEN) + 4 * blocks;
     if to_u64(data.len()) != expected {
         return Err(bad(format!(
-            "the section is {} bytes; a column of {column_len} bytes in blocks of {block_len} \
+            "the section is {} bytes; a section of {column_len} bytes in blocks of {block_len} \
              needs {expected}",
             data.len()
         )));

@@ -26,6 +26,14 @@ pub enum Region {
         /// The block's number.
         block: u64,
     },
+    /// Block `block` (0-based) of a hashed index whose section has block
+    /// checksums.
+    HashedBlock {
+        /// The hashed index's field id.
+        field: u16,
+        /// The block's number.
+        block: u64,
+    },
     /// The section described by entry `index` of the section table.
     Section {
         /// Position in the section table (0-based).
@@ -45,6 +53,13 @@ impl fmt::Display for Region {
             Region::ColumnBlock { kind, block } => {
                 write!(f, "block #{block} of the {}", SectionKind::from_u16(kind))
             }
+            Region::HashedBlock { field, block } => {
+                write!(f, "block #{block} of the hashed index of ")?;
+                match IndexField::from_u16(field) {
+                    Some(known) => write!(f, "field {known}"),
+                    None => write!(f, "field id {field}"),
+                }
+            }
             Region::Section { index, kind, field } => {
                 let kind = SectionKind::from_u16(kind);
                 write!(f, "section #{index} ({kind}")?;
@@ -52,6 +67,7 @@ impl fmt::Display for Region {
                     kind,
                     SectionKind::TermDict | SectionKind::Hashed | SectionKind::Ip
                 );
+                let per_field = per_field || kind == SectionKind::HashedBlocks;
                 if kind == SectionKind::ColumnBlocks {
                     write!(f, " of the {}", SectionKind::from_u16(field))?;
                 } else if per_field || field != 0 {
@@ -255,6 +271,19 @@ pub enum IndexError {
     BadColumnBlocks {
         /// Which column.
         column: SectionKind,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The block checksums of a hashed index are malformed, or a checked
+    /// block of it is not what its index needs.
+    #[error(
+        "index sidecar block checksums of the hashed index of field {field} are malformed: \
+         {reason}; rebuild the sidecar"
+    )]
+    BadHashedBlocks {
+        /// The hashed index's field.
+        field: IndexField,
         /// What is wrong.
         reason: String,
     },

@@ -40,19 +40,33 @@ pub const fn term_key(term: &[u8]) -> u64 {
     hash
 }
 
-/// Appends a hashed index section holding `pairs` (sorted, deduplicated).
-pub(super) fn encode_hashed(out: &mut Vec<u8>, pairs: &[(u64, u32)]) -> Result<(), IndexError> {
+/// `pairs` sorted by (key, ordinal), without duplicates: what a section
+/// stores.
+pub(super) fn sorted_pairs(pairs: &[(u64, u32)]) -> Vec<(u64, u32)> {
     let mut sorted = pairs.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
+    sorted
+}
+
+/// Length in bytes of the section of `entries` (key, ordinal) pairs.
+pub(super) fn hashed_section_len(entries: usize) -> usize {
+    HASHED_HEADER_LEN + entries * HASHED_ENTRY_LEN
+}
+
+/// Appends a hashed index section holding `sorted` (from [`sorted_pairs`]).
+pub(super) fn encode_sorted_hashed(
+    out: &mut Vec<u8>,
+    sorted: &[(u64, u32)],
+) -> Result<(), IndexError> {
     let count = fit_u32("hashed index entry count", sorted.len())?;
     out.reserve(HASHED_HEADER_LEN + sorted.len() * HASHED_ENTRY_LEN);
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
-    for (key, _) in &sorted {
+    for (key, _) in sorted {
         out.extend_from_slice(&key.to_le_bytes());
     }
-    for (_, ordinal) in &sorted {
+    for (_, ordinal) in sorted {
         out.extend_from_slice(&ordinal.to_le_bytes());
     }
     Ok(())
@@ -163,6 +177,80 @@ impl<'a> HashedIndex<'a> {
         Ok(())
     }
 
+    /// Checks what a lookup relies on in bytes `start..start + len` of a
+    /// hashed index section (one block, whose CRC the caller checked): the
+    /// header adds up to the section's length (its reserved word is zero,
+    /// in the block that holds it), the keys that lie in the block do not
+    /// decrease, and its ordinals are below `record_count`.
+    pub(super) fn check_block(
+        data: &'a [u8],
+        field: IndexField,
+        record_count: u64,
+        start: u64,
+        len: u64,
+    ) -> Result<(), IndexError> {
+        let bad = |reason: String| IndexError::BadHashedIndex { field, reason };
+        let parts = Self::split(data).map_err(bad)?;
+        if start == 0 && parts.reserved != 0 {
+            return Err(bad(format!(
+                "reserved header word is {:#x}, not 0",
+                parts.reserved
+            )));
+        }
+        let n = to_u64(parts.keys.len());
+        let (keys_at, ordinals_at) = (
+            to_u64(HASHED_HEADER_LEN),
+            to_u64(HASHED_HEADER_LEN) + n * to_u64(HASHED_KEY_LEN),
+        );
+        let end = start.saturating_add(len);
+        // Positions of the values lying in the block, for values of
+        // `width` bytes stored from `from` on (values never straddle a
+        // block: blocks and both arrays are aligned to their widths).
+        let within = |from: u64, width: u64| -> std::ops::Range<usize> {
+            let lo = start.max(from).min(from + n * width);
+            let hi = end.max(from).min(from + n * width);
+            let lo = usize::try_from((lo - from) / width).unwrap_or(usize::MAX);
+            let hi = usize::try_from((hi - from) / width).unwrap_or(usize::MAX);
+            lo..hi.max(lo)
+        };
+        let keys = within(keys_at, to_u64(HASHED_KEY_LEN));
+        let mut previous: Option<u64> = None;
+        for (i, key) in parts
+            .keys
+            .get(keys.clone())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let key = u64::from_le_bytes(*key);
+            if previous.is_some_and(|p| key < p) {
+                let at = keys.start + i;
+                return Err(bad(format!(
+                    "entry #{at} does not sort after entry #{} (entries must be sorted by key)",
+                    at - 1
+                )));
+            }
+            previous = Some(key);
+        }
+        let ordinals = within(ordinals_at, to_u64(ORDINAL_LEN));
+        for (i, ordinal) in parts
+            .ordinals
+            .get(ordinals.clone())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let ordinal = u32::from_le_bytes(*ordinal);
+            if u64::from(ordinal) >= record_count {
+                return Err(bad(format!(
+                    "entry #{} has ordinal {ordinal}, but the segment has {record_count} records",
+                    ordinals.start + i
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The field this index covers.
     pub fn field(&self) -> IndexField {
         self.field
@@ -180,9 +268,27 @@ impl<'a> HashedIndex<'a> {
 
     /// Positions of the entries with key `key`.
     fn key_range(&self, key: u64) -> Range<usize> {
-        let start = lower_bound_key(self.keys, key);
-        let tail = self.keys.get(start..).unwrap_or_default();
-        start..start + leading_at_most(tail, key)
+        self.key_range_reading(key, &mut |_| {})
+    }
+
+    /// [`key_range`](Self::key_range), calling `read(i)` for every
+    /// position `i` whose key the search reads: what a reader that checks
+    /// blocks must check before it trusts the result.
+    pub(super) fn key_range_reading(&self, key: u64, read: &mut impl FnMut(usize)) -> Range<usize> {
+        let keys = self.keys;
+        let mut at = |i: usize| {
+            read(i);
+            keys.get(i).map_or(u64::MAX, |k| u64::from_le_bytes(*k))
+        };
+        let start = lower_bound_key(keys.len(), key, &mut at);
+        start..start + leading_at_most(start, keys.len(), key, &mut at)
+    }
+
+    /// The ordinals stored at positions `range`, as a set (ordinals past the
+    /// segment, possible only in an unchecked section, dropped).
+    pub(super) fn ordinals_in(&self, range: Range<usize>) -> RoaringBitmap {
+        let ordinals = self.ordinals.get(range).unwrap_or_default();
+        ordinal_set(&[ordinals], self.record_count)
     }
 
     /// The records that may have `term`: every record that has it, and
@@ -194,9 +300,7 @@ impl<'a> HashedIndex<'a> {
 
     /// The records whose term has the key `key` (see [`term_key`]).
     pub fn candidates_for_key(&self, key: u64) -> RoaringBitmap {
-        let range = self.key_range(key);
-        let ordinals = self.ordinals.get(range).unwrap_or_default();
-        ordinal_set(&[ordinals], self.record_count)
+        self.ordinals_in(self.key_range(key))
     }
 
     /// Number of records [`candidates`](Self::candidates) would return
@@ -215,19 +319,18 @@ impl<'a> HashedIndex<'a> {
 /// Interpolation steps [`lower_bound_key`] takes before it bisects.
 const INTERPOLATION_STEPS: usize = 4;
 
-/// Position of the first key `>= key` in `keys`, which a checked section
-/// keeps sorted.
+/// Position of the first key `>= key` among the `n` keys `at(0..n)`,
+/// which a checked section keeps sorted.
 ///
 /// Keys are 64-bit hashes, spread evenly, so the search first interpolates
 /// (guesses the position from the key's value), which on a large index
 /// touches two or three pages instead of the dozen a binary search does;
 /// this matters when the index is mapped and not yet in memory. It then
-/// bisects what is left. On unsorted (unchecked) bytes it still ends, with
+/// bisects what is left. On unsorted (unchecked) keys it still ends, with
 /// some position.
-fn lower_bound_key(keys: &[[u8; HASHED_KEY_LEN]], key: u64) -> usize {
-    let at = |i: usize| keys.get(i).map_or(u64::MAX, |k| u64::from_le_bytes(*k));
+fn lower_bound_key(n: usize, key: u64, at: &mut impl FnMut(usize) -> u64) -> usize {
     // Invariant (when sorted): keys[..lo] < key <= keys[hi..].
-    let (mut lo, mut hi) = (0usize, keys.len());
+    let (mut lo, mut hi) = (0usize, n);
     for _ in 0..INTERPOLATION_STEPS {
         if hi - lo <= 64 {
             break;
@@ -249,26 +352,42 @@ fn lower_bound_key(keys: &[[u8; HASHED_KEY_LEN]], key: u64) -> usize {
             hi = probe;
         }
     }
-    let rest = keys.get(lo..hi).unwrap_or_default();
-    lo + rest.partition_point(|k| u64::from_le_bytes(*k) < key)
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(mid) < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
-/// Number of leading keys `<= key` in `keys` (sorted when checked), by
-/// galloping: cheap when few keys are equal, logarithmic when many are.
-fn leading_at_most(keys: &[[u8; HASHED_KEY_LEN]], key: u64) -> usize {
+/// Number of keys `<= key` from position `from` on among the `n` keys
+/// `at(0..n)` (sorted when checked), by galloping: cheap when few keys are
+/// equal, logarithmic when many are.
+fn leading_at_most(from: usize, n: usize, key: u64, at: &mut impl FnMut(usize) -> u64) -> usize {
     let mut known = 0usize;
     let mut step = 1usize;
-    // keys[..known] are <= key.
-    while let Some(k) = keys.get(known + step - 1)
-        && u64::from_le_bytes(*k) <= key
+    // at(from..from + known) are <= key.
+    while from.saturating_add(known).saturating_add(step) <= n && at(from + known + step - 1) <= key
     {
         known += step;
-        step *= 2;
+        step = step.saturating_mul(2);
     }
-    let window = keys
-        .get(known..keys.len().min(known + step))
-        .unwrap_or_default();
-    known + window.partition_point(|k| u64::from_le_bytes(*k) <= key)
+    let (mut lo, mut hi) = (
+        from + known,
+        n.min(from.saturating_add(known).saturating_add(step)),
+    );
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(mid) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo - from
 }
 
 #[cfg(test)]
@@ -301,8 +420,14 @@ mod tests {
             for key in probes {
                 let start = keys.partition_point(|&k| k < key);
                 let equal = keys[start..].partition_point(|&k| k <= key);
-                assert_eq!(lower_bound_key(&stored, key), start, "n {n}, key {key:#x}");
-                assert_eq!(leading_at_most(&stored[start..], key), equal);
+                let mut at = |i: usize| u64::from_le_bytes(stored[i]);
+                let n = stored.len();
+                assert_eq!(
+                    lower_bound_key(n, key, &mut at),
+                    start,
+                    "n {n}, key {key:#x}"
+                );
+                assert_eq!(leading_at_most(start, n, key, &mut at), equal);
             }
         }
     }

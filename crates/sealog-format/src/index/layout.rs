@@ -75,6 +75,9 @@ pub const KIND_IP: u16 = 5;
 /// Section kind of the block checksums of a column (`field` is the
 /// column's kind: 1 or 2).
 pub const KIND_COLUMN_BLOCKS: u16 = 6;
+/// Section kind of the block checksums of a hashed index (`field` is the
+/// hashed index's field).
+pub const KIND_HASHED_BLOCKS: u16 = 7;
 
 /// Length in bytes of the column blocks sealog writes checksums for. A
 /// column of at most this many bytes gets no block checksums.
@@ -182,6 +185,8 @@ pub enum SectionKind {
     Ip,
     /// The block checksums of a column.
     ColumnBlocks,
+    /// The block checksums of a hashed index.
+    HashedBlocks,
     /// A kind this version does not know; readers skip such sections.
     Unknown(u16),
 }
@@ -196,6 +201,7 @@ impl SectionKind {
             KIND_HASHED => SectionKind::Hashed,
             KIND_IP => SectionKind::Ip,
             KIND_COLUMN_BLOCKS => SectionKind::ColumnBlocks,
+            KIND_HASHED_BLOCKS => SectionKind::HashedBlocks,
             other => SectionKind::Unknown(other),
         }
     }
@@ -209,6 +215,7 @@ impl SectionKind {
             SectionKind::Hashed => KIND_HASHED,
             SectionKind::Ip => KIND_IP,
             SectionKind::ColumnBlocks => KIND_COLUMN_BLOCKS,
+            SectionKind::HashedBlocks => KIND_HASHED_BLOCKS,
             SectionKind::Unknown(other) => other,
         }
     }
@@ -223,6 +230,7 @@ impl fmt::Display for SectionKind {
             SectionKind::Hashed => f.write_str("hashed index"),
             SectionKind::Ip => f.write_str("IP index"),
             SectionKind::ColumnBlocks => f.write_str("column block checksums"),
+            SectionKind::HashedBlocks => f.write_str("hashed index block checksums"),
             SectionKind::Unknown(kind) => write!(f, "section of unknown kind {kind}"),
         }
     }
@@ -296,11 +304,12 @@ mod tests {
             (KIND_HASHED, SectionKind::Hashed),
             (KIND_IP, SectionKind::Ip),
             (KIND_COLUMN_BLOCKS, SectionKind::ColumnBlocks),
+            (KIND_HASHED_BLOCKS, SectionKind::HashedBlocks),
         ];
         for (stored, kind) in known {
             assert_eq!(SectionKind::from_u16(stored), kind);
         }
-        assert_eq!(SectionKind::from_u16(7), SectionKind::Unknown(7));
+        assert_eq!(SectionKind::from_u16(8), SectionKind::Unknown(8));
         assert_eq!(
             SectionKind::Unknown(9).to_string(),
             "section of unknown kind 9"

@@ -15,10 +15,12 @@ use super::columns::{self, BlockCrcs, Columns};
 use super::dictionary::{BitmapShapes, TermDict};
 use super::error::{IndexError, Region};
 use super::field::{IndexField, PerField};
-use super::hashed::HashedIndex;
+use super::hashed::{HashedIndex, term_key};
 use super::header::{RawHeader, RawSection, SectionInfo, SegmentIdentity};
 use super::ip::IpIndex;
-use super::layout::{OFFSET_WIDTH, SECTION_ENTRY_LEN, SectionKind};
+use super::layout::{
+    HASHED_HEADER_LEN, HASHED_KEY_LEN, OFFSET_WIDTH, ORDINAL_LEN, SECTION_ENTRY_LEN, SectionKind,
+};
 
 /// A sidecar, read in place.
 ///
@@ -180,7 +182,7 @@ impl<'a> IndexReader<'a> {
                     SectionKind::EventTimes => blocks[1] = Some((index, data)),
                     _ => {}
                 },
-                SectionKind::Unknown(_) => {}
+                SectionKind::HashedBlocks | SectionKind::Unknown(_) => {}
             }
             prev_end = s.offset + s.len;
         }
@@ -330,12 +332,21 @@ impl<'a> IndexReader<'a> {
                 column @ (SectionKind::Offsets | SectionKind::EventTimes) => {
                     columns::check_block_crcs(
                         data,
-                        column,
                         columns::column_len(column, record_count),
+                        |reason| IndexError::BadColumnBlocks { column, reason },
                     )
                 }
                 _ => Ok(()),
             },
+            (SectionKind::HashedBlocks, Some(field)) => {
+                let bad = |reason| IndexError::BadHashedBlocks { field, reason };
+                match self.hashed.get(field) {
+                    Some(hashed) => columns::check_block_crcs(data, to_u64(hashed.len()), bad),
+                    None => Err(bad(
+                        "the sidecar has no hashed index of this field".to_owned()
+                    )),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -457,6 +468,124 @@ impl<'a> IndexReader<'a> {
             )?;
         }
         Ok(())
+    }
+
+    /// Position in the section table of the block checksums of the hashed
+    /// index of `field`, if the file has them (a hashed index of at most
+    /// one block has none).
+    pub fn hashed_blocks_section(&self, field: IndexField) -> Option<usize> {
+        self.hashed_blocks(field).map(|(index, _)| index)
+    }
+
+    /// Table position and bytes of the block checksums of the hashed index
+    /// of `field` (found in the table when asked: a reader stays small).
+    fn hashed_blocks(&self, field: IndexField) -> Option<(usize, &'a [u8])> {
+        let index = self.section_for(SectionKind::HashedBlocks, field.id())?;
+        let s = RawSection::decode(self.table.get(index)?);
+        Some((index, sub(self.bytes, s.offset, s.len)?))
+    }
+
+    /// Number of blocks the hashed index of `field` has checksums for (0
+    /// without them).
+    pub fn hashed_block_count(&self, field: IndexField) -> u64 {
+        self.hashed_blocks(field)
+            .map_or(0, |(_, data)| BlockCrcs::view(data).count())
+    }
+
+    /// Checks block `block` of the hashed index of `field` against its
+    /// stored checksum, then what a lookup relies on in it: the keys in it
+    /// do not decrease, its ordinals are below the record count, and, in
+    /// block 0, the section's header adds up to its length. The caller
+    /// checks the block-checksum section first
+    /// ([`hashed_blocks_section`](Self::hashed_blocks_section),
+    /// [`check_section`](Self::check_section)).
+    pub fn check_hashed_block(&self, field: IndexField, block: u64) -> Result<(), IndexError> {
+        let bad = |reason: String| IndexError::BadHashedBlocks { field, reason };
+        let (Some(data), Some((_, crcs)), Some(section)) = (
+            self.hashed.get(field),
+            self.hashed_blocks(field),
+            self.section_for(SectionKind::Hashed, field.id())
+                .and_then(|i| self.section(i)),
+        ) else {
+            return Err(IndexError::MissingSection {
+                kind: SectionKind::HashedBlocks,
+            });
+        };
+        let crcs = BlockCrcs::view(crcs);
+        let (Some(block_len), Some(expected)) = (crcs.block_len(), crcs.crc(block)) else {
+            return Err(bad(format!("there is no checksum of block {block}")));
+        };
+        let start = block.saturating_mul(block_len);
+        let len = block_len.min(to_u64(data.len()).saturating_sub(start));
+        let bytes = sub(data, start, len).unwrap_or_default();
+        let actual = crc32(bytes);
+        if actual != expected || len == 0 {
+            return Err(IndexError::ChecksumMismatch {
+                region: Region::HashedBlock {
+                    field: field.id(),
+                    block,
+                },
+                offset: section.offset + start,
+                len,
+                expected,
+                actual,
+            });
+        }
+        HashedIndex::check_block(data, field, self.identity.record_count, start, len)
+    }
+
+    /// The candidates of `term` in the hashed index of `field` (see
+    /// [`HashedIndex::candidates`]), reading only blocks that
+    /// `check(block)` passes: the block holding the section's header, each
+    /// block a key the search reads lies in, and the blocks of the keys and
+    /// ordinals it returns. A search of a large index then checks a few
+    /// blocks instead of the whole section. `check` is the caller's (it
+    /// remembers what it checked, and calls
+    /// [`check_hashed_block`](Self::check_hashed_block) for the rest); its
+    /// first error is returned.
+    ///
+    /// `Ok(None)` if the index has no block checksums (check the whole
+    /// section and use [`hashed`](Self::hashed)); `Ok(Some(empty))` if the
+    /// sidecar has no hashed index of `field`.
+    pub fn hashed_candidates_checked(
+        &self,
+        field: IndexField,
+        term: &[u8],
+        check: &mut dyn FnMut(u64) -> Result<(), IndexError>,
+    ) -> Result<Option<RoaringBitmap>, IndexError> {
+        let Some(index) = self.hashed(field) else {
+            return Ok(Some(RoaringBitmap::new()));
+        };
+        let Some((_, crcs)) = self.hashed_blocks(field) else {
+            return Ok(None);
+        };
+        let Some(block_len) = BlockCrcs::view(crcs).block_len() else {
+            return Err(IndexError::BadHashedBlocks {
+                field,
+                reason: "its block length is not one a reader accepts".to_owned(),
+            });
+        };
+        let entries = index.len();
+        let key_block = |i: usize| to_u64(HASHED_HEADER_LEN + i * HASHED_KEY_LEN) / block_len;
+        let ordinal_block = |i: usize| {
+            to_u64(HASHED_HEADER_LEN + entries * HASHED_KEY_LEN + i * ORDINAL_LEN) / block_len
+        };
+        let mut blocks = vec![0u64];
+        let range = index.key_range_reading(term_key(term), &mut |i| {
+            if i < entries {
+                blocks.push(key_block(i));
+            }
+        });
+        if let (Some(first), Some(last)) = (range.clone().next(), range.clone().last()) {
+            blocks.extend(key_block(first)..=key_block(last));
+            blocks.extend(ordinal_block(first)..=ordinal_block(last));
+        }
+        blocks.sort_unstable();
+        blocks.dedup();
+        for block in blocks {
+            check(block)?;
+        }
+        Ok(Some(index.ordinals_in(range)))
     }
 
     /// Number of sections in the table.
@@ -953,6 +1082,134 @@ mod tests {
                 let _ = b.check_column_block(SectionKind::EventTimes, block);
             }
         }
+    }
+
+    /// A sidecar of `n` records with one request id each (`id-<i / 3>`:
+    /// three records per id), with or without hashed block checksums.
+    fn with_request_ids(n: u32, blocks: bool) -> Vec<u8> {
+        let mut b = IndexBuilder::new(identity(u64::from(n)));
+        b.set_columns((0..n).map(|i| i * 7).collect(), vec![0; n as usize])
+            .unwrap();
+        b.set_hashed_blocks(blocks);
+        b.add_hashed_field(IndexField::RequestId);
+        for i in 0..n {
+            b.add_hashed(IndexField::RequestId, format!("id-{}", i / 3).as_bytes(), i)
+                .unwrap();
+        }
+        b.encode().unwrap()
+    }
+
+    #[test]
+    fn a_hashed_lookup_checks_only_the_blocks_it_reads() {
+        // 3,000 records: 8 + 12 × 3,000 = 36,008 bytes, 9 blocks.
+        let bytes = with_request_ids(3_000, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let field = IndexField::RequestId;
+        let crcs = r.hashed_blocks_section(field).expect("block checksums");
+        assert_eq!(r.section(crcs).unwrap().kind, SectionKind::HashedBlocks);
+        assert_eq!(r.hashed_block_count(field), 9);
+        let index = r.hashed(field).unwrap();
+        for term in ["id-0", "id-499", "id-999", "id-1000", "absent", ""] {
+            let mut read = Vec::new();
+            let got = r
+                .hashed_candidates_checked(field, term.as_bytes(), &mut |block| {
+                    read.push(block);
+                    r.check_hashed_block(field, block)
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, index.candidates(term.as_bytes()), "{term}");
+            assert_eq!(read.first(), Some(&0), "the header's block first");
+            assert!(read.len() < 9, "{term}: {read:?}, not every block");
+        }
+        for block in 0..9 {
+            r.check_hashed_block(field, block).unwrap();
+        }
+        assert!(r.check_hashed_block(field, 9).is_err());
+        // Without block checksums: nothing to check by block, no section.
+        let plain = with_request_ids(3_000, false);
+        let p = IndexReader::parse(&plain).unwrap();
+        assert_eq!(p.hashed_blocks_section(field), None);
+        assert!(matches!(
+            p.hashed_candidates_checked(field, b"id-0", &mut |_| Ok(())),
+            Ok(None)
+        ));
+        assert_eq!(
+            bytes.len() - plain.len(),
+            SECTION_ENTRY_LEN + BLOCKS_HEADER_LEN + 9 * 4,
+            "one more section: a table entry, a header and 9 checksums"
+        );
+        // Small indexes get none either.
+        let small = with_request_ids(300, true);
+        let s = IndexReader::parse(&small).unwrap();
+        assert_eq!(s.hashed_blocks_section(field), None);
+    }
+
+    #[test]
+    fn a_damaged_or_forged_hashed_block_is_refused_when_read() {
+        let bytes = with_request_ids(3_000, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let field = IndexField::RequestId;
+        let hashed = r
+            .section(r.section_for(SectionKind::Hashed, field.id()).unwrap())
+            .unwrap();
+        let crcs = r.section(r.hashed_blocks_section(field).unwrap()).unwrap();
+        // A flipped bit in block 2: that block fails, naming itself; the
+        // others still pass, so lookups that do not read it go on.
+        let mut flipped = bytes.clone();
+        let at = hashed.offset as usize + 2 * 4096 + 100;
+        flipped[at] ^= 1;
+        let f = IndexReader::open(&flipped).unwrap();
+        let err = f.check_hashed_block(field, 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IndexError::ChecksumMismatch {
+                    region: Region::HashedBlock { block: 2, .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("block #2 of the hashed index of field request_id"),
+            "{err}"
+        );
+        f.check_hashed_block(field, 1).unwrap();
+        // Two keys of block 1 swapped, with that block's checksum, and then
+        // every other checksum, fixed as a forger would: the block's own
+        // check finds the order broken.
+        let mut forged = bytes.clone();
+        let key = hashed.offset as usize + 4096 + 8 * 4;
+        let (a, b) = (key, key + 8);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&forged[a..a + 8]);
+        forged.copy_within(b..b + 8, a);
+        forged[b..b + 8].copy_from_slice(&first);
+        let block = &forged[hashed.offset as usize + 4096..hashed.offset as usize + 8192];
+        let crc = crc32fast::hash(block);
+        let entry = crcs.offset as usize + BLOCKS_HEADER_LEN + 4;
+        forged[entry..entry + 4].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut forged);
+        let g = IndexReader::open(&forged).unwrap();
+        let err = g.check_hashed_block(field, 1).unwrap_err();
+        assert!(matches!(err, IndexError::BadHashedIndex { .. }), "{err:?}");
+        assert!(
+            g.check_section(g.section_for(SectionKind::Hashed, field.id()).unwrap())
+                .is_err()
+        );
+        // Block checksums that do not fit the index are refused by their
+        // section's check.
+        let mut short = bytes.clone();
+        short[crcs.offset as usize..crcs.offset as usize + 4]
+            .copy_from_slice(&8192u32.to_le_bytes());
+        reseal(&mut short);
+        let s = IndexReader::open(&short).unwrap();
+        let err = s
+            .check_section(s.hashed_blocks_section(field).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, IndexError::BadHashedBlocks { .. }), "{err:?}");
     }
 
     #[test]
