@@ -876,7 +876,7 @@ fn sidecars_sealed_before_block_checksums_are_archived_verified_and_pruned() {
             &s.name,
             &bytes,
             &image,
-            sealog::image::SidecarLayout::NO_BLOCKS,
+            sealog::image::SidecarLayout::ORIGINAL,
         )
         .expect("older");
         assert_ne!(current, older, "{} has columns past one block", s.name);

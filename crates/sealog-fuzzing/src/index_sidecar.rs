@@ -71,6 +71,18 @@ fn blocks(reader: &IndexReader<'_>) {
             let _ = reader.check_column_block(column, block);
         }
     }
+    // Term filters, checked or not: a lookup never fails.
+    for field in [IndexField::Actor, IndexField::Action, IndexField::Outcome] {
+        if let Some(i) = reader.term_filter_section(field) {
+            let _ = reader.check_section(i);
+        }
+        if let Some(filter) = reader.term_filter(field) {
+            for term in [&b""[..], b"a", b"user:alice", &[0xff; 5]] {
+                let _ = filter.may_contain(term);
+            }
+            let _ = filter.len();
+        }
+    }
     // Hashed index blocks, and lookups that check the blocks they read:
     // where every block and the block-checksum section pass, a lookup
     // gives what the whole section gives (when that passes too).

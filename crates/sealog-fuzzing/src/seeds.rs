@@ -174,8 +174,9 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
             seeds.push(("index_sidecar", format!("sidecar-{n}"), bytes.clone()));
         }
     }
-    // A sidecar whose columns and hashed index span several blocks (the live
-    // store's segments are too small to have block checksums).
+    // A sidecar whose columns and hashed index span several blocks, and
+    // whose actor dictionary has a term filter (the live store's segments
+    // are too small for either).
     seeds.push(("index_sidecar", "sidecar-blocks".into(), blocked_sidecar()?));
 
     seeds.push((
@@ -380,7 +381,7 @@ fn blocked_sidecar() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     )?;
     b.add_hashed_field(IndexField::RequestId);
     for i in 0..n {
-        b.add_term(IndexField::Actor, format!("user:{}", i % 13).as_bytes(), i)?;
+        b.add_term(IndexField::Actor, format!("user:{}", i % 300).as_bytes(), i)?;
         // 13,208 bytes of hashed index: four blocks with checksums.
         b.add_hashed(
             IndexField::RequestId,

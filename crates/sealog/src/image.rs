@@ -275,7 +275,7 @@ pub fn sidecar_like(
     sidecar_of_as(name, bytes, image, layout)
 }
 
-/// [`sidecar_of`] in a given layout ([`SidecarLayout::NO_BLOCKS`]: the
+/// [`sidecar_of`] in a given layout ([`SidecarLayout::ORIGINAL`]: the
 /// layout sidecars were written in before block checksums existed).
 pub fn sidecar_of_as(
     name: &str,

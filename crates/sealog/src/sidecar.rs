@@ -103,6 +103,9 @@ pub struct SidecarLayout {
     pub column_blocks: bool,
     /// Block checksums of the hashed indexes longer than one block (kind 7).
     pub hashed_blocks: bool,
+    /// Term filters of the term dictionaries longer than 4,096 bytes (kind
+    /// 8).
+    pub term_filters: bool,
 }
 
 impl SidecarLayout {
@@ -110,18 +113,22 @@ impl SidecarLayout {
     pub const CURRENT: SidecarLayout = SidecarLayout {
         column_blocks: true,
         hashed_blocks: true,
+        term_filters: true,
     };
 
-    /// The layout of sidecars written before block checksums existed.
-    pub const NO_BLOCKS: SidecarLayout = SidecarLayout {
+    /// The layout of the first sidecars, before any optional section
+    /// (block checksums, term filters) existed.
+    pub const ORIGINAL: SidecarLayout = SidecarLayout {
         column_blocks: false,
         hashed_blocks: false,
+        term_filters: false,
     };
 
-    /// The layout of the sidecar `bytes`: the block checksums it has. A
-    /// sidecar whose columns (or hashed indexes) all fit in one block has
-    /// none of that kind in any layout, so either answer encodes it alike;
-    /// a file that cannot be opened counts as the current layout.
+    /// The layout of the sidecar `bytes`: the optional sections it has. A
+    /// sidecar whose columns (hashed indexes, dictionaries) are all too
+    /// short to get one has none of that kind in any layout, so either
+    /// answer encodes it alike; a file that cannot be opened counts as the
+    /// current layout.
     pub fn of(bytes: &[u8]) -> SidecarLayout {
         IndexReader::open(bytes).map_or(SidecarLayout::CURRENT, |r| SidecarLayout {
             column_blocks: COLUMNS
@@ -130,6 +137,9 @@ impl SidecarLayout {
             hashed_blocks: ExactField::ALL
                 .iter()
                 .any(|&f| r.hashed_blocks_section(exact_field(f)).is_some()),
+            term_filters: DictField::ALL
+                .iter()
+                .any(|&f| r.term_filter_section(dict_field(f)).is_some()),
         })
     }
 }
@@ -150,6 +160,7 @@ pub(crate) fn encode_mem_as(
     let mut builder = IndexBuilder::new(identity);
     builder.set_column_blocks(layout.column_blocks);
     builder.set_hashed_blocks(layout.hashed_blocks);
+    builder.set_term_filters(layout.term_filters);
     builder.set_columns(offsets, event_times).map_err(damaged)?;
     for f in DictField::ALL {
         let field = dict_field(f);
@@ -571,6 +582,15 @@ impl Sidecar {
             let by_blocks = (kind == SectionKind::Hashed)
                 .then(|| reader.hashed_blocks_section(field))
                 .flatten();
+            // A dictionary's term filter is read first (a lookup of a term
+            // the segment lacks reads nothing else).
+            if kind == SectionKind::TermDict
+                && let Some(filter) = reader.term_filter_section(field)
+                && self.checked.get(filter).is_some_and(|c| c.get().is_none())
+                && let Some(section) = reader.section(filter)
+            {
+                self.advise(section.offset, section.len);
+            }
             let Some(i) = by_blocks.or_else(|| reader.section_for(kind, field as u16)) else {
                 continue;
             };
@@ -678,6 +698,22 @@ impl Sidecar {
         Ok(())
     }
 
+    /// Whether the term filter of `field`'s dictionary says the segment
+    /// lacks `term`: then a lookup needs neither the dictionary nor its
+    /// check. `false` when there is no filter, its check fails (the
+    /// dictionary answers, as without one), or it may have the term.
+    fn filter_lacks(&self, reader: &IndexReader<'_>, field: IndexField, term: &[u8]) -> bool {
+        let Some(section) = reader.term_filter_section(field) else {
+            return false;
+        };
+        if self.ensure(reader, Some(section)).is_err() {
+            return false;
+        }
+        reader
+            .term_filter(field)
+            .is_some_and(|filter| !filter.may_contain(term))
+    }
+
     /// The candidates of `value` from a hashed index with block checksums,
     /// checking only the blocks the lookup reads (each once): a search for
     /// a request id in a large segment reads a few 4 KiB blocks of its
@@ -767,6 +803,11 @@ impl IndexView for Sidecar {
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
         let reader = self.reader()?;
         let field = dict_field(field);
+        if let TermSelect::Exact(term) = select
+            && self.filter_lacks(&reader, field, term)
+        {
+            return Ok(RoaringBitmap::new());
+        }
         self.ensure(
             &reader,
             reader.section_for(SectionKind::TermDict, field as u16),
@@ -1191,6 +1232,48 @@ mod tests {
     }
 
     #[test]
+    fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let seg = &sealed[0];
+        let bytes = std::fs::read(&seg.path).unwrap();
+        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
+        let id = identity(&image.header, &image.footer);
+        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let reader = IndexReader::parse(&sidecar).unwrap();
+        let field = IndexField::Actor;
+        let filter_at = reader.term_filter_section(field).expect("a term filter");
+        let dict_at = reader
+            .section_for(SectionKind::TermDict, field.id())
+            .unwrap();
+        let dict = reader.field(field).unwrap();
+        let present = dict.iter().nth(3).unwrap();
+        let absent = b"nobody\0user";
+        assert!(dict.find(absent).is_none());
+        let lookup = |s: &Sidecar, term: &[u8]| s.dict(DictField::Actor, &TermSelect::Exact(term));
+
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
+        assert!(lookup(&s, absent).unwrap().is_empty());
+        assert!(s.checked[filter_at].get().is_some());
+        assert!(
+            s.checked[dict_at].get().is_none(),
+            "the dictionary was checked"
+        );
+        let want = dict.bitmap(present.index).unwrap();
+        assert_eq!(lookup(&s, present.term).unwrap(), want);
+        assert!(s.checked[dict_at].get().is_some());
+
+        // A damaged filter: the dictionary answers, as without a filter.
+        let section = reader.section(filter_at).unwrap();
+        let mut damaged = sidecar.clone();
+        damaged[section.offset as usize + section.len as usize / 2] ^= 0x08;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
+        assert!(lookup(&s, absent).unwrap().is_empty());
+        assert!(s.checked[dict_at].get().is_some());
+        assert_eq!(lookup(&s, present.term).unwrap(), want);
+    }
+
+    #[test]
     fn a_read_checks_only_the_column_blocks_it_needs() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = blocked_store(dir.path());
@@ -1286,7 +1369,7 @@ mod tests {
     }
 
     #[test]
-    fn sidecars_written_without_block_checksums_are_read_and_verified_as_they_are() {
+    fn sidecars_in_older_layouts_are_read_and_verified_as_they_are() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = blocked_store(dir.path());
         assert!(sealed.len() >= 2);
@@ -1308,15 +1391,19 @@ mod tests {
         let before_by_id = store.query(&by_id).unwrap();
         assert!(!before_by_id.records.is_empty());
         drop(store);
-        // With the columns' block checksums only (kind 6, before hashed
-        // indexes had them); before block checksums (kept for what
-        // follows).
+        // Before term filters (kinds 6 and 7); with the columns' block
+        // checksums only (kind 6, before hashed indexes had them); before
+        // any (kept for what follows).
         for layout in [
             SidecarLayout {
-                column_blocks: true,
-                hashed_blocks: false,
+                term_filters: false,
+                ..SidecarLayout::CURRENT
             },
-            SidecarLayout::NO_BLOCKS,
+            SidecarLayout {
+                column_blocks: true,
+                ..SidecarLayout::ORIGINAL
+            },
+            SidecarLayout::ORIGINAL,
         ] {
             for seg in &sealed {
                 let bytes = std::fs::read(&seg.path).unwrap();

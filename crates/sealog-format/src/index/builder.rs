@@ -17,15 +17,17 @@ use super::bytes::{crc32, patch, to_u64};
 use super::columns::{
     check_offsets_increasing, encode_block_crcs, encode_event_times, encode_offsets,
 };
+use super::dictionary::TermDict;
 use super::error::IndexError;
 use super::field::IndexField;
+use super::filter::encode_filter;
 use super::hashed::{encode_sorted_hashed, hashed_section_len, sorted_pairs, term_key};
 use super::header::{RawHeader, RawSection, SegmentIdentity};
 use super::ip::IpPostings;
 use super::layout::{
     COLUMN_BLOCK_LEN, EVENT_TIME_WIDTH, HEADER_LEN, KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES,
-    KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, MAX_RECORDS,
-    OFFSET_WIDTH, SECTION_ALIGN, SECTION_ENTRY_LEN,
+    KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, KIND_TERM_FILTER,
+    MAX_RECORDS, OFFSET_WIDTH, SECTION_ALIGN, SECTION_ENTRY_LEN, TERM_FILTER_FROM,
 };
 use super::postings::{Postings, check_term};
 
@@ -51,6 +53,7 @@ pub struct IndexBuilder {
     ips: BTreeMap<IndexField, IpPostings>,
     column_blocks: bool,
     hashed_blocks: bool,
+    term_filters: bool,
 }
 
 impl IndexBuilder {
@@ -68,6 +71,7 @@ impl IndexBuilder {
             ips: BTreeMap::new(),
             column_blocks: true,
             hashed_blocks: true,
+            term_filters: true,
         }
     }
 
@@ -84,6 +88,13 @@ impl IndexBuilder {
     /// layout of sidecars written before they existed.
     pub fn set_hashed_blocks(&mut self, write: bool) {
         self.hashed_blocks = write;
+    }
+
+    /// Whether to write a term filter for each term dictionary longer than
+    /// [`TERM_FILTER_FROM`] bytes; on by default. Off gives the layout of
+    /// sidecars written before term filters existed.
+    pub fn set_term_filters(&mut self, write: bool) {
+        self.term_filters = write;
     }
 
     /// The identity given to [`new`](Self::new).
@@ -304,7 +315,17 @@ impl IndexBuilder {
                 (field, sorted, blocked)
             })
             .collect();
+        // Dictionaries encoded first: their lengths decide which get a
+        // term filter, and so the number of sections.
+        let mut dicts = Vec::with_capacity(self.fields.len());
+        for (&field, postings) in &self.fields {
+            let mut bytes = Vec::new();
+            postings.encode(&mut bytes, field)?;
+            let filtered = self.term_filters && bytes.len() > TERM_FILTER_FROM;
+            dicts.push((field, bytes, filtered));
+        }
         let section_count = 2
+            + dicts.iter().filter(|(_, _, f)| *f).count()
             + self.fields.len()
             + self.hashed.len()
             + self.ips.len()
@@ -326,9 +347,9 @@ impl IndexBuilder {
         table.push(end_section(&out, KIND_EVENT_TIMES, 0, times_at));
 
         // Term dictionaries, in field id order (the BTreeMap's order).
-        for (&field, postings) in &self.fields {
+        for (field, bytes, _) in &dicts {
             let start = begin_section(&mut out);
-            postings.encode(&mut out, field)?;
+            out.extend_from_slice(bytes);
             table.push(end_section(&out, KIND_TERM_DICT, field.id(), start));
         }
 
@@ -372,6 +393,16 @@ impl IndexBuilder {
                 let start = begin_section(&mut out);
                 out.extend_from_slice(&crcs);
                 table.push(end_section(&out, KIND_HASHED_BLOCKS, field.id(), start));
+            }
+        }
+
+        // Term filters: kind 8, in field order.
+        for (field, bytes, filtered) in &dicts {
+            if *filtered {
+                let dict = TermDict::view(bytes, *field, record_count);
+                let start = begin_section(&mut out);
+                encode_filter(&mut out, dict.iter().map(|entry| entry.term));
+                table.push(end_section(&out, KIND_TERM_FILTER, field.id(), start));
             }
         }
 

@@ -67,7 +67,9 @@ impl fmt::Display for Region {
                     kind,
                     SectionKind::TermDict | SectionKind::Hashed | SectionKind::Ip
                 );
-                let per_field = per_field || kind == SectionKind::HashedBlocks;
+                let per_field = per_field
+                    || kind == SectionKind::HashedBlocks
+                    || kind == SectionKind::TermFilter;
                 if kind == SectionKind::ColumnBlocks {
                     write!(f, " of the {}", SectionKind::from_u16(field))?;
                 } else if per_field || field != 0 {
@@ -283,6 +285,17 @@ pub enum IndexError {
     )]
     BadHashedBlocks {
         /// The hashed index's field.
+        field: IndexField,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A term filter is malformed.
+    #[error(
+        "index sidecar term filter of field {field} is malformed: {reason}; rebuild the sidecar"
+    )]
+    BadTermFilter {
+        /// The filter's dictionary field.
         field: IndexField,
         /// What is wrong.
         reason: String,

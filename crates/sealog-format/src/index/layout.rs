@@ -78,6 +78,18 @@ pub const KIND_COLUMN_BLOCKS: u16 = 6;
 /// Section kind of the block checksums of a hashed index (`field` is the
 /// hashed index's field).
 pub const KIND_HASHED_BLOCKS: u16 = 7;
+/// Section kind of a term filter (`field` is its term dictionary's field).
+pub const KIND_TERM_FILTER: u16 = 8;
+
+// A term filter's header: the number of hashes, then a reserved word.
+pub(super) const FILTER_RESERVED_AT: usize = size_of::<u32>();
+/// Length in bytes of a term filter's header.
+pub const FILTER_HEADER_LEN: usize = FILTER_RESERVED_AT + size_of::<u32>();
+/// Width in bytes of one hash of a term filter.
+pub(super) const FILTER_HASH_LEN: usize = size_of::<u32>();
+/// A term dictionary section longer than this many bytes gets a term
+/// filter.
+pub const TERM_FILTER_FROM: usize = 4096;
 
 /// Length in bytes of the column blocks sealog writes checksums for. A
 /// column of at most this many bytes gets no block checksums.
@@ -187,6 +199,8 @@ pub enum SectionKind {
     ColumnBlocks,
     /// The block checksums of a hashed index.
     HashedBlocks,
+    /// The term filter of a term dictionary.
+    TermFilter,
     /// A kind this version does not know; readers skip such sections.
     Unknown(u16),
 }
@@ -202,6 +216,7 @@ impl SectionKind {
             KIND_IP => SectionKind::Ip,
             KIND_COLUMN_BLOCKS => SectionKind::ColumnBlocks,
             KIND_HASHED_BLOCKS => SectionKind::HashedBlocks,
+            KIND_TERM_FILTER => SectionKind::TermFilter,
             other => SectionKind::Unknown(other),
         }
     }
@@ -216,6 +231,7 @@ impl SectionKind {
             SectionKind::Ip => KIND_IP,
             SectionKind::ColumnBlocks => KIND_COLUMN_BLOCKS,
             SectionKind::HashedBlocks => KIND_HASHED_BLOCKS,
+            SectionKind::TermFilter => KIND_TERM_FILTER,
             SectionKind::Unknown(other) => other,
         }
     }
@@ -231,6 +247,7 @@ impl fmt::Display for SectionKind {
             SectionKind::Ip => f.write_str("IP index"),
             SectionKind::ColumnBlocks => f.write_str("column block checksums"),
             SectionKind::HashedBlocks => f.write_str("hashed index block checksums"),
+            SectionKind::TermFilter => f.write_str("term filter"),
             SectionKind::Unknown(kind) => write!(f, "section of unknown kind {kind}"),
         }
     }
@@ -305,11 +322,12 @@ mod tests {
             (KIND_IP, SectionKind::Ip),
             (KIND_COLUMN_BLOCKS, SectionKind::ColumnBlocks),
             (KIND_HASHED_BLOCKS, SectionKind::HashedBlocks),
+            (KIND_TERM_FILTER, SectionKind::TermFilter),
         ];
         for (stored, kind) in known {
             assert_eq!(SectionKind::from_u16(stored), kind);
         }
-        assert_eq!(SectionKind::from_u16(8), SectionKind::Unknown(8));
+        assert_eq!(SectionKind::from_u16(9), SectionKind::Unknown(9));
         assert_eq!(
             SectionKind::Unknown(9).to_string(),
             "section of unknown kind 9"

@@ -70,6 +70,7 @@ mod columns;
 mod dictionary;
 mod error;
 mod field;
+mod filter;
 mod hashed;
 mod header;
 mod ip;
@@ -86,14 +87,15 @@ pub use builder::IndexBuilder;
 pub use dictionary::{TermDict, TermEntry, Terms};
 pub use error::{IndexError, Region};
 pub use field::IndexField;
+pub use filter::{TermFilter, filter_hash};
 pub use hashed::{FNV_OFFSET_BASIS, FNV_PRIME, HashedIndex, term_key};
 pub use header::{SectionInfo, SegmentIdentity};
 pub use ip::IpIndex;
 pub use layout::{
-    BLOCKS_HEADER_LEN, COLUMN_BLOCK_LEN, DICT_HEADER_LEN, FORMAT_VERSION, HASHED_ENTRY_LEN,
-    HASHED_HEADER_LEN, HEADER_LEN, IP_HEADER_LEN, IP_V4_ENTRY_LEN, IP_V6_ENTRY_LEN,
-    KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES, KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS,
-    KIND_TERM_DICT, MAGIC, MAX_RECORDS, MAX_TERM_LEN, SECTION_ALIGN, SECTION_ENTRY_LEN,
-    SectionKind, TERM_ENTRY_LEN,
+    BLOCKS_HEADER_LEN, COLUMN_BLOCK_LEN, DICT_HEADER_LEN, FILTER_HEADER_LEN, FORMAT_VERSION,
+    HASHED_ENTRY_LEN, HASHED_HEADER_LEN, HEADER_LEN, IP_HEADER_LEN, IP_V4_ENTRY_LEN,
+    IP_V6_ENTRY_LEN, KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES, KIND_HASHED, KIND_HASHED_BLOCKS,
+    KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, KIND_TERM_FILTER, MAGIC, MAX_RECORDS, MAX_TERM_LEN,
+    SECTION_ALIGN, SECTION_ENTRY_LEN, SectionKind, TERM_ENTRY_LEN, TERM_FILTER_FROM,
 };
 pub use reader::IndexReader;

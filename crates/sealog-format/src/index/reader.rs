@@ -15,6 +15,7 @@ use super::columns::{self, BlockCrcs, Columns};
 use super::dictionary::{BitmapShapes, TermDict};
 use super::error::{IndexError, Region};
 use super::field::{IndexField, PerField};
+use super::filter::TermFilter;
 use super::hashed::{HashedIndex, term_key};
 use super::header::{RawHeader, RawSection, SectionInfo, SegmentIdentity};
 use super::ip::IpIndex;
@@ -182,7 +183,7 @@ impl<'a> IndexReader<'a> {
                     SectionKind::EventTimes => blocks[1] = Some((index, data)),
                     _ => {}
                 },
-                SectionKind::HashedBlocks | SectionKind::Unknown(_) => {}
+                SectionKind::HashedBlocks | SectionKind::TermFilter | SectionKind::Unknown(_) => {}
             }
             prev_end = s.offset + s.len;
         }
@@ -338,6 +339,7 @@ impl<'a> IndexReader<'a> {
                 }
                 _ => Ok(()),
             },
+            (SectionKind::TermFilter, Some(field)) => TermFilter::check(data, field),
             (SectionKind::HashedBlocks, Some(field)) => {
                 let bad = |reason| IndexError::BadHashedBlocks { field, reason };
                 match self.hashed.get(field) {
@@ -468,6 +470,20 @@ impl<'a> IndexReader<'a> {
             )?;
         }
         Ok(())
+    }
+
+    /// Position in the section table of the term filter of the dictionary
+    /// of `field`, if the file has one (a dictionary of at most
+    /// [`TERM_FILTER_FROM`](super::TERM_FILTER_FROM) bytes has none).
+    pub fn term_filter_section(&self, field: IndexField) -> Option<usize> {
+        self.section_for(SectionKind::TermFilter, field.id())
+    }
+
+    /// The term filter of the dictionary of `field`, if the file has one
+    /// (read in place; check its section before trusting an "absent").
+    pub fn term_filter(&self, field: IndexField) -> Option<TermFilter<'a>> {
+        let s = RawSection::decode(self.table.get(self.term_filter_section(field)?)?);
+        Some(TermFilter::view(sub(self.bytes, s.offset, s.len)?, field))
     }
 
     /// Position in the section table of the block checksums of the hashed
