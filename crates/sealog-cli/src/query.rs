@@ -112,6 +112,11 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
     let result = answer(&store, dir, &query, &args);
     warnings.name_new(dir, &store);
     warnings.finish();
+    // The process ends next, and a read-only store holds nothing but
+    // mappings and file handles, which the exit releases at once: closing
+    // them one by one (a segment and a sidecar per sealed segment) was a
+    // fifth of a query's time on a store of 1,500 segments.
+    std::mem::forget(store);
     result
 }
 
