@@ -32,16 +32,25 @@ enum Inner {
 impl Mapped {
     /// Maps `file` read-only.
     pub fn map(file: &File) -> io::Result<Mapped> {
-        if file.metadata()?.len() == 0 {
+        let len = file.metadata()?.len();
+        if len == 0 {
             return Ok(Mapped(Inner::Owned(Vec::new())));
         }
+        // The length is given, so the map asks the kernel for it once (a
+        // query maps a sidecar per sealed segment it reaches).
+        let len = usize::try_from(len).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the file is larger than the address space",
+            )
+        })?;
         // SAFETY: the map is read-only and only ever made of sealed segment
         // files, which sealog never modifies after sealing, and of index
         // snapshots, which it only appends to (module docs). A
         // concurrent external modification cannot cause reads outside the
         // mapping: every access goes through the `&[u8]` of the mapping's
         // length, and each reader bounds-checks offsets read from the bytes.
-        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
         Ok(Mapped(Inner::Map(map)))
     }
 

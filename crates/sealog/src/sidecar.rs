@@ -1001,13 +1001,13 @@ pub(crate) fn load(
 ) -> std::result::Result<Sidecar, String> {
     let name = sidecar_name(first_seq);
     let path = env.dir.join(&name);
-    if !env.fs.exists(&path).map_err(|e| e.to_string())? {
-        return Err("the index file is missing".into());
-    }
-    let file = env
-        .fs
-        .open(&path, OpenMode::Read)
-        .map_err(|e| e.to_string())?;
+    let file = env.fs.open(&path, OpenMode::Read).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "the index file is missing".to_owned()
+        } else {
+            e.to_string()
+        }
+    })?;
     let map = file.map().map_err(|e| e.to_string())?;
     Sidecar::open(name, map, identity).map_err(|e| e.to_string())
 }

@@ -46,6 +46,8 @@ pub struct IndexReader<'a> {
     bytes: &'a [u8],
     identity: SegmentIdentity,
     table: &'a [[u8; SECTION_ENTRY_LEN]],
+    /// Where the section table ends (the first section's padding starts).
+    table_end: u64,
     /// Table positions of the offsets and event-time columns.
     column_sections: [usize; 2],
     columns: Columns<'a>,
@@ -77,12 +79,15 @@ impl<'a> IndexReader<'a> {
     ///
     /// Checked: magic, version, header length, header CRC, flags, the
     /// record-count limit, the table's bounds and CRC, the table's order,
-    /// each section's position, bounds and padding, the end of the file,
-    /// and the presence, field id and length of both columns. Not checked:
-    /// the sections' CRCs and contents, which
-    /// [`check_section`](Self::check_section) checks one section at a time.
+    /// each section's position and bounds, the end of the file, and the
+    /// presence, field id and length of both columns. Not checked: the
+    /// sections' CRCs and contents, and the padding before each section,
+    /// which [`check_section`](Self::check_section) checks one section at a
+    /// time (and the block checks with a section's first block).
     ///
-    /// Costs O(number of sections) and does not allocate.
+    /// Costs O(number of sections), reads no byte past the section table
+    /// (a store opens hundreds of sidecars and reads a few sections of
+    /// each) and does not allocate.
     pub fn open(bytes: &'a [u8]) -> Result<Self, IndexError> {
         let file_len = to_u64(bytes.len());
         let header = RawHeader::read(bytes)?;
@@ -144,14 +149,6 @@ impl<'a> IndexReader<'a> {
                 len: s.len,
                 file_len,
             };
-            let Some(padding) = sub(bytes, prev_end, s.offset - prev_end) else {
-                return Err(out_of_bounds);
-            };
-            if let Some(pos) = padding.iter().position(|&b| b != 0) {
-                return Err(IndexError::NonZeroPadding {
-                    offset: prev_end + to_u64(pos),
-                });
-            }
             let Some(data) = sub(bytes, s.offset, s.len) else {
                 return Err(out_of_bounds);
             };
@@ -208,6 +205,7 @@ impl<'a> IndexReader<'a> {
             bytes,
             identity,
             table,
+            table_end: table_start + table_len,
             column_sections: [offsets_index, event_times_index],
             columns: Columns::view(offsets, event_times),
             blocks,
@@ -310,6 +308,7 @@ impl<'a> IndexReader<'a> {
                 file_len: to_u64(self.bytes.len()),
             });
         };
+        self.check_padding_before(index)?;
         let actual = crc32(data);
         if actual != s.crc {
             return Err(IndexError::ChecksumMismatch {
@@ -350,6 +349,31 @@ impl<'a> IndexReader<'a> {
                 }
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The bytes between section `index` and what precedes it (the section
+    /// table, or the section before it) are zeros. `open` placed every
+    /// section, so the range is in bounds and at most
+    /// `SECTION_ALIGN - 1` bytes long.
+    fn check_padding_before(&self, index: usize) -> Result<(), IndexError> {
+        let Some(entry) = self.table.get(index) else {
+            return Ok(());
+        };
+        let start = match index.checked_sub(1).and_then(|i| self.table.get(i)) {
+            Some(before) => {
+                let before = RawSection::decode(before);
+                before.offset + before.len
+            }
+            None => self.table_end,
+        };
+        let offset = RawSection::decode(entry).offset;
+        let padding = sub(self.bytes, start, offset.saturating_sub(start)).unwrap_or_default();
+        match padding.iter().position(|&b| b != 0) {
+            Some(pos) => Err(IndexError::NonZeroPadding {
+                offset: start + to_u64(pos),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -448,6 +472,11 @@ impl<'a> IndexReader<'a> {
                 reason: format!("there is no checksum of block {block}"),
             });
         };
+        if block == 0
+            && let Some(index) = self.column_section(column)
+        {
+            self.check_padding_before(index)?;
+        }
         let start = block.saturating_mul(block_len);
         let len = block_len.min(section.len.saturating_sub(start));
         let offset = section.offset + start;
@@ -531,6 +560,11 @@ impl<'a> IndexReader<'a> {
         let (Some(block_len), Some(expected)) = (crcs.block_len(), crcs.crc(block)) else {
             return Err(bad(format!("there is no checksum of block {block}")));
         };
+        if block == 0
+            && let Some(index) = self.section_for(SectionKind::Hashed, field.id())
+        {
+            self.check_padding_before(index)?;
+        }
         let start = block.saturating_mul(block_len);
         let len = block_len.min(to_u64(data.len()).saturating_sub(start));
         let bytes = sub(data, start, len).unwrap_or_default();
@@ -840,6 +874,14 @@ mod tests {
         reseal(&mut padded);
         assert!(matches!(
             IndexReader::parse(&padded),
+            Err(IndexError::NonZeroPadding { offset: 133 })
+        ));
+        // `open` reads no byte past the table: the padding is found by the
+        // check of the section it precedes, and only by that one.
+        let opened = IndexReader::open(&padded).unwrap();
+        opened.check_section(0).unwrap();
+        assert!(matches!(
+            opened.check_section(1),
             Err(IndexError::NonZeroPadding { offset: 133 })
         ));
         // Unknown flags, newer version, bad header length, too many records.
