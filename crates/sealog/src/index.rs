@@ -19,7 +19,7 @@
 //! them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use roaring::{MultiOps, RoaringBitmap};
@@ -460,9 +460,21 @@ impl<'a> ByteReader<'a> {
 
 /// The index columns of one snapshot chunk, decoded and checked against
 /// the index they extend before any of it is applied.
-struct ColumnChunk {
-    new_terms: [Vec<Box<[u8]>>; 5],
-    ids: [Vec<u32>; 5],
+/// The term ids of a snapshot column, 4 little-endian bytes each.
+fn raw_ids(raw: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    raw.as_chunks::<4>()
+        .0
+        .iter()
+        .map(|b| u32::from_le_bytes(*b))
+}
+
+struct ColumnChunk<'a> {
+    /// Borrowed from the chunk until it is applied: a snapshot's chunks
+    /// bring ~a hundred thousand new terms per segment, each allocated
+    /// once, when it is taken into the dictionary.
+    new_terms: [Vec<&'a [u8]>; 5],
+    /// Each column's term ids, 4 bytes each, checked.
+    ids: [&'a [u8]; 5],
     exact: [Vec<(u64, u32)>; 2],
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u32)>,
@@ -602,10 +614,10 @@ impl MemIndex {
     /// leaving the index as it was, if they do not extend it consistently:
     /// a term already known, a term id not in the dictionary, an ordinal
     /// outside the new records or out of order.
-    pub(crate) fn decode_columns(
+    pub(crate) fn decode_columns<'a>(
         &mut self,
         count: u32,
-        r: &mut ByteReader<'_>,
+        r: &mut ByteReader<'a>,
         recorded: (i64, i64),
     ) -> Option<()> {
         let from = u32::try_from(self.indexed).ok()?;
@@ -621,26 +633,23 @@ impl MemIndex {
         for (i, column) in self.dicts.iter().enumerate() {
             let new_count = r.count(4)?;
             let terms = chunk.new_terms.get_mut(i)?;
-            let mut fresh = std::collections::HashSet::with_capacity(new_count);
+            let mut fresh: HashSet<&[u8], foldhash::fast::FixedState> =
+                HashSet::with_capacity_and_hasher(new_count, foldhash::fast::FixedState::default());
+            terms.reserve(new_count);
             for _ in 0..new_count {
                 let len = r.count(1)?;
-                let term: Box<[u8]> = r.take(len)?.into();
-                if column.ids.contains_key(&term) || !fresh.insert(term.clone()) {
+                let term = r.take(len)?;
+                if column.ids.contains_key(term) || !fresh.insert(term) {
                     return None;
                 }
                 terms.push(term);
             }
             let known = column.ids.len().checked_add(new_count)?;
             let raw = r.take(n.checked_mul(4)?)?;
-            let ids = chunk.ids.get_mut(i)?;
-            ids.reserve(n);
-            for b in raw.chunks_exact(4) {
-                let id = u32::from_le_bytes(b.try_into().ok()?);
-                if id != NO_TERM && id as usize >= known {
-                    return None;
-                }
-                ids.push(id);
+            if raw_ids(raw).any(|id| id != NO_TERM && id as usize >= known) {
+                return None;
             }
+            *chunk.ids.get_mut(i)? = raw;
         }
         let in_order = |ordinals: &mut dyn Iterator<Item = u32>| {
             let mut previous = None;
@@ -688,14 +697,19 @@ impl MemIndex {
             v6,
         } = chunk;
         for ((column, terms), ids) in self.dicts.iter_mut().zip(new_terms).zip(ids) {
+            column.ids.reserve(terms.len());
             for term in terms {
                 let id = u32::try_from(column.ids.len()).unwrap_or(NO_TERM - 1);
-                column.ids.insert(term, id);
+                column.ids.insert(term.into(), id);
             }
             // The postings are not in the snapshot: they are rebuilt from
-            // the column as it is extended.
-            for id in ids {
-                column.push_id(id);
+            // the column as it is extended (unless none are kept).
+            if column.encode_only {
+                column.column.extend(raw_ids(ids));
+            } else {
+                for id in raw_ids(ids) {
+                    column.push_id(id);
+                }
             }
         }
         for (pairs, new) in self.exact.iter_mut().zip(exact) {
