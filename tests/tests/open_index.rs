@@ -246,3 +246,104 @@ fn a_damaged_record_covered_by_the_snapshot_still_fails_the_read_only_open() {
     let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
     assert_eq!(c.location.offset, Some(128), "{c}");
 }
+
+/// The chunks of a snapshot file as `docs/format.md` lays them out:
+/// `(start, from, n, frontier hashes)` per chunk.
+fn chunks(bytes: &[u8]) -> Vec<(usize, u64, u32, Vec<[u8; 32]>)> {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 84;
+    while at + 48 <= bytes.len() && &bytes[at..at + 4] == b"OIXC" {
+        let body_len = u32_at(at + 4) as usize;
+        let from = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+        let n = u32_at(at + 16);
+        let k = u32_at(at + 20) as usize;
+        let body_end = at + 48 + body_len;
+        let frontier = bytes[body_end - 32 * k..body_end]
+            .chunks_exact(32)
+            .map(|h| h.try_into().unwrap())
+            .collect();
+        out.push((at, from, n, frontier));
+        at = body_end + 4;
+    }
+    out
+}
+
+#[test]
+fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes_no_answer() {
+    use sealog::format::merkle::node_hash;
+    // Two sealed segments of 4 MiB, then an open one of two chunks.
+    const TOTAL: u64 = 36_000;
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        sealog::format::note::SigningKey::from_seed("audit.example.com/oidx", &[3u8; 32]).unwrap();
+    let options = sealog::StoreOptions {
+        checkpoints: Some(sealog::CheckpointOptions {
+            every: None,
+            ..sealog::CheckpointOptions::new(key)
+        }),
+        ..small_options(4 << 20)
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let workload = Workload::new(11);
+    for i in (0..TOTAL).step_by(500) {
+        store
+            .append_batch_with(workload.events(i, i + 500), Durability::Group)
+            .unwrap();
+    }
+    let checkpoint = store.checkpoint().unwrap();
+    store.close().unwrap();
+    assert_eq!(checkpoint.size, TOTAL);
+
+    // Every chunk has the frontier of the whole log at its last record; the
+    // last one folds to the checkpoint's root.
+    let snapshot = snapshot_files(dir.path()).pop().unwrap();
+    let first_seq: u64 = snapshot
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(first_seq > 0, "the open segment follows a sealed one");
+    let intact = fs::read(&snapshot).unwrap();
+    assert_eq!(u16::from_le_bytes([intact[8], intact[9]]), 2);
+    let found = chunks(&intact);
+    assert!(found.len() > 1, "{} chunks", found.len());
+    for (_, from, n, frontier) in &found {
+        let size = first_seq + from + u64::from(*n);
+        assert_eq!(frontier.len(), size.count_ones() as usize, "at {size}");
+    }
+    let (last_at, _, _, frontier) = found.last().unwrap();
+    let root = frontier
+        .iter()
+        .rev()
+        .copied()
+        .reduce(|right, left| node_hash(&left, &right))
+        .unwrap();
+    assert_eq!(root, checkpoint.root);
+
+    let expected = answers_without_snapshot(dir.path());
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.root(TOTAL).unwrap(), checkpoint.root);
+    assert_eq!(answers(&store), expected);
+    drop(store);
+
+    // A frontier that is wrong behind a valid CRC (the open then checks
+    // the checkpoint from every leaf, as without frontiers): same answers,
+    // same proofs.
+    let mut wrong = intact.clone();
+    let body_len = u32::from_le_bytes(wrong[last_at + 4..last_at + 8].try_into().unwrap()) as usize;
+    let crc_at = last_at + 48 + body_len;
+    wrong[crc_at - 1] ^= 0x01;
+    let crc = crc32fast::hash(&wrong[*last_at..crc_at]);
+    wrong[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&snapshot, &wrong).unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery_report().from_index_snapshots,
+        TOTAL - first_seq
+    );
+    assert_eq!(store.root(TOTAL).unwrap(), checkpoint.root);
+    assert_eq!(answers(&store), expected);
+}

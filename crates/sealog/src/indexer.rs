@@ -81,7 +81,11 @@ pub(crate) fn persist_all(inner: &Inner) {
         let caught_up = segment.catch_up(&mut index, u64::MAX);
         drop(index);
         match caught_up {
-            Ok(_) => segment.snapshot.persist(&*inner.config().fs, segment, 1),
+            Ok(_) => segment
+                .snapshot
+                .persist(&*inner.config().fs, segment, 1, &|size| {
+                    inner.snapshot_frontier(size)
+                }),
             Err(e) => {
                 tracing::warn!(segment = %segment.name, error = %e, "could not index committed records before closing");
             }
@@ -154,6 +158,7 @@ fn run(inner: &Inner, stop: &AtomicBool, progress: &IndexProgress) {
                             &*inner.config().fs,
                             segment,
                             crate::open_index::PERSIST_EVERY,
+                            &|size| inner.snapshot_frontier(size),
                         );
                         break;
                     }

@@ -1144,6 +1144,19 @@ impl Inner {
         self.with_tree(size, |src| sealog_format::merkle::range_hash(src, 0, size))
     }
 
+    /// The whole log's Merkle frontier at `size` records, for an index
+    /// snapshot's chunk (`crate::open_index`), if this store signs
+    /// checkpoints: a read-only open checks the newest one from it. It
+    /// brings the tree's tail up to `size`, as the next checkpoint would.
+    /// `None` without checkpoints, or if the tree cannot give it.
+    pub(crate) fn snapshot_frontier(&self, size: u64) -> Option<sealog_format::merkle::Frontier> {
+        self.config.options.checkpoints.as_ref()?;
+        self.with_tree(size, |src| {
+            sealog_format::merkle::Frontier::from_source(src, size)
+        })
+        .ok()
+    }
+
     pub(crate) fn check_size(&self, size: u64) -> Result<()> {
         let durable = self.tree_size();
         if size > durable {

@@ -30,8 +30,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sealog_format::Timestamp;
+use sealog_format::merkle::{Frontier, NodeSource};
 use sealog_format::segment::{HEADER_LEN, Manifest, SegmentFooter, SegmentHeader};
+use sealog_format::{Hash, Timestamp};
 
 use crate::checkpoint::CheckpointLog;
 use crate::damage::{Damage, DamageLog, KnownAbsent, OnDamage};
@@ -113,6 +114,7 @@ pub(crate) fn open(
         &index_env,
     )?;
     let view = opening.start_active(view, &log.links, &disk.manifest)?;
+    let frontiers = std::mem::take(&mut opening.frontiers);
     let active = if read_only {
         None
     } else {
@@ -131,7 +133,7 @@ pub(crate) fn open(
     // The newest checkpoint's root against the tree (cheap: a few reads of
     // the level files, and the leaves of the open segments).
     if let Some(checkpoint) = &newest
-        && let Err(e) = check_checkpoint_root(&inner, checkpoint)
+        && let Err(e) = check_checkpoint_root(&inner, checkpoint, &frontiers)
     {
         match (&inner.damage, e) {
             (Some(log), Error::Corruption(c)) => {
@@ -161,6 +163,9 @@ struct Opening {
     read_only: bool,
     findings: Findings,
     report: RecoveryReport,
+    /// The whole log's Merkle frontiers that the index snapshots taken
+    /// carry (read-only opens), for the newest checkpoint's check.
+    frontiers: Vec<Frontier>,
 }
 
 /// The segment files as found, before any check of how they link.
@@ -250,6 +255,7 @@ impl Opening {
             read_only,
             findings,
             report: RecoveryReport::default(),
+            frontiers: Vec::new(),
         };
         Ok((opening, lock))
     }
@@ -411,6 +417,9 @@ impl Opening {
             };
             let mut scan = scan_unsealed(f, log.links.last_recorded, base)?;
             self.report.from_index_snapshots += scan.base.as_ref().map_or(0, |b| b.len());
+            if let Some(base) = scan.base.as_mut() {
+                self.frontiers.append(&mut base.frontiers);
+            }
             let followed = pending.peek().is_some();
             if followed
                 && scan.records.len() == scan.committed
@@ -807,12 +816,24 @@ fn newest_checkpoint(
 /// Checks that the tree gives the root the newest checkpoint signed. Skipped
 /// when the tree cannot give it cheaply (a read-only store whose tree files
 /// are missing or short, which the open reports on its own).
+///
+/// A read-only open first tries the frontiers of the index snapshots it
+/// took ([`root_from_frontier`]): where one gives the signed root, the
+/// check passes without hashing the open segments' tails. Anything else
+/// (no frontier, a different root) is decided by the whole computation, so
+/// a frontier can only save work, never change the outcome or its report.
 fn check_checkpoint_root(
     inner: &Inner,
     checkpoint: &crate::checkpoint::SignedCheckpoint,
+    frontiers: &[Frontier],
 ) -> Result<()> {
     let size = checkpoint.size;
     if size == 0 || inner.tree().is_none() || size > inner.readers().snapshot().len() {
+        return Ok(());
+    }
+    if root_from_frontier(inner, size, frontiers)
+        .is_some_and(|root| sealog_format::merkle::ct_eq(&root, &checkpoint.root))
+    {
         return Ok(());
     }
     let root = match inner.root(size) {
@@ -832,6 +853,55 @@ fn check_checkpoint_root(
             computed: root,
         },
     ))
+}
+
+/// The root of the tree of `size` records from the largest snapshot
+/// frontier at or below `size` and the open segments' leaves after it, if
+/// every subtree of that frontier that the level files hold equals theirs
+/// (so the level files are checked as far as the frontier reaches into
+/// them, a few reads). `None` if there is no such frontier, a subtree
+/// differs, or a leaf is missing.
+fn root_from_frontier(inner: &Inner, size: u64, frontiers: &[Frontier]) -> Option<Hash> {
+    let frontier = frontiers
+        .iter()
+        .filter(|f| f.size() <= size)
+        .max_by_key(|f| f.size())?;
+    let tree = inner.tree()?;
+    let persisted = tree.persisted();
+    let stored = tree.stored_source(persisted)?;
+    let mut start = 0u64;
+    let heights = (0..64u8)
+        .rev()
+        .filter(|&h| frontier.size() & (1u64 << h) != 0);
+    for (height, hash) in heights.zip(frontier.subtrees()) {
+        let width = 1u64 << height;
+        if start + width <= persisted && stored.subtree(height, start >> height).ok()? != *hash {
+            return None;
+        }
+        start += width;
+    }
+    let mut frontier = frontier.clone();
+    let view = inner.readers().snapshot();
+    while frontier.size() < size {
+        let from = frontier.size();
+        let open = view
+            .open
+            .iter()
+            .filter(|o| o.header.first_seq <= from)
+            .max_by_key(|o| o.header.first_seq)?;
+        let data = open.data.read();
+        let at = usize::try_from(from - open.header.first_seq).ok()?;
+        let want = usize::try_from(size - from).ok()?;
+        let leaves = data.leaves.get(at..)?;
+        let leaves = leaves.get(..want).unwrap_or(leaves);
+        if leaves.is_empty() {
+            return None;
+        }
+        for leaf in leaves {
+            frontier.push(*leaf).ok()?;
+        }
+    }
+    Some(frontier.root())
 }
 
 /// Makes `tree/leaves` cover exactly the sealed records. Returns how many
@@ -891,4 +961,69 @@ fn reconcile_leaves(
         rebuilt += write.len() as u64;
     }
     Ok(rebuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CheckpointOptions, Durability, Store};
+
+    #[test]
+    fn the_newest_checkpoint_is_checked_from_a_snapshot_frontier_that_agrees_with_the_level_files()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let key =
+            sealog_format::note::SigningKey::from_seed("audit.example.com/f", &[9u8; 32]).unwrap();
+        let options = StoreOptions {
+            segment_size: 4 << 20,
+            preallocation: Preallocation::Allocate,
+            checkpoints: Some(CheckpointOptions {
+                every: None,
+                ..CheckpointOptions::new(key)
+            }),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        let workload = crate::workload::Workload::new(5);
+        for i in (0..50_000).step_by(500) {
+            store
+                .append_batch_with(workload.events(i, i + 500), Durability::Group)
+                .unwrap();
+        }
+        let checkpoint = store.checkpoint().unwrap();
+        store.close().unwrap();
+
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let inner = &store.inner;
+        let open = inner.readers().snapshot().open.first().unwrap().clone();
+        let persisted = inner.tree().unwrap().persisted();
+        assert_eq!(open.header.first_seq, persisted);
+        let base = crate::open_index::load(&*inner.config().fs, &open.path, &open.header).unwrap();
+        let frontiers = base.frontiers;
+        assert!(frontiers.len() > 1);
+        let size = checkpoint.size;
+        assert_eq!(
+            root_from_frontier(inner, size, &frontiers),
+            Some(checkpoint.root)
+        );
+        // From an earlier chunk's frontier and the leaves after it, too.
+        let earlier = &frontiers[..1];
+        assert!(earlier[0].size() < size);
+        assert_eq!(
+            root_from_frontier(inner, size, earlier),
+            Some(checkpoint.root)
+        );
+        // None at or below the size: nothing to start from.
+        assert_eq!(root_from_frontier(inner, persisted, &frontiers), None);
+        assert_eq!(root_from_frontier(inner, size, &[]), None);
+        // A frontier whose largest subtree (inside the sealed records)
+        // differs from the level files' is not used.
+        let last = frontiers.last().unwrap();
+        let largest = 1u64 << (63 - last.size().leading_zeros());
+        assert!(largest <= persisted, "{largest} leaves, {persisted} sealed");
+        let mut subtrees = last.subtrees().to_vec();
+        subtrees[0][0] ^= 1;
+        let wrong = Frontier::from_parts(last.size(), subtrees).unwrap();
+        assert_eq!(root_from_frontier(inner, size, &[wrong]), None);
+    }
 }
