@@ -347,3 +347,23 @@ fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes
     assert_eq!(store.root(TOTAL).unwrap(), checkpoint.root);
     assert_eq!(answers(&store), expected);
 }
+
+#[test]
+fn a_damaged_record_late_in_a_large_snapshot_s_range_fails_the_read_only_open_too() {
+    // The covered frames of a large snapshot are checked in two halves;
+    // damage in the second half counts as much as in the first.
+    let dir = tempfile::tempdir().unwrap();
+    store_with_open_segment(dir.path(), 20_000).close().unwrap();
+    let segment = sealog_tests::segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let data_end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[data_end * 3 / 4] ^= 0x08;
+    fs::write(&segment, &bytes).unwrap();
+    let err = Store::open_read_only(dir.path()).unwrap_err();
+    let c = err.corruption().unwrap_or_else(|| panic!("{err}"));
+    let offset = c.location.offset.unwrap();
+    assert!(
+        offset > data_end as u64 / 2 && offset <= data_end as u64 * 3 / 4,
+        "{c}"
+    );
+}

@@ -267,38 +267,94 @@ fn data_end_of(f: &Found, start: u64) -> Result<u64> {
 /// Bytes of frames checked per read by [`covered_frames_agree`].
 const CHECK_WINDOW: u64 = 1 << 20;
 
+/// Covered frames from which [`covered_frames_agree`] checks the two
+/// halves on two threads (~2 MiB of frames; a thread costs tens of
+/// microseconds).
+const PARALLEL_CHECK_FRAMES: usize = 8_192;
+
 /// Whether the segment holds the records an index snapshot covers, where
 /// the snapshot says: every covered frame is whole, at its offset, with a
 /// valid checksum, the right seq and a recorded time that does not go
 /// back (the last one being the snapshot's), and the last ends a batch.
 /// The records' fields and leaf hashes are taken from the snapshot, as a
 /// sealed segment's are from its sidecar and the leaf file; `verify`
-/// recomputes them. Read a window at a time, so the bytes are touched once.
+/// recomputes them. Read a window at a time, so the bytes are touched once;
+/// a large snapshot's frames are checked in two halves, one on another
+/// thread (the checksums of a full segment's frames are ~60 MiB).
 fn covered_frames_agree(f: &Found, last_recorded: Option<i64>, base: &Base) -> Result<bool> {
     let data = &base.data;
     if data.frames_end > f.len {
         return Ok(false);
     }
+    let n = data.offsets.len();
+    let ends = if n >= PARALLEL_CHECK_FRAMES
+        && std::thread::available_parallelism().is_ok_and(|p| p.get() > 1)
+    {
+        let mid = n / 2;
+        let (first, second) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| covered_range_agrees(f, base, mid..n));
+            let first = covered_range_agrees(f, base, 0..mid);
+            // A panic on the other thread is a bug; report it as one.
+            (
+                first,
+                second
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            )
+        });
+        match (first?, second?) {
+            (Some((a, b)), Some((c, d))) if b <= c => Some((a, d)),
+            _ => None,
+        }
+    } else {
+        covered_range_agrees(f, base, 0..n)?
+    };
+    Ok(match ends {
+        // The first covered record follows the records before the segment
+        // in recorded time, and the last is the snapshot's.
+        Some((first, last)) => {
+            last_recorded.is_none_or(|p| p <= first)
+                && Some(last) == data.last_recorded_at.map(Timestamp::as_nanos)
+        }
+        // No covered frame: the snapshot's last recorded time is the one
+        // before the segment.
+        None if n == 0 => last_recorded == data.last_recorded_at.map(Timestamp::as_nanos),
+        None => false,
+    })
+}
+
+/// Checks the covered frames `range` as [`covered_frames_agree`] says,
+/// except how the first relates to the records before it: their recorded
+/// times, first and last, if every frame agrees; `None` if one does not
+/// (or the range is empty).
+fn covered_range_agrees(
+    f: &Found,
+    base: &Base,
+    range: std::ops::Range<usize>,
+) -> Result<Option<(i64, i64)>> {
+    let data = &base.data;
     let end_of = |i: usize| {
         data.offsets
             .get(i)
             .map_or(data.frames_end, |&o| u64::from(o))
     };
-    let mut previous = last_recorded;
-    let mut buf = Vec::new();
-    let mut i = 0usize;
     let n = data.offsets.len();
-    while i < n {
+    let mut first: Option<i64> = None;
+    let mut previous: Option<i64> = None;
+    let mut buf = Vec::new();
+    let mut i = range.start;
+    let stop = range.end.min(n);
+    while i < stop {
         let start = end_of(i);
         let mut j = i + 1;
-        while j < n && end_of(j + 1) - start <= CHECK_WINDOW {
+        while j < stop && end_of(j + 1) - start <= CHECK_WINDOW {
             j += 1;
         }
         let Some(len) = end_of(j)
             .checked_sub(start)
             .and_then(|l| usize::try_from(l).ok())
         else {
-            return Ok(false);
+            return Ok(None);
         };
         buf.resize(len, 0);
         f.file
@@ -308,10 +364,10 @@ fn covered_frames_agree(f: &Found, last_recorded: Option<i64>, base: &Base) -> R
             let at = usize::try_from(end_of(k) - start).unwrap_or(usize::MAX);
             let want = end_of(k + 1) - end_of(k);
             let Some(Ok(FrameRead::Frame(frame))) = buf.get(at..).map(read_frame) else {
-                return Ok(false);
+                return Ok(None);
             };
             let Ok((seq, recorded)) = sealog_format::record::read_trailer(frame.body) else {
-                return Ok(false);
+                return Ok(None);
             };
             let recorded = recorded.as_nanos();
             if frame.len as u64 != want
@@ -319,13 +375,14 @@ fn covered_frames_agree(f: &Found, last_recorded: Option<i64>, base: &Base) -> R
                 || previous.is_some_and(|p| recorded < p)
                 || (k + 1 == n && !frame.is_commit())
             {
-                return Ok(false);
+                return Ok(None);
             }
+            first.get_or_insert(recorded);
             previous = Some(recorded);
         }
         i = j;
     }
-    Ok(previous == data.last_recorded_at.map(Timestamp::as_nanos))
+    Ok(first.zip(previous))
 }
 
 fn too_large(f: &Found) -> Error {
