@@ -353,20 +353,34 @@ impl PrivacyArgs {
 /// under other transforms and may find nothing, which would read as "no
 /// such events". Reading errors are not this check's to report.
 pub fn warn_if_privacy_differs(store: &sealog::Store, given: &PrivacyPolicy, filters: &Query) {
+    if let Some(warning) = privacy_warning(store, given, filters) {
+        eprintln!("{warning}");
+    }
+}
+
+/// The warning of [`warn_if_privacy_differs`], if there is one. Finding
+/// the log's newest policy record looks into every segment's index when
+/// the log has none (the common case): a command can ask for it on another
+/// thread while it answers.
+pub fn privacy_warning(
+    store: &sealog::Store,
+    given: &PrivacyPolicy,
+    filters: &Query,
+) -> Option<String> {
     let names_a_value = filters.actor.is_some()
         || filters.resource.as_ref().is_some_and(|r| r.id.is_some())
         || filters.tenant.is_some()
         || filters.request_id.is_some()
         || filters.source_ip.is_some();
     if !names_a_value {
-        return;
+        return None;
     }
     let Ok(Some((seq, recorded))) = store.recorded_privacy_policy() else {
-        return;
+        return None;
     };
     let given = given.describe();
     if recorded == given {
-        return;
+        return None;
     }
     let fix = if recorded.is_empty() {
         "run it without --privacy and --privacy-key".to_owned()
@@ -380,12 +394,12 @@ pub fn warn_if_privacy_differs(store: &sealog::Store, given: &PrivacyPolicy, fil
             }
         )
     };
-    eprintln!(
+    Some(format!(
         "warning: the log records that its writer applies {recorded} from seq {seq} on, and \
          this command was given {given}: a filter on a field the two treat differently \
          compares other values than the stored ones and may find nothing\n  fix:   {fix} \
          (docs/privacy.md)"
-    );
+    ))
 }
 
 /// The validator of a secret-guard mode (the default guard: refuse).

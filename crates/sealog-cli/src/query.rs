@@ -105,11 +105,20 @@ pub fn run(global: &Global, args: QueryArgs) -> Result<(), CliError> {
     query.cursor.clone_from(&args.cursor);
     query.validate().map_err(query_error)?;
     let store = global.open_read_only(&args.damaged)?;
-    crate::common::warn_if_privacy_differs(&store, &privacy, &query);
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
     warnings.name_new(dir, &store);
-    let result = answer(&store, dir, &query, &args);
+    // The privacy check looks into every segment's index when the log has
+    // no policy record: on another thread, while the query runs (both
+    // share the indexes they open). Its warning follows the answer.
+    let result = std::thread::scope(|scope| {
+        let check = scope.spawn(|| crate::common::privacy_warning(&store, &privacy, &query));
+        let result = answer(&store, dir, &query, &args);
+        if let Ok(Some(warning)) = check.join() {
+            eprintln!("{warning}");
+        }
+        result
+    });
     warnings.name_new(dir, &store);
     warnings.finish();
     // The process ends next, and a read-only store holds nothing but

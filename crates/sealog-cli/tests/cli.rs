@@ -2246,8 +2246,29 @@ fn privacy_flags_transform_appends_imports_and_queries() {
         assert_eq!(found[0]["actor"]["id"], hashed.as_str(), "{cmd}");
     }
     // Without the key, clear values are not in the records; the stored
-    // form is.
+    // form is. The query says why it may find nothing (after its answer:
+    // the check runs beside the query).
     assert!(query(&["--actor", "user:alice"]).is_empty());
+    sealog(&dir)
+        .args(["query", "--actor", "user:alice"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: the log records that its writer applies the privacy rules",
+        ));
+    // With the newest writer's rules and key, no warning.
+    sealog(&dir)
+        .args([
+            "query",
+            "--actor",
+            "user:alice",
+            "--privacy",
+            "metadata.email=drop",
+        ])
+        .args(rules)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning:").not());
     assert_eq!(query(&["--actor", &format!("user:{hashed}")]).len(), 1);
     // A short key and a hash rule without a key are usage errors.
     std::fs::write(&key, [4u8; 8]).unwrap();
