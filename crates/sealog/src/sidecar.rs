@@ -426,6 +426,25 @@ const OFFSETS: usize = 0;
 /// Index of the event-time column in [`COLUMNS`].
 const EVENT_TIMES: usize = 1;
 
+/// `ranges` (start, end) sorted, with those at most `gap` bytes apart
+/// (or overlapping) joined.
+fn merge_ranges(mut ranges: Vec<(u64, u64)>, gap: u64) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1.saturating_add(gap) => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// Bytes between two advised ranges of a sidecar below which they are
+/// asked for in one call (a few pages: cheaper to read than a system call
+/// is to make, when they are not in the page cache already).
+const ADVISE_GAP: u64 = 16 << 10;
+
 impl Sidecar {
     /// Opens a sidecar and checks it describes `identity` (cheap: header and
     /// section table only).
@@ -571,6 +590,11 @@ impl Sidecar {
         let Ok(reader) = self.reader() else {
             return;
         };
+        // Gathered, then asked for in as few calls as they allow: the
+        // small sections a lookup reads first (term filters, block
+        // checksums) lie together at the end of the file, and a search
+        // advises every segment it plans.
+        let mut ranges = Vec::new();
         for &used in sections {
             let (kind, field) = match used {
                 SectionUse::Dict(f) => (SectionKind::TermDict, dict_field(f)),
@@ -589,29 +613,45 @@ impl Sidecar {
                 && self.checked.get(filter).is_some_and(|c| c.get().is_none())
                 && let Some(section) = reader.section(filter)
             {
-                self.advise(section.offset, section.len);
+                ranges.push((section.offset, section.offset + section.len));
             }
             let Some(i) = by_blocks.or_else(|| reader.section_for(kind, field as u16)) else {
                 continue;
             };
             let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
             if unchecked && let Some(section) = reader.section(i) {
-                self.advise(section.offset, section.len);
+                ranges.push((section.offset, section.offset + section.len));
             }
         }
-        self.advise_block_checksums(&reader);
+        self.block_checksum_ranges(&reader, &mut ranges);
+        self.advise_merged(ranges);
+    }
+
+    /// Advises `ranges` (start, end), one call per run of ranges less than
+    /// [`ADVISE_GAP`] apart (the pages between them are asked for too).
+    fn advise_merged(&self, ranges: Vec<(u64, u64)>) {
+        for (start, end) in merge_ranges(ranges, ADVISE_GAP) {
+            self.advise(start, end - start);
+        }
     }
 
     /// Asks for the columns' block-checksum sections not checked yet (a
     /// few hundred bytes each, at the end of the file), which the first
     /// block read of each column checks before the block.
     fn advise_block_checksums(&self, reader: &IndexReader<'_>) {
+        let mut ranges = Vec::new();
+        self.block_checksum_ranges(reader, &mut ranges);
+        self.advise_merged(ranges);
+    }
+
+    /// The byte ranges of [`Sidecar::advise_block_checksums`].
+    fn block_checksum_ranges(&self, reader: &IndexReader<'_>, ranges: &mut Vec<(u64, u64)>) {
         for column in COLUMNS {
             if let Some(i) = reader.column_blocks_section(column)
                 && self.checked.get(i).is_some_and(|c| c.get().is_none())
                 && let Some(section) = reader.section(i)
             {
-                self.advise(section.offset, section.len);
+                ranges.push((section.offset, section.offset + section.len));
             }
         }
     }
@@ -773,6 +813,9 @@ impl Sidecar {
     }
 
     fn advise(&self, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
         self.map.will_need(
             usize::try_from(offset).unwrap_or(usize::MAX),
             usize::try_from(len).unwrap_or(usize::MAX),
@@ -1090,6 +1133,21 @@ fn install_mapped(env: &IndexEnv, first_seq: u64, identity: &SegmentIdentity) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advised_ranges_close_together_are_asked_for_in_one_call() {
+        assert_eq!(merge_ranges(Vec::new(), 16), Vec::new());
+        assert_eq!(
+            merge_ranges(vec![(100, 110), (0, 10), (20, 30), (25, 28), (60, 70)], 10),
+            vec![(0, 30), (60, 70), (100, 110)]
+        );
+        // Exactly `gap` apart joins; one byte more does not.
+        assert_eq!(merge_ranges(vec![(0, 10), (20, 30)], 10), vec![(0, 30)]);
+        assert_eq!(
+            merge_ranges(vec![(0, 10), (21, 30)], 10),
+            vec![(0, 10), (21, 30)]
+        );
+    }
     use crate::{Preallocation, Store, StoreOptions};
 
     /// A closed store in `dir` of `events` generated events (workload
