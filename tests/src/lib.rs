@@ -124,6 +124,14 @@ pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// The first seq a segment file (or its sidecar or snapshot) is named by.
+pub fn first_seq_of(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{} is not named by a first seq", path.display()))
+}
+
 /// Cuts the power of `fs` and writes the disk a restarted machine could
 /// find — the tree under `root` — into a fresh temporary directory.
 /// Returns the directory (keep it alive) and the path of `root`'s image

@@ -298,13 +298,7 @@ fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes
     // Every chunk has the frontier of the whole log at its last record; the
     // last one folds to the checkpoint's root.
     let snapshot = snapshot_files(dir.path()).pop().unwrap();
-    let first_seq: u64 = snapshot
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_seq = sealog_tests::first_seq_of(&snapshot);
     assert!(first_seq > 0, "the open segment follows a sealed one");
     let intact = fs::read(&snapshot).unwrap();
     assert_eq!(u16::from_le_bytes([intact[8], intact[9]]), 2);

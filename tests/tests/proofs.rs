@@ -455,20 +455,8 @@ fn dropping_a_whole_segment_is_caught() {
         f.sort();
         f
     };
-    let first_of_second: usize = second[1]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let first_of_third: usize = second[2]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_of_second = usize::try_from(sealog_tests::first_seq_of(&second[1])).unwrap();
+    let first_of_third = usize::try_from(sealog_tests::first_seq_of(&second[2])).unwrap();
     forge(dir.path(), |records| {
         records.drain(first_of_second..first_of_third);
     });

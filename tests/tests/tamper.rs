@@ -279,13 +279,7 @@ fn an_interrupted_write_before_a_later_segment_with_records_fails_verify_as_it_f
     let active = files.last().unwrap();
     let previous = &files[files.len() - 2];
     let store = sealog::Store::open_read_only(dir.path()).unwrap();
-    let first_active: u64 = active
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_active: u64 = sealog_tests::first_seq_of(active);
     assert!(
         store.len() > first_active,
         "the active segment holds records"

@@ -458,8 +458,6 @@ impl<'a> ByteReader<'a> {
     }
 }
 
-/// The index columns of one snapshot chunk, decoded and checked against
-/// the index they extend before any of it is applied.
 /// The term ids of a snapshot column, 4 little-endian bytes each.
 fn raw_ids(raw: &[u8]) -> impl Iterator<Item = u32> + '_ {
     raw.as_chunks::<4>()
@@ -468,6 +466,8 @@ fn raw_ids(raw: &[u8]) -> impl Iterator<Item = u32> + '_ {
         .map(|b| u32::from_le_bytes(*b))
 }
 
+/// The index columns of one snapshot chunk, decoded and checked against
+/// the index they extend before any of it is applied.
 struct ColumnChunk<'a> {
     /// Borrowed from the chunk until it is applied: a snapshot's chunks
     /// bring ~a hundred thousand new terms per segment, each allocated

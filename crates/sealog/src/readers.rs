@@ -58,6 +58,26 @@ impl View {
         (ordinal < segment.footer.record_count).then_some(Located::Sealed(segment, ordinal))
     }
 
+    /// A copy of at most `max` leaf hashes of the open segments, from leaf
+    /// `from` on, all from the open segment holding `from` (empty if none
+    /// does): taken under a short hold of that segment's data lock.
+    pub(crate) fn open_leaves(&self, from: u64, max: usize) -> Vec<sealog_format::Hash> {
+        let Some(open) = self
+            .open
+            .iter()
+            .filter(|o| o.header.first_seq <= from)
+            .max_by_key(|o| o.header.first_seq)
+        else {
+            return Vec::new();
+        };
+        let at = usize::try_from(from - open.header.first_seq).unwrap_or(usize::MAX);
+        let data = open.data.read();
+        data.leaves
+            .get(at..)
+            .map(|rest| rest.get(..max).unwrap_or(rest).to_vec())
+            .unwrap_or_default()
+    }
+
     /// The first seq of the first segment that starts after `seq`.
     pub(crate) fn next_start(&self, seq: u64) -> Option<u64> {
         let sealed = self

@@ -1116,22 +1116,7 @@ impl Inner {
         // committer takes that lock to publish every group, and hashing a
         // whole segment's leaves under it stalled ingest for tens of
         // milliseconds at each checkpoint and archive round.
-        tree.fill_tail(&mut tail, size, |from, max| {
-            let Some(open) = view
-                .open
-                .iter()
-                .filter(|o| o.header.first_seq <= from)
-                .max_by_key(|o| o.header.first_seq)
-            else {
-                return Vec::new();
-            };
-            let at = usize::try_from(from - open.header.first_seq).unwrap_or(usize::MAX);
-            let data = open.data.read();
-            data.leaves
-                .get(at..)
-                .map(|rest| rest.get(..max).unwrap_or(rest).to_vec())
-                .unwrap_or_default()
-        });
+        tree.fill_tail(&mut tail, size, |from, max| view.open_leaves(from, max));
         let source = tree.source(&tail, size);
         f(&source)
     }

@@ -883,22 +883,13 @@ fn root_from_frontier(inner: &Inner, size: u64, frontiers: &[Frontier]) -> Optio
     let mut frontier = frontier.clone();
     let view = inner.readers().snapshot();
     while frontier.size() < size {
-        let from = frontier.size();
-        let open = view
-            .open
-            .iter()
-            .filter(|o| o.header.first_seq <= from)
-            .max_by_key(|o| o.header.first_seq)?;
-        let data = open.data.read();
-        let at = usize::try_from(from - open.header.first_seq).ok()?;
-        let want = usize::try_from(size - from).ok()?;
-        let leaves = data.leaves.get(at..)?;
-        let leaves = leaves.get(..want).unwrap_or(leaves);
+        let want = usize::try_from(size - frontier.size()).ok()?;
+        let leaves = view.open_leaves(frontier.size(), want);
         if leaves.is_empty() {
             return None;
         }
         for leaf in leaves {
-            frontier.push(*leaf).ok()?;
+            frontier.push(leaf).ok()?;
         }
     }
     Some(frontier.root())
