@@ -1,5 +1,5 @@
 //! `index_sidecar`: the index sidecar reader (`sealog_format::index`), as
-//! the engine's `sidecar.rs` uses it, and lookups on whatever opens.
+//! the engine's `sidecar` module uses it, and lookups on whatever opens.
 //!
 //! The input is a sidecar file. It is opened the two ways the engine opens
 //! one — cheaply ([`IndexReader::open`], sections checked one by one on
