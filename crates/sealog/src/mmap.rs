@@ -68,6 +68,24 @@ impl Mapped {
         }
     }
 
+    /// Whether every page of bytes `offset..offset + len` (clamped to the
+    /// map) is in memory now, so that reading them waits for no disk;
+    /// `false` when the kernel does not say. Owned bytes are in memory.
+    pub fn resident(&self, offset: u64, len: u64) -> bool {
+        let map = match &self.0 {
+            Inner::Map(map) => map,
+            Inner::Owned(_) => return true,
+        };
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return false;
+        };
+        let end = offset.saturating_add(len).min(map.len());
+        if offset >= end {
+            return true;
+        }
+        resident(map, offset, end)
+    }
+
     /// Owned bytes presented like a map (used by test filesystems).
     pub fn from_vec(bytes: Vec<u8>) -> Mapped {
         Mapped(Inner::Owned(bytes))
@@ -87,5 +105,68 @@ impl Deref for Mapped {
 impl AsRef<[u8]> for Mapped {
     fn as_ref(&self) -> &[u8] {
         self
+    }
+}
+
+/// `mincore(2)` over the pages of `map[start..end]`; `false` if it fails.
+#[cfg(target_os = "linux")]
+fn resident(map: &memmap2::Mmap, start: usize, end: usize) -> bool {
+    /// Pages asked about at once, at most (a section larger than this is
+    /// not looked at: it is asked for).
+    const MAX_PAGES: usize = 64;
+    // SAFETY: `sysconf` reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    if page == 0 {
+        return false;
+    }
+    // A map starts on a page boundary.
+    let base = map.as_ptr() as usize;
+    let first = (base + start) / page * page;
+    let pages = (base + end).div_ceil(page) - first / page;
+    if pages > MAX_PAGES {
+        return false;
+    }
+    let mut vec = [0u8; MAX_PAGES];
+    // SAFETY: `first..first + pages * page` lies within the mapping (its
+    // pages hold bytes `start..end` of it, `end` clamped to its length),
+    // and `vec` has room for one byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            first as *mut libc::c_void,
+            pages * page,
+            vec.as_mut_ptr().cast(),
+        )
+    };
+    rc == 0 && vec[..pages].iter().all(|b| b & 1 == 1)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident(_: &memmap2::Mmap, _: usize, _: usize) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_just_written_and_read_are_resident() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 3 * 4096 + 100]).unwrap();
+        let map = Mapped::map(&File::open(&path).unwrap()).unwrap();
+        let sum: u64 = map.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(sum, 7 * (3 * 4096 + 100));
+        assert_eq!(map.resident(0, 10), cfg!(target_os = "linux"));
+        assert_eq!(map.resident(4000, 8000), cfg!(target_os = "linux"));
+        // Clamped to the map; an empty range is at hand.
+        assert_eq!(map.resident(3 * 4096, 1 << 40), cfg!(target_os = "linux"));
+        assert!(map.resident(1 << 40, 5));
+        // More pages than are looked at: not said to be.
+        std::fs::write(&path, vec![1u8; 80 * 4096]).unwrap();
+        let map = Mapped::map(&File::open(&path).unwrap()).unwrap();
+        assert_eq!(map.iter().filter(|&&b| b == 1).count(), 80 * 4096);
+        assert!(!map.resident(0, 80 * 4096));
+        assert!(Mapped::from_vec(Vec::new()).resident(0, 100));
     }
 }

@@ -516,9 +516,11 @@ pub(crate) fn segments_in_order(view: &View, order: Order) -> Vec<SegmentRef> {
 
 /// An index section planning uses: a dictionary, a hashed index or the IP
 /// index of a field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SectionUse {
-    Dict(DictField),
+    /// A dictionary, looked up for exactly these terms (which its term
+    /// filter may rule out), or (`None`) by prefix.
+    Dict(DictField, Option<Vec<Vec<u8>>>),
     Exact(ExactField),
     Ip,
 }
@@ -538,14 +540,38 @@ impl SectionRecorder {
         }
         Ok(std::iter::once(0).collect())
     }
+
+    /// Notes a dictionary lookup, with the terms of its field so far.
+    fn note_dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
+        let term = match select {
+            TermSelect::Exact(term) => Some(term.to_vec()),
+            _ => None,
+        };
+        let mut all = self.used.borrow_mut();
+        match all.iter_mut().find_map(|u| match u {
+            SectionUse::Dict(f, terms) if *f == field => Some(terms),
+            _ => None,
+        }) {
+            Some(terms) => match (terms.as_mut(), term) {
+                (Some(terms), Some(term)) => {
+                    if !terms.contains(&term) {
+                        terms.push(term);
+                    }
+                }
+                _ => *terms = None,
+            },
+            None => all.push(SectionUse::Dict(field, term.map(|t| vec![t]))),
+        }
+        Ok(std::iter::once(0).collect())
+    }
 }
 
 impl IndexView for SectionRecorder {
     fn len(&self) -> u64 {
         1
     }
-    fn dict(&self, field: DictField, _: &TermSelect<'_>) -> Result<RoaringBitmap> {
-        self.note(SectionUse::Dict(field))
+    fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
+        self.note_dict(field, select)
     }
     fn exact(&self, field: ExactField, _: &[u8]) -> Result<RoaringBitmap> {
         self.note(SectionUse::Exact(field))
@@ -1227,12 +1253,12 @@ mod tests {
         assert_eq!(
             Plan::new(&query).unwrap().sections_used(),
             [
-                SectionUse::Dict(DictField::Actor),
-                SectionUse::Dict(DictField::Action),
-                SectionUse::Dict(DictField::ResourceType),
+                SectionUse::Dict(DictField::Actor, Some(vec![b"alice\0user".to_vec()])),
+                SectionUse::Dict(DictField::Action, None),
+                SectionUse::Dict(DictField::ResourceType, Some(vec![b"doc".to_vec()])),
                 SectionUse::Exact(ExactField::ResourceId),
-                SectionUse::Dict(DictField::Outcome),
-                SectionUse::Dict(DictField::Tenant),
+                SectionUse::Dict(DictField::Outcome, Some(vec![b"denied".to_vec()])),
+                SectionUse::Dict(DictField::Tenant, Some(vec![b"acme".to_vec()])),
                 SectionUse::Ip,
                 SectionUse::Exact(ExactField::RequestId),
             ]

@@ -288,20 +288,27 @@ impl Sidecar {
     /// checking: a search about to plan several segments has their
     /// sections read together. Only advice: nothing fails.
     pub(crate) fn advise_sections(&self, sections: &[crate::search::SectionUse]) {
+        self.advise_merged(self.advice_ranges(sections));
+    }
+
+    /// The byte ranges [`Sidecar::advise_sections`] asks for, unmerged.
+    fn advice_ranges(&self, sections: &[crate::search::SectionUse]) -> Vec<(u64, u64)> {
         use crate::search::SectionUse;
         let Ok(reader) = self.reader() else {
-            return;
+            return Vec::new();
         };
         // Gathered, then asked for in as few calls as they allow: the
         // small sections a lookup reads first (term filters, block
         // checksums) lie together at the end of the file, and a search
         // advises every segment it plans.
         let mut ranges = Vec::new();
-        for &used in sections {
-            let (kind, field) = match used {
-                SectionUse::Dict(f) => (SectionKind::TermDict, dict_field(f)),
-                SectionUse::Exact(f) => (SectionKind::Hashed, exact_field(f)),
-                SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp),
+        for used in sections {
+            let (kind, field, terms) = match used {
+                SectionUse::Dict(f, terms) => {
+                    (SectionKind::TermDict, dict_field(*f), terms.as_ref())
+                }
+                SectionUse::Exact(f) => (SectionKind::Hashed, exact_field(*f), None),
+                SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp, None),
             };
             // A hashed index with block checksums is read a few blocks at a
             // time: ask for its checksums, not for the whole index.
@@ -312,10 +319,29 @@ impl Sidecar {
             // the segment lacks reads nothing else).
             if kind == SectionKind::TermDict
                 && let Some(filter) = reader.term_filter_section(field)
-                && self.checked.get(filter).is_some_and(|c| c.get().is_none())
-                && let Some(section) = reader.section(filter)
             {
-                ranges.push((section.offset, section.offset + section.len));
+                // A filter in memory already (checked, or in the page
+                // cache) is asked now: a dictionary it rules out is not
+                // asked for (advice over a large dictionary costs the
+                // kernel a page-cache lookup per page even when every page
+                // is there). A filter still on disk is asked for with the
+                // dictionary, both read at once.
+                let at_hand = self.checked.get(filter).is_some_and(|c| c.get().is_some())
+                    || reader
+                        .section(filter)
+                        .is_some_and(|s| self.map.resident(s.offset, s.len));
+                if at_hand
+                    && terms.is_some_and(|terms| {
+                        terms.iter().all(|t| self.filter_lacks(&reader, field, t))
+                    })
+                {
+                    continue;
+                }
+                if self.checked.get(filter).is_some_and(|c| c.get().is_none())
+                    && let Some(section) = reader.section(filter)
+                {
+                    ranges.push((section.offset, section.offset + section.len));
+                }
             }
             let Some(i) = by_blocks.or_else(|| reader.section_for(kind, field as u16)) else {
                 continue;
@@ -326,7 +352,7 @@ impl Sidecar {
             }
         }
         self.block_checksum_ranges(&reader, &mut ranges);
-        self.advise_merged(ranges);
+        ranges
     }
 
     /// Advises `ranges` (start, end), one call per run of ranges less than
@@ -1031,6 +1057,67 @@ mod tests {
         assert!(lookup(&s, absent).unwrap().is_empty());
         assert!(s.checked[dict_at].get().is_some());
         assert_eq!(lookup(&s, present.term).unwrap(), want);
+    }
+
+    #[test]
+    fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
+        use crate::search::SectionUse;
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let seg = &sealed[0];
+        let bytes = std::fs::read(&seg.path).unwrap();
+        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
+        let id = identity(&image.header, &image.footer);
+        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let reader = IndexReader::parse(&sidecar).unwrap();
+        let field = IndexField::Actor;
+        let range = |at: usize| {
+            let s = reader.section(at).unwrap();
+            (s.offset, s.offset + s.len)
+        };
+        let filter = range(reader.term_filter_section(field).unwrap());
+        let dict = range(
+            reader
+                .section_for(SectionKind::TermDict, field.id())
+                .unwrap(),
+        );
+        let present = reader
+            .field(field)
+            .unwrap()
+            .iter()
+            .nth(3)
+            .unwrap()
+            .term
+            .to_vec();
+        let absent = b"nobody\0user".to_vec();
+        let asked = |terms: Option<Vec<Vec<u8>>>| {
+            // Owned bytes are in memory: the filter is at hand.
+            let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
+            let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, terms)]);
+            (ranges.contains(&filter), ranges.contains(&dict))
+        };
+        // Ruled out: neither the dictionary nor the filter (checked now).
+        assert_eq!(asked(Some(vec![absent.clone()])), (false, false));
+        // One term it may hold is enough to ask for the dictionary (the
+        // filter, checked now, is not asked for again).
+        assert_eq!(
+            asked(Some(vec![absent.clone(), present.clone()])),
+            (false, true)
+        );
+        assert_eq!(asked(Some(vec![present])), (false, true));
+        // A prefix: the filter cannot rule it out, and is asked for with
+        // the dictionary.
+        assert_eq!(asked(None), (true, true));
+
+        // A damaged filter rules nothing out.
+        let section = reader
+            .section(reader.term_filter_section(field).unwrap())
+            .unwrap();
+        let mut damaged = sidecar.clone();
+        damaged[section.offset as usize + section.len as usize / 2] ^= 0x08;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
+        let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, Some(vec![absent]))]);
+        assert!(ranges.contains(&dict), "{ranges:?}");
     }
 
     #[test]
