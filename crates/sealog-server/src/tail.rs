@@ -46,7 +46,16 @@ pub(crate) const CHUNK: u64 = 256;
 /// abort.
 pub(crate) const ABORT_GRACE: Duration = Duration::from_millis(250);
 
+/// How often the follower looks for records while no stream listens.
+const IDLE_LOOK: Duration = Duration::from_millis(50);
+
 /// The follower: publishes the number of visible records.
+///
+/// While no stream listens (the only receiver is the one the server keeps
+/// to clone for each stream), it does not wait on the store, which would
+/// wake it at every commit group, but looks every [`IDLE_LOOK`]: a new
+/// stream starts at the log's end it reads itself, and is told of records
+/// after it within that time.
 pub(crate) fn follow(
     handle: Arc<StoreHandle>,
     tx: watch::Sender<u64>,
@@ -58,8 +67,16 @@ pub(crate) fn follow(
             std::thread::sleep(Duration::from_millis(100));
             continue;
         };
-        let visible = store.wait_for_records(last, Duration::from_millis(250));
-        drop(store);
+        let visible = if tx.receiver_count() > 1 {
+            store.wait_for_records(last, Duration::from_millis(250))
+        } else {
+            drop(store);
+            std::thread::sleep(IDLE_LOOK);
+            match handle.get() {
+                Ok(store) => store.wait_for_records(last, Duration::ZERO),
+                Err(_) => continue,
+            }
+        };
         if visible != last {
             last = visible;
             tx.send_replace(visible);
