@@ -344,8 +344,8 @@ fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes
 
 #[test]
 fn a_damaged_record_late_in_a_large_snapshot_s_range_fails_the_read_only_open_too() {
-    // The covered frames of a large snapshot are checked in two halves;
-    // damage in the second half counts as much as in the first.
+    // The covered frames of a large snapshot are checked in pieces on two
+    // threads; damage in a late piece counts as much as in the first.
     let dir = tempfile::tempdir().unwrap();
     store_with_open_segment(dir.path(), 20_000).close().unwrap();
     let segment = sealog_tests::segment_files(dir.path()).pop().unwrap();
@@ -360,4 +360,39 @@ fn a_damaged_record_late_in_a_large_snapshot_s_range_fails_the_read_only_open_to
         offset > data_end as u64 / 2 && offset <= data_end as u64 * 3 / 4,
         "{c}"
     );
+}
+
+#[test]
+fn a_chunk_that_fails_its_checksum_past_intact_offsets_ends_what_is_taken() {
+    // The covered frames are checked from the chunks' offsets while the
+    // chunks are decoded; a chunk whose offsets read well but whose body
+    // fails its checksum is not taken, and the frames of those before it
+    // are what the open relies on.
+    let dir = tempfile::tempdir().unwrap();
+    store_with_open_segment(dir.path(), 30_000).close().unwrap();
+    let expected = answers_without_snapshot(dir.path());
+    let snapshot = snapshot_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&snapshot).unwrap();
+    let all = chunks(&bytes);
+    assert!(all.len() >= 3, "{} chunks", all.len());
+    let (start, from, n, _) = all[all.len() - 1].clone();
+    let intact = bytes.clone();
+    // A byte of the last chunk's first leaf hash: after its header (48
+    // bytes), offsets (4 a record) and event times (8 a record).
+    bytes[start + 48 + 12 * n as usize + 5] ^= 0x10;
+    // Its header's recorded time of its last record: the frames no longer
+    // agree with what the chunk says, yet the chunks before it still do.
+    let mut header = intact;
+    header[start + 40] ^= 0x01;
+    for (case, bytes) in [bytes, header].iter().enumerate() {
+        fs::write(&snapshot, bytes).unwrap();
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(
+            store.recovery_report().from_index_snapshots,
+            from,
+            "case {case}"
+        );
+        assert_eq!(store.len(), 30_000);
+        assert_eq!(answers(&store), expected, "case {case}");
+    }
 }

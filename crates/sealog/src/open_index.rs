@@ -281,21 +281,109 @@ impl Base {
 /// torn, damaged or inconsistent. The records it covers are still checked
 /// against the segment by the caller. Never an error: a snapshot that
 /// cannot be read is ignored (and logged).
+#[cfg(test)]
 pub(crate) fn load(fs: &dyn Vfs, segment_path: &Path, header: &SegmentHeader) -> Option<Base> {
+    decoded(segment_path, decode(&map(fs, segment_path)?, header))
+}
+
+/// The bytes of the snapshot of the segment at `segment_path`, mapped;
+/// `None` if there is none, or it cannot be read (logged).
+pub(crate) fn map(fs: &dyn Vfs, segment_path: &Path) -> Option<Mapped> {
     let path = path_of(segment_path);
-    let bytes = match read_all(fs, &path) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return None,
+    match read_all(fs, &path) {
+        Ok(bytes) => bytes,
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable snapshot of the open segment's index");
-            return None;
+            None
         }
-    };
-    let base = decode(&bytes, header);
+    }
+}
+
+/// [`decode`]'s result, with a snapshot that does not belong to the
+/// segment at `segment_path` logged.
+pub(crate) fn decoded(segment_path: &Path, base: Option<Base>) -> Option<Base> {
     if base.is_none() {
-        tracing::warn!(file = %path.display(), "ignoring a snapshot of the open segment's index that does not belong to the segment");
+        tracing::warn!(file = %path_of(segment_path).display(), "ignoring a snapshot of the open segment's index that does not belong to the segment");
     }
     base
+}
+
+/// What a snapshot's chunks state about the frames they cover, read from
+/// their headers and offsets alone (no checksum, no other column): enough
+/// to start checking those frames against the segment while [`decode`]
+/// takes the chunks. Chunks are taken in order while their offsets follow
+/// on from the chunk before, as `decode` requires (which checks more: a
+/// chunk it refuses ends what it takes earlier, never later).
+pub(crate) struct Covered {
+    /// Frame offset of each covered record.
+    pub offsets: Vec<u32>,
+    /// End of the last covered frame.
+    pub frames_end: u64,
+    /// Recorded time of the last covered record.
+    pub last_recorded_at: Option<i64>,
+}
+
+/// The frames the snapshot `bytes` of the segment with `header` states
+/// it covers (see [`Covered`]); `None` if its header is not that of a
+/// snapshot of this segment.
+pub(crate) fn covered(bytes: &[u8], header: &SegmentHeader) -> Option<Covered> {
+    let found = bytes.get(..FILE_HEADER_LEN)?;
+    if !VERSIONS_READ
+        .iter()
+        .any(|&v| found == encode_header(header, v).as_slice())
+    {
+        return None;
+    }
+    let mut rest = bytes.get(FILE_HEADER_LEN..)?;
+    let mut covered = Covered {
+        offsets: Vec::with_capacity(stated_records(rest)),
+        frames_end: HEADER_LEN as u64,
+        last_recorded_at: None,
+    };
+    while let Some(used) = covered_chunk(rest, &mut covered) {
+        rest = rest.get(used..)?;
+    }
+    Some(covered)
+}
+
+/// Adds the offsets of the chunk at the start of `bytes` to `covered`
+/// (checked as [`decode_chunk`] checks them); its length, or `None`.
+fn covered_chunk(bytes: &[u8], covered: &mut Covered) -> Option<usize> {
+    let mut r = ByteReader { bytes };
+    if r.take(4)? != CHUNK_MAGIC {
+        return None;
+    }
+    let body_len = usize::try_from(r.u32()?).ok()?;
+    let total = CHUNK_HEADER_LEN.checked_add(body_len)?.checked_add(4)?;
+    let body = bytes.get(CHUNK_HEADER_LEN..total.checked_sub(4)?)?;
+    let from = r.u64()?;
+    let count = r.u32()?;
+    let _frontier_len = r.u32()?;
+    let frames_end = r.u64()?;
+    let _first_recorded = r.i64()?;
+    let last_recorded = r.i64()?;
+    if from != covered.offsets.len() as u64 || count == 0 {
+        return None;
+    }
+    let offsets = ByteReader { bytes: body }
+        .take((count as usize).checked_mul(4)?)?
+        .as_chunks::<4>()
+        .0;
+    let offsets = || offsets.iter().map(|b| u32::from_le_bytes(*b));
+    let mut expect = covered.frames_end;
+    for o in offsets() {
+        if u64::from(o) < expect {
+            return None;
+        }
+        expect = u64::from(o) + 1;
+    }
+    if frames_end < expect || offsets().next().map(u64::from) != Some(covered.frames_end) {
+        return None;
+    }
+    covered.offsets.extend(offsets());
+    covered.frames_end = frames_end;
+    covered.last_recorded_at = Some(last_recorded);
+    Some(total)
 }
 
 /// The snapshot's bytes, mapped: the file is only ever appended to (whole

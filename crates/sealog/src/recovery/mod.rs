@@ -411,7 +411,7 @@ impl Opening {
             // covers (checked against the segment) instead of decoding,
             // hashing and indexing those records again.
             let base = if self.read_only {
-                crate::open_index::load(&*self.fs, &f.path, &f.header)
+                scan::checked_snapshot(&*self.fs, &f, log.links.last_recorded)?
             } else {
                 None
             };

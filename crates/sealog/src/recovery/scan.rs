@@ -267,10 +267,39 @@ fn data_end_of(f: &Found, start: u64) -> Result<u64> {
 /// Bytes of frames checked per read by [`covered_frames_agree`].
 const CHECK_WINDOW: u64 = 1 << 20;
 
-/// Covered frames from which [`covered_frames_agree`] checks the two
-/// halves on two threads (~2 MiB of frames; a thread costs tens of
+/// Covered frames checked as one piece: a piece is taken by whichever
+/// thread is free (~2.5 MiB of frames; a thread costs tens of
 /// microseconds).
-const PARALLEL_CHECK_FRAMES: usize = 8_192;
+const PIECE_FRAMES: usize = 8_192;
+
+/// The recorded times of a piece's first and last frame, if it agrees.
+type PieceEnds = Option<(i64, i64)>;
+
+/// The frames an index snapshot covers, as it states them.
+#[derive(Clone, Copy)]
+pub(super) struct CoveredFrames<'a> {
+    pub(super) offsets: &'a [u32],
+    pub(super) frames_end: u64,
+    pub(super) last_recorded_at: Option<i64>,
+}
+
+impl<'a> CoveredFrames<'a> {
+    pub(super) fn of_base(base: &'a Base) -> CoveredFrames<'a> {
+        CoveredFrames {
+            offsets: &base.data.offsets,
+            frames_end: base.data.frames_end,
+            last_recorded_at: base.data.last_recorded_at.map(Timestamp::as_nanos),
+        }
+    }
+
+    pub(super) fn of(covered: &'a crate::open_index::Covered) -> CoveredFrames<'a> {
+        CoveredFrames {
+            offsets: &covered.offsets,
+            frames_end: covered.frames_end,
+            last_recorded_at: covered.last_recorded_at,
+        }
+    }
+}
 
 /// Whether the segment holds the records an index snapshot covers, where
 /// the snapshot says: every covered frame is whole, at its offset, with a
@@ -278,67 +307,111 @@ const PARALLEL_CHECK_FRAMES: usize = 8_192;
 /// back (the last one being the snapshot's), and the last ends a batch.
 /// The records' fields and leaf hashes are taken from the snapshot, as a
 /// sealed segment's are from its sidecar and the leaf file; `verify`
-/// recomputes them. Read a window at a time, so the bytes are touched once;
-/// a large snapshot's frames are checked in two halves, one on another
-/// thread (the checksums of a full segment's frames are ~60 MiB).
-fn covered_frames_agree(f: &Found, last_recorded: Option<i64>, base: &Base) -> Result<bool> {
-    let data = &base.data;
-    if data.frames_end > f.len {
-        return Ok(false);
+/// recomputes them. Read a window at a time, so the bytes are touched once.
+///
+/// `meanwhile` runs on this thread as the check starts (a full segment's
+/// frames are ~60 MiB of checksums): the frames are checked in pieces by
+/// another thread and, once `meanwhile` returns, by this one too. Returns
+/// whether they agree, and what `meanwhile` returned.
+pub(super) fn covered_frames_agree_while<T>(
+    f: &Found,
+    last_recorded: Option<i64>,
+    covered: CoveredFrames<'_>,
+    meanwhile: impl FnOnce() -> T,
+) -> Result<(bool, T)> {
+    if covered.frames_end > f.len {
+        return Ok((false, meanwhile()));
     }
-    let n = data.offsets.len();
-    let ends = if n >= PARALLEL_CHECK_FRAMES
-        && std::thread::available_parallelism().is_ok_and(|p| p.get() > 1)
-    {
-        let mid = n / 2;
-        let (first, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| covered_range_agrees(f, base, mid..n));
-            let first = covered_range_agrees(f, base, 0..mid);
-            // A panic on the other thread is a bug; report it as one.
-            (
-                first,
-                second
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            )
-        });
-        match (first?, second?) {
-            (Some((a, b)), Some((c, d))) if b <= c => Some((a, d)),
-            _ => None,
+    let n = covered.offsets.len();
+    let pieces = n.div_ceil(PIECE_FRAMES);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Takes pieces until none is left or one disagrees (or fails).
+    let work = || -> Result<Vec<(usize, PieceEnds)>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut done = Vec::new();
+        while !stop.load(Relaxed) {
+            let i = next.fetch_add(1, Relaxed);
+            if i >= pieces {
+                break;
+            }
+            let range = i * PIECE_FRAMES..((i + 1) * PIECE_FRAMES).min(n);
+            let ends = covered_range_agrees(f, covered, range)
+                .inspect_err(|_| stop.store(true, Relaxed))?;
+            if ends.is_none() {
+                stop.store(true, Relaxed);
+            }
+            done.push((i, ends));
         }
-    } else {
-        covered_range_agrees(f, base, 0..n)?
+        Ok(done)
     };
-    Ok(match ends {
+    let parallel = pieces > 1 && std::thread::available_parallelism().is_ok_and(|p| p.get() > 1);
+    let (value, done) = if parallel {
+        std::thread::scope(|scope| {
+            let other = scope.spawn(work);
+            let value = meanwhile();
+            let mine = work();
+            // A panic on the other thread is a bug; report it as one.
+            let theirs = other
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (
+                value,
+                mine.and_then(|mut m| {
+                    theirs.map(|t| {
+                        m.extend(t);
+                        m
+                    })
+                }),
+            )
+        })
+    } else {
+        let value = meanwhile();
+        (value, work())
+    };
+    let mut done = done?;
+    done.sort_unstable_by_key(|&(i, _)| i);
+    // Every piece agrees, each following the one before in recorded time.
+    let mut ends: Option<(i64, i64)> = None;
+    let mut whole = done.len() == pieces;
+    for (_, piece) in done {
+        match (ends, piece) {
+            (_, None) => whole = false,
+            (None, Some(p)) => ends = Some(p),
+            (Some((a, b)), Some((c, d))) if b <= c => ends = Some((a, d)),
+            (Some(_), Some(_)) => whole = false,
+        }
+    }
+    let agree = match ends {
+        _ if !whole => false,
         // The first covered record follows the records before the segment
         // in recorded time, and the last is the snapshot's.
         Some((first, last)) => {
-            last_recorded.is_none_or(|p| p <= first)
-                && Some(last) == data.last_recorded_at.map(Timestamp::as_nanos)
+            last_recorded.is_none_or(|p| p <= first) && Some(last) == covered.last_recorded_at
         }
         // No covered frame: the snapshot's last recorded time is the one
         // before the segment.
-        None if n == 0 => last_recorded == data.last_recorded_at.map(Timestamp::as_nanos),
-        None => false,
-    })
+        None => n == 0 && last_recorded == covered.last_recorded_at,
+    };
+    Ok((agree, value))
 }
 
-/// Checks the covered frames `range` as [`covered_frames_agree`] says,
-/// except how the first relates to the records before it: their recorded
-/// times, first and last, if every frame agrees; `None` if one does not
-/// (or the range is empty).
+/// Checks the covered frames `range` as [`covered_frames_agree_while`]
+/// says, except how the first relates to the records before it: their
+/// recorded times, first and last, if every frame agrees; `None` if one
+/// does not (or the range is empty).
 fn covered_range_agrees(
     f: &Found,
-    base: &Base,
+    covered: CoveredFrames<'_>,
     range: std::ops::Range<usize>,
 ) -> Result<Option<(i64, i64)>> {
-    let data = &base.data;
     let end_of = |i: usize| {
-        data.offsets
+        covered
+            .offsets
             .get(i)
-            .map_or(data.frames_end, |&o| u64::from(o))
+            .map_or(covered.frames_end, |&o| u64::from(o))
     };
-    let n = data.offsets.len();
+    let n = covered.offsets.len();
     let mut first: Option<i64> = None;
     let mut previous: Option<i64> = None;
     let mut buf = Vec::new();
@@ -408,23 +481,62 @@ fn without_trailing_zeros(bytes: &[u8]) -> &[u8] {
         .expect("one past a position inside the slice is at most its length")
 }
 
+/// The index snapshot of the unsealed segment `f`, if it has one that
+/// belongs to it and whose covered frames are in the segment
+/// ([`covered_frames_agree_while`]); otherwise `None` (the segment is
+/// scanned from its start). The frames are checked while the snapshot's
+/// chunks are decoded.
+pub(super) fn checked_snapshot(
+    fs: &dyn Vfs,
+    f: &Found,
+    last_recorded: Option<i64>,
+) -> Result<Option<Base>> {
+    use crate::open_index;
+    let Some(bytes) = open_index::map(fs, &f.path) else {
+        return Ok(None);
+    };
+    let decode = || open_index::decoded(&f.path, open_index::decode(&bytes, &f.header));
+    let (agree, base) = match open_index::covered(&bytes, &f.header) {
+        Some(covered) if !covered.offsets.is_empty() => {
+            let (agree, base) =
+                covered_frames_agree_while(f, last_recorded, CoveredFrames::of(&covered), decode)?;
+            match base {
+                // The chunks decoded are those whose frames were checked.
+                Some(b) if b.len() == covered.offsets.len() as u64 => (agree, Some(b)),
+                // Fewer (one failed a check the first pass does not make):
+                // check what was taken.
+                Some(b) if b.len() > 0 => {
+                    let (agree, ()) = covered_frames_agree_while(
+                        f,
+                        last_recorded,
+                        CoveredFrames::of_base(&b),
+                        || (),
+                    )?;
+                    (agree, Some(b))
+                }
+                other => (false, other),
+            }
+        }
+        _ => (false, decode()),
+    };
+    match base {
+        Some(b) if agree => Ok(Some(b)),
+        Some(_) => {
+            tracing::warn!(segment = %f.name, "ignoring the snapshot of the open segment's index: it does not match the segment");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
 /// Scans an unsealed segment: every frame from the start, or, given the
-/// segment's index snapshot (`base`), the frames after the records it
-/// covers, once those are checked to be in the segment
-/// ([`covered_frames_agree`]; if they are not, the snapshot is ignored).
+/// segment's index snapshot (`base`, checked by [`checked_snapshot`]), the
+/// frames after the records it covers.
 pub(super) fn scan_unsealed(
     found: Found,
     last_recorded: Option<i64>,
     base: Option<Base>,
 ) -> Result<ScanResult> {
-    let base = match base {
-        Some(b) if b.len() > 0 && covered_frames_agree(&found, last_recorded, &b)? => Some(b),
-        Some(_) => {
-            tracing::warn!(segment = %found.name, "ignoring the snapshot of the open segment's index: it does not match the segment");
-            None
-        }
-        None => None,
-    };
     let start = base
         .as_ref()
         .map_or(HEADER_LEN as u64, |b| b.data.frames_end);
