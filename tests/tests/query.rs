@@ -1027,3 +1027,103 @@ fn event_time_pages_reach_events_at_the_latest_representable_time() {
     };
     assert_eq!(all_pages(&store, &q), [1, 0, 2]);
 }
+
+/// A store of 48 sealed segments (counts over 32 or more are spread over
+/// the cores) and its records.
+fn many_segments(dir: &std::path::Path) -> (Store, Vec<Record>) {
+    let store = Store::open(dir, small_options(1 << 20)).unwrap();
+    let workload = sealog::workload::Workload::new(3);
+    for i in 0..48u64 {
+        store
+            .append_batch_with(
+                workload.events(i * 150, (i + 1) * 150),
+                Durability::Buffered,
+            )
+            .unwrap();
+        store.roll().unwrap();
+    }
+    store.wait_sealed().unwrap();
+    assert!(store.stats().sealed_segments >= 48);
+    let all = store.scan(..).map(|r| r.unwrap()).collect();
+    (store, all)
+}
+
+#[test]
+fn a_count_over_many_segments_equals_the_records_it_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, all) = many_segments(dir.path());
+    let some = &all
+        .iter()
+        .skip(all.len() / 3)
+        .find(|r| r.event.resource.id.is_some() && r.event.request_id.is_some())
+        .unwrap()
+        .event;
+    let queries = [
+        Query::default(),
+        Query {
+            actor: Some(ActorFilter::parse(&format!(
+                "{}:{}",
+                some.actor.kind, some.actor.id
+            ))),
+            ..Query::default()
+        },
+        Query {
+            actions: vec![ActionPattern::new(some.action.clone()).unwrap()],
+            ..Query::default()
+        },
+        Query {
+            outcome: Some(Outcome::Denied),
+            ..Query::default()
+        },
+        // Candidates checked against their records.
+        Query {
+            request_id: some.request_id.clone(),
+            ..Query::default()
+        },
+        Query {
+            resource: Some(ResourceFilter::parse(&format!(
+                "{}:{}",
+                some.resource.kind,
+                some.resource.id.as_deref().unwrap()
+            ))),
+            ..Query::default()
+        },
+    ];
+    for q in &queries {
+        let expected = model_order(&all, q).len() as u64;
+        assert!(expected > 0, "{q:?}");
+        assert_eq!(store.count(q).unwrap(), expected, "{q:?}");
+    }
+}
+
+#[test]
+fn a_count_spread_over_the_cores_reports_the_first_damaged_segment_in_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = many_segments(dir.path());
+    store.close().unwrap();
+    // Two neighbouring segments (likely counted at once) whose index and
+    // first record are both damaged: each index is rebuilt from the
+    // records, which fails.
+    let segments = sealog_tests::segment_files(dir.path());
+    for at in [9, 10] {
+        let segment = &segments[at];
+        std::fs::write(segment.with_extension("idx"), b"not an index").unwrap();
+        let mut bytes = std::fs::read(segment).unwrap();
+        bytes[128 + 12 + 40] ^= 0x08;
+        std::fs::write(segment, &bytes).unwrap();
+    }
+    let want = segments[9]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for _ in 0..5 {
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let q = Query {
+            outcome: Some(Outcome::Denied),
+            ..Query::default()
+        };
+        let err = store.count(&q).unwrap_err();
+        assert!(err.to_string().contains(&want), "{err}");
+    }
+}

@@ -1157,70 +1157,123 @@ fn finish_page(mut records: Vec<Record>, query: &Query) -> Page {
 }
 
 /// How many records match (ignoring order, limit and cursor).
+/// Sealed and open segments from which a count is spread over the cores.
+const PARALLEL_COUNT_SEGMENTS: usize = 32;
+
 pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     let unbounded = Query {
         cursor: None,
         ..query.clone()
     };
     let plan = Plan::new(&unbounded)?;
-    let mut total = 0u64;
-    for segment in segments_in_order(view, Order::OldestFirst) {
-        let (c, indexed) = match segment_candidates(&plan, &segment, None) {
-            Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
-                tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
-                let all = plan.unindexed(segment.first_seq(), segment.len());
-                let all = all.map(|set| SegmentCandidates {
-                    set,
-                    precise: false,
-                    resume: None,
-                });
-                (all, false)
+    let segments = segments_in_order(view, Order::OldestFirst);
+    let one = |segment: &SegmentRef| count_segment(&plan, segment, query, inner);
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(4));
+    // Reading around damage records it as it is met, in log order: one
+    // segment at a time.
+    if threads == 1 || inner.damage.is_some() || segments.len() < PARALLEL_COUNT_SEGMENTS {
+        return segments.iter().map(one).sum();
+    }
+    // Segments are taken in order by whichever thread is free; the first
+    // error in log order is the one returned, as when counting in order
+    // (every segment before a failed one was taken before it, and is
+    // counted before the threads stop).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut done = Vec::new();
+        while !failed.load(Relaxed) {
+            let i = next.fetch_add(1, Relaxed);
+            let Some(segment) = segments.get(i) else {
+                break;
+            };
+            let counted = one(segment);
+            if counted.is_err() {
+                failed.store(true, Relaxed);
             }
-            other => (other?, true),
-        };
-        let Some(c) = c else {
-            continue;
-        };
-        let needs_check = !indexed
-            || (!c.precise
-                && (query.request_id.is_some()
-                    || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
-        if !needs_check {
-            total += c.set.len();
-            continue;
+            done.push((i, counted));
         }
-        for ordinal in &c.set {
-            let seq = segment.first_seq() + u64::from(ordinal);
-            let decoded = segment.record(ordinal).and_then(|bytes| {
-                let bytes = bytes.ok_or_else(|| {
-                    Error::from(Corruption::new(
-                        Location::file(segment.name()).seq(seq),
-                        CorruptionKind::Layout(format!(
-                            "record {seq} is missing although the segment's index lists it"
-                        )),
-                    ))
-                })?;
-                let location = || Location::file(segment.name()).seq(seq);
-                let view = record::decode(&bytes).map_err(|e| {
-                    Error::from(Corruption::new(location(), CorruptionKind::Record(e)))
-                })?;
-                if view.seq != seq {
-                    return Err(Corruption::new(
-                        location(),
-                        CorruptionKind::SeqMismatch {
-                            expected: seq,
-                            found: view.seq,
-                        },
-                    )
-                    .into());
-                }
-                Ok(query.matches(&view))
+        done
+    };
+    let mut done = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for other in others {
+            // A panic on another thread is a bug; report it as one.
+            done.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
+        }
+        done
+    });
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, counted)| counted).sum()
+}
+
+/// The records of `segment` that match `query`.
+fn count_segment(
+    plan: &Plan<'_>,
+    segment: &SegmentRef,
+    query: &Query,
+    inner: &Inner,
+) -> Result<u64> {
+    let mut total = 0u64;
+    let (c, indexed) = match segment_candidates(plan, segment, None) {
+        Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+            tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
+            let all = plan.unindexed(segment.first_seq(), segment.len());
+            let all = all.map(|set| SegmentCandidates {
+                set,
+                precise: false,
+                resume: None,
             });
-            match decoded {
-                Ok(true) => total += 1,
-                Ok(false) => {}
-                Err(e) => inner.read_around(seq, e)?,
+            (all, false)
+        }
+        other => (other?, true),
+    };
+    let Some(c) = c else {
+        return Ok(0);
+    };
+    let needs_check = !indexed
+        || (!c.precise
+            && (query.request_id.is_some()
+                || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
+    if !needs_check {
+        return Ok(c.set.len());
+    }
+    for ordinal in &c.set {
+        let seq = segment.first_seq() + u64::from(ordinal);
+        let decoded = segment.record(ordinal).and_then(|bytes| {
+            let bytes = bytes.ok_or_else(|| {
+                Error::from(Corruption::new(
+                    Location::file(segment.name()).seq(seq),
+                    CorruptionKind::Layout(format!(
+                        "record {seq} is missing although the segment's index lists it"
+                    )),
+                ))
+            })?;
+            let location = || Location::file(segment.name()).seq(seq);
+            let view = record::decode(&bytes)
+                .map_err(|e| Error::from(Corruption::new(location(), CorruptionKind::Record(e))))?;
+            if view.seq != seq {
+                return Err(Corruption::new(
+                    location(),
+                    CorruptionKind::SeqMismatch {
+                        expected: seq,
+                        found: view.seq,
+                    },
+                )
+                .into());
             }
+            Ok(query.matches(&view))
+        });
+        match decoded {
+            Ok(true) => total += 1,
+            Ok(false) => {}
+            Err(e) => inner.read_around(seq, e)?,
         }
     }
     Ok(total)
