@@ -25,9 +25,10 @@ use super::hashed::{encode_sorted_hashed, hashed_section_len, sorted_pairs, term
 use super::header::{RawHeader, RawSection, SegmentIdentity};
 use super::ip::IpPostings;
 use super::layout::{
-    COLUMN_BLOCK_LEN, EVENT_TIME_WIDTH, HEADER_LEN, KIND_COLUMN_BLOCKS, KIND_EVENT_TIMES,
-    KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT, KIND_TERM_FILTER,
-    MAX_RECORDS, OFFSET_WIDTH, SECTION_ALIGN, SECTION_ENTRY_LEN, TERM_FILTER_FROM,
+    COLUMN_BLOCK_LEN, EVENT_TIME_WIDTH, HEADER_LEN, KIND_COLUMN_BLOCKS, KIND_DICT_BLOCKS,
+    KIND_EVENT_TIMES, KIND_HASHED, KIND_HASHED_BLOCKS, KIND_IP, KIND_OFFSETS, KIND_TERM_DICT,
+    KIND_TERM_FILTER, MAX_RECORDS, OFFSET_WIDTH, SECTION_ALIGN, SECTION_ENTRY_LEN,
+    TERM_FILTER_FROM,
 };
 use super::postings::{Postings, check_term};
 
@@ -54,6 +55,7 @@ pub struct IndexBuilder {
     column_blocks: bool,
     hashed_blocks: bool,
     term_filters: bool,
+    dict_blocks: bool,
 }
 
 impl IndexBuilder {
@@ -72,6 +74,7 @@ impl IndexBuilder {
             column_blocks: true,
             hashed_blocks: true,
             term_filters: true,
+            dict_blocks: true,
         }
     }
 
@@ -95,6 +98,13 @@ impl IndexBuilder {
     /// sidecars written before term filters existed.
     pub fn set_term_filters(&mut self, write: bool) {
         self.term_filters = write;
+    }
+
+    /// Whether to write block checksums for the term dictionaries longer
+    /// than one block ([`COLUMN_BLOCK_LEN`]); on by default. Off gives the
+    /// layout of sidecars written before they existed.
+    pub fn set_dict_blocks(&mut self, write: bool) {
+        self.dict_blocks = write;
     }
 
     /// The identity given to [`new`](Self::new).
@@ -322,10 +332,12 @@ impl IndexBuilder {
             let mut bytes = Vec::new();
             postings.encode(&mut bytes, field)?;
             let filtered = self.term_filters && bytes.len() > TERM_FILTER_FROM;
-            dicts.push((field, bytes, filtered));
+            let blocked = self.dict_blocks && bytes.len() > block_len;
+            dicts.push((field, bytes, filtered, blocked));
         }
         let section_count = 2
-            + dicts.iter().filter(|(_, _, f)| *f).count()
+            + dicts.iter().filter(|(_, _, f, _)| *f).count()
+            + dicts.iter().filter(|(_, _, _, b)| *b).count()
             + self.fields.len()
             + self.hashed.len()
             + self.ips.len()
@@ -347,10 +359,12 @@ impl IndexBuilder {
         table.push(end_section(&out, KIND_EVENT_TIMES, 0, times_at));
 
         // Term dictionaries, in field id order (the BTreeMap's order).
-        for (field, bytes, _) in &dicts {
+        let mut dicts_at = Vec::with_capacity(dicts.len());
+        for (field, bytes, _, _) in &dicts {
             let start = begin_section(&mut out);
             out.extend_from_slice(bytes);
             table.push(end_section(&out, KIND_TERM_DICT, field.id(), start));
+            dicts_at.push(start);
         }
 
         // Hashed indexes, then IP indexes: kinds 4 and 5 sort after 3.
@@ -397,12 +411,24 @@ impl IndexBuilder {
         }
 
         // Term filters: kind 8, in field order.
-        for (field, bytes, filtered) in &dicts {
+        for (field, bytes, filtered, _) in &dicts {
             if *filtered {
                 let dict = TermDict::view(bytes, *field, record_count);
                 let start = begin_section(&mut out);
                 encode_filter(&mut out, dict.iter().map(|entry| entry.term));
                 table.push(end_section(&out, KIND_TERM_FILTER, field.id(), start));
+            }
+        }
+
+        // Block checksums of the term dictionaries: kind 9, in field order.
+        for ((field, bytes, _, blocked), at) in dicts.iter().zip(dicts_at) {
+            if *blocked {
+                let mut crcs = Vec::new();
+                let section = out.get(at..at + bytes.len()).unwrap_or_default();
+                encode_block_crcs(&mut crcs, section, COLUMN_BLOCK_LEN);
+                let start = begin_section(&mut out);
+                out.extend_from_slice(&crcs);
+                table.push(end_section(&out, KIND_DICT_BLOCKS, field.id(), start));
             }
         }
 

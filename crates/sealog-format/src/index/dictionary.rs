@@ -283,6 +283,140 @@ impl<'a> TermDict<'a> {
         Ok(())
     }
 
+    /// Checks what a lookup through block checksums relies on in block
+    /// `start..start + len` of a dictionary section (whose CRC the caller
+    /// checked): in the block that holds the header, that it adds up to
+    /// the section's length and its reserved word is zero.
+    pub(super) fn check_block(
+        data: &'a [u8],
+        field: IndexField,
+        start: u64,
+    ) -> Result<(), IndexError> {
+        let bad = |reason: String| IndexError::BadDictionary { field, reason };
+        let parts = Self::split(data).map_err(bad)?;
+        if start == 0 && parts.reserved != 0 {
+            return Err(bad(format!(
+                "reserved header word is {:#x}, not 0",
+                parts.reserved
+            )));
+        }
+        Ok(())
+    }
+
+    /// Section offsets of the entry table, the term heap and the bitmap
+    /// heap.
+    fn part_offsets(&self) -> (u64, u64, u64) {
+        let entries_at = to_u64(DICT_HEADER_LEN);
+        let terms_at = entries_at + to_u64(self.entries.len() * TERM_ENTRY_LEN);
+        (entries_at, terms_at, terms_at + to_u64(self.terms.len()))
+    }
+
+    /// The section byte ranges (start, end) of entry `index` and its term.
+    fn entry_ranges(&self, index: usize, read: &mut dyn FnMut(u64, u64)) {
+        let (entries_at, terms_at, _) = self.part_offsets();
+        let Some(e) = self.entry(index) else {
+            return;
+        };
+        let at = entries_at + to_u64(index * TERM_ENTRY_LEN);
+        read(at, at + to_u64(TERM_ENTRY_LEN));
+        let term_at = terms_at + u64::from(e.term_offset);
+        read(term_at, term_at + u64::from(e.term_len));
+    }
+
+    /// [`find`](Self::find), telling `read` the section byte ranges (start,
+    /// end) it reads: the entries and terms its binary search compares, and
+    /// those of the term found with its bitmap. A caller that checks the
+    /// blocks of those ranges has checked every byte the answer rests on.
+    pub(super) fn find_reading(
+        &self,
+        term: &[u8],
+        read: &mut dyn FnMut(u64, u64),
+    ) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            self.entry_ranges(mid, read);
+            if self.term(mid)? < term {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        self.entry_ranges(lo, read);
+        if self.term(lo)? != term {
+            return None;
+        }
+        let (_, _, bitmaps_at) = self.part_offsets();
+        let e = self.entry(lo)?;
+        if e.bitmap_len > 0 {
+            let at = bitmaps_at + u64::from(e.bitmap_offset);
+            read(at, at + u64::from(e.bitmap_len));
+        }
+        Some(lo)
+    }
+
+    /// Checks entry `index` on its own, as [`check`](Self::check) checks
+    /// each entry except for how it follows the one before: its term and
+    /// bitmap inside their heaps, its term length, and its cardinality
+    /// against its storage (inline or bitmap) and the record count.
+    pub(super) fn check_entry(&self, index: usize) -> Result<(), IndexError> {
+        let field = self.field;
+        let entry_error = |reason: &'static str| IndexError::BadTermEntry {
+            field,
+            index,
+            reason,
+        };
+        let Some(e) = self.entry(index) else {
+            return Err(IndexError::TermIndexOutOfRange {
+                field,
+                index,
+                len: self.len(),
+            });
+        };
+        if e.term_len as usize > MAX_TERM_LEN {
+            return Err(entry_error("term is longer than 1024 bytes"));
+        }
+        if sub(self.terms, u64::from(e.term_offset), u64::from(e.term_len)).is_none() {
+            return Err(entry_error("term extends past the term heap"));
+        }
+        if e.bitmap_len == 0 {
+            if e.cardinality != 1 {
+                return Err(entry_error(
+                    "an inline entry (bitmap length 0) must have cardinality 1",
+                ));
+            }
+            if u64::from(e.bitmap_offset) >= self.record_count {
+                return Err(IndexError::OrdinalOutOfRange {
+                    field,
+                    term_index: Some(index),
+                    ordinal: u64::from(e.bitmap_offset),
+                    record_count: self.record_count,
+                });
+            }
+            return Ok(());
+        }
+        if sub(
+            self.bitmaps,
+            u64::from(e.bitmap_offset),
+            u64::from(e.bitmap_len),
+        )
+        .is_none()
+        {
+            return Err(entry_error("bitmap extends past the bitmap heap"));
+        }
+        if e.cardinality < 2 {
+            return Err(entry_error(
+                "a term stored as a bitmap must have a cardinality of at least 2",
+            ));
+        }
+        if u64::from(e.cardinality) > self.record_count {
+            return Err(entry_error(
+                "cardinality is larger than the segment's record count",
+            ));
+        }
+        Ok(())
+    }
+
     /// The field this dictionary indexes.
     pub fn field(&self) -> IndexField {
         self.field

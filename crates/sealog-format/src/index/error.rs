@@ -34,6 +34,14 @@ pub enum Region {
         /// The block's number.
         block: u64,
     },
+    /// Block `block` (0-based) of a term dictionary whose section has
+    /// block checksums.
+    DictBlock {
+        /// The dictionary's field id.
+        field: u16,
+        /// The block's number.
+        block: u64,
+    },
     /// The section described by entry `index` of the section table.
     Section {
         /// Position in the section table (0-based).
@@ -60,6 +68,13 @@ impl fmt::Display for Region {
                     None => write!(f, "field id {field}"),
                 }
             }
+            Region::DictBlock { field, block } => {
+                write!(f, "block #{block} of the term dictionary of ")?;
+                match IndexField::from_u16(field) {
+                    Some(known) => write!(f, "field {known}"),
+                    None => write!(f, "field id {field}"),
+                }
+            }
             Region::Section { index, kind, field } => {
                 let kind = SectionKind::from_u16(kind);
                 write!(f, "section #{index} ({kind}")?;
@@ -69,7 +84,8 @@ impl fmt::Display for Region {
                 );
                 let per_field = per_field
                     || kind == SectionKind::HashedBlocks
-                    || kind == SectionKind::TermFilter;
+                    || kind == SectionKind::TermFilter
+                    || kind == SectionKind::DictBlocks;
                 if kind == SectionKind::ColumnBlocks {
                     write!(f, " of the {}", SectionKind::from_u16(field))?;
                 } else if per_field || field != 0 {
@@ -285,6 +301,19 @@ pub enum IndexError {
     )]
     BadHashedBlocks {
         /// The hashed index's field.
+        field: IndexField,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The block checksums of a term dictionary are malformed, or a checked
+    /// block of it is not what its index needs.
+    #[error(
+        "index sidecar block checksums of the term dictionary of field {field} are malformed: \
+         {reason}; rebuild the sidecar"
+    )]
+    BadDictBlocks {
+        /// The term dictionary's field.
         field: IndexField,
         /// What is wrong.
         reason: String,

@@ -80,6 +80,9 @@ pub const KIND_COLUMN_BLOCKS: u16 = 6;
 pub const KIND_HASHED_BLOCKS: u16 = 7;
 /// Section kind of a term filter (`field` is its term dictionary's field).
 pub const KIND_TERM_FILTER: u16 = 8;
+/// Section kind of the block checksums of a term dictionary (`field` is
+/// the dictionary's field).
+pub const KIND_DICT_BLOCKS: u16 = 9;
 
 // A term filter's header: the number of hashes, then a reserved word.
 pub(super) const FILTER_RESERVED_AT: usize = size_of::<u32>();
@@ -201,6 +204,8 @@ pub enum SectionKind {
     HashedBlocks,
     /// The term filter of a term dictionary.
     TermFilter,
+    /// The block checksums of a term dictionary.
+    DictBlocks,
     /// A kind this version does not know; readers skip such sections.
     Unknown(u16),
 }
@@ -217,6 +222,7 @@ impl SectionKind {
             KIND_COLUMN_BLOCKS => SectionKind::ColumnBlocks,
             KIND_HASHED_BLOCKS => SectionKind::HashedBlocks,
             KIND_TERM_FILTER => SectionKind::TermFilter,
+            KIND_DICT_BLOCKS => SectionKind::DictBlocks,
             other => SectionKind::Unknown(other),
         }
     }
@@ -232,6 +238,7 @@ impl SectionKind {
             SectionKind::ColumnBlocks => KIND_COLUMN_BLOCKS,
             SectionKind::HashedBlocks => KIND_HASHED_BLOCKS,
             SectionKind::TermFilter => KIND_TERM_FILTER,
+            SectionKind::DictBlocks => KIND_DICT_BLOCKS,
             SectionKind::Unknown(other) => other,
         }
     }
@@ -248,6 +255,7 @@ impl fmt::Display for SectionKind {
             SectionKind::ColumnBlocks => f.write_str("column block checksums"),
             SectionKind::HashedBlocks => f.write_str("hashed index block checksums"),
             SectionKind::TermFilter => f.write_str("term filter"),
+            SectionKind::DictBlocks => f.write_str("term dictionary block checksums"),
             SectionKind::Unknown(kind) => write!(f, "section of unknown kind {kind}"),
         }
     }
@@ -323,14 +331,15 @@ mod tests {
             (KIND_COLUMN_BLOCKS, SectionKind::ColumnBlocks),
             (KIND_HASHED_BLOCKS, SectionKind::HashedBlocks),
             (KIND_TERM_FILTER, SectionKind::TermFilter),
+            (KIND_DICT_BLOCKS, SectionKind::DictBlocks),
         ];
         for (stored, kind) in known {
             assert_eq!(SectionKind::from_u16(stored), kind);
         }
-        assert_eq!(SectionKind::from_u16(9), SectionKind::Unknown(9));
+        assert_eq!(SectionKind::from_u16(10), SectionKind::Unknown(10));
         assert_eq!(
-            SectionKind::Unknown(9).to_string(),
-            "section of unknown kind 9"
+            SectionKind::Unknown(10).to_string(),
+            "section of unknown kind 10"
         );
     }
 

@@ -180,7 +180,10 @@ impl<'a> IndexReader<'a> {
                     SectionKind::EventTimes => blocks[1] = Some((index, data)),
                     _ => {}
                 },
-                SectionKind::HashedBlocks | SectionKind::TermFilter | SectionKind::Unknown(_) => {}
+                SectionKind::HashedBlocks
+                | SectionKind::TermFilter
+                | SectionKind::DictBlocks
+                | SectionKind::Unknown(_) => {}
             }
             prev_end = s.offset + s.len;
         }
@@ -345,6 +348,15 @@ impl<'a> IndexReader<'a> {
                     Some(hashed) => columns::check_block_crcs(data, to_u64(hashed.len()), bad),
                     None => Err(bad(
                         "the sidecar has no hashed index of this field".to_owned()
+                    )),
+                }
+            }
+            (SectionKind::DictBlocks, Some(field)) => {
+                let bad = |reason| IndexError::BadDictBlocks { field, reason };
+                match self.dicts.get(field) {
+                    Some(dict) => columns::check_block_crcs(data, to_u64(dict.len()), bad),
+                    None => Err(bad(
+                        "the sidecar has no term dictionary of this field".to_owned()
                     )),
                 }
             }
@@ -513,6 +525,127 @@ impl<'a> IndexReader<'a> {
     pub fn term_filter(&self, field: IndexField) -> Option<TermFilter<'a>> {
         let s = RawSection::decode(self.table.get(self.term_filter_section(field)?)?);
         Some(TermFilter::view(sub(self.bytes, s.offset, s.len)?, field))
+    }
+
+    /// Position in the section table of the block checksums of the term
+    /// dictionary of `field`, if the file has them (a dictionary of at
+    /// most one block has none).
+    pub fn dict_blocks_section(&self, field: IndexField) -> Option<usize> {
+        self.dict_blocks(field).map(|(index, _)| index)
+    }
+
+    /// Table position and bytes of the block checksums of the term
+    /// dictionary of `field`.
+    fn dict_blocks(&self, field: IndexField) -> Option<(usize, &'a [u8])> {
+        let index = self.section_for(SectionKind::DictBlocks, field.id())?;
+        let s = RawSection::decode(self.table.get(index)?);
+        Some((index, sub(self.bytes, s.offset, s.len)?))
+    }
+
+    /// Number of blocks the term dictionary of `field` has checksums for
+    /// (0 without them).
+    pub fn dict_block_count(&self, field: IndexField) -> u64 {
+        self.dict_blocks(field)
+            .map_or(0, |(_, data)| BlockCrcs::view(data).count())
+    }
+
+    /// Checks block `block` of the term dictionary of `field` against its
+    /// stored checksum and, in block 0, the padding before the dictionary
+    /// and its header (adding up to the section's length, reserved word
+    /// zero). The caller checks the block-checksum section first
+    /// ([`dict_blocks_section`](Self::dict_blocks_section),
+    /// [`check_section`](Self::check_section)).
+    pub fn check_dict_block(&self, field: IndexField, block: u64) -> Result<(), IndexError> {
+        let bad = |reason: String| IndexError::BadDictBlocks { field, reason };
+        let dict_index = self.section_for(SectionKind::TermDict, field.id());
+        let (Some(data), Some((_, crcs)), Some(section)) = (
+            self.dicts.get(field),
+            self.dict_blocks(field),
+            dict_index.and_then(|i| self.section(i)),
+        ) else {
+            return Err(IndexError::MissingSection {
+                kind: SectionKind::DictBlocks,
+            });
+        };
+        let crcs = BlockCrcs::view(crcs);
+        let (Some(block_len), Some(expected)) = (crcs.block_len(), crcs.crc(block)) else {
+            return Err(bad(format!("there is no checksum of block {block}")));
+        };
+        if block == 0
+            && let Some(index) = dict_index
+        {
+            self.check_padding_before(index)?;
+        }
+        let start = block.saturating_mul(block_len);
+        let len = block_len.min(to_u64(data.len()).saturating_sub(start));
+        let bytes = sub(data, start, len).unwrap_or_default();
+        let actual = crc32(bytes);
+        if actual != expected || len == 0 {
+            return Err(IndexError::ChecksumMismatch {
+                region: Region::DictBlock {
+                    field: field.id(),
+                    block,
+                },
+                offset: section.offset + start,
+                len,
+                expected,
+                actual,
+            });
+        }
+        TermDict::check_block(data, field, start)
+    }
+
+    /// The records that have `term` in the term dictionary of `field`,
+    /// reading only blocks that `check(block)` passes: block 0 (the
+    /// header), the blocks of the entries and terms its binary search
+    /// compares, and those of the entry, term and bitmap it finds, whose
+    /// entry is then checked on its own and whose bitmap is checked as it
+    /// is decoded. `check` is the caller's, as for
+    /// [`hashed_candidates_checked`](Self::hashed_candidates_checked).
+    ///
+    /// `Ok(None)` if the dictionary has no block checksums (check the
+    /// whole section and use [`field`](Self::field)); `Ok(Some(empty))` if
+    /// the sidecar has no dictionary of `field`.
+    pub fn dict_term_checked(
+        &self,
+        field: IndexField,
+        term: &[u8],
+        check: &mut dyn FnMut(u64) -> Result<(), IndexError>,
+    ) -> Result<Option<RoaringBitmap>, IndexError> {
+        let Some(data) = self.dicts.get(field) else {
+            return Ok(Some(RoaringBitmap::new()));
+        };
+        let Some((_, crcs)) = self.dict_blocks(field) else {
+            return Ok(None);
+        };
+        let Some(block_len) = BlockCrcs::view(crcs).block_len() else {
+            return Err(IndexError::BadDictBlocks {
+                field,
+                reason: "its block length is not one a reader accepts".to_owned(),
+            });
+        };
+        // The header first: the view's parts are found from it.
+        check(0)?;
+        let dict = TermDict::view(data, field, self.identity.record_count);
+        let mut blocks = Vec::new();
+        let found = dict.find_reading(term, &mut |start, end| {
+            if end > start {
+                blocks.extend(start / block_len..=(end - 1) / block_len);
+            }
+        });
+        blocks.sort_unstable();
+        blocks.dedup();
+        for block in blocks {
+            check(block)?;
+        }
+        let Some(index) = found else {
+            return Ok(Some(RoaringBitmap::new()));
+        };
+        dict.check_entry(index)?;
+        match dict.inline_ordinal(index) {
+            Some(ordinal) => Ok(Some(std::iter::once(ordinal).collect())),
+            None => dict.bitmap(index).map(Some),
+        }
     }
 
     /// Position in the section table of the block checksums of the hashed
@@ -758,8 +891,8 @@ mod tests {
         sections.push((KIND_HASHED, 9, raw_hashed(&[(fnv(b"id"), 1)])));
         sections.push((KIND_HASHED, 41, b"a future hashed index".to_vec()));
         sections.push((KIND_IP, 42, b"a future IP index".to_vec()));
-        sections.push((9, 0, b"a future section".to_vec()));
-        sections.push((9, 7, Vec::new()));
+        sections.push((10, 0, b"a future section".to_vec()));
+        sections.push((10, 7, Vec::new()));
         let bytes = assemble(identity(3), &sections);
         let r = IndexReader::parse(&bytes).unwrap();
         assert_eq!(
@@ -772,8 +905,8 @@ mod tests {
         );
         assert_eq!(r.ip_fields().count(), 0);
         assert_eq!(r.sections().len(), 9);
-        assert_eq!(r.sections().nth(7).unwrap().kind, SectionKind::Unknown(9));
-        assert_eq!(r.section_for(SectionKind::Unknown(9), 7), Some(8));
+        assert_eq!(r.sections().nth(7).unwrap().kind, SectionKind::Unknown(10));
+        assert_eq!(r.section_for(SectionKind::Unknown(10), 7), Some(8));
         assert_eq!(r.section_for(SectionKind::Hashed, 41), Some(5));
         let ids = r.hashed(IndexField::ResourceId).unwrap();
         assert_eq!(ids.candidates(b"id").iter().collect::<Vec<_>>(), [1]);
@@ -1268,6 +1401,140 @@ mod tests {
             .check_section(s.hashed_blocks_section(field).unwrap())
             .unwrap_err();
         assert!(matches!(err, IndexError::BadHashedBlocks { .. }), "{err:?}");
+    }
+
+    /// A sidecar of `n` records with an actor each (`actor-<i % 5,000>`),
+    /// with or without dictionary block checksums.
+    fn with_actors(n: u32, blocks: bool) -> Vec<u8> {
+        let mut b = IndexBuilder::new(identity(u64::from(n)));
+        b.set_columns((0..n).map(|i| i * 7).collect(), vec![0; n as usize])
+            .unwrap();
+        b.set_dict_blocks(blocks);
+        b.add_field(IndexField::Actor);
+        for i in 0..n {
+            let term = format!("actor-{:04}", i % 5_000);
+            b.add_term(IndexField::Actor, term.as_bytes(), i).unwrap();
+        }
+        b.encode().unwrap()
+    }
+
+    #[test]
+    fn a_dictionary_lookup_checks_only_the_blocks_it_reads() {
+        // 5,000 terms, each with 2 records (a bitmap) but the last 500,
+        // with one (inline).
+        let bytes = with_actors(9_500, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let field = IndexField::Actor;
+        let crcs = r.dict_blocks_section(field).expect("block checksums");
+        assert_eq!(r.section(crcs).unwrap().kind, SectionKind::DictBlocks);
+        let dict = r.field(field).unwrap();
+        let section = r
+            .section(r.section_for(SectionKind::TermDict, field.id()).unwrap())
+            .unwrap();
+        let blocks = section.len.div_ceil(4096);
+        assert!(blocks >= 8, "{blocks} blocks");
+        assert_eq!(r.dict_block_count(field), blocks);
+        for term in [
+            "actor-0000",
+            "actor-2500",
+            "actor-4999",
+            "actor-5000",
+            "absent",
+            "",
+        ] {
+            let mut read = Vec::new();
+            let got = r
+                .dict_term_checked(field, term.as_bytes(), &mut |block| {
+                    read.push(block);
+                    r.check_dict_block(field, block)
+                })
+                .unwrap()
+                .unwrap();
+            let want = dict
+                .find(term.as_bytes())
+                .map_or_else(RoaringBitmap::new, |i| dict.bitmap(i).unwrap());
+            assert_eq!(got, want, "{term}");
+            assert_eq!(read.first(), Some(&0), "the header's block first");
+            assert!(read.len() * 2 < blocks as usize, "{term}: {read:?}");
+        }
+        for block in 0..blocks {
+            r.check_dict_block(field, block).unwrap();
+        }
+        assert!(r.check_dict_block(field, blocks).is_err());
+        // Without block checksums: nothing to check by block, no section.
+        let plain = with_actors(9_500, false);
+        let p = IndexReader::parse(&plain).unwrap();
+        assert_eq!(p.dict_blocks_section(field), None);
+        assert!(matches!(
+            p.dict_term_checked(field, b"actor-0001", &mut |_| Ok(())),
+            Ok(None)
+        ));
+        assert_eq!(
+            bytes.len() - plain.len(),
+            SECTION_ENTRY_LEN + BLOCKS_HEADER_LEN + blocks as usize * 4,
+            "one more section: a table entry, a header and a checksum a block"
+        );
+        // A dictionary of one block gets none.
+        let small = with_actors(20, true);
+        let s = IndexReader::parse(&small).unwrap();
+        assert_eq!(s.dict_blocks_section(field), None);
+    }
+
+    #[test]
+    fn a_damaged_dictionary_block_is_refused_by_the_lookups_that_read_it() {
+        let bytes = with_actors(9_500, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let field = IndexField::Actor;
+        let at = r
+            .section(r.section_for(SectionKind::TermDict, field.id()).unwrap())
+            .unwrap()
+            .offset as usize;
+        let term = b"actor-2500";
+        let mut read = Vec::new();
+        r.dict_term_checked(field, term, &mut |block| {
+            read.push(block);
+            Ok(())
+        })
+        .unwrap();
+        let last = *read.last().unwrap();
+        for block in [0, last] {
+            let mut damaged = bytes.clone();
+            damaged[at + block as usize * 4096 + 9] ^= 0x20;
+            let d = IndexReader::open(&damaged).unwrap();
+            let err = d
+                .dict_term_checked(field, term, &mut |b| d.check_dict_block(field, b))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    IndexError::ChecksumMismatch {
+                        region: Region::DictBlock { block: b, .. },
+                        ..
+                    } if b == block
+                ),
+                "block {block}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("block #{block} of the term dictionary"))
+            );
+            // The whole section's check finds it too.
+            assert!(
+                d.check_section(d.section_for(SectionKind::TermDict, field.id()).unwrap())
+                    .is_err()
+            );
+        }
+        // A block-checksum section without its dictionary is malformed.
+        let mut sections = columns(3).to_vec();
+        sections.push((KIND_DICT_BLOCKS, IndexField::Actor.id(), {
+            let mut crcs = 4096u32.to_le_bytes().to_vec();
+            crcs.extend_from_slice(&[0; 4]);
+            crcs
+        }));
+        let orphan = assemble(identity(3), &sections);
+        let o = IndexReader::open(&orphan).unwrap();
+        let err = o.check_section(2).unwrap_err();
+        assert!(matches!(err, IndexError::BadDictBlocks { .. }), "{err}");
     }
 
     #[test]

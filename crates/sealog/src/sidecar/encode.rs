@@ -37,6 +37,9 @@ pub struct SidecarLayout {
     /// Term filters of the term dictionaries longer than 4,096 bytes (kind
     /// 8).
     pub term_filters: bool,
+    /// Block checksums of the term dictionaries longer than one block
+    /// (kind 9).
+    pub dict_blocks: bool,
 }
 
 impl SidecarLayout {
@@ -45,6 +48,7 @@ impl SidecarLayout {
         column_blocks: true,
         hashed_blocks: true,
         term_filters: true,
+        dict_blocks: true,
     };
 
     /// The layout of the first sidecars, before any optional section
@@ -53,6 +57,7 @@ impl SidecarLayout {
         column_blocks: false,
         hashed_blocks: false,
         term_filters: false,
+        dict_blocks: false,
     };
 
     /// The layout of the sidecar `bytes`: the optional sections it has. A
@@ -71,6 +76,9 @@ impl SidecarLayout {
             term_filters: DictField::ALL
                 .iter()
                 .any(|&f| r.term_filter_section(dict_field(f)).is_some()),
+            dict_blocks: DictField::ALL
+                .iter()
+                .any(|&f| r.dict_blocks_section(dict_field(f)).is_some()),
         })
     }
 }
@@ -92,6 +100,7 @@ pub(crate) fn encode_mem_as(
     builder.set_column_blocks(layout.column_blocks);
     builder.set_hashed_blocks(layout.hashed_blocks);
     builder.set_term_filters(layout.term_filters);
+    builder.set_dict_blocks(layout.dict_blocks);
     builder.set_columns(offsets, event_times).map_err(damaged)?;
     for f in DictField::ALL {
         let field = dict_field(f);

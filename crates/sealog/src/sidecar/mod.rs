@@ -111,6 +111,9 @@ pub(crate) struct Sidecar {
     /// The same for the hashed indexes (`ExactField::ALL` order), with
     /// block checksums (kind 7) or not.
     hashed_blocks: [OnceLock<Option<Vec<AtomicU64>>>; 2],
+    /// The same for the term dictionaries (`DictField::ALL` order), with
+    /// block checksums (kind 9) or not.
+    dict_blocks: [OnceLock<Option<Vec<AtomicU64>>>; 5],
 }
 
 /// The word of a set of block bits that holds `block`, and its bit there.
@@ -165,6 +168,7 @@ impl Sidecar {
             columns_advised: std::sync::atomic::AtomicBool::new(false),
             blocks: [OnceLock::new(), OnceLock::new()],
             hashed_blocks: [OnceLock::new(), OnceLock::new()],
+            dict_blocks: std::array::from_fn(|_| OnceLock::new()),
             map,
         })
     }
@@ -311,10 +315,13 @@ impl Sidecar {
                 SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp, None),
             };
             // A hashed index with block checksums is read a few blocks at a
-            // time: ask for its checksums, not for the whole index.
-            let by_blocks = (kind == SectionKind::Hashed)
-                .then(|| reader.hashed_blocks_section(field))
-                .flatten();
+            // time: ask for its checksums, not for the whole index; the same
+            // for a dictionary looked up for exact terms.
+            let by_blocks = match kind {
+                SectionKind::Hashed => reader.hashed_blocks_section(field),
+                SectionKind::TermDict if terms.is_some() => reader.dict_blocks_section(field),
+                _ => None,
+            };
             // A dictionary's term filter is read first (a lookup of a term
             // the segment lacks reads nothing else).
             if kind == SectionKind::TermDict
@@ -530,6 +537,52 @@ impl Sidecar {
             .map_err(|e| self.damaged(e))
     }
 
+    /// The records with `term` in the dictionary of `field`, checking only
+    /// the blocks the lookup reads (each once), as
+    /// [`Sidecar::exact_by_blocks`] does for a hashed index: `None` when
+    /// the dictionary has no usable block checksums or was checked whole
+    /// already (the caller checks and reads the whole section).
+    fn dict_by_blocks(
+        &self,
+        reader: &IndexReader<'_>,
+        field: DictField,
+        term: &[u8],
+    ) -> Result<Option<RoaringBitmap>> {
+        let index_field = dict_field(field);
+        let whole = reader.section_for(SectionKind::TermDict, index_field as u16);
+        if whole.is_some_and(|i| self.checked.get(i).is_some_and(|c| c.get().is_some())) {
+            return Ok(None);
+        }
+        let slot = DictField::ALL.iter().position(|&f| f == field);
+        let Some(bits) = slot
+            .and_then(|slot| self.dict_blocks.get(slot))
+            .and_then(|cell| {
+                cell.get_or_init(|| {
+                    let crcs = reader.dict_blocks_section(index_field)?;
+                    self.ensure(reader, Some(crcs)).ok()?;
+                    let n = reader.dict_block_count(index_field);
+                    Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+                })
+                .as_ref()
+            })
+        else {
+            return Ok(None);
+        };
+        let mut check = |block: u64| -> std::result::Result<(), IndexError> {
+            let Some((word, bit)) = block_bit(bits, block) else {
+                return reader.check_dict_block(index_field, block);
+            };
+            if word.load(Ordering::Relaxed) & bit == 0 {
+                reader.check_dict_block(index_field, block)?;
+                word.fetch_or(bit, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        reader
+            .dict_term_checked(index_field, term, &mut check)
+            .map_err(|e| self.damaged(e))
+    }
+
     /// Whether block `block` of `COLUMNS[column]` has been checked.
     fn block_done(&self, column: usize, block: u64) -> bool {
         self.blocks
@@ -573,11 +626,15 @@ impl IndexView for Sidecar {
 
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
         let reader = self.reader()?;
+        let which = field;
         let field = dict_field(field);
-        if let TermSelect::Exact(term) = select
-            && self.filter_lacks(&reader, field, term)
-        {
-            return Ok(RoaringBitmap::new());
+        if let TermSelect::Exact(term) = select {
+            if self.filter_lacks(&reader, field, term) {
+                return Ok(RoaringBitmap::new());
+            }
+            if let Some(found) = self.dict_by_blocks(&reader, which, term)? {
+                return Ok(found);
+            }
         }
         self.ensure(
             &reader,
@@ -1018,6 +1075,93 @@ mod tests {
     }
 
     #[test]
+    fn an_actor_lookup_checks_only_the_dictionary_blocks_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = blocked_store(dir.path());
+        let seg = &sealed[0];
+        let bytes = std::fs::read(&seg.path).unwrap();
+        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
+        let id = identity(&image.header, &image.footer);
+        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let reader = IndexReader::parse(&sidecar).unwrap();
+        let field = IndexField::Actor;
+        let blocks = reader.dict_block_count(field);
+        assert!(blocks >= 4, "{blocks} blocks of actors");
+        let whole = reader
+            .section_for(SectionKind::TermDict, field.id())
+            .unwrap();
+        let at = reader.section(whole).unwrap().offset as usize;
+        let dict = reader.field(field).unwrap();
+        let read_by = |term: &[u8]| {
+            let mut read = Vec::new();
+            reader
+                .dict_term_checked(field, term, &mut |b| {
+                    read.push(b);
+                    Ok(())
+                })
+                .unwrap();
+            read
+        };
+        // Damage the last block one actor's lookup reads (its bitmap's, or
+        // its entry's), which another actor's lookup does not read.
+        let first = dict.iter().next().unwrap();
+        let bad = *read_by(first.term).last().unwrap();
+        assert!(bad > 0);
+        let spared = dict
+            .iter()
+            .find(|e| !read_by(e.term).contains(&bad))
+            .expect("an actor whose lookup avoids the damaged block");
+        let mut damaged = sidecar.clone();
+        damaged[at + bad as usize * 4096 + 9] ^= 0x04;
+        let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged.clone()), &id).unwrap();
+        let lookup = |term: &[u8]| s.dict(DictField::Actor, &TermSelect::Exact(term));
+        assert_eq!(
+            lookup(spared.term).unwrap(),
+            dict.bitmap(spared.index).unwrap()
+        );
+        assert!(
+            s.checked[whole].get().is_none(),
+            "the whole dictionary was checked"
+        );
+        let err = lookup(first.term).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "block #{bad} of the term dictionary of field actor"
+            )),
+            "{err}"
+        );
+        // A store reading that sidecar answers as before (from the records
+        // of the damaged segment), and verification names the file.
+        let actor = String::from_utf8(first.term.to_vec()).unwrap();
+        let (id_part, kind) = actor.split_once('\0').unwrap();
+        let query = crate::query::Query {
+            actor: Some(crate::query::ActorFilter::parse(&format!(
+                "{kind}:{id_part}"
+            ))),
+            limit: 10_000,
+            ..crate::query::Query::default()
+        };
+        let want = Store::open_read_only(dir.path())
+            .unwrap()
+            .query(&query)
+            .unwrap()
+            .records;
+        assert!(!want.is_empty());
+        std::fs::write(seg.path.with_extension("idx"), &damaged).unwrap();
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(store.query(&query).unwrap().records, want);
+        assert!(store.stats().index_rebuilds > 0);
+        drop(store);
+        let Err(crate::Error::Corruption(c)) = crate::verify_dir(dir.path()) else {
+            panic!("a damaged dictionary block verified");
+        };
+        assert!(
+            c.to_string().contains(&seg.name.replace(".seg", ".idx")),
+            "{c}"
+        );
+    }
+
+    #[test]
     fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
         let dir = tempfile::tempdir().unwrap();
         let sealed = blocked_store(dir.path());
@@ -1047,6 +1191,17 @@ mod tests {
         );
         let want = dict.bitmap(present.index).unwrap();
         assert_eq!(lookup(&s, present.term).unwrap(), want);
+        // Found through the dictionary's block checksums: the blocks it
+        // read were checked, not the whole dictionary.
+        let blocks_at = reader.dict_blocks_section(field).expect("block checksums");
+        assert!(s.checked[blocks_at].get().is_some());
+        assert!(s.checked[dict_at].get().is_none());
+        // A prefix reads the whole dictionary, and checks it.
+        let prefix = &present.term[..3];
+        let by_prefix = s
+            .dict(DictField::Actor, &TermSelect::Prefix(prefix))
+            .unwrap();
+        assert!(by_prefix.is_superset(&want));
         assert!(s.checked[dict_at].get().is_some());
 
         // A damaged filter: the dictionary answers, as without a filter.
@@ -1055,7 +1210,7 @@ mod tests {
         damaged[section.offset as usize + section.len as usize / 2] ^= 0x08;
         let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
         assert!(lookup(&s, absent).unwrap().is_empty());
-        assert!(s.checked[dict_at].get().is_some());
+        assert!(s.checked[blocks_at].get().is_some());
         assert_eq!(lookup(&s, present.term).unwrap(), want);
     }
 
@@ -1081,6 +1236,13 @@ mod tests {
                 .section_for(SectionKind::TermDict, field.id())
                 .unwrap(),
         );
+        // Exact terms are looked up a few blocks at a time: their block
+        // checksums are what is asked for, not the whole dictionary.
+        let blocks = range(
+            reader
+                .dict_blocks_section(field)
+                .expect("dictionary blocks"),
+        );
         let present = reader
             .field(field)
             .unwrap()
@@ -1093,8 +1255,11 @@ mod tests {
         let asked = |terms: Option<Vec<Vec<u8>>>| {
             // Owned bytes are in memory: the filter is at hand.
             let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
+            let whole = terms.is_none();
             let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, terms)]);
-            (ranges.contains(&filter), ranges.contains(&dict))
+            assert!(!ranges.contains(&(if whole { blocks } else { dict })));
+            let wanted = if whole { dict } else { blocks };
+            (ranges.contains(&filter), ranges.contains(&wanted))
         };
         // Ruled out: neither the dictionary nor the filter (checked now).
         assert_eq!(asked(Some(vec![absent.clone()])), (false, false));
@@ -1117,7 +1282,7 @@ mod tests {
         damaged[section.offset as usize + section.len as usize / 2] ^= 0x08;
         let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
         let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, Some(vec![absent]))]);
-        assert!(ranges.contains(&dict), "{ranges:?}");
+        assert!(ranges.contains(&blocks), "{ranges:?}");
     }
 
     #[test]
@@ -1238,12 +1403,18 @@ mod tests {
         let before_by_id = store.query(&by_id).unwrap();
         assert!(!before_by_id.records.is_empty());
         drop(store);
-        // Before term filters (kinds 6 and 7); with the columns' block
-        // checksums only (kind 6, before hashed indexes had them); before
-        // any (kept for what follows).
+        // Before dictionary block checksums (kinds 6, 7 and 8); before
+        // term filters (kinds 6 and 7); with the columns' block checksums
+        // only (kind 6, before hashed indexes had them); before any (kept
+        // for what follows).
         for layout in [
             SidecarLayout {
+                dict_blocks: false,
+                ..SidecarLayout::CURRENT
+            },
+            SidecarLayout {
                 term_filters: false,
+                dict_blocks: false,
                 ..SidecarLayout::CURRENT
             },
             SidecarLayout {
