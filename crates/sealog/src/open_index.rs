@@ -327,14 +327,7 @@ pub(crate) struct Covered {
 /// it covers (see [`Covered`]); `None` if its header is not that of a
 /// snapshot of this segment.
 pub(crate) fn covered(bytes: &[u8], header: &SegmentHeader) -> Option<Covered> {
-    let found = bytes.get(..FILE_HEADER_LEN)?;
-    if !VERSIONS_READ
-        .iter()
-        .any(|&v| found == encode_header(header, v).as_slice())
-    {
-        return None;
-    }
-    let mut rest = bytes.get(FILE_HEADER_LEN..)?;
+    let mut rest = chunks_of(bytes, header)?;
     let mut covered = Covered {
         offsets: Vec::with_capacity(stated_records(rest)),
         frames_end: HEADER_LEN as u64,
@@ -369,18 +362,12 @@ fn covered_chunk(bytes: &[u8], covered: &mut Covered) -> Option<usize> {
         .take((count as usize).checked_mul(4)?)?
         .as_chunks::<4>()
         .0;
-    let offsets = || offsets.iter().map(|b| u32::from_le_bytes(*b));
-    let mut expect = covered.frames_end;
-    for o in offsets() {
-        if u64::from(o) < expect {
-            return None;
-        }
-        expect = u64::from(o) + 1;
-    }
-    if frames_end < expect || offsets().next().map(u64::from) != Some(covered.frames_end) {
+    if !follows_on(offsets, covered.frames_end, frames_end) {
         return None;
     }
-    covered.offsets.extend(offsets());
+    covered
+        .offsets
+        .extend(offsets.iter().map(|b| u32::from_le_bytes(*b)));
     covered.frames_end = frames_end;
     covered.last_recorded_at = Some(last_recorded);
     Some(total)
@@ -400,18 +387,41 @@ fn read_all(fs: &dyn Vfs, path: &Path) -> io::Result<Option<Mapped>> {
     file.map().map(Some)
 }
 
+/// The chunks of the snapshot `bytes`, after its header; `None` if the
+/// header is not that of a snapshot of the segment with `header` (magic, a
+/// version read, the segment's identity, CRC included).
+fn chunks_of<'a>(bytes: &'a [u8], header: &SegmentHeader) -> Option<&'a [u8]> {
+    let found = bytes.get(..FILE_HEADER_LEN)?;
+    debug_assert_eq!(found.get(HEADER_CRC_AT..).map(<[u8]>::len), Some(4));
+    VERSIONS_READ
+        .iter()
+        .any(|&v| found == encode_header(header, v).as_slice())
+        .then(|| bytes.get(FILE_HEADER_LEN..))
+        .flatten()
+}
+
+/// Whether a chunk's `offsets` and `frames_end` follow on from the chunks
+/// before it, which end at `before` (the segment header's end if none):
+/// the first frame starts there, offsets increase, and the frames end
+/// past the last one.
+fn follows_on(offsets: &[[u8; 4]], before: u64, frames_end: u64) -> bool {
+    let mut expect = before;
+    for o in offsets.iter().map(|b| u64::from(u32::from_le_bytes(*b))) {
+        if o < expect {
+            return false;
+        }
+        expect = o + 1;
+    }
+    frames_end >= expect
+        && offsets
+            .first()
+            .is_some_and(|b| u64::from(u32::from_le_bytes(*b)) == before)
+}
+
 /// The records and index of a snapshot's intact chunks; `None` if its
 /// header is not that of a snapshot of this segment.
 pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
-    // Same header (magic, a version read, segment identity), CRC included.
-    let found = bytes.get(..FILE_HEADER_LEN)?;
-    if !VERSIONS_READ
-        .iter()
-        .any(|&v| found == encode_header(header, v).as_slice())
-    {
-        return None;
-    }
-    debug_assert_eq!(found.get(HEADER_CRC_AT..).map(<[u8]>::len), Some(4));
+    let mut rest = chunks_of(bytes, header)?;
     // Only read-only opens load a snapshot: their index answers from its
     // columns, without rebuilding every term's postings first.
     let mut base = Base {
@@ -419,7 +429,6 @@ pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
         index: MemIndex::columns_only(),
         frontiers: Vec::new(),
     };
-    let mut rest = bytes.get(FILE_HEADER_LEN..)?;
     // Size the columns once for every record the chunks state: growing
     // them chunk by chunk copied and zeroed each of them over again.
     let stated = stated_records(rest);
@@ -501,21 +510,13 @@ fn decode_chunk(bytes: &[u8], base: &mut Base, first_seq: u64) -> Option<usize> 
     };
     let mut body = ByteReader { bytes: body };
     let offsets = body.take(n.checked_mul(4)?)?.as_chunks::<4>().0;
-    let offsets = || offsets.iter().map(|b| u32::from_le_bytes(*b));
     // Frames follow each other from the end of the previous chunk's.
-    let mut expect = base.data.frames_end;
-    if base.len() == 0 && expect != HEADER_LEN as u64 {
+    if (base.len() == 0 && base.data.frames_end != HEADER_LEN as u64)
+        || !follows_on(offsets, base.data.frames_end, frames_end)
+    {
         return None;
     }
-    for o in offsets() {
-        if u64::from(o) < expect {
-            return None;
-        }
-        expect = u64::from(o) + 1;
-    }
-    if frames_end < expect || offsets().next().map(u64::from) != Some(base.data.frames_end) {
-        return None;
-    }
+    let offsets = || offsets.iter().map(|b| u32::from_le_bytes(*b));
     let times = body.take(n.checked_mul(8)?)?.as_chunks::<8>().0;
     let times = || times.iter().map(|b| i64::from_le_bytes(*b));
     // Borrowed from the chunk until it is taken: collecting them (with
