@@ -556,42 +556,18 @@ impl<'a> IndexReader<'a> {
     /// ([`dict_blocks_section`](Self::dict_blocks_section),
     /// [`check_section`](Self::check_section)).
     pub fn check_dict_block(&self, field: IndexField, block: u64) -> Result<(), IndexError> {
-        let bad = |reason: String| IndexError::BadDictBlocks { field, reason };
-        let dict_index = self.section_for(SectionKind::TermDict, field.id());
-        let (Some(data), Some((_, crcs)), Some(section)) = (
+        let (data, start, _) = self.checked_block(
+            SectionKind::TermDict,
             self.dicts.get(field),
             self.dict_blocks(field),
-            dict_index.and_then(|i| self.section(i)),
-        ) else {
-            return Err(IndexError::MissingSection {
-                kind: SectionKind::DictBlocks,
-            });
-        };
-        let crcs = BlockCrcs::view(crcs);
-        let (Some(block_len), Some(expected)) = (crcs.block_len(), crcs.crc(block)) else {
-            return Err(bad(format!("there is no checksum of block {block}")));
-        };
-        if block == 0
-            && let Some(index) = dict_index
-        {
-            self.check_padding_before(index)?;
-        }
-        let start = block.saturating_mul(block_len);
-        let len = block_len.min(to_u64(data.len()).saturating_sub(start));
-        let bytes = sub(data, start, len).unwrap_or_default();
-        let actual = crc32(bytes);
-        if actual != expected || len == 0 {
-            return Err(IndexError::ChecksumMismatch {
-                region: Region::DictBlock {
-                    field: field.id(),
-                    block,
-                },
-                offset: section.offset + start,
-                len,
-                expected,
-                actual,
-            });
-        }
+            field,
+            block,
+            |reason| IndexError::BadDictBlocks { field, reason },
+            Region::DictBlock {
+                field: field.id(),
+                block,
+            },
+        )?;
         TermDict::check_block(data, field, start)
     }
 
@@ -678,15 +654,47 @@ impl<'a> IndexReader<'a> {
     /// ([`hashed_blocks_section`](Self::hashed_blocks_section),
     /// [`check_section`](Self::check_section)).
     pub fn check_hashed_block(&self, field: IndexField, block: u64) -> Result<(), IndexError> {
-        let bad = |reason: String| IndexError::BadHashedBlocks { field, reason };
-        let (Some(data), Some((_, crcs)), Some(section)) = (
+        let (data, start, len) = self.checked_block(
+            SectionKind::Hashed,
             self.hashed.get(field),
             self.hashed_blocks(field),
-            self.section_for(SectionKind::Hashed, field.id())
-                .and_then(|i| self.section(i)),
-        ) else {
+            field,
+            block,
+            |reason| IndexError::BadHashedBlocks { field, reason },
+            Region::HashedBlock {
+                field: field.id(),
+                block,
+            },
+        )?;
+        HashedIndex::check_block(data, field, self.identity.record_count, start, len)
+    }
+
+    /// Checks block `block` of the section of `kind` and `field` whose
+    /// bytes are `data`, against the block checksums `crcs` (table position
+    /// and bytes): the padding before the section with block 0, then the
+    /// block's CRC. Returns the section's bytes and the block's start and
+    /// length in them. `bad` says what is wrong with the checksums,
+    /// `region` names the block in a mismatch.
+    #[allow(clippy::too_many_arguments, reason = "one call per indexed kind")]
+    fn checked_block(
+        &self,
+        kind: SectionKind,
+        data: Option<&'a [u8]>,
+        crcs: Option<(usize, &'a [u8])>,
+        field: IndexField,
+        block: u64,
+        bad: impl Fn(String) -> IndexError,
+        region: Region,
+    ) -> Result<(&'a [u8], u64, u64), IndexError> {
+        let index = self.section_for(kind, field.id());
+        let (Some(data), Some((_, crcs)), Some(section)) =
+            (data, crcs, index.and_then(|i| self.section(i)))
+        else {
             return Err(IndexError::MissingSection {
-                kind: SectionKind::HashedBlocks,
+                kind: match kind {
+                    SectionKind::Hashed => SectionKind::HashedBlocks,
+                    _ => SectionKind::DictBlocks,
+                },
             });
         };
         let crcs = BlockCrcs::view(crcs);
@@ -694,7 +702,7 @@ impl<'a> IndexReader<'a> {
             return Err(bad(format!("there is no checksum of block {block}")));
         };
         if block == 0
-            && let Some(index) = self.section_for(SectionKind::Hashed, field.id())
+            && let Some(index) = index
         {
             self.check_padding_before(index)?;
         }
@@ -704,17 +712,14 @@ impl<'a> IndexReader<'a> {
         let actual = crc32(bytes);
         if actual != expected || len == 0 {
             return Err(IndexError::ChecksumMismatch {
-                region: Region::HashedBlock {
-                    field: field.id(),
-                    block,
-                },
+                region,
                 offset: section.offset + start,
                 len,
                 expected,
                 actual,
             });
         }
-        HashedIndex::check_block(data, field, self.identity.record_count, start, len)
+        Ok((data, start, len))
     }
 
     /// The candidates of `term` in the hashed index of `field` (see

@@ -502,85 +502,85 @@ impl Sidecar {
         field: ExactField,
         value: &[u8],
     ) -> Result<Option<RoaringBitmap>> {
-        let index_field = exact_field(field);
-        let whole = reader.section_for(SectionKind::Hashed, index_field as u16);
-        if whole.is_some_and(|i| self.checked.get(i).is_some_and(|c| c.get().is_some())) {
-            return Ok(None);
-        }
-        let slot = ExactField::ALL.iter().position(|&f| f == field);
-        let Some(bits) = slot
-            .and_then(|slot| self.hashed_blocks.get(slot))
-            .and_then(|cell| {
-                cell.get_or_init(|| {
-                    let crcs = reader.hashed_blocks_section(index_field)?;
-                    self.ensure(reader, Some(crcs)).ok()?;
-                    let n = reader.hashed_block_count(index_field);
-                    Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
-                })
-                .as_ref()
-            })
-        else {
-            return Ok(None);
-        };
-        let mut check = |block: u64| -> std::result::Result<(), IndexError> {
-            let Some((word, bit)) = block_bit(bits, block) else {
-                return reader.check_hashed_block(index_field, block);
-            };
-            if word.load(Ordering::Relaxed) & bit == 0 {
-                reader.check_hashed_block(index_field, block)?;
-                word.fetch_or(bit, Ordering::Relaxed);
-            }
-            Ok(())
-        };
-        reader
-            .hashed_candidates_checked(index_field, value, &mut check)
-            .map_err(|e| self.damaged(e))
+        let f = exact_field(field);
+        let slot = ExactField::ALL.iter().position(|&x| x == field);
+        self.by_blocks(
+            reader,
+            reader.section_for(SectionKind::Hashed, f as u16),
+            slot.and_then(|slot| self.hashed_blocks.get(slot)),
+            || {
+                Some((
+                    reader.hashed_blocks_section(f)?,
+                    reader.hashed_block_count(f),
+                ))
+            },
+            &|block| reader.check_hashed_block(f, block),
+            |check| reader.hashed_candidates_checked(f, value, check),
+        )
     }
 
     /// The records with `term` in the dictionary of `field`, checking only
     /// the blocks the lookup reads (each once), as
-    /// [`Sidecar::exact_by_blocks`] does for a hashed index: `None` when
-    /// the dictionary has no usable block checksums or was checked whole
-    /// already (the caller checks and reads the whole section).
+    /// [`Sidecar::exact_by_blocks`] does for a hashed index.
     fn dict_by_blocks(
         &self,
         reader: &IndexReader<'_>,
         field: DictField,
         term: &[u8],
     ) -> Result<Option<RoaringBitmap>> {
-        let index_field = dict_field(field);
-        let whole = reader.section_for(SectionKind::TermDict, index_field as u16);
+        let f = dict_field(field);
+        let slot = DictField::ALL.iter().position(|&x| x == field);
+        self.by_blocks(
+            reader,
+            reader.section_for(SectionKind::TermDict, f as u16),
+            slot.and_then(|slot| self.dict_blocks.get(slot)),
+            || Some((reader.dict_blocks_section(f)?, reader.dict_block_count(f))),
+            &|block| reader.check_dict_block(f, block),
+            |check| reader.dict_term_checked(f, term, check),
+        )
+    }
+
+    /// A lookup in section `whole` by its blocks: `bits` remembers the
+    /// blocks checked (made at first use from `crcs`, the block-checksum
+    /// section and its block count, once that section passes its check),
+    /// `check_block` checks one, and `lookup` runs with a check that calls
+    /// it once per block. `None` when the section was checked whole
+    /// already or has no usable block checksums.
+    fn by_blocks(
+        &self,
+        reader: &IndexReader<'_>,
+        whole: Option<usize>,
+        bits: Option<&OnceLock<Option<Vec<AtomicU64>>>>,
+        crcs: impl FnOnce() -> Option<(usize, u64)>,
+        check_block: &dyn Fn(u64) -> std::result::Result<(), IndexError>,
+        lookup: impl FnOnce(
+            &mut dyn FnMut(u64) -> std::result::Result<(), IndexError>,
+        ) -> std::result::Result<Option<RoaringBitmap>, IndexError>,
+    ) -> Result<Option<RoaringBitmap>> {
         if whole.is_some_and(|i| self.checked.get(i).is_some_and(|c| c.get().is_some())) {
             return Ok(None);
         }
-        let slot = DictField::ALL.iter().position(|&f| f == field);
-        let Some(bits) = slot
-            .and_then(|slot| self.dict_blocks.get(slot))
-            .and_then(|cell| {
-                cell.get_or_init(|| {
-                    let crcs = reader.dict_blocks_section(index_field)?;
-                    self.ensure(reader, Some(crcs)).ok()?;
-                    let n = reader.dict_block_count(index_field);
-                    Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
-                })
-                .as_ref()
+        let Some(bits) = bits.and_then(|cell| {
+            cell.get_or_init(|| {
+                let (section, n) = crcs()?;
+                self.ensure(reader, Some(section)).ok()?;
+                Some((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
             })
-        else {
+            .as_ref()
+        }) else {
             return Ok(None);
         };
         let mut check = |block: u64| -> std::result::Result<(), IndexError> {
             let Some((word, bit)) = block_bit(bits, block) else {
-                return reader.check_dict_block(index_field, block);
+                return check_block(block);
             };
             if word.load(Ordering::Relaxed) & bit == 0 {
-                reader.check_dict_block(index_field, block)?;
+                check_block(block)?;
                 word.fetch_or(bit, Ordering::Relaxed);
             }
             Ok(())
         };
-        reader
-            .dict_term_checked(index_field, term, &mut check)
-            .map_err(|e| self.damaged(e))
+        lookup(&mut check).map_err(|e| self.damaged(e))
     }
 
     /// Whether block `block` of `COLUMNS[column]` has been checked.
@@ -970,15 +970,28 @@ mod tests {
         sealed_store(dir, 1 << 20, 11, 8_000, 500)
     }
 
-    #[test]
-    fn a_request_id_search_checks_only_the_hashed_blocks_it_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let sealed = blocked_store(dir.path());
-        let seg = &sealed[0];
+    /// The first segment of a [`blocked_store`] in `dir`: its file, its
+    /// checked image, its identity and its sidecar's bytes.
+    fn first_blocked(
+        dir: &Path,
+    ) -> (
+        crate::image::SealedSegmentInfo,
+        crate::image::SealedImage,
+        SegmentIdentity,
+        Vec<u8>,
+    ) {
+        let seg = blocked_store(dir).swap_remove(0);
         let bytes = std::fs::read(&seg.path).unwrap();
         let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
         let id = identity(&image.header, &image.footer);
         let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        (seg, image, id, sidecar)
+    }
+
+    #[test]
+    fn a_request_id_search_checks_only_the_hashed_blocks_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, image, id, sidecar) = first_blocked(dir.path());
         let reader = IndexReader::parse(&sidecar).unwrap();
         let field = IndexField::RequestId;
         let blocks = reader.hashed_block_count(field);
@@ -1077,12 +1090,7 @@ mod tests {
     #[test]
     fn an_actor_lookup_checks_only_the_dictionary_blocks_it_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let sealed = blocked_store(dir.path());
-        let seg = &sealed[0];
-        let bytes = std::fs::read(&seg.path).unwrap();
-        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
-        let id = identity(&image.header, &image.footer);
-        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let (seg, _, id, sidecar) = first_blocked(dir.path());
         let reader = IndexReader::parse(&sidecar).unwrap();
         let field = IndexField::Actor;
         let blocks = reader.dict_block_count(field);
@@ -1164,12 +1172,7 @@ mod tests {
     #[test]
     fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
         let dir = tempfile::tempdir().unwrap();
-        let sealed = blocked_store(dir.path());
-        let seg = &sealed[0];
-        let bytes = std::fs::read(&seg.path).unwrap();
-        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
-        let id = identity(&image.header, &image.footer);
-        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let (_, _, id, sidecar) = first_blocked(dir.path());
         let reader = IndexReader::parse(&sidecar).unwrap();
         let field = IndexField::Actor;
         let filter_at = reader.term_filter_section(field).expect("a term filter");
@@ -1218,12 +1221,7 @@ mod tests {
     fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
         use crate::search::SectionUse;
         let dir = tempfile::tempdir().unwrap();
-        let sealed = blocked_store(dir.path());
-        let seg = &sealed[0];
-        let bytes = std::fs::read(&seg.path).unwrap();
-        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
-        let id = identity(&image.header, &image.footer);
-        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let (_, _, id, sidecar) = first_blocked(dir.path());
         let reader = IndexReader::parse(&sidecar).unwrap();
         let field = IndexField::Actor;
         let range = |at: usize| {
@@ -1288,12 +1286,7 @@ mod tests {
     #[test]
     fn a_read_checks_only_the_column_blocks_it_needs() {
         let dir = tempfile::tempdir().unwrap();
-        let sealed = blocked_store(dir.path());
-        let seg = &sealed[0];
-        let bytes = std::fs::read(&seg.path).unwrap();
-        let image = crate::image::check_sealed(&seg.name, &bytes).unwrap();
-        let id = identity(&image.header, &image.footer);
-        let sidecar = std::fs::read(seg.path.with_extension("idx")).unwrap();
+        let (_, image, id, sidecar) = first_blocked(dir.path());
         let reader = IndexReader::parse(&sidecar).unwrap();
         let blocks = reader.column_block_count(SectionKind::Offsets);
         assert!(blocks >= 3, "{blocks} blocks of offsets");
