@@ -86,6 +86,21 @@ impl Mapped {
         resident(map, offset, end)
     }
 
+    /// Whether `samples` pages spread evenly over bytes `offset..offset +
+    /// len` (its first and last among them) are all in memory: a cheap
+    /// guess at [`Mapped::resident`] for a range too large to ask about
+    /// page by page.
+    pub fn resident_sampled(&self, offset: u64, len: u64, samples: u64) -> bool {
+        if len == 0 || samples == 0 {
+            return true;
+        }
+        let last = len - 1;
+        (0..samples).all(|i| {
+            let at = offset + last * i / samples.saturating_sub(1).max(1);
+            self.resident(at, 1)
+        })
+    }
+
     /// Owned bytes presented like a map (used by test filesystems).
     pub fn from_vec(bytes: Vec<u8>) -> Mapped {
         Mapped(Inner::Owned(bytes))
@@ -168,5 +183,11 @@ mod tests {
         assert_eq!(map.iter().filter(|&&b| b == 1).count(), 80 * 4096);
         assert!(!map.resident(0, 80 * 4096));
         assert!(Mapped::from_vec(Vec::new()).resident(0, 100));
+        // Sampled: every page of this map is in memory.
+        assert_eq!(
+            map.resident_sampled(0, 80 * 4096, 8),
+            cfg!(target_os = "linux")
+        );
+        assert!(map.resident_sampled(0, 0, 8));
     }
 }

@@ -114,7 +114,13 @@ pub(crate) struct Sidecar {
     /// The same for the term dictionaries (`DictField::ALL` order), with
     /// block checksums (kind 9) or not.
     dict_blocks: [OnceLock<Option<Vec<AtomicU64>>>; 5],
+    /// One bit per field id: whether the search advice considered reading
+    /// that dictionary whole already (see [`Sidecar::advise_sections`]).
+    dicts_advised: std::sync::atomic::AtomicU32,
 }
+
+/// Pages of a dictionary looked at to tell whether it is in memory.
+const RESIDENT_SAMPLES: u64 = 8;
 
 /// The word of a set of block bits that holds `block`, and its bit there.
 fn block_bit(bits: &[AtomicU64], block: u64) -> Option<(&AtomicU64, u64)> {
@@ -169,6 +175,7 @@ impl Sidecar {
             blocks: [OnceLock::new(), OnceLock::new()],
             hashed_blocks: [OnceLock::new(), OnceLock::new()],
             dict_blocks: std::array::from_fn(|_| OnceLock::new()),
+            dicts_advised: std::sync::atomic::AtomicU32::new(0),
             map,
         })
     }
@@ -350,7 +357,30 @@ impl Sidecar {
                     ranges.push((section.offset, section.offset + section.len));
                 }
             }
-            let Some(i) = by_blocks.or_else(|| reader.section_for(kind, field as u16)) else {
+            let whole = reader.section_for(kind, field as u16);
+            // A dictionary read by blocks that is not all in memory (by a
+            // sample of its pages) is asked for whole, with its checksums:
+            // a lookup reads a dozen blocks spread over it, which the disk
+            // serves together far sooner than one fault at a time. In
+            // memory, only the checksums are asked for.
+            // Once per dictionary and sidecar: after that its pages were
+            // asked for, or were there.
+            let bit = 1u32 << (field as u32 % 32);
+            if kind == SectionKind::TermDict
+                && by_blocks.is_some()
+                && self.dicts_advised.fetch_or(bit, Ordering::Relaxed) & bit == 0
+                && let Some(dict) = whole.and_then(|i| reader.section(i))
+                && self
+                    .checked
+                    .get(whole.unwrap_or(usize::MAX))
+                    .is_some_and(|c| c.get().is_none())
+                && !self
+                    .map
+                    .resident_sampled(dict.offset, dict.len, RESIDENT_SAMPLES)
+            {
+                ranges.push((dict.offset, dict.offset + dict.len));
+            }
+            let Some(i) = by_blocks.or(whole) else {
                 continue;
             };
             let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
