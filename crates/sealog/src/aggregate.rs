@@ -424,7 +424,7 @@ pub(crate) fn count_by(
 /// Reads and decodes record `ordinal` of `segment`, checks its seq, and
 /// hands it to `f`. A record the index lists but that is not there is an
 /// error, never a quiet miss.
-fn read_checked<T>(
+pub(crate) fn read_checked<T>(
     segment: &SegmentRef,
     ordinal: u32,
     f: impl FnOnce(&RecordView<'_>) -> T,

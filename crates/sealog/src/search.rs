@@ -1246,30 +1246,7 @@ fn count_segment(
     }
     for ordinal in &c.set {
         let seq = segment.first_seq() + u64::from(ordinal);
-        let decoded = segment.record(ordinal).and_then(|bytes| {
-            let bytes = bytes.ok_or_else(|| {
-                Error::from(Corruption::new(
-                    Location::file(segment.name()).seq(seq),
-                    CorruptionKind::Layout(format!(
-                        "record {seq} is missing although the segment's index lists it"
-                    )),
-                ))
-            })?;
-            let location = || Location::file(segment.name()).seq(seq);
-            let view = record::decode(&bytes)
-                .map_err(|e| Error::from(Corruption::new(location(), CorruptionKind::Record(e))))?;
-            if view.seq != seq {
-                return Err(Corruption::new(
-                    location(),
-                    CorruptionKind::SeqMismatch {
-                        expected: seq,
-                        found: view.seq,
-                    },
-                )
-                .into());
-            }
-            Ok(query.matches(&view))
-        });
+        let decoded = crate::aggregate::read_checked(segment, ordinal, |view| query.matches(view));
         match decoded {
             Ok(true) => total += 1,
             Ok(false) => {}
