@@ -71,6 +71,7 @@ mod segment;
 mod segment_file;
 mod sequencer;
 mod sidecar;
+mod spread;
 pub mod stats;
 mod store;
 mod time_order;

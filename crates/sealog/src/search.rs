@@ -1167,50 +1167,22 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     };
     let plan = Plan::new(&unbounded)?;
     let segments = segments_in_order(view, Order::OldestFirst);
-    let one = |segment: &SegmentRef| count_segment(&plan, segment, query, inner);
-    let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(4));
     // Reading around damage records it as it is met, in log order: one
-    // segment at a time.
-    if threads == 1 || inner.damage.is_some() || segments.len() < PARALLEL_COUNT_SEGMENTS {
-        return segments.iter().map(one).sum();
-    }
-    // Segments are taken in order by whichever thread is free; the first
-    // error in log order is the one returned, as when counting in order
-    // (every segment before a failed one was taken before it, and is
-    // counted before the threads stop).
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let work = || {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut done = Vec::new();
-        while !failed.load(Relaxed) {
-            let i = next.fetch_add(1, Relaxed);
-            let Some(segment) = segments.get(i) else {
-                break;
-            };
-            let counted = one(segment);
-            if counted.is_err() {
-                failed.store(true, Relaxed);
-            }
-            done.push((i, counted));
-        }
-        done
+    // segment at a time. The first error in log order is the one returned,
+    // as when counting in order.
+    let threads = if inner.damage.is_some() || segments.len() < PARALLEL_COUNT_SEGMENTS {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
     };
-    let mut done = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut done = work();
-        for other in others {
-            // A panic on another thread is a bug; report it as one.
-            done.extend(
-                other
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            );
-        }
-        done
-    });
-    done.sort_unstable_by_key(|&(i, _)| i);
-    done.into_iter().map(|(_, counted)| counted).sum()
+    let (_, counted) = crate::spread::in_order(
+        segments.len(),
+        threads,
+        |i| count_segment(&plan, &segments[i], query, inner),
+        Result::is_err,
+        || (),
+    );
+    counted.into_iter().map(|(_, c)| c).sum()
 }
 
 /// The records of `segment` that match `query`.

@@ -272,9 +272,6 @@ const CHECK_WINDOW: u64 = 1 << 20;
 /// microseconds).
 const PIECE_FRAMES: usize = 8_192;
 
-/// The recorded times of a piece's first and last frame, if it agrees.
-type PieceEnds = Option<(i64, i64)>;
-
 /// The frames an index snapshot covers, as it states them.
 #[derive(Clone, Copy)]
 pub(super) struct CoveredFrames<'a> {
@@ -324,58 +321,30 @@ pub(super) fn covered_frames_agree_while<T>(
     }
     let n = covered.offsets.len();
     let pieces = n.div_ceil(PIECE_FRAMES);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    // Takes pieces until none is left or one disagrees (or fails).
-    let work = || -> Result<Vec<(usize, PieceEnds)>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut done = Vec::new();
-        while !stop.load(Relaxed) {
-            let i = next.fetch_add(1, Relaxed);
-            if i >= pieces {
-                break;
-            }
-            let range = i * PIECE_FRAMES..((i + 1) * PIECE_FRAMES).min(n);
-            let ends = covered_range_agrees(f, covered, range)
-                .inspect_err(|_| stop.store(true, Relaxed))?;
-            if ends.is_none() {
-                stop.store(true, Relaxed);
-            }
-            done.push((i, ends));
-        }
-        Ok(done)
-    };
-    let parallel = pieces > 1 && std::thread::available_parallelism().is_ok_and(|p| p.get() > 1);
-    let (value, done) = if parallel {
-        std::thread::scope(|scope| {
-            let other = scope.spawn(work);
-            let value = meanwhile();
-            let mine = work();
-            // A panic on the other thread is a bug; report it as one.
-            let theirs = other
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (
-                value,
-                mine.and_then(|mut m| {
-                    theirs.map(|t| {
-                        m.extend(t);
-                        m
-                    })
-                }),
-            )
-        })
+    let threads = if std::thread::available_parallelism().is_ok_and(|p| p.get() > 1) {
+        2
     } else {
-        let value = meanwhile();
-        (value, work())
+        1
     };
-    let mut done = done?;
-    done.sort_unstable_by_key(|&(i, _)| i);
+    // Pieces are taken until none is left or one disagrees (or fails).
+    let (value, done) = crate::spread::in_order(
+        pieces,
+        threads,
+        |i| {
+            covered_range_agrees(
+                f,
+                covered,
+                i * PIECE_FRAMES..((i + 1) * PIECE_FRAMES).min(n),
+            )
+        },
+        |ends| !matches!(ends, Ok(Some(_))),
+        meanwhile,
+    );
     // Every piece agrees, each following the one before in recorded time.
     let mut ends: Option<(i64, i64)> = None;
     let mut whole = done.len() == pieces;
     for (_, piece) in done {
-        match (ends, piece) {
+        match (ends, piece?) {
             (_, None) => whole = false,
             (None, Some(p)) => ends = Some(p),
             (Some((a, b)), Some((c, d))) if b <= c => ends = Some((a, d)),
