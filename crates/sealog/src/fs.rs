@@ -82,7 +82,9 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Allocates blocks for `[0, len)` without writing them.
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// Maps the whole file read-only. Only for files whose bytes are never
-    /// written again (sealed segments; index snapshots, only appended to).
+    /// written again (sealed segments; index snapshots, only appended to),
+    /// or of which only bytes never written again are read (the committed
+    /// frames of an open segment).
     fn map(&self) -> io::Result<Mapped>;
 }
 

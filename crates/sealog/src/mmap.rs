@@ -1,11 +1,16 @@
 //! Read-only memory maps of sealed segment files (and of the open
-//! segments' index snapshots) — the engine's only `unsafe` code.
+//! segments' index snapshots and committed frames) — the engine's only
+//! `unsafe` code.
 //!
-//! Only sealed segments are mapped: sealog never writes to a file after its
+//! Sealed segments are mapped: sealog never writes to a file after its
 //! footer is durable, so the mapped bytes do not change under the reader.
-//! The one other kind of file mapped, an open segment's index snapshot
-//! (`segments/<seq>.oidx`), is only ever appended to and removed: the bytes
-//! of the length mapped do not change either.
+//! An open segment's index snapshot (`segments/<seq>.oidx`) is only ever
+//! appended to and removed: the bytes of the length mapped do not change
+//! either. An open segment itself is mapped only to check the frames its
+//! snapshot covers, and only those bytes are read: they are committed and
+//! synced, and neither appends, nor the seal (which cuts the file after
+//! its last frame), nor recovery (which only cuts or zeroes what follows
+//! the last complete batch) changes them.
 //! Another process truncating or rewriting a mapped file is outside that
 //! contract (it would be tampering); the reader then sees different bytes,
 //! which every reader checks (frame CRCs, bounds on each offset), or the
@@ -45,8 +50,9 @@ impl Mapped {
             )
         })?;
         // SAFETY: the map is read-only and only ever made of sealed segment
-        // files, which sealog never modifies after sealing, and of index
-        // snapshots, which it only appends to (module docs). A
+        // files, which sealog never modifies after sealing, of index
+        // snapshots, which it only appends to, and of open segments whose
+        // committed frames alone are read (module docs). A
         // concurrent external modification cannot cause reads outside the
         // mapping: every access goes through the `&[u8]` of the mapping's
         // length, and each reader bounds-checks offsets read from the bytes.

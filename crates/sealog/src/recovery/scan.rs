@@ -264,9 +264,6 @@ fn data_end_of(f: &Found, start: u64) -> Result<u64> {
     Ok(start)
 }
 
-/// Bytes of frames checked per read by [`covered_frames_agree`].
-const CHECK_WINDOW: u64 = 1 << 20;
-
 /// Covered frames checked as one piece: a piece is taken by whichever
 /// thread is free (~2.5 MiB of frames; a thread costs tens of
 /// microseconds).
@@ -304,7 +301,10 @@ impl<'a> CoveredFrames<'a> {
 /// back (the last one being the snapshot's), and the last ends a batch.
 /// The records' fields and leaf hashes are taken from the snapshot, as a
 /// sealed segment's are from its sidecar and the leaf file; `verify`
-/// recomputes them. Read a window at a time, so the bytes are touched once.
+/// recomputes them. The frames are read from a map of the segment file
+/// (they are committed and synced, so no writer changes them: see
+/// `crate::mmap`); reading them into a buffer first cost as much as
+/// checking them.
 ///
 /// `meanwhile` runs on this thread as the check starts (a full segment's
 /// frames are ~60 MiB of checksums): the frames are checked in pieces by
@@ -316,9 +316,13 @@ pub(super) fn covered_frames_agree_while<T>(
     covered: CoveredFrames<'_>,
     meanwhile: impl FnOnce() -> T,
 ) -> Result<(bool, T)> {
-    if covered.frames_end > f.len {
+    let map = f.file.map().map_err(|e| Error::io("map", &f.path, e))?;
+    let Some(frames) = usize::try_from(covered.frames_end)
+        .ok()
+        .and_then(|end| map.get(..end))
+    else {
         return Ok((false, meanwhile()));
-    }
+    };
     let n = covered.offsets.len();
     let pieces = n.div_ceil(PIECE_FRAMES);
     let threads = if std::thread::available_parallelism().is_ok_and(|p| p.get() > 1) {
@@ -326,25 +330,26 @@ pub(super) fn covered_frames_agree_while<T>(
     } else {
         1
     };
-    // Pieces are taken until none is left or one disagrees (or fails).
+    // Pieces are taken until none is left or one disagrees.
     let (value, done) = crate::spread::in_order(
         pieces,
         threads,
         |i| {
             covered_range_agrees(
-                f,
+                frames,
+                f.header.first_seq,
                 covered,
                 i * PIECE_FRAMES..((i + 1) * PIECE_FRAMES).min(n),
             )
         },
-        |ends| !matches!(ends, Ok(Some(_))),
+        Option::is_none,
         meanwhile,
     );
     // Every piece agrees, each following the one before in recorded time.
     let mut ends: Option<(i64, i64)> = None;
     let mut whole = done.len() == pieces;
     for (_, piece) in done {
-        match (ends, piece?) {
+        match (ends, piece) {
             (_, None) => whole = false,
             (None, Some(p)) => ends = Some(p),
             (Some((a, b)), Some((c, d))) if b <= c => ends = Some((a, d)),
@@ -370,10 +375,11 @@ pub(super) fn covered_frames_agree_while<T>(
 /// recorded times, first and last, if every frame agrees; `None` if one
 /// does not (or the range is empty).
 fn covered_range_agrees(
-    f: &Found,
+    frames: &[u8],
+    first_seq: u64,
     covered: CoveredFrames<'_>,
     range: std::ops::Range<usize>,
-) -> Result<Option<(i64, i64)>> {
+) -> Option<(i64, i64)> {
     let end_of = |i: usize| {
         covered
             .offsets
@@ -383,48 +389,25 @@ fn covered_range_agrees(
     let n = covered.offsets.len();
     let mut first: Option<i64> = None;
     let mut previous: Option<i64> = None;
-    let mut buf = Vec::new();
-    let mut i = range.start;
-    let stop = range.end.min(n);
-    while i < stop {
-        let start = end_of(i);
-        let mut j = i + 1;
-        while j < stop && end_of(j + 1) - start <= CHECK_WINDOW {
-            j += 1;
-        }
-        let Some(len) = end_of(j)
-            .checked_sub(start)
-            .and_then(|l| usize::try_from(l).ok())
-        else {
-            return Ok(None);
+    for k in range.start..range.end.min(n) {
+        let at = usize::try_from(end_of(k)).ok()?;
+        let want = end_of(k + 1) - end_of(k);
+        let Some(Ok(FrameRead::Frame(frame))) = frames.get(at..).map(read_frame) else {
+            return None;
         };
-        buf.resize(len, 0);
-        f.file
-            .read_exact_at(&mut buf, start)
-            .map_err(|e| Error::io("read", &f.path, e))?;
-        for k in i..j {
-            let at = usize::try_from(end_of(k) - start).unwrap_or(usize::MAX);
-            let want = end_of(k + 1) - end_of(k);
-            let Some(Ok(FrameRead::Frame(frame))) = buf.get(at..).map(read_frame) else {
-                return Ok(None);
-            };
-            let Ok((seq, recorded)) = sealog_format::record::read_trailer(frame.body) else {
-                return Ok(None);
-            };
-            let recorded = recorded.as_nanos();
-            if frame.len as u64 != want
-                || seq != f.header.first_seq + k as u64
-                || previous.is_some_and(|p| recorded < p)
-                || (k + 1 == n && !frame.is_commit())
-            {
-                return Ok(None);
-            }
-            first.get_or_insert(recorded);
-            previous = Some(recorded);
+        let (seq, recorded) = sealog_format::record::read_trailer(frame.body).ok()?;
+        let recorded = recorded.as_nanos();
+        if frame.len as u64 != want
+            || seq != first_seq + k as u64
+            || previous.is_some_and(|p| recorded < p)
+            || (k + 1 == n && !frame.is_commit())
+        {
+            return None;
         }
-        i = j;
+        first.get_or_insert(recorded);
+        previous = Some(recorded);
     }
-    Ok(first.zip(previous))
+    first.zip(previous)
 }
 
 fn too_large(f: &Found) -> Error {
