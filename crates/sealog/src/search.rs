@@ -973,7 +973,10 @@ impl Matches {
             return;
         }
         self.advised_until = self.advised_until.max(position);
-        while self.advised.len() < ADVISE_AHEAD && self.advised_until < self.segment_count {
+        let mut next = Vec::new();
+        while self.advised.len() + next.len() < ADVISE_AHEAD
+            && self.advised_until < self.segment_count
+        {
             let at = self.advised_until;
             self.advised_until += 1;
             let Some(SegmentRef::Sealed(s)) = self.segments.as_slice().get(at - position) else {
@@ -983,9 +986,16 @@ impl Matches {
                 s.footer.min_event_time.as_nanos(),
                 s.footer.max_event_time.as_nanos(),
             );
-            if plan.skips(s.header.first_seq, s.footer.record_count, range) {
-                continue;
+            if !plan.skips(s.header.first_seq, s.footer.record_count, range) {
+                next.push((at, s));
             }
+        }
+        // Every sidecar's header first, then the sections each one's table
+        // locates: two waits for the disk in all rather than two each.
+        for (_, s) in &next {
+            s.ask_sidecar_head();
+        }
+        for (at, s) in next {
             s.advise_sections(sections);
             self.advised.push_back(at);
         }
@@ -1175,15 +1185,59 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     } else {
         std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
     };
+    // Each sidecar's header is asked for [`COUNT_ASK_AHEAD`] segments
+    // before its count opens it, and the sections the count reads half as
+    // many segments before (once the header is likely in, and only if it
+    // was not in memory): when they are on disk, the disk reads them
+    // together rather than one open and one lookup after the other.
+    let sections = plan.sections_used();
+    let counted_sealed = |i: usize| match segments.get(i) {
+        Some(SegmentRef::Sealed(s))
+            if !plan.skips(
+                s.header.first_seq,
+                s.footer.record_count,
+                (
+                    s.footer.min_event_time.as_nanos(),
+                    s.footer.max_event_time.as_nanos(),
+                ),
+            ) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    };
+    let ask_ahead = |i: usize| {
+        if let Some(s) = counted_sealed(i + COUNT_ASK_AHEAD) {
+            s.ask_sidecar_head();
+        }
+        if let Some(s) = counted_sealed(i + COUNT_ASK_AHEAD / 2) {
+            s.advise_sections_if_cold(&sections);
+        }
+    };
+    (0..COUNT_ASK_AHEAD)
+        .filter_map(counted_sealed)
+        .for_each(|s| s.ask_sidecar_head());
+    (0..COUNT_ASK_AHEAD / 2).for_each(|i| {
+        if let Some(s) = counted_sealed(i) {
+            s.advise_sections_if_cold(&sections);
+        }
+    });
     let (_, counted) = crate::spread::in_order(
         segments.len(),
         threads,
-        |i| count_segment(&plan, &segments[i], query, inner),
+        |i| {
+            ask_ahead(i);
+            count_segment(&plan, &segments[i], query, inner)
+        },
         Result::is_err,
         || (),
     );
     counted.into_iter().map(|(_, c)| c).sum()
 }
+
+/// How many segments ahead of the one it counts a count asks for sidecar
+/// headers.
+const COUNT_ASK_AHEAD: usize = 32;
 
 /// The records of `segment` that match `query`.
 fn count_segment(

@@ -642,6 +642,12 @@ pub(crate) struct SealedSegment {
     /// The sidecar file as found, to locate frames after a damaged one;
     /// looked for once.
     fallback: OnceLock<Option<Arc<Sidecar>>>,
+    /// The sidecar file mapped by [`SealedSegment::ask_sidecar_head`], not
+    /// opened yet: its open takes this map.
+    head_asked: Mutex<Option<Mapped>>,
+    /// [`SealedSegment::ask_sidecar_head`] found the sidecar's first page
+    /// on disk: its sections are likely there too.
+    head_was_cold: std::sync::atomic::AtomicBool,
     /// For a segment archived and removed from the store: where its bytes
     /// come from, and the copy once fetched and checked (`map` is empty).
     remote: Option<Remote>,
@@ -690,6 +696,8 @@ impl SealedSegment {
             env,
             index: RwLock::new(None),
             fallback: OnceLock::new(),
+            head_asked: Mutex::new(None),
+            head_was_cold: std::sync::atomic::AtomicBool::new(false),
             remote: None,
         }
     }
@@ -805,13 +813,45 @@ impl SealedSegment {
             return Ok(index);
         }
         let identity = crate::sidecar::identity(&self.header, &self.footer);
-        let sidecar = Arc::new(crate::sidecar::load(
-            &self.env,
-            self.header.first_seq,
-            &identity,
-        )?);
+        let first_seq = self.header.first_seq;
+        let asked = self.head_asked.lock().take();
+        let sidecar = Arc::new(match asked {
+            Some(map) => crate::sidecar::load_mapped(first_seq, map, &identity)?,
+            None => crate::sidecar::load(&self.env, first_seq, &identity)?,
+        });
         *slot = Some(sidecar.clone());
         Ok(sidecar)
+    }
+
+    /// Maps the sidecar, if it is not open yet, and asks the kernel for its
+    /// header and section table without waiting: a search about to open
+    /// the sidecars of several segments asks for them all first, so that
+    /// the disk reads them together instead of one open after the other
+    /// (each a wait of a random read when they are not in memory).
+    pub(crate) fn ask_sidecar_head(&self) {
+        if self.remote.is_some() || self.index.read().is_some() {
+            return;
+        }
+        let mut asked = self.head_asked.lock();
+        if asked.is_none()
+            && let Ok(map) = crate::sidecar::map_file(&self.env, self.header.first_seq)
+        {
+            if !map.resident(0, 1) {
+                map.will_need(0, crate::sidecar::HEAD_ASKED);
+                self.head_was_cold.store(true, Ordering::Relaxed);
+            }
+            *asked = Some(map);
+        }
+    }
+
+    /// [`SealedSegment::advise_sections`], once, if
+    /// [`SealedSegment::ask_sidecar_head`] found the sidecar's header on
+    /// disk (in memory, its sections most likely are too, and asking for
+    /// them costs more than it saves).
+    pub(crate) fn advise_sections_if_cold(&self, sections: &[crate::search::SectionUse]) {
+        if self.head_was_cold.swap(false, Ordering::Relaxed) {
+            self.advise_sections(sections);
+        }
     }
 
     /// Replaces a sidecar found damaged during a query.

@@ -857,8 +857,22 @@ pub(crate) fn load(
     first_seq: u64,
     identity: &SegmentIdentity,
 ) -> std::result::Result<Sidecar, String> {
-    let name = sidecar_name(first_seq);
-    let path = env.dir.join(&name);
+    load_mapped(first_seq, map_file(env, first_seq)?, identity)
+}
+
+/// [`load`] of a sidecar file mapped already (by [`map_file`]).
+pub(crate) fn load_mapped(
+    first_seq: u64,
+    map: Mapped,
+    identity: &SegmentIdentity,
+) -> std::result::Result<Sidecar, String> {
+    Sidecar::open(sidecar_name(first_seq), map, identity).map_err(|e| e.to_string())
+}
+
+/// The sidecar file of the segment starting at `first_seq`, mapped and
+/// not read yet.
+pub(crate) fn map_file(env: &IndexEnv, first_seq: u64) -> std::result::Result<Mapped, String> {
+    let path = env.dir.join(sidecar_name(first_seq));
     let file = env.fs.open(&path, OpenMode::Read).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             "the index file is missing".to_owned()
@@ -866,9 +880,13 @@ pub(crate) fn load(
             e.to_string()
         }
     })?;
-    let map = file.map().map_err(|e| e.to_string())?;
-    Sidecar::open(name, map, identity).map_err(|e| e.to_string())
+    file.map().map_err(|e| e.to_string())
 }
+
+/// Bytes at the start of a sidecar asked for before its open reads them:
+/// the header and the section table (32 bytes a section) of every sidecar
+/// sealog writes.
+pub(crate) const HEAD_ASKED: usize = 16 << 10;
 
 /// Builds a sidecar from the segment's records, writes it if the store is
 /// writable, and maps it.
