@@ -114,8 +114,8 @@ pub(crate) struct Sidecar {
     /// The same for the term dictionaries (`DictField::ALL` order), with
     /// block checksums (kind 9) or not.
     dict_blocks: [OnceLock<Option<Vec<AtomicU64>>>; 5],
-    /// One bit per field id: whether the search advice considered reading
-    /// that dictionary whole already (see [`Sidecar::advise_sections`]).
+    /// One bit per field id: whether the search advice found that
+    /// dictionary in memory already (see [`Sidecar::advise_sections`]).
     dicts_advised: std::sync::atomic::AtomicU32,
 }
 
@@ -363,22 +363,28 @@ impl Sidecar {
             // a lookup reads a dozen blocks spread over it, which the disk
             // serves together far sooner than one fault at a time. In
             // memory, only the checksums are asked for.
-            // Once per dictionary and sidecar: after that its pages were
-            // asked for, or were there.
+            // Until it is found in memory: after that it is not looked at
+            // again (pages evicted since are faulted in as they are read).
+            // One asked for and read is looked at again by the next
+            // lookup: pages read ahead but never touched are dropped first.
             let bit = 1u32 << (field as u32 % 32);
             if kind == SectionKind::TermDict
                 && by_blocks.is_some()
-                && self.dicts_advised.fetch_or(bit, Ordering::Relaxed) & bit == 0
+                && self.dicts_advised.load(Ordering::Relaxed) & bit == 0
                 && let Some(dict) = whole.and_then(|i| reader.section(i))
                 && self
                     .checked
                     .get(whole.unwrap_or(usize::MAX))
                     .is_some_and(|c| c.get().is_none())
-                && !self
+            {
+                if self
                     .map
                     .resident_sampled(dict.offset, dict.len, RESIDENT_SAMPLES)
-            {
-                ranges.push((dict.offset, dict.offset + dict.len));
+                {
+                    self.dicts_advised.fetch_or(bit, Ordering::Relaxed);
+                } else {
+                    ranges.push((dict.offset, dict.offset + dict.len));
+                }
             }
             let Some(i) = by_blocks.or(whole) else {
                 continue;
