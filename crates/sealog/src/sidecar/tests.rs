@@ -269,6 +269,16 @@ fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
     assert!(dict.find(absent).is_none());
     let lookup = |s: &Sidecar, term: &[u8]| s.dict(DictField::Actor, &TermSelect::Exact(term));
 
+    // A term the filter may hold goes to the dictionary: the filter's
+    // answer is not trusted, so it is not checked.
+    let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
+    assert!(!lookup(&s, present.term).unwrap().is_empty());
+    assert!(
+        s.checked[filter_at].get().is_none(),
+        "the filter was checked"
+    );
+
+    // An absence is trusted once the filter is checked.
     let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
     assert!(lookup(&s, absent).unwrap().is_empty());
     assert!(s.checked[filter_at].get().is_some());
@@ -299,6 +309,33 @@ fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
     assert!(lookup(&s, absent).unwrap().is_empty());
     assert!(s.checked[blocks_at].get().is_some());
     assert_eq!(lookup(&s, present.term).unwrap(), want);
+
+    // Damage that drops a present term's hash makes the filter say it is
+    // absent: the check refuses that, and the dictionary finds the term.
+    let hash = sealog_format::index::filter_hash(present.term);
+    let hashes = section.offset as usize + 8..(section.offset + section.len) as usize;
+    let at = hashes.start
+        + sidecar[hashes.clone()]
+            .chunks_exact(4)
+            .position(|h| u32::from_le_bytes(h.try_into().unwrap()) == hash)
+            .expect("the present term's hash")
+            * 4;
+    let mut damaged = sidecar.clone();
+    damaged[at..at + 4].copy_from_slice(&(hash ^ 1).to_le_bytes());
+    let damaged_reader = IndexReader::open(&damaged).unwrap();
+    assert!(
+        !damaged_reader
+            .term_filter(field)
+            .unwrap()
+            .may_contain(present.term),
+        "the damaged filter lacks the term"
+    );
+    let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged.clone()), &id).unwrap();
+    assert_eq!(lookup(&s, present.term).unwrap(), want);
+    assert!(
+        s.checked[filter_at].get().is_some_and(Result::is_err),
+        "the filter's absence was not checked"
+    );
 }
 
 #[test]
@@ -343,18 +380,16 @@ fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
         let wanted = if whole { dict } else { blocks };
         (ranges.contains(&filter), ranges.contains(&wanted))
     };
-    // Ruled out: neither the dictionary nor the filter (checked now).
+    // Ruled out: neither the dictionary nor the filter (in memory).
     assert_eq!(asked(Some(vec![absent.clone()])), (false, false));
-    // One term it may hold is enough to ask for the dictionary (the
-    // filter, checked now, is not asked for again).
+    // One term it may hold is enough to ask for the dictionary.
     assert_eq!(
         asked(Some(vec![absent.clone(), present.clone()])),
         (false, true)
     );
-    assert_eq!(asked(Some(vec![present])), (false, true));
-    // A prefix: the filter cannot rule it out, and is asked for with
-    // the dictionary.
-    assert_eq!(asked(None), (true, true));
+    assert_eq!(asked(Some(vec![present.clone()])), (false, true));
+    // A prefix: the filter cannot rule it out and is not read.
+    assert_eq!(asked(None), (false, true));
 
     // A damaged filter rules nothing out.
     let section = reader
