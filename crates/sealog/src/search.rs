@@ -521,7 +521,8 @@ pub(crate) enum SectionUse {
     /// A dictionary, looked up for exactly these terms (which its term
     /// filter may rule out), or (`None`) by prefix.
     Dict(DictField, Option<Vec<Vec<u8>>>),
-    Exact(ExactField),
+    /// A hashed index, looked up for this term.
+    Exact(ExactField, Vec<u8>),
     Ip,
 }
 
@@ -573,8 +574,8 @@ impl IndexView for SectionRecorder {
     fn dict(&self, field: DictField, select: &TermSelect<'_>) -> Result<RoaringBitmap> {
         self.note_dict(field, select)
     }
-    fn exact(&self, field: ExactField, _: &[u8]) -> Result<RoaringBitmap> {
-        self.note(SectionUse::Exact(field))
+    fn exact(&self, field: ExactField, term: &[u8]) -> Result<RoaringBitmap> {
+        self.note(SectionUse::Exact(field, term.to_vec()))
     }
     fn ip(&self, _: IpRange) -> Result<RoaringBitmap> {
         self.note(SectionUse::Ip)
@@ -979,14 +980,8 @@ impl Matches {
         {
             let at = self.advised_until;
             self.advised_until += 1;
-            let Some(SegmentRef::Sealed(s)) = self.segments.as_slice().get(at - position) else {
-                continue;
-            };
-            let range = (
-                s.footer.min_event_time.as_nanos(),
-                s.footer.max_event_time.as_nanos(),
-            );
-            if !plan.skips(s.header.first_seq, s.footer.record_count, range) {
+            let ahead = self.segments.as_slice().get(at - position);
+            if let Some(s) = planned_sealed(&plan, ahead) {
                 next.push((at, s));
             }
         }
@@ -1191,21 +1186,7 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     // was not in memory): when they are on disk, the disk reads them
     // together rather than one open and one lookup after the other.
     let sections = plan.sections_used();
-    let counted_sealed = |i: usize| match segments.get(i) {
-        Some(SegmentRef::Sealed(s))
-            if !plan.skips(
-                s.header.first_seq,
-                s.footer.record_count,
-                (
-                    s.footer.min_event_time.as_nanos(),
-                    s.footer.max_event_time.as_nanos(),
-                ),
-            ) =>
-        {
-            Some(s)
-        }
-        _ => None,
-    };
+    let counted_sealed = |i: usize| planned_sealed(&plan, segments.get(i));
     let ask_ahead = |i: usize| {
         if let Some(s) = counted_sealed(i + COUNT_ASK_AHEAD) {
             s.ask_sidecar_head();
@@ -1238,6 +1219,29 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
 /// How many segments ahead of the one it counts a count asks for sidecar
 /// headers.
 const COUNT_ASK_AHEAD: usize = 32;
+
+/// `segment`, if it is sealed and `plan` does not skip it by its footer
+/// (its seqs and event times).
+fn planned_sealed<'s>(
+    plan: &Plan<'_>,
+    segment: Option<&'s SegmentRef>,
+) -> Option<&'s Arc<SealedSegment>> {
+    match segment {
+        Some(SegmentRef::Sealed(s))
+            if !plan.skips(
+                s.header.first_seq,
+                s.footer.record_count,
+                (
+                    s.footer.min_event_time.as_nanos(),
+                    s.footer.max_event_time.as_nanos(),
+                ),
+            ) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    }
+}
 
 /// The records of `segment` that match `query`.
 fn count_segment(
@@ -1312,11 +1316,11 @@ mod tests {
                 SectionUse::Dict(DictField::Actor, Some(vec![b"alice\0user".to_vec()])),
                 SectionUse::Dict(DictField::Action, None),
                 SectionUse::Dict(DictField::ResourceType, Some(vec![b"doc".to_vec()])),
-                SectionUse::Exact(ExactField::ResourceId),
+                SectionUse::Exact(ExactField::ResourceId, b"42".to_vec()),
                 SectionUse::Dict(DictField::Outcome, Some(vec![b"denied".to_vec()])),
                 SectionUse::Dict(DictField::Tenant, Some(vec![b"acme".to_vec()])),
                 SectionUse::Ip,
-                SectionUse::Exact(ExactField::RequestId),
+                SectionUse::Exact(ExactField::RequestId, b"r-1".to_vec()),
             ]
         );
         assert!(

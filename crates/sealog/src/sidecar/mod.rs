@@ -119,6 +119,32 @@ pub(crate) struct Sidecar {
     dicts_advised: std::sync::atomic::AtomicU32,
 }
 
+/// The byte ranges of a hashed index (at `offset`, `len` bytes long) that
+/// a lookup of `key` most likely reads: the header and first keys, the
+/// last keys (an interpolation search compares both ends first), and a
+/// page either side of the key's and its ordinal's expected position
+/// (keys are spread evenly over the 64-bit range: a search lands within a
+/// few hundred entries of `count × key / 2^64`). A guess for the kernel
+/// only: the lookup reads and checks whatever blocks it needs.
+fn hashed_probe_ranges(offset: u64, len: u64, key: u64) -> Vec<(u64, u64)> {
+    const PAGE: u64 = 4096;
+    let end = offset + len;
+    let count = len.saturating_sub(8) / 12;
+    if count == 0 {
+        return vec![(offset, end)];
+    }
+    let key_at = |i: u64| offset + 8 + 8 * i;
+    let ordinal_at = |i: u64| offset + 8 + 8 * count + 4 * i;
+    let expected = u64::try_from((u128::from(key) * u128::from(count)) >> 64).unwrap_or(0);
+    let around = |at: u64| (at.saturating_sub(PAGE).max(offset), (at + PAGE).min(end));
+    vec![
+        (offset, (offset + PAGE).min(end)),
+        around(key_at(count - 1)),
+        around(key_at(expected)),
+        around(ordinal_at(expected)),
+    ]
+}
+
 /// Pages of a dictionary looked at to tell whether it is in memory.
 const RESIDENT_SAMPLES: u64 = 8;
 
@@ -318,7 +344,32 @@ impl Sidecar {
                 SectionUse::Dict(f, terms) => {
                     (SectionKind::TermDict, dict_field(*f), terms.as_ref())
                 }
-                SectionUse::Exact(f) => (SectionKind::Hashed, exact_field(*f), None),
+                SectionUse::Exact(f, term) => {
+                    let field = exact_field(*f);
+                    // Read by blocks: the blocks its search will most
+                    // likely read, asked for together (one at a time, each
+                    // a wait for the disk when the index is not in memory).
+                    if reader.hashed_blocks_section(field).is_some()
+                        && let Some(i) = reader.section_for(SectionKind::Hashed, field as u16)
+                        && self.checked.get(i).is_some_and(|c| c.get().is_none())
+                        && let Some(index) = reader.section(i)
+                    {
+                        let probes = hashed_probe_ranges(
+                            index.offset,
+                            index.len,
+                            sealog_format::index::term_key(term),
+                        );
+                        // In memory (by the page the key most likely is
+                        // in), there is nothing to ask for.
+                        if probes
+                            .get(2)
+                            .is_none_or(|&(start, end)| !self.map.resident(start, end - start))
+                        {
+                            ranges.extend(probes);
+                        }
+                    }
+                    (SectionKind::Hashed, field, None)
+                }
                 SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp, None),
             };
             // A hashed index with block checksums is read a few blocks at a

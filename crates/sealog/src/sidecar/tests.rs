@@ -603,3 +603,40 @@ fn encode_records_equals_the_term_by_term_build_and_the_sealer() {
         assert!(columnar == written, "{}", s.name);
     }
 }
+
+#[test]
+fn the_blocks_asked_for_a_hashed_lookup_hold_the_keys_it_finds() {
+    // Keys spread evenly, as FNV-1a 64 spreads terms: the page of a key's
+    // position, and of its ordinal, is asked for in nearly every lookup.
+    let count = 200_000u64;
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut keys: Vec<u64> = (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+        .collect();
+    keys.sort_unstable();
+    let (offset, len) = (1 << 20, 8 + 12 * count);
+    let within = |ranges: &[(u64, u64)], at: u64| ranges.iter().any(|&(s, e)| s <= at && at < e);
+    let mut found = 0;
+    for i in (0..count).step_by(200) {
+        let ranges = super::hashed_probe_ranges(offset, len, keys[i as usize]);
+        assert!(
+            ranges
+                .iter()
+                .all(|&(s, e)| offset <= s && s < e && e <= offset + len),
+            "{ranges:?}"
+        );
+        // The header and the ends, which the search compares first.
+        assert!(within(&ranges, offset) && within(&ranges, offset + 8 + 8 * (count - 1)));
+        if within(&ranges, offset + 8 + 8 * i) && within(&ranges, offset + 8 + 8 * count + 4 * i) {
+            found += 1;
+        }
+    }
+    assert!(found >= 950, "{found} of 1000 keys in the pages asked for");
+    // An empty or tiny index is asked for whole.
+    assert_eq!(super::hashed_probe_ranges(64, 8, 42), [(64, 72)]);
+}
