@@ -128,17 +128,23 @@ pub(crate) struct Sidecar {
 /// only: the lookup reads and checks whatever blocks it needs.
 fn hashed_probe_ranges(offset: u64, len: u64, key: u64) -> Vec<(u64, u64)> {
     const PAGE: u64 = 4096;
-    let end = offset + len;
+    let end = offset.saturating_add(len);
     let count = len.saturating_sub(8) / 12;
     if count == 0 {
         return vec![(offset, end)];
     }
+    // Below `end`: 8 + 12 × count ≤ len.
     let key_at = |i: u64| offset + 8 + 8 * i;
     let ordinal_at = |i: u64| offset + 8 + 8 * count + 4 * i;
     let expected = u64::try_from((u128::from(key) * u128::from(count)) >> 64).unwrap_or(0);
-    let around = |at: u64| (at.saturating_sub(PAGE).max(offset), (at + PAGE).min(end));
+    let around = |at: u64| {
+        (
+            at.saturating_sub(PAGE).max(offset),
+            at.saturating_add(PAGE).min(end),
+        )
+    };
     vec![
-        (offset, (offset + PAGE).min(end)),
+        (offset, offset.saturating_add(PAGE).min(end)),
         around(key_at(count - 1)),
         around(key_at(expected)),
         around(ordinal_at(expected)),
