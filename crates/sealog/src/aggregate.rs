@@ -51,7 +51,7 @@ use sealog_format::record::{self, RecordView};
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::index::{DictField, IndexView};
 use crate::query::{Query, canonical};
-use crate::search::{Plan, SegmentRef, segments_in_order};
+use crate::search::{AskAhead, Plan, SectionUse, SegmentRef, segments_in_order};
 use crate::store::{Inner, View};
 
 /// The largest number of groups a count may list.
@@ -362,9 +362,21 @@ pub(crate) fn count_by(
     }
     let plan = Plan::new(query)?;
     let mut tally = Tally::default();
-    for segment in segments_in_order(view, crate::query::Order::OldestFirst) {
+    let segments = segments_in_order(view, crate::query::Order::OldestFirst);
+    // The dictionary counted by is read whole in every segment.
+    let grouped = match field {
+        CountField::SourceIp => vec![SectionUse::Ip],
+        other => other
+            .dict()
+            .map(|f| SectionUse::Dict(f, None))
+            .into_iter()
+            .collect(),
+    };
+    let ahead = AskAhead::start(&plan, &segments, grouped);
+    for (i, segment) in segments.iter().enumerate() {
+        ahead.at(i);
         let first_seq = segment.first_seq();
-        let indexed = match &segment {
+        let indexed = match segment {
             SegmentRef::Sealed(s) => {
                 let range = (
                     s.footer.min_event_time.as_nanos(),
@@ -407,7 +419,7 @@ pub(crate) fn count_by(
         };
         for ordinal in &candidates {
             let seq = first_seq + u64::from(ordinal);
-            let key = read_checked(&segment, ordinal, |r| {
+            let key = read_checked(segment, ordinal, |r| {
                 query.matches(r).then(|| record_key(field, r))
             });
             match key {

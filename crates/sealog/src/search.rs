@@ -1180,34 +1180,12 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     } else {
         std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
     };
-    // Each sidecar's header is asked for [`COUNT_ASK_AHEAD`] segments
-    // before its count opens it, and the sections the count reads half as
-    // many segments before (once the header is likely in, and only if it
-    // was not in memory): when they are on disk, the disk reads them
-    // together rather than one open and one lookup after the other.
-    let sections = plan.sections_used();
-    let counted_sealed = |i: usize| planned_sealed(&plan, segments.get(i));
-    let ask_ahead = |i: usize| {
-        if let Some(s) = counted_sealed(i + COUNT_ASK_AHEAD) {
-            s.ask_sidecar_head();
-        }
-        if let Some(s) = counted_sealed(i + COUNT_ASK_AHEAD / 2) {
-            s.advise_sections_if_cold(&sections);
-        }
-    };
-    (0..COUNT_ASK_AHEAD)
-        .filter_map(counted_sealed)
-        .for_each(|s| s.ask_sidecar_head());
-    (0..COUNT_ASK_AHEAD / 2).for_each(|i| {
-        if let Some(s) = counted_sealed(i) {
-            s.advise_sections_if_cold(&sections);
-        }
-    });
+    let ahead = AskAhead::start(&plan, &segments, Vec::new());
     let (_, counted) = crate::spread::in_order(
         segments.len(),
         threads,
         |i| {
-            ask_ahead(i);
+            ahead.at(i);
             count_segment(&plan, &segments[i], query, inner)
         },
         Result::is_err,
@@ -1219,6 +1197,62 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
 /// How many segments ahead of the one it counts a count asks for sidecar
 /// headers.
 const COUNT_ASK_AHEAD: usize = 32;
+
+/// What a count over many segments asks the disk for ahead of the segment
+/// it counts: each sidecar's header [`COUNT_ASK_AHEAD`] segments before
+/// its count opens it, and the sections the count reads half as many
+/// segments before (once the header is likely in, and only if it was not
+/// in memory). When they are on disk, the disk reads them together rather
+/// than one open and one lookup after the other.
+pub(crate) struct AskAhead<'a> {
+    plan: &'a Plan<'a>,
+    segments: &'a [SegmentRef],
+    sections: Vec<SectionUse>,
+}
+
+impl<'a> AskAhead<'a> {
+    /// Asks for the first segments' headers and sections: those `plan`
+    /// reads, and `more` (what the count reads besides, such as the
+    /// dictionary it groups by).
+    pub(crate) fn start(
+        plan: &'a Plan<'a>,
+        segments: &'a [SegmentRef],
+        more: Vec<SectionUse>,
+    ) -> AskAhead<'a> {
+        let mut sections = plan.sections_used();
+        sections.extend(
+            more.into_iter()
+                .filter(|m| !sections.contains(m))
+                .collect::<Vec<_>>(),
+        );
+        let ahead = AskAhead {
+            plan,
+            segments,
+            sections,
+        };
+        (0..COUNT_ASK_AHEAD)
+            .filter_map(|i| ahead.sealed(i))
+            .for_each(|s| s.ask_sidecar_head());
+        (0..COUNT_ASK_AHEAD / 2)
+            .filter_map(|i| ahead.sealed(i))
+            .for_each(|s| s.advise_sections_if_cold(&ahead.sections));
+        ahead
+    }
+
+    /// Before segment `i` is counted.
+    pub(crate) fn at(&self, i: usize) {
+        if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD) {
+            s.ask_sidecar_head();
+        }
+        if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD / 2) {
+            s.advise_sections_if_cold(&self.sections);
+        }
+    }
+
+    fn sealed(&self, i: usize) -> Option<&'a Arc<SealedSegment>> {
+        planned_sealed(self.plan, self.segments.get(i))
+    }
+}
 
 /// `segment`, if it is sealed and `plan` does not skip it by its footer
 /// (its seqs and event times).
