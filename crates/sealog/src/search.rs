@@ -1220,11 +1220,11 @@ impl<'a> AskAhead<'a> {
         more: Vec<SectionUse>,
     ) -> AskAhead<'a> {
         let mut sections = plan.sections_used();
-        sections.extend(
-            more.into_iter()
-                .filter(|m| !sections.contains(m))
-                .collect::<Vec<_>>(),
-        );
+        for m in more {
+            if !sections.contains(&m) {
+                sections.push(m);
+            }
+        }
         let ahead = AskAhead {
             plan,
             segments,

@@ -286,7 +286,7 @@ impl Sidecar {
             return;
         };
         for (column, i) in COLUMNS.into_iter().zip(reader.column_sections()) {
-            let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
+            let unchecked = self.unchecked(i);
             let blocked = reader.column_blocks_section(column).is_some();
             if unchecked
                 && !blocked
@@ -334,6 +334,11 @@ impl Sidecar {
         self.advise_merged(self.advice_ranges(sections));
     }
 
+    /// Whether section `i` is one of the file's and was not checked yet.
+    fn unchecked(&self, i: usize) -> bool {
+        self.checked.get(i).is_some_and(|c| c.get().is_none())
+    }
+
     /// The byte ranges [`Sidecar::advise_sections`] asks for, unmerged.
     fn advice_ranges(&self, sections: &[crate::search::SectionUse]) -> Vec<(u64, u64)> {
         use crate::search::SectionUse;
@@ -346,37 +351,14 @@ impl Sidecar {
         // advises every segment it plans.
         let mut ranges = Vec::new();
         for used in sections {
-            let (kind, field, terms) = match used {
+            let (kind, field, terms, exact) = match used {
                 SectionUse::Dict(f, terms) => {
-                    (SectionKind::TermDict, dict_field(*f), terms.as_ref())
+                    (SectionKind::TermDict, dict_field(*f), terms.as_ref(), None)
                 }
                 SectionUse::Exact(f, term) => {
-                    let field = exact_field(*f);
-                    // Read by blocks: the blocks its search will most
-                    // likely read, asked for together (one at a time, each
-                    // a wait for the disk when the index is not in memory).
-                    if reader.hashed_blocks_section(field).is_some()
-                        && let Some(i) = reader.section_for(SectionKind::Hashed, field as u16)
-                        && self.checked.get(i).is_some_and(|c| c.get().is_none())
-                        && let Some(index) = reader.section(i)
-                    {
-                        let probes = hashed_probe_ranges(
-                            index.offset,
-                            index.len,
-                            sealog_format::index::term_key(term),
-                        );
-                        // In memory (by the page the key most likely is
-                        // in), there is nothing to ask for.
-                        if probes
-                            .get(2)
-                            .is_none_or(|&(start, end)| !self.map.resident(start, end - start))
-                        {
-                            ranges.extend(probes);
-                        }
-                    }
-                    (SectionKind::Hashed, field, None)
+                    (SectionKind::Hashed, exact_field(*f), None, Some(term))
                 }
-                SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp, None),
+                SectionUse::Ip => (SectionKind::Ip, IndexField::SourceIp, None, None),
             };
             // A hashed index with block checksums is read a few blocks at a
             // time: ask for its checksums, not for the whole index; the same
@@ -411,13 +393,33 @@ impl Sidecar {
                 // Only a lookup of exact terms reads the filter.
                 if !at_hand
                     && terms.is_some()
-                    && self.checked.get(filter).is_some_and(|c| c.get().is_none())
+                    && self.unchecked(filter)
                     && let Some(section) = reader.section(filter)
                 {
                     ranges.push((section.offset, section.offset + section.len));
                 }
             }
             let whole = reader.section_for(kind, field as u16);
+            // A hashed index read by blocks: the blocks its search will
+            // most likely read, asked for together (one at a time, each a
+            // wait for the disk when the index is not in memory).
+            if let Some(term) = exact
+                && by_blocks.is_some()
+                && let Some(index) = whole
+                    .filter(|&i| self.unchecked(i))
+                    .and_then(|i| reader.section(i))
+            {
+                let key = sealog_format::index::term_key(term);
+                let probes = hashed_probe_ranges(index.offset, index.len, key);
+                // In memory (by the page the key most likely is in), there
+                // is nothing to ask for.
+                if probes
+                    .get(2)
+                    .is_none_or(|&(start, end)| !self.map.resident(start, end - start))
+                {
+                    ranges.extend(probes);
+                }
+            }
             // A dictionary read by blocks that is not all in memory (by a
             // sample of its pages) is asked for whole, with its checksums:
             // a lookup reads a dozen blocks spread over it, which the disk
@@ -431,11 +433,9 @@ impl Sidecar {
             if kind == SectionKind::TermDict
                 && by_blocks.is_some()
                 && self.dicts_advised.load(Ordering::Relaxed) & bit == 0
-                && let Some(dict) = whole.and_then(|i| reader.section(i))
-                && self
-                    .checked
-                    .get(whole.unwrap_or(usize::MAX))
-                    .is_some_and(|c| c.get().is_none())
+                && let Some(dict) = whole
+                    .filter(|&i| self.unchecked(i))
+                    .and_then(|i| reader.section(i))
             {
                 if self
                     .map
@@ -449,8 +449,9 @@ impl Sidecar {
             let Some(i) = by_blocks.or(whole) else {
                 continue;
             };
-            let unchecked = self.checked.get(i).is_some_and(|c| c.get().is_none());
-            if unchecked && let Some(section) = reader.section(i) {
+            if self.unchecked(i)
+                && let Some(section) = reader.section(i)
+            {
                 ranges.push((section.offset, section.offset + section.len));
             }
         }
@@ -479,7 +480,7 @@ impl Sidecar {
     fn block_checksum_ranges(&self, reader: &IndexReader<'_>, ranges: &mut Vec<(u64, u64)>) {
         for column in COLUMNS {
             if let Some(i) = reader.column_blocks_section(column)
-                && self.checked.get(i).is_some_and(|c| c.get().is_none())
+                && self.unchecked(i)
                 && let Some(section) = reader.section(i)
             {
                 ranges.push((section.offset, section.offset + section.len));

@@ -330,7 +330,7 @@ fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
             .may_contain(present.term),
         "the damaged filter lacks the term"
     );
-    let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged.clone()), &id).unwrap();
+    let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
     assert_eq!(lookup(&s, present.term).unwrap(), want);
     assert!(
         s.checked[filter_at].get().is_some_and(Result::is_err),
