@@ -293,3 +293,158 @@ fn the_log_records_each_change_of_rules_or_key_and_only_a_change() {
     assert!(store.verify().is_ok());
     store.close().unwrap();
 }
+
+/// The note of the store `dir`, decoded.
+fn read_note(dir: &Path) -> sealog::format::segment::PolicyNote {
+    let bytes = std::fs::read(dir.join("privacy-policy.note")).unwrap();
+    sealog::format::segment::PolicyNote::decode(&bytes).unwrap()
+}
+
+/// The first seq of the newest segment file: the end of the sealed log
+/// when that segment is open.
+fn newest_segment_start(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".seg")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// The corruption `verify_dir` reports for `dir`.
+fn note_problem(dir: &Path) -> sealog::Corruption {
+    match sealog::verify_dir(dir) {
+        Err(sealog::Error::Corruption(c)) => *c,
+        other => panic!("expected a corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_privacy_policy_note_follows_the_seals_and_readers_and_verify_use_it() {
+    use sealog::CorruptionKind;
+    use sealog::format::segment::PolicyNote;
+    let dir = tempfile::tempdir().unwrap();
+    let note_path = dir.path().join("privacy-policy.note");
+    // A writer without rules: the seals write a note that names no policy.
+    let store = Store::open(dir.path(), small_options(64 << 10)).unwrap();
+    for i in 0..600 {
+        store
+            .append(personal_event(&format!("u{i}"), "10.1.2.3"))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let note = read_note(dir.path());
+    assert_eq!(note.newest, None);
+    assert_eq!(note.covered, newest_segment_start(dir.path()));
+    assert!(note.covered > 0);
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.recorded_privacy_policy().unwrap(), None);
+    drop(reader);
+    // A writer with rules records them; its seals bring the note up.
+    let store = open_with(dir.path(), policy());
+    let policy_seq = store.len() - 1;
+    for i in 0..600 {
+        store
+            .append(personal_event(&format!("v{i}"), "10.1.2.4"))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let note = read_note(dir.path());
+    assert_eq!(note.newest, Some(policy_seq));
+    assert_eq!(note.covered, newest_segment_start(dir.path()));
+    assert!(note.covered > policy_seq);
+    let report = sealog::verify_dir(dir.path()).unwrap();
+    assert_eq!(report.policy_note_covers, Some(note.covered));
+    let recorded = |dir: &Path| {
+        Store::open_read_only(dir)
+            .unwrap()
+            .recorded_privacy_policy()
+            .unwrap()
+            .map(|(seq, _)| seq)
+    };
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+
+    // Readers trust a note that decodes: one that names no policy hides
+    // the record from them (as a sidecar that lost a term hides it), and
+    // verify reports it.
+    let intact = note;
+    let write = |note: PolicyNote| std::fs::write(&note_path, note.encode()).unwrap();
+    write(PolicyNote {
+        newest: None,
+        ..intact
+    });
+    assert_eq!(recorded(dir.path()), None);
+    let c = note_problem(dir.path());
+    assert_eq!(c.location.file, "privacy-policy.note");
+    assert!(
+        matches!(c.kind, CorruptionKind::PolicyNote { stored: None, computed: Some(s), .. } if s == policy_seq),
+        "{c}"
+    );
+    assert!(c.to_string().contains("remove the file"), "{c}");
+    // One that names a record that is not a policy is not trusted.
+    write(PolicyNote {
+        newest: Some(policy_seq + 5),
+        ..intact
+    });
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+    assert!(matches!(
+        note_problem(dir.path()).kind,
+        CorruptionKind::PolicyNote { .. }
+    ));
+    // Nor one that covers more than the sealed log.
+    write(PolicyNote {
+        covered: 1 << 40,
+        newest: None,
+        ..intact
+    });
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+    assert!(
+        note_problem(dir.path())
+            .to_string()
+            .contains("more records than the log holds")
+    );
+    // Nor a damaged one, nor another store's.
+    let mut damaged = intact.encode();
+    damaged[40] ^= 0x01;
+    std::fs::write(&note_path, damaged).unwrap();
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+    assert!(matches!(
+        note_problem(dir.path()).kind,
+        CorruptionKind::Structure(_)
+    ));
+    write(PolicyNote {
+        store_id: [7; 16],
+        newest: None,
+        ..intact
+    });
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+    assert!(matches!(
+        note_problem(dir.path()).kind,
+        CorruptionKind::ForeignFile { .. }
+    ));
+    // Without a note, readers search every segment; the next seal writes
+    // it again.
+    std::fs::remove_file(&note_path).unwrap();
+    assert_eq!(recorded(dir.path()), Some(policy_seq));
+    assert_eq!(
+        sealog::verify_dir(dir.path()).unwrap().policy_note_covers,
+        None
+    );
+    let store = open_with(dir.path(), policy());
+    let len = store.len();
+    for i in 0..600 {
+        store
+            .append(personal_event(&format!("w{i}"), "10.1.2.5"))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let note = read_note(dir.path());
+    assert_eq!(note.newest, Some(policy_seq));
+    assert!(note.covered > len);
+    assert_eq!(
+        sealog::verify_dir(dir.path()).unwrap().policy_note_covers,
+        Some(note.covered)
+    );
+}

@@ -182,6 +182,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     "signatures_checked": signatures,
                     "newest_checkpoint": report.newest_checkpoint,
                     "archived_not_local": report.archived_not_local,
+                    "policy_note_covers": report.policy_note_covers,
                 }))?;
             } else {
                 out.line(&format!("OK: the store at {} is intact", dir.display()))?;

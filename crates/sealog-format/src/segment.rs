@@ -23,6 +23,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SEALOGSG";
 pub const FOOTER_MAGIC: [u8; 8] = *b"SEALOGFT";
 /// Magic number at the start of the store manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"SEALOGST";
+/// Magic number at the start of the privacy-policy note.
+pub const POLICY_NOTE_MAGIC: [u8; 8] = *b"SEALOGPN";
 /// The segment format version this code writes.
 pub const SEGMENT_VERSION: u16 = 1;
 /// The oldest segment format version this code reads.
@@ -36,6 +38,8 @@ pub const FOOTER_LEN: usize = 176;
 pub const END_MARKER_LEN: usize = crate::frame::END_MARKER_LEN;
 /// Length of the store manifest.
 pub const MANIFEST_LEN: usize = 64;
+/// Length of the privacy-policy note.
+pub const POLICY_NOTE_LEN: usize = 64;
 
 // Segment header field offsets.
 const H_MAGIC: usize = 0;
@@ -80,6 +84,18 @@ const M_STORE_ID: usize = M_FLAGS + 4;
 const M_CREATED_AT: usize = M_STORE_ID + 16;
 const M_CRC: usize = MANIFEST_LEN - 4;
 const _: () = assert!(M_CREATED_AT + 8 <= M_CRC);
+
+// Privacy-policy note field offsets.
+const P_MAGIC: usize = 0;
+const P_VERSION: usize = P_MAGIC + 8;
+const P_LEN: usize = P_VERSION + 2;
+const P_FLAGS: usize = P_LEN + 2;
+const P_STORE_ID: usize = P_FLAGS + 4;
+const P_COVERED: usize = P_STORE_ID + 16;
+const P_NEWEST: usize = P_COVERED + 8;
+const P_RESERVED: usize = P_NEWEST + 8;
+const P_CRC: usize = POLICY_NOTE_LEN - 4;
+const _: () = assert!(P_RESERVED <= P_CRC);
 
 /// Why a header, footer or manifest could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +158,14 @@ pub enum StructureError {
     Reserved {
         /// Which structure.
         what: &'static str,
+    },
+    /// Fields that cannot hold together.
+    #[error("{what} is inconsistent: {reason}")]
+    Inconsistent {
+        /// Which structure.
+        what: &'static str,
+        /// Which fields disagree, and how.
+        reason: &'static str,
     },
 }
 
@@ -389,6 +413,84 @@ impl Manifest {
     }
 }
 
+/// The privacy-policy note (`privacy-policy.note`): where the newest
+/// `store.privacy_policy` record of the sealed log is, so that a reader
+/// looks for a newer one only in the segments sealed since (and the open
+/// ones) instead of in every segment's index. Derived data: the writer
+/// rewrites it as it seals segments; a reader that cannot use it searches
+/// the whole log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyNote {
+    /// The store it describes (as in the manifest).
+    pub store_id: [u8; 16],
+    /// The records below this seq (the end of a sealed segment) were
+    /// searched.
+    pub covered: u64,
+    /// The seq of the newest privacy-policy record below `covered`, if
+    /// there is one.
+    pub newest: Option<u64>,
+}
+
+impl PolicyNote {
+    /// The note's bytes.
+    pub fn encode(&self) -> [u8; POLICY_NOTE_LEN] {
+        let mut b = [0u8; POLICY_NOTE_LEN];
+        put(&mut b, P_MAGIC, &POLICY_NOTE_MAGIC);
+        put(&mut b, P_VERSION, &SEGMENT_VERSION.to_le_bytes());
+        put(&mut b, P_LEN, &(POLICY_NOTE_LEN as u16).to_le_bytes());
+        put(&mut b, P_STORE_ID, &self.store_id);
+        put(&mut b, P_COVERED, &self.covered.to_le_bytes());
+        put(
+            &mut b,
+            P_NEWEST,
+            &self.newest.unwrap_or(u64::MAX).to_le_bytes(),
+        );
+        let crc = crc32fast::hash(b.get(..P_CRC).unwrap_or_default());
+        put(&mut b, P_CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Reads a note: magic, CRC, version, length, zero flags and reserved
+    /// bytes, and a newest record below the seq it covers.
+    pub fn decode(bytes: &[u8]) -> Result<PolicyNote, StructureError> {
+        const WHAT: &str = "privacy-policy note";
+        if bytes.len() != POLICY_NOTE_LEN {
+            return Err(StructureError::BadLength {
+                what: WHAT,
+                found: bytes.len() as u64,
+                expected: POLICY_NOTE_LEN as u64,
+            });
+        }
+        let b = fixed::<POLICY_NOTE_LEN>(bytes, WHAT)?;
+        check_magic(&b, P_MAGIC, POLICY_NOTE_MAGIC, WHAT)?;
+        check_crc(&b, P_CRC, WHAT)?;
+        check_version(u16_at(&b, P_VERSION), WHAT)?;
+        check_len(u64::from(u16_at(&b, P_LEN)), POLICY_NOTE_LEN, WHAT)?;
+        if u32_at(&b, P_FLAGS) != 0
+            || b.get(P_RESERVED..P_CRC)
+                .is_some_and(|r| r.iter().any(|&x| x != 0))
+        {
+            return Err(StructureError::Reserved { what: WHAT });
+        }
+        let covered = u64_at(&b, P_COVERED);
+        let newest = match u64_at(&b, P_NEWEST) {
+            u64::MAX => None,
+            seq if seq < covered => Some(seq),
+            _ => {
+                return Err(StructureError::Inconsistent {
+                    what: WHAT,
+                    reason: "the newest record it names is not below the seq it covers",
+                });
+            }
+        };
+        Ok(PolicyNote {
+            store_id: arr(&b, P_STORE_ID),
+            covered,
+            newest,
+        })
+    }
+}
+
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(slot) = buf.get_mut(at..at + bytes.len()) {
         slot.copy_from_slice(bytes);
@@ -528,6 +630,46 @@ mod tests {
             created_at: Timestamp::from_nanos(77),
         };
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_policy_note_round_trips_and_damage_is_refused() {
+        for newest in [None, Some(0), Some(41)] {
+            let note = PolicyNote {
+                store_id: [9; 16],
+                covered: 42,
+                newest,
+            };
+            let bytes = note.encode();
+            assert_eq!(PolicyNote::decode(&bytes).unwrap(), note);
+            // Every byte is covered: by the CRC, or (the CRC itself) by it.
+            for i in 0..POLICY_NOTE_LEN {
+                let mut damaged = bytes;
+                damaged[i] ^= 0x10;
+                assert!(PolicyNote::decode(&damaged).is_err(), "byte {i}");
+            }
+        }
+        let past = PolicyNote {
+            store_id: [9; 16],
+            covered: 42,
+            newest: Some(42),
+        };
+        assert!(matches!(
+            PolicyNote::decode(&past.encode()),
+            Err(StructureError::Inconsistent { .. })
+        ));
+        let mut reserved = past.encode();
+        reserved[P_NEWEST..P_NEWEST + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        reserved[P_RESERVED] = 1;
+        let crc = crc32fast::hash(&reserved[..P_CRC]);
+        reserved[P_CRC..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            PolicyNote::decode(&reserved),
+            Err(StructureError::Reserved {
+                what: "privacy-policy note"
+            })
+        );
+        assert!(PolicyNote::decode(&past.encode()[..63]).is_err());
     }
 
     #[test]

@@ -415,6 +415,28 @@ pub enum CorruptionKind {
         /// Records in sealed segments.
         sealed: u64,
     },
+    /// The privacy-policy note names another record as the newest
+    /// privacy policy below the seq it covers than the records do, or
+    /// covers more records than the log holds. Derived data: removing the
+    /// file makes readers search every segment, and the writer writes it
+    /// again at its next seal.
+    #[error(
+        "names {} as the newest privacy-policy record below seq {covered}, but the records \
+         (the log holds {records}) give {} (derived data: remove the file; the writer writes it \
+         again when it next seals a segment)",
+        policy_seq(*.stored),
+        if *.covered > *.records { "no answer: it covers more records than the log holds".to_owned() } else { policy_seq(*.computed) }
+    )]
+    PolicyNote {
+        /// The seq below which the note says it searched.
+        covered: u64,
+        /// Records in the log.
+        records: u64,
+        /// The newest policy record the note names.
+        stored: Option<u64>,
+        /// The newest the records give.
+        computed: Option<u64>,
+    },
     /// A segment without a footer is followed by sealed segments.
     #[error("has no valid footer but later segments are sealed (truncated or damaged)")]
     UnsealedInMiddle,
@@ -513,6 +535,11 @@ fn missing_segments(first: u64, next: u64) -> String {
     } else {
         format!("segment {first}")
     }
+}
+
+/// "seq N", or "none", for messages about the privacy-policy note.
+fn policy_seq(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "none".to_owned(), |s| format!("seq {s}"))
 }
 
 /// Lowercase hex of a hash, for messages.

@@ -12,6 +12,8 @@
 //! tree/leaves                   the Merkle leaf hash of every record in sealed segments
 //! tree/level-1 … level-7        hashes of complete subtrees of height 8, 16, … 56
 //! checkpoints.log               every signed checkpoint issued, oldest first
+//! privacy-policy.note           where the sealed log's newest privacy-policy
+//!                               record is (derived; see `crate::policy_note`)
 //! lost+found/                   bytes recovery removed from a torn tail, kept for forensics
 //! ```
 

@@ -59,6 +59,7 @@ mod layout;
 pub mod mmap;
 mod open_index;
 mod options;
+mod policy_note;
 pub mod privacy;
 mod progress;
 pub mod pruned;

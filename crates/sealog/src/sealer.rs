@@ -223,7 +223,7 @@ impl Sealer {
             Ok((sealed, None)) => {
                 inner.readers().seal(segment, sealed);
                 segment.snapshot.retire(&*inner.config().fs, &segment.path);
-                true
+                self.update_policy_note()
             }
             Ok((sealed, Some(e))) => {
                 inner.readers().seal(segment, sealed);
@@ -234,6 +234,21 @@ impl Sealer {
             }
             Err(e) => {
                 inner.latch(Failure::of(&format!("sealing {}", segment.name), &e));
+                false
+            }
+        }
+    }
+
+    /// Brings the privacy-policy note up to the end of the sealed log
+    /// (`crate::policy_note`); returns whether it was written or was up
+    /// to date. A failed write or sync latches the store, as a sidecar's
+    /// does: the note is derived data, but the disk failed.
+    fn update_policy_note(&self) -> bool {
+        match crate::policy_note::update(&self.inner) {
+            Ok(()) => true,
+            Err(e) => {
+                self.inner
+                    .latch(Failure::of("writing the privacy-policy note", &e));
                 false
             }
         }

@@ -914,17 +914,37 @@ impl Store {
     pub fn recorded_privacy_policy(
         &self,
     ) -> Result<Option<(u64, crate::privacy::PolicyDescription)>> {
-        use crate::privacy::{POLICY_ACTION, POLICY_RESOURCE_TYPE, PolicyDescription};
-        let page = self.query(&crate::query::Query {
-            actions: vec![crate::query::ActionPattern::new(POLICY_ACTION)?],
-            resource_type: Some(POLICY_RESOURCE_TYPE.to_owned()),
-            limit: 16,
-            ..crate::query::Query::default()
-        })?;
-        Ok(page
-            .records
-            .iter()
-            .find_map(|r| PolicyDescription::from_event(&r.event).map(|d| (r.seq, d))))
+        use crate::policy_note;
+        let view = self.view();
+        let config = &self.inner.config;
+        let sealed_end = view.sealed.last().map_or(0, |s| {
+            s.header.first_seq.saturating_add(s.footer.record_count)
+        });
+        // The note spares looking into every sealed segment's index: only
+        // those sealed since the seq it covers, and the open ones.
+        if let Some(note) = policy_note::read(&*config.fs, &config.dir, &config.manifest.store_id)
+            .filter(|n| n.covered <= sealed_end)
+        {
+            if let Some(found) = policy_note::newest_in(&view, note.covered..u64::MAX, &self.inner)?
+            {
+                return Ok(Some(found));
+            }
+            let Some(seq) = note.newest else {
+                return Ok(None);
+            };
+            if let Some(record) = self.get(seq)?
+                && let Some(description) =
+                    crate::privacy::PolicyDescription::from_event(&record.event)
+            {
+                return Ok(Some((seq, description)));
+            }
+            tracing::warn!(
+                seq,
+                file = %policy_note::path(&config.dir).display(),
+                "the privacy-policy note names a record that is not a privacy policy: searching the whole log"
+            );
+        }
+        policy_note::newest_in(&view, 0..u64::MAX, &self.inner)
     }
 
     /// Records the privacy policy this writer applies when it has rules and

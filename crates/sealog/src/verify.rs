@@ -87,6 +87,12 @@ pub struct VerifyReport {
     /// roots and the checkpoints over them were checked against the
     /// headers and footers `pruned.log` keeps.
     pub archived_not_local: Vec<String>,
+    /// The privacy-policy note (`privacy-policy.note`) was found equal to
+    /// what the records below this seq give (the newest privacy-policy
+    /// record among them). `None`: there is no note, or its records were
+    /// not all read (some archived and removed, or written after the
+    /// snapshot of a live store).
+    pub policy_note_covers: Option<u64>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -121,6 +127,8 @@ struct Summary {
     interrupted_at: Option<u64>,
     /// What became of a sealed segment's index sidecar.
     sidecar: SidecarCheck,
+    /// Seqs of the privacy-policy records among the counted ones.
+    policies: Vec<u64>,
 }
 
 /// The outcome of checking one sealed segment's index sidecar.
@@ -383,8 +391,14 @@ pub(crate) fn run(
         sidecars_checked: 0,
         sidecars_missing: Vec::new(),
         archived_not_local: Vec::new(),
+        policy_note_covers: None,
         elapsed: Duration::ZERO,
     };
+    let note = read_policy_note(fs, dir, &manifest.store_id)?;
+    // Seqs of the privacy-policy records read, and the end of the last
+    // run of records not read (archived and removed).
+    let mut policies: Vec<u64> = Vec::new();
+    let mut unread_below = 0u64;
     let absent = crate::damage::KnownAbsent::load(fs, dir)?;
     let mut expected_no = 0u64;
     let mut sidecar_problem: Option<Corruption> = None;
@@ -418,6 +432,7 @@ pub(crate) fn run(
                     &mut report,
                 )?;
                 last_recorded = Some(p.footer.max_recorded_at.as_nanos());
+                unread_below = p.end_seq();
             }
             expected_no = f.header.segment_no;
         }
@@ -488,6 +503,7 @@ pub(crate) fn run(
                 sidecar_problem.get_or_insert(problem);
             }
         }
+        policies.extend_from_slice(&summary.policies);
         report.segments += 1;
         report.records += summary.count;
         report.bytes += summary.bytes;
@@ -545,10 +561,85 @@ pub(crate) fn run(
     if let Some(problem) = sidecar_problem {
         return Err(problem.into());
     }
+    if let Some(note) = note {
+        report.policy_note_covers = check_policy_note(
+            &note,
+            &policies,
+            expected_seq,
+            unread_below,
+            limit.is_some(),
+        )?;
+    }
     report.chain_head = chain;
     report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The store's privacy-policy note, if it has one; one that does not
+/// decode or is another store's is reported (derived data, but a reader
+/// would ignore it and search the whole log).
+fn read_policy_note(
+    fs: &dyn Vfs,
+    dir: &Path,
+    store_id: &[u8; 16],
+) -> Result<Option<sealog_format::segment::PolicyNote>> {
+    let path = crate::policy_note::path(dir);
+    let bytes = match crate::fs::read_all(fs, &path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let location = || Location::file(crate::policy_note::FILE);
+    let note = sealog_format::segment::PolicyNote::decode(&bytes)
+        .map_err(|e| Corruption::new(location(), CorruptionKind::Structure(e)))?;
+    if note.store_id != *store_id {
+        return Err(Corruption::new(
+            location(),
+            CorruptionKind::ForeignFile {
+                found: crate::error::hex(&note.store_id),
+                expected: crate::error::hex(store_id),
+            },
+        )
+        .into());
+    }
+    Ok(Some(note))
+}
+
+/// Compares the privacy-policy note with the policy records read
+/// (`policies`, in log order) of a log whose records end at `end`, all
+/// read from `unread_below` on. Returns the seq the note covers when it
+/// could be checked: it covers no more than the log (a live store's
+/// snapshot may end before what the writer noted since), and no records
+/// it covers went unread.
+fn check_policy_note(
+    note: &sealog_format::segment::PolicyNote,
+    policies: &[u64],
+    end: u64,
+    unread_below: u64,
+    live: bool,
+) -> Result<Option<u64>> {
+    if note.covered > end && live {
+        return Ok(None);
+    }
+    let newest = policies.iter().copied().rfind(|&seq| seq < note.covered);
+    if note.covered <= end && newest.is_none_or(|seq| seq < unread_below) && unread_below > 0 {
+        // The newest may be among the records not read.
+        return Ok(None);
+    }
+    if note.covered > end || newest != note.newest {
+        return Err(Corruption::new(
+            Location::file(crate::policy_note::FILE),
+            CorruptionKind::PolicyNote {
+                covered: note.covered,
+                records: end,
+                stored: note.newest,
+                computed: newest,
+            },
+        )
+        .into());
+    }
+    Ok(Some(note.covered))
 }
 
 /// Checks a segment archived and removed from the store with what the
@@ -838,6 +929,7 @@ fn verify_segment(
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
     let mut offsets = Vec::new();
+    let mut policies = Vec::new();
     let mut count = 0u64;
     let mut committed = (0u64, chain, 0u64);
     let mut min_event = i64::MAX;
@@ -864,6 +956,9 @@ fn verify_segment(
         let _ = frontier.push(r.leaf);
         leaves.push(r.leaf);
         offsets.push(r.offset);
+        if crate::policy_note::is_policy_view(&r.view) {
+            policies.push(r.view.seq);
+        }
         let t = r.view.event_time().as_nanos();
         min_event = min_event.min(t);
         max_event = max_event.max(t);
@@ -927,6 +1022,7 @@ fn verify_segment(
             committed
         };
         leaves.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        policies.retain(|&seq| seq < f.header.first_seq + count);
         chains_at.retain(|(size, _)| *size <= f.header.first_seq + count);
         return Ok(Summary {
             count,
@@ -944,6 +1040,7 @@ fn verify_segment(
             tail_bytes,
             interrupted_at,
             sidecar: SidecarCheck::NotChecked,
+            policies,
         });
     };
 
@@ -1070,6 +1167,7 @@ fn verify_segment(
         tail_bytes: 0,
         interrupted_at: None,
         sidecar,
+        policies,
     })
 }
 
