@@ -1127,3 +1127,74 @@ fn a_count_spread_over_the_cores_reports_the_first_damaged_segment_in_log_order(
         assert!(err.to_string().contains(&want), "{err}");
     }
 }
+
+/// A rare value over many sealed segments (a search that meets many
+/// segments without candidates between its matches): every match in
+/// order, page after page, whatever the page size, with matches in
+/// neighbouring segments, in the first and in the open segment, and a
+/// request id found only in the oldest record.
+#[test]
+fn a_rare_value_across_many_segments_is_found_in_order_page_after_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(8 << 10)).unwrap();
+    let mut events = Vec::new();
+    for i in 0..1_500i64 {
+        let actor = if [3, 4, 700, 705, 1_100, 1_498].contains(&i) {
+            "mallory"
+        } else {
+            "alice"
+        };
+        let mut event = Event::new(
+            Actor::new("user", actor),
+            "doc.read",
+            Resource::new("doc", "7"),
+            Outcome::Success,
+        )
+        .with_reason("read from the shared drive by the desktop client, version 7.2.1 ".repeat(3));
+        if i == 0 {
+            event = event.with_request_id("r-oldest");
+        }
+        events.push(event);
+    }
+    for chunk in events.chunks(10) {
+        store.append_batch(chunk).unwrap();
+    }
+    store.wait_sealed().unwrap();
+    let all: Vec<Record> = store.scan(..).map(|r| r.unwrap()).collect();
+    let stats = store.stats();
+    assert!(stats.sealed_segments >= 40, "{stats:?}");
+    let mallory = Query {
+        actor: Some(ActorFilter::parse("user:mallory")),
+        ..Query::default()
+    };
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        for limit in [1, 2, 3, 10] {
+            let q = Query {
+                order,
+                limit,
+                ..mallory.clone()
+            };
+            assert_eq!(
+                all_pages(&store, &q),
+                model_order(&all, &q),
+                "{order:?} {limit}"
+            );
+        }
+        let q = Query {
+            order,
+            ..mallory.clone()
+        };
+        let lazily: Vec<u64> = store.matches(&q).unwrap().map(|r| r.unwrap().seq).collect();
+        assert_eq!(lazily, model_order(&all, &q), "{order:?}");
+    }
+    let oldest = Query {
+        request_id: Some("r-oldest".into()),
+        ..Query::default()
+    };
+    assert_eq!(all_pages(&store, &oldest), vec![0]);
+    let absent = Query {
+        request_id: Some("r-absent".into()),
+        ..Query::default()
+    };
+    assert!(all_pages(&store, &absent).is_empty());
+}
