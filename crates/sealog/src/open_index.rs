@@ -116,10 +116,10 @@ fn encode_chunk(data: &OpenData, index: &MemIndex, mark: &IndexMark, to: u64) ->
     for t in data.event_times.get(from..to_usize)? {
         out.extend_from_slice(&t.to_le_bytes());
     }
-    for leaf in data.leaves.get(from..to_usize)? {
+    for leaf in data.leaves.range(from, to_usize)? {
         out.extend_from_slice(leaf);
     }
-    for chain in data.chains.get(from..to_usize)? {
+    for chain in data.chains.range(from, to_usize)? {
         out.extend_from_slice(chain);
     }
     index.encode_columns_since(mark, &mut out);
@@ -283,7 +283,10 @@ impl Base {
 /// cannot be read is ignored (and logged).
 #[cfg(test)]
 pub(crate) fn load(fs: &dyn Vfs, segment_path: &Path, header: &SegmentHeader) -> Option<Base> {
-    decoded(segment_path, decode(&map(fs, segment_path)?, header))
+    decoded(
+        segment_path,
+        decode(&Arc::new(map(fs, segment_path)?), header),
+    )
 }
 
 /// The bytes of the snapshot of the segment at `segment_path`, mapped;
@@ -420,7 +423,7 @@ fn follows_on(offsets: &[[u8; 4]], before: u64, frames_end: u64) -> bool {
 
 /// The records and index of a snapshot's intact chunks; `None` if its
 /// header is not that of a snapshot of this segment.
-pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
+pub(crate) fn decode(bytes: &Arc<Mapped>, header: &SegmentHeader) -> Option<Base> {
     let mut rest = chunks_of(bytes, header)?;
     // Only read-only opens load a snapshot: their index answers from its
     // columns, without rebuilding every term's postings first.
@@ -435,7 +438,7 @@ pub(crate) fn decode(bytes: &[u8], header: &SegmentHeader) -> Option<Base> {
     base.data.reserve(stated);
     base.index.reserve(stated);
     while !rest.is_empty() {
-        match decode_chunk(rest, &mut base, header.first_seq) {
+        match decode_chunk(bytes, rest, &mut base, header.first_seq) {
             Some(used) => rest = rest.get(used..)?,
             None => break,
         }
@@ -476,7 +479,7 @@ fn stated_records(mut bytes: &[u8]) -> usize {
 /// Adds one chunk at the start of `bytes` to `base`; returns its length,
 /// or `None` (leaving `base` as it was) if it is torn, damaged or does not
 /// follow `base`.
-fn decode_chunk(bytes: &[u8], base: &mut Base, first_seq: u64) -> Option<usize> {
+fn decode_chunk(map: &Arc<Mapped>, bytes: &[u8], base: &mut Base, first_seq: u64) -> Option<usize> {
     let mut r = ByteReader { bytes };
     if r.take(4)? != CHUNK_MAGIC {
         return None;
@@ -532,8 +535,9 @@ fn decode_chunk(bytes: &[u8], base: &mut Base, first_seq: u64) -> Option<usize> 
     let data = &mut base.data;
     data.offsets.extend(offsets());
     data.event_times.extend(times());
-    data.leaves.extend_from_slice(leaves);
-    data.chains.extend_from_slice(chains);
+    // Left in the map: a full segment's are ~13 MiB.
+    data.leaves.extend_mapped(map, leaves);
+    data.chains.extend_mapped(map, chains);
     data.frames_end = frames_end;
     if let Some(&last) = chains.last() {
         data.chain_head = last;

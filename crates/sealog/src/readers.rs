@@ -72,9 +72,10 @@ impl View {
         };
         let at = usize::try_from(from - open.header.first_seq).unwrap_or(usize::MAX);
         let data = open.data.read();
+        let end = data.leaves.len().min(at.saturating_add(max));
         data.leaves
-            .get(at..)
-            .map(|rest| rest.get(..max).unwrap_or(rest).to_vec())
+            .range(at, end)
+            .map(|hashes| hashes.copied().collect())
             .unwrap_or_default()
     }
 

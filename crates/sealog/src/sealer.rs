@@ -333,7 +333,7 @@ pub(crate) fn seal_with(
          records, and an open seals only those",
     );
     if let Some(tree) = tree {
-        tree.append_sealed(segment.header.first_seq, &data.leaves)?;
+        tree.append_sealed(segment.header.first_seq, &data.leaves.contiguous())?;
     }
     let mut tail = Vec::with_capacity(END_MARKER_LEN + FOOTER_LEN);
     tail.extend_from_slice(&sealog_format::frame::end_marker());

@@ -363,9 +363,9 @@ pub(crate) struct OpenData {
     /// Event time of each committed record.
     pub event_times: Vec<i64>,
     /// Leaf hash of each committed record.
-    pub leaves: Vec<Hash>,
+    pub leaves: HashColumn,
     /// Chain value after each committed record.
-    pub chains: Vec<Hash>,
+    pub chains: HashColumn,
     /// End of the last committed frame.
     pub frames_end: u64,
     /// Chain value after the last committed record (`chain_in` if none).
@@ -383,8 +383,8 @@ impl OpenData {
         OpenData {
             offsets: Vec::new(),
             event_times: Vec::new(),
-            leaves: Vec::new(),
-            chains: Vec::new(),
+            leaves: HashColumn::default(),
+            chains: HashColumn::default(),
             frames_end: HEADER_LEN as u64,
             chain_head: chain_in,
             last_recorded_at: None,
@@ -393,12 +393,12 @@ impl OpenData {
         }
     }
 
-    /// Makes room for `records` more records.
+    /// Makes room for `records` more records in the offset and time
+    /// columns (the hash columns grow as they are added to: a read-only
+    /// open leaves a snapshot's hashes in its map).
     pub(crate) fn reserve(&mut self, records: usize) {
         self.offsets.reserve(records);
         self.event_times.reserve(records);
-        self.leaves.reserve(records);
-        self.chains.reserve(records);
     }
 
     /// Adds a committed record.
@@ -454,11 +454,100 @@ impl OpenData {
             min_recorded_at: first_recorded,
             max_recorded_at: last_recorded,
             // Computed here, by the sealer, off the commit path.
-            merkle_root: sealog_format::merkle::root(&self.leaves),
+            merkle_root: sealog_format::merkle::root(&self.leaves.contiguous()),
             chain_head: self.chain_head,
             store_id: header.store_id,
             sealed_at,
         })
+    }
+}
+
+/// One hash per record of an open segment (leaf hashes, chain values):
+/// those an index snapshot holds, read in place from the snapshot's map,
+/// then those added since. A read-only open of a full segment then copies
+/// none of its ~13 MiB of hashes into fresh memory, which the kernel zeroes
+/// before the copy (the largest part of such an open's system time).
+///
+/// The snapshot's bytes do not change while mapped: it is only appended
+/// to, by whole chunks, and removed (`crate::open_index`, `crate::mmap`).
+#[derive(Clone, Default)]
+pub(crate) struct HashColumn {
+    /// The snapshot's bytes, if any hashes are read from them.
+    map: Option<Arc<Mapped>>,
+    /// Runs of hashes in `map`, in order: (index of the run's first hash,
+    /// byte offset of the run in the map, hashes in the run).
+    runs: Vec<(usize, usize, usize)>,
+    /// Hashes in `runs`, all before those of `owned`.
+    mapped: usize,
+    owned: Vec<Hash>,
+}
+
+impl HashColumn {
+    pub(crate) fn len(&self) -> usize {
+        self.mapped + self.owned.len()
+    }
+
+    /// Adds a hash after the others.
+    pub(crate) fn push(&mut self, hash: Hash) {
+        self.owned.push(hash);
+    }
+
+    /// Adds `hashes`, which lie in `map`, after the others: left in the map
+    /// while no hash was added otherwise, copied after that.
+    pub(crate) fn extend_mapped(&mut self, map: &Arc<Mapped>, hashes: &[Hash]) {
+        let base = map.as_ptr() as usize;
+        let at = (hashes.as_ptr() as usize).wrapping_sub(base);
+        let inside = at
+            .checked_add(std::mem::size_of_val(hashes))
+            .is_some_and(|end| end <= map.len());
+        let same_map = self.map.as_ref().is_none_or(|m| Arc::ptr_eq(m, map));
+        if !inside || !same_map || !self.owned.is_empty() {
+            self.owned.extend_from_slice(hashes);
+            return;
+        }
+        if hashes.is_empty() {
+            return;
+        }
+        self.map.get_or_insert_with(|| map.clone());
+        self.runs.push((self.mapped, at, hashes.len()));
+        self.mapped += hashes.len();
+    }
+
+    /// Hash `i`.
+    pub(crate) fn get(&self, i: usize) -> Option<&Hash> {
+        if i >= self.mapped {
+            return self.owned.get(i - self.mapped);
+        }
+        let run = self.runs.partition_point(|&(first, _, _)| first <= i);
+        let &(first, at, _) = self.runs.get(run.checked_sub(1)?)?;
+        let bytes = self.map.as_ref()?.get(at + (i - first) * 32..)?;
+        bytes.first_chunk::<32>()
+    }
+
+    /// Hashes `from..to`, in order; `None` if the range is not inside.
+    pub(crate) fn range(&self, from: usize, to: usize) -> Option<impl Iterator<Item = &Hash> + '_> {
+        (from <= to && to <= self.len()).then(|| (from..to).filter_map(|i| self.get(i)))
+    }
+
+    /// Every hash, in one slice: borrowed when none is in a snapshot's map
+    /// (a writer's segment: writers do not load snapshots), copied otherwise.
+    pub(crate) fn contiguous(&self) -> std::borrow::Cow<'_, [Hash]> {
+        if self.runs.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.owned);
+        }
+        let mut all = Vec::with_capacity(self.len());
+        all.extend((0..self.mapped).filter_map(|i| self.get(i)).copied());
+        all.extend_from_slice(&self.owned);
+        std::borrow::Cow::Owned(all)
+    }
+}
+
+impl std::fmt::Debug for HashColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashColumn")
+            .field("mapped", &self.mapped)
+            .field("owned", &self.owned.len())
+            .finish()
     }
 }
 
@@ -1156,6 +1245,58 @@ fn hex32(hash: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hash `i` of the tests below.
+    fn h(i: usize) -> Hash {
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        hash[31] = 0xA5;
+        hash
+    }
+
+    #[test]
+    fn a_hash_column_reads_mapped_runs_then_owned_hashes_in_order() {
+        // A "snapshot" of three runs of hashes between other bytes.
+        let mut bytes = vec![7u8; 5];
+        let mut runs = Vec::new();
+        let mut next = 0;
+        for len in [3usize, 0, 4, 2] {
+            let at = bytes.len();
+            for i in next..next + len {
+                bytes.extend_from_slice(&h(i));
+            }
+            runs.push((at, len));
+            next += len;
+            bytes.extend_from_slice(&[9u8; 11]);
+        }
+        let map = Arc::new(Mapped::from_vec(bytes));
+        let hashes_at = |at: usize, len: usize| map[at..at + 32 * len].as_chunks::<32>().0;
+        let mut column = HashColumn::default();
+        for &(at, len) in &runs {
+            column.extend_mapped(&map, hashes_at(at, len));
+        }
+        column.push(h(9));
+        column.push(h(10));
+        // Added after owned hashes: copied, still in order.
+        column.extend_mapped(&map, hashes_at(runs[0].0, 1));
+        let expected: Vec<Hash> = (0..11).map(h).chain([h(0)]).collect();
+        assert_eq!(column.len(), expected.len());
+        assert_eq!(column.mapped, 9);
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(column.get(i), Some(want), "hash {i}");
+        }
+        assert_eq!(column.get(expected.len()), None);
+        assert_eq!(&*column.contiguous(), expected.as_slice());
+        let middle: Vec<Hash> = column.range(2, 10).unwrap().copied().collect();
+        assert_eq!(middle, expected[2..10]);
+        assert!(column.range(5, 13).is_none());
+        // Hashes outside the map are copied, not referred to.
+        let mut other = HashColumn::default();
+        other.extend_mapped(&map, &[h(42)]);
+        assert_eq!((other.mapped, other.get(0)), (0, Some(&h(42))));
+        // A column without a map is its owned hashes, borrowed whole.
+        assert!(matches!(other.contiguous(), std::borrow::Cow::Borrowed(_)));
+    }
 
     proptest::proptest! {
         /// The block-wise zero checks answer as the byte-by-byte ones, for

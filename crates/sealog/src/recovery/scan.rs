@@ -447,6 +447,8 @@ pub(super) fn checked_snapshot(
     let Some(bytes) = open_index::map(fs, &f.path) else {
         return Ok(None);
     };
+    // Shared: the open segment's hashes are read from it in place.
+    let bytes = std::sync::Arc::new(bytes);
     let decode = || open_index::decoded(&f.path, open_index::decode(&bytes, &f.header));
     let (agree, base) = match open_index::covered(&bytes, &f.header) {
         Some(covered) if !covered.offsets.is_empty() => {
