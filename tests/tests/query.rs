@@ -1129,7 +1129,8 @@ fn a_count_spread_over_the_cores_reports_the_first_damaged_segment_in_log_order(
 }
 
 /// A rare value over many sealed segments (a search that meets many
-/// segments without candidates between its matches): every match in
+/// segments without candidates between its matches, and plans those on
+/// the cores, in order, until one has candidates): every match in
 /// order, page after page, whatever the page size, with matches in
 /// neighbouring segments, in the first and in the open segment, and a
 /// request id found only in the oldest record.

@@ -769,6 +769,42 @@ pub struct Matches {
     advised: std::collections::VecDeque<usize>,
     advised_until: usize,
     segment_count: usize,
+    /// Segments planned one after the other without a candidate: past two,
+    /// the rest are planned on the cores ([`Matches::plan_spread`]).
+    empty_run: usize,
+}
+
+/// Plans one segment for results strictly before (descending) or after
+/// `after`; `None` if it has no candidates. For a newest-first page, only
+/// the open segment's `newest` candidates are taken, as many as the
+/// results still wanted.
+fn plan_one(
+    query: &Query,
+    inner: &Arc<Inner>,
+    newest: Option<usize>,
+    segment: SegmentRef,
+    after: Option<u64>,
+) -> Option<Result<Planned>> {
+    let planned = Plan::new(query).and_then(|mut plan| {
+        plan.after = after;
+        candidates_or_all(&plan, &segment, inner, newest)
+    });
+    match planned {
+        Ok(None) => None,
+        Ok(Some(c)) => Some(Ok(Planned {
+            segment,
+            rest: c.set.into_iter(),
+            ahead: std::collections::VecDeque::new(),
+            descending: query.order.descending(),
+            resume: c.resume,
+        })),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Threads a read spreads independent segments over: the cores, at most 4.
+fn read_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
 }
 
 /// A segment's candidates still to read, in the order they are read.
@@ -864,6 +900,7 @@ impl Matches {
             advised: std::collections::VecDeque::new(),
             advised_until: 0,
             segment_count,
+            empty_run: 0,
         })
     }
 
@@ -872,46 +909,115 @@ impl Matches {
     /// is left.
     fn plan_next(&mut self) -> bool {
         loop {
+            if self.open_only
+                && matches!(
+                    self.segments.as_slice().first(),
+                    Some(SegmentRef::Sealed(_))
+                )
+            {
+                self.reached_sealed = true;
+                return false;
+            }
+            if let Some(found) = self.plan_spread() {
+                return found;
+            }
             self.advise_ahead();
             let Some(segment) = self.segments.next() else {
                 return false;
             };
-            if self.open_only && matches!(segment, SegmentRef::Sealed(_)) {
-                self.reached_sealed = true;
-                return false;
-            }
             if let Some(planned) = self.plan_segment(segment, self.after) {
+                self.empty_run = 0;
                 self.planned.push_back(planned);
                 return true;
             }
+            self.empty_run += 1;
         }
     }
 
-    /// Plans one segment for results strictly before (descending) or after
-    /// `after`; `None` if it has no candidates. For a newest-first page,
-    /// only the open segment's newest candidates are taken, as many as the
-    /// results still wanted.
-    fn plan_segment(&self, segment: SegmentRef, after: Option<u64>) -> Option<Result<Planned>> {
-        let descending = self.plan_query.order.descending();
-        let newest = self
-            .wanted
-            .filter(|_| descending && self.by_time.is_none())
-            .map(|k| k.max(1));
-        let planned = Plan::new(&self.plan_query).and_then(|mut plan| {
-            plan.after = after;
-            candidates_or_all(&plan, &segment, &self.inner, newest)
-        });
-        match planned {
-            Ok(None) => None,
-            Ok(Some(c)) => Some(Ok(Planned {
-                segment,
-                rest: c.set.into_iter(),
-                ahead: std::collections::VecDeque::new(),
-                descending,
-                resume: c.resume,
-            })),
-            Err(e) => Some(Err(e)),
+    /// After two segments in a row without a candidate (a lookup of a rare
+    /// value, or of one the log lacks, which looks into every segment's
+    /// index), plans the sealed segments that follow on the cores, taken in
+    /// order until one has candidates, and asks ahead for their index
+    /// headers and sections as a count does ([`AskAhead`]). Those before it
+    /// are planned as one after the other would have planned them; any
+    /// planned after it are planned again when reached. Returns whether a
+    /// segment with candidates was planned, or `None` to plan one at a time
+    /// (before the run, on one core, on a store reading around damage,
+    /// which records damage in log order, or with fewer than two sealed
+    /// segments next).
+    fn plan_spread(&mut self) -> Option<bool> {
+        if self.empty_run < 2 || self.inner.damage.is_some() || self.open_only {
+            return None;
         }
+        let threads = read_threads();
+        let rest: Vec<SegmentRef> = self
+            .segments
+            .as_slice()
+            .iter()
+            .take_while(|s| matches!(s, SegmentRef::Sealed(_)))
+            .cloned()
+            .collect();
+        if threads < 2 || rest.len() < 2 {
+            return None;
+        }
+        let newest = self.newest_wanted();
+        let Ok(mut plan) = Plan::new(&self.plan_query) else {
+            return None;
+        };
+        plan.after = self.after;
+        let ahead = AskAhead::start(&plan, &rest, Vec::new());
+        let (query, inner, after) = (&self.plan_query, &self.inner, self.after);
+        let (_, planned) = crate::spread::in_order(
+            rest.len(),
+            threads,
+            |i| {
+                ahead.at(i);
+                plan_one(query, inner, newest, rest[i].clone(), after)
+            },
+            Option::is_some,
+            || (),
+        );
+        let mut taken = 0;
+        for (i, result) in planned {
+            if i != taken {
+                break;
+            }
+            taken += 1;
+            if let Some(planned) = result {
+                self.planned.push_back(planned);
+                self.empty_run = 0;
+                break;
+            }
+            self.empty_run += 1;
+        }
+        if taken > 0 {
+            self.segments.nth(taken - 1);
+        }
+        if self.empty_run == 0 {
+            return Some(true);
+        }
+        // Every sealed segment planned without candidates: the open ones
+        // after them (oldest first) are planned one at a time.
+        None
+    }
+
+    /// [`plan_one`] with this search's query and the results it still wants.
+    fn plan_segment(&self, segment: SegmentRef, after: Option<u64>) -> Option<Result<Planned>> {
+        plan_one(
+            &self.plan_query,
+            &self.inner,
+            self.newest_wanted(),
+            segment,
+            after,
+        )
+    }
+
+    /// For a newest-first page, the results still wanted: the open
+    /// segment's newest candidates are taken that many at a time.
+    fn newest_wanted(&self) -> Option<usize> {
+        self.wanted
+            .filter(|_| self.plan_query.order.descending() && self.by_time.is_none())
+            .map(|k| k.max(1))
     }
 
     /// Hands the kernel the next candidates to read: as many as the results
@@ -1178,7 +1284,7 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     let threads = if inner.damage.is_some() || segments.len() < PARALLEL_COUNT_SEGMENTS {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
+        read_threads()
     };
     let ahead = AskAhead::start(&plan, &segments, Vec::new());
     let (_, counted) = crate::spread::in_order(
