@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use sealog_format::segment::PolicyNote;
 
-use crate::error::Result;
+use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::fs::Vfs;
 use crate::privacy::{POLICY_ACTION, POLICY_RESOURCE_TYPE, PolicyDescription};
 use crate::readers::View;
@@ -35,30 +35,39 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// The note of the store `dir` whose id is `store_id`; `None` if there is
-/// none, or it cannot be read, does not decode or is another store's (all
-/// but the first logged: the caller then searches the whole log).
-pub(crate) fn read(fs: &dyn Vfs, dir: &Path, store_id: &[u8; 16]) -> Option<PolicyNote> {
+/// The note of the store `dir` whose id is `store_id`, if it has one. A
+/// note that does not decode is a [`CorruptionKind::Structure`], another
+/// store's a [`CorruptionKind::ForeignFile`] (what `verify` reports).
+pub(crate) fn find(fs: &dyn Vfs, dir: &Path, store_id: &[u8; 16]) -> Result<Option<PolicyNote>> {
     let path = path(dir);
     let bytes = match crate::fs::read_all(fs, &path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable privacy-policy note");
-            return None;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
     };
-    match PolicyNote::decode(&bytes) {
-        Ok(note) if note.store_id == *store_id => Some(note),
-        Ok(_) => {
-            tracing::warn!(file = %path.display(), "ignoring a privacy-policy note of another store");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "ignoring a damaged privacy-policy note");
-            None
-        }
+    let location = || Location::file(FILE);
+    let note = PolicyNote::decode(&bytes)
+        .map_err(|e| Corruption::new(location(), CorruptionKind::Structure(e)))?;
+    if note.store_id != *store_id {
+        return Err(Corruption::new(
+            location(),
+            CorruptionKind::ForeignFile {
+                found: crate::error::hex(&note.store_id),
+                expected: crate::error::hex(store_id),
+            },
+        )
+        .into());
     }
+    Ok(Some(note))
+}
+
+/// [`find`] for a reader: `None` if there is no note or it cannot be used
+/// (logged; the caller then searches the whole log).
+pub(crate) fn read(fs: &dyn Vfs, dir: &Path, store_id: &[u8; 16]) -> Option<PolicyNote> {
+    find(fs, dir, store_id).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring the privacy-policy note");
+        None
+    })
 }
 
 /// Whether the record `view` is one the note counts: a privacy policy as
@@ -84,10 +93,7 @@ pub(crate) fn newest_in(
         sealed: view
             .sealed
             .iter()
-            .filter(|s| {
-                let end = s.header.first_seq.saturating_add(s.footer.record_count);
-                end > seqs.start && s.header.first_seq < seqs.end
-            })
+            .filter(|s| s.footer.end_seq() > seqs.start && s.header.first_seq < seqs.end)
             .cloned()
             .collect(),
         open: view
@@ -122,13 +128,10 @@ pub(crate) fn newest_in(
 pub(crate) fn update(inner: &Arc<Inner>) -> Result<()> {
     let config = inner.config();
     let view = inner.readers().snapshot();
-    let Some(last) = view.sealed.last() else {
+    if view.sealed.is_empty() {
         return Ok(());
-    };
-    let sealed_end = last
-        .header
-        .first_seq
-        .saturating_add(last.footer.record_count);
+    }
+    let sealed_end = view.sealed_end();
     let store_id = config.manifest.store_id;
     let before = read(&*config.fs, &config.dir, &store_id).filter(|n| n.covered <= sealed_end);
     if before.is_some_and(|n| n.covered == sealed_end) {

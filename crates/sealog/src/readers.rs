@@ -44,6 +44,11 @@ impl View {
         self.sealed.last().map_or(0, |s| s.footer.end_seq())
     }
 
+    /// The seq after the last sealed record (0 if none is sealed).
+    pub(crate) fn sealed_end(&self) -> u64 {
+        self.sealed.last().map_or(0, |s| s.footer.end_seq())
+    }
+
     /// Finds the segment holding `seq`.
     pub(crate) fn locate(&self, seq: u64) -> Option<Located<'_>> {
         for open in self.open.iter().rev() {

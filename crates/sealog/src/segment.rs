@@ -475,8 +475,9 @@ pub(crate) struct HashColumn {
     /// The snapshot's bytes, if any hashes are read from them.
     map: Option<Arc<Mapped>>,
     /// Runs of hashes in `map`, in order: (index of the run's first hash,
-    /// byte offset of the run in the map, hashes in the run).
-    runs: Vec<(usize, usize, usize)>,
+    /// byte offset of the run in the map); a run ends where the next begins
+    /// (the last at `mapped`).
+    runs: Vec<(usize, usize)>,
     /// Hashes in `runs`, all before those of `owned`.
     mapped: usize,
     owned: Vec<Hash>,
@@ -509,7 +510,7 @@ impl HashColumn {
             return;
         }
         self.map.get_or_insert_with(|| map.clone());
-        self.runs.push((self.mapped, at, hashes.len()));
+        self.runs.push((self.mapped, at));
         self.mapped += hashes.len();
     }
 
@@ -518,8 +519,8 @@ impl HashColumn {
         if i >= self.mapped {
             return self.owned.get(i - self.mapped);
         }
-        let run = self.runs.partition_point(|&(first, _, _)| first <= i);
-        let &(first, at, _) = self.runs.get(run.checked_sub(1)?)?;
+        let run = self.runs.partition_point(|&(first, _)| first <= i);
+        let &(first, at) = self.runs.get(run.checked_sub(1)?)?;
         let bytes = self.map.as_ref()?.get(at + (i - first) * 32..)?;
         bytes.first_chunk::<32>()
     }

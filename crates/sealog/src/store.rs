@@ -917,9 +917,7 @@ impl Store {
         use crate::policy_note;
         let view = self.view();
         let config = &self.inner.config;
-        let sealed_end = view.sealed.last().map_or(0, |s| {
-            s.header.first_seq.saturating_add(s.footer.record_count)
-        });
+        let sealed_end = view.sealed_end();
         // The note spares looking into every sealed segment's index: only
         // those sealed since the seq it covers, and the open ones.
         if let Some(note) = policy_note::read(&*config.fs, &config.dir, &config.manifest.store_id)

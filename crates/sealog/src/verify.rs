@@ -394,7 +394,7 @@ pub(crate) fn run(
         policy_note_covers: None,
         elapsed: Duration::ZERO,
     };
-    let note = read_policy_note(fs, dir, &manifest.store_id)?;
+    let note = crate::policy_note::find(fs, dir, &manifest.store_id)?;
     // Seqs of the privacy-policy records read, and the end of the last
     // run of records not read (archived and removed).
     let mut policies: Vec<u64> = Vec::new();
@@ -574,36 +574,6 @@ pub(crate) fn run(
     report.root = stream.root();
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// The store's privacy-policy note, if it has one; one that does not
-/// decode or is another store's is reported (derived data, but a reader
-/// would ignore it and search the whole log).
-fn read_policy_note(
-    fs: &dyn Vfs,
-    dir: &Path,
-    store_id: &[u8; 16],
-) -> Result<Option<sealog_format::segment::PolicyNote>> {
-    let path = crate::policy_note::path(dir);
-    let bytes = match crate::fs::read_all(fs, &path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
-    let location = || Location::file(crate::policy_note::FILE);
-    let note = sealog_format::segment::PolicyNote::decode(&bytes)
-        .map_err(|e| Corruption::new(location(), CorruptionKind::Structure(e)))?;
-    if note.store_id != *store_id {
-        return Err(Corruption::new(
-            location(),
-            CorruptionKind::ForeignFile {
-                found: crate::error::hex(&note.store_id),
-                expected: crate::error::hex(store_id),
-            },
-        )
-        .into());
-    }
-    Ok(Some(note))
 }
 
 /// Compares the privacy-policy note with the policy records read
