@@ -1,0 +1,150 @@
+//! Counting: how many records match, from the indexes, segments spread
+//! over the cores, each segment's index asked for ahead ([`AskAhead`]).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::query::{Order, Query};
+use crate::segment::SealedSegment;
+use crate::store::{Inner, View};
+
+use super::{
+    Plan, SectionUse, SegmentCandidates, SegmentRef, planned_sealed, read_threads,
+    segment_candidates, segments_in_order,
+};
+
+/// Sealed and open segments from which a count is spread over the cores.
+const PARALLEL_COUNT_SEGMENTS: usize = 32;
+
+/// How many records match (ignoring order, limit and cursor).
+pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
+    let unbounded = Query {
+        cursor: None,
+        ..query.clone()
+    };
+    let plan = Plan::new(&unbounded)?;
+    let segments = segments_in_order(view, Order::OldestFirst);
+    // Reading around damage records it as it is met, in log order: one
+    // segment at a time. The first error in log order is the one returned,
+    // as when counting in order.
+    let threads = if inner.damage.is_some() || segments.len() < PARALLEL_COUNT_SEGMENTS {
+        1
+    } else {
+        read_threads()
+    };
+    let ahead = AskAhead::start(&plan, &segments, Vec::new());
+    let (_, counted) = crate::spread::in_order(
+        segments.len(),
+        threads,
+        |i| {
+            ahead.at(i);
+            count_segment(&plan, &segments[i], query, inner)
+        },
+        Result::is_err,
+        || (),
+    );
+    counted.into_iter().map(|(_, c)| c).sum()
+}
+
+/// How many segments ahead of the one it counts a count asks for sidecar
+/// headers.
+const COUNT_ASK_AHEAD: usize = 32;
+
+/// What a count over many segments asks the disk for ahead of the segment
+/// it counts: each sidecar's header [`COUNT_ASK_AHEAD`] segments before
+/// its count opens it, and the sections the count reads half as many
+/// segments before (once the header is likely in, and only if it was not
+/// in memory). When they are on disk, the disk reads them together rather
+/// than one open and one lookup after the other.
+pub(crate) struct AskAhead<'a> {
+    plan: &'a Plan<'a>,
+    segments: &'a [SegmentRef],
+    sections: Vec<SectionUse>,
+}
+
+impl<'a> AskAhead<'a> {
+    /// Asks for the first segments' headers and sections: those `plan`
+    /// reads, and `more` (what the count reads besides, such as the
+    /// dictionary it groups by).
+    pub(crate) fn start(
+        plan: &'a Plan<'a>,
+        segments: &'a [SegmentRef],
+        more: Vec<SectionUse>,
+    ) -> AskAhead<'a> {
+        let mut sections = plan.sections_used();
+        for m in more {
+            if !sections.contains(&m) {
+                sections.push(m);
+            }
+        }
+        let ahead = AskAhead {
+            plan,
+            segments,
+            sections,
+        };
+        (0..COUNT_ASK_AHEAD)
+            .filter_map(|i| ahead.sealed(i))
+            .for_each(|s| s.ask_sidecar_head());
+        (0..COUNT_ASK_AHEAD / 2)
+            .filter_map(|i| ahead.sealed(i))
+            .for_each(|s| s.advise_sections_if_cold(&ahead.sections));
+        ahead
+    }
+
+    /// Before segment `i` is counted.
+    pub(crate) fn at(&self, i: usize) {
+        if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD) {
+            s.ask_sidecar_head();
+        }
+        if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD / 2) {
+            s.advise_sections_if_cold(&self.sections);
+        }
+    }
+
+    fn sealed(&self, i: usize) -> Option<&'a Arc<SealedSegment>> {
+        planned_sealed(self.plan, self.segments.get(i))
+    }
+}
+
+/// The records of `segment` that match `query`.
+fn count_segment(
+    plan: &Plan<'_>,
+    segment: &SegmentRef,
+    query: &Query,
+    inner: &Inner,
+) -> Result<u64> {
+    let mut total = 0u64;
+    let (c, indexed) = match segment_candidates(plan, segment, None) {
+        Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
+            tracing::info!(segment = segment.name(), error = %e, "counting a damaged segment record by record");
+            let all = plan.unindexed(segment.first_seq(), segment.len());
+            let all = all.map(|set| SegmentCandidates {
+                set,
+                precise: false,
+                resume: None,
+            });
+            (all, false)
+        }
+        other => (other?, true),
+    };
+    let Some(c) = c else {
+        return Ok(0);
+    };
+    let needs_check = !indexed
+        || (!c.precise
+            && (query.request_id.is_some()
+                || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
+    if !needs_check {
+        return Ok(c.set.len());
+    }
+    for ordinal in &c.set {
+        let seq = segment.first_seq() + u64::from(ordinal);
+        let decoded = crate::aggregate::read_checked(segment, ordinal, |view| query.matches(view));
+        match decoded {
+            Ok(true) => total += 1,
+            Ok(false) => {}
+            Err(e) => inner.read_around(seq, e)?,
+        }
+    }
+    Ok(total)
+}

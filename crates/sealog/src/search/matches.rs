@@ -1,0 +1,547 @@
+//! The executor: [`Matches`] reads the candidates each segment's plan
+//! gives, in the query's order, and checks every record against the query;
+//! a page is the first of them ([`page`], [`page_from_open`]).
+
+use std::sync::Arc;
+
+use sealog_format::Record;
+
+use crate::error::Result;
+use crate::query::{Cursor, Page, Query};
+use crate::store::{Inner, View};
+
+use super::{
+    AskAhead, Plan, SectionUse, SegmentRef, candidates_or_all, planned_sealed, read_match,
+    read_threads, segments_in_order,
+};
+
+/// A lazy iterator over every record matching a query, in its order.
+///
+/// A record that cannot be read is an `Err` item naming the file, byte
+/// offset and seq, and the last item: the iteration never just stops
+/// early. On a store reading around damage such records are skipped and
+/// listed by [`crate::Store::damage`].
+///
+/// Records are read one at a time, in order, but the frames about to be
+/// read are first handed to the kernel together, so that records not in
+/// the page cache come off the disk in one round of parallel reads rather
+/// than one read after another. How far ahead: the rest of the page for
+/// [`crate::Store::query`] (its limit, and one more for the cursor), across
+/// as many segments as that takes; a window of 256 candidates otherwise.
+pub struct Matches {
+    plan_query: Query,
+    after: Option<u64>,
+    segments: std::vec::IntoIter<SegmentRef>,
+    /// Segments planned, in order: the front one is being read. A segment
+    /// whose planning failed holds the error, returned when it is reached.
+    planned: std::collections::VecDeque<Result<Planned>>,
+    /// Results the caller still wants, when it said (a page).
+    wanted: Option<usize>,
+    /// The merge of the event-time orders (the fields above stay unused).
+    by_time: Option<crate::time_order::TimeMerge>,
+    inner: Arc<Inner>,
+    failed: bool,
+    /// Read only open segments: stop at the first sealed one.
+    open_only: bool,
+    /// With `open_only`, whether a sealed segment was next.
+    reached_sealed: bool,
+    /// Index sections the plan reads in each segment, once known.
+    sections: Option<Vec<SectionUse>>,
+    /// Positions (in the whole list of segments) of the segments ahead
+    /// whose sections were asked for, and the position the next one is
+    /// looked for from (see [`Matches::advise_ahead`]).
+    advised: std::collections::VecDeque<usize>,
+    advised_until: usize,
+    segment_count: usize,
+    /// Segments planned one after the other without a candidate: past two,
+    /// the rest are planned on the cores ([`Matches::plan_spread`]).
+    empty_run: usize,
+}
+
+/// Plans one segment for results strictly before (descending) or after
+/// `after`; `None` if it has no candidates. For a newest-first page, only
+/// the open segment's `newest` candidates are taken, as many as the
+/// results still wanted.
+fn plan_one(
+    query: &Query,
+    inner: &Arc<Inner>,
+    newest: Option<usize>,
+    segment: SegmentRef,
+    after: Option<u64>,
+) -> Option<Result<Planned>> {
+    let planned = Plan::new(query).and_then(|mut plan| {
+        plan.after = after;
+        candidates_or_all(&plan, &segment, inner, newest)
+    });
+    match planned {
+        Ok(None) => None,
+        Ok(Some(c)) => Some(Ok(Planned {
+            segment,
+            rest: c.set.into_iter(),
+            ahead: std::collections::VecDeque::new(),
+            descending: query.order.descending(),
+            resume: c.resume,
+        })),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// A segment's candidates still to read, in the order they are read.
+struct Planned {
+    segment: SegmentRef,
+    /// Candidates not looked at yet.
+    rest: roaring::bitmap::IntoIter,
+    /// Candidates handed to the kernel to read ahead and not read yet,
+    /// taken from `rest` in order.
+    ahead: std::collections::VecDeque<u32>,
+    descending: bool,
+    /// Where to plan the segment again once these run out, when only its
+    /// newest candidates were taken.
+    resume: Option<u64>,
+}
+
+impl Planned {
+    /// The next candidate, taken from those read ahead first.
+    fn next(&mut self) -> Option<u32> {
+        self.ahead.pop_front().or_else(|| self.take())
+    }
+
+    fn take(&mut self) -> Option<u32> {
+        if self.descending {
+            self.rest.next_back()
+        } else {
+            self.rest.next()
+        }
+    }
+
+    /// Takes up to `n` more candidates to read ahead and asks the kernel
+    /// for the index blocks that locate them (without waiting); returns
+    /// them. [`Planned::will_need`] then asks for their records.
+    fn take_ahead(&mut self, n: usize) -> Vec<u32> {
+        let mut new = Vec::with_capacity(n.min(MAX_READ_AHEAD));
+        for _ in 0..n {
+            let Some(ordinal) = self.take() else { break };
+            self.ahead.push_back(ordinal);
+            new.push(ordinal);
+        }
+        if let SegmentRef::Sealed(s) = &self.segment {
+            s.advise_offsets(&new);
+        }
+        new
+    }
+
+    /// Asks the kernel for the records of `ordinals`, taken ahead.
+    fn will_need(&self, ordinals: &[u32]) {
+        if let SegmentRef::Sealed(s) = &self.segment {
+            s.will_need(ordinals);
+        }
+    }
+}
+
+/// Candidates read ahead at a time when the caller did not say how many
+/// results it wants.
+const READ_AHEAD: usize = 256;
+
+/// At most this many candidates are read ahead at once, and at most
+/// [`PLAN_AHEAD`] segments are planned beyond the one being read.
+const MAX_READ_AHEAD: usize = 4096;
+const PLAN_AHEAD: usize = 16;
+/// Sealed segments ahead whose index sections a search asks for before
+/// planning them.
+const ADVISE_AHEAD: usize = 4;
+
+impl Matches {
+    pub(crate) fn new(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Matches> {
+        let plan = Plan::new(query)?;
+        let after = plan.after;
+        let by_time = query
+            .order
+            .by_time()
+            .then(|| crate::time_order::TimeMerge::new(view, query, inner.clone()));
+        let segments = if by_time.is_some() {
+            Vec::new()
+        } else {
+            segments_in_order(view, query.order)
+        };
+        let segment_count = segments.len();
+        Ok(Matches {
+            plan_query: query.clone(),
+            after,
+            segments: segments.into_iter(),
+            planned: std::collections::VecDeque::new(),
+            wanted: None,
+            by_time,
+            inner,
+            failed: false,
+            open_only: false,
+            reached_sealed: false,
+            sections: None,
+            advised: std::collections::VecDeque::new(),
+            advised_until: 0,
+            segment_count,
+            empty_run: 0,
+        })
+    }
+
+    /// Plans the next segment that has candidates (a planning error is
+    /// kept, to be returned when reading reaches it); false when no segment
+    /// is left.
+    fn plan_next(&mut self) -> bool {
+        loop {
+            if self.open_only
+                && matches!(
+                    self.segments.as_slice().first(),
+                    Some(SegmentRef::Sealed(_))
+                )
+            {
+                self.reached_sealed = true;
+                return false;
+            }
+            if let Some(found) = self.plan_spread() {
+                return found;
+            }
+            self.advise_ahead();
+            let Some(segment) = self.segments.next() else {
+                return false;
+            };
+            if let Some(planned) = self.plan_segment(segment, self.after) {
+                self.empty_run = 0;
+                self.planned.push_back(planned);
+                return true;
+            }
+            self.empty_run += 1;
+        }
+    }
+
+    /// After two segments in a row without a candidate (a lookup of a rare
+    /// value, or of one the log lacks, which looks into every segment's
+    /// index), plans the sealed segments that follow on the cores, taken in
+    /// order until one has candidates, and asks ahead for their index
+    /// headers and sections as a count does ([`AskAhead`]). Those before it
+    /// are planned as one after the other would have planned them; any
+    /// planned after it are planned again when reached. Returns whether a
+    /// segment with candidates was planned, or `None` to plan one at a time
+    /// (before the run, on one core, on a store reading around damage,
+    /// which records damage in log order, or with fewer than two sealed
+    /// segments next).
+    fn plan_spread(&mut self) -> Option<bool> {
+        if self.empty_run < 2 || self.inner.damage.is_some() || self.open_only {
+            return None;
+        }
+        let threads = read_threads();
+        let rest: Vec<SegmentRef> = self
+            .segments
+            .as_slice()
+            .iter()
+            .take_while(|s| matches!(s, SegmentRef::Sealed(_)))
+            .cloned()
+            .collect();
+        if threads < 2 || rest.len() < 2 {
+            return None;
+        }
+        let newest = self.newest_wanted();
+        let Ok(mut plan) = Plan::new(&self.plan_query) else {
+            return None;
+        };
+        plan.after = self.after;
+        let ahead = AskAhead::start(&plan, &rest, Vec::new());
+        let (query, inner, after) = (&self.plan_query, &self.inner, self.after);
+        let (_, planned) = crate::spread::in_order(
+            rest.len(),
+            threads,
+            |i| {
+                ahead.at(i);
+                plan_one(query, inner, newest, rest[i].clone(), after)
+            },
+            Option::is_some,
+            || (),
+        );
+        let mut taken = 0;
+        for (i, result) in planned {
+            if i != taken {
+                break;
+            }
+            taken += 1;
+            if let Some(planned) = result {
+                self.planned.push_back(planned);
+                self.empty_run = 0;
+                break;
+            }
+            self.empty_run += 1;
+        }
+        if taken > 0 {
+            self.segments.nth(taken - 1);
+        }
+        if self.empty_run == 0 {
+            return Some(true);
+        }
+        // Every sealed segment planned without candidates: the open ones
+        // after them (oldest first) are planned one at a time.
+        None
+    }
+
+    /// [`plan_one`] with this search's query and the results it still wants.
+    fn plan_segment(&self, segment: SegmentRef, after: Option<u64>) -> Option<Result<Planned>> {
+        plan_one(
+            &self.plan_query,
+            &self.inner,
+            self.newest_wanted(),
+            segment,
+            after,
+        )
+    }
+
+    /// For a newest-first page, the results still wanted: the open
+    /// segment's newest candidates are taken that many at a time.
+    fn newest_wanted(&self) -> Option<usize> {
+        self.wanted
+            .filter(|_| self.plan_query.order.descending() && self.by_time.is_none())
+            .map(|k| k.max(1))
+    }
+
+    /// Hands the kernel the next candidates to read: as many as the results
+    /// still wanted (or a window), from the segment being read and, for a
+    /// page, from the segments after it, planned now for that.
+    fn read_ahead(&mut self) {
+        let budget = self.wanted.unwrap_or(READ_AHEAD).clamp(1, MAX_READ_AHEAD);
+        if self.wanted.is_some() {
+            self.advise_planned_columns(budget);
+        }
+        let mut covered = 0usize;
+        let mut index = 0usize;
+        // First the candidates of every segment the budget reaches, their
+        // index blocks asked for together; then their records, once the
+        // blocks that locate them are all on their way.
+        let mut taken: Vec<(usize, Vec<u32>)> = Vec::new();
+        while covered < budget {
+            if index == self.planned.len() {
+                // Only a page looks beyond the segment being read.
+                if self.wanted.is_none() || index > PLAN_AHEAD || !self.plan_next() {
+                    break;
+                }
+                continue;
+            }
+            let Some(Ok(p)) = self.planned.get_mut(index) else {
+                break; // a segment that failed: reading stops there
+            };
+            covered += p.ahead.len();
+            let new = p.take_ahead(budget.saturating_sub(covered));
+            covered += new.len();
+            taken.push((index, new));
+            index += 1;
+        }
+        for (index, new) in taken {
+            if let Some(Ok(p)) = self.planned.get(index) {
+                p.will_need(&new);
+            }
+        }
+    }
+
+    /// Asks the kernel for the index sections the plan reads (dictionaries,
+    /// hashed and IP indexes) in the next [`ADVISE_AHEAD`] sealed segments
+    /// it does not skip, those not checked yet, so that the disk reads
+    /// them together rather than one segment after the other as each is
+    /// planned. Only advice: nothing is read or checked here.
+    fn advise_ahead(&mut self) {
+        let position = self.segment_count - self.segments.as_slice().len();
+        while self.advised.front().is_some_and(|&p| p < position) {
+            self.advised.pop_front();
+        }
+        if self.advised.len() >= ADVISE_AHEAD {
+            return;
+        }
+        let Ok(mut plan) = Plan::new(&self.plan_query) else {
+            return;
+        };
+        plan.after = self.after;
+        let sections = self.sections.get_or_insert_with(|| plan.sections_used());
+        if sections.is_empty() {
+            return;
+        }
+        self.advised_until = self.advised_until.max(position);
+        let mut next = Vec::new();
+        while self.advised.len() + next.len() < ADVISE_AHEAD
+            && self.advised_until < self.segment_count
+        {
+            let at = self.advised_until;
+            self.advised_until += 1;
+            let ahead = self.segments.as_slice().get(at - position);
+            if let Some(s) = planned_sealed(&plan, ahead) {
+                next.push((at, s));
+            }
+        }
+        // Every sidecar's header first, then the sections each one's table
+        // locates: two waits for the disk in all rather than two each.
+        for (_, s) in &next {
+            s.ask_sidecar_head();
+        }
+        for (at, s) in next {
+            s.advise_sections(sections);
+            self.advised.push_back(at);
+        }
+    }
+
+    /// For a page: plans the segments whose candidates the page may read
+    /// (until they number `budget`, at most [`PLAN_AHEAD`] segments
+    /// beyond the one being read) and asks the kernel for the index
+    /// columns of all of them at once, before the first is checked, so
+    /// that the disk reads them together.
+    fn advise_planned_columns(&mut self, budget: usize) {
+        // Columns already advised (and most likely checked, as in a server
+        // that has read these segments before): plan lazily, as below.
+        if let Some(Ok(Planned {
+            segment: SegmentRef::Sealed(front),
+            ..
+        })) = self.planned.front()
+            && front.columns_advised()
+        {
+            return;
+        }
+        let pending = |p: &Result<Planned>| match p {
+            Ok(p) => p.ahead.len() + p.rest.size_hint().0,
+            Err(_) => usize::MAX,
+        };
+        let mut covered = self
+            .planned
+            .iter()
+            .map(pending)
+            .fold(0usize, usize::saturating_add);
+        while covered < budget && self.planned.len() <= PLAN_AHEAD && self.plan_next() {
+            covered = covered.saturating_add(self.planned.back().map_or(0, pending));
+        }
+        for p in self.planned.iter().flatten() {
+            if let SegmentRef::Sealed(s) = &p.segment {
+                s.advise_columns();
+            }
+        }
+    }
+
+    fn next_result(&mut self) -> Result<Option<Record>> {
+        if let Some(merge) = &mut self.by_time {
+            return merge.next_match();
+        }
+        loop {
+            match self.planned.front() {
+                None => {
+                    if !self.plan_next() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                Some(Err(_)) => match self.planned.pop_front() {
+                    Some(Err(e)) => return Err(e),
+                    _ => continue,
+                },
+                Some(Ok(p)) => {
+                    if p.ahead.is_empty() {
+                        self.read_ahead();
+                    }
+                }
+            }
+            let Some(Ok(p)) = self.planned.front_mut() else {
+                continue;
+            };
+            let Some(ordinal) = p.next() else {
+                // Only the newest candidates were taken and some failed
+                // their check: plan the rest of the segment.
+                if let Some(Ok(done)) = self.planned.pop_front()
+                    && let Some(below) = done.resume
+                    && let Some(rest) = self.plan_segment(done.segment, Some(below))
+                {
+                    self.planned.push_front(rest);
+                }
+                continue;
+            };
+            let segment = p.segment.clone();
+            match read_match(&segment, ordinal, &self.plan_query) {
+                Ok(Some(record)) => {
+                    if let Some(wanted) = &mut self.wanted {
+                        *wanted = wanted.saturating_sub(1);
+                    }
+                    return Ok(Some(record));
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    let seq = segment.first_seq() + u64::from(ordinal);
+                    self.inner.read_around(seq, e)?;
+                    continue;
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Matches {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_result() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One page of a query.
+pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
+    let mut matches = Matches::new(view, query, inner)?;
+    let records = collect_page(&mut matches, query)?;
+    Ok(finish_page(records, query))
+}
+
+/// The page of `query` when the open segments alone answer it whole: a
+/// newest-first page whose matches, and the match after them (which
+/// decides the cursor), are all in open segments. No sealed segment's file
+/// is touched. `None` when the page needs more.
+pub(crate) fn page_from_open(
+    view: &View,
+    query: &Query,
+    inner: Arc<Inner>,
+) -> Result<Option<Page>> {
+    if query.order.by_time() || !query.order.descending() {
+        return Ok(None);
+    }
+    let mut matches = Matches::new(view, query, inner)?;
+    matches.open_only = true;
+    let records = collect_page(&mut matches, query)?;
+    if records.len() <= query.limit && matches.reached_sealed {
+        return Ok(None);
+    }
+    Ok(Some(finish_page(records, query)))
+}
+
+/// Up to `limit + 1` matches (the one after the page decides its cursor).
+fn collect_page(matches: &mut Matches, query: &Query) -> Result<Vec<Record>> {
+    matches.wanted = Some(query.limit.saturating_add(1));
+    let mut records = Vec::with_capacity(query.limit.min(1024));
+    for record in matches.by_ref() {
+        records.push(record?);
+        if records.len() > query.limit {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// The page of `records` (up to `limit + 1` of them) and its cursor.
+fn finish_page(mut records: Vec<Record>, query: &Query) -> Page {
+    let next_cursor = if records.len() > query.limit {
+        records.truncate(query.limit);
+        records
+            .last()
+            .map(|r| Cursor::after(r, query.order).encode(query))
+    } else {
+        None
+    };
+    Page {
+        records,
+        next_cursor,
+    }
+}
