@@ -426,17 +426,17 @@ fn follows_on(offsets: &[[u8; 4]], before: u64, frames_end: u64) -> bool {
 pub(crate) fn decode(bytes: &Arc<Mapped>, header: &SegmentHeader) -> Option<Base> {
     let mut rest = chunks_of(bytes, header)?;
     // Only read-only opens load a snapshot: their index answers from its
-    // columns, without rebuilding every term's postings first.
+    // columns in place, without decoding them or rebuilding every term's
+    // postings first.
     let mut base = Base {
         data: OpenData::new(header.chain_in),
         index: MemIndex::columns_only(),
         frontiers: Vec::new(),
     };
-    // Size the columns once for every record the chunks state: growing
-    // them chunk by chunk copied and zeroed each of them over again.
-    let stated = stated_records(rest);
-    base.data.reserve(stated);
-    base.index.reserve(stated);
+    // Size the records' columns once for every record the chunks state:
+    // growing them chunk by chunk copied and zeroed each of them over
+    // again.
+    base.data.reserve(stated_records(rest));
     while !rest.is_empty() {
         match decode_chunk(bytes, rest, &mut base, header.first_seq) {
             Some(used) => rest = rest.get(used..)?,
@@ -531,7 +531,7 @@ fn decode_chunk(map: &Arc<Mapped>, bytes: &[u8], base: &mut Base, first_seq: u64
         return None;
     }
     base.index
-        .decode_columns(count, &mut body, (first_recorded, last_recorded))?;
+        .extend_snapshot(map, count, &mut body, (first_recorded, last_recorded))?;
     let data = &mut base.data;
     data.offsets.extend(offsets());
     data.event_times.extend(times());

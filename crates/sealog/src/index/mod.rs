@@ -13,7 +13,9 @@
 //!   (IPv4-mapped IPv6 addresses count as IPv4).
 //!
 //! An open segment keeps a [`MemIndex`] in memory, kept up to date with the
-//! committed records by the background indexer (`crate::indexer`). Sealed
+//! committed records by the background indexer (`crate::indexer`); a
+//! read-only open's answers for the records its snapshot covers from the
+//! snapshot's columns in place (`snapshot`). Sealed
 //! segments keep theirs in a sidecar file. Indexes are derived data: they
 //! can always be rebuilt from the records, and verification never consults
 //! them.
@@ -21,12 +23,18 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use roaring::{MultiOps, RoaringBitmap};
 use sealog_format::record::RecordView;
 
 use crate::error::{Error, Result};
+use crate::mmap::Mapped;
 use crate::query::{IpRange, canonical};
+
+mod snapshot;
+
+use snapshot::SnapshotColumns;
 
 /// Fields indexed with a term dictionary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,6 +216,9 @@ pub(crate) trait IndexView {
 #[derive(Debug, Default)]
 struct DictColumn {
     ids: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    /// The ordinal of `column`'s first entry: the records before it are
+    /// the snapshot's (see [`MemIndex::extend_snapshot`]), or none.
+    first: u32,
     column: Vec<u32>,
     /// The ordinals of each term, by term id.
     postings: Vec<RoaringBitmap>,
@@ -247,6 +258,8 @@ impl DictColumn {
     /// [`NO_TERM`]) to the column and to that term's postings.
     fn push_id(&mut self, id: u32) {
         let ordinal = u32::try_from(self.column.len())
+            .ok()
+            .and_then(|n| n.checked_add(self.first))
             .expect("a segment holds fewer than 2^32 records: it is at most 1 GiB");
         self.column.push(id);
         if id == NO_TERM || self.encode_only {
@@ -287,7 +300,7 @@ impl DictColumn {
 
     /// The `(term id, ordinal)` pairs, in ordinal order.
     fn pairs(&self) -> Vec<(u32, u32)> {
-        (0u32..)
+        (self.first..)
             .zip(&self.column)
             .filter(|&(_, &id)| id != NO_TERM)
             .map(|(ordinal, &id)| (id, ordinal))
@@ -309,7 +322,7 @@ impl DictColumn {
         if any == 0 {
             return RoaringBitmap::new();
         }
-        RoaringBitmap::from_lsb0_bytes(0, &bits)
+        RoaringBitmap::from_lsb0_bytes(self.first, &bits)
     }
 
     fn select(&self, select: &TermSelect<'_>) -> RoaringBitmap {
@@ -403,6 +416,10 @@ pub(crate) struct MemIndex {
     pub first_recorded_at: Option<i64>,
     pub last_recorded_at: Option<i64>,
     scratch: Vec<u8>,
+    /// The index of the first records, read in place from the open
+    /// segment's snapshot (read-only opens); the columns above hold the
+    /// records after them.
+    snapshot: Option<SnapshotColumns>,
 }
 
 /// How much of a [`MemIndex`] a snapshot already holds: its records, and
@@ -496,20 +513,6 @@ impl MemIndex {
         index
     }
 
-    /// Makes room for `records` more records in every column (not in the
-    /// postings, which a read-only open does not keep).
-    pub(crate) fn reserve(&mut self, records: usize) {
-        for column in &mut self.dicts {
-            column.column.reserve(records);
-        }
-        // Most records have a source address and a request id; few an
-        // IPv6 address (left to grow).
-        for pairs in &mut self.exact {
-            pairs.reserve(records);
-        }
-        self.v4.reserve(records);
-    }
-
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
         let ordinal = u32::try_from(self.indexed)
@@ -537,7 +540,7 @@ impl MemIndex {
         // A record without an (optional) dictionary field still takes its
         // place in that column.
         for column in &mut self.dicts {
-            if column.column.len() <= ordinal as usize {
+            if column.first as usize + column.column.len() <= ordinal as usize {
                 column.push_id(NO_TERM);
             }
         }
@@ -576,7 +579,8 @@ impl MemIndex {
                 put_u32(out, term.len());
                 out.extend_from_slice(term);
             }
-            for id in column.column.get(start..).unwrap_or_default() {
+            let own = start.saturating_sub(column.first as usize);
+            for id in column.column.get(own..).unwrap_or_default() {
                 out.extend_from_slice(&id.to_le_bytes());
             }
         }
@@ -602,154 +606,56 @@ impl MemIndex {
         }
     }
 
-    /// Reads the index columns of `count` more records written by
-    /// [`MemIndex::encode_columns_since`], with the recorded times of the
-    /// segment's first record and of the last of these. Returns `None`,
-    /// leaving the index as it was, if they do not extend it consistently:
-    /// a term already known, a term id not in the dictionary, an ordinal
-    /// outside the new records or out of order.
-    pub(crate) fn decode_columns<'a>(
+    /// Takes the index columns of `count` more records written by
+    /// [`MemIndex::encode_columns_since`] into a chunk of the snapshot
+    /// `map`, read by `r`, with the recorded times of the segment's first
+    /// record and of the last of these: they are answered from the map in
+    /// place ([`SnapshotColumns`]). Only for an index that holds nothing
+    /// but snapshot chunks of that map, and keeps no postings (a read-only
+    /// open's; records pushed later are held as usual). Returns `None`,
+    /// leaving the index as it was, if the columns do not extend it
+    /// consistently (a term id not in the dictionary, an ordinal outside
+    /// the new records or out of order, a length past the chunk).
+    pub(crate) fn extend_snapshot(
         &mut self,
+        map: &Arc<Mapped>,
         count: u32,
-        r: &mut ByteReader<'a>,
+        r: &mut ByteReader<'_>,
         recorded: (i64, i64),
     ) -> Option<()> {
-        let from = u32::try_from(self.indexed).ok()?;
-        let end = from.checked_add(count)?;
-        // Taken straight into the columns, and cut back if the chunk turns
-        // out not to extend them: a chunk decoded into vectors of its own
-        // first and copied over paid for every page of them twice (fresh
-        // memory is zeroed by the kernel on first touch), ~a fifth of a
-        // read-only open's main thread on a full open segment.
-        let before = self.mark();
-        let Some(taken) = self.take_columns(from..end, r) else {
-            self.cut_back(&before);
+        let snapshot = self
+            .snapshot
+            .get_or_insert_with(|| SnapshotColumns::new(map.clone()));
+        let only_snapshot = self
+            .dicts
+            .iter()
+            .all(|d| d.column.is_empty() && d.encode_only)
+            && u64::from(snapshot.records()) == self.indexed;
+        if !only_snapshot || !snapshot.maps(map) {
             return None;
-        };
-        for (column, ids) in self.dicts.iter_mut().zip(taken) {
-            // The postings are not in the snapshot: they are rebuilt from
-            // the column as it is extended (unless none are kept).
-            if column.encode_only {
-                column.column.extend(raw_ids(ids));
-            } else {
-                for id in raw_ids(ids) {
-                    column.push_id(id);
-                }
-            }
+        }
+        snapshot.take_chunk(count, r)?;
+        let records = snapshot.records();
+        for column in &mut self.dicts {
+            column.first = records;
         }
         self.first_recorded_at.get_or_insert(recorded.0);
         self.last_recorded_at = Some(recorded.1);
-        self.indexed = u64::from(end);
+        self.indexed = u64::from(records);
         Some(())
-    }
-
-    /// Removes what [`MemIndex::take_columns`] added since `mark` (terms by
-    /// their ids, which are given in order).
-    fn cut_back(&mut self, mark: &IndexMark) {
-        for (column, &known) in self.dicts.iter_mut().zip(&mark.terms) {
-            if column.ids.len() > known {
-                column.ids.retain(|_, id| (*id as usize) < known);
-            }
-        }
-        for (pairs, &len) in self.exact.iter_mut().zip(&mark.exact) {
-            pairs.truncate(len);
-        }
-        self.v4.truncate(mark.v4);
-        self.v6.truncate(mark.v6);
-    }
-
-    /// Reads one chunk's columns for the records `ordinals` from `r`: adds
-    /// its new terms to the dictionaries and its pairs to the exact and IP
-    /// columns, and returns each dictionary column's term ids (checked,
-    /// not applied). `None` as soon as something does not extend the index
-    /// consistently, leaving what was added for the caller to cut back.
-    fn take_columns<'a>(
-        &mut self,
-        ordinals: std::ops::Range<u32>,
-        r: &mut ByteReader<'a>,
-    ) -> Option<[&'a [u8]; 5]> {
-        let n = ordinals.len();
-        let mut ids: [&[u8]; 5] = Default::default();
-        for (column, ids) in self.dicts.iter_mut().zip(&mut ids) {
-            // Each term takes at least its 4-byte length.
-            let new_count = r.count(4)?;
-            column.ids.reserve(new_count);
-            for _ in 0..new_count {
-                let len = r.count(1)?;
-                let term = r.take(len)?;
-                // A term already known (from an earlier chunk, or earlier
-                // in this one) is refused.
-                if column.ids.contains_key(term) {
-                    return None;
-                }
-                let id = u32::try_from(column.ids.len())
-                    .ok()
-                    .filter(|&id| id < NO_TERM)?;
-                column.ids.insert(term.into(), id);
-            }
-            let known = u32::try_from(column.ids.len()).ok()?;
-            let raw = r.take(n.checked_mul(4)?)?;
-            // Every id checked, with no early exit: the loop vectorises.
-            let unknown = raw_ids(raw).fold(false, |bad, id| bad | (id != NO_TERM && id >= known));
-            if unknown {
-                return None;
-            }
-            *ids = raw;
-        }
-        let in_order = |ordinals_seen: &mut dyn Iterator<Item = u32>| {
-            let mut previous = None;
-            for o in ordinals_seen {
-                if !ordinals.contains(&o) || previous.is_some_and(|p| p > o) {
-                    return false;
-                }
-                previous = Some(o);
-            }
-            true
-        };
-        for pairs in &mut self.exact {
-            let m = r.count(12)?;
-            let at = pairs.len();
-            pairs.extend(r.take(m * 12)?.as_chunks::<12>().0.iter().map(|b| {
-                let (key, ordinal) = b.split_at(8);
-                (le_u64(key), le_u32(ordinal))
-            }));
-            if !in_order(&mut pairs.get(at..)?.iter().map(|&(_, o)| o)) {
-                return None;
-            }
-        }
-        let m = r.count(8)?;
-        let at = self.v4.len();
-        self.v4.extend(
-            r.take(m * 8)?
-                .as_chunks::<8>()
-                .0
-                .iter()
-                .map(|b| (le_u32(&b[..4]), le_u32(&b[4..]))),
-        );
-        if !in_order(&mut self.v4.get(at..)?.iter().map(|&(_, o)| o)) {
-            return None;
-        }
-        let m = r.count(20)?;
-        let at = self.v6.len();
-        for _ in 0..m {
-            self.v6.push((u128::from_be_bytes(r.array()?), r.u32()?));
-        }
-        if !in_order(&mut self.v6.get(at..)?.iter().map(|&(_, o)| o)) {
-            return None;
-        }
-        // The columns end the chunk's body.
-        r.bytes.is_empty().then_some(ids)
     }
 
     /// A dictionary field's terms by id, and its `(term id, ordinal)` pairs
     /// in ordinal order.
     pub(crate) fn dict_postings(&self, field: DictField) -> (Vec<&[u8]>, Vec<(u32, u32)>) {
+        debug_assert!(self.snapshot.is_none(), "only a writer's index is encoded");
         let column = self.dicts.get(field as usize).expect(ONE_COLUMN_PER_FIELD);
         (column.terms(), column.pairs())
     }
 
     /// The `(key, ordinal)` pairs of an exact-match field, in ordinal order.
     pub(crate) fn exact_postings(&self, field: ExactField) -> &[(u64, u32)] {
+        debug_assert!(self.snapshot.is_none(), "only a writer's index is encoded");
         self.exact
             .get(field as usize)
             .expect(ONE_COLUMN_PER_FIELD)
@@ -758,6 +664,7 @@ impl MemIndex {
 
     /// The source addresses and their records, one pair per record.
     pub(crate) fn ip_entries(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
+        debug_assert!(self.snapshot.is_none(), "only a writer's index is encoded");
         let v4 = self.v4.iter().map(|&(a, o)| (IpAddr::V4(a.into()), o));
         let v6 = self.v6.iter().map(|&(a, o)| (IpAddr::V6(a.into()), o));
         v4.chain(v6)
@@ -781,7 +688,11 @@ impl IndexView for MemView<'_> {
             .dicts
             .get(field as usize)
             .expect(ONE_COLUMN_PER_FIELD);
-        Ok(column.select(select))
+        let own = column.select(select);
+        Ok(match &self.index.snapshot {
+            Some(snapshot) => snapshot.select(field, select) | own,
+            None => own,
+        })
     }
 
     fn lend_dict_term(&self, field: DictField, term: &[u8]) -> Option<Cow<'_, RoaringBitmap>> {
@@ -801,12 +712,17 @@ impl IndexView for MemView<'_> {
 
     fn exact(&self, field: ExactField, value: &[u8]) -> Result<RoaringBitmap> {
         let key = sealog_format::index::term_key(value);
-        // Ordinals come in increasing order: appending is cheap (and any
-        // order would still give every match).
+        // Ordinals come in increasing order, the snapshot's first:
+        // appending is cheap (and any order would still give every match).
         let mut out = RoaringBitmap::new();
+        if let Some(snapshot) = &self.index.snapshot {
+            snapshot.exact(field, key, &mut out);
+        }
         out.extend(
             self.index
-                .exact_postings(field)
+                .exact
+                .get(field as usize)
+                .expect(ONE_COLUMN_PER_FIELD)
                 .iter()
                 .filter(|&&(k, _)| k == key)
                 .map(|&(_, o)| o),
@@ -816,6 +732,9 @@ impl IndexView for MemView<'_> {
 
     fn ip(&self, range: IpRange) -> Result<RoaringBitmap> {
         let mut out = RoaringBitmap::new();
+        if let Some(snapshot) = &self.index.snapshot {
+            snapshot.ip(range, &mut out);
+        }
         match range {
             // Ordinals come in increasing order: appending is cheap.
             IpRange::V4(lo, hi) => out.extend(
@@ -847,10 +766,10 @@ impl IndexView for MemView<'_> {
             .get(field as usize)
             .expect(ONE_COLUMN_PER_FIELD);
         let mut counts = vec![0u64; column.ids.len()];
-        for ordinal in within {
+        for ordinal in within.iter().skip_while(|&o| o < column.first) {
             let id = column
                 .column
-                .get(ordinal as usize)
+                .get((ordinal - column.first) as usize)
                 .copied()
                 .ok_or_else(|| Error::IndexDamaged {
                     file: "the in-memory index of the open segment".into(),
@@ -860,17 +779,32 @@ impl IndexView for MemView<'_> {
                 *n += 1;
             }
         }
-        Ok(column
+        let own = column
             .terms()
             .into_iter()
             .zip(counts)
-            .filter(|&(_, n)| n > 0)
+            .filter(|&(_, n)| n > 0);
+        let Some(snapshot) = &self.index.snapshot else {
+            return Ok(own.map(|(term, n)| (term.to_vec(), n)).collect());
+        };
+        // The records after the snapshot have a dictionary of their own:
+        // a term in both is counted once, with both counts.
+        let mut merged = HashMap::default();
+        snapshot.dict_counts(field, within, &mut merged);
+        for (term, n) in own {
+            *merged.entry(term).or_insert(0) += n;
+        }
+        Ok(merged
+            .into_iter()
             .map(|(term, n)| (term.to_vec(), n))
             .collect())
     }
 
     fn ip_counts(&self, within: &RoaringBitmap) -> Result<Vec<(IpAddr, u64)>> {
         let mut counts: HashMap<IpAddr, u64, foldhash::fast::FixedState> = HashMap::default();
+        if let Some(snapshot) = &self.index.snapshot {
+            snapshot.ip_counts(within, &mut counts);
+        }
         let v4 = self
             .index
             .v4
@@ -895,6 +829,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use sealog_format::{Actor, Event, Outcome, Resource, Timestamp};
+    use std::ops::Range;
 
     /// A record's dictionary terms, drawn from small vocabularies so that
     /// terms repeat and share prefixes.
@@ -905,6 +840,9 @@ mod tests {
         resource_type: usize,
         outcome: usize,
         tenant: Option<usize>,
+        request: Option<usize>,
+        resource: usize,
+        source: Option<usize>,
     }
 
     const ACTOR_IDS: [&str; 6] = ["alice", "al", "bob", "bobby", "carol", "svc-1"];
@@ -913,6 +851,15 @@ mod tests {
     const RESOURCE_TYPES: [&str; 3] = ["user", "doc", "document"];
     const OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
     const TENANTS: [&str; 3] = ["t1", "t10", "t2"];
+    const REQUESTS: [&str; 3] = ["req-1", "req-2", "req-10"];
+    const RESOURCES: [&str; 2] = ["r-1", "r-2"];
+    const SOURCES: [&str; 5] = [
+        "10.0.0.1",
+        "10.0.0.2",
+        "192.168.1.9",
+        "2001:db8::1",
+        "::ffff:10.0.0.2",
+    ];
 
     fn draw() -> impl Strategy<Value = Draw> {
         (
@@ -921,14 +868,26 @@ mod tests {
             0..RESOURCE_TYPES.len(),
             0..OUTCOMES.len(),
             proptest::option::of(0..TENANTS.len()),
+            (
+                proptest::option::of(0..REQUESTS.len()),
+                0..RESOURCES.len(),
+                proptest::option::of(0..SOURCES.len()),
+            ),
         )
-            .prop_map(|(actor, action, resource_type, outcome, tenant)| Draw {
-                actor,
-                action,
-                resource_type,
-                outcome,
-                tenant,
-            })
+            .prop_map(
+                |(actor, action, resource_type, outcome, tenant, (request, resource, source))| {
+                    Draw {
+                        actor,
+                        action,
+                        resource_type,
+                        outcome,
+                        tenant,
+                        request,
+                        resource,
+                        source,
+                    }
+                },
+            )
     }
 
     /// A prefix or a whole term of the vocabulary, or a term not in it.
@@ -952,11 +911,17 @@ mod tests {
         let mut event = Event::new(
             Actor::new(ACTOR_TYPES[d.actor.1], ACTOR_IDS[d.actor.0].to_string()),
             ACTIONS[d.action].to_string(),
-            Resource::new(RESOURCE_TYPES[d.resource_type], "r-1".to_string()),
+            Resource::new(RESOURCE_TYPES[d.resource_type], RESOURCES[d.resource]),
             OUTCOMES[d.outcome],
         );
         if let Some(t) = d.tenant {
             event = event.with_tenant(TENANTS[t].to_string());
+        }
+        if let Some(r) = d.request {
+            event = event.with_request_id(REQUESTS[r]);
+        }
+        if let Some(a) = d.source {
+            event = event.with_source_ip(SOURCES[a].parse().unwrap());
         }
         event
     }
@@ -1018,6 +983,9 @@ mod tests {
         for field in DictField::ALL {
             let terms = model_terms(draws, field);
             let column = &index.dicts[field as usize];
+            // The own columns alone answer for every record only without a
+            // snapshot.
+            let whole = index.snapshot.is_none();
             let cases: [(TermSelect<'_>, RoaringBitmap); 3] = [
                 (
                     TermSelect::Exact(probe),
@@ -1036,7 +1004,10 @@ mod tests {
                 ),
             ];
             for (select, expected) in &cases {
-                for how in [Some(Lookup::Postings), Some(Lookup::Column), None] {
+                for how in [Some(Lookup::Postings), Some(Lookup::Column), None]
+                    .into_iter()
+                    .filter(|_| whole)
+                {
                     assert_eq!(
                         &column.select_by(select, how),
                         expected,
@@ -1086,18 +1057,16 @@ mod tests {
             }
         }
 
-        /// An index loaded from snapshot chunks (which hold the columns,
-        /// not the postings) rebuilds postings that answer as the writer's
-        /// index does, and keeps answering so as records are appended
-        /// after the load.
+        /// An index loaded from snapshot chunks answers every lookup
+        /// from the chunks in place as the writer's index answers it, and
+        /// keeps doing so as records are appended after the load.
         #[test]
-        fn postings_rebuilt_from_snapshot_chunks_answer_as_a_scan(
+        fn snapshot_chunks_answer_in_place_as_the_writers_index(
             draws in proptest::collection::vec(draw(), 1..300),
             cuts in proptest::collection::vec(0.0f64..1.0, 0..4),
             more in proptest::collection::vec(draw(), 0..50),
             probes in proptest::collection::vec(probe(), 1..6),
         ) {
-            let index = index_of(&draws);
             let mut cuts: Vec<u64> = cuts
                 .iter()
                 .map(|c| (c * draws.len() as f64) as u64)
@@ -1105,50 +1074,36 @@ mod tests {
                 .collect();
             cuts.sort_unstable();
             cuts.dedup();
-            // Chunks as the writer's snapshot has them: one per cut, each
-            // the columns added since the previous cut.
-            let mut writer_marks = Vec::new();
-            for &cut in &cuts {
-                let upto = index_of(&draws[..cut as usize]);
-                writer_marks.push((upto.mark(), upto));
+            let (map, chunks) = snapshot_of(&draws, &cuts);
+            let mut loaded = MemIndex::columns_only();
+            for (count, at) in chunks {
+                let mut reader = ByteReader { bytes: &map[at] };
+                loaded
+                    .extend_snapshot(&map, count, &mut reader, (0, 1))
+                    .expect("the writer's chunk extends the loaded index");
             }
-            // As the writer's index (postings rebuilt) and as a read-only
-            // open loads it (columns only).
-            for mut loaded in [MemIndex::default(), MemIndex::columns_only()] {
-                let mut from = MemIndex::default().mark();
-                for (mark, upto) in &writer_marks {
-                    let count = u32::try_from(mark.records - from.records).unwrap();
-                    if count == 0 {
-                        continue;
-                    }
-                    let mut bytes = Vec::new();
-                    upto.encode_columns_since(&from, &mut bytes);
-                    let mut reader = ByteReader { bytes: &bytes };
-                    loaded
-                        .decode_columns(count, &mut reader, (0, mark.records as i64))
-                        .expect("the writer's chunk extends the loaded index");
-                    from = *mark;
-                }
-                prop_assert_eq!(loaded.indexed, index.indexed);
-                for probe in &probes {
-                    check_lookups(&loaded, &draws, probe);
-                }
-                // Appending after the load keeps the lookups in step.
-                let mut all = draws.clone();
-                for (seq, d) in (draws.len() as u64..).zip(&more) {
-                    let bytes = sealog_format::record::encode(
-                        &event(d),
-                        seq,
-                        Timestamp::from_nanos(seq as i64),
-                    )
-                    .unwrap();
-                    loaded.push(&sealog_format::record::decode(&bytes).unwrap());
-                    all.push(d.clone());
-                }
-                for probe in &probes {
-                    check_lookups(&loaded, &all, probe);
-                }
+            prop_assert_eq!(loaded.indexed, draws.len() as u64);
+            prop_assert!(loaded.dicts.iter().all(|d| d.column.is_empty()));
+            for probe in &probes {
+                check_lookups(&loaded, &draws, probe);
             }
+            check_like_the_writers(&loaded, &draws);
+            // Appending after the load keeps the lookups in step.
+            let mut all = draws.clone();
+            for (seq, d) in (draws.len() as u64..).zip(&more) {
+                let bytes = sealog_format::record::encode(
+                    &event(d),
+                    seq,
+                    Timestamp::from_nanos(seq as i64),
+                )
+                .unwrap();
+                loaded.push(&sealog_format::record::decode(&bytes).unwrap());
+                all.push(d.clone());
+            }
+            for probe in &probes {
+                check_lookups(&loaded, &all, probe);
+            }
+            check_like_the_writers(&loaded, &all);
         }
 
         #[test]
@@ -1158,42 +1113,131 @@ mod tests {
             probes in proptest::collection::vec(probe(), 1..4),
         ) {
             let cut = ((cut * draws.len() as f64) as usize).clamp(1, draws.len() - 1);
-            let first = index_of(&draws[..cut]);
-            let whole = index_of(&draws);
-            let chunk = |upto: &MemIndex, from: &IndexMark| {
-                let mut bytes = Vec::new();
-                upto.encode_columns_since(from, &mut bytes);
-                bytes
+            let (map, chunks) = snapshot_of(&draws, &[cut as u64, draws.len() as u64]);
+            let [(head_count, head), (tail_count, tail)] = chunks.as_slice() else {
+                panic!("two chunks");
             };
-            let head = chunk(&first, &MemIndex::default().mark());
-            let tail = chunk(&whole, &first.mark());
-            let tail_count = u32::try_from(draws.len() - cut).unwrap();
             let mut loaded = MemIndex::columns_only();
             loaded
-                .decode_columns(u32::try_from(cut).unwrap(), &mut ByteReader { bytes: &head }, (0, 0))
+                .extend_snapshot(&map, *head_count, &mut ByteReader { bytes: &map[head.clone()] }, (0, 0))
                 .expect("the first chunk extends an empty index");
             let before = loaded.mark();
-            // One byte too many is found only after every column was read
-            // (terms, pairs and addresses taken in); one too few, in the
-            // last column.
-            let mut longer = tail.clone();
+            // One byte too many is found only after every column was read;
+            // one too few, in the last column; a term id past the
+            // dictionary, in the first. None of them is taken.
+            let tail_bytes = &map[tail.clone()];
+            let mut longer = tail_bytes.to_vec();
             longer.push(0);
-            for bytes in [&longer[..], &tail[..tail.len() - 1]] {
+            let mut unknown_id = tail_bytes.to_vec();
+            let new_terms = le_u32(&unknown_id[..4]) as usize;
+            let mut at = 4;
+            for _ in 0..new_terms {
+                at += 4 + le_u32(&unknown_id[at..at + 4]) as usize;
+            }
+            unknown_id[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+            let copies = Arc::new(Mapped::from_vec([longer, tail_bytes[..tail_bytes.len() - 1].to_vec(), unknown_id].concat()));
+            let other_map = Arc::new(Mapped::from_vec(tail_bytes.to_vec()));
+            let bad = [
+                (&copies, 0..tail_bytes.len() + 1),
+                (&copies, tail_bytes.len() + 1..2 * tail_bytes.len()),
+                (&copies, 2 * tail_bytes.len()..3 * tail_bytes.len()),
+                // Intact, but in another map than the chunks before.
+                (&other_map, 0..tail_bytes.len()),
+            ];
+            for (bytes_map, range) in bad {
                 let refused = loaded
-                    .decode_columns(tail_count, &mut ByteReader { bytes }, (0, 0))
+                    .extend_snapshot(bytes_map, *tail_count, &mut ByteReader { bytes: &bytes_map[range] }, (0, 0))
                     .is_none();
                 prop_assert!(refused);
                 prop_assert_eq!(loaded.mark(), before);
+                prop_assert_eq!(loaded.snapshot.as_ref().map(SnapshotColumns::records), Some(*head_count));
             }
-            // What was cut back leaves no trace: the intact chunk is taken,
-            // and the index answers as one built from every record.
+            // The intact chunk is taken, and the index answers as one built
+            // from every record.
             loaded
-                .decode_columns(tail_count, &mut ByteReader { bytes: &tail }, (0, 0))
+                .extend_snapshot(&map, *tail_count, &mut ByteReader { bytes: tail_bytes }, (0, 0))
                 .expect("the intact chunk extends the index");
-            prop_assert_eq!(loaded.mark(), whole.mark());
+            prop_assert_eq!(loaded.indexed, draws.len() as u64);
             for probe in &probes {
                 check_lookups(&loaded, &draws, probe);
             }
+            check_like_the_writers(&loaded, &draws);
+        }
+    }
+
+    /// The writer's snapshot chunks of the records `draws` cut at `cuts`
+    /// (increasing, the last the number of records), one after the other
+    /// in one map: each chunk's record count and where its columns lie.
+    fn snapshot_of(draws: &[Draw], cuts: &[u64]) -> (Arc<Mapped>, Vec<(u32, Range<usize>)>) {
+        let mut bytes = Vec::new();
+        let mut chunks = Vec::new();
+        let mut from = MemIndex::default().mark();
+        for &cut in cuts {
+            let upto = index_of(&draws[..cut as usize]);
+            let count = u32::try_from(cut - from.records).unwrap();
+            if count == 0 {
+                continue;
+            }
+            // Something before each chunk, as in the file.
+            bytes.extend_from_slice(b"HEAD");
+            let at = bytes.len();
+            upto.encode_columns_since(&from, &mut bytes);
+            chunks.push((count, at..bytes.len()));
+            from = upto.mark();
+        }
+        (Arc::new(Mapped::from_vec(bytes)), chunks)
+    }
+
+    /// `index` answers exact-match, address and counting lookups over
+    /// `draws` as the writer's index of the same records does.
+    fn check_like_the_writers(index: &MemIndex, draws: &[Draw]) {
+        let writers = index_of(draws);
+        let times = vec![0i64; draws.len()];
+        let view = |index| MemView {
+            index,
+            event_times: &times,
+        };
+        let (got, want) = (view(index), view(&writers));
+        for field in ExactField::ALL {
+            for value in REQUESTS.iter().chain(&RESOURCES).chain(&["absent"]) {
+                assert_eq!(
+                    got.exact(field, value.as_bytes()).unwrap(),
+                    want.exact(field, value.as_bytes()).unwrap(),
+                    "{field:?} {value}"
+                );
+            }
+        }
+        let ranges = [
+            IpRange::V4(0x0a00_0000, 0x0aff_ffff),
+            IpRange::V4(0xc0a8_0109, 0xc0a8_0109),
+            IpRange::V4(0, u32::MAX),
+            IpRange::V6(0, u128::MAX),
+        ];
+        for range in ranges {
+            assert_eq!(got.ip(range).unwrap(), want.ip(range).unwrap(), "{range:?}");
+        }
+        let n = u32::try_from(draws.len()).unwrap();
+        let sets: [RoaringBitmap; 3] = [
+            (0..n).collect(),
+            (0..n).step_by(3).collect(),
+            (n / 2..n).collect(),
+        ];
+        fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+            v.sort();
+            v
+        }
+        for within in &sets {
+            for field in DictField::ALL {
+                assert_eq!(
+                    sorted(got.dict_counts(field, within).unwrap()),
+                    sorted(want.dict_counts(field, within).unwrap()),
+                    "{field:?}"
+                );
+            }
+            assert_eq!(
+                sorted(got.ip_counts(within).unwrap()),
+                sorted(want.ip_counts(within).unwrap())
+            );
         }
     }
 }
