@@ -226,7 +226,20 @@ pub(crate) fn read_found(
             )),
         ));
     }
-    let footer = read_footer(&*file, &path, &name, len, &header)?;
+    // A writer sealing this segment meanwhile cuts the file to its sealed
+    // length (and a seal that wrote the footer is complete): a footer read
+    // past the new end reads the length again.
+    let mut len = len;
+    let mut tries = 0;
+    let footer = loop {
+        match read_footer(&*file, &path, &name, len, &header) {
+            Err(e) if tries < 3 && e.io_kind() == Some(io::ErrorKind::UnexpectedEof) => {
+                tries += 1;
+                len = file.size().map_err(|e| Error::io("stat", &path, e))?;
+            }
+            read => break read?,
+        }
+    };
     Ok(Found {
         name,
         path,

@@ -244,17 +244,28 @@ const TAIL_WINDOW: u64 = 1 << 20;
 /// One past the last non-zero byte of segment file `f` at or after
 /// `start` (`start` if there is none), read from the end of the file a
 /// window at a time into one buffer.
+///
+/// The file may be shorter than when `f` was read: a writer sealing the
+/// segment meanwhile cuts it to its sealed length (never below its
+/// frames). A window past the new end starts again from there.
 fn data_end_of(f: &Found, start: u64) -> Result<u64> {
     let mut buf = vec![0u8; TAIL_WINDOW as usize];
     let mut end = f.len;
+    let mut shrank = 0;
     while end > start {
         let from = end.saturating_sub(TAIL_WINDOW).max(start);
         let window = buf
             .get_mut(..usize::try_from(end - from).unwrap_or(usize::MAX))
             .expect("a window is at most TAIL_WINDOW bytes");
-        f.file
-            .read_exact_at(window, from)
-            .map_err(|e| Error::io("read", &f.path, e))?;
+        match f.file.read_exact_at(window, from) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && shrank < 3 => {
+                shrank += 1;
+                let now = f.file.size().map_err(|e| Error::io("stat", &f.path, e))?;
+                end = end.min(now);
+                continue;
+            }
+            read => read.map_err(|e| Error::io("read", &f.path, e))?,
+        }
         let in_window = crate::segment::data_end(window);
         if in_window > 0 {
             return Ok(from + in_window as u64);
