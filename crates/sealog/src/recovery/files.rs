@@ -17,6 +17,7 @@ use super::corruption;
 use crate::error::{CorruptionKind, Error, Location, Result, hex};
 use crate::fs::{self, OpenMode, Vfs, VfsFile};
 use crate::layout;
+use crate::mmap::Mapped;
 use crate::options::StoreOptions;
 
 /// A segment file as found on disk.
@@ -27,6 +28,9 @@ pub(crate) struct Found {
     pub len: u64,
     pub header: SegmentHeader,
     pub footer: Option<SegmentFooter>,
+    /// The whole file, mapped while the segments were read (read-only
+    /// opens map sealed segments then, on every core); `None` otherwise.
+    pub map: Option<Mapped>,
 }
 
 /// The number of leaf hashes in `tree/leaves`, if the file exists.
@@ -247,6 +251,7 @@ pub(crate) fn read_found(
         len,
         header,
         footer,
+        map: None,
     })
 }
 

@@ -279,14 +279,24 @@ impl Opening {
         let absent = KnownAbsent::load(fs, &self.dir)?;
         let read = |i: usize| {
             let (first_seq, file_name) = files.get(i)?;
-            Some(read_found(
+            let mut found = read_found(
                 fs,
                 &self.dir,
                 file_name,
                 *first_seq,
                 &manifest,
                 self.read_only,
-            ))
+            );
+            // Mapped here, on every core, rather than one after the other
+            // when the segments are taken (a failure is met again there,
+            // and reported).
+            if let Ok(f) = &mut found
+                && self.read_only
+                && f.footer.is_some()
+            {
+                f.map = f.file.map().ok();
+            }
+            Some(found)
         };
         // A read-only open (every command-line query) reads the segments'
         // headers and footers on every core: a file open, a stat and two
@@ -648,8 +658,11 @@ impl Opening {
     ) -> Result<View> {
         let mut view = View::default();
         for taken in sealed {
-            let f = taken.found;
-            let map = f.file.map().map_err(|e| Error::io("map", &f.path, e))?;
+            let mut f = taken.found;
+            let map = match f.map.take() {
+                Some(map) => map,
+                None => f.file.map().map_err(|e| Error::io("map", &f.path, e))?,
+            };
             view.sealed.push(Arc::new(SealedSegment::new(
                 f.header,
                 taken.footer,
