@@ -11,6 +11,10 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// "Too many open files" (the process's limit), on Linux, macOS and the
+/// BSDs: `io::ErrorKind` has no stable kind for it.
+const EMFILE: i32 = 24;
+
 /// Exit code of a successful command.
 pub const EXIT_OK: u8 = 0;
 /// Exit code of a failed operation, detected tampering or an invalid receipt.
@@ -430,6 +434,11 @@ fn store_hint(error: &sealog::Error) -> String {
         sealog::Error::Io { .. } if error.io_kind() == Some(io::ErrorKind::StorageFull) => {
             "the disk is full: free space and run the command again".into()
         }
+        sealog::Error::Io { source, .. } if source.raw_os_error() == Some(EMFILE) => format!(
+            "raise the limit on open files (`ulimit -n`, or LimitNOFILE= in a systemd unit; \
+             this process may open {}): opening a store holds a descriptor per segment file",
+            sealog_server::open_file_limit().map_or("any number".into(), |n| n.to_string())
+        ),
         _ => "run `sealog verify` to check the store; see the message above".into(),
     }
 }

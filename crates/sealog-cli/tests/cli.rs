@@ -2284,3 +2284,75 @@ fn privacy_flags_transform_appends_imports_and_queries() {
         .code(2)
         .stderr(predicate::str::contains("--privacy-key"));
 }
+
+/// A store with more segment files than the process's soft limit on open
+/// files is still read: every command raises the soft limit to the hard
+/// one (opening a store holds a descriptor per segment file, and many
+/// systems start processes at 1,024). With the hard limit that low too,
+/// the error names the limit to raise instead of blaming the store.
+#[cfg(unix)]
+#[test]
+fn a_store_with_more_segments_than_the_soft_open_file_limit_is_read() {
+    let (_tmp, dir) = store_dir();
+    let options = StoreOptions {
+        segment_size: 4 << 10,
+        preallocation: Preallocation::Allocate,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir, options).unwrap();
+    for i in 0..280u64 {
+        let batch: Vec<Event> = (0..20)
+            .map(|k| {
+                Event::new(
+                    Actor::new("user", format!("u{}", i * 20 + k)),
+                    "customer.read",
+                    Resource::new("customer", format!("c{i}")),
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        store.append_batch(batch).unwrap();
+    }
+    store.wait_sealed().unwrap();
+    store.close().unwrap();
+    let segments = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert!(segments > 64, "{segments} segment files");
+    // `sealog query --count` under the limits `ulimit` sets.
+    let query_under = |limits: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{limits} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_sealog"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["query", "--count"])
+            .env_remove("SEALOG_DATA_DIR")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let soft = query_under("ulimit -Sn 48");
+    assert!(
+        soft.status.success(),
+        "{}",
+        String::from_utf8_lossy(&soft.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&soft.stdout).trim(), "5600");
+    let hard = query_under("ulimit -n 48");
+    assert_eq!(hard.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&hard.stderr);
+    assert!(said.contains("Too many open files"), "{said}");
+    assert!(
+        said.contains("raise the limit on open files") && said.contains("may open 48"),
+        "{said}"
+    );
+}
