@@ -436,7 +436,8 @@ fn store_hint(error: &sealog::Error) -> String {
         }
         sealog::Error::Io { source, .. } if source.raw_os_error() == Some(EMFILE) => format!(
             "raise the limit on open files (`ulimit -n`, or LimitNOFILE= in a systemd unit; \
-             this process may open {}): opening a store holds a descriptor per segment file",
+             this process may open {}): opening a store for writing holds a descriptor per \
+             segment file",
             sealog_server::open_file_limit().map_or("any number".into(), |n| n.to_string())
         ),
         _ => "run `sealog verify` to check the store; see the message above".into(),

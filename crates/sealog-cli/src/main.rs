@@ -181,10 +181,11 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
-    // Opening a store holds a descriptor per segment file at once (and a
-    // query one more per sidecar it reads): a store of ~1,000 segments
-    // passes the soft limit of 1,024 many systems start processes with.
-    // Every command takes what the hard limit allows, as `serve` does.
+    // A writable open holds a descriptor per segment file at once: a store
+    // of ~1,000 segments passes the soft limit of 1,024 many systems start
+    // processes with. Every command takes what the hard limit allows, as
+    // `serve` does (a read-only open closes each sealed segment's file
+    // once it is mapped).
     sealog_server::raise_open_file_limit();
     let matches = Cli::command().get_matches();
     let given = data_dir_given(&matches);

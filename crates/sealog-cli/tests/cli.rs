@@ -2285,14 +2285,15 @@ fn privacy_flags_transform_appends_imports_and_queries() {
         .stderr(predicate::str::contains("--privacy-key"));
 }
 
-/// A store with more segment files than the process's soft limit on open
-/// files is still read: every command raises the soft limit to the hard
-/// one (opening a store holds a descriptor per segment file, and many
-/// systems start processes at 1,024). With the hard limit that low too,
-/// the error names the limit to raise instead of blaming the store.
+/// A store with more segment files than the process's limit on open files
+/// is still read: a read-only open closes each sealed segment's file once
+/// it is mapped, and every command raises its soft limit to the hard one
+/// (a writable open holds a descriptor per segment, and many systems start
+/// processes at 1,024). When a command still runs out, the error names the
+/// limit to raise instead of blaming the store.
 #[cfg(unix)]
 #[test]
-fn a_store_with_more_segments_than_the_soft_open_file_limit_is_read() {
+fn a_store_with_more_segments_than_the_open_file_limit_is_read() {
     let (_tmp, dir) = store_dir();
     let options = StoreOptions {
         segment_size: 4 << 10,
@@ -2326,28 +2327,45 @@ fn a_store_with_more_segments_than_the_soft_open_file_limit_is_read() {
         })
         .count();
     assert!(segments > 64, "{segments} segment files");
-    // `sealog query --count` under the limits `ulimit` sets.
-    let query_under = |limits: &str| {
+    // `sealog ARGS` under the limits `ulimit` sets.
+    let under = |limits: &str, args: &[&str]| {
         Command::new("sh")
             .arg("-c")
             .arg(format!("{limits} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_sealog"))
             .arg("--data-dir")
             .arg(&dir)
-            .args(["query", "--count"])
+            .args(args)
             .env_remove("SEALOG_DATA_DIR")
             .env("NO_COLOR", "1")
             .output()
             .unwrap()
     };
-    let soft = query_under("ulimit -Sn 48");
+    for limits in ["ulimit -Sn 48", "ulimit -n 48"] {
+        let read = under(limits, &["query", "--count"]);
+        assert!(
+            read.status.success(),
+            "{limits}: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "5600");
+    }
+    // A writer holds every segment file while it opens: raised to the
+    // hard limit it opens; with the hard limit that low, it cannot.
+    let event = r#"{"actor":{"type":"user","id":"u1"},"action":"customer.read","resource":{"type":"customer","id":"c1"},"outcome":"success"}"#;
+    let append = |limits: &str| {
+        under(
+            limits,
+            &["--segment-size", "4096", "append", "--json", event],
+        )
+    };
+    let raised = append("ulimit -Sn 48");
     assert!(
-        soft.status.success(),
+        raised.status.success(),
         "{}",
-        String::from_utf8_lossy(&soft.stderr)
+        String::from_utf8_lossy(&raised.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&soft.stdout).trim(), "5600");
-    let hard = query_under("ulimit -n 48");
+    let hard = append("ulimit -n 48");
     assert_eq!(hard.status.code(), Some(1));
     let said = String::from_utf8_lossy(&hard.stderr);
     assert!(said.contains("Too many open files"), "{said}");

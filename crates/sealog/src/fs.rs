@@ -241,6 +241,70 @@ impl VfsFile for StdFile {
     }
 }
 
+/// A file opened again, read-only, for each call, holding no descriptor in
+/// between: what a read-only open keeps of a sealed segment file once it is
+/// mapped. Opening a store otherwise holds a descriptor per segment at
+/// once, and a process at the soft limit of 1,024 descriptors many systems
+/// start with cannot open a store of ~1,000 segments. After the mapping,
+/// the open reads such a file once at most (the end marker of the last
+/// sealed segment). Writes are refused.
+#[derive(Debug)]
+pub(crate) struct Reopening {
+    fs: Arc<dyn Vfs>,
+    path: PathBuf,
+}
+
+impl Reopening {
+    pub(crate) fn new(fs: Arc<dyn Vfs>, path: PathBuf) -> Reopening {
+        Reopening { fs, path }
+    }
+
+    fn file(&self) -> io::Result<Arc<dyn VfsFile>> {
+        self.fs.open(&self.path, OpenMode::Read)
+    }
+}
+
+fn read_only(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} is open for reading only", path.display()),
+    )
+}
+
+impl VfsFile for Reopening {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file()?.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+        Err(read_only(&self.path))
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        Err(read_only(&self.path))
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        Err(read_only(&self.path))
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        self.file()?.size()
+    }
+
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Err(read_only(&self.path))
+    }
+
+    fn allocate(&self, _: u64) -> io::Result<()> {
+        Err(read_only(&self.path))
+    }
+
+    fn map(&self) -> io::Result<Mapped> {
+        self.file()?.map()
+    }
+}
+
 /// Writes a small file atomically: a temporary file is written and synced,
 /// renamed over `path`, and the directory synced. A failure names the step
 /// that failed and the file it failed on (the temporary file for the
@@ -343,9 +407,10 @@ fn tmp_path(path: &Path) -> Option<PathBuf> {
 }
 
 /// Grows this process's table of file descriptors, at once, to hold
-/// `count` more descriptors than the lowest one free now: a store holds
-/// one per segment, opened together (on several threads by a read-only
-/// open), and queries open a sidecar per segment they reach. Linux grows
+/// `count` more descriptors than the lowest one free now: a writable open
+/// holds one per segment at once, a read-only open's threads open them
+/// together (closing each once it is mapped), and queries open a sidecar
+/// per segment they reach. Linux grows
 /// the table by doubling it, and while the process has more than one
 /// thread each growth waits for an RCU grace period (15.7 ms measured on
 /// a 2-core machine), in whichever thread opens the descriptor that does

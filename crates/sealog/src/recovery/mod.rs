@@ -289,12 +289,15 @@ impl Opening {
             );
             // Mapped here, on every core, rather than one after the other
             // when the segments are taken (a failure is met again there,
-            // and reported).
+            // and reported); its descriptor is then closed, so that the
+            // open holds a few at a time rather than one per segment.
             if let Ok(f) = &mut found
                 && self.read_only
                 && f.footer.is_some()
+                && let Ok(map) = f.file.map()
             {
-                f.map = f.file.map().ok();
+                f.map = Some(map);
+                f.file = Arc::new(crate::fs::Reopening::new(self.fs.clone(), f.path.clone()));
             }
             Some(found)
         };
