@@ -881,3 +881,55 @@ fn a_seal_is_durable_before_the_next_seal_starts() {
             .unwrap_or_else(|e| panic!("{unsynced:?}: {e}\n{lost}"));
     }
 }
+
+/// The last sealed segment's end marker lost, its footer intact (a seal a
+/// power loss interrupted between the two sectors): an open, which maps
+/// sealed segments and closes their files while it reads them, reopens
+/// that one for writing to seal it again; a read-only open reads it as
+/// it is. Every record stays, and the store verifies.
+#[test]
+fn a_sealed_segment_without_its_end_marker_is_reopened_and_sealed_again() {
+    use sealog::format::segment::{END_MARKER_LEN, FOOTER_LEN, SegmentFooter};
+    let dir = tempfile::tempdir().unwrap();
+    let acked = events(0, 200);
+    {
+        let store = Store::open(dir.path(), sealog_tests::small_options(4 << 10)).unwrap();
+        for e in &acked {
+            store.append(e).unwrap();
+        }
+        store.wait_sealed().unwrap();
+        store.close().unwrap();
+    }
+    let files = sealog_tests::segment_files(dir.path());
+    let sealed: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            bytes.len() >= FOOTER_LEN
+                && SegmentFooter::decode(&bytes[bytes.len() - FOOTER_LEN..]).is_ok()
+        })
+        .collect();
+    assert!(sealed.len() >= 3, "{files:?}");
+    let last = sealed.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    let footer = SegmentFooter::decode(&bytes[bytes.len() - FOOTER_LEN..]).unwrap();
+    let at = usize::try_from(footer.frames_end).unwrap();
+    // The sectors of the marker never written: zeros where it goes.
+    bytes[at..at + END_MARKER_LEN].fill(0);
+    std::fs::write(last, &bytes).unwrap();
+    {
+        let reader = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.len(), acked.len() as u64);
+    }
+    let store = Store::open(dir.path(), sealog_tests::small_options(4 << 10)).unwrap();
+    assert_eq!(store.len(), acked.len() as u64);
+    store.close().unwrap();
+    let resealed = std::fs::read(last).unwrap();
+    assert!(
+        sealog::format::frame::is_end_marker(&resealed[at..]),
+        "the end marker was written again"
+    );
+    sealog::verify_dir(dir.path()).expect("the store verifies");
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_contents(&store, &acked);
+}

@@ -436,8 +436,7 @@ fn store_hint(error: &sealog::Error) -> String {
         }
         sealog::Error::Io { source, .. } if source.raw_os_error() == Some(EMFILE) => format!(
             "raise the limit on open files (`ulimit -n`, or LimitNOFILE= in a systemd unit; \
-             this process may open {}): opening a store for writing holds a descriptor per \
-             segment file",
+             this process may open {})",
             sealog_server::open_file_limit().map_or("any number".into(), |n| n.to_string())
         ),
         _ => "run `sealog verify` to check the store; see the message above".into(),
@@ -490,5 +489,30 @@ impl fmt::Display for Report<'_> {
             write!(f, "\n  fix:   {hint}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Running out of descriptors is not damage: the fix names the limit.
+    #[test]
+    fn too_many_open_files_names_the_limit_not_the_store() {
+        let error = sealog::Error::Io {
+            op: "open",
+            path: PathBuf::from("store/segments/00000000000000000000.seg"),
+            source: io::Error::from_raw_os_error(EMFILE),
+        };
+        let fix = store_hint(&error);
+        assert!(fix.contains("raise the limit on open files"), "{fix}");
+        assert!(fix.contains("ulimit -n"), "{fix}");
+        assert!(!fix.contains("verify"), "{fix}");
+        let other = sealog::Error::Io {
+            op: "open",
+            path: PathBuf::from("store/segments/00000000000000000000.seg"),
+            source: io::Error::from_raw_os_error(5),
+        };
+        assert!(store_hint(&other).contains("sealog verify"));
     }
 }

@@ -181,11 +181,11 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
-    // A writable open holds a descriptor per segment file at once: a store
-    // of ~1,000 segments passes the soft limit of 1,024 many systems start
-    // processes with. Every command takes what the hard limit allows, as
-    // `serve` does (a read-only open closes each sealed segment's file
-    // once it is mapped).
+    // An open closes each sealed segment's file once it is mapped, but a
+    // query opens a sidecar per segment it reads (a few at a time) and
+    // a store's unsealed segments stay open: every command takes what the
+    // hard limit allows, as `serve` does (many systems start processes at
+    // a soft limit of 1,024).
     sealog_server::raise_open_file_limit();
     let matches = Cli::command().get_matches();
     let given = data_dir_given(&matches);

@@ -2286,11 +2286,9 @@ fn privacy_flags_transform_appends_imports_and_queries() {
 }
 
 /// A store with more segment files than the process's limit on open files
-/// is still read: a read-only open closes each sealed segment's file once
-/// it is mapped, and every command raises its soft limit to the hard one
-/// (a writable open holds a descriptor per segment, and many systems start
-/// processes at 1,024). When a command still runs out, the error names the
-/// limit to raise instead of blaming the store.
+/// is still read and written: an open closes each sealed segment's file
+/// once it is mapped (all but the last sealed one, for a writer), and every
+/// command raises its soft limit to the hard one.
 #[cfg(unix)]
 #[test]
 fn a_store_with_more_segments_than_the_open_file_limit_is_read() {
@@ -2350,27 +2348,19 @@ fn a_store_with_more_segments_than_the_open_file_limit_is_read() {
         );
         assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "5600");
     }
-    // A writer holds every segment file while it opens: raised to the
-    // hard limit it opens; with the hard limit that low, it cannot.
+    // A writer, too, under the hard limit and under a soft one it raises.
     let event = r#"{"actor":{"type":"user","id":"u1"},"action":"customer.read","resource":{"type":"customer","id":"c1"},"outcome":"success"}"#;
-    let append = |limits: &str| {
-        under(
+    for limits in ["ulimit -n 48", "ulimit -Sn 48"] {
+        let append = under(
             limits,
             &["--segment-size", "4096", "append", "--json", event],
-        )
-    };
-    let raised = append("ulimit -Sn 48");
-    assert!(
-        raised.status.success(),
-        "{}",
-        String::from_utf8_lossy(&raised.stderr)
-    );
-    let hard = append("ulimit -n 48");
-    assert_eq!(hard.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&hard.stderr);
-    assert!(said.contains("Too many open files"), "{said}");
-    assert!(
-        said.contains("raise the limit on open files") && said.contains("may open 48"),
-        "{said}"
-    );
+        );
+        assert!(
+            append.status.success(),
+            "{limits}: {}",
+            String::from_utf8_lossy(&append.stderr)
+        );
+    }
+    let count = under("true", &["query", "--count"]);
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "5602");
 }

@@ -242,12 +242,13 @@ impl VfsFile for StdFile {
 }
 
 /// A file opened again, read-only, for each call, holding no descriptor in
-/// between: what a read-only open keeps of a sealed segment file once it is
-/// mapped. Opening a store otherwise holds a descriptor per segment at
-/// once, and a process at the soft limit of 1,024 descriptors many systems
-/// start with cannot open a store of ~1,000 segments. After the mapping,
-/// the open reads such a file once at most (the end marker of the last
-/// sealed segment). Writes are refused.
+/// between: what an open keeps of a sealed segment file once it is mapped.
+/// Opening a store otherwise holds a descriptor per segment at once, and a
+/// process at the soft limit of 1,024 descriptors many systems start with
+/// cannot open a store of ~1,000 segments. After the mapping, the open
+/// reads such a file once at most (the end marker of the last sealed
+/// segment; a segment whose seal turns out unfinished gets a real handle
+/// again). Writes are refused.
 #[derive(Debug)]
 pub(crate) struct Reopening {
     fs: Arc<dyn Vfs>,
@@ -407,10 +408,10 @@ fn tmp_path(path: &Path) -> Option<PathBuf> {
 }
 
 /// Grows this process's table of file descriptors, at once, to hold
-/// `count` more descriptors than the lowest one free now: a writable open
-/// holds one per segment at once, a read-only open's threads open them
-/// together (closing each once it is mapped), and queries open a sidecar
-/// per segment they reach. Linux grows
+/// `count` more descriptors than the lowest one free now: an open's
+/// threads open a store's segment files together (closing each sealed one
+/// once it is mapped), and queries open a sidecar per segment they reach.
+/// Linux grows
 /// the table by doubling it, and while the process has more than one
 /// thread each growth waits for an RCU grace period (15.7 ms measured on
 /// a 2-core machine), in whichever thread opens the descriptor that does

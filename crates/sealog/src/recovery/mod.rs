@@ -37,7 +37,7 @@ use sealog_format::{Hash, Timestamp};
 use crate::checkpoint::CheckpointLog;
 use crate::damage::{Damage, DamageLog, KnownAbsent, OnDamage};
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
-use crate::fs::{self, LockGuard, Vfs};
+use crate::fs::{self, LockGuard, OpenMode, Vfs};
 use crate::layout;
 use crate::options::{Preallocation, StoreOptions};
 use crate::sealer::Sealing;
@@ -287,12 +287,14 @@ impl Opening {
                 &manifest,
                 self.read_only,
             );
-            // Mapped here, on every core, rather than one after the other
-            // when the segments are taken (a failure is met again there,
-            // and reported); its descriptor is then closed, so that the
-            // open holds a few at a time rather than one per segment.
+            // A sealed segment is mapped here (on every core for a read-only
+            // open) rather than when the segments are taken (a failure is
+            // met again there, and reported), and its descriptor closed: an
+            // open holds a few at a time rather than one per segment, which
+            // a process at the common soft limit of 1,024 could not for a
+            // store of ~1,000 segments. Nothing but reads reaches a sealed
+            // segment's file after this.
             if let Ok(f) = &mut found
-                && self.read_only
                 && f.footer.is_some()
                 && let Ok(map) = f.file.map()
             {
@@ -331,6 +333,22 @@ impl Opening {
         // segment with a damaged footer or end marker: it is unsealed again
         // (and sealed again when the segments are taken).
         demote_unfinished_seal(&mut found)?;
+        // A segment whose seal was unfinished is scanned, and sealed again by
+        // a writable open, through a real handle.
+        for f in found
+            .iter_mut()
+            .filter(|f| f.footer.is_none() && f.map.is_some())
+        {
+            let mode = if self.read_only {
+                OpenMode::Read
+            } else {
+                OpenMode::ReadWrite
+            };
+            f.map = None;
+            f.file = fs
+                .open(&f.path, mode)
+                .map_err(|e| Error::io("open", &f.path, e))?;
+        }
         Ok(OnDisk {
             manifest,
             found,
