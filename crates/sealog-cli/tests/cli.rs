@@ -1038,17 +1038,23 @@ fn verify_an_intact_store_exits_0_with_a_summary() {
 
 /// A closed store of several sealed segments, made with the library.
 fn sealed_store(dir: &Path) -> Vec<PathBuf> {
+    sealed_store_of(dir, 60, 4)
+}
+
+/// A closed store of `batches` batches of `per_batch` events in 4 KiB
+/// segments, made with the library: its segment files, in order.
+fn sealed_store_of(dir: &Path, batches: u64, per_batch: u64) -> Vec<PathBuf> {
     let options = StoreOptions {
         segment_size: 4 << 10,
         preallocation: Preallocation::Allocate,
         ..StoreOptions::default()
     };
     let store = Store::open(dir, options).unwrap();
-    for i in 0..60u64 {
-        let batch: Vec<Event> = (0..4)
+    for i in 0..batches {
+        let batch: Vec<Event> = (0..per_batch)
             .map(|k| {
                 Event::new(
-                    Actor::new("user", format!("u{}", i * 4 + k)),
+                    Actor::new("user", format!("u{}", i * per_batch + k)),
                     "customer.read",
                     Resource::new("customer", format!("c{i}")),
                     Outcome::Success,
@@ -2287,43 +2293,13 @@ fn privacy_flags_transform_appends_imports_and_queries() {
 
 /// A store with more segment files than the process's limit on open files
 /// is still read and written: an open closes each sealed segment's file
-/// once it is mapped (all but the last sealed one, for a writer), and every
-/// command raises its soft limit to the hard one.
+/// once it is mapped, and every command raises its soft limit to the hard
+/// one.
 #[cfg(unix)]
 #[test]
 fn a_store_with_more_segments_than_the_open_file_limit_is_read() {
     let (_tmp, dir) = store_dir();
-    let options = StoreOptions {
-        segment_size: 4 << 10,
-        preallocation: Preallocation::Allocate,
-        ..StoreOptions::default()
-    };
-    let store = Store::open(&dir, options).unwrap();
-    for i in 0..280u64 {
-        let batch: Vec<Event> = (0..20)
-            .map(|k| {
-                Event::new(
-                    Actor::new("user", format!("u{}", i * 20 + k)),
-                    "customer.read",
-                    Resource::new("customer", format!("c{i}")),
-                    Outcome::Success,
-                )
-            })
-            .collect();
-        store.append_batch(batch).unwrap();
-    }
-    store.wait_sealed().unwrap();
-    store.close().unwrap();
-    let segments = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg")
-        })
-        .count();
+    let segments = sealed_store_of(&dir, 280, 20).len();
     assert!(segments > 64, "{segments} segment files");
     // `sealog ARGS` under the limits `ulimit` sets.
     let under = |limits: &str, args: &[&str]| {
