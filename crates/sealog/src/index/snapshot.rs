@@ -298,38 +298,19 @@ impl SnapshotColumns {
         v4.chain(v6)
     }
 
-    /// Adds the ordinals whose source address lies in `range` to `out`.
+    /// Adds the ordinals whose source address lies in `range` to `out`
+    /// (one family matches: its ordinals come in order).
     pub(crate) fn ip(&self, range: IpRange, out: &mut RoaringBitmap) {
-        match range {
-            IpRange::V4(lo, hi) => {
-                for chunk in &self.v4 {
-                    out.extend(
-                        self.bytes(chunk)
-                            .as_chunks::<8>()
-                            .0
-                            .iter()
-                            .filter(|pair| (lo..=hi).contains(&le_u32(&pair[..4])))
-                            .map(|pair| le_u32(&pair[4..])),
-                    );
-                }
-            }
-            IpRange::V6(lo, hi) => {
-                for chunk in &self.v6 {
-                    out.extend(
-                        self.bytes(chunk)
-                            .as_chunks::<20>()
-                            .0
-                            .iter()
-                            .filter(|pair| {
-                                let mut address = [0u8; 16];
-                                address.copy_from_slice(&pair[..16]);
-                                (lo..=hi).contains(&u128::from_be_bytes(address))
-                            })
-                            .map(|pair| le_u32(&pair[16..])),
-                    );
-                }
-            }
-        }
+        let inside = |address: IpAddr| match (range, address) {
+            (IpRange::V4(lo, hi), IpAddr::V4(a)) => (lo..=hi).contains(&u32::from(a)),
+            (IpRange::V6(lo, hi), IpAddr::V6(a)) => (lo..=hi).contains(&u128::from(a)),
+            _ => false,
+        };
+        out.extend(
+            self.addresses()
+                .filter(|&(address, _)| inside(address))
+                .map(|(_, ordinal)| ordinal),
+        );
     }
 
     /// Adds to `counts` how many of the records `within` (those below
