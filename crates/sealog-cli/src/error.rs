@@ -326,6 +326,16 @@ impl CliError {
                     dir.join(&corruption.location.file).display()
                 ))
             }
+            CliError::Corrupt { dir, corruption }
+                if matches!(corruption.kind, sealog::CorruptionKind::KeyFilters { .. }) =>
+            {
+                Some(format!(
+                    "the records verified; only the key filters are wrong: remove {} (derived \
+                     data); until a writable open (`sealog serve`, `append`, `import`) writes \
+                     it again, searches open every segment's index",
+                    dir.join(&corruption.location.file).display()
+                ))
+            }
             CliError::Corrupt { .. } => Some(
                 "the store no longer matches what sealog wrote: keep a copy of the directory \
                  as evidence, restore the damaged file from a backup or replica, and run \

@@ -10,6 +10,8 @@
 //! - [`segment`]: segment header and footer, the store manifest;
 //! - [`index`]: the per-segment index sidecar (term dictionaries, exact-match
 //!   keys, addresses, columns);
+//! - [`keyfilter`]: the store-wide Bloom filters of each sealed segment's
+//!   exact-match keys (`key-filters`);
 //! - [`chain`]: the BLAKE3 hash chain;
 //! - [`merkle`]: the RFC 9162 Merkle tree, inclusion and consistency proofs;
 //! - [`note`]: C2SP signed notes with Ed25519 keys;
@@ -28,6 +30,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod frame;
 pub mod index;
+pub mod keyfilter;
 pub mod merkle;
 pub mod note;
 pub mod receipt;

@@ -378,12 +378,9 @@ pub(crate) fn count_by(
         let first_seq = segment.first_seq();
         let indexed = match segment {
             SegmentRef::Sealed(s) => {
-                let range = (
-                    s.footer.min_event_time.as_nanos(),
-                    s.footer.max_event_time.as_nanos(),
-                );
+                let range = s.footer_time_range();
                 let len = s.footer.record_count;
-                if plan.skips(first_seq, len, range) {
+                if plan.skips(s) {
                     continue;
                 }
                 let time_range = Some(range);

@@ -511,6 +511,18 @@ pub enum CorruptionKind {
         /// Where and how it differs.
         problem: String,
     },
+    /// The key filters (`key-filters`) disagree with the records (which
+    /// verified) or do not read whole. Searches check what they read and
+    /// fall back to the indexes, so no answer depends on it; it is derived
+    /// data, which the writer writes again.
+    #[error(
+        "{problem}. The records are intact: remove the file and the next writable open writes \
+         it again from the indexes"
+    )]
+    KeyFilters {
+        /// Where and how it differs.
+        problem: String,
+    },
     /// A record's bytes changed after its segment was sealed: its hash no
     /// longer matches the leaf hash stored at seal time, and the segment's
     /// footer no longer matches its records.

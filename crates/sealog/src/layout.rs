@@ -14,6 +14,8 @@
 //! checkpoints.log               every signed checkpoint issued, oldest first
 //! privacy-policy.note           where the sealed log's newest privacy-policy
 //!                               record is (derived; see `crate::policy_note`)
+//! key-filters                   a Bloom filter of each sealed segment's exact-match
+//!                               keys (derived; see `crate::key_filter`)
 //! lost+found/                   bytes recovery removed from a torn tail, kept for forensics
 //! ```
 

@@ -55,6 +55,7 @@ mod fs;
 pub mod image;
 mod index;
 mod indexer;
+mod key_filter;
 mod layout;
 pub mod mmap;
 mod open_index;

@@ -614,13 +614,21 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("file:///archive"), "{e}");
+        let action = |name: &str| crate::query::Query {
+            actions: vec![crate::query::ActionPattern::new(name).expect("action")],
+            order: crate::query::Order::OldestFirst,
+            ..crate::query::Query::default()
+        };
         let e = store
-            .query(&crate::query::Query {
-                actions: vec![crate::query::ActionPattern::new("archive.pruned").expect("action")],
-                ..crate::query::Query::default()
-            })
+            .query(&action("doc.read"))
             .expect_err("a query that needs pruned records fails, never answers short");
         assert!(matches!(e, Error::Archived { .. }), "{e}");
+        // The key filters, written while the segments were local, tell
+        // that the pruned ones hold no such action: answered without them.
+        let page = store
+            .query(&action("archive.pruned"))
+            .expect("answered from the local segments");
+        assert_eq!(page.records.len(), 2);
         let last = store.len();
         for (seq, p) in (last - 2..last).zip(&pruned) {
             let event = store.get(seq).expect("read").expect("present");

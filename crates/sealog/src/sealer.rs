@@ -38,10 +38,16 @@ use crate::writer::PanicGuard;
 /// scans every unsealed segment) whatever the ingest rate.
 pub(crate) const MAX_UNSEALED_BEHIND: u64 = 2;
 
+/// Key-filter entries one job writes before it queues the next, so that
+/// seals queued meanwhile need not wait for a whole store's catch-up.
+const KEY_FILTERS_PER_JOB: usize = 16;
+
 /// Work for the sealer.
 pub(crate) enum Job {
     Seal(Arc<OpenSegment>),
     PrepareSpare,
+    /// Append key-filter entries for sealed segments that have none.
+    KeyFilters,
 }
 
 /// What the committer and the store share with the sealer thread.
@@ -89,6 +95,13 @@ impl Sealing {
             // the next open seals it.
             self.finished_one();
         }
+    }
+
+    /// Asks the sealer to write the key-filter entries sealed segments
+    /// lack (after an open: a store written before the filters, or an
+    /// append a crash cut short).
+    pub(crate) fn key_filters_later(&self) {
+        self.send(Job::KeyFilters);
     }
 
     /// Asks the sealer to prepare a spare segment file.
@@ -207,6 +220,11 @@ impl Sealer {
                     inner.sealing().finished_one();
                 }
                 Some(Job::PrepareSpare) => self.prepare_spare(),
+                Some(Job::KeyFilters) => {
+                    if self.update_key_filters(KEY_FILTERS_PER_JOB) {
+                        inner.sealing().key_filters_later();
+                    }
+                }
                 None => self.checkpoint(),
             }
         }
@@ -223,7 +241,13 @@ impl Sealer {
             Ok((sealed, None)) => {
                 inner.readers().seal(segment, sealed);
                 segment.snapshot.retire(&*inner.config().fs, &segment.path);
-                self.update_policy_note()
+                if !self.update_policy_note() {
+                    return false;
+                }
+                // The segment just sealed is the newest without an entry;
+                // others left (an open's catch-up) have a job queued.
+                self.update_key_filters(1);
+                inner.progress().failure().is_none()
             }
             Ok((sealed, Some(e))) => {
                 inner.readers().seal(segment, sealed);
@@ -252,6 +276,40 @@ impl Sealer {
                 false
             }
         }
+    }
+
+    /// Appends the key-filter entries of up to `limit` sealed segments that
+    /// lack one, newest first; returns whether more remain (and the store
+    /// has not latched). An entry that cannot be built (the segment's
+    /// records are damaged) is logged and left out: searches then open that
+    /// segment's index. A failed write or sync latches the store, as a
+    /// sidecar's does: the file is derived data, but the disk failed.
+    fn update_key_filters(&self, limit: usize) -> bool {
+        let inner = &*self.inner;
+        if inner.progress().failure().is_some() {
+            return false;
+        }
+        let filters = &inner.index_env().key_filters;
+        let view = inner.readers().snapshot();
+        let mut missing = view.sealed.iter().rev().filter(|s| {
+            s.pruned_record().is_none()
+                && !filters.has(&crate::sidecar::identity(&s.header, &s.footer))
+        });
+        for s in missing.by_ref().take(limit) {
+            let entry = match s.key_filter_entry() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(segment = %s.name, error = %e, "could not build the segment's key filter; searches open its index instead");
+                    continue;
+                }
+            };
+            if let Err(e) = filters.append(&entry) {
+                inner.latch(Failure::of("writing the key filters", &e));
+                return false;
+            }
+        }
+        missing.next().is_some() && !inner.sequencer().is_closing()
     }
 
     /// Zero-fills a spare segment file so the next roll need not allocate.

@@ -867,6 +867,44 @@ impl SealedSegment {
         }
     }
 
+    /// The footer's event-time range, `(min, max)` in nanoseconds.
+    pub(crate) fn footer_time_range(&self) -> (i64, i64) {
+        (
+            self.footer.min_event_time.as_nanos(),
+            self.footer.max_event_time.as_nanos(),
+        )
+    }
+
+    /// Whether the segment may hold a record with, for each group, one of
+    /// its keys, as far as the store's key filter tells (`true` when it
+    /// cannot tell).
+    pub(crate) fn may_hold(&self, groups: &[crate::key_filter::KeyGroup]) -> bool {
+        groups.is_empty()
+            || self.env.key_filters.may_hold(
+                &crate::sidecar::identity(&self.header, &self.footer),
+                groups,
+            )
+    }
+
+    /// This segment's key-filter entry, built from its sidecar (checked
+    /// whole first; a damaged one is rebuilt from the records). `None` for
+    /// a segment that is not local.
+    pub(crate) fn key_filter_entry(&self) -> Result<Option<Vec<u8>>> {
+        if self.remote.is_some() {
+            return Ok(None);
+        }
+        let identity = crate::sidecar::identity(&self.header, &self.footer);
+        let sidecar = self.index()?;
+        match sidecar.key_filter_entry(&identity) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(crate::Error::IndexDamaged { reason, .. }) => {
+                let sidecar = self.rebuild_index(&reason)?;
+                sidecar.key_filter_entry(&identity).map(Some)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Installs the sidecar written when the segment was sealed.
     pub(crate) fn set_index(&self, sidecar: Sidecar) {
         *self.index.write() = Some(Arc::new(sidecar));

@@ -244,12 +244,8 @@ fn open(
     };
     let mut pending = match &segment.segment {
         SegmentRef::Sealed(s) => {
-            let footer_range = (
-                s.footer.min_event_time.as_nanos(),
-                s.footer.max_event_time.as_nanos(),
-            );
-            let range = Some(footer_range);
-            if plan.skips(first_seq, s.footer.record_count, footer_range) {
+            let range = Some(s.footer_time_range());
+            if plan.skips(s) {
                 Vec::new()
             } else {
                 let index = s.index()?;

@@ -81,6 +81,12 @@ pub struct VerifyReport {
     /// Sealed segments without an index sidecar (`segments/<seq>.idx`):
     /// not a problem, a query rebuilds it when it needs it.
     pub sidecars_missing: Vec<String>,
+    /// Key-filter entries (`key-filters`) found equal to the filter their
+    /// segment's records give.
+    pub key_filters_checked: u64,
+    /// Sealed segments without a key-filter entry: not a problem (searches
+    /// open their indexes; a writable open writes the entries).
+    pub key_filters_missing: u64,
     /// Sealed segments archived and removed from the store (`pruned.log`):
     /// archived, not local. Their records were not read, but their leaf
     /// hashes (`tree/leaves`) were: the chain across them, their Merkle
@@ -127,6 +133,8 @@ struct Summary {
     interrupted_at: Option<u64>,
     /// What became of a sealed segment's index sidecar.
     sidecar: SidecarCheck,
+    /// And of its key-filter entry.
+    key_filter: SidecarCheck,
     /// Seqs of the privacy-policy records among the counted ones.
     policies: Vec<u64>,
 }
@@ -390,6 +398,8 @@ pub(crate) fn run(
         newest_checkpoint: None,
         sidecars_checked: 0,
         sidecars_missing: Vec::new(),
+        key_filters_checked: 0,
+        key_filters_missing: 0,
         archived_not_local: Vec::new(),
         policy_note_covers: None,
         elapsed: Duration::ZERO,
@@ -402,6 +412,25 @@ pub(crate) fn run(
     let absent = crate::damage::KnownAbsent::load(fs, dir)?;
     let mut expected_no = 0u64;
     let mut sidecar_problem: Option<Corruption> = None;
+    let key_filters = crate::key_filter::read_catalog(
+        fs,
+        &dir.join(crate::key_filter::FILE),
+        &manifest.store_id,
+        false,
+    );
+    // Entries past one that does not read whole are not used by readers,
+    // and the writer overwrites from there; one that ends past the end of
+    // the file is an append in progress (or cut short by a crash).
+    if let Some((offset, problem)) = &key_filters.problem
+        && !key_filters.cut_short()
+    {
+        sidecar_problem = Some(Corruption::new(
+            Location::file(crate::key_filter::FILE).at(*offset),
+            CorruptionKind::KeyFilters {
+                problem: problem.clone(),
+            },
+        ));
+    }
     // The workers compare each segment's leaves with level 0 on their own
     // handle; the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
@@ -503,6 +532,14 @@ pub(crate) fn run(
                 sidecar_problem.get_or_insert(problem);
             }
         }
+        match summary.key_filter {
+            SidecarCheck::NotChecked => {}
+            SidecarCheck::Matches => report.key_filters_checked += 1,
+            SidecarCheck::Missing(_) => report.key_filters_missing += 1,
+            SidecarCheck::Differs(problem) => {
+                sidecar_problem.get_or_insert(problem);
+            }
+        }
         policies.extend_from_slice(&summary.policies);
         report.segments += 1;
         report.records += summary.count;
@@ -520,6 +557,7 @@ pub(crate) fn run(
         limit.as_ref(),
         leaves_file.as_ref(),
         &checkpoint_sizes,
+        &key_filters,
         &mut consume,
     )?;
     // Checkpoints of size 0, or beyond what the log holds.
@@ -714,38 +752,95 @@ fn check_pruned(
 /// Compares a sealed segment's sidecar with the one its records give,
 /// `expected(column_blocks)`, encoded in the layout of the file found (a
 /// sidecar written before column block checksums existed has none).
+/// Returns the bytes it compared with too; with no file, those of the
+/// current layout if `wanted` (the key filter is compared with them).
 fn check_sidecar(
     fs: &dyn Vfs,
     f: &Found,
     expected: Option<impl FnOnce(crate::sidecar::SidecarLayout) -> Option<Vec<u8>>>,
-) -> Result<SidecarCheck> {
+    wanted: bool,
+) -> Result<(SidecarCheck, Option<Vec<u8>>)> {
     let Some(expected) = expected else {
-        return Ok(SidecarCheck::NotChecked);
+        return Ok((SidecarCheck::NotChecked, None));
     };
     let name = crate::sidecar::sidecar_name(f.header.first_seq);
     let path = f.path.with_extension("idx");
     let actual = match crate::fs::read_all(fs, &path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(SidecarCheck::Missing(name));
+            let bytes = wanted
+                .then(|| expected(crate::sidecar::SidecarLayout::CURRENT))
+                .flatten();
+            return Ok((SidecarCheck::Missing(name), bytes));
         }
         Err(e) => return Err(Error::io("read", &path, e)),
     };
     let Some(expected) = expected(crate::sidecar::SidecarLayout::of(&actual)) else {
+        return Ok((SidecarCheck::NotChecked, None));
+    };
+    let check = match crate::sidecar::describe_difference(&expected, &actual) {
+        None => SidecarCheck::Matches,
+        Some((offset, problem)) => SidecarCheck::Differs(Corruption::new(
+            Location::file(name).at(offset),
+            CorruptionKind::Sidecar {
+                segment: f.name.clone(),
+                problem,
+            },
+        )),
+    };
+    Ok((check, Some(expected)))
+}
+
+/// Compares a sealed segment's key-filter entry with the one `sidecar`,
+/// the index its records give, gives.
+fn check_key_filter(
+    key_filters: &crate::key_filter::Catalog,
+    identity: &sealog_format::index::SegmentIdentity,
+    segment: &str,
+    sidecar: Option<&[u8]>,
+) -> Result<SidecarCheck> {
+    let Some(stored) = key_filters.read_entry(identity.first_seq) else {
+        return Ok(SidecarCheck::Missing(segment.to_owned()));
+    };
+    let (offset, stored) = stored?;
+    // An entry for another segment of that first seq (one sealed again
+    // after a torn seal, say) is not used by readers: as good as none.
+    let stale = sealog_format::keyfilter::EntryHead::parse(&stored)
+        .is_ok_and(|head| head.identity != *identity);
+    if stale {
+        return Ok(SidecarCheck::Missing(segment.to_owned()));
+    }
+    let Some(sidecar) = sidecar else {
         return Ok(SidecarCheck::NotChecked);
     };
-    Ok(
-        match crate::sidecar::describe_difference(&expected, &actual) {
-            None => SidecarCheck::Matches,
-            Some((offset, problem)) => SidecarCheck::Differs(Corruption::new(
-                Location::file(name).at(offset),
-                CorruptionKind::Sidecar {
-                    segment: f.name.clone(),
-                    problem,
-                },
-            )),
-        },
-    )
+    let expected = sealog_format::index::IndexReader::parse(sidecar)
+        .and_then(|reader| sealog_format::keyfilter::KeyFilterBuilder::from_sidecar(&reader))
+        .map(|builder| builder.encode(identity));
+    let Ok(expected) = expected else {
+        return Ok(SidecarCheck::NotChecked);
+    };
+    let differs = expected
+        .iter()
+        .zip(&stored)
+        .position(|(a, b)| a != b)
+        .or((expected.len() != stored.len()).then(|| expected.len().min(stored.len())));
+    Ok(match differs {
+        None => SidecarCheck::Matches,
+        Some(at) => SidecarCheck::Differs(Corruption::new(
+            Location::file(crate::key_filter::FILE).at(offset + at as u64),
+            CorruptionKind::KeyFilters {
+                problem: format!(
+                    "the entry of {segment} differs from the filter its records give at byte {at} \
+                     of the entry ({})",
+                    if at < sealog_format::keyfilter::ENTRY_HEADER_LEN {
+                        "its header"
+                    } else {
+                        "its page CRCs or filter bits"
+                    }
+                ),
+            },
+        )),
+    })
 }
 
 fn check_checkpoint(
@@ -780,6 +875,7 @@ fn pipeline(
     limit: Option<&Limit>,
     leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
+    key_filters: &crate::key_filter::Catalog,
     consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
 ) -> Result<()> {
     let workers = std::thread::available_parallelism()
@@ -810,7 +906,15 @@ fn pipeline(
                         }
                     }
                     let followed = i + 1 < found.len();
-                    let result = verify_segment(fs, f, followed, limit, leaves, checkpoint_sizes);
+                    let result = verify_segment(
+                        fs,
+                        f,
+                        followed,
+                        limit,
+                        leaves,
+                        checkpoint_sizes,
+                        key_filters,
+                    );
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
@@ -861,6 +965,7 @@ fn verify_segment(
     limit: Option<&Limit>,
     stored_leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
+    key_filters: &crate::key_filter::Catalog,
 ) -> Result<Summary> {
     let mut wanted = checkpoint_sizes
         .iter()
@@ -1010,6 +1115,7 @@ fn verify_segment(
             tail_bytes,
             interrupted_at,
             sidecar: SidecarCheck::NotChecked,
+            key_filter: SidecarCheck::NotChecked,
             policies,
         });
     };
@@ -1124,7 +1230,9 @@ fn verify_segment(
         }
     });
     drop(image);
-    let sidecar = check_sidecar(fs, f, expected)?;
+    let wants_filter = key_filters.holds(identity.first_seq);
+    let (sidecar, expected) = check_sidecar(fs, f, expected, wants_filter)?;
+    let key_filter = check_key_filter(key_filters, &identity, &f.name, expected.as_deref())?;
     Ok(Summary {
         count,
         chain_head: chain,
@@ -1137,6 +1245,7 @@ fn verify_segment(
         tail_bytes: 0,
         interrupted_at: None,
         sidecar,
+        key_filter,
         policies,
     })
 }

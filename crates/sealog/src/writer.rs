@@ -55,6 +55,7 @@ impl Workers {
         let (jobs, queue) = std::sync::mpsc::channel();
         inner.sealing().connect(jobs);
         *workers.sealer.lock() = Some(Sealer::spawn(inner.clone(), queue)?);
+        inner.sealing().key_filters_later();
         let index_progress = Arc::new(IndexProgress::default());
         *workers.committer.lock() = Some(Committer::spawn(
             inner.clone(),

@@ -266,6 +266,12 @@ impl<'a> HashedIndex<'a> {
         self.keys.is_empty()
     }
 
+    /// Every entry's key, in the section's order (ascending in a checked
+    /// section; a key repeats once per record that has it).
+    pub fn keys(&self) -> impl Iterator<Item = u64> + 'a {
+        self.keys.iter().map(|k| u64::from_le_bytes(*k))
+    }
+
     /// Positions of the entries with key `key`.
     fn key_range(&self, key: u64) -> Range<usize> {
         self.key_range_reading(key, &mut |_| {})

@@ -105,6 +105,12 @@ pub(crate) fn open(
         writable: !read_only,
         rebuilds: std::sync::atomic::AtomicU64::new(0),
         store: std::sync::OnceLock::new(),
+        key_filters: crate::key_filter::KeyFilters::new(
+            opening.fs.clone(),
+            &opening.dir,
+            disk.manifest.store_id,
+            !read_only,
+        ),
     });
     let view = opening.take_segments(
         log.sealed,

@@ -37,6 +37,7 @@ use sealog_format::record;
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
 use crate::index::{DictField, ExactField, IndexView, TermSelect, actor_term};
+use crate::key_filter::KeyGroup;
 use crate::query::{Cursor, IpRange, Order, Query};
 use crate::segment::{OpenSegment, SealedSegment};
 use crate::store::{Inner, View};
@@ -101,6 +102,9 @@ pub(crate) struct Plan<'q> {
     pub(crate) after_time: Option<(i64, u64)>,
     /// Whether that cursor narrowed `from` or `to`.
     narrowed: bool,
+    /// The exact values the query names, a group per predicate, for the
+    /// key filters of sealed segments (`crate::key_filter`).
+    keys: Vec<KeyGroup>,
 }
 
 impl<'q> Plan<'q> {
@@ -145,6 +149,7 @@ impl<'q> Plan<'q> {
                 }
             }
         });
+        let keys = filter_keys(query, actor.as_ref());
         Ok(Plan {
             query,
             actor,
@@ -153,6 +158,7 @@ impl<'q> Plan<'q> {
             after,
             after_time,
             narrowed,
+            keys,
         })
     }
 
@@ -191,11 +197,16 @@ impl<'q> Plan<'q> {
     }
 
     /// Whether a sealed segment can hold no match whatever its index
-    /// says: it is outside the cursor's range, or its footer's event times
-    /// are outside the query's. Asked before the index is opened, which
-    /// for a segment removed after archiving means fetching it.
-    pub(crate) fn skips(&self, first_seq: u64, len: u64, time_range: (i64, i64)) -> bool {
-        len == 0 || self.cursor_bounds(first_seq, len).is_none() || self.outside_time(time_range)
+    /// says: it is outside the cursor's range, its footer's event times
+    /// are outside the query's, or its key filter lacks a value the query
+    /// names. Asked before the index is opened, which for a segment
+    /// removed after archiving means fetching it.
+    pub(crate) fn skips(&self, s: &SealedSegment) -> bool {
+        let len = s.footer.record_count;
+        len == 0
+            || self.cursor_bounds(s.header.first_seq, len).is_none()
+            || self.outside_time(s.footer_time_range())
+            || !s.may_hold(&self.keys)
     }
 
     /// Whether no event time of `(min, max)` falls in the query's range.
@@ -476,6 +487,50 @@ impl<'q> Plan<'q> {
     }
 }
 
+/// The exact values `query` names, as key-filter groups: one per
+/// predicate that [`Plan::predicate_sets`] answers with exact lookups only,
+/// holding every value that predicate accepts (a segment whose filter lacks
+/// all of a group's values has no match). Prefixes, patterns and address
+/// ranges give no group.
+fn filter_keys(query: &Query, actor: Option<&(Vec<u8>, bool)>) -> Vec<KeyGroup> {
+    use sealog_format::index::{IndexField, term_key};
+    let one = |field: IndexField, term: &[u8]| vec![(field, term_key(term))];
+    let mut groups = Vec::new();
+    if let Some((term, true)) = actor {
+        groups.push(one(IndexField::Actor, term));
+    }
+    if !query.actions.is_empty() && query.actions.iter().all(|a| a.is_exact()) {
+        groups.push(
+            query
+                .actions
+                .iter()
+                .map(|a| (IndexField::Action, term_key(a.as_str().as_bytes())))
+                .collect(),
+        );
+    }
+    if let Some(r) = &query.resource {
+        if let Some(kind) = &r.kind {
+            groups.push(one(IndexField::ResourceType, kind.as_bytes()));
+        }
+        if let Some(id) = &r.id {
+            groups.push(one(IndexField::ResourceId, id.as_bytes()));
+        }
+    }
+    if let Some(kind) = &query.resource_type {
+        groups.push(one(IndexField::ResourceType, kind.as_bytes()));
+    }
+    if let Some(outcome) = query.outcome {
+        groups.push(one(IndexField::Outcome, outcome.as_str().as_bytes()));
+    }
+    if let Some(tenant) = &query.tenant {
+        groups.push(one(IndexField::Tenant, tenant.as_bytes()));
+    }
+    if let Some(id) = &query.request_id {
+        groups.push(one(IndexField::RequestId, id.as_bytes()));
+    }
+    groups
+}
+
 /// Ordinals a newest-first walk tests per result wanted, and at least,
 /// before it gives up and intersects the predicates in full: about what
 /// the intersection costs when the walk finds little.
@@ -620,11 +675,8 @@ fn segment_candidates(
     let first_seq = segment.first_seq();
     match segment {
         SegmentRef::Sealed(s) => {
-            let range = (
-                s.footer.min_event_time.as_nanos(),
-                s.footer.max_event_time.as_nanos(),
-            );
-            if plan.skips(first_seq, s.footer.record_count, range) {
+            let range = s.footer_time_range();
+            if plan.skips(s) {
                 return Ok(None);
             }
             let time_range = Some(range);
@@ -750,18 +802,7 @@ fn planned_sealed<'s>(
     segment: Option<&'s SegmentRef>,
 ) -> Option<&'s Arc<SealedSegment>> {
     match segment {
-        Some(SegmentRef::Sealed(s))
-            if !plan.skips(
-                s.header.first_seq,
-                s.footer.record_count,
-                (
-                    s.footer.min_event_time.as_nanos(),
-                    s.footer.max_event_time.as_nanos(),
-                ),
-            ) =>
-        {
-            Some(s)
-        }
+        Some(SegmentRef::Sealed(s)) if !plan.skips(s) => Some(s),
         _ => None,
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct IndexEnv {
     /// The store, to latch when a rebuilt sidecar cannot be written (set
     /// once the store exists; a weak link, the store owns this).
     pub store: OnceLock<std::sync::Weak<crate::store::Inner>>,
+    /// The store's key filters (`key-filters`), which a search asks
+    /// before it opens a sealed segment's sidecar.
+    pub key_filters: crate::key_filter::KeyFilters,
 }
 
 /// The sidecar file name of the segment starting at `first_seq`.
@@ -210,6 +213,16 @@ impl Sidecar {
             dicts_advised: std::sync::atomic::AtomicU32::new(0),
             map,
         })
+    }
+
+    /// The key-filter entry of the segment `identity` from this sidecar,
+    /// checked whole first (every CRC): a damaged dictionary would leave
+    /// terms out of the filter.
+    pub(crate) fn key_filter_entry(&self, identity: &SegmentIdentity) -> Result<Vec<u8>> {
+        let reader = IndexReader::parse(&self.map).map_err(|e| self.damaged(e))?;
+        let builder = sealog_format::keyfilter::KeyFilterBuilder::from_sidecar(&reader)
+            .map_err(|e| self.damaged(e))?;
+        Ok(builder.encode(identity))
     }
 
     fn reader(&self) -> Result<IndexReader<'_>> {

@@ -1,0 +1,416 @@
+//! The key filters (`key-filters`, see docs/format.md "Key filters"): a
+//! Bloom filter of each sealed segment's exact-match keys, all in one file.
+//!
+//! A lookup of one value (a request id, an actor, an action) opens every
+//! sealed segment's sidecar to learn that most of them lack it: a few tens
+//! of microseconds each (open, map, page faults, a block's check), which
+//! grows with the store. With the filters it reads one 4 KiB page per
+//! segment from one file, and opens only the sidecars of the segments that
+//! may hold the value (those that do, and about 1% that do not).
+//!
+//! The file is derived data, like a sidecar. The writer appends an entry
+//! for each segment it seals (on the sealer thread, from the sidecar just
+//! written) and, after an open, for each sealed segment that has none (a
+//! store written before the filters existed, an append a crash cut short);
+//! each append is synced. A reader takes entries in file order up to the
+//! first that does not read whole and check (the writer's next append
+//! overwrites from there), uses an entry only for the segment whose
+//! identity it names, and only for the fields it covers, and checks the CRC
+//! of every page it reads: whatever is wrong with the file, a lookup falls
+//! back to the sidecar, as it would without it, so the filter can only
+//! ever spare work, never hide a record. `verify` compares each entry with
+//! the one the segment's records give.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use sealog_format::index::{IndexField, SegmentIdentity};
+use sealog_format::keyfilter::{self, EntryHead, FILE_HEADER_LEN, KeyFilterError};
+
+use crate::error::{Error, Result};
+use crate::fs::{OpenMode, Vfs, VfsFile};
+
+/// The file's name, in the store directory.
+pub(crate) const FILE: &str = "key-filters";
+
+/// The terms a query names in one predicate, each as its field and its
+/// FNV-1a 64 hash: a segment may hold a match only if its filter may hold
+/// one of them.
+pub(crate) type KeyGroup = Vec<(IndexField, u64)>;
+
+/// Bytes read at once when looking for an entry's head: the heads of
+/// segments of up to ~400,000 distinct keys fit.
+const HEAD_READ: usize = 4096;
+
+/// A store's key filters: the entries found in the file (read on first
+/// use), and, for a writer, where the next one goes.
+#[derive(Debug)]
+pub(crate) struct KeyFilters {
+    fs: Arc<dyn Vfs>,
+    path: PathBuf,
+    store_id: [u8; 16],
+    writable: bool,
+    state: RwLock<Option<Arc<Catalog>>>,
+    /// Serialises appends (and the first load, for a writer).
+    append: Mutex<()>,
+    /// Whether a damaged page was logged already (once per store).
+    warned: AtomicBool,
+}
+
+/// The entries of the file, as read.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    file: Option<Arc<dyn VfsFile>>,
+    /// By the first seq of the segment each describes (a later entry for
+    /// the same segment replaces an earlier one).
+    entries: HashMap<u64, Entry>,
+    /// Where entries stop reading whole: the next append goes here (0: the
+    /// file is missing or its header unusable, and is written anew).
+    end: u64,
+    /// Why reading stopped before the end of the file, and where.
+    pub problem: Option<(u64, String)>,
+    /// Whether it stopped at an entry that ends past the end of the file:
+    /// an append in progress, or one a crash cut short.
+    cut: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    offset: u64,
+    head: Arc<EntryHead>,
+}
+
+impl Catalog {
+    /// The entry for the segment `identity`, if it names that segment.
+    fn entry(&self, identity: &SegmentIdentity) -> Option<&Entry> {
+        self.entries
+            .get(&identity.first_seq)
+            .filter(|e| e.head.identity == *identity)
+    }
+
+    /// Whether an entry names the segment starting at `first_seq`.
+    pub(crate) fn holds(&self, first_seq: u64) -> bool {
+        self.entries.contains_key(&first_seq)
+    }
+
+    /// Whether reading stopped at an entry that ends past the end of the
+    /// file (an append in progress, or cut short by a crash).
+    pub(crate) fn cut_short(&self) -> bool {
+        self.cut
+    }
+
+    /// The whole entry for the segment starting at `first_seq` as stored,
+    /// with its offset.
+    pub(crate) fn read_entry(&self, first_seq: u64) -> Option<Result<(u64, Vec<u8>)>> {
+        let entry = self.entries.get(&first_seq)?;
+        let file = self.file.as_ref()?;
+        let mut bytes = vec![0u8; usize::try_from(entry.head.len()).unwrap_or(usize::MAX)];
+        Some(
+            file.read_exact_at(&mut bytes, entry.offset)
+                .map(|()| (entry.offset, bytes))
+                .map_err(|e| Error::io("read", Path::new(FILE), e)),
+        )
+    }
+}
+
+impl KeyFilters {
+    pub(crate) fn new(fs: Arc<dyn Vfs>, dir: &Path, store_id: [u8; 16], writable: bool) -> Self {
+        KeyFilters {
+            fs,
+            path: dir.join(FILE),
+            store_id,
+            writable,
+            state: RwLock::new(None),
+            append: Mutex::new(()),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// The entries, read from the file on first use.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        if let Some(c) = self.state.read().clone() {
+            return c;
+        }
+        let mut state = self.state.write();
+        if let Some(c) = state.clone() {
+            return c;
+        }
+        let catalog = Arc::new(read_catalog(
+            &*self.fs,
+            &self.path,
+            &self.store_id,
+            self.writable,
+        ));
+        if let Some((at, problem)) = &catalog.problem {
+            tracing::warn!(file = FILE, offset = at, problem = %problem, "key filters read up to a damaged entry; segments past it are searched through their indexes");
+        }
+        *state = Some(catalog.clone());
+        catalog
+    }
+
+    /// Whether segment `identity` has an entry of its own.
+    pub(crate) fn has(&self, identity: &SegmentIdentity) -> bool {
+        self.catalog().entry(identity).is_some()
+    }
+
+    /// Whether segment `identity` may hold a record that has, for every
+    /// group, one of the group's keys. `true` whenever the filter cannot
+    /// tell: no entry for the segment, a field the entry does not cover,
+    /// a page that cannot be read or fails its check.
+    pub(crate) fn may_hold(&self, identity: &SegmentIdentity, groups: &[KeyGroup]) -> bool {
+        if groups.is_empty() {
+            return true;
+        }
+        let catalog = self.catalog();
+        let (Some(entry), Some(file)) = (catalog.entry(identity), catalog.file.as_ref()) else {
+            return true;
+        };
+        groups.iter().all(|group| {
+            !group.iter().all(|(f, _)| entry.head.covers(*f))
+                || group.iter().any(|&(field, key)| {
+                    self.probe(&**file, entry, keyfilter::filter_key(field, key))
+                })
+        })
+    }
+
+    /// Whether the entry may hold `key` (`true` if its page cannot be
+    /// read or fails its CRC).
+    fn probe(&self, file: &dyn VfsFile, entry: &Entry, key: u64) -> bool {
+        let probe = entry.head.probe(key);
+        let mut page = [0u8; keyfilter::BLOCK_LEN * keyfilter::BLOCKS_PER_PAGE as usize];
+        let Some(page) = page.get_mut(..probe.len) else {
+            return true;
+        };
+        let checked = file
+            .read_exact_at(page, entry.offset + probe.offset)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                entry
+                    .head
+                    .check_page(probe.page, page)
+                    .map_err(|e| e.to_string())
+            });
+        match checked {
+            Ok(()) => EntryHead::page_may_hold(&probe, page, key),
+            Err(problem) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(file = FILE, offset = entry.offset + probe.offset, segment = entry.head.identity.first_seq, problem = %problem, "a key filter page is damaged; searching through the segment's index");
+                }
+                true
+            }
+        }
+    }
+
+    /// Appends `bytes`, the entry of segment `identity`, after the last
+    /// entry that reads whole (cutting off what follows it), and syncs it.
+    /// A missing or unusable file is written anew, header first.
+    pub(crate) fn append(&self, bytes: &[u8]) -> Result<()> {
+        debug_assert!(self.writable);
+        let head = match EntryHead::parse(bytes) {
+            Ok(head) => head,
+            Err(e) => {
+                // Not reached: the bytes come from `KeyFilterBuilder::encode`.
+                tracing::error!(error = %e, "not appending a key filter entry that does not read back");
+                return Ok(());
+            }
+        };
+        let _appending = self.append.lock();
+        let catalog = self.catalog();
+        let (file, at) = match (&catalog.file, catalog.end) {
+            (Some(file), end) if end >= FILE_HEADER_LEN as u64 => (file.clone(), end),
+            _ => {
+                let header = keyfilter::encode_file_header(&self.store_id);
+                crate::fs::write_atomic(&*self.fs, &self.path, &header)?;
+                let file = self
+                    .fs
+                    .open(&self.path, OpenMode::ReadWrite)
+                    .map_err(|e| Error::io("open", &self.path, e))?;
+                (file, FILE_HEADER_LEN as u64)
+            }
+        };
+        let end = at + bytes.len() as u64;
+        file.write_all_at(bytes, at)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        let size = file.size().map_err(|e| Error::io("stat", &self.path, e))?;
+        if size > end {
+            file.set_len(end)
+                .map_err(|e| Error::io("truncate", &self.path, e))?;
+        }
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.path, e))?;
+        let mut entries = if catalog.end >= FILE_HEADER_LEN as u64 {
+            catalog.entries.clone()
+        } else {
+            HashMap::new()
+        };
+        entries.insert(
+            head.identity.first_seq,
+            Entry {
+                offset: at,
+                head: Arc::new(head),
+            },
+        );
+        *self.state.write() = Some(Arc::new(Catalog {
+            file: Some(file),
+            entries,
+            end,
+            problem: None,
+            cut: false,
+        }));
+        Ok(())
+    }
+}
+
+/// Reads the file's entries in order, up to the first that does not read
+/// whole and check. Never fails: what cannot be read is not used.
+pub(crate) fn read_catalog(
+    fs: &dyn Vfs,
+    path: &Path,
+    store_id: &[u8; 16],
+    writable: bool,
+) -> Catalog {
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::Read
+    };
+    let file = match fs.open(path, mode) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Catalog::default(),
+        Err(e) => {
+            return Catalog {
+                problem: Some((0, format!("cannot open it: {e}"))),
+                ..Catalog::default()
+            };
+        }
+    };
+    let stop = |file: Arc<dyn VfsFile>, entries, end: u64, at: u64, problem: String| Catalog {
+        file: Some(file),
+        entries,
+        end,
+        problem: Some((at, problem)),
+        cut: false,
+    };
+    let size = match file.size() {
+        Ok(size) => size,
+        Err(e) => return stop(file, HashMap::new(), 0, 0, e.to_string()),
+    };
+    let mut header = [0u8; FILE_HEADER_LEN];
+    let header_read = if size < FILE_HEADER_LEN as u64 {
+        Err(KeyFilterError::Short {
+            needed: FILE_HEADER_LEN as u64,
+            found: size,
+        }
+        .to_string())
+    } else {
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                keyfilter::check_file_header(&header, store_id).map_err(|e| e.to_string())
+            })
+    };
+    if let Err(problem) = header_read {
+        return stop(file, HashMap::new(), 0, 0, format!("header: {problem}"));
+    }
+    let mut entries = HashMap::new();
+    let mut at = FILE_HEADER_LEN as u64;
+    let mut buf = vec![0u8; HEAD_READ];
+    let mut last = None;
+    while at < size {
+        let left = size - at;
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(HEAD_READ);
+        let head = match read_head(&*file, at, left, &mut buf[..want]) {
+            Ok(head) if head.len() <= left => head,
+            Ok(head) => {
+                let problem = format!(
+                    "the entry is {} bytes; the file ends {left} bytes past its start",
+                    head.len()
+                );
+                return Catalog {
+                    cut: true,
+                    ..stop(file, entries, at, at, problem)
+                };
+            }
+            Err(Ok(needed)) => {
+                let problem = format!(
+                    "the entry needs {needed} bytes; the file ends {left} bytes past its start"
+                );
+                return Catalog {
+                    cut: true,
+                    ..stop(file, entries, at, at, problem)
+                };
+            }
+            Err(Err(problem)) => return stop(file, entries, at, at, problem),
+        };
+        let len = head.len();
+        last = Some((at, head.identity.first_seq));
+        entries.insert(
+            head.identity.first_seq,
+            Entry {
+                offset: at,
+                head: Arc::new(head),
+            },
+        );
+        at += len;
+    }
+    // A crash may have cut the last append short after its head reached
+    // the disk: a writer checks that entry's pages, and writes it again if
+    // one fails (readers check each page they read anyway).
+    if writable
+        && let Some((offset, first_seq)) = last
+        && let Some(entry) = entries.get(&first_seq)
+        && let Err(problem) = check_pages(&*file, entry)
+    {
+        entries.remove(&first_seq);
+        return stop(file, entries, offset, offset, problem);
+    }
+    Catalog {
+        file: Some(file),
+        entries,
+        end: at,
+        problem: None,
+        cut: false,
+    }
+}
+
+/// Reads `entry` whole and checks every page.
+fn check_pages(file: &dyn VfsFile, entry: &Entry) -> std::result::Result<(), String> {
+    let head = &entry.head;
+    let mut bytes = vec![0u8; usize::try_from(head.len()).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, entry.offset)
+        .map_err(|e| e.to_string())?;
+    let pages = bytes.get(usize::try_from(head.head_len()).unwrap_or(usize::MAX)..);
+    let page_len = keyfilter::BLOCK_LEN * keyfilter::BLOCKS_PER_PAGE as usize;
+    for (i, page) in pages.unwrap_or_default().chunks(page_len).enumerate() {
+        head.check_page(u32::try_from(i).unwrap_or(u32::MAX), page)
+            .map_err(|e| format!("entry: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The head of the entry at `at` (`left` bytes to the end of the file),
+/// read into `buf` first and, if it is longer, read again whole. An entry
+/// whose head would end past the end of the file gives `Err(Ok(bytes it
+/// needs))`; any other problem `Err(Err(what))`.
+fn read_head(
+    file: &dyn VfsFile,
+    at: u64,
+    left: u64,
+    buf: &mut [u8],
+) -> std::result::Result<EntryHead, std::result::Result<u64, String>> {
+    let failed = |e: std::io::Error| Err(e.to_string());
+    file.read_exact_at(buf, at).map_err(failed)?;
+    let parsed = match EntryHead::parse(buf) {
+        Err(KeyFilterError::Short { needed, .. }) if needed > left => return Err(Ok(needed)),
+        Err(KeyFilterError::Short { needed, .. }) if needed > buf.len() as u64 => {
+            let mut head = vec![0u8; usize::try_from(needed).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut head, at).map_err(failed)?;
+            EntryHead::parse(&head)
+        }
+        other => other,
+    };
+    parsed.map_err(|e| Err(format!("entry: {e}")))
+}
