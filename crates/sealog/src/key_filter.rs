@@ -42,8 +42,9 @@ pub(crate) const FILE: &str = "key-filters";
 pub(crate) type KeyGroup = Vec<(IndexField, u64)>;
 
 /// Bytes read at once when looking for an entry's head: the heads of
-/// segments of up to ~400,000 distinct keys fit.
-const HEAD_READ: usize = 4096;
+/// segments of up to ~190,000 distinct keys fit (a longer one is read
+/// again whole).
+const HEAD_READ: usize = 1024;
 
 /// A store's key filters: the entries found in the file (read on first
 /// use), and, for a writer, where the next one goes.

@@ -105,7 +105,15 @@ pub(crate) struct Plan<'q> {
     /// The exact values the query names, a group per predicate, for the
     /// key filters of sealed segments (`crate::key_filter`).
     keys: Vec<KeyGroup>,
+    /// What the key filters said of each sealed segment asked (by first
+    /// seq): a search asks about a segment ahead of reading it, and again
+    /// when it reads it.
+    filtered: parking_lot::Mutex<std::collections::HashMap<u64, bool>>,
 }
+
+/// Segments a plan asks the key filters about before it may stop asking
+/// ([`Plan::may_hold`]).
+const FILTER_TRIAL: usize = 16;
 
 impl<'q> Plan<'q> {
     pub(crate) fn new(query: &'q Query) -> Result<Plan<'q>> {
@@ -159,6 +167,7 @@ impl<'q> Plan<'q> {
             after_time,
             narrowed,
             keys,
+            filtered: parking_lot::Mutex::default(),
         })
     }
 
@@ -206,7 +215,30 @@ impl<'q> Plan<'q> {
         len == 0
             || self.cursor_bounds(s.header.first_seq, len).is_none()
             || self.outside_time(s.footer_time_range())
-            || !s.may_hold(&self.keys)
+            || !self.may_hold(s)
+    }
+
+    /// Whether `s`'s key filter may hold a match (asked once per segment).
+    /// Once the filters of the first [`FILTER_TRIAL`] segments asked have
+    /// all said "perhaps", the values are common and asking costs more
+    /// than it saves: the plan stops asking and reads every index.
+    fn may_hold(&self, s: &SealedSegment) -> bool {
+        if self.keys.is_empty() {
+            return true;
+        }
+        let first_seq = s.header.first_seq;
+        {
+            let filtered = self.filtered.lock();
+            if let Some(&known) = filtered.get(&first_seq) {
+                return known;
+            }
+            if filtered.len() >= FILTER_TRIAL && filtered.values().all(|&may| may) {
+                return true;
+            }
+        }
+        let may = s.may_hold(&self.keys);
+        self.filtered.lock().insert(first_seq, may);
+        may
     }
 
     /// Whether no event time of `(min, max)` falls in the query's range.
@@ -490,8 +522,8 @@ impl<'q> Plan<'q> {
 /// The exact values `query` names, as key-filter groups: one per
 /// predicate that [`Plan::predicate_sets`] answers with exact lookups only,
 /// holding every value that predicate accepts (a segment whose filter lacks
-/// all of a group's values has no match). Prefixes, patterns and address
-/// ranges give no group.
+/// all of a group's values has no match). Prefixes, patterns, address
+/// ranges and the outcome give no group.
 fn filter_keys(query: &Query, actor: Option<&(Vec<u8>, bool)>) -> Vec<KeyGroup> {
     use sealog_format::index::{IndexField, term_key};
     let one = |field: IndexField, term: &[u8]| vec![(field, term_key(term))];
@@ -519,9 +551,8 @@ fn filter_keys(query: &Query, actor: Option<&(Vec<u8>, bool)>) -> Vec<KeyGroup> 
     if let Some(kind) = &query.resource_type {
         groups.push(one(IndexField::ResourceType, kind.as_bytes()));
     }
-    if let Some(outcome) = query.outcome {
-        groups.push(one(IndexField::Outcome, outcome.as_str().as_bytes()));
-    }
+    // The outcome is not asked about: its three values are in nearly every
+    // segment, and asking would cost more than it ever saves.
     if let Some(tenant) = &query.tenant {
         groups.push(one(IndexField::Tenant, tenant.as_bytes()));
     }
