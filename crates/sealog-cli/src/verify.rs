@@ -183,6 +183,8 @@ pub fn run(global: &Global, args: VerifyArgs) -> Result<(), CliError> {
                     "newest_checkpoint": report.newest_checkpoint,
                     "archived_not_local": report.archived_not_local,
                     "policy_note_covers": report.policy_note_covers,
+                    "key_filters_checked": report.key_filters_checked,
+                    "key_filters_missing": report.key_filters_missing,
                 }))?;
             } else {
                 out.line(&format!("OK: the store at {} is intact", dir.display()))?;
