@@ -184,8 +184,9 @@ impl KeyFilterBuilder {
     /// key of its hashed indexes, each such field covered (a field the
     /// sidecar has no section for is not: a lookup in it scans the
     /// segment). `reader` must have been checked whole
-    /// ([`IndexReader::parse`]): a damaged dictionary would give a filter
-    /// that leaves out terms the segment has.
+    /// ([`IndexReader::parse`]), unless its bytes were just encoded: a
+    /// damaged dictionary would give a filter that leaves out terms the
+    /// segment has.
     pub fn from_sidecar(reader: &IndexReader<'_>) -> Result<Self, IndexError> {
         let mut builder = Self::new();
         for dict in reader.fields() {
