@@ -431,9 +431,20 @@ pub(crate) fn seal_with(
                 crate::sidecar::encode_records(identity, records, &segment.name)
             }),
         }
-        .and_then(|bytes| crate::sidecar::install(env, segment.header.first_seq, &identity, bytes));
+        .and_then(|bytes| {
+            // The key-filter entry from the bytes just encoded (the sealer
+            // appends it once the segment is in readers' view).
+            let entry = crate::sidecar::key_filter_entry_of(&identity, &bytes);
+            crate::sidecar::install(env, segment.header.first_seq, &identity, bytes)
+                .map(|sidecar| (sidecar, entry))
+        });
         match built {
-            Ok(sidecar) => sealed.set_index(sidecar),
+            Ok((sidecar, entry)) => {
+                sealed.set_index(sidecar);
+                if let Some(entry) = entry {
+                    sealed.set_key_filter_entry(entry);
+                }
+            }
             Err(e) => {
                 tracing::warn!(segment = %segment.name, error = %e, "could not write the index; it will be rebuilt when needed");
                 if e.io_kind().is_some() {

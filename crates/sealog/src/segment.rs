@@ -741,6 +741,9 @@ pub(crate) struct SealedSegment {
     /// For a segment archived and removed from the store: where its bytes
     /// come from, and the copy once fetched and checked (`map` is empty).
     remote: Option<Remote>,
+    /// The key-filter entry built when the segment was sealed, until it is
+    /// appended.
+    key_filter: Mutex<Option<Vec<u8>>>,
 }
 
 /// A pruned segment's source, and its fetched copy.
@@ -789,6 +792,7 @@ impl SealedSegment {
             head_asked: Mutex::new(None),
             head_was_cold: std::sync::atomic::AtomicBool::new(false),
             remote: None,
+            key_filter: Mutex::new(None),
         }
     }
 
@@ -893,6 +897,9 @@ impl SealedSegment {
         if self.remote.is_some() {
             return Ok(None);
         }
+        if let Some(entry) = self.key_filter.lock().take() {
+            return Ok(Some(entry));
+        }
         let identity = crate::sidecar::identity(&self.header, &self.footer);
         let sidecar = self.index()?;
         match sidecar.key_filter_entry(&identity) {
@@ -903,6 +910,11 @@ impl SealedSegment {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Keeps the key-filter entry built with the sidecar at seal time.
+    pub(crate) fn set_key_filter_entry(&self, entry: Vec<u8>) {
+        *self.key_filter.lock() = Some(entry);
     }
 
     /// Installs the sidecar written when the segment was sealed.

@@ -937,6 +937,15 @@ fn everything(reader: &IndexReader<'_>) -> RoaringBitmap {
     all
 }
 
+/// The key-filter entry of the segment `identity` from `bytes`, a sidecar
+/// just encoded (read in place, not checked again); `None` if they do not
+/// read as one (not reached: then the sidecar's own install fails too).
+pub(crate) fn key_filter_entry_of(identity: &SegmentIdentity, bytes: &[u8]) -> Option<Vec<u8>> {
+    let reader = IndexReader::open(bytes).ok()?;
+    let builder = sealog_format::keyfilter::KeyFilterBuilder::from_sidecar(&reader).ok()?;
+    Some(builder.encode(identity))
+}
+
 /// Maps an existing sidecar if it is sound and describes the segment.
 pub(crate) fn load(
     env: &IndexEnv,
