@@ -281,37 +281,63 @@ fn no_damage_to_the_key_filters_hides_a_record() {
 }
 
 #[test]
-fn verify_names_the_first_byte_of_an_entry_that_differs_from_the_records() {
+fn verify_names_an_entry_rewritten_to_hide_a_segments_values() {
     let dir = tempfile::tempdir().unwrap();
-    store(dir.path());
+    let all = store(dir.path());
     let path = dir.path().join("key-filters");
     let good = std::fs::read(&path).unwrap();
     let report = sealog::verify_dir(dir.path()).unwrap();
     assert_eq!(report.key_filters_checked, SEGMENTS);
-    // A bit set that the records do not give, page CRC made to match: only
-    // verification can tell.
+    // Someone who can write the store clears segment 4's filter and
+    // recomputes its CRCs: queries trust it (derived data, like a
+    // sidecar) and miss that segment's records; verify names the entry.
     let ranges = block_ranges(&good);
     let r = &ranges[4];
-    let head = EntryHead::parse(&good[r.start - 4 - ENTRY_HEADER_LEN..]).unwrap();
+    let entry = r.start - 4 - ENTRY_HEADER_LEN;
+    let head = EntryHead::parse(&good[entry..]).unwrap();
     assert_eq!(head.head_len(), (ENTRY_HEADER_LEN + 4) as u64, "one page");
     let mut bytes = good.clone();
-    let at = (r.start..r.end).find(|&i| bytes[i] != 0xff).unwrap();
-    bytes[at] |= !bytes[at] & bytes[at].wrapping_add(1);
+    bytes[r.clone()].fill(0);
     let crc = crc32fast::hash(&bytes[r.clone()]);
     bytes[r.start - 4..r.start].copy_from_slice(&crc.to_le_bytes());
-    let entry = r.start - 4 - ENTRY_HEADER_LEN;
     let mut h = crc32fast::Hasher::new();
     h.update(&bytes[entry..entry + 92]);
     h.update(&bytes[entry + ENTRY_HEADER_LEN..r.start]);
     bytes[entry + 92..entry + 96].copy_from_slice(&h.finalize().to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
+    let hidden = &all[(4 * PER_SEGMENT + 3) as usize];
+    let q = Query {
+        request_id: hidden.event.request_id.clone(),
+        ..Query::default()
+    };
+    assert_eq!(
+        seqs(&Store::open_read_only(dir.path()).unwrap(), &q),
+        Vec::<u64>::new()
+    );
     match sealog::verify_dir(dir.path()) {
         Err(Error::Corruption(c)) => {
             assert!(matches!(c.kind, CorruptionKind::KeyFilters { .. }), "{c}");
             // The head's CRC is the first byte that differs.
             assert_eq!(c.location.offset, Some(entry as u64 + 92), "{c}");
-            assert!(c.to_string().contains("the entry of segments/"), "{c}");
+            assert!(
+                c.to_string().contains(&format!(
+                    "the entry of segments/{:020}.seg",
+                    head.identity.first_seq
+                )),
+                "{c}"
+            );
         }
         other => panic!("{other:?}"),
     }
+    // The fix verify gives: remove the file; a writable open writes it again.
+    std::fs::remove_file(&path).unwrap();
+    Store::open(dir.path(), small_options(1 << 20))
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap().len(), good.len());
+    assert_eq!(
+        seqs(&Store::open_read_only(dir.path()).unwrap(), &q),
+        [hidden.seq]
+    );
 }
