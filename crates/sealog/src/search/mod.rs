@@ -105,11 +105,27 @@ pub(crate) struct Plan<'q> {
     /// The exact values the query names, a group per predicate, for the
     /// key filters of sealed segments (`crate::key_filter`).
     keys: Vec<KeyGroup>,
-    /// What the key filters said of each sealed segment asked (by first
-    /// seq): a search asks about a segment ahead of reading it, and again
-    /// when it reads it.
-    filtered: parking_lot::Mutex<std::collections::HashMap<u64, bool>>,
+    /// What the key filters said of the sealed segments planned so far.
+    filtered: parking_lot::Mutex<Filtered>,
 }
+
+/// What a plan learnt from the key filters ([`Plan::may_hold`]).
+#[derive(Default)]
+struct Filtered {
+    /// The answer for each sealed segment planned (by first seq): a search
+    /// plans a segment ahead of reading it, and again when it reads it.
+    known: std::collections::HashMap<u64, bool>,
+    /// Local segments of a time range planned without asking.
+    passed: usize,
+    /// Segments the filters were asked about, and how many may hold the
+    /// values.
+    asked: usize,
+    held: usize,
+}
+
+/// Local segments a query with a time range plans from their indexes
+/// before it asks the key filters ([`Plan::may_hold`]).
+const FILTER_GRACE: usize = 16;
 
 /// Segments a plan asks the key filters about before it may stop asking
 /// ([`Plan::may_hold`]).
@@ -219,25 +235,43 @@ impl<'q> Plan<'q> {
     }
 
     /// Whether `s`'s key filter may hold a match (asked once per segment).
-    /// Once the filters of the first [`FILTER_TRIAL`] segments asked have
-    /// all said "perhaps", the values are common and asking costs more
-    /// than it saves: the plan stops asking and reads every index.
+    /// The filters cost a read per segment asked (and, at the first
+    /// question, one per segment of the store), which pays only when a
+    /// query plans many segments and the values are rare. So:
+    ///
+    /// - a query with a time range plans its first [`FILTER_GRACE`] local
+    ///   segments without asking (a day's few segments are read faster
+    ///   from their indexes, above all from a cold disk);
+    /// - once the first [`FILTER_TRIAL`] segments asked may all hold the
+    ///   values, they are common: the plan stops asking;
+    /// - a segment archived and removed from the store is always asked
+    ///   about (planning it otherwise means fetching it).
     fn may_hold(&self, s: &SealedSegment) -> bool {
         if self.keys.is_empty() {
             return true;
         }
         let first_seq = s.header.first_seq;
+        let remote = s.pruned_record().is_some();
         {
-            let filtered = self.filtered.lock();
-            if let Some(&known) = filtered.get(&first_seq) {
+            let mut filtered = self.filtered.lock();
+            if let Some(&known) = filtered.known.get(&first_seq) {
                 return known;
             }
-            if filtered.len() >= FILTER_TRIAL && filtered.values().all(|&may| may) {
-                return true;
+            if !remote {
+                let grace = self.has_time() && filtered.passed < FILTER_GRACE;
+                let common = filtered.asked >= FILTER_TRIAL && filtered.held == filtered.asked;
+                if grace || common {
+                    filtered.passed += usize::from(grace);
+                    filtered.known.insert(first_seq, true);
+                    return true;
+                }
             }
         }
         let may = s.may_hold(&self.keys);
-        self.filtered.lock().insert(first_seq, may);
+        let mut filtered = self.filtered.lock();
+        filtered.asked += 1;
+        filtered.held += usize::from(may);
+        filtered.known.insert(first_seq, may);
         may
     }
 
