@@ -115,10 +115,20 @@ pub fn assert_contents(store: &Store, expected: &[Event]) {
 
 /// The segment files of the store in `dir`, in log order.
 pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    files_ending(dir, "seg")
+}
+
+/// The index sidecars of the store in `dir`, in log order.
+pub fn index_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    files_ending(dir, "idx")
+}
+
+/// The files of `dir/segments` with extension `ext`, sorted.
+fn files_ending(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
         .expect("list segments")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
         .collect();
     files.sort();
     files

@@ -114,16 +114,6 @@ fn assert_answers(dir: &Path, expected: &[(Query, Vec<u64>)], what: &str) {
     }
 }
 
-fn idx_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// The byte ranges of the entries' filter blocks in the file.
 fn block_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut at = FILE_HEADER_LEN;
@@ -148,7 +138,7 @@ fn a_lookup_opens_only_the_indexes_of_the_segments_its_filters_admit() {
     );
     // Without their indexes, the segments a search looks into are rebuilt
     // (in memory, on a read-only open), and counted.
-    for file in idx_files(dir.path()) {
+    for file in sealog_tests::index_files(dir.path()) {
         std::fs::remove_file(file).unwrap();
     }
     let r = &all[(5 * PER_SEGMENT + 17) as usize];

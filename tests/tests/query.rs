@@ -730,16 +730,6 @@ fn bad_queries_are_refused_naming_the_field() {
     );
 }
 
-fn idx_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
-        .collect();
-    files.sort();
-    files
-}
-
 fn sample_queries() -> Vec<Query> {
     vec![
         Query {
@@ -788,7 +778,7 @@ fn damaged_or_missing_indexes_are_rebuilt_and_queries_stay_correct() {
         })
         .collect();
     store.close().unwrap();
-    let files = idx_files(dir.path());
+    let files = sealog_tests::index_files(dir.path());
     assert!(files.len() >= 4, "{} index files", files.len());
     let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     // One deleted, one with a flipped byte inside a section, one cut short.
@@ -837,7 +827,7 @@ fn a_read_only_store_without_indexes_still_answers() {
         .map(|r| r.seq)
         .collect();
     store.close().unwrap();
-    for f in idx_files(dir.path()) {
+    for f in sealog_tests::index_files(dir.path()) {
         std::fs::remove_file(f).unwrap();
     }
     let store = Store::open_read_only(dir.path()).unwrap();
@@ -850,7 +840,7 @@ fn a_read_only_store_without_indexes_still_answers() {
         .collect();
     assert_eq!(got, expected);
     assert!(
-        idx_files(dir.path()).is_empty(),
+        sealog_tests::index_files(dir.path()).is_empty(),
         "a read-only store writes nothing"
     );
 }
@@ -908,7 +898,7 @@ fn a_page_by_event_time_opens_only_the_segments_its_range_reaches() {
     store.close().unwrap();
     // Without sidecars, every segment the query opens must rebuild its
     // index, so the rebuild count says how many were opened.
-    for file in idx_files(dir.path()) {
+    for file in sealog_tests::index_files(dir.path()) {
         std::fs::remove_file(file).unwrap();
     }
     let store = Store::open(dir.path(), small_options(4 << 10)).unwrap();

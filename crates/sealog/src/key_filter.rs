@@ -9,17 +9,18 @@
 //! may hold the value (those that do, and about 1% that do not).
 //!
 //! The file is derived data, like a sidecar. The writer appends an entry
-//! for each segment it seals (on the sealer thread, from the sidecar just
-//! written) and, after an open, for each sealed segment that has none (a
+//! for each segment it seals (on the sealer thread, from the sidecar it has
+//! just encoded) and, after an open, for each sealed segment that has none (a
 //! store written before the filters existed, an append a crash cut short);
 //! each append is synced. A reader takes entries in file order up to the
 //! first that does not read whole and check (the writer's next append
 //! overwrites from there), uses an entry only for the segment whose
 //! identity it names, and only for the fields it covers, and checks the CRC
-//! of every page it reads: whatever is wrong with the file, a lookup falls
+//! of every page it reads: whatever damage the file has, a lookup falls
 //! back to the sidecar, as it would without it, so the filter can only
-//! ever spare work, never hide a record. `verify` compares each entry with
-//! the one the segment's records give.
+//! spare work, never hide a record. (An entry forged with valid checksums
+//! can, as a forged sidecar can: `verify` compares each entry with the one
+//! the segment's records give.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ pub(crate) struct KeyFilters {
     store_id: [u8; 16],
     writable: bool,
     state: RwLock<Option<Arc<Catalog>>>,
-    /// Serialises appends (and the first load, for a writer).
+    /// Serialises appends.
     append: Mutex<()>,
     /// Whether a damaged page was logged already (once per store).
     warned: AtomicBool,
@@ -145,8 +146,15 @@ impl KeyFilters {
             &self.store_id,
             self.writable,
         ));
-        if let Some((at, problem)) = &catalog.problem {
-            tracing::warn!(file = FILE, offset = at, problem = %problem, "key filters read up to a damaged entry; segments past it are searched through their indexes");
+        match &catalog.problem {
+            // An append in progress in another process, or cut short.
+            Some((at, problem)) if catalog.cut => {
+                tracing::debug!(file = FILE, offset = at, problem = %problem, "key filters read up to an entry not written whole");
+            }
+            Some((at, problem)) => {
+                tracing::warn!(file = FILE, offset = at, problem = %problem, "key filters read up to a damaged entry; segments past it are searched through their indexes");
+            }
+            None => {}
         }
         *state = Some(catalog.clone());
         catalog
@@ -205,8 +213,8 @@ impl KeyFilters {
         }
     }
 
-    /// Appends `bytes`, the entry of segment `identity`, after the last
-    /// entry that reads whole (cutting off what follows it), and syncs it.
+    /// Appends `bytes`, a segment's entry, after the last entry that reads
+    /// whole (cutting off what follows it), and syncs it.
     /// A missing or unusable file is written anew, header first.
     pub(crate) fn append(&self, bytes: &[u8]) -> Result<()> {
         debug_assert!(self.writable);
