@@ -287,6 +287,22 @@ fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes
     let store = Store::open(dir.path(), options).unwrap();
     let workload = Workload::new(11);
     for i in (0..TOTAL).step_by(500) {
+        if i + 500 == TOTAL {
+            // The indexer writes a chunk once it has indexed 8,192 records
+            // past the snapshot, when it gets to it (a loaded machine may
+            // index the whole segment at once): wait for that chunk, so
+            // that the last batch makes a second one at close.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while Store::open_read_only(dir.path())
+                .unwrap()
+                .recovery_report()
+                .from_index_snapshots
+                < 8_192
+            {
+                assert!(std::time::Instant::now() < deadline, "no chunk written");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         store
             .append_batch_with(workload.events(i, i + 500), Durability::Group)
             .unwrap();
