@@ -412,3 +412,48 @@ fn a_chunk_that_fails_its_checksum_past_intact_offsets_ends_what_is_taken() {
         assert_eq!(answers(&store), expected, "case {case}");
     }
 }
+
+#[test]
+fn a_writer_without_the_key_keeps_writing_frontiers_on_a_store_with_checkpoints() {
+    // A store written by a signing writer, then by one without the key
+    // (`sealog serve` with no key configured): the newest checkpoint is
+    // still checked by every read-only open, and without frontiers that
+    // check hashes every leaf of the open segments.
+    const TOTAL: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        sealog::format::note::SigningKey::from_seed("audit.example.com/oidx", &[3u8; 32]).unwrap();
+    let signing = sealog::StoreOptions {
+        checkpoints: Some(sealog::CheckpointOptions {
+            every: None,
+            ..sealog::CheckpointOptions::new(key)
+        }),
+        ..small_options(4 << 20)
+    };
+    let workload = Workload::new(11);
+    let store = Store::open(dir.path(), signing).unwrap();
+    store
+        .append_batch_with(workload.events(0, 1_000), Durability::Group)
+        .unwrap();
+    let checkpoint = store.checkpoint().unwrap();
+    store.close().unwrap();
+
+    let store = Store::open(dir.path(), small_options(4 << 20)).unwrap();
+    for i in (1_000..TOTAL).step_by(500) {
+        store
+            .append_batch_with(workload.events(i, i + 500), Durability::Group)
+            .unwrap();
+    }
+    store.close().unwrap();
+    let snapshot = snapshot_files(dir.path()).pop().unwrap();
+    let first_seq = sealog_tests::first_seq_of(&snapshot);
+    let found = chunks(&fs::read(&snapshot).unwrap());
+    assert!(!found.is_empty());
+    for (_, from, n, frontier) in &found {
+        let size = first_seq + from + u64::from(*n);
+        assert_eq!(frontier.len(), size.count_ones() as usize, "at {size}");
+    }
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.root(checkpoint.size).unwrap(), checkpoint.root);
+    assert_eq!(answers(&store), answers_without_snapshot(dir.path()));
+}

@@ -1149,11 +1149,16 @@ impl Inner {
 
     /// The whole log's Merkle frontier at `size` records, for an index
     /// snapshot's chunk (`crate::open_index`), if this store signs
-    /// checkpoints: a read-only open checks the newest one from it. It
+    /// checkpoints or has signed ones (a writer without the key on a store
+    /// a signing writer wrote): a read-only open checks the newest
+    /// checkpoint from it instead of hashing the open segments' leaves. It
     /// brings the tree's tail up to `size`, as the next checkpoint would.
-    /// `None` without checkpoints, or if the tree cannot give it.
+    /// `None` for a store without checkpoints, or if the tree cannot give
+    /// it.
     pub(crate) fn snapshot_frontier(&self, size: u64) -> Option<sealog_format::merkle::Frontier> {
-        self.config.options.checkpoints.as_ref()?;
+        if self.config.options.checkpoints.is_none() && self.checkpoints.latest().is_none() {
+            return None;
+        }
         self.with_tree(size, |src| {
             sealog_format::merkle::Frontier::from_source(src, size)
         })
