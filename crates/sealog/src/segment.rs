@@ -879,15 +879,9 @@ impl SealedSegment {
         )
     }
 
-    /// Whether the segment may hold a record with, for each group, one of
-    /// its keys, as far as the store's key filter tells (`true` when it
-    /// cannot tell).
-    pub(crate) fn may_hold(&self, groups: &[crate::key_filter::KeyGroup]) -> bool {
-        groups.is_empty()
-            || self.env.key_filters.may_hold(
-                &crate::sidecar::identity(&self.header, &self.footer),
-                groups,
-            )
+    /// The store's key filters, which know this segment by its identity.
+    pub(crate) fn key_filters(&self) -> &crate::key_filter::KeyFilters {
+        &self.env.key_filters
     }
 
     /// This segment's key-filter entry, built from its sidecar (checked

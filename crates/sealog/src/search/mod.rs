@@ -267,7 +267,8 @@ impl<'q> Plan<'q> {
                 }
             }
         }
-        let may = s.may_hold(&self.keys);
+        let identity = crate::sidecar::identity(&s.header, &s.footer);
+        let may = s.key_filters().may_hold(&identity, &self.keys);
         let mut filtered = self.filtered.lock();
         filtered.asked += 1;
         filtered.held += usize::from(may);
