@@ -269,22 +269,26 @@ fn chunks(bytes: &[u8]) -> Vec<(usize, u64, u32, Vec<[u8; 32]>)> {
     out
 }
 
+/// Options of 4 MiB segments whose writer signs checkpoints (on demand).
+fn signing_options() -> sealog::StoreOptions {
+    let key =
+        sealog::format::note::SigningKey::from_seed("audit.example.com/oidx", &[3u8; 32]).unwrap();
+    sealog::StoreOptions {
+        checkpoints: Some(sealog::CheckpointOptions {
+            every: None,
+            ..sealog::CheckpointOptions::new(key)
+        }),
+        ..small_options(4 << 20)
+    }
+}
+
 #[test]
 fn a_signing_writer_s_snapshot_carries_the_tree_frontier_and_a_wrong_one_changes_no_answer() {
     use sealog::format::merkle::node_hash;
     // Two sealed segments of 4 MiB, then an open one of two chunks.
     const TOTAL: u64 = 36_000;
     let dir = tempfile::tempdir().unwrap();
-    let key =
-        sealog::format::note::SigningKey::from_seed("audit.example.com/oidx", &[3u8; 32]).unwrap();
-    let options = sealog::StoreOptions {
-        checkpoints: Some(sealog::CheckpointOptions {
-            every: None,
-            ..sealog::CheckpointOptions::new(key)
-        }),
-        ..small_options(4 << 20)
-    };
-    let store = Store::open(dir.path(), options).unwrap();
+    let store = Store::open(dir.path(), signing_options()).unwrap();
     let workload = Workload::new(11);
     for i in (0..TOTAL).step_by(500) {
         if i + 500 == TOTAL {
@@ -421,17 +425,8 @@ fn a_writer_without_the_key_keeps_writing_frontiers_on_a_store_with_checkpoints(
     // check hashes every leaf of the open segments.
     const TOTAL: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let key =
-        sealog::format::note::SigningKey::from_seed("audit.example.com/oidx", &[3u8; 32]).unwrap();
-    let signing = sealog::StoreOptions {
-        checkpoints: Some(sealog::CheckpointOptions {
-            every: None,
-            ..sealog::CheckpointOptions::new(key)
-        }),
-        ..small_options(4 << 20)
-    };
     let workload = Workload::new(11);
-    let store = Store::open(dir.path(), signing).unwrap();
+    let store = Store::open(dir.path(), signing_options()).unwrap();
     store
         .append_batch_with(workload.events(0, 1_000), Durability::Group)
         .unwrap();

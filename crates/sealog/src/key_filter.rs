@@ -93,6 +93,11 @@ impl Catalog {
             .filter(|e| e.head.identity == *identity)
     }
 
+    /// Whether segment `identity` has an entry of its own.
+    pub(crate) fn has(&self, identity: &SegmentIdentity) -> bool {
+        self.entry(identity).is_some()
+    }
+
     /// Whether an entry names the segment starting at `first_seq`.
     pub(crate) fn holds(&self, first_seq: u64) -> bool {
         self.entries.contains_key(&first_seq)
@@ -158,11 +163,6 @@ impl KeyFilters {
         }
         *state = Some(catalog.clone());
         catalog
-    }
-
-    /// Whether segment `identity` has an entry of its own.
-    pub(crate) fn has(&self, identity: &SegmentIdentity) -> bool {
-        self.catalog().entry(identity).is_some()
     }
 
     /// Whether segment `identity` may hold a record that has, for every

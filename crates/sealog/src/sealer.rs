@@ -290,10 +290,11 @@ impl Sealer {
             return false;
         }
         let filters = &inner.index_env().key_filters;
+        let catalog = filters.catalog();
         let view = inner.readers().snapshot();
         let mut missing = view.sealed.iter().rev().filter(|s| {
             s.pruned_record().is_none()
-                && !filters.has(&crate::sidecar::identity(&s.header, &s.footer))
+                && !catalog.has(&crate::sidecar::identity(&s.header, &s.footer))
         });
         for s in missing.by_ref().take(limit) {
             let entry = match s.key_filter_entry() {
