@@ -39,6 +39,9 @@ pub(crate) fn entries_by_date(
     image: &SealedImage,
 ) -> Result<BTreeMap<String, Vec<Entry>>> {
     const DAY: i64 = 86_400 * 1_000_000_000;
+    // A segment stored compressed is read through its image.
+    let bytes = &*sealog::image::uncompressed(name, bytes)
+        .map_err(|e| ArchiveError::tampered(name, e.to_string()))?;
     // By day number, the date's text made once per day.
     let mut by_day: BTreeMap<i64, Vec<Entry>> = BTreeMap::new();
     for ((ordinal, &offset), &leaf) in image.offsets.iter().enumerate().zip(&image.leaves) {

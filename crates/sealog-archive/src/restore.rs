@@ -65,9 +65,15 @@ impl Sink for StoreWriter {
         match layout::parse(name) {
             Some(ObjectKind::Segment(_)) => {
                 if self.first_header.is_none() {
+                    // A compressed copy keeps the header after its head.
+                    let at = if sealog_format::compressed::is_compressed(bytes) {
+                        sealog_format::compressed::CONTAINER_HEAD_LEN
+                    } else {
+                        0
+                    };
                     self.first_header = SegmentHeader::decode(
                         bytes
-                            .get(..sealog_format::segment::HEADER_LEN)
+                            .get(at..at + sealog_format::segment::HEADER_LEN)
                             .unwrap_or_default(),
                     )
                     .ok();

@@ -61,6 +61,17 @@ pub struct Global {
     /// Example: --signing-key /etc/sealog/log.key
     #[arg(long, global = true, env = "SEALOG_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+
+    /// Store sealed segments compressed, for the commands that write
+    /// (append, import, serve, bench): each segment, once sealed, is
+    /// rewritten as blocks of ~16 KiB compressed with zstd (level 3, a
+    /// dictionary trained on the segment), and a writer also compresses
+    /// the sealed segments it finds uncompressed, one at a time between
+    /// seals. Records take ~4-5 times less space; reading one record
+    /// decompresses its block (~10 µs). Every command reads both forms.
+    /// Also `compress = true` in the server's config, or SEALOG_COMPRESS.
+    #[arg(long, global = true, env = "SEALOG_COMPRESS")]
+    pub compress: bool,
 }
 
 impl Global {
@@ -72,6 +83,9 @@ impl Global {
         }
         if let Some(path) = &self.signing_key {
             options.checkpoints = Some(sealog::CheckpointOptions::new(load_signing_key(path)?));
+        }
+        if self.compress {
+            options.compression = sealog::Compression::ZSTD;
         }
         Ok(options)
     }

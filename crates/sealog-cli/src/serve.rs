@@ -90,6 +90,7 @@ impl ServeArgs {
             data_dir: data_dir_given.then(|| global.data_dir.clone()),
             signing_key: global.signing_key.clone(),
             segment_size: global.segment_size.map(sealog_server::config::Size::Bytes),
+            compress: global.compress.then_some(true),
             secrets: self.secrets.secrets.map(|m| {
                 match m {
                     SecretsMode::Refuse => "refuse",
@@ -155,6 +156,7 @@ pub fn run(global: &Global, args: ServeArgs, data_dir_given: bool) -> Result<(),
         data_dir: settings.data_dir.clone(),
         segment_size: None,
         signing_key: settings.signing_key.clone(),
+        compress: false,
     };
     let options = effective.store_options()?;
     // One descriptor per connection: take all the process may have.

@@ -178,6 +178,13 @@ fn read_footer(path: &Path, len: u64) -> Option<SegmentFooter> {
         return None;
     }
     let mut file = File::open(path).ok()?;
+    // A segment stored compressed keeps its footer near the start, after
+    // the container's head and the segment header (docs/format.md).
+    let mut head = [0u8; sealog::format::compressed::TABLE_OFFSET];
+    if file.read_exact(&mut head).is_ok() && sealog::format::compressed::is_compressed(&head) {
+        let at = sealog::format::compressed::TABLE_OFFSET - FOOTER_LEN;
+        return SegmentFooter::decode(head.get(at..)?).ok();
+    }
     file.seek(SeekFrom::Start(len - footer_len)).ok()?;
     let mut buf = [0u8; FOOTER_LEN];
     file.read_exact(&mut buf).ok()?;

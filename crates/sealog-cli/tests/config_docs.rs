@@ -49,13 +49,14 @@ fn rows() -> Vec<Row> {
 fn effective(settings: &Settings) -> String {
     let options = settings.store_options(StoreOptions::default());
     format!(
-        "{} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+        "{} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
         settings.listen,
         settings.data_dir,
         settings.tokens,
         settings.tls,
         settings.signing_key,
         options.segment_size,
+        options.compression,
         options.validator.secrets.policy(),
         settings.alerts_rules,
         settings.limits,
@@ -180,9 +181,10 @@ fn every_serve_flag_is_its_key_with_its_variable_and_documented_default() {
         }
         flags += 1;
     }
-    // The store's settings are the global flags (and --secrets, --privacy,
+    // The store's settings are the global flags (--data-dir,
+    // --signing-key, --segment-size, --compress; and --secrets, --privacy,
     // --privacy-key), the tables (`[[forward]]`) are the config file's only;
     // every other key is a flag of `serve`.
     let file_only = rows.iter().filter(|r| r.flag.is_none()).count();
-    assert_eq!(flags, Layer::KEYS.len() - 6 - file_only);
+    assert_eq!(flags, Layer::KEYS.len() - 7 - file_only);
 }

@@ -8,6 +8,8 @@
 //! - [`record`]: the record body, the bytes that are hashed;
 //! - [`frame`]: length + CRC framing of records inside a segment;
 //! - [`segment`]: segment header and footer, the store manifest;
+//! - [`compressed`]: compressed sealed segments (zstd blocks of the
+//!   segment's bytes, readable one block at a time);
 //! - [`index`]: the per-segment index sidecar (term dictionaries, exact-match
 //!   keys, addresses, columns);
 //! - [`keyfilter`]: the store-wide Bloom filters of each sealed segment's
@@ -27,6 +29,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod compressed;
 pub mod event;
 pub mod frame;
 pub mod index;

@@ -121,6 +121,9 @@ pub struct Settings {
     pub signing_key: Option<PathBuf>,
     /// The segment size, if configured (else the store options' own).
     pub segment_size: Option<u64>,
+    /// Whether sealed segments are stored compressed, if configured (else
+    /// the store options' own).
+    pub compress: Option<bool>,
     /// What the secret guard does with a secret-looking metadata key, if
     /// configured (else the store options' own: refuse).
     pub secrets: Option<SecretPolicy>,
@@ -143,6 +146,11 @@ impl Settings {
     pub fn store_options(&self, mut base: StoreOptions) -> StoreOptions {
         if let Some(size) = self.segment_size {
             base.segment_size = size;
+        }
+        match self.compress {
+            Some(true) => base.compression = sealog::Compression::ZSTD,
+            Some(false) => base.compression = sealog::Compression::None,
+            None => {}
         }
         if let Some(policy) = self.secrets {
             base.validator.secrets = SecretGuard::with_policy(policy);
@@ -297,6 +305,11 @@ layer_struct! {
         /// (`"16MiB"`): the global --segment-size.
         #[cfg_attr(feature = "clap", arg(skip))]
         pub segment_size: Option<Size>,
+
+        /// Store sealed segments compressed (zstd; default false): the
+        /// global --compress.
+        #[cfg_attr(feature = "clap", arg(skip))]
+        pub compress: Option<bool>,
 
         /// What the secret guard does with a secret-looking metadata key,
         /// `refuse` (the default) or `redact`: the --secrets of the commands that
@@ -804,6 +817,7 @@ impl Layer {
             tls,
             signing_key: self.signing_key,
             segment_size,
+            compress: self.compress,
             secrets,
             privacy,
             alerts_rules: self.alerts_rules,

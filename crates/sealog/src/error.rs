@@ -523,6 +523,18 @@ pub enum CorruptionKind {
         /// Where and how it differs.
         problem: String,
     },
+    /// A compressed sealed segment does not decode: its container (head,
+    /// block table, dictionary) is damaged, or a block's stored bytes fail
+    /// their checksum or decompress to the wrong length. The records in the
+    /// blocks named cannot be read from this copy.
+    #[error(
+        "the compressed segment does not decode: {problem}. Its records cannot be read from \
+         this file: restore the segment from an archived copy"
+    )]
+    Compressed {
+        /// Which part, and how.
+        problem: String,
+    },
     /// A record's bytes changed after its segment was sealed: its hash no
     /// longer matches the leaf hash stored at seal time, and the segment's
     /// footer no longer matches its records.

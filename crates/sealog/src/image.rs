@@ -62,11 +62,34 @@ pub struct SealedImage {
     pub offsets: Vec<u32>,
 }
 
-/// Verifies the bytes of a sealed segment. `name` is used in errors. The
+/// The uncompressed bytes of a sealed segment file: `bytes` themselves,
+/// or, for a segment stored compressed (`docs/format.md`, "Compressed
+/// sealed segments"), its image decoded, every block checked.
+pub fn uncompressed<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    crate::compressed::image_of(name, bytes)
+}
+
+/// Whether two copies of a sealed segment file hold the same segment:
+/// the same bytes, or the same image once decoded (one of them stored
+/// compressed, say, as a store that compresses its segments rewrites them
+/// after an archiver copied them). A copy that does not decode differs.
+pub fn same_segment(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
+    match (uncompressed("a", a), uncompressed("b", b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Verifies the bytes of a sealed segment, stored compressed or not.
+/// `name` is used in errors. The
 /// chain is recomputed from the header's chain value; whether that value
 /// links to the previous segment is the caller's check (compare it with
 /// that segment's footer chain head, or the genesis value for segment 0).
 pub fn check_sealed(name: &str, bytes: &[u8]) -> Result<SealedImage> {
+    let bytes = &*uncompressed(name, bytes)?;
     let layout = |offset: u64, reason: String| -> Error {
         Corruption::new(
             Location::file(name).at(offset),
@@ -283,6 +306,7 @@ pub fn sidecar_of_as(
     image: &SealedImage,
     layout: SidecarLayout,
 ) -> Result<Vec<u8>> {
+    let bytes = &*uncompressed(name, bytes)?;
     let identity = crate::sidecar::identity(&image.header, &image.footer);
     let records = image.offsets.iter().enumerate().map(|(ordinal, &offset)| {
         let seq = image.header.first_seq + ordinal as u64;

@@ -47,6 +47,7 @@ pub mod background;
 mod batch;
 pub mod checkpoint;
 mod committer;
+mod compressed;
 mod damage;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -86,6 +87,7 @@ pub use sealog_format as format;
 pub use sealog_format::{Event, Outcome, Record, Timestamp};
 
 pub use checkpoint::{CheckpointOptions, SignedCheckpoint};
+pub use compressed::Compression;
 pub use damage::{Damage, OnDamage};
 pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
 pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};

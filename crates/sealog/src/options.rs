@@ -78,6 +78,12 @@ pub struct StoreOptions {
     /// the store (`pruned.log`; default: nowhere, and such a read fails
     /// with [`crate::Error::Archived`] naming the segment and archive).
     pub archive: Option<Arc<dyn crate::pruned::ArchiveSource>>,
+    /// Whether the sealer stores sealed segments compressed (default
+    /// [`crate::Compression::None`]). Any open reads both forms; a writer
+    /// with compression also compresses, between seals, the sealed segments
+    /// it finds uncompressed. Builds before compressed segments existed
+    /// cannot read a store holding one.
+    pub compression: crate::Compression,
     /// The filesystem (the real one unless a test substitutes its own).
     pub fs: Arc<dyn Vfs>,
 }
@@ -95,6 +101,7 @@ impl Default for StoreOptions {
             checkpoints: None,
             on_damage: OnDamage::Refuse,
             archive: None,
+            compression: crate::Compression::None,
             fs: Arc::new(StdFs),
         }
     }
@@ -116,6 +123,7 @@ impl StoreOptions {
                 self.segment_size
             )));
         }
+        self.compression.check()?;
         if self.max_batch_bytes == 0 {
             return Err(Error::Config("max_batch_bytes must be positive".into()));
         }

@@ -256,8 +256,10 @@ pub(crate) fn unavailable(pruned: &PrunedSegment, reason: &str) -> Error {
     }
 }
 
-/// One prune at a time per process (the record is rewritten whole).
-static PRUNING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+/// One prune at a time per process (the record is rewritten whole); a
+/// segment's file is replaced by its compressed form under it too, so that
+/// a file pruned meanwhile is never written again.
+pub(crate) static PRUNING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 impl crate::Store {
     /// The segments archived and removed from this store, oldest first
@@ -325,7 +327,12 @@ impl crate::Store {
             }
             let path = config.dir.join(p.name());
             let bytes = crate::fs::read_all(fs, &path).map_err(|e| Error::io("read", &path, e))?;
-            let sha = sha256(&bytes);
+            let mut sha = sha256(&bytes);
+            if sha != p.segment_sha256 && crate::compressed::is_compressed(&bytes) {
+                // Compressed after it was archived: the archived copy is
+                // its image.
+                sha = sha256(&crate::compressed::image_of(&p.name(), &bytes)?);
+            }
             if sha != p.segment_sha256 {
                 return Err(Error::Config(format!(
                     "{} has SHA-256 {} on disk, not {} as archived: it is not removed",

@@ -106,7 +106,9 @@ impl View {
     pub(crate) fn record_bytes(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         match self.locate(seq) {
             None => Ok(None),
-            Some(Located::Sealed(s, ordinal)) => Ok(s.read_record(ordinal)?.map(<[u8]>::to_vec)),
+            Some(Located::Sealed(s, ordinal)) => {
+                Ok(s.read_record(ordinal)?.map(std::borrow::Cow::into_owned))
+            }
             Some(Located::Open(s, ordinal)) => s.read_record(ordinal),
         }
     }

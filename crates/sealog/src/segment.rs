@@ -32,6 +32,7 @@
 //! tail never takes an acknowledged record with it because acknowledged
 //! records end at a COMMIT frame that was synced before any later write.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -744,6 +745,9 @@ pub(crate) struct SealedSegment {
     /// The key-filter entry built when the segment was sealed, until it is
     /// appended.
     key_filter: Mutex<Option<Vec<u8>>>,
+    /// For a segment stored compressed: its file and block table (`map` is
+    /// empty), or why the file does not read.
+    packed: Option<std::result::Result<crate::compressed::Packed, Box<Corruption>>>,
 }
 
 /// A pruned segment's source, and its fetched copy.
@@ -780,11 +784,24 @@ impl SealedSegment {
             }),
             None => OnceLock::new(),
         };
+        let (map, packed) = if crate::compressed::is_compressed(&map) {
+            let packed = crate::compressed::Packed::open(&name, map).map_err(|e| match e {
+                crate::Error::Corruption(c) => c,
+                other => Box::new(Corruption::new(
+                    Location::file(&name),
+                    CorruptionKind::Layout(other.to_string()),
+                )),
+            });
+            (Mapped::from_vec(Vec::new()), Some(packed))
+        } else {
+            (map, None)
+        };
         SealedSegment {
             header,
             footer,
             name,
             map,
+            packed,
             offsets: cell,
             env,
             index: RwLock::new(None),
@@ -793,6 +810,29 @@ impl SealedSegment {
             head_was_cold: std::sync::atomic::AtomicBool::new(false),
             remote: None,
             key_filter: Mutex::new(None),
+        }
+    }
+
+    /// The compressed file's reader, for a segment stored compressed.
+    fn packed(&self) -> Option<Result<&crate::compressed::Packed>> {
+        self.packed.as_ref().map(|p| {
+            p.as_ref()
+                .map_err(|e| crate::error::Error::Corruption(e.clone()))
+        })
+    }
+
+    /// Whether the segment's file is stored compressed.
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// The segment's uncompressed bytes, decoded for a compressed segment
+    /// (every block checked), borrowed otherwise.
+    pub(crate) fn whole_image(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.fetch()?;
+        match self.packed() {
+            Some(packed) => packed?.image(&self.name).map(std::borrow::Cow::Owned),
+            None => Ok(std::borrow::Cow::Borrowed(self.image())),
         }
     }
 
@@ -856,9 +896,12 @@ impl SealedSegment {
                 ),
             ));
         }
-        let _ = remote
-            .fetched
-            .set(Mapped::from_vec(Arc::unwrap_or_clone(bytes)));
+        // An archived copy may be stored compressed: its image is kept.
+        let image = match crate::compressed::image_of(&p.name(), &bytes)? {
+            std::borrow::Cow::Owned(image) => image,
+            std::borrow::Cow::Borrowed(_) => Arc::unwrap_or_clone(bytes),
+        };
+        let _ = remote.fetched.set(Mapped::from_vec(image));
         Ok(())
     }
 
@@ -1003,8 +1046,9 @@ impl SealedSegment {
             // segment's files stay removed.
             self.fetch()?;
             let identity = crate::sidecar::identity(&self.header, &self.footer);
-            let bytes =
-                crate::sidecar::encode_records(identity, self.records_with_offsets()?, &self.name)?;
+            let bytes = self.with_records(|records| {
+                crate::sidecar::encode_records(identity, records, &self.name)
+            })?;
             let name = crate::sidecar::sidecar_name(self.header.first_seq);
             return Sidecar::open(name.clone(), Mapped::from_vec(bytes), &identity).map_err(|e| {
                 crate::error::Error::IndexDamaged {
@@ -1021,32 +1065,37 @@ impl SealedSegment {
         self.env
             .rebuilds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::sidecar::rebuild(
-            &self.env,
-            &self.header,
-            &self.footer,
-            self.records_with_offsets()?,
-            &self.name,
-        )
+        self.with_records(|records| {
+            crate::sidecar::rebuild(&self.env, &self.header, &self.footer, records, &self.name)
+        })
     }
 
-    /// Every record with its frame offset, read through the map.
-    pub(crate) fn records_with_offsets(
+    /// Calls `f` with every record and its frame offset, read through the
+    /// map (a compressed segment's image decoded once for the walk).
+    pub(crate) fn with_records<T>(
         &self,
-    ) -> Result<impl Iterator<Item = Result<(u32, &[u8])>> + '_> {
-        self.fetch()?;
+        f: impl FnOnce(&mut dyn Iterator<Item = Result<(u32, &[u8])>>) -> Result<T>,
+    ) -> Result<T> {
+        let image = self.whole_image()?;
         let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
-        Ok(offsets.iter().enumerate().map(move |(ordinal, &offset)| {
-            self.read_frame_at(ordinal as u64, offset)?
-                .map(|body| (offset, body))
-                .ok_or_else(|| {
-                    Corruption::new(
-                        Location::file(&self.name).at(u64::from(offset)),
-                        CorruptionKind::ZeroedFrame { nonzero: 0 },
-                    )
-                    .into()
-                })
-        }))
+        let frames = image.get(..self.frames_end_usize()).unwrap_or_default();
+        let mut records = offsets.iter().enumerate().map(|(ordinal, &offset)| {
+            let location = || {
+                Location::file(&self.name)
+                    .at(u64::from(offset))
+                    .seq(self.header.first_seq + ordinal as u64)
+            };
+            match frame::read_frame(frames.get(offset as usize..).unwrap_or_default()) {
+                Ok(FrameRead::Frame(fr)) => Ok((offset, fr.body)),
+                Ok(FrameRead::End) => Err(Corruption::new(
+                    location(),
+                    CorruptionKind::ZeroedFrame { nonzero: 0 },
+                )
+                .into()),
+                Err(e) => Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
+            }
+        });
+        f(&mut records)
     }
 
     /// The frame offsets of every record, found by walking the frames once;
@@ -1071,11 +1120,23 @@ impl SealedSegment {
         let count = usize::try_from(self.footer.record_count).unwrap_or(usize::MAX);
         offsets.reserve(count.min(1 << 24));
         // A map shorter than the footer says holds no frames, and the walk
-        // reports the footer's count as wrong.
-        let frames = self
-            .image()
-            .get(..self.frames_end_usize())
-            .unwrap_or_default();
+        // reports the footer's count as wrong. A compressed segment is
+        // walked through its decoded image.
+        let image = match self.packed() {
+            Some(packed) => {
+                std::borrow::Cow::Owned(packed.and_then(|p| p.image(&self.name)).map_err(|e| {
+                    match e {
+                        crate::Error::Corruption(c) => c,
+                        other => Box::new(Corruption::new(
+                            Location::file(&self.name),
+                            CorruptionKind::Layout(other.to_string()),
+                        )),
+                    }
+                })?)
+            }
+            None => std::borrow::Cow::Borrowed(self.image()),
+        };
+        let frames = image.get(..self.frames_end_usize()).unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
             let location = Location::file(&self.name)
@@ -1188,6 +1249,12 @@ impl SealedSegment {
             },
         };
         offsets.sort_unstable();
+        if let Some(packed) = self.packed() {
+            if let Ok(packed) = packed {
+                packed.will_need(&offsets);
+            }
+            return;
+        }
         let mut span: Option<(usize, usize)> = None;
         for offset in offsets {
             let (start, end) = (offset as usize, offset as usize + PREFETCH_FRAME_BYTES);
@@ -1207,7 +1274,7 @@ impl SealedSegment {
 
     /// The record bytes of record `ordinal`, checked. The frame is found
     /// through the index's offset column when the index is loaded.
-    pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+    pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<Cow<'_, [u8]>>> {
         if ordinal >= self.footer.record_count {
             return Ok(None);
         }
@@ -1225,7 +1292,7 @@ impl SealedSegment {
     /// Records before a damaged frame are read; one after it is found
     /// through the sidecar's offset column if the sidecar is there,
     /// otherwise its read fails with the damage that stopped the walk.
-    fn read_record_walked(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+    fn read_record_walked(&self, ordinal: u64) -> Result<Option<Cow<'_, [u8]>>> {
         let walked = self.walked();
         let index = usize::try_from(ordinal).unwrap_or(usize::MAX);
         if let Some(&offset) = walked.offsets.get(index) {
@@ -1243,7 +1310,7 @@ impl SealedSegment {
     /// Record `ordinal` through the offset column of the sidecar file, if
     /// the file is sound and has it; its checksum is checked, and its seq,
     /// since the offset is derived data.
-    fn read_located(&self, ordinal: u64) -> Result<Option<&[u8]>> {
+    fn read_located(&self, ordinal: u64) -> Result<Option<Cow<'_, [u8]>>> {
         let sidecar = self.fallback.get_or_init(|| {
             let identity = crate::sidecar::identity(&self.header, &self.footer);
             crate::sidecar::load(&self.env, self.header.first_seq, &identity)
@@ -1261,7 +1328,12 @@ impl SealedSegment {
         Ok(body.filter(|b| record::decode(b).is_ok_and(|v| v.seq == seq)))
     }
 
-    fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<&[u8]>> {
+    fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<Cow<'_, [u8]>>> {
+        if let Some(packed) = self.packed() {
+            return packed?
+                .frame(&self.name, self.header.first_seq, ordinal, offset)
+                .map(|body| Some(Cow::Owned(body)));
+        }
         // An offset (from an index: derived data) or a footer that points
         // past the frames reads as no frame, an error naming the place.
         let frames = self
@@ -1274,7 +1346,7 @@ impl SealedSegment {
                 .seq(self.header.first_seq + ordinal)
         };
         match frame::read_frame(frames.get(offset as usize..).unwrap_or_default()) {
-            Ok(FrameRead::Frame(f)) => Ok(Some(f.body)),
+            Ok(FrameRead::Frame(f)) => Ok(Some(Cow::Borrowed(f.body))),
             Ok(FrameRead::End) => {
                 Err(Corruption::new(location(), CorruptionKind::ZeroedFrame { nonzero: 0 }).into())
             }

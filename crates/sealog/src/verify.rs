@@ -975,8 +975,9 @@ fn verify_segment(
         .peekable();
     let mut chains_at = Vec::new();
     let image = match &f.footer {
-        // Sealed segments are never written again: map them.
-        Some(_) => f.file.map().map_err(|e| Error::io("map", &f.path, e))?,
+        // Sealed segments are never written again: map them (a compressed
+        // one is decoded, every block checked, and its image verified).
+        Some(_) => f.image()?,
         // Others may still be written (or sealed and cut) by a live store:
         // copy them with positioned reads, never map them.
         None => Mapped::from_vec(read_unsealed(fs, f, limit)?),

@@ -56,6 +56,7 @@ impl Workers {
         inner.sealing().connect(jobs);
         *workers.sealer.lock() = Some(Sealer::spawn(inner.clone(), queue)?);
         inner.sealing().key_filters_later();
+        inner.sealing().compress_later();
         let index_progress = Arc::new(IndexProgress::default());
         *workers.committer.lock() = Some(Committer::spawn(
             inner.clone(),

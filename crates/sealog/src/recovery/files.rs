@@ -31,6 +31,26 @@ pub(crate) struct Found {
     /// The whole file, mapped while the segments were read (read-only
     /// opens map sealed segments then, on every core); `None` otherwise.
     pub map: Option<Mapped>,
+    /// The file is a compressed sealed segment (`footer` is then its
+    /// container's, and offsets in it are not image offsets).
+    pub compressed: bool,
+}
+
+impl Found {
+    /// The segment's image: the mapped file, or a compressed file decoded.
+    pub(crate) fn image(&self) -> Result<Mapped> {
+        let map = self
+            .file
+            .map()
+            .map_err(|e| Error::io("map", &self.path, e))?;
+        if !self.compressed {
+            return Ok(map);
+        }
+        match crate::compressed::image_of(&self.name, &map)? {
+            std::borrow::Cow::Owned(image) => Ok(Mapped::from_vec(image)),
+            std::borrow::Cow::Borrowed(_) => Ok(map),
+        }
+    }
 }
 
 /// The number of leaf hashes in `tree/leaves`, if the file exists.
@@ -210,6 +230,9 @@ pub(crate) fn read_found(
     let mut head = vec![0u8; HEADER_LEN.min(usize::try_from(len).unwrap_or(HEADER_LEN))];
     file.read_exact_at(&mut head, 0)
         .map_err(|e| Error::io("read", &path, e))?;
+    if crate::compressed::is_compressed(&head) {
+        return read_compressed(file, name, path, len, first_seq, manifest);
+    }
     let header = SegmentHeader::decode(&head)
         .map_err(|e| corruption(Location::file(&name).at(0), CorruptionKind::Structure(e)))?;
     if header.store_id != manifest.store_id {
@@ -252,6 +275,63 @@ pub(crate) fn read_found(
         header,
         footer,
         map: None,
+        compressed: false,
+    })
+}
+
+/// A segment stored compressed: always sealed (it is written whole under a
+/// temporary name and renamed into place), its header and footer read from
+/// the container, which is checked whole but for its blocks. The file is
+/// mapped (the sealed segment reads it through the map).
+fn read_compressed(
+    file: Arc<dyn VfsFile>,
+    name: String,
+    path: PathBuf,
+    len: u64,
+    first_seq: u64,
+    manifest: &Manifest,
+) -> Result<Found> {
+    let map = file.map().map_err(|e| Error::io("map", &path, e))?;
+    let c = sealog_format::compressed::CompressedSegment::parse(&map)
+        .map_err(|e| crate::compressed::corruption(&name, &e))?;
+    let (header, footer) = (*c.header(), *c.footer());
+    if header.store_id != manifest.store_id {
+        return Err(corruption(
+            Location::file(&name).at(0),
+            CorruptionKind::ForeignFile {
+                found: hex(&header.store_id),
+                expected: hex(&manifest.store_id),
+            },
+        ));
+    }
+    if header.first_seq != first_seq {
+        return Err(corruption(
+            Location::file(&name).at(0),
+            CorruptionKind::Layout(format!(
+                "the file is named for seq {first_seq} but its header says {}",
+                header.first_seq
+            )),
+        ));
+    }
+    if footer.record_count == 0 {
+        return Err(corruption(
+            Location::file(&name),
+            CorruptionKind::FieldMismatch {
+                field: "record count in footer",
+                stored: "0".into(),
+                computed: "at least 1".into(),
+            },
+        ));
+    }
+    Ok(Found {
+        name,
+        path,
+        file,
+        len,
+        header,
+        footer: Some(footer),
+        map: Some(map),
+        compressed: true,
     })
 }
 
@@ -340,6 +420,10 @@ pub(crate) fn demote_unfinished_seal(found: &mut [Found]) -> Result<()> {
     let Some(footer) = last.footer else {
         return Ok(());
     };
+    if last.compressed {
+        // Written whole and renamed into place: never an unfinished seal.
+        return Ok(());
+    }
     let mut marker = [0u8; END_MARKER_LEN];
     last.file
         .read_exact_at(&mut marker, footer.frames_end)

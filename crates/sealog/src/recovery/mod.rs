@@ -980,7 +980,7 @@ fn reconcile_leaves(
         if footer.end_seq() <= have {
             continue;
         }
-        let map = f.file.map().map_err(|e| Error::io("map", &f.path, e))?;
+        let map = f.image()?;
         let mut walker = FrameWalker::new(&map, f.header.first_seq, None);
         let mut batch = Vec::new();
         while let Some(r) = walker.next_record() {

@@ -744,6 +744,7 @@ mod tests {
             },
             footer: None,
             map: None,
+            compressed: false,
         }
     }
 

@@ -82,7 +82,9 @@ impl SegmentRef {
     /// The record bytes of `ordinal`.
     pub(crate) fn record(&self, ordinal: u32) -> Result<Option<Vec<u8>>> {
         match self {
-            SegmentRef::Sealed(s) => Ok(s.read_record(u64::from(ordinal))?.map(<[u8]>::to_vec)),
+            SegmentRef::Sealed(s) => Ok(s
+                .read_record(u64::from(ordinal))?
+                .map(std::borrow::Cow::into_owned)),
             SegmentRef::Open(s) => s.read_record(u64::from(ordinal)),
         }
     }

@@ -1,0 +1,292 @@
+//! Sealed segments stored compressed (`docs/format.md`, "Compressed sealed
+//! segments"): reading their records a block at a time, and compressing a
+//! sealed segment in place.
+//!
+//! A compressed file encodes the exact bytes of the uncompressed segment
+//! (its *image*), so every offset a reader knows (the sidecar's offsets
+//! column, an error's location) is an offset in the image, and everything
+//! derived from a segment (leaves, sidecar, key-filter entry) describes the
+//! image and does not change when the file is compressed.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealog_format::compressed::{self as format, Block, BlockDecoder, CompressedSegment};
+use sealog_format::frame::{self, FrameRead};
+
+use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
+use crate::mmap::Mapped;
+
+/// How sealed segments are stored ([`crate::StoreOptions::compression`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Sealed segments stay as written (the default).
+    #[default]
+    None,
+    /// The sealer compresses each segment it seals, and, a few at a time
+    /// between seals, the sealed segments a writable open finds
+    /// uncompressed: blocks of ~16 KiB of whole frames, each a zstd frame
+    /// at `level` (1–19; 3 is zstd's default) with a dictionary trained on
+    /// the segment's records. A record read decompresses its block (~10 µs).
+    Zstd {
+        /// The zstd level.
+        level: i32,
+    },
+}
+
+impl Compression {
+    /// zstd at its default level, 3.
+    pub const ZSTD: Compression = Compression::Zstd { level: 3 };
+
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Compression::Zstd { level } if !(1..=19).contains(level) => Err(Error::Config(
+                format!("the zstd level {level} is outside 1..=19"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error of a compressed file that does not read, located in it.
+pub(crate) fn corruption(name: &str, e: &format::ContainerError) -> Error {
+    Corruption::new(
+        Location::file(name).at(e.offset),
+        CorruptionKind::Compressed {
+            problem: e.to_string(),
+        },
+    )
+    .into()
+}
+
+/// The image of a segment file's bytes: the bytes themselves if they are
+/// not compressed, decoded otherwise.
+pub(crate) fn image_of<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    if !format::is_compressed(bytes) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let c = CompressedSegment::parse(bytes).map_err(|e| corruption(name, &e))?;
+    c.decode_image()
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| corruption(name, &e))
+}
+
+/// A compressed sealed segment's file, mapped, with its block table.
+pub(crate) struct Packed {
+    map: Mapped,
+    blocks: Vec<Block>,
+    dictionary: std::ops::Range<usize>,
+    decoder: Mutex<Option<BlockDecoder>>,
+    /// The block read last, decompressed: records read in order share it.
+    last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("len", &self.map.len())
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Packed {
+    /// Reads the block table of the compressed file `map` (checked as the
+    /// format says; no block is decompressed).
+    pub(crate) fn open(name: &str, map: Mapped) -> Result<Packed> {
+        let (blocks, dictionary) = {
+            let c = CompressedSegment::parse(&map).map_err(|e| corruption(name, &e))?;
+            let blocks = (0..c.block_count()).filter_map(|i| c.block(i)).collect();
+            let dict = c.dictionary();
+            let start = (dict.as_ptr() as usize).saturating_sub(map.as_ptr() as usize);
+            (blocks, start..start + dict.len())
+        };
+        Ok(Packed {
+            map,
+            blocks,
+            dictionary,
+            decoder: Mutex::new(None),
+            last: Mutex::new(None),
+        })
+    }
+
+    fn block_at(&self, offset: u64) -> Option<usize> {
+        let i = self
+            .blocks
+            .partition_point(|b| b.image_offset <= offset)
+            .checked_sub(1)?;
+        let b = self.blocks.get(i)?;
+        (offset < b.image_offset + u64::from(b.len)).then_some(i)
+    }
+
+    /// Block `i`, decompressed (or the copy kept from the last read).
+    fn block(&self, name: &str, i: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some((at, bytes)) = &*self.last.lock()
+            && *at == i
+        {
+            return Ok(bytes.clone());
+        }
+        let Some(b) = self.blocks.get(i) else {
+            return Err(Error::Config(format!("{name} has no block {i}")));
+        };
+        let bytes = {
+            let mut decoder = self.decoder.lock();
+            let decoder = match &mut *decoder {
+                Some(d) => d,
+                slot => slot.insert(
+                    BlockDecoder::new(self.map.get(self.dictionary.clone()).unwrap_or_default())
+                        .map_err(|e| corruption(name, &e))?,
+                ),
+            };
+            Arc::new(
+                format::read_stored_block(&self.map, i, b, decoder)
+                    .map_err(|e| corruption(name, &e))?,
+            )
+        };
+        *self.last.lock() = Some((i, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// The body of the record whose frame starts at image offset `offset`
+    /// (`ordinal`: its place in the segment, `first_seq` the segment's):
+    /// its block decompressed and checked, the frame read and checked.
+    pub(crate) fn frame(
+        &self,
+        name: &str,
+        first_seq: u64,
+        ordinal: u64,
+        offset: u32,
+    ) -> Result<Vec<u8>> {
+        let location = || {
+            Location::file(name)
+                .at(u64::from(offset))
+                .seq(first_seq + ordinal)
+        };
+        let Some(i) = self.block_at(u64::from(offset)) else {
+            return Err(Corruption::new(
+                location(),
+                CorruptionKind::Layout(format!(
+                    "offset {offset} is in no block of the compressed segment (offsets are \
+                     derived data: the index is damaged)"
+                )),
+            )
+            .into());
+        };
+        let block = self.block(name, i)?;
+        let start = self
+            .blocks
+            .get(i)
+            .map_or(0, |b| (u64::from(offset) - b.image_offset) as usize);
+        match frame::read_frame(block.get(start..).unwrap_or_default()) {
+            Ok(FrameRead::Frame(f)) => Ok(f.body.to_vec()),
+            Ok(FrameRead::End) => {
+                Err(Corruption::new(location(), CorruptionKind::ZeroedFrame { nonzero: 0 }).into())
+            }
+            Err(e) => Err(Corruption::new(location(), CorruptionKind::Frame(e)).into()),
+        }
+    }
+
+    /// The whole image, decoded (every block checked).
+    pub(crate) fn image(&self, name: &str) -> Result<Vec<u8>> {
+        let parsed = CompressedSegment::parse(&self.map).map_err(|e| corruption(name, &e))?;
+        parsed.decode_image().map_err(|e| corruption(name, &e))
+    }
+
+    /// Asks the kernel to read the stored blocks holding the frames at
+    /// image offsets `offsets` (sorted), without waiting.
+    pub(crate) fn will_need(&self, offsets: &[u32]) {
+        let mut last = None;
+        for &offset in offsets {
+            let Some(i) = self.block_at(u64::from(offset)) else {
+                continue;
+            };
+            if last == Some(i) {
+                continue;
+            }
+            last = Some(i);
+            if let Some(b) = self.blocks.get(i) {
+                self.map
+                    .will_need(b.stored_offset as usize, b.stored_len as usize);
+            }
+        }
+    }
+}
+
+/// The compressed form of a sealed segment's image, in the container the
+/// format describes; the image is checked (header, footer, every frame)
+/// while it is cut into blocks.
+pub(crate) fn compress(name: &str, image: &[u8], level: i32) -> Result<Vec<u8>> {
+    let options = format::CompressOptions {
+        level,
+        ..format::CompressOptions::default()
+    };
+    format::compress(image, &options).map_err(|e| {
+        Corruption::new(
+            Location::file(name).at(e.offset),
+            CorruptionKind::Layout(format!("the segment cannot be compressed: {e}")),
+        )
+        .into()
+    })
+}
+
+/// Whether `bytes` start like a compressed segment.
+pub(crate) fn is_compressed(bytes: &[u8]) -> bool {
+    format::is_compressed(bytes)
+}
+
+/// Replaces the file of sealed segment `s` by its compressed form, and the
+/// segment in readers' view by one reading it. The compressed bytes are
+/// decoded again and compared with the image before anything is replaced
+/// (the uncompressed file is the only copy of its records). The file is
+/// written under a temporary name, synced, renamed over the segment and the
+/// directory synced (`crate::fs::write_atomic`): a crash leaves one form
+/// or the other, whole. Nothing happens if the segment left the view
+/// meanwhile (pruned).
+pub(crate) fn compress_in_place(
+    inner: &crate::store::Inner,
+    s: &Arc<crate::segment::SealedSegment>,
+    level: i32,
+) -> Result<()> {
+    let image = s.whole_image()?;
+    let packed = compress(&s.name, &image, level)?;
+    let back = CompressedSegment::parse(&packed)
+        .and_then(|c| c.decode_image())
+        .map_err(|e| corruption(&s.name, &e))?;
+    if back != *image {
+        return Err(Error::Config(format!(
+            "{}: the compressed form does not decode to the segment's bytes; it stays \
+             uncompressed",
+            s.name
+        )));
+    }
+    drop(back);
+    let config = inner.config();
+    let fs = &*config.fs;
+    let path = config.dir.join(&s.name);
+    let _one = crate::pruned::PRUNING.lock();
+    if !inner
+        .readers()
+        .snapshot()
+        .sealed
+        .iter()
+        .any(|x| Arc::ptr_eq(x, s))
+    {
+        return Ok(());
+    }
+    crate::fs::write_atomic(fs, &path, &packed)?;
+    let file = fs
+        .open(&path, crate::fs::OpenMode::Read)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let map = file.map().map_err(|e| Error::io("map", &path, e))?;
+    let offsets = s.offsets().ok().map(<[u32]>::to_vec);
+    let replacement = crate::segment::SealedSegment::new(
+        s.header,
+        s.footer,
+        s.name.clone(),
+        map,
+        offsets,
+        inner.index_env().clone(),
+    );
+    inner.readers().replace_sealed(vec![Arc::new(replacement)]);
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Compressed sealed segments (`StoreOptions::compression`): a store that
+//! compresses answers exactly as one that does not, verifies, and names
+//! damage to a compressed block; a compression cut short loses nothing.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sealog::format::compressed::{COMPRESSED_MAGIC, CompressedSegment};
+use sealog::query::{ActionPattern, ActorFilter, Query};
+use sealog::{Compression, CorruptionKind, Durability, Error, Record, Store, StoreOptions};
+use sealog_tests::{segment_files, small_options};
+
+const SEGMENTS: u64 = 6;
+/// Enough records per segment (every 16th a dictionary sample, 64 needed)
+/// that each segment trains its own dictionary.
+const PER_SEGMENT: u64 = 1_500;
+
+fn compressing(segment_size: u64) -> StoreOptions {
+    StoreOptions {
+        compression: Compression::ZSTD,
+        ..small_options(segment_size)
+    }
+}
+
+/// Writes [`SEGMENTS`] sealed segments of realistic events with `options`
+/// and closes the store; returns every record.
+fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
+    let store = Store::open(dir, options).unwrap();
+    let workload = sealog::workload::Workload::new(300);
+    for i in 0..SEGMENTS {
+        store
+            .append_batch_with(
+                workload.events(i * PER_SEGMENT, (i + 1) * PER_SEGMENT),
+                Durability::Buffered,
+            )
+            .unwrap();
+        store.roll().unwrap();
+    }
+    store.wait_sealed().unwrap();
+    let all = store.scan(..).map(|r| r.unwrap()).collect();
+    store.close().unwrap();
+    all
+}
+
+fn is_compressed(path: &Path) -> bool {
+    std::fs::read(path).unwrap().starts_with(&COMPRESSED_MAGIC)
+}
+
+fn bytes_of(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// Queries over values spread through the store, and one with a time range.
+fn queries(all: &[Record]) -> Vec<Query> {
+    let mut queries = Vec::new();
+    for r in all.iter().step_by(301) {
+        let e = &r.event;
+        queries.push(Query {
+            request_id: e.request_id.clone(),
+            ..Query::default()
+        });
+        queries.push(Query {
+            actor: Some(ActorFilter::parse(&format!(
+                "{}:{}",
+                e.actor.kind, e.actor.id
+            ))),
+            limit: 10_000,
+            ..Query::default()
+        });
+        queries.push(Query {
+            actions: vec![ActionPattern::new(&e.action).unwrap()],
+            limit: 10_000,
+            ..Query::default()
+        });
+    }
+    let mid = &all[all.len() / 2].event.time;
+    queries.push(Query {
+        from: *mid,
+        limit: 10_000,
+        ..Query::default()
+    });
+    queries
+}
+
+/// Seqs and events (two stores record them at different times).
+fn events(records: &[Record]) -> Vec<(u64, sealog::Event)> {
+    records.iter().map(|r| (r.seq, r.event.clone())).collect()
+}
+
+fn answers(store: &Store, queries: &[Query]) -> Vec<Vec<(u64, sealog::Event)>> {
+    queries
+        .iter()
+        .map(|q| events(&store.query(q).unwrap().records))
+        .collect()
+}
+
+fn all_records(store: &Store) -> Vec<Record> {
+    store.scan(..).map(|r| r.unwrap()).collect()
+}
+
+/// Waits until every sealed segment file in `dir` is compressed (a writer
+/// compresses those it finds, one between seals, in the background).
+fn wait_all_compressed(dir: &Path, sealed: usize) {
+    let started = Instant::now();
+    loop {
+        let files = segment_files(dir);
+        let done = files.iter().filter(|f| is_compressed(f)).count();
+        if done >= sealed {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{done} of {sealed} segments compressed after two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_compressing_store_answers_verifies_and_proves_as_an_uncompressed_one() {
+    let plain = tempfile::tempdir().unwrap();
+    let packed = tempfile::tempdir().unwrap();
+    let all = write(plain.path(), small_options(4 << 20));
+    let same = write(packed.path(), compressing(4 << 20));
+    assert!(
+        events(&all) == events(&same),
+        "the same records, read back while written"
+    );
+
+    let plain_files = segment_files(plain.path());
+    let packed_files = segment_files(packed.path());
+    assert_eq!(plain_files.len(), packed_files.len());
+    // The last file is the active segment (empty, open); every sealed one
+    // is compressed, with a dictionary of its own.
+    let sealed = &packed_files[..packed_files.len() - 1];
+    assert_eq!(sealed.len() as u64, SEGMENTS);
+    for f in sealed {
+        let bytes = std::fs::read(f).unwrap();
+        let c = CompressedSegment::parse(&bytes).unwrap();
+        assert!(!c.dictionary().is_empty(), "{}", f.display());
+        assert!(c.block_count() > 10);
+    }
+    let (plain_bytes, packed_bytes) = (
+        bytes_of(&plain_files[..SEGMENTS as usize]),
+        bytes_of(sealed),
+    );
+    assert!(
+        packed_bytes * 3 < plain_bytes,
+        "{packed_bytes} bytes compressed, {plain_bytes} not"
+    );
+
+    let queries = queries(&all);
+    let a = Store::open_read_only(plain.path()).unwrap();
+    let b = Store::open_read_only(packed.path()).unwrap();
+    assert!(answers(&a, &queries) == answers(&b, &queries));
+    assert!(all_records(&b) == same, "a scan");
+    for r in same.iter().step_by(97) {
+        assert!(b.get(r.seq).unwrap().as_ref() == Some(r), "seq {}", r.seq);
+    }
+    let report = b.verify().unwrap();
+    assert_eq!(report.records, same.len() as u64);
+    drop((a, b));
+
+    // Indexes removed: rebuilt from the compressed records, the same.
+    for f in sealog_tests::index_files(packed.path()) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let b = Store::open_read_only(packed.path()).unwrap();
+    let a = Store::open_read_only(plain.path()).unwrap();
+    assert!(answers(&a, &queries) == answers(&b, &queries));
+    assert_eq!(b.stats().index_rebuilds, SEGMENTS);
+}
+
+#[test]
+fn a_compressing_writer_compresses_the_segments_it_finds_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write(dir.path(), small_options(4 << 20));
+    let files = segment_files(dir.path());
+    assert!(files.iter().all(|f| !is_compressed(f)));
+    let before = bytes_of(&files[..SEGMENTS as usize]);
+    let size = all.len() as u64;
+    let proofs = {
+        let store = Store::open_read_only(dir.path()).unwrap();
+        [0, size / 3, size - 1].map(|seq| store.inclusion_proof(seq, size).unwrap())
+    };
+
+    // A leftover of a compression cut short (the temporary file a crash
+    // left) is removed by the open, and the segment stays readable.
+    let leftover = PathBuf::from(format!("{}.tmp", files[0].display()));
+    std::fs::write(&leftover, COMPRESSED_MAGIC).unwrap();
+
+    let store = Store::open(dir.path(), compressing(4 << 20)).unwrap();
+    assert!(!leftover.exists());
+    wait_all_compressed(dir.path(), SEGMENTS as usize);
+    // Reads during and after, from the writer's own view.
+    assert!(all_records(&store) == all);
+    store.close().unwrap();
+
+    let after = bytes_of(&segment_files(dir.path())[..SEGMENTS as usize]);
+    assert!(after * 3 < before, "{after} bytes, {before} before");
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert!(all_records(&store) == all);
+    assert_eq!(store.verify().unwrap().records, size);
+    let again = [0, size / 3, size - 1].map(|seq| store.inclusion_proof(seq, size).unwrap());
+    assert_eq!(again, proofs);
+}
+
+#[test]
+fn damage_to_a_compressed_block_is_named_and_the_other_blocks_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write(dir.path(), compressing(4 << 20));
+    let path = segment_files(dir.path())[2].clone();
+    let name = format!("segments/{}", path.file_name().unwrap().to_string_lossy());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (block, victim) = {
+        let c = CompressedSegment::parse(&bytes).unwrap();
+        let block = c.block(c.block_count() / 2).unwrap();
+        (block, c.block_count() / 2)
+    };
+    let at = usize::try_from(block.stored_offset).unwrap() + block.stored_len as usize / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    // The records of that block: those whose frame lies in it.
+    let first_seq = sealog_tests::first_seq_of(&path);
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let mut damaged = 0;
+    let mut read = 0;
+    for r in all
+        .iter()
+        .filter(|r| (first_seq..first_seq + PER_SEGMENT).contains(&r.seq))
+    {
+        match store.get(r.seq) {
+            Ok(got) => {
+                assert!(got.as_ref() == Some(r), "seq {}", r.seq);
+                read += 1;
+            }
+            Err(Error::Corruption(c)) => {
+                assert_eq!(c.location.file, name);
+                let CorruptionKind::Compressed { problem } = &c.kind else {
+                    panic!("{c}");
+                };
+                assert!(problem.contains(&format!("block {victim}")), "{problem}");
+                damaged += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        damaged > 0 && read > damaged,
+        "{damaged} damaged, {read} read"
+    );
+    drop(store);
+
+    match sealog::verify_dir(dir.path()) {
+        Err(Error::Corruption(c)) => {
+            assert_eq!(c.location.file, name);
+            assert!(matches!(c.kind, CorruptionKind::Compressed { .. }), "{c}");
+        }
+        other => panic!("verify: {other:?}"),
+    }
+}
