@@ -14,6 +14,9 @@ record has. Usage:
     benches/cli/rows.py --data-dir /data/q100m OLD_SEALOG NEW_SEALOG
     benches/cli/rows.py --data-dir /data/q100m --runs 9 --rounds 3 --cold A B
 
+--data-dir may be given more than once: every build then runs on every
+store (the same store compressed and not, say: `sealog compress`).
+
 With --cold, every file of the store is evicted from the page cache
 (posix_fadvise DONTNEED) before each run, and each query runs --cold-runs
 times per build instead.
@@ -71,7 +74,7 @@ def run_once(binary, data_dir, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--data-dir", required=True, action="append")
     parser.add_argument("--runs", type=int, default=9, help="runs per build and round (warm)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cold", action="store_true", help="evict the store before each run")
@@ -79,26 +82,31 @@ def main():
     parser.add_argument("builds", nargs="+", help="sealog binaries to compare")
     opts = parser.parse_args()
     runs = opts.cold_runs if opts.cold else opts.runs
+    columns = [(b, d) for b in opts.builds for d in opts.data_dir]
     if not opts.cold:
         # One run of each query first: the store's indexes into memory.
-        for _, args in QUERIES:
-            run_once(opts.builds[0], opts.data_dir, args)
-    names = [os.path.basename(b) for b in opts.builds]
+        for d in opts.data_dir:
+            for _, args in QUERIES:
+                run_once(opts.builds[0], d, args)
+    names = [
+        os.path.basename(b) + (f" on {os.path.basename(d)}" if len(opts.data_dir) > 1 else "")
+        for b, d in columns
+    ]
     print(f"| query (rounds {', '.join(str(r + 1) for r in range(opts.rounds))}), ms | "
           + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for label, args in QUERIES:
-        cells = {b: [] for b in opts.builds}
+        cells = {c: [] for c in columns}
         for _ in range(opts.rounds):
-            times = {b: [] for b in opts.builds}
+            times = {c: [] for c in columns}
             for _ in range(runs):
-                for b in opts.builds:
+                for c in columns:
                     if opts.cold:
-                        evict(opts.data_dir)
-                    times[b].append(run_once(b, opts.data_dir, args))
-            for b in opts.builds:
-                cells[b].append(statistics.median(times[b]))
-        row = " | ".join(", ".join(f"{v:.1f}" for v in cells[b]) for b in opts.builds)
+                        evict(c[1])
+                    times[c].append(run_once(c[0], c[1], args))
+            for c in columns:
+                cells[c].append(statistics.median(times[c]))
+        row = " | ".join(", ".join(f"{v:.1f}" for v in cells[c]) for c in columns)
         print(f"| {label} | {row} |", flush=True)
 
 

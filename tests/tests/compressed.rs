@@ -27,6 +27,7 @@ fn compressing(segment_size: u64) -> StoreOptions {
 /// Writes [`SEGMENTS`] sealed segments of realistic events with `options`
 /// and closes the store; returns every record.
 fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
+    let options_compress = options.compression != Compression::None;
     let store = Store::open(dir, options).unwrap();
     let workload = sealog::workload::Workload::new(300);
     for i in 0..SEGMENTS {
@@ -39,6 +40,11 @@ fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
         store.roll().unwrap();
     }
     store.wait_sealed().unwrap();
+    if options_compress {
+        // What the compressor thread has not done yet, now.
+        let report = store.compress_sealed(Compression::ZSTD).unwrap();
+        assert_eq!(report.segments + report.already, SEGMENTS);
+    }
     let all = store.scan(..).map(|r| r.unwrap()).collect();
     store.close().unwrap();
     all

@@ -11,6 +11,7 @@ mod archive;
 mod bench;
 mod bench_http;
 mod common;
+mod compress;
 mod count_by;
 mod error;
 mod export;
@@ -66,6 +67,7 @@ Examples:
   sealog query --actor user:alice --since 1h
   sealog tail -f --action 'auth.*'
   sealog verify --public-key log.pub
+  sealog compress
   sealog keygen --name audit.example.com/prod --out log
   sealog checkpoint --signing-key log.key > checkpoint.txt
   sealog proof --seq 4471 > record-4471.tlog-proof
@@ -97,6 +99,7 @@ enum Command {
     Query(query::QueryArgs),
     Tail(tail::TailArgs),
     Verify(verify::VerifyArgs),
+    Compress(compress::CompressArgs),
     Keygen(keys::KeygenArgs),
     VerifyReceipt(keys::VerifyReceiptArgs),
     Checkpoint(proof::CheckpointArgs),
@@ -121,6 +124,7 @@ fn run(cli: Cli, data_dir_given: bool) -> Result<(), CliError> {
         Command::Query(args) => query::run(global, args),
         Command::Tail(args) => tail::run(global, args),
         Command::Verify(args) => verify::run(global, args),
+        Command::Compress(args) => compress::run(global, args),
         Command::Keygen(args) => keys::keygen(args),
         Command::VerifyReceipt(args) => keys::verify_receipt(args),
         Command::Checkpoint(args) => proof::checkpoint(global, args),

@@ -105,6 +105,11 @@ struct Measured {
     /// Bytes of record frames (frame headers and records), in every
     /// segment.
     records: u64,
+    /// Sealed segments stored compressed: how many, their file bytes, and
+    /// the bytes of record frames they hold.
+    compressed: u64,
+    compressed_bytes: u64,
+    compressed_records: u64,
     /// The zero-filled file waiting to become the next segment
     /// (`segments/spare-…`, also while it is being made).
     spare: Usage,
@@ -141,10 +146,16 @@ fn walk(dir: &Path, rel: &Path, m: &mut Measured) -> Result<(), CliError> {
             ("segments", n) if n.ends_with(".seg") => {
                 m.segments.add(&meta);
                 match read_footer(&dir.join(&path), meta.len()) {
-                    Some(footer) => {
+                    Some((footer, compressed)) => {
                         m.sealed += 1;
                         m.segments_in_use += meta.len();
-                        m.records += footer.frames_end.saturating_sub(HEADER_LEN as u64);
+                        let frames = footer.frames_end.saturating_sub(HEADER_LEN as u64);
+                        m.records += frames;
+                        if compressed {
+                            m.compressed += 1;
+                            m.compressed_bytes += meta.len();
+                            m.compressed_records += frames;
+                        }
                         m.event_time
                             .add(footer.min_event_time, footer.max_event_time);
                         m.recorded_at
@@ -171,8 +182,9 @@ fn walk(dir: &Path, rel: &Path, m: &mut Measured) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The footer of a sealed segment, if the file has a valid one.
-fn read_footer(path: &Path, len: u64) -> Option<SegmentFooter> {
+/// The footer of a sealed segment, if the file has a valid one, and
+/// whether the segment is stored compressed.
+fn read_footer(path: &Path, len: u64) -> Option<(SegmentFooter, bool)> {
     let footer_len = FOOTER_LEN as u64;
     if len < footer_len {
         return None;
@@ -183,13 +195,15 @@ fn read_footer(path: &Path, len: u64) -> Option<SegmentFooter> {
     let mut head = [0u8; sealog::format::compressed::TABLE_OFFSET];
     if file.read_exact(&mut head).is_ok() && sealog::format::compressed::is_compressed(&head) {
         let at = sealog::format::compressed::TABLE_OFFSET - FOOTER_LEN;
-        return SegmentFooter::decode(head.get(at..)?).ok();
+        return SegmentFooter::decode(head.get(at..)?)
+            .ok()
+            .map(|f| (f, true));
     }
     file.seek(SeekFrom::Start(len - footer_len)).ok()?;
     let mut buf = [0u8; FOOTER_LEN];
     file.read_exact(&mut buf).ok()?;
     let footer = SegmentFooter::decode(&buf).ok()?;
-    (footer.file_len() == len).then_some(footer)
+    (footer.file_len() == len).then_some((footer, false))
 }
 
 /// Reads the records of the unsealed segments: their frame bytes and times.
@@ -279,6 +293,11 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
                 "segments": m.segments,
                 "segments_in_use": m.segments_in_use,
                 "records": m.records,
+                "compressed": {
+                    "segments": m.compressed,
+                    "bytes": m.compressed_bytes,
+                    "records": m.compressed_records,
+                },
                 "preallocated": preallocated,
                 "stored": stored,
                 "spare": m.spare,
@@ -348,10 +367,25 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         "  records",
         bytes(m.records)
     ))?;
+    if m.compressed > 0 {
+        out.line(&format!(
+            "  {:<16}{:>12}  ({} of the record frames, in {} sealed segments stored \
+             compressed: {:.1}× smaller)",
+            "  compressed",
+            bytes(m.compressed_bytes),
+            bytes(m.compressed_records),
+            m.compressed,
+            m.compressed_records as f64 / m.compressed_bytes.max(1) as f64
+        ))?;
+    }
     out.line(&format!(
         "  {:<16}{:>12}  (segment headers, end markers and footers)",
         "  structure",
-        bytes(m.segments_in_use.saturating_sub(m.records))
+        bytes(
+            m.segments_in_use
+                .saturating_sub(m.compressed_bytes)
+                .saturating_sub(m.records.saturating_sub(m.compressed_records))
+        )
     ))?;
     out.line(&format!(
         "  {:<16}{:>12}  (preallocated in open segments, not used yet)",

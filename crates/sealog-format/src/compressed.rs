@@ -515,18 +515,20 @@ impl std::fmt::Debug for CompressedSegment<'_> {
     }
 }
 
-impl<'a> CompressedSegment<'a> {
-    /// Reads a compressed segment file and checks its structure: the
-    /// head's magic, version, length, zero flags and reserved bytes and CRC;
-    /// a block count of at least 1 and a dictionary of at most 1 MiB; a
-    /// segment header and footer that decode and agree (first seq, segment
-    /// number, store id); an image length of `frames_end + 12 + 176`; the
-    /// table's and the dictionary's CRCs; blocks of 1 byte to 8 MiB, the
-    /// first at 128, each where the previous ends, the last ending at
-    /// `frames_end`, with stored lengths of at least 1 byte that add up to
-    /// the head's total; and a file that ends after the last block. The
-    /// blocks' own CRCs are checked as they are read.
-    pub fn parse(file: &'a [u8]) -> Result<CompressedSegment<'a>, ContainerError> {
+/// The fields of a compressed file's head, header and footer, checked.
+struct Fields<'a> {
+    head: &'a [u8; CONTAINER_HEAD_LEN],
+    header: SegmentHeader,
+    footer: SegmentFooter,
+    n: u32,
+    d: u32,
+    image_len: u64,
+    stored_total: u64,
+}
+
+impl<'a> Fields<'a> {
+    /// Reads and checks the first [`TABLE_OFFSET`] bytes of `file`.
+    fn parse(file: &'a [u8]) -> Result<Fields<'a>, ContainerError> {
         let Some(head) = file.first_chunk::<CONTAINER_HEAD_LEN>() else {
             return Err(ContainerError::at(
                 file.len(),
@@ -628,6 +630,70 @@ impl<'a> CompressedSegment<'a> {
             ));
         }
 
+        Ok(Fields {
+            head,
+            header,
+            footer,
+            n,
+            d,
+            image_len,
+            stored_total,
+        })
+    }
+}
+
+/// The segment header and footer of a compressed segment file, from its
+/// first [`TABLE_OFFSET`] bytes `start` (or more) and its length: the head
+/// is checked (magic, CRC, version, length, flags, reserved bytes, counts),
+/// the header and footer decoded and compared, the image length and the
+/// file's length (`368 + 16n + 4 + d +` the blocks' total) checked. The
+/// block table and the dictionary are not read (see
+/// [`CompressedSegment::parse`]): for an open that reads the headers of
+/// many segments and may never read a record of most.
+pub fn parse_head(
+    start: &[u8],
+    file_len: u64,
+) -> Result<(SegmentHeader, SegmentFooter), ContainerError> {
+    let fields = Fields::parse(start)?;
+    let expected = (TABLE_OFFSET + TABLE_CRC_LEN) as u64
+        + u64::from(fields.n) * BLOCK_ENTRY_LEN as u64
+        + u64::from(fields.d)
+        + fields.stored_total;
+    if expected != file_len {
+        return Err(ContainerError::at(
+            C_STORED_LEN,
+            format!(
+                "the file is {file_len} bytes; its head gives {} blocks, a {}-byte dictionary and \
+                 {} bytes of blocks, which make {expected}",
+                fields.n, fields.d, fields.stored_total
+            ),
+        ));
+    }
+    Ok((fields.header, fields.footer))
+}
+
+impl<'a> CompressedSegment<'a> {
+    /// Reads a compressed segment file and checks its structure: the
+    /// head's magic, version, length, zero flags and reserved bytes and CRC;
+    /// a block count of at least 1 and a dictionary of at most 1 MiB; a
+    /// segment header and footer that decode and agree (first seq, segment
+    /// number, store id); an image length of `frames_end + 12 + 176`; the
+    /// table's and the dictionary's CRCs; blocks of 1 byte to 8 MiB, the
+    /// first at 128, each where the previous ends, the last ending at
+    /// `frames_end`, with stored lengths of at least 1 byte that add up to
+    /// the head's total; and a file that ends after the last block. The
+    /// blocks' own CRCs are checked as they are read.
+    pub fn parse(file: &'a [u8]) -> Result<CompressedSegment<'a>, ContainerError> {
+        let Fields {
+            head,
+            header,
+            footer,
+            n,
+            d,
+            image_len,
+            stored_total,
+        } = Fields::parse(file)?;
+        let frames_end = footer.frames_end;
         // At most 2^32 entries of 16 bytes: no overflow in u64.
         let table_len = u64::from(n) * BLOCK_ENTRY_LEN as u64;
         let table_crc_at = TABLE_OFFSET as u64 + table_len;

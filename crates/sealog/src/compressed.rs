@@ -71,9 +71,9 @@ pub(crate) fn image_of<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::C
         .map_err(|e| corruption(name, &e))
 }
 
-/// A compressed sealed segment's file, mapped, with its block table.
+/// A compressed sealed segment's block table, read from its file (which
+/// the caller keeps mapped and passes to each read).
 pub(crate) struct Packed {
-    map: Mapped,
     blocks: Vec<Block>,
     dictionary: std::ops::Range<usize>,
     decoder: Mutex<Option<BlockDecoder>>,
@@ -84,25 +84,23 @@ pub(crate) struct Packed {
 impl std::fmt::Debug for Packed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Packed")
-            .field("len", &self.map.len())
             .field("blocks", &self.blocks.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Packed {
-    /// Reads the block table of the compressed file `map` (checked as the
-    /// format says; no block is decompressed).
-    pub(crate) fn open(name: &str, map: Mapped) -> Result<Packed> {
+    /// Reads the block table of the compressed file `file` (checked as
+    /// the format says; no block is decompressed).
+    pub(crate) fn open(name: &str, file: &[u8]) -> Result<Packed> {
         let (blocks, dictionary) = {
-            let c = CompressedSegment::parse(&map).map_err(|e| corruption(name, &e))?;
+            let c = CompressedSegment::parse(file).map_err(|e| corruption(name, &e))?;
             let blocks = (0..c.block_count()).filter_map(|i| c.block(i)).collect();
             let dict = c.dictionary();
-            let start = (dict.as_ptr() as usize).saturating_sub(map.as_ptr() as usize);
+            let start = (dict.as_ptr() as usize).saturating_sub(file.as_ptr() as usize);
             (blocks, start..start + dict.len())
         };
         Ok(Packed {
-            map,
             blocks,
             dictionary,
             decoder: Mutex::new(None),
@@ -120,7 +118,7 @@ impl Packed {
     }
 
     /// Block `i`, decompressed (or the copy kept from the last read).
-    fn block(&self, name: &str, i: usize) -> Result<Arc<Vec<u8>>> {
+    fn block(&self, file: &[u8], name: &str, i: usize) -> Result<Arc<Vec<u8>>> {
         if let Some((at, bytes)) = &*self.last.lock()
             && *at == i
         {
@@ -134,13 +132,12 @@ impl Packed {
             let decoder = match &mut *decoder {
                 Some(d) => d,
                 slot => slot.insert(
-                    BlockDecoder::new(self.map.get(self.dictionary.clone()).unwrap_or_default())
+                    BlockDecoder::new(file.get(self.dictionary.clone()).unwrap_or_default())
                         .map_err(|e| corruption(name, &e))?,
                 ),
             };
             Arc::new(
-                format::read_stored_block(&self.map, i, b, decoder)
-                    .map_err(|e| corruption(name, &e))?,
+                format::read_stored_block(file, i, b, decoder).map_err(|e| corruption(name, &e))?,
             )
         };
         *self.last.lock() = Some((i, bytes.clone()));
@@ -152,6 +149,7 @@ impl Packed {
     /// its block decompressed and checked, the frame read and checked.
     pub(crate) fn frame(
         &self,
+        file: &[u8],
         name: &str,
         first_seq: u64,
         ordinal: u64,
@@ -172,7 +170,7 @@ impl Packed {
             )
             .into());
         };
-        let block = self.block(name, i)?;
+        let block = self.block(file, name, i)?;
         let start = self
             .blocks
             .get(i)
@@ -187,14 +185,14 @@ impl Packed {
     }
 
     /// The whole image, decoded (every block checked).
-    pub(crate) fn image(&self, name: &str) -> Result<Vec<u8>> {
-        let parsed = CompressedSegment::parse(&self.map).map_err(|e| corruption(name, &e))?;
+    pub(crate) fn image(&self, file: &[u8], name: &str) -> Result<Vec<u8>> {
+        let parsed = CompressedSegment::parse(file).map_err(|e| corruption(name, &e))?;
         parsed.decode_image().map_err(|e| corruption(name, &e))
     }
 
     /// Asks the kernel to read the stored blocks holding the frames at
     /// image offsets `offsets` (sorted), without waiting.
-    pub(crate) fn will_need(&self, offsets: &[u32]) {
+    pub(crate) fn will_need(&self, map: &Mapped, offsets: &[u32]) {
         let mut last = None;
         for &offset in offsets {
             let Some(i) = self.block_at(u64::from(offset)) else {
@@ -205,8 +203,7 @@ impl Packed {
             }
             last = Some(i);
             if let Some(b) = self.blocks.get(i) {
-                self.map
-                    .will_need(b.stored_offset as usize, b.stored_len as usize);
+                map.will_need(b.stored_offset as usize, b.stored_len as usize);
             }
         }
     }
@@ -246,7 +243,7 @@ pub(crate) fn compress_in_place(
     inner: &crate::store::Inner,
     s: &Arc<crate::segment::SealedSegment>,
     level: i32,
-) -> Result<()> {
+) -> Result<Option<(u64, u64)>> {
     let image = s.whole_image()?;
     let packed = compress(&s.name, &image, level)?;
     let back = CompressedSegment::parse(&packed)
@@ -271,7 +268,7 @@ pub(crate) fn compress_in_place(
         .iter()
         .any(|x| Arc::ptr_eq(x, s))
     {
-        return Ok(());
+        return Ok(None);
     }
     crate::fs::write_atomic(fs, &path, &packed)?;
     let file = fs
@@ -288,5 +285,170 @@ pub(crate) fn compress_in_place(
         inner.index_env().clone(),
     );
     inner.readers().replace_sealed(vec![Arc::new(replacement)]);
-    Ok(())
+    Ok(Some((image.len() as u64, packed.len() as u64)))
+}
+
+/// What [`crate::Store::compress_sealed`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompressReport {
+    /// Segments compressed.
+    pub segments: u64,
+    /// Their size before.
+    pub bytes_before: u64,
+    /// Their size after.
+    pub bytes_after: u64,
+    /// Local sealed segments already compressed.
+    pub already: u64,
+}
+
+impl crate::Store {
+    /// Compresses, on the calling thread, every local sealed segment
+    /// stored uncompressed (`compression`: how; [`Compression::None`]
+    /// does nothing), as a writer with [`crate::StoreOptions::compression`]
+    /// does in the background. Reads go on meanwhile; each segment is
+    /// replaced whole (see `docs/format.md`, "Compressed sealed
+    /// segments"). A failed write or sync is returned, and leaves the
+    /// segment uncompressed and whole.
+    pub fn compress_sealed(&self, compression: Compression) -> Result<CompressReport> {
+        compression.check()?;
+        let config = self.inner.config();
+        if config.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut report = CompressReport::default();
+        let Compression::Zstd { level } = compression else {
+            return Ok(report);
+        };
+        // One segment at a time from the current view, none held after:
+        // the file a segment replaced is freed once no reader maps it.
+        let numbers: Vec<u64> = self
+            .inner
+            .readers()
+            .snapshot()
+            .sealed
+            .iter()
+            .filter(|s| s.pruned_record().is_none())
+            .map(|s| s.header.segment_no)
+            .collect();
+        for no in numbers {
+            let Some(s) = local_sealed(&self.inner, no) else {
+                continue;
+            };
+            if s.is_compressed() {
+                report.already += 1;
+                continue;
+            }
+            match compress_in_place(&self.inner, &s, level)? {
+                Some((before, after)) => {
+                    report.segments += 1;
+                    report.bytes_before += before;
+                    report.bytes_after += after;
+                }
+                // Replaced meanwhile: by the sealer's own compression, or
+                // pruned.
+                None => report.already += 1,
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Local sealed segment number `no` in the current view.
+fn local_sealed(
+    inner: &crate::store::Inner,
+    no: u64,
+) -> Option<Arc<crate::segment::SealedSegment>> {
+    inner
+        .readers()
+        .snapshot()
+        .sealed
+        .iter()
+        .find(|s| s.header.segment_no == no && s.pruned_record().is_none())
+        .cloned()
+}
+
+/// How often the compressor looks for sealed segments to compress when it
+/// found none.
+const COMPRESSOR_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The compressor thread of a writer with [`Compression::Zstd`]: it
+/// compresses the local sealed segments stored uncompressed, newest first,
+/// one at a time, at the lowest scheduling priority
+/// ([`crate::background::idle_thread_priority`]): ~0.5 s of CPU per 64 MiB
+/// segment that ingest would otherwise wait for on a busy machine. It lags
+/// while ingest saturates the CPU and catches up when it eases; a segment
+/// is readable throughout, in one form or the other.
+pub(crate) struct Compressor {
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Compressor {
+    pub(crate) fn start(inner: Arc<crate::store::Inner>, level: i32) -> Result<Compressor> {
+        let stop = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
+        let flag = stop.clone();
+        let dir = inner.config().dir.clone();
+        let handle = std::thread::Builder::new()
+            .name("sealog-compressor".into())
+            .spawn(move || {
+                crate::background::idle_thread_priority();
+                compress_until_stopped(&inner, level, &flag);
+            })
+            .map_err(|e| Error::io("spawn thread", &dir, e))?;
+        Ok(Compressor {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the thread once the segment it is compressing is done.
+    pub(crate) fn stop(mut self, inner: &crate::store::Inner) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::error!(store = %inner.config().dir.display(), "the compressor thread panicked; sealed segments stay as they are");
+        }
+    }
+}
+
+fn compress_until_stopped(
+    inner: &crate::store::Inner,
+    level: i32,
+    stop: &(Mutex<bool>, parking_lot::Condvar),
+) {
+    // Segments this writer could not compress, by number: not tried again
+    // (a damaged record, or a write that failed: the file stays whole).
+    let mut skipped = std::collections::HashSet::new();
+    loop {
+        if *stop.0.lock() || inner.progress().failure().is_some() {
+            return;
+        }
+        let next = inner
+            .readers()
+            .snapshot()
+            .sealed
+            .iter()
+            .rev()
+            .find(|s| {
+                s.pruned_record().is_none()
+                    && !s.is_compressed()
+                    && !skipped.contains(&s.header.segment_no)
+            })
+            .cloned();
+        let Some(s) = next else {
+            let mut stopped = stop.0.lock();
+            if !*stopped {
+                stop.1.wait_for(&mut stopped, COMPRESSOR_POLL);
+            }
+            continue;
+        };
+        // Nothing is lost when a compression fails: the uncompressed file
+        // is replaced only by a whole, synced, checked copy.
+        if let Err(e) = compress_in_place(inner, &s, level) {
+            tracing::warn!(segment = %s.name, error = %e, "could not compress the segment; it stays uncompressed");
+            skipped.insert(s.header.segment_no);
+        }
+    }
 }

@@ -87,7 +87,7 @@ pub use sealog_format as format;
 pub use sealog_format::{Event, Outcome, Record, Timestamp};
 
 pub use checkpoint::{CheckpointOptions, SignedCheckpoint};
-pub use compressed::Compression;
+pub use compressed::{CompressReport, Compression};
 pub use damage::{Damage, OnDamage};
 pub use error::{BatchError, Corruption, CorruptionKind, Error, Location, Result};
 pub use fs::{LockGuard, OpenMode, StdFs, Vfs, VfsFile};

@@ -42,19 +42,12 @@ pub(crate) const MAX_UNSEALED_BEHIND: u64 = 2;
 /// seals queued meanwhile need not wait for a whole store's catch-up.
 const KEY_FILTERS_PER_JOB: usize = 16;
 
-/// Sealed segments one job compresses before it queues the next (each is
-/// ~0.5 s of CPU for a 64 MiB segment).
-const COMPRESSIONS_PER_JOB: usize = 1;
-
 /// Work for the sealer.
 pub(crate) enum Job {
     Seal(Arc<OpenSegment>),
     PrepareSpare,
     /// Append key-filter entries for sealed segments that have none.
     KeyFilters,
-    /// Compress sealed segments stored uncompressed (a writer with
-    /// [`crate::Compression::Zstd`]).
-    Compress,
 }
 
 /// What the committer and the store share with the sealer thread.
@@ -109,13 +102,6 @@ impl Sealing {
     /// append a crash cut short).
     pub(crate) fn key_filters_later(&self) {
         self.send(Job::KeyFilters);
-    }
-
-    /// Asks the sealer to compress the sealed segments stored uncompressed,
-    /// when the store compresses them (after an open: segments sealed
-    /// before, or by a writer that did not compress).
-    pub(crate) fn compress_later(&self) {
-        self.send(Job::Compress);
     }
 
     /// Asks the sealer to prepare a spare segment file.
@@ -188,9 +174,6 @@ pub(crate) struct Sealer {
     inner: Arc<Inner>,
     jobs: Receiver<Job>,
     last_checkpoint: Instant,
-    /// Segments that could not be compressed (records that do not read),
-    /// by segment number: not tried again by this writer.
-    uncompressible: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Sealer {
@@ -201,7 +184,6 @@ impl Sealer {
             inner,
             jobs,
             last_checkpoint: Instant::now(),
-            uncompressible: Mutex::new(std::collections::HashSet::new()),
         };
         std::thread::Builder::new()
             .name("sealog-sealer".into())
@@ -243,11 +225,7 @@ impl Sealer {
                         inner.sealing().key_filters_later();
                     }
                 }
-                Some(Job::Compress) => {
-                    if self.compress_segments(COMPRESSIONS_PER_JOB) {
-                        inner.sealing().compress_later();
-                    }
-                }
+
                 None => self.checkpoint(),
             }
         }
@@ -270,8 +248,6 @@ impl Sealer {
                 // The segment just sealed is the newest without an entry;
                 // others left (an open's catch-up) have a job queued.
                 self.update_key_filters(1);
-                // Likewise the newest to compress, once its entry is out.
-                self.compress_segments(1);
                 inner.progress().failure().is_none()
             }
             Ok((sealed, Some(e))) => {
@@ -336,48 +312,6 @@ impl Sealer {
             }
         }
         missing.next().is_some() && !inner.sequencer().is_closing()
-    }
-
-    /// Compresses up to `limit` local sealed segments stored uncompressed,
-    /// newest first, when the store compresses them; returns whether more
-    /// remain (and the store is not closing or latched). A segment that
-    /// cannot be compressed (its records do not read) is logged and left
-    /// as it is; a failed write or sync latches the store.
-    fn compress_segments(&self, limit: usize) -> bool {
-        let inner = &*self.inner;
-        let crate::Compression::Zstd { level } = inner.config().options.compression else {
-            return false;
-        };
-        if inner.progress().failure().is_some() {
-            return false;
-        }
-        let view = inner.readers().snapshot();
-        let mut uncompressible = self.uncompressible.lock();
-        let mut todo = view.sealed.iter().rev().filter(|s| {
-            s.pruned_record().is_none()
-                && !s.is_compressed()
-                && !uncompressible.contains(&s.header.segment_no)
-        });
-        let mut failed = Vec::new();
-        for s in todo.by_ref().take(limit) {
-            match crate::compressed::compress_in_place(inner, s, level) {
-                Ok(()) => {}
-                Err(e) if e.io_kind().is_some() => {
-                    inner.latch(Failure::of(&format!("compressing {}", s.name), &e));
-                    return false;
-                }
-                Err(e) => {
-                    tracing::warn!(segment = %s.name, error = %e, "could not compress the segment; it stays uncompressed");
-                    failed.push(s.header.segment_no);
-                }
-            }
-        }
-        let more = todo.next().is_some();
-        uncompressible.extend(failed);
-        if !more {
-            return false;
-        }
-        !inner.sequencer().is_closing()
     }
 
     /// Zero-fills a spare segment file so the next roll need not allocate.

@@ -745,9 +745,10 @@ pub(crate) struct SealedSegment {
     /// The key-filter entry built when the segment was sealed, until it is
     /// appended.
     key_filter: Mutex<Option<Vec<u8>>>,
-    /// For a segment stored compressed: its file and block table (`map` is
-    /// empty), or why the file does not read.
-    packed: Option<std::result::Result<crate::compressed::Packed, Box<Corruption>>>,
+    /// For a segment stored compressed (`map` is then the compressed
+    /// file): its block table once a read needed it, or why the file does
+    /// not read.
+    packed: Option<OnceLock<std::result::Result<crate::compressed::Packed, Box<Corruption>>>>,
 }
 
 /// A pruned segment's source, and its fetched copy.
@@ -784,18 +785,7 @@ impl SealedSegment {
             }),
             None => OnceLock::new(),
         };
-        let (map, packed) = if crate::compressed::is_compressed(&map) {
-            let packed = crate::compressed::Packed::open(&name, map).map_err(|e| match e {
-                crate::Error::Corruption(c) => c,
-                other => Box::new(Corruption::new(
-                    Location::file(&name),
-                    CorruptionKind::Layout(other.to_string()),
-                )),
-            });
-            (Mapped::from_vec(Vec::new()), Some(packed))
-        } else {
-            (map, None)
-        };
+        let packed = crate::compressed::is_compressed(&map).then(OnceLock::new);
         SealedSegment {
             header,
             footer,
@@ -813,11 +803,21 @@ impl SealedSegment {
         }
     }
 
-    /// The compressed file's reader, for a segment stored compressed.
+    /// The compressed file's block table, for a segment stored compressed
+    /// (read and checked on first use).
     fn packed(&self) -> Option<Result<&crate::compressed::Packed>> {
-        self.packed.as_ref().map(|p| {
-            p.as_ref()
-                .map_err(|e| crate::error::Error::Corruption(e.clone()))
+        self.packed.as_ref().map(|cell| {
+            cell.get_or_init(|| {
+                crate::compressed::Packed::open(&self.name, &self.map).map_err(|e| match e {
+                    crate::Error::Corruption(c) => c,
+                    other => Box::new(Corruption::new(
+                        Location::file(&self.name),
+                        CorruptionKind::Layout(other.to_string()),
+                    )),
+                })
+            })
+            .as_ref()
+            .map_err(|e| crate::error::Error::Corruption(e.clone()))
         })
     }
 
@@ -831,7 +831,9 @@ impl SealedSegment {
     pub(crate) fn whole_image(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
         self.fetch()?;
         match self.packed() {
-            Some(packed) => packed?.image(&self.name).map(std::borrow::Cow::Owned),
+            Some(packed) => packed?
+                .image(&self.map, &self.name)
+                .map(std::borrow::Cow::Owned),
             None => Ok(std::borrow::Cow::Borrowed(self.image())),
         }
     }
@@ -909,6 +911,8 @@ impl SealedSegment {
     /// copy (empty until fetched).
     fn image(&self) -> &[u8] {
         match &self.remote {
+            // A compressed file is read through its block table.
+            None if self.packed.is_some() => &[],
             None => &self.map,
             Some(r) => r.fetched.get().map_or(&[], |m| m),
         }
@@ -1123,17 +1127,17 @@ impl SealedSegment {
         // reports the footer's count as wrong. A compressed segment is
         // walked through its decoded image.
         let image = match self.packed() {
-            Some(packed) => {
-                std::borrow::Cow::Owned(packed.and_then(|p| p.image(&self.name)).map_err(|e| {
-                    match e {
+            Some(packed) => std::borrow::Cow::Owned(
+                packed
+                    .and_then(|p| p.image(&self.map, &self.name))
+                    .map_err(|e| match e {
                         crate::Error::Corruption(c) => c,
                         other => Box::new(Corruption::new(
                             Location::file(&self.name),
                             CorruptionKind::Layout(other.to_string()),
                         )),
-                    }
-                })?)
-            }
+                    })?,
+            ),
             None => std::borrow::Cow::Borrowed(self.image()),
         };
         let frames = image.get(..self.frames_end_usize()).unwrap_or_default();
@@ -1251,7 +1255,7 @@ impl SealedSegment {
         offsets.sort_unstable();
         if let Some(packed) = self.packed() {
             if let Ok(packed) = packed {
-                packed.will_need(&offsets);
+                packed.will_need(&self.map, &offsets);
             }
             return;
         }
@@ -1331,7 +1335,13 @@ impl SealedSegment {
     fn read_frame_at(&self, ordinal: u64, offset: u32) -> Result<Option<Cow<'_, [u8]>>> {
         if let Some(packed) = self.packed() {
             return packed?
-                .frame(&self.name, self.header.first_seq, ordinal, offset)
+                .frame(
+                    &self.map,
+                    &self.name,
+                    self.header.first_seq,
+                    ordinal,
+                    offset,
+                )
                 .map(|body| Some(Cow::Owned(body)));
         }
         // An offset (from an index: derived data) or a footer that points

@@ -6,7 +6,10 @@
 //! - the sealer ([`crate::sealer`]) seals full segments, prepares the spare
 //!   segment file and signs periodic checkpoints;
 //! - the indexer ([`crate::indexer`]) keeps the open segments' in-memory
-//!   indexes caught up.
+//!   indexes caught up;
+//! - with [`crate::Compression::Zstd`], the compressor
+//!   ([`crate::compressed::Compressor`]) compresses sealed segments, at the
+//!   lowest priority.
 //!
 //! A panic in the committer or the sealer latches the store through
 //! [`PanicGuard`], so appenders waiting on it wake with an error instead of
@@ -32,6 +35,7 @@ pub(crate) struct Workers {
     committer: Mutex<Option<JoinHandle<()>>>,
     sealer: Mutex<Option<JoinHandle<()>>>,
     indexer: Mutex<Option<Indexer>>,
+    compressor: Mutex<Option<crate::compressed::Compressor>>,
     inner: Arc<Inner>,
 }
 
@@ -47,6 +51,7 @@ impl Workers {
             committer: Mutex::new(None),
             sealer: Mutex::new(None),
             indexer: Mutex::new(None),
+            compressor: Mutex::new(None),
             inner: inner.clone(),
         };
         let Some(active) = active else {
@@ -56,7 +61,6 @@ impl Workers {
         inner.sealing().connect(jobs);
         *workers.sealer.lock() = Some(Sealer::spawn(inner.clone(), queue)?);
         inner.sealing().key_filters_later();
-        inner.sealing().compress_later();
         let index_progress = Arc::new(IndexProgress::default());
         *workers.committer.lock() = Some(Committer::spawn(
             inner.clone(),
@@ -65,6 +69,10 @@ impl Workers {
         )?);
         if inner.config().options.preallocation == Preallocation::ZeroFill {
             inner.sealing().prepare_spare_later();
+        }
+        if let crate::Compression::Zstd { level } = inner.config().options.compression {
+            *workers.compressor.lock() =
+                Some(crate::compressed::Compressor::start(inner.clone(), level)?);
         }
         *workers.indexer.lock() = Some(Indexer::start(inner, index_progress)?);
         Ok(Arc::new(workers))
@@ -82,6 +90,9 @@ impl Workers {
     /// is covered by a checkpoint (and can be given a receipt) without the
     /// key. Only the first call does anything.
     pub(crate) fn shutdown(&self, inner: &Inner) -> Result<()> {
+        if let Some(compressor) = self.compressor.lock().take() {
+            compressor.stop(inner);
+        }
         if let Some(mut indexer) = self.indexer.lock().take() {
             indexer.stop(inner);
         }

@@ -281,8 +281,9 @@ pub(crate) fn read_found(
 
 /// A segment stored compressed: always sealed (it is written whole under a
 /// temporary name and renamed into place), its header and footer read from
-/// the container, which is checked whole but for its blocks. The file is
-/// mapped (the sealed segment reads it through the map).
+/// the container's first bytes, with the head and the file's length
+/// checked; its block table and dictionary are checked when a read first
+/// needs them, its blocks when read.
 fn read_compressed(
     file: Arc<dyn VfsFile>,
     name: String,
@@ -291,10 +292,15 @@ fn read_compressed(
     first_seq: u64,
     manifest: &Manifest,
 ) -> Result<Found> {
-    let map = file.map().map_err(|e| Error::io("map", &path, e))?;
-    let c = sealog_format::compressed::CompressedSegment::parse(&map)
+    let mut start = vec![0u8; sealog_format::compressed::TABLE_OFFSET];
+    if len >= start.len() as u64 {
+        file.read_exact_at(&mut start, 0)
+            .map_err(|e| Error::io("read", &path, e))?;
+    } else {
+        start.truncate(0);
+    }
+    let (header, footer) = sealog_format::compressed::parse_head(&start, len)
         .map_err(|e| crate::compressed::corruption(&name, &e))?;
-    let (header, footer) = (*c.header(), *c.footer());
     if header.store_id != manifest.store_id {
         return Err(corruption(
             Location::file(&name).at(0),
@@ -330,7 +336,7 @@ fn read_compressed(
         len,
         header,
         footer: Some(footer),
-        map: Some(map),
+        map: None,
         compressed: true,
     })
 }
