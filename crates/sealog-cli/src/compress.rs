@@ -37,7 +37,14 @@ pub struct CompressArgs {
 pub fn run(global: &Global, args: CompressArgs) -> Result<(), CliError> {
     let dir = &global.data_dir;
     check_store_exists(dir)?;
-    let store = sealog::Store::open(dir, global.store_options()?)
+    // It appends nothing: no space is reserved for records to come (a
+    // writer with another --segment-size would otherwise grow the open
+    // segment, and make a spare).
+    let options = sealog::StoreOptions {
+        preallocation: sealog::Preallocation::None,
+        ..global.store_options()?
+    };
+    let store = sealog::Store::open(dir, options)
         .map_err(|e| CliError::store("opening the store for writing", dir, e))?;
     let report = store
         .compress_sealed(sealog::Compression::Zstd { level: args.level })

@@ -336,6 +336,11 @@ impl CliError {
                     dir.join(&corruption.location.file).display()
                 ))
             }
+            CliError::Corrupt { dir, corruption }
+                if matches!(corruption.kind, sealog::CorruptionKind::Compressed { .. }) =>
+            {
+                Some(compressed_hint(dir, corruption))
+            }
             CliError::Corrupt { .. } => Some(
                 "the store no longer matches what sealog wrote: keep a copy of the directory \
                  as evidence, restore the damaged file from a backup or replica, and run \
@@ -390,8 +395,27 @@ fn damage_hint(dir: &Path, corruption: &sealog::Corruption) -> String {
              --public-key PREFIX.pub` to find the altered record or file and restore it from a \
              backup or the archive; {around}"
         ),
+        K::Compressed { .. } => compressed_hint(dir, corruption),
         _ => format!("{evidence}; restore {file} from a backup or the archive; {verify}; {around}"),
     }
+}
+
+/// What to do about a compressed sealed segment that does not decode (a
+/// damaged block, block table or dictionary): its records are lost from
+/// this copy, and only another copy of the file brings them back. The
+/// archive keeps a segment under its name in the store (`segments/….seg`).
+fn compressed_hint(dir: &Path, corruption: &sealog::Corruption) -> String {
+    let name = &corruption.location.file;
+    format!(
+        "records of {} cannot be read from this copy (those of its damaged blocks, or all of \
+         them if its block table or dictionary is damaged): keep the store directory as it is \
+         (it is evidence); restore that segment file from an archived copy (the archive's \
+         {name}, or from a store rebuilt with `sealog restore`) or from a backup; `sealog \
+         export --allow-damaged >/dev/null` names every damaged block (`sealog verify` stops \
+         at the first); the other segments are readable, and with --allow-damaged queries skip \
+         what cannot be read",
+        dir.join(name).display()
+    )
 }
 
 fn store_hint(error: &sealog::Error) -> String {
@@ -524,5 +548,80 @@ mod tests {
             source: io::Error::from_raw_os_error(5),
         };
         assert!(store_hint(&other).contains("sealog verify"));
+    }
+
+    /// A damaged compressed segment: the fix names the file to restore and
+    /// where a copy is, for `verify` (corruption) and for reading commands
+    /// (damage) alike, instead of the generic advice.
+    #[test]
+    fn a_damaged_compressed_segment_says_to_restore_that_file_from_a_copy() {
+        let dir = PathBuf::from("store");
+        let corruption = || {
+            Box::new(sealog::Corruption {
+                location: sealog::Location {
+                    file: "segments/00000000000000001000.seg".into(),
+                    offset: Some(16174),
+                    seq: None,
+                },
+                kind: sealog::CorruptionKind::Compressed {
+                    problem: "byte 16174 (block 5): block 5's stored bytes have CRC-32 \
+                              0x1041c955, the table says 0x2479b981"
+                        .into(),
+                },
+            })
+        };
+        let file = dir.join("segments/00000000000000001000.seg");
+        for error in [
+            CliError::Corrupt {
+                dir: dir.clone(),
+                corruption: corruption(),
+            },
+            CliError::Damaged {
+                dir: dir.clone(),
+                corruption: corruption(),
+            },
+        ] {
+            let fix = error.hint().unwrap();
+            assert!(
+                fix.contains(&format!("records of {} cannot be read", file.display())),
+                "{fix}"
+            );
+            assert!(fix.contains("archived copy"), "{fix}");
+            assert!(
+                fix.contains("the archive's segments/00000000000000001000.seg"),
+                "{fix}"
+            );
+            assert!(fix.contains("sealog restore"), "{fix}");
+            assert!(fix.contains("backup"), "{fix}");
+            assert!(fix.contains("names every damaged block"), "{fix}");
+            assert!(fix.contains("--allow-damaged"), "{fix}");
+            assert!(!fix.contains("replica"), "not the generic advice: {fix}");
+            let report = Report(&error).to_string();
+            assert!(
+                report.contains(&format!(
+                    "where: file {}, byte offset 16174",
+                    file.display()
+                )),
+                "{report}"
+            );
+        }
+        // Other damage keeps its own advice.
+        let other = CliError::Corrupt {
+            dir,
+            corruption: Box::new(sealog::Corruption {
+                location: sealog::Location {
+                    file: "segments/00000000000000001000.seg".into(),
+                    offset: None,
+                    seq: None,
+                },
+                kind: sealog::CorruptionKind::Layout("bad".into()),
+            }),
+        };
+        assert!(
+            !other
+                .hint()
+                .unwrap()
+                .contains("cannot be read from this copy")
+        );
     }
 }

@@ -147,11 +147,17 @@ impl DamageLog {
             return Ok(());
         }
         if let Some(last) = entries.last_mut()
-            && last.end_seq == Some(seq)
             && last.corruption.location.file == corruption.location.file
         {
-            last.end_seq = Some(seq + 1);
-            return Ok(());
+            // A run read in either order (a query reads newest first).
+            if last.end_seq == Some(seq) {
+                last.end_seq = Some(seq + 1);
+                return Ok(());
+            }
+            if last.end_seq.is_some() && last.first_seq == seq + 1 {
+                last.first_seq = seq;
+                return Ok(());
+            }
         }
         tracing::info!(seq, %corruption, "skipping an unreadable record");
         entries.push(Damage::new(*corruption, seq, Some(seq + 1)));

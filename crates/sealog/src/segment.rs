@@ -1199,6 +1199,13 @@ impl SealedSegment {
         if let Some(index) = self.index.read().clone() {
             index.advise_offsets(ordinals);
         }
+        // A compressed file's block table and dictionary, read when its
+        // records are (`will_need` comes next, for every segment).
+        if let Some(cell) = &self.packed
+            && cell.get().is_none()
+        {
+            crate::compressed::advise_table(&self.map);
+        }
     }
 
     /// Asks the kernel to read the index sections `sections` of this
