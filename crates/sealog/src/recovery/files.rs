@@ -37,15 +37,14 @@ pub(crate) struct Found {
 }
 
 impl Found {
-    /// The segment's image: the mapped file, or a compressed file decoded.
+    /// The segment's image: the mapped file, or a compressed file decoded
+    /// (told by its bytes: a read-only open's handle opens the path again,
+    /// which a writer may have compressed since it was first read).
     pub(crate) fn image(&self) -> Result<Mapped> {
         let map = self
             .file
             .map()
             .map_err(|e| Error::io("map", &self.path, e))?;
-        if !self.compressed {
-            return Ok(map);
-        }
         match crate::compressed::image_of(&self.name, &map)? {
             std::borrow::Cow::Owned(image) => Ok(Mapped::from_vec(image)),
             std::borrow::Cow::Borrowed(_) => Ok(map),
@@ -431,9 +430,21 @@ pub(crate) fn demote_unfinished_seal(found: &mut [Found]) -> Result<()> {
         return Ok(());
     }
     let mut marker = [0u8; END_MARKER_LEN];
-    last.file
-        .read_exact_at(&mut marker, footer.frames_end)
-        .map_err(|e| Error::io("read", &last.path, e))?;
+    // Through the map when there is one: a read-only open has replaced the
+    // handle by one that opens the path again, and a writer may have
+    // replaced the file by its compressed form since.
+    let at = usize::try_from(footer.frames_end).unwrap_or(usize::MAX);
+    match last
+        .map
+        .as_ref()
+        .and_then(|m| m.get(at..at.saturating_add(END_MARKER_LEN)))
+    {
+        Some(bytes) => marker.copy_from_slice(bytes),
+        None => last
+            .file
+            .read_exact_at(&mut marker, footer.frames_end)
+            .map_err(|e| Error::io("read", &last.path, e))?,
+    }
     if !sealog_format::frame::is_end_marker(&marker) {
         tracing::warn!(segment = %last.name, "the end marker of the last seal is incomplete; sealing it again");
         last.footer = None;
