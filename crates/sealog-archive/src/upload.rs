@@ -894,7 +894,11 @@ fn prepare_segment(name: &str, path: &std::path::Path, parquet: bool) -> Result<
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let bytes = Bytes::from_owner(sealog::mmap::Mapped::map(&file).map_err(io)?);
-    let image = sealog::image::check_sealed(name, &bytes)
+    // A segment stored compressed is uploaded as it is, and checked, its
+    // sidecar and Parquet copies made, from its image, decoded once.
+    let plain = sealog::image::uncompressed(name, &bytes)
+        .map_err(|e| ArchiveError::store(format!("checking {name} before upload"), e))?;
+    let image = sealog::image::check_sealed(name, &plain)
         .map_err(|e| ArchiveError::store(format!("checking {name} before upload"), e))?;
     // In the layout of the store's own sidecar (which may predate column
     // block checksums), so that the archived copy is the local file's
@@ -902,13 +906,14 @@ fn prepare_segment(name: &str, path: &std::path::Path, parquet: bool) -> Result<
     let local_sidecar = std::fs::File::open(path.with_extension("idx"))
         .ok()
         .and_then(|file| sealog::mmap::Mapped::map(&file).ok());
-    let sidecar = sealog::image::sidecar_like(name, &bytes, &image, local_sidecar.as_deref())
+    let sidecar = sealog::image::sidecar_like(name, &plain, &image, local_sidecar.as_deref())
         .map_err(|e| ArchiveError::store(format!("encoding the sidecar of {name}"), e))?;
     let parquet = if parquet {
-        crate::parquet::encode_segment(name, &bytes, &image)?
+        crate::parquet::encode_segment(name, &plain, &image)?
     } else {
         Vec::new()
     };
+    drop(plain);
     Ok(Prepared {
         parquet,
         name: name.to_owned(),

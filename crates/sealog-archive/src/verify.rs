@@ -447,7 +447,11 @@ pub async fn verify(
             let data = fetch_checked(target, entry, mname, &sizes).await?;
             report.bytes += data.len() as u64;
             report.objects += 1;
-            let image = sealog::image::check_sealed(&entry.name, &data)
+            // A segment archived compressed is checked through its image,
+            // decoded once (and kept as archived: a restore writes it so).
+            let plain = sealog::image::uncompressed(&entry.name, &data)
+                .map_err(|e| ArchiveError::tampered(&entry.name, e.to_string()))?;
+            let image = sealog::image::check_sealed(&entry.name, &plain)
                 .map_err(|e| ArchiveError::tampered(&entry.name, e.to_string()))?;
             let h = &image.header;
             if h.first_seq != *first_seq {
@@ -495,7 +499,7 @@ pub async fn verify(
             // In the archived copy's layout: archived before column block
             // checksums existed, it has none.
             let expected =
-                sealog::image::sidecar_like(&entry.name, &data, &image, Some(&side_bytes))
+                sealog::image::sidecar_like(&entry.name, &plain, &image, Some(&side_bytes))
                     .map_err(|e| ArchiveError::tampered(&entry.name, e.to_string()))?;
             if side_bytes[..] != expected[..] {
                 return Err(ArchiveError::tampered(
@@ -527,7 +531,7 @@ pub async fn verify(
                     used.insert(file.name.clone());
                     fetched.push((file.name, date, bytes));
                 }
-                crate::parquet::check_segment(&entry.name, &data, &image, mname, fetched)?;
+                crate::parquet::check_segment(&entry.name, &plain, &image, mname, fetched)?;
                 report.parquet_segments += 1;
             }
             for leaf in &image.leaves {
