@@ -23,11 +23,12 @@ pub enum Compression {
     /// Sealed segments stay as written (the default).
     #[default]
     None,
-    /// The sealer compresses each segment it seals, and, a few at a time
-    /// between seals, the sealed segments a writable open finds
-    /// uncompressed: blocks of ~16 KiB of whole frames, each a zstd frame
-    /// at `level` (1–19; 3 is zstd's default) with a dictionary trained on
-    /// the segment's records. A record read decompresses its block (~10 µs).
+    /// A writer compresses every local sealed segment stored uncompressed
+    /// (each as it is sealed, and those an open finds), newest first, on a
+    /// thread of its own at the lowest priority: blocks of ~16 KiB of
+    /// whole frames, each a zstd frame at `level` (1–19; 3 is zstd's
+    /// default) with a dictionary trained on the segment's records. A
+    /// record read decompresses its block (~10 µs).
     Zstd {
         /// The zstd level.
         level: i32,
@@ -83,7 +84,10 @@ pub(crate) fn advise_table(map: &Mapped) {
     };
     // The block count and dictionary length (format.md, "Container head").
     let (n, d) = (field(16), field(20));
-    let len = format::TABLE_OFFSET as u64 + 16 * n + 4 + d;
+    let len = format::TABLE_OFFSET as u64
+        + format::BLOCK_ENTRY_LEN as u64 * n
+        + 4
+        + d;
     map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
 }
 
