@@ -527,13 +527,32 @@ impl Archiver {
             chain = image.footer.chain_head;
             let first = image.header.first_seq;
             let pieces = lower.extend(store, &image.leaves)?;
-            put(
+            match put(
                 layout::segment(first),
                 bytes.clone(),
                 Some(bytes_sha256),
                 &mut report,
             )
-            .await?;
+            .await
+            {
+                // The object written by a round interrupted before its
+                // manifest, in the other form (the store compressed the
+                // segment since): kept, and listed as it is, when it
+                // holds the same segment.
+                Err(ArchiveError::Conflict { object, detail }) => {
+                    let kept = match self.target.get(&layout::segment(first)).await? {
+                        Some(existing) if sealog::image::same_segment(&existing, &bytes) => {
+                            Some(existing)
+                        }
+                        _ => None,
+                    };
+                    let Some(existing) = kept else {
+                        return Err(ArchiveError::Conflict { object, detail });
+                    };
+                    put(layout::segment(first), existing, None, &mut report).await?;
+                }
+                other => other?,
+            }
             put(
                 layout::sidecar(first),
                 Bytes::from(sidecar),

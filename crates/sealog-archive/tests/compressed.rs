@@ -556,3 +556,57 @@ fn a_compressing_writer_prunes_archived_segments_while_its_compressor_rewrites_t
     assert_eq!(after.len(), before.len() + 4);
     assert!(after[..before.len()] == before[..]);
 }
+
+/// A round interrupted after it wrote a segment's object but before its
+/// manifest, then the store compressed that segment: the next round finds
+/// the object in the other form, keeps it (the same segment), lists it as
+/// it is, and the archive verifies. An object of another segment under
+/// that name is still a conflict.
+#[test]
+fn a_segment_object_left_by_an_interrupted_round_is_kept_in_its_form() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    let archive = tmp.path().join("archive");
+    grow(&store, 3, Compression::None);
+    let first = sealed(&store)[0].clone();
+    let object = archive.join(layout::segment(first.header.first_seq));
+    // What the interrupted round left: the uncompressed segment, no
+    // manifest.
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(&first.path, &object).expect("copy");
+    {
+        let s = Store::open(&store, options(Compression::None)).expect("open");
+        assert_eq!(
+            s.compress_sealed(Compression::ZSTD)
+                .expect("compress")
+                .segments,
+            3
+        );
+        s.close().expect("close");
+    }
+    let local = std::fs::read(&first.path).expect("local");
+    assert!(is_compressed(&local));
+    let url = file_url(&archive);
+
+    // Another segment's bytes under that name: refused.
+    let other = std::fs::read(&sealed(&store)[1].path).expect("other");
+    let kept = std::fs::read(&object).expect("object");
+    std::fs::write(&object, image_of(&sealed(&store)[1], &other)).expect("write");
+    let e = archiver(&url)
+        .round(&read_only(&store))
+        .expect_err("another segment under the name");
+    assert!(
+        e.to_string()
+            .contains(&layout::segment(first.header.first_seq)),
+        "{e}"
+    );
+    std::fs::write(&object, &kept).expect("write");
+
+    let r = archiver(&url).round(&read_only(&store)).expect("round");
+    assert_eq!(r.segments, 3, "{r:?}");
+    let archived = std::fs::read(&object).expect("object");
+    assert!(!is_compressed(&archived), "the object is kept as it was");
+    assert_eq!(image_of(&first, &archived), image_of(&first, &local));
+    let report = verify_archive(&url);
+    assert_eq!(report.segments, 3, "{report:?}");
+}
