@@ -70,6 +70,8 @@ pub struct Global {
     /// seals. Records take ~4-5 times less space; reading one record
     /// decompresses its block (~10 µs). Every command reads both forms.
     /// Also `compress = true` in the server's config, or SEALOG_COMPRESS.
+    ///
+    /// Example: sealog serve --compress
     #[arg(long, global = true, env = "SEALOG_COMPRESS")]
     pub compress: bool,
 }

@@ -29,6 +29,8 @@ Examples:
 pub struct CompressArgs {
     /// The zstd level, 1 to 19: higher is smaller and slower to write
     /// (reads cost the same).
+    ///
+    /// Example: --level 9
     #[arg(long, default_value_t = 3, value_name = "N",
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
