@@ -71,7 +71,7 @@ pub struct Global {
     /// decompresses its block (~10 µs). Every command reads both forms.
     /// Also `compress = true` in the server's config, or SEALOG_COMPRESS.
     ///
-    /// Example: sealog serve --compress
+    /// Example: --compress
     #[arg(long, global = true, env = "SEALOG_COMPRESS")]
     pub compress: bool,
 }
