@@ -26,6 +26,7 @@
 //!
 //! The byte layout is in `docs/format.md`, "Compressed sealed segments".
 
+use crate::le::{array_at, i32_at, part, put, u16_at, u32_at, u64_at};
 use zstd::bulk::{Compressor, Decompressor};
 use zstd::dict::EncoderDictionary;
 use zstd::zstd_safe;
@@ -1076,44 +1077,6 @@ impl BlockDecoder {
             )),
         }
     }
-}
-
-/// The `N` bytes at `at` (zeros past the end: callers read within what
-/// they checked).
-fn array_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    bytes
-        .get(at..)
-        .and_then(|b| b.first_chunk::<N>())
-        .copied()
-        .unwrap_or([0; N])
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(array_at(bytes, at))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(array_at(bytes, at))
-}
-
-fn i32_at(bytes: &[u8], at: usize) -> i32 {
-    i32::from_le_bytes(array_at(bytes, at))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(array_at(bytes, at))
-}
-
-/// Writes `bytes` at `at` of `out` (nothing past its end).
-fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(dst) = out.get_mut(at..at.saturating_add(bytes.len())) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
-/// The bytes `range` of `bytes` (empty if out of range).
-fn part(bytes: &[u8], range: std::ops::Range<usize>) -> &[u8] {
-    bytes.get(range).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //!
 //! The byte layout is in `docs/format.md`, "Key filters".
 
+use crate::le::{array_at, part, put, u32_at, u64_at};
 use crate::index::{IndexError, IndexField, IndexReader, SegmentIdentity, term_key};
 
 /// Magic at the start of the file.
@@ -294,35 +295,6 @@ fn set_bits(block: &mut [u8], key: u64) {
     }
 }
 
-/// The `N` bytes at `at` (zeros past the end: callers read within what
-/// they checked).
-fn array_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    bytes
-        .get(at..)
-        .and_then(|b| b.first_chunk::<N>())
-        .copied()
-        .unwrap_or([0; N])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(array_at(bytes, at))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(array_at(bytes, at))
-}
-
-/// Writes `bytes` at `at` of `out` (nothing past its end).
-fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(dst) = out.get_mut(at..at.saturating_add(bytes.len())) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
-/// The bytes `range` of `bytes` (empty if out of range).
-fn part(bytes: &[u8], range: std::ops::Range<usize>) -> &[u8] {
-    bytes.get(range).unwrap_or_default()
-}
 
 /// The CRC of an entry's header and page CRCs, the CRC field itself left
 /// out.

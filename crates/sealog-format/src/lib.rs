@@ -34,6 +34,7 @@ pub mod event;
 pub mod frame;
 pub mod index;
 pub mod keyfilter;
+mod le;
 pub mod merkle;
 pub mod note;
 pub mod receipt;

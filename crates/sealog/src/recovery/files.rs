@@ -234,24 +234,7 @@ pub(crate) fn read_found(
     }
     let header = SegmentHeader::decode(&head)
         .map_err(|e| corruption(Location::file(&name).at(0), CorruptionKind::Structure(e)))?;
-    if header.store_id != manifest.store_id {
-        return Err(corruption(
-            Location::file(&name).at(0),
-            CorruptionKind::ForeignFile {
-                found: hex(&header.store_id),
-                expected: hex(&manifest.store_id),
-            },
-        ));
-    }
-    if header.first_seq != first_seq {
-        return Err(corruption(
-            Location::file(&name).at(0),
-            CorruptionKind::Layout(format!(
-                "the file is named for seq {first_seq} but its header says {}",
-                header.first_seq
-            )),
-        ));
-    }
+    check_header(&name, &header, first_seq, manifest)?;
     // A writer sealing this segment meanwhile cuts the file to its sealed
     // length (and a seal that wrote the footer is complete): a footer read
     // past the new end reads the length again.
@@ -278,6 +261,34 @@ pub(crate) fn read_found(
     })
 }
 
+/// A segment file's header belongs to this store and to the file's name.
+fn check_header(
+    name: &str,
+    header: &SegmentHeader,
+    first_seq: u64,
+    manifest: &Manifest,
+) -> Result<()> {
+    if header.store_id != manifest.store_id {
+        return Err(corruption(
+            Location::file(name).at(0),
+            CorruptionKind::ForeignFile {
+                found: hex(&header.store_id),
+                expected: hex(&manifest.store_id),
+            },
+        ));
+    }
+    if header.first_seq != first_seq {
+        return Err(corruption(
+            Location::file(name).at(0),
+            CorruptionKind::Layout(format!(
+                "the file is named for seq {first_seq} but its header says {}",
+                header.first_seq
+            )),
+        ));
+    }
+    Ok(())
+}
+
 /// A segment stored compressed: always sealed (it is written whole under a
 /// temporary name and renamed into place), its header and footer read from
 /// the container's first bytes, with the head and the file's length
@@ -300,24 +311,7 @@ fn read_compressed(
     }
     let (header, footer) = sealog_format::compressed::parse_head(&start, len)
         .map_err(|e| crate::compressed::corruption(&name, &e))?;
-    if header.store_id != manifest.store_id {
-        return Err(corruption(
-            Location::file(&name).at(0),
-            CorruptionKind::ForeignFile {
-                found: hex(&header.store_id),
-                expected: hex(&manifest.store_id),
-            },
-        ));
-    }
-    if header.first_seq != first_seq {
-        return Err(corruption(
-            Location::file(&name).at(0),
-            CorruptionKind::Layout(format!(
-                "the file is named for seq {first_seq} but its header says {}",
-                header.first_seq
-            )),
-        ));
-    }
+    check_header(&name, &header, first_seq, manifest)?;
     if footer.record_count == 0 {
         return Err(corruption(
             Location::file(&name),
