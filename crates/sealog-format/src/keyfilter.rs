@@ -13,8 +13,8 @@
 //!
 //! The byte layout is in `docs/format.md`, "Key filters".
 
-use crate::le::{array_at, part, put, u32_at, u64_at};
 use crate::index::{IndexError, IndexField, IndexReader, SegmentIdentity, term_key};
+use crate::le::{array_at, part, put, u32_at, u64_at};
 
 /// Magic at the start of the file.
 pub const FILE_MAGIC: [u8; 8] = *b"SLOGKEYF";
@@ -294,7 +294,6 @@ fn set_bits(block: &mut [u8], key: u64) {
         put(block, 4 * i, &word.to_le_bytes());
     }
 }
-
 
 /// The CRC of an entry's header and page CRCs, the CRC field itself left
 /// out.

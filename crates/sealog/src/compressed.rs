@@ -84,10 +84,7 @@ pub(crate) fn advise_table(map: &Mapped) {
     };
     // The block count and dictionary length (format.md, "Container head").
     let (n, d) = (field(16), field(20));
-    let len = format::TABLE_OFFSET as u64
-        + format::BLOCK_ENTRY_LEN as u64 * n
-        + 4
-        + d;
+    let len = format::TABLE_OFFSET as u64 + format::BLOCK_ENTRY_LEN as u64 * n + 4 + d;
     map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
 }
 
