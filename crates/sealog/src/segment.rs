@@ -1081,7 +1081,13 @@ impl SealedSegment {
         f: impl FnOnce(&mut dyn Iterator<Item = Result<(u32, &[u8])>>) -> Result<T>,
     ) -> Result<T> {
         let image = self.whole_image()?;
-        let offsets = self.offsets().map_err(crate::error::Error::Corruption)?;
+        // Walked from this image if not walked yet (a compressed segment's
+        // is not decoded a second time for it).
+        let walked = self.offsets.get_or_init(|| self.walk_image(&image));
+        let offsets = match &walked.error {
+            Some(e) => return Err(crate::error::Error::Corruption(e.clone())),
+            None => &walked.offsets,
+        };
         let frames = image.get(..self.frames_end_usize()).unwrap_or_default();
         let mut records = offsets.iter().enumerate().map(|(ordinal, &offset)| {
             let location = || {
@@ -1114,32 +1120,41 @@ impl SealedSegment {
 
     fn walked(&self) -> &Walked {
         self.offsets.get_or_init(|| {
-            let mut offsets = Vec::new();
-            let error = self.walk_offsets(&mut offsets).err();
-            Walked { offsets, error }
+            // A compressed segment is walked through its decoded image.
+            match self.packed() {
+                Some(packed) => match packed.and_then(|p| p.image(&self.map, &self.name)) {
+                    Ok(image) => self.walk_image(&image),
+                    Err(e) => Walked {
+                        offsets: Vec::new(),
+                        error: Some(match e {
+                            crate::Error::Corruption(c) => c,
+                            other => Box::new(Corruption::new(
+                                Location::file(&self.name),
+                                CorruptionKind::Layout(other.to_string()),
+                            )),
+                        }),
+                    },
+                },
+                None => self.walk_image(self.image()),
+            }
         })
     }
 
-    fn walk_offsets(&self, offsets: &mut Vec<u32>) -> std::result::Result<(), Box<Corruption>> {
+    fn walk_image(&self, image: &[u8]) -> Walked {
+        let mut offsets = Vec::new();
+        let error = self.walk_offsets(image, &mut offsets).err();
+        Walked { offsets, error }
+    }
+
+    fn walk_offsets(
+        &self,
+        image: &[u8],
+        offsets: &mut Vec<u32>,
+    ) -> std::result::Result<(), Box<Corruption>> {
         let count = usize::try_from(self.footer.record_count).unwrap_or(usize::MAX);
         offsets.reserve(count.min(1 << 24));
         // A map shorter than the footer says holds no frames, and the walk
-        // reports the footer's count as wrong. A compressed segment is
-        // walked through its decoded image.
-        let image = match self.packed() {
-            Some(packed) => std::borrow::Cow::Owned(
-                packed
-                    .and_then(|p| p.image(&self.map, &self.name))
-                    .map_err(|e| match e {
-                        crate::Error::Corruption(c) => c,
-                        other => Box::new(Corruption::new(
-                            Location::file(&self.name),
-                            CorruptionKind::Layout(other.to_string()),
-                        )),
-                    })?,
-            ),
-            None => std::borrow::Cow::Borrowed(self.image()),
-        };
+        // reports the footer's count as wrong.
         let frames = image.get(..self.frames_end_usize()).unwrap_or_default();
         let mut pos = HEADER_LEN;
         while offsets.len() < count {
