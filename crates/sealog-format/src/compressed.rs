@@ -656,16 +656,18 @@ pub fn parse_head(
     file_len: u64,
 ) -> Result<(SegmentHeader, SegmentFooter), ContainerError> {
     let fields = Fields::parse(start)?;
-    let expected = (TABLE_OFFSET + TABLE_CRC_LEN) as u64
+    // The stored total is any u64 a damaged head holds: summed checked.
+    let expected = ((TABLE_OFFSET + TABLE_CRC_LEN) as u64
         + u64::from(fields.n) * BLOCK_ENTRY_LEN as u64
-        + u64::from(fields.d)
-        + fields.stored_total;
-    if expected != file_len {
+        + u64::from(fields.d))
+    .checked_add(fields.stored_total);
+    if expected != Some(file_len) {
+        let make = expected.map_or_else(|| "more than 2^64".to_owned(), |e| e.to_string());
         return Err(ContainerError::at(
             C_STORED_LEN,
             format!(
                 "the file is {file_len} bytes; its head gives {} blocks, a {}-byte dictionary and \
-                 {} bytes of blocks, which make {expected}",
+                 {} bytes of blocks, which make {make}",
                 fields.n, fields.d, fields.stored_total
             ),
         ));

@@ -19,6 +19,7 @@
 )]
 
 pub mod checkpoint_note;
+pub mod compressed_segment;
 pub mod event_json;
 pub mod frame_record;
 pub mod index_sidecar;
@@ -78,6 +79,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "server_ingest",
         run: server_ingest::run,
+    },
+    Target {
+        name: "compressed_segment",
+        run: compressed_segment::run,
     },
 ];
 

@@ -2,14 +2,16 @@
 //!
 //! Built from the golden fixtures (`crates/sealog-format/tests/fixtures`,
 //! `tests/fixtures/store-v1`) and from a tiny store this module writes with
-//! the engine (4 KiB segments, a signed checkpoint, sidecars), so each
-//! target starts from inputs that pass its parsers and reach deep code.
+//! the engine (4 KiB segments, a signed checkpoint, sidecars; its sealed
+//! segments compressed, and one larger compressed segment with a
+//! dictionary), so each target starts from inputs that pass its parsers and reach deep code.
 //! `cargo run -p sealog-fuzzing --bin fuzz-seeds -- fuzz/corpus` writes them.
 
 use std::path::Path;
 
 use sealog::checkpoint::CheckpointOptions;
 use sealog::{Preallocation, Store, StoreOptions};
+use sealog_format::compressed::{self, CompressOptions};
 use sealog_format::frame;
 
 use crate::segment_recovery::{Entry, Mode, pack};
@@ -167,6 +169,30 @@ pub fn all() -> Result<Vec<Seed>, Box<dyn std::error::Error>> {
         "segment_recovery",
         "store-v1".into(),
         packed(Mode::default(), &fixture),
+    ));
+
+    // The live store's first sealed segment, compressed: as the sealer
+    // writes it (one block, no dictionary: too few records), and in blocks
+    // of about 512 bytes.
+    if let Some((_, image)) = files.iter().find(|(e, b)| {
+        *e == Entry::Segment && compressed::compress(b, &no_dictionary(16 << 10)).is_ok()
+    }) {
+        seeds.push((
+            "compressed_segment",
+            "sealed".into(),
+            compressed::compress(image, &CompressOptions::default())?,
+        ));
+        seeds.push((
+            "compressed_segment",
+            "sealed-blocks".into(),
+            compressed::compress(image, &no_dictionary(512))?,
+        ));
+    }
+    // A segment of 1,100 records with a dictionary.
+    seeds.push((
+        "compressed_segment",
+        "dictionary".into(),
+        dictionary_segment()?,
     ));
 
     for (n, (entry, bytes)) in files.iter().enumerate() {
@@ -390,4 +416,84 @@ fn blocked_sidecar() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         )?;
     }
     Ok(b.encode()?)
+}
+
+/// Compression without a dictionary, in blocks of about `block_target`
+/// bytes.
+fn no_dictionary(block_target: usize) -> CompressOptions {
+    CompressOptions {
+        block_target,
+        dictionary_len: 0,
+        ..CompressOptions::default()
+    }
+}
+
+/// A sealed segment of 1,100 records written by the engine, compressed
+/// with a dictionary of at most 4 KiB (the writer trains one only on 64
+/// samples, every 16th record, of 16 KiB in all: the live store's 4 KiB
+/// segments are far too small) at level 19, in the writer's 16 KiB blocks,
+/// so that it fits [`crate::MAX_INPUT`]. Every record carries a note of
+/// about 150 bytes, so the samples are large enough whichever records they
+/// are.
+fn dictionary_segment() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("store");
+    let store = Store::open(
+        &dir,
+        StoreOptions {
+            segment_size: 1 << 20,
+            preallocation: Preallocation::None,
+            ..StoreOptions::default()
+        },
+    )?;
+    let words = [
+        "invoice", "customer", "export", "refund", "login", "session",
+    ];
+    for batch in 0..11u64 {
+        store.append_batch((batch * 100..(batch + 1) * 100).map(|i| {
+            let mut m = sealog_format::Metadata::new();
+            let note: Vec<&str> = (0..22)
+                .map(|k| words[((i * 7 + k * 3) % words.len() as u64) as usize])
+                .collect();
+            m.insert("note".into(), note.join(" ").into());
+            crate::query_cursor::store_event(i).with_metadata(m)
+        }))?;
+    }
+    store.roll()?;
+    store.wait_sealed()?;
+    store.close()?;
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("segments"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    let first = names.first().ok_or("the store has no segment")?;
+    let image = read(dir.join("segments").join(first))?;
+    Ok(compressed::compress(
+        &image,
+        &CompressOptions {
+            level: 19,
+            dictionary_len: 4 << 10,
+            ..CompressOptions::default()
+        },
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use sealog_format::compressed::CompressedSegment;
+
+    #[test]
+    fn the_dictionary_seed_has_a_dictionary_and_fits() -> Result<(), Box<dyn std::error::Error>> {
+        let file = super::dictionary_segment()?;
+        assert!(file.len() <= crate::MAX_INPUT, "{} bytes", file.len());
+        let segment = CompressedSegment::parse(&file)?;
+        assert!(
+            !segment.dictionary().is_empty(),
+            "no dictionary was trained"
+        );
+        assert!(segment.block_count() > 1);
+        segment.decode_image()?;
+        Ok(())
+    }
 }

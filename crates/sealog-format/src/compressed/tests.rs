@@ -938,3 +938,36 @@ fn the_small_file_round_trips() {
     assert!(!segment.dictionary().is_empty());
     assert_eq!(&segment.decode_image().unwrap(), image);
 }
+
+/// A head whose stored total would overflow the file's length, or wrap it
+/// around to the length of a file too short for its table, is refused by
+/// `parse_head` (found by the `compressed_segment` fuzz target: the sum
+/// panicked in debug builds and wrapped in release ones).
+#[test]
+fn a_stored_total_past_any_file_length_is_refused_by_the_head_check() {
+    let file = &SMALL.1;
+    let len = file.len() as u64;
+    for total in [u64::MAX, u64::MAX - 100] {
+        let mut bad = file.clone();
+        bad[C_STORED_LEN..C_STORED_LEN + 8].copy_from_slice(&total.to_le_bytes());
+        fix_crcs(&mut bad);
+        let e = parse_head(&bad, len).unwrap_err();
+        assert_eq!(e.offset, C_STORED_LEN as u64, "{e}");
+        assert!(CompressedSegment::parse(&bad).is_err());
+    }
+    // A block count and a total chosen so that the unchecked sum wrapped
+    // to the file's length.
+    let mut bad = file.clone();
+    let n = u32::try_from(len / BLOCK_ENTRY_LEN as u64 + 1_000).unwrap();
+    bad[C_BLOCKS..C_BLOCKS + 4].copy_from_slice(&n.to_le_bytes());
+    let d = u64::from(u32::from_le_bytes(
+        bad[C_DICT_LEN..C_DICT_LEN + 4].try_into().unwrap(),
+    ));
+    let fixed = (TABLE_OFFSET + TABLE_CRC_LEN) as u64 + u64::from(n) * BLOCK_ENTRY_LEN as u64 + d;
+    assert!(fixed > len, "the table alone is longer than the file");
+    let total = len.wrapping_sub(fixed);
+    bad[C_STORED_LEN..C_STORED_LEN + 8].copy_from_slice(&total.to_le_bytes());
+    let crc = crc32fast::hash(&bad[..C_CRC]);
+    bad[C_CRC..CONTAINER_HEAD_LEN].copy_from_slice(&crc.to_le_bytes());
+    assert!(parse_head(&bad, len).is_err());
+}
