@@ -664,3 +664,85 @@ fn the_config_file_sets_the_secret_guard_and_the_segment_size() {
     let (status, _) = served.terminate();
     assert!(status.success());
 }
+
+/// `compress = true` in the config: the running server compresses the
+/// segments it seals (its compressor thread), reads from them over HTTP,
+/// and the store verifies after it stopped.
+#[test]
+fn a_server_with_compress_compresses_its_sealed_segments_and_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let config = tmp.path().join("server.toml");
+    std::fs::write(&config, "compress = true\nsegment_size = \"64KiB\"\n").unwrap();
+    let mut cmd = sealog();
+    cmd.arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let served = Served::start(cmd);
+    let compressed = |dir: &Path| {
+        std::fs::read_dir(dir.join("segments"))
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path();
+                (path.extension().is_some_and(|x| x == "seg")
+                    && std::fs::read(&path)
+                        .unwrap()
+                        .starts_with(&sealog::format::compressed::COMPRESSED_MAGIC))
+                .then_some(path)
+            })
+            .count()
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = Client::new(&served.url).unwrap();
+        // ~2,000 events of ~300 bytes: several 64 KiB segments.
+        for batch in 0..20 {
+            let body: Vec<Value> = (0..100)
+                .map(|i| {
+                    let n = batch * 100 + i;
+                    json!({
+                        "actor": {"type": "user", "id": format!("user{}", n % 7)},
+                        "action": "doc.read",
+                        "resource": {"type": "doc", "id": n.to_string()},
+                        "outcome": "success",
+                        "request_id": format!("r{n:06}"),
+                        "metadata": {"pad": "p".repeat(150)},
+                    })
+                })
+                .collect();
+            let r = c
+                .post_json("/v1/events", Value::Array(body).to_string())
+                .await
+                .unwrap();
+            assert!(r.status < 300, "{}", r.text());
+        }
+        let started = std::time::Instant::now();
+        while compressed(&dir) < 3 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "{} segments compressed after two minutes",
+                compressed(&dir)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let r = c
+            .get("/v1/events?actor=user:user3&limit=1000")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let found = r.text().matches("\"action\":\"doc.read\"").count();
+        assert_eq!(
+            found,
+            (0..2000).filter(|n| n % 7 == 3).count(),
+            "{}",
+            r.text()
+        );
+    });
+    let (status, _) = served.terminate();
+    assert!(status.success());
+    let report = sealog::verify_dir(&dir).unwrap();
+    assert!(report.records >= 2000, "{report:?}");
+    assert!(compressed(&dir) >= 3);
+}
