@@ -88,14 +88,76 @@ pub(crate) fn advise_table(map: &Mapped) {
     map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
 }
 
+/// Bytes of decompressed blocks a store keeps ([`BlockCache`]).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
+/// The blocks of compressed segments a store decompressed lately (at most
+/// [`BLOCK_CACHE_BYTES`], the least recently used dropped first), by
+/// segment number and block: records read in order share their block, and
+/// a server answering the same queries again does not decompress again.
+#[derive(Default)]
+pub(crate) struct BlockCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    blocks: std::collections::HashMap<(u64, usize), (Arc<Vec<u8>>, u64)>,
+    /// Last use → key, oldest first.
+    by_use: std::collections::BTreeMap<u64, (u64, usize)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("BlockCache")
+            .field("blocks", &inner.blocks.len())
+            .field("bytes", &inner.bytes)
+            .finish()
+    }
+}
+
+impl BlockCache {
+    fn get(&self, key: (u64, usize)) -> Option<Arc<Vec<u8>>> {
+        let mut inner = self.inner.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let (bytes, used) = inner.blocks.get_mut(&key)?;
+        let (bytes, before) = (bytes.clone(), std::mem::replace(used, now));
+        inner.by_use.remove(&before);
+        inner.by_use.insert(now, key);
+        Some(bytes)
+    }
+
+    fn put(&self, key: (u64, usize), bytes: Arc<Vec<u8>>) {
+        let mut inner = self.inner.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        inner.bytes += bytes.len();
+        if let Some((old, used)) = inner.blocks.insert(key, (bytes, now)) {
+            inner.bytes -= old.len();
+            inner.by_use.remove(&used);
+        }
+        inner.by_use.insert(now, key);
+        while inner.bytes > BLOCK_CACHE_BYTES {
+            let Some((_, oldest)) = inner.by_use.pop_first() else {
+                break;
+            };
+            if let Some((old, _)) = inner.blocks.remove(&oldest) {
+                inner.bytes -= old.len();
+            }
+        }
+    }
+}
+
 /// A compressed sealed segment's block table, read from its file (which
 /// the caller keeps mapped and passes to each read).
 pub(crate) struct Packed {
     blocks: Vec<Block>,
     dictionary: std::ops::Range<usize>,
     decoder: Mutex<Option<BlockDecoder>>,
-    /// The block read last, decompressed: records read in order share it.
-    last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
 }
 
 impl std::fmt::Debug for Packed {
@@ -121,7 +183,6 @@ impl Packed {
             blocks,
             dictionary,
             decoder: Mutex::new(None),
-            last: Mutex::new(None),
         })
     }
 
@@ -134,12 +195,18 @@ impl Packed {
         (offset < b.image_offset + u64::from(b.len)).then_some(i)
     }
 
-    /// Block `i`, decompressed (or the copy kept from the last read).
-    fn block(&self, file: &[u8], name: &str, i: usize) -> Result<Arc<Vec<u8>>> {
-        if let Some((at, bytes)) = &*self.last.lock()
-            && *at == i
-        {
-            return Ok(bytes.clone());
+    /// Block `i` of segment number `segment_no`, decompressed (or the copy
+    /// in `cache`).
+    fn block(
+        &self,
+        file: &[u8],
+        name: &str,
+        segment_no: u64,
+        i: usize,
+        cache: &BlockCache,
+    ) -> Result<Arc<Vec<u8>>> {
+        if let Some(bytes) = cache.get((segment_no, i)) {
+            return Ok(bytes);
         }
         let Some(b) = self.blocks.get(i) else {
             return Err(Error::Config(format!("{name} has no block {i}")));
@@ -157,7 +224,7 @@ impl Packed {
                 format::read_stored_block(file, i, b, decoder).map_err(|e| corruption(name, &e))?,
             )
         };
-        *self.last.lock() = Some((i, bytes.clone()));
+        cache.put((segment_no, i), bytes.clone());
         Ok(bytes)
     }
 
@@ -168,9 +235,10 @@ impl Packed {
         &self,
         file: &[u8],
         name: &str,
-        first_seq: u64,
+        (segment_no, first_seq): (u64, u64),
         ordinal: u64,
         offset: u32,
+        cache: &BlockCache,
     ) -> Result<Vec<u8>> {
         let location = || {
             Location::file(name)
@@ -187,7 +255,7 @@ impl Packed {
             )
             .into());
         };
-        let block = self.block(file, name, i)?;
+        let block = self.block(file, name, segment_no, i, cache)?;
         let start = self
             .blocks
             .get(i)
@@ -467,5 +535,33 @@ fn compress_until_stopped(
             tracing::warn!(segment = %s.name, error = %e, "could not compress the segment; it stays uncompressed");
             skipped.insert(s.header.segment_no);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_cache_drops_the_least_recently_used_past_its_budget() {
+        let cache = BlockCache::default();
+        let block = |tag: u8| Arc::new(vec![tag; BLOCK_CACHE_BYTES / 3 + 1]);
+        cache.put((1, 0), block(1));
+        cache.put((1, 1), block(2));
+        // Used again: now the newest of the two.
+        assert_eq!(cache.get((1, 0)).map(|b| b[0]), Some(1));
+        // A third block passes the budget: the least recently used goes.
+        cache.put((2, 0), block(3));
+        assert!(cache.get((1, 1)).is_none());
+        assert_eq!(cache.get((1, 0)).map(|b| b[0]), Some(1));
+        assert_eq!(cache.get((2, 0)).map(|b| b[0]), Some(3));
+        let inner = cache.inner.lock();
+        assert_eq!(inner.bytes, 2 * (BLOCK_CACHE_BYTES / 3 + 1));
+        assert_eq!(inner.by_use.len(), inner.blocks.len());
+        drop(inner);
+        // The same key again replaces, and counts once.
+        cache.put((2, 0), block(4));
+        assert_eq!(cache.get((2, 0)).map(|b| b[0]), Some(4));
+        assert_eq!(cache.inner.lock().bytes, 2 * (BLOCK_CACHE_BYTES / 3 + 1));
     }
 }

@@ -1247,9 +1247,10 @@ impl SealedSegment {
                 .frame(
                     &self.map,
                     &self.name,
-                    self.header.first_seq,
+                    (self.header.segment_no, self.header.first_seq),
                     ordinal,
                     offset,
+                    &self.env.blocks,
                 )
                 .map(|body| Some(Cow::Owned(body)));
         }

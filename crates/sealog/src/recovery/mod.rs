@@ -111,6 +111,7 @@ pub(crate) fn open(
             disk.manifest.store_id,
             !read_only,
         ),
+        blocks: crate::compressed::BlockCache::default(),
     });
     let view = opening.take_segments(
         log.sealed,

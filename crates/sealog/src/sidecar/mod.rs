@@ -58,6 +58,9 @@ pub(crate) struct IndexEnv {
     /// The store's key filters (`key-filters`), which a search asks
     /// before it opens a sealed segment's sidecar.
     pub key_filters: crate::key_filter::KeyFilters,
+    /// Blocks of compressed segments decompressed lately, shared by the
+    /// store's segments.
+    pub blocks: crate::compressed::BlockCache,
 }
 
 /// The sidecar file name of the segment starting at `first_seq`.
