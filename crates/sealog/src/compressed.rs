@@ -100,11 +100,15 @@ pub(crate) struct BlockCache {
     inner: Mutex<CacheInner>,
 }
 
+/// A block of a segment: (segment number, block).
+type BlockKey = (u64, usize);
+
 #[derive(Default)]
 struct CacheInner {
-    blocks: std::collections::HashMap<(u64, usize), (Arc<Vec<u8>>, u64)>,
-    /// Last use → key, oldest first.
-    by_use: std::collections::BTreeMap<u64, (u64, usize)>,
+    /// The blocks, with their last use.
+    blocks: std::collections::HashMap<BlockKey, (Arc<Vec<u8>>, u64)>,
+    /// Last use → block, oldest first.
+    by_use: std::collections::BTreeMap<u64, BlockKey>,
     bytes: usize,
     clock: u64,
 }
@@ -120,7 +124,7 @@ impl std::fmt::Debug for BlockCache {
 }
 
 impl BlockCache {
-    fn get(&self, key: (u64, usize)) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, key: BlockKey) -> Option<Arc<Vec<u8>>> {
         let mut inner = self.inner.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -131,7 +135,7 @@ impl BlockCache {
         Some(bytes)
     }
 
-    fn put(&self, key: (u64, usize), bytes: Arc<Vec<u8>>) {
+    fn put(&self, key: BlockKey, bytes: Arc<Vec<u8>>) {
         let mut inner = self.inner.lock();
         inner.clock += 1;
         let now = inner.clock;
