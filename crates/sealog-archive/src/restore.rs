@@ -66,17 +66,18 @@ impl Sink for StoreWriter {
             Some(ObjectKind::Segment(_)) => {
                 if self.first_header.is_none() {
                     // A compressed copy keeps the header after its head.
-                    let at = if sealog_format::compressed::is_compressed(bytes) {
-                        sealog_format::compressed::CONTAINER_HEAD_LEN
+                    self.first_header = if sealog_format::compressed::is_compressed(bytes) {
+                        sealog_format::compressed::parse_head(bytes, bytes.len() as u64)
+                            .ok()
+                            .map(|(header, _)| header)
                     } else {
-                        0
+                        SegmentHeader::decode(
+                            bytes
+                                .get(..sealog_format::segment::HEADER_LEN)
+                                .unwrap_or_default(),
+                        )
+                        .ok()
                     };
-                    self.first_header = SegmentHeader::decode(
-                        bytes
-                            .get(at..at + sealog_format::segment::HEADER_LEN)
-                            .unwrap_or_default(),
-                    )
-                    .ok();
                 }
                 write_synced(&self.dir.join(name), bytes)
             }

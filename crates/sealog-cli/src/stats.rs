@@ -191,13 +191,13 @@ fn read_footer(path: &Path, len: u64) -> Option<(SegmentFooter, bool)> {
     }
     let mut file = File::open(path).ok()?;
     // A segment stored compressed keeps its footer near the start, after
-    // the container's head and the segment header (docs/format.md).
+    // the container's head and the segment header (docs/format.md): read
+    // as an open reads it.
     let mut head = [0u8; sealog::format::compressed::TABLE_OFFSET];
     if file.read_exact(&mut head).is_ok() && sealog::format::compressed::is_compressed(&head) {
-        let at = sealog::format::compressed::TABLE_OFFSET - FOOTER_LEN;
-        return SegmentFooter::decode(head.get(at..)?)
+        return sealog::format::compressed::parse_head(&head, len)
             .ok()
-            .map(|f| (f, true));
+            .map(|(_, f)| (f, true));
     }
     file.seek(SeekFrom::Start(len - footer_len)).ok()?;
     let mut buf = [0u8; FOOTER_LEN];

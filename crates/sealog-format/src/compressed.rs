@@ -643,6 +643,19 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Where the blocks of a compressed file start (the end of its head, block
+/// table and dictionary), read from its head's counts unchecked: for a
+/// reader that asks the kernel for those bytes before it parses them.
+/// `None` if `head` is shorter than the container head.
+pub fn blocks_offset(head: &[u8]) -> Option<u64> {
+    let head = head.get(..CONTAINER_HEAD_LEN)?;
+    Some(
+        (TABLE_OFFSET + TABLE_CRC_LEN) as u64
+            + u64::from(u32_at(head, C_BLOCKS)) * BLOCK_ENTRY_LEN as u64
+            + u64::from(u32_at(head, C_DICT_LEN)),
+    )
+}
+
 /// The segment header and footer of a compressed segment file, from its
 /// first [`TABLE_OFFSET`] bytes `start` (or more) and its length: the head
 /// is checked (magic, CRC, version, length, flags, reserved bytes, counts),

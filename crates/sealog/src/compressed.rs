@@ -77,15 +77,9 @@ pub(crate) fn image_of<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::C
 /// about to read records of several compressed segments asks for them all
 /// first, so that the disk reads them together. Only advice.
 pub(crate) fn advise_table(map: &Mapped) {
-    let field = |at: usize| {
-        map.get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)))
-    };
-    // The block count and dictionary length (format.md, "Container head").
-    let (n, d) = (field(16), field(20));
-    let len = format::TABLE_OFFSET as u64 + format::BLOCK_ENTRY_LEN as u64 * n + 4 + d;
-    map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
+    if let Some(len) = format::blocks_offset(map) {
+        map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
+    }
 }
 
 /// Bytes of decompressed blocks a store keeps ([`BlockCache`]).
