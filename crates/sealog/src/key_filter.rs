@@ -109,6 +109,33 @@ impl Catalog {
         self.cut
     }
 
+    /// For a reader that does not write (verify): drops the entry read
+    /// last if one of its pages does not check, as a writer's open does,
+    /// taking it for an append a crash cut short (its head reached the
+    /// disk, not all its pages) rather than for damage. Readers check each
+    /// page they read, so such an entry hides nothing; the writer's next
+    /// append overwrites it.
+    pub(crate) fn drop_torn_last(&mut self) {
+        let (Some(file), Some((&first_seq, entry))) = (
+            self.file.as_ref(),
+            self.entries.iter().max_by_key(|(_, e)| e.offset),
+        ) else {
+            return;
+        };
+        // Reading stopped earlier: the entry read last is not the file's
+        // last append.
+        if self.problem.is_some() {
+            return;
+        }
+        if let Err(problem) = check_pages(&**file, entry) {
+            let offset = entry.offset;
+            self.entries.remove(&first_seq);
+            self.end = offset;
+            self.problem = Some((offset, problem));
+            self.cut = true;
+        }
+    }
+
     /// The whole entry for the segment starting at `first_seq` as stored,
     /// with its offset.
     pub(crate) fn read_entry(&self, first_seq: u64) -> Option<Result<(u64, Vec<u8>)>> {
@@ -211,6 +238,61 @@ impl KeyFilters {
                 true
             }
         }
+    }
+
+    /// At a writer's open: cuts the file after the last entry that reads
+    /// whole and checks (what follows is an append a crash cut short, or
+    /// damage), and syncs it, so that the file holds only what readers use
+    /// and `verify` finds nothing to report. The entries cut are written
+    /// again by the sealer's catch-up, as any missing entry is. A file
+    /// whose header is unusable (damaged, another store's) is written anew,
+    /// header only, as the next append would.
+    pub(crate) fn cut_torn_tail(&self) -> Result<()> {
+        let _appending = self.append.lock();
+        let catalog = self.catalog();
+        let (Some(file), Some((at, problem))) = (&catalog.file, &catalog.problem) else {
+            return Ok(());
+        };
+        if !self.writable {
+            return Ok(());
+        }
+        if catalog.end < FILE_HEADER_LEN as u64 {
+            tracing::warn!(
+                file = FILE,
+                %problem,
+                "writing the key filters anew; the sealer writes every segment's entry again"
+            );
+            let header = keyfilter::encode_file_header(&self.store_id);
+            crate::fs::write_atomic(&*self.fs, &self.path, &header)?;
+            let file = self
+                .fs
+                .open(&self.path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open", &self.path, e))?;
+            *self.state.write() = Some(Arc::new(Catalog {
+                file: Some(file),
+                end: FILE_HEADER_LEN as u64,
+                ..Catalog::default()
+            }));
+            return Ok(());
+        }
+        tracing::warn!(
+            file = FILE,
+            offset = at,
+            %problem,
+            "cutting the key filters after the last entry that reads whole; the sealer writes the missing entries again"
+        );
+        file.set_len(catalog.end)
+            .map_err(|e| Error::io("truncate", &self.path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.path, e))?;
+        *self.state.write() = Some(Arc::new(Catalog {
+            file: Some(file.clone()),
+            entries: catalog.entries.clone(),
+            end: catalog.end,
+            problem: None,
+            cut: false,
+        }));
+        Ok(())
     }
 
     /// Appends `bytes`, a segment's entry, after the last entry that reads
@@ -352,7 +434,15 @@ pub(crate) fn read_catalog(
                     ..stop(file, entries, at, at, problem)
                 };
             }
-            Err(Err(problem)) => return stop(file, entries, at, at, problem),
+            // Zeros from here to the end: an append whose length reached
+            // the disk before its bytes did (a power loss), as cut short.
+            Err(Err(problem)) => {
+                let cut = zeros_to_end(&*file, at, size);
+                return Catalog {
+                    cut,
+                    ..stop(file, entries, at, at, problem)
+                };
+            }
         };
         let len = head.len();
         last = Some((at, head.identity.first_seq));
@@ -383,6 +473,26 @@ pub(crate) fn read_catalog(
         problem: None,
         cut: false,
     }
+}
+
+/// Whether the file's bytes from `at` to `size` are all zeros (false if
+/// they cannot be read).
+fn zeros_to_end(file: &dyn VfsFile, at: u64, size: u64) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = at;
+    while pos < size {
+        let n = usize::try_from(size - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let Some(chunk) = buf.get_mut(..n) else {
+            return false;
+        };
+        if file.read_exact_at(chunk, pos).is_err() || chunk.iter().any(|&b| b != 0) {
+            return false;
+        }
+        pos += n as u64;
+    }
+    true
 }
 
 /// Reads `entry` whole and checks every page.

@@ -412,15 +412,18 @@ pub(crate) fn run(
     let absent = crate::damage::KnownAbsent::load(fs, dir)?;
     let mut expected_no = 0u64;
     let mut sidecar_problem: Option<Corruption> = None;
-    let key_filters = crate::key_filter::read_catalog(
+    let mut key_filters = crate::key_filter::read_catalog(
         fs,
         &dir.join(crate::key_filter::FILE),
         &manifest.store_id,
         false,
     );
+    key_filters.drop_torn_last();
     // Entries past one that does not read whole are not used by readers,
     // and the writer overwrites from there; one that ends past the end of
-    // the file is an append in progress (or cut short by a crash).
+    // the file, or is followed by nothing but zeros, or is the last and
+    // has a page that does not check, is an append in progress (or cut
+    // short by a crash).
     if let Some((offset, problem)) = &key_filters.problem
         && !key_filters.cut_short()
     {

@@ -113,6 +113,9 @@ pub(crate) fn open(
         ),
         blocks: crate::compressed::BlockCache::default(),
     });
+    if !read_only {
+        index_env.key_filters.cut_torn_tail()?;
+    }
     let view = opening.take_segments(
         log.sealed,
         log.scans,
