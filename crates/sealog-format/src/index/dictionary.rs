@@ -305,7 +305,7 @@ impl<'a> TermDict<'a> {
 
     /// Section offsets of the entry table, the term heap and the bitmap
     /// heap.
-    fn part_offsets(&self) -> (u64, u64, u64) {
+    pub(super) fn part_offsets(&self) -> (u64, u64, u64) {
         let entries_at = to_u64(DICT_HEADER_LEN);
         let terms_at = entries_at + to_u64(self.entries.len() * TERM_ENTRY_LEN);
         (entries_at, terms_at, terms_at + to_u64(self.terms.len()))

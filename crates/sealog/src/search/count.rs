@@ -88,6 +88,11 @@ impl<'a> AskAhead<'a> {
         (0..COUNT_ASK_AHEAD / 2)
             .filter_map(|i| ahead.sealed(i))
             .for_each(|s| s.advise_sections_if_cold(&ahead.sections));
+        // Then the bitmaps their lookups read, found in the directories
+        // asked for just now.
+        (0..COUNT_ASK_AHEAD / 2)
+            .filter_map(|i| ahead.sealed(i))
+            .for_each(|s| s.advise_lookups(&ahead.sections));
         ahead
     }
 
@@ -98,6 +103,11 @@ impl<'a> AskAhead<'a> {
         }
         if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD / 2) {
             s.advise_sections_if_cold(&self.sections);
+        }
+        // The bitmaps of the segment whose sections were asked for at the
+        // step before (its directory had that step to arrive).
+        if let Some(s) = self.sealed(i + COUNT_ASK_AHEAD / 2 - 1) {
+            s.advise_lookups(&self.sections);
         }
     }
 

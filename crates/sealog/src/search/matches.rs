@@ -375,9 +375,15 @@ impl Matches {
         for (_, s) in &next {
             s.ask_sidecar_head();
         }
-        for (at, s) in next {
+        for (at, s) in &next {
             s.advise_sections(sections);
-            self.advised.push_back(at);
+            self.advised.push_back(*at);
+        }
+        // Then the bitmaps the lookups will read, found in the
+        // dictionaries' directories asked for just now (one more wait for
+        // them all).
+        for (_, s) in &next {
+            s.advise_lookups(sections);
         }
     }
 

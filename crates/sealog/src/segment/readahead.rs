@@ -64,6 +64,18 @@ impl SealedSegment {
         index.advise_sections(sections);
     }
 
+    /// [`crate::sidecar::Sidecar::advise_lookups`] for this segment's
+    /// sidecar, if it is mapped (by [`SealedSegment::advise_sections`]).
+    pub(crate) fn advise_lookups(&self, sections: &[crate::search::SectionUse]) {
+        if self.remote.is_some() {
+            return;
+        }
+        let loaded = self.index.read().clone();
+        if let Some(index) = loaded {
+            index.advise_lookups(sections);
+        }
+    }
+
     /// Whether [`SealedSegment::advise_columns`] has nothing left to do
     /// (its columns were advised, or cannot be: no index loaded, remote).
     pub(crate) fn columns_advised(&self) -> bool {

@@ -123,6 +123,10 @@ pub(crate) struct Sidecar {
     /// One bit per field id: whether the search advice found that
     /// dictionary in memory already (see [`Sidecar::advise_sections`]).
     dicts_advised: std::sync::atomic::AtomicU32,
+    /// One bit per field id: a dictionary whose directory alone the search
+    /// advice asked for, whose lookups' bitmaps
+    /// [`Sidecar::advise_lookups`] asks for next.
+    lookups_due: std::sync::atomic::AtomicU32,
 }
 
 /// The byte ranges of a hashed index (at `offset`, `len` bytes long) that
@@ -159,6 +163,11 @@ fn hashed_probe_ranges(offset: u64, len: u64, key: u64) -> Vec<(u64, u64)> {
 
 /// Pages of a dictionary looked at to tell whether it is in memory.
 const RESIDENT_SAMPLES: u64 = 8;
+
+/// The first bytes of a dictionary not in memory that a search asks for
+/// before reading its header: the directory (header, term entries, term
+/// heap) of a dictionary of up to ~2,000 terms.
+const DIRECTORY_ASKED: u64 = 64 * 1024;
 
 /// The word of a set of block bits that holds `block`, and its bit there.
 fn block_bit(bits: &[AtomicU64], block: u64) -> Option<(&AtomicU64, u64)> {
@@ -214,6 +223,7 @@ impl Sidecar {
             hashed_blocks: [OnceLock::new(), OnceLock::new()],
             dict_blocks: std::array::from_fn(|_| OnceLock::new()),
             dicts_advised: std::sync::atomic::AtomicU32::new(0),
+            lookups_due: std::sync::atomic::AtomicU32::new(0),
             map,
         })
     }
@@ -437,14 +447,20 @@ impl Sidecar {
                 }
             }
             // A dictionary read by blocks that is not all in memory (by a
-            // sample of its pages) is asked for whole, with its checksums:
-            // a lookup reads a dozen blocks spread over it, which the disk
-            // serves together far sooner than one fault at a time. In
-            // memory, only the checksums are asked for.
-            // Until it is found in memory: after that it is not looked at
-            // again (pages evicted since are faulted in as they are read).
-            // One asked for and read is looked at again by the next
-            // lookup: pages read ahead but never touched are dropped first.
+            // sample of its pages): its first [`DIRECTORY_ASKED`] bytes (the
+            // whole directory, header, entries and terms, of most) are
+            // asked for, with its checksums, and the bitmaps its lookups
+            // find are asked for by `advise_lookups` once the directory is
+            // read (or the rest of a larger one): a lookup's binary search reads a dozen
+            // blocks spread over the directory, which the disk serves
+            // together far sooner than one fault at a time, and the
+            // bitmaps of other terms (most of a dictionary's bytes) are
+            // not read at all. In memory, only the checksums are asked
+            // for. Until it is found in memory: after that it is not
+            // looked at again (pages evicted since are faulted in as they
+            // are read). One asked for and read is looked at again by the
+            // next lookup: pages read ahead but never touched are dropped
+            // first.
             let bit = 1u32 << (field as u32 % 32);
             if kind == SectionKind::TermDict
                 && by_blocks.is_some()
@@ -459,7 +475,11 @@ impl Sidecar {
                 {
                     self.dicts_advised.fetch_or(bit, Ordering::Relaxed);
                 } else {
-                    ranges.push((dict.offset, dict.offset + dict.len));
+                    // Where the directory ends is in the dictionary's
+                    // header, not read yet: its first bytes are asked for.
+                    let asked = dict.len.min(DIRECTORY_ASKED);
+                    ranges.push((dict.offset, dict.offset + asked));
+                    self.lookups_due.fetch_or(bit, Ordering::Relaxed);
                 }
             }
             let Some(i) = by_blocks.or(whole) else {
@@ -473,6 +493,55 @@ impl Sidecar {
         }
         self.block_checksum_ranges(&reader, &mut ranges);
         ranges
+    }
+
+    /// After [`Sidecar::advise_sections`] asked for a dictionary's
+    /// directory alone: finds, in the directory (waiting for it to be
+    /// read), the bitmaps of the terms `sections` look up, and asks for
+    /// them, without waiting or checking (a damaged directory gives wrong
+    /// advice; the lookup that follows checks what it reads). Asks for
+    /// each dictionary once. Only advice: nothing fails.
+    pub(crate) fn advise_lookups(&self, sections: &[crate::search::SectionUse]) {
+        use crate::search::SectionUse;
+        if self.lookups_due.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Ok(reader) = self.reader() else {
+            return;
+        };
+        let mut ranges = Vec::new();
+        for used in sections {
+            let SectionUse::Dict(f, Some(terms)) = used else {
+                continue;
+            };
+            let field = dict_field(*f);
+            let bit = 1u32 << (field as u32 % 32);
+            if self.lookups_due.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
+                continue;
+            }
+            let (Some((start, directory_end)), Some(dict)) = (
+                reader.dict_directory(field),
+                reader
+                    .section_for(SectionKind::TermDict, field as u16)
+                    .and_then(|i| reader.section(i)),
+            ) else {
+                continue;
+            };
+            // A directory longer than what was asked for: the rest of the
+            // dictionary, whole (its lookups would wait for the directory
+            // first).
+            if directory_end > start + DIRECTORY_ASKED {
+                ranges.push((start + DIRECTORY_ASKED, dict.offset + dict.len));
+                continue;
+            }
+            let mut read = Vec::new();
+            for term in terms {
+                reader.dict_lookup_ranges(field, term, &mut read);
+            }
+            // The directory was asked for already.
+            ranges.extend(read.into_iter().filter(|&(_, end)| end > directory_end));
+        }
+        self.advise_merged(ranges);
     }
 
     /// Advises `ranges` (start, end), one call per run of ranges less than

@@ -218,6 +218,49 @@ impl<'a> IndexReader<'a> {
         }
     }
 
+    /// Where the directory of the term dictionary of `field` lies in the
+    /// file, as (start, end): its header, term entries and term heap, the
+    /// part a lookup's binary search reads, without the bitmap heap after
+    /// it. Unchecked, for read-ahead advice: a damaged header gives a
+    /// short range (never a panic); `None` without such a dictionary.
+    pub fn dict_directory(&self, field: IndexField) -> Option<(u64, u64)> {
+        let section = self.section(self.section_for(SectionKind::TermDict, field.id())?)?;
+        let data = self.dicts.get(field)?;
+        let dict = TermDict::view(data, field, self.identity.record_count);
+        let (_, _, bitmaps_at) = dict.part_offsets();
+        Some((section.offset, section.offset.saturating_add(bitmaps_at)))
+    }
+
+    /// Appends to `out` the file ranges (start, end) a lookup of `term` in
+    /// the term dictionary of `field` reads: the entries and terms its
+    /// binary search compares and, if the term is there, its entry and
+    /// bitmap; with block checksums, each widened to the blocks
+    /// [`dict_term_checked`](Self::dict_term_checked) checks for it.
+    /// Unchecked, for read-ahead advice once the directory
+    /// ([`dict_directory`](Self::dict_directory)) is in memory: a damaged
+    /// dictionary gives wrong ranges, never a panic.
+    pub fn dict_lookup_ranges(&self, field: IndexField, term: &[u8], out: &mut Vec<(u64, u64)>) {
+        let (Some(data), Some(section)) = (
+            self.dicts.get(field),
+            self.section_for(SectionKind::TermDict, field.id())
+                .and_then(|i| self.section(i)),
+        ) else {
+            return;
+        };
+        let block = self
+            .dict_blocks(field)
+            .and_then(|(_, crcs)| BlockCrcs::view(crcs).block_len())
+            .filter(|&len| len > 0)
+            .unwrap_or(1);
+        let dict = TermDict::view(data, field, self.identity.record_count);
+        let (at, len) = (section.offset, section.len);
+        dict.find_reading(term, &mut |start, end| {
+            let first = start / block * block;
+            let last = end.div_ceil(block).saturating_mul(block).min(len);
+            out.push((at.saturating_add(first), at.saturating_add(last)));
+        });
+    }
+
     /// Position in the section table of the block checksums of the hashed
     /// index of `field`, if the file has them (a hashed index of at most
     /// one block has none).
@@ -739,6 +782,98 @@ mod tests {
         let small = with_actors(20, true);
         let s = IndexReader::parse(&small).unwrap();
         assert_eq!(s.dict_blocks_section(field), None);
+    }
+
+    #[test]
+    fn a_lookup_names_the_ranges_it_reads_within_the_directory_and_its_bitmap() {
+        let bytes = with_actors(9_500, true);
+        let r = IndexReader::parse(&bytes).unwrap();
+        let field = IndexField::Actor;
+        let dict = r.field(field).unwrap();
+        let section = r
+            .section(r.section_for(SectionKind::TermDict, field.id()).unwrap())
+            .unwrap();
+        let (start, end) = r.dict_directory(field).unwrap();
+        assert_eq!(start, section.offset);
+        // The directory: 16 bytes of header, 20 a term, the term heap.
+        let heap: usize = dict.iter().map(|t| t.term.len()).sum();
+        assert_eq!(end - start, 16 + 20 * 5_000 + heap as u64);
+        assert!(end < section.offset + section.len);
+        for term in [
+            "actor-0000",
+            "actor-2500",
+            "actor-4499",
+            "actor-4999",
+            "absent",
+            "",
+        ] {
+            let mut ranges = Vec::new();
+            r.dict_lookup_ranges(field, term.as_bytes(), &mut ranges);
+            assert!(!ranges.is_empty(), "{term}");
+            // Past the directory's last block: a bitmap's blocks.
+            let last_block_end = section.offset + (end - section.offset).div_ceil(4096) * 4096;
+            let beyond: Vec<_> = ranges
+                .iter()
+                .filter(|&&(_, e)| e > last_block_end)
+                .collect();
+            match dict.find(term.as_bytes()) {
+                // A term of one record is inline: no bitmap to read.
+                Some(i) if dict.inline_ordinal(i).is_some() => {
+                    assert!(beyond.is_empty(), "{term}: {beyond:?}");
+                }
+                Some(i) => {
+                    let bitmap = dict.bitmap_bytes(i).unwrap();
+                    let at = bitmap.as_ptr() as u64 - bytes.as_ptr() as u64;
+                    assert!(
+                        ranges
+                            .iter()
+                            .any(|&(s, e)| s <= at && at + bitmap.len() as u64 <= e),
+                        "{term}: {ranges:?}"
+                    );
+                    if at >= last_block_end {
+                        assert!(!beyond.is_empty(), "{term}");
+                    }
+                }
+                None => assert!(beyond.is_empty(), "{term}: {beyond:?}"),
+            }
+            // The same blocks the checked lookup reads.
+            let mut read = Vec::new();
+            r.dict_term_checked(field, term.as_bytes(), &mut |block| {
+                read.push(block);
+                Ok(())
+            })
+            .unwrap();
+            // Whole blocks of the section's 4 KiB grid.
+            for &(s, e) in &ranges {
+                assert_eq!((s - section.offset) % 4096, 0, "{term}");
+                assert!(
+                    (e - section.offset).is_multiple_of(4096) || e == section.offset + section.len,
+                    "{term}"
+                );
+            }
+            let mut named: Vec<u64> = ranges
+                .iter()
+                .flat_map(|&(s, e)| (s - section.offset) / 4096..=(e - 1 - section.offset) / 4096)
+                .collect();
+            named.push(0);
+            named.sort_unstable();
+            named.dedup();
+            read.sort_unstable();
+            read.dedup();
+            assert_eq!(named, read, "{term}");
+        }
+        // Another field, or a damaged header: nothing, or a short range.
+        assert_eq!(r.dict_directory(IndexField::Tenant), None);
+        let mut none = Vec::new();
+        r.dict_lookup_ranges(IndexField::Tenant, b"x", &mut none);
+        assert!(none.is_empty());
+        let mut damaged = bytes.clone();
+        damaged[section.offset as usize] ^= 0xFF;
+        let d = IndexReader::open(&damaged).unwrap();
+        let (s, e) = d.dict_directory(field).unwrap();
+        assert!(e - s <= 16, "{s}..{e}");
+        d.dict_lookup_ranges(field, b"actor-0001", &mut none);
+        assert!(none.is_empty());
     }
 
     #[test]
