@@ -18,6 +18,13 @@
 //! the median cost of reading one random record (decompress its block,
 //! find the frame, no cache). It also states the store's other bytes per
 //! event (index sidecars, tree files) so the total can be projected.
+//!
+//! `reads DIR [THREADS] [SECONDS]` measures random record reads
+//! (`Store::get`) on a store as it is (compressed with `sealog compress`
+//! or not) from THREADS threads at once (2, 5 s by default): first spread
+//! over every record, then within the newest sealed segment only, where
+//! concurrent reads meet in one segment (and, compressed, in its block
+//! decoders), then within the open segment.
 
 use std::path::Path;
 use std::time::Instant;
@@ -27,8 +34,8 @@ use sealog::{Durability, Store, StoreOptions};
 use sealog_format::frame::{FrameRead, read_frame};
 use sealog_format::segment::{END_MARKER_LEN, FOOTER_LEN, HEADER_LEN};
 
-const USAGE: &str =
-    "usage: compression generate DIR EVENTS [EVENT_SIZE] | compression measure DIR [SEGMENTS]";
+const USAGE: &str = "usage: compression generate DIR EVENTS [EVENT_SIZE] | compression measure DIR \
+                     [SEGMENTS] | compression reads DIR [THREADS] [SECONDS]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +49,11 @@ fn main() {
         (Some("measure"), Some(dir)) => {
             let segments = arg(2).map_or(3, |n| n.parse().expect("SEGMENTS is a number"));
             measure(Path::new(dir), segments);
+        }
+        (Some("reads"), Some(dir)) => {
+            let threads = arg(2).map_or(2, |n| n.parse().expect("THREADS is a number"));
+            let secs = arg(3).map_or(5, |n| n.parse().expect("SECONDS is a number"));
+            reads(Path::new(dir), threads, secs);
         }
         _ => {
             eprintln!("{USAGE}");
@@ -300,5 +312,57 @@ fn measure(dir: &Path, segments: usize) {
                 );
             }
         }
+    }
+}
+
+/// Random `Store::get`s from `threads` threads for `secs` seconds, over
+/// every record and then over the newest sealed segment's.
+fn reads(dir: &Path, threads: usize, secs: u64) {
+    let store = Store::open_read_only(dir).expect("open the store read-only");
+    // Segment files are named by their first seq; the last is open.
+    let mut firsts: Vec<u64> = std::fs::read_dir(dir.join("segments"))
+        .expect("list the segments")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    firsts.sort_unstable();
+    let [.., newest, open] = firsts[..] else {
+        panic!("the store has no sealed segment");
+    };
+    for (what, lo, hi) in [
+        ("every record", 0, store.len()),
+        ("the newest sealed segment", newest, open),
+        ("the open segment", open, store.len()),
+    ] {
+        let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+        let total: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (t as u64 + 1);
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            for _ in 0..64 {
+                                rng ^= rng << 13;
+                                rng ^= rng >> 7;
+                                rng ^= rng << 17;
+                                let seq = lo + rng % (hi - lo);
+                                store.get(seq).expect("read").expect("a record");
+                                n += 1;
+                            }
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("reader")).sum()
+        });
+        println!(
+            "{what}: {threads} threads, {:.0} reads/s",
+            total as f64 / secs as f64
+        );
     }
 }

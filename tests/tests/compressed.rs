@@ -183,6 +183,33 @@ fn a_compressing_store_answers_verifies_and_proves_as_an_uncompressed_one() {
 }
 
 #[test]
+fn concurrent_reads_of_one_compressed_segment_each_read_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write(dir.path(), compressing(4 << 20));
+    let store = Store::open_read_only(dir.path()).unwrap();
+    // Eight threads at once, each through every record of the store in
+    // its own order (blocks decompressed by several readers of a segment
+    // at the same time, each with a decoder of that segment's dictionary).
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (store, all) = (&store, &all);
+            scope.spawn(move || {
+                let n = all.len() as u64;
+                let step = [1, 7, 13, 31, 61, 97, 127, 251][t as usize];
+                for i in 0..n {
+                    let seq = (i * step + t * 101) % n;
+                    let got = store.get(seq).unwrap();
+                    assert!(
+                        got.as_ref() == Some(&all[seq as usize]),
+                        "thread {t}: seq {seq}"
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn a_compressing_writer_compresses_the_segments_it_finds_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let all = write(dir.path(), small_options(4 << 20));

@@ -155,8 +155,16 @@ impl BlockCache {
 pub(crate) struct Packed {
     blocks: Vec<Block>,
     dictionary: std::ops::Range<usize>,
-    decoder: Mutex<Option<BlockDecoder>>,
+    /// Decoders not in use (each has digested the dictionary): a read
+    /// takes one, or makes one, and gives it back, so that concurrent
+    /// reads of the segment decompress at the same time; at most
+    /// [`DECODERS_KEPT`] are kept.
+    decoders: Mutex<Vec<BlockDecoder>>,
 }
+
+/// Decoders a compressed segment keeps for reuse (a zstd context with a
+/// 64 KiB dictionary digested is ~200 KB).
+const DECODERS_KEPT: usize = 4;
 
 impl std::fmt::Debug for Packed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,7 +188,7 @@ impl Packed {
         Ok(Packed {
             blocks,
             dictionary,
-            decoder: Mutex::new(None),
+            decoders: Mutex::new(Vec::new()),
         })
     }
 
@@ -209,19 +217,20 @@ impl Packed {
         let Some(b) = self.blocks.get(i) else {
             return Err(Error::Config(format!("{name} has no block {i}")));
         };
-        let bytes = {
-            let mut decoder = self.decoder.lock();
-            let decoder = match &mut *decoder {
-                Some(d) => d,
-                slot => slot.insert(
-                    BlockDecoder::new(file.get(self.dictionary.clone()).unwrap_or_default())
-                        .map_err(|e| corruption(name, &e))?,
-                ),
-            };
-            Arc::new(
-                format::read_stored_block(file, i, b, decoder).map_err(|e| corruption(name, &e))?,
-            )
+        let taken = self.decoders.lock().pop();
+        let mut decoder = match taken {
+            Some(d) => d,
+            None => BlockDecoder::new(file.get(self.dictionary.clone()).unwrap_or_default())
+                .map_err(|e| corruption(name, &e))?,
         };
+        let read = format::read_stored_block(file, i, b, &mut decoder);
+        {
+            let mut kept = self.decoders.lock();
+            if kept.len() < DECODERS_KEPT {
+                kept.push(decoder);
+            }
+        }
+        let bytes = Arc::new(read.map_err(|e| corruption(name, &e))?);
         cache.put((segment_no, i), bytes.clone());
         Ok(bytes)
     }
