@@ -230,6 +230,45 @@ fn an_image_round_trips_without_a_dictionary() {
 }
 
 #[test]
+fn a_compression_asked_to_stop_stops_before_its_next_block() {
+    let options = CompressOptions::default();
+    let blocks = CompressedSegment::parse(&WITH_DICTIONARY)
+        .unwrap()
+        .block_count();
+    assert!(blocks > 4, "{blocks} blocks");
+    for stop_after in [0, 1, 3, blocks] {
+        let asked = std::cell::Cell::new(0);
+        let stopped = || {
+            asked.set(asked.get() + 1);
+            asked.get() > stop_after
+        };
+        assert_eq!(
+            compress_unless(&IMAGE, &options, &stopped).unwrap(),
+            None,
+            "stopped after {stop_after} blocks"
+        );
+        assert_eq!(
+            asked.get(),
+            stop_after + 1,
+            "asked before training, then once a block"
+        );
+    }
+    // Never asked to stop: the bytes `compress` gives.
+    let asked = std::cell::Cell::new(0);
+    let never = || {
+        asked.set(asked.get() + 1);
+        false
+    };
+    assert_eq!(
+        compress_unless(&IMAGE, &options, &never)
+            .unwrap()
+            .as_deref(),
+        Some(&WITH_DICTIONARY[..])
+    );
+    assert_eq!(asked.get(), blocks + 1);
+}
+
+#[test]
 fn blocks_hold_whole_frames_and_reach_the_target() {
     let segment = CompressedSegment::parse(&WITH_DICTIONARY).unwrap();
     let starts: std::collections::HashSet<u64> =
