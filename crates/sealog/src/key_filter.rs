@@ -248,26 +248,21 @@ impl KeyFilters {
     /// whose header is unusable (damaged, another store's) is written anew,
     /// header only, as the next append would.
     pub(crate) fn cut_torn_tail(&self) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
         let _appending = self.append.lock();
         let catalog = self.catalog();
         let (Some(file), Some((at, problem))) = (&catalog.file, &catalog.problem) else {
             return Ok(());
         };
-        if !self.writable {
-            return Ok(());
-        }
         if catalog.end < FILE_HEADER_LEN as u64 {
             tracing::warn!(
                 file = FILE,
                 %problem,
                 "writing the key filters anew; the sealer writes every segment's entry again"
             );
-            let header = keyfilter::encode_file_header(&self.store_id);
-            crate::fs::write_atomic(&*self.fs, &self.path, &header)?;
-            let file = self
-                .fs
-                .open(&self.path, OpenMode::ReadWrite)
-                .map_err(|e| Error::io("open", &self.path, e))?;
+            let file = self.write_header_only()?;
             *self.state.write() = Some(Arc::new(Catalog {
                 file: Some(file),
                 end: FILE_HEADER_LEN as u64,
@@ -295,6 +290,16 @@ impl KeyFilters {
         Ok(())
     }
 
+    /// Replaces the file by one holding only its header (written under a
+    /// temporary name, synced, renamed), opened for writing.
+    fn write_header_only(&self) -> Result<Arc<dyn VfsFile>> {
+        let header = keyfilter::encode_file_header(&self.store_id);
+        crate::fs::write_atomic(&*self.fs, &self.path, &header)?;
+        self.fs
+            .open(&self.path, OpenMode::ReadWrite)
+            .map_err(|e| Error::io("open", &self.path, e))
+    }
+
     /// Appends `bytes`, a segment's entry, after the last entry that reads
     /// whole (cutting off what follows it), and syncs it.
     /// A missing or unusable file is written anew, header first.
@@ -312,15 +317,7 @@ impl KeyFilters {
         let catalog = self.catalog();
         let (file, at) = match (&catalog.file, catalog.end) {
             (Some(file), end) if end >= FILE_HEADER_LEN as u64 => (file.clone(), end),
-            _ => {
-                let header = keyfilter::encode_file_header(&self.store_id);
-                crate::fs::write_atomic(&*self.fs, &self.path, &header)?;
-                let file = self
-                    .fs
-                    .open(&self.path, OpenMode::ReadWrite)
-                    .map_err(|e| Error::io("open", &self.path, e))?;
-                (file, FILE_HEADER_LEN as u64)
-            }
+            _ => (self.write_header_only()?, FILE_HEADER_LEN as u64),
         };
         let end = at + bytes.len() as u64;
         file.write_all_at(bytes, at)
@@ -487,7 +484,7 @@ fn zeros_to_end(file: &dyn VfsFile, at: u64, size: u64) -> bool {
         let Some(chunk) = buf.get_mut(..n) else {
             return false;
         };
-        if file.read_exact_at(chunk, pos).is_err() || chunk.iter().any(|&b| b != 0) {
+        if file.read_exact_at(chunk, pos).is_err() || !crate::segment::all_zero(chunk) {
             return false;
         }
         pos += n as u64;
