@@ -732,6 +732,10 @@ pub(crate) struct SealedSegment {
     /// [`SealedSegment::ask_sidecar_head`] found the sidecar's first page
     /// on disk: its sections are likely there too.
     head_was_cold: std::sync::atomic::AtomicBool,
+    /// Whether a read by seq found no usable sidecar to map (it then
+    /// walks the frames, once, and does not try again; a query that
+    /// rebuilds the sidecar makes it usable).
+    sidecar_unusable: std::sync::atomic::AtomicBool,
     /// For a segment archived and removed from the store: where its bytes
     /// come from, and the copy once fetched and checked (`map` is empty).
     remote: Option<Remote>,
@@ -791,6 +795,7 @@ impl SealedSegment {
             fallback: OnceLock::new(),
             head_asked: Mutex::new(None),
             head_was_cold: std::sync::atomic::AtomicBool::new(false),
+            sidecar_unusable: std::sync::atomic::AtomicBool::new(false),
             remote: None,
             key_filter: Mutex::new(None),
         }
@@ -1199,7 +1204,13 @@ impl SealedSegment {
         let loaded = self.index.read().clone();
         let loaded = match loaded {
             Some(index) => Some(index),
-            None if self.remote.is_none() => self.map_sidecar(&mut self.index.write()).ok(),
+            None if self.remote.is_none() && !self.sidecar_unusable.load(Ordering::Relaxed) => {
+                let mapped = self.map_sidecar(&mut self.index.write()).ok();
+                if mapped.is_none() {
+                    self.sidecar_unusable.store(true, Ordering::Relaxed);
+                }
+                mapped
+            }
             None => None,
         };
         if let Some(index) = loaded
