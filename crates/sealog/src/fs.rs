@@ -86,6 +86,10 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// or of which only bytes never written again are read (the committed
     /// frames of an open segment).
     fn map(&self) -> io::Result<Mapped>;
+    /// Tells the kernel that bytes `offset..offset + len` will be read
+    /// soon, so that it reads them now, with any others asked for, rather
+    /// than at the read. Only advice: nothing fails, no byte changes.
+    fn will_need(&self, _offset: u64, _len: u64) {}
 }
 
 /// The real filesystem.
@@ -173,6 +177,26 @@ impl Vfs for StdFs {
 impl VfsFile for StdFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code, reason = "posix_fadvise has no safe wrapper in std")]
+    fn will_need(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return;
+        };
+        // SAFETY: posix_fadvise only reads its integer arguments; the
+        // descriptor is this file's, open for the call's duration.
+        let _ = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {

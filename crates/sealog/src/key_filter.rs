@@ -60,6 +60,9 @@ pub(crate) struct KeyFilters {
     append: Mutex<()>,
     /// Whether a damaged page was logged already (once per store).
     warned: AtomicBool,
+    /// Keys whose pages [`KeyFilters::advise_probes`] asked for, at most
+    /// [`KEYS_ADVISED`].
+    advised: Mutex<Vec<u64>>,
 }
 
 /// The entries of the file, as read.
@@ -160,6 +163,7 @@ impl KeyFilters {
             state: RwLock::new(None),
             append: Mutex::new(()),
             warned: AtomicBool::new(false),
+            advised: Mutex::default(),
         }
     }
 
@@ -210,6 +214,49 @@ impl KeyFilters {
                     self.probe(&**file, entry, keyfilter::filter_key(field, key))
                 })
         })
+    }
+
+    /// Asks the kernel for the page of every entry that a question about
+    /// `groups` reads, without waiting: the questions that follow, one per
+    /// segment, then find them in memory. Only advice.
+    pub(crate) fn advise_probes(&self, groups: &[KeyGroup]) {
+        // Each key once (a search plans, and asks, more than once), and
+        // only the first few keys a store is asked about: what a command
+        // asks when the file is likely not in memory. A long-running
+        // process keeps the pages it reads, and keeps no set of every key.
+        let keys: Vec<(IndexField, u64)> = {
+            let mut advised = self.advised.lock();
+            let mut keys = Vec::new();
+            for &(field, key) in groups.iter().flatten() {
+                let k = keyfilter::filter_key(field, key);
+                if advised.len() < KEYS_ADVISED && !advised.contains(&k) {
+                    advised.push(k);
+                    keys.push((field, key));
+                }
+            }
+            keys
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let catalog = self.catalog();
+        let Some(file) = catalog.file.as_ref() else {
+            return;
+        };
+        let mut pages: Vec<(u64, u64)> = Vec::new();
+        for entry in catalog.entries.values() {
+            for &(field, key) in &keys {
+                if entry.head.covers(field) {
+                    let probe = entry.head.probe(keyfilter::filter_key(field, key));
+                    pages.push((entry.offset + probe.offset, probe.len as u64));
+                }
+            }
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        for (offset, len) in pages {
+            file.will_need(offset, len);
+        }
     }
 
     /// Whether the entry may hold `key` (`true` if its page cannot be
@@ -407,6 +454,7 @@ pub(crate) fn read_catalog(
     let mut at = FILE_HEADER_LEN as u64;
     let mut buf = vec![0u8; HEAD_READ];
     let mut last = None;
+    let mut ahead = HeadsAhead::default();
     while at < size {
         let left = size - at;
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(HEAD_READ);
@@ -442,6 +490,7 @@ pub(crate) fn read_catalog(
             }
         };
         let len = head.len();
+        ahead.after(&*file, at, len, size);
         last = Some((at, head.identity.first_seq));
         entries.insert(
             head.identity.first_seq,
@@ -469,6 +518,52 @@ pub(crate) fn read_catalog(
         end: at,
         problem: None,
         cut: false,
+    }
+}
+
+/// Keys of a store's first questions whose pages are asked for ahead.
+const KEYS_ADVISED: usize = 16;
+
+/// Entries ahead whose heads are asked for before they are read.
+const HEADS_AHEAD: u64 = 16;
+
+/// Slack asked for on each side of a predicted head, per entry of
+/// distance from the head it is predicted from.
+const HEAD_SLACK: u64 = 512;
+
+/// Reading the heads is a chain (each entry's length says where the next
+/// one starts), one wait for the disk each when the file is not in
+/// memory. The entries of a store's segments are about the same length
+/// (their filters are sized by key count), so the next heads are
+/// predicted from the last one's length and asked for ahead, with some
+/// slack; a wrong guess costs a read of a few KiB, and the chain reads
+/// what it needs either way.
+#[derive(Default)]
+struct HeadsAhead {
+    /// Entries asked for so far, counted from the first.
+    asked: u64,
+    /// Entries read so far.
+    read: u64,
+}
+
+impl HeadsAhead {
+    /// After the head of the entry at `at`, `len` bytes long, was read.
+    fn after(&mut self, file: &dyn VfsFile, at: u64, len: u64, size: u64) {
+        self.read += 1;
+        while self.asked < self.read + HEADS_AHEAD {
+            self.asked += 1;
+            let k = self.asked - self.read + 1;
+            let Some(predicted) = len.checked_mul(k).and_then(|d| at.checked_add(d)) else {
+                return;
+            };
+            let slack = HEAD_SLACK * k;
+            let start = predicted.saturating_sub(slack);
+            if start >= size {
+                return;
+            }
+            let end = (predicted + HEAD_READ as u64 + slack).min(size);
+            file.will_need(start, end - start);
+        }
     }
 }
 

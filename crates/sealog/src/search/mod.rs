@@ -123,6 +123,8 @@ struct Filtered {
     /// values.
     asked: usize,
     held: usize,
+    /// Whether the pages the first question reads were asked for.
+    advised: bool,
 }
 
 /// Local segments a query with a time range plans from their indexes
@@ -270,7 +272,15 @@ impl<'q> Plan<'q> {
             }
         }
         let identity = crate::sidecar::identity(&s.header, &s.footer);
-        let may = s.key_filters().may_hold(&identity, &self.keys);
+        let filters = s.key_filters();
+        // The first question: the page each entry's probe reads, asked for
+        // together (each otherwise a wait for the disk, one after the
+        // other, when the file is not in memory).
+        let first = !std::mem::replace(&mut self.filtered.lock().advised, true);
+        if first {
+            filters.advise_probes(&self.keys);
+        }
+        let may = filters.may_hold(&identity, &self.keys);
         let mut filtered = self.filtered.lock();
         filtered.asked += 1;
         filtered.held += usize::from(may);
