@@ -561,7 +561,7 @@ impl HeadsAhead {
             if start >= size {
                 return;
             }
-            let end = (predicted + HEAD_READ as u64 + slack).min(size);
+            let end = predicted.saturating_add(HEAD_READ as u64 + slack).min(size);
             file.will_need(start, end - start);
         }
     }
