@@ -24,13 +24,12 @@ fn compressing(segment_size: u64) -> StoreOptions {
     }
 }
 
-/// Writes [`SEGMENTS`] sealed segments of realistic events with `options`
-/// and closes the store; returns every record.
-fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
-    let options_compress = options.compression != Compression::None;
-    let store = Store::open(dir, options).unwrap();
+/// Appends `segments` segments of [`PER_SEGMENT`] realistic events (the
+/// same events for every store), each rolled, and waits until they are
+/// sealed.
+fn seal_segments(store: &Store, segments: u64) {
     let workload = sealog::workload::Workload::new(300);
-    for i in 0..SEGMENTS {
+    for i in 0..segments {
         store
             .append_batch_with(
                 workload.events(i * PER_SEGMENT, (i + 1) * PER_SEGMENT),
@@ -40,6 +39,14 @@ fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
         store.roll().unwrap();
     }
     store.wait_sealed().unwrap();
+}
+
+/// Writes [`SEGMENTS`] sealed segments of realistic events with `options`
+/// and closes the store; returns every record.
+fn write(dir: &Path, options: StoreOptions) -> Vec<Record> {
+    let options_compress = options.compression != Compression::None;
+    let store = Store::open(dir, options).unwrap();
+    seal_segments(&store, SEGMENTS);
     if options_compress {
         // What the compressor thread has not done yet, now.
         let report = store.compress_sealed(Compression::ZSTD).unwrap();
@@ -318,17 +325,7 @@ fn a_power_loss_at_any_step_of_a_compression_loses_nothing() {
     // Two sealed segments are enough: each is compressed the same way.
     let all = {
         let store = Store::open(original.path(), small_options(4 << 20)).unwrap();
-        let workload = sealog::workload::Workload::new(300);
-        for i in 0..2 {
-            store
-                .append_batch_with(
-                    workload.events(i * PER_SEGMENT, (i + 1) * PER_SEGMENT),
-                    Durability::Buffered,
-                )
-                .unwrap();
-            store.roll().unwrap();
-        }
-        store.wait_sealed().unwrap();
+        seal_segments(&store, 2);
         let all = all_records(&store);
         store.close().unwrap();
         all

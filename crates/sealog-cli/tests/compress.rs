@@ -403,15 +403,9 @@ fn a_damaged_compressed_block_fails_verify_naming_the_file_and_block() {
         .stderr(predicate::str::contains("cannot be read from this copy"));
 }
 
-#[test]
-fn allow_damaged_reads_every_record_outside_the_damaged_block() {
-    let (_tmp, dir) = store_dir();
-    let (file, _, _, lost) = damaged_store(&dir);
-    let path = dir.join(name(&file));
-    let expected: Vec<u64> = (0..EVENTS).filter(|s| !lost.contains(s)).collect();
-    let (first, last) = (lost[0], *lost.last().unwrap());
-
-    let out = sealog(&dir)
+/// `sealog query` of every record, reading around damage; succeeded.
+fn query_allowing_damage(dir: &Path) -> assert_cmd::assert::Assert {
+    sealog(dir)
         .args([
             "query",
             "--format",
@@ -422,7 +416,18 @@ fn allow_damaged_reads_every_record_outside_the_damaged_block() {
         ])
         .assert()
         .success()
-        .stderr(predicate::str::contains(path.display().to_string()));
+}
+
+#[test]
+fn allow_damaged_reads_every_record_outside_the_damaged_block() {
+    let (_tmp, dir) = store_dir();
+    let (file, _, _, lost) = damaged_store(&dir);
+    let path = dir.join(name(&file));
+    let expected: Vec<u64> = (0..EVENTS).filter(|s| !lost.contains(s)).collect();
+    let (first, last) = (lost[0], *lost.last().unwrap());
+
+    let out =
+        query_allowing_damage(&dir).stderr(predicate::str::contains(path.display().to_string()));
     assert_eq!(seqs(&out.get_output().stdout), expected);
     // A query that needs no record of the block does not meet the damage.
     sealog(&dir)
@@ -449,17 +454,7 @@ fn allow_damaged_reads_every_record_outside_the_damaged_block() {
 fn allow_damaged_query_names_a_damaged_block_once() {
     let (_tmp, dir) = store_dir();
     let (_, _, _, lost) = damaged_store(&dir);
-    let out = sealog(&dir)
-        .args([
-            "query",
-            "--format",
-            "ndjson",
-            "--limit",
-            "10000",
-            "--allow-damaged",
-        ])
-        .assert()
-        .success();
+    let out = query_allowing_damage(&dir);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     let warnings = stderr.matches("warning: damaged store").count();
     assert_eq!(warnings, 1, "{stderr}");
