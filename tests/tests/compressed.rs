@@ -1,6 +1,8 @@
 //! Compressed sealed segments (`StoreOptions::compression`): a store that
 //! compresses answers exactly as one that does not, verifies, and names
-//! damage to a compressed block; a compression cut short loses nothing.
+//! damage to a compressed block; a compression cut short loses nothing;
+//! the leaf hashes a compressed segment frees are computed for proofs and
+//! written back before the segment is pruned.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
@@ -384,4 +386,151 @@ fn a_power_loss_at_any_step_of_a_compression_loses_nothing() {
     }
     // The later cuts find segments compressed: the schedule reached them.
     assert!(compressed_after > 0);
+}
+
+/// The 32-byte entries of a store's `tree/leaves`.
+fn leaf_entries(dir: &Path) -> Vec<[u8; 32]> {
+    std::fs::read(dir.join("tree").join("leaves"))
+        .unwrap()
+        .chunks_exact(32)
+        .map(|c| c.try_into().unwrap())
+        .collect()
+}
+
+/// Bytes of disk a file's blocks take.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// Asserts that two stores give the same roots and proofs over `size`.
+fn assert_same_proofs(a: &Store, b: &Store, size: u64) {
+    assert_eq!(a.root(size).unwrap(), b.root(size).unwrap());
+    for seq in (0..size).step_by(61).chain([size - 1]) {
+        assert_eq!(
+            a.inclusion_proof(seq, size).unwrap(),
+            b.inclusion_proof(seq, size).unwrap(),
+            "inclusion of {seq} in {size}"
+        );
+    }
+    for old in (1..size).step_by(397) {
+        assert_eq!(
+            a.consistency_proof(old, size).unwrap(),
+            b.consistency_proof(old, size).unwrap(),
+            "consistency of {old} with {size}"
+        );
+    }
+}
+
+#[test]
+fn a_compressed_segment_frees_its_leaf_hashes_and_proofs_stay_the_same() {
+    let plain = tempfile::tempdir().unwrap();
+    let packed = tempfile::tempdir().unwrap();
+    write(plain.path(), small_options(4 << 20));
+    sealog_tests::copy_store(plain.path(), packed.path());
+    let store = Store::open(packed.path(), small_options(4 << 20)).unwrap();
+    let report = store.compress_sealed(Compression::ZSTD).unwrap();
+    assert_eq!(report.segments, SEGMENTS);
+    store.close().unwrap();
+    let want = leaf_entries(plain.path());
+    let have = leaf_entries(packed.path());
+    assert_eq!(want.len(), have.len());
+    assert_eq!(want.len() as u64, SEGMENTS * PER_SEGMENT);
+    // Each entry is either the leaf or freed; freed are exactly the
+    // 256-leaf blocks inside one segment.
+    for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+        let i = i as u64;
+        let block = i / 256 * 256;
+        let inside =
+            (0..SEGMENTS).any(|s| block >= s * PER_SEGMENT && block + 256 <= (s + 1) * PER_SEGMENT);
+        if inside {
+            assert_eq!(h, &[0u8; 32], "leaf {i} freed");
+        } else {
+            assert_eq!(h, w, "leaf {i} kept");
+        }
+    }
+    let leaves = packed.path().join("tree").join("leaves");
+    let plain_leaves = plain.path().join("tree").join("leaves");
+    assert!(
+        allocated(&leaves) * 2 < allocated(&plain_leaves),
+        "{} bytes of disk against {}",
+        allocated(&leaves),
+        allocated(&plain_leaves)
+    );
+
+    let a = Store::open_read_only(plain.path()).unwrap();
+    let b = Store::open_read_only(packed.path()).unwrap();
+    let size = a.tree_size();
+    assert_eq!(size, b.tree_size());
+    assert_same_proofs(&a, &b, size);
+    assert_same_proofs(&a, &b, size - 700);
+    b.verify().unwrap();
+    drop(b);
+
+    // Level 1 lost: a writable open computes it again from the records of
+    // the freed leaves, and leaves them freed.
+    let level1 = packed.path().join("tree").join("level-1");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&level1)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let b = Store::open(packed.path(), compressing(4 << 20)).unwrap();
+    assert_same_proofs(&a, &b, size);
+    assert_eq!(
+        std::fs::read(&level1).unwrap(),
+        std::fs::read(plain.path().join("tree").join("level-1")).unwrap()
+    );
+    assert_eq!(leaf_entries(packed.path()), have);
+    b.verify().unwrap();
+}
+
+#[test]
+fn a_compressed_segment_pruned_has_its_leaf_hashes_written_back_first() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), small_options(4 << 20));
+    let want = leaf_entries(dir.path());
+    let store = Store::open(dir.path(), small_options(4 << 20)).unwrap();
+    let size = store.tree_size();
+    let proofs: Vec<_> = (0..size)
+        .step_by(53)
+        .map(|seq| store.inclusion_proof(seq, size).unwrap())
+        .collect();
+    // What an archive round would have copied: the uncompressed segments.
+    let mut pruned = Vec::new();
+    for s in &sealog::image::sealed_segments(&store)[..2] {
+        let sha = |path: &Path| -> [u8; 32] { Sha256::digest(std::fs::read(path).unwrap()).into() };
+        pruned.push(sealog::pruned::PrunedSegment {
+            header: s.header,
+            footer: s.footer,
+            segment_sha256: sha(&s.path),
+            sidecar_sha256: sha(&dir
+                .path()
+                .join(sealog::image::sidecar_file_name(s.header.first_seq))),
+            url: "file:///archive".into(),
+            manifest: "manifests/00000000000000000001.json".into(),
+        });
+    }
+    store.compress_sealed(Compression::ZSTD).unwrap();
+    assert!(leaf_entries(dir.path()).iter().any(|l| l == &[0u8; 32]));
+    store.prune_archived(&pruned).unwrap();
+    let have = leaf_entries(dir.path());
+    let pruned_end = pruned[1].footer.end_seq() as usize;
+    assert_eq!(&have[..pruned_end], &want[..pruned_end], "written back");
+    assert!(have[pruned_end..].iter().any(|l| l == &[0u8; 32]));
+    for (i, seq) in (0..size).step_by(53).enumerate() {
+        assert_eq!(
+            store.inclusion_proof(seq, size).unwrap(),
+            proofs[i],
+            "{seq}"
+        );
+    }
+    let report = store.verify().unwrap();
+    assert_eq!(report.archived_not_local.len(), 2);
+    store.close().unwrap();
+    let report = Store::open_read_only(dir.path()).unwrap().verify().unwrap();
+    // And the two `archive.pruned` events.
+    assert_eq!(report.records, size + 2);
 }

@@ -22,7 +22,9 @@ times, and what the engine reports about the store.
 
 Bytes per event are over what holds data: the records (their frames), and
 everything stored (records, segment headers and footers, tree and index
-files, checkpoints). Space reserved ahead of use is reported apart, in
+files, checkpoints; of the leaf file, only its allocated blocks: the leaf
+hashes of compressed segments are freed from it, leaving holes). Space
+reserved ahead of use is reported apart, in
 bytes, never per event: an open segment is preallocated to its full size
 and a writer zero-fills the next segment (the spare) in advance, so a new
 store takes two segments of disk for its first events.
@@ -277,10 +279,14 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
     // What open segments reserve beyond their data, and everything that
     // holds data: the file bytes of all but the reservations.
     let preallocated = m.segments.bytes.saturating_sub(m.segments_in_use);
+    // The leaf hashes of compressed segments are freed from the leaf file
+    // (holes that keep its length): only its allocated blocks hold data.
+    let leaf_holes = m.leaves.bytes.saturating_sub(m.leaves.allocated);
     let stored = total
         .bytes
         .saturating_sub(preallocated)
-        .saturating_sub(m.spare.bytes);
+        .saturating_sub(m.spare.bytes)
+        .saturating_sub(leaf_holes);
     let archive = archive_status(&store, args.damaged.archive.url.as_deref())?;
     let mut out = Out::new();
     if args.json {

@@ -387,7 +387,20 @@ pub(crate) fn compress_in_place(
         inner.index_env().clone(),
     );
     inner.readers().replace_sealed(vec![Arc::new(replacement)]);
+    // Under the lock: a prune writes the leaves of what it removes back.
+    free_leaves(inner, s);
     Ok(Some((image.len() as u64, packed.len() as u64)))
+}
+
+/// Frees the stored leaf hashes of a segment stored compressed (see
+/// [`crate::tree::Tree::free_leaves`]). A failure only leaves them stored.
+fn free_leaves(inner: &crate::store::Inner, s: &crate::segment::SealedSegment) {
+    let Some(tree) = inner.tree() else {
+        return;
+    };
+    if let Err(e) = tree.free_leaves(s.header.first_seq, s.footer.end_seq()) {
+        tracing::warn!(segment = %s.name, error = %e, "could not free the leaf hashes of a compressed segment; they stay stored");
+    }
 }
 
 /// What [`crate::Store::compress_sealed`] did.
@@ -437,6 +450,12 @@ impl crate::Store {
                 continue;
             };
             if s.is_compressed() {
+                // Compressed by an older version, or restored: its leaves
+                // may still be stored.
+                let _one = crate::pruned::PRUNING.lock();
+                if local_sealed(&self.inner, no).is_some() {
+                    free_leaves(&self.inner, &s);
+                }
                 report.already += 1;
                 continue;
             }

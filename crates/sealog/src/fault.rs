@@ -1212,6 +1212,19 @@ impl VfsFile for FaultFile {
         self.file.allocate(len)
     }
 
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        // A write of zeros, as far as faults and power losses go: until a
+        // sync, a power loss may bring the old bytes back.
+        let mut state = self.fs.state.lock();
+        if let Some(fault) = decide(&mut state, Op::Write, &self.path) {
+            return Err(fault.error());
+        }
+        let zeros = usize::try_from(len).map_err(|_| io::Error::other("hole too large"))?;
+        self.file.punch_hole(offset, len)?;
+        self.record_write(&mut state, offset, vec![0; zeros]);
+        Ok(())
+    }
+
     fn map(&self) -> io::Result<Mapped> {
         self.file.map()
     }

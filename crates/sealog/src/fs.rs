@@ -90,6 +90,16 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// soon, so that it reads them now, with any others asked for, rather
     /// than at the read. Only advice: nothing fails, no byte changes.
     fn will_need(&self, _offset: u64, _len: u64) {}
+    /// Frees the disk blocks of bytes `offset..offset + len`, which read as
+    /// zeros afterwards; the file keeps its length. Not synced. Fails with
+    /// `io::ErrorKind::Unsupported` where the platform or filesystem cannot
+    /// (the bytes are then unchanged).
+    fn punch_hole(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this filesystem cannot free a file's blocks in place",
+        ))
+    }
 }
 
 /// The real filesystem.
@@ -258,6 +268,24 @@ impl VfsFile for StdFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len)
             .map_err(io::Error::from)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::FallocateFlags;
+        rustix::fs::fallocate(
+            &self.file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::OPNOTSUPP {
+                io::Error::new(io::ErrorKind::Unsupported, e)
+            } else {
+                io::Error::from(e)
+            }
+        })
     }
 
     fn map(&self) -> io::Result<Mapped> {

@@ -327,11 +327,12 @@ impl crate::Store {
             }
             let path = config.dir.join(p.name());
             let bytes = crate::fs::read_all(fs, &path).map_err(|e| Error::io("read", &path, e))?;
+            let image = crate::compressed::image_of(&p.name(), &bytes)?;
             let mut sha = sha256(&bytes);
             if sha != p.segment_sha256 && crate::compressed::is_compressed(&bytes) {
                 // Compressed after it was archived: the archived copy is
                 // its image.
-                sha = sha256(&crate::compressed::image_of(&p.name(), &bytes)?);
+                sha = sha256(&image);
             }
             if sha != p.segment_sha256 {
                 return Err(Error::Config(format!(
@@ -359,7 +360,11 @@ impl crate::Store {
                     )));
                 }
             }
+            store_leaves(&self.inner, p, &image)?;
             local.push((p.clone(), path, sidecar));
+        }
+        if let Some(tree) = self.inner.tree() {
+            tree.leaves().sync()?;
         }
         // 1. The record, durably.
         let mut all = load(fs, &config.dir)?;
@@ -408,6 +413,39 @@ impl crate::Store {
             .map_err(|e| Error::io("fsync directory", &segments_dir, e))?;
         Ok(())
     }
+}
+
+/// Writes back the leaf hashes of a segment about to be pruned that
+/// `tree/leaves` does not store (freed when it was stored compressed),
+/// from its records (`image`, checked against the archived copy): once the
+/// file is gone, its leaves are what the chain across it, its root and the
+/// proofs of its records are checked with. Not synced.
+fn store_leaves(inner: &crate::store::Inner, p: &PrunedSegment, image: &[u8]) -> Result<()> {
+    let Some(tree) = inner.tree() else {
+        return Ok(());
+    };
+    let count = usize::try_from(p.footer.record_count).unwrap_or(usize::MAX);
+    let stored = tree.leaves().read(p.first_seq(), count)?;
+    if !stored.iter().any(crate::tree::not_stored) {
+        return Ok(());
+    }
+    let mut walker = crate::segment::FrameWalker::new(image, p.first_seq(), None);
+    let mut leaves = Vec::with_capacity(count);
+    while leaves.len() < count {
+        let Some(r) = walker.next_record() else {
+            break;
+        };
+        leaves.push(r.leaf);
+    }
+    if leaves.len() != count {
+        return Err(Error::Config(format!(
+            "{}: {} records read of {count}; its leaf hashes cannot be stored, so it is not \
+             removed",
+            p.name(),
+            leaves.len()
+        )));
+    }
+    tree.leaves().write(p.first_seq(), &leaves)
 }
 
 /// The `archive.pruned` event of one segment.

@@ -102,6 +102,36 @@ impl View {
         }
     }
 
+    /// The leaf hashes of records `[first, first + count)`, hashed from
+    /// the records (for leaves `tree/leaves` does not store).
+    pub(crate) fn leaves_from_records(
+        &self,
+        first: u64,
+        count: usize,
+    ) -> Result<Vec<sealog_format::Hash>> {
+        let mut leaves = Vec::with_capacity(count);
+        for seq in first..first + count as u64 {
+            let located = self.locate(seq);
+            let leaf = match located {
+                Some(Located::Sealed(s, ordinal)) => s
+                    .read_record(ordinal)?
+                    .map(|r| sealog_format::merkle::leaf_hash(&r)),
+                Some(Located::Open(s, ordinal)) => s
+                    .read_record(ordinal)?
+                    .map(|r| sealog_format::merkle::leaf_hash(&r)),
+                None => None,
+            };
+            let Some(leaf) = leaf else {
+                return Err(crate::Error::Config(format!(
+                    "record {seq} cannot be read to compute its leaf hash, which \
+                     tree/leaves does not store"
+                )));
+            };
+            leaves.push(leaf);
+        }
+        Ok(leaves)
+    }
+
     /// The exact bytes of record `seq`, if visible.
     pub(crate) fn record_bytes(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         match self.locate(seq) {

@@ -1124,7 +1124,8 @@ impl Inner {
         // A size the level files cover (every size an archive round
         // uploads, and every older checkpoint) is served from them alone,
         // without the tail's lock or any open segment's.
-        if let Some(source) = tree.stored_source(size) {
+        let fetch = |first: u64, count: usize| view.leaves_from_records(first, count);
+        if let Some(source) = tree.stored_source(size, &fetch) {
             return f(&source);
         }
         let mut tail = tree.tail.lock();
@@ -1135,7 +1136,7 @@ impl Inner {
         // whole segment's leaves under it stalled ingest for tens of
         // milliseconds at each checkpoint and archive round.
         tree.fill_tail(&mut tail, size, |from, max| view.open_leaves(from, max));
-        let source = tree.source(&tail, size);
+        let source = tree.source(&tail, size, &fetch);
         f(&source)
     }
 

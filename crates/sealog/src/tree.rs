@@ -20,6 +20,14 @@
 //! the segment's footer: on open they cover at least every sealed record
 //! (anything beyond is cut, anything missing recomputed), and verification
 //! recomputes them.
+//!
+//! A leaf entry of 32 zero bytes is *not stored* (no SHA-256 output is
+//! zero): once a segment is stored compressed, the leaves of the level-1
+//! blocks that lie wholly inside it are freed ([`Tree::free_leaves`], a
+//! hole punched in the file), 32 of the ~150 bytes an event takes on disk.
+//! A read that meets one computes the block's leaves from the records
+//! (a [`LeafFetch`]); levels 1 and up are always stored, so any proof
+//! needs at most the 256 records of one block hashed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +45,15 @@ pub(crate) const LEAF_LEN: u64 = 32;
 pub(crate) const LEVELS: usize = 8;
 /// Tree height between stored levels.
 const STRIDE: u32 = 8;
+
+/// Computes the leaf hashes of records `[first, first + count)` from the
+/// records, for leaves [`LevelFile`] level 0 does not store.
+pub(crate) type LeafFetch<'a> = &'a (dyn Fn(u64, usize) -> Result<Vec<Hash>> + 'a);
+
+/// True for a level-0 entry that is not stored (freed, or never written).
+pub(crate) fn not_stored(entry: &Hash) -> bool {
+    entry.iter().all(|&b| b == 0)
+}
 
 /// The file name of level `k` inside `tree/`.
 pub(crate) fn level_file_name(k: usize) -> String {
@@ -122,6 +139,17 @@ impl LevelFile {
         self.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    /// Frees the disk blocks of entries `[first, first + count)`, which
+    /// then read as zeros (not synced). `Ok(false)` where the filesystem
+    /// cannot: the entries stay as they were.
+    pub(crate) fn punch(&self, first: u64, count: u64) -> Result<bool> {
+        match self.file.punch_hole(first * LEAF_LEN, count * LEAF_LEN) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(false),
+            Err(e) => Err(Error::io("free blocks of", &self.path, e)),
+        }
     }
 
     /// Reads entries `[first, first + count)`.
@@ -414,7 +442,7 @@ impl Tree {
     /// Makes the level files cover exactly the first `sealed` leaves, whose
     /// level 0 is already correct; derived levels beyond are cut, missing
     /// ones recomputed. Returns the number of level entries recomputed.
-    pub(crate) fn reconcile(&self, sealed: u64) -> Result<u64> {
+    pub(crate) fn reconcile(&self, sealed: u64, fetch: LeafFetch<'_>) -> Result<u64> {
         let mut recomputed = 0;
         for k in 1..LEVELS {
             let want = entries_at(k, sealed);
@@ -424,7 +452,7 @@ impl Tree {
             }
             while level.len() < want {
                 let b = level.len();
-                let hash = self.block_hash(k, b)?;
+                let hash = self.block_hash(k, b, Some(fetch))?;
                 level.write(b, &[hash])?;
                 recomputed += 1;
             }
@@ -444,11 +472,70 @@ impl Tree {
     }
 
     /// The hash of block `b` of level `k`: the root of the 256 entries of
-    /// level `k - 1` under it.
-    fn block_hash(&self, k: usize, b: u64) -> Result<Hash> {
-        let below = self.level(k - 1)?;
-        let entries = below.read(b << STRIDE, 1 << STRIDE)?;
+    /// level `k - 1` under it (leaves not stored taken from `fetch`).
+    fn block_hash(&self, k: usize, b: u64, fetch: Option<LeafFetch<'_>>) -> Result<Hash> {
+        let entries = if k == 1 {
+            self.read_leaves(b << STRIDE, 1 << STRIDE, fetch)?
+        } else {
+            self.level(k - 1)?.read(b << STRIDE, 1 << STRIDE)?
+        };
         Ok(merkle::root(&entries))
+    }
+
+    /// Leaves `[first, first + count)` from level 0, those not stored
+    /// computed by `fetch` (an error without one).
+    pub(crate) fn read_leaves(
+        &self,
+        first: u64,
+        count: usize,
+        fetch: Option<LeafFetch<'_>>,
+    ) -> Result<Vec<Hash>> {
+        let mut leaves = self.leaves().read(first, count)?;
+        if !leaves.iter().any(not_stored) {
+            return Ok(leaves);
+        }
+        let end = first + count as u64;
+        let Some(fetch) = fetch else {
+            return Err(Error::Config(format!(
+                "tree/leaves does not store the leaf hashes of seqs {first}..{end} (their \
+                 segment is stored compressed), and they cannot be computed here"
+            )));
+        };
+        let computed = fetch(first, count)?;
+        if computed.len() != count {
+            return Err(Error::Config(format!(
+                "the records of seqs {first}..{end} gave {} leaf hashes, not {count}",
+                computed.len()
+            )));
+        }
+        for (leaf, c) in leaves.iter_mut().zip(computed) {
+            if not_stored(leaf) {
+                *leaf = c;
+            }
+        }
+        Ok(leaves)
+    }
+
+    /// Frees the leaves of the level-1 blocks lying wholly inside the
+    /// records `[first, end)` (a segment just stored compressed): level 1
+    /// keeps their root, and a proof computes them from the records when it
+    /// needs them. The blocks at the edges, shared with the neighbouring
+    /// segments, stay (so that sealing the next segment never needs a
+    /// record to hash). Returns the number of leaves freed (0 where the
+    /// filesystem cannot); not synced (a power loss may bring the entries
+    /// back, which are then simply stored).
+    pub(crate) fn free_leaves(&self, first: u64, end: u64) -> Result<u64> {
+        let block = 1u64 << STRIDE;
+        let from = first.div_ceil(block) * block;
+        let to = (end.min(self.persisted()) / block) * block;
+        if to <= from {
+            return Ok(0);
+        }
+        Ok(if self.leaves().punch(from, to - from)? {
+            to - from
+        } else {
+            0
+        })
     }
 
     /// Stores the leaves of a newly sealed segment, which start at the
@@ -462,7 +549,9 @@ impl Tree {
             let want = entries_at(k, total);
             while level.len() < want {
                 let b = level.len();
-                let hash = self.block_hash(k, b)?;
+                // The block at this segment's start is shared with the
+                // segment before, whose leaves there are never freed.
+                let hash = self.block_hash(k, b, None)?;
                 level.write(b, &[hash])?;
             }
         }
@@ -477,13 +566,18 @@ impl Tree {
     /// A node source over the first `size` leaves if the level files hold
     /// them all: it reads only the files, so it needs neither the tail's
     /// lock nor any open segment's.
-    pub(crate) fn stored_source(&self, size: u64) -> Option<TreeSource<'_>> {
+    pub(crate) fn stored_source<'a>(
+        &'a self,
+        size: u64,
+        fetch: LeafFetch<'a>,
+    ) -> Option<TreeSource<'a>> {
         let persisted = self.persisted();
         (size <= persisted).then_some(TreeSource {
             tree: self,
             tail: &NO_TAIL,
             persisted,
             size,
+            fetch,
         })
     }
 
@@ -527,12 +621,18 @@ impl Tree {
 
     /// A node source over the first `size` leaves, given the locked tail
     /// (which must hold every leaf up to `size`).
-    pub(crate) fn source<'a>(&'a self, tail: &'a TailCache, size: u64) -> TreeSource<'a> {
+    pub(crate) fn source<'a>(
+        &'a self,
+        tail: &'a TailCache,
+        size: u64,
+        fetch: LeafFetch<'a>,
+    ) -> TreeSource<'a> {
         TreeSource {
             tree: self,
             tail,
             persisted: self.persisted().min(tail.start),
             size,
+            fetch,
         }
     }
 }
@@ -550,6 +650,8 @@ pub(crate) struct TreeSource<'a> {
     tail: &'a TailCache,
     persisted: u64,
     size: u64,
+    /// Leaves the level files do not store, from the records.
+    fetch: LeafFetch<'a>,
 }
 
 impl NodeSource for TreeSource<'_> {
@@ -570,8 +672,12 @@ impl NodeSource for TreeSource<'_> {
             // From the level files: level k, then up the remaining heights.
             let k = ((h / STRIDE) as usize).min(LEVELS - 1);
             let rest = h - STRIDE * k as u32;
-            let level = self.tree.level(k)?;
-            let entries = level.read(index << rest, 1usize << rest)?;
+            let entries = if k == 0 {
+                self.tree
+                    .read_leaves(index << rest, 1usize << rest, Some(self.fetch))?
+            } else {
+                self.tree.level(k)?.read(index << rest, 1usize << rest)?
+            };
             return Ok(merkle::root(&entries));
         }
         if let Some(hash) = self.tail.node(h, index) {
@@ -731,10 +837,11 @@ mod tests {
         tree.fill_tail(&mut tree.tail.lock(), 70_000, fetch);
         assert_eq!(fetches.get(), 1);
         let tail = tree.tail.lock();
+        let no_fetch = |_: u64, _: usize| -> Result<Vec<Hash>> { panic!("every leaf is stored") };
         for size in [1u64, 255, 256, 65_536, 66_000, 66_001, 69_500, 70_000] {
-            let stored = tree.stored_source(size);
+            let stored = tree.stored_source(size, &no_fetch);
             assert_eq!(stored.is_some(), size <= 66_000, "{size}");
-            let from_tail = tree.source(&tail, size);
+            let from_tail = tree.source(&tail, size, &no_fetch);
             let reference = &all[..size as usize];
             let mut sources = vec![&from_tail];
             sources.extend(stored.as_ref());
@@ -776,13 +883,30 @@ mod tests {
             tree.append_sealed(at as u64, &all[at..at + piece]).unwrap();
             at += piece;
         }
+        // The second piece's segment stored compressed: its inner blocks'
+        // leaves are freed, and computed when a proof needs them.
+        // Blocks 4 to 256 (leaves 1,024 to 65,792) lie inside it.
+        assert_eq!(tree.free_leaves(1_000, 66_000).unwrap(), 65_792 - 1_024);
+        let stored = tree.leaves().read(0, 69_000).unwrap();
+        assert!(stored[..1_024].iter().all(|l| !not_stored(l)));
+        assert!(stored[1_024..65_792].iter().all(not_stored));
+        assert!(stored[65_792..].iter().all(|l| !not_stored(l)));
+        let fetched = std::cell::Cell::new(0usize);
+        let fetch = |first: u64, count: usize| -> Result<Vec<Hash>> {
+            fetched.set(fetched.get() + count);
+            Ok(all[first as usize..first as usize + count].to_vec())
+        };
+        assert!(
+            tree.read_leaves(1_024, 256, None).is_err(),
+            "a freed leaf without records to compute it from is an error, not zeros"
+        );
         let mut tail = tree.tail.lock();
         tree.fill_tail(&mut tail, all.len() as u64, |from, max| {
             let from = from as usize;
             all[from..all.len().min(from + max)].to_vec()
         });
         for size in [1u64, 255, 256, 257, 65_536, 69_000, 69_001, 70_000] {
-            let src = tree.source(&tail, size);
+            let src = tree.source(&tail, size, &fetch);
             let reference = &all[..size as usize];
             assert_eq!(
                 merkle::range_hash(&src, 0, size).unwrap(),
@@ -808,5 +932,6 @@ mod tests {
         }
         assert_eq!(tree.level(1).unwrap().len(), 69_000 / 256);
         assert_eq!(tree.level(2).unwrap().len(), 1);
+        assert!(fetched.get() > 0, "the proofs read freed leaves");
     }
 }

@@ -686,7 +686,24 @@ fn check_pruned(
     let leaves_name = format!("{}/{}", layout::TREE, crate::tree::level_file_name(0));
     let leaves = match leaves_file {
         Some(file) if p.end_seq() <= file.len() => file.read(p.first_seq(), count)?,
-        _ => {
+        _ => Vec::new(),
+    };
+    let leaves = match leaves.iter().position(crate::tree::not_stored) {
+        None if leaves.len() == count => leaves,
+        Some(i) => {
+            return Err(Corruption::new(
+                Location::file(leaves_name)
+                    .at((p.first_seq() + i as u64) * crate::tree::LEAF_LEN)
+                    .seq(p.first_seq() + i as u64),
+                CorruptionKind::Layout(format!(
+                    "the leaf hashes of the pruned segment {name} are not stored (zeros from \
+                     seq {}): the chain across it cannot be checked",
+                    p.first_seq() + i as u64
+                )),
+            )
+            .into());
+        }
+        None => {
             return Err(Corruption::new(
                 Location::file(leaves_name).seq(p.first_seq()),
                 CorruptionKind::Layout(format!(
@@ -1368,7 +1385,13 @@ fn first_leaf_difference(
         .saturating_sub(first)
         .min(computed.len() as u64) as usize;
     let leaves = stored.read(first, available)?;
-    if let Some(i) = leaves.iter().zip(computed).position(|(s, c)| s != c) {
+    // A leaf not stored (freed when its segment was stored compressed) is
+    // computed by readers; level 1, compared as well, covers its block.
+    if let Some(i) = leaves
+        .iter()
+        .zip(computed)
+        .position(|(s, c)| s != c && !crate::tree::not_stored(s))
+    {
         return Ok(Some(first + i as u64));
     }
     Ok((available < computed.len()).then_some(first + available as u64))

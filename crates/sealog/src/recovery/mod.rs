@@ -654,7 +654,10 @@ impl Opening {
             let taken: Vec<(&Found, &SegmentFooter)> =
                 log.sealed.iter().map(|s| (&s.found, &s.footer)).collect();
             self.report.rebuilt_leaves = reconcile_leaves(tree.leaves(), &taken, sealed_total)?;
-            tree.reconcile(sealed_total)?;
+            let last = std::cell::RefCell::new(None);
+            tree.reconcile(sealed_total, &|first, count| {
+                leaves_of_sealed(&taken, first, count, &mut last.borrow_mut())
+            })?;
             return Ok(Some(tree));
         }
         let leaves = tree.leaves().len();
@@ -932,7 +935,9 @@ fn root_from_frontier(inner: &Inner, size: u64, frontiers: &[Frontier]) -> Optio
         .max_by_key(|f| f.size())?;
     let tree = inner.tree()?;
     let persisted = tree.persisted();
-    let stored = tree.stored_source(persisted)?;
+    let view = inner.readers().snapshot();
+    let fetch = |first: u64, count: usize| view.leaves_from_records(first, count);
+    let stored = tree.stored_source(persisted, &fetch)?;
     let mut start = 0u64;
     let heights = (0..64u8)
         .rev()
@@ -945,7 +950,6 @@ fn root_from_frontier(inner: &Inner, size: u64, frontiers: &[Frontier]) -> Optio
         start += width;
     }
     let mut frontier = frontier.clone();
-    let view = inner.readers().snapshot();
     while frontier.size() < size {
         let want = usize::try_from(size - frontier.size()).ok()?;
         let leaves = view.open_leaves(frontier.size(), want);
@@ -984,26 +988,7 @@ fn reconcile_leaves(
         if footer.end_seq() <= have {
             continue;
         }
-        let map = f.image()?;
-        let mut walker = FrameWalker::new(&map, f.header.first_seq, None);
-        let mut batch = Vec::new();
-        while let Some(r) = walker.next_record() {
-            batch.push(r.leaf);
-            if batch.len() as u64 == footer.record_count {
-                break;
-            }
-        }
-        if batch.len() as u64 != footer.record_count {
-            let stop = walker.into_stop();
-            return Err(corruption(
-                Location::file(&f.name).at(stop.at()),
-                CorruptionKind::FieldMismatch {
-                    field: "record count in footer",
-                    stored: footer.record_count.to_string(),
-                    computed: batch.len().to_string(),
-                },
-            ));
-        }
+        let batch = segment_leaves(f, footer)?;
         // This segment ends after the leaves stored (it was skipped
         // otherwise), so fewer than its records are stored.
         let skip = have.saturating_sub(footer.first_seq);
@@ -1016,6 +1001,63 @@ fn reconcile_leaves(
         rebuilt += write.len() as u64;
     }
     Ok(rebuilt)
+}
+
+/// The leaf hashes of every record of a sealed segment, from its records.
+fn segment_leaves(f: &Found, footer: &SegmentFooter) -> Result<Vec<Hash>> {
+    let map = f.image()?;
+    let mut walker = FrameWalker::new(&map, f.header.first_seq, None);
+    let mut leaves = Vec::new();
+    while let Some(r) = walker.next_record() {
+        leaves.push(r.leaf);
+        if leaves.len() as u64 == footer.record_count {
+            break;
+        }
+    }
+    if leaves.len() as u64 != footer.record_count {
+        let stop = walker.into_stop();
+        return Err(corruption(
+            Location::file(&f.name).at(stop.at()),
+            CorruptionKind::FieldMismatch {
+                field: "record count in footer",
+                stored: footer.record_count.to_string(),
+                computed: leaves.len().to_string(),
+            },
+        ));
+    }
+    Ok(leaves)
+}
+
+/// The leaf hashes of records `[first, first + count)` of the sealed
+/// segments, from their records (for leaves `tree/leaves` does not store,
+/// when a level above them must be recomputed). `last` keeps the leaves of
+/// the last segment read, by first seq: the blocks of one segment are
+/// asked for one after the other.
+fn leaves_of_sealed(
+    sealed: &[(&Found, &SegmentFooter)],
+    first: u64,
+    count: usize,
+    last: &mut Option<(u64, Vec<Hash>)>,
+) -> Result<Vec<Hash>> {
+    let end = first + count as u64;
+    let mut out = Vec::with_capacity(count);
+    for (f, footer) in sealed {
+        if footer.end_seq() <= first || footer.first_seq >= end {
+            continue;
+        }
+        let leaves = match last {
+            Some((start, leaves)) if *start == footer.first_seq => leaves,
+            _ => {
+                &mut last
+                    .insert((footer.first_seq, segment_leaves(f, footer)?))
+                    .1
+            }
+        };
+        let from = first.max(footer.first_seq) - footer.first_seq;
+        let to = end.min(footer.end_seq()) - footer.first_seq;
+        out.extend_from_slice(leaves.get(from as usize..to as usize).unwrap_or_default());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
