@@ -64,7 +64,7 @@ pub struct Global {
 
     /// Store sealed segments compressed, for the commands that write
     /// (append, import, serve, bench): each segment, once sealed, is
-    /// rewritten as blocks of ~16 KiB compressed with zstd (level 3, a
+    /// rewritten as blocks of ~16 KiB compressed with zstd (level 6, a
     /// dictionary trained on the segment), and a writer also compresses
     /// the sealed segments it finds uncompressed, one at a time between
     /// seals. Records take ~4-5 times less space; reading one record

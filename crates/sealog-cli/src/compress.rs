@@ -31,7 +31,7 @@ pub struct CompressArgs {
     /// (reads cost the same).
     ///
     /// Example: --level 9
-    #[arg(long, default_value_t = 3, value_name = "N",
+    #[arg(long, default_value_t = 6, value_name = "N",
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
 }

@@ -36,8 +36,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// zstd at its default level, 3.
-    pub const ZSTD: Compression = Compression::Zstd { level: 3 };
+    /// zstd at its default level, 6.
+    pub const ZSTD: Compression = Compression::Zstd { level: 6 };
 
     pub(crate) fn check(&self) -> Result<()> {
         match self {
@@ -495,7 +495,7 @@ const COMPRESSOR_POLL: std::time::Duration = std::time::Duration::from_millis(50
 /// The compressor thread of a writer with [`Compression::Zstd`]: it
 /// compresses the local sealed segments stored uncompressed, newest first,
 /// one at a time, at the lowest scheduling priority
-/// ([`crate::background::idle_thread_priority`]): ~0.5 s of CPU per 64 MiB
+/// ([`crate::background::idle_thread_priority`]): ~0.8 s of CPU per 64 MiB
 /// segment that ingest would otherwise wait for on a busy machine. It lags
 /// while ingest saturates the CPU and catches up when it eases; a segment
 /// is readable throughout, in one form or the other.

@@ -203,7 +203,7 @@ fn an_image_round_trips_with_a_dictionary() {
     let segment = CompressedSegment::parse(&WITH_DICTIONARY).unwrap();
     assert!(!segment.dictionary().is_empty(), "a dictionary was trained");
     assert!(segment.dictionary().len() <= 64 << 10);
-    assert_eq!(segment.level(), 3);
+    assert_eq!(segment.level(), CompressOptions::default().level);
     assert_eq!(segment.image_len(), IMAGE.len() as u64);
     assert_eq!(segment.header(), &header());
     assert_eq!(segment.footer().record_count, 4_000);
@@ -384,7 +384,7 @@ fn the_bytes_sit_where_the_spec_says() {
         .map(|i| u64::from(segment.block(i).unwrap().stored_len))
         .sum();
     assert_eq!(u64_at(file, 32), total);
-    assert_eq!(i32_at(file, 40), 3);
+    assert_eq!(i32_at(file, 40), CompressOptions::default().level);
     assert_eq!(u32_at(file, 44), crc32fast::hash(segment.dictionary()));
     assert_eq!(&file[48..60], &[0; 12]);
     assert_eq!(u32_at(file, 60), crc32fast::hash(&file[..60]));
@@ -555,7 +555,7 @@ fn damage_messages_say_what_and_where() {
             &IMAGE[..128],
             &IMAGE[IMAGE.len() - 176..],
             IMAGE.len() as u64,
-            3,
+            CompressOptions::default().level,
             &[],
             entries,
             stored,
