@@ -429,14 +429,8 @@ fn store_leaves(inner: &crate::store::Inner, p: &PrunedSegment, image: &[u8]) ->
     if !stored.iter().any(crate::tree::not_stored) {
         return Ok(());
     }
-    let mut walker = crate::segment::FrameWalker::new(image, p.first_seq(), None);
-    let mut leaves = Vec::with_capacity(count);
-    while leaves.len() < count {
-        let Some(r) = walker.next_record() else {
-            break;
-        };
-        leaves.push(r.leaf);
-    }
+    let leaves =
+        crate::segment::FrameWalker::new(image, p.first_seq(), None).leaves(p.footer.record_count);
     if leaves.len() != count {
         return Err(Error::Config(format!(
             "{}: {} records read of {count}; its leaf hashes cannot be stored, so it is not \

@@ -1007,13 +1007,7 @@ fn reconcile_leaves(
 fn segment_leaves(f: &Found, footer: &SegmentFooter) -> Result<Vec<Hash>> {
     let map = f.image()?;
     let mut walker = FrameWalker::new(&map, f.header.first_seq, None);
-    let mut leaves = Vec::new();
-    while let Some(r) = walker.next_record() {
-        leaves.push(r.leaf);
-        if leaves.len() as u64 == footer.record_count {
-            break;
-        }
-    }
+    let leaves = walker.leaves(footer.record_count);
     if leaves.len() as u64 != footer.record_count {
         let stop = walker.into_stop();
         return Err(corruption(

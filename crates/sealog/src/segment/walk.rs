@@ -107,6 +107,19 @@ impl<'a> FrameWalker<'a> {
         }
     }
 
+    /// The leaf hashes of the next `count` records, fewer if the walk
+    /// stops first (see [`FrameWalker::stop`]).
+    pub(crate) fn leaves(&mut self, count: u64) -> Vec<Hash> {
+        let mut leaves = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 20));
+        while (leaves.len() as u64) < count {
+            let Some(r) = self.next_record() else {
+                break;
+            };
+            leaves.push(r.leaf);
+        }
+        leaves
+    }
+
     /// The next record, or `None` once stopped (see [`FrameWalker::stop`]).
     pub(crate) fn next_record(&mut self) -> Option<WalkedRecord<'a>> {
         if self.stop.is_some() {
