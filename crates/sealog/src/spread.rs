@@ -2,7 +2,17 @@
 //! that visits many independent pieces (segments, ranges of frames) and
 //! must answer as if it had visited them one after the other.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+/// The cores this process may use (`std::thread::available_parallelism`,
+/// 1 if unknown), asked once: the standard library reads three cgroup
+/// files at every call (~30 µs), and a query asks at each of its phases.
+pub(crate) fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
 
 /// Runs `work(i)` for each `i` in `0..n`, items taken in order by
 /// whichever of `threads` threads (this one included) is free; this

@@ -351,10 +351,7 @@ fn hash_pairs(children: &[Hash], out: &mut Vec<Hash>) {
                 .map(|pair| merkle::node_hash(&pair[0], &pair[1])),
         );
     };
-    // Few nodes are hashed here without asking how many cores there are
-    // (which reads cgroup files).
-    if parents < PARALLEL_NODES || !std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
-    {
+    if parents < PARALLEL_NODES || crate::spread::cores() < 2 {
         hash(children, out);
         return;
     }

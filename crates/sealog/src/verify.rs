@@ -899,10 +899,7 @@ fn pipeline(
     key_filters: &crate::key_filter::Catalog,
     consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
 ) -> Result<()> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(found.len().max(1));
+    let workers = crate::spread::cores().min(found.len().max(1));
     let window = workers * 2;
     let next = AtomicUsize::new(0);
     let slots: Vec<parking_lot::Mutex<Option<Result<Summary>>>> = (0..found.len())

@@ -248,7 +248,7 @@ impl Workload {
     /// Events `0..n`, generated on every core: the pool a benchmark makes
     /// before its clock starts.
     pub fn generate(&self, n: u64) -> Vec<Event> {
-        let workers = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
+        let workers = crate::spread::cores() as u64;
         let chunk = n.div_ceil(workers).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)

@@ -319,7 +319,7 @@ impl Opening {
         // open reads them in order, one call after the other, as the fault
         // matrix counts them.
         let threads = if self.read_only {
-            std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
+            crate::spread::cores().min(4)
         } else {
             1
         };

@@ -252,7 +252,7 @@ const TAIL_WINDOW: u64 = 1 << 20;
 fn data_end_of(f: &Found, start: u64) -> Result<u64> {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
     let span = f.len.saturating_sub(start);
-    let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(4));
+    let threads = crate::spread::cores().min(4);
     if threads < 2 || span < 8 * TAIL_WINDOW {
         return data_end_reading_down(f, start);
     }
@@ -397,11 +397,7 @@ pub(super) fn covered_frames_agree_while<T>(
     };
     let n = covered.offsets.len();
     let pieces = n.div_ceil(PIECE_FRAMES);
-    let threads = if std::thread::available_parallelism().is_ok_and(|p| p.get() > 1) {
-        2
-    } else {
-        1
-    };
+    let threads = if crate::spread::cores() > 1 { 2 } else { 1 };
     // Pieces are taken until none is left or one disagrees.
     let (value, done) = crate::spread::in_order(
         pieces,

@@ -870,7 +870,7 @@ fn candidates_or_all(
 
 /// Threads a read spreads independent segments over: the cores, at most 4.
 fn read_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |p| p.get().min(4))
+    crate::spread::cores().min(4)
 }
 
 /// `segment`, if it is sealed and `plan` does not skip it by its footer
