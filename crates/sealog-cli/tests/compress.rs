@@ -17,6 +17,9 @@ use sealog::format::compressed::CompressedSegment;
 use sealog::format::frame::{self, FrameRead};
 use sealog::format::segment::HEADER_LEN;
 use serde_json::Value;
+use support::cli::{event_line, segment_files, store_dir};
+
+mod support;
 
 /// Small segments, so that a few thousand events fill several (each
 /// sealed one holds ~94 KiB of records, enough blocks of ~16 KiB to
@@ -42,38 +45,6 @@ fn sealog(dir: &Path) -> Command {
         .arg("--segment-size")
         .arg(SEGMENT_SIZE);
     cmd
-}
-
-fn store_dir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    (tmp, dir)
-}
-
-/// An event line for `sealog import`.
-fn event_line(i: u64) -> String {
-    let outcome = ["success", "failure", "denied"][(i % 3) as usize];
-    let action = ["customer.read", "customer.delete", "auth.login"][(i % 3) as usize];
-    format!(
-        r#"{{"time":"2025-11-23T10:{:02}:{:02}Z","actor":{{"type":"user","id":"u{}"}},"action":"{action}","resource":{{"type":"customer","id":"c{i}"}},"outcome":"{outcome}","tenant":"t{}","source":{{"ip":"10.0.{}.{}"}},"request_id":"req-{i}"}}"#,
-        (i / 60) % 60,
-        i % 60,
-        i % 4,
-        i % 2,
-        i % 2,
-        i % 250 + 1
-    )
-}
-
-/// The store's segment files, in log order.
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Imports `EVENTS` events (without --compress) into a new store in `dir`;

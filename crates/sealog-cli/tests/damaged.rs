@@ -18,6 +18,8 @@ use sealog::format::{Actor, Event, Outcome, Resource};
 use sealog::{Preallocation, Store, StoreOptions};
 use serde_json::Value;
 
+mod support;
+
 const TOTAL: u64 = 240;
 
 fn sealog(dir: &Path) -> Command {
@@ -53,12 +55,7 @@ fn sealed_store(dir: &Path) -> Vec<PathBuf> {
     }
     store.wait_sealed().unwrap();
     store.close().unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
+    let files = support::cli::segment_files(dir);
     assert!(files.len() >= 5, "{files:?}");
     files
 }

@@ -99,6 +99,11 @@ pub fn sealed_store_of(dir: &Path, batches: u64, per_batch: u64) -> Vec<PathBuf>
     }
     store.wait_sealed().unwrap();
     store.close().unwrap();
+    segment_files(dir)
+}
+
+/// The store's segment files, in log order.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
