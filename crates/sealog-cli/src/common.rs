@@ -67,7 +67,7 @@ pub struct Global {
     /// rewritten as blocks of ~16 KiB compressed with zstd (level 6, a
     /// dictionary trained on the segment), and a writer also compresses
     /// the sealed segments it finds uncompressed, one at a time between
-    /// seals. Records take ~4-5 times less space; reading one record
+    /// seals. Records take ~5-6 times less space; reading one record
     /// decompresses its block (~10 µs). Every command reads both forms.
     /// Also `compress = true` in the server's config, or SEALOG_COMPRESS.
     ///
