@@ -402,7 +402,14 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<(), CliError> {
         "{}; the next segment, zero-filled ahead)",
         row("spare segment", &m.spare).trim_end_matches(')')
     ))?;
-    out.line(&row("leaf file", &m.leaves))?;
+    if leaf_holes > 0 {
+        out.line(&format!(
+            "{}; the leaf hashes of compressed segments freed)",
+            row("leaf file", &m.leaves).trim_end_matches(')')
+        ))?;
+    } else {
+        out.line(&row("leaf file", &m.leaves))?;
+    }
     if m.indexes.files > 0 {
         out.line(&row("index files", &m.indexes))?;
     } else {

@@ -182,6 +182,8 @@ fn stats_shows_the_compressed_segments() {
     assert_eq!(json["bytes"]["compressed"]["segments"], 0, "{json:#}");
     assert_eq!(json["bytes"]["compressed"]["bytes"], 0, "{json:#}");
     let records = json["bytes"]["records"].as_u64().unwrap();
+    let stored = json["bytes"]["stored"].as_u64().unwrap();
+    let leaf_bytes = json["bytes"]["leaf_file"]["bytes"].as_u64().unwrap();
 
     sealog(&dir).arg("compress").assert().success();
 
@@ -219,6 +221,25 @@ fn stats_shows_the_compressed_segments() {
         "the records are the same"
     );
     assert_eq!(json["events"], EVENTS, "{json:#}");
+    // The leaf hashes inside the compressed segments are freed: the leaf
+    // file keeps its length, and only what it holds counts as stored.
+    let leaves = &json["bytes"]["leaf_file"];
+    assert_eq!(leaves["bytes"], leaf_bytes, "{json:#}");
+    let freed = leaf_bytes - leaves["allocated"].as_u64().unwrap();
+    assert!(freed > 0, "{json:#}");
+    let b = &json["bytes"];
+    let all = b["total"]["bytes"].as_u64().unwrap();
+    let reserved = b["preallocated"].as_u64().unwrap() + b["spare"]["bytes"].as_u64().unwrap();
+    assert_eq!(
+        b["stored"].as_u64().unwrap(),
+        all - reserved - freed,
+        "{json:#}"
+    );
+    assert!(b["stored"].as_u64().unwrap() < stored);
+    assert!(
+        text.contains("the leaf hashes of compressed segments freed)"),
+        "{text}"
+    );
 }
 
 #[test]
