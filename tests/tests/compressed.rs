@@ -487,6 +487,47 @@ fn a_compressed_segment_frees_its_leaf_hashes_and_proofs_stay_the_same() {
 }
 
 #[test]
+fn a_compressing_writer_frees_the_leaf_hashes_of_segments_compressed_before_it() {
+    // A store whose compressed segments still have their leaves (restored
+    // from an archive, or compressed by an older version): the plain
+    // store's leaf file put back after the compression.
+    let plain = tempfile::tempdir().unwrap();
+    let packed = tempfile::tempdir().unwrap();
+    write(plain.path(), small_options(4 << 20));
+    sealog_tests::copy_store(plain.path(), packed.path());
+    let store = Store::open(packed.path(), small_options(4 << 20)).unwrap();
+    store.compress_sealed(Compression::ZSTD).unwrap();
+    store.close().unwrap();
+    let leaves = packed.path().join("tree").join("leaves");
+    std::fs::copy(plain.path().join("tree").join("leaves"), &leaves).unwrap();
+    assert!(!leaf_entries(packed.path()).contains(&[0u8; 32]));
+
+    // Every segment's inner blocks: 1,500 records each, at least four
+    // whole blocks of 256 inside each.
+    let freed = || {
+        leaf_entries(packed.path())
+            .iter()
+            .filter(|l| **l == [0u8; 32])
+            .count() as u64
+    };
+    let store = Store::open(packed.path(), compressing(4 << 20)).unwrap();
+    let started = Instant::now();
+    while freed() < SEGMENTS * 4 * 256 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} leaves freed after a minute",
+            freed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.close().unwrap();
+    let a = Store::open_read_only(plain.path()).unwrap();
+    let b = Store::open_read_only(packed.path()).unwrap();
+    assert_same_proofs(&a, &b, a.tree_size());
+    b.verify().unwrap();
+}
+
+#[test]
 fn a_compressed_segment_pruned_has_its_leaf_hashes_written_back_first() {
     use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().unwrap();

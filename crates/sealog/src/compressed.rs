@@ -450,12 +450,7 @@ impl crate::Store {
                 continue;
             };
             if s.is_compressed() {
-                // Compressed by an older version, or restored: its leaves
-                // may still be stored.
-                let _one = crate::pruned::PRUNING.lock();
-                if local_sealed(&self.inner, no).is_some() {
-                    free_leaves(&self.inner, &s);
-                }
+                free_leaves_of_compressed(&self.inner, no);
                 report.already += 1;
                 continue;
             }
@@ -471,6 +466,18 @@ impl crate::Store {
             }
         }
         Ok(report)
+    }
+}
+
+/// Frees the stored leaf hashes of local sealed segment `no` if it is
+/// stored compressed: one compressed by an older version, or restored from
+/// an archive, still has them. Under the lock a prune takes.
+fn free_leaves_of_compressed(inner: &crate::store::Inner, no: u64) {
+    let _one = crate::pruned::PRUNING.lock();
+    if let Some(s) = local_sealed(inner, no)
+        && s.is_compressed()
+    {
+        free_leaves(inner, &s);
     }
 }
 
@@ -542,6 +549,22 @@ fn compress_until_stopped(
     level: i32,
     stop: &(Mutex<bool>, parking_lot::Condvar),
 ) {
+    // Segments compressed before this writer (by an older version, or
+    // restored from an archive) may still have their leaf hashes stored.
+    let compressed: Vec<u64> = inner
+        .readers()
+        .snapshot()
+        .sealed
+        .iter()
+        .filter(|s| s.pruned_record().is_none() && s.is_compressed())
+        .map(|s| s.header.segment_no)
+        .collect();
+    for no in compressed {
+        if *stop.0.lock() {
+            return;
+        }
+        free_leaves_of_compressed(inner, no);
+    }
     // Segments this writer could not compress, by number: not tried again
     // (a damaged record, or a write that failed: the file stays whole).
     let mut skipped = std::collections::HashSet::new();
