@@ -111,22 +111,13 @@ impl View {
     ) -> Result<Vec<sealog_format::Hash>> {
         let mut leaves = Vec::with_capacity(count);
         for seq in first..first + count as u64 {
-            let located = self.locate(seq);
-            let leaf = match located {
-                Some(Located::Sealed(s, ordinal)) => s
-                    .read_record(ordinal)?
-                    .map(|r| sealog_format::merkle::leaf_hash(&r)),
-                Some(Located::Open(s, ordinal)) => s
-                    .read_record(ordinal)?
-                    .map(|r| sealog_format::merkle::leaf_hash(&r)),
-                None => None,
-            };
-            let Some(leaf) = leaf else {
+            let Some(record) = self.record_bytes(seq)? else {
                 return Err(crate::Error::Config(format!(
                     "record {seq} cannot be read to compute its leaf hash, which \
                      tree/leaves does not store"
                 )));
             };
+            let leaf = sealog_format::merkle::leaf_hash(&record);
             leaves.push(leaf);
         }
         Ok(leaves)
