@@ -10,7 +10,7 @@
 //! # only the grouped counts (`Store::count_by`)
 //! cargo run --release -p sealog-benches --example query_bench -- count-by /path/to/store
 //! # full verification against the signed checkpoints, with throughput
-//! cargo run --release -p sealog-benches --example query_bench -- verify /path/to/store
+//! cargo run --release -p sealog-benches --example query_bench -- verify /path/to/store [log-only]
 //! # the three-predicate query with the store's files evicted from the page
 //! # cache (posix_fadvise DONTNEED on every file) before each draw, then the
 //! # same draw again warm
@@ -564,10 +564,11 @@ fn count_by_only(dir: &Path) {
     count_by_cases(&store, start, span, &mut next);
 }
 
-fn verify(dir: &Path) {
+fn verify(dir: &Path, log_only: bool) {
     let options = sealog::VerifyOptions {
         public_key: Some(key().verifier()),
         checkpoints: Vec::new(),
+        log_only,
     };
     let report = sealog::verify_dir_with(dir, &options).unwrap();
     let secs = report.elapsed.as_secs_f64();
@@ -594,7 +595,9 @@ fn main() {
             generate(Path::new(dir), total);
         }
         (Some("run"), Some(dir)) => run(Path::new(dir)),
-        (Some("verify"), Some(dir)) => verify(Path::new(dir)),
+        (Some("verify"), Some(dir)) => {
+            verify(Path::new(dir), args.get(3).is_some_and(|a| a == "log-only"))
+        }
         (Some("count-by"), Some(dir)) => count_by_only(Path::new(dir)),
         (Some("cold"), Some(dir)) => {
             let runs = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);

@@ -360,6 +360,7 @@ fn check_after_power_loss(store: &Store, dir: &Path, want: &Expected, label: &st
         &VerifyOptions {
             public_key: Some(key().verifier()),
             checkpoints: want.checkpoints.clone(),
+            log_only: false,
         },
     )
     .unwrap_or_else(|e| panic!("{label}: verify_dir_with: {e}"));

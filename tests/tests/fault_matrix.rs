@@ -443,6 +443,7 @@ fn check_reopened(dir: &Path, acked: &[Event], unacked: &[Event], label: &str) {
     let with_key = VerifyOptions {
         public_key: Some(key().verifier()),
         checkpoints: Vec::new(),
+        log_only: false,
     };
     sealog::verify_dir_with(dir, &with_key)
         .unwrap_or_else(|e| panic!("{label}: verify_dir_with: {e}"));

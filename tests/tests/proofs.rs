@@ -389,6 +389,7 @@ fn checkpointed_store(dir: &Path, n: u64) {
         &VerifyOptions {
             public_key: Some(key().verifier()),
             checkpoints: vec![],
+            log_only: false,
         },
     )
     .unwrap();
@@ -400,6 +401,7 @@ fn with_key() -> VerifyOptions {
     VerifyOptions {
         public_key: Some(key().verifier()),
         checkpoints: vec![],
+        log_only: false,
     }
 }
 
@@ -526,6 +528,7 @@ fn a_checkpoint_kept_elsewhere_catches_a_rewritten_history() {
         &VerifyOptions {
             public_key: Some(key().verifier()),
             checkpoints: vec![kept.text],
+            log_only: false,
         },
     )
     .unwrap_err();

@@ -427,3 +427,60 @@ fn a_missing_sidecar_is_listed_and_is_not_an_error() {
     );
     assert_eq!(report.sidecars_checked + 1, report.sealed_segments);
 }
+
+/// `log_only` skips the index files and nothing else: an altered sidecar
+/// and a damaged key-filter file pass, and say they were not checked; an
+/// altered record is caught as by a full verification, at the same place.
+#[test]
+fn a_log_only_verification_skips_the_index_files_and_still_catches_an_altered_record() {
+    let log_only = sealog::VerifyOptions {
+        log_only: true,
+        ..sealog::VerifyOptions::default()
+    };
+    let (dir, files) = sealed_store();
+    let full = verify_dir(dir.path()).unwrap();
+    let report = sealog::verify_dir_with(dir.path(), &log_only).unwrap();
+    assert!(
+        full.indexes_checked && !report.indexes_checked,
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.records, report.root, report.chain_head),
+        (full.records, full.root, full.chain_head)
+    );
+    assert_eq!(
+        (report.sidecars_checked, report.key_filters_checked),
+        (0, 0),
+        "{report:?}"
+    );
+
+    let (path, _, value) = actor_bitmap_value(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[value] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let filters = dir.path().join("key-filters");
+    let mut filter_bytes = fs::read(&filters).unwrap();
+    let middle = filter_bytes.len() / 2;
+    filter_bytes[middle] ^= 0x10;
+    fs::write(&filters, &filter_bytes).unwrap();
+    assert!(matches!(
+        corruption(dir.path()).kind,
+        CorruptionKind::Sidecar { .. }
+    ));
+    let report = sealog::verify_dir_with(dir.path(), &log_only).unwrap();
+    assert_eq!(report.root, full.root);
+
+    let target = &files[1];
+    let mut segment = fs::read(target).unwrap();
+    let (offset, len) = frames(&segment)[3];
+    segment[offset + len - 20] ^= 1;
+    fs::write(target, &segment).unwrap();
+    let from_full = corruption(dir.path());
+    let from_log_only = match sealog::verify_dir_with(dir.path(), &log_only) {
+        Err(Error::Corruption(c)) => *c,
+        other => panic!("the altered record went undetected: {other:?}"),
+    };
+    assert_eq!(from_log_only.location, from_full.location);
+    assert_eq!(from_log_only.location.offset, Some(offset as u64));
+    assert!(matches!(from_log_only.kind, CorruptionKind::Frame(_)));
+}

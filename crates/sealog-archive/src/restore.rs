@@ -217,7 +217,7 @@ async fn restore_into(
     // The engine's own verdict on the result.
     let verify = sealog::VerifyOptions {
         public_key: options.public_key.clone(),
-        checkpoints: Vec::new(),
+        ..sealog::VerifyOptions::default()
     };
     let local = sealog::verify_dir_with(dir, &verify)
         .map_err(|e| ArchiveError::store("verifying the restored store", e))?;

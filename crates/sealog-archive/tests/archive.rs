@@ -204,6 +204,7 @@ fn file_archive_round_trips_through_verify_and_restore() {
         &sealog::VerifyOptions {
             public_key: Some(key().verifier()),
             checkpoints: Vec::new(),
+            log_only: false,
         },
     )
     .expect("restored store verifies");
@@ -946,6 +947,7 @@ fn a_segment_whose_archived_copy_differs_is_kept_and_the_others_are_pruned_and_s
         &sealog::VerifyOptions {
             public_key: Some(key().verifier()),
             checkpoints: Vec::new(),
+            log_only: false,
         },
     )
     .expect("verify across pruned segments");

@@ -114,6 +114,7 @@ fn local_verify_opts() -> sealog::VerifyOptions {
     sealog::VerifyOptions {
         public_key: Some(key().verifier()),
         checkpoints: Vec::new(),
+        log_only: false,
     }
 }
 

@@ -41,6 +41,43 @@ fn verify_an_intact_store_exits_0_with_a_summary() {
     let report = json(&out.get_output().stdout);
     assert_eq!(report["intact"], true);
     assert_eq!(report["records"], 600);
+    assert_eq!(report["indexes_checked"], true);
+}
+
+#[test]
+fn verify_log_only_says_the_index_files_were_not_checked() {
+    let (_tmp, dir) = store_dir();
+    let files = sealed_store(&dir);
+    sealog(&dir).arg("verify").assert().success().stdout(
+        predicate::str::is_match(r"indexes     [1-9]\d* index sidecar\(s\) and [1-9]").unwrap(),
+    );
+    // A sidecar that no longer matches its records: only the full check
+    // sees it.
+    let sidecar = files[0].with_extension("idx");
+    let mut bytes = std::fs::read(&sidecar).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&sidecar, &bytes).unwrap();
+    sealog(&dir).arg("verify").assert().code(1);
+    sealog(&dir)
+        .args(["verify", "--log-only"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("is intact"))
+        .stdout(predicate::str::contains(
+            "indexes     NOT checked (--log-only)",
+        ));
+    let out = sealog(&dir)
+        .args(["verify", "--log-only", "--json"])
+        .assert()
+        .success();
+    let report = json(&out.get_output().stdout);
+    assert_eq!(report["indexes_checked"], false);
+    assert_eq!(report["sidecars_checked"], 0);
+    sealog(&dir)
+        .args(["verify", "--log-only", "--archive", "file:///nowhere"])
+        .assert()
+        .code(2);
 }
 
 /// A closed store of several sealed segments, made with the library.

@@ -815,6 +815,7 @@ impl Store {
                 .as_ref()
                 .map(|c| c.key.verifier()),
             checkpoints: Vec::new(),
+            log_only: false,
         };
         crate::verify::run(
             &self.inner.config.dir,

@@ -25,7 +25,9 @@
 //! byte offset and the section where it first differs; it is derived data,
 //! and removing it makes the next query rebuild it. A missing sidecar is
 //! not a problem (it is rebuilt when a query needs it) and is listed in
-//! [`VerifyReport::sidecars_missing`].
+//! [`VerifyReport::sidecars_missing`]. The key-filter entries are checked
+//! the same way. [`VerifyOptions::log_only`] skips both (they are derived
+//! and rebuildable; about a third of the work) and checks the rest.
 //!
 //! The first problem in log order is returned as a [`Corruption`] naming the
 //! file, byte offset and seq.
@@ -99,6 +101,11 @@ pub struct VerifyReport {
     /// not all read (some archived and removed, or written after the
     /// snapshot of a live store).
     pub policy_note_covers: Option<u64>,
+    /// Whether the index sidecars and key filters were checked (not with
+    /// [`VerifyOptions::log_only`]); when not, `sidecars_checked`,
+    /// `sidecars_missing`, `key_filters_checked` and `key_filters_missing`
+    /// say nothing.
+    pub indexes_checked: bool,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -112,6 +119,13 @@ pub struct VerifyOptions {
     /// Signed checkpoints obtained elsewhere (published, kept by a witness,
     /// taken from receipts), checked like the stored ones.
     pub checkpoints: Vec<String>,
+    /// Check the log only: everything that makes it tamper-evident (frame
+    /// checksums, records, seqs, the hash chain, segment roots and footers,
+    /// the tree files, checkpoints and their signatures), but not the
+    /// files derived from it that queries use, the index sidecars and the
+    /// key filters (about a third of a full verification's work).
+    /// [`VerifyReport::indexes_checked`] then says `false`.
+    pub log_only: bool,
 }
 
 /// What verifying one segment established.
@@ -402,6 +416,7 @@ pub(crate) fn run(
         key_filters_missing: 0,
         archived_not_local: Vec::new(),
         policy_note_covers: None,
+        indexes_checked: !options.log_only,
         elapsed: Duration::ZERO,
     };
     let note = crate::policy_note::find(fs, dir, &manifest.store_id)?;
@@ -426,6 +441,7 @@ pub(crate) fn run(
     // short by a crash).
     if let Some((offset, problem)) = &key_filters.problem
         && !key_filters.cut_short()
+        && !options.log_only
     {
         sidecar_problem = Some(Corruption::new(
             Location::file(crate::key_filter::FILE).at(*offset),
@@ -560,7 +576,7 @@ pub(crate) fn run(
         limit.as_ref(),
         leaves_file.as_ref(),
         &checkpoint_sizes,
-        &key_filters,
+        (!options.log_only).then_some(&key_filters),
         &mut consume,
     )?;
     // Checkpoints of size 0, or beyond what the log holds.
@@ -896,7 +912,7 @@ fn pipeline(
     limit: Option<&Limit>,
     leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
-    key_filters: &crate::key_filter::Catalog,
+    key_filters: Option<&crate::key_filter::Catalog>,
     consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
 ) -> Result<()> {
     let workers = crate::spread::cores().min(found.len().max(1));
@@ -983,7 +999,8 @@ fn verify_segment(
     limit: Option<&Limit>,
     stored_leaves: Option<&LevelFile>,
     checkpoint_sizes: &[u64],
-    key_filters: &crate::key_filter::Catalog,
+    // `None`: the log only, no index files checked.
+    key_filters: Option<&crate::key_filter::Catalog>,
 ) -> Result<Summary> {
     let mut wanted = checkpoint_sizes
         .iter()
@@ -1012,13 +1029,17 @@ fn verify_segment(
     // A sealed segment's sidecar, as its records give it: the columnar
     // in-memory index an open segment keeps, encoded as the sealer encodes
     // it (the same bytes as building it term by term, for less work).
-    let mut indexer = f.footer.as_ref().map(|_| {
-        (
-            crate::index::MemIndex::encode_only(),
-            Vec::new(),
-            Vec::new(),
-        )
-    });
+    let mut indexer = f
+        .footer
+        .as_ref()
+        .filter(|_| key_filters.is_some())
+        .map(|_| {
+            (
+                crate::index::MemIndex::encode_only(),
+                Vec::new(),
+                Vec::new(),
+            )
+        });
     let mut chain = f.header.chain_in;
     let mut frontier = Frontier::new();
     let mut leaves = Vec::new();
@@ -1249,9 +1270,16 @@ fn verify_segment(
         }
     });
     drop(image);
-    let wants_filter = key_filters.holds(identity.first_seq);
-    let (sidecar, expected) = check_sidecar(fs, f, expected, wants_filter)?;
-    let key_filter = check_key_filter(key_filters, &identity, &f.name, expected.as_deref())?;
+    let (sidecar, key_filter) = match key_filters {
+        Some(key_filters) => {
+            let wants_filter = key_filters.holds(identity.first_seq);
+            let (sidecar, expected) = check_sidecar(fs, f, expected, wants_filter)?;
+            let key_filter =
+                check_key_filter(key_filters, &identity, &f.name, expected.as_deref())?;
+            (sidecar, key_filter)
+        }
+        None => (SidecarCheck::NotChecked, SidecarCheck::NotChecked),
+    };
     Ok(Summary {
         count,
         chain_head: chain,
