@@ -383,6 +383,7 @@ pub(crate) fn compress_in_place(
         s.footer,
         s.name.clone(),
         map,
+        true,
         offsets,
         inner.index_env().clone(),
     );

@@ -411,6 +411,7 @@ pub(crate) fn seal_with(
         footer,
         segment.name.clone(),
         map,
+        false,
         Some(data.offsets.clone()),
         env.clone(),
     );

@@ -443,11 +443,16 @@ struct Walked {
 }
 
 impl SealedSegment {
+    /// A sealed segment read through `map`, its file's bytes, stored
+    /// compressed if `compressed` (as the file's first bytes say: known to
+    /// the caller, who read them, so that the map's first page is not
+    /// touched here).
     pub(crate) fn new(
         header: SegmentHeader,
         footer: SegmentFooter,
         name: String,
         map: Mapped,
+        compressed: bool,
         offsets: Option<Vec<u32>>,
         env: Arc<IndexEnv>,
     ) -> SealedSegment {
@@ -458,7 +463,7 @@ impl SealedSegment {
             }),
             None => OnceLock::new(),
         };
-        let packed = crate::compressed::is_compressed(&map).then(OnceLock::new);
+        let packed = compressed.then(OnceLock::new);
         SealedSegment {
             header,
             footer,
@@ -525,6 +530,7 @@ impl SealedSegment {
             pruned.footer,
             pruned.name(),
             Mapped::from_vec(Vec::new()),
+            false,
             None,
             env,
         );

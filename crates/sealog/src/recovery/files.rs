@@ -226,13 +226,16 @@ pub(crate) fn read_found(
         .open(&path, mode)
         .map_err(|e| Error::io("open", &path, e))?;
     let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
-    let mut head = vec![0u8; HEADER_LEN.min(usize::try_from(len).unwrap_or(HEADER_LEN))];
+    // One read for either form: the header of a segment, or the container
+    // head, header and footer of a compressed one.
+    let start_len = sealog_format::compressed::TABLE_OFFSET;
+    let mut head = vec![0u8; start_len.min(usize::try_from(len).unwrap_or(start_len))];
     file.read_exact_at(&mut head, 0)
         .map_err(|e| Error::io("read", &path, e))?;
     if crate::compressed::is_compressed(&head) {
-        return read_compressed(file, name, path, len, first_seq, manifest);
+        return read_compressed(file, name, path, len, head, first_seq, manifest);
     }
-    let header = SegmentHeader::decode(&head)
+    let header = SegmentHeader::decode(head.get(..HEADER_LEN).unwrap_or(&head))
         .map_err(|e| corruption(Location::file(&name).at(0), CorruptionKind::Structure(e)))?;
     check_header(&name, &header, first_seq, manifest)?;
     // A writer sealing this segment meanwhile cuts the file to its sealed
@@ -294,20 +297,19 @@ fn check_header(
 /// the container's first bytes, with the head and the file's length
 /// checked; its block table and dictionary are checked when a read first
 /// needs them, its blocks when read.
+/// A compressed segment file, from `start`, its first bytes as read (the
+/// container head, header and footer unless the file is shorter).
 fn read_compressed(
     file: Arc<dyn VfsFile>,
     name: String,
     path: PathBuf,
     len: u64,
+    mut start: Vec<u8>,
     first_seq: u64,
     manifest: &Manifest,
 ) -> Result<Found> {
-    let mut start = vec![0u8; sealog_format::compressed::TABLE_OFFSET];
-    if len >= start.len() as u64 {
-        file.read_exact_at(&mut start, 0)
-            .map_err(|e| Error::io("read", &path, e))?;
-    } else {
-        start.truncate(0);
+    if start.len() < sealog_format::compressed::TABLE_OFFSET {
+        start.clear();
     }
     let (header, footer) = sealog_format::compressed::parse_head(&start, len)
         .map_err(|e| crate::compressed::corruption(&name, &e))?;

@@ -702,6 +702,7 @@ impl Opening {
                 taken.footer,
                 f.name,
                 map,
+                f.compressed,
                 taken.offsets,
                 index_env.clone(),
             )));
