@@ -76,10 +76,8 @@ pub(crate) fn image_of<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::C
 /// dictionary (what [`Packed::open`] reads), without waiting: a search
 /// about to read records of several compressed segments asks for them all
 /// first, so that the disk reads them together. Only advice.
-pub(crate) fn advise_table(map: &Mapped) {
-    if let Some(len) = format::blocks_offset(map) {
-        map.will_need(0, usize::try_from(len).unwrap_or(usize::MAX));
-    }
+pub(crate) fn advise_table(map: &Mapped, blocks_at: u64) {
+    map.will_need(0, usize::try_from(blocks_at).unwrap_or(usize::MAX));
 }
 
 /// Bytes of decompressed blocks a store keeps ([`BlockCache`]).
@@ -383,7 +381,7 @@ pub(crate) fn compress_in_place(
         s.footer,
         s.name.clone(),
         map,
-        true,
+        Some(format::blocks_offset(&packed).unwrap_or_default()),
         offsets,
         inner.index_env().clone(),
     );

@@ -411,7 +411,7 @@ pub(crate) fn seal_with(
         footer,
         segment.name.clone(),
         map,
-        false,
+        None,
         Some(data.offsets.clone()),
         env.clone(),
     );

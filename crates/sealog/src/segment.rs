@@ -422,6 +422,9 @@ pub(crate) struct SealedSegment {
     /// file): its block table once a read needed it, or why the file does
     /// not read.
     packed: Option<OnceLock<std::result::Result<crate::compressed::Packed, Box<Corruption>>>>,
+    /// For a segment stored compressed: where its blocks start (the
+    /// container head, block table and dictionary come before).
+    blocks_at: u64,
 }
 
 /// A pruned segment's source, and its fetched copy.
@@ -443,16 +446,17 @@ struct Walked {
 }
 
 impl SealedSegment {
-    /// A sealed segment read through `map`, its file's bytes, stored
-    /// compressed if `compressed` (as the file's first bytes say: known to
-    /// the caller, who read them, so that the map's first page is not
-    /// touched here).
+    /// A sealed segment read through `map`, its file's bytes. `compressed`:
+    /// the file is stored compressed, its blocks starting at that offset
+    /// (as its first bytes say: the caller read them, so that neither
+    /// this nor a search's read-ahead needs the map's first page, which
+    /// may have left the page cache since).
     pub(crate) fn new(
         header: SegmentHeader,
         footer: SegmentFooter,
         name: String,
         map: Mapped,
-        compressed: bool,
+        compressed: Option<u64>,
         offsets: Option<Vec<u32>>,
         env: Arc<IndexEnv>,
     ) -> SealedSegment {
@@ -463,13 +467,14 @@ impl SealedSegment {
             }),
             None => OnceLock::new(),
         };
-        let packed = compressed.then(OnceLock::new);
+        let packed = compressed.map(|_| OnceLock::new());
         SealedSegment {
             header,
             footer,
             name,
             map,
             packed,
+            blocks_at: compressed.unwrap_or_default(),
             offsets: cell,
             env,
             index: RwLock::new(None),
@@ -530,7 +535,7 @@ impl SealedSegment {
             pruned.footer,
             pruned.name(),
             Mapped::from_vec(Vec::new()),
-            false,
+            None,
             None,
             env,
         );

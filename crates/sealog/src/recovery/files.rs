@@ -31,9 +31,10 @@ pub(crate) struct Found {
     /// The whole file, mapped while the segments were read (read-only
     /// opens map sealed segments then, on every core); `None` otherwise.
     pub map: Option<Mapped>,
-    /// The file is a compressed sealed segment (`footer` is then its
-    /// container's, and offsets in it are not image offsets).
-    pub compressed: bool,
+    /// For a compressed sealed segment (`footer` is then its container's,
+    /// and offsets in it are not image offsets): where its blocks start,
+    /// after the container head, block table and dictionary.
+    pub compressed: Option<u64>,
 }
 
 impl Found {
@@ -260,7 +261,7 @@ pub(crate) fn read_found(
         header,
         footer,
         map: None,
-        compressed: false,
+        compressed: None,
     })
 }
 
@@ -332,7 +333,8 @@ fn read_compressed(
         header,
         footer: Some(footer),
         map: None,
-        compressed: true,
+        // The head was checked by `parse_head`.
+        compressed: Some(sealog_format::compressed::blocks_offset(&start).unwrap_or_default()),
     })
 }
 
@@ -421,7 +423,7 @@ pub(crate) fn demote_unfinished_seal(found: &mut [Found]) -> Result<()> {
     let Some(footer) = last.footer else {
         return Ok(());
     };
-    if last.compressed {
+    if last.compressed.is_some() {
         // Written whole and renamed into place: never an unfinished seal.
         return Ok(());
     }

@@ -740,7 +740,7 @@ mod tests {
             },
             footer: None,
             map: None,
-            compressed: false,
+            compressed: None,
         }
     }
 

@@ -41,7 +41,7 @@ impl SealedSegment {
         if let Some(cell) = &self.packed
             && cell.get().is_none()
         {
-            crate::compressed::advise_table(&self.map);
+            crate::compressed::advise_table(&self.map, self.blocks_at);
         }
     }
 
