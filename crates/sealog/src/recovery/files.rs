@@ -297,9 +297,9 @@ fn check_header(
 /// temporary name and renamed into place), its header and footer read from
 /// the container's first bytes, with the head and the file's length
 /// checked; its block table and dictionary are checked when a read first
-/// needs them, its blocks when read.
-/// A compressed segment file, from `start`, its first bytes as read (the
-/// container head, header and footer unless the file is shorter).
+/// needs them, its blocks when read. `start`: the file's first bytes as
+/// read (the container head, header and footer, unless the file is
+/// shorter).
 fn read_compressed(
     file: Arc<dyn VfsFile>,
     name: String,
