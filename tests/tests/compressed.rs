@@ -575,3 +575,55 @@ fn a_compressed_segment_pruned_has_its_leaf_hashes_written_back_first() {
     // And the two `archive.pruned` events.
     assert_eq!(report.records, size + 2);
 }
+
+/// A record rewritten inside a compressed segment, its frame's checksum
+/// fixed and the segment compressed again (what someone with write access
+/// and the format can do): the segment's leaves there are freed, so the
+/// level-1 hashes stored when it was sealed name the 256 records the
+/// altered one is among.
+#[test]
+fn a_record_rewritten_inside_a_compressed_segment_is_named_to_its_256_records() {
+    use sealog::format::{frame, record};
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), compressing(4 << 20));
+    let target = segment_files(dir.path())[2].clone();
+    let bytes = std::fs::read(&target).unwrap();
+    let mut image = CompressedSegment::parse(&bytes)
+        .unwrap()
+        .decode_image()
+        .unwrap();
+    let (offset, len) = sealog_tests::frames(&image)[700];
+    let mut altered = record::decode_record(&image[offset + 12..offset + len]).unwrap();
+    assert_eq!(altered.seq, 2 * PER_SEGMENT + 700);
+    // Same length, another actor: the frame layout stays valid.
+    altered.event.actor.id = altered.event.actor.id.chars().rev().collect();
+    let mut new_frame = Vec::new();
+    frame::encode_frame(
+        &record::encode_record(&altered).unwrap(),
+        image[offset + 4],
+        &mut new_frame,
+    )
+    .unwrap();
+    assert_eq!(new_frame.len(), len);
+    image[offset..offset + len].copy_from_slice(&new_frame);
+    let packed = sealog::format::compressed::compress(&image, &Default::default()).unwrap();
+    std::fs::write(&target, packed).unwrap();
+
+    let c = match sealog::verify_dir(dir.path()) {
+        Err(Error::Corruption(c)) => *c,
+        other => panic!("the rewritten record went undetected: {other:?}"),
+    };
+    let first = altered.seq / 256 * 256;
+    let name = format!("segments/{}", target.file_name().unwrap().to_str().unwrap());
+    assert_eq!(c.location.file, name, "{c}");
+    assert_eq!(c.location.seq, Some(first), "{c}");
+    assert!(
+        matches!(c.kind, CorruptionKind::RecordsChanged { first: f, count: 256, .. } if f == first),
+        "{c}"
+    );
+    let text = c.to_string();
+    assert!(
+        text.contains(&format!("{first} to {}", first + 255)),
+        "{text}"
+    );
+}

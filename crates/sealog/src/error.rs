@@ -550,6 +550,29 @@ pub enum CorruptionKind {
         /// The leaf hash of the record as it is now.
         computed: Hash,
     },
+    /// One or more of `count` records from seq `first` changed after their
+    /// segment was sealed: their level-1 hash (the root of their 256 leaf
+    /// hashes) no longer matches the one stored at seal time. Said of a
+    /// segment stored compressed, whose leaf hashes there are not stored
+    /// (they would name the record).
+    #[error(
+        "a record among seqs {first} to {} was altered after sealing: the root of their leaf \
+         hashes is {}, the one stored at seal time (tree/level-1) is {} (the segment is stored \
+         compressed, so the leaf hashes that would name the record are not stored)",
+        .first.saturating_add(.count.saturating_sub(1)),
+        hex(.computed),
+        hex(.stored)
+    )]
+    RecordsChanged {
+        /// The first seq of the records.
+        first: u64,
+        /// How many (256: a level-1 block).
+        count: u64,
+        /// Their level-1 hash stored when the segment was sealed.
+        stored: Hash,
+        /// Their level-1 hash as the records give it now.
+        computed: Hash,
+    },
 }
 
 /// "segment 3" or "segments 3 to 5", for `[first, next)`.

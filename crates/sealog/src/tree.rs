@@ -41,6 +41,8 @@ use crate::fs::{OpenMode, Vfs, VfsFile};
 
 /// Bytes per stored hash.
 pub(crate) const LEAF_LEN: u64 = 32;
+/// Leaves under one entry of level 1 (a full tile of level 0).
+pub(crate) const BLOCK: usize = 1 << STRIDE;
 /// Levels stored: heights 0, 8, ..., 56.
 pub(crate) const LEVELS: usize = 8;
 /// Tree height between stored levels.

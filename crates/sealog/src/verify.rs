@@ -451,8 +451,10 @@ pub(crate) fn run(
         ));
     }
     // The workers compare each segment's leaves with level 0 on their own
-    // handle; the stream checks the levels above.
+    // handle (and, to name what changed in a compressed segment, with
+    // level 1); the stream checks the levels above.
     let leaves_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(0)), true)?;
+    let level1_file = LevelFile::open(fs, &tree_dir.join(crate::tree::level_file_name(1)), true)?;
     let mut interrupted: Option<(String, u64)> = None;
     // Records of the unsealed segment right after the sealed ones (whose
     // seal may have been interrupted after its leaves were written).
@@ -574,7 +576,7 @@ pub(crate) fn run(
         fs,
         &found,
         limit.as_ref(),
-        leaves_file.as_ref(),
+        [leaves_file.as_ref(), level1_file.as_ref()],
         &checkpoint_sizes,
         (!options.log_only).then_some(&key_filters),
         &mut consume,
@@ -910,7 +912,8 @@ fn pipeline(
     fs: &dyn Vfs,
     found: &[Found],
     limit: Option<&Limit>,
-    leaves: Option<&LevelFile>,
+    // Level 0 and level 1.
+    stored: [Option<&LevelFile>; 2],
     checkpoint_sizes: &[u64],
     key_filters: Option<&crate::key_filter::Catalog>,
     consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
@@ -945,7 +948,7 @@ fn pipeline(
                         f,
                         followed,
                         limit,
-                        leaves,
+                        stored,
                         checkpoint_sizes,
                         key_filters,
                     );
@@ -997,7 +1000,8 @@ fn verify_segment(
     f: &Found,
     followed: bool,
     limit: Option<&Limit>,
-    stored_leaves: Option<&LevelFile>,
+    // Level 0 (`tree/leaves`) and level 1.
+    [stored_leaves, stored_level1]: [Option<&LevelFile>; 2],
     checkpoint_sizes: &[u64],
     // `None`: the log only, no index files checked.
     key_filters: Option<&crate::key_filter::Catalog>,
@@ -1241,6 +1245,28 @@ fn verify_segment(
         )
         .into());
     }
+    if !matches_footer && let Some(first) = first_block_difference(stored_level1, f, &leaves)? {
+        let ordinal = (first - f.header.first_seq) as usize;
+        let at = offsets.get(ordinal).copied().unwrap_or(0);
+        let computed = leaves
+            .get(ordinal..ordinal + crate::tree::BLOCK)
+            .map(sealog_format::merkle::root)
+            .unwrap_or_default();
+        let stored = stored_level1
+            .and_then(|l| l.read(first / crate::tree::BLOCK as u64, 1).ok())
+            .and_then(|v| v.first().copied())
+            .unwrap_or_default();
+        return Err(Corruption::new(
+            location(at, first),
+            CorruptionKind::RecordsChanged {
+                first,
+                count: crate::tree::BLOCK as u64,
+                stored,
+                computed,
+            },
+        )
+        .into());
+    }
     check_hash(
         footer_loc(),
         "chain head in footer",
@@ -1396,6 +1422,35 @@ fn leaf_file_corruption(index: u64) -> Error {
 
 /// The first seq of a sealed segment whose stored leaf hash differs from the
 /// recomputed one (or is missing).
+/// The first seq of the first level-1 block (256 records) wholly inside
+/// segment `f` whose stored level-1 hash differs from the root of the
+/// leaves `computed` of its records, if any (a stored level that is short
+/// or unreadable names nothing: the footer then names the segment).
+fn first_block_difference(
+    stored: Option<&LevelFile>,
+    f: &Found,
+    computed: &[Hash],
+) -> Result<Option<u64>> {
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let block = crate::tree::BLOCK as u64;
+    let first = f.header.first_seq;
+    let end = first + computed.len() as u64;
+    let mut k = first.div_ceil(block);
+    while (k + 1) * block <= end && k < stored.len() {
+        let from = (k * block - first) as usize;
+        let Some(leaves) = computed.get(from..from + crate::tree::BLOCK) else {
+            break;
+        };
+        if stored.read(k, 1)?.first() != Some(&sealog_format::merkle::root(leaves)) {
+            return Ok(Some(k * block));
+        }
+        k += 1;
+    }
+    Ok(None)
+}
+
 fn first_leaf_difference(
     stored: Option<&LevelFile>,
     f: &Found,
