@@ -427,21 +427,25 @@ pub(crate) fn run(
     let absent = crate::damage::KnownAbsent::load(fs, dir)?;
     let mut expected_no = 0u64;
     let mut sidecar_problem: Option<Corruption> = None;
-    let mut key_filters = crate::key_filter::read_catalog(
-        fs,
-        &dir.join(crate::key_filter::FILE),
-        &manifest.store_id,
-        false,
-    );
-    key_filters.drop_torn_last();
+    // Not read when only the log is checked.
+    let key_filters = (!options.log_only).then(|| {
+        let mut catalog = crate::key_filter::read_catalog(
+            fs,
+            &dir.join(crate::key_filter::FILE),
+            &manifest.store_id,
+            false,
+        );
+        catalog.drop_torn_last();
+        catalog
+    });
     // Entries past one that does not read whole are not used by readers,
     // and the writer overwrites from there; one that ends past the end of
     // the file, or is followed by nothing but zeros, or is the last and
     // has a page that does not check, is an append in progress (or cut
     // short by a crash).
-    if let Some((offset, problem)) = &key_filters.problem
+    if let Some(key_filters) = &key_filters
+        && let Some((offset, problem)) = &key_filters.problem
         && !key_filters.cut_short()
-        && !options.log_only
     {
         sidecar_problem = Some(Corruption::new(
             Location::file(crate::key_filter::FILE).at(*offset),
@@ -578,7 +582,7 @@ pub(crate) fn run(
         limit.as_ref(),
         [leaves_file.as_ref(), level1_file.as_ref()],
         &checkpoint_sizes,
-        (!options.log_only).then_some(&key_filters),
+        key_filters.as_ref(),
         &mut consume,
     )?;
     // Checkpoints of size 0, or beyond what the log holds.
