@@ -1249,17 +1249,11 @@ fn verify_segment(
         )
         .into());
     }
-    if !matches_footer && let Some(first) = first_block_difference(stored_level1, f, &leaves)? {
+    if !matches_footer
+        && let Some((first, stored, computed)) = first_block_difference(stored_level1, f, &leaves)?
+    {
         let ordinal = (first - f.header.first_seq) as usize;
         let at = offsets.get(ordinal).copied().unwrap_or(0);
-        let computed = leaves
-            .get(ordinal..ordinal + crate::tree::BLOCK)
-            .map(sealog_format::merkle::root)
-            .unwrap_or_default();
-        let stored = stored_level1
-            .and_then(|l| l.read(first / crate::tree::BLOCK as u64, 1).ok())
-            .and_then(|v| v.first().copied())
-            .unwrap_or_default();
         return Err(Corruption::new(
             location(at, first),
             CorruptionKind::RecordsChanged {
@@ -1426,15 +1420,16 @@ fn leaf_file_corruption(index: u64) -> Error {
 
 /// The first seq of a sealed segment whose stored leaf hash differs from the
 /// recomputed one (or is missing).
-/// The first seq of the first level-1 block (256 records) wholly inside
-/// segment `f` whose stored level-1 hash differs from the root of the
-/// leaves `computed` of its records, if any (a stored level that is short
-/// or unreadable names nothing: the footer then names the segment).
+/// The first level-1 block (256 records) wholly inside segment `f` whose
+/// stored level-1 hash differs from the root of the leaves `computed` of
+/// its records, if any: its first seq, the stored hash and the root (a
+/// stored level that is short names nothing: the footer then names the
+/// segment).
 fn first_block_difference(
     stored: Option<&LevelFile>,
     f: &Found,
     computed: &[Hash],
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, Hash, Hash)>> {
     let Some(stored) = stored else {
         return Ok(None);
     };
@@ -1447,8 +1442,10 @@ fn first_block_difference(
         let Some(leaves) = computed.get(from..from + crate::tree::BLOCK) else {
             break;
         };
-        if stored.read(k, 1)?.first() != Some(&sealog_format::merkle::root(leaves)) {
-            return Ok(Some(k * block));
+        let root = sealog_format::merkle::root(leaves);
+        match stored.read(k, 1)?.first() {
+            Some(hash) if *hash == root => {}
+            found => return Ok(Some((k * block, found.copied().unwrap_or_default(), root))),
         }
         k += 1;
     }
