@@ -38,6 +38,9 @@ pub const ALERTS_PARAMS: &[&str] = &["tenant"];
 /// The parameters of `GET /v1/checkpoint`.
 pub const CHECKPOINT_PARAMS: &[&str] = &["fresh"];
 
+/// The parameters of `POST /v1/verify`.
+pub const VERIFY_PARAMS: &[&str] = &["log_only"];
+
 /// The parameters of `GET /v1/proof/inclusion`.
 pub const INCLUSION_PARAMS: &[&str] = &["seq", "tree_size"];
 

@@ -455,6 +455,30 @@ async fn verification_stats_metrics_and_health_answer() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["intact"], true);
+    assert_eq!(r.json()["indexes_checked"], true);
+    let r = c
+        .request(
+            Method::POST,
+            "/v1/verify?log_only=true",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["intact"], true);
+    assert_eq!(r.json()["indexes_checked"], false);
+    let r = c
+        .request(
+            Method::POST,
+            "/v1/verify?log_only=yes",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("log_only"), "{}", r.text());
     let r = c.get("/v1/stats").await.unwrap();
     assert_eq!(r.status, 200);
     assert!(r.json()["store"]["fsyncs"].as_u64().unwrap() > 0);

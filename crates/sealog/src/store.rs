@@ -793,6 +793,17 @@ impl Store {
     /// segments and the stored leaf hashes. Sealed segments are checked in
     /// parallel. Returns a summary, or the first problem in log order.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
+        self.verify_checking(false)
+    }
+
+    /// [`Store::verify`] of the log only: everything that makes it
+    /// tamper-evident, not the index sidecars and key filters derived from
+    /// it (see [`crate::VerifyOptions::log_only`]).
+    pub fn verify_log_only(&self) -> Result<crate::verify::VerifyReport> {
+        self.verify_checking(true)
+    }
+
+    fn verify_checking(&self, log_only: bool) -> Result<crate::verify::VerifyReport> {
         // Checkpoints first: every one issued so far covers at most the view
         // taken next, so one that covers more means records were lost.
         let checkpoints = self.inner.checkpoints.entries().len();
@@ -815,7 +826,7 @@ impl Store {
                 .as_ref()
                 .map(|c| c.key.verifier()),
             checkpoints: Vec::new(),
-            log_only: false,
+            log_only,
         };
         crate::verify::run(
             &self.inner.config.dir,

@@ -309,7 +309,7 @@ pub(super) fn operations() -> Vec<Operation> {
             summary: "Full verification of the log: every checksum and hash recomputed",
             scopes: Some(AdminScope::NEEDS),
             all_tenants: AdminScope::ALL_TENANTS,
-            params: &[],
+            params: params::VERIFY_PARAMS,
             codes: &[ErrorCode::VerifyRunning],
             recorded: true,
             ok: || {
@@ -465,6 +465,11 @@ fn parameter(operation: &str, name: &str) -> Option<(&'static str, Value)> {
         ),
         ("record", "proof") => ("`true`: the record's receipt (text/plain).", flag),
         ("checkpoint", "fresh") => ("`true`: sign a checkpoint of the log now.", flag),
+        ("verify", "log_only") => (
+            "`true`: check the log only, not the index sidecars and key filters derived from \
+             it (about a third less work; `indexes_checked` is then `false`).",
+            flag,
+        ),
         (_, "actor") => ("The actor: `TYPE:ID`, or `ID` of any type.", text),
         (_, "action") => (
             "The action, exact or a glob (`customer.*`); repeat it to match any of several.",
@@ -777,12 +782,13 @@ fn schemas(codes: &[&str]) -> Value {
         "VerifyIntact": {"type": "object", "additionalProperties": false,
             "required": ["intact", "segments", "sealed_segments", "records", "bytes", "root",
                          "chain_head", "checkpoints", "checkpoints_authenticated",
-                         "unacknowledged_tail_bytes", "elapsed_secs"],
+                         "unacknowledged_tail_bytes", "indexes_checked", "elapsed_secs"],
             "properties": {"intact": {"const": true}, "segments": u64,
                            "sealed_segments": u64, "records": u64, "bytes": u64,
                            "root": b64, "chain_head": hex, "checkpoints": u64,
                            "checkpoints_authenticated": {"type": "boolean"},
                            "unacknowledged_tail_bytes": u64,
+                           "indexes_checked": {"type": "boolean"},
                            "elapsed_secs": {"type": "number", "minimum": 0}}},
         "VerifyDamaged": {"type": "object", "additionalProperties": false,
             "required": ["intact", "problem", "file", "offset", "seq"],
