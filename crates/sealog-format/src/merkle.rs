@@ -146,6 +146,32 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     hasher.finalize().into()
 }
 
+/// Computes the leaf hash of each of `data` into `out` (`out[i]` =
+/// [`leaf_hash`]`(data[i])`), several messages at once on the CPU's SIMD
+/// lanes or SHA extensions: for hashing many records, such as every record
+/// of a segment.
+///
+/// # Panics
+///
+/// If `data` and `out` differ in length.
+pub fn leaf_hashes(data: &[&[u8]], out: &mut [Hash]) {
+    assert_eq!(data.len(), out.len(), "one leaf hash per leaf");
+    tape_sha256::hash_many_prefixed(&[LEAF_PREFIX], data, out);
+}
+
+/// Computes `out[i]` = [`node_hash`] of the pair `pairs[i]` (left, right),
+/// several at once (see [`leaf_hashes`]): one level of a tree from the
+/// level below it.
+///
+/// # Panics
+///
+/// If `pairs` and `out` differ in length.
+pub fn node_hashes(pairs: &[[Hash; 2]], out: &mut [Hash]) {
+    assert_eq!(pairs.len(), out.len(), "one node hash per pair");
+    let bodies: Vec<&[u8]> = pairs.iter().map(|pair| pair.as_flattened()).collect();
+    tape_sha256::hash_many_prefixed(&[NODE_PREFIX], &bodies, out);
+}
+
 /// Returns `SHA-256("")`, the root of the empty tree.
 #[must_use]
 pub fn empty_root() -> Hash {
@@ -299,6 +325,87 @@ impl Frontier {
         self.subtrees.push(node);
         self.size = new_size;
         Ok(index)
+    }
+
+    /// Appends `leaves` (as [`Frontier::push`] does each in turn), hashing
+    /// the tree a level at a time, many nodes at once ([`node_hashes`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::TreeFull`] if the leaves do not fit.
+    pub fn extend(&mut self, leaves: &[Hash]) -> Result<(), ProofError> {
+        self.extend_with(leaves, |_, _, _| Ok(()))
+    }
+
+    /// [`Frontier::extend`], calling `completed(height, index, hash)` for
+    /// every interior node the leaves complete (the perfect subtree of
+    /// height `height ≥ 1` and index `index`, see [`NodeSource`]), level by
+    /// level from the lowest; the first error it returns stops the append
+    /// and is returned (the frontier is then unchanged).
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::TreeFull`] (converted into `E`) if the leaves do not
+    /// fit, or what `completed` returns.
+    pub fn extend_with<E: From<ProofError>>(
+        &mut self,
+        leaves: &[Hash],
+        mut completed: impl FnMut(u32, u64, &Hash) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let added = u64::try_from(leaves.len()).map_err(|_| ProofError::TreeFull)?;
+        let new_size = self.size.checked_add(added).ok_or(ProofError::TreeFull)?;
+        if self.subtrees.len() != popcount(self.size) {
+            return Err(ProofError::InvalidFrontier {
+                size: self.size,
+                expected: popcount(self.size),
+                actual: self.subtrees.len(),
+            }
+            .into());
+        }
+        let mut pending = self.subtrees.clone();
+        // Nodes of the current level whose right sibling is not there yet,
+        // lowest level first: the new smallest subtrees.
+        let mut carries = Vec::new();
+        let mut level: Vec<Hash> = leaves.to_vec();
+        let mut next: Vec<Hash> = Vec::with_capacity(level.len() / 2 + 1);
+        // Index of `level[0]` among the nodes of its height.
+        let mut start = self.size;
+        let mut height = 0u32;
+        while !level.is_empty() {
+            next.clear();
+            let mut rest = level.as_slice();
+            // An odd first index: its left sibling is the smallest subtree.
+            if start & 1 == 1
+                && let Some((first, after)) = rest.split_first()
+            {
+                let left = pending.pop().ok_or(ProofError::InvalidFrontier {
+                    size: self.size,
+                    expected: popcount(self.size),
+                    actual: self.subtrees.len(),
+                })?;
+                next.push(node_hash(&left, first));
+                rest = after;
+            }
+            let (pairs, last) = rest.as_chunks::<2>();
+            let at = next.len();
+            next.resize(at + pairs.len(), [0; HASH_SIZE]);
+            if let Some(out) = next.get_mut(at..) {
+                node_hashes(pairs, out);
+            }
+            if let Some(last) = last.first() {
+                carries.push(*last);
+            }
+            start >>= 1;
+            height += 1;
+            for (i, node) in next.iter().enumerate() {
+                completed(height, start + i as u64, node)?;
+            }
+            std::mem::swap(&mut level, &mut next);
+        }
+        pending.extend(carries.into_iter().rev());
+        self.subtrees = pending;
+        self.size = new_size;
+        Ok(())
     }
 
     /// The number of leaves in the tree.

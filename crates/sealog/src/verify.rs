@@ -272,76 +272,88 @@ fn load_checkpoints(
     Ok(checks)
 }
 
-/// The Merkle tree over the whole log, built leaf by leaf in log order; it
-/// checks the stored level files and the checkpoints as it grows.
+/// The Merkle tree over the whole log, built in log order; it checks the
+/// stored level files and the checkpoints as it grows.
 struct StreamTree {
-    size: u64,
-    /// Roots of the perfect subtrees of the decomposition of `size`,
-    /// largest first, with their heights.
-    stack: Vec<(u32, Hash)>,
+    tree: Frontier,
     levels: Vec<Option<LevelFile>>,
     /// Leaves stored in the level files (sealed records).
     sealed: u64,
 }
 
 impl StreamTree {
-    fn push(&mut self, leaf: Hash) -> Result<()> {
-        let mut node = (0u32, leaf);
-        while let Some(&(h, left)) = self.stack.last() {
-            if h != node.0 {
-                break;
-            }
-            self.stack.pop();
-            node = (h + 1, sealog_format::merkle::node_hash(&left, &node.1));
-            let height = node.0;
-            if height.is_multiple_of(8) {
-                self.check_level(height, node.1)?;
-            }
-        }
-        self.stack.push(node);
-        self.size += 1;
-        Ok(())
+    fn size(&self) -> u64 {
+        self.tree.size()
     }
 
-    /// Compares a completed node of height `8k` with level file `k`.
-    fn check_level(&self, height: u32, hash: Hash) -> Result<()> {
-        let k = (height / 8) as usize;
-        let end = self.size + 1;
-        if end > self.sealed {
-            return Ok(()); // not stored yet: above unsealed records
-        }
-        let index = (end >> height) - 1;
-        let name = format!("{}/{}", layout::TREE, crate::tree::level_file_name(k));
-        let wrong = || -> Error {
-            Corruption::new(
-                Location::file(name.clone()).at(index * crate::tree::LEAF_LEN),
-                CorruptionKind::LevelMismatch {
-                    level: k as u64,
-                    index,
-                },
-            )
-            .into()
-        };
-        match self.levels.get(k).and_then(Option::as_ref) {
-            Some(level) if index < level.len() => {
-                let stored = level.read(index, 1)?;
-                if stored.first() != Some(&hash) {
-                    return Err(wrong());
-                }
+    /// Appends `leaves`, comparing each completed node of height `8k` with
+    /// level file `k`.
+    fn extend(&mut self, leaves: &[Hash]) -> Result<()> {
+        let StreamTree {
+            tree,
+            levels,
+            sealed,
+        } = self;
+        tree.extend_with(leaves, |height, index, hash| {
+            if height.is_multiple_of(8) {
+                check_level(levels, *sealed, height, index, hash)
+            } else {
                 Ok(())
             }
-            _ => Err(wrong()),
+        })
+    }
+
+    /// How many of `more` leaves to append before the next checkpoint in
+    /// `next_check` is reached (all of them if none is).
+    fn until_next(&self, next_check: Option<&&CheckpointCheck>, more: usize) -> usize {
+        match next_check {
+            Some(c) if c.size > self.size() => {
+                usize::try_from(c.size - self.size()).map_or(more, |n| n.min(more))
+            }
+            _ => more,
         }
     }
 
     fn root(&self) -> Hash {
-        let mut iter = self.stack.iter().rev();
-        let Some(&(_, last)) = iter.next() else {
-            return sealog_format::merkle::empty_root();
-        };
-        iter.fold(last, |acc, (_, left)| {
-            sealog_format::merkle::node_hash(left, &acc)
-        })
+        self.tree.root()
+    }
+}
+
+/// Compares the node of height `height = 8k` and index `index` of the
+/// whole log's tree with level file `k`; a node above records not sealed
+/// yet is not stored, and not compared.
+fn check_level(
+    levels: &[Option<LevelFile>],
+    sealed: u64,
+    height: u32,
+    index: u64,
+    hash: &Hash,
+) -> Result<()> {
+    let k = (height / 8) as usize;
+    let end = (index + 1) << height;
+    if end > sealed {
+        return Ok(()); // not stored yet: above unsealed records
+    }
+    let name = format!("{}/{}", layout::TREE, crate::tree::level_file_name(k));
+    let wrong = || -> Error {
+        Corruption::new(
+            Location::file(name.clone()).at(index * crate::tree::LEAF_LEN),
+            CorruptionKind::LevelMismatch {
+                level: k as u64,
+                index,
+            },
+        )
+        .into()
+    };
+    match levels.get(k).and_then(Option::as_ref) {
+        Some(level) if index < level.len() => {
+            let stored = level.read(index, 1)?;
+            if stored.first() != Some(hash) {
+                return Err(wrong());
+            }
+            Ok(())
+        }
+        _ => Err(wrong()),
     }
 }
 
@@ -388,8 +400,7 @@ pub(crate) fn run(
         .unwrap_or(0);
 
     let mut stream = StreamTree {
-        size: 0,
-        stack: Vec::new(),
+        tree: Frontier::new(),
         levels,
         sealed,
     };
@@ -523,16 +534,26 @@ pub(crate) fn run(
             )
             .into());
         }
-        // Checkpoints at the very start of this segment (size = its first seq).
-        for leaf in &summary.leaves {
-            while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
-                check_checkpoint(check, &stream, None, last_matching)?;
+        // The leaves, a run at a time up to each checkpoint inside them:
+        // one at the very start of this segment (size = its first seq) has
+        // no chain value from it.
+        let mut rest = summary.leaves.as_slice();
+        while !rest.is_empty() {
+            while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
+                let chain_at = summary
+                    .chains_at
+                    .iter()
+                    .find(|(size, _)| *size == check.size)
+                    .map(|(_, h)| *h);
+                check_checkpoint(check, &stream, chain_at, last_matching)?;
                 last_matching = check.size;
                 report.checkpoints += 1;
                 report.newest_checkpoint = Some(check.size);
             }
-            stream.push(*leaf)?;
-            while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+            let (run, after) = rest.split_at(stream.until_next(next_check.peek(), rest.len()));
+            stream.extend(run)?;
+            rest = after;
+            while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
                 let chain_at = summary
                     .chains_at
                     .iter()
@@ -595,7 +616,7 @@ pub(crate) fn run(
         return Err(Corruption::new(
             Location::file(check.source.clone()),
             CorruptionKind::Truncated {
-                have: stream.size,
+                have: stream.size(),
                 signed: check.size,
             },
         )
@@ -737,18 +758,23 @@ fn check_pruned(
         }
     };
     let mut frontier = Frontier::new();
-    for leaf in &leaves {
-        while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+    let mut rest = leaves.as_slice();
+    while !rest.is_empty() {
+        while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
             check_checkpoint(check, stream, Some(*chain), *last_matching)?;
             *last_matching = check.size;
             report.checkpoints += 1;
             report.newest_checkpoint = Some(check.size);
         }
-        *chain = sealog_format::chain::link(chain, leaf);
-        let _ = frontier.push(*leaf);
-        stream.push(*leaf)?;
+        let (run, after) = rest.split_at(stream.until_next(next_check.peek(), rest.len()));
+        for leaf in run {
+            *chain = sealog_format::chain::link(chain, leaf);
+        }
+        frontier.extend(run)?;
+        stream.extend(run)?;
+        rest = after;
     }
-    while let Some(check) = next_check.next_if(|c| c.size == stream.size) {
+    while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
         check_checkpoint(check, stream, Some(*chain), *last_matching)?;
         *last_matching = check.size;
         report.checkpoints += 1;
@@ -999,6 +1025,83 @@ fn pipeline(
     outcome
 }
 
+/// Records hashed between two updates of a segment's chain: enough to
+/// keep the hashing lanes full, few enough that the records are still in
+/// the cache.
+const HASH_BATCH: usize = 64;
+
+/// What a segment's records give in order, once hashed: their leaf hashes,
+/// the hash chain through them, the chain at the checkpoint sizes that fall
+/// in the segment, and where its last complete batch (COMMIT flag) ends.
+/// Records are added as they are walked and hashed [`HASH_BATCH`] at a time.
+struct Chained<'a> {
+    first_seq: u64,
+    leaves: Vec<Hash>,
+    chain: Hash,
+    /// Checkpoint sizes still to reach, in increasing order.
+    wanted: std::iter::Peekable<std::vec::IntoIter<u64>>,
+    chains_at: Vec<(u64, Hash)>,
+    /// (records, chain head, frame end) at the last COMMIT flag, and the
+    /// recorded time of that record.
+    committed: ((u64, Hash, u64), Option<i64>),
+    /// Bodies not hashed yet, with (frame end, recorded time) for those
+    /// that end a batch.
+    bodies: Vec<&'a [u8]>,
+    commits: Vec<Option<(u64, i64)>>,
+}
+
+impl<'a> Chained<'a> {
+    fn new(first_seq: u64, chain_in: Hash, wanted: Vec<u64>, expected: usize) -> Self {
+        Chained {
+            first_seq,
+            leaves: Vec::with_capacity(expected),
+            chain: chain_in,
+            wanted: wanted.into_iter().peekable(),
+            chains_at: Vec::new(),
+            committed: ((0, chain_in, 0), None),
+            bodies: Vec::with_capacity(HASH_BATCH),
+            commits: Vec::with_capacity(HASH_BATCH),
+        }
+    }
+
+    /// The next record's body; `commit` when it ends a batch: its frame's
+    /// end and its recorded time.
+    fn add(&mut self, body: &'a [u8], commit: Option<(u64, i64)>) {
+        self.bodies.push(body);
+        self.commits.push(commit);
+        if self.bodies.len() == HASH_BATCH {
+            self.settle();
+        }
+    }
+
+    fn settle(&mut self) {
+        let from = self.leaves.len();
+        self.leaves
+            .resize(from + self.bodies.len(), Hash::default());
+        sealog_format::merkle::leaf_hashes(&self.bodies, &mut self.leaves[from..]);
+        for (i, commit) in self.commits.iter().enumerate() {
+            let Some(leaf) = self.leaves.get(from + i) else {
+                break;
+            };
+            self.chain = sealog_format::chain::link(&self.chain, leaf);
+            let count = (from + i + 1) as u64;
+            while let Some(size) = self.wanted.next_if(|&s| s == self.first_seq + count) {
+                self.chains_at.push((size, self.chain));
+            }
+            if let Some((end, recorded)) = *commit {
+                self.committed = ((count, self.chain, end), Some(recorded));
+            }
+        }
+        self.bodies.clear();
+        self.commits.clear();
+    }
+
+    fn finish(mut self) -> Self {
+        self.settle();
+        self
+    }
+}
+
 fn verify_segment(
     fs: &dyn Vfs,
     f: &Found,
@@ -1010,12 +1113,11 @@ fn verify_segment(
     // `None`: the log only, no index files checked.
     key_filters: Option<&crate::key_filter::Catalog>,
 ) -> Result<Summary> {
-    let mut wanted = checkpoint_sizes
+    let wanted: Vec<u64> = checkpoint_sizes
         .iter()
         .copied()
         .filter(|&s| s > f.header.first_seq)
-        .peekable();
-    let mut chains_at = Vec::new();
+        .collect();
     let image = match &f.footer {
         // Sealed segments are never written again: map them (a compressed
         // one is decoded, every block checked, and its image verified).
@@ -1033,7 +1135,8 @@ fn verify_segment(
         (None, Some(limit)) => limit.seq.saturating_sub(f.header.first_seq),
         (None, None) => u64::MAX,
     };
-    let mut walker = FrameWalker::new(&image, f.header.first_seq, None);
+    // Records are hashed a batch at a time, several at once.
+    let mut walker = FrameWalker::new(&image, f.header.first_seq, None).without_leaves();
     // A sealed segment's sidecar, as its records give it: the columnar
     // in-memory index an open segment keeps, encoded as the sealer encodes
     // it (the same bytes as building it term by term, for less work).
@@ -1048,18 +1151,20 @@ fn verify_segment(
                 Vec::new(),
             )
         });
-    let mut chain = f.header.chain_in;
-    let mut frontier = Frontier::new();
-    let mut leaves = Vec::new();
-    let mut offsets = Vec::new();
+    let expected_records = usize::try_from(max_records.min(1 << 24)).unwrap_or(0);
+    let mut chained = Chained::new(
+        f.header.first_seq,
+        f.header.chain_in,
+        wanted,
+        expected_records,
+    );
+    let mut offsets = Vec::with_capacity(expected_records);
     let mut policies = Vec::new();
     let mut count = 0u64;
-    let mut committed = (0u64, chain, 0u64);
     let mut min_event = i64::MAX;
     let mut max_event = i64::MIN;
     let mut first_recorded = None;
     let mut last_recorded = None;
-    let mut last_commit_recorded = None;
     let mut end = sealog_format::segment::HEADER_LEN as u64;
     while count < max_records {
         let Some(r) = walker.next_record() else { break };
@@ -1075,9 +1180,6 @@ fn verify_segment(
                 Err(_) => indexer = None,
             }
         }
-        chain = sealog_format::chain::link(&chain, &r.leaf);
-        let _ = frontier.push(r.leaf);
-        leaves.push(r.leaf);
         offsets.push(r.offset);
         if crate::policy_note::is_policy_view(&r.view) {
             policies.push(r.view.seq);
@@ -1089,15 +1191,16 @@ fn verify_segment(
         first_recorded.get_or_insert(recorded);
         last_recorded = Some(recorded);
         count += 1;
-        while let Some(size) = wanted.next_if(|&s| s == f.header.first_seq + count) {
-            chains_at.push((size, chain));
-        }
         end = r.offset + r.frame_len as u64;
-        if r.commit {
-            committed = (count, chain, end);
-            last_commit_recorded = last_recorded;
-        }
+        chained.add(r.body, r.commit.then_some((end, recorded)));
     }
+    let Chained {
+        mut leaves,
+        chain,
+        mut chains_at,
+        committed: (committed, last_commit_recorded),
+        ..
+    } = chained.finish();
     let reached_limit = count >= max_records;
     let stop = if reached_limit {
         None
@@ -1224,6 +1327,8 @@ fn verify_segment(
         )
         .into());
     }
+    let mut frontier = Frontier::new();
+    frontier.extend(&leaves)?;
     let root = frontier.root();
     let matches_footer = footer.chain_head == chain && footer.merkle_root == root;
     // The leaf hashes stored at seal time pinpoint an altered record; if the

@@ -813,3 +813,76 @@ proptest! {
         let _ = verify_consistency(old % (size | 1), size, &leaf, &leaf, &proof);
     }
 }
+
+proptest! {
+    /// Hashing many leaves at once gives each one's [`leaf_hash`], for
+    /// every length around the block and padding edges and batch sizes
+    /// around the SIMD widths.
+    #[test]
+    fn leaf_hashes_are_each_leafs_hash(
+        lens in proptest::collection::vec(0usize..700, 0..40),
+        seed in any::<u8>(),
+    ) {
+        let data: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8 ^ seed).collect())
+            .collect();
+        let slices: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let mut out = vec![[0u8; 32]; slices.len()];
+        leaf_hashes(&slices, &mut out);
+        for (d, got) in data.iter().zip(&out) {
+            prop_assert_eq!(*got, leaf_hash(d));
+        }
+    }
+
+    /// Appending leaves in batches of any sizes gives the frontier (and the
+    /// root) that appending them one at a time does, and reports every
+    /// completed node with its height and index, each once.
+    #[test]
+    fn a_frontier_extended_in_batches_is_the_one_pushed_leaf_by_leaf(
+        batches in proptest::collection::vec(0usize..300, 0..8),
+    ) {
+        let total: usize = batches.iter().sum();
+        let leaves: Vec<Hash> = (0..total).map(|i| leaf_hash(&(i as u64).to_le_bytes())).collect();
+        let mut one = Frontier::new();
+        for leaf in &leaves {
+            one.push(*leaf).unwrap();
+        }
+        let mut many = Frontier::new();
+        let mut completed = Vec::new();
+        let mut at = 0;
+        for &n in &batches {
+            many.extend_with(&leaves[at..at + n], |height, index, hash| {
+                completed.push((height, index, *hash));
+                Ok::<(), ProofError>(())
+            })
+            .unwrap();
+            at += n;
+            prop_assert_eq!(many.size(), at as u64);
+            prop_assert_eq!(many.root(), root(&leaves[..at]));
+        }
+        prop_assert_eq!(&many, &one);
+        // Every perfect subtree of height ≥ 1 inside the leaves, once.
+        let mut expected = Vec::new();
+        for height in 1..16u32 {
+            for index in 0..(total as u64 >> height) {
+                let (s, e) = ((index << height) as usize, ((index + 1) << height) as usize);
+                expected.push((height, index, root(&leaves[s..e])));
+            }
+        }
+        completed.sort();
+        expected.sort();
+        prop_assert_eq!(completed, expected);
+    }
+}
+
+#[test]
+fn extending_by_nothing_changes_nothing_and_a_full_tree_refuses_more() {
+    let mut f = Frontier::new();
+    f.extend(&[]).unwrap();
+    assert_eq!(f, Frontier::new());
+    let mut full = Frontier::from_parts(u64::MAX, vec![[7u8; 32]; 64]).unwrap();
+    assert_eq!(full.extend(&[[1u8; 32]]), Err(ProofError::TreeFull));
+    assert_eq!(full.size(), u64::MAX);
+}

@@ -44,7 +44,10 @@ pub(crate) struct WalkedRecord<'a> {
     pub commit: bool,
     /// The decoded record.
     pub view: RecordView<'a>,
-    /// Its Merkle leaf hash.
+    /// The record's bytes (the frame's body).
+    pub body: &'a [u8],
+    /// Its Merkle leaf hash (zero from a walker made
+    /// [`FrameWalker::without_leaves`]).
     pub leaf: Hash,
 }
 
@@ -74,6 +77,8 @@ pub(crate) struct FrameWalker<'a> {
     next_seq: u64,
     last_recorded_at: Option<i64>,
     stop: Option<Stop>,
+    /// Whether each record's leaf hash is computed.
+    leaves: bool,
 }
 
 impl<'a> FrameWalker<'a> {
@@ -87,6 +92,7 @@ impl<'a> FrameWalker<'a> {
             next_seq: first_seq,
             last_recorded_at,
             stop: None,
+            leaves: true,
         }
     }
 
@@ -104,7 +110,16 @@ impl<'a> FrameWalker<'a> {
             next_seq,
             last_recorded_at,
             stop: None,
+            leaves: true,
         }
+    }
+
+    /// A walker that leaves [`WalkedRecord::leaf`] zero, for a caller that
+    /// hashes the records' bodies itself, many at once
+    /// ([`sealog_format::merkle::leaf_hashes`]).
+    pub(crate) fn without_leaves(mut self) -> Self {
+        self.leaves = false;
+        self
     }
 
     /// The leaf hashes of the next `count` records, fewer if the walk
@@ -181,7 +196,12 @@ impl<'a> FrameWalker<'a> {
             offset: at,
             frame_len: frame.len,
             commit: frame.is_commit(),
-            leaf: leaf_hash(frame.body),
+            body: frame.body,
+            leaf: if self.leaves {
+                leaf_hash(frame.body)
+            } else {
+                Hash::default()
+            },
             view,
         })
     }
