@@ -168,8 +168,14 @@ pub fn leaf_hashes(data: &[&[u8]], out: &mut [Hash]) {
 /// If `pairs` and `out` differ in length.
 pub fn node_hashes(pairs: &[[Hash; 2]], out: &mut [Hash]) {
     assert_eq!(pairs.len(), out.len(), "one node hash per pair");
-    let bodies: Vec<&[u8]> = pairs.iter().map(|pair| pair.as_flattened()).collect();
-    tape_sha256::hash_many_prefixed(&[NODE_PREFIX], &bodies, out);
+    // A run at a time: the slices of a whole level would be megabytes.
+    const RUN: usize = 256;
+    let mut bodies: Vec<&[u8]> = Vec::with_capacity(RUN.min(pairs.len()));
+    for (pairs, out) in pairs.chunks(RUN).zip(out.chunks_mut(RUN)) {
+        bodies.clear();
+        bodies.extend(pairs.iter().map(|pair| pair.as_flattened()));
+        tape_sha256::hash_many_prefixed(&[NODE_PREFIX], &bodies, out);
+    }
 }
 
 /// Returns `SHA-256("")`, the root of the empty tree.
@@ -366,14 +372,19 @@ impl Frontier {
         // Nodes of the current level whose right sibling is not there yet,
         // lowest level first: the new smallest subtrees.
         let mut carries = Vec::new();
-        let mut level: Vec<Hash> = leaves.to_vec();
-        let mut next: Vec<Hash> = Vec::with_capacity(level.len() / 2 + 1);
-        // Index of `level[0]` among the nodes of its height.
+        // The nodes of the level above the leaves, then of the next, ...
+        let mut level: Vec<Hash> = Vec::new();
+        let mut next: Vec<Hash> = Vec::with_capacity(leaves.len() / 2 + 1);
+        // Index of the level's first node among the nodes of its height.
         let mut start = self.size;
         let mut height = 0u32;
-        while !level.is_empty() {
+        loop {
+            let nodes = if height == 0 { leaves } else { &level };
+            if nodes.is_empty() {
+                break;
+            }
             next.clear();
-            let mut rest = level.as_slice();
+            let mut rest = nodes;
             // An odd first index: its left sibling is the smallest subtree.
             if start & 1 == 1
                 && let Some((first, after)) = rest.split_first()

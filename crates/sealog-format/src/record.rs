@@ -732,6 +732,130 @@ mod tests {
         }
     }
 
+    /// An event whose every text field is distinct, some of them with
+    /// multi-byte characters, one longer than 127 bytes (its length prefix
+    /// is not ASCII), and an IPv4 address whose bytes are not ASCII.
+    fn event_of_texts() -> (Event, Vec<(&'static str, String)>) {
+        let long_agent = format!("Mozilla/5.0 ({}) é", "x".repeat(140));
+        let mut metadata = Metadata::new();
+        metadata.insert("ключ".into(), serde_json::json!("värde"));
+        let event = Event::new(
+            Actor::new("üser", "ålice"),
+            "cüstomer.delete",
+            Resource::new("cüstomer", "44–71"),
+            Outcome::Denied,
+        )
+        .with_tenant("acmé")
+        .with_source_ip("192.168.200.250".parse().unwrap())
+        .with_user_agent(&long_agent)
+        .with_request_id("req-日本")
+        .with_reason("ticket SEC-12 ✓")
+        .with_session_id("s-ß")
+        .on_behalf_of(Principal::new("süpport", "agent-7"))
+        .with_metadata(metadata);
+        let metadata_text = serde_json::to_string(event.metadata.as_ref().unwrap()).unwrap();
+        let fields = vec![
+            ("actor.type", "üser".to_owned()),
+            ("actor.id", "ålice".to_owned()),
+            ("actor.on_behalf_of.type", "süpport".to_owned()),
+            ("actor.on_behalf_of.id", "agent-7".to_owned()),
+            ("actor.session_id", "s-ß".to_owned()),
+            ("action", "cüstomer.delete".to_owned()),
+            ("resource.type", "cüstomer".to_owned()),
+            ("resource.id", "44–71".to_owned()),
+            ("tenant", "acmé".to_owned()),
+            ("source.user_agent", long_agent),
+            ("request_id", "req-日本".to_owned()),
+            ("reason", "ticket SEC-12 ✓".to_owned()),
+            ("metadata", metadata_text),
+        ];
+        (event, fields)
+    }
+
+    /// Where `text` is in `body` (after `from`).
+    fn find(body: &[u8], text: &str, from: usize) -> usize {
+        from + body[from..]
+            .windows(text.len())
+            .position(|w| w == text.as_bytes())
+            .unwrap_or_else(|| panic!("{text} not in the record"))
+    }
+
+    /// Every text field reads back exactly, multi-byte characters and
+    /// non-ASCII bytes between fields included, and a field that is not
+    /// UTF-8 is named with its offset, whichever it is; of two, the first.
+    #[test]
+    fn a_text_field_that_is_not_utf8_is_named_whichever_it_is() {
+        let (event, fields) = event_of_texts();
+        let body = encode(&event, 7, Timestamp::from_nanos(9)).unwrap();
+        assert_eq!(decode(&body).unwrap().to_record().unwrap().event, event);
+        let mut from = 0;
+        let mut offsets = Vec::new();
+        for (field, text) in &fields {
+            let at = find(&body, text, from);
+            from = at + text.len();
+            offsets.push(at);
+            // Its last byte made 0xFF, or a lone continuation byte in place
+            // of an ASCII one: not text.
+            let last = *text.as_bytes().last().unwrap();
+            for bad in [0xFF, 0x80]
+                .into_iter()
+                .filter(|&b| b == 0xFF || last < 0x80)
+            {
+                let mut damaged = body.clone();
+                damaged[at + text.len() - 1] = bad;
+                assert_eq!(
+                    decode(&damaged).unwrap_err(),
+                    RecordError::BadUtf8 { field, offset: at },
+                    "{field} with byte {bad:#x}"
+                );
+            }
+            // The first byte of a multi-byte character cut off.
+            let mut damaged = body.clone();
+            damaged[at] = 0xC3;
+            if text.as_bytes()[1] < 0x80 {
+                assert_eq!(
+                    decode(&damaged).unwrap_err(),
+                    RecordError::BadUtf8 { field, offset: at },
+                    "{field} starting with a cut character"
+                );
+            }
+        }
+        // Two fields damaged: the first is named.
+        for (i, j) in [(0, 1), (0, 12), (8, 9), (9, 12), (2, 7)] {
+            let mut damaged = body.clone();
+            damaged[offsets[i]] = 0xFF;
+            damaged[offsets[j]] = 0xFF;
+            assert_eq!(
+                decode(&damaged).unwrap_err(),
+                RecordError::BadUtf8 {
+                    field: fields[i].0,
+                    offset: offsets[i]
+                }
+            );
+        }
+        // A field that is not text before a damaged layout (an IP family
+        // that does not exist) is what is reported, as field by field.
+        let family_at = offsets[8] + fields[8].1.len();
+        assert_eq!(body[family_at], 4);
+        let mut damaged = body.clone();
+        damaged[family_at] = 5;
+        assert_eq!(
+            decode(&damaged).unwrap_err(),
+            RecordError::BadIpFamily {
+                family: 5,
+                offset: family_at
+            }
+        );
+        damaged[offsets[3]] = 0xFF;
+        assert_eq!(
+            decode(&damaged).unwrap_err(),
+            RecordError::BadUtf8 {
+                field: "actor.on_behalf_of.id",
+                offset: offsets[3]
+            }
+        );
+    }
+
     #[test]
     fn a_full_record_round_trips() {
         let event = full_event();

@@ -1570,15 +1570,22 @@ fn first_leaf_difference(
         .len()
         .saturating_sub(first)
         .min(computed.len() as u64) as usize;
-    let leaves = stored.read(first, available)?;
-    // A leaf not stored (freed when its segment was stored compressed) is
-    // computed by readers; level 1, compared as well, covers its block.
-    if let Some(i) = leaves
-        .iter()
-        .zip(computed)
-        .position(|(s, c)| s != c && !crate::tree::not_stored(s))
-    {
-        return Ok(Some(first + i as u64));
+    // Read a run at a time: a segment's leaves are megabytes, which a
+    // buffer of their size would have the kernel zero and copy again.
+    const RUN: usize = 4096;
+    for (run, computed) in computed[..available].chunks(RUN).enumerate() {
+        let from = (run * RUN) as u64;
+        let leaves = stored.read(first + from, computed.len())?;
+        // A leaf not stored (freed when its segment was stored compressed)
+        // is computed by readers; level 1, compared as well, covers its
+        // block.
+        if let Some(i) = leaves
+            .iter()
+            .zip(computed)
+            .position(|(s, c)| s != c && !crate::tree::not_stored(s))
+        {
+            return Ok(Some(first + from + i as u64));
+        }
     }
     Ok((available < computed.len()).then_some(first + available as u64))
 }
