@@ -534,35 +534,30 @@ pub(crate) fn run(
             )
             .into());
         }
-        // The leaves, a run at a time up to each checkpoint inside them:
-        // one at the very start of this segment (size = its first seq) has
-        // no chain value from it.
+        // The leaves, a run at a time up to each checkpoint inside them
+        // (one at the very start of this segment, size = its first seq, has
+        // no chain value from it), and the checkpoints at their end.
         let mut rest = summary.leaves.as_slice();
-        while !rest.is_empty() {
-            while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
-                let chain_at = summary
-                    .chains_at
-                    .iter()
-                    .find(|(size, _)| *size == check.size)
-                    .map(|(_, h)| *h);
-                check_checkpoint(check, &stream, chain_at, last_matching)?;
-                last_matching = check.size;
-                report.checkpoints += 1;
-                report.newest_checkpoint = Some(check.size);
-            }
-            let (run, after) = rest.split_at(stream.until_next(next_check.peek(), rest.len()));
-            stream.extend(run)?;
-            rest = after;
-            while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
-                let chain_at = summary
-                    .chains_at
-                    .iter()
-                    .find(|(size, _)| *size == check.size)
-                    .map(|(_, h)| *h);
-                check_checkpoint(check, &stream, chain_at, last_matching)?;
-                last_matching = check.size;
-                report.checkpoints += 1;
-                report.newest_checkpoint = Some(check.size);
+        // (An empty segment leaves them to the next.)
+        if !rest.is_empty() {
+            loop {
+                while let Some(check) = next_check.next_if(|c| c.size == stream.size()) {
+                    let chain_at = summary
+                        .chains_at
+                        .iter()
+                        .find(|(size, _)| *size == check.size)
+                        .map(|(_, h)| *h);
+                    check_checkpoint(check, &stream, chain_at, last_matching)?;
+                    last_matching = check.size;
+                    report.checkpoints += 1;
+                    report.newest_checkpoint = Some(check.size);
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                let (run, after) = rest.split_at(stream.until_next(next_check.peek(), rest.len()));
+                stream.extend(run)?;
+                rest = after;
             }
         }
         if f.footer.is_some() {
