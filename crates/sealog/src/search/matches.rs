@@ -343,6 +343,13 @@ impl Matches {
     /// them together rather than one segment after the other as each is
     /// planned. Only advice: nothing is read or checked here.
     fn advise_ahead(&mut self) {
+        // A search of the open segments alone reads no sealed segment:
+        // asking for their sections would only cost system calls (a
+        // page answered from the open segment is the common dashboard
+        // query, and falls back to a full search when it is not).
+        if self.open_only {
+            return;
+        }
         let position = self.segment_count - self.segments.as_slice().len();
         while self.advised.front().is_some_and(|&p| p < position) {
             self.advised.pop_front();
