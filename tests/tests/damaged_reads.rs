@@ -185,6 +185,61 @@ fn a_damaged_record_in_the_open_segment_makes_the_read_only_open_fail() {
     assert_eq!(c.location.seq, Some(first_seq(active) + 1), "{c}");
 }
 
+/// Records of a live store's open segment are read several at once (one
+/// positioned read per run of nearby frames): a damaged frame among them is
+/// still an error naming it, after the records before it, never a gap.
+#[test]
+fn a_damaged_record_in_a_live_open_segment_fails_the_reads_that_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(1 << 20)).unwrap();
+    store.append_batch(events(0, 40)).unwrap();
+    let files = sealog_tests::segment_files(dir.path());
+    assert_eq!(files.len(), 1, "every record in the open segment");
+    let offset = damage_record(&files[0], 25);
+
+    // A page that stops before the damage reads.
+    let page = store
+        .query(&Query {
+            limit: 5,
+            ..everything(Order::NewestFirst)
+        })
+        .unwrap();
+    let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [39, 38, 37, 36, 35]);
+
+    // One that reaches it fails, naming the frame.
+    let err = store
+        .query(&Query {
+            limit: 30,
+            ..everything(Order::NewestFirst)
+        })
+        .unwrap_err();
+    let c = corruption_of(&err);
+    assert_eq!(c.location.file, name(&files[0]), "{c}");
+    assert_eq!(c.location.offset, Some(offset), "{c}");
+    assert_eq!(c.location.seq, Some(25), "{c}");
+
+    // The lazy iterator, in both orders: the records before the damaged
+    // one, then the error, then nothing.
+    for (order, before) in [(Order::NewestFirst, 26..=39), (Order::OldestFirst, 0..=24)] {
+        let items: Vec<_> = store.matches(&everything(order)).unwrap().collect();
+        let read: Vec<u64> = items
+            .iter()
+            .map_while(|i| i.as_ref().ok().map(|r| r.seq))
+            .collect();
+        let expected: Vec<u64> = if order == Order::NewestFirst {
+            before.rev().collect()
+        } else {
+            before.collect()
+        };
+        assert_eq!(read, expected, "{order:?}");
+        assert_eq!(items.len(), read.len() + 1, "{order:?}: the error ends it");
+        let err = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(corruption_of(err).location.seq, Some(25), "{order:?}");
+    }
+    drop(store);
+}
+
 #[test]
 fn a_damaged_record_in_a_sealed_segment_fails_scan_query_and_get_instead_of_shortening_them() {
     let (dir, files) = sealed_store();

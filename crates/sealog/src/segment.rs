@@ -353,6 +353,68 @@ impl OpenSegment {
         };
         f(&view, len, data.event_time_range)
     }
+    /// The record bytes of the committed records among `ordinals`, each
+    /// frame checked, read with one positioned read per run of nearby
+    /// frames rather than one read each (a page of one actor's newest
+    /// events is usually a few runs). Best effort: a frame that cannot be
+    /// read or checked here is left out, and reading it alone with
+    /// [`OpenSegment::read_record`] says what is wrong with it.
+    pub(crate) fn read_records(&self, ordinals: &[u32]) -> Vec<(u32, Vec<u8>)> {
+        // (ordinal, frame offset, frame end), in file order.
+        let mut frames: Vec<(u32, u64, u64)> = {
+            let data = self.data.read();
+            ordinals
+                .iter()
+                .filter_map(|&ordinal| {
+                    let i = ordinal as usize;
+                    let offset = u64::from(*data.offsets.get(i)?);
+                    let end = data
+                        .offsets
+                        .get(i + 1)
+                        .map_or(data.frames_end, |&o| u64::from(o));
+                    Some((ordinal, offset, end))
+                })
+                .collect()
+        };
+        frames.sort_unstable_by_key(|&(_, offset, _)| offset);
+        let mut out = Vec::with_capacity(frames.len());
+        let mut rest = frames.as_slice();
+        while let Some(&(_, start, first_end)) = rest.first() {
+            let mut end = first_end;
+            let run = rest
+                .iter()
+                .take_while(|&&(_, offset, frame_end)| {
+                    let joins = offset <= end.saturating_add(READ_RUN_GAP)
+                        && frame_end.saturating_sub(start) <= READ_RUN_MAX;
+                    if joins {
+                        end = end.max(frame_end);
+                    }
+                    joins
+                })
+                .count()
+                .max(1);
+            let (these, after) = rest.split_at(run.min(rest.len()));
+            rest = after;
+            let Ok(len) = usize::try_from(end.saturating_sub(start)) else {
+                continue;
+            };
+            let mut buf = vec![0u8; len];
+            if self.file.read_exact_at(&mut buf, start).is_err() {
+                continue;
+            }
+            for &(ordinal, offset, frame_end) in these {
+                let bytes = usize::try_from(offset - start)
+                    .ok()
+                    .zip(usize::try_from(frame_end - start).ok())
+                    .and_then(|(from, to)| buf.get(from..to));
+                if let Some(Ok(FrameRead::Frame(f))) = bytes.map(frame::read_frame) {
+                    out.push((ordinal, f.body.to_vec()));
+                }
+            }
+        }
+        out
+    }
+
     /// The bytes of the frame of committed record `ordinal`, checked.
     pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<Vec<u8>>> {
         let (offset, end) = {
@@ -388,6 +450,14 @@ impl OpenSegment {
         }
     }
 }
+
+/// Frames of an open segment closer than this are read together by
+/// [`OpenSegment::read_records`] (the bytes between them come along: cheaper
+/// than a system call each).
+const READ_RUN_GAP: u64 = 16 * 1024;
+
+/// The most bytes one read of [`OpenSegment::read_records`] spans.
+const READ_RUN_MAX: u64 = 1024 * 1024;
 
 /// A sealed segment, read through a memory map.
 #[derive(Debug)]

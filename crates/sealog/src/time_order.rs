@@ -192,7 +192,7 @@ impl TimeMerge {
                     segment: entry.segment,
                 });
             }
-            match read_match(&segment.segment, ordinal, &self.query) {
+            match read_match(&segment.segment, ordinal, None, &self.query) {
                 Ok(Some(record)) => return Ok(Some(record)),
                 Ok(None) => {}
                 Err(e) => {

@@ -79,6 +79,7 @@ fn plan_one(
             segment,
             rest: c.set.into_iter(),
             ahead: std::collections::VecDeque::new(),
+            fetched: std::collections::HashMap::new(),
             descending: query.order.descending(),
             resume: c.resume,
         })),
@@ -94,6 +95,9 @@ struct Planned {
     /// Candidates handed to the kernel to read ahead and not read yet,
     /// taken from `rest` in order.
     ahead: std::collections::VecDeque<u32>,
+    /// The records of candidates in `ahead` already read, for an open
+    /// segment (read together: see [`Planned::will_need`]).
+    fetched: std::collections::HashMap<u32, Vec<u8>>,
     descending: bool,
     /// Where to plan the segment again once these run out, when only its
     /// newest candidates were taken.
@@ -130,10 +134,16 @@ impl Planned {
         new
     }
 
-    /// Asks the kernel for the records of `ordinals`, taken ahead.
-    fn will_need(&self, ordinals: &[u32]) {
-        if let SegmentRef::Sealed(s) = &self.segment {
-            s.will_need(ordinals);
+    /// Asks the kernel for the records of `ordinals`, taken ahead; an open
+    /// segment (read with positioned reads, not mapped) reads them now,
+    /// nearby frames with one read.
+    fn will_need(&mut self, ordinals: &[u32]) {
+        match &self.segment {
+            SegmentRef::Sealed(s) => s.will_need(ordinals),
+            SegmentRef::Open(s) if ordinals.len() > 1 => {
+                self.fetched.extend(s.read_records(ordinals));
+            }
+            SegmentRef::Open(_) => {}
         }
     }
 }
@@ -331,7 +341,7 @@ impl Matches {
             index += 1;
         }
         for (index, new) in taken {
-            if let Some(Ok(p)) = self.planned.get(index) {
+            if let Some(Ok(p)) = self.planned.get_mut(index) {
                 p.will_need(&new);
             }
         }
@@ -466,7 +476,8 @@ impl Matches {
                 continue;
             };
             let segment = p.segment.clone();
-            match read_match(&segment, ordinal, &self.plan_query) {
+            let fetched = p.fetched.remove(&ordinal);
+            match read_match(&segment, ordinal, fetched, &self.plan_query) {
                 Ok(Some(record)) => {
                     if let Some(wanted) = &mut self.wanted {
                         *wanted = wanted.saturating_sub(1);

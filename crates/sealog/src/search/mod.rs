@@ -797,16 +797,22 @@ fn segment_candidates(
     }
 }
 
-/// Reads record `ordinal` of `segment` and returns it if it matches
-/// `query` (`None` if it does not). A record the segment's index lists but
-/// that is not there is an error, never a quiet miss.
+/// Reads record `ordinal` of `segment` (or takes `fetched`, its record
+/// bytes read already with others) and returns it if it matches `query`
+/// (`None` if it does not). A record the segment's index lists but that is
+/// not there is an error, never a quiet miss.
 pub(crate) fn read_match(
     segment: &SegmentRef,
     ordinal: u32,
+    fetched: Option<Vec<u8>>,
     query: &Query,
 ) -> Result<Option<Record>> {
     let seq = segment.first_seq() + u64::from(ordinal);
-    let Some(bytes) = segment.record(ordinal)? else {
+    let bytes = match fetched {
+        Some(bytes) => Some(bytes),
+        None => segment.record(ordinal)?,
+    };
+    let Some(bytes) = bytes else {
         return Err(Corruption::new(
             Location::file(segment.name()).seq(seq),
             CorruptionKind::Layout(format!(
