@@ -35,8 +35,9 @@ close is reported separately.
 for each --connections count, three rows of --duration seconds each, GET
 /healthz, POST /v1/events with one event of about 200 bytes (durable before
 its answer), and GET /v1/events?actor=ACTOR&limit=10 (recorded durably
-before its answer), printing requests/s, latency percentiles and each row's
-ratio to /healthz. The posted events are written to that server's log. Its
+before its answer), printing requests/s, latency percentiles, each row's
+ratio to /healthz and the server's CPU time per request (every thread of
+it, from process_cpu_seconds_total of its /metrics). The posted events are written to that server's log. Its
 batch write throughput and query latencies under load are measured by the
 load generator of the benchmarks (`cargo run --release -p sealog-benches
 --bin load -- --http URL`, with `--abuse` for load and abuse): see

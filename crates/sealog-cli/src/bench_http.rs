@@ -151,9 +151,9 @@ async fn connect(target: &Target) -> Result<Sender, String> {
     Ok(sender)
 }
 
-/// Sends one request and reads the whole answer: `Err` with a description
-/// for a failure or a non-2xx status.
-async fn send(sender: &mut Sender, target: &Target, call: &Call) -> Result<(), String> {
+/// Sends one request and reads the whole answer, returned: `Err` with a
+/// description for a failure or a non-2xx status.
+async fn send(sender: &mut Sender, target: &Target, call: &Call) -> Result<Bytes, String> {
     let mut req = Request::builder()
         .method(call.method.clone())
         .uri(call.path.as_str())
@@ -183,7 +183,7 @@ async fn send(sender: &mut Sender, target: &Target, call: &Call) -> Result<(), S
         .map_err(|e| format!("reading the answer failed: {e}"))?
         .to_bytes();
     if status.is_success() {
-        Ok(())
+        Ok(body)
     } else {
         let text = String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default());
         Err(format!(
@@ -193,6 +193,27 @@ async fn send(sender: &mut Sender, target: &Target, call: &Call) -> Result<(), S
             text.trim()
         ))
     }
+}
+
+/// The server's CPU time so far, in seconds (`process_cpu_seconds_total`
+/// of its `/metrics`); `None` when it does not say.
+async fn server_cpu(target: &Target) -> Option<f64> {
+    let mut sender = connect(target).await.ok()?;
+    let call = Call {
+        method: Method::GET,
+        path: "/metrics".into(),
+        body: None,
+    };
+    let text = send(&mut sender, target, &call).await.ok()?;
+    process_cpu_seconds(&String::from_utf8_lossy(&text))
+}
+
+/// `process_cpu_seconds_total` in a Prometheus text exposition.
+fn process_cpu_seconds(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|v: &f64| v.is_finite())
 }
 
 /// Runs one row: `connections` connections sending `call` for `duration`.
@@ -224,7 +245,7 @@ async fn run_row(target: &Target, call: &Call, connections: u64, duration: Durat
                 };
                 let t = Instant::now();
                 match send(s, &target, &call).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX))
                     }
                     Err(e) => {
@@ -347,7 +368,15 @@ pub fn run(args: &HttpBench) -> Result<(), CliError> {
         for &connections in &args.connections {
             let mut healthz_rate = None;
             for (name, call) in &rows {
+                let cpu_before = server_cpu(&target).await;
                 let r = run_row(&target, call, connections, args.duration).await;
+                let cpu_after = server_cpu(&target).await;
+                // The server's CPU time (every thread: HTTP, committer,
+                // indexer, sealer) per request answered.
+                let cpu_us = cpu_before
+                    .zip(cpu_after)
+                    .filter(|_| r.requests > 0)
+                    .map(|(b, a)| (a - b).max(0.0) * 1e6 / r.requests as f64);
                 let secs = r.elapsed.as_secs_f64();
                 let per_sec = rate(r.requests as f64, secs);
                 let ratio = match healthz_rate {
@@ -372,18 +401,23 @@ pub fn run(args: &HttpBench) -> Result<(), CliError> {
                     "p50_ms": p(0.50),
                     "p99_ms": p(0.99),
                     "max_ms": lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+                    "server_cpu_us_per_request": cpu_us,
                 });
                 if args.json {
                     out.json_line(&row)?;
                 } else {
                     out.line(&format!(
                         "  {name:<15} c={connections:<4} {:>9} req/s  {:>5.2}x healthz  p50 \
-                         {:.2} ms  p99 {:.2} ms  max {:.1} ms{}",
+                         {:.2} ms  p99 {:.2} ms  max {:.1} ms{}{}",
                         thousands(per_sec.round() as u64),
                         ratio,
                         p(0.50),
                         p(0.99),
                         lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+                        match cpu_us {
+                            Some(us) => format!("  server CPU {us:.1} us/req"),
+                            None => String::new(),
+                        },
                         match &r.first_failure {
                             None => String::new(),
                             Some(f) => format!("  ({} failed, first: {f})", thousands(r.failures)),
@@ -402,6 +436,16 @@ pub fn run(args: &HttpBench) -> Result<(), CliError> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
     use super::*;
+
+    #[test]
+    fn the_server_cpu_time_is_read_from_its_metrics() {
+        let text = "# HELP x y\nprocess_cpu_seconds_total_other 9\n\
+                    # TYPE process_cpu_seconds_total counter\n\
+                    process_cpu_seconds_total 12.25\nz 1\n";
+        assert_eq!(process_cpu_seconds(text), Some(12.25));
+        assert_eq!(process_cpu_seconds("sealog_x 1\n"), None);
+        assert_eq!(process_cpu_seconds("process_cpu_seconds_total NaN\n"), None);
+    }
 
     #[test]
     fn urls_are_host_and_port() {
