@@ -37,11 +37,11 @@ for each --connections count, three rows of --duration seconds each, GET
 its answer), and GET /v1/events?actor=ACTOR&limit=10 (recorded durably
 before its answer), printing requests/s, latency percentiles, each row's
 ratio to /healthz and the server's CPU time per request (every thread of
-it, from process_cpu_seconds_total of its /metrics). The posted events are written to that server's log. Its
-batch write throughput and query latencies under load are measured by the
-load generator of the benchmarks (`cargo run --release -p sealog-benches
---bin load -- --http URL`, with `--abuse` for load and abuse): see
-docs/benchmarks.md.
+it, from process_cpu_seconds_total of its /metrics). The posted events
+are written to that server's log. Its batch write throughput and query
+latencies under load are measured by the load generator of the benchmarks
+(`cargo run --release -p sealog-benches --bin load -- --http URL`, with
+`--abuse` for load and abuse): see docs/benchmarks.md.
 
 --emit prints the generated events instead (NDJSON, or CSV with the columns
 of `sealog export --format csv` without seq and recorded_at), so other

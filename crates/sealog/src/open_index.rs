@@ -97,10 +97,7 @@ fn encode_chunk(data: &OpenData, index: &MemIndex, mark: &IndexMark, to: u64) ->
     let from = usize::try_from(mark.records).ok()?;
     let to_usize = usize::try_from(to).ok()?;
     let count = to_usize.checked_sub(from).filter(|&n| n > 0)?;
-    let frames_end = data
-        .offsets
-        .get(to_usize)
-        .map_or(data.frames_end, |&o| u64::from(o));
+    let frames_end = data.frame_start(to);
     let mut out = Vec::with_capacity(CHUNK_HEADER_LEN + count * (PER_RECORD + 48) + 4);
     out.extend_from_slice(CHUNK_MAGIC);
     out.extend_from_slice(&[0u8; 4]); // body length, below

@@ -108,6 +108,21 @@ impl OpenData {
         self.offsets.len() as u64
     }
 
+    /// Where committed record `ordinal`'s frame starts; past the committed
+    /// records, where they end.
+    pub(crate) fn frame_start(&self, ordinal: u64) -> u64 {
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| self.offsets.get(i))
+            .map_or(self.frames_end, |&o| u64::from(o))
+    }
+
+    /// The byte range (frame offset, end) of committed record `ordinal`'s
+    /// frame; `None` past the committed records.
+    pub(crate) fn frame_span(&self, ordinal: u64) -> Option<(u64, u64)> {
+        (ordinal < self.len()).then(|| (self.frame_start(ordinal), self.frame_start(ordinal + 1)))
+    }
+
     /// The footer that seals these records; `None` if there is none (a
     /// footer states the time ranges of its records, which an empty
     /// segment does not have: only a segment holding records is sealed).
@@ -296,13 +311,13 @@ impl OpenSegment {
                 return Ok(false);
             }
             let to = committed.min(from.saturating_add(max));
-            let offset_of = |ordinal: u64| {
-                usize::try_from(ordinal)
-                    .ok()
-                    .and_then(|i| data.offsets.get(i))
-                    .map_or(data.frames_end, |&o| u64::from(o))
-            };
-            (from, to, offset_of(from), offset_of(to), to < committed)
+            (
+                from,
+                to,
+                data.frame_start(from),
+                data.frame_start(to),
+                to < committed,
+            )
         };
         let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
         self.file
@@ -353,6 +368,7 @@ impl OpenSegment {
         };
         f(&view, len, data.event_time_range)
     }
+
     /// The record bytes of the committed records among `ordinals`, each
     /// frame checked, read with one positioned read per run of nearby
     /// frames rather than one read each (a page of one actor's newest
@@ -366,12 +382,7 @@ impl OpenSegment {
             ordinals
                 .iter()
                 .filter_map(|&ordinal| {
-                    let i = ordinal as usize;
-                    let offset = u64::from(*data.offsets.get(i)?);
-                    let end = data
-                        .offsets
-                        .get(i + 1)
-                        .map_or(data.frames_end, |&o| u64::from(o));
+                    let (offset, end) = data.frame_span(u64::from(ordinal))?;
                     Some((ordinal, offset, end))
                 })
                 .collect()
@@ -417,19 +428,8 @@ impl OpenSegment {
 
     /// The bytes of the frame of committed record `ordinal`, checked.
     pub(crate) fn read_record(&self, ordinal: u64) -> Result<Option<Vec<u8>>> {
-        let (offset, end) = {
-            let data = self.data.read();
-            let Some(&offset) = usize::try_from(ordinal)
-                .ok()
-                .and_then(|i| data.offsets.get(i))
-            else {
-                return Ok(None);
-            };
-            let next = usize::try_from(ordinal + 1)
-                .ok()
-                .and_then(|i| data.offsets.get(i))
-                .map_or(data.frames_end, |&o| u64::from(o));
-            (u64::from(offset), next)
+        let Some((offset, end)) = self.data.read().frame_span(ordinal) else {
+            return Ok(None);
         };
         let len = usize::try_from(end - offset).unwrap_or(0);
         let mut buf = vec![0u8; len];
