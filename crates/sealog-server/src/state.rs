@@ -84,7 +84,7 @@ impl App {
                 audit::MAX_ADDRESSES,
             ),
             admission: Admission::new(&limits, cores),
-            gates: Gates::new(&limits),
+            gates: Gates::new(&limits, cores),
             limits,
             validator,
             metrics: Metrics::default(),
@@ -175,18 +175,37 @@ pub(crate) struct Gates {
     exports: Arc<Semaphore>,
     max_exports: usize,
     verifying: Arc<Semaphore>,
+    /// Searches and counts running on blocking threads.
+    reads: Arc<Semaphore>,
 }
 
+/// Searches and counts run on blocking threads at once, per core: enough
+/// to keep a disk's queue busy with cold reads, few enough that hundreds
+/// of concurrent queries wait their turn rather than start a thread each
+/// (on two cores, 256 clients made the pool grow to ~200 threads).
+const READS_PER_CORE: usize = 4;
+
 impl Gates {
-    /// The caps of `limits` (at least one of each).
-    pub(crate) fn new(limits: &Limits) -> Gates {
+    /// The caps of `limits` (at least one of each), for `cores` cores.
+    pub(crate) fn new(limits: &Limits, cores: usize) -> Gates {
         Gates {
             tails: Arc::new(Semaphore::new(limits.max_tail_streams.max(1))),
             max_tails: limits.max_tail_streams,
             exports: Arc::new(Semaphore::new(limits.max_exports.max(1))),
             max_exports: limits.max_exports,
             verifying: Arc::new(Semaphore::new(1)),
+            reads: Arc::new(Semaphore::new(cores.max(1) * READS_PER_CORE)),
         }
+    }
+
+    /// A place for a search or count on a blocking thread: waits for one
+    /// (the request's timeout bounds the wait).
+    pub(crate) async fn read_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
 
     /// A place for a tail stream, or the 503 beyond `max_tail_streams`.
@@ -239,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_long_read_beyond_its_cap_is_refused_until_one_ends() {
-        let gates = Gates::new(&limits());
+        let gates = Gates::new(&limits(), 1);
         let first = gates.tail().unwrap();
         let _second = gates.tail().unwrap();
         let refused = gates.tail().unwrap_err();
@@ -270,12 +289,32 @@ mod tests {
         assert!(gates.verification().is_ok());
     }
 
+    #[tokio::test]
+    async fn searches_beyond_the_blocking_slots_wait_for_one_to_free() {
+        let gates = Arc::new(Gates::new(&limits(), 1));
+        let mut held = Vec::new();
+        for _ in 0..READS_PER_CORE {
+            held.push(gates.read_slot().await.unwrap());
+        }
+        let next = tokio::spawn({
+            let gates = gates.clone();
+            async move { gates.read_slot().await.map(drop).is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!next.is_finished(), "the fifth waits while four run");
+        held.pop();
+        assert!(next.await.unwrap(), "and gets the slot freed");
+    }
+
     #[test]
     fn a_cap_of_zero_still_lets_one_in() {
-        let gates = Gates::new(&Limits {
-            max_exports: 0,
-            ..limits()
-        });
+        let gates = Gates::new(
+            &Limits {
+                max_exports: 0,
+                ..limits()
+            },
+            0,
+        );
         let one = gates.export().unwrap();
         assert!(gates.export().is_err());
         drop(one);

@@ -17,7 +17,8 @@ use sealog::query::Query;
 use serde::Serialize;
 
 use super::{
-    Json, NDJSON, blocking, flag, no_key, plain_text, store_error, visible_record, wants_ndjson,
+    Json, NDJSON, blocking, blocking_read, flag, no_key, plain_text, store_error, visible_record,
+    wants_ndjson,
 };
 use crate::audit;
 use crate::auth::{Authed, QueryScope};
@@ -75,7 +76,7 @@ pub(super) async fn list(
         None => {
             let q = query.clone();
             let s = store.clone();
-            blocking(move || s.query(&q))
+            blocking_read(&app, move || s.query(&q))
                 .await?
                 .map_err(|e| store_error(&app, &e))?
         }
@@ -120,7 +121,7 @@ async fn count_matches(
         ));
     }
     let s = store.clone();
-    let n = blocking(move || s.count(&query))
+    let n = blocking_read(app, move || s.count(&query))
         .await?
         .map_err(|e| store_error(app, &e))?;
     let mut metadata = Metadata::new();
@@ -157,7 +158,7 @@ async fn count_groups(
         ));
     }
     let s = store.clone();
-    let counted = blocking(move || s.count_by(&query, field, top))
+    let counted = blocking_read(app, move || s.count_by(&query, field, top))
         .await?
         .map_err(|e| store_error(app, &e))?;
     let mut metadata = Metadata::new();

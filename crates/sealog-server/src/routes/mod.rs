@@ -281,6 +281,21 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// [`blocking`] for a search or count: it first waits for one of the
+/// server's read slots, so that many concurrent queries queue here rather
+/// than each starting a blocking thread.
+async fn blocking_read<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = app.gates.read_slot().await?;
+    blocking(move || {
+        let _slot = slot;
+        f()
+    })
+    .await
+}
+
 /// The answer to an engine error; a write refusal starts a reopen.
 fn store_error(app: &App, e: &sealog::Error) -> ApiError {
     app.store.report(e);
