@@ -182,7 +182,7 @@ pub(crate) struct Gates {
 /// Searches and counts run on blocking threads at once, per core: enough
 /// to keep a disk's queue busy with cold reads, few enough that hundreds
 /// of concurrent queries wait their turn rather than start a thread each
-/// (on two cores, 256 clients made the pool grow to ~200 threads).
+/// (on two cores, 256 clients made the pool grow to over 400 threads).
 const READS_PER_CORE: usize = 4;
 
 impl Gates {
