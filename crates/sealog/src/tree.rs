@@ -53,8 +53,8 @@ const STRIDE: u32 = 8;
 pub(crate) type LeafFetch<'a> = &'a (dyn Fn(u64, usize) -> Result<Vec<Hash>> + 'a);
 
 /// True for a level-0 entry that is not stored (freed, or never written).
-pub(crate) fn not_stored(entry: &Hash) -> bool {
-    entry.iter().all(|&b| b == 0)
+pub(crate) fn not_stored(entry: impl AsRef<[u8]>) -> bool {
+    entry.as_ref().iter().all(|&b| b == 0)
 }
 
 /// The file name of level `k` inside `tree/`.
@@ -156,10 +156,8 @@ impl LevelFile {
 
     /// Reads entries `[first, first + count)`.
     pub(crate) fn read(&self, first: u64, count: usize) -> Result<Vec<Hash>> {
-        let mut bytes = vec![0u8; count * LEAF_LEN as usize];
-        self.file
-            .read_exact_at(&mut bytes, first * LEAF_LEN)
-            .map_err(|e| Error::io("read", &self.path, e))?;
+        let mut bytes = Vec::new();
+        self.read_bytes(first, count, &mut bytes)?;
         Ok(bytes
             .chunks_exact(LEAF_LEN as usize)
             .map(|c| {
@@ -168,6 +166,16 @@ impl LevelFile {
                 h
             })
             .collect())
+    }
+
+    /// The `count` hashes from `first` on as stored bytes, read into `buf`
+    /// (resized to fit): one buffer reused for a run of reads costs the
+    /// kernel no fresh pages to zero and the caller no copy per hash.
+    pub(crate) fn read_bytes(&self, first: u64, count: usize, buf: &mut Vec<u8>) -> Result<()> {
+        buf.resize(count * LEAF_LEN as usize, 0);
+        self.file
+            .read_exact_at(buf, first * LEAF_LEN)
+            .map_err(|e| Error::io("read", &self.path, e))
     }
 }
 
@@ -508,7 +516,7 @@ impl Tree {
             )));
         }
         for (leaf, c) in leaves.iter_mut().zip(computed) {
-            if not_stored(leaf) {
+            if not_stored(*leaf) {
                 *leaf = c;
             }
         }

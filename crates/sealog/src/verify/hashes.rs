@@ -232,17 +232,19 @@ pub(super) fn first_leaf_difference(
         .len()
         .saturating_sub(first)
         .min(computed.len() as u64) as usize;
-    // Read a run at a time: a segment's leaves are megabytes, which a
-    // buffer of their size would have the kernel zero and copy again.
+    // Read a run at a time into one buffer: a segment's leaves are
+    // megabytes, which a buffer of their size would have the kernel zero
+    // and copy again.
     const RUN: usize = 4096;
+    let mut bytes = Vec::new();
     for (run, computed) in computed[..available].chunks(RUN).enumerate() {
         let from = (run * RUN) as u64;
-        let leaves = stored.read(first + from, computed.len())?;
+        stored.read_bytes(first + from, computed.len(), &mut bytes)?;
         // A leaf not stored (freed when its segment was stored compressed)
         // is computed by readers; level 1, compared as well, covers its
         // block.
-        if let Some(i) = leaves
-            .iter()
+        if let Some(i) = bytes
+            .chunks_exact(crate::tree::LEAF_LEN as usize)
             .zip(computed)
             .position(|(s, c)| s != c && !crate::tree::not_stored(s))
         {
