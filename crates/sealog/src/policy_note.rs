@@ -80,6 +80,13 @@ pub(crate) fn is_policy_view(view: &sealog_format::record::RecordView<'_>) -> bo
             .is_ok_and(|r| PolicyDescription::from_event(&r.event).is_some())
 }
 
+/// [`is_policy_view`] for a record `checked` from `body`.
+pub(crate) fn is_policy_checked(checked: &sealog_format::record::Checked<'_>, body: &[u8]) -> bool {
+    checked.action == POLICY_ACTION.as_bytes()
+        && checked.resource_type == POLICY_RESOURCE_TYPE.as_bytes()
+        && sealog_format::record::decode(body).is_ok_and(|view| is_policy_view(&view))
+}
+
 /// The newest privacy-policy record (and its seq) in the segments of
 /// `view` that hold records of `seqs` (whole segments: a record found
 /// outside `seqs` in one of them is returned as well). `None` if there is

@@ -1009,7 +1009,25 @@ fn verify_segment(
     let mut first_recorded = None;
     let mut last_recorded = None;
     let mut end = sealog_format::segment::HEADER_LEN as u64;
-    while count < max_records {
+    // A record's frame, seq, recorded and event times, and whether it is
+    // a privacy policy.
+    let mut each = |offset: u64, frame_len: usize, body, commit: bool, seq, recorded, t, policy| {
+        offsets.push(offset);
+        if policy {
+            policies.push(seq);
+        }
+        min_event = min_event.min(t);
+        max_event = max_event.max(t);
+        first_recorded.get_or_insert(recorded);
+        last_recorded = Some(recorded);
+        count += 1;
+        end = offset + frame_len as u64;
+        chained.add(body, commit.then_some((end, recorded)));
+    };
+    // The sidecar is built from full views; the log alone needs only what
+    // `record::check` returns, which checks the same for less work.
+    let mut walked = 0;
+    while walked < max_records && indexer.is_some() {
         let Some(r) = walker.next_record() else { break };
         if let Some((index, frame_offsets, event_times)) = &mut indexer {
             match u32::try_from(r.offset) {
@@ -1023,19 +1041,45 @@ fn verify_segment(
                 Err(_) => indexer = None,
             }
         }
-        offsets.push(r.offset);
-        if crate::policy_note::is_policy_view(&r.view) {
-            policies.push(r.view.seq);
-        }
-        let t = r.view.event_time().as_nanos();
-        min_event = min_event.min(t);
-        max_event = max_event.max(t);
-        let recorded = r.view.recorded_at.as_nanos();
-        first_recorded.get_or_insert(recorded);
-        last_recorded = Some(recorded);
-        count += 1;
-        end = r.offset + r.frame_len as u64;
-        chained.add(r.body, r.commit.then_some((end, recorded)));
+        let policy = crate::policy_note::is_policy_view(&r.view);
+        let (seq, recorded, t) = (
+            r.view.seq,
+            r.view.recorded_at.as_nanos(),
+            r.view.event_time().as_nanos(),
+        );
+        each(
+            r.offset,
+            r.frame_len,
+            r.body,
+            r.commit,
+            seq,
+            recorded,
+            t,
+            policy,
+        );
+        walked += 1;
+    }
+    while walked < max_records {
+        let Some(r) = walker.next_as::<sealog_format::record::Checked>() else {
+            break;
+        };
+        let policy = crate::policy_note::is_policy_checked(&r.view, r.body);
+        let (seq, recorded, t) = (
+            r.view.seq,
+            r.view.recorded_at.as_nanos(),
+            r.view.event_time().as_nanos(),
+        );
+        each(
+            r.offset,
+            r.frame_len,
+            r.body,
+            r.commit,
+            seq,
+            recorded,
+            t,
+            policy,
+        );
+        walked += 1;
     }
     let Chained {
         mut leaves,

@@ -24,9 +24,10 @@
 //! records end at a COMMIT frame that was synced before any later write.
 
 use sealog_format::Hash;
+use sealog_format::event::Timestamp;
 use sealog_format::frame::{self, FRAME_HEADER_LEN, FrameError, FrameRead};
 use sealog_format::merkle::leaf_hash;
-use sealog_format::record::{self, RecordView};
+use sealog_format::record::{self, Checked, RecordError, RecordView};
 use sealog_format::segment::HEADER_LEN;
 
 use crate::error::CorruptionKind;
@@ -34,8 +35,8 @@ use crate::error::CorruptionKind;
 /// Sector size assumed for torn-write detection (the smallest in use).
 pub(crate) const SECTOR: usize = 512;
 
-/// A record found by [`FrameWalker`].
-pub(crate) struct WalkedRecord<'a> {
+/// A record found by [`FrameWalker`], decoded as a `V`.
+pub(crate) struct WalkedRecord<'a, V = RecordView<'a>> {
     /// Offset of the frame in the file.
     pub offset: u64,
     /// Bytes of the whole frame.
@@ -43,12 +44,44 @@ pub(crate) struct WalkedRecord<'a> {
     /// The frame ends an atomic batch.
     pub commit: bool,
     /// The decoded record.
-    pub view: RecordView<'a>,
+    pub view: V,
     /// The record's bytes (the frame's body).
     pub body: &'a [u8],
     /// Its Merkle leaf hash (zero from a walker made
     /// [`FrameWalker::without_leaves`]).
     pub leaf: Hash,
+}
+
+/// What a walk decodes each record into: a [`RecordView`], or only what
+/// [`record::check`] returns (the same checks, for less work).
+pub(crate) trait Decoded<'a>: Sized {
+    fn decode(body: &'a [u8]) -> Result<Self, RecordError>;
+    fn seq(&self) -> u64;
+    fn recorded_at(&self) -> Timestamp;
+}
+
+impl<'a> Decoded<'a> for RecordView<'a> {
+    fn decode(body: &'a [u8]) -> Result<Self, RecordError> {
+        record::decode(body)
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn recorded_at(&self) -> Timestamp {
+        self.recorded_at
+    }
+}
+
+impl<'a> Decoded<'a> for Checked<'a> {
+    fn decode(body: &'a [u8]) -> Result<Self, RecordError> {
+        record::check(body)
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn recorded_at(&self) -> Timestamp {
+        self.recorded_at
+    }
 }
 
 /// Where and why a walk stopped.
@@ -137,6 +170,11 @@ impl<'a> FrameWalker<'a> {
 
     /// The next record, or `None` once stopped (see [`FrameWalker::stop`]).
     pub(crate) fn next_record(&mut self) -> Option<WalkedRecord<'a>> {
+        self.next_as()
+    }
+
+    /// The next record decoded as a `V`, or `None` once stopped.
+    pub(crate) fn next_as<V: Decoded<'a>>(&mut self) -> Option<WalkedRecord<'a, V>> {
         if self.stop.is_some() {
             return None;
         }
@@ -156,7 +194,7 @@ impl<'a> FrameWalker<'a> {
             }
             Ok(FrameRead::Frame(f)) => f,
         };
-        let view = match record::decode(frame.body) {
+        let view = match V::decode(frame.body) {
             Ok(v) => v,
             Err(e) => {
                 self.stop = Some(Stop::BadRecord {
@@ -166,17 +204,17 @@ impl<'a> FrameWalker<'a> {
                 return None;
             }
         };
-        if view.seq != self.next_seq {
+        if view.seq() != self.next_seq {
             self.stop = Some(Stop::BadRecord {
                 at,
                 kind: CorruptionKind::SeqMismatch {
                     expected: self.next_seq,
-                    found: view.seq,
+                    found: view.seq(),
                 },
             });
             return None;
         }
-        let recorded = view.recorded_at.as_nanos();
+        let recorded = view.recorded_at().as_nanos();
         if let Some(previous) = self.last_recorded_at
             && recorded < previous
         {
