@@ -956,13 +956,20 @@ fn verify_segment(
         .copied()
         .filter(|&s| s > f.header.first_seq)
         .collect();
-    let image = match &f.footer {
+    let (image, file_len) = match &f.footer {
         // Sealed segments are never written again: map them (a compressed
         // one is decoded, every block checked, and its image verified).
-        Some(_) => f.image()?,
+        Some(_) => {
+            let image = f.image()?;
+            let len = image.len() as u64;
+            (image, len)
+        }
         // Others may still be written (or sealed and cut) by a live store:
         // copy them with positioned reads, never map them.
-        None => Mapped::from_vec(read_unsealed(fs, f, limit)?),
+        None => {
+            let (bytes, len) = read_unsealed(fs, f, limit)?;
+            (Mapped::from_vec(bytes), len)
+        }
     };
     // Every byte is read, in order: have the kernel read the whole file
     // now, in large requests, rather than a read-ahead window per fault.
@@ -1148,7 +1155,7 @@ fn verify_segment(
             } else {
                 last_commit_recorded
             },
-            bytes: image.len() as u64,
+            bytes: file_len,
             frame_bytes: frames_end.saturating_sub(sealog_format::segment::HEADER_LEN as u64),
             tail_bytes,
             interrupted_at,
@@ -1374,8 +1381,13 @@ fn check_times(
 }
 
 /// The bytes of an unsealed segment: up to its committed end for a live
-/// store, else the whole file (retrying if a live writer cuts it meanwhile).
-fn read_unsealed(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Vec<u8>> {
+/// store, else the whole file (retrying if a live writer cuts it
+/// meanwhile); and the length read. The zero-filled space ahead of an
+/// active segment's data (tens of MiB) is read a MiB at a time and not
+/// kept beyond the first zero MiB after the data: the walk and the tail
+/// checks see the same bytes up to there and nothing but zeros after.
+fn read_unsealed(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<(Vec<u8>, u64)> {
+    const CHUNK: usize = 1 << 20;
     let bound = limit.and_then(|l| {
         l.open_ends
             .iter()
@@ -1385,17 +1397,41 @@ fn read_unsealed(fs: &dyn Vfs, f: &Found, limit: Option<&Limit>) -> Result<Vec<u
     let file = fs
         .open(&f.path, crate::fs::OpenMode::Read)
         .map_err(|e| Error::io("open", &f.path, e))?;
+    let mut chunk = vec![0u8; CHUNK];
     let mut attempts = 0;
-    loop {
+    'read: loop {
         let len = file.size().map_err(|e| Error::io("stat", &f.path, e))?;
         let len = bound.map_or(len, |b| b.min(len));
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        match file.read_exact_at(&mut buf, 0) {
-            Ok(()) => return Ok(buf),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && attempts < 3 => {
-                attempts += 1;
+        // Room for the whole file up front (pages never written cost
+        // nothing): the image is never moved as it grows.
+        let mut image = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        // Zero bytes read and not kept (yet), and whether the last chunk
+        // kept was all zeros.
+        let mut zeros_left_out = 0usize;
+        let mut kept_zeros = false;
+        let mut at = 0u64;
+        while at < len {
+            let n = usize::try_from(len - at).map_or(CHUNK, |rest| rest.min(CHUNK));
+            let part = &mut chunk[..n];
+            match file.read_exact_at(part, at) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && attempts < 3 => {
+                    attempts += 1;
+                    continue 'read;
+                }
+                Err(e) => return Err(Error::io("read", &f.path, e)),
             }
-            Err(e) => return Err(Error::io("read", &f.path, e)),
+            let zero = crate::segment::all_zero(part);
+            if zero && kept_zeros {
+                zeros_left_out += n;
+            } else {
+                image.resize(image.len() + zeros_left_out, 0);
+                zeros_left_out = 0;
+                image.extend_from_slice(part);
+                kept_zeros = zero;
+            }
+            at += n as u64;
         }
+        return Ok((image, len));
     }
 }
