@@ -193,6 +193,13 @@ fn a_damaged_record_in_a_live_open_segment_fails_the_reads_that_reach_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_options(1 << 20)).unwrap();
     store.append_batch(events(0, 40)).unwrap();
+    // Every record indexed first: records the indexer has not reached yet
+    // are read by a scan, which would reach the damaged one for any page.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.stats().index_lag > 0 {
+        assert!(std::time::Instant::now() < deadline, "not indexed in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let files = sealog_tests::segment_files(dir.path());
     assert_eq!(files.len(), 1, "every record in the open segment");
     let offset = damage_record(&files[0], 25);
