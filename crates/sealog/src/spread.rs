@@ -14,6 +14,33 @@ pub(crate) fn cores() -> usize {
         .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
+/// Reads (searches and counts) in progress in this process.
+static READS: AtomicUsize = AtomicUsize::new(0);
+
+/// A read in progress, counted while it lives (see [`read_threads`]).
+pub(crate) struct ReadInProgress(());
+
+impl ReadInProgress {
+    pub(crate) fn start() -> ReadInProgress {
+        READS.fetch_add(1, Relaxed);
+        ReadInProgress(())
+    }
+}
+
+impl Drop for ReadInProgress {
+    fn drop(&mut self) {
+        READS.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Threads a read may spread its independent pieces over: `wanted` while
+/// it is the only read in progress, else only its own. Concurrent reads
+/// (a server's) keep the cores busy already, and a thread started for each
+/// of them would cost more than it saves.
+pub(crate) fn read_threads(wanted: usize) -> usize {
+    if READS.load(Relaxed) > 1 { 1 } else { wanted }
+}
+
 /// Runs `work(i)` for each `i` in `0..n`, items taken in order by
 /// whichever of `threads` threads (this one included) is free; this
 /// thread first runs `meanwhile`. Once `stop` holds for a result, no item
@@ -71,6 +98,18 @@ pub(crate) fn in_order<T: Send, M>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_spreads_only_while_no_other_read_is_in_progress() {
+        // Other tests' reads may be in progress too: only what holds
+        // whatever they do is checked.
+        let one = ReadInProgress::start();
+        let two = ReadInProgress::start();
+        assert_eq!(read_threads(4), 1);
+        drop(two);
+        assert!(read_threads(4) <= 4);
+        drop(one);
+    }
 
     #[test]
     fn results_come_in_order_and_stop_after_the_first_stopping_item() {

@@ -23,6 +23,7 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
         ..query.clone()
     };
     let plan = Plan::new(&unbounded)?;
+    let _read = crate::spread::ReadInProgress::start();
     let segments = segments_in_order(view, Order::OldestFirst);
     // Reading around damage records it as it is met, in log order: one
     // segment at a time. The first error in log order is the one returned,

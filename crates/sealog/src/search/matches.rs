@@ -53,6 +53,8 @@ pub struct Matches {
     advised: std::collections::VecDeque<usize>,
     advised_until: usize,
     segment_count: usize,
+    /// Counted as a read in progress while it lives.
+    _read: crate::spread::ReadInProgress,
     /// Segments planned one after the other without a candidate: past two,
     /// the rest are planned on the cores ([`Matches::plan_spread`]).
     empty_run: usize,
@@ -189,6 +191,7 @@ impl Matches {
             advised: std::collections::VecDeque::new(),
             advised_until: 0,
             segment_count,
+            _read: crate::spread::ReadInProgress::start(),
             empty_run: 0,
         })
     }

@@ -874,9 +874,10 @@ fn candidates_or_all(
     }
 }
 
-/// Threads a read spreads independent segments over: the cores, at most 4.
+/// Threads a read spreads independent segments over: the cores, at most
+/// 4, while no other read is in progress ([`crate::spread::read_threads`]).
 fn read_threads() -> usize {
-    crate::spread::cores().min(4)
+    crate::spread::read_threads(crate::spread::cores().min(4))
 }
 
 /// `segment`, if it is sealed and `plan` does not skip it by its footer
