@@ -31,7 +31,8 @@ mod readahead;
 mod walk;
 
 pub(crate) use walk::{
-    FrameWalker, SECTOR, Stop, Tail, all_zero, classify_tail, data_end, interrupted_seal,
+    Decoded, FrameWalker, SECTOR, Stop, Tail, WalkedRecord, all_zero, classify_tail, data_end,
+    interrupted_seal,
 };
 
 /// What is known about the committed records of an unsealed segment.

@@ -46,7 +46,7 @@ use crate::fs::Vfs;
 use crate::layout;
 use crate::mmap::Mapped;
 use crate::recovery::{Found, check_link, list_segment_names, read_found, read_manifest};
-use crate::segment::{FrameWalker, Stop, Tail, classify_tail};
+use crate::segment::{Decoded, FrameWalker, Stop, Tail, WalkedRecord, classify_tail};
 use crate::tree::LevelFile;
 
 mod hashes;
@@ -940,6 +940,42 @@ fn pipeline(
     outcome
 }
 
+/// What the walk of a segment gathers from its records, in order.
+struct Gathered<'a> {
+    chained: Chained<'a>,
+    /// Each record's frame offset.
+    offsets: Vec<u64>,
+    /// The seqs of privacy-policy records.
+    policies: Vec<u64>,
+    count: u64,
+    min_event: i64,
+    max_event: i64,
+    first_recorded: Option<i64>,
+    last_recorded: Option<i64>,
+    /// The end of the last frame.
+    end: u64,
+}
+
+impl<'a> Gathered<'a> {
+    /// Adds the next record `r` (`policy`: it is a privacy policy).
+    fn add<V: Decoded<'a>>(&mut self, r: &WalkedRecord<'a, V>, policy: bool) {
+        self.offsets.push(r.offset);
+        if policy {
+            self.policies.push(r.view.seq());
+        }
+        let t = r.view.event_time().as_nanos();
+        self.min_event = self.min_event.min(t);
+        self.max_event = self.max_event.max(t);
+        let recorded = r.view.recorded_at().as_nanos();
+        self.first_recorded.get_or_insert(recorded);
+        self.last_recorded = Some(recorded);
+        self.count += 1;
+        self.end = r.offset + r.frame_len as u64;
+        self.chained
+            .add(r.body, r.commit.then_some((self.end, recorded)));
+    }
+}
+
 fn verify_segment(
     fs: &dyn Vfs,
     f: &Found,
@@ -1002,39 +1038,26 @@ fn verify_segment(
     let expected_records = f.footer.as_ref().map_or(0, |footer| {
         usize::try_from(footer.record_count.min(image.len() as u64 / 32)).unwrap_or(0)
     });
-    let mut chained = Chained::new(
+    let chained = Chained::new(
         f.header.first_seq,
         f.header.chain_in,
         wanted,
         expected_records,
     );
-    let mut offsets = Vec::with_capacity(expected_records);
-    let mut policies = Vec::new();
-    let mut count = 0u64;
-    let mut min_event = i64::MAX;
-    let mut max_event = i64::MIN;
-    let mut first_recorded = None;
-    let mut last_recorded = None;
-    let mut end = sealog_format::segment::HEADER_LEN as u64;
-    // A record's frame, seq, recorded and event times, and whether it is
-    // a privacy policy.
-    let mut each = |offset: u64, frame_len: usize, body, commit: bool, seq, recorded, t, policy| {
-        offsets.push(offset);
-        if policy {
-            policies.push(seq);
-        }
-        min_event = min_event.min(t);
-        max_event = max_event.max(t);
-        first_recorded.get_or_insert(recorded);
-        last_recorded = Some(recorded);
-        count += 1;
-        end = offset + frame_len as u64;
-        chained.add(body, commit.then_some((end, recorded)));
+    let mut g = Gathered {
+        chained,
+        offsets: Vec::with_capacity(expected_records),
+        policies: Vec::new(),
+        count: 0,
+        min_event: i64::MAX,
+        max_event: i64::MIN,
+        first_recorded: None,
+        last_recorded: None,
+        end: sealog_format::segment::HEADER_LEN as u64,
     };
     // The sidecar is built from full views; the log alone needs only what
     // `record::check` returns, which checks the same for less work.
-    let mut walked = 0;
-    while walked < max_records && indexer.is_some() {
+    while g.count < max_records && indexer.is_some() {
         let Some(r) = walker.next_record() else { break };
         if let Some((index, frame_offsets, event_times)) = &mut indexer {
             match u32::try_from(r.offset) {
@@ -1048,46 +1071,25 @@ fn verify_segment(
                 Err(_) => indexer = None,
             }
         }
-        let policy = crate::policy_note::is_policy_view(&r.view);
-        let (seq, recorded, t) = (
-            r.view.seq,
-            r.view.recorded_at.as_nanos(),
-            r.view.event_time().as_nanos(),
-        );
-        each(
-            r.offset,
-            r.frame_len,
-            r.body,
-            r.commit,
-            seq,
-            recorded,
-            t,
-            policy,
-        );
-        walked += 1;
+        g.add(&r, crate::policy_note::is_policy_view(&r.view));
     }
-    while walked < max_records {
+    while g.count < max_records {
         let Some(r) = walker.next_as::<sealog_format::record::Checked>() else {
             break;
         };
-        let policy = crate::policy_note::is_policy_checked(&r.view, r.body);
-        let (seq, recorded, t) = (
-            r.view.seq,
-            r.view.recorded_at.as_nanos(),
-            r.view.event_time().as_nanos(),
-        );
-        each(
-            r.offset,
-            r.frame_len,
-            r.body,
-            r.commit,
-            seq,
-            recorded,
-            t,
-            policy,
-        );
-        walked += 1;
+        g.add(&r, crate::policy_note::is_policy_checked(&r.view, r.body));
     }
+    let Gathered {
+        chained,
+        offsets,
+        mut policies,
+        count,
+        min_event,
+        max_event,
+        first_recorded,
+        last_recorded,
+        end,
+    } = g;
     let Chained {
         mut leaves,
         chain,

@@ -58,6 +58,7 @@ pub(crate) trait Decoded<'a>: Sized {
     fn decode(body: &'a [u8]) -> Result<Self, RecordError>;
     fn seq(&self) -> u64;
     fn recorded_at(&self) -> Timestamp;
+    fn event_time(&self) -> Timestamp;
 }
 
 impl<'a> Decoded<'a> for RecordView<'a> {
@@ -70,6 +71,9 @@ impl<'a> Decoded<'a> for RecordView<'a> {
     fn recorded_at(&self) -> Timestamp {
         self.recorded_at
     }
+    fn event_time(&self) -> Timestamp {
+        RecordView::event_time(self)
+    }
 }
 
 impl<'a> Decoded<'a> for Checked<'a> {
@@ -81,6 +85,9 @@ impl<'a> Decoded<'a> for Checked<'a> {
     }
     fn recorded_at(&self) -> Timestamp {
         self.recorded_at
+    }
+    fn event_time(&self) -> Timestamp {
+        Checked::event_time(self)
     }
 }
 
