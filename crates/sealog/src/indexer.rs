@@ -77,7 +77,7 @@ impl IndexProgress {
 /// the committer stopped; failures are logged (indexes are derived data).
 pub(crate) fn persist_all(inner: &Inner) {
     for segment in &inner.readers().snapshot().open {
-        let mut index = segment.index.lock();
+        let mut index = segment.index.write();
         let caught_up = segment.catch_up(&mut index, u64::MAX);
         drop(index);
         match caught_up {
@@ -147,9 +147,16 @@ fn run(inner: &Inner, stop: &AtomicBool, progress: &IndexProgress) {
                 if !still_open {
                     break;
                 }
-                let mut index = segment.index.lock();
-                let caught_up = segment.catch_up(&mut index, CHUNK);
-                drop(index);
+                // The write lock only when there is something to add: a
+                // writer waiting would hold up the readers of the index
+                // (queries, and the sealer encoding a full segment's sidecar).
+                let behind = segment.indexed.load(Ordering::Acquire) < segment.data.read().len();
+                let caught_up = if behind {
+                    let mut index = segment.index.write();
+                    segment.catch_up(&mut index, CHUNK)
+                } else {
+                    Ok(false)
+                };
                 progress.notify();
                 match caught_up {
                     Ok(true) => {}

@@ -220,7 +220,7 @@ impl Persist {
             return Ok(());
         };
         let (chunk, new_mark, to) = {
-            let index = segment.index.lock();
+            let index = segment.index.read();
             let data = segment.data.read();
             let to = index.indexed.min(data.len());
             let Some(chunk) = encode_chunk(&data, &index, mark, to) else {

@@ -384,7 +384,7 @@ pub(crate) fn seal_with(
     // most of this already. A failure here only means the sidecar is built
     // from the records below, which meets (and reports) the same problem.
     let indexed = {
-        let mut index = segment.index.lock();
+        let mut index = segment.index.write();
         segment.catch_up(&mut index, u64::MAX).is_ok()
     };
     let data = segment.data.read();
@@ -424,7 +424,7 @@ pub(crate) fn seal_with(
         let columns = (data.offsets.clone(), data.event_times.clone());
         drop(data);
         let from_memory = {
-            let index = segment.index.lock();
+            let index = segment.index.read();
             (indexed && index.indexed == footer.record_count)
                 .then(|| crate::sidecar::encode_mem(identity, columns.0, columns.1, &index))
         };

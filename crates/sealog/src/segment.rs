@@ -257,8 +257,10 @@ pub(crate) struct OpenSegment {
     pub file: Arc<dyn VfsFile>,
     pub data: RwLock<OpenData>,
     /// The index of the committed records, kept up to date by the indexer
-    /// thread and brought fully up to date by each query.
-    pub index: Mutex<MemIndex>,
+    /// thread and brought fully up to date by each query. Written only to
+    /// add records; queries, and the sealer encoding the sidecar (hundreds
+    /// of ms for a full segment), read it under shared locks.
+    pub index: RwLock<MemIndex>,
     /// How many records `index` covers, readable without its lock.
     pub indexed: AtomicU64,
     /// The snapshot of `index` in `segments/<seq>.oidx` (writable stores).
@@ -293,7 +295,7 @@ impl OpenSegment {
             path,
             file,
             data: RwLock::new(data),
-            index: Mutex::new(index),
+            index: RwLock::new(index),
             indexed: AtomicU64::new(indexed),
             snapshot: crate::open_index::Persist::default(),
         }
@@ -359,8 +361,13 @@ impl OpenSegment {
         &self,
         f: impl FnOnce(&dyn IndexView, u64, Option<(i64, i64)>) -> Result<T>,
     ) -> Result<T> {
-        let mut index = self.index.lock();
-        self.catch_up(&mut index, u64::MAX)?;
+        if self.indexed.load(Ordering::Acquire) < self.data.read().len() {
+            let mut index = self.index.write();
+            self.catch_up(&mut index, u64::MAX)?;
+        }
+        // Records committed since are left to the next query (as they
+        // were when the catch-up held the lock through the query).
+        let index = self.index.read();
         let data = self.data.read();
         let len = index.indexed.min(data.len());
         let view = MemView {

@@ -519,7 +519,7 @@ impl Store {
             .open
             .iter()
             .map(|s| {
-                let indexed = s.index.lock().indexed;
+                let indexed = s.index.read().indexed;
                 s.data.read().len().saturating_sub(indexed)
             })
             .sum();
@@ -1368,6 +1368,56 @@ mod tests {
     use sealog_format::{Actor, Outcome, Resource};
 
     use super::*;
+
+    /// Queries read an open segment's index under a shared lock: one run
+    /// while another reader holds it (the sealer encoding a full segment's
+    /// sidecar holds it for hundreds of ms) is not held up.
+    #[test]
+    fn a_query_reads_an_open_segment_while_another_reader_holds_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            preallocation: crate::Preallocation::None,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        for i in 0..20 {
+            let actor = if i % 2 == 0 { "alice" } else { "bob" };
+            store
+                .append(Event::new(
+                    Actor::new("user", actor),
+                    "doc.read",
+                    Resource::new("doc", i.to_string()),
+                    Outcome::Success,
+                ))
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.stats().index_lag > 0 {
+            assert!(std::time::Instant::now() < deadline, "not indexed in 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let view = store.inner.readers().snapshot();
+        let segment = view.open.last().unwrap().clone();
+        let held = segment.index.read();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let querier = store.clone();
+        std::thread::spawn(move || {
+            let query = crate::query::Query {
+                actor: Some(crate::query::ActorFilter::parse("user:alice")),
+                limit: 3,
+                ..crate::query::Query::default()
+            };
+            drop(tx.send(querier.query(&query).map(|p| p.records.len())));
+        });
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(held);
+        assert_eq!(
+            answered
+                .expect("the query waited for the held index")
+                .unwrap(),
+            3
+        );
+    }
 
     #[test]
     fn a_stored_checkpoint_without_its_chain_value_is_refused_not_read_as_zeros() {
