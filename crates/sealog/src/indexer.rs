@@ -150,8 +150,7 @@ fn run(inner: &Inner, stop: &AtomicBool, progress: &IndexProgress) {
                 // The write lock only when there is something to add: a
                 // writer waiting would hold up the readers of the index
                 // (queries, and the sealer encoding a full segment's sidecar).
-                let behind = segment.indexed.load(Ordering::Acquire) < segment.data.read().len();
-                let caught_up = if behind {
+                let caught_up = if segment.has_unindexed() {
                     let mut index = segment.index.write();
                     segment.catch_up(&mut index, CHUNK)
                 } else {

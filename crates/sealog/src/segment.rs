@@ -355,13 +355,19 @@ impl OpenSegment {
         Ok(more)
     }
 
+    /// Whether committed records are not in the index yet (read without
+    /// its lock).
+    pub(crate) fn has_unindexed(&self) -> bool {
+        self.indexed.load(Ordering::Acquire) < self.data.read().len()
+    }
+
     /// Runs `f` with an up-to-date view of the index, the number of
     /// committed records it covers, and their event-time range.
     pub(crate) fn with_index<T>(
         &self,
         f: impl FnOnce(&dyn IndexView, u64, Option<(i64, i64)>) -> Result<T>,
     ) -> Result<T> {
-        if self.indexed.load(Ordering::Acquire) < self.data.read().len() {
+        if self.has_unindexed() {
             let mut index = self.index.write();
             self.catch_up(&mut index, u64::MAX)?;
         }

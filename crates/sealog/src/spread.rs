@@ -101,14 +101,12 @@ mod tests {
 
     #[test]
     fn a_read_spreads_only_while_no_other_read_is_in_progress() {
-        // Other tests' reads may be in progress too: only what holds
-        // whatever they do is checked.
+        // Other tests' reads may be in progress too: two of this test's own
+        // are enough for the rule to hold whatever they do.
         let one = ReadInProgress::start();
         let two = ReadInProgress::start();
         assert_eq!(read_threads(4), 1);
-        drop(two);
-        assert!(read_threads(4) <= 4);
-        drop(one);
+        drop((one, two));
     }
 
     #[test]
