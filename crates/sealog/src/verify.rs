@@ -51,7 +51,8 @@ use crate::tree::LevelFile;
 
 mod hashes;
 use hashes::{
-    Chained, StreamTree, first_block_difference, first_leaf_difference, leaf_file_corruption,
+    Chained, LeafPool, StreamTree, first_block_difference, first_leaf_difference,
+    leaf_file_corruption,
 };
 
 /// What a successful verification covered.
@@ -394,6 +395,7 @@ pub(crate) fn run(
     // Records of the unsealed segment right after the sealed ones (whose
     // seal may have been interrupted after its leaves were written).
     let mut sealing = 0u64;
+    let leaf_pool = LeafPool::default();
     let mut consume = |index: usize, summary: Result<Summary>| -> Result<bool> {
         let Some(f) = found.get(index) else {
             return Ok(false);
@@ -423,7 +425,7 @@ pub(crate) fn run(
         }
         check_link(f, expected_no, expected_seq, &chain)?;
         expected_no += 1;
-        let summary = summary?;
+        let mut summary = summary?;
         // The committer syncs a segment before it writes the next, so an
         // interrupted write can only end the last segment with records
         // (recovery refuses the same store for the same reason).
@@ -510,17 +512,18 @@ pub(crate) fn run(
         expected_seq = f.header.first_seq + summary.count;
         chain = summary.chain_head;
         last_recorded = summary.last_recorded.or(last_recorded);
+        leaf_pool.give(std::mem::take(&mut summary.leaves));
         Ok(true)
     };
-    pipeline(
+    let cx = SegmentContext {
         fs,
-        &found,
-        limit.as_ref(),
-        [leaves_file.as_ref(), level1_file.as_ref()],
-        &checkpoint_sizes,
-        key_filters.as_ref(),
-        &mut consume,
-    )?;
+        limit: limit.as_ref(),
+        stored: [leaves_file.as_ref(), level1_file.as_ref()],
+        checkpoint_sizes: &checkpoint_sizes,
+        key_filters: key_filters.as_ref(),
+        leaf_pool: &leaf_pool,
+    };
+    pipeline(cx, &found, &mut consume)?;
     // Checkpoints of size 0, or beyond what the log holds.
     for check in next_check {
         if check.size == 0 {
@@ -854,13 +857,8 @@ fn check_checkpoint(
 /// Verifies segments on worker threads and hands the results to `consume`
 /// in log order, keeping at most a few segments' results in memory.
 fn pipeline(
-    fs: &dyn Vfs,
+    cx: SegmentContext<'_>,
     found: &[Found],
-    limit: Option<&Limit>,
-    // Level 0 and level 1.
-    stored: [Option<&LevelFile>; 2],
-    checkpoint_sizes: &[u64],
-    key_filters: Option<&crate::key_filter::Catalog>,
     consume: &mut dyn FnMut(usize, Result<Summary>) -> Result<bool>,
 ) -> Result<()> {
     let workers = crate::spread::cores().min(found.len().max(1));
@@ -888,15 +886,7 @@ fn pipeline(
                         }
                     }
                     let followed = i + 1 < found.len();
-                    let result = verify_segment(
-                        fs,
-                        f,
-                        followed,
-                        limit,
-                        stored,
-                        checkpoint_sizes,
-                        key_filters,
-                    );
+                    let result = verify_segment(cx, f, followed);
                     if let Some(slot) = slots.get(i) {
                         *slot.lock() = Some(result);
                     }
@@ -976,17 +966,28 @@ impl<'a> Gathered<'a> {
     }
 }
 
-fn verify_segment(
-    fs: &dyn Vfs,
-    f: &Found,
-    followed: bool,
-    limit: Option<&Limit>,
-    // Level 0 (`tree/leaves`) and level 1.
-    [stored_leaves, stored_level1]: [Option<&LevelFile>; 2],
-    checkpoint_sizes: &[u64],
-    // `None`: the log only, no index files checked.
-    key_filters: Option<&crate::key_filter::Catalog>,
-) -> Result<Summary> {
+/// What the check of every segment reads besides the segment.
+#[derive(Clone, Copy)]
+struct SegmentContext<'a> {
+    fs: &'a dyn Vfs,
+    limit: Option<&'a Limit>,
+    /// Level 0 (`tree/leaves`) and level 1.
+    stored: [Option<&'a LevelFile>; 2],
+    checkpoint_sizes: &'a [u64],
+    /// `None`: the log only, no index files checked.
+    key_filters: Option<&'a crate::key_filter::Catalog>,
+    leaf_pool: &'a LeafPool,
+}
+
+fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<Summary> {
+    let SegmentContext {
+        fs,
+        limit,
+        stored: [stored_leaves, stored_level1],
+        checkpoint_sizes,
+        key_filters,
+        leaf_pool,
+    } = cx;
     let wanted: Vec<u64> = checkpoint_sizes
         .iter()
         .copied()
@@ -1042,7 +1043,7 @@ fn verify_segment(
         f.header.first_seq,
         f.header.chain_in,
         wanted,
-        expected_records,
+        leaf_pool.take(expected_records),
     );
     let mut g = Gathered {
         chained,

@@ -96,6 +96,34 @@ fn check_level(
     }
 }
 
+/// Leaf vectors handed back once the tree over the log has taken a
+/// segment's leaves, for the segments after it: a segment's leaves are
+/// megabytes, and a fresh vector costs the kernel a zeroed page per 4 KiB.
+#[derive(Default)]
+pub(super) struct LeafPool(parking_lot::Mutex<Vec<Vec<Hash>>>);
+
+impl LeafPool {
+    /// Vectors kept (the segments in flight at once are a few).
+    const KEPT: usize = 4;
+
+    /// An empty vector with room for `capacity` leaves.
+    pub(super) fn take(&self, capacity: usize) -> Vec<Hash> {
+        let mut leaves = self.0.lock().pop().unwrap_or_default();
+        leaves.clear();
+        leaves.reserve(capacity);
+        leaves
+    }
+
+    /// Hands `leaves` back for another segment.
+    pub(super) fn give(&self, mut leaves: Vec<Hash>) {
+        leaves.clear();
+        let mut kept = self.0.lock();
+        if kept.len() < Self::KEPT {
+            kept.push(leaves);
+        }
+    }
+}
+
 /// Records hashed between two updates of a segment's chain: enough to
 /// keep the hashing lanes full, few enough that the records are still in
 /// the cache.
@@ -122,10 +150,11 @@ pub(super) struct Chained<'a> {
 }
 
 impl<'a> Chained<'a> {
-    pub(super) fn new(first_seq: u64, chain_in: Hash, wanted: Vec<u64>, expected: usize) -> Self {
+    /// `leaves` (empty) receives the segment's leaf hashes.
+    pub(super) fn new(first_seq: u64, chain_in: Hash, wanted: Vec<u64>, leaves: Vec<Hash>) -> Self {
         Chained {
             first_seq,
-            leaves: Vec::with_capacity(expected),
+            leaves,
             chain: chain_in,
             wanted: wanted.into_iter().peekable(),
             chains_at: Vec::new(),
