@@ -393,8 +393,9 @@ enum Warmup {
 /// evicted, the store is opened and warmed up as `warmup` says. The files
 /// are evicted again (pages the store has mapped stay, as in a running
 /// server), and the query is timed cold, then warm.
-/// Returns (open + warm-up, cold, warm, results).
-fn cold_draw(dir: &Path, q: &Query, warmup: Warmup) -> (u64, u64, u64, usize) {
+/// Returns (open + warm-up, cold, CPU time of every thread of the process
+/// during the cold query, warm, results).
+fn cold_draw(dir: &Path, q: &Query, warmup: Warmup) -> (u64, u64, u64, u64, usize) {
     evict(dir);
     let t = Instant::now();
     let store = Store::open_read_only(dir).unwrap();
@@ -421,14 +422,22 @@ fn cold_draw(dir: &Path, q: &Query, warmup: Warmup) -> (u64, u64, u64, usize) {
         let _ = store.query(&other).unwrap();
     }
     evict(dir);
+    let cpu = process_cpu();
     let t = Instant::now();
     let page = store.query(q).unwrap();
     let cold = t.elapsed().as_nanos() as u64;
+    let cold_cpu = process_cpu() - cpu;
     let t = Instant::now();
     let again = store.query(q).unwrap();
     let warm = t.elapsed().as_nanos() as u64;
     assert_eq!(page.records, again.records);
-    (opened, cold, warm, page.records.len())
+    (opened, cold, cold_cpu, warm, page.records.len())
+}
+
+/// The CPU time every thread of this process has used, in nanoseconds.
+fn process_cpu() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// The three-predicate query cold, `runs` draws: with only the records
@@ -449,17 +458,23 @@ fn cold(dir: &Path, runs: u64) {
     };
     let actions: Vec<String> = w.actions().map(str::to_owned).collect();
     let (start, span) = (w.shape().time_start.as_nanos(), w.shape().time_span);
-    let mut times: [Vec<u64>; 5] = Default::default();
+    let mut times: [Vec<u64>; 8] = Default::default();
     let mut matches = 0;
     for _ in 0..runs {
         let q = three_predicates(&actions, start, span, &mut next);
-        let (_, unopened, _, _) = cold_draw(dir, &q, Warmup::Opened);
-        let (opened, cold_all, _, _) = cold_draw(dir, &q, Warmup::Mapped);
-        let (_, cold_records, warm, found) = cold_draw(dir, &q, Warmup::Sections);
-        for (v, t) in times
-            .iter_mut()
-            .zip([opened, unopened, cold_all, cold_records, warm])
-        {
+        let (_, unopened, unopened_cpu, _, _) = cold_draw(dir, &q, Warmup::Opened);
+        let (opened, cold_all, cold_all_cpu, _, _) = cold_draw(dir, &q, Warmup::Mapped);
+        let (_, cold_records, cold_records_cpu, warm, found) = cold_draw(dir, &q, Warmup::Sections);
+        for (v, t) in times.iter_mut().zip([
+            opened,
+            unopened,
+            cold_all,
+            cold_records,
+            warm,
+            unopened_cpu,
+            cold_all_cpu,
+            cold_records_cpu,
+        ]) {
             v.push(t);
         }
         matches += found;
@@ -470,6 +485,9 @@ fn cold(dir: &Path, runs: u64) {
         "3 predicates, 1 day: index sections and records cold",
         "3 predicates, 1 day: records cold",
         "3 predicates, 1 day: warm",
+        "  CPU time of: indexes not opened yet, cold",
+        "  CPU time of: index sections and records cold",
+        "  CPU time of: records cold",
     ];
     println!("{n} events, {runs} draws");
     for (name, t) in names.iter().zip(times.iter_mut()) {
