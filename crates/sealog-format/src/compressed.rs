@@ -904,6 +904,13 @@ impl<'a> CompressedSegment<'a> {
         self.blocks.get(i).copied()
     }
 
+    /// Every block's entry, in order, given up by the parsed segment (for a
+    /// reader that keeps the table apart from the file's bytes and reads
+    /// blocks with [`read_stored_block`], without copying the table).
+    pub fn into_blocks(self) -> Vec<Block> {
+        self.blocks
+    }
+
     /// The block holding image offset `offset` (`HEADER_LEN <= offset <
     /// frames_end`), by binary search; `None` outside the frames.
     pub fn block_at(&self, offset: u64) -> Option<usize> {

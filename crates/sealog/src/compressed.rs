@@ -178,10 +178,9 @@ impl Packed {
     pub(crate) fn open(name: &str, file: &[u8]) -> Result<Packed> {
         let (blocks, dictionary) = {
             let c = CompressedSegment::parse(file).map_err(|e| corruption(name, &e))?;
-            let blocks = (0..c.block_count()).filter_map(|i| c.block(i)).collect();
             let dict = c.dictionary();
             let start = (dict.as_ptr() as usize).saturating_sub(file.as_ptr() as usize);
-            (blocks, start..start + dict.len())
+            (c.into_blocks(), start..start + dict.len())
         };
         Ok(Packed {
             blocks,
