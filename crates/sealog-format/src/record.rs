@@ -193,6 +193,81 @@ impl RecordView<'_> {
         self.time.unwrap_or(self.recorded_at)
     }
 
+    /// Appends the record's JSON to `out`: what `serde_json` writes for
+    /// [`RecordView::to_record`]'s [`Record`] (the same fields in the same
+    /// order, the same escapes), without making the owned record. The
+    /// metadata is written as its stored text, which [`decode`] checked to
+    /// be a JSON object: for a record this crate encoded (compact
+    /// `serde_json` text of the event's metadata) that is the same text;
+    /// stored text written otherwise keeps its own spacing and key order.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing to a Vec cannot fail.
+        let text = |out: &mut Vec<u8>, s: &str| {
+            let _ = serde_json::to_writer(&mut *out, s);
+        };
+        let field = |out: &mut Vec<u8>, name: &str, value: Option<&str>| {
+            if let Some(v) = value {
+                out.push(b',');
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+                text(out, v);
+            }
+        };
+        let _ = write!(
+            out,
+            "{{\"seq\":{},\"recorded_at\":\"{}\"",
+            self.seq,
+            self.recorded_at.to_rfc3339()
+        );
+        if let Some(t) = self.time {
+            let _ = write!(out, ",\"time\":\"{}\"", t.to_rfc3339());
+        }
+        out.extend_from_slice(b",\"actor\":{\"type\":");
+        text(out, self.actor_type);
+        out.extend_from_slice(b",\"id\":");
+        text(out, self.actor_id);
+        if let Some((kind, id)) = self.on_behalf_of {
+            out.extend_from_slice(b",\"on_behalf_of\":{\"type\":");
+            text(out, kind);
+            out.extend_from_slice(b",\"id\":");
+            text(out, id);
+            out.push(b'}');
+        }
+        field(out, "session_id", self.session_id);
+        out.extend_from_slice(b"},\"action\":");
+        text(out, self.action);
+        out.extend_from_slice(b",\"resource\":{\"type\":");
+        text(out, self.resource_type);
+        field(out, "id", self.resource_id);
+        out.extend_from_slice(b"},\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.push(b'"');
+        field(out, "tenant", self.tenant);
+        if self.source_ip.is_some() || self.user_agent.is_some() {
+            out.extend_from_slice(b",\"source\":{");
+            if let Some(ip) = self.source_ip {
+                let _ = write!(out, "\"ip\":\"{ip}\"");
+            }
+            if let Some(agent) = self.user_agent {
+                if self.source_ip.is_some() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"user_agent\":");
+                text(out, agent);
+            }
+            out.push(b'}');
+        }
+        field(out, "request_id", self.request_id);
+        field(out, "reason", self.reason);
+        if let Some(metadata) = self.metadata {
+            out.extend_from_slice(b",\"metadata\":");
+            out.extend_from_slice(metadata.as_bytes());
+        }
+        out.push(b'}');
+    }
+
     /// An owned copy.
     pub fn to_record(&self) -> Result<Record, RecordError> {
         let metadata = match self.metadata {
@@ -1156,7 +1231,134 @@ mod tests {
         }
     }
 
+    /// Text for the JSON tests: empty, plain, escapes, control characters,
+    /// non-ASCII, a lone-surrogate-free astral character.
+    fn json_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z0-9:._-]{1,20}",
+            Just("quote \" backslash \\ slash / tab \t nl \n cr \r".to_owned()),
+            Just("\u{0}\u{1}\u{1f}\u{7f}\u{80}\u{2028}".to_owned()),
+            Just("zoë ключ 🚀 straße".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    fn json_metadata() -> impl Strategy<Value = Option<Metadata>> {
+        let object = |v: serde_json::Value| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        };
+        prop_oneof![
+            Just(None),
+            Just(object(serde_json::json!({}))),
+            Just(object(serde_json::json!({
+                "z": 1, "a": [1.5, -0.0, 1e30, 12345678901234567890u64, -9007199254740993i64],
+                "nested": {"b": null, "c": true, "é": "\u{1}\"\\"}, "f": 0.1
+            }))),
+            (
+                json_text(),
+                json_text(),
+                any::<f64>().prop_filter("finite", |f| f.is_finite())
+            )
+                .prop_map(move |(k, v, f)| object(serde_json::json!({ k: v, "n": f, "i": -3 }))),
+        ]
+    }
+
+    prop_compose! {
+        fn json_event()(
+            (actor_type, actor_id, action, resource_type) in (json_text(), json_text(), json_text(), json_text()),
+            (resource_id, tenant, request_id, reason, session) in (
+                proptest::option::of(json_text()),
+                proptest::option::of(json_text()),
+                proptest::option::of(json_text()),
+                proptest::option::of(json_text()),
+                proptest::option::of(json_text()),
+            ),
+            on_behalf_of in proptest::option::of((json_text(), json_text())),
+            user_agent in proptest::option::of(json_text()),
+            ip in proptest::option::of(prop_oneof![
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u8; 16]>().prop_map(IpAddr::from),
+            ]),
+            time in proptest::option::of(any::<i64>()),
+            outcome in 0usize..3,
+            metadata in json_metadata(),
+        ) -> Event {
+            let mut event = Event::new(
+                Actor {
+                    kind: actor_type,
+                    id: actor_id,
+                    on_behalf_of: on_behalf_of.map(|(k, id)| Principal::new(k, id)),
+                    session_id: session,
+                },
+                action,
+                Resource { kind: resource_type, id: resource_id },
+                Outcome::ALL[outcome],
+            );
+            event.time = time.map(Timestamp::from_nanos);
+            event.tenant = tenant;
+            event.request_id = request_id;
+            event.reason = reason;
+            if ip.is_some() || user_agent.is_some() {
+                event.source = Some(Source { ip, user_agent });
+            }
+            event.metadata = metadata;
+            event
+        }
+    }
+
+    #[test]
+    fn write_json_writes_the_serde_json_of_the_record_for_the_fixed_events() {
+        let (texts, _) = event_of_texts();
+        for event in [full_event(), texts] {
+            let body =
+                encode(&event, 42, Timestamp::from_nanos(1_700_000_000_123_456_789)).unwrap();
+            let view = decode(&body).unwrap();
+            let mut out = Vec::new();
+            view.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&view.to_record().unwrap()).unwrap()
+            );
+        }
+    }
+
+    /// Stored metadata text that is not compact keeps its own spacing: the
+    /// output is still one JSON value, with the metadata's meaning.
+    #[test]
+    fn write_json_keeps_stored_metadata_text_as_stored() {
+        let body = with_metadata_text(serde_json::json!("abcdef"), r#"{ "a" : [ ] } "#);
+        let view = decode(&body).unwrap();
+        let mut out = Vec::new();
+        view.write_json(&mut out);
+        let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let owned = serde_json::to_value(view.to_record().unwrap()).unwrap();
+        assert_eq!(written, owned);
+        assert!(out.ends_with(br#","metadata":{ "a" : [ ] } }"#));
+    }
+
     proptest! {
+        #[test]
+        fn write_json_writes_the_serde_json_of_the_record(
+            event in json_event(),
+            seq in any::<u64>(),
+            recorded_at in any::<i64>(),
+        ) {
+            let Ok(body) = encode(&event, seq, Timestamp::from_nanos(recorded_at)) else {
+                // Text the encoding cannot hold (a field too long): nothing
+                // to write.
+                return Ok(());
+            };
+            let view = decode(&body).unwrap();
+            let mut out = Vec::new();
+            view.write_json(&mut out);
+            prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&view.to_record().unwrap()).unwrap()
+            );
+        }
+
         #[test]
         fn check_fails_exactly_where_decode_fails(
             sample in 0usize..2,

@@ -674,11 +674,15 @@ impl Default for Query {
     }
 }
 
-/// One page of results.
+/// One page of results: the matching records ([`Store::query`]), or what
+/// the caller made of each ([`Store::query_with`]).
+///
+/// [`Store::query`]: crate::Store::query
+/// [`Store::query_with`]: crate::Store::query_with
 #[derive(Clone, Debug, PartialEq)]
-pub struct Page {
+pub struct Page<R = Record> {
     /// The matching records, in the query's order.
-    pub records: Vec<Record>,
+    pub records: Vec<R>,
     /// Pass as [`Query::cursor`] to get the next page; `None` when there are
     /// no more matches (at the time of the query).
     pub next_cursor: Option<String>,
@@ -829,15 +833,15 @@ pub(crate) enum Cursor {
 const CURSOR_VERSION: u8 = 1;
 
 impl Cursor {
-    /// The cursor after `record` in `order`.
-    pub(crate) fn after(record: &Record, order: Order) -> Cursor {
+    /// The cursor after the record `view` in `order`.
+    pub(crate) fn after(view: &sealog_format::record::RecordView<'_>, order: Order) -> Cursor {
         if order.by_time() {
             Cursor::Time {
-                time: record.event_time().as_nanos(),
-                seq: record.seq,
+                time: view.event_time().as_nanos(),
+                seq: view.seq,
             }
         } else {
-            Cursor::Seq(record.seq)
+            Cursor::Seq(view.seq)
         }
     }
 

@@ -600,7 +600,44 @@ impl Store {
     /// was hashed or masked into.
     pub fn query(&self, query: &crate::query::Query) -> Result<crate::query::Page> {
         let query = self.private_query(query);
-        crate::search::page(&self.view(), &query, self.inner.clone())
+        crate::search::page(&self.view(), &query, self.inner.clone(), &mut |view| {
+            view.to_record()
+        })
+    }
+
+    /// [`Store::query`], with each matching record given to `make` as the
+    /// checked view of its stored bytes, and the page holding what `make`
+    /// returns: a caller that only writes the records out (as JSON, with
+    /// [`RecordView::write_json`]) makes no owned [`Record`] of them. The
+    /// records, their order, the checks and the cursor are those of
+    /// [`Store::query`].
+    ///
+    /// ```no_run
+    /// # let store = sealog::Store::open("./audit", sealog::StoreOptions::default())?;
+    /// use sealog::query::{ActorFilter, Query};
+    /// let query = Query { actor: Some(ActorFilter::parse("user:alice")), ..Query::default() };
+    /// let page = store.query_with(&query, |view| {
+    ///     let mut json = Vec::new();
+    ///     view.write_json(&mut json);
+    ///     json
+    /// })?;
+    /// for json in &page.records {
+    ///     println!("{}", String::from_utf8_lossy(json));
+    /// }
+    /// # Ok::<(), sealog::Error>(())
+    /// ```
+    ///
+    /// [`RecordView::write_json`]: sealog_format::record::RecordView::write_json
+    /// [`Record`]: sealog_format::Record
+    pub fn query_with<T>(
+        &self,
+        query: &crate::query::Query,
+        mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
+    ) -> Result<crate::query::Page<T>> {
+        let query = self.private_query(query);
+        crate::search::page(&self.view(), &query, self.inner.clone(), &mut |view| {
+            Ok(make(view))
+        })
     }
 
     /// The page [`Store::query`] returns, when the open segments alone
@@ -619,7 +656,22 @@ impl Store {
         query: &crate::query::Query,
     ) -> Result<Option<crate::query::Page>> {
         let query = self.private_query(query);
-        crate::search::page_from_open(&self.view(), &query, self.inner.clone())
+        crate::search::page_from_open(&self.view(), &query, self.inner.clone(), &mut |view| {
+            view.to_record()
+        })
+    }
+
+    /// [`Store::query_from_open`], with each record made into `make` of
+    /// its checked view, as [`Store::query_with`] does.
+    pub fn query_from_open_with<T>(
+        &self,
+        query: &crate::query::Query,
+        mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
+    ) -> Result<Option<crate::query::Page<T>>> {
+        let query = self.private_query(query);
+        crate::search::page_from_open(&self.view(), &query, self.inner.clone(), &mut |view| {
+            Ok(make(view))
+        })
     }
 
     /// Every record matching `query`, in its order, read lazily (the

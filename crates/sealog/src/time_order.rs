@@ -36,12 +36,10 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use sealog_format::Record;
-
 use crate::error::{Error, Result};
 use crate::index::IndexView;
 use crate::query::Query;
-use crate::search::{Plan, SegmentRef, read_match, segments_in_order};
+use crate::search::{MakeFn, Plan, SegmentRef, read_match, segments_in_order};
 use crate::store::{Inner, View};
 
 /// A position in merge order: the largest key comes out first. For the
@@ -162,8 +160,8 @@ impl TimeMerge {
         }
     }
 
-    /// The next matching record in order, or `None` at the end.
-    pub(crate) fn next_match(&mut self) -> Result<Option<Record>> {
+    /// `make` of the next matching record in order, or `None` at the end.
+    pub(crate) fn next_match<T>(&mut self, make: &mut MakeFn<'_, T>) -> Result<Option<T>> {
         while let Some(entry) = self.queue.pop() {
             let Some(segment) = self.segments.get_mut(entry.segment) else {
                 continue;
@@ -192,7 +190,7 @@ impl TimeMerge {
                     segment: entry.segment,
                 });
             }
-            match read_match(&segment.segment, ordinal, None, &self.query) {
+            match read_match(&segment.segment, ordinal, None, &self.query, make) {
                 Ok(Some(record)) => return Ok(Some(record)),
                 Ok(None) => {}
                 Err(e) => {

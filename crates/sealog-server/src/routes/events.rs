@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use sealog::Store;
+use sealog::format::record::RecordView;
 use sealog::format::{Metadata, Resource};
-use sealog::query::Query;
+use sealog::query::{Page, Query};
 use serde::Serialize;
 
 use super::{
-    Json, NDJSON, blocking, blocking_read, flag, no_key, plain_text, store_error, visible_record,
-    wants_ndjson,
+    Json, NDJSON, blocking, blocking_read, flag, json_bytes, no_key, plain_text, store_error,
+    visible_record, wants_ndjson,
 };
 use crate::audit;
 use crate::auth::{Authed, QueryScope};
@@ -26,7 +27,6 @@ use crate::error::{ApiError, ErrorCode};
 use crate::params::{self, FILTERS, Params, QUERY_PARAMS};
 use crate::state::App;
 use crate::tail::{ABORT_GRACE, Render};
-use crate::wire::PageRef;
 
 /// `count=true`: the number of matches.
 #[derive(Serialize)]
@@ -64,9 +64,12 @@ pub(super) async fn list(
     // actor, say) reads only memory and records just written: it is
     // answered here, without the hand-off to a blocking thread and back
     // that reading sealed segments (maps, index checks, the archive) needs.
+    //
+    // Each record is written as JSON straight from its checked stored
+    // bytes (no owned record to build, serialize and drop).
     let from_open = if query.limit <= INLINE_PAGE_LIMIT {
         store
-            .query_from_open(&query)
+            .query_from_open_with(&query, record_json)
             .map_err(|e| store_error(&app, &e))?
     } else {
         None
@@ -76,7 +79,7 @@ pub(super) async fn list(
         None => {
             let q = query.clone();
             let s = store.clone();
-            blocking_read(&app, move || s.query(&q))
+            blocking_read(&app, move || s.query_with(&q, record_json))
                 .await?
                 .map_err(|e| store_error(&app, &e))?
         }
@@ -87,13 +90,39 @@ pub(super) async fn list(
     // The page is serialized while its record is being made durable; it is
     // sent only once the record is.
     let recorded = auth.record_queued(&app, &store, "log.query", Resource::kind("log"), metadata);
-    let response = Json(PageRef {
-        records: &page.records,
-        next_cursor: page.next_cursor.as_deref(),
-    })
-    .into_response();
+    let response = json_bytes(StatusCode::OK, page_json(&page));
     recorded.await?;
     Ok(response)
+}
+
+/// A record's JSON ([`sealog::Record`]'s serialization), written from its
+/// view.
+fn record_json(view: &RecordView<'_>) -> Vec<u8> {
+    let mut json = Vec::with_capacity(512);
+    view.write_json(&mut json);
+    json
+}
+
+/// A page of records already written as JSON: the body of
+/// [`crate::wire::PageJson`], `{"records":[...],"next_cursor":...}`.
+fn page_json(page: &Page<Vec<u8>>) -> Vec<u8> {
+    let records: usize = page.records.iter().map(Vec::len).sum();
+    let mut body = Vec::with_capacity(records + page.records.len() + 96);
+    body.extend_from_slice(b"{\"records\":[");
+    for (i, record) in page.records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(record);
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    match &page.next_cursor {
+        // Writing to a Vec cannot fail.
+        Some(cursor) => drop(serde_json::to_writer(&mut body, cursor)),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.push(b'}');
+    body
 }
 
 /// `count=true`: the number of matches, `{"count": N}`.

@@ -236,7 +236,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 }
 
 /// JSON already serialized.
-fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

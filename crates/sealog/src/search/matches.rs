@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use sealog_format::Record;
+use sealog_format::record::RecordView;
 
 use crate::error::Result;
 use crate::query::{Cursor, Page, Query};
 use crate::store::{Inner, View};
 
 use super::{
-    AskAhead, Plan, SectionUse, SegmentRef, candidates_or_all, planned_sealed, read_match,
+    AskAhead, MakeFn, Plan, SectionUse, SegmentRef, candidates_or_all, planned_sealed, read_match,
     read_threads, segments_in_order,
 };
 
@@ -443,8 +444,13 @@ impl Matches {
     }
 
     fn next_result(&mut self) -> Result<Option<Record>> {
+        self.next_result_with(&mut |view| view.to_record())
+    }
+
+    /// The next match, made into `make` of it.
+    fn next_result_with<T>(&mut self, make: &mut MakeFn<'_, T>) -> Result<Option<T>> {
         if let Some(merge) = &mut self.by_time {
-            return merge.next_match();
+            return merge.next_match(make);
         }
         loop {
             match self.planned.front() {
@@ -480,7 +486,7 @@ impl Matches {
             };
             let segment = p.segment.clone();
             let fetched = p.fetched.remove(&ordinal);
-            match read_match(&segment, ordinal, fetched, &self.plan_query) {
+            match read_match(&segment, ordinal, fetched, &self.plan_query, make) {
                 Ok(Some(record)) => {
                     if let Some(wanted) = &mut self.wanted {
                         *wanted = wanted.saturating_sub(1);
@@ -516,10 +522,15 @@ impl Iterator for Matches {
     }
 }
 
-/// One page of a query.
-pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page> {
+/// One page of a query, each record made into `make` of it.
+pub(crate) fn page<T>(
+    view: &View,
+    query: &Query,
+    inner: Arc<Inner>,
+    make: &mut MakeFn<'_, T>,
+) -> Result<Page<T>> {
     let mut matches = Matches::new(view, query, inner)?;
-    let records = collect_page(&mut matches, query)?;
+    let records = collect_page(&mut matches, query, make)?;
     Ok(finish_page(records, query))
 }
 
@@ -527,29 +538,44 @@ pub(crate) fn page(view: &View, query: &Query, inner: Arc<Inner>) -> Result<Page
 /// newest-first page whose matches, and the match after them (which
 /// decides the cursor), are all in open segments. No sealed segment's file
 /// is touched. `None` when the page needs more.
-pub(crate) fn page_from_open(
+pub(crate) fn page_from_open<T>(
     view: &View,
     query: &Query,
     inner: Arc<Inner>,
-) -> Result<Option<Page>> {
+    make: &mut MakeFn<'_, T>,
+) -> Result<Option<Page<T>>> {
     if query.order.by_time() || !query.order.descending() {
         return Ok(None);
     }
     let mut matches = Matches::new(view, query, inner)?;
     matches.open_only = true;
-    let records = collect_page(&mut matches, query)?;
+    let records = collect_page(&mut matches, query, make)?;
     if records.len() <= query.limit && matches.reached_sealed {
         return Ok(None);
     }
     Ok(Some(finish_page(records, query)))
 }
 
-/// Up to `limit + 1` matches (the one after the page decides its cursor).
-fn collect_page(matches: &mut Matches, query: &Query) -> Result<Vec<Record>> {
+/// Up to `limit + 1` matches (the one after the page decides its cursor),
+/// each with the cursor after it.
+fn collect_page<T>(
+    matches: &mut Matches,
+    query: &Query,
+    make: &mut MakeFn<'_, T>,
+) -> Result<Vec<(T, Cursor)>> {
     matches.wanted = Some(query.limit.saturating_add(1));
-    let mut records = Vec::with_capacity(query.limit.min(1024));
-    for record in matches.by_ref() {
-        records.push(record?);
+    let mut records = Vec::with_capacity(query.limit.saturating_add(1).min(1024));
+    let order = query.order;
+    let mut make = |view: &RecordView<'_>| Ok((make(view)?, Cursor::after(view, order)));
+    while !matches.failed {
+        match matches.next_result_with(&mut make) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => break,
+            Err(e) => {
+                matches.failed = true;
+                return Err(e);
+            }
+        }
         if records.len() > query.limit {
             break;
         }
@@ -558,17 +584,15 @@ fn collect_page(matches: &mut Matches, query: &Query) -> Result<Vec<Record>> {
 }
 
 /// The page of `records` (up to `limit + 1` of them) and its cursor.
-fn finish_page(mut records: Vec<Record>, query: &Query) -> Page {
+fn finish_page<T>(mut records: Vec<(T, Cursor)>, query: &Query) -> Page<T> {
     let next_cursor = if records.len() > query.limit {
         records.truncate(query.limit);
-        records
-            .last()
-            .map(|r| Cursor::after(r, query.order).encode(query))
+        records.last().map(|(_, cursor)| cursor.encode(query))
     } else {
         None
     };
     Page {
-        records,
+        records: records.into_iter().map(|(r, _)| r).collect(),
         next_cursor,
     }
 }

@@ -32,7 +32,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
-use sealog_format::Record;
 use sealog_format::record;
 
 use crate::error::{Corruption, CorruptionKind, Error, Location, Result};
@@ -797,16 +796,22 @@ fn segment_candidates(
     }
 }
 
+/// What a search makes of each matching record, from its checked view
+/// (the owned [`sealog_format::Record`], or the caller's own form of it).
+pub(crate) type MakeFn<'m, T> =
+    dyn FnMut(&record::RecordView<'_>) -> std::result::Result<T, record::RecordError> + 'm;
+
 /// Reads record `ordinal` of `segment` (or takes `fetched`, its record
-/// bytes read already with others) and returns it if it matches `query`
-/// (`None` if it does not). A record the segment's index lists but that is
-/// not there is an error, never a quiet miss.
-pub(crate) fn read_match(
+/// bytes read already with others) and returns `make` of it if it matches
+/// `query` (`None` if it does not). A record the segment's index lists but
+/// that is not there is an error, never a quiet miss.
+pub(crate) fn read_match<T>(
     segment: &SegmentRef,
     ordinal: u32,
     fetched: Option<Vec<u8>>,
     query: &Query,
-) -> Result<Option<Record>> {
+    make: &mut MakeFn<'_, T>,
+) -> Result<Option<T>> {
     let seq = segment.first_seq() + u64::from(ordinal);
     let bytes = match fetched {
         Some(bytes) => Some(bytes),
@@ -840,7 +845,7 @@ pub(crate) fn read_match(
     if !query.matches(&view) {
         return Ok(None);
     }
-    view.to_record().map(Some).map_err(|e| {
+    make(&view).map(Some).map_err(|e| {
         Corruption::new(
             Location::file(segment.name()).seq(seq),
             CorruptionKind::Record(e),
