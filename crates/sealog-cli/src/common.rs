@@ -630,6 +630,11 @@ impl Out {
         self.inner.write_all(b"\n").map_err(CliError::stdout)
     }
 
+    /// Writes bytes as they are.
+    pub fn bytes(&mut self, bytes: &[u8]) -> Result<(), CliError> {
+        self.inner.write_all(bytes).map_err(CliError::stdout)
+    }
+
     /// Writes a value as indented JSON.
     pub fn json_pretty<T: serde::Serialize>(&mut self, value: &T) -> Result<(), CliError> {
         serde_json::to_writer_pretty(&mut self.inner, value)

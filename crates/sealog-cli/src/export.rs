@@ -147,7 +147,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
     let dir = &global.data_dir;
     let mut warnings = DamageWarnings::default();
     warnings.name_new(dir, &store);
-    let matches = store
+    let mut matches = store
         .matches(&query)
         .map_err(|e| CliError::read("export", dir, e))?;
     let mut out = Out::new();
@@ -157,14 +157,19 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<(), CliError> {
     let mut failed = None;
     match args.format {
         ExportFormat::Ndjson => {
-            for record in matches {
-                match record {
-                    Ok(record) => out.json_line(&record.with_event_time())?,
-                    Err(e) => {
-                        failed = Some(CliError::read("export", dir, e));
-                        break;
-                    }
+            // Each line written from the record's checked stored bytes
+            // (the JSON of the record with its event time in `time`).
+            let mut line = Vec::with_capacity(1024);
+            while let Some(item) = matches.next_with(|view| {
+                line.clear();
+                view.write_json_with_event_time(&mut line);
+                line.push(b'\n');
+            }) {
+                if let Err(e) = item {
+                    failed = Some(CliError::read("export", dir, e));
+                    break;
                 }
+                out.bytes(&line)?;
                 count += 1;
             }
         }

@@ -201,6 +201,17 @@ impl RecordView<'_> {
     /// `serde_json` text of the event's metadata) that is the same text;
     /// stored text written otherwise keeps its own spacing and key order.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_as(out, self.time);
+    }
+
+    /// [`RecordView::write_json`] with the event time in `time`: the JSON
+    /// of `to_record()?.with_event_time()`, as an export writes a record so
+    /// that importing it elsewhere keeps when it happened.
+    pub fn write_json_with_event_time(&self, out: &mut Vec<u8>) {
+        self.write_json_as(out, Some(self.event_time()));
+    }
+
+    fn write_json_as(&self, out: &mut Vec<u8>, time: Option<Timestamp>) {
         use std::io::Write as _;
         // Writing to a Vec cannot fail.
         let text = |out: &mut Vec<u8>, s: &str| {
@@ -221,7 +232,7 @@ impl RecordView<'_> {
             self.seq,
             self.recorded_at.to_rfc3339()
         );
-        if let Some(t) = self.time {
+        if let Some(t) = time {
             let _ = write!(out, ",\"time\":\"{}\"", t.to_rfc3339());
         }
         out.extend_from_slice(b",\"actor\":{\"type\":");
@@ -1356,6 +1367,12 @@ mod tests {
             prop_assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(&view.to_record().unwrap()).unwrap()
+            );
+            let mut out = Vec::new();
+            view.write_json_with_event_time(&mut out);
+            prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&view.to_record().unwrap().with_event_time()).unwrap()
             );
         }
 

@@ -233,27 +233,17 @@ async fn export(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let mut matches = matches;
         let mut buf = Vec::with_capacity(64 << 10);
-        for item in matches {
-            let failure = match item {
-                // With its event time in `time`, as `sealog export` writes
-                // it, so that an import keeps it.
-                Ok(r) => {
-                    let seq = r.seq;
-                    match serde_json::to_writer(&mut buf, &r.with_event_time()) {
-                        Ok(()) => {
-                            buf.push(b'\n');
-                            None
-                        }
-                        Err(e) => Some(ApiError::new(
-                            ErrorCode::Internal,
-                            format!("serializing record {seq} failed: {e}"),
-                        )),
-                    }
-                }
-                Err(e) => Some(ApiError::from_store(&e)),
-            };
-            if let Some(error) = failure {
+        // Each record is written from its checked stored bytes, with its
+        // event time in `time`, as `sealog export` writes it, so that an
+        // import keeps it.
+        while let Some(item) = matches.next_with(|view| {
+            view.write_json_with_event_time(&mut buf);
+            buf.push(b'\n');
+        }) {
+            if let Err(e) = item {
+                let error = ApiError::from_store(&e);
                 tracing::error!(%error, "an export stream was cut short");
                 let line = error.body().to_string();
                 buf.extend_from_slice(line.as_bytes());

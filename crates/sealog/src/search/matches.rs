@@ -504,6 +504,30 @@ impl Matches {
     }
 }
 
+impl Matches {
+    /// The next match, given to `make` as the checked view of its stored
+    /// bytes, and what `make` returned: the records, order, checks and
+    /// errors of the iterator, without an owned [`Record`] of each (an
+    /// export writes each with [`RecordView::write_json`]). `None` at the
+    /// end, and after an error.
+    pub fn next_with<T>(
+        &mut self,
+        mut make: impl FnMut(&RecordView<'_>) -> T,
+    ) -> Option<Result<T>> {
+        if self.failed {
+            return None;
+        }
+        match self.next_result_with(&mut |view| Ok(make(view))) {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 impl Iterator for Matches {
     type Item = Result<Record>;
 
