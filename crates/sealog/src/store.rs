@@ -26,7 +26,6 @@ use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::scan::{Scan, decode_checked};
 use sealog_format::segment::Manifest;
 use sealog_format::{Event, Hash, Record, Timestamp};
 
@@ -40,6 +39,7 @@ use crate::progress::{Failure, Progress};
 use crate::readers::Readers;
 pub(crate) use crate::readers::View;
 use crate::recovery::RecoveryReport;
+use crate::scan::{Scan, decode_checked};
 use crate::sealer::Sealing;
 use crate::sequencer::Sequencer;
 use crate::sidecar::IndexEnv;

@@ -443,8 +443,20 @@ impl Matches {
         }
     }
 
-    fn next_result(&mut self) -> Result<Option<Record>> {
-        self.next_result_with(&mut |view| view.to_record())
+    /// The next match, made into `make` of it; `None` at the end, and
+    /// after an error (which ends the search).
+    fn advance<T>(&mut self, make: &mut MakeFn<'_, T>) -> Option<Result<T>> {
+        if self.failed {
+            return None;
+        }
+        match self.next_result_with(make) {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
     }
 
     /// The next match, made into `make` of it.
@@ -514,17 +526,7 @@ impl Matches {
         &mut self,
         mut make: impl FnMut(&RecordView<'_>) -> T,
     ) -> Option<Result<T>> {
-        if self.failed {
-            return None;
-        }
-        match self.next_result_with(&mut |view| Ok(make(view))) {
-            Ok(Some(r)) => Some(Ok(r)),
-            Ok(None) => None,
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
+        self.advance(&mut |view| Ok(make(view)))
     }
 }
 
@@ -532,17 +534,7 @@ impl Iterator for Matches {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.next_result() {
-            Ok(Some(r)) => Some(Ok(r)),
-            Ok(None) => None,
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
+        self.advance(&mut |view| view.to_record())
     }
 }
 
@@ -591,15 +583,8 @@ fn collect_page<T>(
     let mut records = Vec::with_capacity(query.limit.saturating_add(1).min(1024));
     let order = query.order;
     let mut make = |view: &RecordView<'_>| Ok((make(view)?, Cursor::after(view, order)));
-    while !matches.failed {
-        match matches.next_result_with(&mut make) {
-            Ok(Some(record)) => records.push(record),
-            Ok(None) => break,
-            Err(e) => {
-                matches.failed = true;
-                return Err(e);
-            }
-        }
+    while let Some(record) = matches.advance(&mut make) {
+        records.push(record?);
         if records.len() > query.limit {
             break;
         }
