@@ -566,42 +566,60 @@ pub(crate) fn page_from_open<T>(
     let mut matches = Matches::new(view, query, inner)?;
     matches.open_only = true;
     let records = collect_page(&mut matches, query, make)?;
-    if records.len() <= query.limit && matches.reached_sealed {
+    if records.records.len() <= query.limit && matches.reached_sealed {
         return Ok(None);
     }
     Ok(Some(finish_page(records, query)))
 }
 
 /// Up to `limit + 1` matches (the one after the page decides its cursor),
-/// each with the cursor after it.
+/// and the cursor after the page's last one.
+struct Collected<T> {
+    records: Vec<T>,
+    cursor_at_limit: Option<Cursor>,
+}
+
 fn collect_page<T>(
     matches: &mut Matches,
     query: &Query,
     make: &mut MakeFn<'_, T>,
-) -> Result<Vec<(T, Cursor)>> {
+) -> Result<Collected<T>> {
     matches.wanted = Some(query.limit.saturating_add(1));
     let mut records = Vec::with_capacity(query.limit.saturating_add(1).min(1024));
+    let mut cursor_at_limit = None;
     let order = query.order;
     let mut make = |view: &RecordView<'_>| Ok((make(view)?, Cursor::after(view, order)));
     while let Some(record) = matches.advance(&mut make) {
-        records.push(record?);
+        let (record, cursor) = record?;
+        records.push(record);
+        if records.len() == query.limit {
+            cursor_at_limit = Some(cursor);
+        }
         if records.len() > query.limit {
             break;
         }
     }
-    Ok(records)
+    Ok(Collected {
+        records,
+        cursor_at_limit,
+    })
 }
 
-/// The page of `records` (up to `limit + 1` of them) and its cursor.
-fn finish_page<T>(mut records: Vec<(T, Cursor)>, query: &Query) -> Page<T> {
+/// The page of the collected records (up to `limit + 1` of them) and its
+/// cursor.
+fn finish_page<T>(collected: Collected<T>, query: &Query) -> Page<T> {
+    let Collected {
+        mut records,
+        cursor_at_limit,
+    } = collected;
     let next_cursor = if records.len() > query.limit {
         records.truncate(query.limit);
-        records.last().map(|(_, cursor)| cursor.encode(query))
+        cursor_at_limit.map(|cursor| cursor.encode(query))
     } else {
         None
     };
     Page {
-        records: records.into_iter().map(|(r, _)| r).collect(),
+        records,
         next_cursor,
     }
 }
