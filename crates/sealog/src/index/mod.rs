@@ -270,12 +270,12 @@ impl DictColumn {
             self.postings.resize_with(slot + 1, RoaringBitmap::new);
         }
         if let Some(postings) = self.postings.get_mut(slot) {
-            // Ordinals only grow: this appends to the bitmap's last container.
-            let appended = postings.try_push(ordinal);
-            debug_assert!(
-                appended.is_ok(),
-                "ordinals are appended in increasing order"
-            );
+            // Ordinals only grow, so this appends to the bitmap's last
+            // container. `insert`, not `try_push`: `try_push` looks for the
+            // bitmap's maximum first, which in a bitset container (a term
+            // most records have, an outcome say) scans up to 1,024 words.
+            let added = postings.insert(ordinal);
+            debug_assert!(added, "ordinals are appended in increasing order");
         }
     }
 
