@@ -127,6 +127,23 @@ pub(crate) struct Sidecar {
     /// advice asked for, whose lookups' bitmaps
     /// [`Sidecar::advise_lookups`] asks for next.
     lookups_due: std::sync::atomic::AtomicU32,
+    /// One bit per section (the first 64): the search advice asked for
+    /// the section, whole, at least once.
+    sections_asked: AtomicU64,
+    /// One bit per section (the first 64): the search advice, asking
+    /// again, found the section in memory, and does not look at it again
+    /// ([`Sidecar::should_ask`]).
+    sections_settled: AtomicU64,
+}
+
+/// Whether the kernel was asked for the column blocks
+/// [`Sidecar::ensure_values`] checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Not yet: it asks for them.
+    No,
+    /// Already (by the search's read-ahead): it does not again.
+    Already,
 }
 
 /// The byte ranges of a hashed index (at `offset`, `len` bytes long) that
@@ -163,6 +180,10 @@ fn hashed_probe_ranges(offset: u64, len: u64, key: u64) -> Vec<(u64, u64)> {
 
 /// Pages of a dictionary looked at to tell whether it is in memory.
 const RESIDENT_SAMPLES: u64 = 8;
+
+/// Bytes [`crate::mmap::Mapped::resident`] looks at page by page, at most
+/// (64 pages); a larger section is sampled ([`RESIDENT_SAMPLES`] pages).
+const MAX_RESIDENT_ASKED: u64 = 64 * 4096;
 
 /// The first bytes of a dictionary not in memory that a search asks for
 /// before reading its header: the directory (header, term entries, term
@@ -224,6 +245,8 @@ impl Sidecar {
             dict_blocks: std::array::from_fn(|_| OnceLock::new()),
             dicts_advised: std::sync::atomic::AtomicU32::new(0),
             lookups_due: std::sync::atomic::AtomicU32::new(0),
+            sections_asked: AtomicU64::new(0),
+            sections_settled: AtomicU64::new(0),
             map,
         })
     }
@@ -421,6 +444,7 @@ impl Sidecar {
                     && terms.is_some()
                     && self.unchecked(filter)
                     && let Some(section) = reader.section(filter)
+                    && self.should_ask(filter, section.offset, section.len)
                 {
                     ranges.push((section.offset, section.offset + section.len));
                 }
@@ -487,12 +511,40 @@ impl Sidecar {
             };
             if self.unchecked(i)
                 && let Some(section) = reader.section(i)
+                && self.should_ask(i, section.offset, section.len)
             {
                 ranges.push((section.offset, section.offset + section.len));
             }
         }
         self.block_checksum_ranges(&reader, &mut ranges);
         ranges
+    }
+
+    /// Whether the search advice asks for section `i` (`len` bytes at
+    /// `offset`), not checked yet, whole. The first time it does. After that
+    /// only while the section is not in memory: found there once, it is not
+    /// looked at again (pages evicted since are faulted in as they are
+    /// read). A search plans a few segments beyond those it reads, and a
+    /// server's page that the newest segments fill never reads theirs: they
+    /// stay unchecked, and each query used to ask for them again (nine
+    /// system calls a query in the one-actor row with 4 MiB segments).
+    fn should_ask(&self, i: usize, offset: u64, len: u64) -> bool {
+        let Some(bit) = u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) else {
+            return true;
+        };
+        if self.sections_settled.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
+        if self.sections_asked.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            return true;
+        }
+        let resident = self.map.resident(offset, len)
+            || (len > MAX_RESIDENT_ASKED
+                && self.map.resident_sampled(offset, len, RESIDENT_SAMPLES));
+        if resident {
+            self.sections_settled.fetch_or(bit, Ordering::Relaxed);
+        }
+        !resident
     }
 
     /// After [`Sidecar::advise_sections`] asked for a dictionary's
@@ -567,6 +619,7 @@ impl Sidecar {
             if let Some(i) = reader.column_blocks_section(column)
                 && self.unchecked(i)
                 && let Some(section) = reader.section(i)
+                && self.should_ask(i, section.offset, section.len)
             {
                 ranges.push((section.offset, section.offset + section.len));
             }
@@ -581,15 +634,17 @@ impl Sidecar {
 
     /// Makes the values of `COLUMNS[column]` at `ordinals` safe to read:
     /// checks the blocks that hold them and were not checked yet, asking
-    /// the kernel for all of them at once; or the whole column, the first
-    /// time, when it has no block checksums or the blocks wanted are more
-    /// than half of them. A damaged block is an error, as a damaged column
-    /// is (the caller rebuilds the index).
+    /// the kernel for all of them at once (unless `asked` says that was
+    /// done); or the whole column, the first time, when it has no block
+    /// checksums or the blocks wanted are more than half of them. A
+    /// damaged block is an error, as a damaged column is (the caller
+    /// rebuilds the index).
     fn ensure_values(
         &self,
         reader: &IndexReader<'_>,
         column: usize,
         ordinals: impl Iterator<Item = u32>,
+        asked: Asked,
     ) -> Result<()> {
         let (Some(&kind), Some(&section)) =
             (COLUMNS.get(column), reader.column_sections().get(column))
@@ -629,9 +684,13 @@ impl Sidecar {
             return self.ensure(reader, Some(section));
         }
         // One request per run of adjacent blocks, all before the first
-        // check waits for the disk.
+        // check waits for the disk; blocks asked for already are not asked
+        // for again. (One block is asked for too: a fault on a page not in
+        // memory would have the kernel read around it, as much as the
+        // device's read-ahead, 8 MiB on some.)
         let mut run: Option<(u64, u64)> = None;
-        for &(_, start, len) in &wanted {
+        let ask = asked == Asked::No;
+        for &(_, start, len) in wanted.iter().filter(|_| ask) {
             run = match run {
                 Some((s, e)) if start == e => Some((s, start + len)),
                 Some((s, e)) => {
@@ -794,15 +853,17 @@ impl Sidecar {
     /// The frame offset of record `ordinal`.
     pub(crate) fn offset(&self, ordinal: u32) -> Result<Option<u32>> {
         let reader = self.reader()?;
-        self.ensure_values(&reader, OFFSETS, std::iter::once(ordinal))?;
+        self.ensure_values(&reader, OFFSETS, std::iter::once(ordinal), Asked::No)?;
         Ok(reader.offset(ordinal))
     }
 
     /// The frame offsets of `ordinals` (those the column has), with one
-    /// reader and the blocks they need checked together.
+    /// reader and the blocks they need checked together. The blocks are
+    /// not asked for: a search asks for them ([`Sidecar::advise_offsets`])
+    /// as it takes the ordinals ahead, moments before.
     pub(crate) fn offsets(&self, ordinals: &[u32]) -> Result<Vec<u32>> {
         let reader = self.reader()?;
-        self.ensure_values(&reader, OFFSETS, ordinals.iter().copied())?;
+        self.ensure_values(&reader, OFFSETS, ordinals.iter().copied(), Asked::Already)?;
         Ok(ordinals.iter().filter_map(|&o| reader.offset(o)).collect())
     }
 }
@@ -882,7 +943,7 @@ impl IndexView for Sidecar {
 
     fn event_time(&self, ordinal: u32) -> Result<Option<i64>> {
         let reader = self.reader()?;
-        self.ensure_values(&reader, EVENT_TIMES, std::iter::once(ordinal))?;
+        self.ensure_values(&reader, EVENT_TIMES, std::iter::once(ordinal), Asked::No)?;
         Ok(reader.event_time(ordinal))
     }
 
@@ -960,7 +1021,7 @@ impl IndexView for Sidecar {
     fn event_times(&self, set: &RoaringBitmap) -> Result<Vec<(i64, u32)>> {
         // One reader and one check of the blocks the set needs.
         let reader = self.reader()?;
-        self.ensure_values(&reader, EVENT_TIMES, set.iter())?;
+        self.ensure_values(&reader, EVENT_TIMES, set.iter(), Asked::No)?;
         let mut out = Vec::with_capacity(usize::try_from(set.len()).unwrap_or(0));
         for ordinal in set {
             let time = reader
@@ -989,7 +1050,7 @@ impl IndexView for Sidecar {
         let reader = self.reader()?;
         Ok(match within {
             Some(set) => {
-                self.ensure_values(&reader, EVENT_TIMES, set.iter())?;
+                self.ensure_values(&reader, EVENT_TIMES, set.iter(), Asked::No)?;
                 reader.time_filter_in(from, to, set)
             }
             None => {

@@ -403,6 +403,49 @@ fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
 }
 
 #[test]
+fn a_section_asked_for_and_found_in_memory_is_not_asked_for_again() {
+    use crate::search::SectionUse;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, id, sidecar) = first_blocked(dir.path());
+    let reader = IndexReader::parse(&sidecar).unwrap();
+    let field = IndexField::Actor;
+    let blocks = reader
+        .section(reader.dict_blocks_section(field).unwrap())
+        .unwrap();
+    let blocks = (blocks.offset, blocks.offset + blocks.len);
+    let present = reader
+        .field(field)
+        .unwrap()
+        .iter()
+        .nth(3)
+        .unwrap()
+        .term
+        .to_vec();
+    let uses = [SectionUse::Dict(DictField::Actor, Some(vec![present]))];
+    // Owned bytes are in memory: asked for the first time, then found
+    // there, and not looked at again while unchecked (a search that plans
+    // this segment ahead, query after query, but never reads it).
+    let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
+    assert!(s.advice_ranges(&uses).contains(&blocks));
+    for _ in 0..3 {
+        assert!(!s.advice_ranges(&uses).contains(&blocks));
+    }
+    assert!(s.unchecked(reader.dict_blocks_section(field).unwrap()));
+    // A file's map not in memory the second time is asked for again: a
+    // map of the file, its pages dropped from the page cache.
+    let path = dir.path().join("asked.idx");
+    std::fs::write(&path, &sidecar).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    let map = Mapped::map(&file).unwrap();
+    let s = Sidecar::open("asked.idx".into(), map, &id).unwrap();
+    assert!(s.advice_ranges(&uses).contains(&blocks));
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    let dropped = !s.map.resident(blocks.0, blocks.1 - blocks.0);
+    assert_eq!(s.advice_ranges(&uses).contains(&blocks), dropped);
+}
+
+#[test]
 fn a_read_checks_only_the_column_blocks_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let (_, image, id, sidecar) = first_blocked(dir.path());
