@@ -1022,23 +1022,25 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
     // A sealed segment's sidecar, as its records give it: the columnar
     // in-memory index an open segment keeps, encoded as the sealer encodes
     // it (the same bytes as building it term by term, for less work).
-    let mut indexer = f
-        .footer
-        .as_ref()
-        .filter(|_| key_filters.is_some())
-        .map(|_| {
-            (
-                crate::index::MemIndex::encode_only(),
-                Vec::new(),
-                Vec::new(),
-            )
-        });
     // Room for a sealed segment's records up front (its footer says how
     // many; no frame is under 32 bytes, which bounds a damaged count). An
     // unsealed one's count is unknown: its vectors grow.
     let expected_records = f.footer.as_ref().map_or(0, |footer| {
         usize::try_from(footer.record_count.min(image.len() as u64 / 32)).unwrap_or(0)
     });
+    let mut indexer = f
+        .footer
+        .as_ref()
+        .filter(|_| key_filters.is_some())
+        .map(|_| {
+            let mut index = crate::index::MemIndex::encode_only();
+            index.reserve(expected_records);
+            (
+                index,
+                Vec::with_capacity(expected_records),
+                Vec::with_capacity(expected_records),
+            )
+        });
     let chained = Chained::new(
         f.header.first_seq,
         f.header.chain_in,

@@ -452,6 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn keys_added_together_give_the_file_of_keys_added_one_by_one() {
+        let pairs = [(7, 4), (7, 1), (7, 1), (term_key(b"b"), 5), (8, 0)];
+        let build = |together: bool| {
+            let mut b = IndexBuilder::new(identity(6));
+            b.set_columns((0..6).collect(), vec![0; 6]).unwrap();
+            b.add_hashed_field(IndexField::RequestId);
+            if together {
+                b.add_hashed_keys(IndexField::RequestId, &pairs).unwrap();
+            } else {
+                for (key, ordinal) in pairs {
+                    b.add_hashed_key(IndexField::RequestId, key, ordinal)
+                        .unwrap();
+                }
+            }
+            b
+        };
+        assert_eq!(
+            build(true).encode().unwrap(),
+            build(false).encode().unwrap()
+        );
+        // An ordinal past the records: refused, and none of the pairs added.
+        let mut b = build(true);
+        let err = b
+            .add_hashed_keys(IndexField::RequestId, &[(9, 2), (9, 6)])
+            .unwrap_err();
+        assert!(
+            matches!(err, IndexError::OrdinalOutOfRange { ordinal: 6, .. }),
+            "{err}"
+        );
+        assert_eq!(b.encode().unwrap(), build(false).encode().unwrap());
+    }
+
+    #[test]
     fn colliding_terms_share_candidates() {
         let mut b = IndexBuilder::new(identity(6));
         b.set_columns((0..6).collect(), vec![0; 6]).unwrap();

@@ -55,6 +55,12 @@ impl IpPostings {
 
     /// Appends an IP index section holding these addresses (sorted,
     /// deduplicated) to `out`.
+    /// The length of the section [`IpPostings::encode`] appends, at most
+    /// (exactly, when no (address, ordinal) pair was added twice).
+    pub(super) fn len_at_most(&self) -> usize {
+        IP_HEADER_LEN + self.v4.len() * IP_V4_ENTRY_LEN + self.v6.len() * IP_V6_ENTRY_LEN
+    }
+
     pub(super) fn encode(&self, out: &mut Vec<u8>) -> Result<(), IndexError> {
         let postings = self;
         let mut v4 = postings.v4.clone();

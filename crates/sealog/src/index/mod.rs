@@ -499,6 +499,19 @@ impl MemIndex {
         MemIndex::columns_only()
     }
 
+    /// Room for `records` more records in every column, for an index whose
+    /// record count is known before it is built (a sealed segment's,
+    /// re-encoded): its columns then do not grow by copying themselves.
+    pub(crate) fn reserve(&mut self, records: usize) {
+        for column in &mut self.dicts {
+            column.column.reserve(records);
+        }
+        for column in &mut self.exact {
+            column.reserve(records);
+        }
+        self.v4.reserve(records);
+    }
+
     /// An index that keeps no per-term postings and answers lookups by a
     /// pass over its columns: what a read-only open loads from the open
     /// segment's snapshot. Rebuilding the postings of every term there

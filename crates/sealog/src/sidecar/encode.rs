@@ -113,11 +113,9 @@ pub(crate) fn encode_mem_as(
     for f in ExactField::ALL {
         let field = exact_field(f);
         builder.add_hashed_field(field);
-        for &(key, ordinal) in mem.exact_postings(f) {
-            builder
-                .add_hashed_key(field, key, ordinal)
-                .map_err(damaged)?;
-        }
+        builder
+            .add_hashed_keys(field, mem.exact_postings(f))
+            .map_err(damaged)?;
     }
     builder.add_ip_field(IndexField::SourceIp);
     for (ip, ordinal) in mem.ip_entries() {
