@@ -275,14 +275,18 @@ impl<'a> Columns<'a> {
         to: i64,
         candidates: &RoaringBitmap,
     ) -> RoaringBitmap {
-        // Candidates iterate in increasing order, so the matches are
-        // appended (without a search for the maximum at each).
-        let matching = candidates
-            .iter()
-            .map_while(|ordinal| Some((ordinal, self.event_time(ordinal)?)))
-            .filter(|&(_, t)| from <= t && t < to)
-            .map(|(ordinal, _)| ordinal);
-        RoaringBitmap::from_sorted_iter(matching).unwrap_or_default()
+        let mut result = RoaringBitmap::new();
+        for ordinal in candidates {
+            match self.event_time(ordinal) {
+                Some(t) if from <= t && t < to => {
+                    // Candidates iterate in increasing order, so this appends.
+                    let _ = result.try_push(ordinal);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        result
     }
 }
 
