@@ -510,19 +510,54 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, RecordError> {
 }
 
 /// What [`check`] returns of a record whose structure holds: the fields a
-/// verification of the log reads.
+/// verification of the log reads, and those a segment's index is built
+/// from. Text is given as its bytes, checked to be UTF-8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checked<'a> {
+    /// The outcome.
+    pub outcome: Outcome,
     /// Client-supplied event time, if any.
     pub time: Option<Timestamp>,
-    /// `action`, as its (UTF-8) bytes.
+    /// `actor.type`.
+    pub actor_type: &'a [u8],
+    /// `actor.id`.
+    pub actor_id: &'a [u8],
+    /// `action`.
     pub action: &'a [u8],
-    /// `resource.type`, as its (UTF-8) bytes.
+    /// `resource.type`.
     pub resource_type: &'a [u8],
+    /// `resource.id`, if any.
+    pub resource_id: Option<&'a [u8]>,
+    /// `tenant`, if any.
+    pub tenant: Option<&'a [u8]>,
+    /// The source address, if any.
+    pub source_ip: Option<IpAddr>,
+    /// `request_id`, if any.
+    pub request_id: Option<&'a [u8]>,
     /// The record's sequence number.
     pub seq: u64,
     /// When the store recorded it.
     pub recorded_at: Timestamp,
+}
+
+impl<'a> From<&RecordView<'a>> for Checked<'a> {
+    /// The same fields, from a record already decoded.
+    fn from(v: &RecordView<'a>) -> Checked<'a> {
+        Checked {
+            outcome: v.outcome,
+            time: v.time,
+            actor_type: v.actor_type.as_bytes(),
+            actor_id: v.actor_id.as_bytes(),
+            action: v.action.as_bytes(),
+            resource_type: v.resource_type.as_bytes(),
+            resource_id: v.resource_id.map(str::as_bytes),
+            tenant: v.tenant.map(str::as_bytes),
+            source_ip: v.source_ip,
+            request_id: v.request_id.map(str::as_bytes),
+            seq: v.seq,
+            recorded_at: v.recorded_at,
+        }
+    }
 }
 
 impl Checked<'_> {
@@ -539,9 +574,16 @@ impl Checked<'_> {
 pub fn check(body: &[u8]) -> Result<Checked<'_>, RecordError> {
     let p = parse::<CheckedText<'_>>(body)?;
     Ok(Checked {
+        outcome: p.outcome,
         time: p.time,
+        actor_type: p.actor_type.0,
+        actor_id: p.actor_id.0,
         action: p.action.0,
         resource_type: p.resource_type.0,
+        resource_id: p.resource_id.map(|t| t.0),
+        tenant: p.tenant.map(|t| t.0),
+        source_ip: p.source_ip,
+        request_id: p.request_id.map(|t| t.0),
         seq: p.seq,
         recorded_at: p.recorded_at,
     })
@@ -1210,13 +1252,7 @@ mod tests {
 
     /// What [`check`] returns, from either function, for comparing them.
     fn checked_of(body: &[u8]) -> Result<Checked<'_>, RecordError> {
-        decode(body).map(|v| Checked {
-            time: v.time,
-            action: v.action.as_bytes(),
-            resource_type: v.resource_type.as_bytes(),
-            seq: v.seq,
-            recorded_at: v.recorded_at,
-        })
+        decode(body).map(|v| Checked::from(&v))
     }
 
     /// Records with ASCII and non-ASCII text, to be damaged.

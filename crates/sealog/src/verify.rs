@@ -1058,14 +1058,17 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
         last_recorded: None,
         end: sealog_format::segment::HEADER_LEN as u64,
     };
-    // The sidecar is built from full views; the log alone needs only what
-    // `record::check` returns, which checks the same for less work.
-    while g.count < max_records && indexer.is_some() {
-        let Some(r) = walker.next_record() else { break };
+    // Records are checked without making views (`record::check`: text is
+    // checked as UTF-8, ASCII 8 bytes at a time, but not made into `&str`):
+    // the log and the sidecar's index need only their bytes.
+    while g.count < max_records {
+        let Some(r) = walker.next_as::<sealog_format::record::Checked>() else {
+            break;
+        };
         if let Some((index, frame_offsets, event_times)) = &mut indexer {
             match u32::try_from(r.offset) {
                 Ok(offset) => {
-                    index.push(&r.view);
+                    index.push_checked(&r.view);
                     frame_offsets.push(offset);
                     event_times.push(r.view.event_time().as_nanos());
                 }
@@ -1074,12 +1077,6 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
                 Err(_) => indexer = None,
             }
         }
-        g.add(&r, crate::policy_note::is_policy_view(&r.view));
-    }
-    while g.count < max_records {
-        let Some(r) = walker.next_as::<sealog_format::record::Checked>() else {
-            break;
-        };
         g.add(&r, crate::policy_note::is_policy_checked(&r.view, r.body));
     }
     let Gathered {

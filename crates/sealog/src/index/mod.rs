@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use roaring::{MultiOps, RoaringBitmap};
-use sealog_format::record::RecordView;
+use sealog_format::record::{Checked, RecordView};
 
 use crate::error::{Error, Result};
 use crate::mmap::Mapped;
@@ -68,11 +68,11 @@ impl ExactField {
 }
 
 /// The actor's dictionary term: `id ‖ 0x00 ‖ type` (ids cannot contain NUL).
-pub(crate) fn actor_term(id: &str, kind: &str, out: &mut Vec<u8>) {
+pub(crate) fn actor_term(id: &[u8], kind: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(id);
     out.push(0);
-    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(kind);
 }
 
 /// One key a record contributes to its segment's index.
@@ -88,29 +88,29 @@ pub(crate) enum IndexKey<'a> {
 
 /// Calls `key` with every key `record` contributes, in a fixed order.
 pub(crate) fn for_each_key(
-    record: &RecordView<'_>,
+    record: &Checked<'_>,
     scratch: &mut Vec<u8>,
     mut key: impl FnMut(IndexKey<'_>),
 ) {
     actor_term(record.actor_id, record.actor_type, scratch);
     key(IndexKey::Dict(DictField::Actor, scratch));
-    key(IndexKey::Dict(DictField::Action, record.action.as_bytes()));
+    key(IndexKey::Dict(DictField::Action, record.action));
     key(IndexKey::Dict(
         DictField::ResourceType,
-        record.resource_type.as_bytes(),
+        record.resource_type,
     ));
     key(IndexKey::Dict(
         DictField::Outcome,
         record.outcome.as_str().as_bytes(),
     ));
     if let Some(t) = record.tenant {
-        key(IndexKey::Dict(DictField::Tenant, t.as_bytes()));
+        key(IndexKey::Dict(DictField::Tenant, t));
     }
     if let Some(r) = record.request_id {
-        key(IndexKey::Exact(ExactField::RequestId, r.as_bytes()));
+        key(IndexKey::Exact(ExactField::RequestId, r));
     }
     if let Some(r) = record.resource_id {
-        key(IndexKey::Exact(ExactField::ResourceId, r.as_bytes()));
+        key(IndexKey::Exact(ExactField::ResourceId, r));
     }
     if let Some(a) = record.source_ip {
         key(IndexKey::Ip(canonical(a)));
@@ -528,6 +528,12 @@ impl MemIndex {
 
     /// Adds the next record (ordinal `self.indexed`).
     pub(crate) fn push(&mut self, record: &RecordView<'_>) {
+        self.push_checked(&Checked::from(record));
+    }
+
+    /// [`MemIndex::push`] of a record checked without a view
+    /// ([`sealog_format::record::check`]: its text is not made into `&str`).
+    pub(crate) fn push_checked(&mut self, record: &Checked<'_>) {
         let ordinal = u32::try_from(self.indexed)
             .expect("a segment holds fewer than 2^32 records: it is at most 1 GiB");
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -947,7 +953,11 @@ mod tests {
             .map(|d| match field {
                 DictField::Actor => {
                     let mut term = Vec::new();
-                    actor_term(ACTOR_IDS[d.actor.0], ACTOR_TYPES[d.actor.1], &mut term);
+                    actor_term(
+                        ACTOR_IDS[d.actor.0].as_bytes(),
+                        ACTOR_TYPES[d.actor.1].as_bytes(),
+                        &mut term,
+                    );
                     Some(term)
                 }
                 DictField::Action => Some(ACTIONS[d.action].as_bytes().to_vec()),

@@ -167,11 +167,11 @@ impl<'q> Plan<'q> {
             let mut term = Vec::new();
             match &a.kind {
                 Some(kind) => {
-                    actor_term(&a.id, kind, &mut term);
+                    actor_term(a.id.as_bytes(), kind.as_bytes(), &mut term);
                     (term, true)
                 }
                 None => {
-                    actor_term(&a.id, "", &mut term);
+                    actor_term(a.id.as_bytes(), b"", &mut term);
                     (term, false)
                 }
             }

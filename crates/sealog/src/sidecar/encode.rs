@@ -219,7 +219,7 @@ impl RecordIndexer {
         let builder = &mut self.builder;
         builder.push_record(offset, view.event_time().as_nanos());
         let mut failure = None;
-        crate::index::for_each_key(view, &mut self.scratch, |key| {
+        crate::index::for_each_key(&view.into(), &mut self.scratch, |key| {
             let added = match key {
                 crate::index::IndexKey::Dict(field, term) => {
                     builder.add_term(dict_field(field), term, ordinal)
