@@ -339,7 +339,7 @@ fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
 }
 
 /// An actor the sidecar's actor dictionary holds (its fourth term).
-fn actor_term(reader: &IndexReader<'_>) -> Vec<u8> {
+fn actor_in_dictionary(reader: &IndexReader<'_>) -> Vec<u8> {
     let dict = reader.field(IndexField::Actor).unwrap();
     dict.iter().nth(3).unwrap().term.to_vec()
 }
@@ -368,7 +368,7 @@ fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
             .dict_blocks_section(field)
             .expect("dictionary blocks"),
     );
-    let present = actor_term(&reader);
+    let present = actor_in_dictionary(&reader);
     let absent = b"nobody\0user".to_vec();
     let asked = |terms: Option<Vec<Vec<u8>>>| {
         // Owned bytes are in memory: the filter is at hand.
@@ -412,7 +412,7 @@ fn a_section_asked_for_and_found_in_memory_is_not_asked_for_again() {
         .section(reader.dict_blocks_section(field).unwrap())
         .unwrap();
     let blocks = (blocks.offset, blocks.offset + blocks.len);
-    let present = actor_term(&reader);
+    let present = actor_in_dictionary(&reader);
     let uses = [SectionUse::Dict(DictField::Actor, Some(vec![present]))];
     // Owned bytes are in memory: asked for the first time, then found
     // there, and not looked at again while unchecked (a search that plans
