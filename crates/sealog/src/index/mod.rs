@@ -275,7 +275,7 @@ impl DictColumn {
             // bitmap's maximum first, which in a bitset container (a term
             // most records have, an outcome say) scans up to 1,024 words.
             let added = postings.insert(ordinal);
-            debug_assert!(added, "ordinals are appended in increasing order");
+            debug_assert!(added, "each record is added to a term once");
         }
     }
 

@@ -688,20 +688,11 @@ impl Sidecar {
         // for again. (One block is asked for too: a fault on a page not in
         // memory would have the kernel read around it, as much as the
         // device's read-ahead, 8 MiB on some.)
-        let mut run: Option<(u64, u64)> = None;
-        let ask = asked == Asked::No;
-        for &(_, start, len) in wanted.iter().filter(|_| ask) {
-            run = match run {
-                Some((s, e)) if start == e => Some((s, start + len)),
-                Some((s, e)) => {
-                    self.advise(s, e - s);
-                    Some((start, start + len))
-                }
-                None => Some((start, start + len)),
-            };
-        }
-        if let Some((s, e)) = run {
-            self.advise(s, e - s);
+        if asked == Asked::No {
+            let ranges = wanted.iter().map(|&(_, start, len)| (start, start + len));
+            for (start, end) in merge_ranges(ranges.collect(), 0) {
+                self.advise(start, end - start);
+            }
         }
         for (block, ..) in wanted {
             reader
