@@ -107,6 +107,24 @@ impl Mapped {
         })
     }
 
+    /// Drops the map's pages from this process's page tables and then
+    /// `file`'s pages from the page cache, so that the map reads as a cold
+    /// one, and makes a read fault in only the page it touches (for tests
+    /// of read-ahead: a page a reader touched stays in the cache while it
+    /// is mapped, and the kernel's read-around of a fault would bring a
+    /// small file back whole).
+    #[cfg(test)]
+    pub(crate) fn evict(&self, file: &File) {
+        if let Inner::Map(map) = &self.0 {
+            // SAFETY: a shared read-only map of a file: dropping its page
+            // table entries makes the next read fault the page in again,
+            // with the same bytes.
+            unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) }.unwrap();
+            map.advise(memmap2::Advice::Random).unwrap();
+        }
+        rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+
     /// Owned bytes presented like a map (used by test filesystems).
     pub fn from_vec(bytes: Vec<u8>) -> Mapped {
         Mapped(Inner::Owned(bytes))

@@ -374,7 +374,7 @@ fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
         // Owned bytes are in memory: the filter is at hand.
         let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
         let whole = terms.is_none();
-        let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, terms)]);
+        let (ranges, _) = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, terms)]);
         assert!(!ranges.contains(&(if whole { blocks } else { dict })));
         let wanted = if whole { dict } else { blocks };
         (ranges.contains(&filter), ranges.contains(&wanted))
@@ -397,8 +397,68 @@ fn a_dictionary_its_filter_in_memory_rules_out_is_not_asked_for() {
     let mut damaged = sidecar.clone();
     damaged[section.offset as usize + section.len as usize / 2] ^= 0x08;
     let s = Sidecar::open("x.idx".into(), Mapped::from_vec(damaged), &id).unwrap();
-    let ranges = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, Some(vec![absent]))]);
+    let (ranges, _) = s.advice_ranges(&[SectionUse::Dict(DictField::Actor, Some(vec![absent]))]);
     assert!(ranges.contains(&blocks), "{ranges:?}");
+}
+
+#[test]
+fn a_cold_dictionary_is_asked_for_its_directory_as_its_filter_sizes_it() {
+    use crate::search::SectionUse;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, id, sidecar) = first_blocked(dir.path());
+    let reader = IndexReader::parse(&sidecar).unwrap();
+    // Actions: few terms, each with a large bitmap.
+    let field = IndexField::Action;
+    let dict = reader
+        .section(
+            reader
+                .section_for(SectionKind::TermDict, field.id())
+                .unwrap(),
+        )
+        .unwrap();
+    let (start, directory_end) = reader.dict_directory(field).unwrap();
+    assert_eq!(start, dict.offset);
+    let terms = reader.field(field).unwrap().len() as u64;
+    let sized = 16 + 44 * terms;
+    assert!(directory_end - start <= sized && sized < dict.len.min(DIRECTORY_ASKED));
+    // The sidecar's map, its pages dropped from the page cache: the
+    // dictionary is not in memory, and its directory is what is asked for.
+    let path = dir.path().join("cold.idx");
+    std::fs::write(&path, &sidecar).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    let s = Sidecar::open("cold.idx".into(), Mapped::map(&file).unwrap(), &id).unwrap();
+    s.map.evict(&file);
+    assert!(
+        !s.map
+            .resident_sampled(dict.offset, dict.len, RESIDENT_SAMPLES)
+    );
+    let term = reader
+        .field(field)
+        .unwrap()
+        .iter()
+        .nth(1)
+        .unwrap()
+        .term
+        .to_vec();
+    let uses = [SectionUse::Dict(DictField::Action, Some(vec![term]))];
+    let (ranges, lookups) = s.advice_ranges(&uses);
+    // The directory, as the filter sizes it (a 20-byte entry and 24 heap
+    // bytes for each term it holds), not the fixed 64 KiB (or the whole
+    // dictionary) a sidecar without filters gets.
+    assert!(
+        ranges.contains(&(dict.offset, dict.offset + sized)),
+        "{ranges:?}: {terms} terms from {}",
+        dict.offset
+    );
+    // Its lookups are due once the ranges are asked for, not before: a
+    // lookup that read the directory before it was asked for would fault
+    // it in with the kernel's read-around of the pages about it.
+    let bit = 1u32 << (field as u32 % 32);
+    assert_eq!(lookups, bit);
+    assert_eq!(s.lookups_due.load(Ordering::Relaxed), 0);
+    s.advise_sections(&uses);
+    assert_eq!(s.lookups_due.load(Ordering::Relaxed) & bit, bit);
 }
 
 #[test]
@@ -418,9 +478,9 @@ fn a_section_asked_for_and_found_in_memory_is_not_asked_for_again() {
     // there, and not looked at again while unchecked (a search that plans
     // this segment ahead, query after query, but never reads it).
     let s = Sidecar::open("x.idx".into(), Mapped::from_vec(sidecar.clone()), &id).unwrap();
-    assert!(s.advice_ranges(&uses).contains(&blocks));
+    assert!(s.advice_ranges(&uses).0.contains(&blocks));
     for _ in 0..3 {
-        assert!(!s.advice_ranges(&uses).contains(&blocks));
+        assert!(!s.advice_ranges(&uses).0.contains(&blocks));
     }
     assert!(s.unchecked(reader.dict_blocks_section(field).unwrap()));
     // A file's map not in memory the second time is asked for again: a
@@ -431,10 +491,10 @@ fn a_section_asked_for_and_found_in_memory_is_not_asked_for_again() {
     file.sync_all().unwrap();
     let map = Mapped::map(&file).unwrap();
     let s = Sidecar::open("asked.idx".into(), map, &id).unwrap();
-    assert!(s.advice_ranges(&uses).contains(&blocks));
+    assert!(s.advice_ranges(&uses).0.contains(&blocks));
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
     let dropped = !s.map.resident(blocks.0, blocks.1 - blocks.0);
-    assert_eq!(s.advice_ranges(&uses).contains(&blocks), dropped);
+    assert_eq!(s.advice_ranges(&uses).0.contains(&blocks), dropped);
 }
 
 #[test]
