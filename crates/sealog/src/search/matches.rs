@@ -65,10 +65,17 @@ pub struct Matches {
 /// `after`; `None` if it has no candidates. For a newest-first page, only
 /// the open segment's `newest` candidates are taken, as many as the
 /// results still wanted.
+///
+/// For a page, `wanted` is the results it still wants: a sealed segment's
+/// index blocks that locate its first that many candidates (and a
+/// compressed file's block table) are asked for as soon as they are
+/// known, so that they come off the disk while the segments after it are
+/// planned, rather than once the page starts reading.
 fn plan_one(
     query: &Query,
     inner: &Arc<Inner>,
     newest: Option<usize>,
+    wanted: Option<usize>,
     segment: SegmentRef,
     after: Option<u64>,
 ) -> Option<Result<Planned>> {
@@ -76,16 +83,31 @@ fn plan_one(
         plan.after = after;
         candidates_or_all(&plan, &segment, inner, newest)
     });
+    let descending = query.order.descending();
     match planned {
         Ok(None) => None,
-        Ok(Some(c)) => Some(Ok(Planned {
-            segment,
-            rest: c.set.into_iter(),
-            ahead: std::collections::VecDeque::new(),
-            fetched: std::collections::HashMap::new(),
-            descending: query.order.descending(),
-            resume: c.resume,
-        })),
+        Ok(Some(c)) => {
+            let mut asked = 0;
+            if let (SegmentRef::Sealed(s), Some(wanted)) = (&segment, wanted) {
+                let wanted = wanted.clamp(1, MAX_READ_AHEAD);
+                let first: Vec<u32> = if descending {
+                    c.set.iter().rev().take(wanted).collect()
+                } else {
+                    c.set.iter().take(wanted).collect()
+                };
+                s.advise_offsets(&first);
+                asked = first.len();
+            }
+            Some(Ok(Planned {
+                segment,
+                rest: c.set.into_iter(),
+                ahead: std::collections::VecDeque::new(),
+                fetched: std::collections::HashMap::new(),
+                descending,
+                resume: c.resume,
+                asked,
+            }))
+        }
         Err(e) => Some(Err(e)),
     }
 }
@@ -105,6 +127,9 @@ struct Planned {
     /// Where to plan the segment again once these run out, when only its
     /// newest candidates were taken.
     resume: Option<u64>,
+    /// How many of the next candidates taken had their index blocks asked
+    /// for when the segment was planned ([`plan_one`]).
+    asked: usize,
 }
 
 impl Planned {
@@ -131,8 +156,13 @@ impl Planned {
             self.ahead.push_back(ordinal);
             new.push(ordinal);
         }
-        if let SegmentRef::Sealed(s) = &self.segment {
-            s.advise_offsets(&new);
+        // Those asked for at planning are not asked for again.
+        let asked = self.asked.min(new.len());
+        self.asked -= asked;
+        if let SegmentRef::Sealed(s) = &self.segment
+            && let Some(rest) = new.get(asked..)
+        {
+            s.advise_offsets(rest);
         }
         new
     }
@@ -253,7 +283,7 @@ impl Matches {
         if threads < 2 || rest.len() < 2 {
             return None;
         }
-        let newest = self.newest_wanted();
+        let (newest, wanted) = (self.newest_wanted(), self.wanted);
         let Ok(mut plan) = Plan::new(&self.plan_query) else {
             return None;
         };
@@ -265,7 +295,7 @@ impl Matches {
             threads,
             |i| {
                 ahead.at(i);
-                plan_one(query, inner, newest, rest[i].clone(), after)
+                plan_one(query, inner, newest, wanted, rest[i].clone(), after)
             },
             Option::is_some,
             || (),
@@ -300,6 +330,7 @@ impl Matches {
             &self.plan_query,
             &self.inner,
             self.newest_wanted(),
+            self.wanted,
             segment,
             after,
         )
@@ -621,5 +652,68 @@ fn finish_page<T>(collected: Collected<T>, query: &Query) -> Page<T> {
     Page {
         records,
         next_cursor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Order;
+    use crate::{Preallocation, Store, StoreOptions};
+
+    #[test]
+    fn a_page_asks_for_its_first_candidates_blocks_when_planning_and_not_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                segment_size: 1 << 20,
+                preallocation: Preallocation::None,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        for chunk in crate::workload::Workload::new(5)
+            .generate(4_000)
+            .chunks(500)
+        {
+            store.append_batch(chunk.to_vec()).unwrap();
+        }
+        store.roll().unwrap();
+        store.wait_sealed().unwrap();
+        let view = store.view();
+        for order in [Order::NewestFirst, Order::OldestFirst] {
+            let query = Query {
+                order,
+                ..Query::default()
+            };
+            let sealed = segments_in_order(&view, order)
+                .into_iter()
+                .find(|s| matches!(s, SegmentRef::Sealed(_)))
+                .unwrap();
+            let all = sealed.len();
+            // A page that wants 3 results: the first 3 in its order.
+            let mut p = plan_one(&query, &store.inner, None, Some(3), sealed.clone(), None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.asked, 3);
+            // Read ahead past them: the first 3 taken are not asked for
+            // again, the 2 after them are.
+            let taken = p.take_ahead(5);
+            assert_eq!(taken.len(), 5);
+            assert_eq!(p.asked, 0);
+            let first = if order == Order::NewestFirst {
+                u32::try_from(all).unwrap() - 1
+            } else {
+                0
+            };
+            assert_eq!(taken[0], first);
+            // A search that is not a page asks for nothing when planning.
+            let p = plan_one(&query, &store.inner, None, None, sealed, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.asked, 0);
+        }
+        store.close().unwrap();
     }
 }
