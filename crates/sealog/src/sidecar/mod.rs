@@ -123,10 +123,11 @@ pub(crate) struct Sidecar {
     /// One bit per field id: whether the search advice found that
     /// dictionary in memory already (see [`Sidecar::advise_sections`]).
     dicts_advised: std::sync::atomic::AtomicU32,
-    /// One bit per field id: a dictionary whose directory alone the search
-    /// advice asked for, whose lookups' bitmaps
-    /// [`Sidecar::advise_lookups`] asks for next.
-    lookups_due: std::sync::atomic::AtomicU32,
+    /// For each dictionary whose directory alone the search advice asks
+    /// for, and whose lookups' bitmaps are asked for next: one bit per
+    /// field id in each of three lanes ([`LOOKUP_DUE`], [`LOOKUP_WANTED`]
+    /// shift the pending bit). See [`Sidecar::advise_lookups`].
+    lookups: std::sync::atomic::AtomicU32,
     /// One bit per section (the first 64): the search advice asked for
     /// the section, whole, at least once.
     sections_asked: AtomicU64,
@@ -200,6 +201,29 @@ const TERM_BYTES_ASSUMED: u64 = 24;
 /// which they are asked for with the rest of it (the lookups' bitmaps
 /// cannot be found before the directory is read).
 const BITMAPS_WITH_DIRECTORY: u64 = 256 * 1024;
+
+/// The lanes of [`Sidecar`]'s `lookups` state, each one bit per field id
+/// (ids are below 10): pending (the lane at 0: the directory is being
+/// asked for), due (it was asked for: the lookups may be), wanted (a
+/// lookup came while it was still pending).
+const LOOKUP_PENDING: u32 = (1 << 10) - 1;
+const LOOKUP_DUE: u32 = 10;
+const LOOKUP_WANTED: u32 = 20;
+
+/// The bit of `field` in each lane of the lookups state.
+fn field_bit(field: IndexField) -> u32 {
+    1 << (field as u32 % 10)
+}
+
+/// The bits of `field_bit` in all three lanes.
+fn lookup_lanes(bit: u32) -> u32 {
+    bit | bit << LOOKUP_DUE | bit << LOOKUP_WANTED
+}
+
+/// The set bits of `mask`, each on its own.
+fn bits(mask: u32) -> impl Iterator<Item = u32> {
+    (0..32).map(|i| 1u32 << i).filter(move |b| mask & b != 0)
+}
 
 /// How many of the first bytes of the dictionary of `field` (`dict_len`
 /// bytes long) a search asks for before reading its header: its directory
@@ -275,7 +299,7 @@ impl Sidecar {
             hashed_blocks: [OnceLock::new(), OnceLock::new()],
             dict_blocks: std::array::from_fn(|_| OnceLock::new()),
             dicts_advised: std::sync::atomic::AtomicU32::new(0),
-            lookups_due: std::sync::atomic::AtomicU32::new(0),
+            lookups: std::sync::atomic::AtomicU32::new(0),
             sections_asked: AtomicU64::new(0),
             sections_settled: AtomicU64::new(0),
             map,
@@ -413,13 +437,24 @@ impl Sidecar {
     pub(crate) fn advise_sections(&self, sections: &[crate::search::SectionUse]) {
         let (ranges, lookups) = self.advice_ranges(sections);
         self.advise_merged(ranges);
-        // Only now: a lookup's advice reads the directory asked for, and
-        // one read before it is asked for faults the page in at once,
-        // with the kernel's read-around of the pages about it (4 MiB of a
-        // 12 MB sidecar on a disk whose read-ahead is 8 MiB). The search
-        // planning on both cores advises one segment's lookups while the
-        // other core may still be advising its sections.
-        self.lookups_due.fetch_or(lookups, Ordering::Relaxed);
+        // Only now are those dictionaries' lookups due: their advice reads
+        // the directory, and a read of it before it is asked for faults
+        // the page in at once, with the kernel's read-around of the pages
+        // about it (4 MiB of a 12 MB sidecar on a disk whose read-ahead is
+        // 8 MiB). A search planning on both cores may ask for one
+        // segment's lookups while the other core is still here: that
+        // lookup left its bit wanted, and they are asked for now.
+        let mut wanted = 0;
+        for bit in bits(lookups) {
+            let before = self.lookups.fetch_or(bit << LOOKUP_DUE, Ordering::AcqRel);
+            if before & (bit << LOOKUP_WANTED) != 0 {
+                self.lookups.fetch_and(!lookup_lanes(bit), Ordering::AcqRel);
+                wanted |= bit;
+            }
+        }
+        if wanted != 0 {
+            self.ask_lookups(sections, wanted);
+        }
     }
 
     /// Whether section `i` is one of the file's and was not checked yet.
@@ -528,7 +563,7 @@ impl Sidecar {
             // are read). One asked for and read is looked at again by the
             // next lookup: pages read ahead but never touched are dropped
             // first.
-            let bit = 1u32 << (field as u32 % 32);
+            let bit = field_bit(field);
             if kind == SectionKind::TermDict
                 && by_blocks.is_some()
                 && self.dicts_advised.load(Ordering::Relaxed) & bit == 0
@@ -547,6 +582,7 @@ impl Sidecar {
                     let asked = directory_asked(&reader, field, dict.len);
                     ranges.push((dict.offset, dict.offset + asked));
                     lookups |= bit;
+                    self.lookups.fetch_or(bit, Ordering::AcqRel);
                 }
             }
             let Some(i) = by_blocks.or(whole) else {
@@ -596,11 +632,44 @@ impl Sidecar {
     /// them, without waiting or checking (a damaged directory gives wrong
     /// advice; the lookup that follows checks what it reads). Asks for
     /// each dictionary once. Only advice: nothing fails.
+    ///
+    /// A dictionary's lookups are asked for once its directory has been
+    /// asked for: if that advice is still being given (on another
+    /// thread), this marks them wanted and returns, and
+    /// [`Sidecar::advise_sections`] asks for them when it is done. Of the
+    /// two, the one that comes second asks.
     pub(crate) fn advise_lookups(&self, sections: &[crate::search::SectionUse]) {
         use crate::search::SectionUse;
-        if self.lookups_due.load(Ordering::Relaxed) == 0 {
+        let state = self.lookups.load(Ordering::Acquire);
+        if state & LOOKUP_PENDING == 0 {
             return;
         }
+        let mut due = 0;
+        for used in sections {
+            let SectionUse::Dict(f, Some(_)) = used else {
+                continue;
+            };
+            let bit = field_bit(dict_field(*f));
+            if state & bit == 0 {
+                continue;
+            }
+            let before = self
+                .lookups
+                .fetch_or(bit << LOOKUP_WANTED, Ordering::AcqRel);
+            if before & (bit << LOOKUP_DUE) != 0 {
+                self.lookups.fetch_and(!lookup_lanes(bit), Ordering::AcqRel);
+                due |= bit;
+            }
+        }
+        if due != 0 {
+            self.ask_lookups(sections, due);
+        }
+    }
+
+    /// Asks for the lookups of the dictionaries `due` (one bit per field
+    /// id) of `sections`: see [`Sidecar::advise_lookups`].
+    fn ask_lookups(&self, sections: &[crate::search::SectionUse], due: u32) {
+        use crate::search::SectionUse;
         let Ok(reader) = self.reader() else {
             return;
         };
@@ -610,8 +679,7 @@ impl Sidecar {
                 continue;
             };
             let field = dict_field(*f);
-            let bit = 1u32 << (field as u32 % 32);
-            if self.lookups_due.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
+            if due & field_bit(field) == 0 {
                 continue;
             }
             let (Some((start, directory_end)), Some(dict)) = (

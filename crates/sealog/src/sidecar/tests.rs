@@ -454,11 +454,25 @@ fn a_cold_dictionary_is_asked_for_its_directory_as_its_filter_sizes_it() {
     // Its lookups are due once the ranges are asked for, not before: a
     // lookup that read the directory before it was asked for would fault
     // it in with the kernel's read-around of the pages about it.
-    let bit = 1u32 << (field as u32 % 32);
+    let bit = field_bit(field);
+    let state = || s.lookups.load(Ordering::Relaxed);
     assert_eq!(lookups, bit);
-    assert_eq!(s.lookups_due.load(Ordering::Relaxed), 0);
+    assert_eq!(state(), bit, "pending, not due");
+    // A lookup asked for while the directory's advice is being given (by
+    // the other core): wanted, and asked for by that advice once given.
+    s.advise_lookups(&uses);
+    assert_eq!(state(), bit | bit << LOOKUP_WANTED);
     s.advise_sections(&uses);
-    assert_eq!(s.lookups_due.load(Ordering::Relaxed) & bit, bit);
+    assert_eq!(state(), 0, "asked for by the sections' advice");
+    // In the usual order: due once asked for, then asked for.
+    s.map.evict(&file);
+    s.advise_sections(&uses);
+    assert_eq!(state(), bit | bit << LOOKUP_DUE);
+    s.advise_lookups(&uses);
+    assert_eq!(state(), 0);
+    // Nothing pending: nothing is marked.
+    s.advise_lookups(&uses);
+    assert_eq!(state(), 0);
 }
 
 #[test]
