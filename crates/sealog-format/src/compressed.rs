@@ -1079,6 +1079,30 @@ impl BlockDecoder {
         })
     }
 
+    /// Makes this decoder one for blocks written with `dictionary` (empty:
+    /// none), as [`BlockDecoder::new`] would make it, keeping its zstd
+    /// context: making a context costs several times what digesting a
+    /// dictionary into one does (~45 µs against ~6 µs for a 64 KiB
+    /// dictionary, in a microbenchmark). A dictionary zstd cannot load is
+    /// an error, as for [`BlockDecoder::new`], and leaves the decoder
+    /// with no dictionary.
+    pub fn set_dictionary(&mut self, dictionary: &[u8]) -> Result<(), ContainerError> {
+        self.dictionary_len = 0;
+        self.decompressor.set_dictionary(dictionary).map_err(|e| {
+            // The context keeps no dictionary after a failed load.
+            let _ = self.decompressor.set_dictionary(&[]);
+            ContainerError::at(
+                0,
+                format!(
+                    "zstd cannot load the {}-byte dictionary: {e}",
+                    dictionary.len()
+                ),
+            )
+        })?;
+        self.dictionary_len = dictionary.len();
+        Ok(())
+    }
+
     /// Decompresses block `block`'s `stored` bytes, which must be one zstd
     /// frame of exactly `len` bytes.
     fn decompress(&mut self, stored: &[u8], len: usize, block: usize) -> Result<Vec<u8>, String> {

@@ -819,6 +819,52 @@ fn a_block_is_read_from_its_entry_and_the_file_alone() {
 }
 
 #[test]
+fn a_decoder_given_another_dictionary_reads_as_a_new_one_for_it() {
+    let with = CompressedSegment::parse(&WITH_DICTIONARY).unwrap();
+    let without = CompressedSegment::parse(&WITHOUT_DICTIONARY).unwrap();
+    // Another segment's dictionary: trained on other records.
+    let other_image = image_of(&(4_000..8_000).map(body).collect::<Vec<_>>());
+    let other_file = compress(&other_image, &CompressOptions::default()).unwrap();
+    let other = CompressedSegment::parse(&other_file).unwrap();
+    assert!(!other.dictionary().is_empty());
+    assert_ne!(other.dictionary(), with.dictionary());
+    let block = |s: &CompressedSegment<'_>, i: usize, d: &mut BlockDecoder| s.read_block(i, d);
+    let mut decoder = BlockDecoder::new(with.dictionary()).unwrap();
+    let last = other.block_count() - 1;
+    for (segment, image) in [
+        (&other, &other_image),
+        (&without, &*IMAGE),
+        (&with, &*IMAGE),
+        (&other, &other_image),
+    ] {
+        decoder.set_dictionary(segment.dictionary()).unwrap();
+        assert!(
+            format!("{decoder:?}")
+                .contains(&format!("dictionary_len: {}", segment.dictionary().len()))
+        );
+        for i in [0, 1, last.min(segment.block_count() - 1)] {
+            let b = segment.block(i).unwrap();
+            let mut fresh = BlockDecoder::new(segment.dictionary()).unwrap();
+            let read = block(segment, i, &mut decoder).unwrap();
+            assert_eq!(read, block(segment, i, &mut fresh).unwrap());
+            assert_eq!(read, image[b.image_offset as usize..b.image_end() as usize]);
+        }
+    }
+    // Blocks read with the wrong dictionary fail, as with a new decoder.
+    decoder.set_dictionary(with.dictionary()).unwrap();
+    assert!(block(&other, 0, &mut decoder).is_err());
+    // A dictionary zstd refuses: an error, and then no dictionary.
+    let junk = [0x37, 0xa4, 0x30, 0xec, 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff];
+    assert!(decoder.set_dictionary(&junk).is_err());
+    assert!(format!("{decoder:?}").contains("dictionary_len: 0"));
+    let b = without.block(0).unwrap();
+    assert_eq!(
+        block(&without, 0, &mut decoder).unwrap(),
+        IMAGE[b.image_offset as usize..b.image_end() as usize]
+    );
+}
+
+#[test]
 fn a_decoder_is_send_and_serves_any_number_of_blocks() {
     fn send<T: Send>(_: &T) {}
     let segment = CompressedSegment::parse(&WITH_DICTIONARY).unwrap();
