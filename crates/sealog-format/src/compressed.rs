@@ -710,6 +710,160 @@ pub fn parse_head(
     Ok((fields.header, fields.footer))
 }
 
+/// What [`check_container`] found in a compressed file.
+struct Container<'a> {
+    header: SegmentHeader,
+    footer: SegmentFooter,
+    image_len: u64,
+    level: i32,
+    dictionary: &'a [u8],
+    dictionary_at: u64,
+}
+
+/// The checks of [`CompressedSegment::parse`], handing `each` every
+/// block's entry in order as it is checked (the last ones may be handed
+/// before a later check fails).
+fn check_container<'a>(
+    file: &'a [u8],
+    each: &mut dyn FnMut(Block),
+) -> Result<Container<'a>, ContainerError> {
+    let Fields {
+        head,
+        header,
+        footer,
+        n,
+        d,
+        image_len,
+        stored_total,
+    } = Fields::parse(file)?;
+    let frames_end = footer.frames_end;
+    // At most 2^32 entries of 16 bytes: no overflow in u64.
+    let table_len = u64::from(n) * BLOCK_ENTRY_LEN as u64;
+    let table_crc_at = TABLE_OFFSET as u64 + table_len;
+    let dictionary_at = table_crc_at + TABLE_CRC_LEN as u64;
+    let blocks_at = dictionary_at + u64::from(d);
+    let file_len = file.len() as u64;
+    if blocks_at > file_len {
+        return Err(ContainerError::at(
+            file.len(),
+            format!(
+                "the file is {file_len} bytes; its block table ({n} entries) and dictionary ({d} bytes) end at {blocks_at}"
+            ),
+        ));
+    }
+    // All within the file from here on, so they are usizes.
+    let (table_crc_at, dictionary_at, blocks_at) = (
+        table_crc_at as usize,
+        dictionary_at as usize,
+        blocks_at as usize,
+    );
+    let table = part(file, TABLE_OFFSET..table_crc_at);
+    let stored = u32_at(file, table_crc_at);
+    let computed = crc32fast::hash(table);
+    if stored != computed {
+        return Err(ContainerError::at(
+            table_crc_at,
+            format!(
+                "the block table's CRC-32 is {stored:#010x}, its {n} entries have {computed:#010x}"
+            ),
+        ));
+    }
+    let dictionary = part(file, dictionary_at..blocks_at);
+    let stored = u32_at(head, C_DICT_CRC);
+    let computed = crc32fast::hash(dictionary);
+    if stored != computed {
+        return Err(ContainerError::at(
+            dictionary_at,
+            format!(
+                "the dictionary's {d} bytes have CRC-32 {computed:#010x}, the head says {stored:#010x}"
+            ),
+        ));
+    }
+
+    let mut image_end = HEADER_LEN as u64;
+    let mut stored_at = blocks_at as u64;
+    for (i, entry) in table.chunks_exact(BLOCK_ENTRY_LEN).enumerate() {
+        let entry_at = (TABLE_OFFSET + i * BLOCK_ENTRY_LEN) as u64;
+        let image_offset = u64::from(u32_at(entry, E_IMAGE_OFFSET));
+        let len = u32_at(entry, E_LEN);
+        let stored_len = u32_at(entry, E_STORED_LEN);
+        if image_offset != image_end {
+            let problem = match i {
+                0 => format!(
+                    "block 0 starts at {image_offset}, not at {HEADER_LEN} (the end of the segment header)"
+                ),
+                _ => {
+                    format!("block {i} starts at {image_offset}, the previous ends at {image_end}")
+                }
+            };
+            return Err(ContainerError::in_block(entry_at, i, problem));
+        }
+        if len == 0 || len as usize > MAX_BLOCK_LEN {
+            return Err(ContainerError::in_block(
+                entry_at + E_LEN as u64,
+                i,
+                format!("block {i}'s length is {len}; a block holds 1 to {MAX_BLOCK_LEN} bytes"),
+            ));
+        }
+        if stored_len == 0 {
+            return Err(ContainerError::in_block(
+                entry_at + E_STORED_LEN as u64,
+                i,
+                format!("block {i}'s stored length is 0"),
+            ));
+        }
+        let stored_end = stored_at + u64::from(stored_len);
+        if stored_end > file_len {
+            return Err(ContainerError::in_block(
+                entry_at + E_STORED_LEN as u64,
+                i,
+                format!(
+                    "block {i}'s {stored_len} stored bytes at {stored_at} run past the end of the file ({file_len} bytes)"
+                ),
+            ));
+        }
+        each(Block {
+            image_offset,
+            len,
+            stored_offset: stored_at,
+            stored_len,
+            crc: u32_at(entry, E_CRC),
+        });
+        image_end = image_offset + u64::from(len);
+        stored_at = stored_end;
+    }
+    if image_end != frames_end {
+        let last = (n as usize).saturating_sub(1);
+        return Err(ContainerError::in_block(
+            (TABLE_OFFSET + last * BLOCK_ENTRY_LEN) as u64,
+            last,
+            format!("the last block ends at {image_end}, the footer's frames_end is {frames_end}"),
+        ));
+    }
+    let total = stored_at - blocks_at as u64;
+    if total != stored_total {
+        return Err(ContainerError::at(
+            C_STORED_LEN,
+            format!("the blocks' stored lengths add up to {total}, the head says {stored_total}"),
+        ));
+    }
+    if stored_at != file_len {
+        return Err(ContainerError {
+            offset: stored_at,
+            block: None,
+            problem: format!("the file is {file_len} bytes; its blocks end at {stored_at}"),
+        });
+    }
+    Ok(Container {
+        header,
+        footer,
+        image_len,
+        level: i32_at(head, C_LEVEL),
+        dictionary,
+        dictionary_at: dictionary_at as u64,
+    })
+}
+
 impl<'a> CompressedSegment<'a> {
     /// Reads a compressed segment file and checks its structure: the
     /// head's magic, version, length, zero flags and reserved bytes and CRC;
@@ -722,149 +876,16 @@ impl<'a> CompressedSegment<'a> {
     /// the head's total; and a file that ends after the last block. The
     /// blocks' own CRCs are checked as they are read.
     pub fn parse(file: &'a [u8]) -> Result<CompressedSegment<'a>, ContainerError> {
-        let Fields {
-            head,
-            header,
-            footer,
-            n,
-            d,
-            image_len,
-            stored_total,
-        } = Fields::parse(file)?;
-        let frames_end = footer.frames_end;
-        // At most 2^32 entries of 16 bytes: no overflow in u64.
-        let table_len = u64::from(n) * BLOCK_ENTRY_LEN as u64;
-        let table_crc_at = TABLE_OFFSET as u64 + table_len;
-        let dictionary_at = table_crc_at + TABLE_CRC_LEN as u64;
-        let blocks_at = dictionary_at + u64::from(d);
-        let file_len = file.len() as u64;
-        if blocks_at > file_len {
-            return Err(ContainerError::at(
-                file.len(),
-                format!(
-                    "the file is {file_len} bytes; its block table ({n} entries) and dictionary ({d} bytes) end at {blocks_at}"
-                ),
-            ));
-        }
-        // All within the file from here on, so they are usizes.
-        let (table_crc_at, dictionary_at, blocks_at) = (
-            table_crc_at as usize,
-            dictionary_at as usize,
-            blocks_at as usize,
-        );
-        let table = part(file, TABLE_OFFSET..table_crc_at);
-        let stored = u32_at(file, table_crc_at);
-        let computed = crc32fast::hash(table);
-        if stored != computed {
-            return Err(ContainerError::at(
-                table_crc_at,
-                format!(
-                    "the block table's CRC-32 is {stored:#010x}, its {n} entries have {computed:#010x}"
-                ),
-            ));
-        }
-        let dictionary = part(file, dictionary_at..blocks_at);
-        let stored = u32_at(head, C_DICT_CRC);
-        let computed = crc32fast::hash(dictionary);
-        if stored != computed {
-            return Err(ContainerError::at(
-                dictionary_at,
-                format!(
-                    "the dictionary's {d} bytes have CRC-32 {computed:#010x}, the head says {stored:#010x}"
-                ),
-            ));
-        }
-
-        // n entries fit in the file, so this allocation is bounded by it.
-        let mut blocks = Vec::with_capacity(n as usize);
-        let mut image_end = HEADER_LEN as u64;
-        let mut stored_at = blocks_at as u64;
-        for (i, entry) in table.chunks_exact(BLOCK_ENTRY_LEN).enumerate() {
-            let entry_at = (TABLE_OFFSET + i * BLOCK_ENTRY_LEN) as u64;
-            let image_offset = u64::from(u32_at(entry, E_IMAGE_OFFSET));
-            let len = u32_at(entry, E_LEN);
-            let stored_len = u32_at(entry, E_STORED_LEN);
-            if image_offset != image_end {
-                let problem = match i {
-                    0 => format!(
-                        "block 0 starts at {image_offset}, not at {HEADER_LEN} (the end of the segment header)"
-                    ),
-                    _ => format!(
-                        "block {i} starts at {image_offset}, the previous ends at {image_end}"
-                    ),
-                };
-                return Err(ContainerError::in_block(entry_at, i, problem));
-            }
-            if len == 0 || len as usize > MAX_BLOCK_LEN {
-                return Err(ContainerError::in_block(
-                    entry_at + E_LEN as u64,
-                    i,
-                    format!(
-                        "block {i}'s length is {len}; a block holds 1 to {MAX_BLOCK_LEN} bytes"
-                    ),
-                ));
-            }
-            if stored_len == 0 {
-                return Err(ContainerError::in_block(
-                    entry_at + E_STORED_LEN as u64,
-                    i,
-                    format!("block {i}'s stored length is 0"),
-                ));
-            }
-            let stored_end = stored_at + u64::from(stored_len);
-            if stored_end > file_len {
-                return Err(ContainerError::in_block(
-                    entry_at + E_STORED_LEN as u64,
-                    i,
-                    format!(
-                        "block {i}'s {stored_len} stored bytes at {stored_at} run past the end of the file ({file_len} bytes)"
-                    ),
-                ));
-            }
-            blocks.push(Block {
-                image_offset,
-                len,
-                stored_offset: stored_at,
-                stored_len,
-                crc: u32_at(entry, E_CRC),
-            });
-            image_end = image_offset + u64::from(len);
-            stored_at = stored_end;
-        }
-        if image_end != frames_end {
-            let last = blocks.len().saturating_sub(1);
-            return Err(ContainerError::in_block(
-                (TABLE_OFFSET + last * BLOCK_ENTRY_LEN) as u64,
-                last,
-                format!(
-                    "the last block ends at {image_end}, the footer's frames_end is {frames_end}"
-                ),
-            ));
-        }
-        let total = stored_at - blocks_at as u64;
-        if total != stored_total {
-            return Err(ContainerError::at(
-                C_STORED_LEN,
-                format!(
-                    "the blocks' stored lengths add up to {total}, the head says {stored_total}"
-                ),
-            ));
-        }
-        if stored_at != file_len {
-            return Err(ContainerError {
-                offset: stored_at,
-                block: None,
-                problem: format!("the file is {file_len} bytes; its blocks end at {stored_at}"),
-            });
-        }
+        let mut blocks = Vec::new();
+        let c = check_container(file, &mut |b| blocks.push(b))?;
         Ok(CompressedSegment {
             file,
-            header,
-            footer,
-            image_len,
-            level: i32_at(head, C_LEVEL),
-            dictionary,
-            dictionary_at: dictionary_at as u64,
+            header: c.header,
+            footer: c.footer,
+            image_len: c.image_len,
+            level: c.level,
+            dictionary: c.dictionary,
+            dictionary_at: c.dictionary_at,
             blocks,
         })
     }
@@ -1034,6 +1055,104 @@ pub fn read_stored_block(
     decoder
         .decompress(stored, block.len as usize, i)
         .map_err(|problem| ContainerError::in_block(block.stored_offset, i, problem))
+}
+
+/// Blocks whose stored offset a [`BlockIndex`] keeps (the others' are
+/// summed from the table, up to 63 entries).
+const STORED_EVERY: usize = 64;
+
+/// A compressed segment file's block table, checked as
+/// [`CompressedSegment::parse`] checks it, then read in place from the
+/// file (which the caller keeps, unchanged, and passes to each call):
+/// where every block is, for a reader that keeps many segments open. A
+/// parsed table is 32 bytes a block (128 KB for a 64 MiB segment); this
+/// keeps 8 bytes every [`STORED_EVERY`] blocks.
+#[derive(Clone, Debug)]
+pub struct BlockIndex {
+    blocks: usize,
+    frames_end: u64,
+    dictionary: std::ops::Range<usize>,
+    /// The stored offset of blocks 0, 64, 128, ….
+    stored_at: Vec<u64>,
+}
+
+impl BlockIndex {
+    /// Checks `file` as [`CompressedSegment::parse`] does (the same errors)
+    /// and indexes its block table.
+    pub fn open(file: &[u8]) -> Result<BlockIndex, ContainerError> {
+        let mut blocks = 0usize;
+        let mut stored_at = Vec::new();
+        let c = check_container(file, &mut |b| {
+            if blocks.is_multiple_of(STORED_EVERY) {
+                stored_at.push(b.stored_offset);
+            }
+            blocks += 1;
+        })?;
+        let dictionary_at = c.dictionary_at as usize;
+        Ok(BlockIndex {
+            blocks,
+            frames_end: c.footer.frames_end,
+            dictionary: dictionary_at..dictionary_at + c.dictionary.len(),
+            stored_at,
+        })
+    }
+
+    /// How many blocks the segment has (at least 1).
+    pub fn block_count(&self) -> usize {
+        self.blocks
+    }
+
+    /// The zstd dictionary in `file` (empty: none).
+    pub fn dictionary<'f>(&self, file: &'f [u8]) -> &'f [u8] {
+        file.get(self.dictionary.clone()).unwrap_or_default()
+    }
+
+    /// Block `i`'s entry, read from `file` (`None` past the last block, or
+    /// if `file` is not the file indexed and is too short).
+    pub fn block(&self, file: &[u8], i: usize) -> Option<Block> {
+        if i >= self.blocks {
+            return None;
+        }
+        let first = i / STORED_EVERY * STORED_EVERY;
+        let mut stored_offset = *self.stored_at.get(i / STORED_EVERY)?;
+        for j in first..i {
+            stored_offset += u64::from(u32_at(entry(file, j)?, E_STORED_LEN));
+        }
+        let e = entry(file, i)?;
+        Some(Block {
+            image_offset: u64::from(u32_at(e, E_IMAGE_OFFSET)),
+            len: u32_at(e, E_LEN),
+            stored_offset,
+            stored_len: u32_at(e, E_STORED_LEN),
+            crc: u32_at(e, E_CRC),
+        })
+    }
+
+    /// The block holding image offset `offset` (`HEADER_LEN <= offset <
+    /// frames_end`), by binary search over the table in `file`; `None`
+    /// outside the frames.
+    pub fn block_at(&self, file: &[u8], offset: u64) -> Option<usize> {
+        if offset < HEADER_LEN as u64 || offset >= self.frames_end {
+            return None;
+        }
+        // The blocks cover 128..frames_end without gaps (open checked).
+        let (mut lo, mut hi) = (0, self.blocks);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if u64::from(u32_at(entry(file, mid)?, E_IMAGE_OFFSET)) <= offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+}
+
+/// The bytes of block table entry `i` in `file`.
+fn entry(file: &[u8], i: usize) -> Option<&[u8]> {
+    let at = TABLE_OFFSET.checked_add(i.checked_mul(BLOCK_ENTRY_LEN)?)?;
+    file.get(at..at.checked_add(BLOCK_ENTRY_LEN)?)
 }
 
 /// Decompresses the blocks of one segment, with its dictionary prepared

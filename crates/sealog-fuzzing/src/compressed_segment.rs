@@ -4,7 +4,8 @@
 //!
 //! The input is a compressed segment file. It is read as the engine reads
 //! one: [`parse_head`] on its first 368 bytes and its length (an open),
-//! [`CompressedSegment::parse`] (a first read), single blocks through a
+//! [`CompressedSegment::parse`] and [`BlockIndex::open`] (a first read,
+//! which must agree: same errors, same blocks), single blocks through a
 //! [`BlockDecoder`] (a record read: `block_at` for the frame's offset, then
 //! [`read_stored_block`] with a decoder made from the dictionary), and
 //! [`CompressedSegment::decode_image`] (verify, archive).
@@ -35,7 +36,7 @@
 //! decompressed, so that no run is slow or large.
 
 use sealog_format::compressed::{
-    self, BlockDecoder, CompressOptions, CompressedSegment, TABLE_OFFSET, parse_head,
+    self, BlockDecoder, BlockIndex, CompressOptions, CompressedSegment, TABLE_OFFSET, parse_head,
     read_stored_block,
 };
 use sealog_format::frame::{self, FrameRead};
@@ -89,8 +90,18 @@ fn check(data: &[u8]) {
         parse_head(data, len),
         "parse_head reads more than the first {TABLE_OFFSET} bytes"
     );
-    let Ok(segment) = CompressedSegment::parse(data) else {
-        return;
+    // The engine's record reads check the file with `BlockIndex::open`:
+    // the same checks, the same errors.
+    let index = BlockIndex::open(data);
+    let segment = match CompressedSegment::parse(data) {
+        Ok(segment) => segment,
+        Err(e) => {
+            assert_eq!(index.err(), Some(e), "BlockIndex::open and parse: error");
+            return;
+        }
+    };
+    let Ok(index) = index else {
+        panic!("parse succeeds, BlockIndex::open fails");
     };
     let _ = format!("{segment:?}");
     match &head {
@@ -107,6 +118,7 @@ fn check(data: &[u8]) {
         );
     }
     blocks(data, &segment);
+    same_index(data, &segment, &index);
     if segment.image_len() > MAX_IMAGE {
         return;
     }
@@ -175,6 +187,40 @@ fn blocks(data: &[u8], segment: &CompressedSegment<'_>) {
             segment.block_at(outside),
             None,
             "block_at({outside}) is outside the frames"
+        );
+    }
+}
+
+/// The blocks and the dictionary a `BlockIndex` reads in place are those
+/// `parse` gives, and `block_at` agrees.
+fn same_index(data: &[u8], segment: &CompressedSegment<'_>, index: &BlockIndex) {
+    let n = segment.block_count();
+    assert_eq!(index.block_count(), n, "BlockIndex: block count");
+    assert_eq!(
+        index.dictionary(data),
+        segment.dictionary(),
+        "BlockIndex: dictionary"
+    );
+    assert_eq!(index.block(data, n), None, "BlockIndex: block {n} of {n}");
+    for i in 0..n {
+        let b = segment.block(i);
+        assert_eq!(index.block(data, i), b, "BlockIndex: block {i}");
+        if let Some(b) = b {
+            for at in [b.image_offset, b.image_end() - 1] {
+                assert_eq!(
+                    index.block_at(data, at),
+                    Some(i),
+                    "BlockIndex: block_at({at})"
+                );
+            }
+        }
+    }
+    let frames_end = segment.footer().frames_end;
+    for outside in [0, HEADER_LEN as u64 - 1, frames_end, u64::MAX] {
+        assert_eq!(
+            index.block_at(data, outside),
+            None,
+            "BlockIndex: block_at({outside})"
         );
     }
 }

@@ -202,65 +202,42 @@ impl BlockCache {
     }
 }
 
-/// A compressed sealed segment's block table, read from its file (which
-/// the caller keeps mapped and passes to each read). A read takes a
-/// decoder that has digested the segment's dictionary from the store's
-/// [`BlockCache`], or makes one, and gives it back, so that concurrent
-/// reads of the segment decompress at the same time.
+/// A compressed sealed segment's block table, checked, and read in place
+/// from its file (which the caller keeps mapped and passes to each read):
+/// a few hundred bytes for each compressed segment a store has read, where
+/// the parsed table was 128 KB for a 64 MiB segment, kept for as long as
+/// the store is open. A read takes a decoder that has digested the
+/// segment's dictionary from the store's [`BlockCache`], or makes one, and
+/// gives it back, so that concurrent reads of the segment decompress at the
+/// same time.
+#[derive(Debug)]
 pub(crate) struct Packed {
-    blocks: Vec<Block>,
-    dictionary: std::ops::Range<usize>,
-}
-
-impl std::fmt::Debug for Packed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Packed")
-            .field("blocks", &self.blocks.len())
-            .finish_non_exhaustive()
-    }
+    index: format::BlockIndex,
 }
 
 impl Packed {
-    /// Reads the block table of the compressed file `file` (checked as
-    /// the format says; no block is decompressed).
+    /// Checks the compressed file `file` as the format says (no block is
+    /// decompressed) and indexes its block table.
     pub(crate) fn open(name: &str, file: &[u8]) -> Result<Packed> {
-        let (blocks, dictionary) = {
-            let c = CompressedSegment::parse(file).map_err(|e| corruption(name, &e))?;
-            let dict = c.dictionary();
-            let start = (dict.as_ptr() as usize).saturating_sub(file.as_ptr() as usize);
-            (c.into_blocks(), start..start + dict.len())
-        };
-        Ok(Packed { blocks, dictionary })
+        let index = format::BlockIndex::open(file).map_err(|e| corruption(name, &e))?;
+        Ok(Packed { index })
     }
 
-    fn block_at(&self, offset: u64) -> Option<usize> {
-        let i = self
-            .blocks
-            .partition_point(|b| b.image_offset <= offset)
-            .checked_sub(1)?;
-        let b = self.blocks.get(i)?;
-        (offset < b.image_offset + u64::from(b.len)).then_some(i)
-    }
-
-    /// Block `i` of segment number `segment_no`, decompressed (or the copy
-    /// in `cache`).
+    /// Block `i` (its entry `b`) of segment number `segment_no`,
+    /// decompressed (or the copy in `cache`).
     fn block(
         &self,
         file: &[u8],
         name: &str,
         segment_no: u64,
-        i: usize,
+        (i, b): (usize, &Block),
         cache: &BlockCache,
     ) -> Result<Arc<Vec<u8>>> {
         if let Some(bytes) = cache.get((segment_no, i)) {
             return Ok(bytes);
         }
-        let Some(b) = self.blocks.get(i) else {
-            return Err(Error::Config(format!("{name} has no block {i}")));
-        };
-        let dictionary = file.get(self.dictionary.clone()).unwrap_or_default();
         let mut decoder = cache
-            .take_decoder(segment_no, dictionary)
+            .take_decoder(segment_no, self.index.dictionary(file))
             .map_err(|e| corruption(name, &e))?;
         let read = format::read_stored_block(file, i, b, &mut decoder);
         cache.give_decoder(segment_no, decoder);
@@ -286,7 +263,11 @@ impl Packed {
                 .at(u64::from(offset))
                 .seq(first_seq + ordinal)
         };
-        let Some(i) = self.block_at(u64::from(offset)) else {
+        let found = self
+            .index
+            .block_at(file, u64::from(offset))
+            .and_then(|i| self.index.block(file, i).map(|b| (i, b)));
+        let Some((i, b)) = found else {
             return Err(Corruption::new(
                 location(),
                 CorruptionKind::Layout(format!(
@@ -296,11 +277,8 @@ impl Packed {
             )
             .into());
         };
-        let block = self.block(file, name, segment_no, i, cache)?;
-        let start = self
-            .blocks
-            .get(i)
-            .map_or(0, |b| (u64::from(offset) - b.image_offset) as usize);
+        let block = self.block(file, name, segment_no, (i, &b), cache)?;
+        let start = (u64::from(offset) - b.image_offset) as usize;
         match frame::read_frame(block.get(start..).unwrap_or_default()) {
             Ok(FrameRead::Frame(f)) => Ok(f.body.to_vec()),
             Ok(FrameRead::End) => {
@@ -321,14 +299,14 @@ impl Packed {
     pub(crate) fn will_need(&self, map: &Mapped, offsets: &[u32]) {
         let mut last = None;
         for &offset in offsets {
-            let Some(i) = self.block_at(u64::from(offset)) else {
+            let Some(i) = self.index.block_at(map, u64::from(offset)) else {
                 continue;
             };
             if last == Some(i) {
                 continue;
             }
             last = Some(i);
-            if let Some(b) = self.blocks.get(i) {
+            if let Some(b) = self.index.block(map, i) {
                 map.will_need(b.stored_offset as usize, b.stored_len as usize);
             }
         }

@@ -175,13 +175,49 @@ fn fix_segment_and_table_crcs(file: &mut [u8]) {
     }
 }
 
+/// `index` (over `file`) gives the blocks of `segment` (parsed from it),
+/// and finds the same block for the first and last byte of each and for
+/// offsets outside the frames.
+fn same_blocks(
+    file: &[u8],
+    segment: &CompressedSegment<'_>,
+    index: &BlockIndex,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(index.block_count(), segment.block_count());
+    prop_assert_eq!(index.dictionary(file), segment.dictionary());
+    for i in 0..segment.block_count() {
+        let b = segment.block(i).unwrap();
+        prop_assert_eq!(index.block(file, i), Some(b));
+        for at in [b.image_offset, b.image_end() - 1] {
+            prop_assert_eq!(index.block_at(file, at), segment.block_at(at));
+            prop_assert_eq!(index.block_at(file, at), Some(i));
+        }
+    }
+    prop_assert_eq!(index.block(file, segment.block_count()), None);
+    let frames_end = segment.footer().frames_end;
+    for at in [0, 127, frames_end, frames_end + 1, u64::MAX] {
+        prop_assert_eq!(index.block_at(file, at), None);
+    }
+    // A file too short for the table reads as no block, not a panic.
+    prop_assert_eq!(index.block(&file[..TABLE_OFFSET], 0), None);
+    Ok(())
+}
+
 /// Parses `file`, decodes it every way a reader may, and checks what
 /// must hold of whatever parses; never panics.
 fn read_every_way(file: &[u8]) -> Result<(), TestCaseError> {
     let _ = is_compressed(file);
-    let Ok(segment) = CompressedSegment::parse(file) else {
-        return Ok(());
+    let index = BlockIndex::open(file);
+    let segment = match CompressedSegment::parse(file) {
+        Ok(segment) => segment,
+        Err(e) => {
+            // The same checks, the same error.
+            prop_assert_eq!(index.err(), Some(e));
+            return Ok(());
+        }
     };
+    let index = index.expect("parse succeeds, so does BlockIndex::open");
+    same_blocks(file, &segment, &index)?;
     prop_assert!(segment.block_count() >= 1);
     prop_assert_eq!(segment.block(0).map(|b| b.image_offset), Some(128));
     let _ = format!("{segment:?}");
@@ -816,6 +852,32 @@ fn a_block_is_read_from_its_entry_and_the_file_alone() {
     assert!(read_stored_block(file, 1, &huge, &mut decoder).is_err());
     let err = read_stored_block(&file[..100], 1, &b, &mut decoder).unwrap_err();
     assert_eq!((err.offset, err.block), (b.stored_offset, Some(1)));
+}
+
+#[test]
+fn a_block_index_reads_the_table_in_place_as_parse_reads_it() {
+    for file in [&*WITH_DICTIONARY, &*WITHOUT_DICTIONARY] {
+        let segment = CompressedSegment::parse(file).unwrap();
+        // Past one stored offset kept: blocks summed from the table too.
+        assert!(
+            segment.block_count() > STORED_EVERY + 1,
+            "{}",
+            segment.block_count()
+        );
+        let index = BlockIndex::open(file).unwrap();
+        same_blocks(file, &segment, &index).unwrap();
+        let mut decoder = BlockDecoder::new(index.dictionary(file)).unwrap();
+        let b = index.block(file, segment.block_count() - 1).unwrap();
+        assert_eq!(
+            read_stored_block(file, segment.block_count() - 1, &b, &mut decoder).unwrap(),
+            IMAGE[b.image_offset as usize..b.image_end() as usize]
+        );
+    }
+    // A damaged table: the error parse gives.
+    let mut bad = WITH_DICTIONARY.clone();
+    bad[TABLE_OFFSET + 5] ^= 1;
+    let e = CompressedSegment::parse(&bad).unwrap_err();
+    assert_eq!(BlockIndex::open(&bad).unwrap_err(), e);
 }
 
 #[test]
