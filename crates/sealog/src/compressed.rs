@@ -643,23 +643,7 @@ mod tests {
     #[test]
     fn a_store_reads_its_compressed_segments_with_the_decoders_it_keeps() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(
-            dir.path(),
-            crate::StoreOptions {
-                segment_size: 256 << 10,
-                preallocation: crate::Preallocation::None,
-                ..crate::StoreOptions::default()
-            },
-        )
-        .unwrap();
-        for chunk in crate::workload::Workload::new(3)
-            .generate(12_000)
-            .chunks(400)
-        {
-            store.append_batch(chunk.to_vec()).unwrap();
-        }
-        store.roll().unwrap();
-        store.wait_sealed().unwrap();
+        let store = crate::image::workload_store(dir.path(), 256 << 10, 3, 12_000, 400);
         store.compress_sealed(Compression::ZSTD).unwrap();
         let sealed = crate::image::sealed_segments(&store);
         assert!(

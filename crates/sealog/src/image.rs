@@ -339,6 +339,37 @@ pub struct SealedSegmentInfo {
     pub footer: SegmentFooter,
 }
 
+/// A store in `dir` with segments of `segment_size` bytes (not
+/// preallocated), holding `events` events of the seeded workload appended
+/// `batch` at a time, rolled and sealed (for tests).
+#[cfg(test)]
+pub(crate) fn workload_store(
+    dir: &std::path::Path,
+    segment_size: u64,
+    seed: u64,
+    events: u64,
+    batch: usize,
+) -> Store {
+    let store = Store::open(
+        dir,
+        crate::StoreOptions {
+            segment_size,
+            preallocation: crate::Preallocation::None,
+            ..crate::StoreOptions::default()
+        },
+    )
+    .unwrap();
+    for chunk in crate::workload::Workload::new(seed)
+        .generate(events)
+        .chunks(batch)
+    {
+        store.append_batch(chunk.to_vec()).unwrap();
+    }
+    store.roll().unwrap();
+    store.wait_sealed().unwrap();
+    store
+}
+
 /// The sealed segments of a store, oldest first, as of the store's current
 /// view (for a read-only store: as of when it was opened).
 pub fn sealed_segments(store: &Store) -> Vec<SealedSegmentInfo> {

@@ -659,28 +659,11 @@ fn finish_page<T>(collected: Collected<T>, query: &Query) -> Page<T> {
 mod tests {
     use super::*;
     use crate::query::Order;
-    use crate::{Preallocation, Store, StoreOptions};
 
     #[test]
     fn a_page_asks_for_its_first_candidates_blocks_when_planning_and_not_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path(),
-            StoreOptions {
-                segment_size: 1 << 20,
-                preallocation: Preallocation::None,
-                ..StoreOptions::default()
-            },
-        )
-        .unwrap();
-        for chunk in crate::workload::Workload::new(5)
-            .generate(4_000)
-            .chunks(500)
-        {
-            store.append_batch(chunk.to_vec()).unwrap();
-        }
-        store.roll().unwrap();
-        store.wait_sealed().unwrap();
+        let store = crate::image::workload_store(dir.path(), 1 << 20, 5, 4_000, 500);
         let view = store.view();
         for order in [Order::NewestFirst, Order::OldestFirst] {
             let query = Query {

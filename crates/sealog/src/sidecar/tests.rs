@@ -17,7 +17,7 @@ fn advised_ranges_close_together_are_asked_for_in_one_call() {
         vec![(0, 10), (21, 30)]
     );
 }
-use crate::{Preallocation, Store, StoreOptions};
+use crate::Store;
 
 /// A closed store in `dir` of `events` generated events (workload
 /// `seed`) appended in batches of `batch`, every segment sealed; its
@@ -29,21 +29,7 @@ fn sealed_store(
     events: u64,
     batch: usize,
 ) -> Vec<crate::image::SealedSegmentInfo> {
-    let store = Store::open(
-        dir,
-        StoreOptions {
-            segment_size,
-            preallocation: Preallocation::None,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    let workload = crate::workload::Workload::new(seed);
-    for chunk in workload.generate(events).chunks(batch) {
-        store.append_batch(chunk.to_vec()).unwrap();
-    }
-    store.roll().unwrap();
-    store.wait_sealed().unwrap();
+    let store = crate::image::workload_store(dir, segment_size, seed, events, batch);
     let sealed = crate::image::sealed_segments(&store);
     store.close().unwrap();
     sealed
@@ -338,6 +324,17 @@ fn a_term_the_filter_lacks_is_answered_without_its_dictionary() {
     );
 }
 
+/// `bytes` written to a file in `dir`, synced, and opened as the sidecar
+/// of `id` through a map of it; and the file.
+fn sidecar_file(dir: &Path, bytes: &[u8], id: &SegmentIdentity) -> (Sidecar, std::fs::File) {
+    let path = dir.join("mapped.idx");
+    std::fs::write(&path, bytes).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    let s = Sidecar::open("mapped.idx".into(), Mapped::map(&file).unwrap(), id).unwrap();
+    (s, file)
+}
+
 /// An actor the sidecar's actor dictionary holds (its fourth term).
 fn actor_in_dictionary(reader: &IndexReader<'_>) -> Vec<u8> {
     let dict = reader.field(IndexField::Actor).unwrap();
@@ -423,11 +420,7 @@ fn a_cold_dictionary_is_asked_for_its_directory_as_its_filter_sizes_it() {
     assert!(directory_end - start <= sized && sized < dict.len.min(DIRECTORY_ASKED));
     // The sidecar's map, its pages dropped from the page cache: the
     // dictionary is not in memory, and its directory is what is asked for.
-    let path = dir.path().join("cold.idx");
-    std::fs::write(&path, &sidecar).unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    file.sync_all().unwrap();
-    let s = Sidecar::open("cold.idx".into(), Mapped::map(&file).unwrap(), &id).unwrap();
+    let (s, file) = sidecar_file(dir.path(), &sidecar, &id);
     s.map.evict(&file);
     assert!(
         !s.map
@@ -499,12 +492,7 @@ fn a_section_asked_for_and_found_in_memory_is_not_asked_for_again() {
     assert!(s.unchecked(reader.dict_blocks_section(field).unwrap()));
     // A file's map not in memory the second time is asked for again: a
     // map of the file, its pages dropped from the page cache.
-    let path = dir.path().join("asked.idx");
-    std::fs::write(&path, &sidecar).unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    file.sync_all().unwrap();
-    let map = Mapped::map(&file).unwrap();
-    let s = Sidecar::open("asked.idx".into(), map, &id).unwrap();
+    let (s, file) = sidecar_file(dir.path(), &sidecar, &id);
     assert!(s.advice_ranges(&uses).0.contains(&blocks));
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
     let dropped = !s.map.resident(blocks.0, blocks.1 - blocks.0);
