@@ -925,13 +925,6 @@ impl<'a> CompressedSegment<'a> {
         self.blocks.get(i).copied()
     }
 
-    /// Every block's entry, in order, given up by the parsed segment (for a
-    /// reader that keeps the table apart from the file's bytes and reads
-    /// blocks with [`read_stored_block`], without copying the table).
-    pub fn into_blocks(self) -> Vec<Block> {
-        self.blocks
-    }
-
     /// The block holding image offset `offset` (`HEADER_LEN <= offset <
     /// frames_end`), by binary search; `None` outside the frames.
     pub fn block_at(&self, offset: u64) -> Option<usize> {
@@ -1066,7 +1059,7 @@ const STORED_EVERY: usize = 64;
 /// file (which the caller keeps, unchanged, and passes to each call):
 /// where every block is, for a reader that keeps many segments open. A
 /// parsed table is 32 bytes a block (128 KB for a 64 MiB segment); this
-/// keeps 8 bytes every [`STORED_EVERY`] blocks.
+/// keeps 8 bytes every 64 blocks.
 #[derive(Clone, Debug)]
 pub struct BlockIndex {
     blocks: usize,

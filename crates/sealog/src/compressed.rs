@@ -99,9 +99,9 @@ pub(crate) struct BlockCache {
 
 /// Decoders a store keeps for reuse. A zstd context that has digested a
 /// segment's 64 KiB dictionary is ~190 KB: kept for every compressed
-/// segment ever read (up to four each, as before), they grew with the
-/// store, by ~90 MB for a record read from each of the 465 segments of a
-/// 100M-event store. A read of a segment whose decoder is not kept takes
+/// segment read, they would grow with the store (~90 MB once a record of
+/// each of the 465 segments of a 100M-event store has been read). A read
+/// of a segment whose decoder is not kept takes
 /// the one given back longest ago and has it digest this segment's
 /// dictionary (~6 µs), or makes one when none is free (~45 µs more).
 const DECODERS_KEPT: usize = 8;
