@@ -444,17 +444,36 @@ impl Sidecar {
         // 8 MiB). A search planning on both cores may ask for one
         // segment's lookups while the other core is still here: that
         // lookup left its bit wanted, and they are asked for now.
+        let wanted = self.publish_due(lookups);
+        if wanted != 0 {
+            self.ask_lookups(sections, wanted);
+        }
+    }
+
+    /// Marks due the lookups of the dictionaries `lookups` (one bit per
+    /// field id), whose directories were just asked for, and returns those
+    /// a lookup wanted already (their state cleared: the caller asks for
+    /// them). A dictionary no longer pending is left as it is: another
+    /// advice of the same sections, on another thread, came first and its
+    /// lookups were asked for since, and a "due" left behind would let a
+    /// later lookup read the directory before a later advice asks for it.
+    fn publish_due(&self, lookups: u32) -> u32 {
         let mut wanted = 0;
         for bit in bits(lookups) {
-            let before = self.lookups.fetch_or(bit << LOOKUP_DUE, Ordering::AcqRel);
+            let Ok(before) =
+                self.lookups
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                        (state & bit != 0).then_some(state | bit << LOOKUP_DUE)
+                    })
+            else {
+                continue;
+            };
             if before & (bit << LOOKUP_WANTED) != 0 {
                 self.lookups.fetch_and(!lookup_lanes(bit), Ordering::AcqRel);
                 wanted |= bit;
             }
         }
-        if wanted != 0 {
-            self.ask_lookups(sections, wanted);
-        }
+        wanted
     }
 
     /// Whether section `i` is one of the file's and was not checked yet.

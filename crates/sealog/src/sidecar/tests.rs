@@ -466,6 +466,10 @@ fn a_cold_dictionary_is_asked_for_its_directory_as_its_filter_sizes_it() {
     // Nothing pending: nothing is marked.
     s.advise_lookups(&uses);
     assert_eq!(state(), 0);
+    // A second advice of the same sections finishing after the lookups
+    // were asked for (on another thread): no "due" is left behind.
+    assert_eq!(s.publish_due(bit), 0);
+    assert_eq!(state(), 0);
 }
 
 #[test]
