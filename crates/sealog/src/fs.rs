@@ -59,6 +59,13 @@ pub trait LockGuard: Send + Sync + fmt::Debug {}
 pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Fills `buf` from `offset`; an early end of file is an error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// [`VfsFile::read_exact_at`] if every byte is in memory now: `true`
+    /// when `buf` was filled without waiting for a disk, `false` when the
+    /// read would have waited (nothing is then to be taken from `buf`), or
+    /// when the file cannot tell (the default).
+    fn read_exact_at_now(&self, _buf: &mut [u8], _offset: u64) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Writes the buffers one after the other from `offset` (one system
@@ -187,6 +194,26 @@ impl Vfs for StdFs {
 impl VfsFile for StdFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+
+    /// `preadv2` with `RWF_NOWAIT`: the kernel copies what the page cache
+    /// holds and refuses (`EAGAIN`) or stops short rather than read the
+    /// disk.
+    #[cfg(target_os = "linux")]
+    fn read_exact_at_now(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        let want = buf.len();
+        let mut bufs = [io::IoSliceMut::new(buf)];
+        match rustix::io::preadv2(
+            &self.file,
+            &mut bufs,
+            offset,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) => Ok(n == want),
+            // Would wait; or a kernel or filesystem without the flag.
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     #[cfg(target_os = "linux")]
@@ -327,6 +354,10 @@ fn read_only(path: &Path) -> io::Error {
 impl VfsFile for Reopening {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file()?.read_exact_at(buf, offset)
+    }
+
+    fn read_exact_at_now(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        self.file()?.read_exact_at_now(buf, offset)
     }
 
     fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
@@ -488,6 +519,29 @@ pub(crate) fn reserve_descriptors(dir: &Path, count: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_that_would_wait_for_the_disk_is_refused_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = StdFs.open(&path, OpenMode::Read).unwrap();
+        file.sync_all().unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(file.read_exact_at_now(&mut buf, 8192).unwrap());
+        assert_eq!(buf[..], bytes[8192..8192 + 4096]);
+        // Out of the page cache (written back above): the read would wait.
+        let std_file = File::open(&path).unwrap();
+        rustix::fs::fadvise(&std_file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert!(!file.read_exact_at_now(&mut buf, 8192).unwrap());
+        // A read that waits brings it back.
+        file.read_exact_at(&mut buf, 8192).unwrap();
+        assert!(file.read_exact_at_now(&mut buf, 8192).unwrap());
+        // Past the end: not filled.
+        assert!(!file.read_exact_at_now(&mut buf, 63 * 1024).unwrap());
+    }
 
     #[test]
     fn an_atomic_write_to_a_path_without_a_file_name_is_refused_and_writes_nothing() {

@@ -201,19 +201,50 @@ impl KeyFilters {
     /// tell: no entry for the segment, a field the entry does not cover,
     /// a page that cannot be read or fails its check.
     pub(crate) fn may_hold(&self, identity: &SegmentIdentity, groups: &[KeyGroup]) -> bool {
+        self.ask(identity, groups, false).unwrap_or(true)
+    }
+
+    /// [`KeyFilters::may_hold`] from memory alone, for a search that must
+    /// not wait for a disk: `None` when the answer needs a read that would
+    /// wait (the file not read yet, a page not in the page cache).
+    pub(crate) fn may_hold_now(
+        &self,
+        identity: &SegmentIdentity,
+        groups: &[KeyGroup],
+    ) -> Option<bool> {
+        self.ask(identity, groups, true)
+    }
+
+    /// The answer of [`KeyFilters::may_hold`]; with `now`, `None` rather
+    /// than wait for a disk.
+    fn ask(&self, identity: &SegmentIdentity, groups: &[KeyGroup], now: bool) -> Option<bool> {
         if groups.is_empty() {
-            return true;
+            return Some(true);
         }
-        let catalog = self.catalog();
-        let (Some(entry), Some(file)) = (catalog.entry(identity), catalog.file.as_ref()) else {
-            return true;
+        let catalog = if now {
+            self.state.read().clone()?
+        } else {
+            self.catalog()
         };
-        groups.iter().all(|group| {
-            !group.iter().all(|(f, _)| entry.head.covers(*f))
-                || group.iter().any(|&(field, key)| {
-                    self.probe(&**file, entry, keyfilter::filter_key(field, key))
-                })
-        })
+        let (Some(entry), Some(file)) = (catalog.entry(identity), catalog.file.as_ref()) else {
+            return Some(true);
+        };
+        for group in groups {
+            if !group.iter().all(|(f, _)| entry.head.covers(*f)) {
+                continue;
+            }
+            let mut held = false;
+            for &(field, key) in group {
+                if self.probe(&**file, entry, keyfilter::filter_key(field, key), now)? {
+                    held = true;
+                    break;
+                }
+            }
+            if !held {
+                return Some(false);
+            }
+        }
+        Some(true)
     }
 
     /// Asks the kernel for the page of every entry that a question about
@@ -260,31 +291,39 @@ impl KeyFilters {
     }
 
     /// Whether the entry may hold `key` (`true` if its page cannot be
-    /// read or fails its CRC).
-    fn probe(&self, file: &dyn VfsFile, entry: &Entry, key: u64) -> bool {
+    /// read or fails its CRC); with `now`, `None` if its page is not in
+    /// memory.
+    fn probe(&self, file: &dyn VfsFile, entry: &Entry, key: u64, now: bool) -> Option<bool> {
         let probe = entry.head.probe(key);
         let mut page = [0u8; keyfilter::BLOCK_LEN * keyfilter::BLOCKS_PER_PAGE as usize];
         let Some(page) = page.get_mut(..probe.len) else {
-            return true;
+            return Some(true);
         };
-        let checked = file
-            .read_exact_at(page, entry.offset + probe.offset)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                entry
-                    .head
-                    .check_page(probe.page, page)
-                    .map_err(|e| e.to_string())
-            });
-        match checked {
+        let at = entry.offset + probe.offset;
+        let read = if now {
+            match file.read_exact_at_now(page, at) {
+                Ok(false) => return None,
+                Ok(true) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            file.read_exact_at(page, at)
+        };
+        let checked = read.map_err(|e| e.to_string()).and_then(|()| {
+            entry
+                .head
+                .check_page(probe.page, page)
+                .map_err(|e| e.to_string())
+        });
+        Some(match checked {
             Ok(()) => EntryHead::page_may_hold(&probe, page, key),
             Err(problem) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(file = FILE, offset = entry.offset + probe.offset, segment = entry.head.identity.first_seq, problem = %problem, "a key filter page is damaged; searching through the segment's index");
+                    tracing::warn!(file = FILE, offset = at, segment = entry.head.identity.first_seq, problem = %problem, "a key filter page is damaged; searching through the segment's index");
                 }
                 true
             }
-        }
+        })
     }
 
     /// At a writer's open: cuts the file after the last entry that reads

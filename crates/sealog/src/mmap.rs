@@ -92,6 +92,16 @@ impl Mapped {
         resident(map, offset, end)
     }
 
+    /// Whether every page of the whole map is in memory now (asked of the
+    /// kernel a thousand pages at a time; `false` when it does not say).
+    /// Owned bytes are in memory.
+    pub fn resident_whole(&self) -> bool {
+        match &self.0 {
+            Inner::Map(map) => resident_all(map, 0, map.len()),
+            Inner::Owned(_) => true,
+        }
+    }
+
     /// Whether `samples` pages spread evenly over bytes `offset..offset +
     /// len` (its first and last among them) are all in memory: a cheap
     /// guess at [`Mapped::resident`] for a range too large to ask about
@@ -147,40 +157,69 @@ impl AsRef<[u8]> for Mapped {
     }
 }
 
-/// `mincore(2)` over the pages of `map[start..end]`; `false` if it fails.
+/// The system's page size, 0 if it cannot be had.
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    // SAFETY: `sysconf` reads a constant of the system.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0)
+}
+
+/// `mincore(2)` over the pages of `map[start..end]`, at most 64 of them
+/// (a section larger than this is not looked at: it is asked for); `false`
+/// if it fails or they are more.
 #[cfg(target_os = "linux")]
 fn resident(map: &memmap2::Mmap, start: usize, end: usize) -> bool {
-    /// Pages asked about at once, at most (a section larger than this is
-    /// not looked at: it is asked for).
     const MAX_PAGES: usize = 64;
-    // SAFETY: `sysconf` reads a constant of the system.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    let page = page_size();
+    if page == 0 {
+        return false;
+    }
+    let base = map.as_ptr() as usize;
+    let pages = (base + end).div_ceil(page) - (base + start) / page;
+    pages <= MAX_PAGES && resident_all(map, start, end)
+}
+
+/// `mincore(2)` over every page of `map[start..end]`, a thousand pages a
+/// call; `false` if one fails or a page is not in memory.
+#[cfg(target_os = "linux")]
+fn resident_all(map: &memmap2::Mmap, start: usize, end: usize) -> bool {
+    const CHUNK: usize = 1024;
+    let page = page_size();
     if page == 0 {
         return false;
     }
     // A map starts on a page boundary.
     let base = map.as_ptr() as usize;
-    let first = (base + start) / page * page;
-    let pages = (base + end).div_ceil(page) - first / page;
-    if pages > MAX_PAGES {
-        return false;
+    let mut first = (base + start) / page * page;
+    let last = (base + end).div_ceil(page) * page;
+    let mut vec = [0u8; CHUNK];
+    while first < last {
+        let pages = ((last - first) / page).min(CHUNK);
+        // SAFETY: `first..first + pages * page` lies within the mapping (its
+        // pages hold bytes of `start..end`, `end` clamped to its length by
+        // the callers), and `vec` has room for one byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                first as *mut libc::c_void,
+                pages * page,
+                vec.as_mut_ptr().cast(),
+            )
+        };
+        if rc != 0 || !vec[..pages].iter().all(|b| b & 1 == 1) {
+            return false;
+        }
+        first += pages * page;
     }
-    let mut vec = [0u8; MAX_PAGES];
-    // SAFETY: `first..first + pages * page` lies within the mapping (its
-    // pages hold bytes `start..end` of it, `end` clamped to its length),
-    // and `vec` has room for one byte per page.
-    let rc = unsafe {
-        libc::mincore(
-            first as *mut libc::c_void,
-            pages * page,
-            vec.as_mut_ptr().cast(),
-        )
-    };
-    rc == 0 && vec[..pages].iter().all(|b| b & 1 == 1)
+    true
 }
 
 #[cfg(not(target_os = "linux"))]
 fn resident(_: &memmap2::Mmap, _: usize, _: usize) -> bool {
+    false
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident_all(_: &memmap2::Mmap, _: usize, _: usize) -> bool {
     false
 }
 
@@ -213,5 +252,30 @@ mod tests {
             cfg!(target_os = "linux")
         );
         assert!(map.resident_sampled(0, 0, 8));
+        // Whole: every page, however many.
+        assert_eq!(map.resident_whole(), cfg!(target_os = "linux"));
+        assert!(Mapped::from_vec(vec![1]).resident_whole());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_map_with_a_page_evicted_is_not_resident_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // More pages than one call asks about.
+        std::fs::write(&path, vec![3u8; 1500 * 4096]).unwrap();
+        let file = File::open(&path).unwrap();
+        let map = Mapped::map(&file).unwrap();
+        assert_eq!(map.iter().filter(|&&b| b == 3).count(), 1500 * 4096);
+        assert!(map.resident_whole());
+        // Written back first: dirty pages stay in the cache.
+        file.sync_all().unwrap();
+        map.evict(&file);
+        assert!(!map.resident_whole());
+        // One page read back (read-around is off after `evict`): the rest
+        // is still out.
+        assert_eq!(map[1400 * 4096], 3);
+        assert!(map.resident(1400 * 4096, 1));
+        assert!(!map.resident_whole());
     }
 }

@@ -509,6 +509,29 @@ pub(crate) struct SealedSegment {
     /// For a segment stored compressed: where its blocks start (the
     /// container head, block table and dictionary come before).
     blocks_at: u64,
+    /// Whether its files were found wholly in memory, and when
+    /// ([`SealedSegment::in_memory`]).
+    warmth: Warmth,
+}
+
+/// What the last look at a sealed segment's pages found.
+#[derive(Debug, Default)]
+struct Warmth {
+    /// Milliseconds since [`epoch`] of the last look, plus one (0: never).
+    looked: AtomicU64,
+    in_memory: std::sync::atomic::AtomicBool,
+}
+
+/// How long a segment found wholly in memory is taken to still be, and
+/// one found not to be is taken to still not be, before its pages are
+/// looked at again ([`SealedSegment::in_memory`]).
+const IN_MEMORY_FOR_MS: u64 = 250;
+const NOT_IN_MEMORY_FOR_MS: u64 = 1_000;
+
+/// The instant [`Warmth::looked`] counts from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// A pruned segment's source, and its fetched copy.
@@ -568,7 +591,55 @@ impl SealedSegment {
             sidecar_unusable: std::sync::atomic::AtomicBool::new(false),
             remote: None,
             key_filter: Mutex::new(None),
+            warmth: Warmth::default(),
         }
+    }
+
+    /// Whether a search can read this segment without waiting for a disk
+    /// or a fetch: it is local, its index is open (and a compressed one's
+    /// block table read), and every page of its file and of its index's
+    /// was in memory when last looked at (`mincore`), at most
+    /// [`IN_MEMORY_FOR_MS`] ago. A segment found not to be is not looked at
+    /// again for [`NOT_IN_MEMORY_FOR_MS`]. A page the kernel evicts in the
+    /// meantime is read back by the fault that touches it, as on any read:
+    /// this bounds how often that can happen to a caller that must not
+    /// wait, it does not forbid it.
+    pub(crate) fn in_memory(&self) -> bool {
+        let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        let looked = self.warmth.looked.load(Ordering::Acquire);
+        if looked != 0 {
+            let age = now.saturating_sub(looked - 1);
+            let was = self.warmth.in_memory.load(Ordering::Acquire);
+            let keep = if was {
+                IN_MEMORY_FOR_MS
+            } else {
+                NOT_IN_MEMORY_FOR_MS
+            };
+            if age < keep {
+                return was;
+            }
+        }
+        let found = self.files_in_memory();
+        self.warmth.in_memory.store(found, Ordering::Release);
+        self.warmth
+            .looked
+            .store(now.saturating_add(1), Ordering::Release);
+        found
+    }
+
+    /// What [`SealedSegment::in_memory`] looks at, looked at now.
+    pub(crate) fn files_in_memory(&self) -> bool {
+        self.remote.is_none()
+            && self
+                .packed
+                .as_ref()
+                .is_none_or(|cell| cell.get().is_some_and(|p| p.is_ok()))
+            && self
+                .index
+                .read()
+                .as_ref()
+                .is_some_and(|index| index.in_memory())
+            && self.map.resident_whole()
     }
 
     /// The compressed file's block table, for a segment stored compressed

@@ -656,9 +656,13 @@ impl Store {
         query: &crate::query::Query,
     ) -> Result<Option<crate::query::Page>> {
         let query = self.private_query(query);
-        crate::search::page_from_open(&self.view(), &query, self.inner.clone(), &mut |view| {
-            view.to_record()
-        })
+        crate::search::page_within(
+            &self.view(),
+            &query,
+            self.inner.clone(),
+            crate::search::Reach::Open,
+            &mut |view| view.to_record(),
+        )
     }
 
     /// [`Store::query_from_open`], with each record made into `make` of
@@ -669,9 +673,43 @@ impl Store {
         mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
     ) -> Result<Option<crate::query::Page<T>>> {
         let query = self.private_query(query);
-        crate::search::page_from_open(&self.view(), &query, self.inner.clone(), &mut |view| {
-            Ok(make(view))
-        })
+        crate::search::page_within(
+            &self.view(),
+            &query,
+            self.inner.clone(),
+            crate::search::Reach::Open,
+            &mut |view| Ok(make(view)),
+        )
+    }
+
+    /// The page [`Store::query_with`] returns, when what is in memory
+    /// holds it whole: the open segments, and sealed segments (up to 32 of
+    /// them) whose files and indexes are wholly in the page cache, as the
+    /// segments sealed lately are. `None` when the page needs a segment
+    /// that is not (its pages, or its index, not read yet; a segment
+    /// archived and removed), or an event-time order; then
+    /// [`Store::query_with`] answers it.
+    ///
+    /// It neither waits for a disk nor asks the kernel for pages: a server
+    /// answers the common "newest events of this actor" page this way on
+    /// its request thread, without handing it to a blocking thread. Whether
+    /// a segment is in memory is asked of the kernel (`mincore`) at most
+    /// every quarter of a second per segment, so a page evicted in between
+    /// is read back by the fault that touches it, a rare wait this bounds
+    /// rather than forbids.
+    pub fn query_in_memory_with<T>(
+        &self,
+        query: &crate::query::Query,
+        mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
+    ) -> Result<Option<crate::query::Page<T>>> {
+        let query = self.private_query(query);
+        crate::search::page_within(
+            &self.view(),
+            &query,
+            self.inner.clone(),
+            crate::search::Reach::Memory,
+            &mut |view| Ok(make(view)),
+        )
     }
 
     /// Every record matching `query`, in its order, read lazily (the

@@ -34,8 +34,8 @@ struct Count {
     count: u64,
 }
 
-/// The largest page answered on the request's own task when the open
-/// segments hold it ([`sealog::Store::query_from_open`]).
+/// The largest page answered on the request's own task when what is in
+/// memory holds it ([`sealog::Store::query_in_memory_with`]).
 const INLINE_PAGE_LIMIT: usize = 100;
 
 /// `GET /v1/events`: a page, a count, or an NDJSON export.
@@ -60,21 +60,22 @@ pub(super) async fn list(
     if ndjson {
         return export(&app, store, &auth, &params, query).await;
     }
-    // A small page the open segments hold whole (the newest events of an
-    // actor, say) reads only memory and records just written: it is
-    // answered here, without the hand-off to a blocking thread and back
-    // that reading sealed segments (maps, index checks, the archive) needs.
+    // A small page that what is in memory holds whole (the newest events
+    // of an actor, say, in the open segments and the segments sealed
+    // lately) waits for no disk: it is answered here, without the hand-off
+    // to a blocking thread and back that a read of other sealed segments
+    // (page faults, index checks, the archive) needs.
     //
     // Each record is written as JSON straight from its checked stored
     // bytes (no owned record to build, serialize and drop).
-    let from_open = if query.limit <= INLINE_PAGE_LIMIT {
+    let in_memory = if query.limit <= INLINE_PAGE_LIMIT {
         store
-            .query_from_open_with(&query, record_json)
+            .query_in_memory_with(&query, record_json)
             .map_err(|e| store_error(&app, &e))?
     } else {
         None
     };
-    let page = match from_open {
+    let page = match in_memory {
         Some(page) => page,
         None => {
             let q = query.clone();

@@ -42,10 +42,12 @@ pub struct Matches {
     by_time: Option<crate::time_order::TimeMerge>,
     inner: Arc<Inner>,
     failed: bool,
-    /// Read only open segments: stop at the first sealed one.
-    open_only: bool,
-    /// With `open_only`, whether a sealed segment was next.
-    reached_sealed: bool,
+    /// Which segments it reads.
+    reach: Reach,
+    /// Whether it stopped at a segment its reach leaves out.
+    stopped: bool,
+    /// Sealed segments planned, for [`Reach::Memory`].
+    sealed_planned: usize,
     /// Index sections the plan reads in each segment, once known.
     sections: Option<Vec<SectionUse>>,
     /// Positions (in the whole list of segments) of the segments ahead
@@ -61,6 +63,26 @@ pub struct Matches {
     empty_run: usize,
 }
 
+/// Which segments a search reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every segment.
+    All,
+    /// The open segments only: it stops at the first sealed one.
+    Open,
+    /// What it can read without waiting for a disk or a fetch: the open
+    /// segments, and up to [`IN_MEMORY_SEGMENTS`] sealed segments wholly in
+    /// memory ([`crate::segment::SealedSegment::in_memory`]); it stops at
+    /// the first other. It asks the kernel for nothing: what it reads is
+    /// there.
+    Memory,
+}
+
+/// The most sealed segments a search of [`Reach::Memory`] plans: one that
+/// would plan more (a rare value looked for far back) is left to a search
+/// that may take its time.
+const IN_MEMORY_SEGMENTS: usize = 32;
+
 /// Plans one segment for results strictly before (descending) or after
 /// `after`; `None` if it has no candidates. For a newest-first page, only
 /// the open segment's `newest` candidates are taken, as many as the
@@ -70,19 +92,23 @@ pub struct Matches {
 /// index blocks that locate its first that many candidates (and a
 /// compressed file's block table) are asked for as soon as they are
 /// known, so that they come off the disk while the segments after it are
-/// planned, rather than once the page starts reading.
+/// planned, rather than once the page starts reading. With `now` (a search
+/// of what is in memory) nothing is asked for, and the key filters are
+/// asked only what they answer from memory ([`Plan::now`]).
 fn plan_one(
     query: &Query,
     inner: &Arc<Inner>,
-    newest: Option<usize>,
-    wanted: Option<usize>,
+    (newest, wanted): (Option<usize>, Option<usize>),
+    now: bool,
     segment: SegmentRef,
     after: Option<u64>,
 ) -> Option<Result<Planned>> {
     let planned = Plan::new(query).and_then(|mut plan| {
         plan.after = after;
+        plan.now = now;
         candidates_or_all(&plan, &segment, inner, newest)
     });
+    let wanted = wanted.filter(|_| !now);
     let descending = query.order.descending();
     match planned {
         Ok(None) => None,
@@ -106,6 +132,7 @@ fn plan_one(
                 descending,
                 resume: c.resume,
                 asked,
+                advise: !now,
             }))
         }
         Err(e) => Some(Err(e)),
@@ -130,6 +157,9 @@ struct Planned {
     /// How many of the next candidates taken had their index blocks asked
     /// for when the segment was planned ([`plan_one`]).
     asked: usize,
+    /// Whether the kernel is asked for a sealed segment's pages before
+    /// they are read (not by a search of what is in memory).
+    advise: bool,
 }
 
 impl Planned {
@@ -160,6 +190,7 @@ impl Planned {
         let asked = self.asked.min(new.len());
         self.asked -= asked;
         if let SegmentRef::Sealed(s) = &self.segment
+            && self.advise
             && let Some(rest) = new.get(asked..)
         {
             s.advise_offsets(rest);
@@ -172,7 +203,8 @@ impl Planned {
     /// nearby frames with one read.
     fn will_need(&mut self, ordinals: &[u32]) {
         match &self.segment {
-            SegmentRef::Sealed(s) => s.will_need(ordinals),
+            SegmentRef::Sealed(s) if self.advise => s.will_need(ordinals),
+            SegmentRef::Sealed(_) => {}
             SegmentRef::Open(s) if ordinals.len() > 1 => {
                 self.fetched.extend(s.read_records(ordinals));
             }
@@ -216,8 +248,9 @@ impl Matches {
             by_time,
             inner,
             failed: false,
-            open_only: false,
-            reached_sealed: false,
+            reach: Reach::All,
+            stopped: false,
+            sealed_planned: 0,
             sections: None,
             advised: std::collections::VecDeque::new(),
             advised_until: 0,
@@ -232,13 +265,8 @@ impl Matches {
     /// is left.
     fn plan_next(&mut self) -> bool {
         loop {
-            if self.open_only
-                && matches!(
-                    self.segments.as_slice().first(),
-                    Some(SegmentRef::Sealed(_))
-                )
-            {
-                self.reached_sealed = true;
+            if !self.within_reach() {
+                self.stopped = true;
                 return false;
             }
             if let Some(found) = self.plan_spread() {
@@ -257,6 +285,23 @@ impl Matches {
         }
     }
 
+    /// Whether the next segment is within the search's [`Reach`] (counted
+    /// as planned if it is a sealed one).
+    fn within_reach(&mut self) -> bool {
+        let Some(SegmentRef::Sealed(s)) = self.segments.as_slice().first() else {
+            return true;
+        };
+        match self.reach {
+            Reach::All => true,
+            Reach::Open => false,
+            Reach::Memory => {
+                let within = self.sealed_planned < IN_MEMORY_SEGMENTS && s.in_memory();
+                self.sealed_planned += usize::from(within);
+                within
+            }
+        }
+    }
+
     /// After two segments in a row without a candidate (a lookup of a rare
     /// value, or of one the log lacks, which looks into every segment's
     /// index), plans the sealed segments that follow on the cores, taken in
@@ -269,7 +314,7 @@ impl Matches {
     /// which records damage in log order, or with fewer than two sealed
     /// segments next).
     fn plan_spread(&mut self) -> Option<bool> {
-        if self.empty_run < 2 || self.inner.damage.is_some() || self.open_only {
+        if self.empty_run < 2 || self.inner.damage.is_some() || self.reach != Reach::All {
             return None;
         }
         let threads = read_threads();
@@ -295,7 +340,14 @@ impl Matches {
             threads,
             |i| {
                 ahead.at(i);
-                plan_one(query, inner, newest, wanted, rest[i].clone(), after)
+                plan_one(
+                    query,
+                    inner,
+                    (newest, wanted),
+                    false,
+                    rest[i].clone(),
+                    after,
+                )
             },
             Option::is_some,
             || (),
@@ -329,8 +381,8 @@ impl Matches {
         plan_one(
             &self.plan_query,
             &self.inner,
-            self.newest_wanted(),
-            self.wanted,
+            (self.newest_wanted(), self.wanted),
+            self.reach != Reach::All,
             segment,
             after,
         )
@@ -388,11 +440,12 @@ impl Matches {
     /// them together rather than one segment after the other as each is
     /// planned. Only advice: nothing is read or checked here.
     fn advise_ahead(&mut self) {
-        // A search of the open segments alone reads no sealed segment:
-        // asking for their sections would only cost system calls (a
-        // page answered from the open segment is the common dashboard
-        // query, and falls back to a full search when it is not).
-        if self.open_only {
+        // A search of the open segments alone reads no sealed segment, and
+        // one of what is in memory reads pages already there: asking for
+        // them would only cost system calls (a page answered from memory
+        // is the common dashboard query, and falls back to a full search
+        // when it is not).
+        if self.reach != Reach::All {
             return;
         }
         let position = self.segment_count - self.segments.as_slice().len();
@@ -468,7 +521,9 @@ impl Matches {
             covered = covered.saturating_add(self.planned.back().map_or(0, pending));
         }
         for p in self.planned.iter().flatten() {
-            if let SegmentRef::Sealed(s) = &p.segment {
+            if let SegmentRef::Sealed(s) = &p.segment
+                && p.advise
+            {
                 s.advise_columns();
             }
         }
@@ -581,23 +636,25 @@ pub(crate) fn page<T>(
     Ok(finish_page(records, query))
 }
 
-/// The page of `query` when the open segments alone answer it whole: a
-/// newest-first page whose matches, and the match after them (which
-/// decides the cursor), are all in open segments. No sealed segment's file
-/// is touched. `None` when the page needs more.
-pub(crate) fn page_from_open<T>(
+/// The page of `query` when the segments of `reach` answer it whole: a
+/// page whose matches, and the match after them (which decides the
+/// cursor), are all in those segments. With [`Reach::Open`], only a
+/// newest-first page, and no sealed segment's file is touched. `None` when
+/// the page needs more (or is in an event-time order).
+pub(crate) fn page_within<T>(
     view: &View,
     query: &Query,
     inner: Arc<Inner>,
+    reach: Reach,
     make: &mut MakeFn<'_, T>,
 ) -> Result<Option<Page<T>>> {
-    if query.order.by_time() || !query.order.descending() {
+    if query.order.by_time() || (reach == Reach::Open && !query.order.descending()) {
         return Ok(None);
     }
     let mut matches = Matches::new(view, query, inner)?;
-    matches.open_only = true;
+    matches.reach = reach;
     let records = collect_page(&mut matches, query, make)?;
-    if records.records.len() <= query.limit && matches.reached_sealed {
+    if records.records.len() <= query.limit && matches.stopped {
         return Ok(None);
     }
     Ok(Some(finish_page(records, query)))
@@ -659,6 +716,8 @@ fn finish_page<T>(collected: Collected<T>, query: &Query) -> Page<T> {
 mod tests {
     use super::*;
     use crate::query::Order;
+    use crate::search::Plan;
+    use crate::segment::SealedSegment;
 
     #[test]
     fn a_page_asks_for_its_first_candidates_blocks_when_planning_and_not_again() {
@@ -676,9 +735,16 @@ mod tests {
                 .unwrap();
             let all = sealed.len();
             // A page that wants 3 results: the first 3 in its order.
-            let mut p = plan_one(&query, &store.inner, None, Some(3), sealed.clone(), None)
-                .unwrap()
-                .unwrap();
+            let mut p = plan_one(
+                &query,
+                &store.inner,
+                (None, Some(3)),
+                false,
+                sealed.clone(),
+                None,
+            )
+            .unwrap()
+            .unwrap();
             assert_eq!(p.asked, 3);
             // Read ahead past them: the first 3 taken are not asked for
             // again, the 2 after them are.
@@ -692,11 +758,151 @@ mod tests {
             };
             assert_eq!(taken[0], first);
             // A search that is not a page asks for nothing when planning.
-            let p = plan_one(&query, &store.inner, None, None, sealed, None)
+            let p = plan_one(
+                &query,
+                &store.inner,
+                (None, None),
+                false,
+                sealed.clone(),
+                None,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(p.asked, 0);
+            // Nor does a search of what is in memory.
+            let p = plan_one(&query, &store.inner, (None, Some(3)), true, sealed, None)
                 .unwrap()
                 .unwrap();
-            assert_eq!(p.asked, 0);
+            assert_eq!((p.asked, p.advise), (0, false));
         }
+        store.close().unwrap();
+    }
+
+    /// The records of a page, or `None`, by `reach`.
+    fn page_of(store: &crate::Store, query: &Query, reach: Option<Reach>) -> Option<Vec<Record>> {
+        let mut make = |view: &RecordView<'_>| view.to_record();
+        match reach {
+            None => Some(page(&store.view(), query, store.inner.clone(), &mut make).unwrap()),
+            Some(reach) => {
+                page_within(&store.view(), query, store.inner.clone(), reach, &mut make).unwrap()
+            }
+        }
+        .map(|p| p.records)
+    }
+
+    // mincore(2) and RWF_NOWAIT tell what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_page_from_memory_reads_the_sealed_segments_in_memory_and_stops_at_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::image::workload_store(dir.path(), 1 << 20, 7, 8_000, 500);
+        let view = store.view();
+        let sealed: Vec<_> = segments_in_order(&view, Order::NewestFirst)
+            .into_iter()
+            .filter_map(|s| match s {
+                SegmentRef::Sealed(s) => Some(s),
+                SegmentRef::Open(_) => None,
+            })
+            .collect();
+        assert!(sealed.len() >= 3, "{} sealed segments", sealed.len());
+        // Just sealed: indexes open, every page written lately.
+        assert!(sealed.iter().all(|s| s.in_memory()));
+        // The oldest record's actor: its newest events may be anywhere.
+        let oldest = store.get(0).unwrap().unwrap();
+        for order in [Order::NewestFirst, Order::OldestFirst] {
+            for limit in [1, 10, 100] {
+                let query = Query {
+                    actor: Some(crate::query::ActorFilter::parse(&format!(
+                        "{}:{}",
+                        oldest.event.actor.kind, oldest.event.actor.id
+                    ))),
+                    order,
+                    limit,
+                    ..Query::default()
+                };
+                let full = page_of(&store, &query, None).unwrap();
+                assert!(!full.is_empty());
+                assert_eq!(page_of(&store, &query, Some(Reach::Memory)), Some(full));
+            }
+        }
+        // A page that needs the oldest segment stops there when it is not
+        // in memory (here: its index not open, as after a reopen).
+        let query = Query {
+            order: Order::OldestFirst,
+            limit: 5,
+            ..Query::default()
+        };
+        let expected = page_of(&store, &query, None).unwrap();
+        store.close().unwrap();
+        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
+        assert_eq!(page_of(&store, &query, Some(Reach::Memory)), None);
+        assert_eq!(page_of(&store, &query, None), Some(expected));
+        store.close().unwrap();
+    }
+
+    // mincore(2) and RWF_NOWAIT tell what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_key_filters_answer_from_memory_as_they_do_from_the_disk_once_read() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::image::workload_store(dir.path(), 1 << 20, 11, 8_000, 500)
+            .close()
+            .unwrap();
+        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
+        let view = store.view();
+        let sealed: Vec<_> = segments_in_order(&view, Order::OldestFirst)
+            .into_iter()
+            .filter_map(|s| match s {
+                SegmentRef::Sealed(s) => Some(s),
+                SegmentRef::Open(_) => None,
+            })
+            .collect();
+        let first = store.get(0).unwrap().unwrap();
+        let query = Query {
+            actor: Some(crate::query::ActorFilter::parse(&format!(
+                "{}:{}",
+                first.event.actor.kind, first.event.actor.id
+            ))),
+            ..Query::default()
+        };
+        let plan = Plan::new(&query).unwrap();
+        let filters = sealed[0].key_filters();
+        let id = |s: &SealedSegment| crate::sidecar::identity(&s.header, &s.footer);
+        // Its pages out of the page cache: not known from memory.
+        let file = std::fs::File::open(dir.path().join(crate::key_filter::FILE)).unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert_eq!(filters.may_hold_now(&id(&sealed[0]), &plan.keys), None);
+        let mut held = 0;
+        for s in &sealed {
+            let may = filters.may_hold(&id(s), &plan.keys);
+            held += usize::from(may);
+            assert_eq!(filters.may_hold_now(&id(s), &plan.keys), Some(may));
+        }
+        assert!(
+            held >= 1,
+            "the segment of the first record may hold its actor"
+        );
+        store.close().unwrap();
+    }
+
+    // mincore(2) and RWF_NOWAIT tell what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_segment_with_a_page_out_of_memory_is_not_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::image::workload_store(dir.path(), 1 << 20, 9, 4_000, 500);
+        let view = store.view();
+        let s = segments_in_order(&view, Order::OldestFirst)
+            .into_iter()
+            .find_map(|s| match s {
+                SegmentRef::Sealed(s) => Some(s),
+                SegmentRef::Open(_) => None,
+            })
+            .unwrap();
+        assert!(s.files_in_memory());
+        let path = dir.path().join(&s.name);
+        s.map.evict(&std::fs::File::open(&path).unwrap());
+        assert!(!s.files_in_memory());
         store.close().unwrap();
     }
 }

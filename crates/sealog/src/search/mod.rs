@@ -46,7 +46,7 @@ mod matches;
 
 pub(crate) use count::{AskAhead, count};
 pub use matches::Matches;
-pub(crate) use matches::{page, page_from_open};
+pub(crate) use matches::{Reach, page, page_within};
 
 /// A segment as the executor sees it.
 #[derive(Clone)]
@@ -108,6 +108,10 @@ pub(crate) struct Plan<'q> {
     keys: Vec<KeyGroup>,
     /// What the key filters said of the sealed segments planned so far.
     filtered: parking_lot::Mutex<Filtered>,
+    /// Planning for a search that must not wait for a disk
+    /// ([`Matches`]'s in-memory reach): a key filter page not in memory is
+    /// not read, and the segment is planned from its index instead.
+    pub(crate) now: bool,
 }
 
 /// What a plan learnt from the key filters ([`Plan::may_hold`]).
@@ -187,6 +191,7 @@ impl<'q> Plan<'q> {
             narrowed,
             keys,
             filtered: parking_lot::Mutex::default(),
+            now: false,
         })
     }
 
@@ -275,11 +280,20 @@ impl<'q> Plan<'q> {
         // The first question: the page each entry's probe reads, asked for
         // together (each otherwise a wait for the disk, one after the
         // other, when the file is not in memory).
-        let first = !std::mem::replace(&mut self.filtered.lock().advised, true);
-        if first {
-            filters.advise_probes(&self.keys);
-        }
-        let may = filters.may_hold(&identity, &self.keys);
+        let may = if self.now {
+            match filters.may_hold_now(&identity, &self.keys) {
+                Some(may) => may,
+                // Not known without a read that would wait: the index says
+                // (and nothing is learnt about the filters).
+                None => return true,
+            }
+        } else {
+            let first = !std::mem::replace(&mut self.filtered.lock().advised, true);
+            if first {
+                filters.advise_probes(&self.keys);
+            }
+            filters.may_hold(&identity, &self.keys)
+        };
         let mut filtered = self.filtered.lock();
         filtered.asked += 1;
         filtered.held += usize::from(may);

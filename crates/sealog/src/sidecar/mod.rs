@@ -280,6 +280,11 @@ fn merge_ranges(mut ranges: Vec<(u64, u64)>, gap: u64) -> Vec<(u64, u64)> {
 const ADVISE_GAP: u64 = 16 << 10;
 
 impl Sidecar {
+    /// Whether every page of the sidecar's file is in memory now.
+    pub(crate) fn in_memory(&self) -> bool {
+        self.map.resident_whole()
+    }
+
     /// Opens a sidecar and checks it describes `identity` (cheap: header and
     /// section table only).
     pub(crate) fn open(
