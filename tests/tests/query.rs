@@ -277,6 +277,7 @@ fn all_pages(store: &Store, q: &Query) -> Vec<u64> {
     let mut seqs = Vec::new();
     loop {
         let page = store.query(&q).unwrap();
+        in_memory_is_the_page_or_nothing(store, &q);
         assert!(page.records.len() <= q.limit);
         seqs.extend(page.records.iter().map(|r| r.seq));
         match page.next_cursor {
@@ -311,6 +312,22 @@ fn from_open_is_the_page_or_nothing(store: &Store, q: &Query) -> bool {
     true
 }
 
+/// `Store::query_in_memory_with` answers `q` with exactly `Store::query`'s
+/// page or not at all; returns whether it answered.
+fn in_memory_is_the_page_or_nothing(store: &Store, q: &Query) -> bool {
+    let Some(page) = store
+        .query_in_memory_with(q, |view| view.to_record().unwrap().seq)
+        .unwrap()
+    else {
+        return false;
+    };
+    let full = store.query(q).unwrap();
+    let seqs: Vec<u64> = full.records.iter().map(|r| r.seq).collect();
+    assert_eq!(page.records, seqs, "the page of {q:?} from memory");
+    assert_eq!(page.next_cursor, full.next_cursor, "the cursor of {q:?}");
+    true
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -338,6 +355,14 @@ proptest! {
             let streamed: Vec<u64> = store.matches(q).unwrap().map(|r| r.unwrap().seq).collect();
             prop_assert_eq!(&streamed, &expected);
             from_open_is_the_page_or_nothing(&store, q);
+            // Every segment was written just now: what is in memory
+            // answers any page in the log's order over at most 32 sealed
+            // segments.
+            let answered = in_memory_is_the_page_or_nothing(&store, q);
+            let sealed = store.stats().sealed_segments;
+            if !q.order.by_time() && sealed <= 32 {
+                prop_assert!(answered, "{:?} over {} sealed segments", q, sealed);
+            }
         }
     }
 }
