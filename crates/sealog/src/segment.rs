@@ -599,12 +599,17 @@ impl SealedSegment {
     /// or a fetch: it is local, its index is open (and a compressed one's
     /// block table read), and every page of its file and of its index's
     /// was in memory when last looked at (`mincore`), at most
-    /// [`IN_MEMORY_FOR_MS`] ago. A segment found not to be is not looked at
+    /// [`IN_MEMORY_FOR_MS`] ago. Pages found not to be are not looked at
     /// again for [`NOT_IN_MEMORY_FOR_MS`]. A page the kernel evicts in the
     /// meantime is read back by the fault that touches it, as on any read:
     /// this bounds how often that can happen to a caller that must not
     /// wait, it does not forbid it.
     pub(crate) fn in_memory(&self) -> bool {
+        // Asked every time (cheap): a segment sealed a moment ago has its
+        // index installed a moment later.
+        let Some(index) = self.open_local_index() else {
+            return false;
+        };
         let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
         let looked = self.warmth.looked.load(Ordering::Acquire);
         if looked != 0 {
@@ -619,7 +624,7 @@ impl SealedSegment {
                 return was;
             }
         }
-        let found = self.files_in_memory();
+        let found = index.in_memory() && self.map.resident_whole();
         self.warmth.in_memory.store(found, Ordering::Release);
         self.warmth
             .looked
@@ -628,18 +633,25 @@ impl SealedSegment {
     }
 
     /// What [`SealedSegment::in_memory`] looks at, looked at now.
+    #[cfg(test)]
     pub(crate) fn files_in_memory(&self) -> bool {
-        self.remote.is_none()
+        self.open_local_index()
+            .is_some_and(|index| index.in_memory() && self.map.resident_whole())
+    }
+
+    /// The index, if it is open and the segment is local with its block
+    /// table (if compressed) read: read without opening anything.
+    fn open_local_index(&self) -> Option<Arc<Sidecar>> {
+        let ready = self.remote.is_none()
             && self
                 .packed
                 .as_ref()
-                .is_none_or(|cell| cell.get().is_some_and(|p| p.is_ok()))
-            && self
-                .index
-                .read()
-                .as_ref()
-                .is_some_and(|index| index.in_memory())
-            && self.map.resident_whole()
+                .is_none_or(|cell| cell.get().is_some_and(|p| p.is_ok()));
+        if ready {
+            self.index.read().clone()
+        } else {
+            None
+        }
     }
 
     /// The compressed file's block table, for a segment stored compressed

@@ -885,6 +885,31 @@ mod tests {
         store.close().unwrap();
     }
 
+    // mincore(2) tells what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_segment_is_in_memory_as_soon_as_its_index_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::image::workload_store(dir.path(), 1 << 20, 13, 4_000, 500)
+            .close()
+            .unwrap();
+        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
+        let view = store.view();
+        let s = segments_in_order(&view, Order::OldestFirst)
+            .into_iter()
+            .find_map(|s| match s {
+                SegmentRef::Sealed(s) => Some(s),
+                SegmentRef::Open(_) => None,
+            })
+            .unwrap();
+        // Not open yet: not in memory, whatever its pages.
+        assert!(!s.in_memory());
+        s.index().unwrap();
+        // Open now: in memory at once (its pages were never found out).
+        assert!(s.in_memory());
+        store.close().unwrap();
+    }
+
     // mincore(2) and RWF_NOWAIT tell what is in memory.
     #[cfg(target_os = "linux")]
     #[test]
