@@ -148,6 +148,11 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Open tail streams.
     pub tail_streams: AtomicU64,
+    /// Pages of `GET /v1/events` answered from memory on the request's
+    /// thread ([`sealog::Store::query_in_memory_with`]).
+    pub query_pages_in_memory: AtomicU64,
+    /// Pages of `GET /v1/events` searched on a blocking thread.
+    pub query_pages_searched: AtomicU64,
     /// Background archiving, when the server archives.
     pub archiving: std::sync::OnceLock<std::sync::Arc<crate::archiving::Archiving>>,
 }
@@ -169,6 +174,8 @@ impl Default for Metrics {
             refusals_suppressed: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             tail_streams: AtomicU64::new(0),
+            query_pages_in_memory: AtomicU64::new(0),
+            query_pages_searched: AtomicU64::new(0),
             archiving: std::sync::OnceLock::new(),
         }
     }
@@ -293,6 +300,16 @@ impl Metrics {
             "sealog_idempotent_replays_total",
             "Batches answered from the idempotency table instead of being written again.",
             get(&self.idempotent_replays),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sealog_query_pages_total Pages of GET /v1/events, by where they were \
+             answered: in_memory (on the request's thread, from the open segments and the \
+             sealed segments in the page cache) or searched (on a blocking thread).\n# TYPE \
+             sealog_query_pages_total counter\nsealog_query_pages_total{{answered=\"in_memory\"}} \
+             {}\nsealog_query_pages_total{{answered=\"searched\"}} {}",
+            get(&self.query_pages_in_memory),
+            get(&self.query_pages_searched),
         );
         counter(
             &mut out,

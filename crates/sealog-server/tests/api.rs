@@ -947,3 +947,79 @@ async fn audit_events_name_the_route_matched_with_its_method() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// The value of the series line that starts with `series` in `/metrics`.
+async fn metric(c: &mut Client, series: &str) -> u64 {
+    let text = c.get("/metrics").await.unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_from_sealed_segments_in_memory_are_the_pages_a_search_gives() {
+    let server = TestServer::start(Setup {
+        options: sealog::StoreOptions {
+            segment_size: 16 << 10,
+            ..sealog_testkit::server::signing_options()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut c = server.admin();
+    for b in 0..12u64 {
+        let batch: String = (0..100)
+            .map(|i| event("u", "page.read", b * 100 + i).to_string() + "\n")
+            .collect();
+        let r = c.post_ndjson("/v1/events", batch).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Seals happen in the background.
+    let mut sealed = 0;
+    for _ in 0..200 {
+        sealed = metric(&mut c, "sealog_sealed_segments ").await;
+        if sealed >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sealed >= 3, "{sealed} sealed segments");
+    let in_memory = "sealog_query_pages_total{answered=\"in_memory\"}";
+    let searched = "sealog_query_pages_total{answered=\"searched\"}";
+    let before = (
+        metric(&mut c, in_memory).await,
+        metric(&mut c, searched).await,
+    );
+    // The oldest events are in the first sealed segment, just written: in
+    // memory. A page of more than 100 is searched.
+    let small = c
+        .get("/v1/events?actor=user:u&order=oldest&limit=7")
+        .await
+        .unwrap();
+    assert_eq!(small.status, 200, "{}", small.text());
+    let large = c
+        .get("/v1/events?actor=user:u&order=oldest&limit=1000")
+        .await
+        .unwrap();
+    assert_eq!(large.status, 200, "{}", large.text());
+    let after = (
+        metric(&mut c, in_memory).await,
+        metric(&mut c, searched).await,
+    );
+    assert_eq!(after, (before.0 + 1, before.1 + 1));
+    let (small, large) = (small.json(), large.json());
+    assert_eq!(ids(&small), ids(&large)[..7]);
+    assert_eq!(ids(&large).len(), 1000);
+    assert_eq!(ids(&small)[0], "req-0");
+    // Its cursor continues where the large page does.
+    let next = small["next_cursor"].as_str().unwrap();
+    let rest = c
+        .get(&format!(
+            "/v1/events?actor=user:u&order=oldest&limit=3&cursor={next}"
+        ))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(ids(&rest), ids(&large)[7..10]);
+    server.stop().await;
+}

@@ -24,6 +24,7 @@ use super::{
 use crate::audit;
 use crate::auth::{Authed, QueryScope};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics;
 use crate::params::{self, FILTERS, Params, QUERY_PARAMS};
 use crate::state::App;
 use crate::tail::{ABORT_GRACE, Render};
@@ -76,8 +77,12 @@ pub(super) async fn list(
         None
     };
     let page = match in_memory {
-        Some(page) => page,
+        Some(page) => {
+            metrics::add(&app.metrics.query_pages_in_memory, 1);
+            page
+        }
         None => {
+            metrics::add(&app.metrics.query_pages_searched, 1);
             let q = query.clone();
             let s = store.clone();
             blocking_read(&app, move || s.query_with(&q, record_json))
