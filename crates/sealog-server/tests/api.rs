@@ -958,32 +958,8 @@ async fn metric(c: &mut Client, series: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_from_sealed_segments_in_memory_are_the_pages_a_search_gives() {
-    let server = TestServer::start(Setup {
-        options: sealog::StoreOptions {
-            segment_size: 16 << 10,
-            ..sealog_testkit::server::signing_options()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let server = TestServer::with_sealed_segments("page.read").await;
     let mut c = server.admin();
-    for b in 0..12u64 {
-        let batch: String = (0..100)
-            .map(|i| event("u", "page.read", b * 100 + i).to_string() + "\n")
-            .collect();
-        let r = c.post_ndjson("/v1/events", batch).await.unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    // Seals happen in the background.
-    let mut sealed = 0;
-    for _ in 0..200 {
-        sealed = metric(&mut c, "sealog_sealed_segments ").await;
-        if sealed >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(sealed >= 3, "{sealed} sealed segments");
     let in_memory = "sealog_query_pages_total{answered=\"in_memory\"}";
     let searched = "sealog_query_pages_total{answered=\"searched\"}";
     let before = (

@@ -18,7 +18,7 @@ use http_body_util::BodyExt as _;
 use sealog::format::frame::{self, FrameRead};
 use sealog::format::segment::{FOOTER_LEN, HEADER_LEN, SegmentFooter};
 use sealog_testkit::client::Client;
-use sealog_testkit::server::{Setup, TestServer, event};
+use sealog_testkit::server::TestServer;
 use serde_json::Value;
 
 /// Sealed segment files of the store in `dir` (each with its footer), in
@@ -46,23 +46,9 @@ fn first_seq(path: &Path) -> u64 {
 /// A server whose store holds several sealed segments of `ingest.*`
 /// events.
 async fn server_with_sealed_segments() -> (TestServer, Vec<PathBuf>) {
-    let server = TestServer::start(Setup {
-        options: sealog::StoreOptions {
-            segment_size: 16 << 10,
-            ..sealog_testkit::server::signing_options()
-        },
-        ..Setup::default()
-    })
-    .await;
-    let mut c = server.admin();
-    for b in 0..12u64 {
-        let batch: String = (0..100)
-            .map(|i| event("u", "ingest.one", b * 100 + i).to_string() + "\n")
-            .collect();
-        let r = c.post_ndjson("/v1/events", batch).await.unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    // Seals happen in the background.
+    let server = TestServer::with_sealed_segments("ingest.one").await;
+    // Sealed in the store's view: their footers are on disk too, but a
+    // moment may pass before the file listing shows it.
     for _ in 0..200 {
         if sealed_files(&server.dir).len() >= 3 {
             break;

@@ -107,6 +107,43 @@ impl TestServer {
         ts
     }
 
+    /// Starts a server on a store of 16 KiB segments and sends it 1,200
+    /// events of `user:u` doing `action` (request ids `req-0` to
+    /// `req-1199`, in batches of 100), then waits until the store has
+    /// sealed at least three segments (seals happen in the background).
+    pub async fn with_sealed_segments(action: &str) -> TestServer {
+        let server = TestServer::start(Setup {
+            options: StoreOptions {
+                segment_size: 16 << 10,
+                ..signing_options()
+            },
+            ..Setup::default()
+        })
+        .await;
+        let mut c = server.admin();
+        for b in 0..12u64 {
+            let batch: String = (0..100)
+                .map(|i| event("u", action, b * 100 + i).to_string() + "\n")
+                .collect();
+            let r = c.post_ndjson("/v1/events", batch).await.unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let mut sealed = 0;
+        for _ in 0..200 {
+            let text = c.get("/metrics").await.unwrap().text();
+            sealed = text
+                .lines()
+                .find_map(|l| l.strip_prefix("sealog_sealed_segments ")?.parse().ok())
+                .unwrap_or(0);
+            if sealed >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(sealed >= 3, "{sealed} sealed segments");
+        server
+    }
+
     /// Starts on an existing directory (for restarts).
     pub async fn start_in(dir: &Path, setup: Setup) -> TestServer {
         let tokens_path = dir.join("tokens.json");

@@ -655,14 +655,9 @@ impl Store {
         &self,
         query: &crate::query::Query,
     ) -> Result<Option<crate::query::Page>> {
-        let query = self.private_query(query);
-        crate::search::page_within(
-            &self.view(),
-            &query,
-            self.inner.clone(),
-            crate::search::Reach::Open,
-            &mut |view| view.to_record(),
-        )
+        self.page_within(query, crate::search::Reach::Open, &mut |view| {
+            view.to_record()
+        })
     }
 
     /// [`Store::query_from_open`], with each record made into `make` of
@@ -672,14 +667,9 @@ impl Store {
         query: &crate::query::Query,
         mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
     ) -> Result<Option<crate::query::Page<T>>> {
-        let query = self.private_query(query);
-        crate::search::page_within(
-            &self.view(),
-            &query,
-            self.inner.clone(),
-            crate::search::Reach::Open,
-            &mut |view| Ok(make(view)),
-        )
+        self.page_within(query, crate::search::Reach::Open, &mut |view| {
+            Ok(make(view))
+        })
     }
 
     /// The page [`Store::query_with`] returns, when what is in memory
@@ -702,14 +692,21 @@ impl Store {
         query: &crate::query::Query,
         mut make: impl FnMut(&sealog_format::record::RecordView<'_>) -> T,
     ) -> Result<Option<crate::query::Page<T>>> {
+        self.page_within(query, crate::search::Reach::Memory, &mut |view| {
+            Ok(make(view))
+        })
+    }
+
+    /// The page of `query` (its values made private) if the segments of
+    /// `reach` hold it whole.
+    fn page_within<T>(
+        &self,
+        query: &crate::query::Query,
+        reach: crate::search::Reach,
+        make: &mut crate::search::MakeFn<'_, T>,
+    ) -> Result<Option<crate::query::Page<T>>> {
         let query = self.private_query(query);
-        crate::search::page_within(
-            &self.view(),
-            &query,
-            self.inner.clone(),
-            crate::search::Reach::Memory,
-            &mut |view| Ok(make(view)),
-        )
+        crate::search::page_within(&self.view(), &query, self.inner.clone(), reach, make)
     }
 
     /// Every record matching `query`, in its order, read lazily (the

@@ -778,6 +778,38 @@ mod tests {
         store.close().unwrap();
     }
 
+    /// The sealed segments of `store`, in `order`.
+    fn sealed_in(store: &crate::Store, order: Order) -> Vec<Arc<SealedSegment>> {
+        segments_in_order(&store.view(), order)
+            .into_iter()
+            .filter_map(|s| match s {
+                SegmentRef::Sealed(s) => Some(s),
+                SegmentRef::Open(_) => None,
+            })
+            .collect()
+    }
+
+    /// A query of the events of `record`'s actor.
+    fn actor_query(record: &Record) -> Query {
+        let actor = &record.event.actor;
+        Query {
+            actor: Some(crate::query::ActorFilter::parse(&format!(
+                "{}:{}",
+                actor.kind, actor.id
+            ))),
+            ..Query::default()
+        }
+    }
+
+    /// A workload store of `events` in 1 MiB segments, closed and opened
+    /// again: its sealed segments' indexes are not open yet.
+    fn reopened_store(dir: &std::path::Path, seed: u64, events: u64) -> crate::Store {
+        crate::image::workload_store(dir, 1 << 20, seed, events, 500)
+            .close()
+            .unwrap();
+        crate::Store::open(dir, crate::StoreOptions::default()).unwrap()
+    }
+
     /// The records of a page, or `None`, by `reach`.
     fn page_of(store: &crate::Store, query: &Query, reach: Option<Reach>) -> Option<Vec<Record>> {
         let mut make = |view: &RecordView<'_>| view.to_record();
@@ -796,14 +828,7 @@ mod tests {
     fn a_page_from_memory_reads_the_sealed_segments_in_memory_and_stops_at_others() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::image::workload_store(dir.path(), 1 << 20, 7, 8_000, 500);
-        let view = store.view();
-        let sealed: Vec<_> = segments_in_order(&view, Order::NewestFirst)
-            .into_iter()
-            .filter_map(|s| match s {
-                SegmentRef::Sealed(s) => Some(s),
-                SegmentRef::Open(_) => None,
-            })
-            .collect();
+        let sealed = sealed_in(&store, Order::NewestFirst);
         assert!(sealed.len() >= 3, "{} sealed segments", sealed.len());
         // Just sealed: indexes open, every page written lately.
         assert!(sealed.iter().all(|s| s.in_memory()));
@@ -812,13 +837,9 @@ mod tests {
         for order in [Order::NewestFirst, Order::OldestFirst] {
             for limit in [1, 10, 100] {
                 let query = Query {
-                    actor: Some(crate::query::ActorFilter::parse(&format!(
-                        "{}:{}",
-                        oldest.event.actor.kind, oldest.event.actor.id
-                    ))),
                     order,
                     limit,
-                    ..Query::default()
+                    ..actor_query(&oldest)
                 };
                 let full = page_of(&store, &query, None).unwrap();
                 assert!(!full.is_empty());
@@ -840,31 +861,15 @@ mod tests {
         store.close().unwrap();
     }
 
-    // mincore(2) and RWF_NOWAIT tell what is in memory.
+    // RWF_NOWAIT tells what is in memory.
     #[cfg(target_os = "linux")]
     #[test]
     fn the_key_filters_answer_from_memory_as_they_do_from_the_disk_once_read() {
         let dir = tempfile::tempdir().unwrap();
-        crate::image::workload_store(dir.path(), 1 << 20, 11, 8_000, 500)
-            .close()
-            .unwrap();
-        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let view = store.view();
-        let sealed: Vec<_> = segments_in_order(&view, Order::OldestFirst)
-            .into_iter()
-            .filter_map(|s| match s {
-                SegmentRef::Sealed(s) => Some(s),
-                SegmentRef::Open(_) => None,
-            })
-            .collect();
+        let store = reopened_store(dir.path(), 11, 8_000);
+        let sealed = sealed_in(&store, Order::OldestFirst);
         let first = store.get(0).unwrap().unwrap();
-        let query = Query {
-            actor: Some(crate::query::ActorFilter::parse(&format!(
-                "{}:{}",
-                first.event.actor.kind, first.event.actor.id
-            ))),
-            ..Query::default()
-        };
+        let query = actor_query(&first);
         let plan = Plan::new(&query).unwrap();
         let filters = sealed[0].key_filters();
         let id = |s: &SealedSegment| crate::sidecar::identity(&s.header, &s.footer);
@@ -890,18 +895,8 @@ mod tests {
     #[test]
     fn a_segment_is_in_memory_as_soon_as_its_index_is_open() {
         let dir = tempfile::tempdir().unwrap();
-        crate::image::workload_store(dir.path(), 1 << 20, 13, 4_000, 500)
-            .close()
-            .unwrap();
-        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let view = store.view();
-        let s = segments_in_order(&view, Order::OldestFirst)
-            .into_iter()
-            .find_map(|s| match s {
-                SegmentRef::Sealed(s) => Some(s),
-                SegmentRef::Open(_) => None,
-            })
-            .unwrap();
+        let store = reopened_store(dir.path(), 13, 4_000);
+        let s = sealed_in(&store, Order::OldestFirst).remove(0);
         // Not open yet: not in memory, whatever its pages.
         assert!(!s.in_memory());
         s.index().unwrap();
@@ -910,20 +905,13 @@ mod tests {
         store.close().unwrap();
     }
 
-    // mincore(2) and RWF_NOWAIT tell what is in memory.
+    // mincore(2) tells what is in memory.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_segment_with_a_page_out_of_memory_is_not_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::image::workload_store(dir.path(), 1 << 20, 9, 4_000, 500);
-        let view = store.view();
-        let s = segments_in_order(&view, Order::OldestFirst)
-            .into_iter()
-            .find_map(|s| match s {
-                SegmentRef::Sealed(s) => Some(s),
-                SegmentRef::Open(_) => None,
-            })
-            .unwrap();
+        let s = sealed_in(&store, Order::OldestFirst).remove(0);
         assert!(s.files_in_memory());
         let path = dir.path().join(&s.name);
         s.map.evict(&std::fs::File::open(&path).unwrap());
