@@ -363,6 +363,15 @@ proptest! {
             if !q.order.by_time() && sealed <= 32 {
                 prop_assert!(answered, "{:?} over {} sealed segments", q, sealed);
             }
+            // A count from memory is the count or nothing, and here the
+            // count.
+            let counted = store.count_in_memory(q).unwrap();
+            if let Some(n) = counted {
+                prop_assert_eq!(n, expected.len() as u64, "count from memory of {:?}", q);
+            }
+            if sealed <= 32 {
+                prop_assert!(counted.is_some(), "{:?} over {} sealed segments", q, sealed);
+            }
         }
     }
 }

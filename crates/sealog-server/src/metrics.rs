@@ -153,6 +153,11 @@ pub struct Metrics {
     pub query_pages_in_memory: AtomicU64,
     /// Pages of `GET /v1/events` searched on a blocking thread.
     pub query_pages_searched: AtomicU64,
+    /// Counts (`count=true`) answered from memory on the request's thread
+    /// ([`sealog::Store::count_in_memory`]).
+    pub counts_in_memory: AtomicU64,
+    /// Counts made on a blocking thread.
+    pub counts_searched: AtomicU64,
     /// Background archiving, when the server archives.
     pub archiving: std::sync::OnceLock<std::sync::Arc<crate::archiving::Archiving>>,
 }
@@ -176,6 +181,8 @@ impl Default for Metrics {
             tail_streams: AtomicU64::new(0),
             query_pages_in_memory: AtomicU64::new(0),
             query_pages_searched: AtomicU64::new(0),
+            counts_in_memory: AtomicU64::new(0),
+            counts_searched: AtomicU64::new(0),
             archiving: std::sync::OnceLock::new(),
         }
     }
@@ -310,6 +317,16 @@ impl Metrics {
              {}\nsealog_query_pages_total{{answered=\"searched\"}} {}",
             get(&self.query_pages_in_memory),
             get(&self.query_pages_searched),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sealog_query_counts_total Counts of GET /v1/events?count=true, by where they \
+             were answered: in_memory (on the request's thread) or searched (on a blocking \
+             thread).\n# TYPE sealog_query_counts_total counter\n\
+             sealog_query_counts_total{{answered=\"in_memory\"}} {}\n\
+             sealog_query_counts_total{{answered=\"searched\"}} {}",
+            get(&self.counts_in_memory),
+            get(&self.counts_searched),
         );
         counter(
             &mut out,

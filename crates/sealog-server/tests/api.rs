@@ -997,5 +997,15 @@ async fn pages_from_sealed_segments_in_memory_are_the_pages_a_search_gives() {
         .unwrap()
         .json();
     assert_eq!(ids(&rest), ids(&large)[7..10]);
+    // A count of them all is answered from memory too, and one with a
+    // value the segments' key filters lack reads no segment at all.
+    let counts = "sealog_query_counts_total{answered=\"in_memory\"}";
+    let before = metric(&mut c, counts).await;
+    for (q, n) in [("actor=user:u", 1200), ("actor=user:nobody", 0)] {
+        let r = c.get(&format!("/v1/events?{q}&count=true")).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["count"], n, "{q}");
+    }
+    assert_eq!(metric(&mut c, counts).await, before + 2);
     server.stop().await;
 }

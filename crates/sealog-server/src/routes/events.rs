@@ -155,10 +155,24 @@ async fn count_matches(
             "answers JSON, `{\"count\": N}`; drop `Accept: application/x-ndjson` or `count`",
         ));
     }
-    let s = store.clone();
-    let n = blocking_read(app, move || s.count(&query))
-        .await?
-        .map_err(|e| store_error(app, &e))?;
+    // A count of what is in memory (the last hour's segments, say) is
+    // answered here, as a page is; another goes to a blocking thread.
+    let n = match store
+        .count_in_memory(&query)
+        .map_err(|e| store_error(app, &e))?
+    {
+        Some(n) => {
+            metrics::add(&app.metrics.counts_in_memory, 1);
+            n
+        }
+        None => {
+            metrics::add(&app.metrics.counts_searched, 1);
+            let s = store.clone();
+            blocking_read(app, move || s.count(&query))
+                .await?
+                .map_err(|e| store_error(app, &e))?
+        }
+    };
     let mut metadata = Metadata::new();
     metadata.insert("params".into(), audit::params_metadata(params));
     metadata.insert("count".into(), n.into());

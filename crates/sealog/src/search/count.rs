@@ -47,6 +47,39 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
     counted.into_iter().map(|(_, c)| c).sum()
 }
 
+/// How many records match, when every segment the count reads can be read
+/// without waiting for a disk or a fetch (as a search of
+/// [`super::Reach::Memory`] reads them): the open segments, and at most
+/// [`super::IN_MEMORY_SEGMENTS`] sealed segments it does not skip by their
+/// footers or key filters, each wholly in memory. `None` otherwise, before
+/// anything is counted. On one thread, asking the kernel for nothing.
+pub(crate) fn count_in_memory(view: &View, query: &Query, inner: &Inner) -> Result<Option<u64>> {
+    let unbounded = Query {
+        cursor: None,
+        ..query.clone()
+    };
+    let mut plan = Plan::new(&unbounded)?;
+    plan.now = true;
+    let segments = segments_in_order(view, Order::OldestFirst);
+    let mut sealed = 0usize;
+    for segment in &segments {
+        if let SegmentRef::Sealed(s) = segment
+            && !plan.skips(s)
+        {
+            sealed += 1;
+            if sealed > super::IN_MEMORY_SEGMENTS || !s.in_memory() {
+                return Ok(None);
+            }
+        }
+    }
+    let _read = crate::spread::ReadInProgress::start();
+    let mut total = 0u64;
+    for segment in &segments {
+        total += count_segment(&plan, segment, query, inner)?;
+    }
+    Ok(Some(total))
+}
+
 /// How many segments ahead of the one it counts a count asks for sidecar
 /// headers.
 const COUNT_ASK_AHEAD: usize = 32;

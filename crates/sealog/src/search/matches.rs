@@ -81,7 +81,7 @@ pub(crate) enum Reach {
 /// The most sealed segments a search of [`Reach::Memory`] plans: one that
 /// would plan more (a rare value looked for far back) is left to a search
 /// that may take its time.
-const IN_MEMORY_SEGMENTS: usize = 32;
+pub(crate) const IN_MEMORY_SEGMENTS: usize = 32;
 
 /// Plans one segment for results strictly before (descending) or after
 /// `after`; `None` if it has no candidates. For a newest-first page, only
@@ -886,6 +886,39 @@ mod tests {
         assert!(
             held >= 1,
             "the segment of the first record may hold its actor"
+        );
+        store.close().unwrap();
+    }
+
+    // mincore(2) tells what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_count_from_memory_waits_for_no_segment_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = reopened_store(dir.path(), 17, 8_000);
+        let all = Query::default();
+        // The sealed segments' indexes are not open: not counted here.
+        assert_eq!(store.count_in_memory(&all).unwrap(), None);
+        // A time range their footers leave out reads none of them.
+        let earliest = sealed_in(&store, Order::OldestFirst)
+            .iter()
+            .map(|s| s.footer.min_event_time)
+            .min();
+        let before = Query {
+            to: earliest,
+            ..Query::default()
+        };
+        assert_eq!(store.count_in_memory(&before).unwrap(), Some(0));
+        // Their indexes open (and every page in memory): counted here, as
+        // a count counts.
+        for s in sealed_in(&store, Order::OldestFirst) {
+            s.index().unwrap();
+        }
+        assert_eq!(store.count_in_memory(&all).unwrap(), Some(8_000));
+        let one = actor_query(&store.get(0).unwrap().unwrap());
+        assert_eq!(
+            store.count_in_memory(&one).unwrap(),
+            Some(store.count(&one).unwrap())
         );
         store.close().unwrap();
     }

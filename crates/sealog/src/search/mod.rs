@@ -44,9 +44,9 @@ use crate::store::{Inner, View};
 mod count;
 mod matches;
 
-pub(crate) use count::{AskAhead, count};
+pub(crate) use count::{AskAhead, count, count_in_memory};
 pub use matches::Matches;
-pub(crate) use matches::{Reach, page, page_within};
+pub(crate) use matches::{IN_MEMORY_SEGMENTS, Reach, page, page_within};
 
 /// A segment as the executor sees it.
 #[derive(Clone)]
