@@ -701,9 +701,11 @@ impl Store {
     /// the open segments and at most 32 sealed segments it does not skip
     /// by their footers (event times, seqs) or key filters, each local,
     /// with its index open and wholly in the page cache (as for
-    /// [`Store::query_in_memory_with`]). `None` otherwise, before anything
-    /// is counted; then [`Store::count`] answers it. A count over the last
-    /// hour of a busy store, say, reads only the segments of that hour.
+    /// [`Store::query_in_memory_with`]), and, for a value the index keeps
+    /// hashed (a request id, a resource id), at most 1,024 candidate
+    /// records to read and check. `None` otherwise; then [`Store::count`]
+    /// answers it. A count over the last hour of a busy store, say, reads
+    /// only the segments of that hour.
     pub fn count_in_memory(&self, query: &crate::query::Query) -> Result<Option<u64>> {
         let query = self.private_query(query);
         crate::search::count_in_memory(&self.view(), &query, &self.inner)

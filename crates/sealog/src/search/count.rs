@@ -39,7 +39,10 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
         threads,
         |i| {
             ahead.at(i);
-            count_segment(&plan, &segments[i], query, inner)
+            // No bound on the records checked: always a count.
+            let mut unbounded = u64::MAX;
+            count_segment(&plan, &segments[i], query, inner, &mut unbounded)
+                .map(|n| n.unwrap_or_default())
         },
         Result::is_err,
         || (),
@@ -74,11 +77,20 @@ pub(crate) fn count_in_memory(view: &View, query: &Query, inner: &Inner) -> Resu
     }
     let _read = crate::spread::ReadInProgress::start();
     let mut total = 0u64;
+    let mut checks = IN_MEMORY_CHECKS;
     for segment in &segments {
-        total += count_segment(&plan, segment, query, inner)?;
+        match count_segment(&plan, segment, query, inner, &mut checks)? {
+            Some(n) => total += n,
+            None => return Ok(None),
+        }
     }
     Ok(Some(total))
 }
+
+/// The most records a count of what is in memory reads to check them (a
+/// count of an exact value whose index is hashed): one that would read
+/// more is left to a count that may take its time.
+const IN_MEMORY_CHECKS: u64 = 1024;
 
 /// How many segments ahead of the one it counts a count asks for sidecar
 /// headers.
@@ -150,13 +162,15 @@ impl<'a> AskAhead<'a> {
     }
 }
 
-/// The records of `segment` that match `query`.
+/// The records of `segment` that match `query`; `None` if that needs more
+/// records read and checked than `checks` has left (it is then spent).
 fn count_segment(
     plan: &Plan<'_>,
     segment: &SegmentRef,
     query: &Query,
     inner: &Inner,
-) -> Result<u64> {
+    checks: &mut u64,
+) -> Result<Option<u64>> {
     let mut total = 0u64;
     let (c, indexed) = match segment_candidates(plan, segment, None) {
         Err(e @ Error::Corruption(_)) if inner.damage.is_some() => {
@@ -172,15 +186,19 @@ fn count_segment(
         other => (other?, true),
     };
     let Some(c) = c else {
-        return Ok(0);
+        return Ok(Some(0));
     };
     let needs_check = !indexed
         || (!c.precise
             && (query.request_id.is_some()
                 || query.resource.as_ref().is_some_and(|r| r.id.is_some())));
     if !needs_check {
-        return Ok(c.set.len());
+        return Ok(Some(c.set.len()));
     }
+    let Some(left) = checks.checked_sub(c.set.len()) else {
+        return Ok(None);
+    };
+    *checks = left;
     for ordinal in &c.set {
         let seq = segment.first_seq() + u64::from(ordinal);
         let decoded = crate::aggregate::read_checked(segment, ordinal, |view| query.matches(view));
@@ -190,5 +208,5 @@ fn count_segment(
             Err(e) => inner.read_around(seq, e)?,
         }
     }
-    Ok(total)
+    Ok(Some(total))
 }

@@ -926,6 +926,46 @@ mod tests {
     // mincore(2) tells what is in memory.
     #[cfg(target_os = "linux")]
     #[test]
+    fn a_count_from_memory_checks_a_bounded_number_of_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(
+            dir.path(),
+            crate::StoreOptions {
+                segment_size: 1 << 20,
+                preallocation: crate::Preallocation::None,
+                ..crate::StoreOptions::default()
+            },
+        )
+        .unwrap();
+        // 2,000 events of one resource, whose id the index hashes: a count
+        // of it reads each candidate to check it.
+        let mut events = crate::workload::Workload::new(19).generate(2_000);
+        for e in &mut events {
+            e.resource = sealog_format::Resource::new("doc", "x");
+        }
+        store.append_batch(events).unwrap();
+        store.roll().unwrap();
+        store.wait_sealed().unwrap();
+        let of = |resource: &str| Query {
+            resource: Some(crate::query::ResourceFilter::parse(resource)),
+            ..Query::default()
+        };
+        assert_eq!(store.count(&of("doc:x")).unwrap(), 2_000);
+        assert_eq!(store.count_in_memory(&of("doc:x")).unwrap(), None);
+        // A value with few candidates is counted here.
+        assert_eq!(store.count_in_memory(&of("doc:y")).unwrap(), Some(0));
+        let one = store.get(7).unwrap().unwrap();
+        let by_request = Query {
+            request_id: one.event.request_id.clone(),
+            ..Query::default()
+        };
+        assert_eq!(store.count_in_memory(&by_request).unwrap(), Some(1));
+        store.close().unwrap();
+    }
+
+    // mincore(2) tells what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
     fn a_segment_is_in_memory_as_soon_as_its_index_is_open() {
         let dir = tempfile::tempdir().unwrap();
         let store = reopened_store(dir.path(), 13, 4_000);
