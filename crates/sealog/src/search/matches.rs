@@ -48,6 +48,8 @@ pub struct Matches {
     stopped: bool,
     /// Sealed segments planned, for [`Reach::Memory`].
     sealed_planned: usize,
+    /// Candidate records it may still read, for [`Reach::Memory`].
+    reads_left: usize,
     /// Index sections the plan reads in each segment, once known.
     sections: Option<Vec<SectionUse>>,
     /// Positions (in the whole list of segments) of the segments ahead
@@ -82,6 +84,11 @@ pub(crate) enum Reach {
 /// would plan more (a rare value looked for far back) is left to a search
 /// that may take its time.
 pub(crate) const IN_MEMORY_SEGMENTS: usize = 32;
+
+/// The most candidate records a search of [`Reach::Memory`] reads (a page
+/// of the server's is at most 100 matches): one whose candidates keep
+/// failing their checks is left to a search that may take its time.
+const IN_MEMORY_READS: usize = 1024;
 
 /// Plans one segment for results strictly before (descending) or after
 /// `after`; `None` if it has no candidates. For a newest-first page, only
@@ -251,6 +258,7 @@ impl Matches {
             reach: Reach::All,
             stopped: false,
             sealed_planned: 0,
+            reads_left: IN_MEMORY_READS,
             sections: None,
             advised: std::collections::VecDeque::new(),
             advised_until: 0,
@@ -582,6 +590,13 @@ impl Matches {
                 }
                 continue;
             };
+            if self.reach == Reach::Memory {
+                if self.reads_left == 0 {
+                    self.stopped = true;
+                    return Ok(None);
+                }
+                self.reads_left -= 1;
+            }
             let segment = p.segment.clone();
             let fetched = p.fetched.remove(&ordinal);
             match read_match(&segment, ordinal, fetched, &self.plan_query, make) {
@@ -887,6 +902,33 @@ mod tests {
             held >= 1,
             "the segment of the first record may hold its actor"
         );
+        store.close().unwrap();
+    }
+
+    // mincore(2) tells what is in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_page_from_memory_reads_a_bounded_number_of_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::image::workload_store(dir.path(), 1 << 20, 23, 4_000, 500);
+        for order in [Order::NewestFirst, Order::OldestFirst] {
+            let of = |limit| Query {
+                order,
+                limit,
+                ..Query::default()
+            };
+            // Up to the bound (the match after the page is read too).
+            let within = of(IN_MEMORY_READS - 1);
+            assert_eq!(
+                page_of(&store, &within, Some(Reach::Memory)),
+                page_of(&store, &within, None)
+            );
+            // Past it: left to a full search.
+            assert_eq!(
+                page_of(&store, &of(IN_MEMORY_READS), Some(Reach::Memory)),
+                None
+            );
+        }
         store.close().unwrap();
     }
 
