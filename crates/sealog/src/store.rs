@@ -699,7 +699,7 @@ impl Store {
 
     /// [`Store::count`], when what is in memory is all the count reads:
     /// the open segments and at most 32 sealed segments it does not skip
-    /// by their footers (event times, seqs) or key filters, each local,
+    /// by their footers (event times, seqs), each local,
     /// with its index open and wholly in the page cache (as for
     /// [`Store::query_in_memory_with`]), and, for a value the index keeps
     /// hashed (a request id, a resource id), at most 1,024 candidate

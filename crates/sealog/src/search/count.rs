@@ -54,8 +54,10 @@ pub(crate) fn count(view: &View, query: &Query, inner: &Inner) -> Result<u64> {
 /// without waiting for a disk or a fetch (as a search of
 /// [`super::Reach::Memory`] reads them): the open segments, and at most
 /// [`super::IN_MEMORY_SEGMENTS`] sealed segments it does not skip by their
-/// footers or key filters, each wholly in memory. `None` otherwise, before
-/// anything is counted. On one thread, asking the kernel for nothing.
+/// footers, each wholly in memory (looked at before any key filter is
+/// asked, so that the look is bounded however many segments the store
+/// has). `None` otherwise, before anything is counted. On one thread,
+/// asking the kernel for nothing.
 pub(crate) fn count_in_memory(view: &View, query: &Query, inner: &Inner) -> Result<Option<u64>> {
     let unbounded = Query {
         cursor: None,
@@ -67,7 +69,7 @@ pub(crate) fn count_in_memory(view: &View, query: &Query, inner: &Inner) -> Resu
     let mut sealed = 0usize;
     for segment in &segments {
         if let SegmentRef::Sealed(s) = segment
-            && !plan.skips(s)
+            && !plan.skips_by_footer(s)
         {
             sealed += 1;
             if sealed > super::IN_MEMORY_SEGMENTS || !s.in_memory() {

@@ -235,11 +235,17 @@ impl<'q> Plan<'q> {
     /// names. Asked before the index is opened, which for a segment
     /// removed after archiving means fetching it.
     pub(crate) fn skips(&self, s: &SealedSegment) -> bool {
+        self.skips_by_footer(s) || !self.may_hold(s)
+    }
+
+    /// Whether a sealed segment can hold no match by its footer alone (its
+    /// seqs against the cursor's, its event times against the query's):
+    /// [`Plan::skips`] without the key filters, reading nothing.
+    pub(crate) fn skips_by_footer(&self, s: &SealedSegment) -> bool {
         let len = s.footer.record_count;
         len == 0
             || self.cursor_bounds(s.header.first_seq, len).is_none()
             || self.outside_time(s.footer_time_range())
-            || !self.may_hold(s)
     }
 
     /// Whether `s`'s key filter may hold a match (asked once per segment).
