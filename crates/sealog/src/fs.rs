@@ -210,8 +210,14 @@ impl VfsFile for StdFile {
             rustix::io::ReadWriteFlags::NOWAIT,
         ) {
             Ok(n) => Ok(n == want),
-            // Would wait; or a kernel or filesystem without the flag.
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => Ok(false),
+            // Would wait; or a kernel or filesystem without the flag (or
+            // without the call).
+            Err(
+                rustix::io::Errno::AGAIN
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::INVAL,
+            ) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
