@@ -45,7 +45,9 @@ pub struct Limits {
     /// Memory of the batches being ingested at once, their decoded bodies
     /// and parsed events (default 64 MiB).
     pub ingest_inflight_bytes: u64,
-    /// Batches being ingested at once (default 64).
+    /// Batches being parsed and appended at once (default 1,024). Their
+    /// memory is bounded by `ingest_inflight_bytes`; this bounds their
+    /// count. A batch past it waits for a slot (at most `ingest_wait`).
     pub ingest_inflight_batches: usize,
     /// How long a batch waits for the in-flight budget before the server
     /// answers 503 (default 250 ms).
@@ -83,7 +85,7 @@ impl Default for Limits {
             verify_timeout: Duration::from_secs(600),
             max_connections: 10_000,
             ingest_inflight_bytes: 64 << 20,
-            ingest_inflight_batches: 64,
+            ingest_inflight_batches: 1024,
             ingest_wait: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(30),
             idempotency_keys: 100_000,
@@ -405,9 +407,9 @@ layer_struct! {
         )]
         pub ingest_inflight_bytes: Option<u64>,
 
-        /// Batches being ingested at once (default 64).
+        /// Batches being parsed and appended at once (default 1024).
         ///
-        /// Example: --ingest-inflight-batches 32
+        /// Example: --ingest-inflight-batches 256
         #[cfg_attr(
             feature = "clap",
             arg(long, env = "SEALOG_INGEST_INFLIGHT_BATCHES", value_name = "N")

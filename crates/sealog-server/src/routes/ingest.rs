@@ -376,14 +376,24 @@ async fn parse_batch(
 
 /// The bytes to hold once `parsed` bytes of events are parsed on top of
 /// the `base` held for the body, or the 413 when they exceed the budget.
-/// Grown a step at a time (a 256th of the budget, at most a quarter
-/// megabyte), not event by event.
+///
+/// Grown in steps, not event by event: doubling from 4 KiB up to a step
+/// of a 256th of the budget (at most a quarter megabyte), then a step at a
+/// time. A batch of a few events holds 4 KiB: with a flat step of a 256th
+/// of the budget, each single-event request held 256 KiB of the default
+/// 64 MiB, and 256 of them took it all.
 fn meter(base: usize, parsed: usize, budget: usize) -> Result<usize, ApiError> {
     if base.saturating_add(parsed) > budget {
         return Err(parsed_too_large(base.saturating_add(parsed), budget));
     }
-    let step = (budget / 256).clamp(4 << 10, 256 << 10);
-    Ok(base + parsed.next_multiple_of(step))
+    const FIRST: usize = 4 << 10;
+    let step = (budget / 256).clamp(FIRST, 256 << 10);
+    let share = if parsed <= step {
+        parsed.max(1).next_power_of_two().clamp(FIRST, step)
+    } else {
+        parsed.next_multiple_of(step)
+    };
+    Ok(base + share)
 }
 
 /// Gives the events without a tenant the token's, and refuses those of
@@ -577,4 +587,48 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
         axum::http::StatusCode::OK,
         crate::wire::ingest_response_json(receipts),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::meter;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn a_small_batch_holds_a_small_share() {
+        // One ~1 KB event under the default 64 MiB budget: 4 KiB on top of
+        // its body, so thousands of single-event requests fit at once.
+        assert_eq!(meter(300, 1_000, 64 * MIB).ok(), Some(300 + 4096));
+        assert_eq!(meter(0, 5_000, 64 * MIB).ok(), Some(8192));
+        // Doubling up to the step (a 256th of the budget, 256 KiB here),
+        // then a step at a time.
+        assert_eq!(meter(0, 200 << 10, 64 * MIB).ok(), Some(256 << 10));
+        assert_eq!(meter(0, (256 << 10) + 1, 64 * MIB).ok(), Some(512 << 10));
+        assert_eq!(
+            meter(0, 3 * MIB + 5, 64 * MIB).ok(),
+            Some(3 * MIB + (256 << 10))
+        );
+        // A small budget has small steps (8 KiB for 2 MiB).
+        assert_eq!(meter(0, 5_000, 2 * MIB).ok(), Some(8 << 10));
+        assert_eq!(meter(0, 9_000, 2 * MIB).ok(), Some(16 << 10));
+    }
+
+    #[test]
+    fn the_share_only_grows_and_covers_what_is_parsed() {
+        let budget = 64 * MIB;
+        let mut last = 0;
+        for parsed in (1..4 * MIB).step_by(997) {
+            let share = meter(0, parsed, budget).unwrap_or_default();
+            assert!(share >= parsed, "{share} < {parsed}");
+            assert!(share >= last, "{share} after {last}");
+            last = share;
+        }
+    }
+
+    #[test]
+    fn events_past_the_budget_are_refused() {
+        assert!(meter(MIB, 63 * MIB + 1, 64 * MIB).is_err());
+        assert!(meter(MIB, 63 * MIB, 64 * MIB).is_ok());
+    }
 }
