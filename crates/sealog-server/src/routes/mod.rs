@@ -28,17 +28,16 @@
 
 mod admin;
 mod events;
+mod hooks;
 mod ingest;
 mod openapi;
 mod proofs;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use sealog::Store;
@@ -48,6 +47,7 @@ use crate::auth::Authed;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Endpoint;
 use crate::state::App;
+use hooks::{CountStatuses, HookLayer, Latency, TimedOut};
 
 /// `POST` ingest, `GET` query and export.
 const EVENTS: &str = "/v1/events";
@@ -77,7 +77,7 @@ const READYZ: &str = "/readyz";
 const OPENAPI: &str = "/v1/openapi.json";
 
 /// The status the timeout layer answers with, turned into the 503
-/// `request_timeout` body by [`timed_out`]: no [`ErrorCode`] uses it, so
+/// `request_timeout` body by [`hooks::TimedOut`]: no [`ErrorCode`] uses it, so
 /// it cannot be mistaken for a handler's answer.
 const TIMED_OUT: StatusCode = StatusCode::GATEWAY_TIMEOUT;
 
@@ -103,7 +103,7 @@ fn route(
 /// The router, and the path of each of its routes.
 fn router_and_paths(app: Arc<App>) -> (Router, Vec<&'static str>) {
     let timeout = app.limits.request_timeout;
-    let latency = middleware::from_fn_with_state(app.clone(), observe_latency);
+    let latency = HookLayer(Latency(app.clone()));
     let mut paths = Vec::new();
     let p = &mut paths;
     let mut api = Router::new();
@@ -119,12 +119,17 @@ fn router_and_paths(app: Arc<App>) -> (Router, Vec<&'static str>) {
     api = route(api, p, HEALTHZ, get(admin::healthz));
     api = route(api, p, READYZ, get(admin::readyz));
     api = route(api, p, OPENAPI, get(openapi::serve));
-    let api = api
-        .route_layer(latency.clone())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            TIMED_OUT, timeout,
-        ))
-        .layer(middleware::map_response_with_state(timeout, timed_out));
+    // Each `layer` call boxes every route once more, and a boxed route
+    // costs an allocation and a clone per request: the layers are stacked
+    // first (the first one listed is the outermost), and applied at once.
+    let api = api.layer(
+        tower::ServiceBuilder::new()
+            .layer(HookLayer(TimedOut(timeout)))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                TIMED_OUT, timeout,
+            ))
+            .layer(latency.clone()),
+    );
     // Verification reads the whole log: it has its own, longer limit.
     let verify = route(Router::new(), p, VERIFY, post(admin::verify));
     let router = verify
@@ -132,8 +137,11 @@ fn router_and_paths(app: Arc<App>) -> (Router, Vec<&'static str>) {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(app.clone(), count_statuses))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+                .layer(HookLayer(CountStatuses(app.clone()))),
+        )
         .with_state(app);
     (router, paths)
 }
@@ -153,48 +161,12 @@ pub(crate) fn endpoint_of(method: &Method, route: &str, headers: &HeaderMap) -> 
     }
 }
 
-async fn observe_latency(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|route| endpoint_of(req.method(), route.as_str(), req.headers()));
-    let started = Instant::now();
-    let response = next.run(req).await;
-    if let Some(endpoint) = endpoint {
-        app.metrics.observe(endpoint, started.elapsed());
-    }
-    response
-}
-
-/// The timeout layer's answer, as the API's error.
-async fn timed_out(State(limit): State<Duration>, response: Response) -> Response {
-    if response.status() != TIMED_OUT {
-        return response;
-    }
-    ApiError::new(
-        ErrorCode::RequestTimeout,
-        format!(
-            "the request took longer than {} s and was cut off; an ingest that was cut off may \
-             or may not have been written: retry with the same Idempotency-Key",
-            limit.as_secs()
-        ),
-    )
-    .retry_after(1)
-    .into_response()
-}
-
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(
         ErrorCode::Internal,
         "the server hit a bug handling this request (it was not written); please report it",
     )
     .into_response()
-}
-
-async fn count_statuses(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    app.metrics.count_status(response.status().as_u16());
-    response
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -402,6 +374,7 @@ mod tests {
     /// that takes longer than the limit.
     #[tokio::test]
     async fn a_request_past_the_timeout_is_answered_503_request_timeout() {
+        use std::time::Duration;
         use tower::ServiceExt as _;
         let limit = Duration::from_millis(50);
         let router: Router = Router::new()
@@ -416,7 +389,7 @@ mod tests {
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 TIMED_OUT, limit,
             ))
-            .layer(middleware::map_response_with_state(limit, timed_out));
+            .layer(HookLayer(TimedOut(limit)));
         let call = |path: &'static str| {
             let router = router.clone();
             async move {
