@@ -104,7 +104,9 @@ where
 }
 
 /// Records the latency of each request to a measured endpoint
-/// ([`endpoint_of`]) under the route matched: a route layer.
+/// ([`endpoint_of`]) under the route matched: applied around the routes,
+/// where the router has set [`MatchedPath`] (a request no route matched
+/// has none and is not measured).
 #[derive(Clone)]
 pub(crate) struct Latency(pub(crate) Arc<App>);
 
