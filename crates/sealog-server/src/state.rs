@@ -96,9 +96,10 @@ impl App {
 
 /// The ingest budget: a semaphore of bytes (`ingest_inflight_bytes`)
 /// that bodies and parsed events take their share of as they are
-/// allocated, one of batches in flight (`ingest_inflight_batches`), and
-/// one of parses (one per core, so a flood of batches cannot starve
-/// queries of CPU).
+/// allocated, one of batches in flight (`ingest_inflight_batches`), one
+/// of parses and one of encodings on a blocking thread (one per core
+/// each, so a flood of batches cannot starve queries of CPU, nor fill the
+/// blocking pool with a thread per batch).
 #[derive(Debug)]
 pub(crate) struct Admission {
     bytes: Arc<Semaphore>,
@@ -106,6 +107,7 @@ pub(crate) struct Admission {
     budget: usize,
     batches: Arc<Semaphore>,
     parsing: Arc<Semaphore>,
+    encoding: Arc<Semaphore>,
     /// How long a batch waits for its share before it is refused.
     wait: Duration,
 }
@@ -121,6 +123,7 @@ impl Admission {
             budget,
             batches: Arc::new(Semaphore::new(limits.ingest_inflight_batches.max(1))),
             parsing: Arc::new(Semaphore::new(cores.max(1))),
+            encoding: Arc::new(Semaphore::new(cores.max(1))),
             wait: limits.ingest_wait,
         }
     }
@@ -147,6 +150,17 @@ impl Admission {
     /// A parsing slot: waits for a core.
     pub(crate) async fn parse_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.parsing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down"))
+    }
+
+    /// A slot to validate, encode and hash a large batch on a blocking
+    /// thread: waits for a core. Separate from the parsing slots: a parse
+    /// may wait for the byte budget, which encodings waiting here hold.
+    pub(crate) async fn encode_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.encoding
             .clone()
             .acquire_owned()
             .await

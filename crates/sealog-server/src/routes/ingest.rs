@@ -472,11 +472,20 @@ async fn append_detached(
         // even if the client has gone.
         let _allowance = allowance;
         // Validating, encoding and hashing a large batch takes a while:
-        // that is done on a blocking thread, a small batch's here.
+        // that is done on a blocking thread (one per core at a time), a
+        // small batch's here.
         let appending = if body_len <= INLINE_PARSE_BYTES as u64 {
             store.append_batch_async(events)
         } else {
-            match tokio::task::spawn_blocking(move || store.append_batch_async(events)).await {
+            let permit = match task_app.admission.encode_slot().await {
+                Ok(permit) => permit,
+                Err(e) => return Err(IngestFailure::Api(e)),
+            };
+            let encoded = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                store.append_batch_async(events)
+            });
+            match encoded.await {
                 Ok(appending) => appending,
                 Err(_) => {
                     return Err(IngestFailure::Api(ApiError::new(
