@@ -5,10 +5,13 @@
 //! store's own files.
 //!
 //! Appending a line writes it at the end of the last whole line and syncs
-//! it (`fdatasync`) before the batch is acknowledged. After a failed write
-//! or sync the file is reopened and cut back to the last synced line
-//! before the next append: what a failed `fdatasync` left in the page
-//! cache is never relied upon.
+//! it (`fdatasync`) before the batch is acknowledged. Lines appended while
+//! a write and sync is under way wait for it, then go together in the
+//! next one (group commit: one `fdatasync` for all of them, not one each).
+//! After a failed write or sync the file is reopened and cut back to the
+//! last synced line before the next append: what a failed `fdatasync`
+//! left in the page cache is never relied upon, and every line of the
+//! group that failed is refused.
 //!
 //! Compaction runs in the background ([`Journal::compact`]): it copies
 //! the live keys to `idempotency.log.tmp` without the appenders' lock,
@@ -18,9 +21,9 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use sealog::{OpenMode, Receipt, Store, Vfs, VfsFile};
 use serde::{Deserialize, Serialize};
 
@@ -251,10 +254,48 @@ pub(super) struct Journal {
     fs: Arc<dyn Vfs>,
     path: PathBuf,
     tmp: PathBuf,
-    /// The appenders' lock (held while a line is written and synced).
+    /// The appenders' lock (held while a group of lines is written and
+    /// synced).
     state: Mutex<State>,
+    /// The lines waiting for the next write, and whether one is under way.
+    queue: Mutex<Queue>,
+    /// Signalled when a group's write and sync finished.
+    group_done: Condvar,
     /// One compaction at a time.
     compacting: Mutex<()>,
+}
+
+/// The outcome of one group's write and sync, shared by its appenders:
+/// the journal's line count after it, or why it failed.
+type Outcome = Arc<OnceLock<Result<usize, (std::io::ErrorKind, String)>>>;
+
+/// Ends a group's write: its appenders are told, and the next group may
+/// start. Also when the writer unwinds, so that its group is refused
+/// rather than waited for forever.
+struct GroupFinished<'a> {
+    journal: &'a Journal,
+    outcome: &'a Outcome,
+}
+
+impl Drop for GroupFinished<'_> {
+    fn drop(&mut self) {
+        let _ = self.outcome.set(Err((
+            std::io::ErrorKind::Other,
+            "the idempotency journal's writer failed".to_owned(),
+        )));
+        self.journal.queue.lock().writing = false;
+        self.journal.group_done.notify_all();
+    }
+}
+
+/// Lines waiting to be written together.
+#[derive(Default)]
+struct Queue {
+    lines: Vec<(Key, Vec<u8>)>,
+    /// Set once they are written and synced (or failed).
+    outcome: Outcome,
+    /// An appender is writing and syncing a group now.
+    writing: bool,
 }
 
 struct State {
@@ -297,6 +338,8 @@ impl Journal {
                 unsettled: HashMap::new(),
                 since_snapshot: None,
             }),
+            queue: Mutex::new(Queue::default()),
+            group_done: Condvar::new(),
             compacting: Mutex::new(()),
         };
         let tmp = journal.write_tmp(text)?;
@@ -336,9 +379,48 @@ impl Journal {
         self.fs.open(&self.path, OpenMode::ReadWrite)
     }
 
-    /// Appends `line` (for `key`) and syncs it. An error means the line
-    /// may not be durable: the batch must not be acknowledged.
+    /// Appends `line` (for `key`) and syncs it; returns the journal's
+    /// line count. An error means the line may not be durable: the batch
+    /// must not be acknowledged.
+    ///
+    /// Blocks: the line joins the next group, and the caller either
+    /// writes and syncs that group itself or waits for the appender that
+    /// does.
     pub(super) fn append(&self, key: &Key, line: Vec<u8>) -> std::io::Result<usize> {
+        let mut queue = self.queue.lock();
+        queue.lines.push((key.clone(), line));
+        let mine = queue.outcome.clone();
+        loop {
+            if let Some(outcome) = mine.get() {
+                return outcome
+                    .clone()
+                    .map_err(|(kind, message)| std::io::Error::new(kind, message));
+            }
+            if queue.writing {
+                self.group_done.wait(&mut queue);
+                continue;
+            }
+            // No write under way: this appender writes the group its line
+            // is in (and any queued with it).
+            let Queue { lines, outcome, .. } = std::mem::take(&mut *queue);
+            queue.writing = true;
+            drop(queue);
+            let finished = GroupFinished {
+                journal: self,
+                outcome: &outcome,
+            };
+            let written = self
+                .write_group(lines)
+                .map_err(|e| (e.kind(), e.to_string()));
+            let _ = outcome.set(written);
+            drop(finished);
+            queue = self.queue.lock();
+        }
+    }
+
+    /// Writes `lines` at the end of the last whole line, in one write, and
+    /// syncs them.
+    fn write_group(&self, lines: Vec<(Key, Vec<u8>)>) -> std::io::Result<usize> {
         let mut state = self.state.lock();
         let file = match &state.file {
             Some(f) => f.clone(),
@@ -362,8 +444,20 @@ impl Journal {
             }
         };
         let at = state.len;
+        let joined: Vec<u8>;
+        let bytes: &[u8] = match lines.as_slice() {
+            [(_, one)] => one,
+            _ => {
+                let mut all = Vec::with_capacity(lines.iter().map(|(_, l)| l.len()).sum());
+                for (_, line) in &lines {
+                    all.extend_from_slice(line);
+                }
+                joined = all;
+                &joined
+            }
+        };
         let written = file
-            .write_all_at(&line, at)
+            .write_all_at(bytes, at)
             .and_then(|()| file.sync_data())
             .and_then(|()| match (state.dir_unsynced, self.path.parent()) {
                 (true, Some(dir)) => self.fs.sync_dir(dir),
@@ -374,12 +468,14 @@ impl Journal {
             return Err(e);
         }
         state.dir_unsynced = false;
-        state.len += line.len() as u64;
-        state.lines += 1;
+        state.len += bytes.len() as u64;
+        state.lines += lines.len();
         if let Some(since) = &mut state.since_snapshot {
-            since.extend_from_slice(&line);
+            since.extend_from_slice(bytes);
         }
-        state.unsettled.insert(key.clone(), line);
+        for (key, line) in lines {
+            state.unsettled.insert(key, line);
+        }
         Ok(state.lines)
     }
 
@@ -441,5 +537,101 @@ impl Journal {
         state.dir_unsynced = false;
         state.file = Some(self.fs.open(&self.path, OpenMode::ReadWrite)?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sealog::fault::{Fault, FaultFs, Op};
+
+    use super::*;
+
+    fn key(k: &str) -> Key {
+        ("p".to_owned(), k.to_owned())
+    }
+
+    fn line(k: &str) -> Vec<u8> {
+        format!("{{\"{k}\":1}}\n").into_bytes()
+    }
+
+    /// Waits until `done` holds of the queue.
+    fn until(journal: &Journal, done: impl Fn(&Queue) -> bool) {
+        for _ in 0..10_000 {
+            if done(&journal.queue.lock()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the appenders never got there");
+    }
+
+    /// Appends `a` and holds its write (the appenders' lock is taken
+    /// first), then queues `more` behind it; returns once all wait, with
+    /// the appenders' lock released to the caller's `then`.
+    fn grouped(
+        journal: &Arc<Journal>,
+        more: &[&'static str],
+        then: impl FnOnce(),
+    ) -> Vec<(&'static str, std::io::Result<usize>)> {
+        let held = journal.state.lock();
+        let appender = |k: &'static str| {
+            let journal = journal.clone();
+            std::thread::spawn(move || (k, journal.append(&key(k), line(k))))
+        };
+        let mut threads = vec![appender("a")];
+        // `a` writes its group and waits for the lock held here.
+        until(journal, |q| q.writing && q.lines.is_empty());
+        threads.extend(more.iter().map(|&k| appender(k)));
+        until(journal, |q| q.lines.len() == more.len());
+        then();
+        drop(held);
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn lines_appended_during_a_write_share_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultFs::new());
+        let path = dir.path().join("idempotency.log");
+        let journal = Arc::new(Journal::create(fs.clone(), &path, b"", 0).unwrap());
+        let syncs = fs.count(Op::SyncData);
+        let results = grouped(&journal, &["b", "c", "d"], || {});
+        for (k, result) in &results {
+            assert!(result.is_ok(), "{k}: {result:?}");
+        }
+        // One sync for `a`, one for the three queued behind it.
+        assert_eq!(fs.count(Op::SyncData) - syncs, 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut got: Vec<&str> = text.lines().collect();
+        got.sort_unstable();
+        assert_eq!(got, ["{\"a\":1}", "{\"b\":1}", "{\"c\":1}", "{\"d\":1}"]);
+        assert_eq!(journal.state.lock().lines, 4);
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_every_line_of_its_group_and_none_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultFs::new());
+        let path = dir.path().join("idempotency.log");
+        let journal = Arc::new(Journal::create(fs.clone(), &path, b"", 0).unwrap());
+        // `a`'s sync passes, the next (the group of b, c, d) fails.
+        let results = grouped(&journal, &["b", "c", "d"], || {
+            fs.fail(Op::SyncData, Some("idempotency.log"), 1, Fault::Io);
+        });
+        for (k, result) in &results {
+            assert_eq!(result.is_ok(), *k == "a", "{k}: {result:?}");
+        }
+        journal.append(&key("e"), line("e")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"e\":1}\n",
+            "the failed group is cut off before the next line"
+        );
+        let state = journal.state.lock();
+        assert_eq!(state.lines, 2);
+        assert!(state.unsettled.contains_key(&key("e")));
+        assert!(!state.unsettled.contains_key(&key("b")));
     }
 }
