@@ -149,23 +149,24 @@ impl Admission {
 
     /// A parsing slot: waits for a core.
     pub(crate) async fn parse_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.parsing
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))
+        core_slot(&self.parsing).await
     }
 
     /// A slot to validate, encode and hash a large batch on a blocking
     /// thread: waits for a core. Separate from the parsing slots: a parse
     /// may wait for the byte budget, which encodings waiting here hold.
     pub(crate) async fn encode_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.encoding
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))
+        core_slot(&self.encoding).await
     }
+}
+
+/// A permit of one of the per-core semaphores, however long it takes.
+async fn core_slot(cores: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ApiError> {
+    cores
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))
 }
 
 /// The 503 of a batch that could not get its share of the budget.
