@@ -556,6 +556,16 @@ mod tests {
         format!("{{\"{k}\":1}}\n").into_bytes()
     }
 
+    /// An empty journal on a fault-injecting filesystem, in a fresh
+    /// directory.
+    fn empty() -> (tempfile::TempDir, Arc<FaultFs>, Arc<Journal>) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultFs::new());
+        let path = dir.path().join("idempotency.log");
+        let journal = Arc::new(Journal::create(fs.clone(), &path, b"", 0).unwrap());
+        (dir, fs, journal)
+    }
+
     /// Waits until `done` holds of the queue.
     fn until(journal: &Journal, done: impl Fn(&Queue) -> bool) {
         for _ in 0..10_000 {
@@ -592,10 +602,8 @@ mod tests {
 
     #[test]
     fn lines_appended_during_a_write_share_the_next_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = Arc::new(FaultFs::new());
+        let (dir, fs, journal) = empty();
         let path = dir.path().join("idempotency.log");
-        let journal = Arc::new(Journal::create(fs.clone(), &path, b"", 0).unwrap());
         let syncs = fs.count(Op::SyncData);
         let results = grouped(&journal, &["b", "c", "d"], || {});
         for (k, result) in &results {
@@ -612,10 +620,8 @@ mod tests {
 
     #[test]
     fn a_failed_sync_refuses_every_line_of_its_group_and_none_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = Arc::new(FaultFs::new());
+        let (dir, fs, journal) = empty();
         let path = dir.path().join("idempotency.log");
-        let journal = Arc::new(Journal::create(fs.clone(), &path, b"", 0).unwrap());
         // `a`'s sync passes, the next (the group of b, c, d) fails.
         let results = grouped(&journal, &["b", "c", "d"], || {
             fs.fail(Op::SyncData, Some("idempotency.log"), 1, Fault::Io);
