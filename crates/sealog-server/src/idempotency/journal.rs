@@ -259,8 +259,10 @@ pub(super) struct Journal {
     state: Mutex<State>,
     /// The lines waiting for the next write, and whether one is under way.
     queue: Mutex<Queue>,
-    /// Signalled when a group's write and sync finished.
+    /// Signalled when a group's write and sync finished: to the appenders
+    /// waiting on a thread, and to those waiting in a task.
     group_done: Condvar,
+    group_done_tasks: tokio::sync::Notify,
     /// One compaction at a time.
     compacting: Mutex<()>,
 }
@@ -272,12 +274,12 @@ type Outcome = Arc<OnceLock<Result<usize, (std::io::ErrorKind, String)>>>;
 /// Ends a group's write: its appenders are told, and the next group may
 /// start. Also when the writer unwinds, so that its group is refused
 /// rather than waited for forever.
-struct GroupFinished<'a> {
-    journal: &'a Journal,
-    outcome: &'a Outcome,
+struct GroupFinished<J: std::ops::Deref<Target = Journal>> {
+    journal: J,
+    outcome: Outcome,
 }
 
-impl Drop for GroupFinished<'_> {
+impl<J: std::ops::Deref<Target = Journal>> Drop for GroupFinished<J> {
     fn drop(&mut self) {
         let _ = self.outcome.set(Err((
             std::io::ErrorKind::Other,
@@ -285,6 +287,7 @@ impl Drop for GroupFinished<'_> {
         )));
         self.journal.queue.lock().writing = false;
         self.journal.group_done.notify_all();
+        self.journal.group_done_tasks.notify_waiters();
     }
 }
 
@@ -340,6 +343,7 @@ impl Journal {
             }),
             queue: Mutex::new(Queue::default()),
             group_done: Condvar::new(),
+            group_done_tasks: tokio::sync::Notify::new(),
             compacting: Mutex::new(()),
         };
         let tmp = journal.write_tmp(text)?;
@@ -407,7 +411,7 @@ impl Journal {
             drop(queue);
             let finished = GroupFinished {
                 journal: self,
-                outcome: &outcome,
+                outcome: outcome.clone(),
             };
             let written = self
                 .write_group(lines)
@@ -415,6 +419,66 @@ impl Journal {
             let _ = outcome.set(written);
             drop(finished);
             queue = self.queue.lock();
+        }
+    }
+
+    /// [`Journal::append`] from a task: it waits for its line's group
+    /// without holding a thread, and writes and syncs the group on a
+    /// blocking thread when no other appender is writing one.
+    pub(super) async fn append_async(
+        self: &Arc<Self>,
+        key: &Key,
+        line: Vec<u8>,
+    ) -> std::io::Result<usize> {
+        let mine = {
+            let mut queue = self.queue.lock();
+            queue.lines.push((key.clone(), line));
+            queue.outcome.clone()
+        };
+        loop {
+            // Registered before the look below: a group finished after it
+            // wakes this task.
+            let finished = self.group_done_tasks.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let group = {
+                let mut queue = self.queue.lock();
+                if let Some(outcome) = mine.get() {
+                    return outcome
+                        .clone()
+                        .map_err(|(kind, message)| std::io::Error::new(kind, message));
+                }
+                if queue.writing {
+                    None
+                } else {
+                    let Queue { lines, outcome, .. } = std::mem::take(&mut *queue);
+                    queue.writing = true;
+                    Some((lines, outcome))
+                }
+            };
+            let Some((lines, outcome)) = group else {
+                finished.await;
+                continue;
+            };
+            // Whatever becomes of this task, or of the blocking thread, the
+            // group is finished: the guard goes with the closure, and runs
+            // when it is dropped, run or not (a runtime shutting down drops
+            // it unrun).
+            let finished = GroupFinished {
+                journal: self.clone(),
+                outcome,
+            };
+            let write = tokio::task::spawn_blocking(move || {
+                let written = finished
+                    .journal
+                    .write_group(lines)
+                    .map_err(|e| (e.kind(), e.to_string()));
+                let _ = finished.outcome.set(written);
+                drop(finished);
+            });
+            // A failed blocking thread has finished the group (its guard
+            // ran while unwinding): the outcome says so.
+            let _ = write.await;
         }
     }
 
@@ -639,5 +703,67 @@ mod tests {
         assert_eq!(state.lines, 2);
         assert!(state.unsettled.contains_key(&key("e")));
         assert!(!state.unsettled.contains_key(&key("b")));
+    }
+
+    /// As [`grouped`], with `more` appended by tasks.
+    async fn grouped_tasks(
+        journal: &Arc<Journal>,
+        more: &[&'static str],
+        then: impl FnOnce(),
+    ) -> Vec<(&'static str, std::io::Result<usize>)> {
+        let held = journal.state.lock();
+        let first = {
+            let journal = journal.clone();
+            std::thread::spawn(move || ("a", journal.append(&key("a"), line("a"))))
+        };
+        until(journal, |q| q.writing && q.lines.is_empty());
+        let tasks: Vec<_> = more
+            .iter()
+            .map(|&k| {
+                let journal = journal.clone();
+                tokio::spawn(async move { (k, journal.append_async(&key(k), line(k)).await) })
+            })
+            .collect();
+        until(journal, |q| q.lines.len() == more.len());
+        then();
+        drop(held);
+        let mut results = vec![first.join().unwrap()];
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_wait_for_their_group_and_share_its_sync() {
+        let (dir, fs, journal) = empty();
+        let path = dir.path().join("idempotency.log");
+        let syncs = fs.count(Op::SyncData);
+        let results = grouped_tasks(&journal, &["b", "c", "d"], || {}).await;
+        for (k, result) in &results {
+            assert!(result.is_ok(), "{k}: {result:?}");
+        }
+        assert_eq!(fs.count(Op::SyncData) - syncs, 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(!journal.queue.lock().writing);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_refuses_every_task_of_its_group() {
+        let (dir, fs, journal) = empty();
+        let path = dir.path().join("idempotency.log");
+        let results = grouped_tasks(&journal, &["b", "c"], || {
+            fs.fail(Op::SyncData, Some("idempotency.log"), 1, Fault::Io);
+        })
+        .await;
+        for (k, result) in &results {
+            assert_eq!(result.is_ok(), *k == "a", "{k}: {result:?}");
+        }
+        journal.append_async(&key("e"), line("e")).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"e\":1}\n"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub struct Idempotency {
     max_receipts: usize,
     ttl: Duration,
     table: Mutex<Table>,
-    journal: OnceLock<Journal>,
+    journal: OnceLock<Arc<Journal>>,
     /// The journal holds many more lines than keys: the background task
     /// compacts it.
     compaction_due: AtomicBool,
@@ -348,7 +348,7 @@ impl Idempotency {
             loaded.keys = table.entries.len();
         }
         let journal = Journal::create(fs, path, &text, kept)?;
-        if self.journal.set(journal).is_err() {
+        if self.journal.set(Arc::new(journal)).is_err() {
             return Err(std::io::Error::other(
                 "the idempotency journal is open already",
             ));
@@ -381,6 +381,32 @@ impl Idempotency {
         };
         let lines = journal.append(&key, bytes)?;
         // The table holds every key in flight or completed.
+        if lines > self.len().saturating_mul(2) + journal::SLACK_LINES {
+            self.compaction_due.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`Idempotency::journal_batch`] from the async runtime: the task
+    /// waits for the group its line joins without holding a thread; the
+    /// group is written and synced on a blocking thread.
+    pub async fn journal_batch_async(
+        &self,
+        principal: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        receipts: &[Receipt],
+    ) -> std::io::Result<()> {
+        let Some(journal) = self.journal.get() else {
+            return Ok(());
+        };
+        let key: Key = (principal.to_owned(), key.to_owned());
+        let Some(bytes) = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))
+            .and_then(|line| line.encode())
+        else {
+            return Ok(());
+        };
+        let lines = journal.append_async(&key, bytes).await?;
         if lines > self.len().saturating_mul(2) + journal::SLACK_LINES {
             self.compaction_due.store(true, Ordering::Relaxed);
         }
@@ -447,7 +473,7 @@ impl Idempotency {
 
     /// The journal's file, if there is one.
     pub fn journal_path(&self) -> Option<&Path> {
-        self.journal.get().map(Journal::path)
+        self.journal.get().map(|j| j.path())
     }
 
     /// Keys remembered.

@@ -501,29 +501,16 @@ async fn append_detached(
             Err(e) => return Err(IngestFailure::Store(e, lines)),
         };
         // Durable now: remember the key across a restart before
-        // acknowledging (a line written and synced, on a blocking thread;
-        // the journal is compacted in the background).
-        let (receipts, journaled) = match journal_as {
+        // acknowledging (a line written and synced with the others queued
+        // meanwhile, on a blocking thread; the journal is compacted in the
+        // background).
+        let journaled = match journal_as {
             Some((principal, key, fingerprint)) => {
-                let written = tokio::task::spawn_blocking(move || {
-                    let journaled =
-                        journal.journal_batch(&principal, &key, &fingerprint, &receipts);
-                    (receipts, journaled)
-                })
-                .await;
-                match written {
-                    Ok(written) => written,
-                    Err(_) => {
-                        return Err(IngestFailure::Api(ApiError::new(
-                            ErrorCode::Internal,
-                            "a worker thread failed; the batch was written but its \
-                             Idempotency-Key may not be recorded: retry with the same \
-                             Idempotency-Key",
-                        )));
-                    }
-                }
+                journal
+                    .journal_batch_async(&principal, &key, &fingerprint, &receipts)
+                    .await
             }
-            None => (receipts, Ok(())),
+            None => Ok(()),
         };
         count_ingest(&task_app, receipts.len() as u64, body_len);
         let receipts = Arc::new(receipts);
