@@ -409,7 +409,7 @@ impl Journal {
             let Queue { lines, outcome, .. } = std::mem::take(&mut *queue);
             queue.writing = true;
             drop(queue);
-            let finished = GroupFinished {
+            let guard = GroupFinished {
                 journal: self,
                 outcome: outcome.clone(),
             };
@@ -417,7 +417,7 @@ impl Journal {
                 .write_group(lines)
                 .map_err(|e| (e.kind(), e.to_string()));
             let _ = outcome.set(written);
-            drop(finished);
+            drop(guard);
             queue = self.queue.lock();
         }
     }
@@ -464,17 +464,17 @@ impl Journal {
             // group is finished: the guard goes with the closure, and runs
             // when it is dropped, run or not (a runtime shutting down drops
             // it unrun).
-            let finished = GroupFinished {
+            let guard = GroupFinished {
                 journal: self.clone(),
                 outcome,
             };
             let write = tokio::task::spawn_blocking(move || {
-                let written = finished
+                let written = guard
                     .journal
                     .write_group(lines)
                     .map_err(|e| (e.kind(), e.to_string()));
-                let _ = finished.outcome.set(written);
-                drop(finished);
+                let _ = guard.outcome.set(written);
+                drop(guard);
             });
             // A failed blocking thread has finished the group (its guard
             // ran while unwinding): the outcome says so.
