@@ -369,21 +369,11 @@ impl Idempotency {
         fingerprint: &[u8; 32],
         receipts: &[Receipt],
     ) -> std::io::Result<()> {
-        let Some(journal) = self.journal.get() else {
+        let Some((journal, key, line)) = self.line_of(principal, key, fingerprint, receipts) else {
             return Ok(());
         };
-        let key: Key = (principal.to_owned(), key.to_owned());
-        let Some(bytes) = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))
-            .and_then(|line| line.encode())
-        else {
-            // Not a run of consecutive seqs: nothing a restart could check.
-            return Ok(());
-        };
-        let lines = journal.append(&key, bytes)?;
-        // The table holds every key in flight or completed.
-        if lines > self.len().saturating_mul(2) + journal::SLACK_LINES {
-            self.compaction_due.store(true, Ordering::Relaxed);
-        }
+        let lines = journal.append(&key, line)?;
+        self.note_journal_lines(lines);
         Ok(())
     }
 
@@ -397,20 +387,36 @@ impl Idempotency {
         fingerprint: &[u8; 32],
         receipts: &[Receipt],
     ) -> std::io::Result<()> {
-        let Some(journal) = self.journal.get() else {
+        let Some((journal, key, line)) = self.line_of(principal, key, fingerprint, receipts) else {
             return Ok(());
         };
+        let lines = journal.append_async(&key, line).await?;
+        self.note_journal_lines(lines);
+        Ok(())
+    }
+
+    /// The journal and the line of a completed batch, if there is a
+    /// journal and the batch is one a restart could check (a run of
+    /// consecutive seqs).
+    fn line_of(
+        &self,
+        principal: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+        receipts: &[Receipt],
+    ) -> Option<(&Arc<Journal>, Key, Vec<u8>)> {
+        let journal = self.journal.get()?;
         let key: Key = (principal.to_owned(), key.to_owned());
-        let Some(bytes) = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))
-            .and_then(|line| line.encode())
-        else {
-            return Ok(());
-        };
-        let lines = journal.append_async(&key, bytes).await?;
+        let line = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))?.encode()?;
+        Some((journal, key, line))
+    }
+
+    /// Marks a compaction due once the journal holds `lines` lines, well
+    /// past the keys the table holds (every key in flight or completed).
+    fn note_journal_lines(&self, lines: usize) {
         if lines > self.len().saturating_mul(2) + journal::SLACK_LINES {
             self.compaction_due.store(true, Ordering::Relaxed);
         }
-        Ok(())
     }
 
     /// Journals the key of a completed batch whose first journal write
