@@ -466,7 +466,6 @@ async fn append_detached(
         });
     }
     let task_app = app.clone();
-    let journal = task_app.idempotency.clone();
     let task = tokio::spawn(async move {
         // The events' share of the budget is held until they are written,
         // even if the client has gone.
@@ -506,7 +505,8 @@ async fn append_detached(
         // background).
         let journaled = match journal_as {
             Some((principal, key, fingerprint)) => {
-                journal
+                task_app
+                    .idempotency
                     .journal_batch_async(&principal, &key, &fingerprint, &receipts)
                     .await
             }
