@@ -2,12 +2,16 @@
 -- official client sends them: the batch is acknowledged once the key's
 -- journal line is synced too.
 --   wrk -t2 -c256 -d5s -s benches/wrk/keyed.lua http://127.0.0.1:7807/v1/events
-local counter = 0
-local id = 0
-setup = function(thread)
-  thread:set("id", id)
-  id = id + 1
+-- `thread` is a global set in each thread's own Lua state by `setup`
+-- (a `local` there would stay 0 in every thread); with the thread in the
+-- key, no two threads send the same key, so no POST is a replay
+-- (`sealog_idempotent_replays_total` stays 0).
+local threads = 0
+setup = function(t)
+  t:set("thread", threads)
+  threads = threads + 1
 end
+local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"actor":{"type":"user","id":"alice"},"action":"document.read",'
@@ -15,6 +19,6 @@ wrk.body = '{"actor":{"type":"user","id":"alice"},"action":"document.read",'
   .. '"source":{"ip":"10.1.2.3","user_agent":"bench/1.0"},"request_id":"req-000001"}'
 request = function()
   counter = counter + 1
-  wrk.headers["Idempotency-Key"] = string.format("k-%d-%d-%d", id, counter, math.random(1000000000))
+  wrk.headers["Idempotency-Key"] = string.format("k-%d-%d-%d", thread, counter, math.random(1000000000))
   return wrk.format(nil)
 end

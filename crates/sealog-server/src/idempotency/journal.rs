@@ -259,6 +259,14 @@ pub(super) struct Journal {
     state: Mutex<State>,
     /// The lines waiting for the next write, and whether one is under way.
     queue: Mutex<Queue>,
+    /// Lines written whose keys the table does not hold as completed yet,
+    /// so that a compaction keeps them. A lock of its own, not the
+    /// appenders': a batch that completes settles its key on an HTTP
+    /// worker thread, which must not wait for the next group's sync.
+    /// Taken inside the appenders' lock when lines are added, so that a
+    /// compaction's snapshot (taken under both) sees each line either
+    /// here or in `since_snapshot`.
+    unsettled: Mutex<HashMap<Key, Vec<u8>>>,
     /// Signalled when a group's write and sync finished: to the appenders
     /// waiting on a thread, and to those waiting in a task.
     group_done: Condvar,
@@ -312,9 +320,6 @@ struct State {
     /// The directory entry of the file may not be durable yet (after a
     /// rename whose directory sync failed, or a creation).
     dir_unsynced: bool,
-    /// Lines written whose keys the table does not hold as completed yet,
-    /// so that a compaction keeps them.
-    unsettled: HashMap<Key, Vec<u8>>,
     /// While a compaction copies the live keys: the lines appended since
     /// it took its snapshot.
     since_snapshot: Option<Vec<u8>>,
@@ -338,9 +343,9 @@ impl Journal {
                 len: 0,
                 lines: 0,
                 dir_unsynced: false,
-                unsettled: HashMap::new(),
                 since_snapshot: None,
             }),
+            unsettled: Mutex::new(HashMap::new()),
             queue: Mutex::new(Queue::default()),
             group_done: Condvar::new(),
             group_done_tasks: tokio::sync::Notify::new(),
@@ -537,15 +542,13 @@ impl Journal {
         if let Some(since) = &mut state.since_snapshot {
             since.extend_from_slice(bytes);
         }
-        for (key, line) in lines {
-            state.unsettled.insert(key, line);
-        }
+        self.unsettled.lock().extend(lines);
         Ok(state.lines)
     }
 
     /// The key's batch completed: the table holds it now.
     pub(super) fn settle(&self, key: &Key) {
-        self.state.lock().unsettled.remove(key);
+        self.unsettled.lock().remove(key);
     }
 
     /// Rewrites the file with the lines of `live` (called without any
@@ -560,7 +563,7 @@ impl Journal {
         let unsettled = {
             let mut state = self.state.lock();
             state.since_snapshot = Some(Vec::new());
-            state.unsettled.clone()
+            self.unsettled.lock().clone()
         };
         let result = self.compact_from(unsettled, live);
         self.state.lock().since_snapshot = None;
@@ -699,10 +702,34 @@ mod tests {
             "{\"a\":1}\n{\"e\":1}\n",
             "the failed group is cut off before the next line"
         );
-        let state = journal.state.lock();
-        assert_eq!(state.lines, 2);
-        assert!(state.unsettled.contains_key(&key("e")));
-        assert!(!state.unsettled.contains_key(&key("b")));
+        assert_eq!(journal.state.lock().lines, 2);
+        let unsettled = journal.unsettled.lock();
+        assert!(unsettled.contains_key(&key("e")));
+        assert!(!unsettled.contains_key(&key("b")));
+    }
+
+    /// Settling a key (an HTTP worker thread does, when a batch completes)
+    /// does not wait for the group being written and synced: the
+    /// appenders' lock is held here, as a writer holds it through its
+    /// `fdatasync`.
+    #[test]
+    fn settling_does_not_wait_for_a_sync() {
+        let (_dir, _fs, journal) = empty();
+        journal.append(&key("a"), line("a")).unwrap();
+        let writing = journal.state.lock();
+        let (done, settled) = std::sync::mpsc::channel();
+        let settler = {
+            let journal = journal.clone();
+            std::thread::spawn(move || {
+                journal.settle(&key("a"));
+                done.send(()).unwrap();
+            })
+        };
+        let outcome = settled.recv_timeout(std::time::Duration::from_secs(30));
+        drop(writing);
+        settler.join().unwrap();
+        assert!(outcome.is_ok(), "settle waited for the appenders' lock");
+        assert!(journal.unsettled.lock().is_empty());
     }
 
     /// As [`grouped`], with `more` appended by tasks.
