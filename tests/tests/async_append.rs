@@ -74,6 +74,27 @@ fn async_appends_keep_the_order_of_the_calls_and_batches_stay_whole() {
 }
 
 #[test]
+fn the_receipts_known_at_queue_time_are_those_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options(SEGMENT)).unwrap();
+    store.append_batch(events(0, 2)).unwrap();
+    let batch = store.append_batch_async_with(events(2, 5), Durability::Group);
+    let queued = batch.queued_receipts().unwrap().to_vec();
+    assert_eq!(
+        queued.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let acknowledged = runtime().block_on(batch).unwrap();
+    assert_eq!(queued, acknowledged);
+    // A refused batch has none.
+    let mut bad = event(9);
+    bad.action = "Not An Action".into();
+    let refused = store.append_batch_async_with([bad], Durability::Group);
+    assert!(refused.queued_receipts().is_none());
+    assert!(runtime().block_on(refused).is_err());
+}
+
+#[test]
 fn an_invalid_async_append_is_refused_like_append_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_options(SEGMENT)).unwrap();

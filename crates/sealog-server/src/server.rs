@@ -198,6 +198,15 @@ impl Server {
                         "idempotency keys remembered from the journal"
                     );
                 }
+                if loaded.unacknowledged > 0 {
+                    tracing::info!(
+                        path = %journal.display(),
+                        keys = loaded.unacknowledged,
+                        "idempotency keys of batches that were not acknowledged (their records \
+                         are past the log's end: the server stopped while they were being \
+                         committed), forgotten"
+                    );
+                }
                 if let Some(first) = &loaded.first_damage {
                     tracing::warn!(
                         path = %journal.display(),

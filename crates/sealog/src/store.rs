@@ -142,6 +142,26 @@ impl std::fmt::Debug for Appending {
     }
 }
 
+impl Appending {
+    /// The receipts the batch will be acknowledged with, known once it is
+    /// queued: its seqs, leaf hashes and chain values are fixed then.
+    /// `None` if it was refused, or once the future has resolved.
+    ///
+    /// They are **not** an acknowledgement: the records are durable only
+    /// when the future resolves to `Ok` (and they are lost if the store
+    /// fails or the machine stops first). A caller may use them to make
+    /// state of its own about the batch durable while the batch's commit
+    /// group is synced (the server's idempotency journal does), as long as
+    /// it checks that state against the log when it loads it again: a
+    /// record named there may not be in the log.
+    pub fn queued_receipts(&self) -> Option<&[Receipt]> {
+        match &self.state {
+            AppendingState::Waiting(receipts, _) => Some(receipts),
+            AppendingState::Done(_) | AppendingState::Taken => None,
+        }
+    }
+}
+
 impl Future for Appending {
     type Output = Result<Vec<Receipt>>;
 

@@ -54,7 +54,8 @@ pub(super) struct Line {
     first_leaf: String,
     first_chain: String,
     last_chain: String,
-    /// When the batch completed, ms since the Unix epoch.
+    /// When the line was made, ms since the Unix epoch: once the batch
+    /// was queued (it is written while the batch is committed).
     pub(super) at_ms: u64,
 }
 
@@ -97,6 +98,12 @@ impl Line {
         let mut bytes = serde_json::to_vec(self).ok()?;
         bytes.push(b'\n');
         Some(bytes)
+    }
+
+    /// Whether the line's records all lie past the end of a log of `len`
+    /// records: a batch whose line was synced but which was not.
+    pub(super) fn past_end(&self, len: u64) -> bool {
+        self.first_seq >= len
     }
 
     /// The receipts again, from the records in `store`; an error says why
@@ -157,6 +164,11 @@ pub struct Loaded {
     pub keys: usize,
     /// Keys older than the time-to-live, dropped.
     pub expired: usize,
+    /// Lines of batches that were never acknowledged: their records lie
+    /// past the end of the log (the line is synced while its batch is
+    /// committed, and the server stopped, or its store failed, first).
+    /// Their keys are forgotten; this is not damage.
+    pub unacknowledged: usize,
     /// Lines that could not be used (their keys are forgotten).
     pub damaged: usize,
     /// The first of them: its line number or key, and what was wrong.

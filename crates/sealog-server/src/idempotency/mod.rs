@@ -10,10 +10,12 @@
 //! nothing, so its retry is simply tried again.
 //!
 //! With a journal (`sealog serve` keeps one, `idempotency.log` in the data
-//! directory), every completed key is also appended there and synced
-//! before its batch is acknowledged, and loaded again when the server
-//! starts: an acknowledged key survives a restart, a crash or a power
-//! loss. If the journal cannot be written the batch (durable in the log)
+//! directory), every key is also appended there and synced before its
+//! batch is acknowledged, and loaded again when the server starts: an
+//! acknowledged key survives a restart, a crash or a power loss. The line
+//! is written while the batch's commit group is synced, from the receipts
+//! the batch has once queued; a line whose batch never became durable
+//! names records past the log's end, and loading forgets it. If the journal cannot be written the batch (durable in the log)
 //! is not acknowledged; a retry with its key gets the receipts once the
 //! key's line is durable. The journal is compacted by a background task,
 //! never on the way to an acknowledgement ([`journal`]). A loaded key's receipts are rebuilt from the log and checked against the
@@ -320,6 +322,13 @@ impl Idempotency {
                 };
                 let receipts = match line.receipts(store) {
                     Ok(r) => r,
+                    // Written while its batch was committed, and the
+                    // batch never became durable (the server stopped or
+                    // its store failed first): never acknowledged.
+                    Err(_) if line.past_end(store.len()) => {
+                        loaded.unacknowledged += 1;
+                        continue;
+                    }
                     Err(reason) => {
                         loaded.note_damage(None, format!("key `{}`: {reason}", line.key));
                         continue;
@@ -409,6 +418,16 @@ impl Idempotency {
         let key: Key = (principal.to_owned(), key.to_owned());
         let line = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))?.encode()?;
         Some((journal, key, line))
+    }
+
+    /// A keyed batch whose journal line was written while it was being
+    /// committed, and which then failed (it is not acknowledged): the next
+    /// compaction does not keep its line. (The table forgets the key when
+    /// the batch's slot is dropped.)
+    pub fn forget_line(&self, principal: &str, key: &str) {
+        if let Some(journal) = self.journal.get() {
+            journal.settle(&(principal.to_owned(), key.to_owned()));
+        }
     }
 
     /// Marks a compaction due once the journal holds `lines` lines, well
@@ -800,6 +819,73 @@ mod tests {
             }
         }
         calls
+    }
+
+    /// A keyed batch's line is synced while its commit group is: if the
+    /// power goes after the line's sync and before the group's, the
+    /// restarted server finds a line whose records are past the log's end.
+    /// That batch was never acknowledged: its key is forgotten (a retry
+    /// writes it), counted apart, not reported as damage, and the rewritten
+    /// journal drops it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_line_synced_before_its_batch_is_forgotten_as_unacknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let fs = Arc::new(FaultFs::with_power_loss());
+        let options = StoreOptions {
+            fs: fs.clone(),
+            preallocation: sealog::Preallocation::None,
+            segment_size: 1 << 20,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&data, options).unwrap();
+        let path = data.join(IDEMPOTENCY_JOURNAL_NAME);
+        let table = Arc::new(Idempotency::new(100, 10_000, Duration::from_secs(3600)));
+        table.open_journal(fs.clone(), &path, &store).unwrap();
+        let (kept, journaled) = ingest_with(&table, &store, "durable", 1, Durability::Group).await;
+        journaled.unwrap();
+        // Queued, its line synced, its group not yet.
+        let Begin::Proceed(slot) = table.begin("p", "lost", [2; 32]).await else {
+            panic!("the key is new");
+        };
+        let appending = store.append_batch_async_with([event(2), event(2)], Durability::Buffered);
+        let queued = appending.queued_receipts().unwrap().to_vec();
+        table
+            .journal_batch_async("p", "lost", &[2; 32], &queued)
+            .await
+            .unwrap();
+        assert!(fs.unsynced_bytes(&path) == 0, "the line is synced");
+        drop(slot);
+        fs.crash();
+        drop(appending);
+        drop(table);
+        drop(store);
+        let after = dir.path().join("after");
+        fs.power_loss(&data, &after, Unsynced::Lost).unwrap();
+        let store = Store::open(&after, StoreOptions::default()).unwrap();
+        assert_eq!(store.len(), 2, "the second batch was never synced");
+        let restarted = Arc::new(Idempotency::new(100, 10_000, Duration::from_secs(3600)));
+        let journal = after.join(IDEMPOTENCY_JOURNAL_NAME);
+        let loaded = restarted.open_journal(std_fs(), &journal, &store).unwrap();
+        assert_eq!(
+            (loaded.keys, loaded.unacknowledged, loaded.damaged),
+            (1, 1, 0),
+            "{loaded:?}"
+        );
+        match restarted.begin("p", "durable", [1; 32]).await {
+            Begin::Replay { receipts, .. } => assert_eq!(receipts, kept),
+            _ => panic!("the acknowledged key is remembered"),
+        }
+        assert!(
+            matches!(
+                restarted.begin("p", "lost", [2; 32]).await,
+                Begin::Proceed(_)
+            ),
+            "the unacknowledged key is forgotten"
+        );
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\"durable\""), "{text}");
     }
 
     const IDEMPOTENCY_JOURNAL_NAME: &str = crate::IDEMPOTENCY_JOURNAL;

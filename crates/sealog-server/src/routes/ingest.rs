@@ -495,22 +495,35 @@ async fn append_detached(
                 }
             }
         };
-        let receipts = match appending.await {
-            Ok(receipts) => receipts,
-            Err(e) => return Err(IngestFailure::Store(e, lines)),
-        };
-        // Durable now: remember the key across a restart before
-        // acknowledging (a line written and synced with the others queued
-        // meanwhile, on a blocking thread; the journal is compacted in the
-        // background).
-        let journaled = match journal_as {
-            Some((principal, key, fingerprint)) => {
-                task_app
-                    .idempotency
-                    .journal_batch_async(&principal, &key, &fingerprint, &receipts)
-                    .await
+        // A keyed batch's journal line is made from the receipts the batch
+        // has once queued, and written and synced while the batch's commit
+        // group is: the acknowledgement waits for both, one sync's time
+        // rather than two in turn (lines queued meanwhile go in the same
+        // write, on a blocking thread; the journal is compacted in the
+        // background). A line whose records never became durable (the store
+        // failed, or the machine stopped first) names seqs past the log's
+        // end when the journal is loaded again, and is forgotten there.
+        let queued = appending.queued_receipts().map(<[Receipt]>::to_vec);
+        let (appended, journaled) = match (&journal_as, queued) {
+            (Some((principal, key, fingerprint)), Some(queued)) => {
+                let journal =
+                    task_app
+                        .idempotency
+                        .journal_batch_async(principal, key, fingerprint, &queued);
+                tokio::join!(appending, journal)
             }
-            None => Ok(()),
+            _ => (appending.await, Ok(())),
+        };
+        let receipts = match appended {
+            Ok(receipts) => receipts,
+            Err(e) => {
+                if let Some((principal, key, _)) = &journal_as {
+                    // Not acknowledged: the line is not kept by the next
+                    // compaction (the table forgets the key too).
+                    task_app.idempotency.forget_line(principal, key);
+                }
+                return Err(IngestFailure::Store(e, lines));
+            }
         };
         count_ingest(&task_app, receipts.len() as u64, body_len);
         let receipts = Arc::new(receipts);
