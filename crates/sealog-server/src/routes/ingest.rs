@@ -12,7 +12,10 @@
 //! this far is written and its key remembered even if the client goes
 //! away; answer the receipts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -466,7 +469,11 @@ async fn append_detached(
         });
     }
     let task_app = app.clone();
-    let task = tokio::spawn(async move {
+    // On the request's own task while the request waits for it (no spawn,
+    // and no second wake-up to hand the outcome over), moved to a task of
+    // its own if the request is dropped first: the batch is written and
+    // its key remembered whether or not the client waits.
+    let work = DetachOnDrop::new(async move {
         // The events' share of the budget is held until they are written,
         // even if the client has gone.
         let _allowance = allowance;
@@ -543,12 +550,57 @@ async fn append_detached(
             }
         }
     });
-    task.await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::Internal,
-            "the append task failed; retry with the same Idempotency-Key",
-        )
-    })
+    Ok(work.await)
+}
+
+/// A future polled on the task that awaits it, and moved to a task of its
+/// own (spawned on the current runtime) if it is dropped unfinished.
+struct DetachOnDrop<F: Future + Send + 'static>
+where
+    F::Output: Send,
+{
+    work: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn new(work: F) -> Self {
+        DetachOnDrop {
+            work: Some(Box::pin(work)),
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // `None` only once finished: an `.await` never polls it again.
+        let Some(work) = self.work.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(work.as_mut().poll(cx));
+        self.work = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
+        }
+    }
 }
 
 /// Counts a durable batch of `events` events from a body of `body_len`
@@ -600,7 +652,32 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::meter;
+    use super::{DetachOnDrop, meter};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Work dropped unfinished by the request that awaited it goes on in a
+    /// task of its own; finished work is not run again.
+    #[tokio::test]
+    async fn work_dropped_unfinished_goes_on_in_a_task() {
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        let work = DetachOnDrop::new(async move {
+            let _ = gate.await;
+            let _ = finished_tx.send("done");
+        });
+        // The request waits a moment, then goes away.
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(10), work).await;
+        assert!(waited.is_err(), "the work waits for its gate");
+        go.send(()).unwrap();
+        assert_eq!(finished.await.unwrap(), "done");
+
+        let runs = Arc::new(AtomicBool::new(false));
+        let ran = runs.clone();
+        let work = DetachOnDrop::new(async move { ran.swap(true, Ordering::SeqCst) });
+        assert!(!work.await, "run once, on the awaiting task");
+        assert!(runs.load(Ordering::SeqCst));
+    }
 
     const MIB: usize = 1 << 20;
 
