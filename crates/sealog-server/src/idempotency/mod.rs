@@ -40,6 +40,10 @@ use journal::{Journal, Line};
 
 type Key = (String, String);
 
+/// A completed key as a compaction copies it from the table: the key, its
+/// body's fingerprint, its receipts and when its line was made.
+type HeldKey = (Key, [u8; 32], Arc<Vec<Receipt>>, u64);
+
 enum Entry {
     Pending {
         fingerprint: [u8; 32],
@@ -469,17 +473,31 @@ impl Idempotency {
             return Ok(false);
         }
         let compacted = journal.compact(|text, unsettled| {
-            let table = self.table.lock();
+            // What each held key's line needs, copied under the table's
+            // lock (every keyed batch takes it, on a runtime worker
+            // thread); the lines are made after it is released. Made under
+            // the lock, 100,000 keys' lines held it for a tenth of a second
+            // or more, and every request of the server waited.
+            let held: Vec<HeldKey> = {
+                let table = self.table.lock();
+                table
+                    .entries
+                    .iter()
+                    .filter_map(|(key, entry)| match entry {
+                        Entry::Done {
+                            fingerprint,
+                            receipts,
+                            at_ms,
+                            journaled: true,
+                            ..
+                        } => Some((key.clone(), *fingerprint, receipts.clone(), *at_ms)),
+                        _ => None,
+                    })
+                    .collect()
+            };
             let mut count = 0;
-            for (key, entry) in &table.entries {
-                if let Entry::Done {
-                    fingerprint,
-                    receipts,
-                    at_ms,
-                    journaled: true,
-                    ..
-                } = entry
-                    && !unsettled.contains_key(key)
+            for (key, fingerprint, receipts, at_ms) in &held {
+                if !unsettled.contains_key(key)
                     && let Some(bytes) =
                         Line::new(key, fingerprint, receipts, *at_ms).and_then(|l| l.encode())
                 {
