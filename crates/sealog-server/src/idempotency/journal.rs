@@ -249,7 +249,7 @@ pub(super) fn read_lines(
         }
         match serde_json::from_slice::<Line>(&buf) {
             Ok(line) if line.v == JOURNAL_VERSION => {
-                lines.insert((line.principal.clone(), line.key.clone()), line);
+                lines.insert(Arc::new((line.principal.clone(), line.key.clone())), line);
             }
             Ok(line) => loaded.note_damage(
                 Some(number),
@@ -628,7 +628,7 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> Key {
-        ("p".to_owned(), k.to_owned())
+        Arc::new(("p".to_owned(), k.to_owned()))
     }
 
     fn line(k: &str) -> Vec<u8> {

@@ -38,7 +38,11 @@ use tokio::sync::Notify;
 pub(crate) use journal::Loaded;
 use journal::{Journal, Line};
 
-type Key = (String, String);
+/// A key as the table holds it: the principal and the `Idempotency-Key`,
+/// shared (the table, its age order, the journal's queue and its unsettled
+/// lines each hold it; a compaction copies every held one under the
+/// table's lock).
+type Key = Arc<(String, String)>;
 
 /// A completed key as a compaction copies it from the table: the key, its
 /// body's fingerprint, its receipts and when its line was made.
@@ -157,7 +161,7 @@ impl Idempotency {
         key: &str,
         fingerprint: [u8; 32],
     ) -> Begin {
-        let key: Key = (principal.to_owned(), key.to_owned());
+        let key: Key = Arc::new((principal.to_owned(), key.to_owned()));
         loop {
             let notified = {
                 let mut table = self.table.lock();
@@ -419,7 +423,7 @@ impl Idempotency {
         receipts: &[Receipt],
     ) -> Option<(&Arc<Journal>, Key, Vec<u8>)> {
         let journal = self.journal.get()?;
-        let key: Key = (principal.to_owned(), key.to_owned());
+        let key: Key = Arc::new((principal.to_owned(), key.to_owned()));
         let line = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))?.encode()?;
         Some((journal, key, line))
     }
@@ -430,7 +434,7 @@ impl Idempotency {
     /// the batch's slot is dropped.)
     pub fn forget_line(&self, principal: &str, key: &str) {
         if let Some(journal) = self.journal.get() {
-            journal.settle(&(principal.to_owned(), key.to_owned()));
+            journal.settle(&Arc::new((principal.to_owned(), key.to_owned())));
         }
     }
 
@@ -452,7 +456,7 @@ impl Idempotency {
         receipts: &[Receipt],
     ) -> std::io::Result<()> {
         self.journal_batch(principal, key, fingerprint, receipts)?;
-        let key: Key = (principal.to_owned(), key.to_owned());
+        let key: Key = Arc::new((principal.to_owned(), key.to_owned()));
         if let Some(journal) = self.journal.get() {
             journal.settle(&key);
         }
@@ -637,7 +641,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idempotency.log");
         let journal = Journal::create(std_fs(), &path, b"", 0).unwrap();
-        let key = |k: &str| ("p".to_owned(), k.to_owned());
+        let key = |k: &str| Arc::new(("p".to_owned(), k.to_owned()));
         journal
             .append(&key("old"), b"{\"old\":1}\n".to_vec())
             .unwrap();
