@@ -424,7 +424,7 @@ impl Idempotency {
     ) -> Option<(&Arc<Journal>, Key, Vec<u8>)> {
         let journal = self.journal.get()?;
         let key: Key = Arc::new((principal.to_owned(), key.to_owned()));
-        let line = Line::new(&key, fingerprint, receipts, unix_ms(SystemTime::now()))?.encode()?;
+        let line = journal::encode_line(&key, fingerprint, receipts, unix_ms(SystemTime::now()))?;
         Some((journal, key, line))
     }
 
@@ -502,8 +502,7 @@ impl Idempotency {
             let mut count = 0;
             for (key, fingerprint, receipts, at_ms) in &held {
                 if !unsettled.contains_key(key)
-                    && let Some(bytes) =
-                        Line::new(key, fingerprint, receipts, *at_ms).and_then(|l| l.encode())
+                    && let Some(bytes) = journal::encode_line(key, fingerprint, receipts, *at_ms)
                 {
                     text.extend_from_slice(&bytes);
                     count += 1;
