@@ -396,7 +396,11 @@ impl Idempotency {
 
     /// [`Idempotency::journal_batch`] from the async runtime: the task
     /// waits for the group its line joins without holding a thread; the
-    /// group is written and synced on a blocking thread.
+    /// group is written and synced on a blocking thread. The ingest route
+    /// calls it while the batch is committed, with the receipts the batch
+    /// has once queued (`sealog::Appending::queued_receipts`), and
+    /// acknowledges the batch once both are durable; if the batch fails,
+    /// it calls [`Idempotency::forget_line`].
     pub async fn journal_batch_async(
         &self,
         principal: &str,
@@ -744,20 +748,7 @@ mod tests {
         let crash = matches!(fail, Some((_, None)));
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let fs = Arc::new(FaultFs::with_power_loss());
-        let options = StoreOptions {
-            fs: fs.clone(),
-            durability: Durability::Group,
-            // The power-loss filesystem keeps unsynced bytes in memory:
-            // no zero-filled segment.
-            preallocation: sealog::Preallocation::None,
-            segment_size: 1 << 20,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(&data, options).unwrap();
-        let path = data.join(IDEMPOTENCY_JOURNAL_NAME);
-        let table = Arc::new(Idempotency::new(4, 10_000, Duration::from_secs(3600)));
-        table.open_journal(fs.clone(), &path, &store).unwrap();
+        let (fs, store, table) = on_power_loss_fs(&data, 4);
         let mut acknowledged = Vec::new();
         for i in 0..6u64 {
             let key = format!("k{i}");
@@ -842,6 +833,30 @@ mod tests {
         calls
     }
 
+    /// A store in `data` on a filesystem that can lose power, and a table of
+    /// at most `max_keys` keys journaled there.
+    fn on_power_loss_fs(data: &Path, max_keys: usize) -> (Arc<FaultFs>, Store, Arc<Idempotency>) {
+        let fs = Arc::new(FaultFs::with_power_loss());
+        let options = StoreOptions {
+            fs: fs.clone(),
+            durability: Durability::Group,
+            // The power-loss filesystem keeps unsynced bytes in memory:
+            // no zero-filled segment.
+            preallocation: sealog::Preallocation::None,
+            segment_size: 1 << 20,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(data, options).unwrap();
+        let path = data.join(IDEMPOTENCY_JOURNAL_NAME);
+        let table = Arc::new(Idempotency::new(
+            max_keys,
+            10_000,
+            Duration::from_secs(3600),
+        ));
+        table.open_journal(fs.clone(), &path, &store).unwrap();
+        (fs, store, table)
+    }
+
     /// A keyed batch's line is synced while its commit group is: if the
     /// power goes after the line's sync and before the group's, the
     /// restarted server finds a line whose records are past the log's end.
@@ -852,17 +867,8 @@ mod tests {
     async fn a_line_synced_before_its_batch_is_forgotten_as_unacknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let fs = Arc::new(FaultFs::with_power_loss());
-        let options = StoreOptions {
-            fs: fs.clone(),
-            preallocation: sealog::Preallocation::None,
-            segment_size: 1 << 20,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(&data, options).unwrap();
+        let (fs, store, table) = on_power_loss_fs(&data, 100);
         let path = data.join(IDEMPOTENCY_JOURNAL_NAME);
-        let table = Arc::new(Idempotency::new(100, 10_000, Duration::from_secs(3600)));
-        table.open_journal(fs.clone(), &path, &store).unwrap();
         let (kept, journaled) = ingest_with(&table, &store, "durable", 1, Durability::Group).await;
         journaled.unwrap();
         // Queued, its line synced, its group not yet.
