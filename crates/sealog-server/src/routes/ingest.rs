@@ -151,7 +151,7 @@ async fn ingest_batch(
     let outcome = match parsed {
         Err(e) => Err(e),
         Ok((batch, allowance)) => {
-            append_detached(app, store, batch, allowance, journal_as, slot, body_len).await?
+            append_detached(app, store, batch, allowance, journal_as, slot, body_len).await
         }
     };
     match outcome {
@@ -424,15 +424,15 @@ fn bind_tenant(batch: &mut ingest::Batch, tenant: Option<&str>) -> Result<(), In
     }
 }
 
-/// Appends the batch in a detached task and waits for it.
+/// Appends the batch and waits for it, detached from the request: if the
+/// request is dropped first, the rest moves to a task of its own.
 ///
-/// The task queues the batch for the committer, so it is written whether
-/// or not the client waits, and waits for it to be durable (no thread
-/// waits: the committer wakes the task when its commit group is synced),
-/// then remembers its idempotency key, so a
-/// client that lost the connection (or hit the request timeout) and
-/// retries with the same key gets these receipts instead of a second
-/// copy.
+/// The batch is queued for the committer, so it is written whether or not
+/// the client waits, and waited for until durable (no thread waits: the
+/// committer wakes the task when its commit group is synced); its
+/// idempotency key's journal line is synced meanwhile, so a client that
+/// lost the connection (or hit the request timeout) and retries with the
+/// same key gets these receipts instead of a second copy.
 async fn append_detached(
     app: &Arc<App>,
     store: Store,
@@ -441,7 +441,7 @@ async fn append_detached(
     journal_as: Option<JournalKey>,
     slot: Option<Slot>,
     body_len: u64,
-) -> Result<Result<Arc<Vec<Receipt>>, IngestFailure>, ApiError> {
+) -> Result<Arc<Vec<Receipt>>, IngestFailure> {
     let lines = batch.lines.take();
     let events = batch.events;
     if journal_as.is_none() && slot.is_none() && body_len <= INLINE_PARSE_BYTES as u64 {
@@ -460,13 +460,13 @@ async fn append_detached(
         };
         let appended = appending.await;
         inline.appending = None;
-        return Ok(match appended {
+        return match appended {
             Ok(receipts) => {
                 count_ingest(app, receipts.len() as u64, body_len);
                 Ok(Arc::new(receipts))
             }
             Err(e) => Err(IngestFailure::Store(e, lines)),
-        });
+        };
     }
     let task_app = app.clone();
     // On the request's own task while the request waits for it (no spawn,
@@ -550,7 +550,7 @@ async fn append_detached(
             }
         }
     });
-    Ok(work.await)
+    work.await
 }
 
 /// A future polled on the task that awaits it, and moved to a task of its
