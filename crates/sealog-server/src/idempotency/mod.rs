@@ -433,12 +433,16 @@ impl Idempotency {
     }
 
     /// A keyed batch whose journal line was written while it was being
-    /// committed, and which then failed (it is not acknowledged): the next
-    /// compaction does not keep its line. (The table forgets the key when
-    /// the batch's slot is dropped.)
+    /// committed, and which then failed (it is not acknowledged): the
+    /// background compaction, due now, rewrites the journal without its
+    /// line. (The table forgets the key when the batch's slot is dropped.)
+    /// Once the store is reopened, the line's seqs go to other records: a
+    /// restart that found the line still there would forget the key as
+    /// unusable and report it.
     pub fn forget_line(&self, principal: &str, key: &str) {
         if let Some(journal) = self.journal.get() {
             journal.settle(&Arc::new((principal.to_owned(), key.to_owned())));
+            self.compaction_due.store(true, Ordering::Relaxed);
         }
     }
 
@@ -831,6 +835,35 @@ mod tests {
             }
         }
         calls
+    }
+
+    /// The line of a batch that failed after its line was synced is gone
+    /// after the next background compaction, which its failure made due.
+    #[tokio::test]
+    async fn a_failed_batchs_line_is_compacted_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("log"), StoreOptions::default()).unwrap();
+        let path = dir.path().join("idempotency.log");
+        let table = Arc::new(Idempotency::new(100, 10_000, Duration::from_secs(3600)));
+        table.open_journal(std_fs(), &path, &store).unwrap();
+        ingest(&table, &store, "kept", 1).await.1.unwrap();
+        let Begin::Proceed(slot) = table.begin("p", "failed", [2; 32]).await else {
+            panic!("the key is new");
+        };
+        let appending = store.append_batch_async_with([event(2)], Durability::Group);
+        let queued = appending.queued_receipts().unwrap().to_vec();
+        table
+            .journal_batch_async("p", "failed", &[2; 32], &queued)
+            .await
+            .unwrap();
+        // The batch failed: the route drops its slot and forgets the line.
+        drop(slot);
+        table.forget_line("p", "failed");
+        assert!(table.compact_journal().unwrap(), "a compaction is due");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\"kept\""), "{text}");
+        drop(appending);
     }
 
     /// A store in `data` on a filesystem that can lose power, and a table of
