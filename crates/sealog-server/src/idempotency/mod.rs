@@ -15,13 +15,14 @@
 //! acknowledged key survives a restart, a crash or a power loss. The line
 //! is written while the batch's commit group is synced, from the receipts
 //! the batch has once queued; a line whose batch never became durable
-//! names records past the log's end, and loading forgets it. If the journal cannot be written the batch (durable in the log)
-//! is not acknowledged; a retry with its key gets the receipts once the
-//! key's line is durable. The journal is compacted by a background task,
-//! never on the way to an acknowledgement ([`journal`]). A loaded key's receipts are rebuilt from the log and checked against the
-//! journal's leaf and chain hashes; a key that does not check out is
-//! forgotten (and reported), never answered wrongly. docs/format.md
-//! specifies the file.
+//! names records past the log's end, and loading forgets it. If the
+//! journal cannot be written the batch (durable in the log) is not
+//! acknowledged; a retry with its key gets the receipts once the key's
+//! line is durable. The journal is compacted by a background task, never
+//! on the way to an acknowledgement ([`journal`]). A loaded key's receipts
+//! are rebuilt from the log and checked against the journal's leaf and
+//! chain hashes; a key that does not check out is forgotten (and
+//! reported), never answered wrongly. docs/format.md specifies the file.
 
 mod journal;
 

@@ -511,6 +511,7 @@ async fn append_detached(
         // failed, or the machine stopped first) names seqs past the log's
         // end when the journal is loaded again, and is forgotten there.
         let queued = appending.queued_receipts().map(<[Receipt]>::to_vec);
+        let early_line = journal_as.is_some() && queued.is_some();
         let (appended, journaled) = match (&journal_as, queued) {
             (Some((principal, key, fingerprint)), Some(queued)) => {
                 let journal =
@@ -524,9 +525,14 @@ async fn append_detached(
         let receipts = match appended {
             Ok(receipts) => receipts,
             Err(e) => {
-                if let Some((principal, key, _)) = &journal_as {
-                    // Not acknowledged: the line is not kept by the next
-                    // compaction (the table forgets the key too).
+                // Not acknowledged, and its line synced: the next
+                // compaction drops the line (the table forgets the key
+                // too). A batch refused before it was queued, or whose
+                // line failed, left none.
+                if early_line
+                    && journaled.is_ok()
+                    && let Some((principal, key, _)) = &journal_as
+                {
                     task_app.idempotency.forget_line(principal, key);
                 }
                 return Err(IngestFailure::Store(e, lines));
