@@ -561,6 +561,10 @@ async fn append_detached(
 
 /// A future polled on the task that awaits it, and moved to a task of its
 /// own (spawned on the current runtime) if it is dropped unfinished.
+///
+/// [`InlineAppend`] does the same for an unkeyed small batch without the
+/// box: its `Appending` is `Unpin` and can be moved to a task as it is,
+/// which keeps an allocation off the most common POST.
 struct DetachOnDrop<F: Future + Send + 'static>
 where
     F::Output: Send,
