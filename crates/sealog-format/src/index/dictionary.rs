@@ -12,7 +12,7 @@ use std::ops::{Bound, Range};
 
 use roaring::RoaringBitmap;
 
-use super::bitmap::check_bitmap_shape;
+use super::bitmap::{check_bitmap_shape, walk_canonical};
 
 /// Whether [`TermDict::check`] walks every bitmap's structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -590,6 +590,99 @@ impl<'a> TermDict<'a> {
             return Err(out_of_range(u64::from(max)));
         }
         Ok(bitmap)
+    }
+
+    /// Calls `f` with the ordinals of the term at `index`, in increasing
+    /// order, and checks that the term's bytes are exactly the encoding the
+    /// writer gives them: one ordinal inline in the entry, or a bitmap in
+    /// canonical form (`docs/format.md`, "Term bitmaps") that holds as many
+    /// ordinals as the entry's cardinality, all below the segment's record
+    /// count. The canonical form depends only on the ordinals, so a section
+    /// that passes [`IndexReader::check_section`](super::IndexReader::check_section)
+    /// and this for every term, and whose terms and their ordinals equal
+    /// another such section's, has the same bytes as it.
+    ///
+    /// Does not allocate (except for the message of an error), unlike
+    /// [`bitmap`](Self::bitmap), which decodes into a [`RoaringBitmap`].
+    ///
+    /// Fails if `index` is past the last term, if the entry or its bitmap
+    /// is malformed or not canonical, if the count differs from the entry's
+    /// cardinality, or if an ordinal is past the segment. `f` is never
+    /// called with an ordinal past the segment, but on an error it may
+    /// already have been called with some of the term's ordinals.
+    pub fn for_each_ordinal_canonical(
+        &self,
+        index: usize,
+        mut f: impl FnMut(u32),
+    ) -> Result<(), IndexError> {
+        let field = self.field;
+        let record_count = self.record_count;
+        let Some(e) = self.entry(index) else {
+            return Err(IndexError::TermIndexOutOfRange {
+                field,
+                index,
+                len: self.len(),
+            });
+        };
+        let bad = |reason: String| IndexError::BadBitmap {
+            field,
+            term_index: index,
+            reason,
+        };
+        let out_of_range = |ordinal: u32| IndexError::OrdinalOutOfRange {
+            field,
+            term_index: Some(index),
+            ordinal: u64::from(ordinal),
+            record_count,
+        };
+        if e.bitmap_len == 0 {
+            if e.cardinality != 1 {
+                return Err(bad(format!(
+                    "the term is stored inline, which means one record, but its entry \
+                     says {}",
+                    e.cardinality
+                )));
+            }
+            if u64::from(e.bitmap_offset) >= record_count {
+                return Err(out_of_range(e.bitmap_offset));
+            }
+            f(e.bitmap_offset);
+            return Ok(());
+        }
+        if e.cardinality == 1 {
+            return Err(bad(
+                "a bitmap of one record is not canonical (it must be stored inline)".to_owned(),
+            ));
+        }
+        let Some(bytes) = self.bitmap_bytes(index) else {
+            return Err(IndexError::BadTermEntry {
+                field,
+                index,
+                reason: "bitmap extends past the bitmap heap",
+            });
+        };
+        // The values increase, so once one is past the segment all that
+        // follow are: the last one seen is the largest, as the section
+        // check reports it.
+        let mut past = None;
+        let count = walk_canonical(bytes, |ordinal| {
+            if u64::from(ordinal) < record_count {
+                f(ordinal);
+            } else {
+                past = Some(ordinal);
+            }
+        })
+        .map_err(|reason| bad(reason.to_owned()))?;
+        if count != u64::from(e.cardinality) {
+            return Err(bad(format!(
+                "its containers hold {count} ordinals, the term entry says {}",
+                e.cardinality
+            )));
+        }
+        if let Some(ordinal) = past {
+            return Err(out_of_range(ordinal));
+        }
+        Ok(())
     }
 
     /// The union of the bitmaps of the terms at `indexes` (for example a

@@ -272,6 +272,15 @@ impl<'a> HashedIndex<'a> {
         self.keys.iter().map(|k| u64::from_le_bytes(*k))
     }
 
+    /// Every entry as `(key, ordinal)`, in the section's order (ascending
+    /// in a checked section).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + 'a {
+        self.keys
+            .iter()
+            .zip(self.ordinals)
+            .map(|(k, o)| (u64::from_le_bytes(*k), u32::from_le_bytes(*o)))
+    }
+
     /// Positions of the entries with key `key`.
     fn key_range(&self, key: u64) -> Range<usize> {
         self.key_range_reading(key, &mut |_| {})

@@ -257,6 +257,14 @@ impl<'a> IpIndex<'a> {
         self.v6.len()
     }
 
+    /// The address of IPv6 entry `index` (in address order).
+    #[inline]
+    pub fn v6_at(&self, index: usize) -> Option<Ipv6Addr> {
+        self.v6
+            .get(index)
+            .map(|a| Ipv6Addr::from(u128::from_be_bytes(*a)))
+    }
+
     /// Positions of the IPv4 entries with `lo <= address <= hi`.
     fn positions_v4(&self, lo: u32, hi: u32) -> Range<usize> {
         if lo > hi {

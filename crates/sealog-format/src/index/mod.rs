@@ -99,4 +99,4 @@ pub use layout::{
     MAX_RECORDS, MAX_TERM_LEN, SECTION_ALIGN, SECTION_ENTRY_LEN, SectionKind, TERM_ENTRY_LEN,
     TERM_FILTER_FROM,
 };
-pub use reader::IndexReader;
+pub use reader::{DerivedKinds, IndexReader};

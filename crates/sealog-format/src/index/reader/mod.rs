@@ -13,6 +13,9 @@
 use roaring::RoaringBitmap;
 
 mod blocks;
+mod derived;
+
+pub use derived::DerivedKinds;
 
 use super::bytes::{align_up, crc32, sub, to_u64};
 use super::columns::{self, Columns};
