@@ -18,20 +18,25 @@
 //! rewrite the whole directory: they cannot sign.
 //!
 //! Each sealed segment's index sidecar (`segments/<seq>.idx`) is checked
-//! against its records: the sidecar the records give is built while they
-//! are read (the encoding is canonical) and compared byte for byte with the
-//! file. A sidecar that differs is reported — after the log itself, which
-//! it cannot damage — as [`CorruptionKind::Sidecar`], naming the file, the
-//! byte offset and the section where it first differs; it is derived data,
-//! and removing it makes the next query rebuild it. A missing sidecar is
-//! not a problem (it is rebuilt when a query needs it) and is listed in
-//! [`VerifyReport::sidecars_missing`]. The key-filter entries are checked
-//! the same way. [`VerifyOptions::log_only`] skips both (they are derived
-//! and rebuildable; about a third of the work) and checks the rest.
+//! against its records: it must be, byte for byte, the sidecar the records
+//! give (the encoding is canonical). The check reads the file where it
+//! lies and compares its content with the records while they are read,
+//! through the ordinals (`content`), which shows that without encoding the
+//! file again; when it finds a difference, the sidecar the records give is
+//! encoded and compared byte for byte to say where. A sidecar that differs
+//! is reported — after the log itself, which it cannot damage — as
+//! [`CorruptionKind::Sidecar`], naming the file, the byte offset and the
+//! section where it first differs; it is derived data, and removing it
+//! makes the next query rebuild it. A missing sidecar is not a problem (it
+//! is rebuilt when a query needs it) and is listed in
+//! [`VerifyReport::sidecars_missing`]. The key-filter entries are compared
+//! with the filter their sidecar gives. [`VerifyOptions::log_only`] skips
+//! both (they are derived and rebuildable) and checks the rest.
 //!
 //! The first problem in log order is returned as a [`Corruption`] naming the
 //! file, byte offset and seq.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -49,7 +54,9 @@ use crate::recovery::{Found, check_link, list_segment_names, read_found, read_ma
 use crate::segment::{Decoded, FrameWalker, Stop, Tail, WalkedRecord, classify_tail};
 use crate::tree::LevelFile;
 
+mod content;
 mod hashes;
+use content::{ColumnPools, ContentCheck};
 use hashes::{
     Chained, LeafPool, StreamTree, first_block_difference, first_leaf_difference,
     leaf_file_corruption,
@@ -396,6 +403,7 @@ pub(crate) fn run(
     // seal may have been interrupted after its leaves were written).
     let mut sealing = 0u64;
     let leaf_pool = LeafPool::default();
+    let column_pool = ColumnPools::default();
     let mut consume = |index: usize, summary: Result<Summary>| -> Result<bool> {
         let Some(f) = found.get(index) else {
             return Ok(false);
@@ -522,6 +530,7 @@ pub(crate) fn run(
         checkpoint_sizes: &checkpoint_sizes,
         key_filters: key_filters.as_ref(),
         leaf_pool: &leaf_pool,
+        column_pool: &column_pool,
     };
     pipeline(cx, &found, &mut consume)?;
     // Checkpoints of size 0, or beyond what the log holds.
@@ -735,52 +744,62 @@ fn check_pruned(
     Ok(())
 }
 
-/// Compares a sealed segment's sidecar with the one its records give,
-/// `expected(column_blocks)`, encoded in the layout of the file found (a
-/// sidecar written before column block checksums existed has none).
-/// Returns the bytes it compared with too; with no file, those of the
-/// current layout if `wanted` (the key filter is compared with them).
-fn check_sidecar(
-    fs: &dyn Vfs,
-    f: &Found,
-    expected: Option<impl FnOnce(crate::sidecar::SidecarLayout) -> Option<Vec<u8>>>,
-    wanted: bool,
-) -> Result<(SidecarCheck, Option<Vec<u8>>)> {
-    let Some(expected) = expected else {
-        return Ok((SidecarCheck::NotChecked, None));
-    };
-    let name = crate::sidecar::sidecar_name(f.header.first_seq);
+/// The sealed segment `f`'s index sidecar, mapped (read once, in order,
+/// by the check: not copied into fresh memory the kernel has to zero
+/// first, 12 MB for a 64 MiB segment); `None` when there is none.
+fn map_sidecar(fs: &dyn Vfs, f: &Found) -> Result<Option<Mapped>> {
     let path = f.path.with_extension("idx");
-    // Mapped, as the segment is, and read once, in order, by the
-    // comparison: not copied into fresh memory the kernel has to zero
-    // first (12 MB a 64 MiB segment).
-    let actual = match fs.open(&path, OpenMode::Read).and_then(|file| file.map()) {
+    match fs.open(&path, OpenMode::Read).and_then(|file| file.map()) {
         Ok(map) => {
             map.will_need(0, map.len());
-            map
+            Ok(Some(map))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes = wanted
-                .then(|| expected(crate::sidecar::SidecarLayout::CURRENT))
-                .flatten();
-            return Ok((SidecarCheck::Missing(name), bytes));
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("map", &path, e)),
+    }
+}
+
+/// The sidecar of a sealed segment's records (`image`, its frames at
+/// `offsets`) in `layout`; `None` when the index cannot hold them.
+fn encode_from_records(
+    image: &[u8],
+    offsets: &[u64],
+    identity: sealog_format::index::SegmentIdentity,
+    name: &str,
+    layout: crate::sidecar::SidecarLayout,
+) -> Option<Vec<u8>> {
+    let records = offsets.iter().map(|&offset| {
+        // Frames the walk has just read: they are there.
+        let moved = || -> Error {
+            Corruption::new(
+                Location::file(name).at(offset),
+                CorruptionKind::Layout("a frame moved after the segment was checked".into()),
+            )
+            .into()
+        };
+        let at = u32::try_from(offset).map_err(|_| moved())?;
+        let rest = image.get(at as usize..).ok_or_else(moved)?;
+        match sealog_format::frame::read_frame(rest) {
+            Ok(sealog_format::frame::FrameRead::Frame(frame)) => Ok((at, frame.body)),
+            _ => Err(moved()),
         }
-        Err(e) => return Err(Error::io("map", &path, e)),
-    };
-    let Some(expected) = expected(crate::sidecar::SidecarLayout::of(&actual)) else {
-        return Ok((SidecarCheck::NotChecked, None));
-    };
-    let check = match crate::sidecar::describe_difference(&expected, &actual) {
+    });
+    crate::sidecar::encode_records_as(identity, records, name, layout).ok()
+}
+
+/// Compares a sidecar file with the one its records give, byte for byte,
+/// saying where it first differs.
+fn compare_sidecar(expected: &[u8], actual: &[u8], name: String, segment: &str) -> SidecarCheck {
+    match crate::sidecar::describe_difference(expected, actual) {
         None => SidecarCheck::Matches,
         Some((offset, problem)) => SidecarCheck::Differs(Corruption::new(
             Location::file(name).at(offset),
             CorruptionKind::Sidecar {
-                segment: f.name.clone(),
+                segment: segment.to_owned(),
                 problem,
             },
         )),
-    };
-    Ok((check, Some(expected)))
+    }
 }
 
 /// Compares a sealed segment's key-filter entry with the one `sidecar`,
@@ -983,6 +1002,8 @@ struct SegmentContext<'a> {
     /// `None`: the log only, no index files checked.
     key_filters: Option<&'a crate::key_filter::Catalog>,
     leaf_pool: &'a LeafPool,
+    /// The inverted columns of sidecars' checks.
+    column_pool: &'a ColumnPools,
 }
 
 fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<Summary> {
@@ -993,6 +1014,7 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
         checkpoint_sizes,
         key_filters,
         leaf_pool,
+        column_pool,
     } = cx;
     let wanted: Vec<u64> = checkpoint_sizes
         .iter()
@@ -1025,28 +1047,26 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
     };
     // Records are hashed a batch at a time, several at once.
     let mut walker = FrameWalker::new(&image, f.header.first_seq, None).without_leaves();
-    // A sealed segment's sidecar, as its records give it: the columnar
-    // in-memory index an open segment keeps, encoded as the sealer encodes
-    // it (the same bytes as building it term by term, for less work).
     // Room for a sealed segment's records up front (its footer says how
     // many; no frame is under 32 bytes, which bounds a damaged count). An
     // unsealed one's count is unknown: its vectors grow.
     let expected_records = f.footer.as_ref().map_or(0, |footer| {
         usize::try_from(footer.record_count.min(image.len() as u64 / 32)).unwrap_or(0)
     });
-    let mut indexer = f
+    // A sealed segment's index sidecar, checked against the records as
+    // they are read (`content`), where it lies: mapped, as the segment is.
+    let identity = f
         .footer
         .as_ref()
-        .filter(|_| key_filters.is_some())
-        .map(|_| {
-            let mut index = crate::index::MemIndex::encode_only();
-            index.reserve(expected_records);
-            (
-                index,
-                Vec::with_capacity(expected_records),
-                Vec::with_capacity(expected_records),
-            )
-        });
+        .map(|footer| crate::sidecar::identity(&f.header, footer));
+    let sidecar_file = match (&identity, key_filters) {
+        (Some(_), Some(_)) => map_sidecar(fs, f)?,
+        _ => None,
+    };
+    let mut content = match (&sidecar_file, &identity) {
+        (Some(file), Some(identity)) => Some(ContentCheck::new(file, identity, column_pool)),
+        _ => None,
+    };
     let chained = Chained::new(
         f.header.first_seq,
         f.header.chain_in,
@@ -1071,17 +1091,13 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
         let Some(r) = walker.next_as::<sealog_format::record::Checked>() else {
             break;
         };
-        if let Some((index, frame_offsets, event_times)) = &mut indexer {
-            match u32::try_from(r.offset) {
-                Ok(offset) => {
-                    index.push_checked(&r.view);
-                    frame_offsets.push(offset);
-                    event_times.push(r.view.event_time().as_nanos());
-                }
-                // Not indexable (the seal could not have written a sidecar
-                // either): nothing to compare.
-                Err(_) => indexer = None,
-            }
+        if let Some(Ok(check)) = &mut content {
+            // Below `max_records`, a footer's count of at most `u32::MAX`.
+            check.record(
+                u32::try_from(g.count).unwrap_or(u32::MAX),
+                r.offset,
+                &r.view,
+            );
         }
         g.add(&r, crate::policy_note::is_policy_checked(&r.view, r.body));
     }
@@ -1292,25 +1308,43 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
         last_recorded,
         &mismatch,
     )?;
-    // A record the index cannot hold (the seal could not have written a
-    // sidecar either) leaves nothing to compare.
     let identity = crate::sidecar::identity(&f.header, footer);
-    let expected = indexer.map(|(index, frame_offsets, event_times)| {
-        move |layout| {
-            crate::sidecar::encode_mem_as(identity, frame_offsets, event_times, &index, layout).ok()
-        }
-    });
-    drop(image);
     let (sidecar, key_filter) = match key_filters {
         Some(key_filters) => {
-            let wants_filter = key_filters.holds(identity.first_seq);
-            let (sidecar, expected) = check_sidecar(fs, f, expected, wants_filter)?;
+            // The sidecar the records give, encoded, when the file's check
+            // says it differs (to say where), when there is no file, or
+            // when the check could not run. A record the index cannot hold
+            // (the seal could not have written a sidecar either) leaves
+            // nothing to compare.
+            let encode = |layout| encode_from_records(&image, &offsets, identity, &f.name, layout);
+            let same = content.map(|check| check.and_then(ContentCheck::finish));
+            let name = crate::sidecar::sidecar_name(f.header.first_seq);
+            let (sidecar, expected) = match (&sidecar_file, same) {
+                (None, _) => {
+                    let wanted = key_filters.holds(identity.first_seq);
+                    let expected = wanted
+                        .then(|| encode(crate::sidecar::SidecarLayout::CURRENT))
+                        .flatten();
+                    (SidecarCheck::Missing(name), expected.map(Cow::Owned))
+                }
+                (Some(file), Some(Ok(()))) => {
+                    (SidecarCheck::Matches, Some(Cow::Borrowed(&file[..])))
+                }
+                (Some(file), _) => match encode(crate::sidecar::SidecarLayout::of(file)) {
+                    None => (SidecarCheck::NotChecked, None),
+                    Some(expected) => (
+                        compare_sidecar(&expected, file, name, &f.name),
+                        Some(Cow::Owned(expected)),
+                    ),
+                },
+            };
             let key_filter =
                 check_key_filter(key_filters, &identity, &f.name, expected.as_deref())?;
             (sidecar, key_filter)
         }
         None => (SidecarCheck::NotChecked, SidecarCheck::NotChecked),
     };
+    drop(image);
     Ok(Summary {
         count,
         chain_head: chain,

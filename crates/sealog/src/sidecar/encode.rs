@@ -148,7 +148,11 @@ pub(crate) fn encode_records_as<'a>(
     // sealer encodes it: the same bytes as building term by term
     // (`RecordIndexer`), for a fraction of the work.
     let mut mem = MemIndex::encode_only();
-    let (mut offsets, mut event_times) = (Vec::new(), Vec::new());
+    // Room for the records up front when their number is known (a sealed
+    // segment's): the columns then do not grow by copying themselves.
+    let known = records.size_hint().0;
+    mem.reserve(known);
+    let (mut offsets, mut event_times) = (Vec::with_capacity(known), Vec::with_capacity(known));
     for (ordinal, item) in (0u32..).zip(records) {
         let (offset, body) = item?;
         let view = sealog_format::record::decode(body).map_err(|e| {

@@ -8,9 +8,10 @@
 //! (it records the store id, segment number, first seq, record count and the
 //! footer's CRC) is rebuilt from the records and the rebuild is logged;
 //! nothing is ever lost with an index. Verification never trusts one: it
-//! builds the sidecar each segment's records give (the in-memory index of
-//! an open segment, encoded by [`encode_mem`]) and compares it with the
-//! file ([`describe_difference`]). Encoding lives in [`encode`]; reading,
+//! checks that the file is the sidecar each segment's records give (by its
+//! content, `verify::content`; where that finds a difference, by encoding
+//! the records' sidecar, [`encode_records`], and comparing bytes,
+//! [`describe_difference`]). Encoding lives in [`encode`]; reading,
 //! checking and rebuilding a mapped sidecar here.
 
 use std::net::IpAddr;
@@ -34,7 +35,7 @@ pub use encode::SidecarLayout;
 #[cfg(test)]
 pub(crate) use encode::{RecordIndexer, encode_in_layout};
 pub(crate) use encode::{
-    describe_difference, encode_mem, encode_mem_as, encode_records, encode_records_as, write,
+    describe_difference, encode_mem, encode_records, encode_records_as, write,
 };
 
 /// How much smaller than the set a term's bitmap must be for a count to
@@ -78,7 +79,7 @@ pub(crate) fn identity(header: &SegmentHeader, footer: &SegmentFooter) -> Segmen
     }
 }
 
-fn dict_field(f: DictField) -> IndexField {
+pub(crate) fn dict_field(f: DictField) -> IndexField {
     match f {
         DictField::Actor => IndexField::Actor,
         DictField::Action => IndexField::Action,
@@ -88,7 +89,7 @@ fn dict_field(f: DictField) -> IndexField {
     }
 }
 
-fn exact_field(f: ExactField) -> IndexField {
+pub(crate) fn exact_field(f: ExactField) -> IndexField {
     match f {
         ExactField::RequestId => IndexField::RequestId,
         ExactField::ResourceId => IndexField::ResourceId,

@@ -96,30 +96,40 @@ fn check_level(
     }
 }
 
-/// Leaf vectors handed back once the tree over the log has taken a
-/// segment's leaves, for the segments after it: a segment's leaves are
-/// megabytes, and a fresh vector costs the kernel a zeroed page per 4 KiB.
-#[derive(Default)]
-pub(super) struct LeafPool(parking_lot::Mutex<Vec<Vec<Hash>>>);
+/// Vectors handed back once a segment is done with them, for the segments
+/// after it: a segment's leaves (and the columns its sidecar's check
+/// inverts) are megabytes, and a fresh vector costs the kernel a zeroed
+/// page per 4 KiB.
+pub(super) struct VecPool<T>(parking_lot::Mutex<Vec<Vec<T>>>);
 
-impl LeafPool {
+/// Leaf vectors, handed back once the tree over the log has taken a
+/// segment's leaves.
+pub(super) type LeafPool = VecPool<Hash>;
+
+impl<T> Default for VecPool<T> {
+    fn default() -> Self {
+        VecPool(parking_lot::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> VecPool<T> {
     /// Vectors kept (the segments in flight at once are a few).
     const KEPT: usize = 4;
 
-    /// An empty vector with room for `capacity` leaves.
-    pub(super) fn take(&self, capacity: usize) -> Vec<Hash> {
-        let mut leaves = self.0.lock().pop().unwrap_or_default();
-        leaves.clear();
-        leaves.reserve(capacity);
-        leaves
+    /// An empty vector with room for `capacity` values.
+    pub(super) fn take(&self, capacity: usize) -> Vec<T> {
+        let mut values = self.0.lock().pop().unwrap_or_default();
+        values.clear();
+        values.reserve(capacity);
+        values
     }
 
-    /// Hands `leaves` back for another segment.
-    pub(super) fn give(&self, mut leaves: Vec<Hash>) {
-        leaves.clear();
+    /// Hands `values` back for another segment.
+    pub(super) fn give(&self, mut values: Vec<T>) {
+        values.clear();
         let mut kept = self.0.lock();
         if kept.len() < Self::KEPT {
-            kept.push(leaves);
+            kept.push(values);
         }
     }
 }
