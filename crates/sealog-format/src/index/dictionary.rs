@@ -542,36 +542,12 @@ impl<'a> TermDict<'a> {
                 len: self.len(),
             });
         };
-        let bad = |reason: String| IndexError::BadBitmap {
-            field,
-            term_index: index,
-            reason,
-        };
-        let out_of_range = |ordinal: u64| IndexError::OrdinalOutOfRange {
-            field,
-            term_index: Some(index),
-            ordinal,
-            record_count: self.record_count,
-        };
-        if e.bitmap_len == 0 {
-            if e.cardinality != 1 {
-                return Err(bad(format!(
-                    "the term is stored inline, which means one record, but its entry \
-                     says {}",
-                    e.cardinality
-                )));
-            }
-            if u64::from(e.bitmap_offset) >= self.record_count {
-                return Err(out_of_range(u64::from(e.bitmap_offset)));
-            }
+        let bad = |reason: String| self.bad_bitmap(index, reason);
+        let out_of_range = |ordinal: u64| self.out_of_range(index, ordinal);
+        if let Some(ordinal) = self.inline_ordinal_of(index, &e)? {
             let mut bitmap = RoaringBitmap::new();
-            bitmap.insert(e.bitmap_offset);
+            bitmap.insert(ordinal);
             return Ok(bitmap);
-        }
-        if e.cardinality == 1 {
-            return Err(bad(
-                "a bitmap of one record is not canonical (it must be stored inline)".to_owned(),
-            ));
         }
         let cardinality = u64::from(e.cardinality);
         // Walk the structure first, so that roaring only ever allocates
@@ -590,6 +566,51 @@ impl<'a> TermDict<'a> {
             return Err(out_of_range(u64::from(max)));
         }
         Ok(bitmap)
+    }
+
+    /// The ordinal of entry `e` (of the term at `index`) if it is inline,
+    /// `None` if it has a bitmap; fails if it breaks the rules of either
+    /// (an inline entry is one record of the segment, a bitmap at least
+    /// two).
+    fn inline_ordinal_of(&self, index: usize, e: &RawTerm) -> Result<Option<u32>, IndexError> {
+        let bad = |reason: String| self.bad_bitmap(index, reason);
+        if e.bitmap_len != 0 {
+            return match e.cardinality {
+                1 => Err(bad(
+                    "a bitmap of one record is not canonical (it must be stored inline)".to_owned(),
+                )),
+                _ => Ok(None),
+            };
+        }
+        if e.cardinality != 1 {
+            return Err(bad(format!(
+                "the term is stored inline, which means one record, but its entry says {}",
+                e.cardinality
+            )));
+        }
+        if u64::from(e.bitmap_offset) >= self.record_count {
+            return Err(self.out_of_range(index, u64::from(e.bitmap_offset)));
+        }
+        Ok(Some(e.bitmap_offset))
+    }
+
+    /// The error of a malformed bitmap of the term at `index`.
+    fn bad_bitmap(&self, index: usize, reason: String) -> IndexError {
+        IndexError::BadBitmap {
+            field: self.field,
+            term_index: index,
+            reason,
+        }
+    }
+
+    /// The error of an ordinal past the segment in the term at `index`.
+    fn out_of_range(&self, index: usize, ordinal: u64) -> IndexError {
+        IndexError::OrdinalOutOfRange {
+            field: self.field,
+            term_index: Some(index),
+            ordinal,
+            record_count: self.record_count,
+        }
     }
 
     /// Calls `f` with the ordinals of the term at `index`, in increasing
@@ -615,8 +636,7 @@ impl<'a> TermDict<'a> {
         index: usize,
         mut f: impl FnMut(u32),
     ) -> Result<(), IndexError> {
-        let field = self.field;
-        let record_count = self.record_count;
+        let (field, record_count) = (self.field, self.record_count);
         let Some(e) = self.entry(index) else {
             return Err(IndexError::TermIndexOutOfRange {
                 field,
@@ -624,35 +644,10 @@ impl<'a> TermDict<'a> {
                 len: self.len(),
             });
         };
-        let bad = |reason: String| IndexError::BadBitmap {
-            field,
-            term_index: index,
-            reason,
-        };
-        let out_of_range = |ordinal: u32| IndexError::OrdinalOutOfRange {
-            field,
-            term_index: Some(index),
-            ordinal: u64::from(ordinal),
-            record_count,
-        };
-        if e.bitmap_len == 0 {
-            if e.cardinality != 1 {
-                return Err(bad(format!(
-                    "the term is stored inline, which means one record, but its entry \
-                     says {}",
-                    e.cardinality
-                )));
-            }
-            if u64::from(e.bitmap_offset) >= record_count {
-                return Err(out_of_range(e.bitmap_offset));
-            }
-            f(e.bitmap_offset);
+        let bad = |reason: String| self.bad_bitmap(index, reason);
+        if let Some(ordinal) = self.inline_ordinal_of(index, &e)? {
+            f(ordinal);
             return Ok(());
-        }
-        if e.cardinality == 1 {
-            return Err(bad(
-                "a bitmap of one record is not canonical (it must be stored inline)".to_owned(),
-            ));
         }
         let Some(bytes) = self.bitmap_bytes(index) else {
             return Err(IndexError::BadTermEntry {
@@ -680,7 +675,7 @@ impl<'a> TermDict<'a> {
             )));
         }
         if let Some(ordinal) = past {
-            return Err(out_of_range(ordinal));
+            return Err(self.out_of_range(index, u64::from(ordinal)));
         }
         Ok(())
     }
