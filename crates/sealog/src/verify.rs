@@ -1064,7 +1064,12 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
         _ => None,
     };
     let mut content = match (&sidecar_file, &identity) {
-        (Some(file), Some(identity)) => Some(ContentCheck::new(file, identity, column_pool)),
+        (Some(file), Some(identity)) => Some(ContentCheck::new(
+            file,
+            identity,
+            expected_records,
+            column_pool,
+        )),
         _ => None,
     };
     let chained = Chained::new(

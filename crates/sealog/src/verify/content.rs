@@ -81,11 +81,21 @@ impl<'a, 'p> ContentCheck<'a, 'p> {
     /// Checks the file `bytes` as far as it can be checked without the
     /// records, and inverts its indexes. `Err`: the file is not the one the
     /// records give (or not one any reader accepts), in words.
+    /// `most_records` bounds the records the segment can hold (its size
+    /// over the smallest frame): a damaged footer's count, which the walk
+    /// will refuse, sizes no column.
     pub(super) fn new(
         bytes: &'a [u8],
         identity: &SegmentIdentity,
+        most_records: usize,
         pools: &'p ColumnPools,
     ) -> Result<Self, String> {
+        if usize::try_from(identity.record_count).map_or(true, |n| n > most_records) {
+            return Err(format!(
+                "the segment cannot hold the {} records its footer counts",
+                identity.record_count
+            ));
+        }
         let reader = IndexReader::parse(bytes).map_err(|e| e.to_string())?;
         reader.check_identity(identity).map_err(|e| e.to_string())?;
         let layout = SidecarLayout::of(bytes);
@@ -427,7 +437,7 @@ mod tests {
         sidecar: &[u8],
     ) -> Result<(), String> {
         let pools = ColumnPools::default();
-        let mut check = ContentCheck::new(sidecar, id, &pools)?;
+        let mut check = ContentCheck::new(sidecar, id, image.offsets.len(), &pools)?;
         for (ordinal, (offset, body)) in (0u32..).zip(bodies(bytes, image)) {
             let record = sealog_format::record::check(body).unwrap();
             check.record(ordinal, u64::from(offset), &record);
