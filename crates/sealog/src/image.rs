@@ -308,22 +308,37 @@ pub fn sidecar_of_as(
 ) -> Result<Vec<u8>> {
     let bytes = &*uncompressed(name, bytes)?;
     let identity = crate::sidecar::identity(&image.header, &image.footer);
-    let records = image.offsets.iter().enumerate().map(|(ordinal, &offset)| {
-        let seq = image.header.first_seq + ordinal as u64;
+    let offsets = image.offsets.iter().map(|&offset| u64::from(offset));
+    let records = frames_at(name, bytes, image.header.first_seq, offsets);
+    crate::sidecar::encode_records_as(identity, records, name, layout)
+}
+
+/// The bodies of the frames at `offsets` (ordinal order, from seq
+/// `first_seq`) of a segment's uncompressed `bytes` already checked, with
+/// their offsets, as the sidecar encoder takes them. A frame that is not
+/// there (or at an offset a sidecar cannot hold) is an error naming it.
+pub(crate) fn frames_at<'a>(
+    name: &'a str,
+    bytes: &'a [u8],
+    first_seq: u64,
+    offsets: impl ExactSizeIterator<Item = u64> + 'a,
+) -> impl ExactSizeIterator<Item = Result<(u32, &'a [u8])>> + 'a {
+    offsets.enumerate().map(move |(ordinal, offset)| {
+        let seq = first_seq + ordinal as u64;
         let damaged = || -> Error {
             Corruption::new(
-                Location::file(name).at(u64::from(offset)).seq(seq),
+                Location::file(name).at(offset).seq(seq),
                 CorruptionKind::Layout("a frame moved after the segment was checked".into()),
             )
             .into()
         };
-        let rest = bytes.get(offset as usize..).ok_or_else(damaged)?;
+        let at = u32::try_from(offset).map_err(|_| damaged())?;
+        let rest = bytes.get(at as usize..).ok_or_else(damaged)?;
         match sealog_format::frame::read_frame(rest) {
-            Ok(sealog_format::frame::FrameRead::Frame(f)) => Ok((offset, f.body)),
+            Ok(sealog_format::frame::FrameRead::Frame(f)) => Ok((at, f.body)),
             _ => Err(damaged()),
         }
-    });
-    crate::sidecar::encode_records_as(identity, records, name, layout)
+    })
 }
 
 /// A sealed segment of a store, as its reader sees it.

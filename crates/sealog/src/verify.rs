@@ -764,26 +764,12 @@ fn map_sidecar(fs: &dyn Vfs, f: &Found) -> Result<Option<Mapped>> {
 fn encode_from_records(
     image: &[u8],
     offsets: &[u64],
+    header: &sealog_format::segment::SegmentHeader,
     identity: sealog_format::index::SegmentIdentity,
     name: &str,
     layout: crate::sidecar::SidecarLayout,
 ) -> Option<Vec<u8>> {
-    let records = offsets.iter().map(|&offset| {
-        // Frames the walk has just read: they are there.
-        let moved = || -> Error {
-            Corruption::new(
-                Location::file(name).at(offset),
-                CorruptionKind::Layout("a frame moved after the segment was checked".into()),
-            )
-            .into()
-        };
-        let at = u32::try_from(offset).map_err(|_| moved())?;
-        let rest = image.get(at as usize..).ok_or_else(moved)?;
-        match sealog_format::frame::read_frame(rest) {
-            Ok(sealog_format::frame::FrameRead::Frame(frame)) => Ok((at, frame.body)),
-            _ => Err(moved()),
-        }
-    });
+    let records = crate::image::frames_at(name, image, header.first_seq, offsets.iter().copied());
     crate::sidecar::encode_records_as(identity, records, name, layout).ok()
 }
 
@@ -1321,7 +1307,9 @@ fn verify_segment(cx: SegmentContext<'_>, f: &Found, followed: bool) -> Result<S
             // when the check could not run. A record the index cannot hold
             // (the seal could not have written a sidecar either) leaves
             // nothing to compare.
-            let encode = |layout| encode_from_records(&image, &offsets, identity, &f.name, layout);
+            let encode = |layout| {
+                encode_from_records(&image, &offsets, &f.header, identity, &f.name, layout)
+            };
             let same = content.map(|check| check.and_then(ContentCheck::finish));
             let name = crate::sidecar::sidecar_name(f.header.first_seq);
             let (sidecar, expected) = match (&sidecar_file, same) {
