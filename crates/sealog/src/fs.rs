@@ -522,6 +522,23 @@ pub(crate) fn reserve_descriptors(dir: &Path, count: usize) {
     drop(rustix::io::fcntl_dupfd_cloexec(&probe, highest));
 }
 
+/// Asks the kernel to drop `file`'s pages from the page cache until
+/// `dropped` says they are gone, a few times at most; whether they went.
+/// The kernel may keep a page it is still busy with (seen on a loaded
+/// machine running the suite), so a test that needs a cold file asks
+/// again rather than once.
+#[cfg(test)]
+pub(crate) fn drop_from_page_cache(file: &File, mut dropped: impl FnMut() -> bool) -> bool {
+    for _ in 0..20 {
+        rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        if dropped() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,19 +556,10 @@ mod tests {
         assert!(file.read_exact_at_now(&mut buf, 8192).unwrap());
         assert_eq!(buf[..], bytes[8192..8192 + 4096]);
         // Out of the page cache (written back above): the read would wait.
-        // The kernel may keep a page it is still busy with (seen on a
-        // loaded machine running the suite), so the eviction is asked
-        // again a few times before the read is expected to be refused.
         let std_file = File::open(&path).unwrap();
-        let mut refused = false;
-        for _ in 0..20 {
-            rustix::fs::fadvise(&std_file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-            refused = !file.read_exact_at_now(&mut buf, 8192).unwrap();
-            if refused {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let refused = super::drop_from_page_cache(&std_file, || {
+            !file.read_exact_at_now(&mut buf, 8192).unwrap()
+        });
         assert!(refused, "a read of pages not in the page cache was made");
         // A read that waits brings it back.
         file.read_exact_at(&mut buf, 8192).unwrap();
